@@ -1,0 +1,645 @@
+//! Command-line surface. `--json` output has the shape of the matching AWS
+//! Step Functions API response, so scripts work against either backend.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use lightbox::asl::model::{Definition, DefinitionError};
+use lightbox::engine::ephemeral::{self, RunOptions};
+use lightbox::engine::tasks::{Mocks, TaskRunner};
+use lightbox::engine::{Clock, Engine, EngineError, short_token};
+use lightbox::history::ExecutionStatus;
+use lightbox::store::{ExecutionFilter, ExecutionRow, Store, TokenRow};
+
+/// Print a line to standard output; a closed pipe (`| head`) ends the program quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "lightbox", version, about = "Radiology workflow operations console with an embedded Step Functions engine")]
+struct Cli {
+    /// Where the engine keeps its database and logs (default: the platform data directory).
+    #[arg(long, global = true, env = "LIGHTBOX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file (default: config.toml in the platform config directory).
+    #[arg(long, global = true, env = "LIGHTBOX_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print AWS-shaped JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a definition once, to completion, on an in-memory store.
+    Run(RunArgs),
+    /// Check a definition and list every problem, each naming the state and field.
+    Validate {
+        #[arg(long)]
+        definition: PathBuf,
+    },
+    /// Create and list state machines.
+    #[command(subcommand, name = "state-machines")]
+    StateMachines(SmCmd),
+    /// Start, inspect, stop and redrive executions.
+    #[command(subcommand)]
+    Executions(ExecCmd),
+    /// The review queue: pending task tokens, and approving or rejecting them.
+    #[command(subcommand)]
+    Tasks(TaskCmd),
+    /// Run the demo hospital headless: start synthetic studies, clear their reviews, print their statuses.
+    Demo {
+        /// How many studies to start.
+        #[arg(long, default_value_t = 12)]
+        studies: u64,
+    },
+    /// Run the engine headless: fire timers and dispatch tasks for every execution.
+    Engine {
+        /// Stop after this many seconds (default: run until interrupted).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[arg(long)]
+    definition: PathBuf,
+    /// Execution input JSON file (default: {}).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Run waits, retries and timeouts on a virtual clock, instantly.
+    #[arg(long)]
+    virtual_time: bool,
+    /// Include the execution history (GetExecutionHistory shape).
+    #[arg(long)]
+    history: bool,
+    /// Mocked task results (AWS Step Functions Local mock-config format).
+    #[arg(long, requires = "test_case")]
+    mock_config: Option<PathBuf>,
+    /// Test case in the mock config.
+    #[arg(long, requires = "mock_config")]
+    test_case: Option<String>,
+    /// State machine name (mock configs are keyed by it).
+    #[arg(long, default_value = "LocalTesting")]
+    name: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum SmCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        definition: PathBuf,
+        #[arg(long)]
+        role_arn: Option<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum ExecCmd {
+    Start {
+        /// State machine ARN or name.
+        #[arg(long)]
+        state_machine: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Input JSON file, or `-` for standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Input JSON given inline.
+        #[arg(long, conflicts_with = "input")]
+        input_json: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        state_machine: Option<String>,
+        /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only executions redriven at least once.
+        #[arg(long)]
+        redriven: bool,
+        #[arg(long, default_value_t = 100)]
+        max_results: usize,
+        #[arg(long)]
+        next_token: Option<String>,
+    },
+    Describe {
+        arn: String,
+    },
+    History {
+        arn: String,
+        #[arg(long)]
+        reverse_order: bool,
+        #[arg(long, default_value_t = 1000)]
+        max_results: usize,
+        #[arg(long)]
+        next_token: Option<String>,
+    },
+    Redrive {
+        arn: String,
+    },
+    Stop {
+        arn: String,
+        #[arg(long)]
+        error: Option<String>,
+        #[arg(long)]
+        cause: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskCmd {
+    /// Task tokens (default: pending ones, oldest first).
+    List {
+        /// PENDING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or ALL.
+        #[arg(long, default_value = "PENDING")]
+        status: String,
+        #[arg(long)]
+        execution: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        max_results: usize,
+    },
+    /// SendTaskSuccess: complete a pending token with output.
+    Approve {
+        token: String,
+        /// Output JSON (default: {}).
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// SendTaskFailure: fail a pending token.
+    Reject {
+        token: String,
+        #[arg(long)]
+        error: Option<String>,
+        #[arg(long)]
+        cause: Option<String>,
+    },
+    /// SendTaskHeartbeat: push back a pending token's heartbeat deadline.
+    Heartbeat { token: String },
+}
+
+pub fn main() -> Result<ExitCode> {
+    let mut cli = Cli::parse();
+    let command = cli.command.take().unwrap_or(Command::Demo { studies: 12 });
+    match &command {
+        Command::Run(a) => cmd_run(a),
+        Command::Validate { definition } => cmd_validate(definition, cli.json),
+        _ => {
+            let data_dir = data_dir(&cli)?;
+            let _log = init_logging(&data_dir)?;
+            let store =
+                Store::open(&data_dir.join("lightbox.db")).with_context(|| format!("opening the store in {}", data_dir.display()))?;
+            let mut tasks = TaskRunner::new();
+            lightbox::sim::register_handlers(&mut tasks);
+            let mut engine = Engine::new(store, tasks, Clock::Real);
+            dispatch(&command, cli.json, &mut engine)
+        }
+    }
+}
+
+fn data_dir(cli: &Cli) -> Result<PathBuf> {
+    if let Some(d) = &cli.data_dir {
+        return Ok(d.clone());
+    }
+    let dirs = directories::ProjectDirs::from("org", "lightbox", "lightbox")
+        .context("no home directory to keep Lightbox's data in; pass --data-dir")?;
+    Ok(dirs.data_dir().to_path_buf())
+}
+
+fn init_logging(data_dir: &Path) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let appender = tracing_appender::rolling::daily(&logs, "lightbox.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).with_env_filter(filter).try_init();
+    Ok(guard)
+}
+
+fn read(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading standard input")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn print_json(v: &Value) {
+    say!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
+    let def = read(&a.definition)?;
+    if let Err(e) = Definition::parse_str(&def) {
+        eprintln!("lightbox: {} is not a valid state machine: {e}", a.definition.display());
+        return Ok(ExitCode::from(2));
+    }
+    let input = match &a.input {
+        Some(p) => read(p)?,
+        None => "{}".to_string(),
+    };
+    let mocks = match (&a.mock_config, &a.test_case) {
+        (Some(p), Some(tc)) => Some(Mocks::load(&p.to_string_lossy(), &a.name, tc)?),
+        _ => None,
+    };
+    let opts =
+        RunOptions { virtual_time: a.virtual_time, history: a.history, mocks, state_machine_name: a.name.clone(), ..RunOptions::default() };
+    match ephemeral::run(&def, &input, opts) {
+        Ok(v) => {
+            say!("{}", serde_json::to_string(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ephemeral::RunError::Engine(EngineError::InvalidInput(m))) => {
+            eprintln!("lightbox: invalid input: {m}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn cmd_validate(path: &Path, as_json: bool) -> Result<ExitCode> {
+    let text = read(path)?;
+    let problems: Vec<(String, String)> = match Definition::parse_str(&text) {
+        Ok(_) => vec![],
+        Err(DefinitionError::Json(e)) => vec![("(definition)".into(), format!("not valid JSON: {e}"))],
+        Err(DefinitionError::Invalid(ps)) => ps.into_iter().map(|p| (p.location, p.message)).collect(),
+    };
+    if as_json {
+        let diags: Vec<Value> = problems
+            .iter()
+            .map(|(l, m)| json!({"severity": "ERROR", "code": "SCHEMA_VALIDATION_FAILED", "location": l, "message": m}))
+            .collect();
+        print_json(&json!({"result": if problems.is_empty() {"OK"} else {"FAIL"}, "diagnostics": diags}));
+    } else if problems.is_empty() {
+        say!("{}: OK", path.display());
+    } else {
+        say!("{}: {} problem(s)", path.display(), problems.len());
+        for (l, m) in &problems {
+            say!("  {l}: {m}");
+        }
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn dispatch(command: &Command, j: bool, engine: &mut Engine) -> Result<ExitCode> {
+    match command {
+        Command::StateMachines(SmCmd::Create { name, definition, role_arn }) => {
+            let text = read(definition)?;
+            let row = match engine.create_state_machine(name, &text, role_arn.as_deref()) {
+                Ok(r) => r,
+                Err(EngineError::Definition(e)) => {
+                    eprintln!("lightbox: {} is not a valid state machine: {e}", definition.display());
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if j {
+                print_json(&json!({"stateMachineArn": row.arn, "creationDate": ts(row.created_at)}));
+            } else {
+                say!("{}", row.arn);
+            }
+        }
+        Command::StateMachines(SmCmd::List) => {
+            let rows = engine.store.state_machines()?;
+            if j {
+                let v: Vec<Value> = rows
+                    .iter()
+                    .map(|r| json!({"stateMachineArn": r.arn, "name": r.name, "type": r.kind, "creationDate": ts(r.created_at)}))
+                    .collect();
+                print_json(&json!({"stateMachines": v}));
+            } else {
+                for r in rows {
+                    say!("{:<40} {}", r.name, r.arn);
+                }
+            }
+        }
+        Command::Executions(ExecCmd::Start { state_machine, name, input, input_json }) => {
+            let input = match (input, input_json) {
+                (Some(p), _) => read(p)?,
+                (None, Some(s)) => s.clone(),
+                (None, None) => "{}".into(),
+            };
+            let row = engine.start_execution(state_machine, name.as_deref(), &input)?;
+            if j {
+                print_json(&json!({"executionArn": row.arn, "startDate": ts(row.start)}));
+            } else {
+                say!("{} {}", row.arn, row.status);
+            }
+        }
+        Command::Executions(ExecCmd::List { state_machine, status, redriven, max_results, next_token }) => {
+            let status = match status {
+                Some(s) => Some(ExecutionStatus::parse(s).with_context(|| {
+                    format!("--status {s:?} is not an execution status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE)")
+                })?),
+                None => None,
+            };
+            let sm = match state_machine {
+                Some(s) => {
+                    Some(engine.store.state_machine(s)?.map(|r| r.arn).with_context(|| format!("state machine {s:?} does not exist"))?)
+                }
+                None => None,
+            };
+            let after = match next_token {
+                Some(t) => Some(decode_token(t)?),
+                None => None,
+            };
+            let limit = (*max_results).clamp(1, 1000);
+            let rows = engine.store.executions(&ExecutionFilter {
+                state_machine_arn: sm,
+                status,
+                redriven: *redriven,
+                limit: limit + 1,
+                after,
+            })?;
+            let more = rows.len() > limit;
+            let rows = &rows[..rows.len().min(limit)];
+            if j {
+                let mut v = json!({"executions": rows.iter().map(exec_list_item).collect::<Vec<_>>()});
+                if let (true, Some(last), Some(o)) = (more, rows.last(), v.as_object_mut()) {
+                    o.insert("nextToken".into(), Value::String(encode_token(last)));
+                }
+                print_json(&v);
+            } else {
+                for r in rows {
+                    say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn);
+                }
+                if more && let Some(last) = rows.last() {
+                    say!("(more: --next-token {})", encode_token(last));
+                }
+            }
+        }
+        Command::Executions(ExecCmd::Describe { arn }) => {
+            let r = engine.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
+            if j {
+                print_json(&describe(&r));
+            } else {
+                say!("{}\n  status: {}\n  started: {}", r.arn, r.status, ts(r.start));
+                if let Some(s) = r.stop {
+                    say!("  stopped: {}", ts(s));
+                }
+                if let Some(e) = &r.error {
+                    say!("  error: {e}");
+                }
+                if let Some(c) = &r.cause {
+                    say!("  cause: {c}");
+                }
+                if r.redrive_count > 0 {
+                    say!("  redrives: {}", r.redrive_count);
+                }
+            }
+        }
+        Command::Executions(ExecCmd::History { arn, reverse_order, max_results, next_token }) => {
+            engine.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
+            let after: i64 = match next_token {
+                Some(t) => t.parse().with_context(|| format!("--next-token {t:?} is not a token this command printed"))?,
+                None => 0,
+            };
+            let limit = (*max_results).clamp(1, 1000);
+            let events = engine.store.history(arn, after, limit + 1, *reverse_order)?;
+            let more = events.len() > limit;
+            let events = &events[..events.len().min(limit)];
+            if j {
+                let mut v = json!({"events": events.iter().map(|e| e.to_aws_json()).collect::<Vec<_>>()});
+                if let (true, Some(last), Some(o)) = (more, events.last(), v.as_object_mut()) {
+                    o.insert("nextToken".into(), Value::String(last.id.to_string()));
+                }
+                print_json(&v);
+            } else {
+                for e in events {
+                    say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, e.state_name().unwrap_or(""));
+                }
+            }
+        }
+        Command::Executions(ExecCmd::Redrive { arn }) => {
+            let r = engine.redrive_execution(arn)?;
+            if j {
+                print_json(&json!({"redriveDate": r.redrive.map(ts)}));
+            } else {
+                say!("{} redriven ({}), now {}", r.arn, r.redrive_count, r.status);
+            }
+        }
+        Command::Executions(ExecCmd::Stop { arn, error, cause }) => {
+            let r = engine.stop_execution(arn, error.clone(), cause.clone())?;
+            if j {
+                print_json(&json!({"stopDate": r.stop.map(ts)}));
+            } else {
+                say!("{} {}", r.arn, r.status);
+            }
+        }
+        Command::Tasks(TaskCmd::List { status, execution, max_results }) => {
+            let st = status.to_ascii_uppercase();
+            if !["PENDING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "ALL"].contains(&st.as_str()) {
+                bail!("--status {status:?} is not a token status (PENDING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, ALL)");
+            }
+            let rows = engine.store.tokens((st != "ALL").then_some(st.as_str()), execution.as_deref(), *max_results)?;
+            if j {
+                print_json(&json!({"tasks": rows.iter().map(token_json).collect::<Vec<_>>()}));
+            } else {
+                for t in rows {
+                    say!("{:<10} {:<10} {:<24} {:<24} {}", short_token(&t.token), t.status, t.state_name, ts(t.issued), t.execution_arn);
+                }
+            }
+        }
+        Command::Tasks(TaskCmd::Approve { token, output }) => {
+            let t = engine.send_task_success(token, output.as_deref().unwrap_or("{}"))?;
+            task_done(j, &t);
+        }
+        Command::Tasks(TaskCmd::Reject { token, error, cause }) => {
+            let t = engine.send_task_failure(token, error.as_deref(), cause.as_deref())?;
+            task_done(j, &t);
+        }
+        Command::Tasks(TaskCmd::Heartbeat { token }) => {
+            let t = engine.send_task_heartbeat(token)?;
+            task_done(j, &t);
+        }
+        Command::Engine { seconds } => run_engine(engine, *seconds)?,
+        Command::Demo { studies } => run_demo(engine, *studies, j)?,
+        Command::Run(_) | Command::Validate { .. } => unreachable!("handled before opening the store"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn task_done(j: bool, t: &TokenRow) {
+    if j {
+        print_json(&json!({}));
+    } else {
+        say!("{} {} ({})", short_token(&t.token), t.status, t.execution_arn);
+    }
+}
+
+fn token_json(t: &TokenRow) -> Value {
+    json!({
+        "taskToken": t.token,
+        "executionArn": t.execution_arn,
+        "stateName": t.state_name,
+        "resource": t.resource,
+        "status": t.status,
+        "input": t.parameters,
+        "issuedDate": ts(t.issued),
+        "timeoutDate": t.timeout.map(ts),
+        "heartbeatDate": t.heartbeat.map(ts),
+        "closedDate": t.closed.map(ts),
+    })
+}
+
+fn exec_list_item(r: &ExecutionRow) -> Value {
+    let mut v = json!({
+        "executionArn": r.arn,
+        "stateMachineArn": r.state_machine_arn,
+        "name": r.name,
+        "status": r.status.as_str(),
+        "startDate": ts(r.start),
+    });
+    if let Some(o) = v.as_object_mut() {
+        if let Some(s) = r.stop {
+            o.insert("stopDate".into(), Value::String(ts(s)));
+        }
+        if r.redrive_count > 0 {
+            o.insert("redriveCount".into(), Value::from(r.redrive_count));
+        }
+        if let Some(d) = r.redrive {
+            o.insert("redriveDate".into(), Value::String(ts(d)));
+        }
+    }
+    v
+}
+
+fn describe(r: &ExecutionRow) -> Value {
+    let mut v = exec_list_item(r);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("input".into(), Value::String(r.input.clone()));
+        o.insert("inputDetails".into(), json!({"included": true}));
+        if let Some(out) = &r.output {
+            o.insert("output".into(), Value::String(out.clone()));
+            o.insert("outputDetails".into(), json!({"included": true}));
+        }
+        if let Some(e) = &r.error {
+            o.insert("error".into(), Value::String(e.clone()));
+        }
+        if let Some(c) = &r.cause {
+            o.insert("cause".into(), Value::String(c.clone()));
+        }
+        o.insert("redriveCount".into(), Value::from(r.redrive_count));
+        let (st, reason) = if r.status.is_redrivable() {
+            ("REDRIVABLE", None)
+        } else if r.status == ExecutionStatus::Running {
+            ("NOT_REDRIVABLE", Some("Execution is RUNNING and cannot be redriven"))
+        } else {
+            ("NOT_REDRIVABLE", Some("Execution is SUCCEEDED and cannot be redriven"))
+        };
+        o.insert("redriveStatus".into(), Value::String(st.into()));
+        if let Some(reason) = reason {
+            o.insert("redriveStatusReason".into(), Value::String(reason.into()));
+        }
+    }
+    v
+}
+
+fn encode_token(last: &ExecutionRow) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{}", last.start.timestamp_millis(), last.arn))
+}
+
+fn decode_token(t: &str) -> Result<(i64, String)> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok().and_then(|b| String::from_utf8(b).ok());
+    let (ms, arn) = raw
+        .as_deref()
+        .and_then(|s| s.split_once('|'))
+        .with_context(|| format!("--next-token {t:?} is not a token this command printed"))?;
+    Ok((ms.parse().with_context(|| format!("--next-token {t:?} is not a token this command printed"))?, arn.to_string()))
+}
+
+fn run_engine(engine: &mut Engine, seconds: Option<u64>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let stop_at = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    rt.block_on(async {
+        tracing::info!(owner = engine.lease_owner(), "engine worker started");
+        loop {
+            if stop_at.is_some_and(|t| std::time::Instant::now() >= t) {
+                return Ok(());
+            }
+            let n = engine.run_due(256)?;
+            if n > 0 {
+                continue;
+            }
+            let next = engine.store.next_timer()?;
+            let wait = next.map(|t| (t - Utc::now()).to_std().unwrap_or_default()).unwrap_or(std::time::Duration::from_millis(500));
+            let wait = wait.clamp(std::time::Duration::from_millis(10), std::time::Duration::from_millis(500));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::signal::ctrl_c() => { tracing::info!("engine worker interrupted"); return Ok(()); }
+            }
+        }
+    })
+}
+
+/// Start synthetic studies on the demo definitions, play the radiologist (approve most
+/// AI drafts, reject one), and print where every study ended up.
+fn run_demo(engine: &mut Engine, studies: u64, j: bool) -> Result<()> {
+    for (name, def) in lightbox::sim::definitions() {
+        engine.create_state_machine(name, def, None)?;
+    }
+    let base = Utc::now().timestamp() as u64 % 100_000;
+    let mut arns = vec![];
+    for n in 0..studies {
+        let order = lightbox::sim::order(n);
+        let exec_name = format!("{}-{}", order["accession"].as_str().unwrap_or("ACC"), base + n);
+        let row = engine.start_execution("scheduled-imaging", Some(&exec_name), &order.to_string())?;
+        arns.push(row.arn);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut reviewed = 0u64;
+    loop {
+        engine.run_due(256)?;
+        for t in engine.store.tokens(Some("PENDING"), None, 1000)? {
+            if !arns.contains(&t.execution_arn) {
+                continue;
+            }
+            reviewed += 1;
+            if reviewed.is_multiple_of(6) {
+                engine.send_task_failure(&t.token, Some("Review.Rejected"), Some("draft does not match the images"))?;
+            } else {
+                engine.send_task_success(&t.token, r#"{"reviewer":"dr.demo","decision":"APPROVED"}"#)?;
+            }
+        }
+        let running =
+            arns.iter().filter_map(|a| engine.store.execution(a).ok().flatten()).filter(|r| r.status == ExecutionStatus::Running).count();
+        if running == 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let rows: Vec<ExecutionRow> = arns.iter().filter_map(|a| engine.store.execution(a).ok().flatten()).collect();
+    if j {
+        print_json(&json!({"executions": rows.iter().map(exec_list_item).collect::<Vec<_>>()}));
+    } else {
+        say!("Lightbox demo hospital (embedded engine, synthetic patients)");
+        for r in &rows {
+            say!("{:<10} {:<28} {}", r.status.as_str(), r.name, r.error.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(())
+}

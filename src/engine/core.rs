@@ -1,0 +1,2160 @@
+//! The pure core of the engine: `apply(state, input, env) -> Step`.
+//!
+//! No I/O, no clock, no randomness of its own: time and entropy arrive in
+//! [`Env`], and everything the outside world must do comes back as data in
+//! [`Step`] (history events, effects, token changes). The shell commits a
+//! step in one transaction and only then runs its effects.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::eval::{self, Failure, JsonataEnv, Scope, to_json};
+use crate::asl::model::{ChoiceCondition, Definition, Jitter, MapMode, QueryLanguage, State, StateKind, WaitSpec};
+use crate::history::{ExecutionStatus, HistoryEvent, not_truncated};
+
+/// 256 KiB: Step Functions' payload limit.
+pub const PAYLOAD_LIMIT: usize = 256 * 1024;
+/// Step Functions fails an execution whose history would exceed this.
+pub const HISTORY_LIMIT: i64 = 25_000;
+/// Longest wait Step Functions accepts (one year).
+const MAX_WAIT_SECONDS: i64 = 31_536_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecInfo {
+    pub execution_arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    pub role_arn: String,
+    pub start_time: DateTime<Utc>,
+    pub input: Value,
+    #[serde(default)]
+    pub redrive_count: u32,
+    #[serde(default)]
+    pub redrive_time: Option<DateTime<Utc>>,
+}
+
+/// Everything the engine knows about one execution; persisted after every step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecState {
+    pub info: ExecInfo,
+    pub status: ExecutionStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub stop_time: Option<DateTime<Utc>>,
+    pub threads: BTreeMap<u32, Thread>,
+    pub next_thread: u32,
+    pub next_event_id: i64,
+    pub rng: u64,
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Thread {
+    pub id: u32,
+    pub scope: usize,
+    pub parent: Option<u32>,
+    pub index: usize,
+    pub state: String,
+    pub input: Value,
+    pub phase: Phase,
+    pub entered_event: i64,
+    pub entered_time: DateTime<Utc>,
+    pub retries: Vec<u32>,
+    pub retry_count: u32,
+    pub vars: Map<String, Value>,
+    pub item: Option<(usize, Value)>,
+    /// Events of threads under a distributed Map are kept out of the parent history.
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Phase {
+    /// About to enter `state` with `input`.
+    Enter,
+    /// Entered; run the state's action (again, after a retry back-off).
+    Run,
+    /// Leave the state with `output`, then go to `next` (or finish).
+    Exit {
+        output: Value,
+        next: Option<String>,
+        assigned: Option<Map<String, Value>>,
+    },
+    /// Wait state or retry back-off; `then_exit` carries the Wait state's output.
+    Sleep {
+        until: DateTime<Utc>,
+        then_exit: Option<Value>,
+    },
+    Task(Box<TaskWait>),
+    Children(Box<Fanout>),
+    Done {
+        output: Value,
+    },
+    /// Failed at `state` with `input`: kept so redrive can resume here.
+    Failed {
+        error: String,
+        cause: String,
+    },
+    /// Stopped or timed out while in `state`.
+    Aborted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskWait {
+    pub task_id: String,
+    pub token: Option<String>,
+    pub resource: String,
+    pub effective: Value,
+    pub timeout_at: Option<DateTime<Utc>>,
+    pub heartbeat_seconds: Option<i64>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub submitted: bool,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FanKind {
+    Map,
+    Parallel,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Slot {
+    Pending,
+    Running(u32),
+    Succeeded(Value),
+    Failed(u32),
+    Aborted(u32),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fanout {
+    pub kind: FanKind,
+    pub effective: Value,
+    /// Map: each iteration's input. Parallel: one entry per branch (its scope id).
+    pub inputs: Vec<Value>,
+    pub scopes: Vec<usize>,
+    pub slots: Vec<Slot>,
+    pub max_concurrency: usize,
+    pub tolerated_count: Option<u64>,
+    pub tolerated_pct: Option<f64>,
+    pub failures: usize,
+    pub distributed: bool,
+}
+
+/// What happened from outside, fed to [`apply`].
+#[derive(Debug, Clone)]
+pub enum Input {
+    Start,
+    /// Fire whatever timers are due at `env.now`.
+    Wake,
+    /// A callback task's request was sent (`TaskSubmitted`).
+    TaskSubmitted {
+        task_id: String,
+        output: Value,
+    },
+    /// A task finished, or a task token was completed.
+    TaskResult {
+        task_id: String,
+        result: Result<Value, TaskError>,
+    },
+    Heartbeat {
+        token: String,
+    },
+    Stop {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+    Redrive,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub error: String,
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Env {
+    pub now: DateTime<Utc>,
+    pub region: &'static str,
+}
+
+/// Something the shell must do after committing the step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    RunTask(TaskRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub task_id: String,
+    pub state: String,
+    pub resource: String,
+    pub parameters: Value,
+    pub attempt: u32,
+    pub token: Option<String>,
+}
+
+/// A task token as the review queue sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub token: String,
+    pub task_id: String,
+    pub state: String,
+    pub resource: String,
+    pub parameters: Value,
+    pub issued_at: DateTime<Utc>,
+    pub timeout_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl TokenOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenOutcome::Succeeded => "SUCCEEDED",
+            TokenOutcome::Failed => "FAILED",
+            TokenOutcome::TimedOut => "TIMED_OUT",
+            TokenOutcome::Aborted => "ABORTED",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Step {
+    pub events: Vec<HistoryEvent>,
+    pub effects: Vec<Effect>,
+    pub tokens_issued: Vec<TokenRecord>,
+    pub tokens_closed: Vec<(String, TokenOutcome)>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ApplyError {
+    #[error("execution {0} is not running")]
+    NotRunning(String),
+    #[error("execution {0} has already started")]
+    AlreadyStarted(String),
+    #[error("no task {0} is waiting in this execution")]
+    UnknownTask(String),
+    #[error("Execution {arn} cannot be redriven: {reason}")]
+    NotRedrivable { arn: String, reason: String },
+}
+
+impl ExecState {
+    pub fn new(info: ExecInfo, seed: u64) -> ExecState {
+        ExecState {
+            info,
+            status: ExecutionStatus::Running,
+            output: None,
+            error: None,
+            cause: None,
+            stop_time: None,
+            threads: BTreeMap::new(),
+            next_thread: 0,
+            next_event_id: 1,
+            rng: seed,
+            deadline: None,
+        }
+    }
+
+    /// The earliest instant at which `Input::Wake` has work to do.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        if self.status != ExecutionStatus::Running {
+            return None;
+        }
+        let mut best = self.deadline;
+        let mut consider = |t: Option<DateTime<Utc>>| {
+            if let Some(t) = t {
+                best = Some(best.map_or(t, |b| b.min(t)));
+            }
+        };
+        for th in self.threads.values() {
+            match &th.phase {
+                Phase::Sleep { until, .. } => consider(Some(*until)),
+                Phase::Task(t) => {
+                    consider(t.timeout_at);
+                    consider(t.heartbeat_at);
+                }
+                _ => {}
+            }
+        }
+        best
+    }
+
+    /// Tasks that were dispatched but have not reported back: re-run them after a crash.
+    pub fn outstanding_tasks(&self) -> Vec<TaskRequest> {
+        let mut out = vec![];
+        for th in self.threads.values() {
+            if let Phase::Task(t) = &th.phase {
+                if t.token.is_some() && t.submitted {
+                    continue;
+                }
+                out.push(TaskRequest {
+                    task_id: t.task_id.clone(),
+                    state: th.state.clone(),
+                    resource: t.resource.clone(),
+                    parameters: t.effective.clone(),
+                    attempt: t.attempt,
+                    token: t.token.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The state (name, type) each running root-level or nested thread is in.
+    pub fn current_states(&self) -> Vec<String> {
+        self.threads.values().filter(|t| !matches!(t.phase, Phase::Done { .. })).map(|t| t.state.clone()).collect()
+    }
+}
+
+/// Apply one input to an execution. Mutates `st`; returns what happened.
+pub fn apply(st: &mut ExecState, def: &Definition, input: Input, env: &Env) -> Result<Step, ApplyError> {
+    let mut m = Machine { st, def, env, step: Step::default(), runq: VecDeque::new() };
+    m.input(input)?;
+    m.run();
+    Ok(m.step)
+}
+
+struct Machine<'a> {
+    st: &'a mut ExecState,
+    def: &'a Definition,
+    env: &'a Env,
+    step: Step,
+    runq: VecDeque<u32>,
+}
+
+fn resource_parts(resource: &str) -> (String, String) {
+    if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
+        // "lambda:invoke", "aws-sdk:dynamodb:putItem", "sqs:sendMessage.waitForTaskToken"
+        if let Some((ty, res)) = rest.rsplit_once(':') {
+            return (ty.to_string(), res.to_string());
+        }
+        return (rest.to_string(), String::new());
+    }
+    let parts: Vec<&str> = resource.split(':').collect();
+    if parts.len() > 2 && parts[0] == "arn" {
+        return (parts[2].to_string(), resource.to_string());
+    }
+    ("local".to_string(), resource.to_string())
+}
+
+fn error_matches(patterns: &[String], error: &str) -> bool {
+    let terminal = matches!(error, "States.Runtime" | "States.DataLimitExceeded");
+    patterns
+        .iter()
+        .any(|p| p == error || (!terminal && p == "States.ALL") || (p == "States.TaskFailed" && !error.starts_with("States.") && !terminal))
+}
+
+impl Machine<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        self.env.now
+    }
+
+    fn emit(&mut self, quiet: bool, ty: &str, details: Value) -> i64 {
+        if quiet {
+            return 0;
+        }
+        let id = self.st.next_event_id;
+        self.st.next_event_id += 1;
+        let previous = self.step.events.last().map(|e| e.id).unwrap_or(id - 1);
+        self.step.events.push(HistoryEvent { id, previous_event_id: previous, timestamp: self.now(), event_type: ty.to_string(), details });
+        id
+    }
+
+    fn thread(&self, id: u32) -> Option<&Thread> {
+        self.st.threads.get(&id)
+    }
+
+    fn state_of(&self, th: &Thread) -> Option<&State> {
+        self.def.scope(th.scope).and_then(|m| m.state(&th.state))
+    }
+
+    fn context(&self, th: &Thread, with_token: Option<&str>) -> Value {
+        let info = &self.st.info;
+        let mut exec = json!({
+            "Id": info.execution_arn,
+            "Input": info.input,
+            "Name": info.name,
+            "RoleArn": info.role_arn,
+            "StartTime": info.start_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "RedriveCount": info.redrive_count,
+        });
+        if let (Some(t), Some(o)) = (info.redrive_time, exec.as_object_mut()) {
+            o.insert("RedriveTime".into(), Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        }
+        let mut state = json!({
+            "EnteredTime": th.entered_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "Name": th.state,
+        });
+        let retryable =
+            self.state_of(th).is_some_and(|s| matches!(s.kind, StateKind::Task(_) | StateKind::Map(_) | StateKind::Parallel { .. }));
+        if retryable && let Some(o) = state.as_object_mut() {
+            o.insert("RetryCount".into(), Value::from(th.retry_count));
+        }
+        let mut ctx = json!({
+            "Execution": exec,
+            "State": state,
+            "StateMachine": { "Id": info.state_machine_arn, "Name": info.state_machine_name },
+        });
+        if let (Some(tok), Some(o)) = (with_token, ctx.as_object_mut()) {
+            o.insert("Task".into(), json!({ "Token": tok }));
+        }
+        if let (Some((i, v)), Some(o)) = (&th.item, ctx.as_object_mut()) {
+            o.insert("Map".into(), json!({ "Item": { "Index": i, "Value": v } }));
+        }
+        ctx
+    }
+
+    // -----------------------------------------------------------------------
+    // Inputs
+
+    fn input(&mut self, input: Input) -> Result<(), ApplyError> {
+        let arn = self.st.info.execution_arn.clone();
+        match input {
+            Input::Start => {
+                if self.st.next_event_id != 1 {
+                    return Err(ApplyError::AlreadyStarted(arn));
+                }
+                let info = &self.st.info;
+                let details = json!({
+                    "input": to_json(&info.input),
+                    "inputDetails": not_truncated(),
+                    "roleArn": info.role_arn,
+                });
+                self.emit(false, "ExecutionStarted", details);
+                if let Some(t) = self.def.root().timeout_seconds {
+                    self.st.deadline = Some(self.now() + Duration::seconds(t as i64));
+                }
+                let start = self.def.root().start_at.clone();
+                let input = self.st.info.input.clone();
+                let id = self.spawn(0, None, 0, start, input, Map::new(), None, false);
+                self.runq.push_back(id);
+            }
+            Input::Wake => {
+                if self.st.status != ExecutionStatus::Running {
+                    return Ok(());
+                }
+                let now = self.now();
+                if self.st.deadline.is_some_and(|d| d <= now) {
+                    self.finish_abnormally(ExecutionStatus::TimedOut, "States.Timeout".into(), "The execution timed out.".into());
+                    return Ok(());
+                }
+                let ids: Vec<u32> = self.st.threads.keys().copied().collect();
+                for id in ids {
+                    let Some(th) = self.thread(id) else { continue };
+                    match &th.phase {
+                        Phase::Sleep { until, then_exit } if *until <= now => {
+                            let next = match then_exit {
+                                Some(out) => {
+                                    let out = out.clone();
+                                    let st = self.state_of(th).map(|s| s.next.clone()).unwrap_or_default();
+                                    Phase::Exit { output: out, next: st, assigned: None }
+                                }
+                                None => Phase::Run,
+                            };
+                            self.set_phase(id, next);
+                            self.runq.push_back(id);
+                        }
+                        Phase::Task(t) => {
+                            let timed_out = t.timeout_at.is_some_and(|d| d <= now);
+                            let hb = t.heartbeat_at.is_some_and(|d| d <= now);
+                            if timed_out || hb {
+                                let (error, cause) =
+                                    if timed_out { ("States.Timeout", String::new()) } else { ("States.HeartbeatTimeout", String::new()) };
+                                self.task_failed(id, "TaskTimedOut", TaskError { error: error.into(), cause }, TokenOutcome::TimedOut);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Input::TaskSubmitted { task_id, output } => {
+                let id = self.find_task(&task_id)?;
+                let Some(Phase::Task(t)) = self.thread(id).map(|t| &t.phase) else { return Ok(()) };
+                if t.submitted {
+                    return Ok(());
+                }
+                let (rt, res) = resource_parts(&t.resource);
+                let quiet = self.thread(id).is_some_and(|t| t.quiet);
+                self.emit(
+                    quiet,
+                    "TaskSubmitted",
+                    json!({"resourceType": rt, "resource": res, "output": to_json(&output), "outputDetails": not_truncated()}),
+                );
+                if let Some(th) = self.st.threads.get_mut(&id)
+                    && let Phase::Task(t) = &mut th.phase
+                {
+                    t.submitted = true;
+                }
+            }
+            Input::TaskResult { task_id, result } => {
+                let id = self.find_task(&task_id)?;
+                match result {
+                    Ok(v) => self.task_succeeded(id, v),
+                    Err(e) => self.task_failed(id, "TaskFailed", e, TokenOutcome::Failed),
+                }
+            }
+            Input::Heartbeat { token } => {
+                let id = self.find_task(&token)?;
+                let now = self.now();
+                if let Some(th) = self.st.threads.get_mut(&id)
+                    && let Phase::Task(t) = &mut th.phase
+                    && let Some(h) = t.heartbeat_seconds
+                {
+                    t.heartbeat_at = Some(now + Duration::seconds(h));
+                }
+            }
+            Input::Stop { error, cause } => {
+                if self.st.status != ExecutionStatus::Running {
+                    return Err(ApplyError::NotRunning(arn));
+                }
+                let mut details = Map::new();
+                if let Some(e) = &error {
+                    details.insert("error".into(), Value::String(e.clone()));
+                }
+                if let Some(c) = &cause {
+                    details.insert("cause".into(), Value::String(c.clone()));
+                }
+                self.abort_all();
+                self.emit(false, "ExecutionAborted", Value::Object(details));
+                self.st.status = ExecutionStatus::Aborted;
+                self.st.error = error;
+                self.st.cause = cause;
+                self.st.stop_time = Some(self.now());
+            }
+            Input::Redrive => self.redrive()?,
+        }
+        Ok(())
+    }
+
+    fn find_task(&self, task_id: &str) -> Result<u32, ApplyError> {
+        if self.st.status != ExecutionStatus::Running {
+            return Err(ApplyError::NotRunning(self.st.info.execution_arn.clone()));
+        }
+        self.st
+            .threads
+            .values()
+            .find(|t| matches!(&t.phase, Phase::Task(w) if w.task_id == task_id || w.token.as_deref() == Some(task_id)))
+            .map(|t| t.id)
+            .ok_or_else(|| ApplyError::UnknownTask(task_id.to_string()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        &mut self,
+        scope: usize,
+        parent: Option<u32>,
+        index: usize,
+        state: String,
+        input: Value,
+        vars: Map<String, Value>,
+        item: Option<(usize, Value)>,
+        quiet: bool,
+    ) -> u32 {
+        let id = self.st.next_thread;
+        self.st.next_thread += 1;
+        let th = Thread {
+            id,
+            scope,
+            parent,
+            index,
+            state,
+            input,
+            phase: Phase::Enter,
+            entered_event: 0,
+            entered_time: self.now(),
+            retries: vec![],
+            retry_count: 0,
+            vars,
+            item,
+            quiet,
+        };
+        self.st.threads.insert(id, th);
+        id
+    }
+
+    fn set_phase(&mut self, id: u32, phase: Phase) {
+        if let Some(th) = self.st.threads.get_mut(&id) {
+            th.phase = phase;
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Scheduler
+
+    fn runnable(&self, id: u32) -> bool {
+        self.thread(id).is_some_and(|t| matches!(t.phase, Phase::Enter | Phase::Run | Phase::Exit { .. }))
+    }
+
+    /// Has this thread (or any descendant) work it can do now?
+    fn active(&self, id: u32) -> bool {
+        match self.thread(id).map(|t| &t.phase) {
+            Some(Phase::Enter | Phase::Run | Phase::Exit { .. }) => true,
+            Some(Phase::Children(f)) => f.slots.iter().any(|s| matches!(s, Slot::Running(c) if self.active(*c))),
+            _ => false,
+        }
+    }
+
+    fn run(&mut self) {
+        let mut budget: u64 = 2_000_000;
+        loop {
+            while let Some(id) = self.runq.pop_front() {
+                if self.st.status != ExecutionStatus::Running || !self.runnable(id) {
+                    continue;
+                }
+                budget = budget.saturating_sub(1);
+                if budget == 0 || self.st.next_event_id > HISTORY_LIMIT {
+                    self.fail_execution(
+                        "States.Runtime".into(),
+                        format!("The execution reached the maximum number of history events ({HISTORY_LIMIT})."),
+                    );
+                    return;
+                }
+                self.tick(id);
+                if self.runnable(id) {
+                    self.runq.push_back(id);
+                }
+            }
+            if self.st.status != ExecutionStatus::Running || !self.fill_maps() {
+                return;
+            }
+        }
+    }
+
+    /// Start the next Map iteration where nothing else in that Map can run. Newest Map first.
+    fn fill_maps(&mut self) -> bool {
+        let ids: Vec<u32> = self.st.threads.keys().rev().copied().collect();
+        for id in ids {
+            let Some(Phase::Children(f)) = self.thread(id).map(|t| &t.phase) else { continue };
+            if f.kind != FanKind::Map {
+                continue;
+            }
+            let running: Vec<u32> = f.slots.iter().filter_map(|s| if let Slot::Running(c) = s { Some(*c) } else { None }).collect();
+            let busy = running.iter().any(|c| self.active(*c));
+            let room = f.max_concurrency == 0 || running.len() < f.max_concurrency;
+            let next = f.slots.iter().position(|s| matches!(s, Slot::Pending));
+            if busy || !room {
+                continue;
+            }
+            if let Some(i) = next {
+                self.start_iteration(id, i);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn start_iteration(&mut self, parent: u32, i: usize) {
+        let Some(th) = self.thread(parent) else { return };
+        let Phase::Children(f) = &th.phase else { return };
+        let scope = f.scopes.get(i).copied().unwrap_or(f.scopes[0]);
+        let input = f.inputs.get(i).cloned().unwrap_or(Value::Null);
+        let item = (f.kind == FanKind::Map).then(|| (i, input.clone()));
+        let distributed = f.distributed;
+        let quiet = th.quiet || distributed;
+        let vars = th.vars.clone();
+        let map_name = th.state.clone();
+        let Some(start) = self.def.scope(scope).map(|m| m.start_at.clone()) else { return };
+        let child = self.spawn(scope, Some(parent), i, start, input, vars, None, quiet);
+        if let Some(c) = self.st.threads.get_mut(&child) {
+            c.item = item.filter(|_| false);
+        }
+        if let Some(Phase::Children(f)) = self.st.threads.get_mut(&parent).map(|t| &mut t.phase) {
+            f.slots[i] = Slot::Running(child);
+        }
+        if self.thread(parent).is_some_and(|t| matches!(&t.phase, Phase::Children(f) if f.kind == FanKind::Map)) {
+            self.emit(quiet, "MapIterationStarted", json!({"name": map_name, "index": i}));
+        }
+        self.runq.push_back(child);
+    }
+
+    // -----------------------------------------------------------------------
+    // One step of one thread
+
+    fn tick(&mut self, id: u32) {
+        let Some(th) = self.thread(id) else { return };
+        match th.phase.clone() {
+            Phase::Enter => {
+                let Some(state) = self.state_of(th).cloned() else {
+                    let name = th.state.clone();
+                    self.thread_failed(id, Failure::runtime(format!("State '{name}' does not exist")));
+                    return;
+                };
+                let quiet = th.quiet;
+                let input = th.input.clone();
+                let ev = self.emit(
+                    quiet,
+                    &format!("{}StateEntered", state.type_name()),
+                    json!({"name": state.name, "input": to_json(&input), "inputDetails": not_truncated()}),
+                );
+                let now = self.now();
+                if let Some(th) = self.st.threads.get_mut(&id) {
+                    th.entered_event = ev;
+                    th.entered_time = now;
+                    th.retries = vec![0; state.retry.len()];
+                    th.retry_count = 0;
+                    th.phase = Phase::Run;
+                }
+                self.run_state(id, &state);
+            }
+            Phase::Run => {
+                if let Some(state) = self.state_of(th).cloned() {
+                    self.run_state(id, &state);
+                }
+            }
+            Phase::Exit { output, next, assigned } => self.exit_state(id, output, next, assigned),
+            _ => {}
+        }
+    }
+
+    fn exit_state(&mut self, id: u32, output: Value, next: Option<String>, assigned: Option<Map<String, Value>>) {
+        let Some(th) = self.thread(id) else { return };
+        let Some(state) = self.state_of(th).cloned() else { return };
+        let quiet = th.quiet;
+        let mut details = json!({"name": state.name, "output": to_json(&output), "outputDetails": not_truncated()});
+        if let (Some(a), Some(o)) = (&assigned, details.as_object_mut()) {
+            let shown: Map<String, Value> = a.iter().map(|(k, v)| (k.clone(), Value::String(to_json(v)))).collect();
+            o.insert("assignedVariables".into(), Value::Object(shown));
+            o.insert("assignedVariablesDetails".into(), not_truncated());
+        }
+        if !matches!(state.kind, StateKind::Fail(_)) {
+            self.emit(quiet, &format!("{}StateExited", state.type_name()), details);
+        }
+        if let Some(th) = self.st.threads.get_mut(&id)
+            && let Some(a) = assigned
+        {
+            th.vars.extend(a);
+        }
+        match next {
+            Some(n) => {
+                if let Some(th) = self.st.threads.get_mut(&id) {
+                    th.state = n;
+                    th.input = output;
+                    th.phase = Phase::Enter;
+                }
+            }
+            None => self.thread_done(id, output),
+        }
+    }
+
+    fn scope_parts(&mut self, id: u32) -> Option<(Value, Map<String, Value>, u64)> {
+        let th = self.thread(id)?;
+        Some((self.context(th, None), th.vars.clone(), self.st.rng))
+    }
+
+    /// For a callback task about to run: a fresh token, also placed in the context as `Task.Token`.
+    fn callback_token(&mut self, state: &State, ctx: &mut Value) -> Option<String> {
+        let StateKind::Task(spec) = &state.kind else { return None };
+        if !spec.resource.ends_with(".waitForTaskToken") {
+            return None;
+        }
+        let a = eval::next_random(&mut self.st.rng);
+        let b = eval::next_random(&mut self.st.rng);
+        let tok = format!("{a:016x}{b:016x}{}", base_token_suffix(&self.st.info.name, self.st.next_event_id));
+        if let Some(o) = ctx.as_object_mut() {
+            o.insert("Task".into(), json!({ "Token": tok }));
+        }
+        Some(tok)
+    }
+
+    fn run_state(&mut self, id: u32, state: &State) {
+        let r = match state.query_language {
+            QueryLanguage::JsonPath => self.run_jsonpath(id, state),
+            QueryLanguage::Jsonata => self.run_jsonata(id, state),
+        };
+        if let Err(f) = r {
+            if f.location.is_some() {
+                let quiet = self.thread(id).is_some_and(|t| t.quiet);
+                self.emit(
+                    quiet,
+                    "EvaluationFailed",
+                    json!({"error": f.error, "cause": f.cause, "location": f.location, "state": state.name}),
+                );
+            }
+            self.handle_error(id, f);
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // JSONPath states
+
+    fn run_jsonpath(&mut self, id: u32, state: &State) -> Result<(), Failure> {
+        let Some(th) = self.thread(id) else { return Ok(()) };
+        let raw = th.input.clone();
+        let entered = th.entered_event;
+        let name = state.name.clone();
+        let Some((mut ctx, vars, _)) = self.scope_parts(id) else { return Ok(()) };
+        let token = self.callback_token(state, &mut ctx);
+        let mut rng = self.st.rng;
+        let res = (|| -> Result<Option<Phase>, Failure> {
+            let mut scope = Scope { context: &ctx, vars: &vars, rng: &mut rng };
+            let after_input = eval::select_path(&state.input_path, &raw, &scope, &name, entered)?;
+            let effective = match &state.parameters {
+                Some(p) if !matches!(state.kind, StateKind::Map(_)) => eval::template(p, &after_input, &mut scope, &name, entered)?,
+                _ => after_input.clone(),
+            };
+            match &state.kind {
+                StateKind::Pass { result } => {
+                    let result = result.clone().unwrap_or(effective);
+                    Ok(Some(self.finish_jsonpath(state, &raw, result, &mut scope, entered, state.next.clone())?))
+                }
+                StateKind::Succeed => {
+                    let out = eval::select_path(&state.output_path, &after_input, &scope, &name, entered)?;
+                    Ok(Some(Phase::Exit { output: out, next: None, assigned: None }))
+                }
+                StateKind::Fail(f) => {
+                    let pick =
+                        |v: &Option<Value>, p: &Option<String>, field: &str, scope: &mut Scope<'_>| -> Result<Option<String>, Failure> {
+                            if let Some(v) = v {
+                                return Ok(v.as_str().map(str::to_string));
+                            }
+                            let Some(p) = p else { return Ok(None) };
+                            let val = if crate::asl::intrinsics::looks_like_intrinsic(p) {
+                                eval::template(&json!({"v.$": p}), &raw, scope, &name, entered)?.get("v").cloned().unwrap_or(Value::Null)
+                            } else {
+                                match eval::resolve(p, &raw, scope) {
+                                    Ok(Some(v)) => v,
+                                    _ => {
+                                        return Err(Failure::runtime(eval::state_cause(
+                                            &name,
+                                            entered,
+                                            &format!(
+                                                "The JSONPath '{p}' specified for the field '{field}' could not be found in the input '{}'",
+                                                to_json(&raw)
+                                            ),
+                                        )));
+                                    }
+                                }
+                            };
+                            Ok(Some(match val {
+                                Value::String(s) => s,
+                                other => to_json(&other),
+                            }))
+                        };
+                    let error = pick(&f.error, &f.error_path, "ErrorPath", &mut scope)?;
+                    let cause = pick(&f.cause, &f.cause_path, "CausePath", &mut scope)?;
+                    Err(Failure { error: error.unwrap_or_default(), cause: cause.unwrap_or_default(), location: None })
+                        .map_err(|f| Failure { location: Some("\u{0}fail".into()), ..f })
+                }
+                StateKind::Choice { choices, default } => {
+                    for c in choices {
+                        let ChoiceCondition::Rule(rule) = &c.rule else { continue };
+                        let resolver = |p: &str| eval::resolve(p, &after_input, &scope);
+                        let hit = rule
+                            .evaluate(&resolver)
+                            .map_err(|e| Failure::new(e.error_name(), eval::state_cause(&name, entered, &e.cause())))?;
+                        if hit {
+                            let assigned = match &c.assign {
+                                Some(a) => Some(obj(eval::template(a, &after_input, &mut scope, &name, entered)?)),
+                                None => None,
+                            };
+                            let out = eval::select_path(&state.output_path, &after_input, &scope, &name, entered)?;
+                            return Ok(Some(Phase::Exit { output: out, next: Some(c.next.clone()), assigned }));
+                        }
+                    }
+                    match default {
+                        Some(d) => {
+                            let assigned = match &state.assign {
+                                Some(a) => Some(obj(eval::template(a, &after_input, &mut scope, &name, entered)?)),
+                                None => None,
+                            };
+                            let out = eval::select_path(&state.output_path, &after_input, &scope, &name, entered)?;
+                            Ok(Some(Phase::Exit { output: out, next: Some(d.clone()), assigned }))
+                        }
+                        None => Err(Failure::new("States.NoChoiceMatched", format!("No Matches! at state '{name}'"))),
+                    }
+                }
+                StateKind::Wait(spec) => {
+                    let until = match spec {
+                        WaitSpec::Seconds(v) => self.now() + Duration::seconds(v.as_i64().unwrap_or(0)),
+                        WaitSpec::Timestamp(v) => parse_ts(v.as_str().unwrap_or_default()).unwrap_or(self.now()),
+                        WaitSpec::SecondsPath(p) => {
+                            let v = eval::select_required(p, &after_input, &scope, &name, entered)?;
+                            let secs = match v.as_i64() {
+                                Some(n) if v.is_i64() || v.is_u64() => n,
+                                _ => {
+                                    return Err(Failure::runtime(eval::state_cause(
+                                        &name,
+                                        entered,
+                                        &format!("The SecondsPath parameter cannot be parsed as a long value: {p} == {}", show_scalar(&v)),
+                                    )));
+                                }
+                            };
+                            if secs < 0 {
+                                return Err(Failure::runtime(eval::state_cause(
+                                    &name,
+                                    entered,
+                                    &format!("The SecondsPath parameter references a negative value: {p} == {secs}"),
+                                )));
+                            }
+                            if secs > MAX_WAIT_SECONDS {
+                                return Err(Failure::runtime(eval::state_cause(&name, entered, "Wait state delay is too long.")));
+                            }
+                            self.now() + Duration::seconds(secs)
+                        }
+                        WaitSpec::TimestampPath(p) => {
+                            let v = eval::select_required(p, &after_input, &scope, &name, entered)?;
+                            match v.as_str().and_then(parse_ts) {
+                                Some(t) => t,
+                                None => {
+                                    return Err(Failure::runtime(eval::state_cause(
+                                        &name,
+                                        entered,
+                                        &format!(
+                                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {p} == {}",
+                                            show_scalar(&v)
+                                        ),
+                                    )));
+                                }
+                            }
+                        }
+                    };
+                    if (until - self.now()).num_seconds() > MAX_WAIT_SECONDS {
+                        return Err(Failure::runtime(eval::state_cause(&name, entered, "Wait state delay is too long.")));
+                    }
+                    let assigned = match &state.assign {
+                        Some(a) => Some(obj(eval::template(a, &after_input, &mut scope, &name, entered)?)),
+                        None => None,
+                    };
+                    let out = eval::select_path(&state.output_path, &after_input, &scope, &name, entered)?;
+                    let _ = assigned; // Wait assigns are applied at exit below
+                    Ok(Some(Phase::Sleep { until, then_exit: Some(out) }))
+                }
+                StateKind::Task(spec) => {
+                    let timeout = match (&spec.timeout, &spec.timeout_path) {
+                        (Some(v), _) => v.as_i64(),
+                        (None, Some(p)) => {
+                            Some(positive_int(&eval::select_required(p, &after_input, &scope, &name, entered)?, p, &name, entered)?)
+                        }
+                        _ => None,
+                    };
+                    let heartbeat = match (&spec.heartbeat, &spec.heartbeat_path) {
+                        (Some(v), _) => v.as_i64(),
+                        (None, Some(p)) => {
+                            Some(positive_int(&eval::select_required(p, &after_input, &scope, &name, entered)?, p, &name, entered)?)
+                        }
+                        _ => None,
+                    };
+                    Ok(Some(self.schedule_task(id, state, effective, timeout, heartbeat, token.clone())))
+                }
+                StateKind::Parallel { branches } => {
+                    let n = branches.len();
+                    Ok(Some(Phase::Children(Box::new(Fanout {
+                        kind: FanKind::Parallel,
+                        effective: effective.clone(),
+                        inputs: vec![effective; n],
+                        scopes: branches.clone(),
+                        slots: vec![Slot::Pending; n],
+                        max_concurrency: 0,
+                        tolerated_count: None,
+                        tolerated_pct: None,
+                        failures: 0,
+                        distributed: false,
+                    }))))
+                }
+                StateKind::Map(spec) => {
+                    let items_v = match &spec.items_path {
+                        Some(p) => eval::select_required(p, &after_input, &scope, &name, entered)?,
+                        None => after_input.clone(),
+                    };
+                    let Value::Array(items) = items_v else {
+                        let p = spec.items_path.clone().unwrap_or_else(|| "$".into());
+                        return Err(Failure::runtime(eval::state_cause(
+                            &name,
+                            entered,
+                            &format!("Reference path \"{p}\" must point to array."),
+                        )));
+                    };
+                    let mut inputs = Vec::with_capacity(items.len());
+                    for (i, item) in items.iter().enumerate() {
+                        match &spec.item_selector {
+                            Some(sel) => {
+                                let mut c = ctx.clone();
+                                if let Some(o) = c.as_object_mut() {
+                                    o.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
+                                }
+                                let mut s2 = Scope { context: &c, vars: &vars, rng: scope.rng };
+                                inputs.push(eval::template(sel, &after_input, &mut s2, &name, entered)?);
+                            }
+                            None => inputs.push(item.clone()),
+                        }
+                    }
+                    let num = |v: &Option<Value>, p: &Option<String>, field: &str| -> Result<Option<Value>, Failure> {
+                        match (v, p) {
+                            (Some(v), _) => Ok(Some(v.clone())),
+                            (None, Some(p)) => {
+                                let v = eval::select_required(p, &after_input, &scope, &name, entered)?;
+                                let _ = field;
+                                Ok(Some(v))
+                            }
+                            _ => Ok(None),
+                        }
+                    };
+                    let maxc = num(&spec.max_concurrency, &spec.max_concurrency_path, "MaxConcurrencyPath")?;
+                    let max_concurrency = match maxc.map(numeric_string) {
+                        None => 0,
+                        Some(v) => match v.as_u64() {
+                            Some(n) => n as usize,
+                            None => {
+                                return Err(Failure::runtime(eval::state_cause(
+                                    &name,
+                                    entered,
+                                    &format!(
+                                        "The MaxConcurrencyPath field refers to value \"{}\" which is not a valid integer: {}",
+                                        to_json(&v),
+                                        spec.max_concurrency_path.clone().unwrap_or_default()
+                                    ),
+                                )));
+                            }
+                        },
+                    };
+                    let n_items = inputs.len();
+                    let started = |f: Failure| Failure { location: Some(format!("\u{0}map-started:{n_items}")), ..f };
+                    let tc = num(&spec.tolerated_failure_count, &spec.tolerated_failure_count_path, "ToleratedFailureCountPath")?;
+                    let tolerated_count = match tc.map(numeric_string) {
+                        None => None,
+                        Some(v) => match v.as_i64() {
+                            Some(n) if n < 0 => {
+                                return Err(started(Failure::runtime(eval::state_cause(
+                                    &name,
+                                    entered,
+                                    "ToleratedFailureCount cannot be negative.",
+                                ))));
+                            }
+                            Some(n) => Some(n as u64),
+                            None => {
+                                return Err(started(Failure::runtime(eval::state_cause(
+                                    &name,
+                                    entered,
+                                    &format!(
+                                        "The ToleratedFailureCountPath field refers to value \"{}\" which is not a valid integer: {}",
+                                        to_json(&v),
+                                        spec.tolerated_failure_count_path.clone().unwrap_or_default()
+                                    ),
+                                ))));
+                            }
+                        },
+                    };
+                    let tp =
+                        num(&spec.tolerated_failure_percentage, &spec.tolerated_failure_percentage_path, "ToleratedFailurePercentagePath")?;
+                    let tolerated_pct = match tp.map(numeric_string) {
+                        None => None,
+                        Some(v) => match v.as_f64() {
+                            Some(n) if (0.0..=100.0).contains(&n) => Some(n),
+                            _ => {
+                                return Err(started(Failure::runtime(eval::state_cause(
+                                    &name,
+                                    entered,
+                                    "ToleratedFailurePercentage must be between 0 and 100.",
+                                ))));
+                            }
+                        },
+                    };
+                    let n = inputs.len();
+                    Ok(Some(Phase::Children(Box::new(Fanout {
+                        kind: FanKind::Map,
+                        effective: after_input,
+                        inputs,
+                        scopes: vec![spec.processor],
+                        slots: vec![Slot::Pending; n],
+                        max_concurrency,
+                        tolerated_count,
+                        tolerated_pct,
+                        failures: 0,
+                        distributed: spec.mode == MapMode::Distributed,
+                    }))))
+                }
+            }
+        })();
+        self.st.rng = rng;
+        let phase = match res {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(()),
+            Err(f) if f.location.as_deref() == Some("\u{0}fail") => {
+                self.fail_state(id, Failure { location: None, ..f });
+                return Ok(());
+            }
+            Err(f) if f.location.as_deref().is_some_and(|l| l.starts_with("\u{0}map-started:")) => {
+                let n: usize = f.location.as_deref().and_then(|l| l.rsplit(':').next()).and_then(|x| x.parse().ok()).unwrap_or(0);
+                let quiet = self.thread(id).is_some_and(|t| t.quiet);
+                self.emit(quiet, "MapStateStarted", json!({"length": n}));
+                return Err(Failure { location: None, ..f });
+            }
+            Err(f) => return Err(f),
+        };
+        self.enter_phase(id, state, phase);
+        Ok(())
+    }
+
+    /// ResultSelector, ResultPath, OutputPath and Assign for a JSONPath state's result.
+    fn finish_jsonpath(
+        &self,
+        state: &State,
+        raw: &Value,
+        result: Value,
+        scope: &mut Scope<'_>,
+        entered: i64,
+        next: Option<String>,
+    ) -> Result<Phase, Failure> {
+        let name = &state.name;
+        let selected = match &state.result_selector {
+            Some(sel) => eval::template(sel, &result, scope, name, entered)?,
+            None => result,
+        };
+        let assigned = match &state.assign {
+            Some(a) => Some(obj(eval::template(a, &selected, scope, name, entered)?)),
+            None => None,
+        };
+        let combined = eval::apply_result_path(&state.result_path, raw, selected, name, entered)?;
+        let out = eval::select_path(&state.output_path, &combined, scope, name, entered)?;
+        check_size(&out, name)?;
+        Ok(Phase::Exit { output: out, next, assigned })
+    }
+
+    fn enter_phase(&mut self, id: u32, state: &State, phase: Phase) {
+        let quiet = self.thread(id).is_some_and(|t| t.quiet);
+        match phase {
+            Phase::Children(f) => {
+                let kind = f.kind;
+                let n = f.slots.len();
+                let distributed = f.distributed;
+                self.set_phase(id, Phase::Children(f));
+                match kind {
+                    FanKind::Map => {
+                        self.emit(quiet, "MapStateStarted", json!({"length": n}));
+                        if distributed {
+                            let arn = format!(
+                                "{}/{}:{}",
+                                self.st.info.execution_arn.replace(":execution:", ":mapRun:"),
+                                state.name,
+                                self.st.next_event_id
+                            );
+                            self.emit(quiet, "MapRunStarted", json!({"mapRunArn": arn}));
+                        }
+                        if n == 0 {
+                            self.children_done(id);
+                        }
+                    }
+                    FanKind::Parallel => {
+                        self.emit(quiet, "ParallelStateStarted", Value::Null);
+                        for i in 0..n {
+                            self.start_iteration(id, i);
+                        }
+                    }
+                }
+            }
+            Phase::Sleep { until, then_exit } if until <= self.now() => {
+                let next = state.next.clone();
+                let out = then_exit.unwrap_or(Value::Null);
+                let assigned = self.wait_assign(id, state);
+                self.set_phase(id, Phase::Exit { output: out, next, assigned });
+            }
+            Phase::Sleep { until, then_exit } => {
+                let assigned = self.wait_assign(id, state);
+                if let (Some(a), Some(th)) = (assigned, self.st.threads.get_mut(&id)) {
+                    // Keep the assignment for the exit event.
+                    th.vars.insert("\u{0}pending_assign".into(), Value::Object(a));
+                }
+                self.set_phase(id, Phase::Sleep { until, then_exit });
+            }
+            other => self.set_phase(id, other),
+        }
+    }
+
+    /// Assign of a Wait state, computed on entry (JSONPath mode only; JSONata computes at run).
+    fn wait_assign(&mut self, id: u32, state: &State) -> Option<Map<String, Value>> {
+        let a = state.assign.as_ref()?;
+        if state.query_language != QueryLanguage::JsonPath {
+            return self.thread(id).and_then(|t| t.vars.get("\u{0}pending_assign")).and_then(|v| v.as_object().cloned());
+        }
+        let th = self.thread(id)?;
+        let raw = th.input.clone();
+        let entered = th.entered_event;
+        let (ctx, vars, mut rng) = self.scope_parts(id)?;
+        let mut scope = Scope { context: &ctx, vars: &vars, rng: &mut rng };
+        let after = eval::select_path(&state.input_path, &raw, &scope, &state.name, entered).ok()?;
+        let v = eval::template(a, &after, &mut scope, &state.name, entered).ok()?;
+        Some(obj(v))
+    }
+
+    fn schedule_task(
+        &mut self,
+        id: u32,
+        state: &State,
+        effective: Value,
+        timeout: Option<i64>,
+        heartbeat: Option<i64>,
+        token: Option<String>,
+    ) -> Phase {
+        let StateKind::Task(spec) = &state.kind else { return Phase::Run };
+        let Some(th) = self.thread(id) else { return Phase::Run };
+        let quiet = th.quiet;
+        let attempt = th.retry_count;
+        let task_id = format!("{}#{}.{}", self.st.info.execution_arn, id, self.st.next_event_id);
+        let (rt, res) = resource_parts(&spec.resource);
+        let mut details = json!({"resourceType": rt, "resource": res, "region": self.env.region, "parameters": to_json(&effective)});
+        if let Some(o) = details.as_object_mut() {
+            if let Some(t) = timeout {
+                o.insert("timeoutInSeconds".into(), Value::from(t));
+            }
+            if let Some(h) = heartbeat {
+                o.insert("heartbeatInSeconds".into(), Value::from(h));
+            }
+        }
+        self.emit(quiet, "TaskScheduled", details);
+        self.emit(quiet, "TaskStarted", json!({"resourceType": rt, "resource": res}));
+        let now = self.now();
+        let timeout_at = timeout.map(|t| now + Duration::seconds(t));
+        let heartbeat_at = heartbeat.map(|h| now + Duration::seconds(h));
+        if let Some(tok) = &token {
+            self.step.tokens_issued.push(TokenRecord {
+                token: tok.clone(),
+                task_id: task_id.clone(),
+                state: state.name.clone(),
+                resource: spec.resource.clone(),
+                parameters: effective.clone(),
+                issued_at: now,
+                timeout_at,
+                heartbeat_at,
+            });
+        }
+        self.step.effects.push(Effect::RunTask(TaskRequest {
+            task_id: task_id.clone(),
+            state: state.name.clone(),
+            resource: spec.resource.clone(),
+            parameters: effective.clone(),
+            attempt,
+            token: token.clone(),
+        }));
+        Phase::Task(Box::new(TaskWait {
+            task_id,
+            token,
+            resource: spec.resource.clone(),
+            effective,
+            timeout_at,
+            heartbeat_seconds: heartbeat,
+            heartbeat_at,
+            submitted: false,
+            attempt,
+        }))
+    }
+
+    fn task_succeeded(&mut self, id: u32, result: Value) {
+        let Some(th) = self.thread(id).cloned() else { return };
+        let Phase::Task(t) = &th.phase else { return };
+        let Some(state) = self.state_of(&th).cloned() else { return };
+        if let Some(tok) = &t.token {
+            self.step.tokens_closed.push((tok.clone(), TokenOutcome::Succeeded));
+        }
+        let (rt, res) = resource_parts(&t.resource);
+        self.emit(
+            th.quiet,
+            "TaskSucceeded",
+            json!({"resourceType": rt, "resource": res, "output": to_json(&result), "outputDetails": not_truncated()}),
+        );
+        if to_json(&result).len() > PAYLOAD_LIMIT {
+            self.handle_error(
+                id,
+                Failure::new(
+                    "States.DataLimitExceeded",
+                    format!(
+                        "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                        state.name
+                    ),
+                ),
+            );
+            return;
+        }
+        let phase = self.result_phase(id, &state, result);
+        match phase {
+            Ok(p) => {
+                self.set_phase(id, p);
+                self.runq.push_back(id);
+            }
+            Err(f) => {
+                if f.location.is_some() {
+                    self.emit(
+                        th.quiet,
+                        "EvaluationFailed",
+                        json!({"error": f.error, "cause": f.cause, "location": f.location, "state": state.name}),
+                    );
+                }
+                self.handle_error(id, f);
+            }
+        }
+    }
+
+    /// Turn a state's raw result (Task, Map, Parallel) into its exit.
+    fn result_phase(&mut self, id: u32, state: &State, result: Value) -> Result<Phase, Failure> {
+        let Some(th) = self.thread(id).cloned() else { return Ok(Phase::Run) };
+        let (ctx, vars, mut rng) = self.scope_parts(id).unwrap_or_default();
+        let r = match state.query_language {
+            QueryLanguage::JsonPath => {
+                let mut scope = Scope { context: &ctx, vars: &vars, rng: &mut rng };
+                self.finish_jsonpath(state, &th.input, result, &mut scope, th.entered_event, state.next.clone())
+            }
+            QueryLanguage::Jsonata => {
+                let mut env = self.jsonata_env(&th, &ctx, &vars, &mut rng, Some(result.clone()), None);
+                jsonata_finish(&mut env, state, &th.input, Some(result), state.next.clone(), None)
+            }
+        };
+        self.st.rng = rng;
+        r
+    }
+
+    fn task_failed(&mut self, id: u32, event: &str, err: TaskError, outcome: TokenOutcome) {
+        let Some(th) = self.thread(id).cloned() else { return };
+        let Phase::Task(t) = &th.phase else { return };
+        if let Some(tok) = &t.token {
+            self.step.tokens_closed.push((tok.clone(), outcome));
+        }
+        let (rt, res) = resource_parts(&t.resource);
+        let mut details = json!({"resourceType": rt, "resource": res, "error": err.error});
+        if !err.cause.is_empty()
+            && let Some(o) = details.as_object_mut()
+        {
+            o.insert("cause".into(), Value::String(err.cause.clone()));
+        }
+        self.emit(th.quiet, event, details);
+        self.handle_error(id, Failure::new(err.error, err.cause));
+    }
+
+    // -----------------------------------------------------------------------
+    // Errors: retry, catch, fail
+
+    fn handle_error(&mut self, id: u32, f: Failure) {
+        let Some(th) = self.thread(id).cloned() else { return };
+        let Some(state) = self.state_of(&th).cloned() else {
+            self.thread_failed(id, f);
+            return;
+        };
+        // Retry
+        if let Some(i) = state.retry.iter().position(|r| error_matches(&r.error_equals, &f.error)) {
+            let r = &state.retry[i];
+            let used = th.retries.get(i).copied().unwrap_or(0);
+            if used < r.max_attempts {
+                let mut delay = r.interval_seconds * r.backoff_rate.powi(used as i32);
+                if let Some(m) = r.max_delay_seconds {
+                    delay = delay.min(m);
+                }
+                if r.jitter == Jitter::Full {
+                    let x = eval::next_random(&mut self.st.rng);
+                    delay *= (x >> 11) as f64 / (1u64 << 53) as f64;
+                }
+                let until = self.now() + Duration::milliseconds((delay * 1000.0) as i64);
+                if let Some(th) = self.st.threads.get_mut(&id) {
+                    if let Some(c) = th.retries.get_mut(i) {
+                        *c += 1;
+                    }
+                    th.retry_count += 1;
+                    th.phase = Phase::Sleep { until, then_exit: None };
+                }
+                if until <= self.now() {
+                    self.set_phase(id, Phase::Run);
+                    self.runq.push_back(id);
+                }
+                return;
+            }
+        }
+        // Not retried: a Map or Parallel state reports its failure now (a runtime
+        // error fails the execution without it).
+        match state.kind {
+            _ if f.error == "States.Runtime" => {}
+            StateKind::Map(_) => {
+                self.emit(th.quiet, "MapStateFailed", Value::Null);
+            }
+            StateKind::Parallel { .. } => {
+                self.emit(th.quiet, "ParallelStateFailed", Value::Null);
+            }
+            _ => {}
+        }
+        // Catch
+        if let Some(c) = state.catch.iter().find(|c| error_matches(&c.error_equals, &f.error)) {
+            let err_out = json!({"Error": f.error, "Cause": f.cause});
+            let r = match state.query_language {
+                QueryLanguage::JsonPath => {
+                    let (ctx, vars, mut rng) = self.scope_parts(id).unwrap_or_default();
+                    let res = (|| {
+                        let mut scope = Scope { context: &ctx, vars: &vars, rng: &mut rng };
+                        let assigned = match &c.assign {
+                            Some(a) => Some(obj(eval::template(a, &err_out, &mut scope, &state.name, th.entered_event)?)),
+                            None => None,
+                        };
+                        let out = eval::apply_result_path(&c.result_path, &th.input, err_out.clone(), &state.name, th.entered_event)?;
+                        Ok::<_, Failure>(Phase::Exit { output: out, next: Some(c.next.clone()), assigned })
+                    })();
+                    self.st.rng = rng;
+                    res
+                }
+                QueryLanguage::Jsonata => {
+                    let (ctx, vars, mut rng) = self.scope_parts(id).unwrap_or_default();
+                    let res = {
+                        let mut env = self.jsonata_env(&th, &ctx, &vars, &mut rng, None, Some(err_out.clone()));
+                        let out = match &c.output {
+                            Some(o) => env.value("Output", o),
+                            None => Ok(err_out.clone()),
+                        };
+                        let assigned = match &c.assign {
+                            Some(a) => env.value("Assign", a).map(|v| Some(obj(v))),
+                            None => Ok(None),
+                        };
+                        match (out, assigned) {
+                            (Ok(o), Ok(a)) => Ok(Phase::Exit { output: o, next: Some(c.next.clone()), assigned: a }),
+                            (Err(e), _) | (_, Err(e)) => Err(e),
+                        }
+                    };
+                    self.st.rng = rng;
+                    res
+                }
+            };
+            match r {
+                Ok(p) => {
+                    self.set_phase(id, p);
+                    self.runq.push_back(id);
+                }
+                Err(e) => self.thread_failed(id, e),
+            }
+            return;
+        }
+        self.thread_failed(id, f);
+    }
+
+    /// A Fail state: the thread fails with the state's error (no retry/catch).
+    fn fail_state(&mut self, id: u32, f: Failure) {
+        self.thread_failed(id, f);
+    }
+
+    fn thread_failed(&mut self, id: u32, f: Failure) {
+        let Some(th) = self.thread(id).cloned() else { return };
+        // Abort whatever runs below this thread.
+        if let Phase::Children(fan) = &th.phase {
+            for s in &fan.slots {
+                if let Slot::Running(c) = s {
+                    self.abort_thread(*c);
+                }
+            }
+        }
+        if let Phase::Task(t) = &th.phase
+            && let Some(tok) = &t.token
+            && !self.step.tokens_closed.iter().any(|(k, _)| k == tok)
+        {
+            self.step.tokens_closed.push((tok.clone(), TokenOutcome::Aborted));
+        }
+        let error = f.error.clone();
+        let cause = f.cause.clone();
+        if let Some(th) = self.st.threads.get_mut(&id) {
+            // Keep the fan-out record under the failure so redrive can rerun only what failed.
+            th.phase = match std::mem::replace(&mut th.phase, Phase::Aborted) {
+                Phase::Children(fan) => {
+                    th.vars.insert("\u{0}fanout".into(), serde_json::to_value(&*fan).unwrap_or(Value::Null));
+                    Phase::Failed { error: error.clone(), cause: cause.clone() }
+                }
+                _ => Phase::Failed { error: error.clone(), cause: cause.clone() },
+            };
+        }
+        match th.parent {
+            None => self.fail_execution(error, cause),
+            Some(p) => self.child_failed(p, id, th.index, f),
+        }
+    }
+
+    fn fail_execution(&mut self, error: String, cause: String) {
+        self.abort_all();
+        let mut d = Map::new();
+        if !error.is_empty() {
+            d.insert("error".into(), Value::String(error.clone()));
+        }
+        if !cause.is_empty() {
+            d.insert("cause".into(), Value::String(cause.clone()));
+        }
+        self.emit(false, "ExecutionFailed", Value::Object(d));
+        self.st.status = ExecutionStatus::Failed;
+        self.st.error = Some(error).filter(|e| !e.is_empty());
+        self.st.cause = Some(cause).filter(|c| !c.is_empty());
+        self.st.stop_time = Some(self.now());
+    }
+
+    fn finish_abnormally(&mut self, status: ExecutionStatus, error: String, cause: String) {
+        self.abort_all();
+        let ty = match status {
+            ExecutionStatus::TimedOut => "ExecutionTimedOut",
+            _ => "ExecutionAborted",
+        };
+        self.emit(false, ty, json!({"error": error, "cause": cause}));
+        self.st.status = status;
+        self.st.error = Some(error);
+        self.st.cause = Some(cause);
+        self.st.stop_time = Some(self.now());
+    }
+
+    /// Stop every waiting thread (execution stopped, timed out or failed).
+    fn abort_all(&mut self) {
+        let ids: Vec<u32> = self.st.threads.keys().copied().collect();
+        for id in ids {
+            let Some(th) = self.st.threads.get_mut(&id) else { continue };
+            match &th.phase {
+                Phase::Task(t) => {
+                    if let Some(tok) = t.token.clone()
+                        && !self.step.tokens_closed.iter().any(|(k, _)| *k == tok)
+                    {
+                        self.step.tokens_closed.push((tok, TokenOutcome::Aborted));
+                    }
+                    th.phase = Phase::Aborted;
+                }
+                Phase::Enter | Phase::Run | Phase::Exit { .. } | Phase::Sleep { .. } => th.phase = Phase::Aborted,
+                _ => {}
+            }
+        }
+        self.runq.clear();
+    }
+
+    fn abort_thread(&mut self, id: u32) {
+        let Some(th) = self.thread(id).cloned() else { return };
+        match &th.phase {
+            Phase::Children(f) => {
+                for s in &f.slots {
+                    if let Slot::Running(c) = s {
+                        self.abort_thread(*c);
+                    }
+                }
+            }
+            Phase::Task(t) => {
+                if let Some(tok) = &t.token {
+                    self.step.tokens_closed.push((tok.clone(), TokenOutcome::Aborted));
+                }
+            }
+            _ => {}
+        }
+        if let Some(p) = th.parent {
+            if let Some(Phase::Children(f)) = self.thread(p).map(|t| &t.phase)
+                && f.kind == FanKind::Map
+            {
+                let name = self.thread(p).map(|t| t.state.clone()).unwrap_or_default();
+                let quiet = self.thread(p).is_some_and(|t| t.quiet || f.distributed);
+                self.emit(quiet, "MapIterationAborted", json!({"name": name, "index": th.index}));
+            }
+            if let Some(Phase::Children(f)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase)
+                && let Some(s) = f.slots.get_mut(th.index)
+            {
+                *s = Slot::Aborted(id);
+            }
+        }
+        self.set_phase(id, Phase::Aborted);
+    }
+
+    fn thread_done(&mut self, id: u32, output: Value) {
+        let Some(th) = self.thread(id).cloned() else { return };
+        self.set_phase(id, Phase::Done { output: output.clone() });
+        match th.parent {
+            None => {
+                self.emit(false, "ExecutionSucceeded", json!({"output": to_json(&output), "outputDetails": not_truncated()}));
+                self.st.status = ExecutionStatus::Succeeded;
+                self.st.output = Some(output);
+                self.st.stop_time = Some(self.now());
+                // Finished threads carry nothing redrive or the console needs.
+                self.st.threads.clear();
+            }
+            Some(p) => {
+                let Some(parent) = self.thread(p).cloned() else { return };
+                let Phase::Children(f) = &parent.phase else { return };
+                if f.kind == FanKind::Map {
+                    self.emit(parent.quiet || f.distributed, "MapIterationSucceeded", json!({"name": parent.state, "index": th.index}));
+                }
+                if let Some(Phase::Children(f)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase)
+                    && let Some(s) = f.slots.get_mut(th.index)
+                {
+                    *s = Slot::Succeeded(output);
+                }
+                self.st.threads.remove(&id);
+                self.children_done(p);
+            }
+        }
+    }
+
+    fn child_failed(&mut self, p: u32, child: u32, index: usize, f: Failure) {
+        let Some(parent) = self.thread(p).cloned() else { return };
+        let Phase::Children(fan) = &parent.phase else { return };
+        let quiet = parent.quiet;
+        if let Some(Phase::Children(fm)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase) {
+            if let Some(s) = fm.slots.get_mut(index) {
+                *s = Slot::Failed(child);
+            }
+            fm.failures += 1;
+        }
+        match fan.kind {
+            FanKind::Parallel => {
+                self.parent_fails(p, f);
+            }
+            FanKind::Map => {
+                self.emit(quiet || fan.distributed, "MapIterationFailed", json!({"name": parent.state, "index": index}));
+                let total = fan.slots.len().max(1);
+                let failures = fan.failures + 1;
+                let tolerance_set = fan.tolerated_count.is_some() || fan.tolerated_pct.is_some();
+                let within = tolerance_set
+                    && fan.tolerated_count.is_none_or(|c| failures as u64 <= c)
+                    && fan.tolerated_pct.is_none_or(|pct| (failures as f64) * 100.0 / (total as f64) <= pct);
+                let within = within
+                    || (fan.tolerated_count.is_some_and(|c| failures as u64 <= c))
+                    || (fan.tolerated_pct.is_some_and(|pct| (failures as f64) * 100.0 / (total as f64) <= pct));
+                if within {
+                    self.children_done(p);
+                } else if tolerance_set {
+                    self.parent_fails(
+                        p,
+                        Failure::new("States.ExceedToleratedFailureThreshold", "The specified tolerated failure threshold was exceeded"),
+                    );
+                } else {
+                    self.parent_fails(p, f);
+                }
+            }
+        }
+    }
+
+    /// A Map or Parallel state fails because of a child: stop the others, then retry/catch/fail.
+    fn parent_fails(&mut self, p: u32, f: Failure) {
+        let Some(parent) = self.thread(p).cloned() else { return };
+        let Phase::Children(fan) = &parent.phase else { return };
+        for s in &fan.slots {
+            if let Slot::Running(c) = s {
+                self.abort_thread(*c);
+            }
+        }
+        if fan.distributed {
+            self.emit(parent.quiet, "MapRunFailed", json!({"error": f.error, "cause": f.cause}));
+        }
+        // Remember the fan-out for redrive before the phase changes.
+        if let Some(th) = self.st.threads.get_mut(&p) {
+            if let Phase::Children(fan) = &th.phase {
+                th.vars.insert("\u{0}fanout".into(), serde_json::to_value(&**fan).unwrap_or(Value::Null));
+            }
+            th.phase = Phase::Run;
+        }
+        self.handle_error(p, Failure { location: None, ..f });
+        // A retry reruns everything; a catch leaves the state: drop the record either way.
+        if let Some(th) = self.st.threads.get_mut(&p)
+            && !matches!(th.phase, Phase::Failed { .. })
+        {
+            th.vars.remove("\u{0}fanout");
+        }
+        let dead: Vec<u32> =
+            self.st.threads.values().filter(|t| t.parent == Some(p) && !matches!(t.phase, Phase::Failed { .. })).map(|t| t.id).collect();
+        let keep_failed = self.thread(p).is_some_and(|t| matches!(t.phase, Phase::Failed { .. }));
+        for d in dead {
+            if !keep_failed {
+                self.remove_tree(d);
+            }
+        }
+        if !keep_failed {
+            let failed: Vec<u32> = self.st.threads.values().filter(|t| t.parent == Some(p)).map(|t| t.id).collect();
+            for d in failed {
+                self.remove_tree(d);
+            }
+        }
+    }
+
+    fn remove_tree(&mut self, id: u32) {
+        let kids: Vec<u32> = self.st.threads.values().filter(|t| t.parent == Some(id)).map(|t| t.id).collect();
+        for k in kids {
+            self.remove_tree(k);
+        }
+        self.st.threads.remove(&id);
+    }
+
+    fn children_done(&mut self, p: u32) {
+        let Some(parent) = self.thread(p).cloned() else { return };
+        let Phase::Children(fan) = &parent.phase else { return };
+        let finished = fan.slots.iter().all(|s| matches!(s, Slot::Succeeded(_) | Slot::Failed(_)));
+        if !finished {
+            return;
+        }
+        let results: Vec<Value> = fan
+            .slots
+            .iter()
+            .map(|s| match s {
+                Slot::Succeeded(v) => v.clone(),
+                _ => Value::Null,
+            })
+            .collect();
+        if fan.kind == FanKind::Map {
+            if fan.distributed {
+                self.emit(parent.quiet, "MapRunSucceeded", Value::Null);
+            }
+            self.emit(parent.quiet, "MapStateSucceeded", Value::Null);
+        }
+        let dead: Vec<u32> = self.st.threads.values().filter(|t| t.parent == Some(p)).map(|t| t.id).collect();
+        for d in dead {
+            self.remove_tree(d);
+        }
+        let Some(state) = self.state_of(&parent).cloned() else { return };
+        match self.result_phase(p, &state, Value::Array(results)) {
+            Ok(phase) => {
+                self.set_phase(p, phase);
+                self.runq.push_back(p);
+            }
+            Err(f) => {
+                self.set_phase(p, Phase::Run);
+                self.handle_error(p, f);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Redrive
+
+    fn redrive(&mut self) -> Result<(), ApplyError> {
+        let arn = self.st.info.execution_arn.clone();
+        if !self.st.status.is_redrivable() {
+            return Err(ApplyError::NotRedrivable {
+                arn,
+                reason: format!("it is {}; only FAILED, TIMED_OUT or ABORTED executions can be redriven", self.st.status),
+            });
+        }
+        if let Some(stop) = self.st.stop_time
+            && self.now() - stop > Duration::days(14)
+        {
+            return Err(ApplyError::NotRedrivable { arn, reason: "it stopped more than 14 days ago".into() });
+        }
+        if self.st.threads.is_empty() {
+            return Err(ApplyError::NotRedrivable { arn, reason: "it has no unsuccessful state to resume from".into() });
+        }
+        self.st.info.redrive_count += 1;
+        self.st.info.redrive_time = Some(self.now());
+        self.st.status = ExecutionStatus::Running;
+        self.st.error = None;
+        self.st.cause = None;
+        self.st.stop_time = None;
+        if let Some(t) = self.def.root().timeout_seconds {
+            self.st.deadline = Some(self.now() + Duration::seconds(t as i64));
+        }
+        self.emit(false, "ExecutionRedriven", json!({"redriveCount": self.st.info.redrive_count}));
+        // Resume from the top: every failed or aborted thread re-enters its state;
+        // a failed Map/Parallel reruns only its unsuccessful children.
+        let roots: Vec<u32> = self.st.threads.values().filter(|t| t.parent.is_none()).map(|t| t.id).collect();
+        for r in roots {
+            self.redrive_thread(r);
+        }
+        Ok(())
+    }
+
+    fn redrive_thread(&mut self, id: u32) {
+        let Some(th) = self.thread(id).cloned() else { return };
+        let fan_record = th.vars.get("\u{0}fanout").cloned();
+        match (&th.phase, fan_record) {
+            (Phase::Failed { .. } | Phase::Aborted, Some(rec)) => {
+                let Ok(mut fan) = serde_json::from_value::<Fanout>(rec) else {
+                    self.set_phase(id, Phase::Enter);
+                    self.runq.push_back(id);
+                    return;
+                };
+                if let Some(t) = self.st.threads.get_mut(&id) {
+                    t.vars.remove("\u{0}fanout");
+                }
+                fan.failures = 0;
+                let mut rerun = vec![];
+                for (i, s) in fan.slots.iter_mut().enumerate() {
+                    match s {
+                        Slot::Failed(c) | Slot::Aborted(c) | Slot::Running(c) => {
+                            let c = *c;
+                            if self.st.threads.contains_key(&c) {
+                                *s = Slot::Running(c);
+                                rerun.push(c);
+                            } else {
+                                *s = Slot::Pending;
+                                let _ = i;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let kind = fan.kind;
+                self.set_phase(id, Phase::Children(Box::new(fan)));
+                for c in rerun {
+                    self.redrive_thread(c);
+                }
+                if kind == FanKind::Parallel {
+                    let pending: Vec<usize> = match self.thread(id).map(|t| &t.phase) {
+                        Some(Phase::Children(f)) => {
+                            f.slots.iter().enumerate().filter(|(_, s)| matches!(s, Slot::Pending)).map(|(i, _)| i).collect()
+                        }
+                        _ => vec![],
+                    };
+                    for i in pending {
+                        self.start_iteration(id, i);
+                    }
+                }
+            }
+            (Phase::Failed { .. }, None) => {
+                self.set_phase(id, Phase::Enter);
+                self.runq.push_back(id);
+            }
+            (Phase::Aborted, None) => {
+                self.set_phase(id, Phase::Enter);
+                self.runq.push_back(id);
+            }
+            (Phase::Children(_), _) => {
+                let kids: Vec<u32> = self.st.threads.values().filter(|t| t.parent == Some(id)).map(|t| t.id).collect();
+                for k in kids {
+                    self.redrive_thread(k);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // JSONata states
+
+    fn jsonata_env<'e>(
+        &self,
+        th: &'e Thread,
+        ctx: &Value,
+        vars: &'e Map<String, Value>,
+        rng: &'e mut u64,
+        result: Option<Value>,
+        error_output: Option<Value>,
+    ) -> JsonataEnv<'e> {
+        let mut states = json!({"input": th.input, "context": ctx});
+        if let Some(o) = states.as_object_mut() {
+            if let Some(r) = result {
+                o.insert("result".into(), r);
+            }
+            if let Some(e) = error_output {
+                o.insert("errorOutput".into(), e);
+            }
+        }
+        JsonataEnv { states, vars, rng, state: &th.state, entered: th.entered_event }
+    }
+
+    fn run_jsonata(&mut self, id: u32, state: &State) -> Result<(), Failure> {
+        let Some(th) = self.thread(id).cloned() else { return Ok(()) };
+        let (mut ctx, vars, _) = self.scope_parts(id).unwrap_or_default();
+        let token = self.callback_token(state, &mut ctx);
+        let mut rng = self.st.rng;
+        let now = self.now();
+        let res = (|| -> Result<Phase, Failure> {
+            let mut env = self.jsonata_env(&th, &ctx, &vars, &mut rng, None, None);
+            match &state.kind {
+                StateKind::Pass { .. } | StateKind::Succeed => jsonata_finish(&mut env, state, &th.input, None, state.next.clone(), None),
+                StateKind::Fail(f) => {
+                    let error = match &f.error {
+                        Some(v) => Some(env.value("Error", v)?),
+                        None => None,
+                    };
+                    let cause = match &f.cause {
+                        Some(v) => Some(env.value("Cause", v)?),
+                        None => None,
+                    };
+                    let s = |v: Option<Value>| match v {
+                        Some(Value::String(s)) => s,
+                        Some(other) => to_json(&other),
+                        None => String::new(),
+                    };
+                    Err(Failure { error: s(error), cause: s(cause), location: Some("\u{0}fail".into()) })
+                }
+                StateKind::Choice { choices, default } => {
+                    for c in choices {
+                        let ChoiceCondition::Condition(cond) = &c.rule else { continue };
+                        let v = env.value("Condition", cond)?;
+                        match v {
+                            Value::Bool(true) => {
+                                return jsonata_finish(
+                                    &mut env,
+                                    state,
+                                    &th.input,
+                                    None,
+                                    Some(c.next.clone()),
+                                    Some((c.output.as_ref(), c.assign.as_ref())),
+                                );
+                            }
+                            Value::Bool(false) => {}
+                            other => return Err(env.unexpected_type("Condition", cond, "boolean", &other)),
+                        }
+                    }
+                    match default {
+                        Some(d) => jsonata_finish(&mut env, state, &th.input, None, Some(d.clone()), None),
+                        None => Err(Failure::new("States.NoChoiceMatched", format!("No Matches! at state '{}'", state.name))),
+                    }
+                }
+                StateKind::Wait(spec) => {
+                    let until = match spec {
+                        WaitSpec::Seconds(v) => {
+                            let s = env.value("Seconds", v)?;
+                            let secs = s.as_i64().filter(|n| *n >= 0).ok_or_else(|| env.unexpected_type("Seconds", v, "integer", &s))?;
+                            now + Duration::seconds(secs)
+                        }
+                        WaitSpec::Timestamp(v) => {
+                            let s = env.value("Timestamp", v)?;
+                            match s.as_str().and_then(parse_ts) {
+                                Some(t) => t,
+                                None => {
+                                    return Err(Failure {
+                                        error: "States.QueryEvaluationError".into(),
+                                        cause: eval::state_cause(
+                                            &state.name,
+                                            th.entered_event,
+                                            &format!(
+                                                "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
+                                                s.as_str().map(str::to_string).unwrap_or_else(|| to_json(&s))
+                                            ),
+                                        ),
+                                        location: Some("Timestamp".into()),
+                                    });
+                                }
+                            }
+                        }
+                        _ => now,
+                    };
+                    let Phase::Exit { output, next, assigned } =
+                        jsonata_finish(&mut env, state, &th.input, None, state.next.clone(), None)?
+                    else {
+                        return Ok(Phase::Run);
+                    };
+                    let mut ph = Phase::Sleep { until, then_exit: Some(output) };
+                    if until <= now {
+                        ph = Phase::Exit {
+                            output: match ph {
+                                Phase::Sleep { then_exit, .. } => then_exit.unwrap_or(Value::Null),
+                                _ => Value::Null,
+                            },
+                            next,
+                            assigned: assigned.clone(),
+                        };
+                    }
+                    if let Some(a) = assigned {
+                        env.states = json!({"pending_assign": a});
+                    }
+                    Ok(ph)
+                }
+                StateKind::Task(spec) => {
+                    let args = match &state.arguments {
+                        Some(a) => env.value("Arguments", a)?,
+                        None => th.input.clone(),
+                    };
+                    let num = |env: &mut JsonataEnv<'_>, v: &Option<Value>, field: &str| -> Result<Option<i64>, Failure> {
+                        match v {
+                            None => Ok(None),
+                            Some(v) => {
+                                let r = env.value(field, v)?;
+                                r.as_i64().filter(|n| *n > 0).map(Some).ok_or_else(|| env.unexpected_type(field, v, "integer", &r))
+                            }
+                        }
+                    };
+                    let timeout = num(&mut env, &spec.timeout, "TimeoutSeconds")?;
+                    let heartbeat = num(&mut env, &spec.heartbeat, "HeartbeatSeconds")?;
+                    Ok(Phase::Task(Box::new(TaskWait {
+                        task_id: String::new(),
+                        token: None,
+                        resource: spec.resource.clone(),
+                        effective: args,
+                        timeout_at: None,
+                        heartbeat_seconds: timeout.map(|_| 0).and(heartbeat).or(heartbeat),
+                        heartbeat_at: None,
+                        submitted: false,
+                        attempt: timeout.map(|t| t as u32).unwrap_or(0),
+                    })))
+                    .map(|p| match p {
+                        Phase::Task(mut t) => {
+                            t.timeout_at = timeout.map(|s| now + Duration::seconds(s));
+                            Phase::Task(t)
+                        }
+                        other => other,
+                    })
+                }
+                StateKind::Parallel { branches } => {
+                    let args = match &state.arguments {
+                        Some(a) => env.value("Arguments", a)?,
+                        None => th.input.clone(),
+                    };
+                    let n = branches.len();
+                    Ok(Phase::Children(Box::new(Fanout {
+                        kind: FanKind::Parallel,
+                        effective: args.clone(),
+                        inputs: vec![args; n],
+                        scopes: branches.clone(),
+                        slots: vec![Slot::Pending; n],
+                        max_concurrency: 0,
+                        tolerated_count: None,
+                        tolerated_pct: None,
+                        failures: 0,
+                        distributed: false,
+                    })))
+                }
+                StateKind::Map(spec) => {
+                    let items = match &spec.items {
+                        Some(src) => {
+                            let v = env.value("Items", src)?;
+                            match v {
+                                Value::Array(a) => a,
+                                other => return Err(env.unexpected_type("Items", src, "array", &other)),
+                            }
+                        }
+                        None => match &th.input {
+                            Value::Array(a) => a.clone(),
+                            other => {
+                                return Err(Failure {
+                                    error: "States.QueryEvaluationError".into(),
+                                    cause: eval::state_cause(
+                                        &state.name,
+                                        th.entered_event,
+                                        &format!("Map state input must be an array but was: {}", to_json(other)),
+                                    ),
+                                    location: Some("Items".into()),
+                                });
+                            }
+                        },
+                    };
+                    let mut inputs = Vec::with_capacity(items.len());
+                    for (i, item) in items.iter().enumerate() {
+                        match &spec.item_selector {
+                            Some(sel) => {
+                                if let Some(o) = env.states.get_mut("context").and_then(Value::as_object_mut) {
+                                    o.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
+                                }
+                                inputs.push(env.value("ItemSelector", sel)?);
+                            }
+                            None => inputs.push(item.clone()),
+                        }
+                    }
+                    let int = |env: &mut JsonataEnv<'_>, v: &Option<Value>, field: &str| -> Result<Option<Value>, Failure> {
+                        match v {
+                            None => Ok(None),
+                            Some(v) => env.value(field, v).map(Some),
+                        }
+                    };
+                    let maxc = int(&mut env, &spec.max_concurrency, "MaxConcurrency")?.and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+                    let tc = int(&mut env, &spec.tolerated_failure_count, "ToleratedFailureCount")?.and_then(|v| v.as_u64());
+                    let tp = int(&mut env, &spec.tolerated_failure_percentage, "ToleratedFailurePercentage")?.and_then(|v| v.as_f64());
+                    let n = inputs.len();
+                    Ok(Phase::Children(Box::new(Fanout {
+                        kind: FanKind::Map,
+                        effective: th.input.clone(),
+                        inputs,
+                        scopes: vec![spec.processor],
+                        slots: vec![Slot::Pending; n],
+                        max_concurrency: maxc,
+                        tolerated_count: tc,
+                        tolerated_pct: tp,
+                        failures: 0,
+                        distributed: spec.mode == MapMode::Distributed,
+                    })))
+                }
+            }
+        })();
+        self.st.rng = rng;
+        match res {
+            Ok(Phase::Task(t)) => {
+                let timeout = t.timeout_at.map(|at| (at - now).num_seconds());
+                let phase = self.schedule_task(id, state, t.effective.clone(), timeout, t.heartbeat_seconds, token);
+                self.set_phase(id, phase);
+                Ok(())
+            }
+            Ok(p) => {
+                self.enter_phase(id, state, p);
+                Ok(())
+            }
+            Err(f) if f.location.as_deref() == Some("\u{0}fail") => {
+                self.fail_state(id, Failure { location: None, ..f });
+                Ok(())
+            }
+            Err(f) => Err(f),
+        }
+    }
+}
+
+/// Output and Assign of a JSONata state. Both see the variables as they were
+/// before this state: Output does not see what Assign sets.
+fn jsonata_finish(
+    env: &mut JsonataEnv<'_>,
+    state: &State,
+    raw: &Value,
+    result: Option<Value>,
+    next: Option<String>,
+    choice: Option<(Option<&Value>, Option<&Value>)>,
+) -> Result<Phase, Failure> {
+    let (out_tpl, assign_tpl) = match choice {
+        Some((o, a)) => (o.or(state.output.as_ref()), a.or(state.assign.as_ref())),
+        None => (state.output.as_ref(), state.assign.as_ref()),
+    };
+    let assigned = match assign_tpl {
+        Some(a) => Some(obj(env.value("Assign", a)?)),
+        None => None,
+    };
+    let output = match out_tpl {
+        Some(o) => env.value("Output", o)?,
+        None => result.unwrap_or_else(|| raw.clone()),
+    };
+    check_size(&output, &state.name)?;
+    Ok(Phase::Exit { output, next, assigned })
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn check_size(v: &Value, state: &str) -> Result<(), Failure> {
+    if to_json(v).len() > PAYLOAD_LIMIT {
+        return Err(Failure::new(
+            "States.DataLimitExceeded",
+            format!("The state/task '{state}' returned a result with a size exceeding the maximum number of bytes service limit."),
+        ));
+    }
+    Ok(())
+}
+
+fn positive_int(v: &Value, p: &str, state: &str, entered: i64) -> Result<i64, Failure> {
+    match v.as_i64() {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(Failure::runtime(eval::state_cause(
+            state,
+            entered,
+            &format!("The value at {p} must be a positive integer, but was: {}", to_json(v)),
+        ))),
+    }
+}
+
+/// Step Functions reads integers given as strings ("1") in `...Path` fields.
+fn numeric_string(v: Value) -> Value {
+    match &v {
+        Value::String(s) => s.trim().parse::<i64>().map(Value::from).or_else(|_| s.trim().parse::<f64>().map(Value::from)).unwrap_or(v),
+        _ => v,
+    }
+}
+
+fn show_scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => to_json(other),
+    }
+}
+
+/// ISO-8601 extended offset date-time, as Step Functions accepts it (RFC 3339, upper-case T and Z).
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    if !s.contains('T') {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
+}
+
+fn base_token_suffix(name: &str, event: i64) -> String {
+    let mut h: u32 = 0x811C_9DC5;
+    for b in name.bytes() {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}{event:06x}")
+}

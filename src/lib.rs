@@ -1,0 +1,8 @@
+//! Lightbox: a terminal operations console for radiology workflow
+//! orchestration, with an embedded durable Amazon States Language engine.
+
+pub mod asl;
+pub mod engine;
+pub mod history;
+pub mod sim;
+pub mod store;

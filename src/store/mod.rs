@@ -1,0 +1,600 @@
+//! SQLite storage for the embedded engine.
+//!
+//! One transaction per step: the execution row (with its snapshot), the step's
+//! history events, the execution's timers, task-token changes and outbox rows
+//! commit together or not at all. Several processes may share one file; an
+//! execution is worked on only under a lease, and every step checks the row's
+//! version so no step is applied twice.
+
+use std::path::Path;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::engine::core::{ExecState, Step, TokenOutcome};
+use crate::history::{ExecutionStatus, HistoryEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("execution {0} changed underneath this step (another process applied it first)")]
+    Conflict(String),
+    #[error("could not create data directory {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS state_machines (
+    arn         TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    definition  TEXT NOT NULL,
+    role_arn    TEXT NOT NULL,
+    type        TEXT NOT NULL DEFAULT 'STANDARD',
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    arn               TEXT PRIMARY KEY,
+    state_machine_arn TEXT NOT NULL,
+    name              TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    start_ms          INTEGER NOT NULL,
+    stop_ms           INTEGER,
+    input             TEXT NOT NULL,
+    output            TEXT,
+    error             TEXT,
+    cause             TEXT,
+    redrive_count     INTEGER NOT NULL DEFAULT 0,
+    redrive_ms        INTEGER,
+    definition        TEXT NOT NULL,
+    snapshot          TEXT NOT NULL,
+    version           INTEGER NOT NULL,
+    lease_owner       TEXT,
+    lease_until_ms    INTEGER,
+    UNIQUE (state_machine_arn, name)
+);
+CREATE INDEX IF NOT EXISTS executions_by_start ON executions (start_ms DESC);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, start_ms DESC);
+CREATE TABLE IF NOT EXISTS history (
+    execution_arn TEXT NOT NULL,
+    id            INTEGER NOT NULL,
+    previous_id   INTEGER NOT NULL,
+    ts_ms         INTEGER NOT NULL,
+    type          TEXT NOT NULL,
+    details       TEXT,
+    PRIMARY KEY (execution_arn, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timers (
+    execution_arn TEXT NOT NULL,
+    fire_ms       INTEGER NOT NULL,
+    PRIMARY KEY (execution_arn)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timers_by_fire ON timers (fire_ms);
+CREATE TABLE IF NOT EXISTS task_tokens (
+    token         TEXT PRIMARY KEY,
+    execution_arn TEXT NOT NULL,
+    task_id       TEXT NOT NULL,
+    state_name    TEXT NOT NULL,
+    resource      TEXT NOT NULL,
+    parameters    TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    issued_ms     INTEGER NOT NULL,
+    timeout_ms    INTEGER,
+    heartbeat_ms  INTEGER,
+    closed_ms     INTEGER
+);
+CREATE INDEX IF NOT EXISTS task_tokens_by_status ON task_tokens (status, issued_ms);
+CREATE INDEX IF NOT EXISTS task_tokens_by_execution ON task_tokens (execution_arn);
+CREATE TABLE IF NOT EXISTS outbox (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    execution_arn TEXT NOT NULL,
+    event_id      INTEGER NOT NULL,
+    topic         TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    relayed_ms    INTEGER,
+    UNIQUE (execution_arn, event_id)
+);
+"#;
+
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// Event types that other systems must see: each becomes an outbox row in the same transaction.
+pub fn outbox_topic(event_type: &str) -> Option<&'static str> {
+    Some(match event_type {
+        "ExecutionStarted" | "ExecutionSucceeded" | "ExecutionFailed" | "ExecutionAborted" | "ExecutionTimedOut" | "ExecutionRedriven" => {
+            "execution"
+        }
+        "TaskSubmitted" | "TaskSucceeded" | "TaskFailed" | "TaskTimedOut" => "task",
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMachineRow {
+    pub arn: String,
+    pub name: String,
+    pub definition: String,
+    pub role_arn: String,
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRow {
+    pub arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    pub status: ExecutionStatus,
+    pub start: DateTime<Utc>,
+    pub stop: Option<DateTime<Utc>>,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub redrive_count: u32,
+    pub redrive: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRow {
+    pub token: String,
+    pub execution_arn: String,
+    pub task_id: String,
+    pub state_name: String,
+    pub resource: String,
+    pub parameters: String,
+    pub status: String,
+    pub issued: DateTime<Utc>,
+    pub timeout: Option<DateTime<Utc>>,
+    pub heartbeat: Option<DateTime<Utc>>,
+    pub closed: Option<DateTime<Utc>>,
+}
+
+/// A workflow event waiting to be relayed to other systems.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub execution_arn: String,
+    pub event_id: i64,
+    pub topic: String,
+    pub payload: String,
+}
+
+/// A loaded execution, ready for [`crate::engine::core::apply`].
+pub struct Loaded {
+    pub state: ExecState,
+    pub definition: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ExecutionFilter {
+    pub state_machine_arn: Option<String>,
+    pub status: Option<ExecutionStatus>,
+    /// Only executions that were redriven at least once.
+    pub redriven: bool,
+    pub limit: usize,
+    /// Continue after this execution (start time descending, then ARN).
+    pub after: Option<(i64, String)>,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir { path: dir.display().to_string(), source: e })?;
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn, true)
+    }
+
+    pub fn in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?, false)
+    }
+
+    fn init(conn: Connection, wal: bool) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        if wal {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    // ----- state machines ---------------------------------------------------
+
+    pub fn put_state_machine(&self, row: &StateMachineRow) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT INTO state_machines (arn, name, definition, role_arn, type, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (arn) DO UPDATE SET definition = excluded.definition, role_arn = excluded.role_arn, updated_at = excluded.updated_at
+             WHERE state_machines.definition != excluded.definition OR state_machines.role_arn != excluded.role_arn",
+            params![row.arn, row.name, row.definition, row.role_arn, row.kind, ms(row.created_at)],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn state_machine(&self, arn_or_name: &str) -> Result<Option<StateMachineRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT arn, name, definition, role_arn, type, created_at FROM state_machines WHERE arn = ?1 OR name = ?1",
+                [arn_or_name],
+                |r| {
+                    Ok(StateMachineRow {
+                        arn: r.get(0)?,
+                        name: r.get(1)?,
+                        definition: r.get(2)?,
+                        role_arn: r.get(3)?,
+                        kind: r.get(4)?,
+                        created_at: from_ms(r.get(5)?),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn state_machines(&self) -> Result<Vec<StateMachineRow>> {
+        let mut st = self.conn.prepare("SELECT arn, name, definition, role_arn, type, created_at FROM state_machines ORDER BY name")?;
+        let rows = st.query_map([], |r| {
+            Ok(StateMachineRow {
+                arn: r.get(0)?,
+                name: r.get(1)?,
+                definition: r.get(2)?,
+                role_arn: r.get(3)?,
+                kind: r.get(4)?,
+                created_at: from_ms(r.get(5)?),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    // ----- executions -------------------------------------------------------
+
+    /// Insert a new execution together with its first step. `false` if the name is taken.
+    pub fn insert_execution(&mut self, st: &ExecState, definition: &str, step: &Step) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let snapshot = serde_json::to_string(st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO executions (arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause,
+                redrive_count, redrive_ms, definition, snapshot, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)",
+            params![
+                st.info.execution_arn,
+                st.info.state_machine_arn,
+                st.info.name,
+                st.status.as_str(),
+                ms(st.info.start_time),
+                st.stop_time.map(ms),
+                serde_json::to_string(&st.info.input).unwrap_or_default(),
+                st.output.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()),
+                st.error,
+                st.cause,
+                st.info.redrive_count,
+                st.info.redrive_time.map(ms),
+                definition,
+                snapshot,
+            ],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        write_step(&tx, st, step)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Commit one step: the execution row moves from `version` to `version + 1`.
+    pub fn commit_step(&mut self, st: &ExecState, version: i64, step: &Step) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let snapshot = serde_json::to_string(st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let n = tx.execute(
+            "UPDATE executions SET status = ?2, stop_ms = ?3, output = ?4, error = ?5, cause = ?6, redrive_count = ?7, redrive_ms = ?8,
+                snapshot = ?9, version = version + 1
+             WHERE arn = ?1 AND version = ?10",
+            params![
+                st.info.execution_arn,
+                st.status.as_str(),
+                st.stop_time.map(ms),
+                st.output.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()),
+                st.error,
+                st.cause,
+                st.info.redrive_count,
+                st.info.redrive_time.map(ms),
+                snapshot,
+                version,
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(st.info.execution_arn.clone()));
+        }
+        write_step(&tx, st, step)?;
+        tx.commit()?;
+        Ok(version + 1)
+    }
+
+    pub fn load(&self, arn: &str) -> Result<Option<Loaded>> {
+        let row: Option<(String, String, i64)> = self
+            .conn
+            .query_row("SELECT snapshot, definition, version FROM executions WHERE arn = ?1", [arn], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((snap, definition, version)) = row else { return Ok(None) };
+        let state: ExecState = serde_json::from_str(&snap).map_err(|e| StoreError::Corrupt(format!("snapshot of {arn}: {e}")))?;
+        Ok(Some(Loaded { state, definition, version }))
+    }
+
+    pub fn execution(&self, arn: &str) -> Result<Option<ExecutionRow>> {
+        Ok(self.conn.query_row(&format!("SELECT {EXEC_COLS} FROM executions WHERE arn = ?1"), [arn], exec_row).optional()?)
+    }
+
+    pub fn executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
+        let mut sql = format!("SELECT {EXEC_COLS} FROM executions WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = vec![];
+        if let Some(sm) = &f.state_machine_arn {
+            sql.push_str(" AND state_machine_arn = ?");
+            args.push(sm.clone().into());
+        }
+        if let Some(s) = f.status {
+            sql.push_str(" AND status = ?");
+            args.push(s.as_str().to_string().into());
+        }
+        if f.redriven {
+            sql.push_str(" AND redrive_count > 0");
+        }
+        if let Some((start, arn)) = &f.after {
+            sql.push_str(" AND (start_ms < ? OR (start_ms = ? AND arn > ?))");
+            args.push((*start).into());
+            args.push((*start).into());
+            args.push(arn.clone().into());
+        }
+        sql.push_str(" ORDER BY start_ms DESC, arn ASC LIMIT ?");
+        args.push((f.limit.max(1) as i64).into());
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), exec_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn count_executions(&self) -> Result<Vec<(String, i64)>> {
+        let mut st = self.conn.prepare("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn history(&self, arn: &str, after_id: i64, limit: usize, reverse: bool) -> Result<Vec<HistoryEvent>> {
+        let sql = if reverse {
+            "SELECT id, previous_id, ts_ms, type, details FROM history WHERE execution_arn = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+        } else {
+            "SELECT id, previous_id, ts_ms, type, details FROM history WHERE execution_arn = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3"
+        };
+        let after = if reverse && after_id <= 0 { i64::MAX } else { after_id };
+        let mut st = self.conn.prepare_cached(sql)?;
+        let rows = st.query_map(params![arn, after, limit as i64], |r| {
+            let details: Option<String> = r.get(4)?;
+            Ok(HistoryEvent {
+                id: r.get(0)?,
+                previous_event_id: r.get(1)?,
+                timestamp: from_ms(r.get(2)?),
+                event_type: r.get(3)?,
+                details: details.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    // ----- leases and due work ----------------------------------------------
+
+    /// Try to take the lease on an execution. `false` if another owner holds a live lease.
+    pub fn acquire_lease(&self, arn: &str, owner: &str, now: DateTime<Utc>, ttl_ms: i64) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE executions SET lease_owner = ?2, lease_until_ms = ?3
+             WHERE arn = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until_ms < ?4)",
+            params![arn, owner, ms(now) + ttl_ms, ms(now)],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn release_lease(&self, arn: &str, owner: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE executions SET lease_owner = NULL, lease_until_ms = NULL WHERE arn = ?1 AND lease_owner = ?2",
+            params![arn, owner],
+        )?;
+        Ok(())
+    }
+
+    /// Executions with a timer due at `now` and no live lease held by someone else.
+    pub fn due(&self, now: DateTime<Utc>, owner: &str, limit: usize) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT t.execution_arn FROM timers t JOIN executions e ON e.arn = t.execution_arn
+             WHERE t.fire_ms <= ?1 AND (e.lease_owner IS NULL OR e.lease_owner = ?2 OR e.lease_until_ms < ?1)
+             ORDER BY t.fire_ms LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![ms(now), owner, limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The earliest timer in the store.
+    pub fn next_timer(&self) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<i64> = self.conn.query_row("SELECT MIN(fire_ms) FROM timers", [], |r| r.get(0))?;
+        Ok(v.map(from_ms))
+    }
+
+    // ----- task tokens ------------------------------------------------------
+
+    pub fn token(&self, token: &str) -> Result<Option<TokenRow>> {
+        Ok(self.conn.query_row(&format!("SELECT {TOKEN_COLS} FROM task_tokens WHERE token = ?1"), [token], token_row).optional()?)
+    }
+
+    /// Find a token by a unique prefix (operators paste shortened tokens).
+    pub fn tokens_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<TokenRow>> {
+        let mut st =
+            self.conn.prepare(&format!("SELECT {TOKEN_COLS} FROM task_tokens WHERE token >= ?1 AND token < ?1 || x'ff' LIMIT ?2"))?;
+        let rows = st.query_map(params![prefix, limit as i64], token_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn tokens(&self, status: Option<&str>, execution: Option<&str>, limit: usize) -> Result<Vec<TokenRow>> {
+        let mut sql = format!("SELECT {TOKEN_COLS} FROM task_tokens WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = vec![];
+        if let Some(s) = status {
+            sql.push_str(" AND status = ?");
+            args.push(s.to_string().into());
+        }
+        if let Some(e) = execution {
+            sql.push_str(" AND execution_arn = ?");
+            args.push(e.to_string().into());
+        }
+        sql.push_str(" ORDER BY issued_ms ASC LIMIT ?");
+        args.push((limit as i64).into());
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), token_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    // ----- outbox -----------------------------------------------------------
+
+    pub fn outbox(&self, only_unrelayed: bool, limit: usize) -> Result<Vec<OutboxRow>> {
+        let sql = if only_unrelayed {
+            "SELECT id, execution_arn, event_id, topic, payload FROM outbox WHERE relayed_ms IS NULL ORDER BY id LIMIT ?1"
+        } else {
+            "SELECT id, execution_arn, event_id, topic, payload FROM outbox ORDER BY id LIMIT ?1"
+        };
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st.query_map([limit as i64], |r| {
+            Ok(OutboxRow { id: r.get(0)?, execution_arn: r.get(1)?, event_id: r.get(2)?, topic: r.get(3)?, payload: r.get(4)? })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+const EXEC_COLS: &str = "arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause, redrive_count, redrive_ms";
+
+fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+    let status: String = r.get(3)?;
+    Ok(ExecutionRow {
+        arn: r.get(0)?,
+        state_machine_arn: r.get(1)?,
+        name: r.get(2)?,
+        status: ExecutionStatus::parse(&status).unwrap_or(ExecutionStatus::Failed),
+        start: from_ms(r.get(4)?),
+        stop: r.get::<_, Option<i64>>(5)?.map(from_ms),
+        input: r.get(6)?,
+        output: r.get(7)?,
+        error: r.get(8)?,
+        cause: r.get(9)?,
+        redrive_count: r.get(10)?,
+        redrive: r.get::<_, Option<i64>>(11)?.map(from_ms),
+    })
+}
+
+const TOKEN_COLS: &str =
+    "token, execution_arn, task_id, state_name, resource, parameters, status, issued_ms, timeout_ms, heartbeat_ms, closed_ms";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        token: r.get(0)?,
+        execution_arn: r.get(1)?,
+        task_id: r.get(2)?,
+        state_name: r.get(3)?,
+        resource: r.get(4)?,
+        parameters: r.get(5)?,
+        status: r.get(6)?,
+        issued: from_ms(r.get(7)?),
+        timeout: r.get::<_, Option<i64>>(8)?.map(from_ms),
+        heartbeat: r.get::<_, Option<i64>>(9)?.map(from_ms),
+        closed: r.get::<_, Option<i64>>(10)?.map(from_ms),
+    })
+}
+
+/// Everything a step writes besides the execution row.
+fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Result<()> {
+    let arn = &st.info.execution_arn;
+    {
+        let mut ins = tx
+            .prepare_cached("INSERT INTO history (execution_arn, id, previous_id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        let mut outbox =
+            tx.prepare_cached("INSERT INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for e in &step.events {
+            let details = if e.details.is_null() { None } else { Some(e.details.to_string()) };
+            ins.execute(params![arn, e.id, e.previous_event_id, ms(e.timestamp), e.event_type, details])?;
+            if let Some(topic) = outbox_topic(&e.event_type) {
+                let payload = serde_json::json!({
+                    "executionArn": arn,
+                    "stateMachineArn": st.info.state_machine_arn,
+                    "status": st.status.as_str(),
+                    "event": e.to_aws_json(),
+                });
+                outbox.execute(params![arn, e.id, topic, payload.to_string(), ms(e.timestamp)])?;
+            }
+        }
+    }
+    tx.execute("DELETE FROM timers WHERE execution_arn = ?1", [arn])?;
+    let local_work = st.status == ExecutionStatus::Running && !st.outstanding_tasks().is_empty();
+    let wake = match (st.next_wake(), local_work) {
+        (_, true) => Some(st.info.start_time.min(Utc::now())),
+        (w, false) => w,
+    };
+    if let Some(w) = wake {
+        tx.execute("INSERT INTO timers (execution_arn, fire_ms) VALUES (?1, ?2)", params![arn, ms(w)])?;
+    }
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO task_tokens (token, execution_arn, task_id, state_name, resource, parameters, status, issued_ms, timeout_ms, heartbeat_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'PENDING', ?7, ?8, ?9)",
+        )?;
+        for t in &step.tokens_issued {
+            ins.execute(params![
+                t.token,
+                arn,
+                t.task_id,
+                t.state,
+                t.resource,
+                t.parameters.to_string(),
+                ms(t.issued_at),
+                t.timeout_at.map(ms),
+                t.heartbeat_at.map(ms)
+            ])?;
+        }
+        let mut upd = tx.prepare_cached("UPDATE task_tokens SET status = ?2, closed_ms = ?3 WHERE token = ?1 AND status = 'PENDING'")?;
+        let now = step.events.last().map(|e| ms(e.timestamp)).unwrap_or_else(|| ms(Utc::now()));
+        for (tok, outcome) in &step.tokens_closed {
+            upd.execute(params![tok, outcome_str(*outcome), now])?;
+        }
+    }
+    Ok(())
+}
+
+fn outcome_str(o: TokenOutcome) -> &'static str {
+    o.as_str()
+}
+
+/// Where the heartbeat of a pending token moved to (heartbeats change no history).
+pub fn touch_heartbeat(store: &Store, token: &str, at: Option<DateTime<Utc>>) -> Result<()> {
+    store.conn.execute("UPDATE task_tokens SET heartbeat_ms = ?2 WHERE token = ?1", params![token, at.map(ms)])?;
+    Ok(())
+}
