@@ -1835,7 +1835,7 @@ impl Machine<'_> {
                 o.insert("errorOutput".into(), e);
             }
         }
-        JsonataEnv { states, vars, rng, state: &th.state, entered: th.entered_event }
+        JsonataEnv { states, vars, rng, state: &th.state, entered: th.entered_event, now_ms: self.now().timestamp_millis() }
     }
 
     fn run_jsonata(&mut self, id: u32, state: &State) -> Result<(), Failure> {

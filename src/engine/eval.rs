@@ -215,6 +215,8 @@ pub struct JsonataEnv<'a> {
     pub rng: &'a mut u64,
     pub state: &'a str,
     pub entered: i64,
+    /// `$now()` / `$millis()` read this, not the system clock.
+    pub now_ms: i64,
 }
 
 impl JsonataEnv<'_> {
@@ -231,11 +233,13 @@ impl JsonataEnv<'_> {
         let bindings = jsonata::Bindings { states: &self.states, variables: self.vars };
         let rng = &mut *self.rng;
         let mut random = move || next_random(rng);
-        jsonata::evaluate(expr, &bindings, &mut random).map_err(|e| {
-            self.fail(
-                field,
-                format!("The JSONata expression '{expr}' specified for the field '{field}' threw an error during evaluation. {e}"),
-            )
+        jsonata::evaluate_at(expr, &bindings, &mut random, self.now_ms).map_err(|e| {
+            let what = if e.is_function_result() {
+                "returned an unsupported result type.".to_string()
+            } else {
+                format!("threw an error during evaluation. {e}")
+            };
+            self.fail(field, format!("The JSONata expression '{expr}' specified for the field '{field}' {what}"))
         })
     }
 

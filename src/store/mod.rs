@@ -410,13 +410,28 @@ impl Store {
     // ----- leases and due work ----------------------------------------------
 
     /// Try to take the lease on an execution. `false` if another owner holds a live lease.
+    /// A lease whose owner process has died (see [`owner_alive`]) is taken over at once.
     pub fn acquire_lease(&self, arn: &str, owner: &str, now: DateTime<Utc>, ttl_ms: i64) -> Result<bool> {
         let n = self.conn.execute(
             "UPDATE executions SET lease_owner = ?2, lease_until_ms = ?3
              WHERE arn = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until_ms < ?4)",
             params![arn, owner, ms(now) + ttl_ms, ms(now)],
         )?;
-        Ok(n > 0)
+        if n > 0 {
+            return Ok(true);
+        }
+        let holder: Option<Option<String>> =
+            self.conn.query_row("SELECT lease_owner FROM executions WHERE arn = ?1", [arn], |r| r.get(0)).optional()?;
+        match holder {
+            Some(Some(h)) if !owner_alive(&h) => {
+                let n = self.conn.execute(
+                    "UPDATE executions SET lease_owner = ?2, lease_until_ms = ?3 WHERE arn = ?1 AND lease_owner = ?4",
+                    params![arn, owner, ms(now) + ttl_ms, h],
+                )?;
+                Ok(n > 0)
+            }
+            _ => Ok(false),
+        }
     }
 
     pub fn release_lease(&self, arn: &str, owner: &str) -> Result<()> {
@@ -430,12 +445,27 @@ impl Store {
     /// Executions with a timer due at `now` and no live lease held by someone else.
     pub fn due(&self, now: DateTime<Utc>, owner: &str, limit: usize) -> Result<Vec<String>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT t.execution_arn FROM timers t JOIN executions e ON e.arn = t.execution_arn
-             WHERE t.fire_ms <= ?1 AND (e.lease_owner IS NULL OR e.lease_owner = ?2 OR e.lease_until_ms < ?1)
-             ORDER BY t.fire_ms LIMIT ?3",
+            "SELECT t.execution_arn, e.lease_owner, e.lease_until_ms FROM timers t JOIN executions e ON e.arn = t.execution_arn
+             WHERE t.fire_ms <= ?1 ORDER BY t.fire_ms LIMIT ?2",
         )?;
-        let rows = st.query_map(params![ms(now), owner, limit as i64], |r| r.get(0))?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        let rows = st.query_map(params![ms(now), (limit * 4) as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (arn, holder, until) = row?;
+            let free = match holder {
+                None => true,
+                Some(h) => h == owner || until.is_none_or(|u| u < ms(now)) || !owner_alive(&h),
+            };
+            if free {
+                out.push(arn);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The earliest timer in the store.
@@ -489,6 +519,25 @@ impl Store {
             Ok(OutboxRow { id: r.get(0)?, execution_arn: r.get(1)?, event_id: r.get(2)?, topic: r.get(3)?, payload: r.get(4)? })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+/// Lease owners are `<pid>-<random>`. The store is a local file, so an owner whose
+/// process no longer exists on this host holds nothing. Where that cannot be told,
+/// the owner counts as alive and its lease runs out by time.
+pub fn owner_alive(owner: &str) -> bool {
+    let Some(pid) = owner.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { return true };
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc_dir = Path::new("/proc");
+    if !proc_dir.is_dir() {
+        return true;
+    }
+    // A zombie (killed, not yet reaped) holds nothing either.
+    match std::fs::read_to_string(proc_dir.join(pid.to_string()).join("stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
 

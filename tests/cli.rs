@@ -1,0 +1,310 @@
+//! The command line, driven as scripts drive it: the real binary on a real store.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lightbox")
+}
+
+struct Lb {
+    dir: tempfile::TempDir,
+}
+
+impl Lb {
+    fn new() -> Lb {
+        Lb { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, name: &str, v: &Value) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, v.to_string()).expect("write");
+        p
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin()).arg("--data-dir").arg(self.path("data")).args(args).output().expect("run lightbox")
+    }
+    /// Run, expect success, parse stdout as JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "lightbox {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn review_machine(timeout: u64) -> Value {
+    json!({
+        "StartAt": "Review",
+        "States": {
+            "Review": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession"}},
+                "TimeoutSeconds": timeout,
+                "ResultPath": "$.review",
+                "Next": "Signed"
+            },
+            "Signed": {"Type": "Pass", "End": true}
+        }
+    })
+}
+
+fn setup(lb: &Lb, timeout: u64) -> String {
+    let def = lb.write("review.json", &review_machine(timeout));
+    let sm = lb.json(&["state-machines", "create", "--name", "review", "--definition", def.to_str().expect("path")]);
+    assert_eq!(sm["stateMachineArn"], "arn:aws:states:us-east-1:000000000000:stateMachine:review");
+    let started =
+        lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", r#"{"accession":"ACC1"}"#]);
+    started["executionArn"].as_str().expect("arn").to_string()
+}
+
+fn pending(lb: &Lb) -> Vec<Value> {
+    lb.json(&["tasks", "list"])["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+fn history_types(lb: &Lb, arn: &str) -> Vec<String> {
+    lb.json(&["executions", "history", arn])["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn approve_completes_the_execution_and_a_second_approve_changes_nothing() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 3600);
+    let d = lb.json(&["executions", "describe", &arn]);
+    assert_eq!(d["status"], "RUNNING");
+    let tasks = pending(&lb);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["stateName"], "Review");
+    assert_eq!(tasks[0]["executionArn"], arn.as_str());
+    let token = tasks[0]["taskToken"].as_str().expect("token").to_string();
+    // The token the task was given through $$.Task.Token is the one the queue lists.
+    let input: Value = serde_json::from_str(tasks[0]["input"].as_str().expect("input")).expect("json");
+    assert_eq!(input["Payload"]["token"], token.as_str());
+
+    assert_eq!(lb.json(&["tasks", "approve", &token, "--output", r#"{"reviewer":"dr.a"}"#]), json!({}));
+    let d = lb.json(&["executions", "describe", &arn]);
+    assert_eq!(d["status"], "SUCCEEDED");
+    let out: Value = serde_json::from_str(d["output"].as_str().expect("output")).expect("json");
+    assert_eq!(out, json!({"accession": "ACC1", "review": {"reviewer": "dr.a"}}));
+    let before = history_types(&lb, &arn);
+    assert!(before.contains(&"TaskSubmitted".to_string()), "{before:?}");
+
+    let err = lb.fails(&["tasks", "approve", &token]);
+    assert!(err.contains("TaskTimedOut"), "{err}");
+    let err = lb.fails(&["tasks", "reject", &token]);
+    assert!(err.contains("TaskTimedOut"), "{err}");
+    assert_eq!(history_types(&lb, &arn), before, "a second completion must not change history");
+    assert!(pending(&lb).is_empty());
+    let closed = lb.json(&["tasks", "list", "--status", "SUCCEEDED"]);
+    assert_eq!(closed["tasks"][0]["status"], "SUCCEEDED");
+}
+
+#[test]
+fn reject_fails_the_execution_and_redrive_resumes_it_with_the_same_arn() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 3600);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    // A unique prefix is enough for operators.
+    lb.json(&["tasks", "reject", &token[..12], "--error", "Review.Rejected", "--cause", "wrong laterality"]);
+    let d = lb.json(&["executions", "describe", &arn]);
+    assert_eq!(d["status"], "FAILED");
+    assert_eq!(d["error"], "Review.Rejected");
+    assert_eq!(d["cause"], "wrong laterality");
+    assert_eq!(d["redriveStatus"], "REDRIVABLE");
+
+    let r = lb.json(&["executions", "redrive", &arn]);
+    assert!(r["redriveDate"].is_string());
+    let d = lb.json(&["executions", "describe", &arn]);
+    assert_eq!(d["status"], "RUNNING");
+    assert_eq!(d["redriveCount"], 1);
+    let tasks = pending(&lb);
+    assert_eq!(tasks.len(), 1, "the review gate waits again");
+    assert_ne!(tasks[0]["taskToken"], token.as_str(), "a redriven task gets a new token");
+    lb.json(&["tasks", "approve", tasks[0]["taskToken"].as_str().expect("token")]);
+    assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "SUCCEEDED");
+    let types = history_types(&lb, &arn);
+    assert_eq!(types.iter().filter(|t| *t == "ExecutionRedriven").count(), 1);
+    assert_eq!(types.iter().filter(|t| *t == "ExecutionStarted").count(), 1);
+    assert_eq!(types.last().map(String::as_str), Some("ExecutionSucceeded"));
+    let listed = lb.json(&["executions", "list", "--redriven"]);
+    assert_eq!(listed["executions"].as_array().map(Vec::len), Some(1));
+
+    let err = lb.fails(&["executions", "redrive", &arn]);
+    assert!(err.contains("cannot be redriven"), "{err}");
+}
+
+#[test]
+fn stop_aborts_a_waiting_execution_and_its_token() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 3600);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    let s = lb.json(&["executions", "stop", &arn, "--error", "Ops.Cancelled", "--cause", "order cancelled"]);
+    assert!(s["stopDate"].is_string());
+    let d = lb.json(&["executions", "describe", &arn]);
+    assert_eq!(d["status"], "ABORTED");
+    assert_eq!(d["error"], "Ops.Cancelled");
+    let err = lb.fails(&["tasks", "approve", &token]);
+    assert!(err.contains("TaskTimedOut") && err.contains("ABORTED"), "{err}");
+    let err = lb.fails(&["executions", "stop", &arn]);
+    assert!(err.contains("not running"), "{err}");
+    // An aborted execution can be redriven back into its review gate.
+    lb.json(&["executions", "redrive", &arn]);
+    assert_eq!(pending(&lb).len(), 1);
+}
+
+#[test]
+fn a_callback_that_times_out_fails_and_cannot_be_approved_late() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 1);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let out = lb.run(&["engine", "--seconds", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = lb.json(&["executions", "describe", &arn]);
+    assert_eq!(d["status"], "FAILED");
+    assert_eq!(d["error"], "States.Timeout");
+    assert!(history_types(&lb, &arn).contains(&"TaskTimedOut".to_string()));
+    let err = lb.fails(&["tasks", "approve", &token]);
+    assert!(err.contains("TaskTimedOut"), "{err}");
+    assert_eq!(lb.json(&["tasks", "list", "--status", "TIMED_OUT"])["tasks"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_stores_nothing() {
+    let lb = Lb::new();
+    setup(&lb, 3600);
+    let err = lb.fails(&["executions", "start", "--state-machine", "review", "--input-json", "{not json"]);
+    assert!(err.contains("not valid JSON"), "{err}");
+    let err = lb.fails(&["executions", "start", "--state-machine", "nope"]);
+    assert!(err.contains("StateMachineDoesNotExist") && err.contains("nope"), "{err}");
+    let err = lb.fails(&["executions", "start", "--state-machine", "review", "--name", "acc-1"]);
+    assert!(err.contains("ExecutionAlreadyExists"), "{err}");
+    let err = lb.fails(&["executions", "start", "--state-machine", "review", "--name", "has space"]);
+    assert!(err.contains("InvalidName"), "{err}");
+    let err = lb.fails(&["tasks", "approve", "0000000000000000000000"]);
+    assert!(err.contains("TaskDoesNotExist"), "{err}");
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    let err = lb.fails(&["tasks", "approve", &token, "--output", "{oops"]);
+    assert!(err.contains("InvalidOutput"), "{err}");
+    let err = lb.fails(&["executions", "list", "--status", "DONE"]);
+    assert!(err.contains("DONE"), "{err}");
+    assert_eq!(lb.json(&["executions", "list"])["executions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(pending(&lb).len(), 1, "the failed approve left the token pending");
+
+    let bad = lb.write(
+        "bad.json",
+        &json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}, "B": {"Type": "Wait", "End": true}}}),
+    );
+    let out = lb.run(&["state-machines", "create", "--name", "bad", "--definition", bad.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("States.A.Next") && err.contains("Nowhere"), "{err}");
+    let out = lb.run(&["validate", "--definition", bad.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("States.A.Next") && text.contains("States.B"), "{text}");
+}
+
+#[test]
+fn executions_list_pages_through_everything_once() {
+    let lb = Lb::new();
+    let def = lb.write("p.json", &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}));
+    lb.json(&["state-machines", "create", "--name", "p", "--definition", def.to_str().expect("path")]);
+    for i in 0..7 {
+        lb.json(&["executions", "start", "--state-machine", "p", "--name", &format!("e{i}")]);
+    }
+    let mut seen = vec![];
+    let mut next: Option<String> = None;
+    loop {
+        let mut args = vec!["executions", "list", "--max-results", "3"];
+        if let Some(t) = &next {
+            args.extend(["--next-token", t.as_str()]);
+        }
+        let page = lb.json(&args);
+        for e in page["executions"].as_array().expect("executions") {
+            assert_eq!(e["status"], "SUCCEEDED");
+            seen.push(e["name"].as_str().expect("name").to_string());
+        }
+        match page["nextToken"].as_str() {
+            Some(t) => next = Some(t.to_string()),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (0..7).map(|i| format!("e{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn run_prints_one_result_object_and_exits_2_on_an_invalid_definition() {
+    let lb = Lb::new();
+    let def = lb.write(
+        "w.json",
+        &json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "Next": "F"}, "F": {"Type": "Fail", "Error": "E", "Cause": "c"}}}),
+    );
+    let out = Command::new(bin())
+        .args(["run", "--definition", def.to_str().expect("path"), "--virtual-time", "--history"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error"], "E");
+    assert_eq!(v["events"].as_array().map(Vec::len), Some(5));
+    let bad = lb.write("bad.json", &json!({"StartAt": "X", "States": {}}));
+    let out = Command::new(bin()).args(["run", "--definition", bad.to_str().expect("path")]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn mock_config_drives_task_results_by_attempt() {
+    let lb = Lb::new();
+    let def = lb.write(
+        "m.json",
+        &json!({"StartAt": "Call", "States": {"Call": {
+            "Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem", "Parameters": {"TableName": "t"},
+            "Retry": [{"ErrorEquals": ["Throttled"], "IntervalSeconds": 30, "MaxAttempts": 2}],
+            "End": true}}}),
+    );
+    let mocks = lb.write(
+        "mocks.json",
+        &json!({
+            "StateMachines": {"Orders": {"TestCases": {"RetryThenOk": {"Call": "ThrottledOnce"}}}},
+            "MockedResponses": {"ThrottledOnce": {"0": {"Throw": {"Error": "Throttled", "Cause": "slow down"}}, "1": {"Return": {"ok": true}}}}
+        }),
+    );
+    let out = Command::new(bin())
+        .args(["run", "--definition", def.to_str().expect("p"), "--virtual-time", "--history", "--name", "Orders"])
+        .args(["--mock-config", mocks.to_str().expect("p"), "--test-case", "RetryThenOk"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["output"], json!({"ok": true}));
+    let types: Vec<&str> = v["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.iter().filter(|t| **t == "TaskFailed").count(), 1);
+    assert_eq!(types.iter().filter(|t| **t == "TaskScheduled").count(), 2);
+    let out = Command::new(bin())
+        .args(["run", "--definition", def.to_str().expect("p"), "--mock-config", mocks.to_str().expect("p"), "--test-case", "Nope"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Nope"));
+}
+
