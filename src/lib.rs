@@ -2,6 +2,7 @@
 //! orchestration, with an embedded durable Amazon States Language engine.
 
 pub mod asl;
+pub mod bench;
 pub mod engine;
 pub mod history;
 pub mod sim;

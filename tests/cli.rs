@@ -307,4 +307,3 @@ fn mock_config_drives_task_results_by_attempt() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Nope"));
 }
-

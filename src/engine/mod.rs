@@ -216,6 +216,7 @@ impl Engine {
         let def = self.definition(&loaded.definition)?;
         let mut st = loaded.state;
         let mut version = loaded.version;
+        let mut lease_taken = std::time::Instant::now();
         loop {
             if st.status != ExecutionStatus::Running {
                 return Ok(());
@@ -233,7 +234,11 @@ impl Engine {
             };
             let step = apply(&mut st, &def, input, &self.env())?;
             version = self.store.commit_step(&st, version, &step)?;
-            self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)?;
+            // Renew the lease only when half of it has gone by.
+            if lease_taken.elapsed() > std::time::Duration::from_millis((LEASE_MS / 2) as u64) {
+                self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)?;
+                lease_taken = std::time::Instant::now();
+            }
         }
     }
 
@@ -348,12 +353,22 @@ impl Engine {
     /// Drive every execution with due work. Returns how many were driven.
     pub fn run_due(&mut self, limit: usize) -> Result<usize> {
         let due = self.store.due(self.clock.now(), &self.owner, limit)?;
-        let n = due.len();
-        for arn in due {
-            match self.drive(&arn) {
-                Ok(()) | Err(EngineError::Store(StoreError::Conflict(_))) => {}
-                Err(e) => tracing::warn!(execution = %arn, error = %e, "driving an execution failed"),
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // Claim in small batches: one transaction per batch, and a CLI command waiting
+        // for one of these executions waits for at most a batch.
+        let mut n = 0;
+        for chunk in due.chunks(256) {
+            let claimed = self.store.claim(chunk, &self.owner, self.clock.now(), LEASE_MS)?;
+            for arn in &claimed {
+                match self.drive_leased(arn) {
+                    Ok(()) | Err(EngineError::Store(StoreError::Conflict(_))) => {}
+                    Err(e) => tracing::warn!(execution = %arn, error = %e, "driving an execution failed"),
+                }
             }
+            self.store.release_many(&claimed, &self.owner)?;
+            n += claimed.len();
         }
         Ok(n)
     }

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS state_machines (
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS definitions (
+    hash        TEXT PRIMARY KEY,
+    definition  TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS executions (
     arn               TEXT PRIMARY KEY,
     state_machine_arn TEXT NOT NULL,
@@ -52,7 +56,7 @@ CREATE TABLE IF NOT EXISTS executions (
     cause             TEXT,
     redrive_count     INTEGER NOT NULL DEFAULT 0,
     redrive_ms        INTEGER,
-    definition        TEXT NOT NULL,
+    definition_hash   TEXT NOT NULL REFERENCES definitions (hash),
     snapshot          TEXT NOT NULL,
     version           INTEGER NOT NULL,
     lease_owner       TEXT,
@@ -216,6 +220,8 @@ impl Store {
             conn.pragma_update(None, "journal_mode", "WAL")?;
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Fewer, larger checkpoints: steps are small and frequent.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store { conn })
@@ -278,45 +284,33 @@ impl Store {
     /// Insert a new execution together with its first step. `false` if the name is taken.
     pub fn insert_execution(&mut self, st: &ExecState, definition: &str, step: &Step) -> Result<bool> {
         let tx = self.conn.transaction()?;
-        let snapshot = serde_json::to_string(st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO executions (arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause,
-                redrive_count, redrive_ms, definition, snapshot, version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)",
-            params![
-                st.info.execution_arn,
-                st.info.state_machine_arn,
-                st.info.name,
-                st.status.as_str(),
-                ms(st.info.start_time),
-                st.stop_time.map(ms),
-                serde_json::to_string(&st.info.input).unwrap_or_default(),
-                st.output.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()),
-                st.error,
-                st.cause,
-                st.info.redrive_count,
-                st.info.redrive_time.map(ms),
-                definition,
-                snapshot,
-            ],
-        )?;
-        if n == 0 {
-            return Ok(false);
-        }
-        write_step(&tx, st, step)?;
+        let inserted = insert_in(&tx, st, definition, step)?;
         tx.commit()?;
-        Ok(true)
+        Ok(inserted)
+    }
+
+    /// Insert many new executions in one transaction (imports and benchmarks). Returns how many were new.
+    pub fn insert_executions(&mut self, items: &[(ExecState, String, Step)]) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        for (st, def, step) in items {
+            n += usize::from(insert_in(&tx, st, def, step)?);
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Commit one step: the execution row moves from `version` to `version + 1`.
     pub fn commit_step(&mut self, st: &ExecState, version: i64, step: &Step) -> Result<i64> {
         let tx = self.conn.transaction()?;
         let snapshot = serde_json::to_string(st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let n = tx.execute(
-            "UPDATE executions SET status = ?2, stop_ms = ?3, output = ?4, error = ?5, cause = ?6, redrive_count = ?7, redrive_ms = ?8,
+        let n = tx
+            .prepare_cached(
+                "UPDATE executions SET status = ?2, stop_ms = ?3, output = ?4, error = ?5, cause = ?6, redrive_count = ?7, redrive_ms = ?8,
                 snapshot = ?9, version = version + 1
              WHERE arn = ?1 AND version = ?10",
-            params![
+            )?
+            .execute(params![
                 st.info.execution_arn,
                 st.status.as_str(),
                 st.stop_time.map(ms),
@@ -327,8 +321,7 @@ impl Store {
                 st.info.redrive_time.map(ms),
                 snapshot,
                 version,
-            ],
-        )?;
+            ])?;
         if n == 0 {
             return Err(StoreError::Conflict(st.info.execution_arn.clone()));
         }
@@ -340,7 +333,10 @@ impl Store {
     pub fn load(&self, arn: &str) -> Result<Option<Loaded>> {
         let row: Option<(String, String, i64)> = self
             .conn
-            .query_row("SELECT snapshot, definition, version FROM executions WHERE arn = ?1", [arn], |r| {
+            .prepare_cached(
+                "SELECT e.snapshot, d.definition, e.version FROM executions e JOIN definitions d ON d.hash = e.definition_hash WHERE e.arn = ?1",
+            )?
+            .query_row([arn], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
@@ -432,6 +428,50 @@ impl Store {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Take the leases of many executions in one transaction; returns those now held.
+    pub fn claim(&mut self, arns: &[String], owner: &str, now: DateTime<Utc>, ttl_ms: i64) -> Result<Vec<String>> {
+        let tx = self.conn.transaction()?;
+        let mut got = vec![];
+        {
+            let mut up = tx.prepare_cached(
+                "UPDATE executions SET lease_owner = ?2, lease_until_ms = ?3
+                 WHERE arn = ?1 AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until_ms < ?4)",
+            )?;
+            let mut holder = tx.prepare_cached("SELECT lease_owner FROM executions WHERE arn = ?1")?;
+            let mut steal =
+                tx.prepare_cached("UPDATE executions SET lease_owner = ?2, lease_until_ms = ?3 WHERE arn = ?1 AND lease_owner = ?4")?;
+            for arn in arns {
+                if up.execute(params![arn, owner, ms(now) + ttl_ms, ms(now)])? > 0 {
+                    got.push(arn.clone());
+                    continue;
+                }
+                let h: Option<Option<String>> = holder.query_row([arn], |r| r.get(0)).optional()?;
+                if let Some(Some(h)) = h
+                    && !owner_alive(&h)
+                    && steal.execute(params![arn, owner, ms(now) + ttl_ms, h])? > 0
+                {
+                    got.push(arn.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(got)
+    }
+
+    /// Give back many leases in one transaction.
+    pub fn release_many(&mut self, arns: &[String], owner: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("UPDATE executions SET lease_owner = NULL, lease_until_ms = NULL WHERE arn = ?1 AND lease_owner = ?2")?;
+            for arn in arns {
+                st.execute(params![arn, owner])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     pub fn release_lease(&self, arn: &str, owner: &str) -> Result<()> {
@@ -580,6 +620,46 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
     })
 }
 
+fn insert_in(tx: &rusqlite::Transaction<'_>, st: &ExecState, definition: &str, step: &Step) -> Result<bool> {
+    let snapshot = serde_json::to_string(st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let hash = definition_hash(definition);
+    tx.prepare_cached("INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)")?.execute(params![hash, definition])?;
+    let n = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO executions (arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause,
+            redrive_count, redrive_ms, definition_hash, snapshot, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)",
+        )?
+        .execute(params![
+            st.info.execution_arn,
+            st.info.state_machine_arn,
+            st.info.name,
+            st.status.as_str(),
+            ms(st.info.start_time),
+            st.stop_time.map(ms),
+            serde_json::to_string(&st.info.input).unwrap_or_default(),
+            st.output.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()),
+            st.error,
+            st.cause,
+            st.info.redrive_count,
+            st.info.redrive_time.map(ms),
+            hash,
+            snapshot,
+        ])?;
+    if n == 0 {
+        return Ok(false);
+    }
+    write_step(tx, st, step)?;
+    Ok(true)
+}
+
+/// Definitions are stored once, keyed by their SHA-256.
+pub fn definition_hash(definition: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(definition.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Everything a step writes besides the execution row.
 fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Result<()> {
     let arn = &st.info.execution_arn;
@@ -602,14 +682,14 @@ fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Re
             }
         }
     }
-    tx.execute("DELETE FROM timers WHERE execution_arn = ?1", [arn])?;
+    tx.prepare_cached("DELETE FROM timers WHERE execution_arn = ?1")?.execute([arn])?;
     let local_work = st.status == ExecutionStatus::Running && !st.outstanding_tasks().is_empty();
     let wake = match (st.next_wake(), local_work) {
         (_, true) => Some(st.info.start_time.min(Utc::now())),
         (w, false) => w,
     };
     if let Some(w) = wake {
-        tx.execute("INSERT INTO timers (execution_arn, fire_ms) VALUES (?1, ?2)", params![arn, ms(w)])?;
+        tx.prepare_cached("INSERT INTO timers (execution_arn, fire_ms) VALUES (?1, ?2)")?.execute(params![arn, ms(w)])?;
     }
     {
         let mut ins = tx.prepare_cached(
