@@ -46,6 +46,19 @@ struct Cli {
 enum Command {
     /// Run a definition once, to completion, on an in-memory store.
     Run(RunArgs),
+    /// The TestState API: run one state with mocks and report what each processing step produced.
+    #[command(name = "test-state")]
+    TestState {
+        /// A single state, or a whole state machine (then name the state with `stateName` in the request).
+        #[arg(long)]
+        definition: PathBuf,
+        /// State input JSON file (default: {}).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Request JSON: inspectionLevel, mock, stateConfiguration, stateName, context, variables.
+        #[arg(long)]
+        request: Option<PathBuf>,
+    },
     /// Check a definition and list every problem, each naming the state and field.
     Validate {
         #[arg(long)]
@@ -216,10 +229,12 @@ pub fn main() -> Result<ExitCode> {
     match &command {
         Command::Run(a) => cmd_run(a),
         Command::Validate { definition } => cmd_validate(definition, cli.json),
+        Command::TestState { definition, input, request } => cmd_test_state(definition, input.as_deref(), request.as_deref()),
         Command::Bench { executions, list_rows, restart, dir } => cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json),
         _ => {
-            let data_dir = data_dir(&cli)?;
-            let _log = init_logging(&data_dir)?;
+            let config = load_config(&cli)?;
+            let data_dir = data_dir(&cli, &config)?;
+            let _log = init_logging(&data_dir, config.log.as_deref())?;
             let store =
                 Store::open(&data_dir.join("lightbox.db")).with_context(|| format!("opening the store in {}", data_dir.display()))?;
             let mut tasks = TaskRunner::new();
@@ -230,8 +245,32 @@ pub fn main() -> Result<ExitCode> {
     }
 }
 
-fn data_dir(cli: &Cli) -> Result<PathBuf> {
-    if let Some(d) = &cli.data_dir {
+/// `config.toml`: see config.example.toml for every option.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    data_dir: Option<PathBuf>,
+    log: Option<String>,
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let (path, explicit) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => match directories::ProjectDirs::from("org", "lightbox", "lightbox") {
+            Some(d) => (d.config_dir().join("config.toml"), false),
+            None => return Ok(Config::default()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
+    };
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+fn data_dir(cli: &Cli, config: &Config) -> Result<PathBuf> {
+    if let Some(d) = cli.data_dir.as_ref().or(config.data_dir.as_ref()) {
         return Ok(d.clone());
     }
     let dirs = directories::ProjectDirs::from("org", "lightbox", "lightbox")
@@ -239,12 +278,13 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
     Ok(dirs.data_dir().to_path_buf())
 }
 
-fn init_logging(data_dir: &Path) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+fn init_logging(data_dir: &Path, level: Option<&str>) -> Result<tracing_appender::non_blocking::WorkerGuard> {
     let logs = data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let appender = tracing_appender::rolling::daily(&logs, "lightbox.log");
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
     let _ = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).with_env_filter(filter).try_init();
     Ok(guard)
 }
@@ -292,6 +332,28 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+fn cmd_test_state(definition: &Path, input: Option<&Path>, request: Option<&Path>) -> Result<ExitCode> {
+    let def = read(definition)?;
+    let input = match input {
+        Some(p) => read(p)?,
+        None => "{}".into(),
+    };
+    let request: Value = match request {
+        Some(p) => serde_json::from_str(&read(p)?).with_context(|| format!("{} is not valid JSON", p.display()))?,
+        None => json!({}),
+    };
+    match lightbox::engine::test_state::run(&def, &input, &request) {
+        Ok(v) => {
+            say!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("lightbox: test-state: {e}");
+            Ok(ExitCode::from(2))
+        }
     }
 }
 
@@ -492,7 +554,9 @@ fn dispatch(command: &Command, j: bool, engine: &mut Engine) -> Result<ExitCode>
         }
         Command::Engine { seconds } => run_engine(engine, *seconds)?,
         Command::Demo { studies } => run_demo(engine, *studies, j)?,
-        Command::Run(_) | Command::Validate { .. } | Command::Bench { .. } => unreachable!("handled before opening the store"),
+        Command::Run(_) | Command::Validate { .. } | Command::TestState { .. } | Command::Bench { .. } => {
+            unreachable!("handled before opening the store")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

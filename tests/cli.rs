@@ -307,3 +307,139 @@ fn mock_config_drives_task_results_by_attempt() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Nope"));
 }
+
+#[test]
+fn test_state_reports_each_processing_step() {
+    let lb = Lb::new();
+    let def = lb.write(
+        "s.json",
+        &json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "InputPath": "$.order",
+                "Parameters": {"FunctionName": "f", "Payload.$": "$"}, "ResultSelector": {"code.$": "$.StatusCode"},
+                "ResultPath": "$.result", "Retry": [{"ErrorEquals": ["Busy"], "MaxAttempts": 2}], "Next": "After"}),
+    );
+    let input = lb.write("in.json", &json!({"order": {"acc": "ACC9"}}));
+    let req = lb.write("req.json", &json!({"inspectionLevel": "DEBUG", "mock": {"result": "{\"StatusCode\": 200}"}}));
+    let out = Command::new(bin())
+        .args([
+            "test-state",
+            "--definition",
+            def.to_str().expect("p"),
+            "--input",
+            input.to_str().expect("p"),
+            "--request",
+            req.to_str().expect("p"),
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["nextState"], "After");
+    assert_eq!(v["output"], json!({"order": {"acc": "ACC9"}, "result": {"code": 200}}), "ResultPath merges into the raw state input");
+    assert_eq!(v["inspectionData"]["afterInputPath"], json!({"acc": "ACC9"}));
+    let req = lb.write("req2.json", &json!({"mock": {"errorOutput": {"error": "Busy", "cause": "try later"}}}));
+    let out = Command::new(bin())
+        .args([
+            "test-state",
+            "--definition",
+            def.to_str().expect("p"),
+            "--input",
+            input.to_str().expect("p"),
+            "--request",
+            req.to_str().expect("p"),
+        ])
+        .output()
+        .expect("run");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "RETRIABLE");
+    assert_eq!(v["error"], "Busy");
+    let bad = lb.write("bad.json", &json!({"Type": "Nope"}));
+    let out = Command::new(bin()).args(["test-state", "--definition", bad.to_str().expect("p")]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Nope"));
+}
+
+#[test]
+fn config_file_sets_the_data_dir_and_unknown_keys_are_refused() {
+    let lb = Lb::new();
+    let data = lb.path("from-config");
+    let cfg = lb.path("config.toml");
+    std::fs::write(&cfg, format!("data_dir = {:?}\nlog = \"debug\"\n", data.to_str().expect("p"))).expect("write");
+    let out = Command::new(bin()).args(["--config", cfg.to_str().expect("p"), "--json", "state-machines", "list"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(data.join("lightbox.db").exists(), "the store is created where the config says");
+    std::fs::write(&cfg, "data_dri = \"/tmp/x\"\n").expect("write");
+    let out = Command::new(bin()).args(["--config", cfg.to_str().expect("p"), "state-machines", "list"]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data_dri") && err.contains("config.toml"), "{err}");
+    let out = Command::new(bin())
+        .args(["--config", lb.path("missing.toml").to_str().expect("p"), "state-machines", "list"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "an explicitly named config file must exist");
+}
+
+/// A one-request HTTP server on loopback; returns its address and the request it received.
+fn serve_once(status: &str, body: &str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let response =
+        format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        loop {
+            let n = s.read(&mut buf).unwrap_or(0);
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if n == 0 || text.contains("\r\n\r\n") && text.split("\r\n\r\n").nth(1).is_some_and(|b| !b.is_empty()) {
+                break;
+            }
+        }
+        s.write_all(response.as_bytes()).expect("write");
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    (addr, h)
+}
+
+#[test]
+fn http_invoke_calls_the_endpoint_and_maps_errors() {
+    let lb = Lb::new();
+    let (addr, server) = serve_once("200 OK", r#"{"published":true}"#);
+    let def = lb.write(
+        "h.json",
+        &json!({"StartAt": "Publish", "States": {"Publish": {
+            "Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+            "Parameters": {"ApiEndpoint": format!("http://{addr}/studies"), "Method": "POST",
+                           "QueryParameters": {"site": "MAIN"}, "RequestBody": {"accession.$": "$.accession"}},
+            "ResultSelector": {"status.$": "$.StatusCode", "body.$": "$.ResponseBody"}, "End": true}}}),
+    );
+    let input = lb.write("in.json", &json!({"accession": "ACC5"}));
+    let out = Command::new(bin())
+        .args(["run", "--definition", def.to_str().expect("p"), "--input", input.to_str().expect("p")])
+        .output()
+        .expect("run");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["output"], json!({"status": 200, "body": {"published": true}}));
+    let request = server.join().expect("server");
+    assert!(request.starts_with("POST /studies?site=MAIN"), "{request}");
+    assert!(request.contains(r#"{"accession":"ACC5"}"#), "{request}");
+
+    let (addr, server) = serve_once("404 Not Found", r#"{"message":"no such study"}"#);
+    let def = lb.write(
+        "h404.json",
+        &json!({"StartAt": "Publish", "States": {"Publish": {
+            "Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+            "Parameters": {"ApiEndpoint": format!("http://{addr}/studies/x"), "Method": "GET"}, "End": true}}}),
+    );
+    let out = Command::new(bin()).args(["run", "--definition", def.to_str().expect("p")]).output().expect("run");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    server.join().expect("server");
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error"], "States.Http.StatusCode.404");
+}

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::eval::{self, Failure, JsonataEnv, Scope, to_json};
+use super::eval::{self, Failure, JsonataEnv, Scope, obj, show_scalar, to_json};
 use crate::asl::model::{ChoiceCondition, Definition, Jitter, MapMode, QueryLanguage, State, StateKind, WaitSpec};
 use crate::history::{ExecutionStatus, HistoryEvent, not_truncated};
 
@@ -351,7 +351,7 @@ fn resource_parts(resource: &str) -> (String, String) {
     ("local".to_string(), resource.to_string())
 }
 
-fn error_matches(patterns: &[String], error: &str) -> bool {
+pub(crate) fn error_matches(patterns: &[String], error: &str) -> bool {
     let terminal = matches!(error, "States.Runtime" | "States.DataLimitExceeded");
     patterns
         .iter()
@@ -1062,6 +1062,26 @@ impl Machine<'_> {
                                 ))));
                             }
                         },
+                    };
+                    let inputs = match &spec.item_batcher {
+                        Some(b) => {
+                            let field = |k: &str| -> Result<Option<u64>, Failure> {
+                                match (b.get(k), b.get(format!("{k}Path")).and_then(Value::as_str)) {
+                                    (Some(v), _) => Ok(v.as_u64()),
+                                    (None, Some(p)) => {
+                                        Ok(numeric_string(eval::select_required(p, &after_input, &scope, &name, entered)?).as_u64())
+                                    }
+                                    _ => Ok(None),
+                                }
+                            };
+                            let (items, bytes) = (field("MaxItemsPerBatch")?, field("MaxInputBytesPerBatch")?);
+                            let batch_input = match b.get("BatchInput") {
+                                Some(t) => Some(eval::template(t, &after_input, &mut scope, &name, entered)?),
+                                None => None,
+                            };
+                            make_batches(inputs, items, bytes, batch_input)
+                        }
+                        None => inputs,
                     };
                     let n = inputs.len();
                     Ok(Some(Phase::Children(Box::new(Fanout {
@@ -2037,6 +2057,23 @@ impl Machine<'_> {
                     let maxc = int(&mut env, &spec.max_concurrency, "MaxConcurrency")?.and_then(|v| v.as_u64()).unwrap_or(0) as usize;
                     let tc = int(&mut env, &spec.tolerated_failure_count, "ToleratedFailureCount")?.and_then(|v| v.as_u64());
                     let tp = int(&mut env, &spec.tolerated_failure_percentage, "ToleratedFailurePercentage")?.and_then(|v| v.as_f64());
+                    let inputs = match &spec.item_batcher {
+                        Some(b) => {
+                            let mut field = |k: &str| -> Result<Option<u64>, Failure> {
+                                match b.get(k) {
+                                    Some(v) => Ok(numeric_string(env.value(&format!("ItemBatcher/{k}"), v)?).as_u64()),
+                                    None => Ok(None),
+                                }
+                            };
+                            let (items, bytes) = (field("MaxItemsPerBatch")?, field("MaxInputBytesPerBatch")?);
+                            let batch_input = match b.get("BatchInput") {
+                                Some(t) => Some(env.value("ItemBatcher/BatchInput", t)?),
+                                None => None,
+                            };
+                            make_batches(inputs, items, bytes, batch_input)
+                        }
+                        None => inputs,
+                    };
                     let n = inputs.len();
                     Ok(Phase::Children(Box::new(Fanout {
                         kind: FanKind::Map,
@@ -2100,13 +2137,6 @@ fn jsonata_finish(
     Ok(Phase::Exit { output, next, assigned })
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 fn check_size(v: &Value, state: &str) -> Result<(), Failure> {
     if to_json(v).len() > PAYLOAD_LIMIT {
         return Err(Failure::new(
@@ -2128,18 +2158,42 @@ fn positive_int(v: &Value, p: &str, state: &str, entered: i64) -> Result<i64, Fa
     }
 }
 
+/// ItemBatcher: group item inputs into `{"BatchInput": .., "Items": [..]}` child inputs,
+/// at most `max_items` items and `max_bytes` bytes of JSON each (at least one item per batch).
+fn make_batches(items: Vec<Value>, max_items: Option<u64>, max_bytes: Option<u64>, batch_input: Option<Value>) -> Vec<Value> {
+    let wrap = |items: Vec<Value>| {
+        let mut m = Map::new();
+        if let Some(b) = &batch_input {
+            m.insert("BatchInput".into(), b.clone());
+        }
+        m.insert("Items".into(), Value::Array(items));
+        Value::Object(m)
+    };
+    let mut out = vec![];
+    let mut cur: Vec<Value> = vec![];
+    let mut cur_bytes = 0usize;
+    for item in items {
+        let size = to_json(&item).len() + 1;
+        let full_count = max_items.is_some_and(|m| cur.len() as u64 >= m.max(1));
+        let full_bytes = max_bytes.is_some_and(|m| (cur_bytes + size) as u64 > m);
+        if !cur.is_empty() && (full_count || full_bytes) {
+            out.push(wrap(std::mem::take(&mut cur)));
+            cur_bytes = 0;
+        }
+        cur_bytes += size;
+        cur.push(item);
+    }
+    if !cur.is_empty() {
+        out.push(wrap(cur));
+    }
+    out
+}
+
 /// Step Functions reads integers given as strings ("1") in `...Path` fields.
 fn numeric_string(v: Value) -> Value {
     match &v {
         Value::String(s) => s.trim().parse::<i64>().map(Value::from).or_else(|_| s.trim().parse::<f64>().map(Value::from)).unwrap_or(v),
         _ => v,
-    }
-}
-
-fn show_scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => to_json(other),
     }
 }
 
@@ -2157,4 +2211,38 @@ fn base_token_suffix(name: &str, event: i64) -> String {
         h = (h ^ b as u32).wrapping_mul(0x0100_0193);
     }
     format!("{h:08x}{event:06x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_item_and_byte_limits() {
+        let items: Vec<Value> = (1..=5).map(Value::from).collect();
+        let b = make_batches(items.clone(), Some(2), None, Some(json!({"k": 1})));
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0], json!({"BatchInput": {"k": 1}, "Items": [1, 2]}));
+        assert_eq!(b[2], json!({"BatchInput": {"k": 1}, "Items": [5]}));
+        // Each item is 2 bytes of JSON plus a separator: 4 bytes hold two.
+        let b = make_batches(items.clone(), None, Some(4), None);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[1], json!({"Items": [3, 4]}));
+        // An item larger than the byte limit still gets a batch of its own.
+        let b = make_batches(vec![json!("a long string")], None, Some(1), None);
+        assert_eq!(b, vec![json!({"Items": ["a long string"]})]);
+        assert!(make_batches(vec![], Some(2), None, None).is_empty());
+    }
+
+    #[test]
+    fn terminal_errors_escape_states_all() {
+        let all = vec!["States.ALL".to_string()];
+        assert!(error_matches(&all, "States.Timeout"));
+        assert!(error_matches(&all, "Custom.Error"));
+        assert!(!error_matches(&all, "States.Runtime"));
+        assert!(!error_matches(&all, "States.DataLimitExceeded"));
+        let tf = vec!["States.TaskFailed".to_string()];
+        assert!(error_matches(&tf, "Lambda.Unknown"));
+        assert!(!error_matches(&tf, "States.Timeout"));
+    }
 }

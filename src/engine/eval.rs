@@ -42,6 +42,22 @@ pub fn next_random(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// An object's members (anything else has none).
+pub fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A value as AWS quotes it in messages: strings bare, everything else as JSON.
+pub fn show_scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => to_json(other),
+    }
+}
+
 /// Compact JSON text, as AWS renders payloads in messages and events.
 pub fn to_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()

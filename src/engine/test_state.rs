@@ -13,7 +13,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use super::core::{TaskRequest, parse_ts};
-use super::eval::{self, Failure, JsonataEnv, Scope, to_json};
+use super::eval::{self, Failure, JsonataEnv, Scope, obj, show_scalar, to_json};
 use super::tasks::{TaskOutcome, TaskRunner};
 use crate::asl::model::{Catcher, ChoiceCondition, Definition, MapSpec, QueryLanguage, State, StateKind, WaitSpec};
 
@@ -293,28 +293,7 @@ fn rec(insp: &mut Map<String, Value>, key: &str, v: &Value) {
     insp.insert(key.to_string(), shown);
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-/// Does a retrier's or catcher's `ErrorEquals` match? `States.ALL` does not match the terminal
-/// `States.Runtime` and `States.DataLimitExceeded`; `States.TaskFailed` matches any non-States error.
-fn error_matches(patterns: &[String], error: &str) -> bool {
-    let terminal = matches!(error, "States.Runtime" | "States.DataLimitExceeded");
-    patterns
-        .iter()
-        .any(|p| p == error || (!terminal && p == "States.ALL") || (p == "States.TaskFailed" && !error.starts_with("States.") && !terminal))
-}
-
-fn show_scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => to_json(other),
-    }
-}
+use super::core::error_matches;
 
 impl Tester<'_> {
     fn name(&self) -> &str {
