@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::eval::{self, Failure, JsonataEnv, Scope, obj, show_scalar, to_json};
+use super::eval::{self, Failure, JsonataEnv, Origin, Scope, obj, show_scalar, to_json};
 use crate::asl::model::{ChoiceCondition, Definition, Jitter, MapMode, QueryLanguage, State, StateKind, WaitSpec};
 use crate::history::{ExecutionStatus, HistoryEvent, not_truncated};
 
@@ -70,6 +70,9 @@ pub struct Thread {
     pub item: Option<(usize, Value)>,
     /// Events of threads under a distributed Map are kept out of the parent history.
     pub quiet: bool,
+    /// A Map or Parallel that failed keeps its children's record, so redrive reruns only what failed.
+    #[serde(default)]
+    pub failed_fanout: Option<Box<Fanout>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,10 +87,10 @@ pub enum Phase {
         next: Option<String>,
         assigned: Option<Map<String, Value>>,
     },
-    /// Wait state or retry back-off; `then_exit` carries the Wait state's output.
+    /// Wait state or retry back-off; a Wait state carries its output and assignments in `then_exit`.
     Sleep {
         until: DateTime<Utc>,
-        then_exit: Option<Value>,
+        then_exit: Option<(Value, Option<Map<String, Value>>)>,
     },
     Task(Box<TaskWait>),
     Children(Box<Fanout>),
@@ -458,10 +461,9 @@ impl Machine<'_> {
                     match &th.phase {
                         Phase::Sleep { until, then_exit } if *until <= now => {
                             let next = match then_exit {
-                                Some(out) => {
-                                    let out = out.clone();
+                                Some((out, assigned)) => {
                                     let st = self.state_of(th).map(|s| s.next.clone()).unwrap_or_default();
-                                    Phase::Exit { output: out, next: st, assigned: None }
+                                    Phase::Exit { output: out.clone(), next: st, assigned: assigned.clone() }
                                 }
                                 None => Phase::Run,
                             };
@@ -581,6 +583,7 @@ impl Machine<'_> {
             vars,
             item,
             quiet,
+            failed_fanout: None,
         };
         self.st.threads.insert(id, th);
         id
@@ -662,16 +665,14 @@ impl Machine<'_> {
         let Phase::Children(f) = &th.phase else { return };
         let scope = f.scopes.get(i).copied().unwrap_or(f.scopes[0]);
         let input = f.inputs.get(i).cloned().unwrap_or(Value::Null);
-        let item = (f.kind == FanKind::Map).then(|| (i, input.clone()));
+
         let distributed = f.distributed;
         let quiet = th.quiet || distributed;
         let vars = th.vars.clone();
         let map_name = th.state.clone();
         let Some(start) = self.def.scope(scope).map(|m| m.start_at.clone()) else { return };
+        // $$.Map.Item is visible to ItemSelector only, not inside the iteration.
         let child = self.spawn(scope, Some(parent), i, start, input, vars, None, quiet);
-        if let Some(c) = self.st.threads.get_mut(&child) {
-            c.item = item.filter(|_| false);
-        }
         if let Some(Phase::Children(f)) = self.st.threads.get_mut(&parent).map(|t| &mut t.phase) {
             f.slots[i] = Slot::Running(child);
         }
@@ -846,8 +847,7 @@ impl Machine<'_> {
                         };
                     let error = pick(&f.error, &f.error_path, "ErrorPath", &mut scope)?;
                     let cause = pick(&f.cause, &f.cause_path, "CausePath", &mut scope)?;
-                    Err(Failure { error: error.unwrap_or_default(), cause: cause.unwrap_or_default(), location: None })
-                        .map_err(|f| Failure { location: Some("\u{0}fail".into()), ..f })
+                    Err(Failure { origin: Origin::FailState, ..Failure::new(error.unwrap_or_default(), cause.unwrap_or_default()) })
                 }
                 StateKind::Choice { choices, default } => {
                     for c in choices {
@@ -930,8 +930,7 @@ impl Machine<'_> {
                         None => None,
                     };
                     let out = eval::select_path(&state.output_path, &after_input, &scope, &name, entered)?;
-                    let _ = assigned; // Wait assigns are applied at exit below
-                    Ok(Some(Phase::Sleep { until, then_exit: Some(out) }))
+                    Ok(Some(Phase::Sleep { until, then_exit: Some((out, assigned)) }))
                 }
                 StateKind::Task(spec) => {
                     let timeout = match (&spec.timeout, &spec.timeout_path) {
@@ -1022,7 +1021,7 @@ impl Machine<'_> {
                         },
                     };
                     let n_items = inputs.len();
-                    let started = |f: Failure| Failure { location: Some(format!("\u{0}map-started:{n_items}")), ..f };
+                    let started = |f: Failure| Failure { origin: Origin::MapStarted(n_items), ..f };
                     let tc = num(&spec.tolerated_failure_count, &spec.tolerated_failure_count_path, "ToleratedFailureCountPath")?;
                     let tolerated_count = match tc.map(numeric_string) {
                         None => None,
@@ -1103,15 +1102,15 @@ impl Machine<'_> {
         let phase = match res {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(()),
-            Err(f) if f.location.as_deref() == Some("\u{0}fail") => {
-                self.fail_state(id, Failure { location: None, ..f });
+            Err(f) if f.origin == Origin::FailState => {
+                self.fail_state(id, f);
                 return Ok(());
             }
-            Err(f) if f.location.as_deref().is_some_and(|l| l.starts_with("\u{0}map-started:")) => {
-                let n: usize = f.location.as_deref().and_then(|l| l.rsplit(':').next()).and_then(|x| x.parse().ok()).unwrap_or(0);
+            Err(f) if matches!(f.origin, Origin::MapStarted(_)) => {
+                let Origin::MapStarted(n) = f.origin else { return Err(f) };
                 let quiet = self.thread(id).is_some_and(|t| t.quiet);
                 self.emit(quiet, "MapStateStarted", json!({"length": n}));
-                return Err(Failure { location: None, ..f });
+                return Err(Failure { origin: Origin::State, ..f });
             }
             Err(f) => return Err(f),
         };
@@ -1176,38 +1175,11 @@ impl Machine<'_> {
                     }
                 }
             }
-            Phase::Sleep { until, then_exit } if until <= self.now() => {
-                let next = state.next.clone();
-                let out = then_exit.unwrap_or(Value::Null);
-                let assigned = self.wait_assign(id, state);
-                self.set_phase(id, Phase::Exit { output: out, next, assigned });
-            }
-            Phase::Sleep { until, then_exit } => {
-                let assigned = self.wait_assign(id, state);
-                if let (Some(a), Some(th)) = (assigned, self.st.threads.get_mut(&id)) {
-                    // Keep the assignment for the exit event.
-                    th.vars.insert("\u{0}pending_assign".into(), Value::Object(a));
-                }
-                self.set_phase(id, Phase::Sleep { until, then_exit });
+            Phase::Sleep { until, then_exit: Some((output, assigned)) } if until <= self.now() => {
+                self.set_phase(id, Phase::Exit { output, next: state.next.clone(), assigned });
             }
             other => self.set_phase(id, other),
         }
-    }
-
-    /// Assign of a Wait state, computed on entry (JSONPath mode only; JSONata computes at run).
-    fn wait_assign(&mut self, id: u32, state: &State) -> Option<Map<String, Value>> {
-        let a = state.assign.as_ref()?;
-        if state.query_language != QueryLanguage::JsonPath {
-            return self.thread(id).and_then(|t| t.vars.get("\u{0}pending_assign")).and_then(|v| v.as_object().cloned());
-        }
-        let th = self.thread(id)?;
-        let raw = th.input.clone();
-        let entered = th.entered_event;
-        let (ctx, vars, mut rng) = self.scope_parts(id)?;
-        let mut scope = Scope { context: &ctx, vars: &vars, rng: &mut rng };
-        let after = eval::select_path(&state.input_path, &raw, &scope, &state.name, entered).ok()?;
-        let v = eval::template(a, &after, &mut scope, &state.name, entered).ok()?;
-        Some(obj(v))
     }
 
     fn schedule_task(
@@ -1477,13 +1449,9 @@ impl Machine<'_> {
         let cause = f.cause.clone();
         if let Some(th) = self.st.threads.get_mut(&id) {
             // Keep the fan-out record under the failure so redrive can rerun only what failed.
-            th.phase = match std::mem::replace(&mut th.phase, Phase::Aborted) {
-                Phase::Children(fan) => {
-                    th.vars.insert("\u{0}fanout".into(), serde_json::to_value(&*fan).unwrap_or(Value::Null));
-                    Phase::Failed { error: error.clone(), cause: cause.clone() }
-                }
-                _ => Phase::Failed { error: error.clone(), cause: cause.clone() },
-            };
+            if let Phase::Children(fan) = std::mem::replace(&mut th.phase, Phase::Failed { error: error.clone(), cause: cause.clone() }) {
+                th.failed_fanout = Some(fan);
+            }
         }
         match th.parent {
             None => self.fail_execution(error, cause),
@@ -1656,18 +1624,17 @@ impl Machine<'_> {
             self.emit(parent.quiet, "MapRunFailed", json!({"error": f.error, "cause": f.cause}));
         }
         // Remember the fan-out for redrive before the phase changes.
-        if let Some(th) = self.st.threads.get_mut(&p) {
-            if let Phase::Children(fan) = &th.phase {
-                th.vars.insert("\u{0}fanout".into(), serde_json::to_value(&**fan).unwrap_or(Value::Null));
-            }
-            th.phase = Phase::Run;
+        if let Some(th) = self.st.threads.get_mut(&p)
+            && let Phase::Children(fan) = std::mem::replace(&mut th.phase, Phase::Run)
+        {
+            th.failed_fanout = Some(fan);
         }
-        self.handle_error(p, Failure { location: None, ..f });
+        self.handle_error(p, Failure { location: None, origin: Origin::State, ..f });
         // A retry reruns everything; a catch leaves the state: drop the record either way.
         if let Some(th) = self.st.threads.get_mut(&p)
             && !matches!(th.phase, Phase::Failed { .. })
         {
-            th.vars.remove("\u{0}fanout");
+            th.failed_fanout = None;
         }
         let dead: Vec<u32> =
             self.st.threads.values().filter(|t| t.parent == Some(p) && !matches!(t.phase, Phase::Failed { .. })).map(|t| t.id).collect();
@@ -1771,16 +1738,10 @@ impl Machine<'_> {
 
     fn redrive_thread(&mut self, id: u32) {
         let Some(th) = self.thread(id).cloned() else { return };
-        let fan_record = th.vars.get("\u{0}fanout").cloned();
-        match (&th.phase, fan_record) {
-            (Phase::Failed { .. } | Phase::Aborted, Some(rec)) => {
-                let Ok(mut fan) = serde_json::from_value::<Fanout>(rec) else {
-                    self.set_phase(id, Phase::Enter);
-                    self.runq.push_back(id);
-                    return;
-                };
+        match (&th.phase, th.failed_fanout.clone()) {
+            (Phase::Failed { .. } | Phase::Aborted, Some(mut fan)) => {
                 if let Some(t) = self.st.threads.get_mut(&id) {
-                    t.vars.remove("\u{0}fanout");
+                    t.failed_fanout = None;
                 }
                 fan.failures = 0;
                 let mut rerun = vec![];
@@ -1800,7 +1761,7 @@ impl Machine<'_> {
                     }
                 }
                 let kind = fan.kind;
-                self.set_phase(id, Phase::Children(Box::new(fan)));
+                self.set_phase(id, Phase::Children(fan));
                 for c in rerun {
                     self.redrive_thread(c);
                 }
@@ -1882,7 +1843,7 @@ impl Machine<'_> {
                         Some(other) => to_json(&other),
                         None => String::new(),
                     };
-                    Err(Failure { error: s(error), cause: s(cause), location: Some("\u{0}fail".into()) })
+                    Err(Failure { origin: Origin::FailState, ..Failure::new(s(error), s(cause)) })
                 }
                 StateKind::Choice { choices, default } => {
                     for c in choices {
@@ -1921,6 +1882,7 @@ impl Machine<'_> {
                                 Some(t) => t,
                                 None => {
                                     return Err(Failure {
+                                        origin: eval::Origin::State,
                                         error: "States.QueryEvaluationError".into(),
                                         cause: eval::state_cause(
                                             &state.name,
@@ -1942,21 +1904,10 @@ impl Machine<'_> {
                     else {
                         return Ok(Phase::Run);
                     };
-                    let mut ph = Phase::Sleep { until, then_exit: Some(output) };
                     if until <= now {
-                        ph = Phase::Exit {
-                            output: match ph {
-                                Phase::Sleep { then_exit, .. } => then_exit.unwrap_or(Value::Null),
-                                _ => Value::Null,
-                            },
-                            next,
-                            assigned: assigned.clone(),
-                        };
+                        return Ok(Phase::Exit { output, next, assigned });
                     }
-                    if let Some(a) = assigned {
-                        env.states = json!({"pending_assign": a});
-                    }
-                    Ok(ph)
+                    Ok(Phase::Sleep { until, then_exit: Some((output, assigned)) })
                 }
                 StateKind::Task(spec) => {
                     let args = match &state.arguments {
@@ -2025,6 +1976,7 @@ impl Machine<'_> {
                             Value::Array(a) => a.clone(),
                             other => {
                                 return Err(Failure {
+                                    origin: eval::Origin::State,
                                     error: "States.QueryEvaluationError".into(),
                                     cause: eval::state_cause(
                                         &state.name,
@@ -2102,8 +2054,8 @@ impl Machine<'_> {
                 self.enter_phase(id, state, p);
                 Ok(())
             }
-            Err(f) if f.location.as_deref() == Some("\u{0}fail") => {
-                self.fail_state(id, Failure { location: None, ..f });
+            Err(f) if f.origin == Origin::FailState => {
+                self.fail_state(id, f);
                 Ok(())
             }
             Err(f) => Err(f),
@@ -2232,6 +2184,25 @@ mod tests {
         let b = make_batches(vec![json!("a long string")], None, Some(1), None);
         assert_eq!(b, vec![json!({"Items": ["a long string"]})]);
         assert!(make_batches(vec![], Some(2), None, None).is_empty());
+    }
+
+    /// A Wait state's Assign takes effect when the wait ends, however long it is.
+    #[test]
+    fn wait_assign_survives_a_real_wait() {
+        for ql in ["JSONPath", "JSONata"] {
+            let (assign, output) = if ql == "JSONPath" {
+                (json!({"seen.$": "$.n"}), json!({"got.$": "$seen"}))
+            } else {
+                (json!({"seen": "{% $states.input.n %}"}), json!({"got": "{% $seen %}"}))
+            };
+            let mut check = json!({"Type": "Pass", "End": true});
+            check[if ql == "JSONPath" { "Parameters" } else { "Output" }] = output;
+            let def = json!({"QueryLanguage": ql, "StartAt": "W", "States": {
+                "W": {"Type": "Wait", "Seconds": 600, "Assign": assign, "Next": "Check"}, "Check": check}});
+            let out = crate::engine::ephemeral::run(&def.to_string(), r#"{"n": 42}"#, Default::default()).expect("run");
+            assert_eq!(out["status"], "SUCCEEDED", "{ql}: {out}");
+            assert_eq!(out["output"], json!({"got": 42}), "{ql}");
+        }
     }
 
     #[test]

@@ -15,11 +15,23 @@ pub struct Failure {
     /// For JSONata evaluation failures: the field (`Output/result`), so an
     /// `EvaluationFailed` event can name it.
     pub location: Option<String>,
+    pub origin: Origin,
+}
+
+/// Where a failure came from, when that changes what the engine records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    #[default]
+    State,
+    /// A Fail state: no retry or catch applies.
+    FailState,
+    /// A Map state failed after starting `n` items (AWS records `MapStateStarted` first).
+    MapStarted(usize),
 }
 
 impl Failure {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Failure {
-        Failure { error: error.into(), cause: cause.into(), location: None }
+        Failure { error: error.into(), cause: cause.into(), location: None, origin: Origin::State }
     }
     pub fn runtime(cause: impl Into<String>) -> Failure {
         Failure::new("States.Runtime", cause)
@@ -238,6 +250,7 @@ pub struct JsonataEnv<'a> {
 impl JsonataEnv<'_> {
     fn fail(&self, field: &str, msg: String) -> Failure {
         Failure {
+            origin: Origin::State,
             error: "States.QueryEvaluationError".into(),
             cause: state_cause(self.state, self.entered, &msg),
             location: Some(field.to_string()),

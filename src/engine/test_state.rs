@@ -720,6 +720,7 @@ impl Tester<'_> {
                         let s = env.value("Timestamp", v)?;
                         if s.as_str().and_then(parse_ts).is_none() {
                             return Err(Failure {
+                                origin: eval::Origin::State,
                                 error: "States.QueryEvaluationError".into(),
                                 cause: format!(
                                     "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
@@ -772,6 +773,7 @@ impl Tester<'_> {
                             Value::Array(a) => a.clone(),
                             other => {
                                 return Err(Failure {
+                                    origin: eval::Origin::State,
                                     error: "States.QueryEvaluationError".into(),
                                     cause: format!("Map state input must be an array but was: {}", to_json(other)),
                                     location: Some("Items".into()),
