@@ -5,5 +5,6 @@ pub mod asl;
 pub mod bench;
 pub mod engine;
 pub mod history;
+pub mod ops;
 pub mod sim;
 pub mod store;
