@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use lightbox::asl::model::{Definition, DefinitionError};
+use lightbox::audit;
 use lightbox::engine::ephemeral::{self, RunOptions};
 use lightbox::engine::tasks::{Mocks, TaskRunner};
 use lightbox::engine::{Clock, Engine, EngineError, short_token};
@@ -38,6 +39,12 @@ struct Cli {
     /// Print AWS-shaped JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Refuse every action that changes a workflow (approve, reject, redrive, stop, …).
+    #[arg(long, global = true)]
+    read_only: bool,
+    /// Who is acting, for the audit log (default: `user` in config, else the OS user).
+    #[arg(long, global = true, env = "LIGHTBOX_USER")]
+    user: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -73,6 +80,18 @@ enum Command {
     /// The review queue: pending task tokens, and approving or rejecting them.
     #[command(subcommand)]
     Tasks(TaskCmd),
+    /// The console (the default command): a keyboard-first dashboard on the embedded engine.
+    Console {
+        /// Run the demo hospital in the background (default: on when the data directory is new).
+        #[arg(long, conflicts_with = "no_demo")]
+        demo: bool,
+        /// Never run the demo hospital.
+        #[arg(long)]
+        no_demo: bool,
+        /// Colour theme: dark, light, high-contrast, deuteranopia, tritanopia, or one of yours.
+        #[arg(long)]
+        theme: Option<String>,
+    },
     /// Run the demo hospital headless: start synthetic studies, clear their reviews, print their statuses.
     Demo {
         /// How many studies to start.
@@ -94,6 +113,9 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The audit log of operator actions: list it, or verify its hash chain.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Run the engine headless: fire timers and dispatch tasks for every execution.
     Engine {
         /// Stop after this many seconds (default: run until interrupted).
@@ -193,6 +215,27 @@ enum ExecCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Entries, newest first.
+    List {
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        /// An execution ARN or a task token.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Check the hash chain: exits 3 if any entry was edited, removed or reordered.
+    Verify,
+}
+
+#[derive(Subcommand, Debug)]
 enum TaskCmd {
     /// Task tokens (default: pending ones, oldest first).
     List {
@@ -225,7 +268,7 @@ enum TaskCmd {
 
 pub fn main() -> Result<ExitCode> {
     let mut cli = Cli::parse();
-    let command = cli.command.take().unwrap_or(Command::Demo { studies: 12 });
+    let command = cli.command.take().unwrap_or(Command::Console { demo: false, no_demo: false, theme: None });
     match &command {
         Command::Run(a) => cmd_run(a),
         Command::Validate { definition } => cmd_validate(definition, cli.json),
@@ -240,7 +283,17 @@ pub fn main() -> Result<ExitCode> {
             let mut tasks = TaskRunner::new();
             lightbox::sim::register_handlers(&mut tasks);
             let mut engine = Engine::new(store, tasks, Clock::Real);
-            dispatch(&command, cli.json, &mut engine)
+            let ctx = Ctx {
+                json: cli.json,
+                read_only: cli.read_only || config.read_only,
+                user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
+            };
+            if let Command::Console { demo, no_demo, theme } = &command {
+                let fresh = engine.store.state_machines()?.is_empty();
+                let demo = *demo || (fresh && !*no_demo);
+                return console::run(engine, &ctx, &config, &data_dir, demo, theme.as_deref());
+            }
+            dispatch(&command, &ctx, &mut engine)
         }
     }
 }
@@ -251,6 +304,26 @@ pub fn main() -> Result<ExitCode> {
 struct Config {
     data_dir: Option<PathBuf>,
     log: Option<String>,
+    /// The operator's name in the audit log (default: the OS user).
+    user: Option<String>,
+    /// Refuse actions that change workflows.
+    #[serde(default)]
+    read_only: bool,
+    /// Console colour theme.
+    theme: Option<String>,
+    /// Accent colour for this context, e.g. "#ff0000" so production looks different.
+    accent: Option<String>,
+    /// Name of this context, shown in the header (default "local").
+    context: Option<String>,
+    /// Lock the console after this many idle minutes.
+    idle_lock_minutes: Option<u32>,
+    /// How often views refresh, in milliseconds.
+    refresh_ms: Option<u32>,
+    /// Reason codes offered when rejecting a review: "Code: text".
+    reject_reasons: Option<Vec<String>>,
+    /// Rebind console keys: action name = ["key", …].
+    #[serde(default)]
+    keys: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -381,7 +454,69 @@ fn cmd_validate(path: &Path, as_json: bool) -> Result<ExitCode> {
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
-fn dispatch(command: &Command, j: bool, engine: &mut Engine) -> Result<ExitCode> {
+struct Ctx {
+    json: bool,
+    read_only: bool,
+    user: String,
+}
+
+impl Ctx {
+    fn entry(&self, action: audit::Action) -> audit::AuditEntry {
+        audit::AuditEntry::new(self.user.clone(), audit::Source::Cli, action)
+    }
+    fn refuse(&self, what: &str) -> Result<()> {
+        if self.read_only {
+            bail!("read-only: {what} is disabled (started with --read-only or read_only = true in config)");
+        }
+        Ok(())
+    }
+}
+
+fn status_of(engine: &Engine, arn: &str) -> Value {
+    match engine.store.execution(arn) {
+        Ok(Some(r)) => json!({"status": r.status.as_str()}),
+        _ => json!({"status": null}),
+    }
+}
+
+/// An operator action on a task token, recorded in the audit log with its outcome.
+fn token_action(
+    engine: &mut Engine,
+    ctx: &Ctx,
+    action: audit::Action,
+    token: &str,
+    reason: Option<String>,
+    f: impl FnOnce(&mut Engine, &str) -> std::result::Result<TokenRow, EngineError>,
+) -> Result<TokenRow> {
+    ctx.refuse(action.as_str())?;
+    let arn = engine.resolve_token(token).map(|t| t.execution_arn).ok();
+    let mut entry = ctx.entry(action).token(token);
+    if let Some(a) = &arn {
+        entry = entry.execution(a.clone());
+    }
+    if let Some(r) = reason.filter(|r| !r.is_empty()) {
+        entry = entry.reason(r);
+    }
+    audit::preflight(engine.store.conn(), &entry)?;
+    let before = arn.as_deref().map(|a| status_of(engine, a));
+    let r = f(engine, token);
+    let after = arn.as_deref().map(|a| status_of(engine, a));
+    if let Some(b) = before {
+        entry = entry.before(b);
+    }
+    if let Some(a) = after {
+        entry = entry.after(a);
+    }
+    entry = entry.outcome(match &r {
+        Ok(_) => audit::Outcome::Ok,
+        Err(e) => audit::Outcome::Error(e.to_string()),
+    });
+    audit::record(engine.store.conn(), &entry, Utc::now())?;
+    Ok(r?)
+}
+
+fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
+    let j = ctx.json;
     match command {
         Command::StateMachines(SmCmd::Create { name, definition, role_arn }) => {
             let text = read(definition)?;
@@ -511,7 +646,18 @@ fn dispatch(command: &Command, j: bool, engine: &mut Engine) -> Result<ExitCode>
             }
         }
         Command::Executions(ExecCmd::Redrive { arn }) => {
-            let r = engine.redrive_execution(arn)?;
+            ctx.refuse("redrive")?;
+            audit::preflight(engine.store.conn(), &ctx.entry(audit::Action::Redrive).execution(arn.clone()))?;
+            let before = status_of(engine, arn);
+            let res = engine.redrive_execution(arn);
+            let entry = ctx
+                .entry(audit::Action::Redrive)
+                .execution(arn.clone())
+                .before(before)
+                .after(status_of(engine, arn))
+                .outcome(outcome(&res));
+            audit::record(engine.store.conn(), &entry, Utc::now())?;
+            let r = res?;
             if j {
                 print_json(&json!({"redriveDate": r.redrive.map(ts)}));
             } else {
@@ -519,7 +665,17 @@ fn dispatch(command: &Command, j: bool, engine: &mut Engine) -> Result<ExitCode>
             }
         }
         Command::Executions(ExecCmd::Stop { arn, error, cause }) => {
-            let r = engine.stop_execution(arn, error.clone(), cause.clone())?;
+            ctx.refuse("stop")?;
+            audit::preflight(engine.store.conn(), &ctx.entry(audit::Action::Stop).execution(arn.clone()))?;
+            let before = status_of(engine, arn);
+            let res = engine.stop_execution(arn, error.clone(), cause.clone());
+            let mut entry =
+                ctx.entry(audit::Action::Stop).execution(arn.clone()).before(before).after(status_of(engine, arn)).outcome(outcome(&res));
+            if let Some(c) = cause.clone().or(error.clone()) {
+                entry = entry.reason(c);
+            }
+            audit::record(engine.store.conn(), &entry, Utc::now())?;
+            let r = res?;
             if j {
                 print_json(&json!({"stopDate": r.stop.map(ts)}));
             } else {
@@ -541,24 +697,72 @@ fn dispatch(command: &Command, j: bool, engine: &mut Engine) -> Result<ExitCode>
             }
         }
         Command::Tasks(TaskCmd::Approve { token, output }) => {
-            let t = engine.send_task_success(token, output.as_deref().unwrap_or("{}"))?;
+            let out = output.clone().unwrap_or_else(|| "{}".into());
+            let t = token_action(engine, ctx, audit::Action::Approve, token, None, |e, tok| e.send_task_success(tok, &out))?;
             task_done(j, &t);
         }
         Command::Tasks(TaskCmd::Reject { token, error, cause }) => {
-            let t = engine.send_task_failure(token, error.as_deref(), cause.as_deref())?;
+            let reason = [error.clone(), cause.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
+            let t = token_action(engine, ctx, audit::Action::Reject, token, Some(reason), |e, tok| {
+                e.send_task_failure(tok, error.as_deref(), cause.as_deref())
+            })?;
             task_done(j, &t);
         }
         Command::Tasks(TaskCmd::Heartbeat { token }) => {
-            let t = engine.send_task_heartbeat(token)?;
+            let t = token_action(engine, ctx, audit::Action::Heartbeat, token, None, |e, tok| e.send_task_heartbeat(tok))?;
             task_done(j, &t);
+        }
+        Command::Audit(AuditCmd::List { since, actor, action, target, limit }) => {
+            let since = match since {
+                Some(s) => Some(
+                    DateTime::parse_from_rfc3339(s)
+                        .with_context(|| format!("--since {s:?} is not an RFC 3339 time like 2026-01-31T08:00:00Z"))?
+                        .with_timezone(&Utc),
+                ),
+                None => None,
+            };
+            let filter = audit::AuditFilter {
+                since,
+                actor: actor.clone(),
+                action: action.clone(),
+                target: target.clone(),
+                before_seq: None,
+                limit: *limit,
+            };
+            let rows = audit::list(engine.store.conn(), &filter)?;
+            if j {
+                print_json(&json!({"entries": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()}));
+            } else {
+                for r in rows {
+                    say!("{r}");
+                }
+            }
+        }
+        Command::Audit(AuditCmd::Verify) => {
+            let report = audit::verify(engine.store.conn())?;
+            if j {
+                print_json(&report.to_json());
+            } else {
+                say!("{report}");
+            }
+            if !report.ok {
+                return Ok(ExitCode::from(3));
+            }
         }
         Command::Engine { seconds } => run_engine(engine, *seconds)?,
         Command::Demo { studies } => run_demo(engine, *studies, j)?,
-        Command::Run(_) | Command::Validate { .. } | Command::TestState { .. } | Command::Bench { .. } => {
+        Command::Run(_) | Command::Validate { .. } | Command::TestState { .. } | Command::Bench { .. } | Command::Console { .. } => {
             unreachable!("handled before opening the store")
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn outcome<T>(r: &std::result::Result<T, EngineError>) -> audit::Outcome {
+    match r {
+        Ok(_) => audit::Outcome::Ok,
+        Err(e) => audit::Outcome::Error(e.to_string()),
+    }
 }
 
 fn task_done(j: bool, t: &TokenRow) {
@@ -754,4 +958,102 @@ fn tempfile_dir() -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     Ok(d)
+}
+
+/// Starting the console: settings from config and flags, the demo hospital, the audit hook.
+mod console {
+    use super::*;
+    use lightbox::backend::local::Local;
+    use lightbox::tui::app::{App, Mutation, Settings};
+    use lightbox::tui::keymap::Keymap;
+    use lightbox::tui::theme::Theme;
+
+    pub fn run(mut engine: Engine, ctx: &Ctx, config: &Config, data_dir: &Path, demo: bool, theme: Option<&str>) -> Result<ExitCode> {
+        let theme_name = theme.or(config.theme.as_deref()).unwrap_or("dark");
+        let user_themes = directories::ProjectDirs::from("org", "lightbox", "lightbox").map(|d| d.config_dir().join("themes"));
+        let theme = Theme::load(theme_name, user_themes.as_deref())?.with_accent(config.accent.as_deref())?;
+        let keymap = Keymap::default().with_overrides(&config.keys).context("config [keys]")?;
+        let mut settings = Settings {
+            user: ctx.user.clone(),
+            read_only: ctx.read_only,
+            demo,
+            backend: "local".into(),
+            location: data_dir.display().to_string(),
+            context: config.context.clone().unwrap_or_else(|| "local".into()),
+            ..Settings::default()
+        };
+        if let Some(m) = config.idle_lock_minutes {
+            settings.idle_lock = chrono::Duration::minutes(i64::from(m.max(1)));
+        }
+        if let Some(ms) = config.refresh_ms {
+            settings.refresh = chrono::Duration::milliseconds(i64::from(ms.max(100)));
+        }
+        if let Some(r) = &config.reject_reasons {
+            if r.is_empty() {
+                bail!("config reject_reasons must list at least one reason");
+            }
+            settings.reject_reasons = r.clone();
+        }
+        if demo {
+            lightbox::sim::Demo::install(&mut engine)?;
+        }
+        let mut local = Local::new(engine, data_dir.to_path_buf());
+        if demo {
+            local = local.with_driver(demo_driver());
+        }
+        let db = data_dir.join("lightbox.db");
+        let user = ctx.user.clone();
+        // Audit from the job thread through its own connection (appends are safe across connections).
+        let audit_conn = rusqlite::Connection::open(&db).with_context(|| format!("opening {} for the audit log", db.display()))?;
+        let _ = audit_conn.busy_timeout(std::time::Duration::from_secs(10));
+        let on_action: lightbox::tui::jobs::OnAction = Box::new(move |m: &Mutation, target: &str, r: &std::result::Result<(), String>| {
+            let action = match m {
+                Mutation::Approve { .. } => audit::Action::Approve,
+                Mutation::Reject { .. } => audit::Action::Reject,
+                Mutation::Redrive { .. } => audit::Action::Redrive,
+                Mutation::Stop { .. } => audit::Action::Stop,
+                Mutation::Claim { claim: true, .. } => audit::Action::Claim,
+                Mutation::Claim { claim: false, .. } => audit::Action::Unclaim,
+                Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
+            };
+            let mut e = audit::AuditEntry::new(user.clone(), audit::Source::Console, action);
+            e = if target.starts_with("arn:") {
+                e.execution(target)
+            } else if target != "phi" {
+                e.token(target)
+            } else {
+                e
+            };
+            let reason = match m {
+                Mutation::Approve { comment, .. } => comment.clone(),
+                Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
+                Mutation::Stop { cause, .. } => cause.clone(),
+                Mutation::RevealPhi { reason } => reason.clone(),
+                _ => String::new(),
+            };
+            if !reason.is_empty() {
+                e = e.reason(reason);
+            }
+            e = e.outcome(match r {
+                Ok(()) => audit::Outcome::Ok,
+                Err(err) => audit::Outcome::Error(err.clone()),
+            });
+            if let Err(err) = audit::record(&audit_conn, &e, Utc::now()) {
+                tracing::error!(error = %err, "console action could not be audited");
+            }
+        });
+        let app = App::new(settings, keymap, theme, Utc::now());
+        tracing::info!(demo, read_only = ctx.read_only, "console started");
+        lightbox::tui::run(app, Box::new(local), lightbox::sim::stage_map(), on_action)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn demo_driver() -> lightbox::backend::local::Driver {
+        let mut demo = lightbox::sim::Demo::new(Utc::now().timestamp_millis() as u64, 60.0);
+        Box::new(move |engine: &mut Engine| {
+            if let Err(e) = demo.tick(engine) {
+                tracing::warn!(error = %e, "demo hospital tick failed");
+            }
+        })
+    }
 }

@@ -2,9 +2,12 @@
 //! orchestration, with an embedded durable Amazon States Language engine.
 
 pub mod asl;
+pub mod audit;
+pub mod backend;
 pub mod bench;
 pub mod engine;
 pub mod history;
 pub mod ops;
 pub mod sim;
 pub mod store;
+pub mod tui;

@@ -443,3 +443,88 @@ fn http_invoke_calls_the_endpoint_and_maps_errors() {
     assert_eq!(v["status"], "FAILED");
     assert_eq!(v["error"], "States.Http.StatusCode.404");
 }
+
+#[test]
+fn every_cli_action_is_audited_and_tampering_is_detected() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 3600);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    let out = Command::new(bin())
+        .args([
+            "--data-dir",
+            lb.path("data").to_str().expect("p"),
+            "--user",
+            "dr.lee",
+            "tasks",
+            "reject",
+            &token,
+            "--error",
+            "Review.Rejected",
+            "--cause",
+            "laterality",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    lb.json(&["--user", "ops.kim", "executions", "redrive", &arn]);
+    let err = lb.fails(&["tasks", "approve", &token]);
+    assert!(err.contains("TaskTimedOut"), "{err}");
+    let entries = lb.json(&["audit", "list"])["entries"].as_array().cloned().expect("entries");
+    let actions: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap_or(""), e["actor"].as_str().unwrap_or(""), e["result"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(actions.len(), 3, "{entries:?}");
+    assert_eq!(actions[2].0, "reject");
+    assert_eq!(actions[2].1, "dr.lee");
+    assert_eq!(actions[1], ("redrive", "ops.kim", "ok"));
+    assert_eq!(actions[0].0, "approve");
+    assert_eq!(actions[0].2, "error", "a refused action is audited with its outcome");
+    let all = serde_json::to_string(&entries).expect("json");
+    assert!(!all.contains(&token), "the audit log never holds a full task token");
+    assert!(entries[1]["before"].to_string().contains("FAILED") && entries[1]["after"].to_string().contains("RUNNING"), "{}", entries[1]);
+    let v = lb.json(&["audit", "verify"]);
+    assert_eq!(v["result"], "OK", "{v}");
+
+    // Edit one row behind the log's back: verify must say so and exit 3.
+    let conn = rusqlite::Connection::open(lb.path("data").join("lightbox.db")).expect("open");
+    let triggers: Vec<String> = {
+        let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'").expect("prepare");
+        st.query_map([], |r| r.get(0)).expect("query").filter_map(Result::ok).collect()
+    };
+    for t in triggers {
+        conn.execute(&format!("DROP TRIGGER {t}"), []).expect("drop trigger");
+    }
+    conn.execute("UPDATE audit_log SET actor = 'someone.else' WHERE seq = 2", []).expect("tamper");
+    drop(conn);
+    let out = lb.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn read_only_refuses_every_mutating_command() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 3600);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    for args in
+        [vec!["tasks", "approve", token.as_str()], vec!["tasks", "reject", token.as_str()], vec!["executions", "stop", arn.as_str()]]
+    {
+        let mut a = vec!["--read-only"];
+        a.extend(args.iter().copied());
+        let err = lb.fails(&a);
+        assert!(err.contains("read-only"), "{args:?}: {err}");
+    }
+    assert_eq!(pending(&lb).len(), 1);
+    assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "RUNNING");
+}
+
+#[test]
+fn the_example_config_is_accepted_as_is() {
+    let lb = Lb::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let out = Command::new(bin())
+        .args(["--config", example, "--data-dir", lb.path("data").to_str().expect("p"), "state-machines", "list"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

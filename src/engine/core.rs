@@ -128,6 +128,8 @@ pub enum FanKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Slot {
     Pending,
+    /// A failed or aborted iteration that redrive will restart (in turn, like a pending one).
+    Resume(u32),
     Running(u32),
     Succeeded(Value),
     Failed(u32),
@@ -315,6 +317,11 @@ impl ExecState {
             }
         }
         out
+    }
+
+    /// The top-level workflow's current (or last) state and when it was entered.
+    pub fn root_state(&self) -> Option<(String, DateTime<Utc>)> {
+        self.threads.values().find(|t| t.parent.is_none()).map(|t| (t.state.clone(), t.entered_time))
     }
 
     /// The state (name, type) each running root-level or nested thread is in.
@@ -619,7 +626,7 @@ impl Machine<'_> {
                     continue;
                 }
                 budget = budget.saturating_sub(1);
-                if budget == 0 || self.st.next_event_id > HISTORY_LIMIT {
+                if budget == 0 || self.st.next_event_id >= HISTORY_LIMIT {
                     self.fail_execution(
                         "States.Runtime".into(),
                         format!("The execution reached the maximum number of history events ({HISTORY_LIMIT})."),
@@ -648,12 +655,28 @@ impl Machine<'_> {
             let running: Vec<u32> = f.slots.iter().filter_map(|s| if let Slot::Running(c) = s { Some(*c) } else { None }).collect();
             let busy = running.iter().any(|c| self.active(*c));
             let room = f.max_concurrency == 0 || running.len() < f.max_concurrency;
-            let next = f.slots.iter().position(|s| matches!(s, Slot::Pending));
+            let next = f.slots.iter().position(|s| matches!(s, Slot::Pending | Slot::Resume(_)));
             if busy || !room {
                 continue;
             }
             if let Some(i) = next {
-                self.start_iteration(id, i);
+                let resume = match f.slots.get(i) {
+                    Some(Slot::Resume(c)) => Some(*c),
+                    _ => None,
+                };
+                match resume {
+                    Some(c) => {
+                        let name = self.thread(id).map(|t| t.state.clone()).unwrap_or_default();
+                        let quiet = self.thread(id).is_some_and(|t| t.quiet) || f.distributed;
+                        if let Some(Phase::Children(f)) = self.st.threads.get_mut(&id).map(|t| &mut t.phase) {
+                            f.slots[i] = Slot::Running(c);
+                        }
+                        // A rescheduled iteration starts again in the history.
+                        self.emit(quiet, "MapIterationStarted", json!({"name": name, "index": i}));
+                        self.redrive_thread(c);
+                    }
+                    None => self.start_iteration(id, i),
+                }
                 return true;
             }
         }
@@ -1744,23 +1767,22 @@ impl Machine<'_> {
                     t.failed_fanout = None;
                 }
                 fan.failures = 0;
+                // Map iterations are rescheduled in turn (fill_maps); Parallel branches resume at once.
+                let kind = fan.kind;
                 let mut rerun = vec![];
-                for (i, s) in fan.slots.iter_mut().enumerate() {
-                    match s {
-                        Slot::Failed(c) | Slot::Aborted(c) | Slot::Running(c) => {
-                            let c = *c;
-                            if self.st.threads.contains_key(&c) {
-                                *s = Slot::Running(c);
+                for s in fan.slots.iter_mut() {
+                    if let Slot::Failed(c) | Slot::Aborted(c) | Slot::Running(c) | Slot::Resume(c) = s {
+                        let c = *c;
+                        *s = match (self.st.threads.contains_key(&c), kind) {
+                            (false, _) => Slot::Pending,
+                            (true, FanKind::Map) => Slot::Resume(c),
+                            (true, FanKind::Parallel) => {
                                 rerun.push(c);
-                            } else {
-                                *s = Slot::Pending;
-                                let _ = i;
+                                Slot::Running(c)
                             }
-                        }
-                        _ => {}
+                        };
                     }
                 }
-                let kind = fan.kind;
                 self.set_phase(id, Phase::Children(fan));
                 for c in rerun {
                     self.redrive_thread(c);
@@ -1785,10 +1807,23 @@ impl Machine<'_> {
                 self.set_phase(id, Phase::Enter);
                 self.runq.push_back(id);
             }
-            (Phase::Children(_), _) => {
-                let kids: Vec<u32> = self.st.threads.values().filter(|t| t.parent == Some(id)).map(|t| t.id).collect();
-                for k in kids {
-                    self.redrive_thread(k);
+            (Phase::Children(fan), _) => {
+                // Stopped or timed out while children ran. A Map reschedules its stopped
+                // iterations in turn; anything still in flight below resumes where it was.
+                let is_map = fan.kind == FanKind::Map;
+                let kids: Vec<(usize, u32)> =
+                    fan.slots.iter().enumerate().filter_map(|(i, s)| if let Slot::Running(c) = s { Some((i, *c)) } else { None }).collect();
+                for (i, k) in kids {
+                    let stopped = self
+                        .thread(k)
+                        .is_some_and(|t| matches!(t.phase, Phase::Aborted | Phase::Failed { .. }) && t.failed_fanout.is_none());
+                    if is_map && stopped {
+                        if let Some(Phase::Children(f)) = self.st.threads.get_mut(&id).map(|t| &mut t.phase) {
+                            f.slots[i] = Slot::Resume(k);
+                        }
+                    } else {
+                        self.redrive_thread(k);
+                    }
                 }
             }
             _ => {}

@@ -255,8 +255,14 @@ impl Engine {
             let loaded = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
             let def = self.definition(&loaded.definition)?;
             let mut st = loaded.state;
+            let mut version = loaded.version;
+            // Deadlines that have passed win over a late answer: fire them first.
+            if st.next_wake().is_some_and(|w| w <= self.clock.now()) {
+                let step = apply(&mut st, &def, Input::Wake, &self.env())?;
+                version = self.store.commit_step(&st, version, &step)?;
+            }
             let step = apply(&mut st, &def, input, &self.env())?;
-            self.store.commit_step(&st, loaded.version, &step)?;
+            self.store.commit_step(&st, version, &step)?;
             self.drive_leased(arn)
         })();
         self.store.release_lease(arn, &self.owner)?;
@@ -310,6 +316,17 @@ impl Engine {
         Ok(t)
     }
 
+    /// Deliver a token answer; if its deadline passed first, say so as AWS does.
+    fn deliver_token(&mut self, t: &TokenRow, input: Input) -> Result<()> {
+        match self.deliver(&t.execution_arn, input) {
+            Err(EngineError::Apply(ApplyError::UnknownTask(_) | ApplyError::NotRunning(_))) => {
+                let status = self.store.token(&t.token)?.map(|r| r.status).unwrap_or_else(|| "CLOSED".into());
+                Err(EngineError::TaskTimedOut { token: short_token(&t.token), status })
+            }
+            other => other,
+        }
+    }
+
     pub fn send_task_success(&mut self, token: &str, output: &str) -> Result<TokenRow> {
         let output: Value =
             serde_json::from_str(output).map_err(|e| EngineError::InvalidOutput(format!("output is not valid JSON: {e}")))?;
@@ -317,7 +334,7 @@ impl Engine {
             return Err(EngineError::InvalidOutput("output is larger than 256 KiB".into()));
         }
         let t = self.pending_token(token)?;
-        self.deliver(&t.execution_arn, Input::TaskResult { task_id: t.token.clone(), result: Ok(output) })?;
+        self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result: Ok(output) })?;
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
@@ -330,13 +347,13 @@ impl Engine {
         }
         let t = self.pending_token(token)?;
         let result = Err(TaskError { error: error.unwrap_or_default().to_string(), cause: cause.unwrap_or_default().to_string() });
-        self.deliver(&t.execution_arn, Input::TaskResult { task_id: t.token.clone(), result })?;
+        self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result })?;
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
     pub fn send_task_heartbeat(&mut self, token: &str) -> Result<TokenRow> {
         let t = self.pending_token(token)?;
-        self.deliver(&t.execution_arn, Input::Heartbeat { token: t.token.clone() })?;
+        self.deliver_token(&t, Input::Heartbeat { token: t.token.clone() })?;
         // Heartbeats move the deadline in the snapshot; mirror it on the token row for the review queue.
         if let Some(l) = self.store.load(&t.execution_arn)? {
             let hb = l.state.threads.values().find_map(|th| match &th.phase {

@@ -2,6 +2,8 @@
 //! tokens) to what operators see: study pipelines, the review queue, counts.
 //! No I/O: the console's background jobs load data and call these.
 
+pub mod project;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a study is in the imaging order lifecycle.
@@ -19,8 +21,16 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] =
-        [Stage::Ordered, Stage::Scheduled, Stage::Arrived, Stage::Imaged, Stage::Dictated, Stage::Transcribed, Stage::Signed, Stage::Billed];
+    pub const ALL: [Stage; 8] = [
+        Stage::Ordered,
+        Stage::Scheduled,
+        Stage::Arrived,
+        Stage::Imaged,
+        Stage::Dictated,
+        Stage::Transcribed,
+        Stage::Signed,
+        Stage::Billed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -115,10 +125,7 @@ mod tests {
 
     #[test]
     fn stage_map_prefers_listed_machine_then_wildcard() {
-        let m = StageMap::new(vec![
-            ("tele".into(), "Read".into(), Stage::Dictated),
-            ("*".into(), "Sign".into(), Stage::Signed),
-        ]);
+        let m = StageMap::new(vec![("tele".into(), "Read".into(), Stage::Dictated), ("*".into(), "Sign".into(), Stage::Signed)]);
         assert_eq!(m.stage("tele", "Read"), Some(Stage::Dictated));
         assert_eq!(m.stage("other", "Read"), None);
         assert_eq!(m.stage("any", "Sign"), Some(Stage::Signed));

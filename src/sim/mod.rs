@@ -1,93 +1,168 @@
-//! The demo hospital: radiology workflow definitions shipped with the binary,
-//! the built-in task handlers they call, and a small workload generator.
-//! Every patient is synthetic (MRNs start with `SYN-`).
+//! The demo hospital: radiology workflow definitions shipped with the binary
+//! (modelled on the IHE Scheduled Workflow), the built-in task handlers they
+//! call, their lifecycle stage map, and a workload generator ([`workload`]).
+//!
+//! Every patient is synthetic (MRNs start with `SYN-`, family names such as
+//! "Testperson"), and every demo execution's input carries `"demo": true`.
+//!
+//! The machines share state names, and a shared state has the same meaning and
+//! the same stage everywhere: the review gate, publication and billing states
+//! are inlined into each workflow family (tests check they stay identical).
+
+mod handlers;
+pub mod workload;
 
 use serde_json::{Value, json};
 
-use crate::engine::core::TaskError;
-use crate::engine::tasks::TaskRunner;
+use crate::ops::{Exception, Stage, StageMap};
+
+pub use handlers::register_handlers;
+pub use workload::{Demo, DemoConfig, Family, TickReport, Window};
 
 pub const SCHEDULED_IMAGING: &str = include_str!("definitions/scheduled_imaging.asl.json");
+pub const ENCOUNTER_IMAGING: &str = include_str!("definitions/encounter_imaging.asl.json");
+pub const TELERADIOLOGY: &str = include_str!("definitions/teleradiology.asl.json");
+pub const AI_REVIEW_GATE: &str = include_str!("definitions/ai_review_gate.asl.json");
+pub const REPORT_PUBLICATION: &str = include_str!("definitions/report_publication.asl.json");
+pub const BILLING: &str = include_str!("definitions/billing.asl.json");
 
-/// The demo's state machines: (name, definition).
+/// The key every demo execution's input carries (`"demo": true`), so the console can say it is a demo.
+pub const DEMO_MARKER: &str = "demo";
+
+/// The demo's state machines: (name, definition). The first three are the workflow families
+/// the workload starts; the last three are their building blocks, deployable on their own.
 pub fn definitions() -> Vec<(&'static str, &'static str)> {
-    vec![("scheduled-imaging", SCHEDULED_IMAGING)]
+    vec![
+        ("scheduled-imaging", SCHEDULED_IMAGING),
+        ("encounter-imaging", ENCOUNTER_IMAGING),
+        ("teleradiology", TELERADIOLOGY),
+        ("ai-review-gate", AI_REVIEW_GATE),
+        ("report-publication", REPORT_PUBLICATION),
+        ("billing", BILLING),
+    ]
 }
 
-fn fail(error: &str, cause: &str) -> TaskError {
-    TaskError { error: error.into(), cause: cause.into() }
+/// Whether an execution input came from the demo workload.
+pub fn is_demo_input(input: &Value) -> bool {
+    input.get(DEMO_MARKER).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn flag(v: &Value, path: &[&str]) -> bool {
-    let mut cur = v;
-    for p in path {
-        match cur.get(p) {
-            Some(x) => cur = x,
-            None => return false,
+/// Whether `machine` is one of the demo's state machines.
+pub fn is_demo_machine(machine: &str) -> bool {
+    definitions().iter().any(|(n, _)| *n == machine)
+}
+
+/// The lifecycle stage each top-level state of the demo machines belongs to.
+/// Shared states mean the same thing in every machine; the only exception is the
+/// series acquisition, which precedes *imaged* in scheduled imaging but is how
+/// encounter-based studies join the workflow (already imaged).
+const STAGES: &[(Stage, &[&str])] = &[
+    (Stage::Ordered, &["ReceiveOrder", "AwaitProtocol"]),
+    (
+        Stage::Scheduled,
+        &["ScheduleProcedure", "AwaitArrival", "CheckOrderStatus", "IsOrderActive", "ReleaseWorklistEntry", "OrderCancelled"],
+    ),
+    (
+        Stage::Arrived,
+        &[
+            "RegisterArrival",
+            "AwaitScanner",
+            "StartProcedure",
+            "ScanInProgress",
+            "AcquireSeries",
+            "CompleteProcedure",
+            "IsDiscontinued",
+            "AcquisitionDiscontinued",
+        ],
+    ),
+    (
+        Stage::Imaged,
+        &[
+            "CommitStorage",
+            "ReceiveEncounterStudy",
+            "ReconcileContext",
+            "IsContextMatched",
+            "HoldForReconciliation",
+            "Unreconciled",
+            "ReceiveStudy",
+            "PrepareRead",
+            "AssignReader",
+            "AwaitAiDraft",
+            "DraftReport",
+        ],
+    ),
+    (Stage::Dictated, &["RadiologistReview", "SeniorReview", "DictateManually", "WrongPatient"]),
+    (Stage::Transcribed, &["Transcribe", "AwaitSignature"]),
+    (Stage::Signed, &["SignReport", "PublishReport", "PublishFailed", "AwaitCoding"]),
+    (Stage::Billed, &["PostCharge", "SubmitClaim", "AwaitRemittance", "ReconcileRemittance", "ClaimOutcome", "Reconciled", "ClaimDenied"]),
+];
+
+fn stage_of_state(machine: &str, state: &str) -> Option<Stage> {
+    if machine == "encounter-imaging" && state == "AcquireSeries" {
+        return Some(Stage::Imaged);
+    }
+    STAGES.iter().find(|(_, states)| states.contains(&state)).map(|(stage, _)| *stage)
+}
+
+/// The top-level state names of a definition, in document order.
+pub fn top_level_states(definition: &str) -> Vec<String> {
+    serde_json::from_str::<Value>(definition)
+        .ok()
+        .and_then(|v| v.get("States").and_then(Value::as_object).map(|m| m.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
+/// Every top-level state of every demo machine, mapped to the lifecycle stage a study
+/// in that state has reached (the console reads the stage off the current state).
+pub fn stage_map() -> StageMap {
+    let mut entries = vec![];
+    for (machine, def) in definitions() {
+        for state in top_level_states(def) {
+            if let Some(stage) = stage_of_state(machine, &state) {
+                entries.push((machine.to_string(), state, stage));
+            }
         }
     }
-    cur.as_bool().unwrap_or(false)
+    StageMap::new(entries)
 }
 
-/// Register the handlers the demo definitions call (`lightbox-*` function names).
-pub fn register_handlers(r: &mut TaskRunner) {
-    r.register("lightbox-schedule", |p| {
-        let modality = p.get("modality").and_then(Value::as_str).unwrap_or("CT");
-        Ok(json!({"slot": format!("{modality}-room-1")}))
-    });
-    r.register("lightbox-acquire", |p| {
-        let discontinued = flag(p, &["faults", "discontinued"]);
-        let series = if discontinued { 0 } else { p.get("expectedSeries").and_then(Value::as_u64).unwrap_or(3) };
-        Ok(json!({"series": series, "discontinued": discontinued}))
-    });
-    r.register("lightbox-ai-draft", |p| {
-        let m = p.get("modality").and_then(Value::as_str).unwrap_or("CT");
-        let body = p.get("bodyPart").and_then(Value::as_str).unwrap_or("chest");
-        Ok(json!({"summary": format!("{m} {body}: no acute findings (AI draft, awaiting radiologist)")}))
-    });
-    r.register("lightbox-review-request", |_| Ok(json!({"queued": true})));
-    r.register("lightbox-publish", |p| {
-        if flag(p, &["faults", "archiveOutage"]) {
-            return Err(fail("Archive.Unavailable", "PACS archive did not accept the study (simulated outage)"));
-        }
-        Ok(json!({"published": true}))
-    });
-    r.register("lightbox-bill", |p| {
-        if flag(p, &["faults", "clearinghouseDown"]) {
-            return Err(fail("Billing.ClearinghouseDown", "the claims clearinghouse is not answering (simulated)"));
-        }
-        let acc = p.get("accession").and_then(Value::as_str).unwrap_or("?");
-        Ok(json!({"claim": format!("CLM-{acc}")}))
-    });
-}
-
-const MODALITIES: &[(&str, &str)] =
-    &[("CT", "chest"), ("MR", "brain"), ("XR", "wrist"), ("US", "abdomen"), ("NM", "bone"), ("PT", "whole body")];
-const PRIORITIES: &[&str] = &["STAT", "URGENT", "ROUTINE", "ROUTINE", "ROUTINE"];
-const CLASSES: &[&str] = &["ED", "INPATIENT", "OUTPATIENT"];
-const SITES: &[&str] = &["MAIN", "NORTH", "EAST"];
-const GIVEN: &[&str] = &["Ada", "Bao", "Cyra", "Dev", "Enzo", "Fenna", "Gil", "Hana"];
-const FAMILY: &[&str] = &["Synthtest", "Fakeman", "Demoson", "Sampleton"];
-
-/// One synthetic order. `n` picks the mix; faults are injected on some.
-pub fn order(n: u64) -> Value {
-    let (modality, body) = MODALITIES[(n % MODALITIES.len() as u64) as usize];
-    let priority = PRIORITIES[(n / 2 % PRIORITIES.len() as u64) as usize];
-    json!({
-        "accession": format!("ACC{:06}", 100_000 + n),
-        "modality": modality,
-        "bodyPart": body,
-        "priority": priority,
-        "patientClass": CLASSES[(n % CLASSES.len() as u64) as usize],
-        "site": SITES[(n / 3 % SITES.len() as u64) as usize],
-        "patient": {
-            "name": format!("{} {}", GIVEN[(n % GIVEN.len() as u64) as usize], FAMILY[(n / 5 % FAMILY.len() as u64) as usize]),
-            "mrn": format!("SYN-{:06}", 500_000 + n * 7),
-            "birthDate": format!("19{:02}-{:02}-{:02}", 40 + n % 55, 1 + n % 12, 1 + n % 28),
-        },
-        "timing": {"arrivalSeconds": 1 + n % 3},
-        "faults": {"archiveOutage": n % 7 == 3, "discontinued": n % 11 == 5},
+/// Which exception lane an execution is in, if any.
+///
+/// `state` is the top-level state the execution is in or stopped in; `error` is its
+/// error when it failed, timed out or was aborted (pass the status name, e.g.
+/// `"ABORTED"`, when there is none). A cancelled order ends in the `OrderCancelled`
+/// *Succeed* state — an exception, not a failure — so also call this for succeeded
+/// executions. Running executions have no exception.
+pub fn exception_of(machine: &str, error: Option<&str>, state: &str) -> Option<Exception> {
+    if state == "OrderCancelled" || error == Some("Order.Cancelled") {
+        return Some(Exception::OrderCancelled);
+    }
+    let error = error?;
+    Some(match (error, state) {
+        ("Acquisition.Discontinued", _) | (_, "AcquisitionDiscontinued") => Exception::AcquisitionDiscontinued,
+        ("Publication.Failed", _) | (_, "PublishReport" | "PublishFailed") => Exception::PublicationFailed,
+        _ if machine == "report-publication" => Exception::PublicationFailed,
+        ("Billing.ClaimDenied", _) | (_, "ClaimDenied") => Exception::ClaimDenied,
+        _ => Exception::Failed,
     })
+}
+
+/// One synthetic scheduled-imaging order for quick runs (`lightbox demo`): `n` picks the
+/// mix, every wait lasts about a second, and some orders carry injected faults
+/// (cancelled, discontinued, claim denied, a busy archive that the retries absorb).
+pub fn order(n: u64) -> Value {
+    let mut o = workload::synthetic_order(0x5EED, 100_000 + n, Family::Scheduled, &workload::Timing::quick(), &DemoConfig::default().rates);
+    o["faults"] = json!({
+        "cancelled": n % 13 == 7,
+        "discontinued": n % 11 == 5,
+        "claimDenied": n % 9 == 4,
+        "archiveBusy": if n % 5 == 2 { 1 } else { 0 },
+        "archiveRejects": false,
+        "contextMismatch": false,
+        "archiveOutage": null,
+        "clearinghouseDown": null,
+    });
+    o
 }
 
 #[cfg(test)]
@@ -103,11 +178,41 @@ mod tests {
     }
 
     #[test]
-    fn orders_are_synthetic_and_varied() {
+    fn every_top_level_state_has_a_stage() {
+        let map = stage_map();
+        for (machine, def) in definitions() {
+            for state in top_level_states(def) {
+                assert!(map.stage(machine, &state).is_some(), "{machine}.{state} has no stage");
+            }
+        }
+        assert_eq!(map.stage("scheduled-imaging", "AcquireSeries"), Some(Stage::Arrived));
+        assert_eq!(map.stage("encounter-imaging", "AcquireSeries"), Some(Stage::Imaged));
+        assert_eq!(map.stage("scheduled-imaging", "RadiologistReview"), Some(Stage::Dictated));
+        assert_eq!(map.stage("other-machine", "RadiologistReview"), None);
+    }
+
+    #[test]
+    fn exceptions_are_told_apart() {
+        let m = "scheduled-imaging";
+        assert_eq!(exception_of(m, None, "OrderCancelled"), Some(Exception::OrderCancelled));
+        assert_eq!(exception_of(m, None, "PublishReport"), None);
+        assert_eq!(exception_of(m, Some("Acquisition.Discontinued"), "AcquisitionDiscontinued"), Some(Exception::AcquisitionDiscontinued));
+        assert_eq!(exception_of(m, Some("Archive.Unavailable"), "PublishReport"), Some(Exception::PublicationFailed));
+        assert_eq!(exception_of(m, Some("Publication.Failed"), "PublishFailed"), Some(Exception::PublicationFailed));
+        assert_eq!(exception_of("report-publication", Some("States.Runtime"), "X"), Some(Exception::PublicationFailed));
+        assert_eq!(exception_of(m, Some("Billing.ClaimDenied"), "ClaimDenied"), Some(Exception::ClaimDenied));
+        assert_eq!(exception_of(m, Some("Clearinghouse.Unavailable"), "SubmitClaim"), Some(Exception::Failed));
+        assert_eq!(exception_of(m, Some("ABORTED"), "AwaitArrival"), Some(Exception::Failed));
+    }
+
+    #[test]
+    fn quick_orders_are_synthetic_and_varied() {
         let a = order(1);
         let b = order(2);
         assert_ne!(a["accession"], b["accession"]);
         assert!(a["patient"]["mrn"].as_str().is_some_and(|m| m.starts_with("SYN-")));
-        assert!((0..20).any(|n| order(n)["faults"]["archiveOutage"] == true));
+        assert!(is_demo_input(&a));
+        assert!((0..20).any(|n| order(n)["faults"]["discontinued"] == true));
+        assert!((0..20).any(|n| order(n)["faults"]["cancelled"] == true));
     }
 }

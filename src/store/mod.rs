@@ -56,7 +56,9 @@ CREATE TABLE IF NOT EXISTS executions (
     cause             TEXT,
     redrive_count     INTEGER NOT NULL DEFAULT 0,
     redrive_ms        INTEGER,
-    definition_hash   TEXT NOT NULL REFERENCES definitions (hash),
+        definition_hash   TEXT NOT NULL REFERENCES definitions (hash),
+    current_state     TEXT,
+    state_since_ms    INTEGER,
     snapshot          TEXT NOT NULL,
     version           INTEGER NOT NULL,
     lease_owner       TEXT,
@@ -74,6 +76,7 @@ CREATE TABLE IF NOT EXISTS history (
     details       TEXT,
     PRIMARY KEY (execution_arn, id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_by_time ON history (ts_ms);
 CREATE TABLE IF NOT EXISTS timers (
     execution_arn TEXT NOT NULL,
     fire_ms       INTEGER NOT NULL,
@@ -150,6 +153,9 @@ pub struct ExecutionRow {
     pub cause: Option<String>,
     pub redrive_count: u32,
     pub redrive: Option<DateTime<Utc>>,
+    /// The state the top-level workflow is in (or stopped in), and since when.
+    pub current_state: Option<String>,
+    pub state_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -302,12 +308,13 @@ impl Store {
 
     /// Commit one step: the execution row moves from `version` to `version + 1`.
     pub fn commit_step(&mut self, st: &ExecState, version: i64, step: &Step) -> Result<i64> {
+        let current = st.root_state();
         let tx = self.conn.transaction()?;
         let snapshot = serde_json::to_string(st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let n = tx
             .prepare_cached(
                 "UPDATE executions SET status = ?2, stop_ms = ?3, output = ?4, error = ?5, cause = ?6, redrive_count = ?7, redrive_ms = ?8,
-                snapshot = ?9, version = version + 1
+                snapshot = ?9, version = version + 1, current_state = COALESCE(?11, current_state), state_since_ms = COALESCE(?12, state_since_ms)
              WHERE arn = ?1 AND version = ?10",
             )?
             .execute(params![
@@ -319,9 +326,11 @@ impl Store {
                 st.cause,
                 st.info.redrive_count,
                 st.info.redrive_time.map(ms),
-                snapshot,
+                                snapshot,
                 version,
-            ])?;
+                current.as_ref().map(|c| c.0.clone()),
+                current.as_ref().map(|c| ms(c.1)),
+        ])?;
         if n == 0 {
             return Err(StoreError::Conflict(st.info.execution_arn.clone()));
         }
@@ -581,7 +590,7 @@ pub fn owner_alive(owner: &str) -> bool {
     }
 }
 
-const EXEC_COLS: &str = "arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause, redrive_count, redrive_ms";
+const EXEC_COLS: &str = "arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause, redrive_count, redrive_ms, current_state, state_since_ms";
 
 fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
     let status: String = r.get(3)?;
@@ -598,6 +607,8 @@ fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
         cause: r.get(9)?,
         redrive_count: r.get(10)?,
         redrive: r.get::<_, Option<i64>>(11)?.map(from_ms),
+        current_state: r.get(12)?,
+        state_since: r.get::<_, Option<i64>>(13)?.map(from_ms),
     })
 }
 
@@ -627,8 +638,8 @@ fn insert_in(tx: &rusqlite::Transaction<'_>, st: &ExecState, definition: &str, s
     let n = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO executions (arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause,
-            redrive_count, redrive_ms, definition_hash, snapshot, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1)",
+            redrive_count, redrive_ms, definition_hash, snapshot, version, current_state, state_since_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 1, ?15, ?16)",
         )?
         .execute(params![
             st.info.execution_arn,
@@ -645,6 +656,8 @@ fn insert_in(tx: &rusqlite::Transaction<'_>, st: &ExecState, definition: &str, s
             st.info.redrive_time.map(ms),
             hash,
             snapshot,
+            st.root_state().map(|c| c.0),
+            st.root_state().map(|c| ms(c.1)),
         ])?;
     if n == 0 {
         return Ok(false);

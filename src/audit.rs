@@ -1,0 +1,974 @@
+//! The operator audit log: who did what to which execution or task, when, why,
+//! and with what result.
+//!
+//! Every operator action (approve or reject a review task, claim, redrive, stop,
+//! escalate, reveal PHI, …), from the console or the CLI, appends one row to
+//! `audit_log` in the store's SQLite file. Rows form a hash chain: each row's
+//! `hash` is SHA-256 over a canonical encoding of all its fields and the previous
+//! row's hash, and a one-row table `audit_head` holds the last `seq` and `hash`,
+//! updated in the same transaction. [`verify`] therefore detects an edited row, a
+//! removed row (in the middle or at the end), an inserted row and reordered rows.
+//! Triggers reject `UPDATE` and `DELETE` on the log, so an accidental edit fails
+//! outright; a deliberate one (dropping the triggers first) is caught by [`verify`].
+//!
+//! The chain is keyless: someone who can write the file and rewrites every hash
+//! from the tampered row onwards, head included, is not detected by [`verify`]
+//! alone. Each append logs its `seq` and `hash` to the log files, and
+//! [`VerifyReport::head`] gives the current head, so the head can be compared
+//! with a copy kept elsewhere.
+//!
+//! # What goes into a row (PHI)
+//!
+//! The audit log must not become a second copy of patient data. Callers pass
+//! identifiers, never clinical content or demographics:
+//!
+//! - `execution_arn`: the execution ARN (its name is an accession number or a
+//!   generated id, never a patient name);
+//! - `task_token`: the task token. It is stored shortened (the first 8
+//!   characters), never in full, because a full token lets anyone complete the task;
+//! - `reason`: what the operator typed or a reason code. This is the only free text
+//!   an operator controls; it is stored as typed, with control characters replaced
+//!   and its length capped;
+//! - `before` / `after`: a short status object such as `{"status": "RUNNING"}` or
+//!   `{"stage": "REPORTING", "claimedBy": "dr.lee"}`. Never a task's input or
+//!   output, an HL7/DICOM payload or a patient name;
+//! - the error message of a failed action, capped.
+//!
+//! As a safety net, a full task token given in `task_token` is replaced wherever it
+//! appears in `reason`, `before`, `after` or the error message, and so is any run
+//! of 32 or more hex digits (the engine's tokens) or 64 or more base64 characters.
+//!
+//! The actor is whoever the configuration or the operating system says is running
+//! the console ([`actor`], [`os_user`]); it is not authenticated here. Access to
+//! the data directory is what the operating system controls.
+//!
+//! # Wiring
+//!
+//! ```no_run
+//! use lightbox::audit::{self, Action, AuditEntry, Source};
+//! # fn approve() -> anyhow::Result<()> { Ok(()) }
+//! # fn main() -> anyhow::Result<()> {
+//! let store = lightbox::store::Store::open(std::path::Path::new("lightbox.db"))?;
+//! let entry = AuditEntry::new(audit::actor(None), Source::Cli, Action::Approve)
+//!     .execution("arn:aws:states:us-east-1:000000000000:execution:Read:ACC-1")
+//!     .reason("read complete");
+//! audit::audited(store.conn(), entry, approve)?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::store::{from_ms, ms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("invalid audit entry: {0}")]
+    Invalid(String),
+    #[error("the audit log is damaged: {0} (run `lightbox audit verify`)")]
+    Damaged(String),
+    /// The action ran (and succeeded) but its audit record could not be written.
+    #[error("{action} was carried out, but its audit record could not be written")]
+    NotRecorded {
+        action: String,
+        #[source]
+        source: Box<AuditError>,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, AuditError>;
+
+/// `prev_hash` of the first row.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Version tag of the canonical encoding, hashed into every row.
+const DOMAIN: &[u8] = b"lightbox-audit-v1\0";
+
+const MAX_ACTOR: usize = 128;
+const MAX_ARN: usize = 2048;
+const MAX_REASON: usize = 1000;
+const MAX_ERROR: usize = 1000;
+/// Serialized `before` / `after` larger than this are cut down to a JSON string.
+const MAX_STATUS_JSON: usize = 1024;
+const MAX_ACTION: usize = 40;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq           INTEGER PRIMARY KEY,
+    ts_ms         INTEGER NOT NULL,
+    actor         TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    execution_arn TEXT,
+    task_token    TEXT,
+    reason        TEXT,
+    before        TEXT,
+    after         TEXT,
+    result        TEXT NOT NULL,
+    error         TEXT,
+    prev_hash     TEXT NOT NULL,
+    hash          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (ts_ms);
+CREATE INDEX IF NOT EXISTS audit_log_by_execution ON audit_log (execution_arn);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    seq   INTEGER NOT NULL,
+    hash  TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_head_forward BEFORE UPDATE ON audit_head
+WHEN NEW.seq <> OLD.seq + 1 OR NEW.id <> OLD.id
+BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward one row at a time'); END;
+CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
+BEGIN SELECT RAISE(ABORT, 'audit_head cannot be deleted'); END;
+"#;
+
+/// Create the audit tables, indexes and append-only triggers if they are missing.
+/// Idempotent; [`record`] calls it too, so a store that never called it still works.
+pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+// ----- what callers fill -----------------------------------------------------
+
+/// Where the action was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Console,
+    Cli,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Console => "console",
+            Source::Cli => "cli",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "console" => Some(Source::Console),
+            "cli" => Some(Source::Cli),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the operator did. `Other` takes a lowercase kebab-case name
+/// (`[a-z][a-z0-9-]*`, at most 40 characters) for actions added later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Approve,
+    Reject,
+    Claim,
+    Unclaim,
+    Redrive,
+    Stop,
+    Start,
+    Escalate,
+    Compensate,
+    RevealPhi,
+    Heartbeat,
+    Other(String),
+}
+
+impl Action {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Approve => "approve",
+            Action::Reject => "reject",
+            Action::Claim => "claim",
+            Action::Unclaim => "unclaim",
+            Action::Redrive => "redrive",
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Escalate => "escalate",
+            Action::Compensate => "compensate",
+            Action::RevealPhi => "reveal-phi",
+            Action::Heartbeat => "heartbeat",
+            Action::Other(s) => s,
+        }
+    }
+
+    /// The known action with this name, or `Other`.
+    pub fn parse(s: &str) -> Action {
+        match s {
+            "approve" => Action::Approve,
+            "reject" => Action::Reject,
+            "claim" => Action::Claim,
+            "unclaim" => Action::Unclaim,
+            "redrive" => Action::Redrive,
+            "stop" => Action::Stop,
+            "start" => Action::Start,
+            "escalate" => Action::Escalate,
+            "compensate" => Action::Compensate,
+            "reveal-phi" => Action::RevealPhi,
+            "heartbeat" => Action::Heartbeat,
+            other => Action::Other(other.to_string()),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let s = self.as_str();
+        let ok = s.len() <= MAX_ACTION
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(())
+        } else {
+            Err(AuditError::Invalid(format!("action name {s:?} is not lowercase kebab-case (at most {MAX_ACTION} characters)")))
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the action ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Outcome {
+    #[default]
+    Ok,
+    /// The action failed; the message is stored (capped, tokens shortened).
+    Error(String),
+}
+
+/// One operator action, as the caller describes it. See the module docs for what
+/// may and may not go into each field.
+#[derive(Clone, PartialEq)]
+pub struct AuditEntry {
+    /// Configured user name, else the OS user: see [`actor`].
+    pub actor: String,
+    pub source: Source,
+    pub action: Action,
+    /// The execution acted on.
+    pub execution_arn: Option<String>,
+    /// The task token acted on, full or shortened: only its first 8 characters are stored.
+    pub task_token: Option<String>,
+    /// What the operator typed, or a reason code. Empty means none.
+    pub reason: Option<String>,
+    /// Short status object before the action, e.g. `{"status": "FAILED"}`.
+    pub before: Option<Value>,
+    /// Short status object after the action.
+    pub after: Option<Value>,
+    pub outcome: Outcome,
+}
+
+/// Never prints a full task token (shortened everywhere, as in a stored row).
+impl fmt::Debug for AuditEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = self.task_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let outcome = match &self.outcome {
+            Outcome::Ok => Outcome::Ok,
+            Outcome::Error(m) => Outcome::Error(redact(m, token)),
+        };
+        f.debug_struct("AuditEntry")
+            .field("actor", &self.actor)
+            .field("source", &self.source)
+            .field("action", &self.action)
+            .field("execution_arn", &self.execution_arn)
+            .field("task_token", &token.map(short_token))
+            .field("reason", &self.reason.as_deref().map(|r| redact(r, token)))
+            .field("before", &self.before.as_ref().map(|v| status_json(v, token)))
+            .field("after", &self.after.as_ref().map(|v| status_json(v, token)))
+            .field("outcome", &outcome)
+            .finish()
+    }
+}
+
+impl AuditEntry {
+    pub fn new(actor: impl Into<String>, source: Source, action: Action) -> AuditEntry {
+        AuditEntry {
+            actor: actor.into(),
+            source,
+            action,
+            execution_arn: None,
+            task_token: None,
+            reason: None,
+            before: None,
+            after: None,
+            outcome: Outcome::Ok,
+        }
+    }
+
+    pub fn execution(mut self, arn: impl Into<String>) -> AuditEntry {
+        self.execution_arn = Some(arn.into());
+        self
+    }
+
+    pub fn token(mut self, token: impl Into<String>) -> AuditEntry {
+        self.task_token = Some(token.into());
+        self
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> AuditEntry {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn before(mut self, status: Value) -> AuditEntry {
+        self.before = Some(status);
+        self
+    }
+
+    pub fn after(mut self, status: Value) -> AuditEntry {
+        self.after = Some(status);
+        self
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> AuditEntry {
+        self.outcome = outcome;
+        self
+    }
+}
+
+/// The configured user name if there is a non-empty one, else [`os_user`].
+pub fn actor(configured: Option<&str>) -> String {
+    match configured.map(str::trim) {
+        Some(u) if !u.is_empty() => u.to_string(),
+        _ => os_user(),
+    }
+}
+
+/// The operating-system user from `USER`, `LOGNAME` or `USERNAME`, else `"unknown"`.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A task token as the audit log stores it: the first 8 characters and `…`.
+/// Idempotent, so an already shortened token stays as it is.
+pub fn short_token(token: &str) -> String {
+    crate::engine::short_token(token.trim().trim_end_matches('…'))
+}
+
+// ----- what the log returns ------------------------------------------------
+
+/// One stored row, exactly as hashed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub time: DateTime<Utc>,
+    pub actor: String,
+    pub source: String,
+    pub action: String,
+    pub execution_arn: Option<String>,
+    /// Shortened token.
+    pub task_token: Option<String>,
+    pub reason: Option<String>,
+    /// Compact JSON text.
+    pub before: Option<String>,
+    /// Compact JSON text.
+    pub after: Option<String>,
+    /// `ok` or `error`.
+    pub result: String,
+    pub error: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRecord {
+    pub fn is_ok(&self) -> bool {
+        self.result == "ok"
+    }
+
+    /// The record for `--json` output.
+    pub fn to_json(&self) -> Value {
+        let status = |s: &Option<String>| s.as_deref().map(|t| serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string())));
+        json!({
+            "seq": self.seq,
+            "time": self.time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "actor": self.actor,
+            "source": self.source,
+            "action": self.action,
+            "executionArn": self.execution_arn,
+            "taskToken": self.task_token,
+            "reason": self.reason,
+            "before": status(&self.before),
+            "after": status(&self.after),
+            "result": self.result,
+            "error": self.error,
+            "prevHash": self.prev_hash,
+            "hash": self.hash,
+        })
+    }
+
+    /// The target for display: execution ARN and/or shortened token.
+    pub fn target(&self) -> String {
+        match (&self.execution_arn, &self.task_token) {
+            (Some(a), Some(t)) => format!("{a} task {t}"),
+            (Some(a), None) => a.clone(),
+            (None, Some(t)) => format!("task {t}"),
+            (None, None) => "-".to_string(),
+        }
+    }
+
+    fn canonical_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(DOMAIN);
+        put_int(&mut h, self.seq);
+        put_int(&mut h, ms(self.time));
+        for field in [
+            Some(self.actor.as_str()),
+            Some(self.source.as_str()),
+            Some(self.action.as_str()),
+            self.execution_arn.as_deref(),
+            self.task_token.as_deref(),
+            self.reason.as_deref(),
+            self.before.as_deref(),
+            self.after.as_deref(),
+            Some(self.result.as_str()),
+            self.error.as_deref(),
+            Some(self.prev_hash.as_str()),
+        ] {
+            put_str(&mut h, field);
+        }
+        hex(&h.finalize())
+    }
+}
+
+/// One line for plain-text listings: `seq time actor source action target result [reason]`.
+impl fmt::Display for AuditRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>6}  {}  {}  {}  {}  {}  ",
+            self.seq,
+            self.time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            self.actor,
+            self.source,
+            self.action,
+            self.target()
+        )?;
+        match &self.error {
+            Some(e) if !self.is_ok() => write!(f, "error: {e}")?,
+            _ => f.write_str(&self.result)?,
+        }
+        if let Some(r) = &self.reason {
+            write!(f, "  reason: {r}")?;
+        }
+        Ok(())
+    }
+}
+
+fn put_int(h: &mut Sha256, v: i64) {
+    h.update([2u8]);
+    h.update(v.to_be_bytes());
+}
+
+fn put_str(h: &mut Sha256, v: Option<&str>) {
+    match v {
+        None => h.update([0u8]),
+        Some(s) => {
+            h.update([1u8]);
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+// ----- appending -------------------------------------------------------------
+
+/// Append `entry` at time `now`. Runs in its own `BEGIN IMMEDIATE` transaction, so
+/// appends from several processes on one file serialize (waiting up to the
+/// connection's busy timeout); inside a caller's open transaction it uses a
+/// savepoint and commits with that transaction.
+///
+/// Fails with [`AuditError::Damaged`] when the head no longer matches the log
+/// (head deleted, or rows appended behind its back): nothing is appended to a log
+/// whose end cannot be trusted.
+pub fn record(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>) -> Result<AuditRecord> {
+    let fields = Normalized::from_entry(entry)?;
+    let tx = Tx::begin(conn)?;
+    ensure_schema(conn)?;
+    let (last_seq, prev_hash) = head_for_append(conn)?;
+    let mut rec = AuditRecord {
+        seq: last_seq + 1,
+        time: from_ms(ms(now)),
+        actor: fields.actor,
+        source: entry.source.as_str().to_string(),
+        action: entry.action.as_str().to_string(),
+        execution_arn: fields.execution_arn,
+        task_token: fields.task_token,
+        reason: fields.reason,
+        before: fields.before,
+        after: fields.after,
+        result: fields.result,
+        error: fields.error,
+        prev_hash,
+        hash: String::new(),
+    };
+    rec.hash = rec.canonical_hash();
+    conn.prepare_cached(
+        "INSERT INTO audit_log (seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(rusqlite::params![
+        rec.seq,
+        ms(rec.time),
+        rec.actor,
+        rec.source,
+        rec.action,
+        rec.execution_arn,
+        rec.task_token,
+        rec.reason,
+        rec.before,
+        rec.after,
+        rec.result,
+        rec.error,
+        rec.prev_hash,
+        rec.hash,
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )?
+    .execute(rusqlite::params![rec.seq, rec.hash])?;
+    tx.commit()?;
+    tracing::info!(target: "lightbox::audit", seq = rec.seq, hash = %rec.hash, action = %rec.action, result = %rec.result, "audit record appended");
+    Ok(rec)
+}
+
+/// The last `(seq, hash)` to chain onto, checked against the log's last row.
+fn head_for_append(conn: &Connection) -> Result<(i64, String)> {
+    let head: Option<(i64, String)> =
+        conn.prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+    let max_seq: Option<i64> = conn.prepare_cached("SELECT MAX(seq) FROM audit_log")?.query_row([], |r| r.get(0))?;
+    match (head, max_seq) {
+        (None, None) => Ok((0, GENESIS_HASH.to_string())),
+        (None, Some(m)) => Err(AuditError::Damaged(format!("the head row is missing but the log has rows up to seq {m}"))),
+        (Some((seq, _)), Some(m)) if m > seq => {
+            Err(AuditError::Damaged(format!("rows up to seq {m} were added behind the head at seq {seq}")))
+        }
+        // A head ahead of the last row means rows were removed; keep chaining from
+        // the head so the gap stays visible to `verify`.
+        (Some(h), _) => Ok(h),
+    }
+}
+
+/// Check that an entry is valid and the log can take an append, without appending.
+/// [`audited`] calls this before running the action.
+pub fn preflight(conn: &Connection, entry: &AuditEntry) -> Result<()> {
+    Normalized::from_entry(entry)?;
+    ensure_schema(conn)?;
+    head_for_append(conn).map(|_| ())
+}
+
+/// Run `f` and record its outcome (`ok`, or `error` with its message).
+///
+/// Before running `f` the entry is validated and the log checked ([`preflight`]):
+/// if the action cannot be audited it is not carried out. If `f` succeeds but the
+/// record cannot be written, the error is [`AuditError::NotRecorded`] converted
+/// into `E`; callers must treat that as "done, but unaudited" (for `reveal-phi`:
+/// do not show the data). If `f` fails and its record cannot be written, `f`'s
+/// error is returned and the audit failure goes to the log file.
+pub fn audited<T, E>(conn: &Connection, entry: AuditEntry, f: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<T, E>
+where
+    E: fmt::Display + From<AuditError>,
+{
+    audited_with(conn, entry, |_| f())
+}
+
+/// [`audited`], where the action may fill in the entry (typically `before` and `after`
+/// once it has looked at the execution) before it is recorded.
+pub fn audited_with<T, E>(
+    conn: &Connection,
+    mut entry: AuditEntry,
+    f: impl FnOnce(&mut AuditEntry) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    E: fmt::Display + From<AuditError>,
+{
+    preflight(conn, &entry)?;
+    let out = f(&mut entry);
+    entry.outcome = match &out {
+        Ok(_) => Outcome::Ok,
+        Err(e) => Outcome::Error(e.to_string()),
+    };
+    match (record(conn, &entry, Utc::now()), out) {
+        (Ok(_), out) => out,
+        (Err(err), Ok(_)) => Err(E::from(AuditError::NotRecorded { action: entry.action.as_str().to_string(), source: Box::new(err) })),
+        (Err(err), Err(e)) => {
+            tracing::error!(target: "lightbox::audit", action = %entry.action, error = %err, "failed action could not be audited");
+            Err(e)
+        }
+    }
+}
+
+/// Entry fields as they are stored: sanitized, capped, tokens shortened.
+struct Normalized {
+    actor: String,
+    execution_arn: Option<String>,
+    task_token: Option<String>,
+    reason: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    result: String,
+    error: Option<String>,
+}
+
+impl Normalized {
+    fn from_entry(e: &AuditEntry) -> Result<Normalized> {
+        e.action.validate()?;
+        let actor = cap(&one_line(e.actor.trim()), MAX_ACTOR);
+        if actor.is_empty() {
+            return Err(AuditError::Invalid("actor is empty".into()));
+        }
+        let full_token = e.task_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let text = |s: &str, max: usize| cap(&redact(&one_line(s.trim()), full_token), max);
+        let status = |v: &Option<Value>| v.as_ref().map(|v| status_json(v, full_token));
+        let (result, error) = match &e.outcome {
+            Outcome::Ok => ("ok".to_string(), None),
+            Outcome::Error(m) => ("error".to_string(), Some(text(m, MAX_ERROR))),
+        };
+        Ok(Normalized {
+            actor,
+            execution_arn: e.execution_arn.as_deref().map(|a| cap(&one_line(a.trim()), MAX_ARN)).filter(|a| !a.is_empty()),
+            task_token: full_token.map(|t| short_token(&one_line(t))),
+            reason: e.reason.as_deref().map(|r| text(r, MAX_REASON)).filter(|r| !r.is_empty()),
+            before: status(&e.before),
+            after: status(&e.after),
+            result,
+            error,
+        })
+    }
+}
+
+/// Long hex runs (engine task tokens are 46 hex digits) and long base64 runs (AWS tokens).
+static TOKEN_LIKE: LazyLock<Option<regex::Regex>> = LazyLock::new(|| regex::Regex::new(r"[0-9A-Fa-f]{32,}|[A-Za-z0-9+/=_-]{64,}").ok());
+
+/// Replace the full token and anything shaped like one with its short form.
+fn redact(s: &str, token: Option<&str>) -> String {
+    let mut out = match token {
+        Some(t) if t.chars().count() > 8 => s.replace(t, &short_token(t)),
+        _ => s.to_string(),
+    };
+    if let Some(re) = TOKEN_LIKE.as_ref() {
+        out = re.replace_all(&out, |c: &regex::Captures<'_>| short_token(&c[0])).into_owned();
+    }
+    out
+}
+
+/// Control characters (terminal escapes) and bidirectional overrides would let a
+/// stored value rewrite the console's screen: newlines and tabs become spaces,
+/// the rest U+FFFD.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            c if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+fn cap(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max_chars.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn status_json(v: &Value, token: Option<&str>) -> String {
+    fn clean(v: &Value, token: Option<&str>) -> Value {
+        match v {
+            Value::String(s) => Value::String(redact(&one_line(s), token)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| clean(x, token)).collect()),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (one_line(k), clean(x, token))).collect()),
+            other => other.clone(),
+        }
+    }
+    let text = clean(v, token).to_string();
+    if text.len() <= MAX_STATUS_JSON { text } else { Value::String(cap(&text, MAX_STATUS_JSON / 2)).to_string() }
+}
+
+/// `BEGIN IMMEDIATE` on an idle connection, a savepoint inside a caller's
+/// transaction; rolled back on drop unless committed.
+struct Tx<'c> {
+    conn: &'c Connection,
+    nested: bool,
+    done: bool,
+}
+
+impl<'c> Tx<'c> {
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Tx<'c>> {
+        let nested = !conn.is_autocommit();
+        conn.execute_batch(if nested { "SAVEPOINT lightbox_audit" } else { "BEGIN IMMEDIATE" })?;
+        Ok(Tx { conn, nested, done: false })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch(if self.nested { "RELEASE lightbox_audit" } else { "COMMIT" })?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let sql = if self.nested { "ROLLBACK TO lightbox_audit; RELEASE lightbox_audit" } else { "ROLLBACK" };
+            let _ = self.conn.execute_batch(sql);
+        }
+    }
+}
+
+// ----- reading ---------------------------------------------------------------
+
+/// What [`list`] returns. `limit` 0 means no limit.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    /// Rows at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// An execution ARN, or a task token (full or short): matches either column.
+    pub target: Option<String>,
+    /// Continue below this seq (paging newest first).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+const COLUMNS: &str = "seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash";
+
+/// Rows matching `filter`, newest first.
+pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+    if !table_exists(conn, "audit_log")? {
+        return Ok(Vec::new());
+    }
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_log WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(t) = filter.since {
+        args.push(ms(t).into());
+        sql.push_str(&format!(" AND ts_ms >= ?{}", args.len()));
+    }
+    if let Some(a) = &filter.actor {
+        args.push(a.clone().into());
+        sql.push_str(&format!(" AND actor = ?{}", args.len()));
+    }
+    if let Some(a) = &filter.action {
+        args.push(a.clone().into());
+        sql.push_str(&format!(" AND action = ?{}", args.len()));
+    }
+    if let Some(t) = &filter.target {
+        args.push(t.trim().to_string().into());
+        args.push(short_token(t).into());
+        sql.push_str(&format!(" AND (execution_arn = ?{} OR task_token = ?{})", args.len() - 1, args.len()));
+    }
+    if let Some(s) = filter.before_seq {
+        args.push(s.into());
+        sql.push_str(&format!(" AND seq < ?{}", args.len()));
+    }
+    sql.push_str(" ORDER BY seq DESC");
+    if filter.limit > 0 {
+        args.push(i64::try_from(filter.limit).unwrap_or(i64::MAX).into());
+        sql.push_str(&format!(" LIMIT ?{}", args.len()));
+    }
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(read_record(r)?.map_err(AuditError::Damaged)?);
+    }
+    Ok(out)
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyReport {
+    /// Rows in the log.
+    pub rows: u64,
+    pub ok: bool,
+    /// The first problem: the seq it was found at and what is wrong.
+    pub first_bad: Option<(i64, String)>,
+    /// The head `(seq, hash)`, to compare with a copy kept elsewhere.
+    pub head: Option<(i64, String)>,
+}
+
+impl VerifyReport {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "result": if self.ok { "OK" } else { "FAIL" },
+            "rows": self.rows,
+            "firstBad": self.first_bad.as_ref().map(|(seq, reason)| json!({"seq": seq, "reason": reason})),
+            "head": self.head.as_ref().map(|(seq, hash)| json!({"seq": seq, "hash": hash})),
+        })
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.first_bad {
+            None => write!(f, "audit log OK: {} rows", self.rows)?,
+            Some((seq, reason)) => write!(f, "audit log FAILED at seq {seq}: {reason} ({} rows)", self.rows)?,
+        }
+        if let Some((seq, hash)) = &self.head {
+            write!(f, "; head seq {seq} hash {hash}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Walk the whole chain in seq order: every row's hash must match its fields, its
+/// `prev_hash` the previous row's hash, seqs must run 1, 2, 3, … without gaps,
+/// and the head must name the last row. Database errors are `Err`; tampering is
+/// reported in the [`VerifyReport`].
+pub fn verify(conn: &Connection) -> Result<VerifyReport> {
+    let has_log = table_exists(conn, "audit_log")?;
+    let head: Option<(i64, String)> = if table_exists(conn, "audit_head")? {
+        conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?
+    } else {
+        None
+    };
+    let mut rows = 0u64;
+    let mut first_bad: Option<(i64, String)> = None;
+    let mut last: Option<(i64, String)> = None;
+    if has_log {
+        let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq"))?;
+        let mut q = st.query([])?;
+        let mut expect_seq = 1i64;
+        let mut expect_prev = GENESIS_HASH.to_string();
+        while let Some(r) = q.next()? {
+            rows += 1;
+            let seq: i64 = r.get(0)?;
+            let problem = match read_record(r)? {
+                Err(p) => {
+                    expect_prev = String::new();
+                    Some(p)
+                }
+                Ok(rec) => {
+                    let p = if rec.seq != expect_seq {
+                        Some(if rec.seq > expect_seq {
+                            format!("seq {expect_seq}..{} missing (rows removed or reordered)", rec.seq - 1)
+                        } else {
+                            format!("seq out of order (expected {expect_seq})")
+                        })
+                    } else if rec.prev_hash != expect_prev {
+                        Some("prev_hash does not match the previous row's hash (a row was removed, inserted or reordered)".to_string())
+                    } else if rec.canonical_hash() != rec.hash {
+                        Some("hash does not match the row's contents (row edited)".to_string())
+                    } else {
+                        None
+                    };
+                    expect_prev = rec.hash.clone();
+                    p
+                }
+            };
+            if let Some(p) = problem
+                && first_bad.is_none()
+            {
+                first_bad = Some((seq, p));
+            }
+            expect_seq = seq + 1;
+            last = Some((seq, expect_prev.clone()));
+        }
+    }
+    if first_bad.is_none() {
+        first_bad = match (&head, &last) {
+            (None, None) => None,
+            (None, Some((seq, _))) => Some((*seq, "the head row is missing".to_string())),
+            (Some((hseq, _)), None) => Some((*hseq, format!("the log is empty but the head is at seq {hseq} (rows removed)"))),
+            (Some((hseq, hhash)), Some((seq, hash))) => {
+                if hseq > seq {
+                    Some((*hseq, format!("rows after seq {seq} are missing: the head is at seq {hseq} (rows removed)")))
+                } else if hseq < seq {
+                    Some((*seq, format!("rows after the head at seq {hseq} were added outside the audit API")))
+                } else if hhash != hash {
+                    Some((*seq, "the head hash does not match the last row".to_string()))
+                } else {
+                    None
+                }
+            }
+        };
+    }
+    Ok(VerifyReport { rows, ok: first_bad.is_none(), first_bad, head })
+}
+
+fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)", [name], |r| r.get(0))
+}
+
+/// A row in [`COLUMNS`] order; a value of the wrong type is a problem, not an error.
+fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<AuditRecord, String>> {
+    fn int(r: &rusqlite::Row<'_>, i: usize, name: &str) -> rusqlite::Result<std::result::Result<i64, String>> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Integer(v) => Ok(v),
+            _ => Err(format!("column {name} is not an integer")),
+        })
+    }
+    fn opt(r: &rusqlite::Row<'_>, i: usize, name: &str) -> rusqlite::Result<std::result::Result<Option<String>, String>> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => std::str::from_utf8(t).map(|s| Some(s.to_string())).map_err(|_| format!("column {name} is not UTF-8")),
+            _ => Err(format!("column {name} is not text")),
+        })
+    }
+    fn text(r: &rusqlite::Row<'_>, i: usize, name: &str) -> rusqlite::Result<std::result::Result<String, String>> {
+        Ok(opt(r, i, name)?.and_then(|v| v.ok_or_else(|| format!("column {name} is null"))))
+    }
+    macro_rules! tri {
+        ($e:expr) => {
+            match $e? {
+                Ok(v) => v,
+                Err(p) => return Ok(Err(p)),
+            }
+        };
+    }
+    let ts = tri!(int(r, 1, "ts_ms"));
+    let time = from_ms(ts);
+    if ms(time) != ts {
+        return Ok(Err("column ts_ms is out of range".to_string()));
+    }
+    Ok(Ok(AuditRecord {
+        seq: tri!(int(r, 0, "seq")),
+        time,
+        actor: tri!(text(r, 2, "actor")),
+        source: tri!(text(r, 3, "source")),
+        action: tri!(text(r, 4, "action")),
+        execution_arn: tri!(opt(r, 5, "execution_arn")),
+        task_token: tri!(opt(r, 6, "task_token")),
+        reason: tri!(opt(r, 7, "reason")),
+        before: tri!(opt(r, 8, "before")),
+        after: tri!(opt(r, 9, "after")),
+        result: tri!(text(r, 10, "result")),
+        error: tri!(opt(r, 11, "error")),
+        prev_hash: tri!(text(r, 12, "prev_hash")),
+        hash: tri!(text(r, 13, "hash")),
+    }))
+}

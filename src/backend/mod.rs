@@ -1,0 +1,74 @@
+//! One interface to a workflow control plane. `local` drives the embedded
+//! engine; an AWS implementation will speak to Step Functions. The console and
+//! the CLI twins of its actions talk only to this trait.
+
+pub mod local;
+
+use chrono::{DateTime, Utc};
+
+use crate::history::{ExecutionStatus, HistoryEvent};
+pub use crate::store::{ExecutionFilter, ExecutionRow, TokenRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// The pulse line: what needs attention right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pulse {
+    pub running: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub aborted: u64,
+    pub succeeded: u64,
+    pub pending_reviews: u64,
+}
+
+/// One history event with the execution it belongs to (the events tail).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub execution_arn: String,
+    pub event: HistoryEvent,
+}
+
+pub trait ControlPlane: Send {
+    /// "local" or "aws", and where (data directory, region).
+    fn name(&self) -> String;
+    fn location(&self) -> String;
+    fn pulse(&mut self) -> Result<Pulse>;
+    fn executions(&mut self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>>;
+    fn execution(&mut self, arn: &str) -> Result<Option<ExecutionRow>>;
+    /// The definition an execution runs (for the state graph).
+    fn definition_of(&mut self, arn: &str) -> Result<Option<String>>;
+    fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>>;
+    /// Pending review tokens, oldest first.
+    fn pending_tasks(&mut self, limit: usize) -> Result<Vec<TokenRow>>;
+    /// Workflow events across all executions after `since`, oldest first.
+    fn events_since(&mut self, since: DateTime<Utc>, limit: usize) -> Result<Vec<FeedEvent>>;
+    fn approve(&mut self, token: &str, output: &str) -> Result<()>;
+    fn reject(&mut self, token: &str, error: &str, cause: &str) -> Result<()>;
+    fn redrive(&mut self, arn: &str) -> Result<()>;
+    fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()>;
+    /// Fire due timers and run due tasks (the embedded engine); a no-op for remote backends.
+    fn tick(&mut self) -> Result<usize>;
+}
+
+impl Pulse {
+    pub fn add_status(&mut self, status: ExecutionStatus, n: u64) {
+        match status {
+            ExecutionStatus::Running | ExecutionStatus::PendingRedrive => self.running += n,
+            ExecutionStatus::Failed => self.failed += n,
+            ExecutionStatus::TimedOut => self.timed_out += n,
+            ExecutionStatus::Aborted => self.aborted += n,
+            ExecutionStatus::Succeeded => self.succeeded += n,
+        }
+    }
+}

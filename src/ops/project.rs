@@ -1,0 +1,284 @@
+//! Studies and reviews, projected from executions and task tokens.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use super::{Exception, Priority, Stage, StageMap};
+use crate::history::ExecutionStatus;
+use crate::store::{ExecutionRow, TokenRow};
+
+/// Patient identifiers: PHI, masked unless an operator reveals them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Patient {
+    pub name: String,
+    pub mrn: String,
+    pub birth_date: String,
+}
+
+/// One imaging study as the Pipelines view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Study {
+    pub accession: String,
+    pub modality: String,
+    pub body_part: String,
+    pub priority: Priority,
+    pub patient_class: String,
+    pub site: String,
+    pub stage: Option<Stage>,
+    pub exception: Option<Exception>,
+    pub state: String,
+    pub since: Option<DateTime<Utc>>,
+    pub status: ExecutionStatus,
+    pub execution_arn: String,
+    pub machine: String,
+    pub patient: Patient,
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// The state machine name in an execution ARN.
+pub fn machine_of(execution_arn: &str) -> &str {
+    let mut parts = execution_arn.rsplit(':');
+    parts.next();
+    parts.next().unwrap_or_default()
+}
+
+/// How an execution's failure reads to an operator.
+pub fn exception_for(status: ExecutionStatus, error: Option<&str>, state: &str) -> Option<Exception> {
+    if !matches!(status, ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted) {
+        return None;
+    }
+    let e = error.unwrap_or_default().to_ascii_lowercase();
+    let st = state.to_ascii_lowercase();
+    Some(if e.contains("cancel") || st.contains("cancel") {
+        Exception::OrderCancelled
+    } else if e.contains("discontinu") || st.contains("discontinu") {
+        Exception::AcquisitionDiscontinued
+    } else if e.contains("publish") || e.contains("archive") || st.contains("publish") {
+        Exception::PublicationFailed
+    } else if e.contains("claim") || e.contains("billing") || e.contains("clearinghouse") || st.contains("claim") {
+        Exception::ClaimDenied
+    } else {
+        Exception::Failed
+    })
+}
+
+impl Study {
+    /// A study from an execution whose input describes an imaging order (has an `accession`).
+    pub fn from_execution(row: &ExecutionRow, map: &StageMap) -> Option<Study> {
+        let input: Value = serde_json::from_str(&row.input).ok()?;
+        let accession = s(&input, "accession");
+        if accession.is_empty() {
+            return None;
+        }
+        let machine = machine_of(&row.arn).to_string();
+        let state = row.current_state.clone().unwrap_or_default();
+        let mut stage = map.stage(&machine, &state);
+        if stage.is_none() && row.status == ExecutionStatus::Succeeded {
+            stage = map.entries.iter().filter(|(m, _, _)| *m == machine || m == "*").map(|(_, _, st)| *st).max();
+        }
+        let patient = input.get("patient").cloned().unwrap_or(Value::Null);
+        Some(Study {
+            accession,
+            modality: s(&input, "modality"),
+            body_part: s(&input, "bodyPart"),
+            priority: Priority::parse(&s(&input, "priority")).unwrap_or(Priority::Routine),
+            patient_class: s(&input, "patientClass"),
+            site: s(&input, "site"),
+            stage,
+            exception: exception_for(row.status, row.error.as_deref(), &state),
+            since: row.state_since,
+            status: row.status,
+            execution_arn: row.arn.clone(),
+            machine,
+            state,
+            patient: Patient { name: s(&patient, "name"), mrn: s(&patient, "mrn"), birth_date: s(&patient, "birthDate") },
+        })
+    }
+}
+
+/// Counts per stage and priority, and per exception.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageCounts {
+    pub by_stage: BTreeMap<Stage, (usize, usize)>,
+    pub exceptions: BTreeMap<Exception, usize>,
+}
+
+impl StageCounts {
+    /// `(total, STAT)` per stage, counting studies that are still in flight there.
+    pub fn of(studies: &[Study]) -> StageCounts {
+        let mut c = StageCounts::default();
+        for st in studies {
+            if let Some(e) = st.exception {
+                *c.exceptions.entry(e).or_default() += 1;
+                continue;
+            }
+            if let Some(stage) = st.stage {
+                let e = c.by_stage.entry(stage).or_default();
+                e.0 += 1;
+                if st.priority == Priority::Stat {
+                    e.1 += 1;
+                }
+            }
+        }
+        c
+    }
+}
+
+/// One pending review (task token) as the Reviews view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub token: String,
+    pub execution_arn: String,
+    pub state: String,
+    pub accession: String,
+    pub study: String,
+    pub draft: String,
+    pub priority: Priority,
+    pub reviewer_group: String,
+    pub issued: DateTime<Utc>,
+    pub timeout: Option<DateTime<Utc>>,
+    pub claimed_by: Option<String>,
+}
+
+impl Review {
+    pub fn from_token(t: &TokenRow, input: Option<&Value>) -> Review {
+        let params: Value = serde_json::from_str(&t.parameters).unwrap_or(Value::Null);
+        let payload = params.get("Payload").unwrap_or(&params);
+        let pick = |k: &str| -> String {
+            let v = s(payload, k);
+            if v.is_empty() { input.map(|i| s(i, k)).unwrap_or_default() } else { v }
+        };
+        let study = match input {
+            Some(i) => format!("{} {}", s(i, "modality"), s(i, "bodyPart")).trim().to_string(),
+            None => String::new(),
+        };
+        Review {
+            token: t.token.clone(),
+            execution_arn: t.execution_arn.clone(),
+            state: t.state_name.clone(),
+            accession: pick("accession"),
+            study,
+            draft: {
+                let d = s(payload, "draft");
+                if d.is_empty() { s(payload, "summary") } else { d }
+            },
+            priority: Priority::parse(&pick("priority")).unwrap_or(Priority::Routine),
+            reviewer_group: pick("reviewerGroup"),
+            issued: t.issued,
+            timeout: t.timeout.or(t.heartbeat),
+            claimed_by: None,
+        }
+    }
+
+    /// Time left before the gate times out.
+    pub fn time_left(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.timeout.map(|t| t - now)
+    }
+}
+
+/// Most urgent first: priority, then whoever times out soonest, then the oldest.
+pub fn sort_by_urgency(reviews: &mut [Review]) {
+    reviews.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then_with(|| match (a.timeout, b.timeout) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            })
+            .then_with(|| a.issued.cmp(&b.issued))
+    });
+}
+
+/// Short human durations: `45s`, `12m`, `3h05`, `2d4h`; negative as `-7m`.
+pub fn human(d: Duration) -> String {
+    let neg = d < Duration::zero();
+    let secs = d.num_seconds().abs();
+    let body = if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m", secs / 60)
+    } else if secs < 86_400 {
+        format!("{}h{:02}", secs / 3600, secs % 3600 / 60)
+    } else {
+        format!("{}d{}h", secs / 86_400, secs % 86_400 / 3600)
+    };
+    if neg { format!("-{body}") } else { body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(input: Value, state: &str, status: ExecutionStatus, error: Option<&str>) -> ExecutionRow {
+        ExecutionRow {
+            arn: "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:x1".into(),
+            state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:scheduled-imaging".into(),
+            name: "x1".into(),
+            status,
+            start: Utc::now(),
+            stop: None,
+            input: input.to_string(),
+            output: None,
+            error: error.map(str::to_string),
+            cause: None,
+            redrive_count: 0,
+            redrive: None,
+            current_state: Some(state.into()),
+            state_since: None,
+        }
+    }
+
+    #[test]
+    fn studies_take_their_stage_from_the_state_and_exceptions_from_the_error() {
+        let map = StageMap::new(vec![
+            ("scheduled-imaging".into(), "Acquire".into(), Stage::Imaged),
+            ("scheduled-imaging".into(), "Bill".into(), Stage::Billed),
+        ]);
+        let input =
+            json!({"accession": "ACC1", "modality": "CT", "priority": "STAT", "patient": {"name": "Ada Testperson", "mrn": "SYN-1"}});
+        let s = Study::from_execution(&row(input.clone(), "Acquire", ExecutionStatus::Running, None), &map).expect("study");
+        assert_eq!((s.stage, s.priority, s.machine.as_str()), (Some(Stage::Imaged), Priority::Stat, "scheduled-imaging"));
+        assert_eq!(s.patient.mrn, "SYN-1");
+        let f = Study::from_execution(&row(input.clone(), "Publish", ExecutionStatus::Failed, Some("Archive.Unavailable")), &map)
+            .expect("study");
+        assert_eq!(f.exception, Some(Exception::PublicationFailed));
+        let done = Study::from_execution(&row(input, "", ExecutionStatus::Succeeded, None), &map).expect("study");
+        assert_eq!(done.stage, Some(Stage::Billed));
+        assert!(Study::from_execution(&row(json!({"x": 1}), "A", ExecutionStatus::Running, None), &map).is_none());
+        let counts = StageCounts::of(&[s, f]);
+        assert_eq!(counts.by_stage.get(&Stage::Imaged), Some(&(1, 1)));
+        assert_eq!(counts.exceptions.get(&Exception::PublicationFailed), Some(&1));
+    }
+
+    #[test]
+    fn reviews_sort_stat_first_then_soonest_timeout() {
+        let now = Utc::now();
+        let mk = |p: Priority, t: i64, age: i64| Review {
+            token: format!("{p:?}{t}"),
+            execution_arn: String::new(),
+            state: String::new(),
+            accession: String::new(),
+            study: String::new(),
+            draft: String::new(),
+            priority: p,
+            reviewer_group: String::new(),
+            issued: now - Duration::minutes(age),
+            timeout: Some(now + Duration::minutes(t)),
+            claimed_by: None,
+        };
+        let mut v = vec![mk(Priority::Routine, 5, 1), mk(Priority::Stat, 30, 1), mk(Priority::Stat, 10, 1), mk(Priority::Urgent, 1, 90)];
+        sort_by_urgency(&mut v);
+        let order: Vec<&str> = v.iter().map(|r| r.token.as_str()).collect();
+        assert_eq!(order, vec!["Stat10", "Stat30", "Urgent1", "Routine5"]);
+        assert_eq!(human(Duration::minutes(-7)), "-7m");
+        assert_eq!(human(Duration::seconds(3 * 3600 + 5 * 60)), "3h05");
+    }
+}

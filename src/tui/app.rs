@@ -1,0 +1,955 @@
+//! Console state and its pure event handler: `handle(event) -> Vec<Effect>`.
+//! Nothing here touches the terminal or the backend; the loop in `tui/mod.rs`
+//! runs the effects (loads and mutations) in a background job.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use regex::Regex;
+
+use super::keymap::{Action, Key, Keymap, Scope};
+use super::theme::Theme;
+use crate::backend::{ExecutionRow, FeedEvent, Pulse};
+use crate::history::{ExecutionStatus, HistoryEvent};
+use crate::ops::project::{Review, StageCounts, Study};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Pipelines,
+    Reviews,
+    Executions,
+    Events,
+    Slo,
+    Outbox,
+}
+
+impl View {
+    pub const ALL: [View; 6] = [View::Pipelines, View::Reviews, View::Executions, View::Events, View::Slo, View::Outbox];
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Pipelines => "Pipelines",
+            View::Reviews => "Reviews",
+            View::Executions => "Executions",
+            View::Events => "Events",
+            View::Slo => "SLO",
+            View::Outbox => "Outbox",
+        }
+    }
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+}
+
+/// Data a pane shows, with whether it is loading and how fresh it is.
+#[derive(Debug, Clone)]
+pub struct Pane<T> {
+    pub value: T,
+    pub loaded_at: Option<DateTime<Utc>>,
+    pub loading: bool,
+    pub error: Option<String>,
+}
+
+impl<T: Default> Default for Pane<T> {
+    fn default() -> Self {
+        Pane { value: T::default(), loaded_at: None, loading: false, error: None }
+    }
+}
+
+impl<T> Pane<T> {
+    pub fn set(&mut self, value: T, at: DateTime<Utc>) {
+        self.value = value;
+        self.loaded_at = Some(at);
+        self.loading = false;
+        self.error = None;
+    }
+    /// Older than twice the refresh interval: shown as stale.
+    pub fn stale(&self, now: DateTime<Utc>, refresh: Duration) -> bool {
+        self.loaded_at.is_none_or(|t| now - t > refresh * 2)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
+    pub execution: Option<ExecutionRow>,
+    pub history: Vec<HistoryEvent>,
+    pub definition: Option<String>,
+}
+
+/// What the background job should load or do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Pulse,
+    Studies,
+    Reviews,
+    Executions(Option<ExecutionStatus>),
+    Detail(String),
+    Events(DateTime<Utc>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    Approve { tokens: Vec<String>, output: String, comment: String },
+    Reject { tokens: Vec<String>, error: String, cause: String },
+    Redrive { arns: Vec<String> },
+    Stop { arns: Vec<String>, cause: String },
+    Claim { token: String, claim: bool },
+    RevealPhi { reason: String },
+}
+
+impl Mutation {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Mutation::Approve { .. } => "approve",
+            Mutation::Reject { .. } => "reject",
+            Mutation::Redrive { .. } => "redrive",
+            Mutation::Stop { .. } => "stop",
+            Mutation::Claim { claim: true, .. } => "claim",
+            Mutation::Claim { claim: false, .. } => "unclaim",
+            Mutation::RevealPhi { .. } => "reveal-phi",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Load(Request),
+    Mutate(Mutation),
+    Quit,
+}
+
+/// Results the background job sends back.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    Pulse(Pulse),
+    Studies(Vec<Study>),
+    Reviews(Vec<Review>),
+    Executions(Vec<ExecutionRow>),
+    Detail(Box<Detail>),
+    Events(Vec<FeedEvent>),
+    Done { verb: String, ok: usize, failed: Vec<String> },
+    Failed { what: String, error: String },
+}
+
+#[derive(Debug, Clone)]
+pub enum AppEvent {
+    Key(KeyEvent),
+    Tick(DateTime<Utc>),
+    Loaded(Loaded, DateTime<Utc>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Output,
+    Comment,
+    Reason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dialog {
+    /// Shows exactly what will happen; `y` confirms.
+    Confirm {
+        title: String,
+        lines: Vec<String>,
+        mutation: Mutation,
+    },
+    Approve {
+        title: String,
+        tokens: Vec<String>,
+        output: String,
+        comment: String,
+        field: Field,
+        then: Vec<String>,
+        error: Option<String>,
+    },
+    Reject {
+        title: String,
+        tokens: Vec<String>,
+        code: usize,
+        text: String,
+    },
+    Reveal {
+        reason: String,
+    },
+    Input {
+        kind: InputKind,
+        text: String,
+    },
+    Help,
+    Message {
+        title: String,
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Filter,
+    Command,
+}
+
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub text: String,
+    pub regex: Regex,
+    pub invert: bool,
+}
+
+impl Filter {
+    pub fn parse(text: &str) -> Result<Filter, String> {
+        let (invert, pat) = match text.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, text),
+        };
+        let regex = regex::RegexBuilder::new(pat)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| format!("filter {pat:?} is not a valid regex: {e}"))?;
+        Ok(Filter { text: text.to_string(), regex, invert })
+    }
+    pub fn keeps(&self, row: &str) -> bool {
+        self.regex.is_match(row) != self.invert
+    }
+}
+
+pub struct Settings {
+    pub user: String,
+    pub read_only: bool,
+    pub demo: bool,
+    pub backend: String,
+    pub location: String,
+    pub context: String,
+    pub refresh: Duration,
+    pub idle_lock: Duration,
+    pub reject_reasons: Vec<String>,
+    /// Times are shown in this offset (the operator's local time).
+    pub tz: chrono::FixedOffset,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            user: "operator".into(),
+            read_only: false,
+            demo: false,
+            backend: "local".into(),
+            location: String::new(),
+            context: "local".into(),
+            refresh: Duration::seconds(2),
+            idle_lock: Duration::minutes(10),
+            reject_reasons: vec![
+                "Review.Rejected: draft does not match the images".into(),
+                "Review.WrongPatient: study attached to the wrong patient".into(),
+                "Review.Incomplete: images incomplete, re-acquire".into(),
+                "Review.NeedsSpecialist: needs a subspecialty reader".into(),
+            ],
+            tz: *chrono::Local::now().offset(),
+        }
+    }
+}
+
+pub struct App {
+    pub settings: Settings,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub view: View,
+    /// Executions › detail: the ARN opened, if any.
+    pub detail_arn: Option<String>,
+    pub raw_history: bool,
+    pub sel: [usize; 6],
+    pub detail_scroll: usize,
+    pub filters: [Option<Filter>; 6],
+    pub status_filter: Option<ExecutionStatus>,
+    pub marks: BTreeSet<String>,
+    pub claims: std::collections::BTreeMap<String, String>,
+    pub dialog: Option<Dialog>,
+    pub message: Option<(String, bool)>,
+    pub reveal_phi: bool,
+    pub locked: bool,
+    pub now: DateTime<Utc>,
+    pub last_input: DateTime<Utc>,
+    pub last_refresh: Option<DateTime<Utc>>,
+    pub pulse: Pane<Pulse>,
+    pub studies: Pane<Vec<Study>>,
+    pub counts: StageCounts,
+    pub throughput: Vec<u64>,
+    pub reviews: Pane<Vec<Review>>,
+    pub executions: Pane<Vec<ExecutionRow>>,
+    pub detail: Pane<Detail>,
+    pub events: Pane<Vec<FeedEvent>>,
+    pub quit: bool,
+}
+
+const EVENTS_KEPT: usize = 2000;
+const PAGE: usize = 15;
+
+impl App {
+    pub fn new(settings: Settings, keymap: Keymap, theme: Theme, now: DateTime<Utc>) -> App {
+        App {
+            settings,
+            keymap,
+            theme,
+            view: View::Pipelines,
+            detail_arn: None,
+            raw_history: false,
+            sel: [0; 6],
+            detail_scroll: 0,
+            filters: Default::default(),
+            status_filter: None,
+            marks: BTreeSet::new(),
+            claims: Default::default(),
+            dialog: None,
+            message: None,
+            reveal_phi: false,
+            locked: false,
+            now,
+            last_input: now,
+            last_refresh: None,
+            pulse: Pane::default(),
+            studies: Pane::default(),
+            counts: StageCounts::default(),
+            throughput: vec![],
+            reviews: Pane::default(),
+            executions: Pane::default(),
+            detail: Pane::default(),
+            events: Pane::default(),
+            quit: false,
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        match (self.view, &self.detail_arn) {
+            (View::Executions, Some(_)) => Scope::Detail,
+            (View::Executions, None) => Scope::Executions,
+            (View::Pipelines, _) => Scope::Pipelines,
+            (View::Reviews, _) => Scope::Reviews,
+            (View::Events, _) => Scope::Events,
+            _ => Scope::Everywhere,
+        }
+    }
+
+    /// The loads the current view needs (a newer request replaces a pending one in the job).
+    pub fn refresh_requests(&self) -> Vec<Request> {
+        let mut r = vec![Request::Pulse];
+        match self.view {
+            View::Pipelines => r.push(Request::Studies),
+            View::Reviews => r.push(Request::Reviews),
+            View::Executions => match &self.detail_arn {
+                Some(arn) => r.push(Request::Detail(arn.clone())),
+                None => r.push(Request::Executions(self.status_filter)),
+            },
+            View::Events => {
+                let since = self.events.value.last().map(|e| e.event.timestamp).unwrap_or(self.now - Duration::minutes(10));
+                r.push(Request::Events(since));
+            }
+            View::Slo | View::Outbox => {}
+        }
+        r
+    }
+
+    fn loads(&mut self) -> Vec<Effect> {
+        for req in self.refresh_requests() {
+            match req {
+                Request::Studies => self.studies.loading = true,
+                Request::Reviews => self.reviews.loading = true,
+                Request::Executions(_) => self.executions.loading = true,
+                Request::Detail(_) => self.detail.loading = true,
+                Request::Events(_) => self.events.loading = true,
+                Request::Pulse => self.pulse.loading = true,
+            }
+        }
+        self.refresh_requests().into_iter().map(Effect::Load).collect()
+    }
+
+    // ----- rows as the views filter them ------------------------------------
+
+    pub fn visible_studies(&self) -> Vec<&Study> {
+        let f = &self.filters[View::Pipelines.index()];
+        self.studies
+            .value
+            .iter()
+            .filter(|s| {
+                f.as_ref().is_none_or(|f| {
+                    f.keeps(&format!("{} {} {:?} {} {} {:?}", s.accession, s.modality, s.priority, s.site, s.state, s.stage))
+                })
+            })
+            .collect()
+    }
+
+    pub fn visible_reviews(&self) -> Vec<&Review> {
+        let f = &self.filters[View::Reviews.index()];
+        self.reviews
+            .value
+            .iter()
+            .filter(|r| f.as_ref().is_none_or(|f| f.keeps(&format!("{} {} {} {:?}", r.accession, r.study, r.state, r.priority))))
+            .collect()
+    }
+
+    pub fn visible_executions(&self) -> Vec<&ExecutionRow> {
+        let f = &self.filters[View::Executions.index()];
+        self.executions.value.iter().filter(|e| f.as_ref().is_none_or(|f| f.keeps(&format!("{} {} {}", e.name, e.status, e.arn)))).collect()
+    }
+
+    pub fn visible_events(&self) -> Vec<&FeedEvent> {
+        let f = &self.filters[View::Events.index()];
+        self.events
+            .value
+            .iter()
+            .rev()
+            .filter(|e| {
+                f.as_ref()
+                    .is_none_or(|f| f.keeps(&format!("{} {} {}", e.event.event_type, e.execution_arn, e.event.state_name().unwrap_or(""))))
+            })
+            .collect()
+    }
+
+    fn row_count(&self) -> usize {
+        match self.view {
+            View::Pipelines => self.visible_studies().len(),
+            View::Reviews => self.visible_reviews().len(),
+            View::Executions if self.detail_arn.is_some() => self.detail.value.history.len(),
+            View::Executions => self.visible_executions().len(),
+            View::Events => self.visible_events().len(),
+            _ => 0,
+        }
+    }
+
+    pub fn selected(&self) -> usize {
+        if self.view == View::Executions && self.detail_arn.is_some() {
+            return self.detail_scroll;
+        }
+        self.sel[self.view.index()]
+    }
+
+    fn set_selected(&mut self, i: usize) {
+        let n = self.row_count();
+        let i = if n == 0 { 0 } else { i.min(n - 1) };
+        if self.view == View::Executions && self.detail_arn.is_some() {
+            self.detail_scroll = i;
+        } else {
+            self.sel[self.view.index()] = i;
+        }
+    }
+
+    // ----- the handler --------------------------------------------------------
+
+    pub fn handle(&mut self, ev: AppEvent) -> Vec<Effect> {
+        match ev {
+            AppEvent::Tick(now) => self.tick(now),
+            AppEvent::Loaded(l, at) => {
+                self.loaded(l, at);
+                vec![]
+            }
+            AppEvent::Key(k) => {
+                self.last_input = self.now;
+                if self.locked {
+                    if k.code == KeyCode::Enter {
+                        self.locked = false;
+                        return self.loads();
+                    }
+                    return vec![];
+                }
+                if self.dialog.is_some() {
+                    return self.dialog_key(k);
+                }
+                let key = Key::from_event(&k);
+                match self.keymap.action(key, self.scope()) {
+                    Some(a) => self.action(a),
+                    None => vec![],
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
+        self.now = now;
+        if !self.locked && now - self.last_input > self.settings.idle_lock {
+            self.locked = true;
+            self.reveal_phi = false;
+            self.dialog = None;
+            return vec![];
+        }
+        if self.locked {
+            return vec![];
+        }
+        if self.last_refresh.is_none_or(|t| now - t >= self.settings.refresh) {
+            self.last_refresh = Some(now);
+            return self.loads();
+        }
+        vec![]
+    }
+
+    fn loaded(&mut self, l: Loaded, at: DateTime<Utc>) {
+        match l {
+            Loaded::Pulse(p) => self.pulse.set(p, at),
+            Loaded::Studies(s) => {
+                self.counts = StageCounts::of(&s);
+                let signed =
+                    s.iter().filter(|x| x.stage == Some(crate::ops::Stage::Signed) || x.stage == Some(crate::ops::Stage::Billed)).count()
+                        as u64;
+                self.throughput.push(signed);
+                if self.throughput.len() > 60 {
+                    self.throughput.remove(0);
+                }
+                self.studies.set(s, at);
+            }
+            Loaded::Reviews(mut r) => {
+                for rv in r.iter_mut() {
+                    rv.claimed_by = self.claims.get(&rv.token).cloned();
+                }
+                self.marks.retain(|m| !m.starts_with("tok:") || r.iter().any(|x| format!("tok:{}", x.token) == *m));
+                self.reviews.set(r, at);
+            }
+            Loaded::Executions(e) => self.executions.set(e, at),
+            Loaded::Detail(d) => self.detail.set(*d, at),
+            Loaded::Events(mut e) => {
+                let mut all = std::mem::take(&mut self.events.value);
+                all.append(&mut e);
+                if all.len() > EVENTS_KEPT {
+                    all.drain(..all.len() - EVENTS_KEPT);
+                }
+                self.events.set(all, at);
+            }
+            Loaded::Done { verb, ok, failed } => {
+                let msg = if failed.is_empty() {
+                    format!("{verb}: {ok} done")
+                } else {
+                    format!("{verb}: {ok} done, {} failed: {}", failed.len(), failed.join("; "))
+                };
+                self.message = Some((msg, !failed.is_empty()));
+                self.marks.clear();
+            }
+            Loaded::Failed { what, error } => {
+                self.message = Some((format!("{what}: {error}"), true));
+                match what.as_str() {
+                    "studies" => self.studies.error = Some(error),
+                    "reviews" => self.reviews.error = Some(error),
+                    "executions" => self.executions.error = Some(error),
+                    "detail" => self.detail.error = Some(error),
+                    "events" => self.events.error = Some(error),
+                    _ => {}
+                }
+            }
+        }
+        let n = self.row_count();
+        if self.selected() >= n && n > 0 {
+            self.set_selected(n - 1);
+        }
+    }
+
+    fn switch(&mut self, v: View) -> Vec<Effect> {
+        self.view = v;
+        self.message = None;
+        self.loads()
+    }
+
+    fn refuse_read_only(&mut self, a: Action) -> bool {
+        if self.settings.read_only && a.mutates() {
+            self.message = Some((format!("read-only: {} is disabled in this context", a.name()), true));
+            return true;
+        }
+        false
+    }
+
+    /// Marked rows of the current view, or the selected one.
+    fn targets_reviews(&self) -> Vec<&Review> {
+        let rows = self.visible_reviews();
+        let marked: Vec<&Review> = rows.iter().copied().filter(|r| self.marks.contains(&format!("tok:{}", r.token))).collect();
+        if !marked.is_empty() {
+            return marked;
+        }
+        rows.get(self.selected()).copied().into_iter().collect()
+    }
+
+    fn targets_executions(&self) -> Vec<String> {
+        if let Some(arn) = &self.detail_arn {
+            return vec![arn.clone()];
+        }
+        let rows = self.visible_executions();
+        let marked: Vec<String> = rows.iter().filter(|e| self.marks.contains(&format!("exe:{}", e.arn))).map(|e| e.arn.clone()).collect();
+        if !marked.is_empty() {
+            return marked;
+        }
+        rows.get(self.selected()).map(|e| vec![e.arn.clone()]).unwrap_or_default()
+    }
+
+    fn action(&mut self, a: Action) -> Vec<Effect> {
+        if self.refuse_read_only(a) {
+            return vec![];
+        }
+        let n = self.row_count();
+        let cur = self.selected();
+        match a {
+            Action::Quit => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            Action::Down => {
+                self.set_selected(cur + 1);
+                vec![]
+            }
+            Action::Up => {
+                self.set_selected(cur.saturating_sub(1));
+                vec![]
+            }
+            Action::Top => {
+                self.set_selected(0);
+                vec![]
+            }
+            Action::Bottom => {
+                self.set_selected(n.saturating_sub(1));
+                vec![]
+            }
+            Action::PageDown => {
+                self.set_selected(cur + PAGE);
+                vec![]
+            }
+            Action::PageUp => {
+                self.set_selected(cur.saturating_sub(PAGE));
+                vec![]
+            }
+            Action::NextView => self.switch(View::ALL[(self.view.index() + 1) % View::ALL.len()]),
+            Action::PrevView => self.switch(View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()]),
+            Action::View1 => self.switch(View::Pipelines),
+            Action::View2 => self.switch(View::Reviews),
+            Action::View3 => self.switch(View::Executions),
+            Action::View4 => self.switch(View::Events),
+            Action::View5 => self.switch(View::Slo),
+            Action::View6 => self.switch(View::Outbox),
+            Action::Refresh => self.loads(),
+            Action::Help => {
+                self.dialog = Some(Dialog::Help);
+                vec![]
+            }
+            Action::Filter => {
+                let text = self.filters[self.view.index()].as_ref().map(|f| f.text.clone()).unwrap_or_default();
+                self.dialog = Some(Dialog::Input { kind: InputKind::Filter, text });
+                vec![]
+            }
+            Action::Command => {
+                self.dialog = Some(Dialog::Input { kind: InputKind::Command, text: String::new() });
+                vec![]
+            }
+            Action::Back => {
+                if self.detail_arn.is_some() {
+                    self.detail_arn = None;
+                    self.detail = Pane::default();
+                    return self.loads();
+                }
+                if self.filters[self.view.index()].take().is_some() {
+                    return vec![];
+                }
+                self.marks.clear();
+                vec![]
+            }
+            Action::Open => self.open(),
+            Action::Mark => {
+                let key = match self.view {
+                    View::Reviews => self.visible_reviews().get(cur).map(|r| format!("tok:{}", r.token)),
+                    View::Executions if self.detail_arn.is_none() => self.visible_executions().get(cur).map(|e| format!("exe:{}", e.arn)),
+                    _ => None,
+                };
+                if let Some(k) = key {
+                    if !self.marks.remove(&k) {
+                        self.marks.insert(k);
+                    }
+                    self.set_selected(cur + 1);
+                }
+                vec![]
+            }
+            Action::Reveal => {
+                if self.reveal_phi {
+                    self.reveal_phi = false;
+                } else {
+                    self.dialog = Some(Dialog::Reveal { reason: String::new() });
+                }
+                vec![]
+            }
+            Action::ToggleRaw => {
+                self.raw_history = !self.raw_history;
+                vec![]
+            }
+            Action::CycleStatus => {
+                use ExecutionStatus::*;
+                self.status_filter = match self.status_filter {
+                    None => Some(Running),
+                    Some(Running) => Some(Failed),
+                    Some(Failed) => Some(TimedOut),
+                    Some(TimedOut) => Some(Aborted),
+                    Some(Aborted) => Some(Succeeded),
+                    Some(_) => None,
+                };
+                self.sel[View::Executions.index()] = 0;
+                self.loads()
+            }
+            Action::Approve => {
+                let t = self.targets_reviews();
+                if t.is_empty() {
+                    return vec![];
+                }
+                let title = if t.len() == 1 {
+                    format!("Approve {} ({} {})", t[0].accession, t[0].study, t[0].priority.as_str())
+                } else {
+                    format!("Approve {} reviews", t.len())
+                };
+                let tokens: Vec<String> = t.iter().map(|r| r.token.clone()).collect();
+                let output = serde_json::json!({"approved": true, "reviewer": self.settings.user}).to_string();
+                let then = t.first().map(|r| vec![format!("sends success to {}", r.state)]).unwrap_or_default();
+                self.dialog =
+                    Some(Dialog::Approve { title, tokens, output, comment: String::new(), field: Field::Output, then, error: None });
+                vec![]
+            }
+            Action::Reject => {
+                let t = self.targets_reviews();
+                if t.is_empty() {
+                    return vec![];
+                }
+                let title = if t.len() == 1 {
+                    format!("Reject {} ({})", t[0].accession, t[0].study)
+                } else {
+                    format!("Reject {} reviews", t.len())
+                };
+                let tokens = t.iter().map(|r| r.token.clone()).collect();
+                self.dialog = Some(Dialog::Reject { title, tokens, code: 0, text: String::new() });
+                vec![]
+            }
+            Action::Claim => {
+                let Some(r) = self.visible_reviews().get(cur).map(|r| (*r).clone()) else { return vec![] };
+                let claim = !self.claims.contains_key(&r.token);
+                if claim {
+                    self.claims.insert(r.token.clone(), self.settings.user.clone());
+                } else {
+                    self.claims.remove(&r.token);
+                }
+                if let Some(x) = self.reviews.value.iter_mut().find(|x| x.token == r.token) {
+                    x.claimed_by = claim.then(|| self.settings.user.clone());
+                }
+                vec![Effect::Mutate(Mutation::Claim { token: r.token, claim })]
+            }
+            Action::Escalate => {
+                self.message = Some(("escalate: reject with Review.NeedsSpecialist to route to a senior reader".into(), false));
+                vec![]
+            }
+            Action::Redrive | Action::Stop => {
+                let arns = self.targets_executions();
+                if arns.is_empty() {
+                    return vec![];
+                }
+                let names: Vec<String> = arns.iter().map(|a| a.rsplit(':').next().unwrap_or(a).to_string()).collect();
+                let (title, mutation, what) = if a == Action::Redrive {
+                    (
+                        format!("Redrive {} execution(s)", arns.len()),
+                        Mutation::Redrive { arns },
+                        "resumes each from its unsuccessful state (same ARN)",
+                    )
+                } else {
+                    (
+                        format!("Stop {} execution(s)", arns.len()),
+                        Mutation::Stop { arns, cause: format!("stopped by {} from the console", self.settings.user) },
+                        "aborts each; pending review tokens close as ABORTED",
+                    )
+                };
+                let mut lines = vec![what.to_string()];
+                lines.extend(names.iter().take(8).map(|n| format!("  {n}")));
+                if names.len() > 8 {
+                    lines.push(format!("  … and {} more", names.len() - 8));
+                }
+                self.dialog = Some(Dialog::Confirm { title, lines, mutation });
+                vec![]
+            }
+        }
+    }
+
+    fn open(&mut self) -> Vec<Effect> {
+        let cur = self.selected();
+        let arn = match self.view {
+            View::Pipelines => self.visible_studies().get(cur).map(|s| s.execution_arn.clone()),
+            View::Reviews => self.visible_reviews().get(cur).map(|r| r.execution_arn.clone()),
+            View::Executions if self.detail_arn.is_none() => self.visible_executions().get(cur).map(|e| e.arn.clone()),
+            View::Events => self.visible_events().get(cur).map(|e| e.execution_arn.clone()),
+            _ => None,
+        };
+        match arn {
+            Some(a) => self.open_execution(a),
+            None => vec![],
+        }
+    }
+
+    pub fn open_execution(&mut self, arn: String) -> Vec<Effect> {
+        self.view = View::Executions;
+        self.detail_arn = Some(arn);
+        self.detail_scroll = 0;
+        self.detail = Pane::default();
+        self.loads()
+    }
+
+    /// `:` commands, e.g. `executions failed`, `study ACC123`, `reviews`, `quit`.
+    fn command(&mut self, text: &str) -> Vec<Effect> {
+        let mut words = text.split_whitespace();
+        let cmd = words.next().unwrap_or_default().to_ascii_lowercase();
+        let arg = words.collect::<Vec<_>>().join(" ");
+        match cmd.as_str() {
+            "" => vec![],
+            "q" | "quit" => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            "p" | "pipelines" => self.switch(View::Pipelines),
+            "r" | "reviews" => self.switch(View::Reviews),
+            "e" | "events" => self.switch(View::Events),
+            "x" | "executions" => {
+                self.status_filter = if arg.is_empty() { None } else { ExecutionStatus::parse(&arg.replace('-', "_")) };
+                if !arg.is_empty() && self.status_filter.is_none() {
+                    self.message = Some((format!("{arg:?} is not a status (running, succeeded, failed, timed_out, aborted)"), true));
+                    return vec![];
+                }
+                self.detail_arn = None;
+                self.switch(View::Executions)
+            }
+            "s" | "study" | "find" => {
+                let needle = arg.trim();
+                if needle.is_empty() {
+                    self.message = Some(("study: give an accession or execution name".into(), true));
+                    return vec![];
+                }
+                let hit = self
+                    .studies
+                    .value
+                    .iter()
+                    .find(|s| s.accession.eq_ignore_ascii_case(needle))
+                    .map(|s| s.execution_arn.clone())
+                    .or_else(|| {
+                        self.executions.value.iter().find(|e| e.name.eq_ignore_ascii_case(needle) || e.arn == needle).map(|e| e.arn.clone())
+                    })
+                    .or_else(|| {
+                        self.reviews.value.iter().find(|r| r.accession.eq_ignore_ascii_case(needle)).map(|r| r.execution_arn.clone())
+                    });
+                match hit {
+                    Some(arn) => self.open_execution(arn),
+                    None => {
+                        self.message = Some((format!("no study or execution {needle:?} among those loaded"), true));
+                        vec![]
+                    }
+                }
+            }
+            other => {
+                self.message =
+                    Some((format!("unknown command {other:?} (pipelines, reviews, executions [status], events, study ACC, quit)"), true));
+                vec![]
+            }
+        }
+    }
+
+    fn dialog_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let Some(d) = self.dialog.take() else { return vec![] };
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if k.code == KeyCode::Esc || (ctrl && k.code == KeyCode::Char('c')) {
+            return vec![];
+        }
+        let edit = |s: &mut String| match k.code {
+            KeyCode::Char(c) if !ctrl => s.push(c),
+            KeyCode::Backspace => {
+                s.pop();
+            }
+            _ => {}
+        };
+        match d {
+            Dialog::Help | Dialog::Message { .. } => vec![],
+            Dialog::Confirm { title, lines, mutation } => match k.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => vec![Effect::Mutate(mutation)],
+                _ => {
+                    self.dialog = Some(Dialog::Confirm { title, lines, mutation });
+                    vec![]
+                }
+            },
+            Dialog::Approve { title, tokens, mut output, mut comment, mut field, then, .. } => {
+                match k.code {
+                    KeyCode::Tab | KeyCode::BackTab => field = if field == Field::Output { Field::Comment } else { Field::Output },
+                    KeyCode::Enter => {
+                        return match serde_json::from_str::<serde_json::Value>(&output) {
+                            Ok(mut v) => {
+                                if !comment.is_empty()
+                                    && let Some(o) = v.as_object_mut()
+                                {
+                                    o.insert("comment".into(), serde_json::Value::String(comment.clone()));
+                                }
+                                vec![Effect::Mutate(Mutation::Approve { tokens, output: v.to_string(), comment })]
+                            }
+                            Err(e) => {
+                                let error = Some(format!("output is not valid JSON: {e}"));
+                                self.dialog = Some(Dialog::Approve { title, tokens, output, comment, field, then, error });
+                                vec![]
+                            }
+                        };
+                    }
+                    _ => match field {
+                        Field::Output => edit(&mut output),
+                        _ => edit(&mut comment),
+                    },
+                }
+                self.dialog = Some(Dialog::Approve { title, tokens, output, comment, field, then, error: None });
+                vec![]
+            }
+            Dialog::Reject { title, tokens, mut code, mut text } => {
+                let n = self.settings.reject_reasons.len().max(1);
+                match k.code {
+                    KeyCode::Up => code = (code + n - 1) % n,
+                    KeyCode::Down => code = (code + 1) % n,
+                    KeyCode::Enter => {
+                        let reason = self.settings.reject_reasons.get(code).cloned().unwrap_or_else(|| "Review.Rejected".into());
+                        let (error, default_cause) = reason
+                            .split_once(':')
+                            .map(|(e, c)| (e.trim().to_string(), c.trim().to_string()))
+                            .unwrap_or((reason.clone(), String::new()));
+                        let cause = if text.trim().is_empty() { default_cause } else { format!("{default_cause}: {}", text.trim()) };
+                        return vec![Effect::Mutate(Mutation::Reject { tokens, error, cause })];
+                    }
+                    _ => edit(&mut text),
+                }
+                self.dialog = Some(Dialog::Reject { title, tokens, code, text });
+                vec![]
+            }
+            Dialog::Reveal { mut reason } => {
+                if k.code == KeyCode::Enter {
+                    if reason.trim().len() < 4 {
+                        self.message = Some(("reveal PHI: give a reason (at least 4 characters)".into(), true));
+                        self.dialog = Some(Dialog::Reveal { reason });
+                        return vec![];
+                    }
+                    self.reveal_phi = true;
+                    return vec![Effect::Mutate(Mutation::RevealPhi { reason })];
+                }
+                edit(&mut reason);
+                self.dialog = Some(Dialog::Reveal { reason });
+                vec![]
+            }
+            Dialog::Input { kind, mut text } => {
+                if k.code == KeyCode::Enter {
+                    return match kind {
+                        InputKind::Command => self.command(&text),
+                        InputKind::Filter => {
+                            let i = self.view.index();
+                            if text.is_empty() {
+                                self.filters[i] = None;
+                            } else {
+                                match Filter::parse(&text) {
+                                    Ok(f) => self.filters[i] = Some(f),
+                                    Err(e) => {
+                                        self.message = Some((e, true));
+                                        self.dialog = Some(Dialog::Input { kind, text });
+                                        return vec![];
+                                    }
+                                }
+                            }
+                            self.set_selected(0);
+                            vec![]
+                        }
+                    };
+                }
+                edit(&mut text);
+                self.dialog = Some(Dialog::Input { kind, text });
+                vec![]
+            }
+        }
+    }
+}

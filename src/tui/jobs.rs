@@ -1,0 +1,226 @@
+//! The background job: owns the control plane, runs loads and mutations off
+//! the UI thread. A newer load of a kind replaces a pending one of the same
+//! kind; mutations run in the order given. The UI never blocks on it.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::app::{Detail, Loaded, Mutation, Request};
+use crate::backend::{ControlPlane, ExecutionFilter};
+use crate::ops::StageMap;
+use crate::ops::project::{Review, Study, sort_by_urgency};
+
+pub enum Job {
+    Load(Request),
+    Mutate(Mutation),
+    Stop,
+}
+
+/// Called after every mutation of one target, with its outcome (the audit hook).
+pub type OnAction = Box<dyn FnMut(&Mutation, &str, &Result<(), String>) + Send>;
+
+pub struct Worker {
+    pub tx: Sender<Job>,
+    pub rx: Receiver<(Loaded, chrono::DateTime<Utc>)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    pub fn spawn(mut cp: Box<dyn ControlPlane>, stages: StageMap, mut on_action: OnAction, tick_every: Duration) -> Worker {
+        let (tx, jobs) = channel::<Job>();
+        let (out, rx) = channel();
+        let handle = std::thread::Builder::new()
+            .name("lightbox-jobs".into())
+            .spawn(move || {
+                let mut last_tick = Instant::now() - tick_every;
+                loop {
+                    // Wait for work, but keep the engine moving.
+                    let first = match jobs.recv_timeout(tick_every.saturating_sub(last_tick.elapsed()).max(Duration::from_millis(10))) {
+                        Ok(j) => Some(j),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
+                    let mut batch: Vec<Job> = first.into_iter().collect();
+                    while let Ok(j) = jobs.try_recv() {
+                        batch.push(j);
+                    }
+                    if batch.iter().any(|j| matches!(j, Job::Stop)) {
+                        return;
+                    }
+                    if last_tick.elapsed() >= tick_every {
+                        last_tick = Instant::now();
+                        if let Err(e) = cp.tick() {
+                            tracing::warn!(error = %e, "background engine tick failed");
+                        }
+                    }
+                    for job in coalesce(batch) {
+                        let result = match job {
+                            Job::Load(r) => load(cp.as_mut(), &stages, r),
+                            Job::Mutate(m) => mutate(cp.as_mut(), &m, &mut on_action),
+                            Job::Stop => return,
+                        };
+                        if out.send((result, Utc::now())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .ok();
+        Worker { tx, rx, handle }
+    }
+
+    pub fn send(&self, j: Job) {
+        let _ = self.tx.send(j);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Job::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn kind(r: &Request) -> u8 {
+    match r {
+        Request::Pulse => 0,
+        Request::Studies => 1,
+        Request::Reviews => 2,
+        Request::Executions(_) => 3,
+        Request::Detail(_) => 4,
+        Request::Events(_) => 5,
+    }
+}
+
+/// Keep every mutation in order and only the newest load of each kind, after the mutations
+/// (so a refresh reflects what was just done).
+pub fn coalesce(batch: Vec<Job>) -> Vec<Job> {
+    let mut muts = vec![];
+    let mut loads: Vec<Request> = vec![];
+    for j in batch {
+        match j {
+            Job::Mutate(m) => muts.push(Job::Mutate(m)),
+            Job::Load(r) => {
+                loads.retain(|x| kind(x) != kind(&r));
+                loads.push(r);
+            }
+            Job::Stop => muts.push(Job::Stop),
+        }
+    }
+    muts.extend(loads.into_iter().map(Job::Load));
+    muts
+}
+
+fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
+    let what = match &r {
+        Request::Pulse => "pulse",
+        Request::Studies => "studies",
+        Request::Reviews => "reviews",
+        Request::Executions(_) => "executions",
+        Request::Detail(_) => "detail",
+        Request::Events(_) => "events",
+    };
+    let res: crate::backend::Result<Loaded> = (|| {
+        Ok(match r {
+            Request::Pulse => Loaded::Pulse(cp.pulse()?),
+            Request::Studies => {
+                let rows = cp.executions(&ExecutionFilter { limit: 2000, ..Default::default() })?;
+                let mut studies: Vec<Study> = rows.iter().filter_map(|e| Study::from_execution(e, stages)).collect();
+                // Most urgent first: exceptions and STAT at the top, then the longest in their state.
+                studies.sort_by(|a, b| {
+                    b.exception.is_some().cmp(&a.exception.is_some()).then(a.priority.cmp(&b.priority)).then(a.since.cmp(&b.since))
+                });
+                Loaded::Studies(studies)
+            }
+            Request::Reviews => {
+                let tokens = cp.pending_tasks(10_000)?;
+                let mut reviews: Vec<Review> = Vec::with_capacity(tokens.len());
+                for t in &tokens {
+                    let input = cp.execution(&t.execution_arn)?.and_then(|e| serde_json::from_str(&e.input).ok());
+                    reviews.push(Review::from_token(t, input.as_ref()));
+                }
+                sort_by_urgency(&mut reviews);
+                Loaded::Reviews(reviews)
+            }
+            Request::Executions(status) => {
+                Loaded::Executions(cp.executions(&ExecutionFilter { status, limit: 5000, ..Default::default() })?)
+            }
+            Request::Detail(arn) => Loaded::Detail(Box::new(Detail {
+                execution: cp.execution(&arn)?,
+                history: cp.history(&arn, 0, 30_000)?,
+                definition: cp.definition_of(&arn)?,
+            })),
+            Request::Events(since) => Loaded::Events(cp.events_since(since, 500)?),
+        })
+    })();
+    res.unwrap_or_else(|e| Loaded::Failed { what: what.into(), error: e.to_string() })
+}
+
+fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> Loaded {
+    let mut ok = 0;
+    let mut failed = vec![];
+    let mut one = |target: &str, r: crate::backend::Result<()>| {
+        let r = r.map_err(|e| e.to_string());
+        on_action(m, target, &r);
+        match r {
+            Ok(()) => ok += 1,
+            Err(e) => failed.push(e),
+        }
+    };
+    match m {
+        Mutation::Approve { tokens, output, .. } => {
+            for t in tokens {
+                one(t, cp.approve(t, output));
+            }
+        }
+        Mutation::Reject { tokens, error, cause } => {
+            for t in tokens {
+                one(t, cp.reject(t, error, cause));
+            }
+        }
+        Mutation::Redrive { arns } => {
+            for a in arns {
+                one(a, cp.redrive(a));
+            }
+        }
+        Mutation::Stop { arns, cause } => {
+            for a in arns {
+                one(a, cp.stop(a, "Ops.Stopped", cause));
+            }
+        }
+        Mutation::Claim { token, .. } => one(token, Ok(())),
+        Mutation::RevealPhi { .. } => one("phi", Ok(())),
+    }
+    Loaded::Done { verb: m.verb().into(), ok, failed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_load_of_a_kind_wins_and_mutations_come_first() {
+        let batch = vec![
+            Job::Load(Request::Executions(None)),
+            Job::Mutate(Mutation::Redrive { arns: vec!["a".into()] }),
+            Job::Load(Request::Pulse),
+            Job::Load(Request::Executions(Some(crate::history::ExecutionStatus::Failed))),
+            Job::Mutate(Mutation::Redrive { arns: vec!["b".into()] }),
+        ];
+        let out = coalesce(batch);
+        let shape: Vec<String> = out
+            .iter()
+            .map(|j| match j {
+                Job::Load(r) => format!("load {r:?}"),
+                Job::Mutate(Mutation::Redrive { arns }) => format!("redrive {}", arns[0]),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(shape, vec!["redrive a", "redrive b", "load Pulse", "load Executions(Some(Failed))"]);
+    }
+}

@@ -1,0 +1,76 @@
+//! The console: ratatui/crossterm front end over a [`ControlPlane`].
+//!
+//! `app` holds state and the pure key/data handler, `render` draws it,
+//! `jobs` loads data and runs actions in the background, `keymap` and
+//! `theme` are data.
+
+pub mod app;
+pub mod jobs;
+pub mod keymap;
+pub mod render;
+pub mod theme;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+
+use self::app::{App, AppEvent, Effect};
+use self::jobs::{Job, OnAction, Worker};
+use crate::backend::ControlPlane;
+use crate::ops::StageMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("terminal error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Run the console until the operator quits. The terminal is restored on exit and on panic.
+pub fn run(mut app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action: OnAction) -> Result<(), ConsoleError> {
+    let worker = Worker::spawn(cp, stages, on_action, Duration::from_millis(250));
+    let mut terminal = ratatui::init();
+    let result = (|| -> Result<(), ConsoleError> {
+        for e in app.handle(AppEvent::Tick(Utc::now())) {
+            dispatch(&worker, e);
+        }
+        loop {
+            terminal.draw(|f| app.render(f))?;
+            if event::poll(Duration::from_millis(200))? {
+                match event::read()? {
+                    Event::Key(k) if k.kind != KeyEventKind::Release => {
+                        for e in app.handle(AppEvent::Key(k)) {
+                            dispatch(&worker, e);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while let Ok((loaded, at)) = worker.rx.try_recv() {
+                let refresh = matches!(loaded, app::Loaded::Done { .. });
+                app.handle(AppEvent::Loaded(loaded, at));
+                if refresh {
+                    for r in app.refresh_requests() {
+                        worker.send(Job::Load(r));
+                    }
+                }
+            }
+            for e in app.handle(AppEvent::Tick(Utc::now())) {
+                dispatch(&worker, e);
+            }
+            if app.quit {
+                return Ok(());
+            }
+        }
+    })();
+    ratatui::restore();
+    result
+}
+
+fn dispatch(worker: &Worker, e: Effect) {
+    match e {
+        Effect::Load(r) => worker.send(Job::Load(r)),
+        Effect::Mutate(m) => worker.send(Job::Mutate(m)),
+        Effect::Quit => {}
+    }
+}

@@ -1,0 +1,712 @@
+//! Every view is rendered from `&App`; nothing here changes state.
+
+use chrono::{DateTime, Duration, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
+
+use super::app::{App, Dialog, Field, InputKind, View};
+use crate::asl::model::Definition;
+use crate::history::ExecutionStatus;
+use crate::ops::Stage;
+use crate::ops::project::{Patient, human};
+
+/// PHI masking: "Ada Testperson" -> "A*** T.", MRN keeps its last two characters.
+pub fn mask_name(name: &str) -> String {
+    let mut parts = name.split_whitespace();
+    let first = parts.next().and_then(|p| p.chars().next()).map(|c| format!("{c}***")).unwrap_or_default();
+    let last = parts.last().and_then(|p| p.chars().next()).map(|c| format!(" {c}.")).unwrap_or_default();
+    format!("{first}{last}")
+}
+
+pub fn mask_mrn(mrn: &str) -> String {
+    let tail: String = mrn.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("••••{tail}")
+}
+
+fn patient(p: &Patient, reveal: bool) -> String {
+    if p.name.is_empty() && p.mrn.is_empty() {
+        return String::new();
+    }
+    if reveal {
+        format!("{}  MRN {}  DOB {}", p.name, p.mrn, p.birth_date)
+    } else {
+        format!("{}  MRN {}", mask_name(&p.name), mask_mrn(&p.mrn))
+    }
+}
+
+fn short_token(t: &str) -> String {
+    let tail: String = t.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("••••{tail}")
+}
+
+fn clock(t: DateTime<Utc>, tz: &chrono::FixedOffset) -> String {
+    t.with_timezone(tz).format("%H:%M:%S").to_string()
+}
+
+fn machine(arn: &str) -> &str {
+    crate::ops::project::machine_of(arn)
+}
+
+impl App {
+    pub fn render(&self, f: &mut Frame) {
+        let area = f.area();
+        let rows = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([Constraint::Length(1), Constraint::Length(1), Constraint::Min(3), Constraint::Length(1)])
+            .split(area);
+        self.header(f, rows[0]);
+        self.tabs(f, rows[1]);
+        if self.locked {
+            self.lock_screen(f, rows[2]);
+        } else {
+            match self.view {
+                View::Pipelines => self.pipelines(f, rows[2]),
+                View::Reviews => self.reviews_view(f, rows[2]),
+                View::Executions => match &self.detail_arn {
+                    Some(_) => self.detail_view(f, rows[2]),
+                    None => self.executions_view(f, rows[2]),
+                },
+                View::Events => self.events_view(f, rows[2]),
+                View::Slo | View::Outbox => self.reserved(f, rows[2]),
+            }
+        }
+        self.footer(f, rows[3]);
+        if !self.locked {
+            self.dialog(f, area);
+        }
+    }
+
+    fn header(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        let p = &self.pulse.value;
+        let stat = self.reviews.value.iter().filter(|r| r.priority == crate::ops::Priority::Stat).count();
+        let mut spans = vec![
+            Span::styled(" LIGHTBOX ", t.accent().add_modifier(Modifier::REVERSED)),
+            Span::raw(" "),
+            Span::styled(
+                {
+                    let ctx = if self.settings.context == self.settings.backend {
+                        String::new()
+                    } else {
+                        format!(" · {}", self.settings.context)
+                    };
+                    format!(
+                        "{}{ctx}{} · user {}",
+                        self.settings.backend,
+                        if self.settings.demo { " · DEMO" } else { "" },
+                        self.settings.user
+                    )
+                },
+                t.muted(),
+            ),
+            Span::raw("   "),
+            Span::styled(format!("running {}", p.running), t.text()),
+            Span::raw("  "),
+            Span::styled(format!("failed {}", p.failed + p.timed_out), if p.failed + p.timed_out > 0 { t.breach() } else { t.muted() }),
+            Span::raw("  "),
+            Span::styled(format!("reviews {}", p.pending_reviews), if p.pending_reviews > 0 { t.warn() } else { t.muted() }),
+        ];
+        if stat > 0 {
+            spans.push(Span::styled(format!(" ({stat} STAT)"), t.priority("STAT")));
+        }
+        if self.settings.read_only {
+            spans.push(Span::styled("  READ-ONLY", t.warn().add_modifier(Modifier::BOLD)));
+        }
+        let right = clock(self.now, &self.settings.tz);
+        let width = |spans: &[Span]| spans.iter().map(|s| s.content.chars().count()).sum::<usize>();
+        if width(&spans) + right.len() + 1 > area.width as usize {
+            // Narrow terminal: the counts and the clock matter more than who and where.
+            spans[2] = Span::styled(if self.settings.demo { "DEMO" } else { "" }, t.muted());
+        }
+        let used: usize = width(&spans);
+        let pad = (area.width as usize).saturating_sub(used + right.len() + 1);
+        spans.push(Span::raw(" ".repeat(pad)));
+        spans.push(Span::styled(right, t.text()));
+        f.render_widget(Paragraph::new(Line::from(spans)), area);
+    }
+
+    fn breadcrumb(&self) -> String {
+        match (self.view, &self.detail_arn) {
+            (View::Executions, Some(arn)) => format!("Executions › {} › {}", machine(arn), arn.rsplit(':').next().unwrap_or(arn)),
+            (v, _) => {
+                let mut s = v.title().to_string();
+                if let Some(f) = &self.filters[v.index()] {
+                    s.push_str(&format!(" › /{}", f.text));
+                }
+                if v == View::Executions
+                    && let Some(st) = self.status_filter
+                {
+                    s.push_str(&format!(" › {st}"));
+                }
+                s
+            }
+        }
+    }
+
+    fn tabs(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        let mut spans = vec![Span::raw(" ")];
+        for (i, v) in View::ALL.iter().enumerate() {
+            let label = format!("{} {}", i + 1, v.title());
+            if *v == self.view {
+                spans.push(Span::styled(format!("[{label}]"), t.accent()));
+            } else {
+                spans.push(Span::styled(format!(" {label} "), t.muted()));
+            }
+            spans.push(Span::raw(" "));
+        }
+        let crumb = self.breadcrumb();
+        let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+        let pad = (area.width as usize).saturating_sub(used + crumb.chars().count() + 1);
+        spans.push(Span::raw(" ".repeat(pad)));
+        spans.push(Span::styled(crumb, t.text()));
+        f.render_widget(Paragraph::new(Line::from(spans)), area);
+    }
+
+    fn footer(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        if let Some((msg, err)) = &self.message {
+            f.render_widget(Paragraph::new(Span::styled(format!(" {msg}"), if *err { t.breach() } else { t.ok() })), area);
+            return;
+        }
+        let mut spans = vec![Span::raw(" ")];
+        for (k, d) in self.keymap.footer(self.scope()) {
+            let disabled = self.settings.read_only && matches!(d, "approve" | "reject" | "redrive" | "stop" | "claim/unclaim");
+            if disabled {
+                continue;
+            }
+            spans.push(Span::styled(k, t.accent()));
+            spans.push(Span::styled(format!(" {d}  "), t.muted()));
+        }
+        let fresh = self.freshness();
+        let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+        let pad = (area.width as usize).saturating_sub(used + fresh.chars().count() + 1);
+        if pad == 0 {
+            // Too narrow: drop whole key hints (key and description) from the end until freshness fits.
+            while spans.len() > 2
+                && spans.iter().map(|s| s.content.chars().count()).sum::<usize>() + fresh.chars().count() + 1 > area.width as usize
+            {
+                spans.pop();
+                spans.pop();
+            }
+        }
+        let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+        spans.push(Span::raw(" ".repeat((area.width as usize).saturating_sub(used + fresh.chars().count() + 1))));
+        spans.push(Span::styled(fresh, t.muted()));
+        f.render_widget(Paragraph::new(Line::from(spans)), area);
+    }
+
+    fn freshness(&self) -> String {
+        let pane_at = match self.view {
+            View::Pipelines => (self.studies.loaded_at, self.studies.loading),
+            View::Reviews => (self.reviews.loaded_at, self.reviews.loading),
+            View::Executions if self.detail_arn.is_some() => (self.detail.loaded_at, self.detail.loading),
+            View::Executions => (self.executions.loaded_at, self.executions.loading),
+            View::Events => (self.events.loaded_at, self.events.loading),
+            _ => (self.pulse.loaded_at, self.pulse.loading),
+        };
+        let ro = if self.settings.read_only { "read-only: on" } else { "read-only: off" };
+        match pane_at {
+            (None, _) => format!("⟳ loading… · {ro}"),
+            (Some(at), loading) => {
+                let age = human(self.now - at);
+                let stale = self.now - at > self.settings.refresh * 3;
+                format!("{}{} ago{} · {ro}", if loading { "⟳ " } else { "" }, age, if stale { " STALE" } else { "" })
+            }
+        }
+    }
+
+    fn block<'a>(&self, title: String) -> Block<'a> {
+        Block::default().borders(Borders::ALL).border_style(self.theme.muted()).title(Span::styled(title, self.theme.text()))
+    }
+
+    fn table_state_offset(&self, rows: usize, height: u16) -> usize {
+        let h = height.saturating_sub(3) as usize;
+        let sel = self.selected();
+        if h == 0 || sel < h { 0 } else { (sel + 1).saturating_sub(h).min(rows.saturating_sub(h)) }
+    }
+
+    fn pipelines(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        let parts = Layout::default().direction(Direction::Vertical).constraints([Constraint::Length(6), Constraint::Min(3)]).split(area);
+        let top =
+            Layout::default().direction(Direction::Horizontal).constraints([Constraint::Min(40), Constraint::Length(22)]).split(parts[0]);
+        // Stages: one column each, short names when the terminal is narrow.
+        let col = (top[0].width.saturating_sub(2) / 8).max(5) as usize;
+        let mut names = vec![];
+        let mut totals = vec![];
+        let mut stats = vec![];
+        for s in Stage::ALL {
+            let (n, stat) = self.counts.by_stage.get(&s).copied().unwrap_or((0, 0));
+            let name = if col > s.as_str().len() { s.as_str().to_string() } else { s.as_str().chars().take(col - 1).collect() };
+            names.push(Span::styled(format!("{name:>col$}"), t.muted()));
+            totals.push(Span::styled(format!("{n:>col$}"), t.text().add_modifier(Modifier::BOLD)));
+            let stat_text = if col >= 8 { format!("STAT {stat}") } else { format!("S{stat}") };
+            stats.push(if stat > 0 {
+                Span::styled(format!("{stat_text:>col$}"), t.priority("STAT"))
+            } else {
+                Span::styled(format!("{:>col$}", "—"), t.muted())
+            });
+        }
+        let stage_block = self.block(format!("Stages{}", if self.settings.demo { " · demo hospital (synthetic patients)" } else { "" }));
+        let inner = stage_block.inner(top[0]);
+        f.render_widget(stage_block, top[0]);
+        let lines = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([Constraint::Length(1), Constraint::Length(1), Constraint::Length(1), Constraint::Length(1)])
+            .split(inner);
+        f.render_widget(Paragraph::new(Line::from(names)), lines[0]);
+        f.render_widget(Paragraph::new(Line::from(totals)), lines[1]);
+        f.render_widget(Paragraph::new(Line::from(stats)), lines[2]);
+        if lines[3].height > 0 {
+            let spark = Layout::default()
+                .direction(Direction::Horizontal)
+                .constraints([Constraint::Length(10), Constraint::Min(1)])
+                .split(lines[3]);
+            f.render_widget(Paragraph::new(Span::styled(" signed ", t.muted())), spark[0]);
+            let deltas: Vec<u64> = self.throughput.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+            f.render_widget(Sparkline::default().data(&deltas).style(t.ok()), spark[1]);
+        }
+        // Exceptions
+        let mut ex_lines = vec![];
+        for (e, n) in &self.counts.exceptions {
+            ex_lines
+                .push(Line::from(vec![Span::styled(format!(" {:<15}", e.as_str()), t.warn()), Span::styled(format!("{n:>4}"), t.text())]));
+        }
+        if ex_lines.is_empty() {
+            ex_lines.push(Line::from(Span::styled(" none", t.muted())));
+        }
+        f.render_widget(Paragraph::new(ex_lines).block(self.block("Exceptions".into())), top[1]);
+        // Studies
+        let rows = self.visible_studies();
+        let off = self.table_state_offset(rows.len(), parts[1].height);
+        let sel = self.selected();
+        let body: Vec<Row> = rows
+            .iter()
+            .enumerate()
+            .skip(off)
+            .take(parts[1].height as usize)
+            .map(|(i, s)| {
+                let stage = match (s.exception, s.stage) {
+                    (Some(e), _) => Span::styled(e.as_str().to_string(), t.warn()),
+                    (None, Some(st)) => Span::styled(st.as_str().to_string(), t.text()),
+                    (None, None) => Span::styled(s.state.clone(), t.muted()),
+                };
+                let in_stage = s.since.map(|x| human(self.now - x)).unwrap_or_default();
+                let row = Row::new(vec![
+                    Cell::from(if i == sel { "▶" } else { " " }),
+                    Cell::from(s.accession.clone()),
+                    Cell::from(s.modality.clone()),
+                    Cell::from(Span::styled(s.priority.as_str(), t.priority(s.priority.as_str()))),
+                    Cell::from(s.patient_class.clone()),
+                    Cell::from(stage),
+                    Cell::from(in_stage),
+                    Cell::from(s.site.clone()),
+                    Cell::from(Span::styled(patient(&s.patient, self.reveal_phi), t.muted())),
+                ]);
+                if i == sel { row.style(t.selected()) } else { row }
+            })
+            .collect();
+        let loading = if self.studies.loaded_at.is_none() { " · loading…" } else { "" };
+        let table = Table::new(
+            body,
+            [
+                Constraint::Length(1),
+                Constraint::Length(11),
+                Constraint::Length(3),
+                Constraint::Length(7),
+                Constraint::Length(10),
+                Constraint::Length(14),
+                Constraint::Length(6),
+                Constraint::Length(6),
+                Constraint::Min(9),
+            ],
+        )
+        .header(Row::new(vec!["", "ACCESSION", "MOD", "PRIO", "CLASS", "STAGE", "IN", "SITE", "PATIENT"]).style(t.muted()))
+        .block(self.block(format!("Studies · {}{loading}", rows.len())));
+        f.render_widget(table, parts[1]);
+    }
+
+    fn reviews_view(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        let parts = Layout::default().direction(Direction::Vertical).constraints([Constraint::Min(5), Constraint::Length(5)]).split(area);
+        let rows = self.visible_reviews();
+        let stat = rows.iter().filter(|r| r.priority == crate::ops::Priority::Stat).count();
+        let off = self.table_state_offset(rows.len(), parts[0].height);
+        let sel = self.selected();
+        let body: Vec<Row> = rows
+            .iter()
+            .enumerate()
+            .skip(off)
+            .take(parts[0].height as usize)
+            .map(|(i, r)| {
+                let marked = self.marks.contains(&format!("tok:{}", r.token));
+                let left = r.time_left(self.now);
+                let left_span = match left {
+                    Some(d) if d < Duration::zero() => Span::styled(format!("overdue {}", human(-d)), t.breach()),
+                    Some(d) if d < Duration::minutes(15) => Span::styled(format!("in {}", human(d)), t.warn()),
+                    Some(d) => Span::styled(format!("in {}", human(d)), t.text()),
+                    None => Span::styled("—", t.muted()),
+                };
+                let draft: String = r.draft.chars().take(60).collect();
+                let row = Row::new(vec![
+                    Cell::from(format!("{}{}", if i == sel { "▶" } else { " " }, if marked { "•" } else { " " })),
+                    Cell::from(Span::styled(r.priority.as_str(), t.priority(r.priority.as_str()))),
+                    Cell::from(r.accession.clone()),
+                    Cell::from(r.study.clone()),
+                    Cell::from(Span::styled(if draft.is_empty() { String::new() } else { format!("\"{draft}\"") }, t.muted())),
+                    Cell::from(human(self.now - r.issued)),
+                    Cell::from(left_span),
+                    Cell::from(r.claimed_by.clone().unwrap_or_else(|| "—".into())),
+                ]);
+                if i == sel { row.style(t.selected()) } else { row }
+            })
+            .collect();
+        let table = Table::new(
+            body,
+            [
+                Constraint::Length(2),
+                Constraint::Length(7),
+                Constraint::Length(11),
+                Constraint::Length(14),
+                Constraint::Min(20),
+                Constraint::Length(6),
+                Constraint::Length(12),
+                Constraint::Length(10),
+            ],
+        )
+        .header(Row::new(vec!["", "PRIO", "ACCESSION", "STUDY", "AI DRAFT (advisory)", "AGE", "TIMES OUT", "CLAIMED"]).style(t.muted()))
+        .block(self.block(format!(
+            "Reviews — {} pending{} · by urgency{}",
+            rows.len(),
+            if stat > 0 { format!(" ({stat} STAT)") } else { String::new() },
+            if self.marks.is_empty() { String::new() } else { format!(" · {} marked", self.marks.len()) }
+        )));
+        f.render_widget(table, parts[0]);
+        let detail = match rows.get(sel) {
+            Some(r) => vec![
+                Line::from(vec![
+                    Span::styled(format!("{} · state {} · token {}", machine(&r.execution_arn), r.state, short_token(&r.token)), t.text()),
+                    Span::styled(
+                        if r.reviewer_group.is_empty() { String::new() } else { format!(" · group {}", r.reviewer_group) },
+                        t.muted(),
+                    ),
+                ]),
+                Line::from(Span::styled(format!("draft: {}", r.draft), t.muted())),
+            ],
+            None => vec![Line::from(Span::styled("no pending reviews", t.muted()))],
+        };
+        let title = rows.get(sel).map(|r| r.accession.clone()).unwrap_or_default();
+        f.render_widget(Paragraph::new(detail).wrap(Wrap { trim: true }).block(self.block(title)), parts[1]);
+    }
+
+    fn executions_view(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        let rows = self.visible_executions();
+        let off = self.table_state_offset(rows.len(), area.height);
+        let sel = self.selected();
+        let body: Vec<Row> = rows
+            .iter()
+            .enumerate()
+            .skip(off)
+            .take(area.height as usize)
+            .map(|(i, e)| {
+                let marked = self.marks.contains(&format!("exe:{}", e.arn));
+                let row = Row::new(vec![
+                    Cell::from(format!("{}{}", if i == sel { "▶" } else { " " }, if marked { "•" } else { " " })),
+                    Cell::from(Span::styled(e.status.as_str(), t.status(e.status.as_str()))),
+                    Cell::from(machine(&e.arn).to_string()),
+                    Cell::from(e.name.clone()),
+                    Cell::from(e.current_state.clone().unwrap_or_default()),
+                    Cell::from(human(self.now - e.start)),
+                    Cell::from(if e.redrive_count > 0 { format!("{}×", e.redrive_count) } else { String::new() }),
+                    Cell::from(Span::styled(e.error.clone().unwrap_or_default(), t.warn())),
+                ]);
+                if i == sel { row.style(t.selected()) } else { row }
+            })
+            .collect();
+        let filter = self.status_filter.map(|s| s.as_str().to_string()).unwrap_or_else(|| "all".into());
+        let table = Table::new(
+            body,
+            [
+                Constraint::Length(2),
+                Constraint::Length(10),
+                Constraint::Length(20),
+                Constraint::Length(22),
+                Constraint::Length(20),
+                Constraint::Length(7),
+                Constraint::Length(4),
+                Constraint::Min(10),
+            ],
+        )
+        .header(Row::new(vec!["", "STATUS", "MACHINE", "NAME", "STATE", "AGE", "RDV", "ERROR"]).style(t.muted()))
+        .block(self.block(format!("Executions · {} · status {filter} (s cycles)", rows.len())));
+        f.render_widget(table, area);
+    }
+
+    fn detail_view(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        let d = &self.detail.value;
+        let parts = Layout::default().direction(Direction::Vertical).constraints([Constraint::Length(1), Constraint::Min(3)]).split(area);
+        let head = match &d.execution {
+            Some(e) => {
+                let at = e.current_state.clone().unwrap_or_default();
+                Line::from(vec![
+                    Span::styled(format!(" {} ", e.status), t.status(e.status.as_str()).add_modifier(Modifier::REVERSED)),
+                    Span::styled(format!("  {} at {}", e.error.clone().unwrap_or_default(), at), t.text()),
+                    Span::styled(format!("   redriven {}×   started {} ago", e.redrive_count, human(self.now - e.start)), t.muted()),
+                ])
+            }
+            None => Line::from(Span::styled(if self.detail.error.is_some() { "could not load" } else { " loading…" }, t.muted())),
+        };
+        f.render_widget(Paragraph::new(head), parts[0]);
+        let cols =
+            Layout::default().direction(Direction::Horizontal).constraints([Constraint::Length(32), Constraint::Min(20)]).split(parts[1]);
+        // Path: the definition's top-level states with what happened there.
+        let mut path = vec![];
+        let failed_state = d
+            .execution
+            .as_ref()
+            .filter(|e| e.status != ExecutionStatus::Running && e.status != ExecutionStatus::Succeeded)
+            .and_then(|e| e.current_state.clone());
+        let running_state = d.execution.as_ref().filter(|e| e.status == ExecutionStatus::Running).and_then(|e| e.current_state.clone());
+        if let Some(def) = d.definition.as_deref().and_then(|s| Definition::parse_str(s).ok()) {
+            for s in &def.root().states {
+                let entered = d.history.iter().any(|h| h.event_type.ends_with("StateEntered") && h.state_name() == Some(s.name.as_str()));
+                let (mark, style) = if failed_state.as_deref() == Some(s.name.as_str()) {
+                    ("✗", t.breach())
+                } else if running_state.as_deref() == Some(s.name.as_str()) {
+                    ("▶", t.accent())
+                } else if entered {
+                    ("✓", t.ok())
+                } else {
+                    ("·", t.muted())
+                };
+                path.push(Line::from(Span::styled(format!(" {mark} {} ({})", s.name, s.type_name()), style)));
+            }
+        }
+        f.render_widget(Paragraph::new(path).block(self.block("Path".into())), cols[0]);
+        let h = cols[1].height.saturating_sub(2) as usize;
+        let start = self.detail_scroll.min(d.history.len().saturating_sub(1));
+        let lines: Vec<Line> = d
+            .history
+            .iter()
+            .skip(start)
+            .take(h)
+            .map(|e| {
+                if self.raw_history {
+                    Line::from(Span::styled(e.to_aws_json().to_string(), t.text()))
+                } else {
+                    let extra = e
+                        .details
+                        .get("error")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                        .or_else(|| e.details.get("resource").and_then(|v| v.as_str()).map(str::to_string))
+                        .unwrap_or_default();
+                    let style = if e.event_type.ends_with("Failed") || e.event_type.ends_with("TimedOut") { t.breach() } else { t.text() };
+                    Line::from(vec![
+                        Span::styled(format!("#{:<5} {} ", e.id, clock(e.timestamp, &self.settings.tz)), t.muted()),
+                        Span::styled(format!("{:<26}", e.event_type), style),
+                        Span::styled(format!(" {:<22} {extra}", e.state_name().unwrap_or("")), t.text()),
+                    ])
+                }
+            })
+            .collect();
+        let mode = if self.raw_history { "raw" } else { "compact" };
+        f.render_widget(
+            Paragraph::new(lines).block(self.block(format!("History · {mode} · {} events · from #{}", d.history.len(), start + 1))),
+            cols[1],
+        );
+    }
+
+    fn events_view(&self, f: &mut Frame, area: Rect) {
+        let t = &self.theme;
+        let rows = self.visible_events();
+        let off = self.table_state_offset(rows.len(), area.height);
+        let sel = self.selected();
+        let body: Vec<Row> = rows
+            .iter()
+            .enumerate()
+            .skip(off)
+            .take(area.height as usize)
+            .map(|(i, e)| {
+                let style =
+                    if e.event.event_type.ends_with("Failed") || e.event.event_type.ends_with("TimedOut") { t.breach() } else { t.text() };
+                let row = Row::new(vec![
+                    Cell::from(if i == sel { "▶" } else { " " }),
+                    Cell::from(clock(e.event.timestamp, &self.settings.tz)),
+                    Cell::from(Span::styled(e.event.event_type.clone(), style)),
+                    Cell::from(machine(&e.execution_arn).to_string()),
+                    Cell::from(e.execution_arn.rsplit(':').next().unwrap_or_default().to_string()),
+                    Cell::from(e.event.state_name().unwrap_or("").to_string()),
+                    Cell::from(e.event.details.get("error").and_then(|v| v.as_str()).unwrap_or("").to_string()),
+                ]);
+                if i == sel { row.style(t.selected()) } else { row }
+            })
+            .collect();
+        let table = Table::new(
+            body,
+            [
+                Constraint::Length(1),
+                Constraint::Length(8),
+                Constraint::Length(26),
+                Constraint::Length(20),
+                Constraint::Length(22),
+                Constraint::Length(20),
+                Constraint::Min(8),
+            ],
+        )
+        .header(Row::new(vec!["", "TIME", "EVENT", "MACHINE", "EXECUTION", "STATE", "ERROR"]).style(t.muted()))
+        .block(self.block(format!("Events · live · {} shown", rows.len())));
+        f.render_widget(table, area);
+    }
+
+    fn reserved(&self, f: &mut Frame, area: Rect) {
+        let text = format!("{} arrives in the next milestone; this tab is reserved for it.", self.view.title());
+        f.render_widget(Paragraph::new(Span::styled(text, self.theme.muted())).block(self.block(self.view.title().into())), area);
+    }
+
+    fn lock_screen(&self, f: &mut Frame, area: Rect) {
+        let text = vec![
+            Line::from(""),
+            Line::from(Span::styled("Locked after inactivity. Patient data is hidden.", self.theme.warn())),
+            Line::from(Span::styled("Press Enter to unlock.", self.theme.text())),
+        ];
+        f.render_widget(Paragraph::new(text).block(self.block("Locked".into())), area);
+    }
+
+    fn dialog(&self, f: &mut Frame, area: Rect) {
+        let Some(d) = &self.dialog else { return };
+        let t = &self.theme;
+        let (title, lines, height): (String, Vec<Line>, u16) = match d {
+            Dialog::Help => {
+                let mut lines = vec![];
+                for b in &self.keymap.bindings {
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("{:>8}  ", b.key.to_string()), t.accent()),
+                        Span::styled(format!("{:<22} {:?}", b.description, b.scope), t.text()),
+                    ]));
+                }
+                let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+                ("Keys (Esc closes)".into(), lines, h)
+            }
+            Dialog::Message { title, text } => (title.clone(), vec![Line::from(text.clone())], 4),
+            Dialog::Confirm { title, lines, .. } => {
+                let mut l: Vec<Line> = lines.iter().map(|x| Line::from(Span::styled(x.clone(), t.text()))).collect();
+                l.push(Line::from(""));
+                l.push(Line::from(vec![
+                    Span::styled("y", t.accent()),
+                    Span::raw(" confirm    "),
+                    Span::styled("Esc", t.accent()),
+                    Span::raw(" cancel"),
+                ]));
+                let h = l.len() as u16 + 2;
+                (title.clone(), l, h)
+            }
+            Dialog::Approve { title, tokens, output, comment, field, then, error } => {
+                let cursor = |f: &Field| if f == field { "▏" } else { "" };
+                let mut l = vec![];
+                for x in then {
+                    l.push(Line::from(Span::styled(x.clone(), t.muted())));
+                }
+                if tokens.len() > 1 {
+                    l.push(Line::from(Span::styled(format!("{} tokens", tokens.len()), t.muted())));
+                }
+                l.push(Line::from(vec![
+                    Span::styled("output  ", t.muted()),
+                    Span::styled(format!("{output}{}", cursor(&Field::Output)), t.text()),
+                ]));
+                l.push(Line::from(vec![
+                    Span::styled("comment ", t.muted()),
+                    Span::styled(format!("{comment}{}", cursor(&Field::Comment)), t.text()),
+                ]));
+                if let Some(e) = error {
+                    l.push(Line::from(Span::styled(e.clone(), t.breach())));
+                }
+                l.push(Line::from(""));
+                l.push(Line::from(vec![
+                    Span::styled("Enter", t.accent()),
+                    Span::raw(" confirm   "),
+                    Span::styled("Tab", t.accent()),
+                    Span::raw(" field   "),
+                    Span::styled("Esc", t.accent()),
+                    Span::raw(" cancel"),
+                ]));
+                let h = l.len() as u16 + 2;
+                (title.clone(), l, h)
+            }
+            Dialog::Reject { title, tokens, code, text } => {
+                let mut l = vec![Line::from(Span::styled(format!("sends failure to {} token(s); reason:", tokens.len()), t.muted()))];
+                for (i, r) in self.settings.reject_reasons.iter().enumerate() {
+                    let style = if i == *code { t.accent() } else { t.text() };
+                    l.push(Line::from(Span::styled(format!("{} {r}", if i == *code { "▶" } else { " " }), style)));
+                }
+                l.push(Line::from(vec![Span::styled("note ", t.muted()), Span::styled(format!("{text}▏"), t.text())]));
+                l.push(Line::from(""));
+                l.push(Line::from(vec![
+                    Span::styled("↑↓", t.accent()),
+                    Span::raw(" reason   "),
+                    Span::styled("Enter", t.accent()),
+                    Span::raw(" confirm   "),
+                    Span::styled("Esc", t.accent()),
+                    Span::raw(" cancel"),
+                ]));
+                let h = l.len() as u16 + 2;
+                (title.clone(), l, h)
+            }
+            Dialog::Reveal { reason } => (
+                "Reveal patient data".into(),
+                vec![
+                    Line::from(Span::styled(
+                        "Names, MRNs and birth dates will show until you press v again or the screen locks.",
+                        t.text(),
+                    )),
+                    Line::from(Span::styled("This is recorded in the audit log with your reason.", t.muted())),
+                    Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]),
+                    Line::from(vec![
+                        Span::styled("Enter", t.accent()),
+                        Span::raw(" reveal   "),
+                        Span::styled("Esc", t.accent()),
+                        Span::raw(" cancel"),
+                    ]),
+                ],
+                6,
+            ),
+            Dialog::Input { kind, text } => {
+                let (title, hint) = match kind {
+                    InputKind::Filter => ("Filter (regex; ! inverts; empty clears)", "/"),
+                    InputKind::Command => ("Command: pipelines · reviews · executions [status] · events · study ACC · quit", ":"),
+                };
+                (title.into(), vec![Line::from(vec![Span::styled(hint, t.accent()), Span::styled(format!("{text}▏"), t.text())])], 3)
+            }
+        };
+        let w = area.width.saturating_sub(4).min(90);
+        let h = height.min(area.height.saturating_sub(2)).max(3);
+        let r =
+            Rect { x: area.x + (area.width.saturating_sub(w)) / 2, y: area.y + (area.height.saturating_sub(h)) / 2, width: w, height: h };
+        f.render_widget(Clear, r);
+        let block =
+            Block::default().borders(Borders::ALL).border_style(Style::default().fg(t.accent)).title(Span::styled(title, t.accent()));
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_hide_identifiers() {
+        assert_eq!(mask_name("Ada Testperson"), "A*** T.");
+        assert_eq!(mask_mrn("SYN-000123"), "••••23");
+        assert_eq!(short_token("abcdef0123456789"), "••••6789");
+        let p = Patient { name: "Ada Testperson".into(), mrn: "SYN-000123".into(), birth_date: "1970-01-01".into() };
+        assert!(!patient(&p, false).contains("Testperson"));
+        assert!(!patient(&p, false).contains("1970"));
+        assert!(patient(&p, true).contains("Testperson"));
+    }
+}

@@ -1,0 +1,368 @@
+//! The console's pure core and its rendering: every view and dialog drawn on
+//! ratatui's TestBackend and compared with reviewed snapshots, and the key
+//! handler's effects checked without a terminal.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use lightbox::backend::{ExecutionRow, FeedEvent, Pulse};
+use lightbox::history::{ExecutionStatus, HistoryEvent};
+use lightbox::ops::project::{Patient, Review, Study};
+use lightbox::ops::{Exception, Priority, Stage};
+use lightbox::tui::app::{App, AppEvent, Detail, Effect, Loaded, Mutation, Settings, View};
+use lightbox::tui::keymap::Keymap;
+use lightbox::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::json;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 14, 2, 31).single().expect("time")
+}
+
+fn arn(name: &str) -> String {
+    format!("arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:{name}")
+}
+
+fn study(acc: &str, prio: Priority, stage: Option<Stage>, exception: Option<Exception>, mins: i64) -> Study {
+    Study {
+        accession: acc.into(),
+        modality: "CT".into(),
+        body_part: "head".into(),
+        priority: prio,
+        patient_class: "ED".into(),
+        site: "NORTH".into(),
+        stage,
+        exception,
+        state: "Dictate".into(),
+        since: Some(t0() - Duration::minutes(mins)),
+        status: if exception.is_some() { ExecutionStatus::Failed } else { ExecutionStatus::Running },
+        execution_arn: arn(acc),
+        machine: "scheduled-imaging".into(),
+        patient: Patient { name: "Dana Testperson".into(), mrn: "SYN-000421".into(), birth_date: "1961-04-02".into() },
+    }
+}
+
+fn review(acc: &str, prio: Priority, issued_min: i64, timeout_min: i64) -> Review {
+    Review {
+        token: format!("{acc}-0123456789abcdef0123456789abcdef"),
+        execution_arn: arn(acc),
+        state: "RadiologistReview".into(),
+        accession: acc.into(),
+        study: "CT head".into(),
+        draft: "No acute intracranial haemorrhage. No mass effect.".into(),
+        priority: prio,
+        reviewer_group: "neuro".into(),
+        issued: t0() - Duration::minutes(issued_min),
+        timeout: Some(t0() + Duration::minutes(timeout_min)),
+        claimed_by: None,
+    }
+}
+
+fn execution(name: &str, status: ExecutionStatus, error: Option<&str>) -> ExecutionRow {
+    ExecutionRow {
+        arn: arn(name),
+        state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:scheduled-imaging".into(),
+        name: name.into(),
+        status,
+        start: t0() - Duration::minutes(41),
+        stop: None,
+        input: json!({"accession": name}).to_string(),
+        output: None,
+        error: error.map(str::to_string),
+        cause: None,
+        redrive_count: 0,
+        redrive: None,
+        current_state: Some(if status == ExecutionStatus::Failed { "Publish".into() } else { "RadiologistReview".into() }),
+        state_since: Some(t0() - Duration::minutes(5)),
+    }
+}
+
+const DEFINITION: &str = r#"{"StartAt":"Schedule","States":{
+  "Schedule":{"Type":"Pass","Next":"Acquire"},
+  "Acquire":{"Type":"Pass","Next":"RadiologistReview"},
+  "RadiologistReview":{"Type":"Pass","Next":"Publish"},
+  "Publish":{"Type":"Pass","Next":"Bill"},
+  "Bill":{"Type":"Pass","End":true}}}"#;
+
+fn event(id: i64, ty: &str, state: Option<&str>, mins: i64) -> HistoryEvent {
+    let details = match state {
+        Some(s) => json!({"name": s}),
+        None => serde_json::Value::Null,
+    };
+    HistoryEvent { id, previous_event_id: id - 1, timestamp: t0() - Duration::minutes(mins), event_type: ty.into(), details }
+}
+
+/// An app with data in every pane, as after the first refresh.
+fn app(read_only: bool) -> App {
+    let settings = Settings {
+        user: "dr.lee".into(),
+        read_only,
+        demo: true,
+        tz: chrono::FixedOffset::east_opt(0).expect("utc"),
+        ..Settings::default()
+    };
+    let mut a = App::new(settings, Keymap::default(), Theme::dark(), t0());
+    let at = t0() - Duration::seconds(1);
+    let load = |a: &mut App, l: Loaded| {
+        a.handle(AppEvent::Loaded(l, at));
+    };
+    load(&mut a, Loaded::Pulse(Pulse { running: 412, failed: 7, timed_out: 0, aborted: 1, succeeded: 900, pending_reviews: 3 }));
+    load(
+        &mut a,
+        Loaded::Studies(vec![
+            study("ACC-20401", Priority::Stat, Some(Stage::Dictated), None, 31),
+            study("ACC-20418", Priority::Stat, Some(Stage::Dictated), None, 12),
+            study("ACC-20377", Priority::Urgent, Some(Stage::Imaged), None, 4),
+            study("ACC-20391", Priority::Routine, Some(Stage::Signed), Some(Exception::PublicationFailed), 41),
+            study("ACC-20300", Priority::Routine, Some(Stage::Billed), None, 90),
+        ]),
+    );
+    load(
+        &mut a,
+        Loaded::Reviews(vec![
+            review("ACC-20418", Priority::Stat, 9, 6),
+            review("ACC-20377", Priority::Urgent, 41, 79),
+            review("ACC-20299", Priority::Routine, 300, -7),
+        ]),
+    );
+    load(
+        &mut a,
+        Loaded::Executions(vec![
+            execution("ACC-20418", ExecutionStatus::Running, None),
+            execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout")),
+            execution("ACC-20300", ExecutionStatus::Succeeded, None),
+        ]),
+    );
+    load(
+        &mut a,
+        Loaded::Events(vec![
+            FeedEvent { execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", Some("Publish"), 2) },
+            FeedEvent { execution_arn: arn("ACC-20418"), event: event(12, "TaskSubmitted", Some("RadiologistReview"), 1) },
+        ]),
+    );
+    a
+}
+
+fn key(c: char) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+fn code(c: KeyCode) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn draw(a: &App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    term.draw(|f| a.render(f)).expect("draw");
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn detail(a: &mut App) {
+    a.handle(code(KeyCode::Char('3')));
+    a.open_execution(arn("ACC-20391"));
+    a.handle(AppEvent::Loaded(
+        Loaded::Detail(Box::new(Detail {
+            execution: Some(execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout"))),
+            history: vec![
+                event(1, "ExecutionStarted", None, 41),
+                event(2, "PassStateEntered", Some("Schedule"), 41),
+                event(3, "PassStateExited", Some("Schedule"), 41),
+                event(4, "PassStateEntered", Some("Acquire"), 40),
+                event(5, "PassStateExited", Some("Acquire"), 40),
+                event(6, "TaskStateEntered", Some("Publish"), 5),
+                event(7, "TaskFailed", Some("Publish"), 2),
+                event(8, "ExecutionFailed", None, 2),
+            ],
+            definition: Some(DEFINITION.into()),
+        })),
+        t0(),
+    ));
+}
+
+#[test]
+fn views_render_as_reviewed() {
+    let mut a = app(false);
+    insta::assert_snapshot!("pipelines_120x30", draw(&a, 120, 30));
+    insta::assert_snapshot!("pipelines_80x24", draw(&a, 80, 24));
+    a.handle(key('2'));
+    insta::assert_snapshot!("reviews_120x30", draw(&a, 120, 30));
+    a.handle(key('3'));
+    insta::assert_snapshot!("executions_120x30", draw(&a, 120, 30));
+    a.handle(key('4'));
+    insta::assert_snapshot!("events_120x30", draw(&a, 120, 30));
+    a.handle(key('5'));
+    insta::assert_snapshot!("slo_reserved_80x24", draw(&a, 80, 24));
+    let mut d = app(false);
+    detail(&mut d);
+    insta::assert_snapshot!("detail_120x30", draw(&d, 120, 30));
+    d.handle(key('h'));
+    insta::assert_snapshot!("detail_raw_120x30", draw(&d, 120, 30));
+}
+
+#[test]
+fn dialogs_render_as_reviewed() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    a.handle(key('a'));
+    insta::assert_snapshot!("approve_dialog", draw(&a, 100, 30));
+    a.handle(code(KeyCode::Esc));
+    a.handle(key('r'));
+    insta::assert_snapshot!("reject_dialog", draw(&a, 100, 30));
+    a.handle(code(KeyCode::Esc));
+    a.handle(key('?'));
+    insta::assert_snapshot!("help_dialog", draw(&a, 100, 60));
+    a.handle(code(KeyCode::Esc));
+    a.handle(key('v'));
+    insta::assert_snapshot!("reveal_dialog", draw(&a, 100, 30));
+    a.handle(code(KeyCode::Esc));
+    a.handle(key('3'));
+    a.handle(key('j'));
+    a.handle(key('R'));
+    insta::assert_snapshot!("redrive_confirm", draw(&a, 100, 30));
+    a.handle(code(KeyCode::Esc));
+    a.handle(key('/'));
+    for c in "ACC-203".chars() {
+        a.handle(key(c));
+    }
+    insta::assert_snapshot!("filter_input", draw(&a, 100, 30));
+    let mut ro = app(true);
+    ro.handle(key('2'));
+    insta::assert_snapshot!("reviews_read_only", draw(&ro, 100, 24));
+    let mut locked = app(false);
+    locked.handle(AppEvent::Tick(t0() + Duration::minutes(11)));
+    insta::assert_snapshot!("locked", draw(&locked, 100, 24));
+}
+
+#[test]
+fn patient_data_is_masked_until_revealed_with_a_reason() {
+    let mut a = app(false);
+    let screen = draw(&a, 140, 30);
+    assert!(!screen.contains("Testperson") && !screen.contains("SYN-000421") && !screen.contains("1961"), "{screen}");
+    assert!(screen.contains("D*** T.") && screen.contains("••••21"));
+    a.handle(key('v'));
+    a.handle(code(KeyCode::Enter));
+    assert!(a.dialog.is_some(), "a reason is required");
+    for c in "stroke call".chars() {
+        a.handle(key(c));
+    }
+    let effects = a.handle(code(KeyCode::Enter));
+    assert_eq!(effects, vec![Effect::Mutate(Mutation::RevealPhi { reason: "stroke call".into() })]);
+    assert!(draw(&a, 140, 30).contains("Dana Testperson"));
+    // Idle lock hides it again.
+    a.handle(AppEvent::Tick(t0() + Duration::minutes(30)));
+    assert!(a.locked && !a.reveal_phi);
+    let screen = draw(&a, 140, 30);
+    assert!(!screen.contains("Testperson") && !screen.contains("ACC-20418"), "locked screen shows no study data");
+}
+
+#[test]
+fn approving_asks_first_and_sends_success_for_the_selected_review() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    assert!(a.handle(key('a')).is_empty(), "nothing happens before confirmation");
+    let effects = a.handle(code(KeyCode::Enter));
+    let [Effect::Mutate(Mutation::Approve { tokens, output, .. })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(tokens, &vec![review("ACC-20418", Priority::Stat, 0, 0).token]);
+    assert!(output.contains("dr.lee"));
+    // Invalid output JSON keeps the dialog open with the error.
+    a.handle(key('a'));
+    a.handle(code(KeyCode::Backspace));
+    assert!(a.handle(code(KeyCode::Enter)).is_empty());
+    assert!(draw(&a, 100, 30).contains("not valid JSON"));
+}
+
+#[test]
+fn bulk_reject_uses_marked_rows_and_a_reason_code() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    a.handle(key(' '));
+    a.handle(key(' '));
+    a.handle(key('r'));
+    a.handle(code(KeyCode::Down));
+    for c in "left side".chars() {
+        a.handle(key(c));
+    }
+    let effects = a.handle(code(KeyCode::Enter));
+    let [Effect::Mutate(Mutation::Reject { tokens, error, cause })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(error, "Review.WrongPatient");
+    assert!(cause.ends_with("left side"), "{cause}");
+}
+
+#[test]
+fn redrive_confirms_with_the_count_and_read_only_refuses() {
+    let mut a = app(false);
+    a.handle(key('3'));
+    a.handle(key(' '));
+    a.handle(key(' '));
+    a.handle(key('R'));
+    assert!(draw(&a, 100, 30).contains("Redrive 2 execution(s)"));
+    let effects = a.handle(key('y'));
+    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Redrive { arns })] if arns.len() == 2));
+    let mut ro = app(true);
+    ro.handle(key('3'));
+    assert!(ro.handle(key('R')).is_empty());
+    assert!(ro.dialog.is_none());
+    assert!(draw(&ro, 100, 30).contains("read-only: redrive is disabled"));
+}
+
+#[test]
+fn navigation_filters_and_commands() {
+    let mut a = app(false);
+    assert_eq!(a.view, View::Pipelines);
+    a.handle(code(KeyCode::Tab));
+    assert_eq!(a.view, View::Reviews);
+    a.handle(key('G'));
+    assert_eq!(a.selected(), 2);
+    a.handle(key('g'));
+    assert_eq!(a.selected(), 0);
+    a.handle(key('/'));
+    for c in "!STAT".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+    assert_eq!(a.visible_reviews().len(), 2, "! inverts the filter");
+    a.handle(key('/'));
+    a.handle(key('('));
+    a.handle(code(KeyCode::Enter));
+    assert!(a.dialog.is_some(), "an invalid regex keeps the input open");
+    a.handle(code(KeyCode::Esc));
+    a.handle(key(':'));
+    for c in "study acc-20391".chars() {
+        a.handle(key(c));
+    }
+    let effects = a.handle(code(KeyCode::Enter));
+    assert_eq!(a.view, View::Executions);
+    assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-20391").as_str()));
+    assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Detail(arn("ACC-20391")))));
+    a.handle(code(KeyCode::Esc));
+    assert!(a.detail_arn.is_none(), "Esc goes back");
+    a.handle(key(':'));
+    for c in "executions failed".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+    assert_eq!(a.status_filter, Some(ExecutionStatus::Failed));
+    assert!(a.handle(key('q')).contains(&Effect::Quit));
+}
+
+#[test]
+fn rendering_never_panics_at_any_size() {
+    let mut a = app(false);
+    for v in ['1', '2', '3', '4', '5', '6'] {
+        a.handle(key(v));
+        for (w, h) in [(1, 1), (10, 3), (40, 10), (79, 23), (80, 24), (200, 60)] {
+            draw(&a, w, h);
+        }
+    }
+    detail(&mut a);
+    a.handle(key('?'));
+    draw(&a, 20, 5);
+}

@@ -1,0 +1,212 @@
+//! The console as an operator uses it: the real binary in a real terminal
+//! (tmux), driven with keystrokes, checked through the CLI, the audit log and
+//! the log file. tmux is installed by the test command (scripts/test.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lightbox")
+}
+
+fn lb(data: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bin()).arg("--data-dir").arg(data).arg("--json").args(args).output().expect("run lightbox");
+    assert!(out.status.success(), "lightbox {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, width: u16, height: u16) -> Tmux {
+        let session = format!("lightbox-e2e-{}-{}", std::process::id(), rand_suffix());
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", &height.to_string(), cmd])
+            .env_remove("TMUX")
+            .status()
+            .expect("tmux must be installed (scripts/test.sh installs it)");
+        assert!(ok.success(), "tmux new-session failed");
+        Tmux { session }
+    }
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let ok = Command::new("tmux").args(["send-keys", "-t", &self.session, k]).status().expect("send-keys");
+            assert!(ok.success());
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    fn screen(&self) -> String {
+        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    /// Wait until the screen shows `text` (or fail with the screen).
+    fn wait_for(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "screen never showed {text:?}:\n{s}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    fn alive(&self) -> bool {
+        Command::new("tmux").args(["has-session", "-t", &self.session]).output().map(|o| o.status.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).stderr(std::process::Stdio::null()).status();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+}
+
+fn setup(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let review = json!({"StartAt": "RadiologistReview", "States": {
+        "RadiologistReview": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession",
+                           "priority.$": "$.priority", "draft": "No acute findings."}},
+            "TimeoutSeconds": 3600, "ResultPath": "$.review", "Next": "Signed"},
+        "Signed": {"Type": "Succeed"}}});
+    let publish = json!({"StartAt": "Publish", "States": {"Publish": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": "fail", "Payload": {"error": "Archive.Unavailable", "cause": "PACS down"}}, "End": true}}});
+    std::fs::write(dir.join("review.json"), review.to_string()).expect("write");
+    std::fs::write(dir.join("publish.json"), publish.to_string()).expect("write");
+    lb(&data, &["state-machines", "create", "--name", "review", "--definition", dir.join("review.json").to_str().expect("p")]);
+    lb(&data, &["state-machines", "create", "--name", "publish", "--definition", dir.join("publish.json").to_str().expect("p")]);
+    let patient = json!({"name": "Ada Testperson", "mrn": "SYN-000777", "birthDate": "1950-02-03"});
+    for (acc, prio) in [("ACC-E2E-1", "STAT"), ("ACC-E2E-2", "ROUTINE")] {
+        let input = json!({"accession": acc, "priority": prio, "modality": "CT", "bodyPart": "head", "patient": patient}).to_string();
+        lb(&data, &["executions", "start", "--state-machine", "review", "--name", acc, "--input-json", &input]);
+    }
+    let input = json!({"accession": "ACC-E2E-3", "patient": patient}).to_string();
+    lb(&data, &["executions", "start", "--state-machine", "publish", "--name", "ACC-E2E-3", "--input-json", &input]);
+    data
+}
+
+fn describe(data: &Path, machine: &str, name: &str) -> Value {
+    lb(data, &["executions", "describe", &format!("arn:aws:states:us-east-1:000000000000:execution:{machine}:{name}")])
+}
+
+#[test]
+fn operator_approves_rejects_and_redrives_from_the_console() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let tokens: Vec<String> = lb(&data, &["tasks", "list"])["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["taskToken"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
+    let t = Tmux::start(&cmd, 120, 32);
+    t.wait_for("LIGHTBOX");
+
+    // Reviews: STAT first. Approve it.
+    t.keys(&["2"]);
+    let s = t.wait_for("ACC-E2E-1");
+    assert!(s.find("ACC-E2E-1") < s.find("ACC-E2E-2"), "STAT sorts first:\n{s}");
+    assert!(!s.contains("Testperson") && !s.contains("SYN-000777"), "PHI is masked:\n{s}");
+    t.keys(&["a"]);
+    t.wait_for("Approve ACC-E2E-1");
+    t.keys(&["Enter"]);
+    t.wait_for("approve: 1 done");
+
+    // Reject the other with the second reason code.
+    t.wait_for("1 pending");
+    t.keys(&["r"]);
+    t.wait_for("Reject ACC-E2E-2");
+    t.keys(&["Down", "Enter"]);
+    t.wait_for("reject: 1 done");
+
+    // Executions: failed ones, redrive the publication.
+    t.keys(&["3", "s", "s"]);
+    t.wait_for("status FAILED");
+    let s = t.wait_for("ACC-E2E-3");
+    assert!(s.contains("ACC-E2E-2"), "the rejected study failed too:\n{s}");
+    t.keys(&["/"]);
+    for c in ["A", "C", "C", "-", "E", "2", "E", "-", "3", "Enter"] {
+        t.keys(&[c]);
+    }
+    t.keys(&["R"]);
+    t.wait_for("Redrive 1 execution(s)");
+    t.keys(&["y"]);
+    t.wait_for("redrive: 1 done");
+
+    // Drill into it and back out.
+    t.keys(&["Enter"]);
+    t.wait_for("History · compact");
+    t.wait_for("Publish (Task)");
+    t.keys(&["Escape", "q"]);
+    let start = Instant::now();
+    while t.alive() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // What happened, seen through the CLI.
+    assert_eq!(describe(&data, "review", "ACC-E2E-1")["status"], "SUCCEEDED");
+    let rejected = describe(&data, "review", "ACC-E2E-2");
+    assert_eq!(rejected["status"], "FAILED");
+    assert_eq!(rejected["error"], "Review.WrongPatient");
+    let redriven = describe(&data, "publish", "ACC-E2E-3");
+    assert_eq!(redriven["redriveCount"], 1);
+    let audit = lb(&data, &["audit", "list"]);
+    let rows: Vec<(String, String, String, String)> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("action"), s("actor"), s("source"), s("result"))
+        })
+        .collect();
+    for action in ["approve", "reject", "redrive"] {
+        assert!(rows.iter().any(|r| r.0 == action && r.1 == "dr.e2e" && r.2 == "console" && r.3 == "ok"), "{action} not audited: {rows:?}");
+    }
+    assert_eq!(lb(&data, &["audit", "verify"])["result"], "OK");
+
+    // The log file holds no patient data and no full task token.
+    let logs: String = std::fs::read_dir(data.join("logs"))
+        .expect("logs dir")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(logs.contains("console started"), "the console logs to the file:\n{logs}");
+    for secret in ["Testperson", "SYN-000777", "1950-02-03"].iter().map(|s| s.to_string()).chain(tokens.iter().cloned()) {
+        assert!(!logs.contains(&secret), "log file contains {secret:?}");
+    }
+}
+
+#[test]
+fn read_only_console_refuses_actions_and_survives_resizes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let cmd = format!("{} --data-dir {} --read-only console --no-demo", bin(), data.display());
+    let t = Tmux::start(&cmd, 80, 24);
+    t.wait_for("READ-ONLY");
+    t.keys(&["2"]);
+    t.wait_for("ACC-E2E-1");
+    t.keys(&["a"]);
+    t.wait_for("read-only: approve is disabled");
+    for (w, h) in [("200", "50"), ("80", "24"), ("40", "10"), ("120", "30")] {
+        let ok = Command::new("tmux").args(["resize-window", "-t", &t.session, "-x", w, "-y", h]).status().expect("resize");
+        assert!(ok.success());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(t.alive(), "console died at {w}x{h}");
+    }
+    t.wait_for("Reviews");
+    t.keys(&["q"]);
+    assert_eq!(lb(&data, &["tasks", "list"])["tasks"].as_array().map(Vec::len), Some(2), "nothing was approved");
+}
