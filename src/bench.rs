@@ -223,3 +223,202 @@ fn seed_inflight(store: &mut Store, n: usize) -> Result<(), BenchError> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// The console under load.
+
+#[derive(Debug, Clone)]
+pub struct ConsoleReport {
+    pub executions: usize,
+    pub reviews: usize,
+    pub first_frame_ms: f64,
+    pub first_data_frame_ms: f64,
+    pub frame_p50_ms: f64,
+    pub frame_p99_ms: f64,
+    pub peak_rss_mb: f64,
+    pub idle_cpu_percent: f64,
+}
+
+impl ConsoleReport {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "executions": self.executions,
+            "pendingReviews": self.reviews,
+            "firstFrameMs": self.first_frame_ms,
+            "firstFrameWithDataMs": self.first_data_frame_ms,
+            "frameMs": {"p50": self.frame_p50_ms, "p99": self.frame_p99_ms},
+            "peakRssMb": self.peak_rss_mb,
+            "idleCpuPercent": self.idle_cpu_percent,
+        })
+    }
+}
+
+fn proc_field(file: &str, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+}
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit(')').next()?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Seed `executions` studies (most finished, some failed) and `reviews` executions waiting on a review token.
+pub fn seed_console(store: &mut Store, executions: usize, reviews: usize) -> Result<(), BenchError> {
+    let def = crate::sim::SCHEDULED_IMAGING.to_string();
+    let review_def = json!({"StartAt": "RadiologistReview", "States": {"RadiologistReview": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": "lightbox-review-request", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession",
+            "priority.$": "$.priority", "draft": "No acute findings."}}, "TimeoutSeconds": 86400, "End": true}}})
+    .to_string();
+    let ok = json!({"StartAt": "Bill", "States": {"Bill": {"Type": "Pass", "End": true}}}).to_string();
+    let parsed_ok = crate::asl::model::Definition::parse_str(&ok).map_err(EngineError::from)?;
+    let parsed_review = crate::asl::model::Definition::parse_str(&review_def).map_err(EngineError::from)?;
+    let _ = def;
+    let base = chrono::Utc::now() - chrono::Duration::hours(12);
+    let mut batch = Vec::with_capacity(5000);
+    for i in 0..executions + reviews {
+        let waiting = i >= executions;
+        let order = crate::sim::order(i as u64);
+        let sm = if waiting { "review-gate" } else { "scheduled-imaging" };
+        let mut st = ExecState::new(info(sm, &format!("b{i}"), order, base + chrono::Duration::milliseconds(i as i64 * 300)), i as u64);
+        let env = crate::engine::core::Env { now: st.info.start_time, region: crate::engine::REGION };
+        let (d, text) = if waiting { (&parsed_review, &review_def) } else { (&parsed_ok, &ok) };
+        let mut step = apply(&mut st, d, Input::Start, &env).map_err(EngineError::from)?;
+        // A review gate at rest: its request went out, its token waits for a human.
+        for t in st.outstanding_tasks() {
+            let more = apply(&mut st, d, Input::TaskSubmitted { task_id: t.task_id, output: json!({"queued": true}) }, &env)
+                .map_err(EngineError::from)?;
+            step.events.extend(more.events);
+        }
+        batch.push((st, text.clone(), step));
+        if batch.len() == 5000 || i + 1 == executions + reviews {
+            store.insert_executions(&batch)?;
+            batch.clear();
+        }
+    }
+    Ok(())
+}
+
+/// The console benchmark's store, seeded (run it in another process so its memory is not counted).
+pub fn console_store(dir: &Path) -> std::path::PathBuf {
+    dir.join("console.db")
+}
+
+/// Seed the console benchmark's store in `dir`.
+pub fn seed_console_store(dir: &Path, executions: usize, reviews: usize) -> Result<(), BenchError> {
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let path = console_store(dir);
+    let _ = std::fs::remove_file(&path);
+    let mut s = Store::open(&path)?;
+    seed_console(&mut s, executions, reviews)
+}
+
+/// Measure the console on the seeded store in `dir` (see [`seed_console_store`]).
+pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleReport, BenchError> {
+    use crate::tui::app::{App, AppEvent, Settings, View};
+    use crate::tui::jobs::{Job, Worker};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    let path = console_store(dir);
+    if !path.exists() {
+        return Err(BenchError::Setup(format!("{} is not seeded", path.display())));
+    }
+    let render = |term: &mut Terminal<TestBackend>, app: &App| -> Result<Duration, BenchError> {
+        let s = Instant::now();
+        term.draw(|f| app.render(f)).map_err(|e| BenchError::Setup(e.to_string()))?;
+        Ok(s.elapsed())
+    };
+    // First frame: from opening the store to the first frame, then to the first frame with data.
+    let t0 = Instant::now();
+    let store = Store::open(&path)?;
+    let local = crate::backend::local::Local::new(Engine::new(store, TaskRunner::new(), Clock::Real), dir.to_path_buf());
+    let worker = Worker::spawn(Box::new(local), crate::sim::stage_map(), Box::new(|_, _, _| {}), Duration::from_millis(250));
+    let mut app = App::new(
+        Settings { demo: false, ..Settings::default() },
+        crate::tui::keymap::Keymap::default(),
+        crate::tui::theme::Theme::dark(),
+        chrono::Utc::now(),
+    );
+    let mut term = Terminal::new(TestBackend::new(160, 48)).map_err(|e| BenchError::Setup(e.to_string()))?;
+    for e in app.handle(AppEvent::Tick(chrono::Utc::now())) {
+        if let crate::tui::app::Effect::Load(r) = e {
+            worker.send(Job::Load(r));
+        }
+    }
+    render(&mut term, &app)?;
+    let first_frame_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app.studies.loaded_at.is_none() && Instant::now() < deadline {
+        if let Ok((l, at)) = worker.rx.recv_timeout(Duration::from_millis(50)) {
+            app.handle(AppEvent::Loaded(l, at));
+        }
+    }
+    render(&mut term, &app)?;
+    let first_data_frame_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    // Load every view's data, then time frames across views.
+    for r in [crate::tui::app::Request::Reviews, crate::tui::app::Request::Executions(None), crate::tui::app::Request::Events(None)] {
+        worker.send(Job::Load(r));
+    }
+    let mut got = 0;
+    while got < 3 && Instant::now() < deadline {
+        if let Ok((l, at)) = worker.rx.recv_timeout(Duration::from_millis(100)) {
+            app.handle(AppEvent::Loaded(l, at));
+            got += 1;
+        }
+    }
+    if app.reviews.value.len() < reviews {
+        return Err(BenchError::Setup(format!("only {} reviews loaded", app.reviews.value.len())));
+    }
+    let mut frames = vec![];
+    for v in [View::Pipelines, View::Reviews, View::Executions, View::Events] {
+        app.view = v;
+        for i in 0..100 {
+            app.sel[v.index()] = i * 37;
+            frames.push(render(&mut term, &app)?);
+        }
+    }
+    frames.sort();
+    // Idle: the console loop as it runs in a terminal, nothing happening, for a few seconds.
+    let idle_for = Duration::from_secs(6);
+    let cpu0 = cpu_seconds().unwrap_or(0.0);
+    let w0 = Instant::now();
+    let mut last_second = 0;
+    while w0.elapsed() < idle_for {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut dirty = false;
+        for e in app.handle(AppEvent::Tick(chrono::Utc::now())) {
+            if let crate::tui::app::Effect::Load(r) = e {
+                worker.send(Job::Load(r));
+            }
+        }
+        while let Ok((l, at)) = worker.rx.try_recv() {
+            app.handle(AppEvent::Loaded(l, at));
+            dirty = true;
+        }
+        // As the terminal loop does: draw when something changed or the clock ticked.
+        let second = chrono::Utc::now().timestamp();
+        if dirty || second != last_second {
+            last_second = second;
+            render(&mut term, &app)?;
+        }
+    }
+    let idle_cpu_percent = (cpu_seconds().unwrap_or(0.0) - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
+    let peak_rss_mb = proc_field("/proc/self/status", "VmHWM:").unwrap_or(0.0) / 1024.0;
+    drop(worker);
+    Ok(ConsoleReport {
+        executions,
+        reviews,
+        first_frame_ms,
+        first_data_frame_ms,
+        frame_p50_ms: percentile(&frames, 0.5),
+        frame_p99_ms: percentile(&frames, 0.99),
+        peak_rss_mb,
+        idle_cpu_percent,
+    })
+}

@@ -112,6 +112,16 @@ enum Command {
         /// Directory for the benchmark's databases (default: a fresh temporary one).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Measure the console instead: first frame, frame times, memory and idle CPU
+        /// with --list-rows executions and --reviews pending reviews in the store.
+        #[arg(long)]
+        console: bool,
+        /// Pending reviews for --console.
+        #[arg(long, default_value_t = 10_000)]
+        reviews: usize,
+        /// Only seed the --console store (the benchmark runs this in a child process).
+        #[arg(long, hide = true)]
+        seed_only: bool,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -273,7 +283,14 @@ pub fn main() -> Result<ExitCode> {
         Command::Run(a) => cmd_run(a),
         Command::Validate { definition } => cmd_validate(definition, cli.json),
         Command::TestState { definition, input, request } => cmd_test_state(definition, input.as_deref(), request.as_deref()),
-        Command::Bench { executions, list_rows, restart, dir } => cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json),
+        Command::Bench { console: true, seed_only: true, list_rows, reviews, dir: Some(dir), .. } => {
+            lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { console: true, list_rows, reviews, dir, .. } => cmd_bench_console(*list_rows, *reviews, dir.as_deref(), cli.json),
+        Command::Bench { executions, list_rows, restart, dir, .. } => {
+            cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json)
+        }
         _ => {
             let config = load_config(&cli)?;
             let data_dir = data_dir(&cli, &config)?;
@@ -948,6 +965,33 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
     }
     let _ = std::fs::remove_dir_all(dir.join("bench-tmp-marker"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_console(executions: usize, reviews: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => tempfile_dir()?,
+    };
+    // Seed in a child process, so the console's memory is measured alone.
+    let exe = std::env::current_exe().context("finding the lightbox binary")?;
+    let status = std::process::Command::new(exe)
+        .args(["bench", "--console", "--seed-only", "--list-rows", &executions.to_string(), "--reviews", &reviews.to_string(), "--dir"])
+        .arg(&dir)
+        .status()
+        .context("seeding the console benchmark")?;
+    if !status.success() {
+        bail!("seeding the console benchmark failed");
+    }
+    let r = lightbox::bench::console(&dir, executions, reviews)?;
+    if j {
+        print_json(&r.to_json());
+    } else {
+        say!("console with {} executions and {} pending reviews (160x48)", r.executions, r.reviews);
+        say!("  first frame: {:.0} ms; first frame with data: {:.0} ms", r.first_frame_ms, r.first_data_frame_ms);
+        say!("  frame render: p50 {:.2} ms, p99 {:.2} ms", r.frame_p50_ms, r.frame_p99_ms);
+        say!("  peak memory: {:.0} MB; idle CPU: {:.1}% of a core", r.peak_rss_mb, r.idle_cpu_percent);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

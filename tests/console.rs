@@ -136,8 +136,8 @@ fn app(read_only: bool) -> App {
     load(
         &mut a,
         Loaded::Events(vec![
-            FeedEvent { execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", Some("Publish"), 2) },
-            FeedEvent { execution_arn: arn("ACC-20418"), event: event(12, "TaskSubmitted", Some("RadiologistReview"), 1) },
+            FeedEvent { seq: 1, execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", Some("Publish"), 2) },
+            FeedEvent { seq: 2, execution_arn: arn("ACC-20418"), event: event(12, "TaskSubmitted", Some("RadiologistReview"), 1) },
         ]),
     );
     a

@@ -311,13 +311,7 @@ fn a_simulated_day() {
     assert!(day.pending_stat_max >= 1);
 
     // Failures from the outage windows: redrive recovers them once the windows are over.
-    let cfg = demo.config();
-    let windows_over = [cfg.archive_outage, cfg.clearinghouse_down]
-        .iter()
-        .flatten()
-        .filter_map(|w| demo.window_times(w).map(|(_, until)| until))
-        .max()
-        .expect("fault windows");
+    let windows_over = demo.outages().iter().map(|(_, _, until)| *until).max().expect("fault windows");
     assert!(e.clock.now() > windows_over);
     let outage: Vec<&ExecutionRow> = day
         .rows

@@ -2,13 +2,10 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
-use rusqlite::params;
-
 use super::{ControlPlane, ExecutionFilter, ExecutionRow, FeedEvent, Pulse, Result, TokenRow};
 use crate::engine::Engine;
 use crate::history::{ExecutionStatus, HistoryEvent};
-use crate::store::{StoreError, from_ms, ms};
+use crate::store::StoreError;
 
 /// Something that drives the embedded engine on every tick (the demo hospital's workload).
 pub type Driver = Box<dyn FnMut(&mut Engine) + Send>;
@@ -76,30 +73,24 @@ impl ControlPlane for Local {
         Ok(self.engine.store.tokens(Some("PENDING"), None, limit)?)
     }
 
-    fn events_since(&mut self, since: DateTime<Utc>, limit: usize) -> Result<Vec<FeedEvent>> {
-        let conn = self.engine.store.conn();
-        let mut st = conn
-            .prepare_cached(
-                "SELECT execution_arn, id, previous_id, ts_ms, type, details FROM history
-                 WHERE ts_ms > ?1 ORDER BY ts_ms ASC, execution_arn, id LIMIT ?2",
-            )
-            .map_err(StoreError::from)?;
-        let rows = st
-            .query_map(params![ms(since), limit as i64], |r| {
-                let details: Option<String> = r.get(5)?;
-                Ok(FeedEvent {
-                    execution_arn: r.get(0)?,
-                    event: HistoryEvent {
-                        id: r.get(1)?,
-                        previous_event_id: r.get(2)?,
-                        timestamp: from_ms(r.get(3)?),
-                        event_type: r.get(4)?,
-                        details: details.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
-                    },
-                })
+    fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>> {
+        // The outbox holds exactly the events other systems see, in commit order.
+        let rows = match after {
+            Some(a) => self.engine.store.outbox_after(a, limit)?,
+            None => {
+                let mut latest = self.engine.store.outbox_latest(limit)?;
+                latest.reverse();
+                latest
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let payload: serde_json::Value = serde_json::from_str(&r.payload).ok()?;
+                let event = HistoryEvent::from_aws_json(payload.get("event")?)?;
+                Some(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event })
             })
-            .map_err(StoreError::from)?;
-        Ok(rows.collect::<std::result::Result<Vec<_>, _>>().map_err(StoreError::from)?)
+            .collect())
     }
 
     fn approve(&mut self, token: &str, output: &str) -> Result<()> {

@@ -4,8 +4,6 @@
 
 pub mod local;
 
-use chrono::{DateTime, Utc};
-
 use crate::history::{ExecutionStatus, HistoryEvent};
 pub use crate::store::{ExecutionFilter, ExecutionRow, TokenRow};
 
@@ -32,9 +30,12 @@ pub struct Pulse {
     pub pending_reviews: u64,
 }
 
-/// One history event with the execution it belongs to (the events tail).
+/// One workflow event with the execution it belongs to (the events tail): execution
+/// status changes and task events, in the order they committed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedEvent {
+    /// Position in the feed: ask for events after the last one seen.
+    pub seq: i64,
     pub execution_arn: String,
     pub event: HistoryEvent,
 }
@@ -51,8 +52,9 @@ pub trait ControlPlane: Send {
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>>;
     /// Pending review tokens, oldest first.
     fn pending_tasks(&mut self, limit: usize) -> Result<Vec<TokenRow>>;
-    /// Workflow events across all executions after `since`, oldest first.
-    fn events_since(&mut self, since: DateTime<Utc>, limit: usize) -> Result<Vec<FeedEvent>>;
+    /// Workflow events across all executions after feed position `after` (oldest first);
+    /// with `None`, the latest `limit` events.
+    fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>>;
     fn approve(&mut self, token: &str, output: &str) -> Result<()>;
     fn reject(&mut self, token: &str, error: &str, cause: &str) -> Result<()>;
     fn redrive(&mut self, arn: &str) -> Result<()>;

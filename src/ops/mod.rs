@@ -106,11 +106,43 @@ impl Priority {
 pub struct StageMap {
     /// (state machine name or `*`, state name, stage)
     pub entries: Vec<(String, String, Stage)>,
+    /// How an execution's end reads as an exception, tried in order.
+    #[serde(default)]
+    pub exceptions: Vec<ExceptionRule>,
+}
+
+/// An exception recognised by the state an execution ended in and/or its error, whatever its
+/// status (a cancelled order may end in a Succeed state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionRule {
+    /// State machine name or `*`.
+    pub machine: String,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub exception: Exception,
 }
 
 impl StageMap {
     pub fn new(entries: Vec<(String, String, Stage)>) -> StageMap {
-        StageMap { entries }
+        StageMap { entries, exceptions: vec![] }
+    }
+
+    pub fn with_exceptions(mut self, rules: Vec<ExceptionRule>) -> StageMap {
+        self.exceptions = rules;
+        self
+    }
+
+    /// The first rule naming this machine (or `*`) whose state and/or error match.
+    pub fn exception(&self, machine: &str, state: &str, error: Option<&str>) -> Option<Exception> {
+        self.exceptions
+            .iter()
+            .find(|r| {
+                (r.machine == "*" || r.machine == machine)
+                    && (r.state.is_some() || r.error.is_some())
+                    && r.state.as_deref().is_none_or(|s| s == state)
+                    && r.error.as_deref().is_none_or(|e| Some(e) == error)
+            })
+            .map(|r| r.exception)
     }
 
     /// The stage entering `state` of `machine` marks, if any.

@@ -123,7 +123,24 @@ pub fn stage_map() -> StageMap {
             }
         }
     }
-    StageMap::new(entries)
+    // The same lanes as `exception_of`, as data the console's projection applies.
+    let rule = |machine: &str, state: Option<&str>, error: Option<&str>, exception| crate::ops::ExceptionRule {
+        machine: machine.into(),
+        state: state.map(str::to_string),
+        error: error.map(str::to_string),
+        exception,
+    };
+    StageMap::new(entries).with_exceptions(vec![
+        rule("*", Some("OrderCancelled"), None, Exception::OrderCancelled),
+        rule("*", None, Some("Order.Cancelled"), Exception::OrderCancelled),
+        rule("*", None, Some("Acquisition.Discontinued"), Exception::AcquisitionDiscontinued),
+        rule("*", Some("AcquisitionDiscontinued"), None, Exception::AcquisitionDiscontinued),
+        rule("*", None, Some("Publication.Failed"), Exception::PublicationFailed),
+        rule("*", Some("PublishReport"), None, Exception::PublicationFailed),
+        rule("*", Some("PublishFailed"), None, Exception::PublicationFailed),
+        rule("*", None, Some("Billing.ClaimDenied"), Exception::ClaimDenied),
+        rule("*", Some("ClaimDenied"), None, Exception::ClaimDenied),
+    ])
 }
 
 /// Which exception lane an execution is in, if any.

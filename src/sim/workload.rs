@@ -9,7 +9,7 @@
 //! Demo::install(&mut engine)?; // state machines + handlers; idempotent
 //! let mut demo = Demo::new(7, 60.0); // seed 7; an hour passes in a minute
 //! loop {
-//!     let report = demo.tick(&mut engine)?; // start due orders, play the readers, run due work
+//!     demo.tick(&mut engine)?; // start due orders, run due work, play the readers
 //!     # break;
 //!     std::thread::sleep(std::time::Duration::from_secs(1));
 //! }
@@ -28,7 +28,6 @@ use serde_json::{Value, json};
 
 use super::{DEMO_MARKER, definitions, is_demo_machine, register_handlers};
 use crate::engine::{Engine, EngineError};
-use crate::ops::project::machine_of;
 
 // ----- deterministic randomness ------------------------------------------------
 
@@ -507,6 +506,14 @@ impl Demo {
         Some((self.engine_time(w.start_minutes)?, self.engine_time(w.start_minutes + w.minutes)?))
     }
 
+    /// The configured fault windows on the engine clock: (what, from, until).
+    pub fn outages(&self) -> Vec<(&'static str, DateTime<Utc>, DateTime<Utc>)> {
+        [("archive outage", self.cfg.archive_outage), ("clearinghouse down", self.cfg.clearinghouse_down)]
+            .into_iter()
+            .filter_map(|(what, w)| w.and_then(|w| self.window_times(&w)).map(|(from, until)| (what, from, until)))
+            .collect()
+    }
+
     fn window_json(&self, w: Option<Window>) -> Value {
         match w.and_then(|w| self.window_times(&w)) {
             Some((from, until)) => json!({"from": rfc3339(from), "until": rfc3339(until)}),
@@ -514,7 +521,7 @@ impl Demo {
         }
     }
 
-    /// The order that arrives as this demo's `n`-th (0-based) order of `family` at `minutes`.
+    /// The order that arrives as this demo's `index`-th (0-based) order, of `family`, at `minutes`.
     fn order(&self, index: u64, family: Family, minutes: f64) -> Value {
         let mut o = synthetic_order(self.cfg.seed, self.base + index, family, &Timing::Scaled(self.cfg.speed), &self.cfg.rates);
         o["faults"]["archiveOutage"] = self.window_json(self.cfg.archive_outage);
@@ -577,7 +584,8 @@ impl Demo {
         let seed = self.cfg.seed.to_string();
         let since_last = self.last_tick.map(|t| (now - t).num_milliseconds() as f64 * self.cfg.speed / 60_000.0).unwrap_or(0.0);
         for t in engine.store.tokens(Some("PENDING"), None, 10_000)? {
-            if !is_demo_machine(machine_of(&t.execution_arn)) {
+            // Execution ARNs end in `:<state machine>:<execution name>`.
+            if !is_demo_machine(t.execution_arn.rsplit(':').nth(1).unwrap_or_default()) {
                 continue;
             }
             let params: Value = serde_json::from_str(&t.parameters).unwrap_or(Value::Null);

@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS history (
     details       TEXT,
     PRIMARY KEY (execution_arn, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS history_by_time ON history (ts_ms);
+DROP INDEX IF EXISTS history_by_time;
+DROP INDEX IF EXISTS history_feed;
 CREATE TABLE IF NOT EXISTS timers (
     execution_arn TEXT NOT NULL,
     fire_ms       INTEGER NOT NULL,
@@ -228,6 +229,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Fewer, larger checkpoints: steps are small and frequent.
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+        // Keep hot pages in memory (64 MiB cache, 256 MiB memory-mapped reads).
+        conn.pragma_update(None, "cache_size", -65536)?;
+        conn.pragma_update(None, "mmap_size", 268_435_456)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store { conn })
@@ -556,6 +560,28 @@ impl Store {
     }
 
     // ----- outbox -----------------------------------------------------------
+
+    /// Outbox rows after `id`, oldest first.
+    pub fn outbox_after(&self, id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.outbox_query("SELECT id, execution_arn, event_id, topic, payload FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2", id, limit)
+    }
+
+    /// The newest `limit` outbox rows, newest first.
+    pub fn outbox_latest(&self, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.outbox_query(
+            "SELECT id, execution_arn, event_id, topic, payload FROM outbox WHERE id > ?1 ORDER BY id DESC LIMIT ?2",
+            0,
+            limit,
+        )
+    }
+
+    fn outbox_query(&self, sql: &str, id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        let rows = st.query_map(params![id, limit as i64], |r| {
+            Ok(OutboxRow { id: r.get(0)?, execution_arn: r.get(1)?, event_id: r.get(2)?, topic: r.get(3)?, payload: r.get(4)? })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
 
     pub fn outbox(&self, only_unrelayed: bool, limit: usize) -> Result<Vec<OutboxRow>> {
         let sql = if only_unrelayed {

@@ -84,7 +84,8 @@ pub enum Request {
     Reviews,
     Executions(Option<ExecutionStatus>),
     Detail(String),
-    Events(DateTime<Utc>),
+    /// Events after this feed position (`None`: the latest ones).
+    Events(Option<i64>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -338,10 +339,7 @@ impl App {
                 Some(arn) => r.push(Request::Detail(arn.clone())),
                 None => r.push(Request::Executions(self.status_filter)),
             },
-            View::Events => {
-                let since = self.events.value.last().map(|e| e.event.timestamp).unwrap_or(self.now - Duration::minutes(10));
-                r.push(Request::Events(since));
-            }
+            View::Events => r.push(Request::Events(self.events.value.last().map(|e| e.seq))),
             View::Slo | View::Outbox => {}
         }
         r

@@ -155,7 +155,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
                 history: cp.history(&arn, 0, 30_000)?,
                 definition: cp.definition_of(&arn)?,
             })),
-            Request::Events(since) => Loaded::Events(cp.events_since(since, 500)?),
+            Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
         })
     })();
     res.unwrap_or_else(|e| Loaded::Failed { what: what.into(), error: e.to_string() })

@@ -34,9 +34,18 @@ pub fn run(mut app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action:
         for e in app.handle(AppEvent::Tick(Utc::now())) {
             dispatch(&worker, e);
         }
+        let mut dirty = true;
+        let mut last_second = 0;
         loop {
-            terminal.draw(|f| app.render(f))?;
+            // Draw when something changed or the header clock ticked over: an idle console sleeps.
+            let second = Utc::now().timestamp();
+            if dirty || second != last_second {
+                terminal.draw(|f| app.render(f))?;
+                dirty = false;
+                last_second = second;
+            }
             if event::poll(Duration::from_millis(200))? {
+                dirty = true;
                 match event::read()? {
                     Event::Key(k) if k.kind != KeyEventKind::Release => {
                         for e in app.handle(AppEvent::Key(k)) {
@@ -47,6 +56,7 @@ pub fn run(mut app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action:
                 }
             }
             while let Ok((loaded, at)) = worker.rx.try_recv() {
+                dirty = true;
                 let refresh = matches!(loaded, app::Loaded::Done { .. });
                 app.handle(AppEvent::Loaded(loaded, at));
                 if refresh {
