@@ -274,6 +274,16 @@ enum TaskCmd {
     },
     /// SendTaskHeartbeat: push back a pending token's heartbeat deadline.
     Heartbeat { token: String },
+    /// Claim a pending review (others see who has it; a heartbeat keeps it alive).
+    Claim { token: String },
+    /// Give a claimed review back.
+    Unclaim { token: String },
+    /// Hand a review to the senior reader (fails the task with Review.Escalated).
+    Escalate {
+        token: String,
+        #[arg(long)]
+        cause: Option<String>,
+    },
 }
 
 pub fn main() -> Result<ExitCode> {
@@ -729,6 +739,21 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let t = token_action(engine, ctx, audit::Action::Heartbeat, token, None, |e, tok| e.send_task_heartbeat(tok))?;
             task_done(j, &t);
         }
+        Command::Tasks(TaskCmd::Claim { token }) => {
+            let by = ctx.user.clone();
+            let t = token_action(engine, ctx, audit::Action::Claim, token, None, |e, tok| e.claim_task(tok, &by))?;
+            task_done(j, &t);
+        }
+        Command::Tasks(TaskCmd::Unclaim { token }) => {
+            let by = ctx.user.clone();
+            let t = token_action(engine, ctx, audit::Action::Unclaim, token, None, |e, tok| e.unclaim_task(tok, &by))?;
+            task_done(j, &t);
+        }
+        Command::Tasks(TaskCmd::Escalate { token, cause }) => {
+            let cause = cause.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
+            let t = token_action(engine, ctx, audit::Action::Escalate, token, Some(cause.clone()), |e, tok| e.escalate_task(tok, &cause))?;
+            task_done(j, &t);
+        }
         Command::Audit(AuditCmd::List { since, actor, action, target, limit }) => {
             let since = match since {
                 Some(s) => Some(
@@ -802,6 +827,7 @@ fn token_json(t: &TokenRow) -> Value {
         "timeoutDate": t.timeout.map(ts),
         "heartbeatDate": t.heartbeat.map(ts),
         "closedDate": t.closed.map(ts),
+        "claimedBy": t.claimed_by,
     })
 }
 
@@ -1058,6 +1084,7 @@ mod console {
                 Mutation::Stop { .. } => audit::Action::Stop,
                 Mutation::Claim { claim: true, .. } => audit::Action::Claim,
                 Mutation::Claim { claim: false, .. } => audit::Action::Unclaim,
+                Mutation::Escalate { .. } => audit::Action::Escalate,
                 Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
             };
             let mut e = audit::AuditEntry::new(user.clone(), audit::Source::Console, action);
@@ -1071,7 +1098,7 @@ mod console {
             let reason = match m {
                 Mutation::Approve { comment, .. } => comment.clone(),
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
-                Mutation::Stop { cause, .. } => cause.clone(),
+                Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
                 Mutation::RevealPhi { reason } => reason.clone(),
                 _ => String::new(),
             };
@@ -1093,7 +1120,8 @@ mod console {
     }
 
     fn demo_driver() -> lightbox::backend::local::Driver {
-        let mut demo = lightbox::sim::Demo::new(Utc::now().timestamp_millis() as u64, 60.0);
+        // 20x: an hour of hospital in three minutes, slow enough to work the review queue by hand.
+        let mut demo = lightbox::sim::Demo::new(Utc::now().timestamp_millis() as u64, 20.0);
         Box::new(move |engine: &mut Engine| {
             if let Err(e) = demo.tick(engine) {
                 tracing::warn!(error = %e, "demo hospital tick failed");

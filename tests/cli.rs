@@ -528,3 +528,42 @@ fn the_example_config_is_accepted_as_is() {
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn claims_are_shared_and_escalation_routes_to_the_catcher() {
+    let lb = Lb::new();
+    let def = lb.write(
+        "gate.json",
+        &json!({"StartAt": "RadiologistReview", "States": {
+            "RadiologistReview": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token"}}, "HeartbeatSeconds": 3600,
+                "Catch": [{"ErrorEquals": ["Review.Escalated"], "ResultPath": "$.escalation", "Next": "SeniorReview"}], "Next": "Done"},
+            "SeniorReview": {"Type": "Pass", "Result": "senior", "ResultPath": "$.reader", "Next": "Done"},
+            "Done": {"Type": "Succeed"}}}),
+    );
+    lb.json(&["state-machines", "create", "--name", "gate", "--definition", def.to_str().expect("p")]);
+    let arn =
+        lb.json(&["executions", "start", "--state-machine", "gate", "--name", "g1"])["executionArn"].as_str().expect("arn").to_string();
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    lb.json(&["--user", "dr.a", "tasks", "claim", &token]);
+    assert_eq!(pending(&lb)[0]["claimedBy"], "dr.a");
+    let err = lb.fails(&["--user", "dr.b", "tasks", "claim", &token]);
+    assert!(err.contains("claimed by dr.a"), "{err}");
+    let err = lb.fails(&["--user", "dr.b", "tasks", "unclaim", &token]);
+    assert!(err.contains("claimed by dr.a"), "{err}");
+    lb.json(&["--user", "dr.a", "tasks", "unclaim", &token]);
+    assert_eq!(pending(&lb)[0]["claimedBy"], Value::Null);
+    lb.json(&["--user", "dr.a", "tasks", "escalate", &token, "--cause", "needs neuro"]);
+    let d = lb.json(&["executions", "describe", &arn]);
+    assert_eq!(d["status"], "SUCCEEDED");
+    let out: Value = serde_json::from_str(d["output"].as_str().expect("output")).expect("json");
+    assert_eq!(out["reader"], "senior");
+    assert_eq!(out["escalation"]["Error"], "Review.Escalated");
+    let actions: Vec<String> = lb.json(&["audit", "list"])["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(actions, vec!["escalate", "unclaim", "unclaim", "claim", "claim"]);
+}

@@ -103,6 +103,21 @@ impl ControlPlane for Local {
         Ok(())
     }
 
+    fn claim(&mut self, token: &str, by: &str) -> Result<()> {
+        self.engine.claim_task(token, by)?;
+        Ok(())
+    }
+
+    fn unclaim(&mut self, token: &str, by: &str) -> Result<()> {
+        self.engine.unclaim_task(token, by)?;
+        Ok(())
+    }
+
+    fn escalate(&mut self, token: &str, cause: &str) -> Result<()> {
+        self.engine.escalate_task(token, cause)?;
+        Ok(())
+    }
+
     fn redrive(&mut self, arn: &str) -> Result<()> {
         self.engine.redrive_execution(arn)?;
         Ok(())

@@ -57,6 +57,9 @@ pub trait ControlPlane: Send {
     fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>>;
     fn approve(&mut self, token: &str, output: &str) -> Result<()>;
     fn reject(&mut self, token: &str, error: &str, cause: &str) -> Result<()>;
+    fn claim(&mut self, token: &str, by: &str) -> Result<()>;
+    fn unclaim(&mut self, token: &str, by: &str) -> Result<()>;
+    fn escalate(&mut self, token: &str, cause: &str) -> Result<()>;
     fn redrive(&mut self, arn: &str) -> Result<()>;
     fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()>;
     /// Fire due timers and run due tasks (the embedded engine); a no-op for remote backends.

@@ -49,6 +49,8 @@ pub enum EngineError {
     TaskDoesNotExist(String),
     #[error("TaskTimedOut: Task Timed Out: 'Provided task does not exist anymore' (token {token} is {status})")]
     TaskTimedOut { token: String, status: String },
+    #[error("TaskClaimed: the task is claimed by {0}")]
+    Claimed(String),
     #[error("ExecutionNotRedrivable: {0}")]
     NotRedrivable(String),
     #[error("{0}")]
@@ -363,6 +365,33 @@ impl Engine {
             crate::store::touch_heartbeat(&self.store, &t.token, hb)?;
         }
         Ok(self.store.token(&t.token)?.unwrap_or(t))
+    }
+
+    /// Claim a pending review for `by`; a task with a heartbeat deadline gets a heartbeat,
+    /// so the claim keeps it alive.
+    pub fn claim_task(&mut self, token: &str, by: &str) -> Result<TokenRow> {
+        let t = self.pending_token(token)?;
+        if let Some(holder) = self.store.claim_task(&t.token, by, self.clock.now())? {
+            return Err(EngineError::Claimed(holder));
+        }
+        if t.heartbeat.is_some() {
+            self.send_task_heartbeat(&t.token)?;
+        }
+        Ok(self.store.token(&t.token)?.unwrap_or(t))
+    }
+
+    pub fn unclaim_task(&mut self, token: &str, by: &str) -> Result<TokenRow> {
+        let t = self.resolve_token(token)?;
+        if let Some(holder) = self.store.unclaim_task(&t.token, by)? {
+            return Err(EngineError::Claimed(holder));
+        }
+        Ok(self.store.token(&t.token)?.unwrap_or(t))
+    }
+
+    /// Hand a review to the senior reader: fails the task with `Review.Escalated`,
+    /// which the review gates catch and route on.
+    pub fn escalate_task(&mut self, token: &str, cause: &str) -> Result<TokenRow> {
+        self.send_task_failure(token, Some("Review.Escalated"), Some(cause))
     }
 
     // ----- background work --------------------------------------------------

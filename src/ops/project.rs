@@ -178,7 +178,7 @@ impl Review {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
-            claimed_by: None,
+            claimed_by: t.claimed_by.clone(),
         }
     }
 

@@ -585,7 +585,8 @@ impl Demo {
         let since_last = self.last_tick.map(|t| (now - t).num_milliseconds() as f64 * self.cfg.speed / 60_000.0).unwrap_or(0.0);
         for t in engine.store.tokens(Some("PENDING"), None, 10_000)? {
             // Execution ARNs end in `:<state machine>:<execution name>`.
-            if !is_demo_machine(t.execution_arn.rsplit(':').nth(1).unwrap_or_default()) {
+            // Simulated readers leave other machines' tasks and reviews a human has claimed alone.
+            if !is_demo_machine(t.execution_arn.rsplit(':').nth(1).unwrap_or_default()) || t.claimed_by.is_some() {
                 continue;
             }
             let params: Value = serde_json::from_str(&t.parameters).unwrap_or(Value::Null);

@@ -99,6 +99,11 @@ CREATE TABLE IF NOT EXISTS task_tokens (
 );
 CREATE INDEX IF NOT EXISTS task_tokens_by_status ON task_tokens (status, issued_ms);
 CREATE INDEX IF NOT EXISTS task_tokens_by_execution ON task_tokens (execution_arn);
+CREATE TABLE IF NOT EXISTS claims (
+    token       TEXT PRIMARY KEY,
+    claimed_by  TEXT NOT NULL,
+    claimed_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     execution_arn TEXT NOT NULL,
@@ -172,6 +177,8 @@ pub struct TokenRow {
     pub timeout: Option<DateTime<Utc>>,
     pub heartbeat: Option<DateTime<Utc>>,
     pub closed: Option<DateTime<Utc>>,
+    /// The reviewer who claimed this task, if any.
+    pub claimed_by: Option<String>,
 }
 
 /// A workflow event waiting to be relayed to other systems.
@@ -530,33 +537,55 @@ impl Store {
     // ----- task tokens ------------------------------------------------------
 
     pub fn token(&self, token: &str) -> Result<Option<TokenRow>> {
-        Ok(self.conn.query_row(&format!("SELECT {TOKEN_COLS} FROM task_tokens WHERE token = ?1"), [token], token_row).optional()?)
+        Ok(self.conn.query_row(&format!("SELECT {TOKEN_COLS} FROM {TOKEN_FROM} WHERE t.token = ?1"), [token], token_row).optional()?)
     }
 
     /// Find a token by a unique prefix (operators paste shortened tokens).
     pub fn tokens_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<TokenRow>> {
         let mut st =
-            self.conn.prepare(&format!("SELECT {TOKEN_COLS} FROM task_tokens WHERE token >= ?1 AND token < ?1 || x'ff' LIMIT ?2"))?;
+            self.conn.prepare(&format!("SELECT {TOKEN_COLS} FROM {TOKEN_FROM} WHERE t.token >= ?1 AND t.token < ?1 || x'ff' LIMIT ?2"))?;
         let rows = st.query_map(params![prefix, limit as i64], token_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     pub fn tokens(&self, status: Option<&str>, execution: Option<&str>, limit: usize) -> Result<Vec<TokenRow>> {
-        let mut sql = format!("SELECT {TOKEN_COLS} FROM task_tokens WHERE 1=1");
+        let mut sql = format!("SELECT {TOKEN_COLS} FROM {TOKEN_FROM} WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = vec![];
         if let Some(s) = status {
-            sql.push_str(" AND status = ?");
+            sql.push_str(" AND t.status = ?");
             args.push(s.to_string().into());
         }
         if let Some(e) = execution {
-            sql.push_str(" AND execution_arn = ?");
+            sql.push_str(" AND t.execution_arn = ?");
             args.push(e.to_string().into());
         }
-        sql.push_str(" ORDER BY issued_ms ASC LIMIT ?");
+        sql.push_str(" ORDER BY t.issued_ms ASC LIMIT ?");
         args.push((limit as i64).into());
         let mut st = self.conn.prepare(&sql)?;
         let rows = st.query_map(rusqlite::params_from_iter(args), token_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Claim a task for `by`. `Ok(None)` when claimed (or already theirs); `Ok(Some(holder))`
+    /// when someone else holds it.
+    pub fn claim_task(&self, token: &str, by: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO claims (token, claimed_by, claimed_ms) VALUES (?1, ?2, ?3)", params![token, by, ms(now)])?;
+        let holder: String = self.conn.query_row("SELECT claimed_by FROM claims WHERE token = ?1", [token], |r| r.get(0))?;
+        Ok((holder != by).then_some(holder))
+    }
+
+    /// Give a claim back. `Ok(Some(holder))` when someone else holds it (nothing changes).
+    pub fn unclaim_task(&self, token: &str, by: &str) -> Result<Option<String>> {
+        let holder: Option<String> =
+            self.conn.query_row("SELECT claimed_by FROM claims WHERE token = ?1", [token], |r| r.get(0)).optional()?;
+        match holder {
+            Some(h) if h != by => Ok(Some(h)),
+            _ => {
+                self.conn.execute("DELETE FROM claims WHERE token = ?1", [token])?;
+                Ok(None)
+            }
+        }
     }
 
     // ----- outbox -----------------------------------------------------------
@@ -638,8 +667,9 @@ fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
     })
 }
 
-const TOKEN_COLS: &str =
-    "token, execution_arn, task_id, state_name, resource, parameters, status, issued_ms, timeout_ms, heartbeat_ms, closed_ms";
+const TOKEN_COLS: &str = "t.token, t.execution_arn, t.task_id, t.state_name, t.resource, t.parameters, t.status, t.issued_ms, \
+     t.timeout_ms, t.heartbeat_ms, t.closed_ms, c.claimed_by";
+const TOKEN_FROM: &str = "task_tokens t LEFT JOIN claims c ON c.token = t.token";
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
     Ok(TokenRow {
@@ -654,6 +684,7 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         timeout: r.get::<_, Option<i64>>(8)?.map(from_ms),
         heartbeat: r.get::<_, Option<i64>>(9)?.map(from_ms),
         closed: r.get::<_, Option<i64>>(10)?.map(from_ms),
+        claimed_by: r.get(11)?,
     })
 }
 

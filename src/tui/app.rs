@@ -94,7 +94,8 @@ pub enum Mutation {
     Reject { tokens: Vec<String>, error: String, cause: String },
     Redrive { arns: Vec<String> },
     Stop { arns: Vec<String>, cause: String },
-    Claim { token: String, claim: bool },
+    Claim { token: String, claim: bool, by: String },
+    Escalate { tokens: Vec<String>, cause: String },
     RevealPhi { reason: String },
 }
 
@@ -107,6 +108,7 @@ impl Mutation {
             Mutation::Stop { .. } => "stop",
             Mutation::Claim { claim: true, .. } => "claim",
             Mutation::Claim { claim: false, .. } => "unclaim",
+            Mutation::Escalate { .. } => "escalate",
             Mutation::RevealPhi { .. } => "reveal-phi",
         }
     }
@@ -262,7 +264,6 @@ pub struct App {
     pub filters: [Option<Filter>; 6],
     pub status_filter: Option<ExecutionStatus>,
     pub marks: BTreeSet<String>,
-    pub claims: std::collections::BTreeMap<String, String>,
     pub dialog: Option<Dialog>,
     pub message: Option<(String, bool)>,
     pub reveal_phi: bool,
@@ -298,7 +299,6 @@ impl App {
             filters: Default::default(),
             status_filter: None,
             marks: BTreeSet::new(),
-            claims: Default::default(),
             dialog: None,
             message: None,
             reveal_phi: false,
@@ -491,10 +491,7 @@ impl App {
                 }
                 self.studies.set(s, at);
             }
-            Loaded::Reviews(mut r) => {
-                for rv in r.iter_mut() {
-                    rv.claimed_by = self.claims.get(&rv.token).cloned();
-                }
+            Loaded::Reviews(r) => {
                 self.marks.retain(|m| !m.starts_with("tok:") || r.iter().any(|x| format!("tok:{}", x.token) == *m));
                 self.reviews.set(r, at);
             }
@@ -713,19 +710,32 @@ impl App {
             }
             Action::Claim => {
                 let Some(r) = self.visible_reviews().get(cur).map(|r| (*r).clone()) else { return vec![] };
-                let claim = !self.claims.contains_key(&r.token);
-                if claim {
-                    self.claims.insert(r.token.clone(), self.settings.user.clone());
-                } else {
-                    self.claims.remove(&r.token);
+                let claim = r.claimed_by.is_none();
+                if let Some(holder) = r.claimed_by.as_ref().filter(|h| **h != self.settings.user) {
+                    self.message = Some((format!("{} is claimed by {holder}", r.accession), true));
+                    return vec![];
                 }
-                if let Some(x) = self.reviews.value.iter_mut().find(|x| x.token == r.token) {
-                    x.claimed_by = claim.then(|| self.settings.user.clone());
-                }
-                vec![Effect::Mutate(Mutation::Claim { token: r.token, claim })]
+                vec![Effect::Mutate(Mutation::Claim { token: r.token, claim, by: self.settings.user.clone() })]
             }
             Action::Escalate => {
-                self.message = Some(("escalate: reject with Review.NeedsSpecialist to route to a senior reader".into(), false));
+                let t = self.targets_reviews();
+                if t.is_empty() {
+                    return vec![];
+                }
+                let title = if t.len() == 1 {
+                    format!("Escalate {} ({})", t[0].accession, t[0].study)
+                } else {
+                    format!("Escalate {} reviews", t.len())
+                };
+                let lines = vec![
+                    "sends failure Review.Escalated: the gate routes the study to the senior reader".to_string(),
+                    format!("recorded as escalated by {}", self.settings.user),
+                ];
+                let mutation = Mutation::Escalate {
+                    tokens: t.iter().map(|r| r.token.clone()).collect(),
+                    cause: format!("escalated by {} from the console", self.settings.user),
+                };
+                self.dialog = Some(Dialog::Confirm { title, lines, mutation });
                 vec![]
             }
             Action::Redrive | Action::Stop => {

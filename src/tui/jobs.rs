@@ -193,7 +193,12 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
                 one(a, cp.stop(a, "Ops.Stopped", cause));
             }
         }
-        Mutation::Claim { token, .. } => one(token, Ok(())),
+        Mutation::Claim { token, claim, by } => one(token, if *claim { cp.claim(token, by) } else { cp.unclaim(token, by) }),
+        Mutation::Escalate { tokens, cause } => {
+            for t in tokens {
+                one(t, cp.escalate(t, cause));
+            }
+        }
         Mutation::RevealPhi { .. } => one("phi", Ok(())),
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }

@@ -288,7 +288,7 @@ impl Default for Keymap {
                 b("a", Approve, Reviews, "approve", true),
                 b("r", Reject, Reviews, "reject", true),
                 b("c", Claim, Reviews, "claim/unclaim", true),
-                b("e", Escalate, Reviews, "escalate", false),
+                b("e", Escalate, Reviews, "escalate", true),
                 b("space", Mark, Reviews, "mark", true),
                 b("space", Mark, Executions, "mark", true),
                 b("R", Redrive, Executions, "redrive", true),
@@ -314,19 +314,19 @@ impl Keymap {
             .map(|b| b.action)
     }
 
-    /// Footer entries for a scope: `(keys, description)`, one per action.
-    pub fn footer(&self, scope: Scope) -> Vec<(String, &'static str)> {
-        let mut out: Vec<(String, &'static str)> = vec![];
+    /// Footer entries for a scope: `(keys, description, action)`, one per action.
+    pub fn footer(&self, scope: Scope) -> Vec<(String, &'static str, Action)> {
+        let mut out: Vec<(String, &'static str, Action)> = vec![];
         let mut seen = vec![];
         for b in self.bindings.iter().filter(|b| b.footer && (b.scope == scope || b.scope == Scope::Everywhere)) {
             if seen.contains(&b.action) {
                 continue;
             }
             seen.push(b.action);
-            out.push((b.key.to_string(), b.description));
+            out.push((b.key.to_string(), b.description, b.action));
         }
         // Scope-specific actions first: they are what this view is for.
-        out.sort_by_key(|(k, d)| {
+        out.sort_by_key(|(k, d, _)| {
             let specific = self.bindings.iter().any(|b| b.scope == scope && b.description == *d && b.key.to_string() == *k);
             !specific
         });
@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn footer_lists_view_actions_first_once_each() {
         let f = Keymap::default().footer(Scope::Reviews);
-        assert_eq!(f.first().map(|(_, d)| *d), Some("approve"));
-        assert_eq!(f.iter().filter(|(_, d)| *d == "move down").count(), 1);
+        assert_eq!(f.first().map(|(_, d, _)| *d), Some("approve"));
+        assert_eq!(f.iter().filter(|(_, d, _)| *d == "move down").count(), 1);
     }
 }

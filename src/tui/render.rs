@@ -173,9 +173,8 @@ impl App {
             return;
         }
         let mut spans = vec![Span::raw(" ")];
-        for (k, d) in self.keymap.footer(self.scope()) {
-            let disabled = self.settings.read_only && matches!(d, "approve" | "reject" | "redrive" | "stop" | "claim/unclaim");
-            if disabled {
+        for (k, d, action) in self.keymap.footer(self.scope()) {
+            if self.settings.read_only && action.mutates() {
                 continue;
             }
             spans.push(Span::styled(k, t.accent()));
