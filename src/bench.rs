@@ -362,7 +362,8 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
     render(&mut term, &app)?;
     let first_data_frame_ms = t0.elapsed().as_secs_f64() * 1000.0;
     // Load every view's data, then time frames across views.
-    for r in [crate::tui::app::Request::Reviews, crate::tui::app::Request::Executions(None), crate::tui::app::Request::Events(None)] {
+    for r in [crate::tui::app::Request::Reviews, crate::tui::app::Request::Executions(None, false), crate::tui::app::Request::Events(None)]
+    {
         worker.send(Job::Load(r));
     }
     let mut got = 0;

@@ -170,8 +170,9 @@ fn check_case(case: &Value, re: &Regex) -> Result<(), String> {
     if let Some(e) = expected.get("inspectionData") {
         same(e, actual.get("inspectionData").unwrap_or(&Value::Null), "inspectionData")?;
     }
-        if let Some(types) = case.get("expected_event_types").and_then(Value::as_array) {
-        let mut ours: Vec<&str> = actual["events"].as_array().map(|a| a.iter().filter_map(|e| e["type"].as_str()).collect()).unwrap_or_default();
+    if let Some(types) = case.get("expected_event_types").and_then(Value::as_array) {
+        let mut ours: Vec<&str> =
+            actual["events"].as_array().map(|a| a.iter().filter_map(|e| e["type"].as_str()).collect()).unwrap_or_default();
         let mut theirs: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
         // The recorder sorted events whose order depends on AWS's timing (Parallel branches)
         // and gave them the id [0] instead of a number: compare each such run as a multiset.

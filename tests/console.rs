@@ -181,6 +181,7 @@ fn detail(a: &mut App) {
                 event(8, "ExecutionFailed", None, 2),
             ],
             definition: Some(DEFINITION.into()),
+            after: 0,
         })),
         t0(),
     ));
@@ -341,7 +342,7 @@ fn navigation_filters_and_commands() {
     let effects = a.handle(code(KeyCode::Enter));
     assert_eq!(a.view, View::Executions);
     assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-20391").as_str()));
-    assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Detail(arn("ACC-20391")))));
+    assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Detail(arn("ACC-20391"), 0))));
     a.handle(code(KeyCode::Esc));
     assert!(a.detail_arn.is_none(), "Esc goes back");
     a.handle(key(':'));
@@ -365,4 +366,82 @@ fn rendering_never_panics_at_any_size() {
     detail(&mut a);
     a.handle(key('?'));
     draw(&a, 20, 5);
+}
+
+#[test]
+fn find_asks_the_backend_when_the_study_is_not_on_screen() {
+    let mut a = app(false);
+    a.handle(key(':'));
+    for c in "study ACC-99999".chars() {
+        a.handle(key(c));
+    }
+    let effects = a.handle(code(KeyCode::Enter));
+    assert_eq!(effects, vec![Effect::Load(lightbox::tui::app::Request::Find("ACC-99999".into()))]);
+    a.handle(AppEvent::Loaded(Loaded::Found { needle: "ACC-99999".into(), arn: Some(arn("ACC-99999")) }, t0()));
+    assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-99999").as_str()));
+    a.handle(AppEvent::Loaded(Loaded::Found { needle: "nope".into(), arn: None }, t0()));
+    assert!(draw(&a, 100, 24).contains("no study or execution \"nope\""));
+}
+
+#[test]
+fn detail_shows_input_and_output_with_patient_data_masked() {
+    let mut a = app(false);
+    detail(&mut a);
+    if let Some(e) = a.detail.value.execution.as_mut() {
+        e.input = json!({"accession": "ACC-20391", "patient": {"name": "Dana Testperson", "mrn": "SYN-000421", "birthDate": "1961-04-02"}})
+            .to_string();
+    }
+    a.handle(key('i'));
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("Input") && screen.contains("ACC-20391"), "{screen}");
+    assert!(!screen.contains("Testperson") && !screen.contains("1961"), "{screen}");
+    insta::assert_snapshot!("detail_io_120x30", screen);
+}
+
+#[test]
+fn status_cycle_reaches_redriven_and_back_to_all() {
+    let mut a = app(false);
+    a.handle(key('3'));
+    let mut seen = vec![];
+    for _ in 0..7 {
+        let effects = a.handle(key('s'));
+        let req = effects.iter().find_map(|e| match e {
+            Effect::Load(lightbox::tui::app::Request::Executions(s, r)) => Some((*s, *r)),
+            _ => None,
+        });
+        seen.push(req.expect("a reload"));
+    }
+    assert_eq!(seen[5], (None, true), "redriven comes after SUCCEEDED: {seen:?}");
+    assert_eq!(seen[6], (None, false));
+    assert!(seen.contains(&(Some(ExecutionStatus::TimedOut), false)));
+}
+
+#[test]
+fn long_histories_load_a_page_at_a_time_as_you_scroll() {
+    use lightbox::tui::app::{HISTORY_PAGE, Request};
+    let mut a = app(false);
+    a.handle(key('3'));
+    a.open_execution(arn("ACC-BIG"));
+    let page = |after: i64| Detail {
+        execution: Some(execution("ACC-BIG", ExecutionStatus::Running, None)),
+        history: (after + 1..=after + HISTORY_PAGE as i64).map(|i| event(i, "TaskScheduled", Some("Map"), 1)).collect(),
+        definition: if after == 0 { Some(DEFINITION.into()) } else { None },
+        after,
+    };
+    a.handle(AppEvent::Loaded(Loaded::Detail(Box::new(page(0))), t0()));
+    assert_eq!(a.detail.value.history.len(), HISTORY_PAGE);
+    let effects = a.handle(key('G'));
+    assert_eq!(
+        effects,
+        vec![Effect::Load(Request::Detail(arn("ACC-BIG"), HISTORY_PAGE as i64))],
+        "scrolling to the end asks for the next page"
+    );
+    a.handle(AppEvent::Loaded(Loaded::Detail(Box::new(page(HISTORY_PAGE as i64))), t0()));
+    assert_eq!(a.detail.value.history.len(), 2 * HISTORY_PAGE);
+    assert!(a.detail.value.definition.is_some(), "later pages keep the definition");
+    // A stale page (not continuing what is loaded) is ignored.
+    a.handle(AppEvent::Loaded(Loaded::Detail(Box::new(page(HISTORY_PAGE as i64))), t0()));
+    assert_eq!(a.detail.value.history.len(), 2 * HISTORY_PAGE);
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("2000 events"), "{screen}");
 }

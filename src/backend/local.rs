@@ -93,6 +93,10 @@ impl ControlPlane for Local {
             .collect())
     }
 
+    fn find(&mut self, needle: &str) -> Result<Option<String>> {
+        Ok(self.engine.store.find_execution(needle)?)
+    }
+
     fn approve(&mut self, token: &str, output: &str) -> Result<()> {
         self.engine.send_task_success(token, output)?;
         Ok(())

@@ -52,6 +52,8 @@ pub trait ControlPlane: Send {
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>>;
     /// Pending review tokens, oldest first.
     fn pending_tasks(&mut self, limit: usize) -> Result<Vec<TokenRow>>;
+    /// The newest execution named `needle`, with that ARN, or whose input has that accession.
+    fn find(&mut self, needle: &str) -> Result<Option<String>>;
     /// Workflow events across all executions after feed position `after` (oldest first);
     /// with `None`, the latest `limit` events.
     fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>>;

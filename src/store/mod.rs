@@ -396,6 +396,19 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The newest execution with this name or ARN, or whose input's `accession` is `needle`.
+    pub fn find_execution(&self, needle: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT arn FROM executions WHERE arn = ?1 OR name = ?1 OR json_extract(input, '$.accession') = ?1 COLLATE NOCASE
+                 ORDER BY start_ms DESC LIMIT 1",
+                [needle],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn count_executions(&self) -> Result<Vec<(String, i64)>> {
         let mut st = self.conn.prepare("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;

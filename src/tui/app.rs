@@ -72,9 +72,15 @@ impl<T> Pane<T> {
 #[derive(Debug, Clone, Default)]
 pub struct Detail {
     pub execution: Option<ExecutionRow>,
+    /// Loaded so far: pages arrive as the operator scrolls and as the execution moves on.
     pub history: Vec<HistoryEvent>,
     pub definition: Option<String>,
+    /// The id this page continues after (0: the first page).
+    pub after: i64,
 }
+
+/// History events per page: enough for a screen and scrolling, cheap at 25,000 events.
+pub const HISTORY_PAGE: usize = 1000;
 
 /// What the background job should load or do.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +88,10 @@ pub enum Request {
     Pulse,
     Studies,
     Reviews,
-    Executions(Option<ExecutionStatus>),
-    Detail(String),
+    Executions(Option<ExecutionStatus>, bool),
+    Find(String),
+    /// An execution, and its history after event `after`.
+    Detail(String, i64),
     /// Events after this feed position (`None`: the latest ones).
     Events(Option<i64>),
 }
@@ -130,6 +138,7 @@ pub enum Loaded {
     Executions(Vec<ExecutionRow>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
+    Found { needle: String, arn: Option<String> },
     Done { verb: String, ok: usize, failed: Vec<String> },
     Failed { what: String, error: String },
 }
@@ -263,6 +272,12 @@ pub struct App {
     pub detail_scroll: usize,
     pub filters: [Option<Filter>; 6],
     pub status_filter: Option<ExecutionStatus>,
+    /// Executions view: only those redriven at least once.
+    pub redriven_filter: bool,
+    /// Detail: show input/output JSON instead of the history.
+    pub show_io: bool,
+    /// Scrolling reached the end of the loaded history: load the next page.
+    pub want_page: bool,
     pub marks: BTreeSet<String>,
     pub dialog: Option<Dialog>,
     pub message: Option<(String, bool)>,
@@ -298,6 +313,9 @@ impl App {
             detail_scroll: 0,
             filters: Default::default(),
             status_filter: None,
+            redriven_filter: false,
+            show_io: false,
+            want_page: false,
             marks: BTreeSet::new(),
             dialog: None,
             message: None,
@@ -336,8 +354,8 @@ impl App {
             View::Pipelines => r.push(Request::Studies),
             View::Reviews => r.push(Request::Reviews),
             View::Executions => match &self.detail_arn {
-                Some(arn) => r.push(Request::Detail(arn.clone())),
-                None => r.push(Request::Executions(self.status_filter)),
+                Some(arn) => r.push(Request::Detail(arn.clone(), self.detail.value.history.last().map(|e| e.id).unwrap_or(0))),
+                None => r.push(Request::Executions(self.status_filter, self.redriven_filter)),
             },
             View::Events => r.push(Request::Events(self.events.value.last().map(|e| e.seq))),
             View::Slo | View::Outbox => {}
@@ -350,8 +368,9 @@ impl App {
             match req {
                 Request::Studies => self.studies.loading = true,
                 Request::Reviews => self.reviews.loading = true,
-                Request::Executions(_) => self.executions.loading = true,
-                Request::Detail(_) => self.detail.loading = true,
+                Request::Executions(..) => self.executions.loading = true,
+                Request::Find(_) => {}
+                Request::Detail(..) => self.detail.loading = true,
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
             }
@@ -424,6 +443,10 @@ impl App {
         let i = if n == 0 { 0 } else { i.min(n - 1) };
         if self.view == View::Executions && self.detail_arn.is_some() {
             self.detail_scroll = i;
+            // Near the end of what is loaded: fetch the next page now rather than at the next refresh.
+            if n >= HISTORY_PAGE && i + HISTORY_PAGE / 4 >= n {
+                self.want_page = true;
+            }
         } else {
             self.sel[self.view.index()] = i;
         }
@@ -451,10 +474,17 @@ impl App {
                     return self.dialog_key(k);
                 }
                 let key = Key::from_event(&k);
-                match self.keymap.action(key, self.scope()) {
+                let mut effects = match self.keymap.action(key, self.scope()) {
                     Some(a) => self.action(a),
                     None => vec![],
+                };
+                if std::mem::take(&mut self.want_page) {
+                    if let Some(arn) = &self.detail_arn {
+                        let after = self.detail.value.history.last().map(|e| e.id).unwrap_or(0);
+                        effects.push(Effect::Load(Request::Detail(arn.clone(), after)));
+                    }
                 }
+                effects
             }
         }
     }
@@ -496,7 +526,28 @@ impl App {
                 self.reviews.set(r, at);
             }
             Loaded::Executions(e) => self.executions.set(e, at),
-            Loaded::Detail(d) => self.detail.set(*d, at),
+            Loaded::Found { needle, arn } => match arn {
+                Some(a) => {
+                    self.open_execution(a);
+                }
+                None => self.message = Some((format!("no study or execution {needle:?}"), true)),
+            },
+            Loaded::Detail(d) => {
+                let same = d.execution.as_ref().is_none_or(|e| Some(&e.arn) == self.detail_arn.as_ref());
+                if !same {
+                    // A page for an execution no longer open.
+                } else if d.after > 0 && d.after == self.detail.value.history.last().map(|e| e.id).unwrap_or(0) {
+                    let mut cur = std::mem::take(&mut self.detail.value);
+                    cur.history.extend(d.history);
+                    cur.execution = d.execution;
+                    if d.definition.is_some() {
+                        cur.definition = d.definition;
+                    }
+                    self.detail.set(cur, at);
+                } else if d.after == 0 {
+                    self.detail.set(*d, at);
+                }
+            }
             Loaded::Events(mut e) => {
                 let mut all = std::mem::take(&mut self.events.value);
                 all.append(&mut e);
@@ -662,17 +713,23 @@ impl App {
             }
             Action::ToggleRaw => {
                 self.raw_history = !self.raw_history;
+                self.show_io = false;
+                vec![]
+            }
+            Action::ToggleIo => {
+                self.show_io = !self.show_io;
                 vec![]
             }
             Action::CycleStatus => {
                 use ExecutionStatus::*;
-                self.status_filter = match self.status_filter {
-                    None => Some(Running),
-                    Some(Running) => Some(Failed),
-                    Some(Failed) => Some(TimedOut),
-                    Some(TimedOut) => Some(Aborted),
-                    Some(Aborted) => Some(Succeeded),
-                    Some(_) => None,
+                (self.status_filter, self.redriven_filter) = match (self.status_filter, self.redriven_filter) {
+                    (_, true) => (None, false),
+                    (None, false) => (Some(Running), false),
+                    (Some(Running), _) => (Some(Failed), false),
+                    (Some(Failed), _) => (Some(TimedOut), false),
+                    (Some(TimedOut), _) => (Some(Aborted), false),
+                    (Some(Aborted), _) => (Some(Succeeded), false),
+                    (Some(_), _) => (None, true),
                 };
                 self.sel[View::Executions.index()] = 0;
                 self.loads()
@@ -834,10 +891,8 @@ impl App {
                     });
                 match hit {
                     Some(arn) => self.open_execution(arn),
-                    None => {
-                        self.message = Some((format!("no study or execution {needle:?} among those loaded"), true));
-                        vec![]
-                    }
+                    // Not on screen: ask the backend.
+                    None => vec![Effect::Load(Request::Find(needle.to_string()))],
                 }
             }
             other => {

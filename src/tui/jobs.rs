@@ -91,8 +91,9 @@ fn kind(r: &Request) -> u8 {
         Request::Pulse => 0,
         Request::Studies => 1,
         Request::Reviews => 2,
-        Request::Executions(_) => 3,
-        Request::Detail(_) => 4,
+        Request::Executions(..) => 3,
+        Request::Find(_) => 6,
+        Request::Detail(..) => 4,
         Request::Events(_) => 5,
     }
 }
@@ -121,8 +122,9 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
         Request::Pulse => "pulse",
         Request::Studies => "studies",
         Request::Reviews => "reviews",
-        Request::Executions(_) => "executions",
-        Request::Detail(_) => "detail",
+        Request::Executions(..) => "executions",
+        Request::Find(_) => "find",
+        Request::Detail(..) => "detail",
         Request::Events(_) => "events",
     };
     let res: crate::backend::Result<Loaded> = (|| {
@@ -147,13 +149,16 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
                 sort_by_urgency(&mut reviews);
                 Loaded::Reviews(reviews)
             }
-            Request::Executions(status) => {
-                Loaded::Executions(cp.executions(&ExecutionFilter { status, limit: 5000, ..Default::default() })?)
+            Request::Executions(status, redriven) => {
+                Loaded::Executions(cp.executions(&ExecutionFilter { status, redriven, limit: 5000, ..Default::default() })?)
             }
-            Request::Detail(arn) => Loaded::Detail(Box::new(Detail {
+            Request::Find(needle) => Loaded::Found { arn: cp.find(&needle)?, needle },
+            Request::Detail(arn, after) => Loaded::Detail(Box::new(Detail {
                 execution: cp.execution(&arn)?,
-                history: cp.history(&arn, 0, 30_000)?,
-                definition: cp.definition_of(&arn)?,
+                history: cp.history(&arn, after, super::app::HISTORY_PAGE)?,
+                // The definition does not change under an execution: load it with the first page.
+                definition: if after == 0 { cp.definition_of(&arn)? } else { None },
+                after,
             })),
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
         })
@@ -211,10 +216,10 @@ mod tests {
     #[test]
     fn newest_load_of_a_kind_wins_and_mutations_come_first() {
         let batch = vec![
-            Job::Load(Request::Executions(None)),
+            Job::Load(Request::Executions(None, false)),
             Job::Mutate(Mutation::Redrive { arns: vec!["a".into()] }),
             Job::Load(Request::Pulse),
-            Job::Load(Request::Executions(Some(crate::history::ExecutionStatus::Failed))),
+            Job::Load(Request::Executions(Some(crate::history::ExecutionStatus::Failed), false)),
             Job::Mutate(Mutation::Redrive { arns: vec!["b".into()] }),
         ];
         let out = coalesce(batch);
@@ -226,6 +231,6 @@ mod tests {
                 _ => "other".into(),
             })
             .collect();
-        assert_eq!(shape, vec!["redrive a", "redrive b", "load Pulse", "load Executions(Some(Failed))"]);
+        assert_eq!(shape, vec!["redrive a", "redrive b", "load Pulse", "load Executions(Some(Failed), false)"]);
     }
 }

@@ -41,6 +41,7 @@ pub enum Action {
     Reveal,
     Refresh,
     ToggleRaw,
+    ToggleIo,
     CycleStatus,
 }
 
@@ -77,6 +78,7 @@ impl Action {
             Action::Reveal => "reveal",
             Action::Refresh => "refresh",
             Action::ToggleRaw => "toggle-raw",
+            Action::ToggleIo => "toggle-io",
             Action::CycleStatus => "cycle-status",
         }
     }
@@ -122,6 +124,7 @@ pub const ALL_ACTIONS: &[Action] = &[
     Action::Reveal,
     Action::Refresh,
     Action::ToggleRaw,
+    Action::ToggleIo,
     Action::CycleStatus,
 ];
 
@@ -297,6 +300,7 @@ impl Default for Keymap {
                 b("x", Stop, Detail, "stop", true),
                 b("s", CycleStatus, Executions, "status filter", true),
                 b("h", ToggleRaw, Detail, "raw/compact history", true),
+                b("i", ToggleIo, Detail, "input/output", true),
                 b("v", Reveal, Everywhere, "reveal PHI", false),
                 b("ctrl-r", Refresh, Everywhere, "refresh", false),
             ],

@@ -26,6 +26,30 @@ pub fn mask_mrn(mrn: &str) -> String {
     format!("••••{tail}")
 }
 
+/// Mask patient identifiers inside pretty-printed JSON: the values of `name`, `mrn` and `birthDate`.
+pub fn mask_json(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let t = l.trim_start();
+            let indent = &l[..l.len() - t.len()];
+            for key in ["\"name\": \"", "\"mrn\": \"", "\"birthDate\": \""] {
+                if let Some(rest) = t.strip_prefix(key) {
+                    let comma = if t.ends_with(',') { "," } else { "" };
+                    let value = rest.trim_end_matches(',').trim_end_matches('"');
+                    let masked = match key {
+                        k if k.contains("mrn") => mask_mrn(value),
+                        k if k.contains("birth") => "••••-••-••".to_string(),
+                        _ => mask_name(value),
+                    };
+                    return format!("{indent}{key}{masked}\"{comma}");
+                }
+            }
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn patient(p: &Patient, reveal: bool) -> String {
     if p.name.is_empty() && p.mrn.is_empty() {
         return String::new();
@@ -427,7 +451,11 @@ impl App {
                 if i == sel { row.style(t.selected()) } else { row }
             })
             .collect();
-        let filter = self.status_filter.map(|s| s.as_str().to_string()).unwrap_or_else(|| "all".into());
+        let filter = match (self.status_filter, self.redriven_filter) {
+            (_, true) => "redriven".to_string(),
+            (Some(s), _) => s.as_str().to_string(),
+            (None, _) => "all".into(),
+        };
         let table = Table::new(
             body,
             [
@@ -488,6 +516,27 @@ impl App {
             }
         }
         f.render_widget(Paragraph::new(path).block(self.block("Path".into())), cols[0]);
+        if self.show_io {
+            let pretty = |s: Option<&str>| -> String {
+                s.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                    .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+                    .unwrap_or_else(|| "—".into())
+            };
+            let e = d.execution.as_ref();
+            // Inputs carry patient data: masked unless revealed.
+            let (mut input, mut output) = (pretty(e.map(|e| e.input.as_str())), pretty(e.and_then(|e| e.output.as_deref())));
+            if !self.reveal_phi {
+                input = mask_json(&input);
+                output = mask_json(&output);
+            }
+            let halves = Layout::default()
+                .direction(Direction::Vertical)
+                .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .split(cols[1]);
+            f.render_widget(Paragraph::new(input).block(self.block("Input".into())), halves[0]);
+            f.render_widget(Paragraph::new(output).block(self.block("Output".into())), halves[1]);
+            return;
+        }
         let h = cols[1].height.saturating_sub(2) as usize;
         let start = self.detail_scroll.min(d.history.len().saturating_sub(1));
         let lines: Vec<Line> = d
@@ -707,5 +756,9 @@ mod tests {
         assert!(!patient(&p, false).contains("Testperson"));
         assert!(!patient(&p, false).contains("1970"));
         assert!(patient(&p, true).contains("Testperson"));
+        let j = serde_json::json!({"patient": {"name": "Ada Testperson", "mrn": "SYN-000123", "birthDate": "1970-01-01"}, "site": "MAIN"});
+        let m = mask_json(&serde_json::to_string_pretty(&j).unwrap_or_default());
+        assert!(!m.contains("Testperson") && !m.contains("000123") && !m.contains("1970"), "{m}");
+        assert!(m.contains("A*** T.") && m.contains("MAIN"));
     }
 }
