@@ -478,11 +478,11 @@ impl App {
                     Some(a) => self.action(a),
                     None => vec![],
                 };
-                if std::mem::take(&mut self.want_page) {
-                    if let Some(arn) = &self.detail_arn {
-                        let after = self.detail.value.history.last().map(|e| e.id).unwrap_or(0);
-                        effects.push(Effect::Load(Request::Detail(arn.clone(), after)));
-                    }
+                if std::mem::take(&mut self.want_page)
+                    && let Some(arn) = &self.detail_arn
+                {
+                    let after = self.detail.value.history.last().map(|e| e.id).unwrap_or(0);
+                    effects.push(Effect::Load(Request::Detail(arn.clone(), after)));
                 }
                 effects
             }
