@@ -151,6 +151,24 @@ pub struct Fanout {
     pub distributed: bool,
 }
 
+impl Fanout {
+    fn parallel(input: Value, branches: &[usize]) -> Fanout {
+        let n = branches.len();
+        Fanout {
+            kind: FanKind::Parallel,
+            effective: input.clone(),
+            inputs: vec![input; n],
+            scopes: branches.to_vec(),
+            slots: vec![Slot::Pending; n],
+            max_concurrency: 0,
+            tolerated_count: None,
+            tolerated_pct: None,
+            failures: 0,
+            distributed: false,
+        }
+    }
+}
+
 /// What happened from outside, fed to [`apply`].
 #[derive(Debug, Clone)]
 pub enum Input {
@@ -972,21 +990,7 @@ impl Machine<'_> {
                     };
                     Ok(Some(self.schedule_task(id, state, effective, timeout, heartbeat, token.clone())))
                 }
-                StateKind::Parallel { branches } => {
-                    let n = branches.len();
-                    Ok(Some(Phase::Children(Box::new(Fanout {
-                        kind: FanKind::Parallel,
-                        effective: effective.clone(),
-                        inputs: vec![effective; n],
-                        scopes: branches.clone(),
-                        slots: vec![Slot::Pending; n],
-                        max_concurrency: 0,
-                        tolerated_count: None,
-                        tolerated_pct: None,
-                        failures: 0,
-                        distributed: false,
-                    }))))
-                }
+                StateKind::Parallel { branches } => Ok(Some(Phase::Children(Box::new(Fanout::parallel(effective, branches))))),
                 StateKind::Map(spec) => {
                     let items_v = match &spec.items_path {
                         Some(p) => eval::select_required(p, &after_input, &scope, &name, entered)?,
@@ -1984,19 +1988,7 @@ impl Machine<'_> {
                         Some(a) => env.value("Arguments", a)?,
                         None => th.input.clone(),
                     };
-                    let n = branches.len();
-                    Ok(Phase::Children(Box::new(Fanout {
-                        kind: FanKind::Parallel,
-                        effective: args.clone(),
-                        inputs: vec![args; n],
-                        scopes: branches.clone(),
-                        slots: vec![Slot::Pending; n],
-                        max_concurrency: 0,
-                        tolerated_count: None,
-                        tolerated_pct: None,
-                        failures: 0,
-                        distributed: false,
-                    })))
+                    Ok(Phase::Children(Box::new(Fanout::parallel(args, branches))))
                 }
                 StateKind::Map(spec) => {
                     let items = match &spec.items {
@@ -2098,16 +2090,15 @@ impl Machine<'_> {
     }
 }
 
-/// Output and Assign of a JSONata state. Both see the variables as they were
-/// before this state: Output does not see what Assign sets.
-fn jsonata_finish(
+/// Output and Assign of a JSONata state (a matched Choice rule's own fields first). Both see
+/// the variables as they were before this state: Output does not see what Assign sets.
+pub(crate) fn jsonata_outputs(
     env: &mut JsonataEnv<'_>,
     state: &State,
     raw: &Value,
     result: Option<Value>,
-    next: Option<String>,
     choice: Option<(Option<&Value>, Option<&Value>)>,
-) -> Result<Phase, Failure> {
+) -> Result<(Value, Option<Map<String, Value>>), Failure> {
     let (out_tpl, assign_tpl) = match choice {
         Some((o, a)) => (o.or(state.output.as_ref()), a.or(state.assign.as_ref())),
         None => (state.output.as_ref(), state.assign.as_ref()),
@@ -2120,6 +2111,18 @@ fn jsonata_finish(
         Some(o) => env.value("Output", o)?,
         None => result.unwrap_or_else(|| raw.clone()),
     };
+    Ok((output, assigned))
+}
+
+fn jsonata_finish(
+    env: &mut JsonataEnv<'_>,
+    state: &State,
+    raw: &Value,
+    result: Option<Value>,
+    next: Option<String>,
+    choice: Option<(Option<&Value>, Option<&Value>)>,
+) -> Result<Phase, Failure> {
+    let (output, assigned) = jsonata_outputs(env, state, raw, result, choice)?;
     check_size(&output, &state.name)?;
     Ok(Phase::Exit { output, next, assigned })
 }

@@ -907,8 +907,7 @@ fn finish_jsonpath(st: &State, raw: &Value, result: Value, scope: &mut Scope<'_>
     Ok(Exit { output, next: st.next.clone(), assigned })
 }
 
-/// Assign and Output of a JSONata state (a matched Choice rule's own fields first). Both see the
-/// variables as they were before the state.
+/// Assign and Output of a JSONata state: the engine's own rules.
 fn finish_jsonata(
     env: &mut JsonataEnv<'_>,
     st: &State,
@@ -917,18 +916,7 @@ fn finish_jsonata(
     next: Option<String>,
     choice: Option<(Option<&Value>, Option<&Value>)>,
 ) -> Result<Exit, Failure> {
-    let (out_tpl, assign_tpl) = match choice {
-        Some((o, a)) => (o.or(st.output.as_ref()), a.or(st.assign.as_ref())),
-        None => (st.output.as_ref(), st.assign.as_ref()),
-    };
-    let assigned = match assign_tpl {
-        Some(a) => Some(obj(env.value("Assign", a)?)),
-        None => None,
-    };
-    let output = match out_tpl {
-        Some(o) => env.value("Output", o)?,
-        None => result.unwrap_or_else(|| raw.clone()),
-    };
+    let (output, assigned) = super::core::jsonata_outputs(env, st, raw, result, choice)?;
     Ok(Exit { output, next, assigned })
 }
 
