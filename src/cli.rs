@@ -45,6 +45,9 @@ struct Cli {
     /// Who is acting, for the audit log (default: `user` in config, else the OS user).
     #[arg(long, global = true, env = "LIGHTBOX_USER")]
     user: Option<String>,
+    /// Use a named context from the config's [contexts.NAME] (its data dir, read-only, accent…).
+    #[arg(long, global = true, env = "LIGHTBOX_CONTEXT")]
+    context: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -302,7 +305,7 @@ pub fn main() -> Result<ExitCode> {
             cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json)
         }
         _ => {
-            let config = load_config(&cli)?;
+            let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
             let data_dir = data_dir(&cli, &config)?;
             let _log = init_logging(&data_dir, config.log.as_deref())?;
             let store =
@@ -351,6 +354,47 @@ struct Config {
     /// Rebind console keys: action name = ["key", …].
     #[serde(default)]
     keys: std::collections::BTreeMap<String, Vec<String>>,
+    /// Named contexts (e.g. a training copy and production), chosen with --context.
+    #[serde(default)]
+    contexts: std::collections::BTreeMap<String, ContextConfig>,
+}
+
+/// What a named context overrides.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextConfig {
+    data_dir: Option<PathBuf>,
+    read_only: Option<bool>,
+    accent: Option<String>,
+    theme: Option<String>,
+    user: Option<String>,
+}
+
+impl Config {
+    /// Apply the chosen context (`--context`, else `context` in config, if it names one).
+    fn with_context(mut self, chosen: Option<&str>) -> Result<Config> {
+        let name = match chosen.or(self.context.as_deref()) {
+            Some(n) => n.to_string(),
+            None => return Ok(self),
+        };
+        let Some(c) = self.contexts.get(&name).cloned() else {
+            if chosen.is_some() {
+                let known: Vec<&str> = self.contexts.keys().map(String::as_str).collect();
+                bail!(
+                    "context {name:?} is not in the config (contexts: {})",
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                );
+            }
+            return Ok(self);
+        };
+        self.context = Some(name);
+        self.data_dir = c.data_dir.or(self.data_dir);
+        self.read_only = c.read_only.unwrap_or(self.read_only);
+        self.accent = c.accent.or(self.accent);
+        self.theme = c.theme.or(self.theme);
+        self.user = c.user.or(self.user);
+        Ok(self)
+    }
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {

@@ -567,3 +567,40 @@ fn claims_are_shared_and_escalation_routes_to_the_catcher() {
         .collect();
     assert_eq!(actions, vec!["escalate", "unclaim", "unclaim", "claim", "claim"]);
 }
+
+#[test]
+fn a_named_context_sets_data_dir_and_read_only() {
+    let lb = Lb::new();
+    let prod = lb.path("prod-data");
+    let cfg = lb.path("ctx.toml");
+    std::fs::write(
+        &cfg,
+        format!("[contexts.production]\ndata_dir = {:?}\nread_only = true\naccent = \"#ff0000\"\n", prod.to_str().expect("p")),
+    )
+    .expect("write");
+    let out = Command::new(bin())
+        .args(["--config", cfg.to_str().expect("p"), "--context", "production", "state-machines", "list"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(prod.join("lightbox.db").exists(), "the context's data dir is used");
+    let out = Command::new(bin())
+        .args([
+            "--config",
+            cfg.to_str().expect("p"),
+            "--context",
+            "production",
+            "executions",
+            "stop",
+            "arn:aws:states:us-east-1:000000000000:execution:x:y",
+        ])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(["--config", cfg.to_str().expect("p"), "--context", "staging", "state-machines", "list"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("production"), "names the contexts there are");
+}

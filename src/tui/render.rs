@@ -117,8 +117,14 @@ impl App {
                     } else {
                         format!(" · {}", self.settings.context)
                     };
+                    // The data directory too, where the terminal is wide enough.
+                    let loc = if self.settings.location.is_empty() || area.width < 150 {
+                        String::new()
+                    } else {
+                        format!(" {}", self.settings.location)
+                    };
                     format!(
-                        "{}{ctx}{} · user {}",
+                        "{}{loc}{ctx}{} · user {}",
                         self.settings.backend,
                         if self.settings.demo { " · DEMO" } else { "" },
                         self.settings.user
