@@ -1132,13 +1132,19 @@ mod console {
                 Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
             };
             let mut e = audit::AuditEntry::new(user.clone(), audit::Source::Console, action);
-            e = if target.starts_with("arn:") {
-                e.execution(target)
-            } else if target != "phi" {
-                e.token(target)
+            // Name the execution a token belongs to, and where it stands now.
+            let arn: Option<String> = if target.starts_with("arn:") {
+                Some(target.to_string())
             } else {
-                e
+                audit_conn.query_row("SELECT execution_arn FROM task_tokens WHERE token = ?1", [target], |r| r.get(0)).ok()
             };
+            if !target.starts_with("arn:") && target != "phi" {
+                e = e.token(target);
+            }
+            if let Some(a) = arn {
+                let status: Option<String> = audit_conn.query_row("SELECT status FROM executions WHERE arn = ?1", [&a], |r| r.get(0)).ok();
+                e = e.execution(a).after(json!({ "status": status }));
+            }
             let reason = match m {
                 Mutation::Approve { comment, .. } => comment.clone(),
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),

@@ -445,3 +445,14 @@ fn long_histories_load_a_page_at_a_time_as_you_scroll() {
     let screen = draw(&a, 120, 30);
     assert!(screen.contains("2000 events"), "{screen}");
 }
+
+#[test]
+fn claiming_asks_first_and_names_the_claimer() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    assert!(a.handle(key('c')).is_empty(), "claim waits for confirmation");
+    assert!(draw(&a, 100, 30).contains("Claim ACC-20418"));
+    let effects = a.handle(key('y'));
+    let [Effect::Mutate(Mutation::Claim { claim: true, by, .. })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(by, "dr.lee");
+}

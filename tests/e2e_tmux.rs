@@ -210,3 +210,22 @@ fn read_only_console_refuses_actions_and_survives_resizes() {
     t.keys(&["q"]);
     assert_eq!(lb(&data, &["tasks", "list"])["tasks"].as_array().map(Vec::len), Some(2), "nothing was approved");
 }
+
+#[test]
+fn the_readme_command_starts_the_demo_hospital_on_a_fresh_data_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("fresh");
+    // What `cargo run --release` runs: no subcommand.
+    let t = Tmux::start(&format!("{} --data-dir {}", bin(), data.display()), 140, 36);
+    let s = t.wait_for("DEMO");
+    assert!(s.contains("Stages · demo hospital (synthetic patients)"), "{s}");
+    // Studies arrive as the simulated hospital runs.
+    let s = t.wait_for("ACC-");
+    assert!(!s.contains("Testperson"), "patient names are masked:\n{s}");
+    t.keys(&["2"]);
+    t.wait_for("Reviews —");
+    t.keys(&["q"]);
+    let machines = lb(&data, &["state-machines", "list"]);
+    assert_eq!(machines["stateMachines"].as_array().map(Vec::len), Some(6), "{machines}");
+    assert!(lb(&data, &["executions", "list"])["executions"].as_array().is_some_and(|e| !e.is_empty()));
+}

@@ -461,7 +461,10 @@ impl Demo {
         let mut next = [f64::INFINITY; 3];
         for (i, rng) in arrivals.iter_mut().enumerate() {
             if cfg.per_hour[i] > 0.0 {
-                next[i] = rng.exp_minutes(cfg.per_hour[i]);
+                // The hospital opens with one study of each family under way, so a fresh
+                // console has work to show at once; later arrivals follow the rates.
+                rng.exp_minutes(cfg.per_hour[i]);
+                next[i] = 0.0;
             }
         }
         Demo { cfg, epoch: None, base: 0, next, arrivals, started: 0, last_tick: None }

@@ -772,7 +772,20 @@ impl App {
                     self.message = Some((format!("{} is claimed by {holder}", r.accession), true));
                     return vec![];
                 }
-                vec![Effect::Mutate(Mutation::Claim { token: r.token, claim, by: self.settings.user.clone() })]
+                let (title, what) = if claim {
+                    (
+                        format!("Claim {} ({})", r.accession, r.study),
+                        "others see this review as yours; a gate with a heartbeat gets one now",
+                    )
+                } else {
+                    (format!("Unclaim {} ({})", r.accession, r.study), "the review goes back to the shared queue")
+                };
+                self.dialog = Some(Dialog::Confirm {
+                    title,
+                    lines: vec![what.to_string()],
+                    mutation: Mutation::Claim { token: r.token, claim, by: self.settings.user.clone() },
+                });
+                vec![]
             }
             Action::Escalate => {
                 let t = self.targets_reviews();
