@@ -97,9 +97,15 @@ enum Command {
     },
     /// Run the demo hospital headless: start synthetic studies, clear their reviews, print their statuses.
     Demo {
-        /// How many studies to start.
-        #[arg(long, default_value_t = 12)]
-        studies: u64,
+        /// How long to run, in real seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Simulated minutes per real minute.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Seed of the synthetic workload (the same seed gives the same hospital).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// Measure the durable engine: transitions/s, step latency, list and restart times.
     Bench {
@@ -836,7 +842,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             }
         }
         Command::Engine { seconds } => run_engine(engine, *seconds)?,
-        Command::Demo { studies } => run_demo(engine, *studies, j)?,
+        Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
         Command::Run(_) | Command::Validate { .. } | Command::TestState { .. } | Command::Bench { .. } | Command::Console { .. } => {
             unreachable!("handled before opening the store")
         }
@@ -969,47 +975,54 @@ fn run_engine(engine: &mut Engine, seconds: Option<u64>) -> Result<()> {
 
 /// Start synthetic studies on the demo definitions, play the radiologist (approve most
 /// AI drafts, reject one), and print where every study ended up.
-fn run_demo(engine: &mut Engine, studies: u64, j: bool) -> Result<()> {
-    for (name, def) in lightbox::sim::definitions() {
-        engine.create_state_machine(name, def, None)?;
+fn run_demo(engine: &mut Engine, seconds: u64, speed: f64, seed: u64, j: bool) -> Result<()> {
+    if !(speed > 0.0 && speed <= 10_000.0) {
+        bail!("--speed {speed} must be between 0 and 10000 simulated minutes per minute");
     }
-    let base = Utc::now().timestamp() as u64 % 100_000;
-    let mut arns = vec![];
-    for n in 0..studies {
-        let order = lightbox::sim::order(n);
-        let exec_name = format!("{}-{}", order["accession"].as_str().unwrap_or("ACC"), base + n);
-        let row = engine.start_execution("scheduled-imaging", Some(&exec_name), &order.to_string())?;
-        arns.push(row.arn);
+    lightbox::sim::Demo::install(engine)?;
+    let mut demo = lightbox::sim::Demo::new(seed, speed);
+    let (mut started, mut approved, mut rejected) = (0, 0, 0);
+    let mut minutes = 0.0;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        let r = demo.tick(engine)?;
+        started += r.started;
+        approved += r.approved;
+        rejected += r.rejected;
+        minutes = r.sim_minutes;
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut reviewed = 0u64;
-    loop {
-        engine.run_due(256)?;
-        for t in engine.store.tokens(Some("PENDING"), None, 1000)? {
-            if !arns.contains(&t.execution_arn) {
-                continue;
-            }
-            reviewed += 1;
-            if reviewed.is_multiple_of(6) {
-                engine.send_task_failure(&t.token, Some("Review.Rejected"), Some("draft does not match the images"))?;
-            } else {
-                engine.send_task_success(&t.token, r#"{"reviewer":"dr.demo","decision":"APPROVED"}"#)?;
-            }
-        }
-        let running =
-            arns.iter().filter_map(|a| engine.store.execution(a).ok().flatten()).filter(|r| r.status == ExecutionStatus::Running).count();
-        if running == 0 || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let stages = lightbox::sim::stage_map();
+    let rows = engine.store.executions(&ExecutionFilter { limit: 100_000, ..Default::default() })?;
+    let studies: Vec<lightbox::ops::project::Study> =
+        rows.iter().filter_map(|r| lightbox::ops::project::Study::from_execution(r, &stages)).collect();
+    let counts = lightbox::ops::project::StageCounts::of(&studies);
+    let mut by_status = std::collections::BTreeMap::new();
+    for r in &rows {
+        *by_status.entry(r.status.as_str()).or_insert(0usize) += 1;
     }
-    let rows: Vec<ExecutionRow> = arns.iter().filter_map(|a| engine.store.execution(a).ok().flatten()).collect();
+    let pending = engine.store.tokens(Some("PENDING"), None, 100_000)?.len();
     if j {
-        print_json(&json!({"executions": rows.iter().map(exec_list_item).collect::<Vec<_>>()}));
+        print_json(&json!({
+            "simulatedMinutes": minutes,
+            "started": started,
+            "approved": approved,
+            "rejected": rejected,
+            "pendingReviews": pending,
+            "executions": by_status,
+            "stages": counts.by_stage.iter().map(|(s, (n, stat))| (s.as_str().to_string(), json!({"total": n, "stat": stat}))).collect::<serde_json::Map<_, _>>(),
+            "exceptions": counts.exceptions.iter().map(|(e, n)| (e.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        }));
     } else {
-        say!("Lightbox demo hospital (embedded engine, synthetic patients)");
-        for r in &rows {
-            say!("{:<10} {:<28} {}", r.status.as_str(), r.name, r.error.as_deref().unwrap_or(""));
+        say!("Lightbox demo hospital: {seconds} s at {speed}x = {minutes:.0} simulated minutes (synthetic patients)");
+        say!("  orders started {started}, reviews approved {approved}, rejected {rejected}, pending {pending}");
+        say!("  executions: {}", by_status.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", "));
+        say!(
+            "  in flight by stage: {}",
+            counts.by_stage.iter().map(|(s, (n, _))| format!("{} {n}", s.as_str())).collect::<Vec<_>>().join(", ")
+        );
+        if !counts.exceptions.is_empty() {
+            say!("  exceptions: {}", counts.exceptions.iter().map(|(e, n)| format!("{} {n}", e.as_str())).collect::<Vec<_>>().join(", "));
         }
     }
     Ok(())

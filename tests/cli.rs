@@ -604,3 +604,15 @@ fn a_named_context_sets_data_dir_and_read_only() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("production"), "names the contexts there are");
 }
+
+#[test]
+fn demo_runs_the_hospital_headless_and_summarises() {
+    let lb = Lb::new();
+    let v = lb.json(&["demo", "--seconds", "3", "--speed", "120"]);
+    assert!(v["started"].as_u64().is_some_and(|n| n >= 3), "{v}");
+    assert!(v["simulatedMinutes"].as_f64().is_some_and(|m| m > 1.0), "{v}");
+    assert!(v["executions"]["RUNNING"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(lb.json(&["state-machines", "list"])["stateMachines"].as_array().map(Vec::len), Some(6));
+    let err = lb.fails(&["demo", "--speed", "0"]);
+    assert!(err.contains("--speed"), "{err}");
+}
