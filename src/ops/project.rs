@@ -288,15 +288,10 @@ mod tests {
         assert_eq!(human(Duration::minutes(-7)), "-7m");
         assert_eq!(human(Duration::seconds(3 * 3600 + 5 * 60)), "3h05");
     }
-}
-
-#[cfg(test)]
-mod exception_rules {
-    use super::*;
-    use crate::ops::ExceptionRule;
 
     #[test]
     fn rules_catch_exceptions_that_end_in_success_and_rules_win_over_guesses() {
+        use crate::ops::ExceptionRule;
         let map = StageMap::new(vec![]).with_exceptions(vec![
             ExceptionRule { machine: "*".into(), state: Some("OrderCancelled".into()), error: None, exception: Exception::OrderCancelled },
             ExceptionRule {
@@ -309,33 +304,10 @@ mod exception_rules {
         assert_eq!(map.exception("any", "OrderCancelled", None), Some(Exception::OrderCancelled));
         assert_eq!(map.exception("billing", "X", Some("Billing.ClaimDenied")), Some(Exception::ClaimDenied));
         assert_eq!(map.exception("other", "X", Some("Billing.ClaimDenied")), None);
-        let mut row = super::tests_support::row("OrderCancelled", ExecutionStatus::Succeeded, None);
-        let s = Study::from_execution(&row, &map).expect("study");
+        let mut r = row(json!({"accession": "ACC1"}), "OrderCancelled", ExecutionStatus::Succeeded, None);
+        let s = Study::from_execution(&r, &map).expect("study");
         assert_eq!(s.exception, Some(Exception::OrderCancelled), "a cancelled order is an exception though it succeeded");
-        row.status = ExecutionStatus::Running;
-        assert_eq!(Study::from_execution(&row, &map).expect("study").exception, None, "running studies have no exception yet");
-    }
-}
-
-#[cfg(test)]
-mod tests_support {
-    use super::*;
-    pub fn row(state: &str, status: ExecutionStatus, error: Option<&str>) -> ExecutionRow {
-        ExecutionRow {
-            arn: "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:x1".into(),
-            state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:scheduled-imaging".into(),
-            name: "x1".into(),
-            status,
-            start: Utc::now(),
-            stop: None,
-            input: serde_json::json!({"accession": "ACC1"}).to_string(),
-            output: None,
-            error: error.map(str::to_string),
-            cause: None,
-            redrive_count: 0,
-            redrive: None,
-            current_state: Some(state.into()),
-            state_since: None,
-        }
+        r.status = ExecutionStatus::Running;
+        assert_eq!(Study::from_execution(&r, &map).expect("study").exception, None, "running studies have no exception yet");
     }
 }
