@@ -338,7 +338,12 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
     let t0 = Instant::now();
     let store = Store::open(&path)?;
     let local = crate::backend::local::Local::new(Engine::new(store, TaskRunner::new(), Clock::Real), dir.to_path_buf());
-    let worker = Worker::spawn(Box::new(local), crate::sim::stage_map(), Box::new(|_, _, _| {}), Duration::from_millis(250));
+    let worker = Worker::spawn(
+        Box::new(local),
+        crate::sim::stage_map(),
+        Box::new(|_: &crate::tui::app::Mutation, _: &str, _: &Result<(), String>| {}),
+        Duration::from_millis(250),
+    );
     let mut app = App::new(
         Settings { demo: false, ..Settings::default() },
         crate::tui::keymap::Keymap::default(),

@@ -1133,29 +1133,52 @@ mod console {
         // Audit from the job thread through its own connection (appends are safe across connections).
         let audit_conn = rusqlite::Connection::open(&db).with_context(|| format!("opening {} for the audit log", db.display()))?;
         let _ = audit_conn.busy_timeout(std::time::Duration::from_secs(10));
-        let on_action: lightbox::tui::jobs::OnAction = Box::new(move |m: &Mutation, target: &str, r: &std::result::Result<(), String>| {
-            let action = match m {
-                Mutation::Approve { .. } => audit::Action::Approve,
-                Mutation::Reject { .. } => audit::Action::Reject,
-                Mutation::Redrive { .. } => audit::Action::Redrive,
-                Mutation::Stop { .. } => audit::Action::Stop,
-                Mutation::Claim { claim: true, .. } => audit::Action::Claim,
-                Mutation::Claim { claim: false, .. } => audit::Action::Unclaim,
-                Mutation::Escalate { .. } => audit::Action::Escalate,
-                Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
-            };
-            let mut e = audit::AuditEntry::new(user.clone(), audit::Source::Console, action);
+        let on_action: lightbox::tui::jobs::OnAction = Box::new(ConsoleAudit { conn: audit_conn, user });
+        let app = App::new(settings, keymap, theme, Utc::now());
+        tracing::info!(demo, read_only = ctx.read_only, "console started");
+        lightbox::tui::run(app, Box::new(local), lightbox::sim::stage_map(), on_action)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The console's audit hook: its own connection to the store's database.
+    struct ConsoleAudit {
+        conn: rusqlite::Connection,
+        user: String,
+    }
+
+    fn action_of(m: &Mutation) -> audit::Action {
+        match m {
+            Mutation::Approve { .. } => audit::Action::Approve,
+            Mutation::Reject { .. } => audit::Action::Reject,
+            Mutation::Redrive { .. } => audit::Action::Redrive,
+            Mutation::Stop { .. } => audit::Action::Stop,
+            Mutation::Claim { claim: true, .. } => audit::Action::Claim,
+            Mutation::Claim { claim: false, .. } => audit::Action::Unclaim,
+            Mutation::Escalate { .. } => audit::Action::Escalate,
+            Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
+        }
+    }
+
+    impl lightbox::tui::jobs::AuditHook for ConsoleAudit {
+        fn check(&mut self, m: &Mutation) -> std::result::Result<(), String> {
+            let entry = audit::AuditEntry::new(self.user.clone(), audit::Source::Console, action_of(m));
+            audit::preflight(&self.conn, &entry).map_err(|e| e.to_string())
+        }
+
+        fn record(&mut self, m: &Mutation, target: &str, r: &std::result::Result<(), String>) {
+            let action = action_of(m);
+            let mut e = audit::AuditEntry::new(self.user.clone(), audit::Source::Console, action);
             // Name the execution a token belongs to, and where it stands now.
             let arn: Option<String> = if target.starts_with("arn:") {
                 Some(target.to_string())
             } else {
-                audit_conn.query_row("SELECT execution_arn FROM task_tokens WHERE token = ?1", [target], |r| r.get(0)).ok()
+                self.conn.query_row("SELECT execution_arn FROM task_tokens WHERE token = ?1", [target], |r| r.get(0)).ok()
             };
             if !target.starts_with("arn:") && target != "phi" {
                 e = e.token(target);
             }
             if let Some(a) = arn {
-                let status: Option<String> = audit_conn.query_row("SELECT status FROM executions WHERE arn = ?1", [&a], |r| r.get(0)).ok();
+                let status: Option<String> = self.conn.query_row("SELECT status FROM executions WHERE arn = ?1", [&a], |r| r.get(0)).ok();
                 e = e.execution(a).after(json!({ "status": status }));
             }
             let reason = match m {
@@ -1172,14 +1195,10 @@ mod console {
                 Ok(()) => audit::Outcome::Ok,
                 Err(err) => audit::Outcome::Error(err.clone()),
             });
-            if let Err(err) = audit::record(&audit_conn, &e, Utc::now()) {
+            if let Err(err) = audit::record(&self.conn, &e, Utc::now()) {
                 tracing::error!(error = %err, "console action could not be audited");
             }
-        });
-        let app = App::new(settings, keymap, theme, Utc::now());
-        tracing::info!(demo, read_only = ctx.read_only, "console started");
-        lightbox::tui::run(app, Box::new(local), lightbox::sim::stage_map(), on_action)?;
-        Ok(ExitCode::SUCCESS)
+        }
     }
 
     fn demo_driver() -> lightbox::backend::local::Driver {

@@ -19,8 +19,24 @@ pub enum Job {
     Stop,
 }
 
-/// Called after every mutation of one target, with its outcome (the audit hook).
-pub type OnAction = Box<dyn FnMut(&Mutation, &str, &Result<(), String>) + Send>;
+/// The audit hook: asked before an action whether it can be recorded (if not, the action is
+/// not carried out), then told each target's outcome.
+pub trait AuditHook: Send {
+    fn check(&mut self, m: &Mutation) -> Result<(), String>;
+    fn record(&mut self, m: &Mutation, target: &str, outcome: &Result<(), String>);
+}
+
+/// A plain closure records outcomes and never refuses (benchmarks, tests).
+impl<F: FnMut(&Mutation, &str, &Result<(), String>) + Send> AuditHook for F {
+    fn check(&mut self, _: &Mutation) -> Result<(), String> {
+        Ok(())
+    }
+    fn record(&mut self, m: &Mutation, target: &str, outcome: &Result<(), String>) {
+        self(m, target, outcome)
+    }
+}
+
+pub type OnAction = Box<dyn AuditHook>;
 
 pub struct Worker {
     pub tx: Sender<Job>,
@@ -167,11 +183,14 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
 }
 
 fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> Loaded {
+    if let Err(e) = on_action.check(m) {
+        return Loaded::Done { verb: m.verb().into(), ok: 0, failed: vec![format!("not done: the audit log cannot record it ({e})")] };
+    }
     let mut ok = 0;
     let mut failed = vec![];
     let mut one = |target: &str, r: crate::backend::Result<()>| {
         let r = r.map_err(|e| e.to_string());
-        on_action(m, target, &r);
+        on_action.record(m, target, &r);
         match r {
             Ok(()) => ok += 1,
             Err(e) => failed.push(e),
@@ -212,6 +231,28 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Refuses(usize);
+    impl AuditHook for Refuses {
+        fn check(&mut self, _: &Mutation) -> Result<(), String> {
+            Err("disk full".into())
+        }
+        fn record(&mut self, _: &Mutation, _: &str, _: &Result<(), String>) {
+            self.0 += 1;
+        }
+    }
+
+    #[test]
+    fn an_action_the_audit_log_cannot_record_is_not_carried_out() {
+        let store = crate::store::Store::in_memory().expect("store");
+        let engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let mut cp = crate::backend::local::Local::new(engine, std::path::PathBuf::new());
+        let mut hook: OnAction = Box::new(Refuses(0));
+        let out = mutate(&mut cp, &Mutation::Redrive { arns: vec!["arn:x".into()] }, &mut hook);
+        let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!(ok, 0);
+        assert!(failed[0].contains("audit log cannot record it") && failed[0].contains("disk full"), "{failed:?}");
+    }
 
     #[test]
     fn newest_load_of_a_kind_wins_and_mutations_come_first() {
