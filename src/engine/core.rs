@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::eval::{self, Failure, JsonataEnv, Origin, Scope, obj, show_scalar, to_json};
-use crate::asl::model::{ChoiceCondition, Definition, Jitter, MapMode, QueryLanguage, State, StateKind, WaitSpec};
+use crate::asl::model::{ChoiceBranch, ChoiceCondition, Definition, Jitter, MapMode, QueryLanguage, State, StateKind, WaitSpec};
 use crate::history::{ExecutionStatus, HistoryEvent, not_truncated};
 
 /// 256 KiB: Step Functions' payload limit.
@@ -1885,28 +1885,8 @@ impl Machine<'_> {
                     Err(Failure { origin: Origin::FailState, ..Failure::new(s(error), s(cause)) })
                 }
                 StateKind::Choice { choices, default } => {
-                    for c in choices {
-                        let ChoiceCondition::Condition(cond) = &c.rule else { continue };
-                        let v = env.value("Condition", cond)?;
-                        match v {
-                            Value::Bool(true) => {
-                                return jsonata_finish(
-                                    &mut env,
-                                    state,
-                                    &th.input,
-                                    None,
-                                    Some(c.next.clone()),
-                                    Some((c.output.as_ref(), c.assign.as_ref())),
-                                );
-                            }
-                            Value::Bool(false) => {}
-                            other => return Err(env.unexpected_type("Condition", cond, "boolean", &other)),
-                        }
-                    }
-                    match default {
-                        Some(d) => jsonata_finish(&mut env, state, &th.input, None, Some(d.clone()), None),
-                        None => Err(Failure::new("States.NoChoiceMatched", format!("No Matches! at state '{}'", state.name))),
-                    }
+                    let (next, own) = jsonata_choose(&mut env, state, choices, default)?;
+                    jsonata_finish(&mut env, state, &th.input, None, Some(next), own)
                 }
                 StateKind::Wait(spec) => {
                     let until = match spec {
@@ -2112,6 +2092,29 @@ pub(crate) fn jsonata_outputs(
         None => result.unwrap_or_else(|| raw.clone()),
     };
     Ok((output, assigned))
+}
+
+/// A JSONata Choice: the first rule whose Condition holds (its Next, and its own Output and
+/// Assign), else the Default; `States.NoChoiceMatched` when neither.
+#[allow(clippy::type_complexity)]
+pub(crate) fn jsonata_choose<'s>(
+    env: &mut JsonataEnv<'_>,
+    state: &State,
+    choices: &'s [ChoiceBranch],
+    default: &Option<String>,
+) -> Result<(String, Option<(Option<&'s Value>, Option<&'s Value>)>), Failure> {
+    for c in choices {
+        let ChoiceCondition::Condition(cond) = &c.rule else { continue };
+        match env.value("Condition", cond)? {
+            Value::Bool(true) => return Ok((c.next.clone(), Some((c.output.as_ref(), c.assign.as_ref())))),
+            Value::Bool(false) => {}
+            other => return Err(env.unexpected_type("Condition", cond, "boolean", &other)),
+        }
+    }
+    match default {
+        Some(d) => Ok((d.clone(), None)),
+        None => Err(Failure::new("States.NoChoiceMatched", format!("No Matches! at state '{}'", state.name))),
+    }
 }
 
 fn jsonata_finish(

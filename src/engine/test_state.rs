@@ -285,6 +285,18 @@ struct Tester<'a> {
 
 /// Record one inspection step. AWS returns these as JSON text; objects come back as objects in
 /// the recordings, everything else as the text Python's `json.dumps` would print.
+/// InputPath, then Parameters, each recorded for the inspection data.
+fn input_then_parameters(st: &State, raw: &Value, scope: &mut Scope<'_>, insp: &mut Map<String, Value>) -> Result<Value, Failure> {
+    let after = eval::select_path(&st.input_path, raw, scope, &st.name, 0)?;
+    rec(insp, "afterInputPath", &after);
+    let effective = match &st.parameters {
+        Some(p) => eval::template(p, &after, scope, &st.name, 0)?,
+        None => after,
+    };
+    rec(insp, "afterParameters", &effective);
+    Ok(effective)
+}
+
 fn rec(insp: &mut Map<String, Value>, key: &str, v: &Value) {
     let shown = match v {
         Value::Object(_) => v.clone(),
@@ -443,16 +455,7 @@ impl Tester<'_> {
                         rec(insp, "result", r);
                         r.clone()
                     }
-                    None => {
-                        let after = eval::select_path(&st.input_path, raw, &scope, name, 0)?;
-                        rec(insp, "afterInputPath", &after);
-                        let effective = match &st.parameters {
-                            Some(p) => eval::template(p, &after, &mut scope, name, 0)?,
-                            None => after,
-                        };
-                        rec(insp, "afterParameters", &effective);
-                        effective
-                    }
+                    None => input_then_parameters(st, raw, &mut scope, insp)?,
                 };
                 finish_jsonpath(st, raw, result, &mut scope, insp)
             }
@@ -553,13 +556,7 @@ impl Tester<'_> {
                 Ok(Exit { output, next: st.next.clone(), assigned })
             }
             StateKind::Task(spec) => {
-                let after = eval::select_path(&st.input_path, raw, &scope, name, 0)?;
-                rec(insp, "afterInputPath", &after);
-                let effective = match &st.parameters {
-                    Some(p) => eval::template(p, &after, &mut scope, name, 0)?,
-                    None => after,
-                };
-                rec(insp, "afterParameters", &effective);
+                let effective = input_then_parameters(st, raw, &mut scope, insp)?;
                 for (value, path) in [(&spec.timeout, &spec.timeout_path), (&spec.heartbeat, &spec.heartbeat_path)] {
                     if let (None, Some(p)) = (value, path) {
                         let v = eval::select_required(p, &effective, &scope, name, 0)?;
@@ -686,27 +683,8 @@ impl Tester<'_> {
                 Err(Failure::new(error, cause))
             }
             StateKind::Choice { choices, default } => {
-                for c in choices {
-                    let ChoiceCondition::Condition(cond) = &c.rule else { continue };
-                    match env.value("Condition", cond)? {
-                        Value::Bool(true) => {
-                            return finish_jsonata(
-                                &mut env,
-                                st,
-                                raw,
-                                None,
-                                Some(c.next.clone()),
-                                Some((c.output.as_ref(), c.assign.as_ref())),
-                            );
-                        }
-                        Value::Bool(false) => {}
-                        other => return Err(env.unexpected_type("Condition", cond, "boolean", &other)),
-                    }
-                }
-                match default {
-                    Some(d) => finish_jsonata(&mut env, st, raw, None, Some(d.clone()), None),
-                    None => Err(Failure::new("States.NoChoiceMatched", format!("No Matches! at state '{}'", st.name))),
-                }
+                let (next, own) = super::core::jsonata_choose(&mut env, st, choices, default)?;
+                finish_jsonata(&mut env, st, raw, None, Some(next), own)
             }
             StateKind::Wait(spec) => {
                 match spec {
