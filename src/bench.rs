@@ -193,7 +193,7 @@ fn seed_finished(store: &mut Store, n: usize) -> Result<(), BenchError> {
         let which = usize::from(i % 10 == 0);
         let mut st =
             ExecState::new(info("seeded", &format!("s{i}"), json!({"i": i}), base + chrono::Duration::milliseconds(i as i64)), i as u64);
-        let env = crate::engine::core::Env { now: st.info.start_time, region: crate::engine::REGION };
+        let env = crate::engine::core::Env::new(st.info.start_time, crate::engine::REGION);
         let step = apply(&mut st, &defs[which], Input::Start, &env).map_err(EngineError::from)?;
         batch.push((st, if which == 0 { ok.clone() } else { bad.clone() }, step));
         if batch.len() == 5000 || i + 1 == n {
@@ -213,7 +213,7 @@ fn seed_inflight(store: &mut Store, n: usize) -> Result<(), BenchError> {
     let mut batch = Vec::with_capacity(5000);
     for i in 0..n {
         let mut st = ExecState::new(info("inflight", &format!("w{i}"), json!({"i": i}), start), i as u64);
-        let env = crate::engine::core::Env { now: start, region: crate::engine::REGION };
+        let env = crate::engine::core::Env::new(start, crate::engine::REGION);
         let step = apply(&mut st, &parsed, Input::Start, &env).map_err(EngineError::from)?;
         batch.push((st, def.clone(), step));
         if batch.len() == 5000 || i + 1 == n {
@@ -286,7 +286,7 @@ pub fn seed_console(store: &mut Store, executions: usize, reviews: usize) -> Res
         let order = crate::sim::order(i as u64);
         let sm = if waiting { "review-gate" } else { "scheduled-imaging" };
         let mut st = ExecState::new(info(sm, &format!("b{i}"), order, base + chrono::Duration::milliseconds(i as i64 * 300)), i as u64);
-        let env = crate::engine::core::Env { now: st.info.start_time, region: crate::engine::REGION };
+        let env = crate::engine::core::Env::new(st.info.start_time, crate::engine::REGION);
         let (d, text) = if waiting { (&parsed_review, &review_def) } else { (&parsed_ok, &ok) };
         let mut step = apply(&mut st, d, Input::Start, &env).map_err(EngineError::from)?;
         // A review gate at rest: its request went out, its token waits for a human.

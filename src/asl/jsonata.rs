@@ -2399,11 +2399,12 @@ fn eval_range(l: Option<&Val>, r: Option<&Val>) -> R<Option<Val>> {
     if size > MAX_RANGE {
         return Err(Fail::new("D2014").raw_value(js_number_to_string(size)));
     }
-    let mut out = Vec::with_capacity(size as usize);
-    let mut x = a;
-    while x <= b {
-        out.push(Val::Num(x));
-        x += 1.0;
+    // Count the items rather than step a float up to `b`: near 2^53 and beyond, `x + 1.0`
+    // can equal `x`, and a loop on `x <= b` would never end.
+    let n = size as usize;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(Val::Num(a + i as f64));
     }
     Ok(Some(Val::seq(out)))
 }
@@ -4983,6 +4984,21 @@ mod tests {
         err_code("1/0", "D1001");
         err_code("[1..'a']", "T2004");
         err_code("[1..20000000]", "D2014");
+        err(
+            "[1..20000000]",
+            "D2014: The size of the sequence allocated by the range operator (..) must not exceed 1e7.  Attempted to allocate 20000000.",
+        );
+    }
+
+    /// Ends near the 64-bit limit: the range ends at once with the items JSONata gives
+    /// (both ends are the same double there), instead of looping on `x + 1.0 == x`.
+    #[test]
+    fn range_near_the_64_bit_limit_ends_at_once() {
+        let t = std::time::Instant::now();
+        let r = ev("[9223372036854775806..9223372036854775807]").expect("evaluates");
+        assert!(r.is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty() && a.len() <= 2)));
+        err_code("[-9223372036854775807..9223372036854775807]", "D2014");
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

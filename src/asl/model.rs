@@ -70,6 +70,15 @@ impl Definition {
         self.scopes.get(id)
     }
     pub fn parse_str(text: &str) -> Result<Definition, DefinitionError> {
+        if text.len() > MAX_DEFINITION_BYTES {
+            return Err(DefinitionError::Invalid(vec![Problem {
+                location: "(root)".into(),
+                message: format!(
+                    "the definition is {} bytes; Step Functions accepts at most {MAX_DEFINITION_BYTES} bytes (1 MiB)",
+                    text.len()
+                ),
+            }]));
+        }
         let v: Value = serde_json::from_str(text)?;
         Definition::parse(&v)
     }
@@ -228,6 +237,14 @@ pub struct Catcher {
     pub output: Option<Value>,
     pub assign: Option<Value>,
 }
+
+/// Largest definition Step Functions accepts, in bytes of JSON.
+pub const MAX_DEFINITION_BYTES: usize = 1_048_576;
+/// Largest TimeoutSeconds, HeartbeatSeconds, Wait Seconds, Retry IntervalSeconds and
+/// MaxAttempts Step Functions accepts in a definition.
+pub const MAX_SECONDS: u64 = 99_999_999;
+/// Largest Retry MaxDelaySeconds Step Functions accepts (366 days).
+pub const MAX_DELAY_SECONDS: u64 = 31_622_400;
 
 /// The error names defined by the States language.
 pub const KNOWN_STATES_ERRORS: &[&str] = &[
@@ -464,6 +481,30 @@ impl Parser {
         }
     }
 
+    /// Every `{% ... %}` string in a JSONata state's field must parse as JSONata.
+    fn check_jsonata(&mut self, v: &Value, at: &str) {
+        match v {
+            Value::String(s) => {
+                if let Some(expr) = s.strip_prefix("{%").and_then(|r| r.strip_suffix("%}"))
+                    && let Err(e) = super::jsonata::check_syntax(expr.trim())
+                {
+                    self.problem(at, format!("invalid JSONata expression: {e}"));
+                }
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    self.check_jsonata(x, &format!("{at}.{k}"));
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    self.check_jsonata(x, &format!("{at}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn machine(&mut self, v: &Value, at: &str, ql: QueryLanguage, root: bool) -> usize {
         let id = self.scopes.len();
         self.scopes.push(Machine { start_at: String::new(), states: vec![], index: HashMap::new(), timeout_seconds: None, comment: None });
@@ -489,6 +530,10 @@ impl Parser {
         let timeout_seconds = match obj.get("TimeoutSeconds") {
             None => None,
             Some(t) => match t.as_u64() {
+                Some(n) if n > MAX_SECONDS => {
+                    self.problem(loc(at, "TimeoutSeconds"), format!("Maximum value is {MAX_SECONDS}"));
+                    None
+                }
                 Some(n) if n > 0 => Some(n),
                 _ => {
                     self.problem(loc(at, "TimeoutSeconds"), "must be a positive integer");
@@ -690,8 +735,9 @@ impl Parser {
             "Wait" => {
                 let mut specs = vec![];
                 if let Some(v) = obj.get("Seconds") {
-                    if ql == QueryLanguage::JsonPath && v.as_u64().is_none_or(|n| n > 99_999_999) {
-                        self.problem(loc(at, "Seconds"), "must be a non-negative integer no larger than 99999999");
+                    let literal = ql == QueryLanguage::JsonPath || !v.is_string();
+                    if literal && v.as_u64().is_none_or(|n| n > MAX_SECONDS) {
+                        self.problem(loc(at, "Seconds"), format!("must be a non-negative integer no larger than {MAX_SECONDS}"));
                     }
                     specs.push(WaitSpec::Seconds(v.clone()));
                 }
@@ -730,14 +776,16 @@ impl Parser {
                 if heartbeat.is_some() && heartbeat_path.is_some() {
                     self.problem(at, "cannot have both HeartbeatSeconds and HeartbeatSecondsPath");
                 }
-                if ql == QueryLanguage::JsonPath {
-                    for (k, v) in [("TimeoutSeconds", &timeout), ("HeartbeatSeconds", &heartbeat)] {
-                        if let Some(v) = v
-                            && v.as_u64().is_none_or(|n| n == 0)
-                        {
-                            self.problem(loc(at, k), "must be a positive integer");
-                        }
+                for (k, v) in [("TimeoutSeconds", &timeout), ("HeartbeatSeconds", &heartbeat)] {
+                    // A JSONata state may give an expression; a literal number is checked either way.
+                    let Some(v) = v.as_ref().filter(|v| ql == QueryLanguage::JsonPath || !v.is_string()) else { continue };
+                    match v.as_u64() {
+                        Some(n) if n > MAX_SECONDS => self.problem(loc(at, k), format!("Maximum value is {MAX_SECONDS}")),
+                        Some(n) if n > 0 => {}
+                        _ => self.problem(loc(at, k), "must be a positive integer"),
                     }
+                }
+                if ql == QueryLanguage::JsonPath {
                     if let (Some(t), Some(h)) = (timeout.as_ref().and_then(Value::as_u64), heartbeat.as_ref().and_then(Value::as_u64))
                         && h >= t
                     {
@@ -874,6 +922,15 @@ impl Parser {
         if matches!(kind, StateKind::Choice { .. } | StateKind::Succeed | StateKind::Fail(_)) && (next.is_some() || end) {
             self.problem(at, format!("a {ty} state cannot have Next or End"));
         }
+        if ql == QueryLanguage::Jsonata {
+            for (k, v) in obj {
+                // Nested machines are checked as machines, with their own query language.
+                if matches!(k.as_str(), "Branches" | "ItemProcessor" | "Iterator" | "Type" | "Comment" | "QueryLanguage" | "Next") {
+                    continue;
+                }
+                self.check_jsonata(v, &loc(at, k));
+            }
+        }
         Some(State {
             name: name.to_string(),
             kind,
@@ -938,10 +995,14 @@ impl Parser {
             if error_equals.iter().any(|e| e == "States.ALL") && i + 1 != a.len() {
                 self.problem(format!("{rat}.ErrorEquals"), "a retrier with States.ALL must be the last one");
             }
-            let num = |p: &mut Parser, k: &str, default: f64, min: f64| -> f64 {
+            let num = |p: &mut Parser, k: &str, default: f64, min: f64, max: f64| -> f64 {
                 match robj.get(k) {
                     None => default,
                     Some(v) => match v.as_f64() {
+                        Some(n) if n > max => {
+                            p.problem(format!("{rat}.{k}"), format!("Maximum value is {max}"));
+                            default
+                        }
                         Some(n) if n >= min => n,
                         _ => {
                             p.problem(format!("{rat}.{k}"), format!("must be a number no smaller than {min}"));
@@ -950,10 +1011,10 @@ impl Parser {
                     },
                 }
             };
-            let interval_seconds = num(self, "IntervalSeconds", 1.0, 1.0);
-            let max_attempts = num(self, "MaxAttempts", 3.0, 0.0) as u32;
-            let backoff_rate = num(self, "BackoffRate", 2.0, 1.0);
-            let max_delay_seconds = robj.get("MaxDelaySeconds").map(|_| num(self, "MaxDelaySeconds", 0.0, 1.0));
+            let interval_seconds = num(self, "IntervalSeconds", 1.0, 1.0, MAX_SECONDS as f64);
+            let max_attempts = num(self, "MaxAttempts", 3.0, 0.0, MAX_SECONDS as f64) as u32;
+            let backoff_rate = num(self, "BackoffRate", 2.0, 1.0, f64::MAX);
+            let max_delay_seconds = robj.get("MaxDelaySeconds").map(|_| num(self, "MaxDelaySeconds", 0.0, 1.0, MAX_DELAY_SECONDS as f64));
             let jitter = match robj.get("JitterStrategy").and_then(Value::as_str) {
                 None | Some("NONE") => Jitter::None,
                 Some("FULL") => Jitter::Full,

@@ -205,7 +205,30 @@ pub struct TaskError {
 pub struct Env {
     pub now: DateTime<Utc>,
     pub region: &'static str,
+    /// Secret key for task tokens (HMAC-SHA256). It never leaves the store; the same key,
+    /// state and input give the same token, so replay stays deterministic.
+    pub token_key: [u8; 32],
 }
+
+impl Env {
+    /// An environment with an all-zero token key: for tests and benchmarks only.
+    pub fn new(now: DateTime<Utc>, region: &'static str) -> Env {
+        Env { now, region, token_key: [0; 32] }
+    }
+}
+
+/// `at + secs` seconds, or `None` when the instant is beyond what a timestamp can hold.
+pub fn add_seconds(at: DateTime<Utc>, secs: i64) -> Option<DateTime<Utc>> {
+    at.checked_add_signed(Duration::try_seconds(secs)?)
+}
+
+/// `at + ms` milliseconds, or `None` when out of range.
+pub fn add_millis(at: DateTime<Utc>, ms: i64) -> Option<DateTime<Utc>> {
+    at.checked_add_signed(Duration::try_milliseconds(ms)?)
+}
+
+/// Largest TimeoutSeconds / HeartbeatSeconds / Wait Seconds Step Functions accepts in a definition.
+pub const MAX_DEFINITION_SECONDS: i64 = 99_999_999;
 
 /// Something the shell must do after committing the step.
 #[derive(Debug, Clone, PartialEq)]
@@ -356,6 +379,17 @@ pub fn apply(st: &mut ExecState, def: &Definition, input: Input, env: &Env) -> R
     Ok(m.step)
 }
 
+/// Fail a running execution because the engine itself went wrong while applying an input
+/// (a caught panic). Every waiting thread is aborted and its token closed; the history gets
+/// `ExecutionFailed` with `error` and `cause`. Does nothing to an execution that is not running.
+pub fn fail_internal(st: &mut ExecState, def: &Definition, env: &Env, error: &str, cause: &str) -> Step {
+    let mut m = Machine { st, def, env, step: Step::default(), runq: VecDeque::new() };
+    if m.st.status == ExecutionStatus::Running {
+        m.fail_execution(error.to_string(), cause.to_string());
+    }
+    m.step
+}
+
 struct Machine<'a> {
     st: &'a mut ExecState,
     def: &'a Definition,
@@ -389,6 +423,12 @@ pub(crate) fn error_matches(patterns: &[String], error: &str) -> bool {
 impl Machine<'_> {
     fn now(&self) -> DateTime<Utc> {
         self.env.now
+    }
+
+    /// The execution's deadline for a machine-level TimeoutSeconds. Validation keeps it at
+    /// most 99999999 seconds; a larger stored value saturates to the latest instant.
+    fn machine_deadline(&self, secs: u64) -> DateTime<Utc> {
+        add_seconds(self.now(), i64::try_from(secs).unwrap_or(i64::MAX)).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     fn emit(&mut self, quiet: bool, ty: &str, details: Value) -> i64 {
@@ -464,7 +504,7 @@ impl Machine<'_> {
                 });
                 self.emit(false, "ExecutionStarted", details);
                 if let Some(t) = self.def.root().timeout_seconds {
-                    self.st.deadline = Some(self.now() + Duration::seconds(t as i64));
+                    self.st.deadline = Some(self.machine_deadline(t));
                 }
                 let start = self.def.root().start_at.clone();
                 let input = self.st.info.input.clone();
@@ -541,7 +581,7 @@ impl Machine<'_> {
                     && let Phase::Task(t) = &mut th.phase
                     && let Some(h) = t.heartbeat_seconds
                 {
-                    t.heartbeat_at = Some(now + Duration::seconds(h));
+                    t.heartbeat_at = Some(add_seconds(now, h).unwrap_or(DateTime::<Utc>::MAX_UTC));
                 }
             }
             Input::Stop { error, cause } => {
@@ -803,9 +843,11 @@ impl Machine<'_> {
         if !spec.resource.ends_with(".waitForTaskToken") {
             return None;
         }
+        // The two draws keep the execution's random sequence as it always was; the token
+        // itself is a keyed PRF of where it was issued, so no token reveals another.
         let a = eval::next_random(&mut self.st.rng);
         let b = eval::next_random(&mut self.st.rng);
-        let tok = format!("{a:016x}{b:016x}{}", base_token_suffix(&self.st.info.name, self.st.next_event_id));
+        let tok = task_token(&self.env.token_key, &self.st.info.execution_arn, self.st.info.redrive_count, self.st.next_event_id, a, b);
         if let Some(o) = ctx.as_object_mut() {
             o.insert("Task".into(), json!({ "Token": tok }));
         }
@@ -920,7 +962,7 @@ impl Machine<'_> {
                 }
                 StateKind::Wait(spec) => {
                     let until = match spec {
-                        WaitSpec::Seconds(v) => self.now() + Duration::seconds(v.as_i64().unwrap_or(0)),
+                        WaitSpec::Seconds(v) => wait_until(self.now(), v.as_i64().unwrap_or(0), &name, entered)?,
                         WaitSpec::Timestamp(v) => parse_ts(v.as_str().unwrap_or_default()).unwrap_or(self.now()),
                         WaitSpec::SecondsPath(p) => {
                             let v = eval::select_required(p, &after_input, &scope, &name, entered)?;
@@ -941,10 +983,7 @@ impl Machine<'_> {
                                     &format!("The SecondsPath parameter references a negative value: {p} == {secs}"),
                                 )));
                             }
-                            if secs > MAX_WAIT_SECONDS {
-                                return Err(Failure::runtime(eval::state_cause(&name, entered, "Wait state delay is too long.")));
-                            }
-                            self.now() + Duration::seconds(secs)
+                            wait_until(self.now(), secs, &name, entered)?
                         }
                         WaitSpec::TimestampPath(p) => {
                             let v = eval::select_required(p, &after_input, &scope, &name, entered)?;
@@ -963,7 +1002,7 @@ impl Machine<'_> {
                             }
                         }
                     };
-                    if (until - self.now()).num_seconds() > MAX_WAIT_SECONDS {
+                    if until.signed_duration_since(self.now()).num_seconds() > MAX_WAIT_SECONDS {
                         return Err(Failure::runtime(eval::state_cause(&name, entered, "Wait state delay is too long.")));
                     }
                     let assigned = match &state.assign {
@@ -975,17 +1014,25 @@ impl Machine<'_> {
                 }
                 StateKind::Task(spec) => {
                     let timeout = match (&spec.timeout, &spec.timeout_path) {
-                        (Some(v), _) => v.as_i64(),
-                        (None, Some(p)) => {
-                            Some(positive_int(&eval::select_required(p, &after_input, &scope, &name, entered)?, p, &name, entered)?)
-                        }
+                        (Some(v), _) => v.as_i64().map(|n| n.min(MAX_DEFINITION_SECONDS)),
+                        (None, Some(p)) => Some(seconds_at_path(
+                            &eval::select_required(p, &after_input, &scope, &name, entered)?,
+                            "TimeoutSecondsPath",
+                            p,
+                            &name,
+                            entered,
+                        )?),
                         _ => None,
                     };
                     let heartbeat = match (&spec.heartbeat, &spec.heartbeat_path) {
-                        (Some(v), _) => v.as_i64(),
-                        (None, Some(p)) => {
-                            Some(positive_int(&eval::select_required(p, &after_input, &scope, &name, entered)?, p, &name, entered)?)
-                        }
+                        (Some(v), _) => v.as_i64().map(|n| n.min(MAX_DEFINITION_SECONDS)),
+                        (None, Some(p)) => Some(seconds_at_path(
+                            &eval::select_required(p, &after_input, &scope, &name, entered)?,
+                            "HeartbeatSecondsPath",
+                            p,
+                            &name,
+                            entered,
+                        )?),
                         _ => None,
                     };
                     Ok(Some(self.schedule_task(id, state, effective, timeout, heartbeat, token.clone())))
@@ -1236,8 +1283,8 @@ impl Machine<'_> {
         self.emit(quiet, "TaskScheduled", details);
         self.emit(quiet, "TaskStarted", json!({"resourceType": rt, "resource": res}));
         let now = self.now();
-        let timeout_at = timeout.map(|t| now + Duration::seconds(t));
-        let heartbeat_at = heartbeat.map(|h| now + Duration::seconds(h));
+        let timeout_at = timeout.map(|t| add_seconds(now, t).unwrap_or(DateTime::<Utc>::MAX_UTC));
+        let heartbeat_at = heartbeat.map(|h| add_seconds(now, h).unwrap_or(DateTime::<Utc>::MAX_UTC));
         if let Some(tok) = &token {
             self.step.tokens_issued.push(TokenRecord {
                 token: tok.clone(),
@@ -1365,15 +1412,21 @@ impl Machine<'_> {
             let r = &state.retry[i];
             let used = th.retries.get(i).copied().unwrap_or(0);
             if used < r.max_attempts {
-                let mut delay = r.interval_seconds * r.backoff_rate.powi(used as i32);
+                let mut delay = r.interval_seconds * r.backoff_rate.powi(i32::try_from(used).unwrap_or(i32::MAX));
                 if let Some(m) = r.max_delay_seconds {
                     delay = delay.min(m);
                 }
+                // Back-off grows without bound at high attempt counts: never wait longer than
+                // an execution may live (one year), and never compute an instant out of range.
+                if !delay.is_finite() || delay > MAX_WAIT_SECONDS as f64 {
+                    delay = MAX_WAIT_SECONDS as f64;
+                }
+                delay = delay.max(0.0);
                 if r.jitter == Jitter::Full {
                     let x = eval::next_random(&mut self.st.rng);
                     delay *= (x >> 11) as f64 / (1u64 << 53) as f64;
                 }
-                let until = self.now() + Duration::milliseconds((delay * 1000.0) as i64);
+                let until = add_millis(self.now(), (delay * 1000.0) as i64).unwrap_or(DateTime::<Utc>::MAX_UTC);
                 if let Some(th) = self.st.threads.get_mut(&id) {
                     if let Some(c) = th.retries.get_mut(i) {
                         *c += 1;
@@ -1751,7 +1804,7 @@ impl Machine<'_> {
         self.st.cause = None;
         self.st.stop_time = None;
         if let Some(t) = self.def.root().timeout_seconds {
-            self.st.deadline = Some(self.now() + Duration::seconds(t as i64));
+            self.st.deadline = Some(self.machine_deadline(t));
         }
         self.emit(false, "ExecutionRedriven", json!({"redriveCount": self.st.info.redrive_count}));
         // Resume from the top: every failed or aborted thread re-enters its state;
@@ -1893,12 +1946,21 @@ impl Machine<'_> {
                         WaitSpec::Seconds(v) => {
                             let s = env.value("Seconds", v)?;
                             let secs = s.as_i64().filter(|n| *n >= 0).ok_or_else(|| env.unexpected_type("Seconds", v, "integer", &s))?;
-                            now + Duration::seconds(secs)
+                            wait_until(now, secs, &state.name, th.entered_event)?
                         }
                         WaitSpec::Timestamp(v) => {
                             let s = env.value("Timestamp", v)?;
                             match s.as_str().and_then(parse_ts) {
-                                Some(t) => t,
+                                Some(t) => {
+                                    if t.signed_duration_since(now).num_seconds() > MAX_WAIT_SECONDS {
+                                        return Err(Failure::runtime(eval::state_cause(
+                                            &state.name,
+                                            th.entered_event,
+                                            "Wait state delay is too long.",
+                                        )));
+                                    }
+                                    t
+                                }
                                 None => {
                                     return Err(Failure {
                                         origin: eval::Origin::State,
@@ -1938,7 +2000,17 @@ impl Machine<'_> {
                             None => Ok(None),
                             Some(v) => {
                                 let r = env.value(field, v)?;
-                                r.as_i64().filter(|n| *n > 0).map(Some).ok_or_else(|| env.unexpected_type(field, v, "integer", &r))
+                                let n = r.as_i64().filter(|n| *n > 0).ok_or_else(|| env.unexpected_type(field, v, "integer", &r))?;
+                                if n > MAX_DEFINITION_SECONDS {
+                                    return Err(env.fail(
+                                        field,
+                                        format!(
+                                            "The JSONata expression '{}' specified for the field '{field}' returned {n}, which is larger than the maximum of {MAX_DEFINITION_SECONDS} seconds.",
+                                            v.as_str().and_then(eval::jsonata_expr).unwrap_or_default()
+                                        ),
+                                    ));
+                                }
+                                Ok(Some(n))
                             }
                         }
                     };
@@ -1953,11 +2025,11 @@ impl Machine<'_> {
                         heartbeat_seconds: timeout.map(|_| 0).and(heartbeat).or(heartbeat),
                         heartbeat_at: None,
                         submitted: false,
-                        attempt: timeout.map(|t| t as u32).unwrap_or(0),
+                        attempt: timeout.map(|t| u32::try_from(t).unwrap_or(u32::MAX)).unwrap_or(0),
                     })))
                     .map(|p| match p {
                         Phase::Task(mut t) => {
-                            t.timeout_at = timeout.map(|s| now + Duration::seconds(s));
+                            t.timeout_at = timeout.map(|s| add_seconds(now, s).unwrap_or(DateTime::<Utc>::MAX_UTC));
                             Phase::Task(t)
                         }
                         other => other,
@@ -2052,7 +2124,7 @@ impl Machine<'_> {
         self.st.rng = rng;
         match res {
             Ok(Phase::Task(t)) => {
-                let timeout = t.timeout_at.map(|at| (at - now).num_seconds());
+                let timeout = t.timeout_at.map(|at| at.signed_duration_since(now).num_seconds());
                 let phase = self.schedule_task(id, state, t.effective.clone(), timeout, t.heartbeat_seconds, token);
                 self.set_phase(id, phase);
                 Ok(())
@@ -2140,14 +2212,30 @@ fn check_size(v: &Value, state: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn positive_int(v: &Value, p: &str, state: &str, entered: i64) -> Result<i64, Failure> {
-    match v.as_i64() {
-        Some(n) if n > 0 => Ok(n),
-        _ => Err(Failure::runtime(eval::state_cause(
-            state,
-            entered,
-            &format!("The value at {p} must be a positive integer, but was: {}", to_json(v)),
-        ))),
+/// A `TimeoutSecondsPath` / `HeartbeatSecondsPath` value: a positive integer no larger than
+/// 99999999, else `States.Runtime` in the style Step Functions uses for `SecondsPath`
+/// (the field, the path, and the value as `path == value`).
+fn seconds_at_path(v: &Value, field: &str, p: &str, state: &str, entered: i64) -> Result<i64, Failure> {
+    let fail = |msg: String| Err(Failure::runtime(eval::state_cause(state, entered, &msg)));
+    let n = match v.as_i64() {
+        Some(n) if v.is_i64() || v.is_u64() => n,
+        _ if v.is_u64() => return fail(format!("The {field} parameter references a value that is too large: {p} == {}", show_scalar(v))),
+        _ => return fail(format!("The {field} parameter cannot be parsed as a long value: {p} == {}", show_scalar(v))),
+    };
+    if n <= 0 {
+        return fail(format!("The {field} parameter references a non-positive value: {p} == {n}"));
+    }
+    if n > MAX_DEFINITION_SECONDS {
+        return fail(format!("The {field} parameter references a value that is too large: {p} == {n}"));
+    }
+    Ok(n)
+}
+
+/// When a Wait of `secs` seconds from `now` ends; too long a wait is `States.Runtime`.
+fn wait_until(now: DateTime<Utc>, secs: i64, state: &str, entered: i64) -> Result<DateTime<Utc>, Failure> {
+    match add_seconds(now, secs) {
+        Some(t) if secs <= MAX_WAIT_SECONDS => Ok(t),
+        _ => Err(Failure::runtime(eval::state_cause(state, entered, "Wait state delay is too long."))),
     }
 }
 
@@ -2198,12 +2286,32 @@ pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
 }
 
-fn base_token_suffix(name: &str, event: i64) -> String {
-    let mut h: u32 = 0x811C_9DC5;
-    for b in name.bytes() {
-        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+/// A task token: HMAC-SHA256 under the store's secret key of the execution ARN, its redrive
+/// count, the event id at which the token is issued and the execution's two random draws,
+/// as 64 hex digits. Without the key, no token says anything about any other.
+pub fn task_token(key: &[u8; 32], execution_arn: &str, redrive: u32, event_id: i64, a: u64, b: u64) -> String {
+    let mut msg = Vec::with_capacity(execution_arn.len() + 40);
+    msg.extend_from_slice(b"lightbox-task-token-v2\0");
+    msg.extend_from_slice(execution_arn.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(&redrive.to_be_bytes());
+    msg.extend_from_slice(&event_id.to_be_bytes());
+    msg.extend_from_slice(&a.to_be_bytes());
+    msg.extend_from_slice(&b.to_be_bytes());
+    hmac_sha256(key, &msg).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// HMAC-SHA256 (RFC 2104) with a 32-byte key.
+fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
     }
-    format!("{h:08x}{event:06x}")
+    let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
+    Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
 }
 
 #[cfg(test)]

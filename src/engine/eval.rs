@@ -248,7 +248,7 @@ pub struct JsonataEnv<'a> {
 }
 
 impl JsonataEnv<'_> {
-    fn fail(&self, field: &str, msg: String) -> Failure {
+    pub(crate) fn fail(&self, field: &str, msg: String) -> Failure {
         Failure {
             origin: Origin::State,
             error: "States.QueryEvaluationError".into(),

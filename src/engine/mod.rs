@@ -25,6 +25,11 @@ pub const ACCOUNT: &str = "000000000000";
 pub const DEFAULT_ROLE: &str = "arn:aws:iam::000000000000:role/lightbox-local";
 const LEASE_MS: i64 = 30_000;
 
+/// The error an execution fails with when the engine itself went wrong while working on it
+/// (a panic while applying an input, or a stored state that can no longer be read). The
+/// execution is failed so that every other execution goes on; the details are in the log.
+pub const INTERNAL_ERROR: &str = "Lightbox.InternalError";
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -57,6 +62,8 @@ pub enum EngineError {
     Apply(#[from] ApplyError),
     #[error("execution {0} is busy in another process (its lease did not free up in time)")]
     Busy(String),
+    #[error("{INTERNAL_ERROR}: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -120,17 +127,26 @@ pub struct Engine {
     owner: String,
     defs: HashMap<String, Arc<Definition>>,
     seed: u64,
+    token_key: Option<[u8; 32]>,
 }
 
 impl Engine {
     pub fn new(store: Store, tasks: TaskRunner, clock: Clock) -> Engine {
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        Engine { store, tasks, clock, owner, defs: HashMap::new(), seed }
+        Engine { store, tasks, clock, owner, defs: HashMap::new(), seed, token_key: None }
     }
 
-    fn env(&self) -> Env {
-        Env { now: self.clock.now(), region: REGION }
+    fn env(&mut self) -> Result<Env> {
+        let token_key = match self.token_key {
+            Some(k) => k,
+            None => {
+                let k = self.store.token_key()?;
+                self.token_key = Some(k);
+                k
+            }
+        };
+        Ok(Env { now: self.clock.now(), region: REGION, token_key })
     }
 
     fn definition(&mut self, text: &str) -> Result<Arc<Definition>> {
@@ -195,7 +211,8 @@ impl Engine {
             redrive_time: None,
         };
         let mut st = ExecState::new(info, self.next_seed());
-        let step = apply(&mut st, &def, Input::Start, &self.env())?;
+        let env = self.env()?;
+        let step = apply(&mut st, &def, Input::Start, &env)?;
         if !self.store.insert_execution(&st, &sm.definition, &step)? {
             return Err(EngineError::ExecutionAlreadyExists(arn));
         }
@@ -215,6 +232,9 @@ impl Engine {
 
     fn drive_leased(&mut self, arn: &str) -> Result<()> {
         let Some(loaded) = self.store.load(arn)? else { return Err(EngineError::ExecutionDoesNotExist(arn.to_string())) };
+        if loaded.state.status != ExecutionStatus::Running {
+            return Ok(());
+        }
         let def = self.definition(&loaded.definition)?;
         let mut st = loaded.state;
         let mut version = loaded.version;
@@ -234,8 +254,7 @@ impl Engine {
                     _ => return Ok(()),
                 }
             };
-            let step = apply(&mut st, &def, input, &self.env())?;
-            version = self.store.commit_step(&st, version, &step)?;
+            version = self.step_isolated(arn, &mut st, &def, input, version)?;
             // Renew the lease only when half of it has gone by.
             if lease_taken.elapsed() > std::time::Duration::from_millis((LEASE_MS / 2) as u64) {
                 self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)?;
@@ -260,11 +279,9 @@ impl Engine {
             let mut version = loaded.version;
             // Deadlines that have passed win over a late answer: fire them first.
             if st.next_wake().is_some_and(|w| w <= self.clock.now()) {
-                let step = apply(&mut st, &def, Input::Wake, &self.env())?;
-                version = self.store.commit_step(&st, version, &step)?;
+                version = self.step_isolated(arn, &mut st, &def, Input::Wake, version)?;
             }
-            let step = apply(&mut st, &def, input, &self.env())?;
-            self.store.commit_step(&st, version, &step)?;
+            self.step_isolated(arn, &mut st, &def, input, version)?;
             self.drive_leased(arn)
         })();
         self.store.release_lease(arn, &self.owner)?;
@@ -276,8 +293,132 @@ impl Engine {
         if row.status != ExecutionStatus::Running {
             return Err(EngineError::Apply(ApplyError::NotRunning(arn.to_string())));
         }
-        self.deliver(arn, Input::Stop { error, cause })?;
+        match self.deliver(arn, Input::Stop { error: error.clone(), cause: cause.clone() }) {
+            Ok(()) | Err(EngineError::Apply(ApplyError::NotRunning(_))) => {}
+            Err(e @ EngineError::Busy(_)) => return Err(e),
+            Err(e) => {
+                // The core could not stop it (an unreadable state, a definition that no longer
+                // parses, a bug): stopping must still work, so record it directly.
+                tracing::warn!(execution = %arn, error = %e, "stopping through the core failed; aborting the execution directly");
+                if self.store.execution(arn)?.is_some_and(|r| r.status == ExecutionStatus::Running) {
+                    self.force_finish(arn, ExecutionStatus::Aborted, error.as_deref(), cause.as_deref())?;
+                }
+            }
+        }
         self.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))
+    }
+
+    /// Apply one input to one execution and commit the step, with panics caught: a panic
+    /// fails this execution with [`INTERNAL_ERROR`] (committed and logged) instead of taking
+    /// the engine down. A panic while stopping is returned as an error, so that
+    /// [`Engine::stop_execution`] aborts the execution directly. Returns the new version.
+    fn step_isolated(&mut self, arn: &str, st: &mut ExecState, def: &Definition, input: Input, version: i64) -> Result<i64> {
+        let env = self.env()?;
+        let stopping = matches!(input, Input::Stop { .. });
+        let what = input_kind(&input);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(st, def, input, &env)));
+        let panic = match r {
+            Ok(step) => return Ok(self.store.commit_step(st, version, &step?)?),
+            Err(p) => panic_message(p.as_ref()),
+        };
+        tracing::error!(execution = %arn, input = what, panic = %panic, "the engine panicked applying an input; failing this execution");
+        if stopping {
+            return Err(EngineError::Internal(format!("the engine panicked while stopping {arn}")));
+        }
+        // The step was not committed: start again from the committed state.
+        let fresh = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
+        *st = fresh.state;
+        let cause = format!(
+            "An internal error occurred in the Lightbox engine while applying {what} to this execution; the execution was failed so that the engine could go on. The engine log has the details."
+        );
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::fail_internal(st, def, &env, INTERNAL_ERROR, &cause)));
+        match failed {
+            Ok(step) => Ok(self.store.commit_step(st, fresh.version, &step)?),
+            Err(_) => {
+                self.force_finish(arn, ExecutionStatus::Failed, Some(INTERNAL_ERROR), Some(&cause))?;
+                st.status = ExecutionStatus::Failed;
+                Ok(fresh.version + 1)
+            }
+        }
+    }
+
+    /// Finish a running execution without the core: status, stop time, one history event
+    /// (`ExecutionAborted` or `ExecutionFailed`), its pending tokens closed, its timer removed,
+    /// all in one transaction. For an execution the core cannot work on.
+    fn force_finish(&mut self, arn: &str, status: ExecutionStatus, error: Option<&str>, cause: Option<&str>) -> Result<()> {
+        let now = self.clock.now();
+        let now_ms = crate::store::ms(now);
+        let (event, token_status) = match status {
+            ExecutionStatus::Aborted => ("ExecutionAborted", "ABORTED"),
+            _ => ("ExecutionFailed", "ABORTED"),
+        };
+        let mut details = serde_json::Map::new();
+        if let Some(e) = error {
+            details.insert("error".into(), Value::String(e.to_string()));
+        }
+        if let Some(c) = cause {
+            details.insert("cause".into(), Value::String(c.to_string()));
+        }
+        let details = Value::Object(details);
+        let conn = self.store.conn();
+        let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
+        let snapshot: Option<String> = tx
+            .query_row("SELECT snapshot FROM executions WHERE arn = ?1 AND status = 'RUNNING'", [arn], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(StoreError::from)?;
+        let Some(snapshot) = snapshot else { return Ok(()) };
+        // Keep the snapshot in step with the row when it can be read; leave it alone otherwise.
+        let snapshot = match serde_json::from_str::<Value>(&snapshot) {
+            Ok(Value::Object(mut o)) => {
+                o.insert("status".into(), serde_json::to_value(status).unwrap_or(Value::Null));
+                o.insert("error".into(), error.map_or(Value::Null, |e| Value::String(e.into())));
+                o.insert("cause".into(), cause.map_or(Value::Null, |c| Value::String(c.into())));
+                o.insert("stop_time".into(), serde_json::to_value(now).unwrap_or(Value::Null));
+                Value::Object(o).to_string()
+            }
+            _ => snapshot,
+        };
+        let last: i64 = tx
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM history WHERE execution_arn = ?1", [arn], |r| r.get(0))
+            .map_err(StoreError::from)?;
+        tx.execute(
+            "INSERT INTO history (execution_arn, id, previous_id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![arn, last + 1, last, now_ms, event, details.to_string()],
+        )
+        .map_err(StoreError::from)?;
+        tx.execute(
+            "UPDATE executions SET status = ?2, stop_ms = ?3, error = ?4, cause = ?5, snapshot = ?6, version = version + 1 WHERE arn = ?1",
+            rusqlite::params![arn, status.as_str(), now_ms, error, cause, snapshot],
+        )
+        .map_err(StoreError::from)?;
+        tx.execute("DELETE FROM timers WHERE execution_arn = ?1", [arn]).map_err(StoreError::from)?;
+        tx.execute(
+            "UPDATE task_tokens SET status = ?2, closed_ms = ?3 WHERE execution_arn = ?1 AND status = 'PENDING'",
+            rusqlite::params![arn, token_status, now_ms],
+        )
+        .map_err(StoreError::from)?;
+        if let Some(topic) = crate::store::outbox_topic(event) {
+            let ev = crate::history::HistoryEvent {
+                id: last + 1,
+                previous_event_id: last,
+                timestamp: now,
+                event_type: event.to_string(),
+                details: details.clone(),
+            };
+            let sm: String =
+                tx.query_row("SELECT state_machine_arn FROM executions WHERE arn = ?1", [arn], |r| r.get(0)).map_err(StoreError::from)?;
+            let payload =
+                serde_json::json!({"executionArn": arn, "stateMachineArn": sm, "status": status.as_str(), "event": ev.to_aws_json()});
+            tx.execute(
+                "INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![arn, last + 1, topic, payload.to_string(), now_ms],
+            )
+            .map_err(StoreError::from)?;
+        }
+        tx.commit().map_err(StoreError::from)?;
+        tracing::warn!(execution = %arn, status = status.as_str(), "execution finished directly through the store");
+        Ok(())
     }
 
     pub fn redrive_execution(&mut self, arn: &str) -> Result<ExecutionRow> {
@@ -408,15 +549,36 @@ impl Engine {
         for chunk in due.chunks(256) {
             let claimed = self.store.claim(chunk, &self.owner, self.clock.now(), LEASE_MS)?;
             for arn in &claimed {
-                match self.drive_leased(arn) {
-                    Ok(()) | Err(EngineError::Store(StoreError::Conflict(_))) => {}
-                    Err(e) => tracing::warn!(execution = %arn, error = %e, "driving an execution failed"),
+                // One execution never stops the others: an error is logged, a panic that
+                // escaped the step guard fails that execution, and the loop goes on.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drive_leased(arn))) {
+                    Ok(Ok(()) | Err(EngineError::Store(StoreError::Conflict(_)))) => {}
+                    Ok(Err(e)) => self.unworkable(arn, &e.to_string()),
+                    Err(p) => self.unworkable(arn, &format!("panic: {}", panic_message(p.as_ref()))),
                 }
             }
             self.store.release_many(&claimed, &self.owner)?;
             n += claimed.len();
         }
         Ok(n)
+    }
+
+    /// An execution with due work that could not be driven. A state or definition that cannot
+    /// be loaded will not load next time either: fail the execution (with [`INTERNAL_ERROR`])
+    /// rather than retry it on every tick. Anything else is logged and retried.
+    fn unworkable(&mut self, arn: &str, why: &str) {
+        tracing::warn!(execution = %arn, error = %why, "driving an execution failed");
+        let permanent = match self.store.load(arn) {
+            Err(StoreError::Corrupt(_)) => true,
+            Ok(Some(l)) => Definition::parse_str(&l.definition).is_err() || why.starts_with("panic: "),
+            _ => false,
+        };
+        if permanent {
+            let cause = "An internal error occurred in the Lightbox engine: this execution's stored state or definition could not be used, so it was failed so that the engine could go on. The engine log has the details.";
+            if let Err(e) = self.force_finish(arn, ExecutionStatus::Failed, Some(INTERNAL_ERROR), Some(cause)) {
+                tracing::error!(execution = %arn, error = %e, "could not fail an unworkable execution");
+            }
+        }
     }
 
     /// With a virtual clock: jump to the next timer. Returns false when there is none.
@@ -440,6 +602,26 @@ impl Engine {
     pub fn lease_duration() -> Duration {
         Duration::milliseconds(LEASE_MS)
     }
+}
+
+/// What kind of input this is, for logs (never the payload).
+fn input_kind(input: &Input) -> &'static str {
+    match input {
+        Input::Start => "Start",
+        Input::Wake => "Wake",
+        Input::TaskSubmitted { .. } => "TaskSubmitted",
+        Input::TaskResult { .. } => "TaskResult",
+        Input::Heartbeat { .. } => "Heartbeat",
+        Input::Stop { .. } => "Stop",
+        Input::Redrive => "Redrive",
+    }
+}
+
+/// A panic's message for the log: the static text code panics with, withheld when it could
+/// quote data (anything long or with quotes in it).
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    let m = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+    if m.is_empty() || m.len() > 200 || m.contains(['"', '\'', '{', '\n']) { "(message withheld: it may quote data)".into() } else { m }
 }
 
 /// A task token shortened for display and logs: never print a token in full.

@@ -6,6 +6,8 @@
 //! execution is worked on only under a lease, and every step checks the row's
 //! version so no step is applied twice.
 
+mod secrets;
+
 use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
