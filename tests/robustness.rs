@@ -1,0 +1,388 @@
+//! One execution never stops the engine: bad durations, panics and unreadable state in one
+//! execution fail that execution (or nothing at all) and every other one goes on; stopping
+//! always works; definitions over Step Functions' limits are refused; task tokens are keyed.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use lightbox::asl::model::Definition;
+use lightbox::engine::core::{self, Env, ExecInfo, ExecState, Input, apply};
+use lightbox::engine::ephemeral::{self, RunOptions};
+use lightbox::engine::tasks::TaskRunner;
+use lightbox::engine::{Clock, Engine, INTERNAL_ERROR};
+use lightbox::history::ExecutionStatus;
+use lightbox::store::Store;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).single().expect("time")
+}
+
+fn engine_on(dir: &tempfile::TempDir, tasks: TaskRunner) -> Engine {
+    let store = Store::open(&dir.path().join("lightbox.db")).expect("store");
+    Engine::new(store, tasks, Clock::virtual_at(t0()))
+}
+
+/// Run the engine's background loop under virtual time until nothing is due or left.
+fn settle(engine: &mut Engine) {
+    for _ in 0..200 {
+        let n = engine.run_due(64).expect("run_due keeps going");
+        if n == 0 && !engine.advance_virtual_clock().expect("clock") {
+            return;
+        }
+    }
+}
+
+fn status(engine: &Engine, arn: &str) -> (ExecutionStatus, Option<String>, Option<String>) {
+    let r = engine.store.execution(arn).expect("read").expect("exists");
+    (r.status, r.error, r.cause)
+}
+
+fn run(def: Value, input: Value) -> Value {
+    ephemeral::run(&def.to_string(), &input.to_string(), RunOptions { start: t0(), ..Default::default() }).expect("run")
+}
+
+fn good_wait() -> String {
+    json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 10, "Next": "Done"}, "Done": {"Type": "Succeed"}}}).to_string()
+}
+
+/// The seen case: a JSONata Wait of 10^15 seconds in one execution, five unrelated executions
+/// with due timers. The bad one fails as a runtime error; all five complete; nothing panics.
+#[test]
+fn a_wait_of_ten_to_the_fifteen_seconds_fails_only_its_execution() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut engine = engine_on(&dir, TaskRunner::new());
+    let bad = json!({"QueryLanguage": "JSONata", "StartAt": "First", "States": {
+        "First": {"Type": "Wait", "Seconds": 5, "Next": "Long"},
+        "Long": {"Type": "Wait", "Seconds": "{% 1000000000000000 %}", "End": true}}});
+    engine.create_state_machine("bad", &bad.to_string(), None).expect("bad machine is valid");
+    engine.create_state_machine("good", &good_wait(), None).expect("good machine");
+    let b = engine.start_execution("bad", Some("bad-1"), "{}").expect("start bad").arn;
+    let goods: Vec<String> =
+        (0..5).map(|i| engine.start_execution("good", Some(&format!("g{i}")), "{}").expect("start good").arn).collect();
+    settle(&mut engine);
+    for g in &goods {
+        assert_eq!(status(&engine, g).0, ExecutionStatus::Succeeded, "{g}");
+    }
+    let (st, error, cause) = status(&engine, &b);
+    assert_eq!(st, ExecutionStatus::Failed);
+    assert_eq!(error.as_deref(), Some("States.Runtime"));
+    assert_eq!(
+        cause.as_deref(),
+        Some("An error occurred while executing the state 'Long' (entered at the event id #4). Wait state delay is too long.")
+    );
+
+    // Stop on a second bad one while it still runs (in its first Wait) works too.
+    let b2 = engine.start_execution("bad", Some("bad-2"), "{}").expect("start").arn;
+    let row = engine.stop_execution(&b2, Some("Operator.Stop".into()), None).expect("stop works");
+    assert_eq!(row.status, ExecutionStatus::Aborted);
+}
+
+/// A panic inside `apply` (here: a snapshot that breaks a core invariant, a Map with no
+/// iteration scope) fails that execution with an internal error, committed durably, and
+/// `run_due` goes on with every other execution.
+#[test]
+fn a_panic_while_applying_fails_only_that_execution() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut engine = engine_on(&dir, TaskRunner::new());
+    let map = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 1, "End": true,
+        "ItemProcessor": {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 10, "End": true}}}}}});
+    engine.create_state_machine("map", &map.to_string(), None).expect("map");
+    engine.create_state_machine("good", &good_wait(), None).expect("good");
+    let victim = engine.start_execution("map", Some("victim"), "[1, 2]").expect("start").arn;
+    let goods: Vec<String> =
+        (0..5).map(|i| engine.start_execution("good", Some(&format!("g{i}")), "{}").expect("start good").arn).collect();
+    // Break the invariant: the Map's iteration scope list is empty, so starting the second
+    // iteration indexes out of bounds.
+    let snap: String =
+        engine.store.conn().query_row("SELECT snapshot FROM executions WHERE arn = ?1", [&victim], |r| r.get(0)).expect("snapshot");
+    let mut snap: Value = serde_json::from_str(&snap).expect("json");
+    let threads = snap["threads"].as_object_mut().expect("threads");
+    let mut broke = false;
+    for th in threads.values_mut() {
+        if let Some(f) = th.pointer_mut("/phase/Children") {
+            f["scopes"] = json!([]);
+            broke = true;
+        }
+    }
+    assert!(broke, "the Map thread is in its Children phase: {snap}");
+    engine.store.conn().execute("UPDATE executions SET snapshot = ?2 WHERE arn = ?1", [&victim, &snap.to_string()]).expect("write");
+
+    settle(&mut engine);
+    for g in &goods {
+        assert_eq!(status(&engine, g).0, ExecutionStatus::Succeeded, "{g}");
+    }
+    let (st, error, cause) = status(&engine, &victim);
+    assert_eq!(st, ExecutionStatus::Failed);
+    assert_eq!(error.as_deref(), Some(INTERNAL_ERROR));
+    assert!(cause.is_some_and(|c| c.contains("internal error")));
+    let history = engine.store.history(&victim, 0, 1000, false).expect("history");
+    assert_eq!(history.last().map(|e| e.event_type.as_str()), Some("ExecutionFailed"));
+    // Durable: a new engine on the same store sees the same.
+    drop(engine);
+    let engine = engine_on(&dir, TaskRunner::new());
+    assert_eq!(status(&engine, &victim).0, ExecutionStatus::Failed);
+}
+
+/// A handler that panics (outside `apply`) fails its execution; the others complete.
+#[test]
+fn a_panicking_task_handler_fails_only_its_execution() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut tasks = TaskRunner::new();
+    tasks.register("boom", |_| panic!("handler bug"));
+    let mut engine = engine_on(&dir, tasks);
+    let def = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "Next": "T"},
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "boom"}, "End": true}}});
+    engine.create_state_machine("boom", &def.to_string(), None).expect("boom");
+    engine.create_state_machine("good", &good_wait(), None).expect("good");
+    let victim = engine.start_execution("boom", Some("victim"), "{}").expect("start").arn;
+    let goods: Vec<String> =
+        (0..3).map(|i| engine.start_execution("good", Some(&format!("g{i}")), "{}").expect("start good").arn).collect();
+    settle(&mut engine);
+    for g in &goods {
+        assert_eq!(status(&engine, g).0, ExecutionStatus::Succeeded, "{g}");
+    }
+    let (st, error, _) = status(&engine, &victim);
+    assert_eq!((st, error.as_deref()), (ExecutionStatus::Failed, Some(INTERNAL_ERROR)));
+}
+
+/// An execution whose stored state cannot be read does not stop `run_due`, and stopping it works.
+#[test]
+fn an_unreadable_snapshot_stops_nothing_and_can_be_stopped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut engine = engine_on(&dir, TaskRunner::new());
+    engine.create_state_machine("good", &good_wait(), None).expect("good");
+    let a = engine.start_execution("good", Some("a"), "{}").expect("a").arn;
+    let b = engine.start_execution("good", Some("b"), "{}").expect("b").arn;
+    let c = engine.start_execution("good", Some("c"), "{}").expect("c").arn;
+    for arn in [&a, &b] {
+        engine.store.conn().execute("UPDATE executions SET snapshot = '{\"garbage\": true' WHERE arn = ?1", [arn]).expect("corrupt");
+    }
+    // Stop on a damaged execution: aborted directly, with its history event.
+    let row = engine.stop_execution(&a, Some("Ops.Stop".into()), Some("damaged".into())).expect("stop always works");
+    assert_eq!(row.status, ExecutionStatus::Aborted);
+    assert_eq!(row.error.as_deref(), Some("Ops.Stop"));
+    let history = engine.store.history(&a, 0, 100, false).expect("history");
+    let last = history.last().expect("events");
+    assert_eq!(last.event_type, "ExecutionAborted");
+    assert_eq!(last.id, history.len() as i64);
+    // The other damaged one is failed by the background loop; the healthy one completes.
+    settle(&mut engine);
+    assert_eq!(status(&engine, &c).0, ExecutionStatus::Succeeded);
+    let (st, error, _) = status(&engine, &b);
+    assert_eq!((st, error.as_deref()), (ExecutionStatus::Failed, Some(INTERNAL_ERROR)));
+}
+
+#[test]
+fn out_of_range_durations_at_run_time_fail_the_execution_as_aws_does() {
+    // TimeoutSecondsPath / HeartbeatSecondsPath: States.Runtime naming the field and path, quoting the value.
+    let task = |field: &str| {
+        let mut s = json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "echo"}, "End": true});
+        s[field] = json!("$.t");
+        json!({"StartAt": "T", "States": {"T": s}})
+    };
+    for field in ["TimeoutSecondsPath", "HeartbeatSecondsPath"] {
+        let out = run(task(field), json!({"t": 1_000_000_000_000_000i64}));
+        assert_eq!(out["status"], "FAILED", "{out}");
+        assert_eq!(out["error"], "States.Runtime");
+        assert_eq!(
+            out["cause"],
+            format!(
+                "An error occurred while executing the state 'T' (entered at the event id #2). The {field} parameter references a value that is too large: $.t == 1000000000000000"
+            )
+        );
+        let out = run(task(field), json!({"t": 1.5}));
+        assert_eq!(
+            out["cause"],
+            format!(
+                "An error occurred while executing the state 'T' (entered at the event id #2). The {field} parameter cannot be parsed as a long value: $.t == 1.5"
+            )
+        );
+    }
+    // SecondsPath far beyond a year.
+    let wait = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.s", "End": true}}});
+    let out = run(wait, json!({"s": 1_000_000_000_000_000i64}));
+    assert_eq!((out["status"].as_str(), out["error"].as_str()), (Some("FAILED"), Some("States.Runtime")));
+    // JSONata TimeoutSeconds / HeartbeatSeconds far beyond the limit.
+    for field in ["TimeoutSeconds", "HeartbeatSeconds"] {
+        let mut s = json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Arguments": {"FunctionName": "echo"}, "End": true});
+        s[field] = json!("{% 1000000000000000 %}");
+        let out = run(json!({"QueryLanguage": "JSONata", "StartAt": "T", "States": {"T": s}}), json!({}));
+        assert_eq!(out["status"], "FAILED", "{out}");
+        assert_eq!(out["error"], "States.QueryEvaluationError", "{out}");
+    }
+    // A JSONata Timestamp in the year 275000 is out of range, not a panic.
+    let ts = json!({"QueryLanguage": "JSONata", "StartAt": "W", "States": {"W": {"Type": "Wait", "Timestamp": "{% '+275000-01-01T00:00:00Z' %}", "End": true}}});
+    assert_eq!(run(ts, json!({}))["status"], "FAILED");
+}
+
+/// Retry with MaxAttempts 60 and no MaxDelaySeconds: the back-off grows past what a
+/// timestamp holds at attempt 43; under virtual time the execution still ends.
+#[test]
+fn retry_backoff_at_high_attempt_counts_does_not_overflow() {
+    let def = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true,
+        "Branches": [{"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}}],
+        "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 60, "BackoffRate": 2.0, "IntervalSeconds": 1}]}}});
+    let out = run(def, json!({}));
+    assert_eq!(out["status"], "FAILED", "{out}");
+    assert_eq!(out["error"], "Boom");
+    let def = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true,
+        "Branches": [{"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}}],
+        "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 50, "BackoffRate": 1e300, "IntervalSeconds": 99999999, "JitterStrategy": "FULL"}]}}});
+    assert_eq!(run(def, json!({}))["status"], "FAILED");
+}
+
+fn problems(def: &Value) -> Vec<String> {
+    match Definition::parse_str(&def.to_string()) {
+        Ok(_) => vec![],
+        Err(e) => e.to_string().lines().skip(1).map(|l| l.trim().trim_start_matches("- ").to_string()).collect(),
+    }
+}
+
+#[test]
+fn definitions_over_aws_limits_are_refused() {
+    let one = |s: Value| json!({"StartAt": "S", "States": {"S": s}});
+    let cases = [
+        (json!({"StartAt": "S", "TimeoutSeconds": 10_000_000_000_000u64, "States": {"S": {"Type": "Succeed"}}}), "TimeoutSeconds: Maximum value is 99999999"),
+        (one(json!({"Type": "Wait", "Seconds": 10_000_000_000_000_000u64, "End": true})), "States.S.Seconds: must be a non-negative integer no larger than 99999999"),
+        (
+            one(json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "TimeoutSeconds": 100_000_000, "End": true})),
+            "States.S.TimeoutSeconds: Maximum value is 99999999",
+        ),
+        (
+            one(json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "HeartbeatSeconds": 100_000_000, "End": true})),
+            "States.S.HeartbeatSeconds: Maximum value is 99999999",
+        ),
+        (
+            one(json!({"Type": "Task", "Resource": "r", "End": true, "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 100_000_000}]})),
+            "States.S.Retry[0].MaxAttempts: Maximum value is 99999999",
+        ),
+        (
+            one(json!({"Type": "Task", "Resource": "r", "End": true, "Retry": [{"ErrorEquals": ["States.ALL"], "MaxDelaySeconds": 31_622_401}]})),
+            "States.S.Retry[0].MaxDelaySeconds: Maximum value is 31622400",
+        ),
+        (
+            json!({"QueryLanguage": "JSONata", "StartAt": "S", "States": {"S": {"Type": "Wait", "Seconds": 1e16, "End": true}}}),
+            "States.S.Seconds: must be a non-negative integer no larger than 99999999",
+        ),
+    ];
+    for (def, want) in cases {
+        let got = problems(&def);
+        assert!(got.iter().any(|p| p == want), "{def}: expected {want:?}, got {got:?}");
+    }
+    // Over 1 MiB of definition.
+    let big = json!({"StartAt": "S", "Comment": "x".repeat(1_048_600), "States": {"S": {"Type": "Succeed"}}});
+    let got = problems(&big);
+    assert!(got.iter().any(|p| p.contains("at most 1048576 bytes")), "{got:?}");
+}
+
+/// `validate` reports a JSONata syntax error with the state and field.
+#[test]
+fn jsonata_syntax_errors_are_reported_by_validation() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Output": {"a": "{% $states.input.x + %}"}, "Next": "C"},
+        "C": {"Type": "Choice", "Choices": [{"Condition": "{% ($states.input.x %}", "Next": "M"}], "Default": "M"},
+        "M": {"Type": "Map", "Items": "{% [1, 2 %}", "End": true,
+              "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Pass", "Assign": {"v": "{% $states.input. %}"}, "End": true}}}}}});
+    let got = problems(&def);
+    for at in ["States.P.Output.a", "States.C.Choices[0].Condition", "States.M.Items", "States.M.ItemProcessor.States.I.Assign.v"] {
+        assert!(got.iter().any(|p| p.starts_with(&format!("{at}: invalid JSONata expression: S0"))), "{at} missing from {got:?}");
+    }
+    // The CLI shows them too (exit 2, each with its location).
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("def.json");
+    std::fs::write(&f, def.to_string()).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lightbox"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["validate", "--definition"])
+        .arg(&f)
+        .output()
+        .expect("run");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("States.P.Output.a") && text.contains("invalid JSONata expression"), "{text}");
+}
+
+// ----- task tokens ------------------------------------------------------------------------
+
+fn info(name: &str) -> ExecInfo {
+    ExecInfo {
+        execution_arn: format!("arn:aws:states:us-east-1:000000000000:execution:review:{name}"),
+        name: name.into(),
+        state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:review".into(),
+        state_machine_name: "review".into(),
+        role_arn: "arn:aws:iam::000000000000:role/x".into(),
+        start_time: t0(),
+        input: json!([1, 2, 3, 4]),
+        redrive_count: 0,
+        redrive_time: None,
+    }
+}
+
+fn map_tokens(key: [u8; 32], seed: u64) -> Vec<String> {
+    let def = Definition::parse(&json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "ItemProcessor": {"StartAt": "R", "States": {
+        "R": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+              "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token"}}, "End": true}}}}}}))
+    .expect("def");
+    let mut st = ExecState::new(info("e1"), seed);
+    let env = Env { token_key: key, ..Env::new(t0(), "us-east-1") };
+    let step = apply(&mut st, &def, Input::Start, &env).expect("apply");
+    step.tokens_issued.iter().map(|t| t.token.clone()).collect()
+}
+
+#[test]
+fn task_tokens_are_keyed_and_unrelated_to_each_other() {
+    let k1 = [7u8; 32];
+    let mut k2 = k1;
+    k2[31] ^= 1;
+    let a = map_tokens(k1, 42);
+    assert_eq!(a.len(), 4);
+    // Deterministic: the same key, state and input give the same tokens (replay).
+    assert_eq!(a, map_tokens(k1, 42));
+    // Every token is 256 bits of PRF output, and a one-bit change of key changes every token.
+    let b = map_tokens(k2, 42);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.len(), 64);
+        assert!(x.chars().all(|c| c.is_ascii_hexdigit()));
+        let same = x.chars().zip(y.chars()).filter(|(p, q)| p == q).count();
+        assert!(same < 20, "{x} vs {y}: {same} equal digits");
+    }
+    // Siblings share no prefix structure (the old tokens were consecutive generator outputs).
+    for i in 0..a.len() {
+        for j in i + 1..a.len() {
+            assert_ne!(a[i][..8], a[j][..8]);
+            let same = a[i].chars().zip(a[j].chars()).filter(|(p, q)| p == q).count();
+            assert!(same < 20, "{} vs {}", a[i], a[j]);
+        }
+    }
+    // The old generator: splitmix64 outputs in the first 32 hex digits. From the first
+    // token's two words, the next two are no longer the sibling's first 32 digits.
+    let word = |s: &str| u64::from_str_radix(s, 16).expect("hex");
+    let mut state = word(&a[0][16..32]);
+    let next = lightbox::engine::eval::next_random(&mut state);
+    assert_ne!(format!("{next:016x}"), a[1][..16]);
+}
+
+#[test]
+fn the_store_keeps_one_secret_token_key_and_prefixes_still_resolve() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("lightbox.db");
+    let k1 = Store::open(&path).expect("open").token_key().expect("key");
+    let k2 = Store::open(&path).expect("open").token_key().expect("key");
+    assert_eq!(k1, k2, "the key is created once and kept");
+    assert_ne!(k1, [0u8; 32]);
+    assert_ne!(Store::in_memory().expect("mem").token_key().expect("key"), k1, "each store has its own key");
+
+    let mut engine = engine_on(&dir, TaskRunner::new());
+    let def = json!({"StartAt": "R", "States": {"R": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": "echo", "Payload": {"t.$": "$$.Task.Token"}}, "End": true}}});
+    engine.create_state_machine("review", &def.to_string(), None).expect("sm");
+    let arn = engine.start_execution("review", Some("r1"), "{}").expect("start").arn;
+    let tokens = engine.store.tokens(Some("PENDING"), Some(&arn), 10).expect("tokens");
+    assert_eq!(tokens.len(), 1);
+    let tok = &tokens[0].token;
+    assert_eq!(lightbox::engine::short_token(tok).chars().count(), 9, "8 characters and an ellipsis");
+    engine.send_task_success(&tok[..8], "{\"ok\": true}").expect("an 8-character prefix resolves");
+    assert_eq!(status(&engine, &arn).0, ExecutionStatus::Succeeded);
+    let _ = core::PAYLOAD_LIMIT;
+}
