@@ -132,10 +132,22 @@ impl ControlPlane for Local {
         Ok(())
     }
 
+    /// Never dies: a panic in the driver or the engine is logged (and, inside the engine,
+    /// fails only the execution it came from); the next tick runs as usual.
     fn tick(&mut self) -> Result<usize> {
+        use std::panic::{AssertUnwindSafe, catch_unwind};
         if let Some(d) = self.driver.as_mut() {
-            d(&mut self.engine);
+            let engine = &mut self.engine;
+            if catch_unwind(AssertUnwindSafe(|| d(engine))).is_err() {
+                tracing::error!("the engine driver panicked; the tick goes on");
+            }
         }
-        Ok(self.engine.run_due(256)?)
+        match catch_unwind(AssertUnwindSafe(|| self.engine.run_due(256))) {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                tracing::error!("the engine panicked outside any one execution; the tick goes on");
+                Err(crate::engine::EngineError::Internal("the engine panicked during a tick; see the log".into()).into())
+            }
+        }
     }
 }
