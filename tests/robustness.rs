@@ -442,6 +442,7 @@ mod random_workflows {
     }
 
     #[derive(Debug, Clone)]
+    #[allow(clippy::large_enum_variant)]
     enum S {
         Pass(Value),
         Wait(&'static str, Value),

@@ -785,12 +785,11 @@ impl Parser {
                         _ => self.problem(loc(at, k), "must be a positive integer"),
                     }
                 }
-                if ql == QueryLanguage::JsonPath {
-                    if let (Some(t), Some(h)) = (timeout.as_ref().and_then(Value::as_u64), heartbeat.as_ref().and_then(Value::as_u64))
-                        && h >= t
-                    {
-                        self.problem(loc(at, "HeartbeatSeconds"), "must be smaller than TimeoutSeconds");
-                    }
+                if ql == QueryLanguage::JsonPath
+                    && let (Some(t), Some(h)) = (timeout.as_ref().and_then(Value::as_u64), heartbeat.as_ref().and_then(Value::as_u64))
+                    && h >= t
+                {
+                    self.problem(loc(at, "HeartbeatSeconds"), "must be smaller than TimeoutSeconds");
                 }
                 StateKind::Task(Box::new(TaskSpec { resource, timeout, timeout_path, heartbeat, heartbeat_path }))
             }
