@@ -618,3 +618,21 @@ mod random_workflows {
         }
     }
 }
+
+/// `executions start` drives the new execution in the caller: a handler panic there fails
+/// that execution, the caller gets its row back, and the lease is free again.
+#[test]
+fn a_handler_panic_while_starting_fails_the_execution_not_the_caller() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut tasks = TaskRunner::new();
+    tasks.register("boom", |_| panic!("handler bug"));
+    let mut engine = engine_on(&dir, tasks);
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "boom"}, "End": true}}});
+    engine.create_state_machine("boom", &def.to_string(), None).expect("boom");
+    let row = engine.start_execution("boom", Some("v"), "{}").expect("start returns");
+    assert_eq!((row.status, row.error.as_deref()), (ExecutionStatus::Failed, Some(INTERNAL_ERROR)));
+    let lease: Option<String> =
+        engine.store.conn().query_row("SELECT lease_owner FROM executions WHERE arn = ?1", [&row.arn], |r| r.get(0)).expect("row");
+    assert!(lease.is_none(), "lease released");
+}

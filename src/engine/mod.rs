@@ -225,7 +225,15 @@ impl Engine {
         if !self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)? {
             return Ok(());
         }
-        let r = self.drive_leased(arn);
+        // A panic outside the step guard (a task handler, say) fails this execution only,
+        // and the lease is released either way.
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drive_leased(arn))) {
+            Ok(r) => r,
+            Err(p) => {
+                self.unworkable(arn, &format!("panic: {}", panic_message(p.as_ref())));
+                Ok(())
+            }
+        };
         self.store.release_lease(arn, &self.owner)?;
         r
     }
