@@ -1185,7 +1185,7 @@ mod console {
                 Mutation::Approve { comment, .. } => comment.clone(),
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
-                Mutation::RevealPhi { reason } => reason.clone(),
+                Mutation::RevealPhi { reason, .. } => reason.clone(),
                 _ => String::new(),
             };
             if !reason.is_empty() {
