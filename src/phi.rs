@@ -442,7 +442,10 @@ fn is_payload_key(k: &str) -> bool {
 }
 
 /// Words that are not a reason.
-const NOT_REASONS: &[&str] = &["test", "testing", "asdf", "qwerty", "xxx", "foo", "bar", "baz", "reason", "none", "na", "n/a", "because", "yes", "no", "ok", "reveal", "phi", "todo", "tbd", "abc", "aaa", "just"];
+const NOT_REASONS: &[&str] = &[
+    "test", "testing", "asdf", "qwerty", "xxx", "foo", "bar", "baz", "reason", "none", "na", "n/a", "because", "yes", "no", "ok", "reveal",
+    "phi", "todo", "tbd", "abc", "aaa", "just",
+];
 
 /// A reason for revealing patient data must say something: at least 10 characters and
 /// two different words, not only filler ("test", "asdf", …).
@@ -496,8 +499,8 @@ mod tests {
 
     #[test]
     fn paths_and_fields_are_configurable() {
-        let m = Masker::from_config(Some(&["ssn".into()]), &["Accession".into()], Some(&["$.order.patientName".into()]), &[])
-            .expect("masker");
+        let m =
+            Masker::from_config(Some(&["ssn".into()]), &["Accession".into()], Some(&["$.order.patientName".into()]), &[]).expect("masker");
         let v = m.mask_value(&order());
         assert_eq!(v["accession"], "A•••", "extra field, matched case-insensitively");
         assert_eq!(v["order"]["patientName"], "D•••");

@@ -172,9 +172,12 @@ fn reveal_shows_patient_data_and_is_audited() {
 fn reveal_without_a_reason_of_substance_exits_2_and_shows_nothing() {
     let lb = Lb::new();
     let (waiting, _) = setup(&lb);
-    for bad in [vec!["--reveal"], vec!["--reveal", "--reason", "x"], vec!["--reveal", "--reason", "asdf"], vec![
-        "--reveal", "--reason", "test test test",
-    ]] {
+    for bad in [
+        vec!["--reveal"],
+        vec!["--reveal", "--reason", "x"],
+        vec!["--reveal", "--reason", "asdf"],
+        vec!["--reveal", "--reason", "test test test"],
+    ] {
         let mut args = vec!["--json", "executions", "history", &waiting];
         args.extend(bad.iter());
         let out = lb.run(&args);
@@ -192,10 +195,8 @@ fn reveal_without_a_reason_of_substance_exits_2_and_shows_nothing() {
 fn phi_fields_and_paths_come_from_config() {
     let lb = Lb::new();
     let (waiting, _) = setup(&lb);
-    let cfg = lb.write(
-        "config.toml",
-        "[phi]\nfields = [\"mrn\"]\nextra_fields = [\"Modality\"]\npaths = [\"$.accession\"]\nreveal_minutes = 2\n",
-    );
+    let cfg = lb
+        .write("config.toml", "[phi]\nfields = [\"mrn\"]\nextra_fields = [\"Modality\"]\npaths = [\"$.accession\"]\nreveal_minutes = 2\n");
     let d = lb.json(&["--config", &cfg, "executions", "describe", &waiting]);
     let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
     assert_eq!(input["patient"]["mrn"], "S•••");

@@ -98,14 +98,37 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    Approve { tokens: Vec<String>, output: String, comment: String },
-    Reject { tokens: Vec<String>, error: String, cause: String },
-    Redrive { arns: Vec<String> },
-    Stop { arns: Vec<String>, cause: String },
-    Claim { token: String, claim: bool, by: String },
-    Escalate { tokens: Vec<String>, cause: String },
+    Approve {
+        tokens: Vec<String>,
+        output: String,
+        comment: String,
+    },
+    Reject {
+        tokens: Vec<String>,
+        error: String,
+        cause: String,
+    },
+    Redrive {
+        arns: Vec<String>,
+    },
+    Stop {
+        arns: Vec<String>,
+        cause: String,
+    },
+    Claim {
+        token: String,
+        claim: bool,
+        by: String,
+    },
+    Escalate {
+        tokens: Vec<String>,
+        cause: String,
+    },
     /// Show one study's patient data (`arn`: its execution), for a reason the audit log keeps.
-    RevealPhi { reason: String, arn: String },
+    RevealPhi {
+        reason: String,
+        arn: String,
+    },
 }
 
 impl Mutation {
