@@ -210,3 +210,52 @@ fn phi_fields_and_paths_come_from_config() {
     let typo = lb.write("typo.toml", "[phi]\nfeilds = [\"mrn\"]\n");
     assert!(!lb.run(&["--config", &typo, "tasks", "list"]).status.success(), "unknown [phi] keys are refused");
 }
+
+/// The real console in tmux: `v` on the selected study, a reason, and the audit row names that study.
+#[test]
+fn console_reveal_is_per_study_and_audited() {
+    use std::time::{Duration, Instant};
+    let lb = Lb::new();
+    // Two studies of the same patient; the failed one sorts first and is selected.
+    let (_, failed) = setup(&lb);
+    let session = format!("lightbox-phi-{}", std::process::id());
+    let cmd = format!("{} --data-dir {} --user dr.lee console --no-demo", env!("CARGO_BIN_EXE_lightbox"), lb.path("data").display());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).env_remove("TMUX").output().expect("tmux must be installed");
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "140", "-y", "30", &cmd]).status.success());
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).output();
+        }
+    }
+    let _kill = Kill(session.clone());
+    let wait_for = |text: &str| -> String {
+        let start = Instant::now();
+        loop {
+            let s = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "screen never showed {text:?}:\n{s}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    };
+    let s = wait_for("ACC-1");
+    assert_masked("the pipelines view", &s);
+    tmux(&["send-keys", "-t", &session, "v"]);
+    wait_for("Reveal patient data of ACC-1");
+    tmux(&["send-keys", "-t", &session, "-l", "asdf"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for("reason to reveal");
+    for _ in 0..4 {
+        tmux(&["send-keys", "-t", &session, "BSpace"]);
+    }
+    tmux(&["send-keys", "-t", &session, "-l", "wrong-patient hold, consult with Dr Lee"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    let s = wait_for("PHI REVEALED: ACC-1");
+    assert_eq!(s.matches("Dana Testperson").count(), 1, "only the selected study shows:\n{s}");
+    let rows = lb.reveals();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = serde_json::to_string(&rows[0]).expect("json");
+    assert!(row.contains(&failed) && row.contains("wrong-patient hold") && row.contains("console"), "{row}");
+}
