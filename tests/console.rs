@@ -55,6 +55,7 @@ fn review(acc: &str, prio: Priority, issued_min: i64, timeout_min: i64) -> Revie
         issued: t0() - Duration::minutes(issued_min),
         timeout: Some(t0() + Duration::minutes(timeout_min)),
         claimed_by: None,
+        patient: Patient { name: "Dana Testperson".into(), mrn: "SYN-000421".into(), birth_date: "1961-04-02".into() },
     }
 }
 
@@ -412,6 +413,9 @@ fn review_drafts_lose_the_studys_identifiers() {
     let screen = draw(&a, 140, 30);
     assert!(!screen.contains("Testperson") && !screen.contains("Dana"), "{screen}");
     assert!(screen.contains("no acute haemorrhage"), "{screen}");
+    // Revealing the selected review's study shows its draft whole.
+    reveal(&mut a, "checking the draft against the order");
+    assert!(draw(&a, 140, 30).contains("Dana Testperson: no acute"));
 }
 
 #[test]

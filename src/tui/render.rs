@@ -72,8 +72,7 @@ impl App {
         let phi = &self.settings.phi;
         let mut known = vec![];
         if let Some(s) = self.studies.value.iter().find(|s| s.execution_arn == arn) {
-            let p = &s.patient;
-            known.extend(phi.identifiers(&serde_json::json!({"patient": {"name": p.name, "mrn": p.mrn, "birthDate": p.birth_date}})));
+            known.extend(s.patient.identifiers());
         }
         if let Some(e) = self.detail.value.execution.as_ref().filter(|e| e.arn == arn) {
             known.extend(phi.identifiers_in_text(&e.input));
@@ -83,9 +82,12 @@ impl App {
         known
     }
 
-    /// Free text about a study (a draft, a comment): its patient's identifiers masked unless revealed.
-    fn free_text(&self, arn: &str, text: &str) -> String {
-        if self.revealed(arn) { text.to_string() } else { self.settings.phi.mask_text_with(text, &self.known_identifiers(arn)) }
+    /// A review's draft (free text): its patient's identifiers masked unless revealed.
+    fn draft(&self, r: &crate::ops::project::Review) -> String {
+        if r.draft.is_empty() || self.revealed(&r.execution_arn) {
+            return r.draft.clone();
+        }
+        self.settings.phi.mask_text_with(&r.draft, &r.patient.identifiers())
     }
 
     fn header(&self, f: &mut Frame, area: Rect) {
@@ -383,7 +385,7 @@ impl App {
                     Some(d) => Span::styled(format!("in {}", human(d)), t.text()),
                     None => Span::styled("—", t.muted()),
                 };
-                let draft: String = self.free_text(&r.execution_arn, &r.draft).chars().take(60).collect();
+                let draft: String = self.draft(r).chars().take(60).collect();
                 let row = Row::new(vec![
                     Cell::from(format!("{}{}", if i == sel { "▶" } else { " " }, if marked { "•" } else { " " })),
                     Cell::from(Span::styled(r.priority.as_str(), t.priority(r.priority.as_str()))),
@@ -427,7 +429,7 @@ impl App {
                         t.muted(),
                     ),
                 ]),
-                Line::from(Span::styled(format!("draft: {}", self.free_text(&r.execution_arn, &r.draft)), t.muted())),
+                Line::from(Span::styled(format!("draft: {}", self.draft(r)), t.muted())),
             ],
             None => vec![Line::from(Span::styled("no pending reviews", t.muted()))],
         };
