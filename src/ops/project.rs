@@ -32,7 +32,7 @@ impl Patient {
             v.extend(words.into_iter().map(str::to_string));
         }
         v.retain(|x| x.chars().count() >= 3);
-        v.sort_by(|a, b| b.len().cmp(&a.len()));
+        v.sort_by_key(|x| std::cmp::Reverse(x.len()));
         v
     }
 }
