@@ -24,6 +24,13 @@ impl Patient {
         Patient { name: s(p, "name"), mrn: s(p, "mrn"), birth_date: s(p, "birthDate") }
     }
 
+    /// Whether any of its identifiers (or a word of the name) is in `text`: the cheap test
+    /// before masking free text.
+    pub fn appears_in(&self, text: &str) -> bool {
+        let words = self.name.split(|c: char| c.is_whitespace() || c == ',');
+        [self.mrn.as_str(), self.birth_date.as_str()].into_iter().chain(words).any(|w| w.chars().count() >= 3 && text.contains(w))
+    }
+
     /// Its identifier values and the words of the name, for masking free text about the study.
     pub fn identifiers(&self) -> Vec<String> {
         let mut v = vec![self.name.clone(), self.mrn.clone(), self.birth_date.clone()];

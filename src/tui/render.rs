@@ -84,7 +84,7 @@ impl App {
 
     /// A review's draft (free text): its patient's identifiers masked unless revealed.
     fn draft(&self, r: &crate::ops::project::Review) -> String {
-        if r.draft.is_empty() || self.revealed(&r.execution_arn) {
+        if !r.patient.appears_in(&r.draft) || self.revealed(&r.execution_arn) {
             return r.draft.clone();
         }
         self.settings.phi.mask_text_with(&r.draft, &r.patient.identifiers())
