@@ -96,39 +96,17 @@ pub enum Request {
     Events(Option<i64>),
 }
 
+/// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
+/// execution) for a reason the audit log keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    Approve {
-        tokens: Vec<String>,
-        output: String,
-        comment: String,
-    },
-    Reject {
-        tokens: Vec<String>,
-        error: String,
-        cause: String,
-    },
-    Redrive {
-        arns: Vec<String>,
-    },
-    Stop {
-        arns: Vec<String>,
-        cause: String,
-    },
-    Claim {
-        token: String,
-        claim: bool,
-        by: String,
-    },
-    Escalate {
-        tokens: Vec<String>,
-        cause: String,
-    },
-    /// Show one study's patient data (`arn`: its execution), for a reason the audit log keeps.
-    RevealPhi {
-        reason: String,
-        arn: String,
-    },
+    Approve { tokens: Vec<String>, output: String, comment: String },
+    Reject { tokens: Vec<String>, error: String, cause: String },
+    Redrive { arns: Vec<String> },
+    Stop { arns: Vec<String>, cause: String },
+    Claim { token: String, claim: bool, by: String },
+    Escalate { tokens: Vec<String>, cause: String },
+    RevealPhi { reason: String, arn: String },
 }
 
 impl Mutation {
