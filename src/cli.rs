@@ -208,9 +208,13 @@ enum ExecCmd {
         max_results: usize,
         #[arg(long)]
         next_token: Option<String>,
+        #[command(flatten)]
+        phi: RevealArgs,
     },
     Describe {
         arn: String,
+        #[command(flatten)]
+        phi: RevealArgs,
     },
     History {
         arn: String,
@@ -220,6 +224,8 @@ enum ExecCmd {
         max_results: usize,
         #[arg(long)]
         next_token: Option<String>,
+        #[command(flatten)]
+        phi: RevealArgs,
     },
     Redrive {
         arn: String,
@@ -231,6 +237,17 @@ enum ExecCmd {
         #[arg(long)]
         cause: Option<String>,
     },
+}
+
+/// Patient data in a read command's output is masked unless revealed, with a reason the audit log keeps.
+#[derive(Args, Debug, Clone, Default)]
+struct RevealArgs {
+    /// Show patient identifiers unmasked (needs --reason; recorded in the audit log).
+    #[arg(long)]
+    reveal: bool,
+    /// Why patient data must show, in a few words (e.g. "wrong-patient hold on ACC-1 for Dr Lee").
+    #[arg(long, requires = "reveal")]
+    reason: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,6 +282,8 @@ enum TaskCmd {
         execution: Option<String>,
         #[arg(long, default_value_t = 1000)]
         max_results: usize,
+        #[command(flatten)]
+        phi: RevealArgs,
     },
     /// SendTaskSuccess: complete a pending token with output.
     Approve {
@@ -323,6 +342,7 @@ pub fn main() -> Result<ExitCode> {
                 json: cli.json,
                 read_only: cli.read_only || config.read_only,
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
+                phi: config.phi.masker()?,
             };
             if let Command::Console { demo, no_demo, theme } = &command {
                 let fresh = engine.store.state_machines()?.is_empty();
@@ -360,9 +380,33 @@ struct Config {
     /// Rebind console keys: action name = ["key", …].
     #[serde(default)]
     keys: std::collections::BTreeMap<String, Vec<String>>,
+    /// Which fields are patient identifiers, and how long a console reveal lasts.
+    #[serde(default)]
+    phi: PhiConfig,
     /// Named contexts (e.g. a training copy and production), chosen with --context.
     #[serde(default)]
     contexts: std::collections::BTreeMap<String, ContextConfig>,
+}
+
+/// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
+/// `extra_fields`/`extra_paths` add to them) and the console's reveal time.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhiConfig {
+    fields: Option<Vec<String>>,
+    #[serde(default)]
+    extra_fields: Vec<String>,
+    paths: Option<Vec<String>>,
+    #[serde(default)]
+    extra_paths: Vec<String>,
+    reveal_minutes: Option<u32>,
+}
+
+impl PhiConfig {
+    fn masker(&self) -> Result<lightbox::phi::Masker> {
+        lightbox::phi::Masker::from_config(self.fields.as_deref(), &self.extra_fields, self.paths.as_deref(), &self.extra_paths)
+            .context("config [phi]")
+    }
 }
 
 /// What a named context overrides.
@@ -535,6 +579,8 @@ struct Ctx {
     json: bool,
     read_only: bool,
     user: String,
+    /// Masks patient identifiers in what read commands print.
+    phi: lightbox::phi::Masker,
 }
 
 impl Ctx {
@@ -592,6 +638,36 @@ fn token_action(
     Ok(r?)
 }
 
+/// A read command's `--reveal --reason`: `Ok(true)` when patient data may show. A reveal
+/// without a reason of substance exits 2 (`Err(code)`); the audit row is checked first
+/// ([`audit::preflight`]) and written by [`reveal_record`] before anything is printed.
+fn reveal_check(engine: &Engine, ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) -> Result<std::result::Result<bool, ExitCode>> {
+    if !r.reveal {
+        return Ok(Ok(false));
+    }
+    let reason = r.reason.as_deref().unwrap_or_default();
+    if let Err(e) = lightbox::phi::check_reason(reason) {
+        eprintln!("lightbox: --reveal needs --reason: {e}");
+        return Ok(Err(ExitCode::from(2)));
+    }
+    audit::preflight(engine.store.conn(), &reveal_entry(ctx, r, arn))?;
+    Ok(Ok(true))
+}
+
+fn reveal_entry(ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) -> audit::AuditEntry {
+    let mut e = ctx.entry(audit::Action::RevealPhi).reason(r.reason.clone().unwrap_or_default().trim().to_string());
+    if let Some(a) = arn {
+        e = e.execution(a.to_string());
+    }
+    e
+}
+
+/// Record a reveal (before the revealed output is printed: no row, no output).
+fn reveal_record(engine: &Engine, ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) -> Result<()> {
+    audit::record(engine.store.conn(), &reveal_entry(ctx, r, arn).outcome(audit::Outcome::Ok), Utc::now())?;
+    Ok(())
+}
+
 fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
     let j = ctx.json;
     match command {
@@ -638,7 +714,11 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 say!("{} {}", row.arn, row.status);
             }
         }
-        Command::Executions(ExecCmd::List { state_machine, status, redriven, max_results, next_token }) => {
+        Command::Executions(ExecCmd::List { state_machine, status, redriven, max_results, next_token, phi }) => {
+            let reveal = match reveal_check(engine, ctx, phi, None)? {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
             let status = match status {
                 Some(s) => Some(ExecutionStatus::parse(s).with_context(|| {
                     format!("--status {s:?} is not an execution status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE)")
@@ -665,8 +745,12 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             })?;
             let more = rows.len() > limit;
             let rows = &rows[..rows.len().min(limit)];
+            if reveal {
+                reveal_record(engine, ctx, phi, None)?;
+            }
             if j {
-                let mut v = json!({"executions": rows.iter().map(exec_list_item).collect::<Vec<_>>()});
+                let items = rows.iter().map(exec_list_item).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+                let mut v = json!({"executions": items.collect::<Vec<_>>()});
                 if let (true, Some(last), Some(o)) = (more, rows.last(), v.as_object_mut()) {
                     o.insert("nextToken".into(), Value::String(encode_token(last)));
                 }
@@ -680,10 +764,21 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 }
             }
         }
-        Command::Executions(ExecCmd::Describe { arn }) => {
-            let r = engine.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
+        Command::Executions(ExecCmd::Describe { arn, phi }) => {
+            let reveal = match reveal_check(engine, ctx, phi, Some(arn))? {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
+            let mut r = engine.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
+            if reveal {
+                reveal_record(engine, ctx, phi, Some(arn))?;
+            } else {
+                let known = ctx.phi.identifiers_in_text(&r.input);
+                r.cause = r.cause.map(|c| ctx.phi.mask_text_with(&c, &known));
+            }
             if j {
-                print_json(&describe(&r));
+                let v = describe(&r);
+                print_json(&if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
             } else {
                 say!("{}\n  status: {}\n  started: {}", r.arn, r.status, ts(r.start));
                 if let Some(s) = r.stop {
@@ -700,8 +795,13 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 }
             }
         }
-        Command::Executions(ExecCmd::History { arn, reverse_order, max_results, next_token }) => {
-            engine.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
+        Command::Executions(ExecCmd::History { arn, reverse_order, max_results, next_token, phi }) => {
+            let reveal = match reveal_check(engine, ctx, phi, Some(arn))? {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
+            let row = engine.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
+            let known = ctx.phi.identifiers_in_text(&row.input);
             let after: i64 = match next_token {
                 Some(t) => t.parse().with_context(|| format!("--next-token {t:?} is not a token this command printed"))?,
                 None => 0,
@@ -710,8 +810,12 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let events = engine.store.history(arn, after, limit + 1, *reverse_order)?;
             let more = events.len() > limit;
             let events = &events[..events.len().min(limit)];
+            if reveal {
+                reveal_record(engine, ctx, phi, Some(arn))?;
+            }
             if j {
-                let mut v = json!({"events": events.iter().map(|e| e.to_aws_json()).collect::<Vec<_>>()});
+                let items = events.iter().map(|e| e.to_aws_json()).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &known) });
+                let mut v = json!({"events": items.collect::<Vec<_>>()});
                 if let (true, Some(last), Some(o)) = (more, events.last(), v.as_object_mut()) {
                     o.insert("nextToken".into(), Value::String(last.id.to_string()));
                 }
@@ -759,14 +863,22 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 say!("{} {}", r.arn, r.status);
             }
         }
-        Command::Tasks(TaskCmd::List { status, execution, max_results }) => {
+        Command::Tasks(TaskCmd::List { status, execution, max_results, phi }) => {
             let st = status.to_ascii_uppercase();
             if !["PENDING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "ALL"].contains(&st.as_str()) {
                 bail!("--status {status:?} is not a token status (PENDING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, ALL)");
             }
+            let reveal = match reveal_check(engine, ctx, phi, execution.as_deref())? {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
             let rows = engine.store.tokens((st != "ALL").then_some(st.as_str()), execution.as_deref(), *max_results)?;
+            if reveal {
+                reveal_record(engine, ctx, phi, execution.as_deref())?;
+            }
             if j {
-                print_json(&json!({"tasks": rows.iter().map(token_json).collect::<Vec<_>>()}));
+                let items = rows.iter().map(token_json).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+                print_json(&json!({"tasks": items.collect::<Vec<_>>()}));
             } else {
                 for t in rows {
                     say!("{:<10} {:<10} {:<24} {:<24} {}", short_token(&t.token), t.status, t.state_name, ts(t.issued), t.execution_arn);
@@ -1112,6 +1224,10 @@ mod console {
         if let Some(m) = config.idle_lock_minutes {
             settings.idle_lock = chrono::Duration::minutes(i64::from(m.max(1)));
         }
+        settings.phi = config.phi.masker()?;
+        if let Some(m) = config.phi.reveal_minutes {
+            settings.reveal_for = chrono::Duration::minutes(i64::from(m.clamp(1, 60)));
+        }
         if let Some(ms) = config.refresh_ms {
             settings.refresh = chrono::Duration::milliseconds(i64::from(ms.max(100)));
         }
@@ -1185,7 +1301,7 @@ mod console {
                 Mutation::Approve { comment, .. } => comment.clone(),
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
-                Mutation::RevealPhi { reason } => reason.clone(),
+                Mutation::RevealPhi { reason, .. } => reason.clone(),
                 _ => String::new(),
             };
             if !reason.is_empty() {

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod engine;
 pub mod history;
 pub mod ops;
+pub mod phi;
 pub mod sim;
 pub mod store;
 pub mod tui;

@@ -55,6 +55,7 @@ fn review(acc: &str, prio: Priority, issued_min: i64, timeout_min: i64) -> Revie
         issued: t0() - Duration::minutes(issued_min),
         timeout: Some(t0() + Duration::minutes(timeout_min)),
         claimed_by: None,
+        patient: Patient { name: "Dana Testperson".into(), mrn: "SYN-000421".into(), birth_date: "1961-04-02".into() },
     }
 }
 
@@ -241,12 +242,25 @@ fn dialogs_render_as_reviewed() {
     insta::assert_snapshot!("locked", draw(&locked, 100, 24));
 }
 
+/// Reveal the selected study's patient data with `reason`, as the audit log confirms it.
+fn reveal(a: &mut App, reason: &str) -> Vec<Effect> {
+    a.handle(key('v'));
+    for c in reason.chars() {
+        a.handle(key(c));
+    }
+    let effects = a.handle(code(KeyCode::Enter));
+    if !effects.is_empty() {
+        a.handle(AppEvent::Loaded(Loaded::Done { verb: "reveal-phi".into(), ok: 1, failed: vec![] }, a.now));
+    }
+    effects
+}
+
 #[test]
 fn patient_data_is_masked_until_revealed_with_a_reason() {
     let mut a = app(false);
     let screen = draw(&a, 140, 30);
     assert!(!screen.contains("Testperson") && !screen.contains("SYN-000421") && !screen.contains("1961"), "{screen}");
-    assert!(screen.contains("D*** T.") && screen.contains("••••21"));
+    assert!(screen.contains("D•••  MRN S•••"), "{screen}");
     a.handle(key('v'));
     a.handle(code(KeyCode::Enter));
     assert!(a.dialog.is_some(), "a reason is required");
@@ -254,13 +268,154 @@ fn patient_data_is_masked_until_revealed_with_a_reason() {
         a.handle(key(c));
     }
     let effects = a.handle(code(KeyCode::Enter));
-    assert_eq!(effects, vec![Effect::Mutate(Mutation::RevealPhi { reason: "stroke call".into() })]);
+    assert_eq!(effects, vec![Effect::Mutate(Mutation::RevealPhi { reason: "stroke call".into(), arn: arn("ACC-20401") })]);
+    assert!(!draw(&a, 140, 30).contains("Dana Testperson"), "nothing shows before the audit log has the reveal");
+    a.handle(AppEvent::Loaded(Loaded::Done { verb: "reveal-phi".into(), ok: 1, failed: vec![] }, t0()));
     assert!(draw(&a, 140, 30).contains("Dana Testperson"));
     // Idle lock hides it again.
     a.handle(AppEvent::Tick(t0() + Duration::minutes(30)));
-    assert!(a.locked && !a.reveal_phi);
+    assert!(a.locked && a.reveal.is_none());
     let screen = draw(&a, 140, 30);
     assert!(!screen.contains("Testperson") && !screen.contains("ACC-20418"), "locked screen shows no study data");
+}
+
+#[test]
+fn a_reveal_needs_a_reason_of_substance_and_an_audit_row() {
+    for thin in ["x", "asdf", "test", "test test test", "just testing"] {
+        let mut a = app(false);
+        assert!(reveal(&mut a, thin).is_empty(), "{thin:?} accepted");
+        assert!(a.dialog.is_some(), "the dialog stays open for a better reason");
+        assert!(draw(&a, 140, 30).contains("reason to reveal"), "the operator is told why");
+    }
+    // The audit log refused it: nothing shows.
+    let mut a = app(false);
+    a.handle(key('v'));
+    for c in "consult with the referring physician".chars() {
+        a.handle(key(c));
+    }
+    assert_eq!(a.handle(code(KeyCode::Enter)).len(), 1);
+    a.handle(AppEvent::Loaded(Loaded::Done { verb: "reveal-phi".into(), ok: 0, failed: vec!["not done: audit".into()] }, t0()));
+    assert!(a.reveal.is_none() && !draw(&a, 140, 30).contains("Testperson"));
+}
+
+#[test]
+fn a_reveal_applies_to_the_selected_study_only_and_expires() {
+    let mut a = app(false);
+    let mut studies = a.studies.value.clone();
+    studies[1].patient = Patient { name: "Robin Sampleton".into(), mrn: "SYN-000777".into(), birth_date: "1950-01-01".into() };
+    a.handle(AppEvent::Loaded(Loaded::Studies(studies), t0()));
+    // The first row (ACC-20391) is selected.
+    assert_eq!(reveal(&mut a, "wrong-patient hold on this study").len(), 1);
+    let screen = draw(&a, 140, 30);
+    assert!(screen.contains("Dana Testperson"), "{screen}");
+    assert!(!screen.contains("Sampleton") && !screen.contains("SYN-000777"), "another study stays masked: {screen}");
+    assert!(screen.contains("PHI REVEALED: ACC-20401 — 5:00 left"), "{screen}");
+    // Narrow terminal: the banner still shows.
+    assert!(draw(&a, 80, 24).contains("PHI REVEALED: ACC-20401"), "{}", draw(&a, 80, 24));
+    // The banner counts down; the operator keeps working so the idle lock does not fire.
+    a.handle(key('j'));
+    a.handle(AppEvent::Tick(t0() + Duration::seconds(28)));
+    assert!(draw(&a, 140, 30).contains("PHI REVEALED: ACC-20401 — 4:32 left"));
+    // The detail of another study stays masked.
+    a.handle(key('3'));
+    detail(&mut a);
+    if let Some(e) = a.detail.value.execution.as_mut() {
+        e.input = order_input("ACC-20391");
+    }
+    a.handle(key('i'));
+    let screen = draw(&a, 140, 30);
+    assert!(!screen.contains("Testperson") && screen.contains("PHI REVEALED: ACC-20401"), "{screen}");
+    a.handle(key('i'));
+    // Expiry (configurable, default 5 minutes) hides it again.
+    a.handle(key('1'));
+    a.handle(AppEvent::Tick(t0() + Duration::minutes(3)));
+    a.handle(key('k'));
+    a.handle(AppEvent::Tick(t0() + Duration::minutes(5) + Duration::seconds(1)));
+    assert!(a.reveal.is_none());
+    let screen = draw(&a, 140, 30);
+    assert!(!screen.contains("Testperson") && !screen.contains("PHI REVEALED"), "{screen}");
+    // A shorter configured reveal.
+    let mut b = app(false);
+    b.settings.reveal_for = Duration::minutes(1);
+    reveal(&mut b, "stroke call from the ED");
+    b.handle(key('j'));
+    b.handle(key('k'));
+    b.handle(AppEvent::Tick(t0() + Duration::seconds(61)));
+    assert!(b.reveal.is_none());
+    // v on the revealed study hides it at once.
+    let mut c = app(false);
+    reveal(&mut c, "stroke call from the ED");
+    assert!(c.revealed(&arn("ACC-20401")) && !c.revealed(&arn("ACC-20418")));
+    c.handle(key('v'));
+    assert!(c.reveal.is_none() && c.dialog.is_none());
+}
+
+/// The synthetic patient as the demo's orders carry it.
+fn order_input(acc: &str) -> String {
+    json!({"accession": acc, "family": "scheduled", "modality": "CT",
+        "patient": {"name": "Dana Testperson", "given": "Dana", "family": "Testperson", "mrn": "SYN-000421", "birthDate": "1961-04-02"}})
+    .to_string()
+}
+
+const SECRETS: [&str; 4] = ["Dana", "Testperson", "SYN-000421", "1961-04-02"];
+
+#[test]
+fn the_input_view_masks_given_and_family_too() {
+    let mut a = app(false);
+    detail(&mut a);
+    if let Some(e) = a.detail.value.execution.as_mut() {
+        e.input = order_input("ACC-20391");
+        e.output = Some(order_input("ACC-20391"));
+    }
+    a.handle(key('i'));
+    let screen = draw(&a, 120, 40);
+    for s in SECRETS {
+        assert!(!screen.contains(s), "{s} shows: {screen}");
+    }
+    assert!(screen.contains("\"given\": \"D•••\"") && screen.contains("\"family\": \"T•••\""), "{screen}");
+    reveal(&mut a, "consult with the referring physician");
+    assert!(draw(&a, 120, 40).contains("\"given\": \"Dana\""));
+}
+
+#[test]
+fn the_raw_history_masks_names_mrns_and_birth_dates() {
+    let mut a = app(false);
+    detail(&mut a);
+    let input = order_input("ACC-20391");
+    if let Some(e) = a.detail.value.execution.as_mut() {
+        e.input = input.clone();
+    }
+    let h = &mut a.detail.value.history;
+    h[0].details = json!({"input": input, "inputDetails": {"truncated": false}, "roleArn": "arn:aws:iam::000000000000:role/x"});
+    h[1].details = json!({"name": "Schedule", "input": input});
+    h[2].details = json!({"name": "Schedule", "output": json!({"order": serde_json::from_str::<serde_json::Value>(&input).expect("json")}).to_string()});
+    h[6].details = json!({"error": "Archive.Rejected", "cause": "no study for Testperson, Dana (SYN-000421)"});
+    a.handle(key('h'));
+    let screen = draw(&a, 400, 30);
+    for s in SECRETS {
+        assert!(!screen.contains(s), "{s} shows: {screen}");
+    }
+    assert!(screen.contains("\"name\":\"Schedule\""), "state names are not patient data: {screen}");
+    assert!(screen.contains("Archive.Rejected"));
+    insta::assert_snapshot!("detail_raw_phi_340x14", draw(&a, 340, 14));
+    reveal(&mut a, "consult with the referring physician");
+    assert!(draw(&a, 400, 30).contains("SYN-000421"), "revealed for this study");
+}
+
+#[test]
+fn review_drafts_lose_the_studys_identifiers() {
+    let mut a = app(false);
+    let mut reviews = a.reviews.value.clone();
+    reviews[0].execution_arn = arn("ACC-20391");
+    reviews[0].draft = "CT head for Dana Testperson: no acute haemorrhage".into();
+    a.handle(AppEvent::Loaded(Loaded::Reviews(reviews), t0()));
+    a.handle(key('2'));
+    let screen = draw(&a, 140, 30);
+    assert!(!screen.contains("Testperson") && !screen.contains("Dana"), "{screen}");
+    assert!(screen.contains("no acute haemorrhage"), "{screen}");
+    // Revealing the selected review's study shows its draft whole.
+    reveal(&mut a, "checking the draft against the order");
+    assert!(draw(&a, 140, 30).contains("Dana Testperson: no acute"));
 }
 
 #[test]

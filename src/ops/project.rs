@@ -17,6 +17,33 @@ pub struct Patient {
     pub birth_date: String,
 }
 
+impl Patient {
+    /// The `patient` object of an order (execution input), as the demo's orders carry it.
+    pub fn of_input(input: &Value) -> Patient {
+        let p = input.get("patient").unwrap_or(&Value::Null);
+        Patient { name: s(p, "name"), mrn: s(p, "mrn"), birth_date: s(p, "birthDate") }
+    }
+
+    /// Whether any of its identifiers (or a word of the name) is in `text`: the cheap test
+    /// before masking free text.
+    pub fn appears_in(&self, text: &str) -> bool {
+        let words = self.name.split(|c: char| c.is_whitespace() || c == ',');
+        [self.mrn.as_str(), self.birth_date.as_str()].into_iter().chain(words).any(|w| w.chars().count() >= 3 && text.contains(w))
+    }
+
+    /// Its identifier values and the words of the name, for masking free text about the study.
+    pub fn identifiers(&self) -> Vec<String> {
+        let mut v = vec![self.name.clone(), self.mrn.clone(), self.birth_date.clone()];
+        let words: Vec<&str> = self.name.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
+        if words.len() > 1 {
+            v.extend(words.into_iter().map(str::to_string));
+        }
+        v.retain(|x| x.chars().count() >= 3);
+        v.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        v
+    }
+}
+
 /// One imaging study as the Pipelines view shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Study {
@@ -81,7 +108,6 @@ impl Study {
         if stage.is_none() && row.status == ExecutionStatus::Succeeded {
             stage = map.entries.iter().filter(|(m, _, _)| *m == machine || m == "*").map(|(_, _, st)| *st).max();
         }
-        let patient = input.get("patient").cloned().unwrap_or(Value::Null);
         Some(Study {
             accession,
             modality: s(&input, "modality"),
@@ -99,7 +125,7 @@ impl Study {
             execution_arn: row.arn.clone(),
             machine,
             state,
-            patient: Patient { name: s(&patient, "name"), mrn: s(&patient, "mrn"), birth_date: s(&patient, "birthDate") },
+            patient: Patient::of_input(&input),
         })
     }
 }
@@ -146,6 +172,8 @@ pub struct Review {
     pub issued: DateTime<Utc>,
     pub timeout: Option<DateTime<Utc>>,
     pub claimed_by: Option<String>,
+    /// The study's patient (PHI: masked unless revealed), to mask the draft's free text.
+    pub patient: Patient,
 }
 
 impl Review {
@@ -179,6 +207,7 @@ impl Review {
                 (a, b) => a.or(b),
             },
             claimed_by: t.claimed_by.clone(),
+            patient: input.map(Patient::of_input).unwrap_or_default(),
         }
     }
 
@@ -280,6 +309,7 @@ mod tests {
             issued: now - Duration::minutes(age),
             timeout: Some(now + Duration::minutes(t)),
             claimed_by: None,
+            patient: Patient::default(),
         };
         let mut v = vec![mk(Priority::Routine, 5, 1), mk(Priority::Stat, 30, 1), mk(Priority::Stat, 10, 1), mk(Priority::Urgent, 1, 90)];
         sort_by_urgency(&mut v);

@@ -96,6 +96,8 @@ pub enum Request {
     Events(Option<i64>),
 }
 
+/// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
+/// execution) for a reason the audit log keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     Approve { tokens: Vec<String>, output: String, comment: String },
@@ -104,7 +106,7 @@ pub enum Mutation {
     Stop { arns: Vec<String>, cause: String },
     Claim { token: String, claim: bool, by: String },
     Escalate { tokens: Vec<String>, cause: String },
-    RevealPhi { reason: String },
+    RevealPhi { reason: String, arn: String },
 }
 
 impl Mutation {
@@ -180,8 +182,11 @@ pub enum Dialog {
         code: usize,
         text: String,
     },
+    /// Reveal the patient data of the study named when the dialog opened.
     Reveal {
         reason: String,
+        arn: String,
+        label: String,
     },
     Input {
         kind: InputKind,
@@ -236,6 +241,10 @@ pub struct Settings {
     pub reject_reasons: Vec<String>,
     /// Times are shown in this offset (the operator's local time).
     pub tz: chrono::FixedOffset,
+    /// Which fields are patient identifiers, and how they are masked.
+    pub phi: crate::phi::Masker,
+    /// How long a reveal lasts.
+    pub reveal_for: Duration,
 }
 
 impl Default for Settings {
@@ -256,8 +265,20 @@ impl Default for Settings {
                 "Review.NeedsSpecialist: needs a subspecialty reader".into(),
             ],
             tz: *chrono::Local::now().offset(),
+            phi: crate::phi::Masker::default(),
+            reveal_for: Duration::minutes(i64::from(crate::phi::DEFAULT_REVEAL_MINUTES)),
         }
     }
+}
+
+/// One study whose patient data shows, until a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revealed {
+    /// The study's execution.
+    pub arn: String,
+    /// What the banner calls it (accession or execution name).
+    pub label: String,
+    pub until: DateTime<Utc>,
 }
 
 pub struct App {
@@ -281,7 +302,10 @@ pub struct App {
     pub marks: BTreeSet<String>,
     pub dialog: Option<Dialog>,
     pub message: Option<(String, bool)>,
-    pub reveal_phi: bool,
+    /// The study whose patient data shows (one at a time), once the audit log took the reveal.
+    pub reveal: Option<Revealed>,
+    /// A reveal sent to the audit log and not yet confirmed.
+    pub pending_reveal: Option<Revealed>,
     pub locked: bool,
     pub now: DateTime<Utc>,
     pub last_input: DateTime<Utc>,
@@ -319,7 +343,8 @@ impl App {
             marks: BTreeSet::new(),
             dialog: None,
             message: None,
-            reveal_phi: false,
+            reveal: None,
+            pending_reveal: None,
             locked: false,
             now,
             last_input: now,
@@ -493,9 +518,14 @@ impl App {
         self.now = now;
         if !self.locked && now - self.last_input > self.settings.idle_lock {
             self.locked = true;
-            self.reveal_phi = false;
+            self.reveal = None;
+            self.pending_reveal = None;
             self.dialog = None;
             return vec![];
+        }
+        if self.reveal.as_ref().is_some_and(|r| now >= r.until) {
+            self.reveal = None;
+            self.message = Some(("patient data hidden again: the reveal expired".into(), false));
         }
         if self.locked {
             return vec![];
@@ -557,6 +587,13 @@ impl App {
                 self.events.set(all, at);
             }
             Loaded::Done { verb, ok, failed } => {
+                if verb == "reveal-phi" {
+                    // Shown only once the audit log has the reveal.
+                    let pending = self.pending_reveal.take();
+                    if ok > 0 && failed.is_empty() {
+                        self.reveal = pending.map(|r| Revealed { until: self.now + self.settings.reveal_for, ..r });
+                    }
+                }
                 let msg = if failed.is_empty() {
                     format!("{verb}: {ok} done")
                 } else {
@@ -704,10 +741,15 @@ impl App {
                 vec![]
             }
             Action::Reveal => {
-                if self.reveal_phi {
-                    self.reveal_phi = false;
+                let Some((arn, label)) = self.reveal_target() else {
+                    self.message = Some(("reveal: select a study first".into(), true));
+                    return vec![];
+                };
+                if self.revealed(&arn) {
+                    self.reveal = None;
+                    self.message = Some((format!("patient data of {label} hidden"), false));
                 } else {
-                    self.dialog = Some(Dialog::Reveal { reason: String::new() });
+                    self.dialog = Some(Dialog::Reveal { reason: String::new(), arn, label });
                 }
                 vec![]
             }
@@ -836,6 +878,33 @@ impl App {
                 vec![]
             }
         }
+    }
+
+    /// Whether this execution's patient data shows now.
+    pub fn revealed(&self, arn: &str) -> bool {
+        self.reveal.as_ref().is_some_and(|r| r.arn == arn && self.now < r.until)
+    }
+
+    /// The study a reveal would apply to: the one selected (or open), with its label.
+    fn reveal_target(&self) -> Option<(String, String)> {
+        let cur = self.selected();
+        let arn = match self.view {
+            View::Executions if self.detail_arn.is_some() => self.detail_arn.clone(),
+            View::Pipelines => self.visible_studies().get(cur).map(|s| s.execution_arn.clone()),
+            View::Reviews => self.visible_reviews().get(cur).map(|r| r.execution_arn.clone()),
+            View::Executions => self.visible_executions().get(cur).map(|e| e.arn.clone()),
+            View::Events => self.visible_events().get(cur).map(|e| e.execution_arn.clone()),
+            _ => None,
+        }?;
+        let label = self
+            .studies
+            .value
+            .iter()
+            .find(|s| s.execution_arn == arn)
+            .map(|s| s.accession.clone())
+            .or_else(|| self.reviews.value.iter().find(|r| r.execution_arn == arn && !r.accession.is_empty()).map(|r| r.accession.clone()))
+            .unwrap_or_else(|| arn.rsplit(':').next().unwrap_or(&arn).to_string());
+        Some((arn, label))
     }
 
     fn open(&mut self) -> Vec<Effect> {
@@ -985,18 +1054,20 @@ impl App {
                 self.dialog = Some(Dialog::Reject { title, tokens, code, text });
                 vec![]
             }
-            Dialog::Reveal { mut reason } => {
+            Dialog::Reveal { mut reason, arn, label } => {
                 if k.code == KeyCode::Enter {
-                    if reason.trim().len() < 4 {
-                        self.message = Some(("reveal PHI: give a reason (at least 4 characters)".into(), true));
-                        self.dialog = Some(Dialog::Reveal { reason });
+                    if let Err(e) = crate::phi::check_reason(&reason) {
+                        self.message = Some((e.to_string(), true));
+                        self.dialog = Some(Dialog::Reveal { reason, arn, label });
                         return vec![];
                     }
-                    self.reveal_phi = true;
-                    return vec![Effect::Mutate(Mutation::RevealPhi { reason })];
+                    self.message = None;
+                    let reason = reason.trim().to_string();
+                    self.pending_reveal = Some(Revealed { arn: arn.clone(), label, until: self.now + self.settings.reveal_for });
+                    return vec![Effect::Mutate(Mutation::RevealPhi { reason, arn })];
                 }
                 edit(&mut reason);
-                self.dialog = Some(Dialog::Reveal { reason });
+                self.dialog = Some(Dialog::Reveal { reason, arn, label });
                 vec![]
             }
             Dialog::Input { kind, mut text } => {

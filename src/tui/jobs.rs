@@ -223,7 +223,7 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
                 one(t, cp.escalate(t, cause));
             }
         }
-        Mutation::RevealPhi { .. } => one("phi", Ok(())),
+        Mutation::RevealPhi { arn, .. } => one(arn, Ok(())),
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }
 }

@@ -12,43 +12,7 @@ use crate::asl::model::Definition;
 use crate::history::ExecutionStatus;
 use crate::ops::Stage;
 use crate::ops::project::{Patient, human};
-
-/// PHI masking: "Ada Testperson" -> "A*** T.", MRN keeps its last two characters.
-pub fn mask_name(name: &str) -> String {
-    let mut parts = name.split_whitespace();
-    let first = parts.next().and_then(|p| p.chars().next()).map(|c| format!("{c}***")).unwrap_or_default();
-    let last = parts.last().and_then(|p| p.chars().next()).map(|c| format!(" {c}.")).unwrap_or_default();
-    format!("{first}{last}")
-}
-
-pub fn mask_mrn(mrn: &str) -> String {
-    let tail: String = mrn.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("••••{tail}")
-}
-
-/// Mask patient identifiers inside pretty-printed JSON: the values of `name`, `mrn` and `birthDate`.
-pub fn mask_json(text: &str) -> String {
-    text.lines()
-        .map(|l| {
-            let t = l.trim_start();
-            let indent = &l[..l.len() - t.len()];
-            for key in ["\"name\": \"", "\"mrn\": \"", "\"birthDate\": \""] {
-                if let Some(rest) = t.strip_prefix(key) {
-                    let comma = if t.ends_with(',') { "," } else { "" };
-                    let value = rest.trim_end_matches(',').trim_end_matches('"');
-                    let masked = match key {
-                        k if k.contains("mrn") => mask_mrn(value),
-                        k if k.contains("birth") => "••••-••-••".to_string(),
-                        _ => mask_name(value),
-                    };
-                    return format!("{indent}{key}{masked}\"{comma}");
-                }
-            }
-            l.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use crate::phi::mask_str;
 
 fn patient(p: &Patient, reveal: bool) -> String {
     if p.name.is_empty() && p.mrn.is_empty() {
@@ -57,7 +21,7 @@ fn patient(p: &Patient, reveal: bool) -> String {
     if reveal {
         format!("{}  MRN {}  DOB {}", p.name, p.mrn, p.birth_date)
     } else {
-        format!("{}  MRN {}", mask_name(&p.name), mask_mrn(&p.mrn))
+        format!("{}  MRN {}", mask_str(&p.name), mask_str(&p.mrn))
     }
 }
 
@@ -103,6 +67,29 @@ impl App {
         }
     }
 
+    /// The identifier values of a study, from whatever is loaded about it, for masking its free text.
+    fn known_identifiers(&self, arn: &str) -> Vec<String> {
+        let phi = &self.settings.phi;
+        let mut known = vec![];
+        if let Some(s) = self.studies.value.iter().find(|s| s.execution_arn == arn) {
+            known.extend(s.patient.identifiers());
+        }
+        if let Some(e) = self.detail.value.execution.as_ref().filter(|e| e.arn == arn) {
+            known.extend(phi.identifiers_in_text(&e.input));
+        } else if let Some(e) = self.executions.value.iter().find(|e| e.arn == arn) {
+            known.extend(phi.identifiers_in_text(&e.input));
+        }
+        known
+    }
+
+    /// A review's draft (free text): its patient's identifiers masked unless revealed.
+    fn draft(&self, r: &crate::ops::project::Review) -> String {
+        if !r.patient.appears_in(&r.draft) || self.revealed(&r.execution_arn) {
+            return r.draft.clone();
+        }
+        self.settings.phi.mask_text_with(&r.draft, &r.patient.identifiers())
+    }
+
     fn header(&self, f: &mut Frame, area: Rect) {
         let t = &self.theme;
         let p = &self.pulse.value;
@@ -145,11 +132,29 @@ impl App {
         if self.settings.read_only {
             spans.push(Span::styled("  READ-ONLY", t.warn().add_modifier(Modifier::BOLD)));
         }
+        let banner = self.reveal.as_ref().filter(|r| self.now < r.until).map(|r| {
+            let left = (r.until - self.now).num_seconds().max(0);
+            Span::styled(
+                format!(" PHI REVEALED: {} — {}:{:02} left ", r.label, left / 60, left % 60),
+                t.breach().add_modifier(Modifier::REVERSED | Modifier::BOLD),
+            )
+        });
+        if let Some(b) = &banner {
+            spans.push(Span::raw("  "));
+            spans.push(b.clone());
+        }
         let right = clock(self.now, &self.settings.tz);
         let width = |spans: &[Span]| spans.iter().map(|s| s.content.chars().count()).sum::<usize>();
         if width(&spans) + right.len() + 1 > area.width as usize {
             // Narrow terminal: the counts and the clock matter more than who and where.
             spans[2] = Span::styled(if self.settings.demo { "DEMO" } else { "" }, t.muted());
+        }
+        if let Some(b) = banner
+            && width(&spans) + right.len() + 1 > area.width as usize
+        {
+            // Still too narrow: that patient data shows matters most.
+            spans.truncate(2);
+            spans.push(b);
         }
         let used: usize = width(&spans);
         let pad = (area.width as usize).saturating_sub(used + right.len() + 1);
@@ -334,7 +339,7 @@ impl App {
                     Cell::from(stage),
                     Cell::from(in_stage),
                     Cell::from(s.site.clone()),
-                    Cell::from(Span::styled(patient(&s.patient, self.reveal_phi), t.muted())),
+                    Cell::from(Span::styled(patient(&s.patient, self.revealed(&s.execution_arn)), t.muted())),
                 ]);
                 if i == sel { row.style(t.selected()) } else { row }
             })
@@ -380,7 +385,7 @@ impl App {
                     Some(d) => Span::styled(format!("in {}", human(d)), t.text()),
                     None => Span::styled("—", t.muted()),
                 };
-                let draft: String = r.draft.chars().take(60).collect();
+                let draft: String = self.draft(r).chars().take(60).collect();
                 let row = Row::new(vec![
                     Cell::from(format!("{}{}", if i == sel { "▶" } else { " " }, if marked { "•" } else { " " })),
                     Cell::from(Span::styled(r.priority.as_str(), t.priority(r.priority.as_str()))),
@@ -424,7 +429,7 @@ impl App {
                         t.muted(),
                     ),
                 ]),
-                Line::from(Span::styled(format!("draft: {}", r.draft), t.muted())),
+                Line::from(Span::styled(format!("draft: {}", self.draft(r)), t.muted())),
             ],
             None => vec![Line::from(Span::styled("no pending reviews", t.muted()))],
         };
@@ -522,6 +527,9 @@ impl App {
             }
         }
         f.render_widget(Paragraph::new(path).block(self.block("Path".into())), cols[0]);
+        let arn = self.detail_arn.as_deref().unwrap_or_default();
+        let reveal = self.revealed(arn);
+        let known = if reveal { vec![] } else { self.known_identifiers(arn) };
         if self.show_io {
             let pretty = |s: Option<&str>| -> String {
                 s.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
@@ -531,9 +539,9 @@ impl App {
             let e = d.execution.as_ref();
             // Inputs carry patient data: masked unless revealed.
             let (mut input, mut output) = (pretty(e.map(|e| e.input.as_str())), pretty(e.and_then(|e| e.output.as_deref())));
-            if !self.reveal_phi {
-                input = mask_json(&input);
-                output = mask_json(&output);
+            if !reveal {
+                input = self.settings.phi.mask_text_with(&input, &known);
+                output = self.settings.phi.mask_text_with(&output, &known);
             }
             let halves = Layout::default()
                 .direction(Direction::Vertical)
@@ -552,7 +560,9 @@ impl App {
             .take(h)
             .map(|e| {
                 if self.raw_history {
-                    Line::from(Span::styled(e.to_aws_json().to_string(), t.text()))
+                    let raw = e.to_aws_json();
+                    let raw = if reveal { raw } else { self.settings.phi.mask_envelope(&raw, &known) };
+                    Line::from(Span::styled(raw.to_string(), t.text()))
                 } else {
                     let extra = e
                         .details
@@ -712,14 +722,17 @@ impl App {
                 let h = l.len() as u16 + 2;
                 (title.clone(), l, h)
             }
-            Dialog::Reveal { reason } => (
-                "Reveal patient data".into(),
+            Dialog::Reveal { reason, label, .. } => (
+                format!("Reveal patient data of {label}"),
                 vec![
                     Line::from(Span::styled(
-                        "Names, MRNs and birth dates will show until you press v again or the screen locks.",
+                        format!(
+                            "Names, MRNs and birth dates of {label} only will show for {} minutes, until you press v again or the screen locks.",
+                            self.settings.reveal_for.num_minutes()
+                        ),
                         t.text(),
                     )),
-                    Line::from(Span::styled("This is recorded in the audit log with your reason.", t.muted())),
+                    Line::from(Span::styled("Recorded in the audit log with your reason (say why, in a few words).", t.muted())),
                     Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]),
                     Line::from(vec![
                         Span::styled("Enter", t.accent()),
@@ -728,7 +741,7 @@ impl App {
                         Span::raw(" cancel"),
                     ]),
                 ],
-                6,
+                7,
             ),
             Dialog::Input { kind, text } => {
                 let (title, hint) = match kind {
@@ -755,16 +768,11 @@ mod tests {
 
     #[test]
     fn masks_hide_identifiers() {
-        assert_eq!(mask_name("Ada Testperson"), "A*** T.");
-        assert_eq!(mask_mrn("SYN-000123"), "••••23");
         assert_eq!(short_token("abcdef0123456789"), "••••6789");
         let p = Patient { name: "Ada Testperson".into(), mrn: "SYN-000123".into(), birth_date: "1970-01-01".into() };
         assert!(!patient(&p, false).contains("Testperson"));
+        assert!(!patient(&p, false).contains("000123"));
         assert!(!patient(&p, false).contains("1970"));
         assert!(patient(&p, true).contains("Testperson"));
-        let j = serde_json::json!({"patient": {"name": "Ada Testperson", "mrn": "SYN-000123", "birthDate": "1970-01-01"}, "site": "MAIN"});
-        let m = mask_json(&serde_json::to_string_pretty(&j).unwrap_or_default());
-        assert!(!m.contains("Testperson") && !m.contains("000123") && !m.contains("1970"), "{m}");
-        assert!(m.contains("A*** T.") && m.contains("MAIN"));
     }
 }

@@ -1,0 +1,556 @@
+//! Patient identifiers (PHI): which JSON fields hold them, and the one masking
+//! function every surface (console views and dialogs, CLI tables and `--json`)
+//! draws through.
+//!
+//! A [`Masker`] knows identifier *field names* (matched case-insensitively, with
+//! `_` and `-` ignored, anywhere in a document) and *JSON paths* (`$.patient`,
+//! `$.order.patientName`, `$.items[*].mrn`, matched from a document's root). It
+//! masks a payload document ([`Masker::mask_value`]) keeping its shape: every
+//! value under an identifier field or path becomes a masked string (`"D•••"`),
+//! objects and arrays there are masked leaf by leaf. JSON carried inside strings
+//! (history events embed state input and output as JSON text) is masked too, and
+//! free text (causes, comments, drafts) loses the identifier values found in the
+//! same study's documents.
+//!
+//! API responses and history events are *envelopes*: their own fields (ARNs,
+//! state names, status) are not patient data, so [`Masker::mask_envelope`] masks
+//! only the payload fields they carry (`input`, `output`, `parameters`, `result`,
+//! `cause`, `assignedVariables`).
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+/// What a masked value shows: its first character and this.
+pub const MASK: &str = "•••";
+
+/// Identifier field names masked by default (config `[phi] fields` replaces them,
+/// `extra_fields` adds to them). The demo's `patient` object is covered by `patient`.
+pub const DEFAULT_FIELDS: &[&str] = &[
+    "patient",
+    "patientName",
+    "patientId",
+    "name",
+    "fullName",
+    "given",
+    "givenName",
+    "firstName",
+    "middleName",
+    "family",
+    "familyName",
+    "lastName",
+    "surname",
+    "maidenName",
+    "mrn",
+    "medicalRecordNumber",
+    "birthDate",
+    "dateOfBirth",
+    "dob",
+    "deceasedDate",
+    "address",
+    "street",
+    "streetAddress",
+    "postalCode",
+    "zip",
+    "zipCode",
+    "phone",
+    "phoneNumber",
+    "telephone",
+    "mobile",
+    "fax",
+    "telecom",
+    "email",
+    "ssn",
+    "socialSecurityNumber",
+    "insuranceId",
+    "memberId",
+    "accountNumber",
+    "driversLicense",
+];
+
+/// Identifier paths masked by default (config `[phi] paths` replaces them, `extra_paths` adds).
+pub const DEFAULT_PATHS: &[&str] = &["$.patient"];
+
+/// Fields of an API response or history event that carry a payload document.
+pub const PAYLOAD_KEYS: &[&str] = &["input", "output", "parameters", "result", "cause", "assignedVariables"];
+
+/// How long a console reveal lasts by default, in minutes.
+pub const DEFAULT_REVEAL_MINUTES: u32 = 5;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PhiError {
+    #[error("PHI path {path:?} is not a JSON path like $.patient or $.order.patientName: {why}")]
+    BadPath { path: String, why: String },
+    #[error("{0}")]
+    Reason(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Which fields and paths hold patient identifiers, and how to mask them.
+#[derive(Debug, Clone)]
+pub struct Masker {
+    fields: HashSet<String>,
+    paths: Vec<Vec<Seg>>,
+}
+
+impl Default for Masker {
+    fn default() -> Masker {
+        let fields: Vec<String> = DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect();
+        let paths: Vec<String> = DEFAULT_PATHS.iter().map(|s| s.to_string()).collect();
+        // The defaults are valid paths; an empty path list is the (unreachable) fallback.
+        Masker::new(&fields, &paths).unwrap_or(Masker { fields: fields.iter().map(|f| norm(f)).collect(), paths: vec![] })
+    }
+}
+
+fn norm(field: &str) -> String {
+    field.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect()
+}
+
+fn parse_path(p: &str) -> Result<Vec<Seg>, PhiError> {
+    let bad = |why: &str| PhiError::BadPath { path: p.to_string(), why: why.to_string() };
+    let rest = p.trim().strip_prefix('$').ok_or_else(|| bad("it must start with $"))?;
+    let chars: Vec<char> = rest.chars().collect();
+    let mut segs = vec![];
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '.' => {
+                i += 1;
+                let start = i;
+                while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
+                    i += 1;
+                }
+                let key: String = chars[start..i].iter().collect();
+                match key.as_str() {
+                    "" => return Err(bad("an empty field name after '.'")),
+                    "*" => segs.push(Seg::Any),
+                    _ => segs.push(Seg::Key(key)),
+                }
+            }
+            '[' => {
+                let close = chars[i..].iter().position(|c| *c == ']').ok_or_else(|| bad("'[' without ']'"))? + i;
+                let inner: String = chars[i + 1..close].iter().collect();
+                let inner = inner.trim();
+                if inner == "*" {
+                    segs.push(Seg::Any);
+                } else if let Ok(n) = inner.parse::<usize>() {
+                    segs.push(Seg::Index(n));
+                } else if inner.len() >= 2
+                    && ((inner.starts_with('\'') && inner.ends_with('\'')) || (inner.starts_with('"') && inner.ends_with('"')))
+                {
+                    segs.push(Seg::Key(inner[1..inner.len() - 1].to_string()));
+                } else {
+                    return Err(bad("a bracket holds an index, * or a quoted field name"));
+                }
+                i = close + 1;
+            }
+            _ => return Err(bad("expected '.' or '['")),
+        }
+    }
+    Ok(segs)
+}
+
+/// A masked form of one identifier value: its first character and `•••`
+/// (values of one or two characters show nothing).
+pub fn mask_str(s: &str) -> String {
+    let n = s.chars().count();
+    if n == 0 {
+        return String::new();
+    }
+    if n <= 2 {
+        return MASK.to_string();
+    }
+    let first: String = s.chars().take(1).collect();
+    format!("{first}{MASK}")
+}
+
+/// Every leaf of `v` masked, keys and shape kept (null stays null).
+fn mask_all(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), mask_all(x))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(mask_all).collect()),
+        Value::String(s) => Value::String(mask_str(s)),
+        Value::Null => Value::Null,
+        Value::Number(_) | Value::Bool(_) => Value::String(MASK.to_string()),
+    }
+}
+
+/// Text that holds a JSON object or array, parsed.
+fn embedded_json(s: &str) -> Option<Value> {
+    let t = s.trim_start();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    serde_json::from_str::<Value>(s).ok().filter(|v| v.is_object() || v.is_array())
+}
+
+fn reserialize(v: &Value, like: &str) -> String {
+    if like.contains('\n') { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.unwrap_or_default()
+}
+
+/// Known identifier values, longest first, so that "Dana Testperson" goes before "Dana".
+fn finish_known(mut known: Vec<String>) -> Vec<String> {
+    known.retain(|k| k.chars().count() >= 3);
+    known.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    known.dedup();
+    known
+}
+
+/// `text` with every occurrence of a known identifier value masked.
+pub fn mask_free_text(text: &str, known: &[String]) -> String {
+    let mut out = text.to_string();
+    for k in known {
+        if k.chars().count() >= 3 && out.contains(k.as_str()) {
+            out = out.replace(k.as_str(), &mask_str(k));
+        }
+    }
+    out
+}
+
+impl Masker {
+    /// A masker for these identifier field names and JSON paths.
+    pub fn new(fields: &[String], paths: &[String]) -> Result<Masker, PhiError> {
+        Ok(Masker {
+            fields: fields.iter().map(|f| norm(f)).filter(|f| !f.is_empty()).collect(),
+            paths: paths.iter().map(|p| parse_path(p)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// From config: `fields`/`paths` replace the defaults when given, `extra_*` add to them.
+    pub fn from_config(
+        fields: Option<&[String]>,
+        extra_fields: &[String],
+        paths: Option<&[String]>,
+        extra_paths: &[String],
+    ) -> Result<Masker, PhiError> {
+        let mut f: Vec<String> = match fields {
+            Some(f) => f.to_vec(),
+            None => DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+        };
+        f.extend(extra_fields.iter().cloned());
+        let mut p: Vec<String> = match paths {
+            Some(p) => p.to_vec(),
+            None => DEFAULT_PATHS.iter().map(|s| s.to_string()).collect(),
+        };
+        p.extend(extra_paths.iter().cloned());
+        Masker::new(&f, &p)
+    }
+
+    /// Whether a field of this name holds a patient identifier.
+    pub fn is_identifier_field(&self, key: &str) -> bool {
+        self.fields.contains(&norm(key))
+    }
+
+    fn path_hit(&self, at: &[Step]) -> bool {
+        self.paths.iter().any(|p| {
+            p.len() == at.len()
+                && p.iter().zip(at).all(|(s, a)| match (s, a) {
+                    (Seg::Any, _) => true,
+                    (Seg::Key(k), Step::Key(x)) => k == x,
+                    (Seg::Index(i), Step::Index(j)) => i == j,
+                    _ => false,
+                })
+        })
+    }
+
+    /// The identifier values in a payload document (and the JSON text inside it),
+    /// with the words of multi-word values, for masking free text of the same study.
+    pub fn identifiers(&self, doc: &Value) -> Vec<String> {
+        let mut out = vec![];
+        self.collect(doc, &mut vec![], false, &mut out);
+        finish_known(out)
+    }
+
+    /// [`Masker::identifiers`] of a JSON text (none if it is not JSON).
+    pub fn identifiers_in_text(&self, text: &str) -> Vec<String> {
+        embedded_json(text).map(|v| self.identifiers(&v)).unwrap_or_default()
+    }
+
+    fn collect<'a>(&self, v: &'a Value, at: &mut Vec<Step<'a>>, under: bool, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    at.push(Step::Key(k));
+                    let hit = under || self.is_identifier_field(k) || self.path_hit(at);
+                    self.collect(x, at, hit, out);
+                    at.pop();
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    at.push(Step::Index(i));
+                    let hit = under || self.path_hit(at);
+                    self.collect(x, at, hit, out);
+                    at.pop();
+                }
+            }
+            Value::String(s) => {
+                if let Some(inner) = embedded_json(s) {
+                    let mut found = vec![];
+                    self.collect(&inner, &mut vec![], under, &mut found);
+                    out.extend(found);
+                } else if under {
+                    out.push(s.clone());
+                    let words: Vec<&str> = s.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
+                    if words.len() > 1 {
+                        out.extend(words.into_iter().map(str::to_string));
+                    }
+                }
+            }
+            Value::Number(n) if under => out.push(n.to_string()),
+            _ => {}
+        }
+    }
+
+    /// The masking function: a payload document with every identifier value masked,
+    /// same shape. JSON text inside strings is masked too; other strings lose the
+    /// identifier values found anywhere in the document.
+    pub fn mask_value(&self, doc: &Value) -> Value {
+        self.mask_value_with(doc, &[])
+    }
+
+    /// [`Masker::mask_value`], also masking `known` values (of the same study) in free text.
+    pub fn mask_value_with(&self, doc: &Value, known: &[String]) -> Value {
+        let mut all = self.identifiers(doc);
+        all.extend(known.iter().cloned());
+        let all = finish_known(all);
+        self.walk(doc, &mut vec![], &all)
+    }
+
+    fn walk<'a>(&self, v: &'a Value, at: &mut Vec<Step<'a>>, known: &[String]) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut o = Map::with_capacity(m.len());
+                for (k, x) in m {
+                    at.push(Step::Key(k));
+                    let nv = if self.is_identifier_field(k) || self.path_hit(at) { self.mask_subtree(x) } else { self.walk(x, at, known) };
+                    at.pop();
+                    o.insert(k.clone(), nv);
+                }
+                Value::Object(o)
+            }
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, x)| {
+                        at.push(Step::Index(i));
+                        let nv = if self.path_hit(at) { self.mask_subtree(x) } else { self.walk(x, at, known) };
+                        at.pop();
+                        nv
+                    })
+                    .collect(),
+            ),
+            Value::String(s) => Value::String(self.mask_text_with(s, known)),
+            other => other.clone(),
+        }
+    }
+
+    /// Everything under an identifier: leaves masked, JSON text inside strings masked whole.
+    fn mask_subtree(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => match embedded_json(s) {
+                Some(inner) => Value::String(reserialize(&mask_all(&inner), s)),
+                None => Value::String(mask_str(s)),
+            },
+            Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), self.mask_subtree(x))).collect()),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.mask_subtree(x)).collect()),
+            other => mask_all(other),
+        }
+    }
+
+    /// A JSON text masked as [`Masker::mask_value`] does, in the same layout (pretty
+    /// stays pretty); text that is not a JSON object or array is returned unchanged.
+    pub fn mask_text(&self, text: &str) -> String {
+        self.mask_text_with(text, &[])
+    }
+
+    /// [`Masker::mask_text`]; text that is not JSON is free text and loses the `known` values.
+    pub fn mask_text_with(&self, text: &str, known: &[String]) -> String {
+        match embedded_json(text) {
+            Some(v) => reserialize(&self.mask_value_with(&v, known), text),
+            None => mask_free_text(text, known),
+        }
+    }
+
+    /// An API response or history event: the payload fields it carries ([`PAYLOAD_KEYS`],
+    /// JSON text or JSON) are masked as documents, free text there (a cause) losing `known`
+    /// identifier values and those found in its payloads; its own fields (ARNs, names of
+    /// states and executions, error codes, dates) keep their values.
+    pub fn mask_envelope(&self, v: &Value, known: &[String]) -> Value {
+        let mut all: Vec<String> = known.to_vec();
+        self.envelope_identifiers(v, &mut all);
+        let all = finish_known(all);
+        self.envelope(v, &all)
+    }
+
+    fn envelope_identifiers(&self, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if is_payload_key(k) {
+                        out.extend(match x {
+                            Value::String(s) => self.identifiers_in_text(s),
+                            other => self.identifiers(other),
+                        });
+                    } else {
+                        self.envelope_identifiers(x, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.envelope_identifiers(x, out)),
+            _ => {}
+        }
+    }
+
+    fn envelope(&self, v: &Value, known: &[String]) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| {
+                        let nv = if is_payload_key(k) {
+                            match x {
+                                Value::String(s) => Value::String(self.mask_text_with(s, known)),
+                                other => self.mask_value_with(other, known),
+                            }
+                        } else {
+                            self.envelope(x, known)
+                        };
+                        (k.clone(), nv)
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.envelope(x, known)).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+fn is_payload_key(k: &str) -> bool {
+    PAYLOAD_KEYS.iter().any(|p| p.eq_ignore_ascii_case(k))
+}
+
+/// Words that are not a reason.
+const NOT_REASONS: &[&str] = &[
+    "test", "testing", "asdf", "qwerty", "xxx", "foo", "bar", "baz", "reason", "none", "na", "n/a", "because", "yes", "no", "ok", "reveal",
+    "phi", "todo", "tbd", "abc", "aaa", "just",
+];
+
+/// A reason for revealing patient data must say something: at least 10 characters and
+/// two different words, not only filler ("test", "asdf", …).
+pub fn check_reason(reason: &str) -> Result<(), PhiError> {
+    let r = reason.trim();
+    let words: Vec<String> = r
+        .split(|c: char| !c.is_alphanumeric() && c != '/')
+        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+        .map(|w| w.to_lowercase())
+        .collect();
+    let distinct: HashSet<&str> = words.iter().map(String::as_str).collect();
+    let substantive = distinct.iter().filter(|w| !NOT_REASONS.contains(w)).count();
+    if r.chars().count() < 10 || distinct.len() < 2 || substantive < 1 {
+        return Err(PhiError::Reason(format!(
+            "a reason to reveal patient data must say why, in at least 10 characters and two words (e.g. \"consult with Dr Lee on the wrong-patient hold\"); got {r:?}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn order() -> Value {
+        json!({
+            "accession": "ACC-100001",
+            "family": "scheduled",
+            "patient": {"name": "Dana Testperson", "given": "Dana", "family": "Testperson", "mrn": "SYN-000421", "birthDate": "1961-04-02"},
+            "order": {"patientName": "Dana Testperson", "code": 42},
+            "note": "called Dana Testperson back"
+        })
+    }
+
+    #[test]
+    fn masks_every_identifier_and_keeps_the_shape() {
+        let m = Masker::default();
+        let v = m.mask_value(&order());
+        let s = v.to_string();
+        for secret in ["Testperson", "Dana", "SYN-000421", "1961"] {
+            assert!(!s.contains(secret), "{secret} in {s}");
+        }
+        assert_eq!(v["patient"]["name"], "D•••");
+        assert_eq!(v["patient"]["mrn"], "S•••");
+        assert_eq!(v["accession"], "ACC-100001");
+        assert_eq!(v["order"]["code"], 42);
+        assert_eq!(v["note"], "called D••• back");
+        assert_eq!(v.as_object().map(|o| o.len()), order().as_object().map(|o| o.len()));
+    }
+
+    #[test]
+    fn paths_and_fields_are_configurable() {
+        let m =
+            Masker::from_config(Some(&["ssn".into()]), &["Accession".into()], Some(&["$.order.patientName".into()]), &[]).expect("masker");
+        let v = m.mask_value(&order());
+        assert_eq!(v["accession"], "A•••", "extra field, matched case-insensitively");
+        assert_eq!(v["order"]["patientName"], "D•••");
+        assert_eq!(v["patient"]["mrn"], "SYN-000421", "fields replaced the defaults");
+        let all = Masker::new(&[], &["$.items[*].id".into(), "$['x'].y".into(), "$.z[1]".into()]).expect("paths");
+        let v = all.mask_value(&json!({"items": [{"id": "abc"}, {"id": "def", "k": 1}], "x": {"y": 12345}, "z": ["keep", "hide"]}));
+        assert_eq!(v, json!({"items": [{"id": "a•••"}, {"id": "d•••", "k": 1}], "x": {"y": "•••"}, "z": ["keep", "h•••"]}));
+        assert!(Masker::new(&[], &["patient".into()]).is_err());
+        assert!(Masker::new(&[], &["$.a[".into()]).is_err());
+        assert!(Masker::new(&[], &["$..a".into()]).is_err());
+    }
+
+    #[test]
+    fn json_inside_strings_and_envelopes_is_masked() {
+        let m = Masker::default();
+        let event = json!({
+            "type": "TaskStateEntered", "id": 2,
+            "stateEnteredEventDetails": {"name": "Review", "input": order().to_string(), "inputDetails": {"truncated": false}}
+        });
+        let v = m.mask_envelope(&event, &[]);
+        assert_eq!(v["stateEnteredEventDetails"]["name"], "Review", "the envelope's own name is a state name");
+        let input: Value = serde_json::from_str(v["stateEnteredEventDetails"]["input"].as_str().unwrap_or("")).expect("still JSON");
+        assert_eq!(input["patient"]["given"], "D•••");
+        let failed = json!({"taskFailedEventDetails": {"error": "Archive.Rejected", "cause": "no match for Testperson, Dana"}});
+        let known = m.identifiers(&order());
+        let v = m.mask_envelope(&failed, &known);
+        assert_eq!(v["taskFailedEventDetails"]["cause"], "no match for T•••, D•••");
+        let pretty = serde_json::to_string_pretty(&order()).unwrap_or_default();
+        let masked = m.mask_text(&pretty);
+        assert!(masked.contains('\n') && !masked.contains("Testperson"));
+        assert_eq!(m.mask_text("plain words"), "plain words");
+        // A whole embedded document under an identifier field.
+        let v = m.mask_value(&json!({"patient": order()["patient"].to_string()}));
+        assert!(!v.to_string().contains("Testperson"), "{v}");
+    }
+
+    #[test]
+    fn a_reason_must_say_something() {
+        for bad in ["", "x", "asdf", "test", "test test test", "asdf asdf asdf", "aaaaaaaaaaaa", "ok ok", "just testing"] {
+            assert!(check_reason(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["stroke call", "wrong-patient hold for ACC-1", "consult with Dr Lee"] {
+            assert!(check_reason(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn short_values_show_nothing() {
+        assert_eq!(mask_str(""), "");
+        assert_eq!(mask_str("F"), "•••");
+        assert_eq!(mask_str("Ada"), "A•••");
+    }
+}

@@ -1,0 +1,261 @@
+//! Patient data on the command line: masked by default in every read command's table
+//! and `--json` output (same shape), shown only with `--reveal --reason`, which the
+//! audit log records. The real binary on a real store.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+struct Lb {
+    dir: tempfile::TempDir,
+}
+
+const SECRETS: [&str; 5] = ["Dana", "Testperson", "SYN-000421", "1961-04-02", "555-0100"];
+
+impl Lb {
+    fn new() -> Lb {
+        Lb { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8 path").to_string()
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lightbox"))
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .args(["--user", "dr.lee"])
+            .args(args)
+            .env_remove("LIGHTBOX_CONFIG")
+            .output()
+            .expect("run lightbox")
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let text = self.ok(&a);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
+    }
+    fn reveals(&self) -> Vec<Value> {
+        self.json(&["audit", "list", "--action", "reveal-phi"])["entries"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn order() -> Value {
+    json!({
+        "accession": "ACC-1",
+        "modality": "CT",
+        "patient": {"name": "Dana Testperson", "given": "Dana", "family": "Testperson", "mrn": "SYN-000421",
+                    "birthDate": "1961-04-02", "telecom": [{"system": "phone", "value": "555-0100"}]}
+    })
+}
+
+/// An execution waiting at a review gate that carries the patient, and one that failed
+/// naming the patient in its cause.
+fn setup(lb: &Lb) -> (String, String) {
+    let review = json!({
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": {"Type": "Pass", "ResultPath": "$.prepared", "Result": {"ok": true}, "Next": "Review"},
+            "Review": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession", "patient.$": "$.patient"}},
+                "End": true
+            }
+        }
+    });
+    let fail = json!({
+        "StartAt": "Check",
+        "States": {"Check": {"Type": "Fail", "Error": "Order.Mismatch", "CausePath": "States.Format('no order for {}', $.patient.name)"}}
+    });
+    let r = lb.write("review.json", &review.to_string());
+    let f = lb.write("fail.json", &fail.to_string());
+    lb.ok(&["state-machines", "create", "--name", "review", "--definition", &r]);
+    lb.ok(&["state-machines", "create", "--name", "mismatch", "--definition", &f]);
+    let input = order().to_string();
+    let a = lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", &input]);
+    let b = lb.json(&["executions", "start", "--state-machine", "mismatch", "--name", "acc-2", "--input-json", &input]);
+    (a["executionArn"].as_str().expect("arn").to_string(), b["executionArn"].as_str().expect("arn").to_string())
+}
+
+/// The shape of a document: every leaf replaced by its kind, JSON text inside strings included.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), shape(x))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(inner @ (Value::Object(_) | Value::Array(_))) => json!({"json": shape(&inner)}),
+            _ => json!("leaf"),
+        },
+        Value::Null => Value::Null,
+        _ => json!("leaf"),
+    }
+}
+
+fn assert_masked(what: &str, text: &str) {
+    for s in SECRETS {
+        assert!(!text.contains(s), "{what} shows {s}: {text}");
+    }
+}
+
+#[test]
+fn read_commands_mask_patient_data_and_keep_the_shape() {
+    let lb = Lb::new();
+    let (waiting, failed) = setup(&lb);
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["tasks", "list"],
+        vec!["tasks", "list", "--status", "ALL"],
+        vec!["executions", "describe", &waiting],
+        vec!["executions", "describe", &failed],
+        vec!["executions", "history", &waiting],
+        vec!["executions", "history", &failed],
+        vec!["executions", "list"],
+    ];
+    for c in &commands {
+        let masked = lb.json(c);
+        assert_masked(&format!("{c:?} --json"), &masked.to_string());
+        assert_masked(&format!("{c:?}"), &lb.ok(c));
+        let mut with: Vec<&str> = c.clone();
+        with.extend(["--reveal", "--reason", "wrong-patient hold, consult with Dr Lee"]);
+        let revealed = lb.json(&with);
+        assert_eq!(shape(&masked), shape(&revealed), "{c:?}: same JSON shape, masked values");
+    }
+    // What is masked, and what is not.
+    let task = &lb.json(&["tasks", "list"])["tasks"][0];
+    let input: Value = serde_json::from_str(task["input"].as_str().expect("input is JSON text")).expect("json");
+    assert_eq!(input["Payload"]["patient"]["mrn"], "S•••");
+    assert_eq!(input["Payload"]["accession"], "ACC-1");
+    let d = lb.json(&["executions", "describe", &failed]);
+    assert_eq!(d["cause"], "no order for D•••");
+    assert_eq!(d["name"], "acc-2", "an execution's own name is not patient data");
+    let h = lb.json(&["executions", "history", &waiting]);
+    assert_eq!(h["events"][1]["stateEnteredEventDetails"]["name"], "Prepare");
+    assert!(lb.ok(&["executions", "describe", &failed]).contains("cause: no order for D•••"));
+}
+
+#[test]
+fn reveal_shows_patient_data_and_is_audited() {
+    let lb = Lb::new();
+    let (waiting, failed) = setup(&lb);
+    assert!(lb.reveals().is_empty());
+    let reason = "wrong-patient hold, consult with Dr Lee";
+    let t = lb.json(&["tasks", "list", "--reveal", "--reason", reason]);
+    assert!(t.to_string().contains("SYN-000421"), "{t}");
+    let d = lb.json(&["executions", "describe", &failed, "--reveal", "--reason", reason]);
+    assert_eq!(d["cause"], "no order for Dana Testperson");
+    let h = lb.json(&["executions", "history", &waiting, "--reveal", "--reason", reason]);
+    assert!(h.to_string().contains("1961-04-02"));
+    let rows = lb.reveals();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let text = serde_json::to_string(&rows).expect("json");
+    assert!(text.contains(reason) && text.contains(&waiting) && text.contains(&failed) && text.contains("dr.lee"), "{text}");
+    assert!(lb.ok(&["audit", "verify"]).contains("OK"));
+    // The log never holds patient data.
+    for e in std::fs::read_dir(lb.path("data/logs")).expect("logs") {
+        let text = std::fs::read_to_string(e.expect("entry").path()).unwrap_or_default();
+        assert_masked("the log", &text);
+    }
+}
+
+#[test]
+fn reveal_without_a_reason_of_substance_exits_2_and_shows_nothing() {
+    let lb = Lb::new();
+    let (waiting, _) = setup(&lb);
+    for bad in [
+        vec!["--reveal"],
+        vec!["--reveal", "--reason", "x"],
+        vec!["--reveal", "--reason", "asdf"],
+        vec!["--reveal", "--reason", "test test test"],
+    ] {
+        let mut args = vec!["--json", "executions", "history", &waiting];
+        args.extend(bad.iter());
+        let out = lb.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(out.stdout.is_empty(), "{bad:?} printed {}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("reason"), "{bad:?}: {err}");
+    }
+    let out = lb.run(&["tasks", "list", "--reason", "a reason without reveal"]);
+    assert_eq!(out.status.code(), Some(2), "--reason needs --reveal");
+    assert!(lb.reveals().is_empty(), "refused reveals are not recorded as reveals");
+}
+
+#[test]
+fn phi_fields_and_paths_come_from_config() {
+    let lb = Lb::new();
+    let (waiting, _) = setup(&lb);
+    let cfg = lb
+        .write("config.toml", "[phi]\nfields = [\"mrn\"]\nextra_fields = [\"Modality\"]\npaths = [\"$.accession\"]\nreveal_minutes = 2\n");
+    let d = lb.json(&["--config", &cfg, "executions", "describe", &waiting]);
+    let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
+    assert_eq!(input["patient"]["mrn"], "S•••");
+    assert_eq!(input["patient"]["given"], "Dana", "`fields` replaced the defaults");
+    assert_eq!(input["modality"], "•••", "extra field, any case (two characters show nothing)");
+    assert_eq!(input["accession"], "A•••", "a path");
+    let bad = lb.write("bad.toml", "[phi]\npaths = [\"patient\"]\n");
+    let out = lb.run(&["--config", &bad, "tasks", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("$.patient"), "{}", String::from_utf8_lossy(&out.stderr));
+    let typo = lb.write("typo.toml", "[phi]\nfeilds = [\"mrn\"]\n");
+    assert!(!lb.run(&["--config", &typo, "tasks", "list"]).status.success(), "unknown [phi] keys are refused");
+}
+
+/// The real console in tmux: `v` on the selected study, a reason, and the audit row names that study.
+#[test]
+fn console_reveal_is_per_study_and_audited() {
+    use std::time::{Duration, Instant};
+    let lb = Lb::new();
+    // Two studies of the same patient; the failed one sorts first and is selected.
+    let (_, failed) = setup(&lb);
+    let session = format!("lightbox-phi-{}", std::process::id());
+    let cmd = format!("{} --data-dir {} --user dr.lee console --no-demo", env!("CARGO_BIN_EXE_lightbox"), lb.path("data").display());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).env_remove("TMUX").output().expect("tmux must be installed");
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "140", "-y", "30", &cmd]).status.success());
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).output();
+        }
+    }
+    let _kill = Kill(session.clone());
+    let wait_for = |text: &str| -> String {
+        let start = Instant::now();
+        loop {
+            let s = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "screen never showed {text:?}:\n{s}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    };
+    let s = wait_for("ACC-1");
+    assert_masked("the pipelines view", &s);
+    tmux(&["send-keys", "-t", &session, "v"]);
+    wait_for("Reveal patient data of ACC-1");
+    tmux(&["send-keys", "-t", &session, "-l", "asdf"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for("reason to reveal");
+    for _ in 0..4 {
+        tmux(&["send-keys", "-t", &session, "BSpace"]);
+    }
+    tmux(&["send-keys", "-t", &session, "-l", "wrong-patient hold, consult with Dr Lee"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    let s = wait_for("PHI REVEALED: ACC-1");
+    assert_eq!(s.matches("Dana Testperson").count(), 1, "only the selected study shows:\n{s}");
+    let rows = lb.reveals();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = serde_json::to_string(&rows[0]).expect("json");
+    assert!(row.contains(&failed) && row.contains("wrong-patient hold") && row.contains("console"), "{row}");
+}
