@@ -1261,6 +1261,26 @@ mod console {
                 Mutation::RevealPhi { reason } => reason.clone(),
                 _ => String::new(),
             };
+            // An answer that took over someone else's claim says so, with whose and why.
+            let acting = match m {
+                Mutation::Approve { acting, .. } | Mutation::Reject { acting, .. } | Mutation::Escalate { acting, .. } => Some(acting),
+                _ => None,
+            };
+            let reason = match acting.and_then(|a| a.override_reason.as_ref()) {
+                Some(why) => {
+                    let holder: Option<String> =
+                        self.conn.query_row("SELECT claimed_by FROM claims WHERE token = ?1", [target], |r| r.get(0)).ok();
+                    match holder.filter(|h| *h != self.user) {
+                        Some(h) => [reason, format!("override of the claim held by {h}: {why}")]
+                            .into_iter()
+                            .filter(|x| !x.is_empty())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        None => reason,
+                    }
+                }
+                None => reason,
+            };
             if !reason.is_empty() {
                 e = e.reason(reason);
             }

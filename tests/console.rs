@@ -3,6 +3,7 @@
 //! handler's effects checked without a terminal.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use lightbox::asl::model::Definition;
 use lightbox::backend::{ExecutionRow, FeedEvent, Pulse};
 use lightbox::history::{ExecutionStatus, HistoryEvent};
 use lightbox::ops::project::{Patient, Review, Study};
@@ -116,6 +117,13 @@ fn app(read_only: bool) -> App {
             study("ACC-20391", Priority::Routine, Some(Stage::Signed), Some(Exception::PublicationFailed), 41),
             study("ACC-20300", Priority::Routine, Some(Stage::Billed), None, 90),
         ]),
+    );
+    let scheduled = std::sync::Arc::new(Definition::parse_str(lightbox::sim::SCHEDULED_IMAGING).expect("demo definition"));
+    load(
+        &mut a,
+        Loaded::Definitions(
+            ["ACC-20418", "ACC-20377", "ACC-20299", "ACC-20391"].iter().map(|n| (arn(n), scheduled.clone())).collect(),
+        ),
     );
     load(
         &mut a,
@@ -291,7 +299,7 @@ fn bulk_reject_uses_marked_rows_and_a_reason_code() {
         a.handle(key(c));
     }
     let effects = a.handle(code(KeyCode::Enter));
-    let [Effect::Mutate(Mutation::Reject { tokens, error, cause })] = effects.as_slice() else { panic!("{effects:?}") };
+    let [Effect::Mutate(Mutation::Reject { tokens, error, cause, .. })] = effects.as_slice() else { panic!("{effects:?}") };
     assert_eq!(tokens.len(), 2);
     assert_eq!(error, "Review.WrongPatient");
     assert!(cause.ends_with("left side"), "{cause}");
@@ -304,9 +312,11 @@ fn redrive_confirms_with_the_count_and_read_only_refuses() {
     a.handle(key(' '));
     a.handle(key(' '));
     a.handle(key('R'));
-    assert!(draw(&a, 100, 30).contains("Redrive 2 execution(s)"));
+    let screen = draw(&a, 100, 30);
+    // Only the FAILED one can be redriven: the RUNNING one is named as left out.
+    assert!(screen.contains("Redrive 1 execution(s)") && screen.contains("ACC-20418: cannot be redriven: it is RUNNING"), "{screen}");
     let effects = a.handle(key('y'));
-    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Redrive { arns })] if arns.len() == 2));
+    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Redrive { arns })] if *arns == vec![arn("ACC-20391")]), "{effects:?}");
     let mut ro = app(true);
     ro.handle(key('3'));
     assert!(ro.handle(key('R')).is_empty());
