@@ -873,8 +873,9 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let cause = cause.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
             let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), Some(lightbox::engine::ESCALATED))?;
             let note = [Some(cause.clone()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
-            let t = token_action(engine, ctx, audit::Action::Escalate, token, Some(note), |e, tok| e.escalate_task_as(tok, &cause, &acting))
-                .map_err(claim_hint)?;
+            let t =
+                token_action(engine, ctx, audit::Action::Escalate, token, Some(note), |e, tok| e.escalate_task_as(tok, &cause, &acting))
+                    .map_err(claim_hint)?;
             task_done(j, &t);
         }
         Command::Audit(AuditCmd::List { since, actor, action, target, limit }) => {

@@ -53,9 +53,7 @@ pub enum EngineError {
     TaskTimedOut { token: String, status: String },
     #[error("TaskClaimed: the task is claimed by {0}")]
     Claimed(String),
-    #[error(
-        "TaskClaimed: the review {token} is claimed by {holder}; {user} may answer it only by overriding the claim with a reason"
-    )]
+    #[error("TaskClaimed: the review {token} is claimed by {holder}; {user} may answer it only by overriding the claim with a reason")]
     ClaimedByOther { token: String, holder: String, user: String },
     #[error("InvalidParameter: overriding {holder}'s claim on {token} needs a reason")]
     OverrideNeedsReason { token: String, holder: String },

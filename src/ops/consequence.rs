@@ -144,7 +144,9 @@ impl Gate {
             (Some(n), Some(e)) => self.fail_from(0, format!("{} succeeds and moves to {n}, a Fail state ({e})", g.state), e.clone()),
             (Some(n), None) => Consequence::ok(format!("{} succeeds and the study moves to {n}", g.state)),
             (None, _) => match self.levels.get(1) {
-                Some(p) => Consequence::ok(format!("{} succeeds and ends this {} {} branch/iteration", g.state, kind_name(p.kind), p.state)),
+                Some(p) => {
+                    Consequence::ok(format!("{} succeeds and ends this {} {} branch/iteration", g.state, kind_name(p.kind), p.state))
+                }
                 None => Consequence::ok(format!("{} succeeds and the workflow ends (SUCCEEDED)", g.state)),
             },
         }
@@ -189,7 +191,12 @@ impl Gate {
                 }
                 None => {
                     let p = &self.levels[k + 1];
-                    said.push(format!("nothing at {} catches {err}: the enclosing {} {} fails with it;", lvl.state, kind_name(p.kind), p.state));
+                    said.push(format!(
+                        "nothing at {} catches {err}: the enclosing {} {} fails with it;",
+                        lvl.state,
+                        kind_name(p.kind),
+                        p.state
+                    ));
                 }
             }
         }
@@ -228,9 +235,7 @@ pub fn redrive(
     let Some(name) = state else { return Ok(Consequence::ok("resumes from its unsuccessful state (same ARN)".into())) };
     let root = def.map(Definition::root);
     if let Some(e) = root.and_then(|m| fail_error(m, name)) {
-        return Ok(Consequence::fails(format!(
-            "WARNING: it failed at {name}, a Fail state ({e}): a redrive fails again at once"
-        )));
+        return Ok(Consequence::fails(format!("WARNING: it failed at {name}, a Fail state ({e}): a redrive fails again at once")));
     }
     let next_fail = root.and_then(|m| {
         let s = m.state(name)?;

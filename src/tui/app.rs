@@ -14,8 +14,8 @@ use super::theme::Theme;
 use crate::asl::model::Definition;
 use crate::backend::{ExecutionRow, FeedEvent, Pulse};
 use crate::engine::{Acting, ESCALATED};
-use crate::ops::consequence::{self, Consequence, Gate};
 use crate::history::{ExecutionStatus, HistoryEvent};
+use crate::ops::consequence::{self, Consequence, Gate};
 use crate::ops::project::{Review, StageCounts, Study};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,11 +142,21 @@ pub enum Loaded {
     Executions(Vec<ExecutionRow>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
-    Found { needle: String, arn: Option<String> },
+    Found {
+        needle: String,
+        arn: Option<String>,
+    },
     /// The definitions executions run, by execution ARN (for the consequences dialogs state).
     Definitions(HashMap<String, Arc<Definition>>),
-    Done { verb: String, ok: usize, failed: Vec<String> },
-    Failed { what: String, error: String },
+    Done {
+        verb: String,
+        ok: usize,
+        failed: Vec<String>,
+    },
+    Failed {
+        what: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +357,8 @@ pub struct App {
     pub want_page: bool,
     pub marks: BTreeSet<String>,
     pub dialog: Option<Dialog>,
+    /// Rows a long dialog (a bulk action's list) is scrolled by.
+    pub dialog_scroll: u16,
     pub message: Option<(String, bool)>,
     pub reveal_phi: bool,
     pub locked: bool,
@@ -388,6 +400,7 @@ impl App {
             want_page: false,
             marks: BTreeSet::new(),
             dialog: None,
+            dialog_scroll: 0,
             message: None,
             reveal_phi: false,
             locked: false,
@@ -596,6 +609,7 @@ impl App {
                 if self.dialog.is_some() {
                     return self.dialog_key(k);
                 }
+                self.dialog_scroll = 0;
                 let key = Key::from_event(&k);
                 let mut effects = match self.keymap.action(key, self.scope()) {
                     Some(a) => self.action(a),
@@ -977,11 +991,7 @@ impl App {
 
     /// The loaded row of an execution (the list, or the one open in detail).
     fn execution_row(&self, arn: &str) -> Option<&ExecutionRow> {
-        self.executions
-            .value
-            .iter()
-            .find(|e| e.arn == arn)
-            .or_else(|| self.detail.value.execution.as_ref().filter(|e| e.arn == arn))
+        self.executions.value.iter().find(|e| e.arn == arn).or_else(|| self.detail.value.execution.as_ref().filter(|e| e.arn == arn))
     }
 
     /// The definition an execution runs, if loaded.
@@ -1145,6 +1155,21 @@ impl App {
             }
             _ => {}
         };
+        // Long lists (bulk actions) scroll; every item stays reachable.
+        if matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. }) {
+            let by = match k.code {
+                KeyCode::Down => Some(1i32),
+                KeyCode::Up => Some(-1),
+                KeyCode::PageDown => Some(PAGE as i32),
+                KeyCode::PageUp => Some(-(PAGE as i32)),
+                _ => None,
+            };
+            if let Some(by) = by {
+                self.dialog_scroll = (i32::from(self.dialog_scroll) + by).clamp(0, i32::from(u16::MAX)) as u16;
+                self.dialog = Some(d);
+                return vec![];
+            }
+        }
         match d {
             Dialog::Help | Dialog::Message { .. } => vec![],
             Dialog::Confirm { title, lines, mutation } => match k.code {
@@ -1202,7 +1227,8 @@ impl App {
             Dialog::Override { action, items, mut reason } => {
                 if k.code == KeyCode::Enter {
                     if reason.trim().chars().count() < 8 {
-                        self.message = Some(("override a claim: give a reason (at least 8 characters); it goes to the audit log".into(), true));
+                        self.message =
+                            Some(("override a claim: give a reason (at least 8 characters); it goes to the audit log".into(), true));
                         self.dialog = Some(Dialog::Override { action, items, reason });
                         return vec![];
                     }

@@ -768,12 +768,15 @@ impl App {
         let extra: usize = lines.iter().map(|l| l.width().saturating_sub(1) / inner).sum();
         let height = height.saturating_add(extra.min(u16::MAX as usize) as u16);
         let h = height.min(area.height.saturating_sub(2)).max(3);
+        let clipped = height > h && matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. });
+        let title = if clipped { format!("{title} (↑↓ scroll: {} rows)", height - 2) } else { title };
+        let scroll = if clipped { self.dialog_scroll.min(height - h) } else { 0 };
         let r =
             Rect { x: area.x + (area.width.saturating_sub(w)) / 2, y: area.y + (area.height.saturating_sub(h)) / 2, width: w, height: h };
         f.render_widget(Clear, r);
         let block =
             Block::default().borders(Borders::ALL).border_style(Style::default().fg(t.accent)).title(Span::styled(title, t.accent()));
-        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), r);
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((scroll, 0)).block(block), r);
     }
 }
 
