@@ -245,6 +245,7 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Acting;
 
     struct Refuses(usize);
     impl AuditHook for Refuses {
@@ -266,6 +267,47 @@ mod tests {
         let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
         assert_eq!(ok, 0);
         assert!(failed[0].contains("audit log cannot record it") && failed[0].contains("disk full"), "{failed:?}");
+    }
+
+    /// A real engine with one review waiting at a gate that does not catch escalation.
+    fn gate() -> (crate::backend::local::Local, String) {
+        let store = crate::store::Store::in_memory().expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let def = r#"{"StartAt":"SeniorReview","States":{"SeniorReview":{"Type":"Task",
+            "Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","Parameters":{"t.$":"$$.Task.Token"},"End":true}}}"#;
+        let sm = engine.create_state_machine("gate", def, None).expect("create");
+        engine.start_execution(&sm.arn, Some("g1"), "{}").expect("start");
+        let token = engine.store.tokens(Some("PENDING"), None, 10).expect("tokens").remove(0).token;
+        (crate::backend::local::Local::new(engine, std::path::PathBuf::new()), token)
+    }
+
+    #[test]
+    fn a_console_answer_to_a_review_claimed_by_someone_else_needs_an_override() {
+        let (mut cp, token) = gate();
+        cp.claim(&token, "dr.a").expect("claim");
+        let mut hook: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
+        let approve =
+            |acting: Acting| Mutation::Approve { tokens: vec![token.clone()], output: "{}".into(), comment: String::new(), acting };
+        let out = mutate(&mut cp, &approve(Acting::user("dr.b")), &mut hook);
+        let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!(ok, 0);
+        assert!(failed[0].contains("claimed by dr.a"), "{failed:?}");
+        assert_eq!(cp.pending_tasks(10).expect("pending").len(), 1, "nothing happened");
+        let out = mutate(&mut cp, &approve(Acting::user("dr.b").overriding("dr.a is in theatre")), &mut hook);
+        let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!((ok, failed.len()), (1, 0), "{failed:?}");
+        assert!(cp.pending_tasks(10).expect("pending").is_empty());
+    }
+
+    #[test]
+    fn loading_reviews_brings_their_definitions_first() {
+        let (mut cp, _) = gate();
+        let out = load(&mut cp, &StageMap::default(), Request::Reviews);
+        let [Loaded::Definitions(d), Loaded::Reviews(r)] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(r.len(), 1);
+        let def = d.get(&r[0].execution_arn).expect("the definition of the review's execution");
+        let c = crate::ops::consequence::gate(def, &r[0].state).expect("gate").on_error(crate::engine::ESCALATED);
+        assert!(c.fails_execution, "{c:?}");
     }
 
     #[test]
