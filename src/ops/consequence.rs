@@ -8,12 +8,14 @@ use serde_json::Value;
 
 use crate::asl::model::{Definition, Machine, StateKind};
 use crate::engine::core::error_matches;
-use crate::history::ExecutionStatus;
+use crate::store::ExecutionRow;
 
 /// AWS lets an execution be redriven at most this many times.
 pub const MAX_REDRIVES: u32 = 1000;
 /// AWS lets an execution be redriven within this many days of its stop.
 pub const REDRIVE_DAYS: i64 = 14;
+/// An execution older than this has exceeded the maximum execution time and cannot be redriven.
+pub const MAX_EXECUTION_DAYS: i64 = 365;
 
 /// One sentence for a confirmation, and whether it ends with the execution failing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,19 +217,17 @@ impl Gate {
 
 /// Whether an execution can be redriven as AWS allows it, and what a redrive would do.
 /// `Err` says why it cannot be redriven.
-pub fn redrive(
-    def: Option<&Definition>,
-    status: ExecutionStatus,
-    stopped: Option<DateTime<Utc>>,
-    redrive_count: u32,
-    state: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Consequence, String> {
+pub fn redrive(def: Option<&Definition>, row: &ExecutionRow, now: DateTime<Utc>) -> Result<Consequence, String> {
+    let (status, started, stopped, redrive_count, state) =
+        (row.status, row.start, row.stop, row.redrive_count, row.current_state.as_deref());
     if !status.is_redrivable() {
         return Err(format!("it is {status}; only FAILED, TIMED_OUT or ABORTED executions can be redriven"));
     }
     if stopped.is_some_and(|s| now - s > Duration::days(REDRIVE_DAYS)) {
-        return Err(format!("it stopped more than {REDRIVE_DAYS} days ago"));
+        return Err(format!("its redrivable period is over (it stopped more than {REDRIVE_DAYS} days ago)"));
+    }
+    if now - started > Duration::days(MAX_EXECUTION_DAYS) {
+        return Err("it has exceeded the maximum execution time (one year)".into());
     }
     if redrive_count >= MAX_REDRIVES {
         return Err(format!("it was redriven {redrive_count} times already (the limit is {MAX_REDRIVES})"));
@@ -253,6 +253,7 @@ pub fn redrive(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::ExecutionStatus;
 
     fn demo(name: &str) -> Definition {
         let text = crate::sim::definitions().into_iter().find(|(n, _)| *n == name).map(|(_, t)| t).expect("demo definition");
@@ -312,13 +313,37 @@ mod tests {
     fn redrive_is_offered_only_when_allowed_and_warns_of_a_fail_state() {
         let d = demo("ai-review-gate");
         let now = Utc::now();
-        assert!(redrive(Some(&d), ExecutionStatus::Running, None, 0, Some("Transcribe"), now).is_err());
-        assert!(redrive(Some(&d), ExecutionStatus::Succeeded, Some(now), 0, None, now).is_err());
-        assert!(redrive(Some(&d), ExecutionStatus::Failed, Some(now - Duration::days(15)), 0, None, now).is_err());
-        assert!(redrive(Some(&d), ExecutionStatus::Failed, Some(now), MAX_REDRIVES, None, now).is_err());
-        let c = redrive(Some(&d), ExecutionStatus::Failed, Some(now), 0, Some("WrongPatient"), now).expect("redrivable");
+        let row = |status, start: DateTime<Utc>, stop: Option<DateTime<Utc>>, redrives, state: &str| ExecutionRow {
+            arn: "arn:x".into(),
+            state_machine_arn: "arn:sm".into(),
+            name: "x".into(),
+            status,
+            start,
+            stop,
+            input: "{}".into(),
+            output: None,
+            error: None,
+            cause: None,
+            redrive_count: redrives,
+            redrive: None,
+            current_state: Some(state.to_string()),
+            state_since: None,
+        };
+        let r = |row: ExecutionRow| redrive(Some(&d), &row, now);
+        assert!(r(row(ExecutionStatus::Running, now, None, 0, "Transcribe")).is_err());
+        assert!(r(row(ExecutionStatus::Succeeded, now, Some(now), 0, "SignReport")).is_err());
+        assert!(r(row(ExecutionStatus::Failed, now, Some(now - Duration::days(15)), 0, "Transcribe")).is_err());
+        assert!(r(row(ExecutionStatus::Failed, now, Some(now), MAX_REDRIVES, "Transcribe")).is_err());
+        assert!(r(row(ExecutionStatus::Failed, now - Duration::days(400), Some(now), 0, "Transcribe")).is_err());
+        let c = r(row(ExecutionStatus::Failed, now, Some(now), 0, "WrongPatient")).expect("redrivable");
         assert!(c.fails_execution && c.text.contains("fails again at once"), "{c:?}");
-        let c = redrive(Some(&d), ExecutionStatus::Failed, Some(now), 0, Some("Transcribe"), now).expect("redrivable");
+        let c = r(row(ExecutionStatus::TimedOut, now, Some(now), 0, "Transcribe")).expect("redrivable");
         assert!(!c.fails_execution, "{c:?}");
+        let straight = Definition::parse_str(
+            r#"{"StartAt":"Check","States":{"Check":{"Type":"Pass","Next":"Stop"},"Stop":{"Type":"Fail","Error":"Order.Cancelled"}}}"#,
+        )
+        .expect("parses");
+        let c = redrive(Some(&straight), &row(ExecutionStatus::Aborted, now, Some(now), 0, "Check"), now).expect("redrivable");
+        assert!(c.fails_execution && c.text.contains("leads straight to Stop, a Fail state (Order.Cancelled)"), "{c:?}");
     }
 }

@@ -937,14 +937,7 @@ impl App {
                     };
                     if a == Action::Redrive {
                         let def = self.definition_for(&arn);
-                        match consequence::redrive(
-                            def.as_deref(),
-                            row.status,
-                            row.stop,
-                            row.redrive_count,
-                            row.current_state.as_deref(),
-                            self.now,
-                        ) {
+                        match consequence::redrive(def.as_deref(), row, self.now) {
                             Ok(c) => {
                                 each.push(format!("  · {name}: {}", c.text));
                                 act.push(arn);
