@@ -951,6 +951,14 @@ impl App {
                         left_out.push(format!("  · {name}: it is {}; only RUNNING executions can be stopped", row.status));
                     }
                 }
+                // Marked rows the view no longer shows are not acted on: say so.
+                if self.detail_arn.is_none() {
+                    let shown: BTreeSet<String> = self.visible_executions().iter().map(|e| format!("exe:{}", e.arn)).collect();
+                    let hidden = self.marks.iter().filter(|m| m.starts_with("exe:") && !shown.contains(*m)).count();
+                    if hidden > 0 {
+                        left_out.push(format!("  · {hidden} marked execution(s) not in this view (filter or status)"));
+                    }
+                }
                 let verb = if a == Action::Redrive { "redrive" } else { "stop" };
                 if act.is_empty() {
                     let why = left_out.first().map(|l| l.trim_start_matches("  · ").to_string()).unwrap_or_default();
