@@ -133,7 +133,8 @@ pub enum Effect {
     Quit,
 }
 
-/// Results the background job sends back.
+/// Results the background job sends back. `Definitions`: the definitions behind loaded
+/// reviews and redrivable executions, by execution ARN, for the consequences dialogs state.
 #[derive(Debug, Clone)]
 pub enum Loaded {
     Pulse(Pulse),
@@ -142,21 +143,10 @@ pub enum Loaded {
     Executions(Vec<ExecutionRow>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
-    Found {
-        needle: String,
-        arn: Option<String>,
-    },
-    /// The definitions executions run, by execution ARN (for the consequences dialogs state).
+    Found { needle: String, arn: Option<String> },
+    Done { verb: String, ok: usize, failed: Vec<String> },
+    Failed { what: String, error: String },
     Definitions(HashMap<String, Arc<Definition>>),
-    Done {
-        verb: String,
-        ok: usize,
-        failed: Vec<String>,
-    },
-    Failed {
-        what: String,
-        error: String,
-    },
 }
 
 #[derive(Debug, Clone)]
