@@ -637,3 +637,19 @@ fn a_bulk_dialog_lists_every_item_and_scrolls_to_the_last() {
     let effects = a.handle(key('y'));
     assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Escalate { tokens, .. })] if tokens.len() == 30), "{effects:?}");
 }
+
+#[test]
+fn a_review_that_leaves_because_it_was_answered_here_moves_on_quietly() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    a.handle(key('a'));
+    a.handle(code(KeyCode::Enter));
+    a.handle(AppEvent::Loaded(Loaded::Done { verb: "approve".into(), ok: 1, failed: vec![] }, t0()));
+    reviews_loaded(&mut a, vec![review("ACC-20377", Priority::Urgent, 41, 79), review("ACC-20299", Priority::Routine, 300, -7)]);
+    assert_eq!(a.message.as_ref().map(|m| m.0.as_str()), Some("approve: 1 done"));
+    assert_eq!(a.visible_reviews()[a.selected()].accession, "ACC-20377");
+    // One answered elsewhere is announced.
+    reviews_loaded(&mut a, vec![review("ACC-20299", Priority::Routine, 300, -7)]);
+    let m = a.message.as_ref().map(|m| m.0.clone()).unwrap_or_default();
+    assert!(m.contains("review of ACC-20377 at RadiologistReview is no longer in this view; now on review of ACC-20299"), "{m}");
+}

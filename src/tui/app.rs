@@ -112,6 +112,18 @@ pub enum Mutation {
 }
 
 impl Mutation {
+    /// The items (task tokens, execution ARNs) this acts on.
+    pub fn targets(&self) -> Vec<&str> {
+        match self {
+            Mutation::Approve { tokens, .. } | Mutation::Reject { tokens, .. } | Mutation::Escalate { tokens, .. } => {
+                tokens.iter().map(String::as_str).collect()
+            }
+            Mutation::Redrive { arns } | Mutation::Stop { arns, .. } => arns.iter().map(String::as_str).collect(),
+            Mutation::Claim { token, .. } => vec![token.as_str()],
+            Mutation::RevealPhi { .. } => vec![],
+        }
+    }
+
     pub fn verb(&self) -> &'static str {
         match self {
             Mutation::Approve { .. } => "approve",
@@ -363,6 +375,9 @@ pub struct App {
     pub executions: Pane<Vec<ExecutionRow>>,
     pub detail: Pane<Detail>,
     pub events: Pane<Vec<FeedEvent>>,
+    /// What the operator acted on: when one of these leaves a view, that is expected and
+    /// not announced.
+    pub acted: BTreeSet<String>,
     /// Definitions by execution ARN, for the consequences confirmations state.
     pub definitions: HashMap<String, Arc<Definition>>,
     pub quit: bool,
@@ -405,6 +420,7 @@ impl App {
             executions: Pane::default(),
             detail: Pane::default(),
             events: Pane::default(),
+            acted: BTreeSet::new(),
             definitions: HashMap::new(),
             quit: false,
         }
@@ -567,8 +583,9 @@ impl App {
         let n = keys.len();
         self.sel[i] = if n == 0 { 0 } else { self.sel[i].min(n - 1) };
         self.sel_keys[i] = self.row_key(v, self.sel[i]);
-        if let Some((_, label)) = old
+        if let Some((k, label)) = old
             && announce
+            && !self.acted.contains(&k)
         {
             let now = match &self.sel_keys[i] {
                 Some((_, l)) => format!("; now on {l}"),
@@ -597,7 +614,16 @@ impl App {
                     return vec![];
                 }
                 if self.dialog.is_some() {
-                    return self.dialog_key(k);
+                    let effects = self.dialog_key(k);
+                    for e in &effects {
+                        if let Effect::Mutate(m) = e {
+                            if self.acted.len() > 10_000 {
+                                self.acted.clear();
+                            }
+                            self.acted.extend(m.targets().into_iter().map(str::to_string));
+                        }
+                    }
+                    return effects;
                 }
                 self.dialog_scroll = 0;
                 let key = Key::from_event(&k);
