@@ -125,6 +125,11 @@ pub fn gate(def: &Definition, state: &str) -> Option<Gate> {
     Some(Gate { state: state.to_string(), levels })
 }
 
+/// An error as the dialog names it (a failure sent without a code has none).
+fn shown(err: &str) -> &str {
+    if err.is_empty() { "a failure with no error code" } else { err }
+}
+
 fn kind_name(k: Kind) -> &'static str {
     match k {
         Kind::Gate => "state",
@@ -165,11 +170,11 @@ impl Gate {
         for (k, lvl) in self.levels.iter().enumerate().skip(from) {
             if let Some((_, n)) = lvl.retry.iter().find(|(e, n)| *n > 0 && error_matches(e, &err)) {
                 let what = if lvl.kind == Kind::Gate { "the review is issued again" } else { "it runs again" };
-                said.push(format!("{} retries {err} ({what}, up to {n} times), then", lvl.state));
+                said.push(format!("{} retries {} ({what}, up to {n} times), then", lvl.state, shown(&err)));
             }
             match lvl.catch.iter().find(|c| error_matches(&c.errors, &err)) {
                 Some(c) => {
-                    let how = format!("{}'s Catch [{}] routes {err} to {}", lvl.state, c.errors.join(", "), c.next);
+                    let how = format!("{}'s Catch [{}] routes {} to {}", lvl.state, c.errors.join(", "), shown(&err), c.next);
                     match &c.next_fails {
                         None => {
                             said.push(how);
@@ -183,19 +188,20 @@ impl Gate {
                                 return Consequence::fails(said.join(" "));
                             }
                             let p = &self.levels[k + 1];
-                            said.push(format!("— the enclosing {} {} fails with {err};", kind_name(p.kind), p.state));
+                            said.push(format!("— the enclosing {} {} fails with {};", kind_name(p.kind), p.state, shown(&err)));
                         }
                     }
                 }
                 None if k + 1 == self.levels.len() => {
-                    said.push(format!("WARNING: nothing catches {err} at {} — the execution FAILS", lvl.state));
+                    said.push(format!("WARNING: nothing catches {} at {} — the execution FAILS", shown(&err), lvl.state));
                     return Consequence::fails(said.join(" "));
                 }
                 None => {
                     let p = &self.levels[k + 1];
                     said.push(format!(
-                        "nothing at {} catches {err}: the enclosing {} {} fails with it;",
+                        "nothing at {} catches {}: the enclosing {} {} fails with it;",
                         lvl.state,
+                        shown(&err),
                         kind_name(p.kind),
                         p.state
                     ));
