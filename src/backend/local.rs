@@ -21,11 +21,13 @@ pub struct Local {
     driver: Option<Driver>,
     /// Parsed definitions by their hash in the store.
     defs: HashMap<String, Arc<Definition>>,
+    /// The definition hash of each execution seen.
+    def_of: HashMap<String, String>,
 }
 
 impl Local {
     pub fn new(engine: Engine, data_dir: PathBuf) -> Local {
-        Local { engine, data_dir, driver: None, defs: HashMap::new() }
+        Local { engine, data_dir, driver: None, defs: HashMap::new(), def_of: HashMap::new() }
     }
 
     pub fn with_driver(mut self, driver: Driver) -> Local {
@@ -107,14 +109,22 @@ impl ControlPlane for Local {
     fn definitions_of(&mut self, arns: &[String]) -> Result<HashMap<String, Arc<Definition>>> {
         let mut out = HashMap::new();
         for a in arns {
-            let hash: Option<String> = self
-                .engine
-                .store
-                .conn()
-                .prepare_cached("SELECT definition_hash FROM executions WHERE arn = ?1")
-                .and_then(|mut q| q.query_row([a], |r| r.get(0)).optional())
-                .map_err(StoreError::from)?;
+            // An execution's definition never changes: remember which one it runs.
+            let hash = match self.def_of.get(a) {
+                Some(h) => Some(h.clone()),
+                None => self
+                    .engine
+                    .store
+                    .conn()
+                    .prepare_cached("SELECT definition_hash FROM executions WHERE arn = ?1")
+                    .and_then(|mut q| q.query_row([a], |r| r.get::<_, String>(0)).optional())
+                    .map_err(StoreError::from)?,
+            };
             let Some(hash) = hash else { continue };
+            if self.def_of.len() > 100_000 {
+                self.def_of.clear();
+            }
+            self.def_of.insert(a.clone(), hash.clone());
             if !self.defs.contains_key(&hash) {
                 let text: Option<String> = self
                     .engine
