@@ -276,6 +276,30 @@ mod tests {
     }
 
     #[test]
+    fn every_demo_gate_states_where_each_answer_goes() {
+        let mut senior = 0;
+        for (name, text) in crate::sim::definitions() {
+            let d = Definition::parse_str(text).expect("parses");
+            for m in &d.scopes {
+                for st in m.states.iter().filter(|s| matches!(&s.kind, StateKind::Task(t) if t.resource.ends_with(".waitForTaskToken"))) {
+                    let g = gate(&d, &st.name).expect("gate");
+                    assert!(!g.on_success().text.is_empty(), "{name} {}", st.name);
+                    let esc = g.on_error("Review.Escalated");
+                    match st.name.as_str() {
+                        "RadiologistReview" => assert!(!esc.fails_execution && esc.text.contains("to SeniorReview"), "{name}: {esc:?}"),
+                        "SeniorReview" | "HoldForReconciliation" => {
+                            senior += usize::from(st.name == "SeniorReview");
+                            assert!(esc.fails_execution && esc.text.contains("nothing catches"), "{name} {}: {esc:?}", st.name)
+                        }
+                        other => panic!("{name}: a gate {other} this test does not know"),
+                    }
+                }
+            }
+        }
+        assert_eq!(senior, 4, "the four reading workflows have a senior gate");
+    }
+
+    #[test]
     fn escalating_at_the_first_gate_routes_to_the_senior_reader() {
         let d = demo("ai-review-gate");
         let c = gate(&d, "RadiologistReview").expect("gate").on_error("Review.Escalated");
