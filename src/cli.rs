@@ -299,7 +299,7 @@ enum TaskCmd {
     Claim { token: String },
     /// Give a claimed review back.
     Unclaim { token: String },
-    /// Hand a review to the senior reader (fails the task with Review.Escalated).
+    /// Escalate a review: fails the task with Review.Escalated; where that goes is up to the gate's Catch (printed first).
     Escalate {
         token: String,
         #[arg(long)]

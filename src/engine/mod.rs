@@ -24,7 +24,7 @@ pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "000000000000";
 pub const DEFAULT_ROLE: &str = "arn:aws:iam::000000000000:role/lightbox-local";
 const LEASE_MS: i64 = 30_000;
-/// The error an escalation sends: review gates catch it and route to a senior reader.
+/// The error an escalation sends. Where it goes is up to the gate's Catch (`ops::consequence`).
 pub const ESCALATED: &str = "Review.Escalated";
 
 #[derive(Debug, thiserror::Error)]
