@@ -371,11 +371,10 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
     {
         worker.send(Job::Load(r));
     }
-    let mut got = 0;
-    while got < 3 && Instant::now() < deadline {
+    // (Loads may bring more than one result: the definitions behind reviews come with them.)
+    while [app.reviews.loaded_at, app.executions.loaded_at, app.events.loaded_at].iter().any(Option::is_none) && Instant::now() < deadline {
         if let Ok((l, at)) = worker.rx.recv_timeout(Duration::from_millis(100)) {
             app.handle(AppEvent::Loaded(l, at));
-            got += 1;
         }
     }
     if app.reviews.value.len() < reviews {

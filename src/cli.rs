@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
@@ -291,6 +291,12 @@ enum TaskCmd {
         /// Output JSON (default: {}).
         #[arg(long)]
         output: Option<String>,
+        /// Answer a review someone else has claimed (needs --reason; the audit log records it).
+        #[arg(long, requires = "reason")]
+        override_claim: bool,
+        /// Why the claim is overridden.
+        #[arg(long, requires = "override_claim")]
+        reason: Option<String>,
     },
     /// SendTaskFailure: fail a pending token.
     Reject {
@@ -299,6 +305,12 @@ enum TaskCmd {
         error: Option<String>,
         #[arg(long)]
         cause: Option<String>,
+        /// Answer a review someone else has claimed (needs --reason; the audit log records it).
+        #[arg(long, requires = "reason")]
+        override_claim: bool,
+        /// Why the claim is overridden.
+        #[arg(long, requires = "override_claim")]
+        reason: Option<String>,
     },
     /// SendTaskHeartbeat: push back a pending token's heartbeat deadline.
     Heartbeat { token: String },
@@ -306,11 +318,17 @@ enum TaskCmd {
     Claim { token: String },
     /// Give a claimed review back.
     Unclaim { token: String },
-    /// Hand a review to the senior reader (fails the task with Review.Escalated).
+    /// Escalate a review: fails the task with Review.Escalated; where that goes is up to the gate's Catch (printed first).
     Escalate {
         token: String,
         #[arg(long)]
         cause: Option<String>,
+        /// Answer a review someone else has claimed (needs --reason; the audit log records it).
+        #[arg(long, requires = "reason")]
+        override_claim: bool,
+        /// Why the claim is overridden.
+        #[arg(long, requires = "override_claim")]
+        reason: Option<String>,
     },
 }
 
@@ -602,6 +620,53 @@ fn status_of(engine: &Engine, arn: &str) -> Value {
     }
 }
 
+/// Who answers a token from the CLI, and the audit note for a claim override. Before acting,
+/// says on stderr what the answer will do (`error`: the failure it sends; `None`: success).
+fn acting_on(
+    engine: &Engine,
+    ctx: &Ctx,
+    token: &str,
+    override_claim: bool,
+    reason: Option<&str>,
+    error: Option<&str>,
+) -> Result<(lightbox::engine::Acting, Option<String>)> {
+    let mut acting = lightbox::engine::Acting::user(ctx.user.clone());
+    let t = engine.resolve_token(token).ok();
+    if override_claim {
+        let reason = reason.map(str::trim).unwrap_or_default();
+        if reason.is_empty() {
+            bail!("--override-claim needs --reason TEXT saying why");
+        }
+        acting = acting.overriding(reason);
+    }
+    let holder = t.as_ref().and_then(|t| t.claimed_by.clone()).filter(|h| *h != ctx.user);
+    let note = match (&holder, &acting.override_reason) {
+        (Some(h), Some(r)) => Some(format!("override of the claim held by {h}: {r}")),
+        _ => None,
+    };
+    if !ctx.json
+        && let Some(t) = &t
+        && let Ok(Some(l)) = engine.store.load(&t.execution_arn)
+        && let Ok(def) = lightbox::asl::model::Definition::parse_str(&l.definition)
+        && let Some(g) = lightbox::ops::consequence::gate(&def, &t.state_name)
+    {
+        let c = match error {
+            None => g.on_success(),
+            Some(e) => g.on_error(e),
+        };
+        eprintln!("consequence: {}", c.text);
+    }
+    Ok((acting, note))
+}
+
+/// A refusal because someone else holds the claim says how to override it.
+fn claim_hint(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<EngineError>() {
+        Some(EngineError::ClaimedByOther { .. }) => anyhow!("{e} (to answer it anyway: --override-claim --reason TEXT)"),
+        _ => e,
+    }
+}
+
 /// An operator action on a task token, recorded in the audit log with its outcome.
 fn token_action(
     engine: &mut Engine,
@@ -885,16 +950,21 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 }
             }
         }
-        Command::Tasks(TaskCmd::Approve { token, output }) => {
+        Command::Tasks(TaskCmd::Approve { token, output, override_claim, reason }) => {
             let out = output.clone().unwrap_or_else(|| "{}".into());
-            let t = token_action(engine, ctx, audit::Action::Approve, token, None, |e, tok| e.send_task_success(tok, &out))?;
+            let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), None)?;
+            let t = token_action(engine, ctx, audit::Action::Approve, token, note, |e, tok| e.send_task_success_as(tok, &out, &acting))
+                .map_err(claim_hint)?;
             task_done(j, &t);
         }
-        Command::Tasks(TaskCmd::Reject { token, error, cause }) => {
-            let reason = [error.clone(), cause.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
-            let t = token_action(engine, ctx, audit::Action::Reject, token, Some(reason), |e, tok| {
-                e.send_task_failure(tok, error.as_deref(), cause.as_deref())
-            })?;
+        Command::Tasks(TaskCmd::Reject { token, error, cause, override_claim, reason }) => {
+            let why = [error.clone(), cause.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
+            let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), Some(error.as_deref().unwrap_or("")))?;
+            let note = [Some(why).filter(|w| !w.is_empty()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
+            let t = token_action(engine, ctx, audit::Action::Reject, token, Some(note), |e, tok| {
+                e.send_task_failure_as(tok, error.as_deref(), cause.as_deref(), &acting)
+            })
+            .map_err(claim_hint)?;
             task_done(j, &t);
         }
         Command::Tasks(TaskCmd::Heartbeat { token }) => {
@@ -911,9 +981,13 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let t = token_action(engine, ctx, audit::Action::Unclaim, token, None, |e, tok| e.unclaim_task(tok, &by))?;
             task_done(j, &t);
         }
-        Command::Tasks(TaskCmd::Escalate { token, cause }) => {
+        Command::Tasks(TaskCmd::Escalate { token, cause, override_claim, reason }) => {
             let cause = cause.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
-            let t = token_action(engine, ctx, audit::Action::Escalate, token, Some(cause.clone()), |e, tok| e.escalate_task(tok, &cause))?;
+            let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), Some(lightbox::engine::ESCALATED))?;
+            let note = [Some(cause.clone()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
+            let t =
+                token_action(engine, ctx, audit::Action::Escalate, token, Some(note), |e, tok| e.escalate_task_as(tok, &cause, &acting))
+                    .map_err(claim_hint)?;
             task_done(j, &t);
         }
         Command::Audit(AuditCmd::List { since, actor, action, target, limit }) => {
@@ -1303,6 +1377,26 @@ mod console {
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
                 Mutation::RevealPhi { reason, .. } => reason.clone(),
                 _ => String::new(),
+            };
+            // An answer that took over someone else's claim says so, with whose and why.
+            let acting = match m {
+                Mutation::Approve { acting, .. } | Mutation::Reject { acting, .. } | Mutation::Escalate { acting, .. } => Some(acting),
+                _ => None,
+            };
+            let reason = match acting.and_then(|a| a.override_reason.as_ref()) {
+                Some(why) => {
+                    let holder: Option<String> =
+                        self.conn.query_row("SELECT claimed_by FROM claims WHERE token = ?1", [target], |r| r.get(0)).ok();
+                    match holder.filter(|h| *h != self.user) {
+                        Some(h) => [reason, format!("override of the claim held by {h}: {why}")]
+                            .into_iter()
+                            .filter(|x| !x.is_empty())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        None => reason,
+                    }
+                }
+                None => reason,
             };
             if !reason.is_empty() {
                 e = e.reason(reason);

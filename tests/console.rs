@@ -3,6 +3,7 @@
 //! handler's effects checked without a terminal.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use lightbox::asl::model::Definition;
 use lightbox::backend::{ExecutionRow, FeedEvent, Pulse};
 use lightbox::history::{ExecutionStatus, HistoryEvent};
 use lightbox::ops::project::{Patient, Review, Study};
@@ -117,6 +118,11 @@ fn app(read_only: bool) -> App {
             study("ACC-20391", Priority::Routine, Some(Stage::Signed), Some(Exception::PublicationFailed), 41),
             study("ACC-20300", Priority::Routine, Some(Stage::Billed), None, 90),
         ]),
+    );
+    let scheduled = std::sync::Arc::new(Definition::parse_str(lightbox::sim::SCHEDULED_IMAGING).expect("demo definition"));
+    load(
+        &mut a,
+        Loaded::Definitions(["ACC-20418", "ACC-20377", "ACC-20299", "ACC-20391"].iter().map(|n| (arn(n), scheduled.clone())).collect()),
     );
     load(
         &mut a,
@@ -446,7 +452,7 @@ fn bulk_reject_uses_marked_rows_and_a_reason_code() {
         a.handle(key(c));
     }
     let effects = a.handle(code(KeyCode::Enter));
-    let [Effect::Mutate(Mutation::Reject { tokens, error, cause })] = effects.as_slice() else { panic!("{effects:?}") };
+    let [Effect::Mutate(Mutation::Reject { tokens, error, cause, .. })] = effects.as_slice() else { panic!("{effects:?}") };
     assert_eq!(tokens.len(), 2);
     assert_eq!(error, "Review.WrongPatient");
     assert!(cause.ends_with("left side"), "{cause}");
@@ -459,9 +465,11 @@ fn redrive_confirms_with_the_count_and_read_only_refuses() {
     a.handle(key(' '));
     a.handle(key(' '));
     a.handle(key('R'));
-    assert!(draw(&a, 100, 30).contains("Redrive 2 execution(s)"));
+    let screen = draw(&a, 100, 30);
+    // Only the FAILED one can be redriven: the RUNNING one is named as left out.
+    assert!(screen.contains("Redrive 1 execution(s)") && screen.contains("ACC-20418: cannot be redriven: it is RUNNING"), "{screen}");
     let effects = a.handle(key('y'));
-    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Redrive { arns })] if arns.len() == 2));
+    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Redrive { arns })] if *arns == vec![arn("ACC-20391")]), "{effects:?}");
     let mut ro = app(true);
     ro.handle(key('3'));
     assert!(ro.handle(key('R')).is_empty());
@@ -610,4 +618,193 @@ fn claiming_asks_first_and_names_the_claimer() {
     let effects = a.handle(key('y'));
     let [Effect::Mutate(Mutation::Claim { claim: true, by, .. })] = effects.as_slice() else { panic!("{effects:?}") };
     assert_eq!(by, "dr.lee");
+}
+
+fn reviews_loaded(a: &mut App, rows: Vec<Review>) {
+    a.handle(AppEvent::Loaded(Loaded::Reviews(rows), t0()));
+}
+
+#[test]
+fn the_selection_follows_the_review_when_new_ones_arrive_above_and_the_dialog_acts_on_what_it_named() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    a.handle(key('j'));
+    let chosen = review("ACC-20377", Priority::Urgent, 41, 79);
+    assert_eq!(a.visible_reviews()[a.selected()].token, chosen.token);
+    // Two STAT reviews arrive: they sort above the selected one.
+    reviews_loaded(
+        &mut a,
+        vec![
+            review("ACC-30001", Priority::Stat, 1, 10),
+            review("ACC-30002", Priority::Stat, 2, 10),
+            review("ACC-20418", Priority::Stat, 9, 6),
+            chosen.clone(),
+            review("ACC-20299", Priority::Routine, 300, -7),
+        ],
+    );
+    assert_eq!(a.visible_reviews()[a.selected()].accession, "ACC-20377", "the cursor stays on the study the operator chose");
+    assert!(a.handle(key('a')).is_empty());
+    assert!(draw(&a, 100, 30).contains("Approve ACC-20377"));
+    // A refresh while the dialog is open reorders everything and drops the chosen row.
+    reviews_loaded(&mut a, vec![review("ACC-30003", Priority::Stat, 1, 10), review("ACC-30001", Priority::Stat, 1, 10)]);
+    let effects = a.handle(code(KeyCode::Enter));
+    let [Effect::Mutate(Mutation::Approve { tokens, .. })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(tokens, &vec![chosen.token], "the confirmed action names the original review");
+}
+
+#[test]
+fn when_the_selected_item_is_gone_the_console_says_so_and_acts_on_nothing() {
+    let mut a = app(false);
+    a.handle(key('3'));
+    a.handle(key('j'));
+    assert_eq!(a.visible_executions()[a.selected()].name, "ACC-20391");
+    // New executions above the selected one: it keeps the selection.
+    a.handle(AppEvent::Loaded(
+        Loaded::Executions(vec![
+            execution("ACC-40001", ExecutionStatus::Running, None),
+            execution("ACC-40002", ExecutionStatus::Running, None),
+            execution("ACC-20418", ExecutionStatus::Running, None),
+            execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout")),
+        ]),
+        t0(),
+    ));
+    assert_eq!(a.visible_executions()[a.selected()].name, "ACC-20391");
+    a.handle(key('R'));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Redrive 1 execution(s)") && screen.contains("ACC-20391: resumes at Publish"), "{screen}");
+    a.handle(code(KeyCode::Esc));
+    // It leaves the view (redriven elsewhere, filtered by status): say so, move to a neighbour.
+    a.handle(AppEvent::Loaded(
+        Loaded::Executions(vec![
+            execution("ACC-40001", ExecutionStatus::Running, None),
+            execution("ACC-40002", ExecutionStatus::Running, None),
+            execution("ACC-20418", ExecutionStatus::Running, None),
+        ]),
+        t0(),
+    ));
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("the selected execution ACC-20391 is no longer in this view"), "{screen}");
+    assert_eq!(a.visible_executions()[a.selected()].name, "ACC-20418");
+    assert!(a.dialog.is_none());
+    // Filtering keeps the selection on the same item where it still shows.
+    a.handle(key('k'));
+    assert_eq!(a.visible_executions()[a.selected()].name, "ACC-40002");
+    a.handle(key('/'));
+    for c in "4000".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+    assert_eq!(a.visible_executions()[a.selected()].name, "ACC-40002");
+    // Marks are by identity too: a mark stays on its execution when rows arrive above it.
+    a.handle(key(' '));
+    a.handle(code(KeyCode::Esc));
+    a.handle(AppEvent::Loaded(
+        Loaded::Executions(vec![
+            execution("ACC-50000", ExecutionStatus::Running, None),
+            execution("ACC-40001", ExecutionStatus::Running, None),
+            execution("ACC-40002", ExecutionStatus::Running, None),
+        ]),
+        t0(),
+    ));
+    a.handle(key('x'));
+    let effects = a.handle(key('y'));
+    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Stop { arns, .. })] if *arns == vec![arn("ACC-40002")]), "{effects:?}");
+}
+
+#[test]
+fn answering_a_review_claimed_by_someone_else_needs_an_override_with_a_reason() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    let mut claimed = review("ACC-20418", Priority::Stat, 9, 6);
+    claimed.claimed_by = Some("dr.kim".into());
+    reviews_loaded(&mut a, vec![claimed.clone(), review("ACC-20377", Priority::Urgent, 41, 79)]);
+    assert!(a.handle(key('e')).is_empty());
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("claimed by dr.kim") && screen.contains("Override a claim"), "{screen}");
+    for c in "sick".chars() {
+        a.handle(key(c));
+    }
+    assert!(a.handle(code(KeyCode::Enter)).is_empty());
+    assert!(matches!(a.dialog, Some(lightbox::tui::app::Dialog::Override { .. })), "a reason of substance is required");
+    for c in " today, STAT".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("OVERRIDES dr.kim's claim on ACC-20418"), "{screen}");
+    let effects = a.handle(key('y'));
+    let [Effect::Mutate(Mutation::Escalate { tokens, acting, .. })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(tokens, &vec![claimed.token]);
+    assert_eq!(acting.user.as_deref(), Some("dr.lee"));
+    assert_eq!(acting.override_reason.as_deref(), Some("sick today, STAT"));
+    // Without an override the action carries none: the engine refuses it if the claim stands.
+    a.handle(key('j'));
+    a.handle(key('a'));
+    let effects = a.handle(code(KeyCode::Enter));
+    let [Effect::Mutate(Mutation::Approve { acting, .. })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(acting.override_reason, None);
+}
+
+#[test]
+fn escalating_at_the_senior_gate_warns_that_the_execution_fails() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    let gate = std::sync::Arc::new(Definition::parse_str(lightbox::sim::AI_REVIEW_GATE).expect("demo definition"));
+    let mut senior = review("ACC-20418", Priority::Stat, 9, 6);
+    senior.state = "SeniorReview".into();
+    let first = review("ACC-20377", Priority::Urgent, 41, 79);
+    a.handle(AppEvent::Loaded(Loaded::Definitions([(arn("ACC-20418"), gate.clone()), (arn("ACC-20377"), gate)].into()), t0()));
+    reviews_loaded(&mut a, vec![senior, first]);
+    a.handle(key('e'));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("nothing catches Review.Escalated at SeniorReview") && screen.contains("FAILS"), "{screen}");
+    assert!(!screen.contains("senior reader"), "no promise the definition does not keep: {screen}");
+    insta::assert_snapshot!("escalate_senior_confirm", screen);
+    a.handle(code(KeyCode::Esc));
+    // Bulk: every item and every gate with its own consequence.
+    a.handle(key(' '));
+    a.handle(key(' '));
+    a.handle(key('e'));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Escalate 2 reviews"), "{screen}");
+    assert!(screen.contains("at SeniorReview (1)") && screen.contains("at RadiologistReview (1)"), "{screen}");
+    assert!(screen.contains("routes Review.Escalated to SeniorReview"), "{screen}");
+    insta::assert_snapshot!("escalate_bulk_confirm", screen);
+}
+
+#[test]
+fn a_bulk_dialog_lists_every_item_and_scrolls_to_the_last() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    reviews_loaded(&mut a, (0..30).map(|i| review(&format!("ACC-6{i:04}"), Priority::Routine, 60 - i, 60)).collect());
+    for _ in 0..30 {
+        a.handle(key(' '));
+    }
+    a.handle(key('e'));
+    let first = draw(&a, 100, 30);
+    assert!(first.contains("Escalate 30 reviews") && first.contains("scroll"), "{first}");
+    assert!(!first.contains("ACC-60029"), "{first}");
+    for _ in 0..4 {
+        a.handle(code(KeyCode::PageDown));
+    }
+    let last = draw(&a, 100, 30);
+    assert!(last.contains("ACC-60029") && last.contains("y confirm"), "{last}");
+    let effects = a.handle(key('y'));
+    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Escalate { tokens, .. })] if tokens.len() == 30), "{effects:?}");
+}
+
+#[test]
+fn a_review_that_leaves_because_it_was_answered_here_moves_on_quietly() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    a.handle(key('a'));
+    a.handle(code(KeyCode::Enter));
+    a.handle(AppEvent::Loaded(Loaded::Done { verb: "approve".into(), ok: 1, failed: vec![] }, t0()));
+    reviews_loaded(&mut a, vec![review("ACC-20377", Priority::Urgent, 41, 79), review("ACC-20299", Priority::Routine, 300, -7)]);
+    assert_eq!(a.message.as_ref().map(|m| m.0.as_str()), Some("approve: 1 done"));
+    assert_eq!(a.visible_reviews()[a.selected()].accession, "ACC-20377");
+    // One answered elsewhere is announced.
+    reviews_loaded(&mut a, vec![review("ACC-20299", Priority::Routine, 300, -7)]);
+    let m = a.message.as_ref().map(|m| m.0.clone()).unwrap_or_default();
+    assert!(m.contains("review of ACC-20377 at RadiologistReview is no longer in this view; now on review of ACC-20299"), "{m}");
 }

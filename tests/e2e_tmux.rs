@@ -133,8 +133,8 @@ fn operator_approves_rejects_and_redrives_from_the_console() {
 
     // Executions: failed ones, redrive the publication.
     t.keys(&["3", "s", "s"]);
-    t.wait_for("status FAILED");
-    let s = t.wait_for("ACC-E2E-3");
+    // Both failed executions listed (the status line may name the selection that left the view).
+    let s = t.wait_for("Executions · 2 · status FAILED");
     assert!(s.contains("ACC-E2E-2"), "the rejected study failed too:\n{s}");
     t.keys(&["/"]);
     for c in ["A", "C", "C", "-", "E", "2", "E", "-", "3", "Enter"] {
@@ -228,4 +228,39 @@ fn the_readme_command_starts_the_demo_hospital_on_a_fresh_data_dir() {
     let machines = lb(&data, &["state-machines", "list"]);
     assert_eq!(machines["stateMachines"].as_array().map(Vec::len), Some(6), "{machines}");
     assert!(lb(&data, &["executions", "list"])["executions"].as_array().is_some_and(|e| !e.is_empty()));
+}
+
+#[test]
+fn a_claimed_review_is_answered_only_with_an_audited_override() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let tasks = lb(&data, &["tasks", "list"]);
+    let stat = tasks["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["input"].as_str().is_some_and(|i| i.contains("ACC-E2E-1")))
+        .and_then(|t| t["taskToken"].as_str())
+        .expect("the STAT review")
+        .to_string();
+    lb(&data, &["--user", "dr.a", "tasks", "claim", &stat]);
+    let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
+    let t = Tmux::start(&cmd, 120, 32);
+    t.keys(&["2"]);
+    t.wait_for("ACC-E2E-1");
+    t.keys(&["a"]);
+    t.wait_for("claimed by dr.a");
+    // The reason, word by word (tmux types a string that is not a key name as it is).
+    t.keys(&["dr.a", "Space", "is", "Space", "in", "Space", "theatre", "Enter"]);
+    t.wait_for("OVERRIDES dr.a's claim");
+    t.keys(&["Enter"]);
+    t.wait_for("approve: 1 done");
+    t.keys(&["q"]);
+    assert_eq!(describe(&data, "review", "ACC-E2E-1")["status"], "SUCCEEDED");
+    let audit = lb(&data, &["audit", "list", "--action", "approve"]);
+    let row = &audit["entries"][0];
+    assert_eq!(row["actor"], "dr.e2e");
+    assert_eq!(row["source"], "console");
+    let reason = row["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("override of the claim held by dr.a: dr.a is in theatre"), "{row}");
 }

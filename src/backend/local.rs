@@ -1,8 +1,13 @@
 //! The embedded engine as a control plane.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use super::{ControlPlane, ExecutionFilter, ExecutionRow, FeedEvent, Pulse, Result, TokenRow};
+use rusqlite::OptionalExtension;
+
+use super::{Acting, ControlPlane, ExecutionFilter, ExecutionRow, FeedEvent, Pulse, Result, TokenRow};
+use crate::asl::model::Definition;
 use crate::engine::Engine;
 use crate::history::{ExecutionStatus, HistoryEvent};
 use crate::store::StoreError;
@@ -14,11 +19,15 @@ pub struct Local {
     pub engine: Engine,
     pub data_dir: PathBuf,
     driver: Option<Driver>,
+    /// Parsed definitions by their hash in the store.
+    defs: HashMap<String, Arc<Definition>>,
+    /// The definition hash of each execution seen.
+    def_of: HashMap<String, String>,
 }
 
 impl Local {
     pub fn new(engine: Engine, data_dir: PathBuf) -> Local {
-        Local { engine, data_dir, driver: None }
+        Local { engine, data_dir, driver: None, defs: HashMap::new(), def_of: HashMap::new() }
     }
 
     pub fn with_driver(mut self, driver: Driver) -> Local {
@@ -97,13 +106,53 @@ impl ControlPlane for Local {
         Ok(self.engine.store.find_execution(needle)?)
     }
 
-    fn approve(&mut self, token: &str, output: &str) -> Result<()> {
-        self.engine.send_task_success(token, output)?;
+    fn definitions_of(&mut self, arns: &[String]) -> Result<HashMap<String, Arc<Definition>>> {
+        let mut out = HashMap::new();
+        for a in arns {
+            // An execution's definition never changes: remember which one it runs.
+            let hash = match self.def_of.get(a) {
+                Some(h) => Some(h.clone()),
+                None => self
+                    .engine
+                    .store
+                    .conn()
+                    .prepare_cached("SELECT definition_hash FROM executions WHERE arn = ?1")
+                    .and_then(|mut q| q.query_row([a], |r| r.get::<_, String>(0)).optional())
+                    .map_err(StoreError::from)?,
+            };
+            let Some(hash) = hash else { continue };
+            if self.def_of.len() > 100_000 {
+                self.def_of.clear();
+            }
+            self.def_of.insert(a.clone(), hash.clone());
+            if !self.defs.contains_key(&hash) {
+                let text: Option<String> = self
+                    .engine
+                    .store
+                    .conn()
+                    .prepare_cached("SELECT definition FROM definitions WHERE hash = ?1")
+                    .and_then(|mut q| q.query_row([&hash], |r| r.get(0)).optional())
+                    .map_err(StoreError::from)?;
+                let Some(d) = text.and_then(|t| Definition::parse_str(&t).ok()) else { continue };
+                if self.defs.len() > 256 {
+                    self.defs.clear();
+                }
+                self.defs.insert(hash.clone(), Arc::new(d));
+            }
+            if let Some(d) = self.defs.get(&hash) {
+                out.insert(a.clone(), d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn approve(&mut self, token: &str, output: &str, acting: &Acting) -> Result<()> {
+        self.engine.send_task_success_as(token, output, acting)?;
         Ok(())
     }
 
-    fn reject(&mut self, token: &str, error: &str, cause: &str) -> Result<()> {
-        self.engine.send_task_failure(token, Some(error), Some(cause))?;
+    fn reject(&mut self, token: &str, error: &str, cause: &str, acting: &Acting) -> Result<()> {
+        self.engine.send_task_failure_as(token, Some(error), Some(cause), acting)?;
         Ok(())
     }
 
@@ -117,8 +166,8 @@ impl ControlPlane for Local {
         Ok(())
     }
 
-    fn escalate(&mut self, token: &str, cause: &str) -> Result<()> {
-        self.engine.escalate_task(token, cause)?;
+    fn escalate(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<()> {
+        self.engine.escalate_task_as(token, cause, acting)?;
         Ok(())
     }
 

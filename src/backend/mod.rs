@@ -4,6 +4,11 @@
 
 pub mod local;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::asl::model::Definition;
+pub use crate::engine::Acting;
 use crate::history::{ExecutionStatus, HistoryEvent};
 pub use crate::store::{ExecutionFilter, ExecutionRow, TokenRow};
 
@@ -57,11 +62,23 @@ pub trait ControlPlane: Send {
     /// Workflow events across all executions after feed position `after` (oldest first);
     /// with `None`, the latest `limit` events.
     fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>>;
-    fn approve(&mut self, token: &str, output: &str) -> Result<()>;
-    fn reject(&mut self, token: &str, error: &str, cause: &str) -> Result<()>;
+    /// The definitions these executions run, parsed, by execution ARN (unknown ones left out).
+    fn definitions_of(&mut self, arns: &[String]) -> Result<HashMap<String, Arc<Definition>>> {
+        let mut out = HashMap::new();
+        for a in arns {
+            if let Some(d) = self.definition_of(a)?.and_then(|t| Definition::parse_str(&t).ok()) {
+                out.insert(a.clone(), Arc::new(d));
+            }
+        }
+        Ok(out)
+    }
+    /// Answers are given by `acting`: a review someone else claimed is refused unless
+    /// `acting` overrides the claim with a reason.
+    fn approve(&mut self, token: &str, output: &str, acting: &Acting) -> Result<()>;
+    fn reject(&mut self, token: &str, error: &str, cause: &str, acting: &Acting) -> Result<()>;
     fn claim(&mut self, token: &str, by: &str) -> Result<()>;
     fn unclaim(&mut self, token: &str, by: &str) -> Result<()>;
-    fn escalate(&mut self, token: &str, cause: &str) -> Result<()>;
+    fn escalate(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<()>;
     fn redrive(&mut self, arn: &str) -> Result<()>;
     fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()>;
     /// Fire due timers and run due tasks (the embedded engine); a no-op for remote backends.

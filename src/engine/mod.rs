@@ -24,6 +24,8 @@ pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "000000000000";
 pub const DEFAULT_ROLE: &str = "arn:aws:iam::000000000000:role/lightbox-local";
 const LEASE_MS: i64 = 30_000;
+/// The error an escalation sends. Where it goes is up to the gate's Catch (`ops::consequence`).
+pub const ESCALATED: &str = "Review.Escalated";
 
 /// The error an execution fails with when the engine itself went wrong while working on it
 /// (a panic while applying an input, or a stored state that can no longer be read). The
@@ -56,6 +58,10 @@ pub enum EngineError {
     TaskTimedOut { token: String, status: String },
     #[error("TaskClaimed: the task is claimed by {0}")]
     Claimed(String),
+    #[error("TaskClaimed: the review {token} is claimed by {holder}; {user} may answer it only by overriding the claim with a reason")]
+    ClaimedByOther { token: String, holder: String, user: String },
+    #[error("InvalidParameter: overriding {holder}'s claim on {token} needs a reason")]
+    OverrideNeedsReason { token: String, holder: String },
     #[error("ExecutionNotRedrivable: {0}")]
     NotRedrivable(String),
     #[error("{0}")]
@@ -118,6 +124,39 @@ pub fn check_name(kind: &str, name: &str) -> Result<()> {
         return Err(EngineError::InvalidName(format!("{kind} name {name:?} contains the character {c:?}, which is not allowed")));
     }
     Ok(())
+}
+
+/// Who answers a task token, and whether they override a claim someone else holds.
+/// A pending review claimed by another user can be answered only with an override that
+/// gives a reason; an anonymous caller never holds a claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acting {
+    pub user: Option<String>,
+    /// The reason for answering a review someone else claimed.
+    pub override_reason: Option<String>,
+}
+
+impl Acting {
+    pub fn user(user: impl Into<String>) -> Acting {
+        Acting { user: Some(user.into()), override_reason: None }
+    }
+    pub fn overriding(mut self, reason: impl Into<String>) -> Acting {
+        self.override_reason = Some(reason.into());
+        self
+    }
+    /// Whether `t` may be answered by this actor: `Ok(Some(holder))` when it overrides a claim.
+    pub fn check_claim(&self, t: &TokenRow) -> Result<Option<String>> {
+        let Some(holder) = t.claimed_by.as_ref().filter(|h| Some(h.as_str()) != self.user.as_deref()) else { return Ok(None) };
+        match self.override_reason.as_deref().map(str::trim) {
+            Some(r) if !r.is_empty() => Ok(Some(holder.clone())),
+            Some(_) => Err(EngineError::OverrideNeedsReason { token: short_token(&t.token), holder: holder.clone() }),
+            None => Err(EngineError::ClaimedByOther {
+                token: short_token(&t.token),
+                holder: holder.clone(),
+                user: self.user.clone().unwrap_or_else(|| "an anonymous caller".into()),
+            }),
+        }
+    }
 }
 
 pub struct Engine {
@@ -478,18 +517,31 @@ impl Engine {
         }
     }
 
+    /// SendTaskSuccess as an anonymous caller: refused when someone has claimed the review.
     pub fn send_task_success(&mut self, token: &str, output: &str) -> Result<TokenRow> {
+        self.send_task_success_as(token, output, &Acting::default())
+    }
+
+    /// SendTaskSuccess by `acting`: a review claimed by someone else needs an override with a reason.
+    pub fn send_task_success_as(&mut self, token: &str, output: &str, acting: &Acting) -> Result<TokenRow> {
         let output: Value =
             serde_json::from_str(output).map_err(|e| EngineError::InvalidOutput(format!("output is not valid JSON: {e}")))?;
         if eval::to_json(&output).len() > core::PAYLOAD_LIMIT {
             return Err(EngineError::InvalidOutput("output is larger than 256 KiB".into()));
         }
         let t = self.pending_token(token)?;
+        acting.check_claim(&t)?;
         self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result: Ok(output) })?;
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
+    /// SendTaskFailure as an anonymous caller: refused when someone has claimed the review.
     pub fn send_task_failure(&mut self, token: &str, error: Option<&str>, cause: Option<&str>) -> Result<TokenRow> {
+        self.send_task_failure_as(token, error, cause, &Acting::default())
+    }
+
+    /// SendTaskFailure by `acting`: a review claimed by someone else needs an override with a reason.
+    pub fn send_task_failure_as(&mut self, token: &str, error: Option<&str>, cause: Option<&str>, acting: &Acting) -> Result<TokenRow> {
         if error.is_some_and(|e| e.len() > 256) {
             return Err(EngineError::InvalidOutput("error must be at most 256 characters".into()));
         }
@@ -497,6 +549,7 @@ impl Engine {
             return Err(EngineError::InvalidOutput("cause must be at most 32768 characters".into()));
         }
         let t = self.pending_token(token)?;
+        acting.check_claim(&t)?;
         let result = Err(TaskError { error: error.unwrap_or_default().to_string(), cause: cause.unwrap_or_default().to_string() });
         self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result })?;
         Ok(self.store.token(&t.token)?.unwrap_or(t))
@@ -537,10 +590,15 @@ impl Engine {
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
-    /// Hand a review to the senior reader: fails the task with `Review.Escalated`,
-    /// which the review gates catch and route on.
+    /// Escalate a review: fails the task with `Review.Escalated`. Where that goes depends on the
+    /// gate's Catch (`ops::consequence` says which); a gate that does not catch it fails.
     pub fn escalate_task(&mut self, token: &str, cause: &str) -> Result<TokenRow> {
-        self.send_task_failure(token, Some("Review.Escalated"), Some(cause))
+        self.escalate_task_as(token, cause, &Acting::default())
+    }
+
+    /// Escalate by `acting`: a review claimed by someone else needs an override with a reason.
+    pub fn escalate_task_as(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<TokenRow> {
+        self.send_task_failure_as(token, Some(ESCALATED), Some(cause), acting)
     }
 
     // ----- background work --------------------------------------------------

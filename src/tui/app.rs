@@ -2,7 +2,8 @@
 //! Nothing here touches the terminal or the backend; the loop in `tui/mod.rs`
 //! runs the effects (loads and mutations) in a background job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -10,8 +11,11 @@ use regex::Regex;
 
 use super::keymap::{Action, Key, Keymap, Scope};
 use super::theme::Theme;
+use crate::asl::model::Definition;
 use crate::backend::{ExecutionRow, FeedEvent, Pulse};
+use crate::engine::{Acting, ESCALATED};
 use crate::history::{ExecutionStatus, HistoryEvent};
+use crate::ops::consequence::{self, Consequence, Gate};
 use crate::ops::project::{Review, StageCounts, Study};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,16 +104,28 @@ pub enum Request {
 /// execution) for a reason the audit log keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    Approve { tokens: Vec<String>, output: String, comment: String },
-    Reject { tokens: Vec<String>, error: String, cause: String },
+    Approve { tokens: Vec<String>, output: String, comment: String, acting: Acting },
+    Reject { tokens: Vec<String>, error: String, cause: String, acting: Acting },
     Redrive { arns: Vec<String> },
     Stop { arns: Vec<String>, cause: String },
     Claim { token: String, claim: bool, by: String },
-    Escalate { tokens: Vec<String>, cause: String },
+    Escalate { tokens: Vec<String>, cause: String, acting: Acting },
     RevealPhi { reason: String, arn: String },
 }
 
 impl Mutation {
+    /// The items (task tokens, execution ARNs) this acts on.
+    pub fn targets(&self) -> Vec<&str> {
+        match self {
+            Mutation::Approve { tokens, .. } | Mutation::Reject { tokens, .. } | Mutation::Escalate { tokens, .. } => {
+                tokens.iter().map(String::as_str).collect()
+            }
+            Mutation::Redrive { arns } | Mutation::Stop { arns, .. } => arns.iter().map(String::as_str).collect(),
+            Mutation::Claim { token, .. } => vec![token.as_str()],
+            Mutation::RevealPhi { .. } => vec![],
+        }
+    }
+
     pub fn verb(&self) -> &'static str {
         match self {
             Mutation::Approve { .. } => "approve",
@@ -131,7 +147,8 @@ pub enum Effect {
     Quit,
 }
 
-/// Results the background job sends back.
+/// Results the background job sends back. `Definitions`: the definitions behind loaded
+/// reviews and redrivable executions, by execution ARN, for the consequences dialogs state.
 #[derive(Debug, Clone)]
 pub enum Loaded {
     Pulse(Pulse),
@@ -143,6 +160,7 @@ pub enum Loaded {
     Found { needle: String, arn: Option<String> },
     Done { verb: String, ok: usize, failed: Vec<String> },
     Failed { what: String, error: String },
+    Definitions(HashMap<String, Arc<Definition>>),
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +177,54 @@ pub enum Field {
     Reason,
 }
 
+/// One review a dialog acts on, captured when the dialog opened: refreshes while it is
+/// open change nothing about what it acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The task token.
+    pub id: String,
+    /// Accession and study, as the operator saw them.
+    pub label: String,
+    /// The state (gate) the token waits in.
+    pub state: String,
+    pub claimed_by: Option<String>,
+    /// Where answers lead, when the definition is known.
+    pub gate: Option<Gate>,
+}
+
+/// Lines naming each claim an override takes over, with the reason.
+pub fn override_lines(items: &[Item], acting: &Acting) -> Vec<String> {
+    let Some(reason) = &acting.override_reason else { return vec![] };
+    items
+        .iter()
+        .filter_map(|i| {
+            let h = i.claimed_by.as_ref().filter(|h| Some(h.as_str()) != acting.user.as_deref())?;
+            Some(format!("OVERRIDES {h}'s claim on {} (reason: {reason}; audited)", i.label))
+        })
+        .collect()
+}
+
+/// Consequence lines for `items`: one per gate and outcome, each followed by its items.
+pub fn consequence_lines(items: &[Item], outcome: impl Fn(&Gate) -> Consequence) -> Vec<String> {
+    let mut groups: Vec<(String, String, Vec<&Item>)> = vec![];
+    for it in items {
+        let text = match &it.gate {
+            Some(g) => outcome(g).text,
+            None => "consequence unknown: the definition is not loaded yet".to_string(),
+        };
+        match groups.iter_mut().find(|(s, t, _)| *s == it.state && *t == text) {
+            Some(g) => g.2.push(it),
+            None => groups.push((it.state.clone(), text, vec![it])),
+        }
+    }
+    let mut lines = vec![];
+    for (state, text, its) in groups {
+        lines.push(format!("at {state} ({}): {text}", its.len()));
+        lines.extend(its.iter().map(|i| format!("  · {}", i.label)));
+    }
+    lines
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Dialog {
     /// Shows exactly what will happen; `y` confirms.
@@ -169,18 +235,27 @@ pub enum Dialog {
     },
     Approve {
         title: String,
-        tokens: Vec<String>,
+        items: Vec<Item>,
         output: String,
         comment: String,
         field: Field,
+        /// What approving does, per gate.
         then: Vec<String>,
         error: Option<String>,
+        acting: Acting,
     },
     Reject {
         title: String,
-        tokens: Vec<String>,
+        items: Vec<Item>,
         code: usize,
         text: String,
+        acting: Acting,
+    },
+    /// Some of `items` are claimed by someone else: answering needs a reason to override.
+    Override {
+        action: Action,
+        items: Vec<Item>,
+        reason: String,
     },
     /// Reveal the patient data of the study named when the dialog opened.
     Reveal {
@@ -289,7 +364,11 @@ pub struct App {
     /// Executions › detail: the ARN opened, if any.
     pub detail_arn: Option<String>,
     pub raw_history: bool,
+    /// The selected row's index in each view, kept in step with `sel_keys`.
     pub sel: [usize; 6],
+    /// The selected item in each view by identity (execution ARN, task token, feed position)
+    /// and how to name it: the selection follows the item, not the row number.
+    pub sel_keys: [Option<(String, String)>; 6],
     pub detail_scroll: usize,
     pub filters: [Option<Filter>; 6],
     pub status_filter: Option<ExecutionStatus>,
@@ -301,6 +380,8 @@ pub struct App {
     pub want_page: bool,
     pub marks: BTreeSet<String>,
     pub dialog: Option<Dialog>,
+    /// Rows a long dialog (a bulk action's list) is scrolled by.
+    pub dialog_scroll: u16,
     pub message: Option<(String, bool)>,
     /// The study whose patient data shows (one at a time), once the audit log took the reveal.
     pub reveal: Option<Revealed>,
@@ -318,6 +399,11 @@ pub struct App {
     pub executions: Pane<Vec<ExecutionRow>>,
     pub detail: Pane<Detail>,
     pub events: Pane<Vec<FeedEvent>>,
+    /// What the operator acted on: when one of these leaves a view, that is expected and
+    /// not announced.
+    pub acted: BTreeSet<String>,
+    /// Definitions by execution ARN, for the consequences confirmations state.
+    pub definitions: HashMap<String, Arc<Definition>>,
     pub quit: bool,
 }
 
@@ -334,6 +420,7 @@ impl App {
             detail_arn: None,
             raw_history: false,
             sel: [0; 6],
+            sel_keys: Default::default(),
             detail_scroll: 0,
             filters: Default::default(),
             status_filter: None,
@@ -342,6 +429,7 @@ impl App {
             want_page: false,
             marks: BTreeSet::new(),
             dialog: None,
+            dialog_scroll: 0,
             message: None,
             reveal: None,
             pending_reveal: None,
@@ -357,6 +445,8 @@ impl App {
             executions: Pane::default(),
             detail: Pane::default(),
             events: Pane::default(),
+            acted: BTreeSet::new(),
+            definitions: HashMap::new(),
             quit: false,
         }
     }
@@ -474,6 +564,59 @@ impl App {
             }
         } else {
             self.sel[self.view.index()] = i;
+            self.sel_keys[self.view.index()] = self.row_key(self.view, i);
+        }
+    }
+
+    /// The identity and the name of row `i` of a list view.
+    pub fn row_key(&self, v: View, i: usize) -> Option<(String, String)> {
+        match v {
+            View::Pipelines => self.visible_studies().get(i).map(|s| (s.execution_arn.clone(), format!("study {}", s.accession))),
+            View::Reviews => self.visible_reviews().get(i).map(|r| (r.token.clone(), format!("review of {} at {}", r.accession, r.state))),
+            View::Executions => self.visible_executions().get(i).map(|e| (e.arn.clone(), format!("execution {}", e.name))),
+            View::Events => self.visible_events().get(i).map(|e| {
+                let name = e.execution_arn.rsplit(':').next().unwrap_or_default();
+                (e.seq.to_string(), format!("event {} of {name}", e.event.event_type))
+            }),
+            View::Slo | View::Outbox => None,
+        }
+    }
+
+    fn row_keys(&self, v: View) -> Vec<String> {
+        match v {
+            View::Pipelines => self.visible_studies().iter().map(|s| s.execution_arn.clone()).collect(),
+            View::Reviews => self.visible_reviews().iter().map(|r| r.token.clone()).collect(),
+            View::Executions => self.visible_executions().iter().map(|e| e.arn.clone()).collect(),
+            View::Events => self.visible_events().iter().map(|e| e.seq.to_string()).collect(),
+            View::Slo | View::Outbox => vec![],
+        }
+    }
+
+    /// After the rows of view `v` changed (a refresh, new rows above, a filter): put the
+    /// selection back on the same item. When it is gone, say so (if `announce`) and move to
+    /// the row that took its place, acting on nothing.
+    fn follow_selection(&mut self, v: View, announce: bool) {
+        let i = v.index();
+        let keys = self.row_keys(v);
+        let old = self.sel_keys[i].clone();
+        if let Some((k, _)) = &old
+            && let Some(p) = keys.iter().position(|x| x == k)
+        {
+            self.sel[i] = p;
+            return;
+        }
+        let n = keys.len();
+        self.sel[i] = if n == 0 { 0 } else { self.sel[i].min(n - 1) };
+        self.sel_keys[i] = self.row_key(v, self.sel[i]);
+        if let Some((k, label)) = old
+            && announce
+            && !self.acted.contains(&k)
+        {
+            let now = match &self.sel_keys[i] {
+                Some((_, l)) => format!("; now on {l}"),
+                None => String::new(),
+            };
+            self.message = Some((format!("the selected {label} is no longer in this view{now}"), true));
         }
     }
 
@@ -496,8 +639,18 @@ impl App {
                     return vec![];
                 }
                 if self.dialog.is_some() {
-                    return self.dialog_key(k);
+                    let effects = self.dialog_key(k);
+                    for e in &effects {
+                        if let Effect::Mutate(m) = e {
+                            if self.acted.len() > 10_000 {
+                                self.acted.clear();
+                            }
+                            self.acted.extend(m.targets().into_iter().map(str::to_string));
+                        }
+                    }
+                    return effects;
                 }
+                self.dialog_scroll = 0;
                 let key = Key::from_event(&k);
                 let mut effects = match self.keymap.action(key, self.scope()) {
                     Some(a) => self.action(a),
@@ -538,6 +691,13 @@ impl App {
     }
 
     fn loaded(&mut self, l: Loaded, at: DateTime<Utc>) {
+        let changed = match &l {
+            Loaded::Studies(_) => Some(View::Pipelines),
+            Loaded::Reviews(_) => Some(View::Reviews),
+            Loaded::Executions(_) => Some(View::Executions),
+            Loaded::Events(_) => Some(View::Events),
+            _ => None,
+        };
         match l {
             Loaded::Pulse(p) => self.pulse.set(p, at),
             Loaded::Studies(s) => {
@@ -556,6 +716,12 @@ impl App {
                 self.reviews.set(r, at);
             }
             Loaded::Executions(e) => self.executions.set(e, at),
+            Loaded::Definitions(d) => {
+                if self.definitions.len() + d.len() > 20_000 {
+                    self.definitions.clear();
+                }
+                self.definitions.extend(d);
+            }
             Loaded::Found { needle, arn } => match arn {
                 Some(a) => {
                     self.open_execution(a);
@@ -613,6 +779,10 @@ impl App {
                     _ => {}
                 }
             }
+        }
+        if let Some(v) = changed {
+            let shown = self.view == v && !(v == View::Executions && self.detail_arn.is_some());
+            self.follow_selection(v, shown);
         }
         let n = self.row_count();
         if self.selected() >= n && n > 0 {
@@ -720,6 +890,7 @@ impl App {
                     return self.loads();
                 }
                 if self.filters[self.view.index()].take().is_some() {
+                    self.follow_selection(self.view, false);
                     return vec![];
                 }
                 self.marks.clear();
@@ -773,38 +944,19 @@ impl App {
                     (Some(Aborted), _) => (Some(Succeeded), false),
                     (Some(_), _) => (None, true),
                 };
-                self.sel[View::Executions.index()] = 0;
                 self.loads()
             }
-            Action::Approve => {
-                let t = self.targets_reviews();
-                if t.is_empty() {
+            Action::Approve | Action::Reject | Action::Escalate => {
+                let items = self.target_items();
+                if items.is_empty() {
                     return vec![];
                 }
-                let title = if t.len() == 1 {
-                    format!("Approve {} ({} {})", t[0].accession, t[0].study, t[0].priority.as_str())
-                } else {
-                    format!("Approve {} reviews", t.len())
-                };
-                let tokens: Vec<String> = t.iter().map(|r| r.token.clone()).collect();
-                let output = serde_json::json!({"approved": true, "reviewer": self.settings.user}).to_string();
-                let then = t.first().map(|r| vec![format!("sends success to {}", r.state)]).unwrap_or_default();
-                self.dialog =
-                    Some(Dialog::Approve { title, tokens, output, comment: String::new(), field: Field::Output, then, error: None });
-                vec![]
-            }
-            Action::Reject => {
-                let t = self.targets_reviews();
-                if t.is_empty() {
+                let user = self.settings.user.clone();
+                if items.iter().any(|i| i.claimed_by.as_ref().is_some_and(|h| *h != user)) {
+                    self.dialog = Some(Dialog::Override { action: a, items, reason: String::new() });
                     return vec![];
                 }
-                let title = if t.len() == 1 {
-                    format!("Reject {} ({})", t[0].accession, t[0].study)
-                } else {
-                    format!("Reject {} reviews", t.len())
-                };
-                let tokens = t.iter().map(|r| r.token.clone()).collect();
-                self.dialog = Some(Dialog::Reject { title, tokens, code: 0, text: String::new() });
+                self.answer_dialog(a, items, Acting::user(user));
                 vec![]
             }
             Action::Claim => {
@@ -829,50 +981,66 @@ impl App {
                 });
                 vec![]
             }
-            Action::Escalate => {
-                let t = self.targets_reviews();
-                if t.is_empty() {
-                    return vec![];
-                }
-                let title = if t.len() == 1 {
-                    format!("Escalate {} ({})", t[0].accession, t[0].study)
-                } else {
-                    format!("Escalate {} reviews", t.len())
-                };
-                let lines = vec![
-                    "sends failure Review.Escalated: the gate routes the study to the senior reader".to_string(),
-                    format!("recorded as escalated by {}", self.settings.user),
-                ];
-                let mutation = Mutation::Escalate {
-                    tokens: t.iter().map(|r| r.token.clone()).collect(),
-                    cause: format!("escalated by {} from the console", self.settings.user),
-                };
-                self.dialog = Some(Dialog::Confirm { title, lines, mutation });
-                vec![]
-            }
             Action::Redrive | Action::Stop => {
                 let arns = self.targets_executions();
                 if arns.is_empty() {
                     return vec![];
                 }
-                let names: Vec<String> = arns.iter().map(|a| a.rsplit(':').next().unwrap_or(a).to_string()).collect();
+                let (mut act, mut each, mut left_out) = (vec![], vec![], vec![]);
+                for arn in arns {
+                    let name = arn.rsplit(':').next().unwrap_or(&arn).to_string();
+                    let Some(row) = self.execution_row(&arn) else {
+                        left_out.push(format!("  · {name}: not loaded; its status is unknown"));
+                        continue;
+                    };
+                    if a == Action::Redrive {
+                        let def = self.definition_for(&arn);
+                        match consequence::redrive(def.as_deref(), row, self.now) {
+                            Ok(c) => {
+                                each.push(format!("  · {name}: {}", c.text));
+                                act.push(arn);
+                            }
+                            Err(why) => left_out.push(format!("  · {name}: cannot be redriven: {why}")),
+                        }
+                    } else if row.status == ExecutionStatus::Running {
+                        each.push(format!("  · {name} (at {})", row.current_state.as_deref().unwrap_or("?")));
+                        act.push(arn);
+                    } else {
+                        left_out.push(format!("  · {name}: it is {}; only RUNNING executions can be stopped", row.status));
+                    }
+                }
+                // Marked rows the view no longer shows are not acted on: say so.
+                if self.detail_arn.is_none() {
+                    let shown: BTreeSet<String> = self.visible_executions().iter().map(|e| format!("exe:{}", e.arn)).collect();
+                    let hidden = self.marks.iter().filter(|m| m.starts_with("exe:") && !shown.contains(*m)).count();
+                    if hidden > 0 {
+                        left_out.push(format!("  · {hidden} marked execution(s) not in this view (filter or status)"));
+                    }
+                }
+                let verb = if a == Action::Redrive { "redrive" } else { "stop" };
+                if act.is_empty() {
+                    let why = left_out.first().map(|l| l.trim_start_matches("  · ").to_string()).unwrap_or_default();
+                    self.message = Some((format!("{verb}: nothing to do ({why})"), true));
+                    return vec![];
+                }
                 let (title, mutation, what) = if a == Action::Redrive {
                     (
-                        format!("Redrive {} execution(s)", arns.len()),
-                        Mutation::Redrive { arns },
-                        "resumes each from its unsuccessful state (same ARN)",
+                        format!("Redrive {} execution(s)", act.len()),
+                        Mutation::Redrive { arns: act },
+                        "resumes each from its unsuccessful state (same ARN):",
                     )
                 } else {
                     (
-                        format!("Stop {} execution(s)", arns.len()),
-                        Mutation::Stop { arns, cause: format!("stopped by {} from the console", self.settings.user) },
-                        "aborts each; pending review tokens close as ABORTED",
+                        format!("Stop {} execution(s)", act.len()),
+                        Mutation::Stop { arns: act, cause: format!("stopped by {} from the console", self.settings.user) },
+                        "aborts each; pending review tokens close as ABORTED:",
                     )
                 };
                 let mut lines = vec![what.to_string()];
-                lines.extend(names.iter().take(8).map(|n| format!("  {n}")));
-                if names.len() > 8 {
-                    lines.push(format!("  … and {} more", names.len() - 8));
+                lines.extend(each);
+                if !left_out.is_empty() {
+                    lines.push(format!("left out ({}):", left_out.len()));
+                    lines.extend(left_out);
                 }
                 self.dialog = Some(Dialog::Confirm { title, lines, mutation });
                 vec![]
@@ -905,6 +1073,81 @@ impl App {
             .or_else(|| self.reviews.value.iter().find(|r| r.execution_arn == arn && !r.accession.is_empty()).map(|r| r.accession.clone()))
             .unwrap_or_else(|| arn.rsplit(':').next().unwrap_or(&arn).to_string());
         Some((arn, label))
+    }
+
+    /// The loaded row of an execution (the list, or the one open in detail).
+    fn execution_row(&self, arn: &str) -> Option<&ExecutionRow> {
+        self.executions.value.iter().find(|e| e.arn == arn).or_else(|| self.detail.value.execution.as_ref().filter(|e| e.arn == arn))
+    }
+
+    /// The definition an execution runs, if loaded.
+    fn definition_for(&self, arn: &str) -> Option<Arc<Definition>> {
+        if let Some(d) = self.definitions.get(arn) {
+            return Some(d.clone());
+        }
+        if self.detail_arn.as_deref() == Some(arn) {
+            return self.detail.value.definition.as_deref().and_then(|t| Definition::parse_str(t).ok()).map(Arc::new);
+        }
+        None
+    }
+
+    /// The reviews an answer acts on (marked ones, or the selected one), captured with their
+    /// names, gates and claims.
+    fn target_items(&self) -> Vec<Item> {
+        self.targets_reviews()
+            .into_iter()
+            .map(|r| Item {
+                id: r.token.clone(),
+                label: if r.study.is_empty() { r.accession.clone() } else { format!("{} ({})", r.accession, r.study) },
+                state: r.state.clone(),
+                claimed_by: r.claimed_by.clone(),
+                gate: self.definition_for(&r.execution_arn).and_then(|d| consequence::gate(&d, &r.state)),
+            })
+            .collect()
+    }
+
+    /// The error code and default cause of reject reason `code`.
+    pub fn reject_reason(&self, code: usize) -> (String, String) {
+        let reason = self.settings.reject_reasons.get(code).cloned().unwrap_or_else(|| "Review.Rejected".into());
+        reason.split_once(':').map(|(e, c)| (e.trim().to_string(), c.trim().to_string())).unwrap_or((reason.clone(), String::new()))
+    }
+
+    /// Open the dialog that answers `items` (approve, reject or escalate) as `acting`.
+    fn answer_dialog(&mut self, a: Action, items: Vec<Item>, acting: Acting) {
+        let title = |verb: &str| {
+            if items.len() == 1 {
+                format!("{verb} {} at {}", items[0].label, items[0].state)
+            } else {
+                format!("{verb} {} reviews", items.len())
+            }
+        };
+        let overrides = override_lines(&items, &acting);
+        match a {
+            Action::Approve => {
+                let title = title("Approve");
+                let output = serde_json::json!({"approved": true, "reviewer": self.settings.user}).to_string();
+                let mut then = consequence_lines(&items, Gate::on_success);
+                then.extend(overrides);
+                self.dialog =
+                    Some(Dialog::Approve { title, items, output, comment: String::new(), field: Field::Output, then, error: None, acting });
+            }
+            Action::Reject => {
+                self.dialog = Some(Dialog::Reject { title: title("Reject"), items, code: 0, text: String::new(), acting });
+            }
+            _ => {
+                let title = title("Escalate");
+                let mut lines = vec![format!("sends failure {ESCALATED}:")];
+                lines.extend(consequence_lines(&items, |g| g.on_error(ESCALATED)));
+                lines.extend(overrides);
+                lines.push(format!("recorded as escalated by {}", self.settings.user));
+                let mutation = Mutation::Escalate {
+                    tokens: items.iter().map(|i| i.id.clone()).collect(),
+                    cause: format!("escalated by {} from the console", self.settings.user),
+                    acting,
+                };
+                self.dialog = Some(Dialog::Confirm { title, lines, mutation });
+            }
+        }
     }
 
     fn open(&mut self) -> Vec<Effect> {
@@ -998,6 +1241,21 @@ impl App {
             }
             _ => {}
         };
+        // Long lists (bulk actions) scroll; every item stays reachable.
+        if matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. }) {
+            let by = match k.code {
+                KeyCode::Down => Some(1i32),
+                KeyCode::Up => Some(-1),
+                KeyCode::PageDown => Some(PAGE as i32),
+                KeyCode::PageUp => Some(-(PAGE as i32)),
+                _ => None,
+            };
+            if let Some(by) = by {
+                self.dialog_scroll = (i32::from(self.dialog_scroll) + by).clamp(0, i32::from(u16::MAX)) as u16;
+                self.dialog = Some(d);
+                return vec![];
+            }
+        }
         match d {
             Dialog::Help | Dialog::Message { .. } => vec![],
             Dialog::Confirm { title, lines, mutation } => match k.code {
@@ -1007,7 +1265,7 @@ impl App {
                     vec![]
                 }
             },
-            Dialog::Approve { title, tokens, mut output, mut comment, mut field, then, .. } => {
+            Dialog::Approve { title, items, mut output, mut comment, mut field, then, acting, .. } => {
                 match k.code {
                     KeyCode::Tab | KeyCode::BackTab => field = if field == Field::Output { Field::Comment } else { Field::Output },
                     KeyCode::Enter => {
@@ -1018,11 +1276,12 @@ impl App {
                                 {
                                     o.insert("comment".into(), serde_json::Value::String(comment.clone()));
                                 }
-                                vec![Effect::Mutate(Mutation::Approve { tokens, output: v.to_string(), comment })]
+                                let tokens = items.iter().map(|i| i.id.clone()).collect();
+                                vec![Effect::Mutate(Mutation::Approve { tokens, output: v.to_string(), comment, acting })]
                             }
                             Err(e) => {
                                 let error = Some(format!("output is not valid JSON: {e}"));
-                                self.dialog = Some(Dialog::Approve { title, tokens, output, comment, field, then, error });
+                                self.dialog = Some(Dialog::Approve { title, items, output, comment, field, then, error, acting });
                                 vec![]
                             }
                         };
@@ -1032,26 +1291,40 @@ impl App {
                         _ => edit(&mut comment),
                     },
                 }
-                self.dialog = Some(Dialog::Approve { title, tokens, output, comment, field, then, error: None });
+                self.dialog = Some(Dialog::Approve { title, items, output, comment, field, then, error: None, acting });
                 vec![]
             }
-            Dialog::Reject { title, tokens, mut code, mut text } => {
+            Dialog::Reject { title, items, mut code, mut text, acting } => {
                 let n = self.settings.reject_reasons.len().max(1);
                 match k.code {
                     KeyCode::Up => code = (code + n - 1) % n,
                     KeyCode::Down => code = (code + 1) % n,
                     KeyCode::Enter => {
-                        let reason = self.settings.reject_reasons.get(code).cloned().unwrap_or_else(|| "Review.Rejected".into());
-                        let (error, default_cause) = reason
-                            .split_once(':')
-                            .map(|(e, c)| (e.trim().to_string(), c.trim().to_string()))
-                            .unwrap_or((reason.clone(), String::new()));
+                        let (error, default_cause) = self.reject_reason(code);
                         let cause = if text.trim().is_empty() { default_cause } else { format!("{default_cause}: {}", text.trim()) };
-                        return vec![Effect::Mutate(Mutation::Reject { tokens, error, cause })];
+                        let tokens = items.iter().map(|i| i.id.clone()).collect();
+                        return vec![Effect::Mutate(Mutation::Reject { tokens, error, cause, acting })];
                     }
                     _ => edit(&mut text),
                 }
-                self.dialog = Some(Dialog::Reject { title, tokens, code, text });
+                self.dialog = Some(Dialog::Reject { title, items, code, text, acting });
+                vec![]
+            }
+            Dialog::Override { action, items, mut reason } => {
+                if k.code == KeyCode::Enter {
+                    if reason.trim().chars().count() < 8 {
+                        self.message =
+                            Some(("override a claim: give a reason (at least 8 characters); it goes to the audit log".into(), true));
+                        self.dialog = Some(Dialog::Override { action, items, reason });
+                        return vec![];
+                    }
+                    let acting = Acting::user(self.settings.user.clone()).overriding(reason.trim());
+                    self.message = None;
+                    self.answer_dialog(action, items, acting);
+                    return vec![];
+                }
+                edit(&mut reason);
+                self.dialog = Some(Dialog::Override { action, items, reason });
                 vec![]
             }
             Dialog::Reveal { mut reason, arn, label } => {
@@ -1088,7 +1361,7 @@ impl App {
                                     }
                                 }
                             }
-                            self.set_selected(0);
+                            self.follow_selection(self.view, true);
                             vec![]
                         }
                     };

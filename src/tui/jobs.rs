@@ -2,6 +2,7 @@
 //! the UI thread. A newer load of a kind replaces a pending one of the same
 //! kind; mutations run in the order given. The UI never blocks on it.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,13 +74,15 @@ impl Worker {
                         }
                     }
                     for job in coalesce(batch) {
-                        let result = match job {
+                        let results = match job {
                             Job::Load(r) => load(cp.as_mut(), &stages, r),
-                            Job::Mutate(m) => mutate(cp.as_mut(), &m, &mut on_action),
+                            Job::Mutate(m) => vec![mutate(cp.as_mut(), &m, &mut on_action)],
                             Job::Stop => return,
                         };
-                        if out.send((result, Utc::now())).is_err() {
-                            return;
+                        for result in results {
+                            if out.send((result, Utc::now())).is_err() {
+                                return;
+                            }
                         }
                     }
                 }
@@ -133,7 +136,9 @@ pub fn coalesce(batch: Vec<Job>) -> Vec<Job> {
     muts
 }
 
-fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
+/// What a load brings back: the data, then the definitions behind it (for the consequences
+/// that confirmations state).
+fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded> {
     let what = match &r {
         Request::Pulse => "pulse",
         Request::Studies => "studies",
@@ -143,8 +148,8 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
         Request::Detail(..) => "detail",
         Request::Events(_) => "events",
     };
-    let res: crate::backend::Result<Loaded> = (|| {
-        Ok(match r {
+    let res: crate::backend::Result<Vec<Loaded>> = (|| {
+        let main = match r {
             Request::Pulse => Loaded::Pulse(cp.pulse()?),
             Request::Studies => {
                 let rows = cp.executions(&ExecutionFilter { limit: 2000, ..Default::default() })?;
@@ -177,9 +182,18 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Loaded {
                 after,
             })),
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
-        })
+        };
+        // Reviews: the executions they wait in; executions: those a redrive could resume.
+        let arns: Vec<String> = match &main {
+            Loaded::Reviews(r) => r.iter().map(|x| x.execution_arn.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
+            Loaded::Executions(e) => e.iter().filter(|x| x.status.is_redrivable()).map(|x| x.arn.clone()).collect(),
+            _ => vec![],
+        };
+        let defs = if arns.is_empty() { None } else { Some(Loaded::Definitions(cp.definitions_of(&arns)?)) };
+        // The definitions first: a dialog opened on the new rows can state consequences at once.
+        Ok(defs.into_iter().chain(std::iter::once(main)).collect())
     })();
-    res.unwrap_or_else(|e| Loaded::Failed { what: what.into(), error: e.to_string() })
+    res.unwrap_or_else(|e| vec![Loaded::Failed { what: what.into(), error: e.to_string() }])
 }
 
 fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> Loaded {
@@ -197,14 +211,14 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
         }
     };
     match m {
-        Mutation::Approve { tokens, output, .. } => {
+        Mutation::Approve { tokens, output, acting, .. } => {
             for t in tokens {
-                one(t, cp.approve(t, output));
+                one(t, cp.approve(t, output, acting));
             }
         }
-        Mutation::Reject { tokens, error, cause } => {
+        Mutation::Reject { tokens, error, cause, acting } => {
             for t in tokens {
-                one(t, cp.reject(t, error, cause));
+                one(t, cp.reject(t, error, cause, acting));
             }
         }
         Mutation::Redrive { arns } => {
@@ -218,9 +232,9 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
             }
         }
         Mutation::Claim { token, claim, by } => one(token, if *claim { cp.claim(token, by) } else { cp.unclaim(token, by) }),
-        Mutation::Escalate { tokens, cause } => {
+        Mutation::Escalate { tokens, cause, acting } => {
             for t in tokens {
-                one(t, cp.escalate(t, cause));
+                one(t, cp.escalate(t, cause, acting));
             }
         }
         Mutation::RevealPhi { arn, .. } => one(arn, Ok(())),
@@ -231,6 +245,7 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Acting;
 
     struct Refuses(usize);
     impl AuditHook for Refuses {
@@ -252,6 +267,47 @@ mod tests {
         let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
         assert_eq!(ok, 0);
         assert!(failed[0].contains("audit log cannot record it") && failed[0].contains("disk full"), "{failed:?}");
+    }
+
+    /// A real engine with one review waiting at a gate that does not catch escalation.
+    fn gate() -> (crate::backend::local::Local, String) {
+        let store = crate::store::Store::in_memory().expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let def = r#"{"StartAt":"SeniorReview","States":{"SeniorReview":{"Type":"Task",
+            "Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","Parameters":{"t.$":"$$.Task.Token"},"End":true}}}"#;
+        let sm = engine.create_state_machine("gate", def, None).expect("create");
+        engine.start_execution(&sm.arn, Some("g1"), "{}").expect("start");
+        let token = engine.store.tokens(Some("PENDING"), None, 10).expect("tokens").remove(0).token;
+        (crate::backend::local::Local::new(engine, std::path::PathBuf::new()), token)
+    }
+
+    #[test]
+    fn a_console_answer_to_a_review_claimed_by_someone_else_needs_an_override() {
+        let (mut cp, token) = gate();
+        cp.claim(&token, "dr.a").expect("claim");
+        let mut hook: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
+        let approve =
+            |acting: Acting| Mutation::Approve { tokens: vec![token.clone()], output: "{}".into(), comment: String::new(), acting };
+        let out = mutate(&mut cp, &approve(Acting::user("dr.b")), &mut hook);
+        let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!(ok, 0);
+        assert!(failed[0].contains("claimed by dr.a"), "{failed:?}");
+        assert_eq!(cp.pending_tasks(10).expect("pending").len(), 1, "nothing happened");
+        let out = mutate(&mut cp, &approve(Acting::user("dr.b").overriding("dr.a is in theatre")), &mut hook);
+        let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!((ok, failed.len()), (1, 0), "{failed:?}");
+        assert!(cp.pending_tasks(10).expect("pending").is_empty());
+    }
+
+    #[test]
+    fn loading_reviews_brings_their_definitions_first() {
+        let (mut cp, _) = gate();
+        let out = load(&mut cp, &StageMap::default(), Request::Reviews);
+        let [Loaded::Definitions(d), Loaded::Reviews(r)] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(r.len(), 1);
+        let def = d.get(&r[0].execution_arn).expect("the definition of the review's execution");
+        let c = crate::ops::consequence::gate(def, &r[0].state).expect("gate").on_error(crate::engine::ESCALATED);
+        assert!(c.fails_execution, "{c:?}");
     }
 
     #[test]

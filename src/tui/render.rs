@@ -7,7 +7,8 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
 
-use super::app::{App, Dialog, Field, InputKind, View};
+use super::app::{App, Dialog, Field, InputKind, View, consequence_lines, override_lines};
+use super::theme::Theme;
 use crate::asl::model::Definition;
 use crate::history::ExecutionStatus;
 use crate::ops::Stage;
@@ -660,7 +661,7 @@ impl App {
             }
             Dialog::Message { title, text } => (title.clone(), vec![Line::from(text.clone())], 4),
             Dialog::Confirm { title, lines, .. } => {
-                let mut l: Vec<Line> = lines.iter().map(|x| Line::from(Span::styled(x.clone(), t.text()))).collect();
+                let mut l: Vec<Line> = lines.iter().map(|x| consequence_line(x, t)).collect();
                 l.push(Line::from(""));
                 l.push(Line::from(vec![
                     Span::styled("y", t.accent()),
@@ -671,14 +672,11 @@ impl App {
                 let h = l.len() as u16 + 2;
                 (title.clone(), l, h)
             }
-            Dialog::Approve { title, tokens, output, comment, field, then, error } => {
+            Dialog::Approve { title, items, output, comment, field, then, error, .. } => {
                 let cursor = |f: &Field| if f == field { "▏" } else { "" };
-                let mut l = vec![];
+                let mut l = vec![Line::from(Span::styled(format!("sends success to {} review(s):", items.len()), t.muted()))];
                 for x in then {
-                    l.push(Line::from(Span::styled(x.clone(), t.muted())));
-                }
-                if tokens.len() > 1 {
-                    l.push(Line::from(Span::styled(format!("{} tokens", tokens.len()), t.muted())));
+                    l.push(consequence_line(x, t));
                 }
                 l.push(Line::from(vec![
                     Span::styled("output  ", t.muted()),
@@ -703,13 +701,17 @@ impl App {
                 let h = l.len() as u16 + 2;
                 (title.clone(), l, h)
             }
-            Dialog::Reject { title, tokens, code, text } => {
-                let mut l = vec![Line::from(Span::styled(format!("sends failure to {} token(s); reason:", tokens.len()), t.muted()))];
+            Dialog::Reject { title, items, code, text, acting } => {
+                let mut l = vec![Line::from(Span::styled(format!("sends failure to {} review(s); reason:", items.len()), t.muted()))];
                 for (i, r) in self.settings.reject_reasons.iter().enumerate() {
                     let style = if i == *code { t.accent() } else { t.text() };
                     l.push(Line::from(Span::styled(format!("{} {r}", if i == *code { "▶" } else { " " }), style)));
                 }
                 l.push(Line::from(vec![Span::styled("note ", t.muted()), Span::styled(format!("{text}▏"), t.text())]));
+                let (error, _) = self.reject_reason(*code);
+                for x in consequence_lines(items, |g| g.on_error(&error)).iter().chain(&override_lines(items, acting)) {
+                    l.push(consequence_line(x, t));
+                }
                 l.push(Line::from(""));
                 l.push(Line::from(vec![
                     Span::styled("↑↓", t.accent()),
@@ -721,6 +723,28 @@ impl App {
                 ]));
                 let h = l.len() as u16 + 2;
                 (title.clone(), l, h)
+            }
+            Dialog::Override { items, reason, .. } => {
+                let mut l = vec![];
+                for i in items {
+                    if let Some(h) = i.claimed_by.as_ref().filter(|h| **h != self.settings.user) {
+                        l.push(Line::from(Span::styled(format!("{} at {} is claimed by {h}", i.label, i.state), t.breach())));
+                    }
+                }
+                l.push(Line::from(Span::styled(
+                    "Answering it takes over the claim. Say why: the reason, the override and the holder go to the audit log.",
+                    t.text(),
+                )));
+                l.push(Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
+                l.push(Line::from(""));
+                l.push(Line::from(vec![
+                    Span::styled("Enter", t.accent()),
+                    Span::raw(" continue   "),
+                    Span::styled("Esc", t.accent()),
+                    Span::raw(" cancel"),
+                ]));
+                let h = l.len() as u16 + 2;
+                ("Override a claim".into(), l, h)
             }
             Dialog::Reveal { reason, label, .. } => (
                 format!("Reveal patient data of {label}"),
@@ -752,14 +776,27 @@ impl App {
             }
         };
         let w = area.width.saturating_sub(4).min(90);
+        // Long lines wrap: make room for every wrapped row, up to the screen.
+        let inner = w.saturating_sub(2).max(1) as usize;
+        let extra: usize = lines.iter().map(|l| l.width().saturating_sub(1) / inner).sum();
+        let height = height.saturating_add(extra.min(u16::MAX as usize) as u16);
         let h = height.min(area.height.saturating_sub(2)).max(3);
+        let clipped = height > h && matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. });
+        let title = if clipped { format!("{title} (↑↓ scroll: {} rows)", height - 2) } else { title };
+        let scroll = if clipped { self.dialog_scroll.min(height - h) } else { 0 };
         let r =
             Rect { x: area.x + (area.width.saturating_sub(w)) / 2, y: area.y + (area.height.saturating_sub(h)) / 2, width: w, height: h };
         f.render_widget(Clear, r);
         let block =
             Block::default().borders(Borders::ALL).border_style(Style::default().fg(t.accent)).title(Span::styled(title, t.accent()));
-        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), r);
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((scroll, 0)).block(block), r);
     }
+}
+
+/// A consequence line: warnings that the execution fails stand out.
+fn consequence_line<'a>(x: &str, t: &Theme) -> Line<'a> {
+    let style = if x.contains("FAILS") || x.contains("WARNING") || x.contains("OVERRIDES") { t.breach() } else { t.text() };
+    Line::from(Span::styled(x.to_string(), style))
 }
 
 #[cfg(test)]

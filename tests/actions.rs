@@ -1,0 +1,111 @@
+//! Actions land on what the operator chose: claims are respected by every surface, and the
+//! CLI says what an answer will do before it acts. The real binary on a real store.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+struct Lb {
+    dir: tempfile::TempDir,
+}
+
+impl Lb {
+    fn new() -> Lb {
+        Lb { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lightbox")).arg("--data-dir").arg(self.path("data")).args(args).output().expect("run lightbox")
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e})"))
+    }
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "lightbox {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+    /// A gate whose escalation the definition does not catch (the senior gate of the demo).
+    fn gate(&self) -> String {
+        let def = self.path("senior.json");
+        let d = json!({"StartAt": "SeniorReview", "States": {
+            "SeniorReview": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token"}},
+                "Catch": [{"ErrorEquals": ["Review.Rejected"], "Next": "DictateManually"}], "Next": "Transcribe"},
+            "DictateManually": {"Type": "Pass", "Next": "Transcribe"},
+            "Transcribe": {"Type": "Succeed"}}});
+        std::fs::write(&def, d.to_string()).expect("write");
+        self.json(&["state-machines", "create", "--name", "senior", "--definition", def.to_str().expect("p")]);
+        self.json(&["executions", "start", "--state-machine", "senior", "--name", "s1"])["executionArn"].as_str().expect("arn").to_string()
+    }
+    fn token(&self) -> String {
+        self.json(&["tasks", "list"])["tasks"][0]["taskToken"].as_str().expect("token").to_string()
+    }
+    fn token_status(&self, token: &str) -> String {
+        let all = self.json(&["tasks", "list", "--status", "ALL"]);
+        let t = all["tasks"].as_array().expect("tasks").iter().find(|t| t["taskToken"] == token).cloned().expect("token listed");
+        t["status"].as_str().unwrap_or_default().to_string()
+    }
+    fn audit(&self) -> Vec<Value> {
+        self.json(&["audit", "list"])["entries"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+#[test]
+fn a_review_claimed_by_another_reader_is_refused_unless_overridden_with_a_reason() {
+    let lb = Lb::new();
+    let arn = lb.gate();
+    let token = lb.token();
+    lb.json(&["--user", "dr.a", "tasks", "claim", &token]);
+
+    for args in [
+        vec!["--user", "dr.b", "tasks", "approve", &token],
+        vec!["--user", "dr.b", "tasks", "reject", &token, "--error", "Review.Rejected", "--cause", "no"],
+        vec!["--user", "dr.b", "tasks", "escalate", &token],
+    ] {
+        let err = lb.fails(&args);
+        assert!(err.contains("claimed by dr.a") && err.contains("--override-claim"), "{args:?}: {err}");
+        assert_eq!(lb.token_status(&token), "PENDING", "{args:?} took effect");
+    }
+    // An override needs a reason, and a reason of substance.
+    let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim"]);
+    assert!(err.contains("--reason"), "{err}");
+    let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "  "]);
+    assert!(err.contains("--reason"), "{err}");
+    assert_eq!(lb.token_status(&token), "PENDING");
+
+    lb.json(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "dr.a is off sick, STAT study"]);
+    assert_eq!(lb.token_status(&token), "SUCCEEDED");
+    assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "SUCCEEDED");
+
+    let rows = lb.audit();
+    let last = &rows[0];
+    assert_eq!(last["actor"], "dr.b");
+    assert_eq!(last["action"], "approve");
+    assert_eq!(last["result"], "ok", "{last}");
+    let reason = last["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("override of the claim held by dr.a") && reason.contains("off sick"), "{last}");
+    // The refused attempts are on record too, as refusals.
+    let refused = rows.iter().filter(|r| r["actor"] == "dr.b" && r["result"] != "ok").count();
+    assert_eq!(refused, 3, "{rows:?}");
+}
+
+#[test]
+fn the_claim_holder_answers_without_an_override_and_the_cli_states_the_consequence() {
+    let lb = Lb::new();
+    let arn = lb.gate();
+    let token = lb.token();
+    lb.json(&["--user", "dr.a", "tasks", "claim", &token]);
+    let out = lb.run(&["--user", "dr.a", "tasks", "escalate", &token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing catches Review.Escalated at SeniorReview") && err.contains("FAILS"), "{err}");
+    assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "FAILED");
+}
