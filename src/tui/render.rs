@@ -26,9 +26,9 @@ fn patient(p: &Patient, reveal: bool) -> String {
     }
 }
 
+/// The same 8-character prefix the CLI prints and accepts: never the whole token.
 fn short_token(t: &str) -> String {
-    let tail: String = t.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("••••{tail}")
+    crate::engine::short_token(t)
 }
 
 fn clock(t: DateTime<Utc>, tz: &chrono::FixedOffset) -> String {
@@ -805,7 +805,7 @@ mod tests {
 
     #[test]
     fn masks_hide_identifiers() {
-        assert_eq!(short_token("abcdef0123456789"), "••••6789");
+        assert_eq!(short_token("abcdef0123456789"), "abcdef01…");
         let p = Patient { name: "Ada Testperson".into(), mrn: "SYN-000123".into(), birth_date: "1970-01-01".into() };
         assert!(!patient(&p, false).contains("Testperson"));
         assert!(!patient(&p, false).contains("000123"));
