@@ -358,7 +358,7 @@ fn a_reveal_applies_to_the_selected_study_only_and_expires() {
 
 /// The synthetic patient as the demo's orders carry it.
 fn order_input(acc: &str) -> String {
-    json!({"accession": acc, "family": "scheduled", "modality": "CT",
+    json!({"accession": acc, "workflow": "scheduled", "modality": "CT",
         "patient": {"name": "Dana Testperson", "given": "Dana", "family": "Testperson", "mrn": "SYN-000421", "birthDate": "1961-04-02"}})
     .to_string()
 }

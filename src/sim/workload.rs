@@ -381,7 +381,7 @@ pub fn synthetic_order(seed: u64, n: u64, family: Family, t: &Timing, rates: &Fa
     let archive_busy = if rng.chance(rates.archive_busy) { rng.int(1, 2) } else { 0 };
     json!({
         DEMO_MARKER: true,
-        "family": family.as_str(),
+        "workflow": family.as_str(),
         "accession": format!("ACC-{n}"),
         "orderId": if family == Family::Encounter { Value::Null } else { json!(format!("ORD-{}", 500_000 + n)) },
         "encounterId": format!("ENC-{}", 700_000 + n),
