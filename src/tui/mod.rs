@@ -30,6 +30,7 @@ pub enum ConsoleError {
 pub fn run(mut app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action: OnAction) -> Result<(), ConsoleError> {
     let worker = Worker::spawn(cp, stages, on_action, Duration::from_millis(250));
     let mut terminal = ratatui::init();
+    quiet_background_panics();
     let result = (|| -> Result<(), ConsoleError> {
         for e in app.handle(AppEvent::Tick(Utc::now())) {
             dispatch(&worker, e);
@@ -74,7 +75,26 @@ pub fn run(mut app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action:
         }
     })();
     ratatui::restore();
+    // Back to the default hook: the console no longer owns the terminal.
+    drop(std::panic::take_hook());
     result
+}
+
+/// A panic the engine catches on the jobs thread (it fails that one execution) must not
+/// tear down the screen or print over it: off the UI thread, a panic is only logged,
+/// with its location (its message may quote workflow data). On the UI thread, ratatui's
+/// hook restores the terminal first, then the message prints as usual.
+fn quiet_background_panics() {
+    let ui = std::thread::current().id();
+    let terminal_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui {
+            terminal_hook(info);
+        } else {
+            let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            tracing::error!(location = %at, "panic off the console's UI thread (the engine fails only the execution involved)");
+        }
+    }));
 }
 
 fn dispatch(worker: &Worker, e: Effect) {
