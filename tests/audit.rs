@@ -233,7 +233,7 @@ fn swapping_rows_is_detected() {
         "CREATE TEMP TABLE s AS SELECT * FROM audit_log WHERE seq IN (2, 3);
          DELETE FROM audit_log WHERE seq IN (2, 3);
          INSERT INTO audit_log SELECT 5 - seq, ts_ms, actor, source, action, execution_arn, task_token, reason,
-                                      before, after, result, error, prev_hash, hash FROM s;",
+                                      before, after, result, error, prev_hash, hash, intent_seq FROM s;",
     );
     assert_eq!(bad_seq(&store), Some(2));
 }
@@ -415,8 +415,15 @@ fn audited_records_the_outcome() {
     });
     with.expect("ok");
 
-    let rows = audit::list(c, &AuditFilter::default()).expect("list");
+    let all = audit::list(c, &AuditFilter::default()).expect("list");
+    // Each action is an intent row and then its outcome row, which names the intent.
+    assert_eq!(all.len(), 6);
+    let rows: Vec<_> = all.iter().filter(|r| !r.is_intent()).collect();
     assert_eq!(rows.len(), 3);
+    for (outcome, intent) in all.iter().step_by(2).zip(all.iter().skip(1).step_by(2)) {
+        assert!(intent.is_intent(), "{intent:?}");
+        assert_eq!(outcome.intent_seq, Some(intent.seq));
+    }
     assert_eq!((rows[2].result.as_str(), rows[2].error.as_deref()), ("ok", None));
     assert_eq!((rows[1].result.as_str(), rows[1].error.as_deref()), ("error", Some("execution is not redrivable")));
     assert_eq!(rows[0].after.as_deref(), Some(r#"{"status":"RUNNING"}"#));

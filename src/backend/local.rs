@@ -133,6 +133,10 @@ impl ControlPlane for Local {
     }
 
     fn tick(&mut self) -> Result<usize> {
+        if self.engine.store.is_read_only() {
+            // A store this process may not write: show it, run nothing.
+            return Ok(0);
+        }
         if let Some(d) = self.driver.as_mut() {
             d(&mut self.engine);
         }

@@ -23,6 +23,11 @@ pub enum Job {
 /// not carried out), then told each target's outcome.
 pub trait AuditHook: Send {
     fn check(&mut self, m: &Mutation) -> Result<(), String>;
+    /// Asked right before the action on one target: commit an intent record, so a
+    /// crash before [`AuditHook::record`] leaves a visible trace. An error skips the target.
+    fn intent(&mut self, _m: &Mutation, _target: &str) -> Result<(), String> {
+        Ok(())
+    }
     fn record(&mut self, m: &Mutation, target: &str, outcome: &Result<(), String>);
 }
 
@@ -188,8 +193,12 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
     }
     let mut ok = 0;
     let mut failed = vec![];
-    let mut one = |target: &str, r: crate::backend::Result<()>| {
-        let r = r.map_err(|e| e.to_string());
+    let mut one = |target: &str, act: &mut dyn FnMut() -> crate::backend::Result<()>| {
+        if let Err(e) = on_action.intent(m, target) {
+            failed.push(format!("not done: the audit log cannot record it ({e})"));
+            return;
+        }
+        let r = act().map_err(|e| e.to_string());
         on_action.record(m, target, &r);
         match r {
             Ok(()) => ok += 1,
@@ -199,31 +208,31 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
     match m {
         Mutation::Approve { tokens, output, .. } => {
             for t in tokens {
-                one(t, cp.approve(t, output));
+                one(t, &mut || cp.approve(t, output));
             }
         }
         Mutation::Reject { tokens, error, cause } => {
             for t in tokens {
-                one(t, cp.reject(t, error, cause));
+                one(t, &mut || cp.reject(t, error, cause));
             }
         }
         Mutation::Redrive { arns } => {
             for a in arns {
-                one(a, cp.redrive(a));
+                one(a, &mut || cp.redrive(a));
             }
         }
         Mutation::Stop { arns, cause } => {
             for a in arns {
-                one(a, cp.stop(a, "Ops.Stopped", cause));
+                one(a, &mut || cp.stop(a, "Ops.Stopped", cause));
             }
         }
-        Mutation::Claim { token, claim, by } => one(token, if *claim { cp.claim(token, by) } else { cp.unclaim(token, by) }),
+        Mutation::Claim { token, claim, by } => one(token, &mut || if *claim { cp.claim(token, by) } else { cp.unclaim(token, by) }),
         Mutation::Escalate { tokens, cause } => {
             for t in tokens {
-                one(t, cp.escalate(t, cause));
+                one(t, &mut || cp.escalate(t, cause));
             }
         }
-        Mutation::RevealPhi { .. } => one("phi", Ok(())),
+        Mutation::RevealPhi { .. } => one("phi", &mut || Ok(())),
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }
 }
