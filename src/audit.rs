@@ -144,6 +144,7 @@ pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
         // Outcome rows name the intent row they close (see [`begin`]).
         conn.execute_batch("ALTER TABLE audit_log ADD COLUMN intent_seq INTEGER")?;
     }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS audit_log_by_intent ON audit_log (intent_seq) WHERE intent_seq IS NOT NULL")?;
     Ok(())
 }
 
@@ -1025,6 +1026,9 @@ pub struct AuditFilter {
     pub target: Option<String>,
     /// Continue below this seq (paging newest first).
     pub before_seq: Option<i64>,
+    /// Leave out intent rows whose outcome is recorded (the outcome row names them);
+    /// intents without an outcome are still listed.
+    pub hide_closed_intents: bool,
     pub limit: usize,
 }
 
@@ -1068,6 +1072,11 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditRecord>>
     if let Some(s) = filter.before_seq {
         args.push(s.into());
         sql.push_str(&format!(" AND seq < ?{}", args.len()));
+    }
+    if filter.hide_closed_intents && column_exists(conn, "audit_log", "intent_seq")? {
+        sql.push_str(&format!(
+            " AND NOT (result = '{INTENT}' AND EXISTS (SELECT 1 FROM audit_log o WHERE o.intent_seq = audit_log.seq))"
+        ));
     }
     sql.push_str(" ORDER BY seq DESC");
     if filter.limit > 0 {

@@ -252,6 +252,10 @@ enum AuditCmd {
         target: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Also list the intent rows written before each action (by default only intents
+        /// without an outcome are listed).
+        #[arg(long)]
+        intents: bool,
     },
     /// Check the hash chain, the anchor file and that every intent has its outcome:
     /// exits 3 if any entry was edited, removed or reordered, or an action went unrecorded.
@@ -1017,7 +1021,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let t = token_action(engine, ctx, audit::Action::Escalate, token, Some(cause.clone()), |e, tok| e.escalate_task(tok, &cause))?;
             task_done(j, &t);
         }
-        Command::Audit(AuditCmd::List { since, actor, action, target, limit }) => {
+        Command::Audit(AuditCmd::List { since, actor, action, target, limit, intents }) => {
             let since = match since {
                 Some(s) => Some(
                     DateTime::parse_from_rfc3339(s)
@@ -1032,6 +1036,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 action: action.clone(),
                 target: target.clone(),
                 before_seq: None,
+                hide_closed_intents: !*intents,
                 limit: *limit,
             };
             let rows = audit::list(engine.store.conn(), &filter)?;
