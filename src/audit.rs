@@ -618,10 +618,17 @@ pub fn finish(conn: &Connection, intent: Intent, entry: &AuditEntry, now: DateTi
 /// Close an intent whose outcome was never recorded (the process died), once an
 /// operator has looked at what happened: appends an outcome row with result
 /// `resolved`, the operator's reason and what they found.
-pub fn resolve(conn: &Connection, intent_seq: i64, actor: &str, reason: &str, found: Option<Value>, now: DateTime<Utc>) -> Result<AuditRecord> {
+pub fn resolve(
+    conn: &Connection,
+    intent_seq: i64,
+    actor: &str,
+    reason: &str,
+    found: Option<Value>,
+    now: DateTime<Utc>,
+) -> Result<AuditRecord> {
     let columns = columns(conn)?;
     let rec = conn
-        .query_row(&format!("SELECT {columns} FROM audit_log WHERE seq = ?1"), [intent_seq], |r| read_record(r))
+        .query_row(&format!("SELECT {columns} FROM audit_log WHERE seq = ?1"), [intent_seq], read_record)
         .optional()?
         .ok_or_else(|| AuditError::Invalid(format!("there is no audit row with seq {intent_seq}")))?
         .map_err(AuditError::Damaged)?;
@@ -744,10 +751,8 @@ fn publish_head(conn: &Connection, rec: &AuditRecord) -> Result<()> {
         "detailType": "Audit Head",
         "detail": {"seq": rec.seq, "hash": rec.hash, "time": rec.time.to_rfc3339_opts(SecondsFormat::Millis, true)},
     });
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(rusqlite::params![HEAD_SOURCE, rec.seq, HEAD_TOPIC, payload.to_string(), ms(rec.time)])?;
+    conn.prepare_cached("INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(rusqlite::params![HEAD_SOURCE, rec.seq, HEAD_TOPIC, payload.to_string(), ms(rec.time)])?;
     Ok(())
 }
 
@@ -1074,9 +1079,7 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditRecord>>
         sql.push_str(&format!(" AND seq < ?{}", args.len()));
     }
     if filter.hide_closed_intents && column_exists(conn, "audit_log", "intent_seq")? {
-        sql.push_str(&format!(
-            " AND NOT (result = '{INTENT}' AND EXISTS (SELECT 1 FROM audit_log o WHERE o.intent_seq = audit_log.seq))"
-        ));
+        sql.push_str(&format!(" AND NOT (result = '{INTENT}' AND EXISTS (SELECT 1 FROM audit_log o WHERE o.intent_seq = audit_log.seq))"));
     }
     sql.push_str(" ORDER BY seq DESC");
     if filter.limit > 0 {
@@ -1207,7 +1210,10 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
                     } else if key.is_none() && keyed_row {
                         Some("the row is signed with an audit key: verify with the key (audit_key_file or LIGHTBOX_AUDIT_KEY)".to_string())
                     } else if key.is_some() && !keyed_row {
-                        Some("the row is not signed with the audit key (written without it, or rewritten by someone who lacks it)".to_string())
+                        Some(
+                            "the row is not signed with the audit key (written without it, or rewritten by someone who lacks it)"
+                                .to_string(),
+                        )
                     } else if rec.canonical_hash(key.as_deref()) != rec.hash {
                         Some(if key.is_some() {
                             "the keyed hash does not match the row's contents (row edited, or signed with another key)".to_string()
@@ -1308,7 +1314,7 @@ fn check_anchor(
         if let Some(a) = anchor.get(seq)
             && a != hash
         {
-            return Some((*seq, format!("the row's hash differs from the one the anchor file recorded (the chain was rewritten)")));
+            return Some((*seq, "the row's hash differs from the one the anchor file recorded (the chain was rewritten)".to_string()));
         }
     }
     None

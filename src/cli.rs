@@ -469,7 +469,9 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
         },
     }
     if j {
-        print_json(&json!({"file": file.display().to_string(), "result": if problems.is_empty() {"OK"} else {"DAMAGED"}, "problems": problems, "counts": counts}));
+        print_json(
+            &json!({"file": file.display().to_string(), "result": if problems.is_empty() {"OK"} else {"DAMAGED"}, "problems": problems, "counts": counts}),
+        );
     } else if problems.is_empty() {
         say!(
             "{}: OK (integrity check passed; {} state machines, {} executions, {} audit rows)",
@@ -483,7 +485,9 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
         for p in &problems {
             say!("  {p}");
         }
-        say!("  the way back: restore the last good copy made with `lightbox store backup FILE` (check it first with `lightbox store check FILE`)");
+        say!(
+            "  the way back: restore the last good copy made with `lightbox store backup FILE` (check it first with `lightbox store check FILE`)"
+        );
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
@@ -1061,12 +1065,8 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
         Command::Audit(AuditCmd::Resolve { seq, reason }) => {
             ctx.refuse("audit resolve")?;
-            let arn: Option<String> = engine
-                .store
-                .conn()
-                .query_row("SELECT execution_arn FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0))
-                .ok()
-                .flatten();
+            let arn: Option<String> =
+                engine.store.conn().query_row("SELECT execution_arn FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0)).ok().flatten();
             let found = arn.as_deref().map(|a| status_of(engine, a));
             let rec = audit::resolve(engine.store.conn(), *seq, &ctx.user, reason, found, Utc::now())?;
             if j {

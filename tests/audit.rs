@@ -524,7 +524,8 @@ fn a_deleted_anchor_file_is_detected_and_a_lagging_one_is_filled_in() {
     std::fs::write(&anchor, two).expect("write");
     assert!(audit::verify(store.conn()).expect("verify").ok);
     audit::record(store.conn(), &full_entry(9), t0() + Duration::hours(1)).expect("record");
-    let seqs: Vec<String> = std::fs::read_to_string(&anchor).expect("anchor").lines().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
+    let seqs: Vec<String> =
+        std::fs::read_to_string(&anchor).expect("anchor").lines().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
     assert_eq!(seqs, vec!["1", "2", "3", "4"]);
     std::fs::remove_file(&anchor).expect("rm");
     let report = audit::verify(store.conn()).expect("verify");
@@ -536,11 +537,8 @@ fn every_append_publishes_the_head_as_a_workflow_event() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = file_store(&dir, "a.db", 2, full_entry);
     let rows = store.outbox(false, 100).expect("outbox");
-    let heads: Vec<Value> = rows
-        .iter()
-        .filter(|r| r.topic == audit::HEAD_TOPIC)
-        .map(|r| serde_json::from_str(&r.payload).expect("json"))
-        .collect();
+    let heads: Vec<Value> =
+        rows.iter().filter(|r| r.topic == audit::HEAD_TOPIC).map(|r| serde_json::from_str(&r.payload).expect("json")).collect();
     assert_eq!(heads.len(), 2);
     let head = audit::verify(store.conn()).expect("verify").head.expect("head");
     assert_eq!(heads[1]["detailType"], "Audit Head");

@@ -739,10 +739,21 @@ fn creating_a_state_machine_again_is_idempotent_only_with_the_same_definition() 
     let other = lb.write("b.json", &review_machine(120));
     let err = lb.fails(&["state-machines", "create", "--name", "review", "--definition", other.to_str().expect("p")]);
     assert!(
-        err.contains("StateMachineAlreadyExists: State Machine Already Exists: 'arn:aws:states:us-east-1:000000000000:stateMachine:review'"),
+        err.contains(
+            "StateMachineAlreadyExists: State Machine Already Exists: 'arn:aws:states:us-east-1:000000000000:stateMachine:review'"
+        ),
         "{err}"
     );
-    let err = lb.fails(&["state-machines", "create", "--name", "review", "--definition", def.to_str().expect("p"), "--role-arn", "arn:aws:iam::1:role/x"]);
+    let err = lb.fails(&[
+        "state-machines",
+        "create",
+        "--name",
+        "review",
+        "--definition",
+        def.to_str().expect("p"),
+        "--role-arn",
+        "arn:aws:iam::1:role/x",
+    ]);
     assert!(err.contains("StateMachineAlreadyExists"), "{err}");
 }
 
@@ -750,7 +761,8 @@ fn creating_a_state_machine_again_is_idempotent_only_with_the_same_definition() 
 fn starting_a_running_execution_again_with_the_same_input_returns_it() {
     let lb = Lb::new();
     let arn = setup(&lb, 3600);
-    let again = lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", r#"{ "accession" : "ACC1" }"#]);
+    let again =
+        lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", r#"{ "accession" : "ACC1" }"#]);
     assert_eq!(again["executionArn"], arn.as_str());
     assert_eq!(pending(&lb).len(), 1, "nothing new was started");
     let err = lb.fails(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", r#"{"accession":"ACC2"}"#]);

@@ -31,7 +31,9 @@ pub enum StoreError {
     Dir { path: String, source: std::io::Error },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("the store {path} cannot be written ({detail}); this command changes the store: run it as the owner of the data directory, or use a command that only reads")]
+    #[error(
+        "the store {path} cannot be written ({detail}); this command changes the store: run it as the owner of the data directory, or use a command that only reads"
+    )]
     ReadOnly { path: String, detail: String },
     #[error(
         "the store {path} is damaged: {detail}. Nothing was written to it. The way back: restore the last good copy made with \
@@ -335,7 +337,8 @@ impl Store {
             return Err(StoreError::Io { path: shown, source: std::io::Error::from(std::io::ErrorKind::NotFound) });
         }
         let mut damage = header_problem(path).map_err(|e| StoreError::Io { path: shown.clone(), source: e })?;
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let probe = |c: &Connection| c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
         let conn = match Connection::open_with_flags(files::uri(path, "mode=ro"), flags) {
             Ok(c) if probe(&c).is_ok() => c,
@@ -348,7 +351,10 @@ impl Store {
                 if !wal_empty {
                     return Err(StoreError::ReadOnly {
                         path: shown,
-                        detail: format!("it cannot be read either: {} holds changes and the directory does not take the -shm file", wal.display()),
+                        detail: format!(
+                            "it cannot be read either: {} holds changes and the directory does not take the -shm file",
+                            wal.display()
+                        ),
                     });
                 }
                 let c = Connection::open_with_flags(files::uri(path, "immutable=1"), flags)?;
