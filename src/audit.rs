@@ -11,11 +11,22 @@
 //! Triggers reject `UPDATE` and `DELETE` on the log, so an accidental edit fails
 //! outright; a deliberate one (dropping the triggers first) is caught by [`verify`].
 //!
-//! The chain is keyless: someone who can write the file and rewrites every hash
-//! from the tampered row onwards, head included, is not detected by [`verify`]
-//! alone. Each append logs its `seq` and `hash` to the log files, and
-//! [`VerifyReport::head`] gives the current head, so the head can be compared
-//! with a copy kept elsewhere.
+//! Beyond the database:
+//!
+//! - every append also writes `seq hash` to the **anchor file** beside the database
+//!   ([`anchor_path`], fsync'd after the commit), so a log cut short or wiped, head
+//!   included, no longer verifies;
+//! - every append publishes the new head as a workflow event (an outbox row, topic
+//!   [`HEAD_TOPIC`]), so a copy of the head leaves the machine;
+//! - with a key ([`set_key`]) every row's hash is HMAC-SHA256, and a rewrite of the whole
+//!   chain and its anchor by someone without the key is detected. Without a key, someone
+//!   who rewrites every hash from the tampered row onwards *and* the anchor file is not
+//!   detected by [`verify`] alone.
+//!
+//! An action is announced by an intent row ([`begin`]) committed before it is carried
+//! out, and closed by its outcome row ([`finish`]); [`verify`] reports every intent
+//! without an outcome (a process killed between the action and its record), until an
+//! operator records what happened ([`resolve`]).
 //!
 //! # What goes into a row (PHI)
 //!
@@ -52,7 +63,7 @@
 //! let entry = AuditEntry::new(audit::actor(None), Source::Cli, Action::Approve)
 //!     .execution("arn:aws:states:us-east-1:000000000000:execution:Read:ACC-1")
 //!     .reason("read complete");
-//! audit::audited(store.conn(), entry, approve)?;
+//! audit::audited(store.conn(), entry, approve)?; // intent, action, outcome
 //! # Ok(()) }
 //! ```
 

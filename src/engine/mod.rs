@@ -202,9 +202,6 @@ impl Engine {
         check_name("execution", &name)?;
         let def = self.definition(&sm.definition)?;
         let arn = execution_arn(&sm.name, &name);
-        if let Some(existing) = self.store.execution(&arn)? {
-            return Self::same_start(existing, &input);
-        }
         let info = ExecInfo {
             execution_arn: arn.clone(),
             name,
@@ -219,7 +216,7 @@ impl Engine {
         let mut st = ExecState::new(info, self.next_seed());
         let step = apply(&mut st, &def, Input::Start, &self.env())?;
         if !self.store.insert_execution(&st, &sm.definition, &step)? {
-            // Another process started it between the look-up and the insert.
+            // The name is taken (by an earlier start, or another process just now).
             let existing = self.store.execution(&arn)?.ok_or_else(|| EngineError::ExecutionAlreadyExists(arn.clone()))?;
             return Self::same_start(existing, &st.info.input);
         }

@@ -263,6 +263,32 @@ mod tests {
         assert!(failed[0].contains("audit log cannot record it") && failed[0].contains("disk full"), "{failed:?}");
     }
 
+    /// Commits an intent for every target before it is acted on; refuses the second.
+    struct Intents(Vec<String>);
+    impl AuditHook for Intents {
+        fn check(&mut self, _: &Mutation) -> Result<(), String> {
+            Ok(())
+        }
+        fn intent(&mut self, _: &Mutation, target: &str) -> Result<(), String> {
+            self.0.push(target.to_string());
+            if self.0.len() > 1 { Err("disk full".into()) } else { Ok(()) }
+        }
+        fn record(&mut self, _: &Mutation, _: &str, _: &Result<(), String>) {}
+    }
+
+    #[test]
+    fn every_target_gets_its_intent_before_the_action_and_a_refused_intent_skips_it() {
+        let store = crate::store::Store::in_memory().expect("store");
+        let engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let mut cp = crate::backend::local::Local::new(engine, std::path::PathBuf::new());
+        let mut hook: OnAction = Box::new(Intents(vec![]));
+        let out = mutate(&mut cp, &Mutation::Redrive { arns: vec!["arn:a".into(), "arn:b".into()] }, &mut hook);
+        let Loaded::Done { failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(!failed[0].contains("audit log"), "the first target was tried (and failed on its own): {failed:?}");
+        assert!(failed[1].contains("audit log cannot record it") && failed[1].contains("disk full"), "{failed:?}");
+    }
+
     #[test]
     fn newest_load_of_a_kind_wins_and_mutations_come_first() {
         let batch = vec![
