@@ -660,6 +660,31 @@ pub fn resolve(
     append(conn, &e, now, Kind::Resolved(intent_seq))
 }
 
+/// Start a new anchor file for a log that has none (it was deleted, or the log predates
+/// anchoring). The new file records the rows as the database holds them now, after a
+/// `# re-anchored at seq N` line, and a `reanchor` row names who did it and why; from
+/// then on [`verify`] checks the anchor again, and says since which seq.
+pub fn reanchor(conn: &Connection, actor: &str, reason: &str, now: DateTime<Utc>) -> Result<AuditRecord> {
+    use std::io::Write as _;
+    let Some(path) = anchor_path(conn) else {
+        return Err(AuditError::Invalid("an in-memory log has no anchor file".into()));
+    };
+    if path.exists() {
+        return Err(AuditError::Invalid(format!("the anchor file {} exists: nothing to do", path.display())));
+    }
+    if reason.trim().is_empty() {
+        return Err(AuditError::Invalid("starting a new anchor file needs a reason".into()));
+    }
+    let e = AuditEntry::new(actor, Source::Cli, Action::Other("reanchor".into())).reason(reason);
+    let rec = append(conn, &e, now, Kind::Plain)?;
+    let io = |e: std::io::Error| AuditError::Invalid(format!("anchor file {}: {e}", path.display()));
+    let mut f = crate::store::private_file(&path, true, true).map_err(io)?;
+    f.write_all(format!("# re-anchored at seq {}\n", rec.seq).as_bytes()).map_err(io)?;
+    drop(f);
+    anchor_catch_up(conn, &path, false)?;
+    Ok(rec)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Plain,
@@ -738,7 +763,7 @@ fn append(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>, kind: Kind)
     tx.commit()?;
     tracing::info!(target: "lightbox::audit", seq = rec.seq, hash = %rec.hash, action = %rec.action, result = %rec.result, "audit record appended");
     if let Some(path) = anchor
-        && let Err(e) = anchor_catch_up(conn, &path)
+        && let Err(e) = anchor_catch_up(conn, &path, rec.seq == 1)
     {
         // The row is committed; the next append fills the anchor in.
         tracing::error!(target: "lightbox::audit", error = %e, "audit anchor could not be written");
@@ -793,9 +818,19 @@ fn anchor_last_seq(path: &std::path::Path) -> std::io::Result<i64> {
 }
 
 /// Append the rows the anchor does not hold yet.
-fn anchor_catch_up(conn: &Connection, path: &std::path::Path) -> Result<()> {
+///
+/// A missing anchor file is created only for a new log (`create`): one deleted under a
+/// log that has rows stays missing, so [`verify`] keeps failing until an operator starts
+/// a new one with [`reanchor`].
+fn anchor_catch_up(conn: &Connection, path: &std::path::Path, create: bool) -> Result<()> {
     use std::io::Write as _;
     let io = |e: std::io::Error| AuditError::Invalid(format!("anchor file {}: {e}", path.display()));
+    if !create && !path.exists() {
+        return Err(AuditError::Invalid(format!(
+            "the anchor file {} is missing; `lightbox audit reanchor` starts a new one",
+            path.display()
+        )));
+    }
     let last = anchor_last_seq(path).map_err(io)?;
     let mut lines = String::new();
     {
@@ -825,6 +860,9 @@ fn read_anchor(path: &std::path::Path) -> std::result::Result<Option<std::collec
     let text = String::from_utf8_lossy(&text);
     let mut out = std::collections::BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
+        if line.starts_with('#') {
+            continue;
+        }
         let parsed = line.split_once(' ').and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h.trim().to_string())));
         let Some((seq, hash)) = parsed else {
             return Err(format!("line {} of the anchor file {} is malformed", i + 1, path.display()));
@@ -861,8 +899,12 @@ pub fn preflight(conn: &Connection, entry: &AuditEntry) -> Result<()> {
     Normalized::from_entry(entry)?;
     ensure_schema(conn)?;
     head_for_append(conn)?;
-    if let Some(path) = anchor_path(conn) {
-        crate::store::private_file(&path, true, false)
+    if let Some(path) = anchor_path(conn)
+        && path.exists()
+    {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
             .map_err(|e| AuditError::Invalid(format!("the anchor file {} cannot be written: {e}", path.display())))?;
     }
     Ok(())
@@ -1120,6 +1162,8 @@ pub struct VerifyReport {
     pub open_intents: Vec<AuditRecord>,
     /// Whether the chain was checked against an anchor file, and with a key.
     pub anchored: bool,
+    /// The seq at which the anchor file was started again ([`reanchor`]), if it was.
+    pub reanchored_at: Option<i64>,
     pub keyed: bool,
 }
 
@@ -1132,6 +1176,7 @@ impl VerifyReport {
             "head": self.head.as_ref().map(|(seq, hash)| json!({"seq": seq, "hash": hash})),
             "openIntents": self.open_intents.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
             "anchored": self.anchored,
+            "reanchoredAt": self.reanchored_at,
             "keyed": self.keyed,
         })
     }
@@ -1149,7 +1194,12 @@ impl fmt::Display for VerifyReport {
         write!(
             f,
             "; {}, {}",
-            if self.anchored { "checked against the anchor file" } else { "no anchor file" },
+            match (self.anchored, self.reanchored_at) {
+                (true, None) => "checked against the anchor file".to_string(),
+                (true, Some(s)) =>
+                    format!("checked against the anchor file (started again at seq {s}: earlier rows as the database held them then)"),
+                (false, _) => "no anchor file".to_string(),
+            },
             if self.keyed { "keyed (HMAC)" } else { "no key" }
         )?;
         for r in &self.open_intents {
@@ -1286,7 +1336,23 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
             format!("intent without an outcome: {} on {} by {}: it may have taken effect unrecorded", r.action, r.target(), r.actor),
         ));
     }
-    Ok(VerifyReport { rows, ok: first_bad.is_none(), first_bad, head, open_intents, anchored: anchor.is_some(), keyed: key.is_some() })
+    let reanchored_at = anchor_file.as_deref().and_then(reanchored_at);
+    Ok(VerifyReport {
+        rows,
+        ok: first_bad.is_none(),
+        first_bad,
+        head,
+        open_intents,
+        anchored: anchor.is_some(),
+        reanchored_at,
+        keyed: key.is_some(),
+    })
+}
+
+/// The seq of the last `# re-anchored at seq N` line.
+fn reanchored_at(path: &std::path::Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().filter_map(|l| l.strip_prefix("# re-anchored at seq ")).filter_map(|n| n.trim().parse().ok()).last()
 }
 
 /// The anchor must record no seq past the log's end and agree with every row it records.

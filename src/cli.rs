@@ -269,6 +269,12 @@ enum AuditCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Start a new anchor file when it is missing (deleted, or the log predates anchoring);
+    /// recorded in the audit log with your reason.
+    Reanchor {
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -1069,6 +1075,15 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 engine.store.conn().query_row("SELECT execution_arn FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0)).ok().flatten();
             let found = arn.as_deref().map(|a| status_of(engine, a));
             let rec = audit::resolve(engine.store.conn(), *seq, &ctx.user, reason, found, Utc::now())?;
+            if j {
+                print_json(&rec.to_json());
+            } else {
+                say!("{rec}");
+            }
+        }
+        Command::Audit(AuditCmd::Reanchor { reason }) => {
+            ctx.refuse("audit reanchor")?;
+            let rec = audit::reanchor(engine.store.conn(), &ctx.user, reason, Utc::now())?;
             if j {
                 print_json(&rec.to_json());
             } else {

@@ -530,6 +530,18 @@ fn a_deleted_anchor_file_is_detected_and_a_lagging_one_is_filled_in() {
     std::fs::remove_file(&anchor).expect("rm");
     let report = audit::verify(store.conn()).expect("verify");
     assert!(!report.ok && report.to_string().contains("anchor file"), "{report}");
+    // The next action does not quietly rebuild it from the database (that would hide a
+    // truncation made together with the deletion).
+    audit::record(store.conn(), &full_entry(10), t0() + Duration::hours(2)).expect("record");
+    assert!(!anchor.exists());
+    assert!(!audit::verify(store.conn()).expect("verify").ok);
+    // An operator starts a new one, on the record.
+    assert!(audit::reanchor(store.conn(), "ops.kim", "", t0()).is_err(), "needs a reason");
+    let rec = audit::reanchor(store.conn(), "ops.kim", "anchor lost with the old disk", t0() + Duration::hours(3)).expect("reanchor");
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(report.ok, "{report}");
+    assert_eq!(report.reanchored_at, Some(rec.seq));
+    assert!(audit::reanchor(store.conn(), "ops.kim", "again", t0()).is_err(), "only when missing");
 }
 
 #[test]
