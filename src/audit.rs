@@ -1352,7 +1352,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
 /// The seq of the last `# re-anchored at seq N` line.
 fn reanchored_at(path: &std::path::Path) -> Option<i64> {
     let text = std::fs::read_to_string(path).ok()?;
-    text.lines().filter_map(|l| l.strip_prefix("# re-anchored at seq ")).filter_map(|n| n.trim().parse().ok()).last()
+    text.lines().filter_map(|l| l.strip_prefix("# re-anchored at seq ")).filter_map(|n| n.trim().parse().ok()).next_back()
 }
 
 /// The anchor must record no seq past the log's end and agree with every row it records.
