@@ -234,20 +234,28 @@ fn a_torn_file_fails_the_header_check() {
 }
 
 #[test]
-fn opening_a_large_unchanged_store_skips_the_full_scan() {
+fn the_quick_check_runs_only_when_the_file_changed_behind_lightboxs_back() {
     let lb = Lb::new();
     big_store(&lb);
-    // The first open after the library closed it cleanly: known good, no quick_check.
-    let t = std::time::Instant::now();
-    let s = lightbox::store::Store::open(&lb.db()).expect("open");
-    let known = t.elapsed();
-    drop(s);
-    // Something else touched the file: the next open checks it again, and passes.
+    let checked = lb.data().join("lightbox.db.checked");
+    let stamp = || {
+        let m = std::fs::metadata(lb.db()).expect("meta");
+        let t = m.modified().expect("mtime").duration_since(std::time::UNIX_EPOCH).expect("epoch").as_nanos();
+        format!("{} {t}", m.len())
+    };
+    // A clean close records the file as it left it.
+    assert_eq!(std::fs::read_to_string(&checked).expect("checked"), stamp());
+    // Something else touches the file: the stamp no longer matches, the next open checks
+    // it again (it is sound) and records it anew.
     let f = std::fs::OpenOptions::new().append(true).open(lb.db()).expect("open");
     f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).expect("touch");
     drop(f);
+    assert_ne!(std::fs::read_to_string(&checked).expect("checked"), stamp());
+    let s = lightbox::store::Store::open_read_only(&lb.db()).expect("open");
+    assert_eq!(s.damage(), None);
+    drop(s);
     lightbox::store::Store::open(&lb.db()).expect("a changed but sound file passes its quick check");
-    assert!(known < std::time::Duration::from_secs(2), "{known:?}");
+    assert_eq!(std::fs::read_to_string(&checked).expect("checked"), stamp());
 }
 
 // ----- backup and check ---------------------------------------------------------------
