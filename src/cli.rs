@@ -393,7 +393,7 @@ pub fn main() -> Result<ExitCode> {
             };
             if let Command::Console { demo, no_demo, theme } = &command {
                 let fresh = engine.store.state_machines()?.is_empty();
-                let demo = !ctx.read_only && (*demo || (fresh && !*no_demo));
+                let demo = !engine.store.is_read_only() && (*demo || (fresh && !*no_demo));
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme.as_deref());
             }
             dispatch(&command, &ctx, &mut engine)
