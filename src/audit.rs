@@ -762,7 +762,9 @@ fn append(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>, kind: Kind)
     publish_head(conn, &rec)?;
     tx.commit()?;
     tracing::info!(target: "lightbox::audit", seq = rec.seq, hash = %rec.hash, action = %rec.action, result = %rec.result, "audit record appended");
+    // Inside a caller's transaction the row is not committed yet: the next append anchors it.
     if let Some(path) = anchor
+        && conn.is_autocommit()
         && let Err(e) = anchor_catch_up(conn, &path, rec.seq == 1)
     {
         // The row is committed; the next append fills the anchor in.
