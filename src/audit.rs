@@ -11,11 +11,22 @@
 //! Triggers reject `UPDATE` and `DELETE` on the log, so an accidental edit fails
 //! outright; a deliberate one (dropping the triggers first) is caught by [`verify`].
 //!
-//! The chain is keyless: someone who can write the file and rewrites every hash
-//! from the tampered row onwards, head included, is not detected by [`verify`]
-//! alone. Each append logs its `seq` and `hash` to the log files, and
-//! [`VerifyReport::head`] gives the current head, so the head can be compared
-//! with a copy kept elsewhere.
+//! Beyond the database:
+//!
+//! - every append also writes `seq hash` to the **anchor file** beside the database
+//!   ([`anchor_path`], fsync'd after the commit), so a log cut short or wiped, head
+//!   included, no longer verifies;
+//! - every append publishes the new head as a workflow event (an outbox row, topic
+//!   [`HEAD_TOPIC`]), so a copy of the head leaves the machine;
+//! - with a key ([`set_key`]) every row's hash is HMAC-SHA256, and a rewrite of the whole
+//!   chain and its anchor by someone without the key is detected. Without a key, someone
+//!   who rewrites every hash from the tampered row onwards *and* the anchor file is not
+//!   detected by [`verify`] alone.
+//!
+//! An action is announced by an intent row ([`begin`]) committed before it is carried
+//! out, and closed by its outcome row ([`finish`]); [`verify`] reports every intent
+//! without an outcome (a process killed between the action and its record), until an
+//! operator records what happened ([`resolve`]).
 //!
 //! # What goes into a row (PHI)
 //!
@@ -52,7 +63,7 @@
 //! let entry = AuditEntry::new(audit::actor(None), Source::Cli, Action::Approve)
 //!     .execution("arn:aws:states:us-east-1:000000000000:execution:Read:ACC-1")
 //!     .reason("read complete");
-//! audit::audited(store.conn(), entry, approve)?;
+//! audit::audited(store.conn(), entry, approve)?; // intent, action, outcome
 //! # Ok(()) }
 //! ```
 
@@ -115,7 +126,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
     result        TEXT NOT NULL,
     error         TEXT,
     prev_hash     TEXT NOT NULL,
-    hash          TEXT NOT NULL
+    hash          TEXT NOT NULL,
+    intent_seq    INTEGER
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (ts_ms);
 CREATE INDEX IF NOT EXISTS audit_log_by_execution ON audit_log (execution_arn);
@@ -138,7 +150,63 @@ BEGIN SELECT RAISE(ABORT, 'audit_head cannot be deleted'); END;
 /// Create the audit tables, indexes and append-only triggers if they are missing.
 /// Idempotent; [`record`] calls it too, so a store that never called it still works.
 pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+    conn.execute_batch(SCHEMA)?;
+    if !column_exists(conn, "audit_log", "intent_seq")? {
+        // Outcome rows name the intent row they close (see [`begin`]).
+        conn.execute_batch("ALTER TABLE audit_log ADD COLUMN intent_seq INTEGER")?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS audit_log_by_intent ON audit_log (intent_seq) WHERE intent_seq IS NOT NULL")?;
+    Ok(())
+}
+
+fn column_exists(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)", [table, column], |r| r.get(0))
+}
+
+// ----- the optional key --------------------------------------------------------
+
+static KEY: std::sync::RwLock<Option<Vec<u8>>> = std::sync::RwLock::new(None);
+
+/// Keys shorter than this are refused.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// Set (or clear) the audit key for this process. With a key every new row's hash is
+/// HMAC-SHA256 under it (stored as `hmac-sha256:<hex>`), and [`verify`] requires every
+/// row to carry a valid keyed hash: a rewrite of the whole chain (and the anchor file)
+/// by someone without the key is detected.
+pub fn set_key(key: Option<Vec<u8>>) -> Result<()> {
+    if let Some(k) = &key
+        && k.len() < MIN_KEY_BYTES
+    {
+        return Err(AuditError::Invalid(format!("the audit key must be at least {MIN_KEY_BYTES} bytes")));
+    }
+    if let Ok(mut g) = KEY.write() {
+        *g = key;
+    }
+    Ok(())
+}
+
+fn key() -> Option<Vec<u8>> {
+    KEY.read().ok().and_then(|g| g.clone())
+}
+
+const KEYED_PREFIX: &str = "hmac-sha256:";
+
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(msg);
+    let inner = inner.finalize();
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner);
+    outer.finalize().into()
 }
 
 // ----- what callers fill -----------------------------------------------------
@@ -389,13 +457,22 @@ pub struct AuditRecord {
     /// `ok` or `error`.
     pub result: String,
     pub error: Option<String>,
+    /// For the outcome of an action begun with [`begin`]: the seq of its intent row.
+    pub intent_seq: Option<i64>,
     pub prev_hash: String,
     pub hash: String,
 }
 
+/// `result` of a row written before the action it names is carried out ([`begin`]).
+pub const INTENT: &str = "intent";
+
 impl AuditRecord {
     pub fn is_ok(&self) -> bool {
         self.result == "ok"
+    }
+
+    pub fn is_intent(&self) -> bool {
+        self.result == INTENT
     }
 
     /// The record for `--json` output.
@@ -414,6 +491,7 @@ impl AuditRecord {
             "after": status(&self.after),
             "result": self.result,
             "error": self.error,
+            "intentSeq": self.intent_seq,
             "prevHash": self.prev_hash,
             "hash": self.hash,
         })
@@ -429,9 +507,10 @@ impl AuditRecord {
         }
     }
 
-    fn canonical_hash(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(DOMAIN);
+    /// The row's hash: SHA-256 of its canonical encoding, or HMAC-SHA256 under `key`.
+    fn canonical_hash(&self, key: Option<&[u8]>) -> String {
+        let mut h: Vec<u8> = Vec::with_capacity(512);
+        h.extend_from_slice(DOMAIN);
         put_int(&mut h, self.seq);
         put_int(&mut h, ms(self.time));
         for field in [
@@ -449,7 +528,14 @@ impl AuditRecord {
         ] {
             put_str(&mut h, field);
         }
-        hex(&h.finalize())
+        // Added later: present only on outcome rows, so older rows hash as before.
+        if let Some(i) = self.intent_seq {
+            put_int(&mut h, i);
+        }
+        match key {
+            None => hex(&Sha256::digest(&h)),
+            Some(k) => format!("{KEYED_PREFIX}{}", hex(&hmac_sha256(k, &h))),
+        }
     }
 }
 
@@ -477,18 +563,18 @@ impl fmt::Display for AuditRecord {
     }
 }
 
-fn put_int(h: &mut Sha256, v: i64) {
-    h.update([2u8]);
-    h.update(v.to_be_bytes());
+fn put_int(h: &mut Vec<u8>, v: i64) {
+    h.push(2u8);
+    h.extend_from_slice(&v.to_be_bytes());
 }
 
-fn put_str(h: &mut Sha256, v: Option<&str>) {
+fn put_str(h: &mut Vec<u8>, v: Option<&str>) {
     match v {
-        None => h.update([0u8]),
+        None => h.push(0u8),
         Some(s) => {
-            h.update([1u8]);
-            h.update((s.len() as u64).to_be_bytes());
-            h.update(s.as_bytes());
+            h.push(1u8);
+            h.extend_from_slice(&(s.len() as u64).to_be_bytes());
+            h.extend_from_slice(s.as_bytes());
         }
     }
 }
@@ -511,8 +597,121 @@ fn hex(bytes: &[u8]) -> String {
 /// Fails with [`AuditError::Damaged`] when the head no longer matches the log
 /// (head deleted, or rows appended behind its back): nothing is appended to a log
 /// whose end cannot be trusted.
+///
+/// For an action that changes a workflow use [`begin`] and [`finish`] instead, so a
+/// process killed between the action and this record leaves a visible intent.
 pub fn record(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>) -> Result<AuditRecord> {
-    let fields = Normalized::from_entry(entry)?;
+    append(conn, entry, now, Kind::Plain)
+}
+
+/// An action announced in the log by [`begin`]; [`finish`] records its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    pub seq: i64,
+}
+
+/// Announce an action before carrying it out: checks the entry and the log as
+/// [`preflight`] does, then commits an `intent` row. If the process dies after the
+/// action took effect but before [`finish`], [`verify`] reports the intent without an
+/// outcome. An error here means the action must not be carried out.
+pub fn begin(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>) -> Result<Intent> {
+    preflight(conn, entry)?;
+    let rec = append(conn, entry, now, Kind::Intent)?;
+    Ok(Intent { seq: rec.seq })
+}
+
+/// Record the outcome of an action announced with [`begin`] (the entry's `outcome`,
+/// `before` and `after` as the action left them).
+pub fn finish(conn: &Connection, intent: Intent, entry: &AuditEntry, now: DateTime<Utc>) -> Result<AuditRecord> {
+    append(conn, entry, now, Kind::Outcome(intent.seq))
+}
+
+/// Close an intent whose outcome was never recorded (the process died), once an
+/// operator has looked at what happened: appends an outcome row with result
+/// `resolved`, the operator's reason and what they found.
+pub fn resolve(
+    conn: &Connection,
+    intent_seq: i64,
+    actor: &str,
+    reason: &str,
+    found: Option<Value>,
+    now: DateTime<Utc>,
+) -> Result<AuditRecord> {
+    let columns = columns(conn)?;
+    let rec = conn
+        .query_row(&format!("SELECT {columns} FROM audit_log WHERE seq = ?1"), [intent_seq], read_record)
+        .optional()?
+        .ok_or_else(|| AuditError::Invalid(format!("there is no audit row with seq {intent_seq}")))?
+        .map_err(AuditError::Damaged)?;
+    if !rec.is_intent() {
+        return Err(AuditError::Invalid(format!("audit row {intent_seq} is not an intent (it is a {} row)", rec.result)));
+    }
+    let closed: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM audit_log WHERE intent_seq = ?1)", [intent_seq], |r| r.get(0))?;
+    if closed {
+        return Err(AuditError::Invalid(format!("the intent at seq {intent_seq} already has its outcome")));
+    }
+    if reason.trim().is_empty() {
+        return Err(AuditError::Invalid("resolving an intent needs a reason".into()));
+    }
+    let mut e = AuditEntry::new(actor, Source::Cli, Action::parse(&rec.action)).reason(reason);
+    e.execution_arn = rec.execution_arn;
+    e.task_token = rec.task_token;
+    e.after = found;
+    append(conn, &e, now, Kind::Resolved(intent_seq))
+}
+
+/// Start a new anchor file for a log that has none (it was deleted, or the log predates
+/// anchoring). The new file records the rows as the database holds them now, after a
+/// `# re-anchored at seq N` line, and a `reanchor` row names who did it and why; from
+/// then on [`verify`] checks the anchor again, and says since which seq.
+pub fn reanchor(conn: &Connection, actor: &str, reason: &str, now: DateTime<Utc>) -> Result<AuditRecord> {
+    use std::io::Write as _;
+    let Some(path) = anchor_path(conn) else {
+        return Err(AuditError::Invalid("an in-memory log has no anchor file".into()));
+    };
+    if path.exists() {
+        return Err(AuditError::Invalid(format!("the anchor file {} exists: nothing to do", path.display())));
+    }
+    if reason.trim().is_empty() {
+        return Err(AuditError::Invalid("starting a new anchor file needs a reason".into()));
+    }
+    let e = AuditEntry::new(actor, Source::Cli, Action::Other("reanchor".into())).reason(reason);
+    let rec = append(conn, &e, now, Kind::Plain)?;
+    let io = |e: std::io::Error| AuditError::Invalid(format!("anchor file {}: {e}", path.display()));
+    let mut f = crate::store::private_file(&path, true, true).map_err(io)?;
+    f.write_all(format!("# re-anchored at seq {}\n", rec.seq).as_bytes()).map_err(io)?;
+    drop(f);
+    anchor_catch_up(conn, &path, false)?;
+    Ok(rec)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Plain,
+    Intent,
+    Outcome(i64),
+    Resolved(i64),
+}
+
+fn append(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>, kind: Kind) -> Result<AuditRecord> {
+    let mut fields = Normalized::from_entry(entry)?;
+    let intent_seq = match kind {
+        Kind::Intent => {
+            fields.result = INTENT.to_string();
+            fields.error = None;
+            fields.after = None;
+            None
+        }
+        Kind::Resolved(i) => {
+            fields.result = "resolved".to_string();
+            fields.error = None;
+            Some(i)
+        }
+        Kind::Outcome(i) => Some(i),
+        Kind::Plain => None,
+    };
+    let anchor = anchor_path(conn);
+    let key = key();
     let tx = Tx::begin(conn)?;
     ensure_schema(conn)?;
     let (last_seq, prev_hash) = head_for_append(conn)?;
@@ -529,13 +728,14 @@ pub fn record(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>) -> Resu
         after: fields.after,
         result: fields.result,
         error: fields.error,
+        intent_seq,
         prev_hash,
         hash: String::new(),
     };
-    rec.hash = rec.canonical_hash();
+    rec.hash = rec.canonical_hash(key.as_deref());
     conn.prepare_cached(
-        "INSERT INTO audit_log (seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "INSERT INTO audit_log (seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash, intent_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(rusqlite::params![
         rec.seq,
@@ -552,15 +752,130 @@ pub fn record(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>) -> Resu
         rec.error,
         rec.prev_hash,
         rec.hash,
+        rec.intent_seq,
     ])?;
     conn.prepare_cached(
         "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
     )?
     .execute(rusqlite::params![rec.seq, rec.hash])?;
+    publish_head(conn, &rec)?;
     tx.commit()?;
     tracing::info!(target: "lightbox::audit", seq = rec.seq, hash = %rec.hash, action = %rec.action, result = %rec.result, "audit record appended");
+    // Inside a caller's transaction the row is not committed yet: the next append anchors it.
+    if let Some(path) = anchor
+        && conn.is_autocommit()
+        && let Err(e) = anchor_catch_up(conn, &path, rec.seq == 1)
+    {
+        // The row is committed; the next append fills the anchor in.
+        tracing::error!(target: "lightbox::audit", error = %e, "audit anchor could not be written");
+    }
     Ok(rec)
+}
+
+/// Topic of the outbox rows that publish the audit head to other systems.
+pub const HEAD_TOPIC: &str = "audit";
+/// `execution_arn` of those rows (they belong to no execution).
+pub const HEAD_SOURCE: &str = "lightbox:audit";
+
+/// Publish the new head as a workflow event (an outbox row, relayed like every other
+/// event), so a copy of the head lives outside this file.
+fn publish_head(conn: &Connection, rec: &AuditRecord) -> Result<()> {
+    if !table_exists(conn, "outbox")? {
+        return Ok(());
+    }
+    let payload = json!({
+        "source": "lightbox",
+        "detailType": "Audit Head",
+        "detail": {"seq": rec.seq, "hash": rec.hash, "time": rec.time.to_rfc3339_opts(SecondsFormat::Millis, true)},
+    });
+    conn.prepare_cached("INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(rusqlite::params![HEAD_SOURCE, rec.seq, HEAD_TOPIC, payload.to_string(), ms(rec.time)])?;
+    Ok(())
+}
+
+// ----- the anchor file -----------------------------------------------------------
+
+/// The anchor file of the log in `conn`'s database: `<db>.anchor` beside it, one
+/// `seq hash` line per appended row, written (and fsync'd) after each commit. `None`
+/// for an in-memory database.
+pub fn anchor_path(conn: &Connection) -> Option<std::path::PathBuf> {
+    let p = conn.path().filter(|p| !p.is_empty())?;
+    Some(std::path::PathBuf::from(format!("{p}.anchor")))
+}
+
+/// The highest seq in the anchor's last few lines.
+fn anchor_last_seq(path: &std::path::Path) -> std::io::Result<i64> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(1024)))?;
+    let mut tail = String::new();
+    f.read_to_string(&mut tail)?;
+    Ok(tail.lines().filter_map(|l| l.split_once(' ').and_then(|(s, _)| s.parse::<i64>().ok())).max().unwrap_or(0))
+}
+
+/// Append the rows the anchor does not hold yet.
+///
+/// A missing anchor file is created only for a new log (`create`): one deleted under a
+/// log that has rows stays missing, so [`verify`] keeps failing until an operator starts
+/// a new one with [`reanchor`].
+fn anchor_catch_up(conn: &Connection, path: &std::path::Path, create: bool) -> Result<()> {
+    use std::io::Write as _;
+    let io = |e: std::io::Error| AuditError::Invalid(format!("anchor file {}: {e}", path.display()));
+    if !create && !path.exists() {
+        return Err(AuditError::Invalid(format!(
+            "the anchor file {} is missing; `lightbox audit reanchor` starts a new one",
+            path.display()
+        )));
+    }
+    let last = anchor_last_seq(path).map_err(io)?;
+    let mut lines = String::new();
+    {
+        let mut st = conn.prepare_cached("SELECT seq, hash FROM audit_log WHERE seq > ?1 ORDER BY seq")?;
+        let rows = st.query_map([last], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for r in rows {
+            let (seq, hash) = r?;
+            lines.push_str(&format!("{seq} {hash}\n"));
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut f = crate::store::private_file(path, true, false).map_err(io)?;
+    f.write_all(lines.as_bytes()).map_err(io)?;
+    f.sync_data().map_err(io)?;
+    Ok(())
+}
+
+/// Every `seq → hash` the anchor file records, or `None` when there is no file.
+fn read_anchor(path: &std::path::Path) -> std::result::Result<Option<std::collections::BTreeMap<i64, String>>, String> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("the anchor file {} cannot be read: {e}", path.display())),
+    };
+    let text = String::from_utf8_lossy(&text);
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once(' ').and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h.trim().to_string())));
+        let Some((seq, hash)) = parsed else {
+            return Err(format!("line {} of the anchor file {} is malformed", i + 1, path.display()));
+        };
+        if let Some(prev) = out.insert(seq, hash.clone())
+            && prev != hash
+        {
+            return Err(format!("the anchor file {} records two different hashes for seq {seq}", path.display()));
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The last `(seq, hash)` to chain onto, checked against the log's last row.
@@ -585,7 +900,16 @@ fn head_for_append(conn: &Connection) -> Result<(i64, String)> {
 pub fn preflight(conn: &Connection, entry: &AuditEntry) -> Result<()> {
     Normalized::from_entry(entry)?;
     ensure_schema(conn)?;
-    head_for_append(conn).map(|_| ())
+    head_for_append(conn)?;
+    if let Some(path) = anchor_path(conn)
+        && path.exists()
+    {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| AuditError::Invalid(format!("the anchor file {} cannot be written: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// Run `f` and record its outcome (`ok`, or `error` with its message).
@@ -613,13 +937,13 @@ pub fn audited_with<T, E>(
 where
     E: fmt::Display + From<AuditError>,
 {
-    preflight(conn, &entry)?;
+    let intent = begin(conn, &entry, Utc::now())?;
     let out = f(&mut entry);
     entry.outcome = match &out {
         Ok(_) => Outcome::Ok,
         Err(e) => Outcome::Error(e.to_string()),
     };
-    match (record(conn, &entry, Utc::now()), out) {
+    match (finish(conn, intent, &entry, Utc::now()), out) {
         (Ok(_), out) => out,
         (Err(err), Ok(_)) => Err(E::from(AuditError::NotRecorded { action: entry.action.as_str().to_string(), source: Box::new(err) })),
         (Err(err), Err(e)) => {
@@ -762,17 +1086,31 @@ pub struct AuditFilter {
     pub target: Option<String>,
     /// Continue below this seq (paging newest first).
     pub before_seq: Option<i64>,
+    /// Leave out intent rows whose outcome is recorded (the outcome row names them);
+    /// intents without an outcome are still listed.
+    pub hide_closed_intents: bool,
     pub limit: usize,
 }
 
-const COLUMNS: &str = "seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash";
+const COLUMNS: &str =
+    "seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash, intent_seq";
+
+/// [`COLUMNS`], for a log that may predate `intent_seq` (read-only stores are not migrated).
+fn columns(conn: &Connection) -> rusqlite::Result<std::borrow::Cow<'static, str>> {
+    Ok(if column_exists(conn, "audit_log", "intent_seq")? {
+        COLUMNS.into()
+    } else {
+        COLUMNS.replace(", intent_seq", ", NULL AS intent_seq").into()
+    })
+}
 
 /// Rows matching `filter`, newest first.
 pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
     if !table_exists(conn, "audit_log")? {
         return Ok(Vec::new());
     }
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_log WHERE 1 = 1");
+    let columns = columns(conn)?;
+    let mut sql = format!("SELECT {columns} FROM audit_log WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(t) = filter.since {
         args.push(ms(t).into());
@@ -794,6 +1132,9 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditRecord>>
     if let Some(s) = filter.before_seq {
         args.push(s.into());
         sql.push_str(&format!(" AND seq < ?{}", args.len()));
+    }
+    if filter.hide_closed_intents && column_exists(conn, "audit_log", "intent_seq")? {
+        sql.push_str(&format!(" AND NOT (result = '{INTENT}' AND EXISTS (SELECT 1 FROM audit_log o WHERE o.intent_seq = audit_log.seq))"));
     }
     sql.push_str(" ORDER BY seq DESC");
     if filter.limit > 0 {
@@ -819,6 +1160,13 @@ pub struct VerifyReport {
     pub first_bad: Option<(i64, String)>,
     /// The head `(seq, hash)`, to compare with a copy kept elsewhere.
     pub head: Option<(i64, String)>,
+    /// Intents with no outcome: actions that may have taken effect unrecorded.
+    pub open_intents: Vec<AuditRecord>,
+    /// Whether the chain was checked against an anchor file, and with a key.
+    pub anchored: bool,
+    /// The seq at which the anchor file was started again ([`reanchor`]), if it was.
+    pub reanchored_at: Option<i64>,
+    pub keyed: bool,
 }
 
 impl VerifyReport {
@@ -828,6 +1176,10 @@ impl VerifyReport {
             "rows": self.rows,
             "firstBad": self.first_bad.as_ref().map(|(seq, reason)| json!({"seq": seq, "reason": reason})),
             "head": self.head.as_ref().map(|(seq, hash)| json!({"seq": seq, "hash": hash})),
+            "openIntents": self.open_intents.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+            "anchored": self.anchored,
+            "reanchoredAt": self.reanchored_at,
+            "keyed": self.keyed,
         })
     }
 }
@@ -841,26 +1193,62 @@ impl fmt::Display for VerifyReport {
         if let Some((seq, hash)) = &self.head {
             write!(f, "; head seq {seq} hash {hash}")?;
         }
+        write!(
+            f,
+            "; {}, {}",
+            match (self.anchored, self.reanchored_at) {
+                (true, None) => "checked against the anchor file".to_string(),
+                (true, Some(s)) =>
+                    format!("checked against the anchor file (started again at seq {s}: earlier rows as the database held them then)"),
+                (false, _) => "no anchor file".to_string(),
+            },
+            if self.keyed { "keyed (HMAC)" } else { "no key" }
+        )?;
+        for r in &self.open_intents {
+            write!(
+                f,
+                "\nintent without an outcome: seq {} {} {} by {} on {}: it may have taken effect unrecorded (or is still running); \
+                 check the target and record what happened with `lightbox audit resolve {} --reason TEXT`",
+                r.seq,
+                r.time.to_rfc3339_opts(SecondsFormat::Millis, true),
+                r.action,
+                r.actor,
+                r.target(),
+                r.seq
+            )?;
+        }
         Ok(())
     }
 }
 
-/// Walk the whole chain in seq order: every row's hash must match its fields, its
-/// `prev_hash` the previous row's hash, seqs must run 1, 2, 3, … without gaps,
-/// and the head must name the last row. Database errors are `Err`; tampering is
-/// reported in the [`VerifyReport`].
+/// Walk the whole chain in seq order: every row's hash must match its fields (under
+/// the key set with [`set_key`], if any), its `prev_hash` the previous row's hash,
+/// seqs must run 1, 2, 3, … without gaps, and the head must name the last row. Then
+/// the anchor file ([`anchor_path`]) must agree with every row it records and must not
+/// reach past the log's end, and every intent must have its outcome. Database errors
+/// are `Err`; tampering is reported in the [`VerifyReport`].
 pub fn verify(conn: &Connection) -> Result<VerifyReport> {
+    let key = key();
     let has_log = table_exists(conn, "audit_log")?;
     let head: Option<(i64, String)> = if table_exists(conn, "audit_head")? {
         conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?
     } else {
         None
     };
+    let anchor_file = anchor_path(conn);
+    let (anchor, anchor_problem) = match anchor_file.as_deref().map(read_anchor) {
+        None => (None, None),
+        Some(Ok(a)) => (a, None),
+        Some(Err(p)) => (None, Some(p)),
+    };
     let mut rows = 0u64;
     let mut first_bad: Option<(i64, String)> = None;
     let mut last: Option<(i64, String)> = None;
+    let mut intents: std::collections::BTreeMap<i64, AuditRecord> = std::collections::BTreeMap::new();
+    let mut by_seq_hash: Vec<(i64, String)> = Vec::new();
     if has_log {
-        let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq"))?;
+        let columns = columns(conn)?;
+        let mut st = conn.prepare(&format!("SELECT {columns} FROM audit_log ORDER BY seq"))?;
         let mut q = st.query([])?;
         let mut expect_seq = 1i64;
         let mut expect_prev = GENESIS_HASH.to_string();
@@ -873,6 +1261,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
                     Some(p)
                 }
                 Ok(rec) => {
+                    let keyed_row = rec.hash.starts_with(KEYED_PREFIX);
                     let p = if rec.seq != expect_seq {
                         Some(if rec.seq > expect_seq {
                             format!("seq {expect_seq}..{} missing (rows removed or reordered)", rec.seq - 1)
@@ -881,11 +1270,31 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
                         })
                     } else if rec.prev_hash != expect_prev {
                         Some("prev_hash does not match the previous row's hash (a row was removed, inserted or reordered)".to_string())
-                    } else if rec.canonical_hash() != rec.hash {
-                        Some("hash does not match the row's contents (row edited)".to_string())
+                    } else if key.is_none() && keyed_row {
+                        Some("the row is signed with an audit key: verify with the key (audit_key_file or LIGHTBOX_AUDIT_KEY)".to_string())
+                    } else if key.is_some() && !keyed_row {
+                        Some(
+                            "the row is not signed with the audit key (written without it, or rewritten by someone who lacks it)"
+                                .to_string(),
+                        )
+                    } else if rec.canonical_hash(key.as_deref()) != rec.hash {
+                        Some(if key.is_some() {
+                            "the keyed hash does not match the row's contents (row edited, or signed with another key)".to_string()
+                        } else {
+                            "hash does not match the row's contents (row edited)".to_string()
+                        })
+                    } else if let Some(i) = rec.intent_seq {
+                        match intents.remove(&i) {
+                            Some(_) => None,
+                            None => Some(format!("the row closes intent {i}, which is not an open intent")),
+                        }
                     } else {
                         None
                     };
+                    if rec.is_intent() {
+                        intents.insert(rec.seq, rec.clone());
+                    }
+                    by_seq_hash.push((rec.seq, rec.hash.clone()));
                     expect_prev = rec.hash.clone();
                     p
                 }
@@ -917,7 +1326,77 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
             }
         };
     }
-    Ok(VerifyReport { rows, ok: first_bad.is_none(), first_bad, head })
+    if first_bad.is_none() {
+        first_bad = check_anchor(anchor_file.as_deref(), anchor.as_ref(), anchor_problem, &by_seq_hash, last.as_ref().map(|l| l.0));
+    }
+    let open_intents: Vec<AuditRecord> = intents.into_values().collect();
+    if first_bad.is_none()
+        && let Some(r) = open_intents.first()
+    {
+        first_bad = Some((
+            r.seq,
+            format!("intent without an outcome: {} on {} by {}: it may have taken effect unrecorded", r.action, r.target(), r.actor),
+        ));
+    }
+    let reanchored_at = anchor_file.as_deref().and_then(reanchored_at);
+    Ok(VerifyReport {
+        rows,
+        ok: first_bad.is_none(),
+        first_bad,
+        head,
+        open_intents,
+        anchored: anchor.is_some(),
+        reanchored_at,
+        keyed: key.is_some(),
+    })
+}
+
+/// The seq of the last `# re-anchored at seq N` line.
+fn reanchored_at(path: &std::path::Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().filter_map(|l| l.strip_prefix("# re-anchored at seq ")).filter_map(|n| n.trim().parse().ok()).next_back()
+}
+
+/// The anchor must record no seq past the log's end and agree with every row it records.
+fn check_anchor(
+    file: Option<&std::path::Path>,
+    anchor: Option<&std::collections::BTreeMap<i64, String>>,
+    problem: Option<String>,
+    rows: &[(i64, String)],
+    last_seq: Option<i64>,
+) -> Option<(i64, String)> {
+    let file = file?;
+    if let Some(p) = problem {
+        return Some((0, p));
+    }
+    let Some(anchor) = anchor else {
+        return last_seq.map(|s| {
+            (s, format!("the anchor file {} is missing but the log has {s} rows (deleted, or the log predates anchoring)", file.display()))
+        });
+    };
+    let (&max_seq, _) = anchor.last_key_value()?;
+    let end = last_seq.unwrap_or(0);
+    if max_seq > end {
+        return Some((
+            end + 1,
+            if end == 0 {
+                format!("the log is empty but the anchor file {} records {max_seq} rows (the log was wiped)", file.display())
+            } else {
+                format!(
+                    "the log ends at seq {end} but the anchor file {} records rows up to seq {max_seq} (rows removed from the end)",
+                    file.display()
+                )
+            },
+        ));
+    }
+    for (seq, hash) in rows {
+        if let Some(a) = anchor.get(seq)
+            && a != hash
+        {
+            return Some((*seq, "the row's hash differs from the one the anchor file recorded (the chain was rewritten)".to_string()));
+        }
+    }
+    None
 }
 
 fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
@@ -970,5 +1449,10 @@ fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<Au
         error: tri!(opt(r, 11, "error")),
         prev_hash: tri!(text(r, 12, "prev_hash")),
         hash: tri!(text(r, 13, "hash")),
+        intent_seq: match r.get_ref(14)? {
+            ValueRef::Null => None,
+            ValueRef::Integer(v) => Some(v),
+            _ => return Ok(Err("column intent_seq is not an integer".to_string())),
+        },
     }))
 }

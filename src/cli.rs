@@ -15,7 +15,7 @@ use lightbox::engine::ephemeral::{self, RunOptions};
 use lightbox::engine::tasks::{Mocks, TaskRunner};
 use lightbox::engine::{Clock, Engine, EngineError, short_token};
 use lightbox::history::ExecutionStatus;
-use lightbox::store::{ExecutionFilter, ExecutionRow, Store, TokenRow};
+use lightbox::store::{ExecutionFilter, ExecutionRow, Store, StoreError, TokenRow};
 
 /// Print a line to standard output; a closed pipe (`| head`) ends the program quietly.
 macro_rules! say {
@@ -135,6 +135,9 @@ enum Command {
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The store file: a full check, and consistent online backups.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Run the engine headless: fire timers and dispatch tasks for every execution.
     Engine {
         /// Stop after this many seconds (default: run until interrupted).
@@ -266,9 +269,41 @@ enum AuditCmd {
         target: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Also list the intent rows written before each action (by default only intents
+        /// without an outcome are listed).
+        #[arg(long)]
+        intents: bool,
     },
-    /// Check the hash chain: exits 3 if any entry was edited, removed or reordered.
+    /// Check the hash chain, the anchor file and that every intent has its outcome:
+    /// exits 3 if any entry was edited, removed or reordered, or an action went unrecorded.
     Verify,
+    /// Record what happened to an action whose process died before its outcome was
+    /// recorded (an intent without an outcome, as `audit verify` lists them).
+    Resolve {
+        /// The intent's seq.
+        seq: i64,
+        /// What you found (for example "approval took effect: execution SUCCEEDED").
+        #[arg(long)]
+        reason: String,
+    },
+    /// Start a new anchor file when it is missing (deleted, or the log predates anchoring);
+    /// recorded in the audit log with your reason.
+    Reanchor {
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCmd {
+    /// Full integrity check of the live store, or of a copy: exits 3 if it is damaged.
+    Check {
+        /// A copy made with `store backup` (default: the live store).
+        file: Option<PathBuf>,
+    },
+    /// A consistent copy of the live store, taken while Lightbox keeps running (SQLite's
+    /// online backup API). FILE must not exist; it is created readable by its owner only.
+    Backup { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -332,6 +367,32 @@ enum TaskCmd {
     },
 }
 
+/// A problem with what the user gave (a missing or unreadable input file): exit 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Commands that only read the store: they work on a data directory this process may
+/// not write, and on a damaged store (with a warning).
+fn reads_only(command: &Command, read_only: bool) -> bool {
+    match command {
+        Command::Executions(ExecCmd::List { .. } | ExecCmd::Describe { .. } | ExecCmd::History { .. })
+        | Command::Tasks(TaskCmd::List { .. })
+        | Command::StateMachines(SmCmd::List)
+        | Command::Audit(AuditCmd::List { .. } | AuditCmd::Verify)
+        | Command::Store(_) => true,
+        Command::Console { .. } => read_only,
+        _ => false,
+    }
+}
+
 pub fn main() -> Result<ExitCode> {
     let mut cli = Cli::parse();
     let command = cli.command.take().unwrap_or(Command::Console { demo: false, no_demo: false, theme: None });
@@ -347,29 +408,132 @@ pub fn main() -> Result<ExitCode> {
         Command::Bench { executions, list_rows, restart, dir, .. } => {
             cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json)
         }
+        Command::Store(StoreCmd::Check { file: Some(file) }) => cmd_store_check(file, cli.json),
         _ => {
             let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
             let data_dir = data_dir(&cli, &config)?;
-            let _log = init_logging(&data_dir, config.log.as_deref())?;
-            let store =
-                Store::open(&data_dir.join("lightbox.db")).with_context(|| format!("opening the store in {}", data_dir.display()))?;
+            let _log = init_logging(&data_dir, config.log.as_deref());
+            audit::set_key(audit_key(&config)?)?;
+            let read_only = cli.read_only || config.read_only;
+            let db = data_dir.join("lightbox.db");
+            if let Command::Store(StoreCmd::Check { file: None }) = &command {
+                return cmd_store_check(&db, cli.json);
+            }
+            let store = open_store(&db, reads_only(&command, read_only))?;
             let mut tasks = TaskRunner::new();
             lightbox::sim::register_handlers(&mut tasks);
             let mut engine = Engine::new(store, tasks, Clock::Real);
             let ctx = Ctx {
                 json: cli.json,
-                read_only: cli.read_only || config.read_only,
+                read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
             };
             if let Command::Console { demo, no_demo, theme } = &command {
                 let fresh = engine.store.state_machines()?.is_empty();
-                let demo = *demo || (fresh && !*no_demo);
+                let demo = !engine.store.is_read_only() && (*demo || (fresh && !*no_demo));
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme.as_deref());
             }
             dispatch(&command, &ctx, &mut engine)
         }
     }
+}
+
+/// Open the store: for writing, or, for a command that only reads, read-only when this
+/// process may not write it or it is damaged (with one warning on standard error).
+fn open_store(db: &Path, reads_only: bool) -> Result<Store> {
+    match Store::open(db) {
+        Ok(s) => Ok(s),
+        Err(e @ (StoreError::ReadOnly { .. } | StoreError::Damaged { .. })) if reads_only => {
+            let s = Store::open_read_only(db).with_context(|| format!("{e}; opening it read-only failed too"))?;
+            match s.damage() {
+                Some(d) => eprintln!(
+                    "lightbox: warning: the store {} is damaged ({d}); showing what can be read. Run `lightbox store check` and restore a backup",
+                    db.display()
+                ),
+                None if matches!(e, StoreError::Damaged { .. }) => eprintln!("lightbox: warning: {e}"),
+                None => {}
+            }
+            Ok(s)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The audit key: `LIGHTBOX_AUDIT_KEY` (the key itself), else the file named by
+/// `audit_key_file` in config (its contents, trimmed).
+fn audit_key(config: &Config) -> Result<Option<Vec<u8>>> {
+    if let Ok(k) = std::env::var("LIGHTBOX_AUDIT_KEY")
+        && !k.trim().is_empty()
+    {
+        return Ok(Some(k.trim().as_bytes().to_vec()));
+    }
+    let Some(path) = &config.audit_key_file else { return Ok(None) };
+    let text = read_file(path, "audit_key_file")?;
+    Ok(Some(text.trim().as_bytes().to_vec()))
+}
+
+fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
+    let mut problems: Vec<String> = vec![];
+    let mut counts = json!({});
+    let marker = lightbox::store::marker_path(file);
+    let meta = std::fs::metadata(file);
+    match meta {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if marker.exists() {
+                problems.push(format!("the file is missing, but {} says a store was created here (its data was lost)", marker.display()));
+            } else {
+                return Err(UsageError(format!("{} does not exist", file.display())).into());
+            }
+        }
+        Err(e) => return Err(UsageError(format!("{} cannot be read: {e}", file.display())).into()),
+        Ok(m) if m.is_dir() => return Err(UsageError(format!("{} is a directory, not a store file", file.display())).into()),
+        Ok(_) => match lightbox::store::header_problem(file).with_context(|| format!("reading {}", file.display()))? {
+            Some(p) => problems.push(p),
+            None => match Store::open_read_only(file) {
+                Err(e) => problems.push(e.to_string()),
+                Ok(store) => {
+                    match store.integrity_check() {
+                        Ok(p) => problems.extend(p),
+                        Err(e) => problems.push(e.to_string()),
+                    }
+                    if problems.is_empty() {
+                        let n = |sql: &str| store.conn().query_row(sql, [], |r| r.get::<_, i64>(0)).ok();
+                        counts = json!({
+                            "stateMachines": n("SELECT COUNT(*) FROM state_machines"),
+                            "executions": n("SELECT COUNT(*) FROM executions"),
+                            "auditRows": n("SELECT COUNT(*) FROM audit_log"),
+                        });
+                        if counts["executions"].is_null() {
+                            problems.push("the file is an SQLite database but not a Lightbox store (no executions table)".into());
+                        }
+                    }
+                }
+            },
+        },
+    }
+    if j {
+        print_json(
+            &json!({"file": file.display().to_string(), "result": if problems.is_empty() {"OK"} else {"DAMAGED"}, "problems": problems, "counts": counts}),
+        );
+    } else if problems.is_empty() {
+        say!(
+            "{}: OK (integrity check passed; {} state machines, {} executions, {} audit rows)",
+            file.display(),
+            counts["stateMachines"],
+            counts["executions"],
+            counts["auditRows"]
+        );
+    } else {
+        say!("{}: DAMAGED", file.display());
+        for p in &problems {
+            say!("  {p}");
+        }
+        say!(
+            "  the way back: restore the last good copy made with `lightbox store backup FILE` (check it first with `lightbox store check FILE`)"
+        );
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }
 
 /// `config.toml`: see config.example.toml for every option.
@@ -395,6 +559,9 @@ struct Config {
     refresh_ms: Option<u32>,
     /// Reason codes offered when rejecting a review: "Code: text".
     reject_reasons: Option<Vec<String>>,
+    /// A file holding the audit key (at least 16 bytes): the audit chain is then HMAC-signed
+    /// and `audit verify` detects a rewrite of the whole chain. `LIGHTBOX_AUDIT_KEY` overrides it.
+    audit_key_file: Option<PathBuf>,
     /// Rebind console keys: action name = ["key", …].
     #[serde(default)]
     keys: std::collections::BTreeMap<String, Vec<String>>,
@@ -490,24 +657,63 @@ fn data_dir(cli: &Cli, config: &Config) -> Result<PathBuf> {
     Ok(dirs.data_dir().to_path_buf())
 }
 
-fn init_logging(data_dir: &Path, level: Option<&str>) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+/// Logs go to `<data dir>/logs/`. When that cannot be written (a read-only data
+/// directory) logging is off, with one warning: commands that only read still work.
+fn init_logging(data_dir: &Path, level: Option<&str>) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let logs = data_dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let appender = tracing_appender::rolling::daily(&logs, "lightbox.log");
+    let appender = lightbox::store::create_private_dir(&logs).map_err(|e| e.to_string()).and_then(|()| {
+        tracing_appender::rolling::RollingFileAppender::builder()
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .filename_prefix("lightbox.log")
+            .build(&logs)
+            .map_err(|e| e.to_string())
+    });
+    let appender = match appender {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lightbox: warning: logging is off: cannot write to {} ({e})", logs.display());
+            return None;
+        }
+    };
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
     let _ = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).with_env_filter(filter).try_init();
-    Ok(guard)
+    Some(guard)
 }
 
-fn read(path: &Path) -> Result<String> {
-    if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading standard input")?;
-        return Ok(s);
+/// Read an input file named on the command line (`-` is standard input). A missing,
+/// unreadable, non-UTF-8 or directory input is a [`UsageError`] (exit 2) naming the file.
+fn read_file(path: &Path, what: &str) -> Result<String> {
+    let bytes = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+            .map_err(|e| UsageError(format!("{what}: reading standard input failed: {e}")))?;
+        b
+    } else {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(UsageError(format!("{what} file {} does not exist", path.display())).into());
+            }
+            Ok(m) if m.is_dir() => return Err(UsageError(format!("{what} {} is a directory, not a file", path.display())).into()),
+            _ => {}
+        }
+        std::fs::read(path).map_err(|e| UsageError(format!("{what} file {} cannot be read: {e}", path.display())))?
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let shown = if path == Path::new("-") { "standard input".to_string() } else { format!("file {}", path.display()) };
+        UsageError(format!("{what} {shown} is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())).into()
+    })
+}
+
+/// A string from a definition or an input, safe to print in a table: control
+/// characters and bidirectional overrides are shown escaped (`\u{1b}`), never sent to the terminal.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(bad) {
+        return s.into();
     }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    s.chars().map(|c| if bad(c) { c.escape_debug().to_string() } else { c.to_string() }).collect::<String>().into()
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -519,17 +725,20 @@ fn print_json(v: &Value) {
 }
 
 fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
-    let def = read(&a.definition)?;
+    let def = read_file(&a.definition, "--definition")?;
     if let Err(e) = Definition::parse_str(&def) {
         eprintln!("lightbox: {} is not a valid state machine: {e}", a.definition.display());
         return Ok(ExitCode::from(2));
     }
     let input = match &a.input {
-        Some(p) => read(p)?,
+        Some(p) => read_file(p, "--input")?,
         None => "{}".to_string(),
     };
     let mocks = match (&a.mock_config, &a.test_case) {
-        (Some(p), Some(tc)) => Some(Mocks::load(&p.to_string_lossy(), &a.name, tc)?),
+        (Some(p), Some(tc)) => {
+            read_file(p, "--mock-config")?;
+            Some(Mocks::load(&p.to_string_lossy(), &a.name, tc)?)
+        }
         _ => None,
     };
     let opts =
@@ -548,13 +757,13 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
 }
 
 fn cmd_test_state(definition: &Path, input: Option<&Path>, request: Option<&Path>) -> Result<ExitCode> {
-    let def = read(definition)?;
+    let def = read_file(definition, "--definition")?;
     let input = match input {
-        Some(p) => read(p)?,
+        Some(p) => read_file(p, "--input")?,
         None => "{}".into(),
     };
     let request: Value = match request {
-        Some(p) => serde_json::from_str(&read(p)?).with_context(|| format!("{} is not valid JSON", p.display()))?,
+        Some(p) => serde_json::from_str(&read_file(p, "--request")?).with_context(|| format!("{} is not valid JSON", p.display()))?,
         None => json!({}),
     };
     match lightbox::engine::test_state::run(&def, &input, &request) {
@@ -570,7 +779,7 @@ fn cmd_test_state(definition: &Path, input: Option<&Path>, request: Option<&Path
 }
 
 fn cmd_validate(path: &Path, as_json: bool) -> Result<ExitCode> {
-    let text = read(path)?;
+    let text = read_file(path, "--definition")?;
     let problems: Vec<(String, String)> = match Definition::parse_str(&text) {
         Ok(_) => vec![],
         Err(DefinitionError::Json(e)) => vec![("(definition)".into(), format!("not valid JSON: {e}"))],
@@ -685,9 +894,10 @@ fn token_action(
     if let Some(r) = reason.filter(|r| !r.is_empty()) {
         entry = entry.reason(r);
     }
-    audit::preflight(engine.store.conn(), &entry)?;
+    let intent = audit::begin(engine.store.conn(), &entry, Utc::now())?;
     let before = arn.as_deref().map(|a| status_of(engine, a));
     let r = f(engine, token);
+    crash_point();
     let after = arn.as_deref().map(|a| status_of(engine, a));
     if let Some(b) = before {
         entry = entry.before(b);
@@ -699,7 +909,7 @@ fn token_action(
         Ok(_) => audit::Outcome::Ok,
         Err(e) => audit::Outcome::Error(e.to_string()),
     });
-    audit::record(engine.store.conn(), &entry, Utc::now())?;
+    audit::finish(engine.store.conn(), intent, &entry, Utc::now())?;
     Ok(r?)
 }
 
@@ -733,11 +943,19 @@ fn reveal_record(engine: &Engine, ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) 
     Ok(())
 }
 
+/// Tests kill the process here, between an action taking effect and its audit outcome
+/// (`LIGHTBOX_TEST_CRASH_AFTER_ACTION=1`), as a power cut or `kill -9` would.
+fn crash_point() {
+    if std::env::var_os("LIGHTBOX_TEST_CRASH_AFTER_ACTION").is_some_and(|v| v == "1") {
+        std::process::abort();
+    }
+}
+
 fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
     let j = ctx.json;
     match command {
         Command::StateMachines(SmCmd::Create { name, definition, role_arn }) => {
-            let text = read(definition)?;
+            let text = read_file(definition, "--definition")?;
             let row = match engine.create_state_machine(name, &text, role_arn.as_deref()) {
                 Ok(r) => r,
                 Err(EngineError::Definition(e)) => {
@@ -762,13 +980,13 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 print_json(&json!({"stateMachines": v}));
             } else {
                 for r in rows {
-                    say!("{:<40} {}", r.name, r.arn);
+                    say!("{:<40} {}", esc(&r.name), esc(&r.arn));
                 }
             }
         }
         Command::Executions(ExecCmd::Start { state_machine, name, input, input_json }) => {
             let input = match (input, input_json) {
-                (Some(p), _) => read(p)?,
+                (Some(p), _) => read_file(p, "--input")?,
                 (None, Some(s)) => s.clone(),
                 (None, None) => "{}".into(),
             };
@@ -850,10 +1068,10 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                     say!("  stopped: {}", ts(s));
                 }
                 if let Some(e) = &r.error {
-                    say!("  error: {e}");
+                    say!("  error: {}", esc(e));
                 }
                 if let Some(c) = &r.cause {
-                    say!("  cause: {c}");
+                    say!("  cause: {}", esc(c));
                 }
                 if r.redrive_count > 0 {
                     say!("  redrives: {}", r.redrive_count);
@@ -887,22 +1105,23 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 print_json(&v);
             } else {
                 for e in events {
-                    say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, e.state_name().unwrap_or(""));
+                    say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, esc(e.state_name().unwrap_or("")));
                 }
             }
         }
         Command::Executions(ExecCmd::Redrive { arn }) => {
             ctx.refuse("redrive")?;
-            audit::preflight(engine.store.conn(), &ctx.entry(audit::Action::Redrive).execution(arn.clone()))?;
+            let intent = audit::begin(engine.store.conn(), &ctx.entry(audit::Action::Redrive).execution(arn.clone()), Utc::now())?;
             let before = status_of(engine, arn);
             let res = engine.redrive_execution(arn);
+            crash_point();
             let entry = ctx
                 .entry(audit::Action::Redrive)
                 .execution(arn.clone())
                 .before(before)
                 .after(status_of(engine, arn))
                 .outcome(outcome(&res));
-            audit::record(engine.store.conn(), &entry, Utc::now())?;
+            audit::finish(engine.store.conn(), intent, &entry, Utc::now())?;
             let r = res?;
             if j {
                 print_json(&json!({"redriveDate": r.redrive.map(ts)}));
@@ -912,15 +1131,16 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
         Command::Executions(ExecCmd::Stop { arn, error, cause }) => {
             ctx.refuse("stop")?;
-            audit::preflight(engine.store.conn(), &ctx.entry(audit::Action::Stop).execution(arn.clone()))?;
+            let intent = audit::begin(engine.store.conn(), &ctx.entry(audit::Action::Stop).execution(arn.clone()), Utc::now())?;
             let before = status_of(engine, arn);
             let res = engine.stop_execution(arn, error.clone(), cause.clone());
+            crash_point();
             let mut entry =
                 ctx.entry(audit::Action::Stop).execution(arn.clone()).before(before).after(status_of(engine, arn)).outcome(outcome(&res));
             if let Some(c) = cause.clone().or(error.clone()) {
                 entry = entry.reason(c);
             }
-            audit::record(engine.store.conn(), &entry, Utc::now())?;
+            audit::finish(engine.store.conn(), intent, &entry, Utc::now())?;
             let r = res?;
             if j {
                 print_json(&json!({"stopDate": r.stop.map(ts)}));
@@ -946,7 +1166,14 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 print_json(&json!({"tasks": items.collect::<Vec<_>>()}));
             } else {
                 for t in rows {
-                    say!("{:<10} {:<10} {:<24} {:<24} {}", short_token(&t.token), t.status, t.state_name, ts(t.issued), t.execution_arn);
+                    say!(
+                        "{:<10} {:<10} {:<24} {:<24} {}",
+                        short_token(&t.token),
+                        t.status,
+                        esc(&t.state_name),
+                        ts(t.issued),
+                        t.execution_arn
+                    );
                 }
             }
         }
@@ -990,7 +1217,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                     .map_err(claim_hint)?;
             task_done(j, &t);
         }
-        Command::Audit(AuditCmd::List { since, actor, action, target, limit }) => {
+        Command::Audit(AuditCmd::List { since, actor, action, target, limit, intents }) => {
             let since = match since {
                 Some(s) => Some(
                     DateTime::parse_from_rfc3339(s)
@@ -1005,6 +1232,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 action: action.clone(),
                 target: target.clone(),
                 before_seq: None,
+                hide_closed_intents: !*intents,
                 limit: *limit,
             };
             let rows = audit::list(engine.store.conn(), &filter)?;
@@ -1027,9 +1255,45 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 return Ok(ExitCode::from(3));
             }
         }
+        Command::Audit(AuditCmd::Resolve { seq, reason }) => {
+            ctx.refuse("audit resolve")?;
+            let arn: Option<String> =
+                engine.store.conn().query_row("SELECT execution_arn FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0)).ok().flatten();
+            let found = arn.as_deref().map(|a| status_of(engine, a));
+            let rec = audit::resolve(engine.store.conn(), *seq, &ctx.user, reason, found, Utc::now())?;
+            if j {
+                print_json(&rec.to_json());
+            } else {
+                say!("{rec}");
+            }
+        }
+        Command::Audit(AuditCmd::Reanchor { reason }) => {
+            ctx.refuse("audit reanchor")?;
+            let rec = audit::reanchor(engine.store.conn(), &ctx.user, reason, Utc::now())?;
+            if j {
+                print_json(&rec.to_json());
+            } else {
+                say!("{rec}");
+            }
+        }
+        Command::Store(StoreCmd::Backup { file }) => {
+            let src = engine.store.path().map(|p| p.display().to_string()).unwrap_or_default();
+            engine.store.backup_to(file).with_context(|| format!("backing up {src} to {}", file.display()))?;
+            let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            if j {
+                print_json(&json!({"source": src, "backup": file.display().to_string(), "bytes": size}));
+            } else {
+                say!("{src} copied to {} ({size} bytes); check the copy with `lightbox store check {}`", file.display(), file.display());
+            }
+        }
         Command::Engine { seconds } => run_engine(engine, *seconds)?,
         Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
-        Command::Run(_) | Command::Validate { .. } | Command::TestState { .. } | Command::Bench { .. } | Command::Console { .. } => {
+        Command::Run(_)
+        | Command::Validate { .. }
+        | Command::TestState { .. }
+        | Command::Bench { .. }
+        | Command::Console { .. }
+        | Command::Store(StoreCmd::Check { .. }) => {
             unreachable!("handled before opening the store")
         }
     }
@@ -1321,9 +1585,16 @@ mod console {
         let db = data_dir.join("lightbox.db");
         let user = ctx.user.clone();
         // Audit from the job thread through its own connection (appends are safe across connections).
-        let audit_conn = rusqlite::Connection::open(&db).with_context(|| format!("opening {} for the audit log", db.display()))?;
-        let _ = audit_conn.busy_timeout(std::time::Duration::from_secs(10));
-        let on_action: lightbox::tui::jobs::OnAction = Box::new(ConsoleAudit { conn: audit_conn, user });
+        let on_action: lightbox::tui::jobs::OnAction = match rusqlite::Connection::open(&db) {
+            Ok(conn) => {
+                let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+                Box::new(ConsoleAudit { conn, user, intent: None })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no audit connection: every action is refused");
+                Box::new(NoAudit(format!("cannot open {}: {e}", db.display())))
+            }
+        };
         let app = App::new(settings, keymap, theme, Utc::now());
         tracing::info!(demo, read_only = ctx.read_only, "console started");
         lightbox::tui::run(app, Box::new(local), lightbox::sim::stage_map(), on_action)?;
@@ -1334,6 +1605,18 @@ mod console {
     struct ConsoleAudit {
         conn: rusqlite::Connection,
         user: String,
+        /// The intent committed for the target being acted on.
+        intent: Option<(String, audit::Intent)>,
+    }
+
+    /// A hook that refuses every action: the audit log cannot be opened.
+    struct NoAudit(String);
+
+    impl lightbox::tui::jobs::AuditHook for NoAudit {
+        fn check(&mut self, _: &Mutation) -> std::result::Result<(), String> {
+            Err(self.0.clone())
+        }
+        fn record(&mut self, _: &Mutation, _: &str, _: &std::result::Result<(), String>) {}
     }
 
     fn action_of(m: &Mutation) -> audit::Action {
@@ -1355,10 +1638,38 @@ mod console {
             audit::preflight(&self.conn, &entry).map_err(|e| e.to_string())
         }
 
+        fn intent(&mut self, m: &Mutation, target: &str) -> std::result::Result<(), String> {
+            let e = self.entry(m, target);
+            let intent = audit::begin(&self.conn, &e, Utc::now()).map_err(|e| e.to_string())?;
+            self.intent = Some((target.to_string(), intent));
+            Ok(())
+        }
+
         fn record(&mut self, m: &Mutation, target: &str, r: &std::result::Result<(), String>) {
-            let action = action_of(m);
-            let mut e = audit::AuditEntry::new(self.user.clone(), audit::Source::Console, action);
-            // Name the execution a token belongs to, and where it stands now.
+            let mut e = self.entry(m, target);
+            if let Some(a) = e.execution_arn.clone() {
+                let status: Option<String> = self.conn.query_row("SELECT status FROM executions WHERE arn = ?1", [&a], |r| r.get(0)).ok();
+                e = e.after(json!({ "status": status }));
+            }
+            e = e.outcome(match r {
+                Ok(()) => audit::Outcome::Ok,
+                Err(err) => audit::Outcome::Error(err.clone()),
+            });
+            let done = match self.intent.take() {
+                Some((t, intent)) if t == target => audit::finish(&self.conn, intent, &e, Utc::now()),
+                _ => audit::record(&self.conn, &e, Utc::now()),
+            };
+            if let Err(err) = done {
+                tracing::error!(error = %err, "console action could not be audited");
+            }
+        }
+    }
+
+    impl ConsoleAudit {
+        /// The entry for an action on one target, without its outcome.
+        fn entry(&self, m: &Mutation, target: &str) -> audit::AuditEntry {
+            let mut e = audit::AuditEntry::new(self.user.clone(), audit::Source::Console, action_of(m));
+            // Name the execution a token belongs to.
             let arn: Option<String> = if target.starts_with("arn:") {
                 Some(target.to_string())
             } else {
@@ -1368,8 +1679,7 @@ mod console {
                 e = e.token(target);
             }
             if let Some(a) = arn {
-                let status: Option<String> = self.conn.query_row("SELECT status FROM executions WHERE arn = ?1", [&a], |r| r.get(0)).ok();
-                e = e.execution(a).after(json!({ "status": status }));
+                e = e.execution(a);
             }
             let reason = match m {
                 Mutation::Approve { comment, .. } => comment.clone(),
@@ -1401,13 +1711,7 @@ mod console {
             if !reason.is_empty() {
                 e = e.reason(reason);
             }
-            e = e.outcome(match r {
-                Ok(()) => audit::Outcome::Ok,
-                Err(err) => audit::Outcome::Error(err.clone()),
-            });
-            if let Err(err) = audit::record(&self.conn, &e, Utc::now()) {
-                tracing::error!(error = %err, "console action could not be audited");
-            }
+            e
         }
     }
 

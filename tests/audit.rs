@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use lightbox::audit::{self, Action, AuditEntry, AuditError, AuditFilter, Outcome, Source};
 use lightbox::store::Store;
 use rusqlite::Connection;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const ARN: &str = "arn:aws:states:us-east-1:123456789012:execution:ReadStudy:ACC-0001";
 /// Shaped like the engine's tokens: 46 hex digits.
@@ -233,7 +233,7 @@ fn swapping_rows_is_detected() {
         "CREATE TEMP TABLE s AS SELECT * FROM audit_log WHERE seq IN (2, 3);
          DELETE FROM audit_log WHERE seq IN (2, 3);
          INSERT INTO audit_log SELECT 5 - seq, ts_ms, actor, source, action, execution_arn, task_token, reason,
-                                      before, after, result, error, prev_hash, hash FROM s;",
+                                      before, after, result, error, prev_hash, hash, intent_seq FROM s;",
     );
     assert_eq!(bad_seq(&store), Some(2));
 }
@@ -415,8 +415,15 @@ fn audited_records_the_outcome() {
     });
     with.expect("ok");
 
-    let rows = audit::list(c, &AuditFilter::default()).expect("list");
+    let all = audit::list(c, &AuditFilter::default()).expect("list");
+    // Each action is an intent row and then its outcome row, which names the intent.
+    assert_eq!(all.len(), 6);
+    let rows: Vec<_> = all.iter().filter(|r| !r.is_intent()).collect();
     assert_eq!(rows.len(), 3);
+    for (outcome, intent) in all.iter().step_by(2).zip(all.iter().skip(1).step_by(2)) {
+        assert!(intent.is_intent(), "{intent:?}");
+        assert_eq!(outcome.intent_seq, Some(intent.seq));
+    }
     assert_eq!((rows[2].result.as_str(), rows[2].error.as_deref()), ("ok", None));
     assert_eq!((rows[1].result.as_str(), rows[1].error.as_deref()), ("error", Some("execution is not redrivable")));
     assert_eq!(rows[0].after.as_deref(), Some(r#"{"status":"RUNNING"}"#));
@@ -439,4 +446,142 @@ fn actor_prefers_configured_user() {
     assert_eq!(audit::actor(Some("")), audit::os_user());
     assert_eq!(audit::actor(None), audit::os_user());
     assert!(!audit::os_user().is_empty());
+}
+
+// ----- anchored outside the database ------------------------------------------------
+
+/// A store on disk (so the log has its anchor file beside it) with `n` rows.
+fn file_store(dir: &tempfile::TempDir, name: &str, n: usize, entry: impl Fn(usize) -> AuditEntry) -> Store {
+    let store = Store::open(&dir.path().join(name)).expect("store");
+    for i in 0..n {
+        audit::record(store.conn(), &entry(i), t0() + Duration::seconds(i as i64)).expect("record");
+    }
+    store
+}
+
+#[test]
+fn wiping_the_whole_log_is_detected() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = file_store(&dir, "a.db", 4, full_entry);
+    assert!(audit::verify(store.conn()).expect("verify").ok);
+    tamper(store.conn(), "DELETE FROM audit_log; DELETE FROM audit_head;");
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(!report.ok, "a wiped log must not verify: {report}");
+    assert!(report.to_string().contains("wiped"), "{report}");
+    // Dropping the tables altogether is the same wipe.
+    tamper(store.conn(), "DROP TABLE audit_log; DROP TABLE audit_head;");
+    assert!(!audit::verify(store.conn()).expect("verify").ok);
+}
+
+#[test]
+fn deleting_the_tail_together_with_the_head_is_detected() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = file_store(&dir, "a.db", 5, full_entry);
+    let hash3: String = store.conn().query_row("SELECT hash FROM audit_log WHERE seq = 3", [], |r| r.get(0)).expect("hash");
+    // The log now ends at seq 3 and its head agrees: the chain alone looks whole.
+    tamper(store.conn(), &format!("DELETE FROM audit_log WHERE seq > 3; UPDATE audit_head SET seq = 3, hash = '{hash3}';"));
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(!report.ok, "{report}");
+    assert_eq!(report.first_bad.as_ref().map(|b| b.0), Some(4), "{report}");
+    assert!(report.to_string().contains("anchor"), "{report}");
+}
+
+#[test]
+fn rewriting_the_whole_chain_is_detected_by_the_anchor() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = file_store(&dir, "a.db", 4, full_entry);
+    // A forger builds a consistent chain elsewhere (their own contents, correct hashes)
+    // and puts it in place of the real one, head included.
+    let forged = file_store(&dir, "forged.db", 4, |i| full_entry(i).reason("nothing happened"));
+    drop(forged);
+    tamper(
+        store.conn(),
+        &format!(
+            "ATTACH '{}' AS f; DELETE FROM audit_log; INSERT INTO audit_log SELECT * FROM f.audit_log;
+             DELETE FROM audit_head; INSERT INTO audit_head SELECT * FROM f.audit_head; DETACH f;",
+            dir.path().join("forged.db").display()
+        ),
+    );
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(!report.ok, "{report}");
+    assert!(report.to_string().contains("rewritten"), "{report}");
+    // Without a key, a forger who also replaces the anchor file is not detected: that
+    // is what the key is for (see the keyed test in tests/cli.rs).
+    std::fs::copy(dir.path().join("forged.db.anchor"), dir.path().join("a.db.anchor")).expect("copy anchor");
+    assert!(audit::verify(store.conn()).expect("verify").ok);
+}
+
+#[test]
+fn a_deleted_anchor_file_is_detected_and_a_lagging_one_is_filled_in() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = file_store(&dir, "a.db", 3, full_entry);
+    let anchor = dir.path().join("a.db.anchor");
+    let lines = std::fs::read_to_string(&anchor).expect("anchor");
+    assert_eq!(lines.lines().count(), 3);
+    // A crash between a commit and its anchor line: the anchor lags, which is not tampering,
+    // and the next append fills it in.
+    let two: String = lines.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&anchor, two).expect("write");
+    assert!(audit::verify(store.conn()).expect("verify").ok);
+    audit::record(store.conn(), &full_entry(9), t0() + Duration::hours(1)).expect("record");
+    let seqs: Vec<String> =
+        std::fs::read_to_string(&anchor).expect("anchor").lines().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
+    assert_eq!(seqs, vec!["1", "2", "3", "4"]);
+    std::fs::remove_file(&anchor).expect("rm");
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(!report.ok && report.to_string().contains("anchor file"), "{report}");
+    // The next action does not quietly rebuild it from the database (that would hide a
+    // truncation made together with the deletion).
+    audit::record(store.conn(), &full_entry(10), t0() + Duration::hours(2)).expect("record");
+    assert!(!anchor.exists());
+    assert!(!audit::verify(store.conn()).expect("verify").ok);
+    // An operator starts a new one, on the record.
+    assert!(audit::reanchor(store.conn(), "ops.kim", "", t0()).is_err(), "needs a reason");
+    let rec = audit::reanchor(store.conn(), "ops.kim", "anchor lost with the old disk", t0() + Duration::hours(3)).expect("reanchor");
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(report.ok, "{report}");
+    assert_eq!(report.reanchored_at, Some(rec.seq));
+    assert!(audit::reanchor(store.conn(), "ops.kim", "again", t0()).is_err(), "only when missing");
+}
+
+#[test]
+fn every_append_publishes_the_head_as_a_workflow_event() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = file_store(&dir, "a.db", 2, full_entry);
+    let rows = store.outbox(false, 100).expect("outbox");
+    let heads: Vec<Value> =
+        rows.iter().filter(|r| r.topic == audit::HEAD_TOPIC).map(|r| serde_json::from_str(&r.payload).expect("json")).collect();
+    assert_eq!(heads.len(), 2);
+    let head = audit::verify(store.conn()).expect("verify").head.expect("head");
+    assert_eq!(heads[1]["detailType"], "Audit Head");
+    assert_eq!(heads[1]["detail"]["seq"], head.0);
+    assert_eq!(heads[1]["detail"]["hash"], head.1.as_str());
+}
+
+#[test]
+fn an_intent_without_its_outcome_fails_verify_until_resolved() {
+    let store = Store::in_memory().expect("store");
+    let c = store.conn();
+    let entry = AuditEntry::new("dr.lee", Source::Cli, Action::Approve).execution(ARN).token(TOKEN);
+    let done = audit::begin(c, &entry, t0()).expect("begin");
+    audit::finish(c, done, &entry.clone().outcome(Outcome::Ok), t0()).expect("finish");
+    assert!(audit::verify(c).expect("verify").ok);
+    // The process dies after the action took effect, before its outcome.
+    let lost = audit::begin(c, &entry, t0()).expect("begin");
+    let report = audit::verify(c).expect("verify");
+    assert!(!report.ok);
+    assert_eq!(report.first_bad.as_ref().map(|b| b.0), Some(lost.seq));
+    assert_eq!(report.open_intents.len(), 1);
+    assert!(report.to_string().contains("intent without an outcome"), "{report}");
+    // An operator looks, and records what happened.
+    let err = audit::resolve(c, lost.seq, "ops.kim", " ", None, t0()).expect_err("needs a reason");
+    assert!(err.to_string().contains("reason"));
+    audit::resolve(c, lost.seq, "ops.kim", "approval took effect: execution SUCCEEDED", Some(json!({"status": "SUCCEEDED"})), t0())
+        .expect("resolve");
+    assert!(audit::verify(c).expect("verify").ok);
+    assert!(audit::resolve(c, lost.seq, "ops.kim", "again", None, t0()).is_err(), "an intent is resolved once");
+    // An outcome naming no open intent is itself a problem.
+    let e = entry.clone();
+    audit::finish(c, audit::Intent { seq: 1 }, &e, t0()).expect("append");
+    assert!(!audit::verify(c).expect("verify").ok);
 }

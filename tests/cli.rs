@@ -616,3 +616,215 @@ fn demo_runs_the_hospital_headless_and_summarises() {
     let err = lb.fails(&["demo", "--speed", "0"]);
     assert!(err.contains("--speed"), "{err}");
 }
+
+// ----- nothing takes effect without its audit record --------------------------------
+
+#[test]
+fn an_approval_killed_before_its_audit_outcome_fails_verify_naming_the_intent() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 3600);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(lb.path("data"))
+        .args(["--user", "dr.lee", "tasks", "approve", &token])
+        .env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1")
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the process was killed mid-way");
+    // The approval took effect…
+    assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "SUCCEEDED");
+    // …and verify says which action may have gone unrecorded.
+    let out = lb.run(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("intent without an outcome") && text.contains("approve") && text.contains("dr.lee"), "{text}");
+    let v = lb.json(&["audit", "list"]);
+    let intent = v["entries"].as_array().expect("entries").iter().find(|e| e["result"] == "intent").cloned().expect("open intent listed");
+    let seq = intent["seq"].as_i64().expect("seq").to_string();
+    assert!(text.contains(&format!("seq {seq}")), "{text}");
+    // The operator checks and records what happened; the log verifies again.
+    lb.json(&["--user", "ops.kim", "audit", "resolve", &seq, "--reason", "approval took effect, execution SUCCEEDED"]);
+    let v = lb.json(&["audit", "verify"]);
+    assert_eq!(v["result"], "OK", "{v}");
+
+    // The same for stop and redrive.
+    let def = lb.write("fail.json", &json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E"}}}));
+    lb.json(&["state-machines", "create", "--name", "fails", "--definition", def.to_str().expect("p")]);
+    let failed = lb.json(&["executions", "start", "--state-machine", "fails"])["executionArn"].as_str().expect("arn").to_string();
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(lb.path("data"))
+        .args(["executions", "redrive", &failed])
+        .env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert_eq!(lb.run(&["audit", "verify"]).status.code(), Some(3));
+}
+
+fn run_keyed(lb: &Lb, key: Option<&str>, args: &[&str]) -> Output {
+    let mut c = Command::new(bin());
+    c.arg("--data-dir").arg(lb.path("data")).args(args);
+    match key {
+        Some(k) => c.env("LIGHTBOX_AUDIT_KEY", k),
+        None => c.env_remove("LIGHTBOX_AUDIT_KEY"),
+    };
+    c.output().expect("run")
+}
+
+/// Claim and unclaim the review a few times: audited actions.
+fn audited_actions(lb: &Lb, key: Option<&str>, who: &str) {
+    let token = pending(lb)[0]["taskToken"].as_str().expect("token").to_string();
+    for verb in ["claim", "unclaim", "claim"] {
+        let out = run_keyed(lb, key, &["--user", who, "tasks", verb, &token]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn with_a_key_a_rewrite_of_the_whole_chain_and_its_anchor_is_detected() {
+    const KEY: &str = "correct horse battery staple 42";
+    let real = Lb::new();
+    setup(&real, 3600);
+    audited_actions(&real, Some(KEY), "dr.lee");
+    let ok = run_keyed(&real, Some(KEY), &["audit", "verify"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("keyed"));
+    // Verifying a keyed log without the key does not pass.
+    assert_eq!(run_keyed(&real, None, &["audit", "verify"]).status.code(), Some(3));
+    // A wrong key does not pass either.
+    assert_eq!(run_keyed(&real, Some("another key of enough length"), &["audit", "verify"]).status.code(), Some(3));
+
+    // A forger without the key builds a consistent chain of their own, and replaces the
+    // log, its head and the anchor file with it.
+    let forged = Lb::new();
+    setup(&forged, 3600);
+    audited_actions(&forged, None, "someone.else");
+    let db = real.path("data").join("lightbox.db");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let triggers: Vec<String> = {
+        let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'").expect("prepare");
+        st.query_map([], |r| r.get(0)).expect("query").filter_map(Result::ok).collect()
+    };
+    for t in triggers {
+        conn.execute(&format!("DROP TRIGGER {t}"), []).expect("drop trigger");
+    }
+    conn.execute_batch(&format!(
+        "ATTACH '{}' AS f; DELETE FROM audit_log; INSERT INTO audit_log SELECT * FROM f.audit_log;
+         DELETE FROM audit_head; INSERT INTO audit_head SELECT * FROM f.audit_head; DETACH f;",
+        forged.path("data").join("lightbox.db").display()
+    ))
+    .expect("forge");
+    drop(conn);
+    std::fs::copy(forged.path("data").join("lightbox.db.anchor"), real.path("data").join("lightbox.db.anchor")).expect("anchor");
+    // Without the key the forgery is consistent: that is the limit README states.
+    assert!(run_keyed(&real, None, &["audit", "verify"]).status.success());
+    // With the key it is caught.
+    let out = run_keyed(&real, Some(KEY), &["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("not signed with the audit key"), "{text}");
+}
+
+// ----- AWS-faithful edges -----------------------------------------------------------
+
+#[test]
+fn creating_a_state_machine_again_is_idempotent_only_with_the_same_definition() {
+    let lb = Lb::new();
+    let def = lb.write("a.json", &review_machine(60));
+    let first = lb.json(&["state-machines", "create", "--name", "review", "--definition", def.to_str().expect("p")]);
+    let again = lb.json(&["state-machines", "create", "--name", "review", "--definition", def.to_str().expect("p")]);
+    assert_eq!(first, again, "same name and definition: the existing state machine");
+    let other = lb.write("b.json", &review_machine(120));
+    let err = lb.fails(&["state-machines", "create", "--name", "review", "--definition", other.to_str().expect("p")]);
+    assert!(
+        err.contains(
+            "StateMachineAlreadyExists: State Machine Already Exists: 'arn:aws:states:us-east-1:000000000000:stateMachine:review'"
+        ),
+        "{err}"
+    );
+    let err = lb.fails(&[
+        "state-machines",
+        "create",
+        "--name",
+        "review",
+        "--definition",
+        def.to_str().expect("p"),
+        "--role-arn",
+        "arn:aws:iam::1:role/x",
+    ]);
+    assert!(err.contains("StateMachineAlreadyExists"), "{err}");
+}
+
+#[test]
+fn starting_a_running_execution_again_with_the_same_input_returns_it() {
+    let lb = Lb::new();
+    let arn = setup(&lb, 3600);
+    let again =
+        lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", r#"{ "accession" : "ACC1" }"#]);
+    assert_eq!(again["executionArn"], arn.as_str());
+    assert_eq!(pending(&lb).len(), 1, "nothing new was started");
+    let err = lb.fails(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", r#"{"accession":"ACC2"}"#]);
+    assert!(err.contains(&format!("ExecutionAlreadyExists: Execution Already Exists: '{arn}'")), "{err}");
+    lb.json(&["executions", "stop", &arn]);
+    let err = lb.fails(&["executions", "start", "--state-machine", "review", "--name", "acc-1", "--input-json", r#"{"accession":"ACC1"}"#]);
+    assert!(err.contains("ExecutionAlreadyExists"), "a closed execution's name cannot be reused: {err}");
+}
+
+#[test]
+fn missing_non_utf8_or_directory_inputs_exit_2_naming_the_file() {
+    let lb = Lb::new();
+    let good = lb.write("good.json", &review_machine(60));
+    let good = good.to_str().expect("p");
+    let missing = lb.path("missing.json");
+    let missing = missing.to_str().expect("p");
+    let latin1 = lb.path("latin1.json");
+    std::fs::write(&latin1, b"{\"name\": \"Ren\xe9\"}").expect("write");
+    let latin1 = latin1.to_str().expect("p");
+    let dir = lb.path("a-directory");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let dir = dir.to_str().expect("p");
+    for (bad, why) in [(missing, "does not exist"), (latin1, "not UTF-8"), (dir, "is a directory")] {
+        for args in [
+            vec!["validate", "--definition", bad],
+            vec!["run", "--definition", bad],
+            vec!["run", "--definition", good, "--input", bad],
+            vec!["run", "--definition", good, "--mock-config", bad, "--test-case", "t"],
+            vec!["test-state", "--definition", good, "--request", bad],
+            vec!["state-machines", "create", "--name", "x", "--definition", bad],
+        ] {
+            let out = lb.run(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(bad) && err.contains(why), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    lb.json(&["state-machines", "create", "--name", "review", "--definition", good]);
+    let out = lb.run(&["executions", "start", "--state-machine", "review", "--input", latin1]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn state_names_with_control_characters_are_escaped_in_tables() {
+    let lb = Lb::new();
+    let name = "Review\u{1b}[2J\u{1b}]0;pwned\u{7}";
+    let def = lb.write(
+        "esc.json",
+        &json!({"StartAt": name, "States": {name: {
+            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "echo", "Payload": {"t.$": "$$.Task.Token"}}, "End": true}}}),
+    );
+    lb.json(&["state-machines", "create", "--name", "esc", "--definition", def.to_str().expect("p")]);
+    let arn = lb.json(&["executions", "start", "--state-machine", "esc"])["executionArn"].as_str().expect("arn").to_string();
+    for args in [vec!["tasks", "list"], vec!["executions", "history", arn.as_str()]] {
+        let out = lb.run(&args);
+        assert!(out.status.success());
+        assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07), "{args:?}: raw control characters reached the terminal");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(r"Review\u{1b}[2J\u{1b}]0;pwned\u{7}"), "{args:?}: {text}");
+    }
+    // JSON output keeps the exact name (JSON escapes it).
+    assert_eq!(pending(&lb)[0]["stateName"], name);
+}

@@ -184,6 +184,10 @@ impl ControlPlane for Local {
     /// Never dies: a panic in the driver or the engine is logged (and, inside the engine,
     /// fails only the execution it came from); the next tick runs as usual.
     fn tick(&mut self) -> Result<usize> {
+        if self.engine.store.is_read_only() {
+            // A store this process may not write: show it, run nothing.
+            return Ok(0);
+        }
         use std::panic::{AssertUnwindSafe, catch_unwind};
         if let Some(d) = self.driver.as_mut() {
             let engine = &mut self.engine;

@@ -40,6 +40,8 @@ pub enum EngineError {
     Definition(#[from] DefinitionError),
     #[error("StateMachineDoesNotExist: State Machine Does Not Exist: '{0}'")]
     StateMachineDoesNotExist(String),
+    #[error("StateMachineAlreadyExists: State Machine Already Exists: '{0}'")]
+    StateMachineAlreadyExists(String),
     #[error("ExecutionDoesNotExist: Execution Does Not Exist: '{0}'")]
     ExecutionDoesNotExist(String),
     #[error("ExecutionAlreadyExists: Execution Already Exists: '{0}'")]
@@ -206,7 +208,24 @@ impl Engine {
 
     // ----- state machines ---------------------------------------------------
 
+    /// CreateStateMachine. As on AWS, the same name with the same definition and role
+    /// returns the existing state machine; a different one is `StateMachineAlreadyExists`.
     pub fn create_state_machine(&mut self, name: &str, definition: &str, role_arn: Option<&str>) -> Result<StateMachineRow> {
+        check_name("state machine", name)?;
+        self.definition(definition)?;
+        let role = role_arn.unwrap_or(DEFAULT_ROLE);
+        if let Some(existing) = self.store.state_machine(&state_machine_arn(name))? {
+            if existing.definition == definition && existing.role_arn == role {
+                return Ok(existing);
+            }
+            return Err(EngineError::StateMachineAlreadyExists(existing.arn));
+        }
+        self.put_state_machine(name, definition, role_arn)
+    }
+
+    /// Create a state machine, or replace its definition and role (UpdateStateMachine):
+    /// for definitions Lightbox itself ships, such as the demo's.
+    pub fn put_state_machine(&mut self, name: &str, definition: &str, role_arn: Option<&str>) -> Result<StateMachineRow> {
         check_name("state machine", name)?;
         self.definition(definition)?;
         let row = StateMachineRow {
@@ -253,10 +272,23 @@ impl Engine {
         let env = self.env()?;
         let step = apply(&mut st, &def, Input::Start, &env)?;
         if !self.store.insert_execution(&st, &sm.definition, &step)? {
-            return Err(EngineError::ExecutionAlreadyExists(arn));
+            // The name is taken (by an earlier start, or another process just now).
+            let existing = self.store.execution(&arn)?.ok_or_else(|| EngineError::ExecutionAlreadyExists(arn.clone()))?;
+            return Self::same_start(existing, &st.info.input);
         }
         self.drive(&arn)?;
         self.store.execution(&arn)?.ok_or(EngineError::ExecutionDoesNotExist(arn))
+    }
+
+    /// StartExecution with the name of an existing execution: as on AWS for Standard
+    /// workflows, the same input while it runs returns it; otherwise `ExecutionAlreadyExists`.
+    fn same_start(existing: ExecutionRow, input: &Value) -> Result<ExecutionRow> {
+        let same_input = serde_json::from_str::<Value>(&existing.input).is_ok_and(|v| &v == input);
+        if existing.status == ExecutionStatus::Running && same_input {
+            Ok(existing)
+        } else {
+            Err(EngineError::ExecutionAlreadyExists(existing.arn))
+        }
     }
 
     /// Work on one execution until it waits for something outside (a token, a timer, another process).

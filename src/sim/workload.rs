@@ -478,7 +478,7 @@ impl Demo {
     pub fn install(engine: &mut Engine) -> Result<usize, EngineError> {
         register_handlers(&mut engine.tasks);
         for (name, def) in definitions() {
-            engine.create_state_machine(name, def, None)?;
+            engine.put_state_machine(name, def, None)?;
         }
         Ok(definitions().len())
     }

@@ -6,9 +6,10 @@
 //! execution is worked on only under a lease, and every step checks the row's
 //! version so no step is applied twice.
 
+mod files;
 mod secrets;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -16,6 +17,8 @@ use serde_json::Value;
 
 use crate::engine::core::{ExecState, Step, TokenOutcome};
 use crate::history::{ExecutionStatus, HistoryEvent};
+
+pub use files::{create_private_dir, header_problem, marker_path, private_file};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +30,31 @@ pub enum StoreError {
     Conflict(String),
     #[error("could not create data directory {path}: {source}")]
     Dir { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(
+        "the store {path} cannot be written ({detail}); this command changes the store: run it as the owner of the data directory, or use a command that only reads"
+    )]
+    ReadOnly { path: String, detail: String },
+    #[error(
+        "the store {path} is damaged: {detail}. Nothing was written to it. The way back: restore the last good copy made with \
+         `lightbox store backup FILE` (check it with `lightbox store check FILE`), stop every Lightbox process, copy it over {path} \
+         and delete {path}-wal and {path}-shm"
+    )]
+    Damaged { path: String, detail: String },
+    #[error(
+        "the store {path} lost its data: {detail}, but {marker} says a store was created here. Lightbox does not start a new \
+         empty store in its place. Restore the last good copy made with `lightbox store backup FILE` over {path}; to really start \
+         afresh, delete {marker}"
+    )]
+    Lost { path: String, detail: String, marker: String },
+}
+
+impl StoreError {
+    /// The store file or its directory is not writable by this process.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, StoreError::ReadOnly { .. })
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -213,21 +241,216 @@ pub struct ExecutionFilter {
 
 pub struct Store {
     conn: Connection,
+    /// The database file, for a store on disk.
+    path: Option<PathBuf>,
+    read_only: bool,
+    /// Set when the store was opened read-only although damaged.
+    damage: Option<String>,
+    /// The file passed its checks at open (or is new): remember it as good on a clean close.
+    good: bool,
 }
 
 impl Store {
+    /// Open (or create) the store for reading and writing.
+    ///
+    /// Refuses a store that cannot be written ([`StoreError::ReadOnly`]), a damaged one
+    /// ([`StoreError::Damaged`]: bad header, size, or `PRAGMA quick_check` when the file
+    /// changed since it was last found good) and one that lost its data
+    /// ([`StoreError::Lost`]: the creation marker exists but the file is missing or empty).
     pub fn open(path: &Path) -> Result<Store> {
+        let shown = path.display().to_string();
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir { path: dir.display().to_string(), source: e })?;
+            create_private_dir(dir).map_err(|e| {
+                if files::io_read_only(&e) {
+                    StoreError::ReadOnly { path: shown.clone(), detail: format!("cannot create {}: {e}", dir.display()) }
+                } else {
+                    StoreError::Dir { path: dir.display().to_string(), source: e }
+                }
+            })?;
         }
-        let conn = Connection::open(path)?;
-        Self::init(conn, true)
+        if let Some(detail) = files::lost_data(path) {
+            return Err(StoreError::Lost { path: shown, detail, marker: marker_path(path).display().to_string() });
+        }
+        let existed = path.exists();
+        if existed {
+            if let Some(detail) = header_problem(path).map_err(|e| StoreError::Io { path: shown.clone(), source: e })? {
+                return Err(StoreError::Damaged { path: shown, detail });
+            }
+            if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
+                return Err(if files::io_read_only(&e) {
+                    StoreError::ReadOnly { path: shown, detail: format!("the file is not writable: {e}") }
+                } else {
+                    StoreError::Io { path: shown, source: e }
+                });
+            }
+        }
+        if let Err(e) = files::dir_writable(path) {
+            return Err(if files::io_read_only(&e) {
+                StoreError::ReadOnly { path: shown, detail: format!("its directory does not take new files: {e}") }
+            } else {
+                StoreError::Io { path: shown, source: e }
+            });
+        }
+        if !existed {
+            files::private_file(path, false, false).map_err(|e| StoreError::Io { path: shown.clone(), source: e })?;
+        }
+        let classify = |e: rusqlite::Error| -> StoreError {
+            if files::sql_damaged(&e) {
+                StoreError::Damaged { path: shown.clone(), detail: e.to_string() }
+            } else if files::sql_read_only(&e) {
+                StoreError::ReadOnly { path: shown.clone(), detail: e.to_string() }
+            } else {
+                StoreError::Sql(e)
+            }
+        };
+        let conn = Connection::open(path).map_err(classify)?;
+        let cached_good = existed && files::known_good(path);
+        let mut store = Self::init(conn, true).map_err(|e| match e {
+            StoreError::Sql(e) => classify(e),
+            e => e,
+        })?;
+        store.path = Some(path.to_path_buf());
+        if existed && !cached_good {
+            if let Some(detail) = store.quick_check().map_err(|e| match e {
+                StoreError::Sql(e) => classify(e),
+                e => e,
+            })? {
+                return Err(StoreError::Damaged { path: shown, detail });
+            }
+            files::mark_good(path);
+        }
+        store.good = true;
+        files::ensure_marker(path)?;
+        Ok(store)
+    }
+
+    /// Open an existing store for reading only: for a data directory this process may not
+    /// write (read commands still work there) or a damaged store (what can be read is
+    /// shown; [`Store::damage`] says what is wrong). Writes fail.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let shown = path.display().to_string();
+        if let Some(detail) = files::lost_data(path) {
+            return Err(StoreError::Lost { path: shown, detail, marker: marker_path(path).display().to_string() });
+        }
+        if !path.exists() {
+            return Err(StoreError::Io { path: shown, source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+        }
+        let mut damage = header_problem(path).map_err(|e| StoreError::Io { path: shown.clone(), source: e })?;
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let probe = |c: &Connection| c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+        let conn = match Connection::open_with_flags(files::uri(path, "mode=ro"), flags) {
+            Ok(c) if probe(&c).is_ok() => c,
+            _ => {
+                // A WAL database in a directory that does not take the `-shm` file: with no
+                // `-wal` file (or an empty one) every committed page is in the main file, and
+                // it can be read as immutable.
+                let wal = files::sidecar(path, "-wal");
+                let wal_empty = std::fs::metadata(&wal).map(|m| m.len() == 0).unwrap_or(true);
+                if !wal_empty {
+                    return Err(StoreError::ReadOnly {
+                        path: shown,
+                        detail: format!(
+                            "it cannot be read either: {} holds changes and the directory does not take the -shm file",
+                            wal.display()
+                        ),
+                    });
+                }
+                let c = Connection::open_with_flags(files::uri(path, "immutable=1"), flags)?;
+                if let Err(e) = probe(&c) {
+                    if files::sql_damaged(&e) {
+                        return Err(StoreError::Damaged { path: shown, detail: e.to_string() });
+                    }
+                    return Err(e.into());
+                }
+                c
+            }
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "cache_size", -65536)?;
+        let mut store = Store { conn, path: Some(path.to_path_buf()), read_only: true, damage: None, good: false };
+        if damage.is_none() && !files::known_good(path) {
+            damage = match store.quick_check() {
+                Ok(d) => d,
+                Err(StoreError::Sql(e)) if files::sql_damaged(&e) => Some(e.to_string()),
+                Err(e) => return Err(e),
+            };
+        }
+        store.damage = damage;
+        Ok(store)
     }
 
     pub fn in_memory() -> Result<Store> {
         Self::init(Connection::open_in_memory()?, false)
+    }
+
+    /// The database file, for a store on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// What is wrong with a store opened read-only although damaged.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
+    }
+
+    /// `PRAGMA quick_check`: `None` when the file's structure is sound.
+    pub fn quick_check(&self) -> Result<Option<String>> {
+        pragma_check(&self.conn, "quick_check")
+    }
+
+    /// `PRAGMA integrity_check` and `PRAGMA foreign_key_check`: every problem found
+    /// (empty when the store is sound). Reads every page: slow on a big store.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let mut out = vec![];
+        {
+            let mut st = self.conn.prepare("PRAGMA integrity_check(100)")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            for r in rows {
+                let r = r?;
+                if r != "ok" {
+                    out.push(r);
+                }
+            }
+        }
+        let mut st = self.conn.prepare("PRAGMA foreign_key_check")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?)))?;
+        for r in rows.take(100) {
+            let (table, row, parent) = r?;
+            out.push(format!("row {} of {table} names a missing {parent} row", row.unwrap_or(-1)));
+        }
+        Ok(out)
+    }
+
+    /// A consistent copy of the live store in `dest` (SQLite's online backup API), made
+    /// while other processes keep working. `dest` must not exist; it is created 0600.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        let shown = dest.display().to_string();
+        if dest.exists() {
+            return Err(StoreError::Io { path: shown, source: std::io::Error::from(std::io::ErrorKind::AlreadyExists) });
+        }
+        let tmp = files::sidecar(dest, &format!(".partial-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        files::private_file(&tmp, false, true).map_err(|e| StoreError::Io { path: tmp.display().to_string(), source: e })?;
+        let done = self.conn.backup(rusqlite::MAIN_DB, &tmp, None).and_then(|()| {
+            let c = Connection::open(&tmp)?;
+            // A copy is one self-contained file: no -wal beside it.
+            c.pragma_update(None, "journal_mode", "DELETE")?;
+            Ok(())
+        });
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        std::fs::rename(&tmp, dest).map_err(|e| StoreError::Io { path: shown, source: e })?;
+        Ok(())
     }
 
     fn init(conn: Connection, wal: bool) -> Result<Store> {
@@ -243,7 +466,7 @@ impl Store {
         conn.pragma_update(None, "mmap_size", 268_435_456)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn })
+        Ok(Store { conn, path: None, read_only: false, damage: None, good: false })
     }
 
     pub fn conn(&self) -> &Connection {
@@ -639,6 +862,36 @@ impl Store {
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
+}
+
+/// On a clean close, checkpoint and remember the file as good, so the next open skips
+/// the quick check unless something else changed the file in between.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.read_only || !self.good {
+            return;
+        }
+        let Some(path) = self.path.clone() else { return };
+        let full = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+        if matches!(full, Ok((0, log, done)) if log == done) {
+            files::mark_good(&path);
+        }
+    }
+}
+
+fn pragma_check(conn: &Connection, pragma: &str) -> Result<Option<String>> {
+    let mut st = conn.prepare(&format!("PRAGMA {pragma}(20)"))?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let mut problems = vec![];
+    for r in rows {
+        let r = r?;
+        if r != "ok" {
+            problems.push(r);
+        }
+    }
+    Ok((!problems.is_empty()).then(|| format!("{pragma} found: {}", problems.join("; "))))
 }
 
 /// Lease owners are `<pid>-<random>`. The store is a local file, so an owner whose

@@ -24,6 +24,11 @@ pub enum Job {
 /// not carried out), then told each target's outcome.
 pub trait AuditHook: Send {
     fn check(&mut self, m: &Mutation) -> Result<(), String>;
+    /// Asked right before the action on one target: commit an intent record, so a
+    /// crash before [`AuditHook::record`] leaves a visible trace. An error skips the target.
+    fn intent(&mut self, _m: &Mutation, _target: &str) -> Result<(), String> {
+        Ok(())
+    }
     fn record(&mut self, m: &Mutation, target: &str, outcome: &Result<(), String>);
 }
 
@@ -202,8 +207,12 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
     }
     let mut ok = 0;
     let mut failed = vec![];
-    let mut one = |target: &str, r: crate::backend::Result<()>| {
-        let r = r.map_err(|e| e.to_string());
+    let mut one = |target: &str, act: &mut dyn FnMut() -> crate::backend::Result<()>| {
+        if let Err(e) = on_action.intent(m, target) {
+            failed.push(format!("not done: the audit log cannot record it ({e})"));
+            return;
+        }
+        let r = act().map_err(|e| e.to_string());
         on_action.record(m, target, &r);
         match r {
             Ok(()) => ok += 1,
@@ -213,31 +222,31 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
     match m {
         Mutation::Approve { tokens, output, acting, .. } => {
             for t in tokens {
-                one(t, cp.approve(t, output, acting));
+                one(t, &mut || cp.approve(t, output, acting));
             }
         }
         Mutation::Reject { tokens, error, cause, acting } => {
             for t in tokens {
-                one(t, cp.reject(t, error, cause, acting));
+                one(t, &mut || cp.reject(t, error, cause, acting));
             }
         }
         Mutation::Redrive { arns } => {
             for a in arns {
-                one(a, cp.redrive(a));
+                one(a, &mut || cp.redrive(a));
             }
         }
         Mutation::Stop { arns, cause } => {
             for a in arns {
-                one(a, cp.stop(a, "Ops.Stopped", cause));
+                one(a, &mut || cp.stop(a, "Ops.Stopped", cause));
             }
         }
-        Mutation::Claim { token, claim, by } => one(token, if *claim { cp.claim(token, by) } else { cp.unclaim(token, by) }),
+        Mutation::Claim { token, claim, by } => one(token, &mut || if *claim { cp.claim(token, by) } else { cp.unclaim(token, by) }),
         Mutation::Escalate { tokens, cause, acting } => {
             for t in tokens {
-                one(t, cp.escalate(t, cause, acting));
+                one(t, &mut || cp.escalate(t, cause, acting));
             }
         }
-        Mutation::RevealPhi { arn, .. } => one(arn, Ok(())),
+        Mutation::RevealPhi { arn, .. } => one(arn, &mut || Ok(())),
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }
 }
@@ -308,6 +317,32 @@ mod tests {
         let def = d.get(&r[0].execution_arn).expect("the definition of the review's execution");
         let c = crate::ops::consequence::gate(def, &r[0].state).expect("gate").on_error(crate::engine::ESCALATED);
         assert!(c.fails_execution, "{c:?}");
+    }
+
+    /// Commits an intent for every target before it is acted on; refuses the second.
+    struct Intents(Vec<String>);
+    impl AuditHook for Intents {
+        fn check(&mut self, _: &Mutation) -> Result<(), String> {
+            Ok(())
+        }
+        fn intent(&mut self, _: &Mutation, target: &str) -> Result<(), String> {
+            self.0.push(target.to_string());
+            if self.0.len() > 1 { Err("disk full".into()) } else { Ok(()) }
+        }
+        fn record(&mut self, _: &Mutation, _: &str, _: &Result<(), String>) {}
+    }
+
+    #[test]
+    fn every_target_gets_its_intent_before_the_action_and_a_refused_intent_skips_it() {
+        let store = crate::store::Store::in_memory().expect("store");
+        let engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let mut cp = crate::backend::local::Local::new(engine, std::path::PathBuf::new());
+        let mut hook: OnAction = Box::new(Intents(vec![]));
+        let out = mutate(&mut cp, &Mutation::Redrive { arns: vec!["arn:a".into(), "arn:b".into()] }, &mut hook);
+        let Loaded::Done { failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(!failed[0].contains("audit log"), "the first target was tried (and failed on its own): {failed:?}");
+        assert!(failed[1].contains("audit log cannot record it") && failed[1].contains("disk full"), "{failed:?}");
     }
 
     #[test]

@@ -1,0 +1,349 @@
+//! The store file and the files around it: read-only data directories, damaged and
+//! lost stores, backups and file permissions. The real binary on real files.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lightbox")
+}
+
+struct Lb {
+    dir: tempfile::TempDir,
+}
+
+impl Lb {
+    fn new() -> Lb {
+        Lb { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+    fn db(&self) -> PathBuf {
+        self.data().join("lightbox.db")
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.env("HOME", self.dir.path()).env_remove("LIGHTBOX_CONFIG").env_remove("LIGHTBOX_AUDIT_KEY");
+        c.arg("--data-dir").arg(self.data());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run lightbox")
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).expect("json")
+    }
+    /// A state machine with a review gate, one execution waiting at it, one audited claim.
+    fn seed(&self) -> (String, String) {
+        let def = self.path("review.json");
+        std::fs::write(
+            &def,
+            json!({"StartAt": "Review", "States": {
+                "Review": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                           "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token"}}, "End": true}}})
+            .to_string(),
+        )
+        .expect("write");
+        self.json(&["state-machines", "create", "--name", "review", "--definition", def.to_str().expect("p")]);
+        let arn = self.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1"])["executionArn"]
+            .as_str()
+            .expect("arn")
+            .to_string();
+        let token = self.json(&["tasks", "list"])["tasks"][0]["taskToken"].as_str().expect("token").to_string();
+        self.json(&["--user", "dr.a", "tasks", "claim", &token]);
+        (arn, token)
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+fn chmod(p: &Path, m: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+// ----- read-only data directory ---------------------------------------------------
+
+/// Permissions do not stop root: as root, run the binary as `nobody` (util-linux `setpriv`).
+fn as_nobody(lb: &Lb, args: &[&str]) -> Output {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = if root {
+        let setpriv = Path::new("/usr/bin/setpriv");
+        assert!(setpriv.exists(), "this test needs setpriv (util-linux) to run lightbox as an unprivileged user");
+        let mut c = Command::new(setpriv);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()]);
+        c
+    } else {
+        Command::new(bin())
+    };
+    c.env("HOME", lb.dir.path()).env_remove("LIGHTBOX_CONFIG");
+    c.arg("--data-dir").arg(lb.data()).args(args);
+    c.output().expect("run setpriv")
+}
+
+#[test]
+fn read_commands_work_on_a_read_only_data_dir_and_writes_fail_clearly() {
+    let lb = Lb::new();
+    let (arn, token) = lb.seed();
+    // The owner makes the data directory read-only: every file 0444, directories 0555.
+    chmod(lb.dir.path(), 0o755);
+    for entry in walk(&lb.data()) {
+        chmod(&entry, if entry.is_dir() { 0o555 } else { 0o444 });
+    }
+    assert!(!lb.data().join("lightbox.db-wal").exists(), "a clean close leaves no -wal file");
+    for args in [
+        vec!["executions", "list"],
+        vec!["executions", "describe", arn.as_str()],
+        vec!["executions", "history", arn.as_str()],
+        vec!["tasks", "list"],
+        vec!["state-machines", "list"],
+        vec!["audit", "list"],
+        vec!["audit", "verify"],
+        vec!["store", "check"],
+    ] {
+        let out = as_nobody(&lb, &args);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{args:?} on a read-only data dir: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+        assert_eq!(warnings.len(), 1, "{args:?}: exactly one warning (logging is off): {err}");
+        assert!(warnings[0].contains("logging is off"), "{err}");
+    }
+    let listed = String::from_utf8_lossy(&as_nobody(&lb, &["executions", "list"]).stdout).into_owned();
+    assert!(listed.contains(&arn), "{listed}");
+    for args in [vec!["tasks", "approve", token.as_str()], vec!["executions", "start", "--state-machine", "review"]] {
+        let out = as_nobody(&lb, &args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} must fail on a read-only data dir");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains(&lb.db().display().to_string()) && err.contains("cannot be written"), "{args:?}: {err}");
+    }
+    // Give the temp dir back to root's cleanup.
+    for entry in walk(&lb.data()) {
+        chmod(&entry, 0o700);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+// ----- damage and loss ------------------------------------------------------------
+
+/// A store of a few MB: enough pages that garbage in the middle lands in table data.
+fn big_store(lb: &Lb) {
+    use lightbox::engine::{Clock, Engine};
+    let store = lightbox::store::Store::open(&lb.db()).expect("open");
+    let mut e = Engine::new(store, lightbox::engine::tasks::TaskRunner::new(), Clock::Real);
+    e.create_state_machine("pass", &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}).to_string(), None)
+        .expect("create");
+    let pad = "x".repeat(3000);
+    for i in 0..600 {
+        e.start_execution("pass", Some(&format!("e{i}")), &json!({"pad": pad, "i": i}).to_string()).expect("start");
+    }
+}
+
+fn corrupt_middle(db: &Path) {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let len = std::fs::metadata(db).expect("meta").len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(db).expect("open");
+    f.seek(SeekFrom::Start(len / 2 + 100)).expect("seek");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    f.write_all(&garbage).expect("write");
+}
+
+#[test]
+fn garbage_in_the_middle_is_detected_and_nothing_is_written() {
+    let lb = Lb::new();
+    big_store(&lb);
+    lb.ok(&["executions", "list"]);
+    corrupt_middle(&lb.db());
+    let before = std::fs::read(lb.db()).expect("read");
+    let out = lb.run(&["executions", "start", "--state-machine", "pass", "--name", "after-damage"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "starting an execution on a damaged store must fail");
+    assert!(err.contains("damaged") && err.contains(&lb.db().display().to_string()), "{err}");
+    assert!(err.contains("lightbox store backup"), "names the way back: {err}");
+    assert_eq!(std::fs::read(lb.db()).expect("read"), before, "nothing was written to the damaged file");
+    let out = lb.run(&["store", "check"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DAMAGED"));
+}
+
+#[test]
+fn a_store_truncated_to_zero_or_deleted_is_never_taken_for_a_new_one() {
+    for delete in [false, true] {
+        let lb = Lb::new();
+        lb.seed();
+        if delete {
+            std::fs::remove_file(lb.db()).expect("rm");
+        } else {
+            std::fs::File::create(lb.db()).expect("truncate");
+        }
+        for args in [vec!["executions", "list"], vec!["state-machines", "list"], vec!["executions", "start", "--state-machine", "review"]] {
+            let out = lb.run(&args);
+            let err = stderr(&out);
+            assert!(!out.status.success(), "{args:?} on a store that lost its data must fail: {}", String::from_utf8_lossy(&out.stdout));
+            assert!(err.contains("lost its data") && err.contains(&lb.db().display().to_string()), "{err}");
+        }
+        let len = std::fs::metadata(lb.db()).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(len, 0, "no new empty store was written in its place");
+        assert_eq!(lb.run(&["store", "check"]).status.code(), Some(3));
+    }
+}
+
+#[test]
+fn a_torn_file_fails_the_header_check() {
+    let lb = Lb::new();
+    lb.seed();
+    let f = std::fs::OpenOptions::new().write(true).open(lb.db()).expect("open");
+    let len = f.metadata().expect("meta").len();
+    f.set_len(len - 1000).expect("truncate");
+    drop(f);
+    let err = stderr(&lb.run(&["tasks", "approve", "00000000"]));
+    assert!(err.contains("damaged") && err.contains("whole number"), "{err}");
+}
+
+#[test]
+fn the_quick_check_runs_only_when_the_file_changed_behind_lightboxs_back() {
+    let lb = Lb::new();
+    big_store(&lb);
+    let checked = lb.data().join("lightbox.db.checked");
+    let stamp = || {
+        let m = std::fs::metadata(lb.db()).expect("meta");
+        let t = m.modified().expect("mtime").duration_since(std::time::UNIX_EPOCH).expect("epoch").as_nanos();
+        format!("{} {t}", m.len())
+    };
+    // A clean close records the file as it left it.
+    assert_eq!(std::fs::read_to_string(&checked).expect("checked"), stamp());
+    // Something else touches the file: the stamp no longer matches, the next open checks
+    // it again (it is sound) and records it anew.
+    let f = std::fs::OpenOptions::new().append(true).open(lb.db()).expect("open");
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).expect("touch");
+    drop(f);
+    assert_ne!(std::fs::read_to_string(&checked).expect("checked"), stamp());
+    let s = lightbox::store::Store::open_read_only(&lb.db()).expect("open");
+    assert_eq!(s.damage(), None);
+    drop(s);
+    lightbox::store::Store::open(&lb.db()).expect("a changed but sound file passes its quick check");
+    assert_eq!(std::fs::read_to_string(&checked).expect("checked"), stamp());
+}
+
+// ----- backup and check ---------------------------------------------------------------
+
+#[test]
+fn backup_makes_a_consistent_private_copy_that_check_verifies() {
+    let lb = Lb::new();
+    let (arn, _) = lb.seed();
+    let copy = lb.path("backup.db");
+    let out = lb.json(&["store", "backup", copy.to_str().expect("p")]);
+    assert_eq!(out["backup"], copy.display().to_string());
+    assert_eq!(mode(&copy), 0o600, "a backup holds patient data");
+    let check = lb.json(&["store", "check", copy.to_str().expect("p")]);
+    assert_eq!(check["result"], "OK", "{check}");
+    assert_eq!(check["counts"]["executions"], 1);
+    assert!(check["counts"]["auditRows"].as_i64().unwrap_or(0) >= 1, "{check}");
+    // The copy is a working store: another data dir can use it as is.
+    let other = Lb::new();
+    std::fs::create_dir_all(other.data()).expect("mkdir");
+    std::fs::copy(&copy, other.db()).expect("copy");
+    assert_eq!(other.json(&["executions", "describe", &arn])["status"], "RUNNING");
+    // An existing file is not overwritten.
+    let out = lb.run(&["store", "backup", copy.to_str().expect("p")]);
+    assert!(!out.status.success());
+    // A damaged copy fails its check.
+    corrupt_middle(&copy);
+    std::fs::write(&copy, b"not a database at all").expect("write");
+    assert_eq!(lb.run(&["store", "check", copy.to_str().expect("p")]).status.code(), Some(3));
+    // A missing file is a usage error naming it.
+    let out = lb.run(&["store", "check", lb.path("nope.db").to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nope.db"));
+}
+
+#[test]
+fn backup_is_consistent_while_another_process_writes() {
+    let lb = Lb::new();
+    big_store(&lb);
+    let mut writer = lb
+        .cmd()
+        .args(["engine", "--seconds", "3"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("engine");
+    let store = lightbox::store::Store::open(&lb.db()).expect("open");
+    let mut e = lightbox::engine::Engine::new(store, lightbox::engine::tasks::TaskRunner::new(), lightbox::engine::Clock::Real);
+    let copy = lb.path("online.db");
+    for i in 0..50 {
+        e.start_execution("pass", Some(&format!("during-{i}")), "{}").expect("start");
+        if i == 25 {
+            e.store.backup_to(&copy).expect("backup");
+        }
+    }
+    let _ = writer.wait();
+    let c = lightbox::store::Store::open_read_only(&copy).expect("open copy");
+    assert!(c.integrity_check().expect("check").is_empty());
+    let n: i64 = c.conn().query_row("SELECT COUNT(*) FROM executions", [], |r| r.get(0)).expect("count");
+    assert_eq!(n, 600 + 26, "the copy holds exactly what was committed when it was taken");
+}
+
+// ----- permissions -----------------------------------------------------------------
+
+#[test]
+fn the_data_dir_and_its_files_are_readable_by_their_owner_only() {
+    let lb = Lb::new();
+    lb.seed();
+    let data = lb.data();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("logs")), 0o700);
+    let logs: Vec<PathBuf> = std::fs::read_dir(data.join("logs")).expect("logs").flatten().map(|e| e.path()).collect();
+    assert!(!logs.is_empty());
+    for f in logs.iter().chain([lb.db(), data.join("lightbox.db.id"), data.join("lightbox.db.anchor")].iter()) {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    // While a store is open its -wal and -shm files exist: private too.
+    let s = lightbox::store::Store::open(&lb.db()).expect("open");
+    s.conn().execute("UPDATE state_machines SET updated_at = updated_at", []).expect("write");
+    for f in ["lightbox.db-wal", "lightbox.db-shm"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    drop(s);
+    // The library makes them private too, without the binary's umask.
+    let lib = Lb::new();
+    let s = lightbox::store::Store::open(&lib.path("lib/x.db")).expect("open");
+    s.conn().execute("UPDATE state_machines SET updated_at = updated_at", []).expect("write");
+    assert_eq!(mode(&lib.path("lib")), 0o700);
+    for f in ["x.db", "x.db-wal", "x.db-shm", "x.db.id"] {
+        assert_eq!(mode(&lib.path("lib").join(f)), 0o600, "{f}");
+    }
+}
