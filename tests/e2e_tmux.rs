@@ -264,3 +264,56 @@ fn a_claimed_review_is_answered_only_with_an_audited_override() {
     let reason = row["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("override of the claim held by dr.a: dr.a is in theatre"), "{row}");
 }
+
+/// Seen: an execution whose JSONata Wait resolved to 10^15 seconds panicked the engine at
+/// every restart; five unrelated executions with due timers never moved, and the console on
+/// that data dir drew a blank screen and ignored `q`. Now the console draws, drives the
+/// others to completion, and quits.
+#[test]
+fn one_bad_execution_never_blanks_the_console_or_stalls_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let long = json!({"QueryLanguage": "JSONata", "StartAt": "Long", "States": {
+        "Long": {"Type": "Wait", "Seconds": "{% 1000000000000000 %}", "End": true}}});
+    let short = json!({"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 1, "Next": "Done"}, "Done": {"Type": "Succeed"}}});
+    for (name, def) in [("long", &long), ("short", &short)] {
+        let f = dir.path().join(format!("{name}.json"));
+        std::fs::write(&f, def.to_string()).expect("write");
+        lb(&data, &["state-machines", "create", "--name", name, "--definition", f.to_str().expect("p")]);
+    }
+    for i in 0..5 {
+        lb(&data, &["executions", "start", "--state-machine", "short", "--name", &format!("nap-{i}")]);
+    }
+    // Started last, so its failure (or a panic) would come first on the next pass.
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["executions", "start", "--state-machine", "long", "--name", "bad"])
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = Tmux::start(&format!("{} --data-dir {} console --no-demo", bin(), data.display()), 120, 30);
+    t.wait_for("Pipelines");
+    t.keys(&["3"]);
+    t.wait_for("Executions");
+    let start = Instant::now();
+    loop {
+        let list = lb(&data, &["executions", "list", "--status", "SUCCEEDED"]);
+        if list["executions"].as_array().map(Vec::len) == Some(5) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the console's engine never finished the five: {list}\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bad = describe(&data, "long", "bad");
+    assert_eq!(bad["status"], "FAILED", "{bad}");
+    assert_eq!(bad["error"], "States.Runtime", "{bad}");
+    let s = t.screen();
+    assert!(s.contains("Executions") && !s.contains("panicked"), "{s}");
+    t.keys(&["q"]);
+    let start = Instant::now();
+    while t.alive() {
+        assert!(start.elapsed() < Duration::from_secs(5), "q did not quit:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
