@@ -1,38 +1,20 @@
 //! Actions land on what the operator chose: claims are respected by every surface, and the
 //! CLI says what an answer will do before it acts. The real binary on a real store.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use common::Lb;
 
 use serde_json::{Value, json};
 
-struct Lb {
-    dir: tempfile::TempDir,
+trait ActionsExt {
+    fn gate(&self) -> String;
+    fn token(&self) -> String;
+    fn token_status(&self, token: &str) -> String;
+    fn audit(&self) -> Vec<Value>;
 }
 
-impl Lb {
-    fn new() -> Lb {
-        Lb { dir: tempfile::tempdir().expect("tempdir") }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lightbox")).arg("--data-dir").arg(self.path("data")).args(args).output().expect("run lightbox")
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.run(&a);
-        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e})"))
-    }
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "lightbox {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-    /// A gate whose escalation the definition does not catch (the senior gate of the demo).
+impl ActionsExt for Lb {
     fn gate(&self) -> String {
         let def = self.path("senior.json");
         let d = json!({"StartAt": "SeniorReview", "States": {

@@ -1,47 +1,12 @@
 //! The command line, driven as scripts drive it: the real binary on a real store.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{Lb, bin};
+
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lightbox")
-}
-
-struct Lb {
-    dir: tempfile::TempDir,
-}
-
-impl Lb {
-    fn new() -> Lb {
-        Lb { dir: tempfile::tempdir().expect("tempdir") }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn write(&self, name: &str, v: &Value) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, v.to_string()).expect("write");
-        p
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin()).arg("--data-dir").arg(self.path("data")).args(args).output().expect("run lightbox")
-    }
-    /// Run, expect success, parse stdout as JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.run(&a);
-        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-    }
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "lightbox {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
 
 fn review_machine(timeout: u64) -> Value {
     json!({

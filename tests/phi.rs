@@ -2,50 +2,21 @@
 //! and `--json` output (same shape), shown only with `--reveal --reason`, which the
 //! audit log records. The real binary on a real store.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use common::Lb;
+
+use std::process::Command;
 
 use serde_json::{Value, json};
 
-struct Lb {
-    dir: tempfile::TempDir,
-}
-
 const SECRETS: [&str; 5] = ["Dana", "Testperson", "SYN-000421", "1961-04-02", "555-0100"];
 
-impl Lb {
-    fn new() -> Lb {
-        Lb { dir: tempfile::tempdir().expect("tempdir") }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.path(name);
-        std::fs::write(&p, text).expect("write");
-        p.to_str().expect("utf-8 path").to_string()
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lightbox"))
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .args(["--user", "dr.lee"])
-            .args(args)
-            .env_remove("LIGHTBOX_CONFIG")
-            .output()
-            .expect("run lightbox")
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let text = self.ok(&a);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
-    }
+trait PhiExt {
+    fn reveals(&self) -> Vec<Value>;
+}
+
+impl PhiExt for Lb {
     fn reveals(&self) -> Vec<Value> {
         self.json(&["audit", "list", "--action", "reveal-phi"])["entries"].as_array().cloned().unwrap_or_default()
     }
@@ -79,8 +50,8 @@ fn setup(lb: &Lb) -> (String, String) {
         "StartAt": "Check",
         "States": {"Check": {"Type": "Fail", "Error": "Order.Mismatch", "CausePath": "States.Format('no order for {}', $.patient.name)"}}
     });
-    let r = lb.write("review.json", &review.to_string());
-    let f = lb.write("fail.json", &fail.to_string());
+    let r = lb.file("review.json", &review);
+    let f = lb.file("fail.json", &fail);
     lb.ok(&["state-machines", "create", "--name", "review", "--definition", &r]);
     lb.ok(&["state-machines", "create", "--name", "mismatch", "--definition", &f]);
     let input = order().to_string();
@@ -111,7 +82,7 @@ fn assert_masked(what: &str, text: &str) {
 
 #[test]
 fn read_commands_mask_patient_data_and_keep_the_shape() {
-    let lb = Lb::new();
+    let lb = Lb::as_user("dr.lee");
     let (waiting, failed) = setup(&lb);
     let commands: Vec<Vec<&str>> = vec![
         vec!["tasks", "list"],
@@ -146,7 +117,7 @@ fn read_commands_mask_patient_data_and_keep_the_shape() {
 
 #[test]
 fn reveal_shows_patient_data_and_is_audited() {
-    let lb = Lb::new();
+    let lb = Lb::as_user("dr.lee");
     let (waiting, failed) = setup(&lb);
     assert!(lb.reveals().is_empty());
     let reason = "wrong-patient hold, consult with Dr Lee";
@@ -170,7 +141,7 @@ fn reveal_shows_patient_data_and_is_audited() {
 
 #[test]
 fn reveal_without_a_reason_of_substance_exits_2_and_shows_nothing() {
-    let lb = Lb::new();
+    let lb = Lb::as_user("dr.lee");
     let (waiting, _) = setup(&lb);
     for bad in [
         vec!["--reveal"],
@@ -193,21 +164,21 @@ fn reveal_without_a_reason_of_substance_exits_2_and_shows_nothing() {
 
 #[test]
 fn phi_fields_and_paths_come_from_config() {
-    let lb = Lb::new();
+    let lb = Lb::as_user("dr.lee");
     let (waiting, _) = setup(&lb);
-    let cfg = lb
-        .write("config.toml", "[phi]\nfields = [\"mrn\"]\nextra_fields = [\"Modality\"]\npaths = [\"$.accession\"]\nreveal_minutes = 2\n");
+    let cfg =
+        lb.file("config.toml", "[phi]\nfields = [\"mrn\"]\nextra_fields = [\"Modality\"]\npaths = [\"$.accession\"]\nreveal_minutes = 2\n");
     let d = lb.json(&["--config", &cfg, "executions", "describe", &waiting]);
     let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
     assert_eq!(input["patient"]["mrn"], "S•••");
     assert_eq!(input["patient"]["given"], "Dana", "`fields` replaced the defaults");
     assert_eq!(input["modality"], "•••", "extra field, any case (two characters show nothing)");
     assert_eq!(input["accession"], "A•••", "a path");
-    let bad = lb.write("bad.toml", "[phi]\npaths = [\"patient\"]\n");
+    let bad = lb.file("bad.toml", "[phi]\npaths = [\"patient\"]\n");
     let out = lb.run(&["--config", &bad, "tasks", "list"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("$.patient"), "{}", String::from_utf8_lossy(&out.stderr));
-    let typo = lb.write("typo.toml", "[phi]\nfeilds = [\"mrn\"]\n");
+    let typo = lb.file("typo.toml", "[phi]\nfeilds = [\"mrn\"]\n");
     assert!(!lb.run(&["--config", &typo, "tasks", "list"]).status.success(), "unknown [phi] keys are refused");
 }
 
@@ -215,7 +186,7 @@ fn phi_fields_and_paths_come_from_config() {
 #[test]
 fn console_reveal_is_per_study_and_audited() {
     use std::time::{Duration, Instant};
-    let lb = Lb::new();
+    let lb = Lb::as_user("dr.lee");
     // Two studies of the same patient; the failed one sorts first and is selected.
     let (_, failed) = setup(&lb);
     let session = format!("lightbox-phi-{}", std::process::id());

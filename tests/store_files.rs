@@ -1,53 +1,21 @@
 //! The store file and the files around it: read-only data directories, damaged and
 //! lost stores, backups and file permissions. The real binary on real files.
 
+mod common;
+
+use common::{Lb, bin};
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lightbox")
+trait StoreExt {
+    fn seed(&self) -> (String, String);
 }
 
-struct Lb {
-    dir: tempfile::TempDir,
-}
-
-impl Lb {
-    fn new() -> Lb {
-        Lb { dir: tempfile::tempdir().expect("tempdir") }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn data(&self) -> PathBuf {
-        self.path("data")
-    }
-    fn db(&self) -> PathBuf {
-        self.data().join("lightbox.db")
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(bin());
-        c.env("HOME", self.dir.path()).env_remove("LIGHTBOX_CONFIG").env_remove("LIGHTBOX_AUDIT_KEY");
-        c.arg("--data-dir").arg(self.data());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run lightbox")
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "lightbox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).expect("json")
-    }
-    /// A state machine with a review gate, one execution waiting at it, one audited claim.
+impl StoreExt for Lb {
     fn seed(&self) -> (String, String) {
         let def = self.path("review.json");
         std::fs::write(
