@@ -34,13 +34,13 @@ impl Lb {
         self.data().join("lightbox.db")
     }
     /// Write `text` (a JSON value or a string) to a file in the temporary directory.
-    pub fn write(&self, name: &str, text: impl std::fmt::Display) -> PathBuf {
+    pub fn write(&self, name: &str, text: &(impl std::fmt::Display + ?Sized)) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, text.to_string()).expect("write");
         p
     }
     /// [`Lb::write`], returning the path as a string for an argument list.
-    pub fn file(&self, name: &str, text: impl std::fmt::Display) -> String {
+    pub fn file(&self, name: &str, text: &(impl std::fmt::Display + ?Sized)) -> String {
         self.write(name, text).to_str().expect("utf-8 path").to_string()
     }
     pub fn cmd(&self) -> Command {
