@@ -233,6 +233,22 @@ fn retry_backoff_at_high_attempt_counts_does_not_overflow() {
     assert_eq!(run(def, json!({}))["status"], "FAILED");
 }
 
+#[test]
+fn item_batcher_sizes_read_through_paths_must_be_positive_integers() {
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.a", "End": true,
+        "ItemBatcher": {"MaxItemsPerBatchPath": "$.b"},
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+    for bad in [json!(-1), json!(0), json!("lots"), json!(1.5)] {
+        let out = run(def.clone(), json!({"a": [1, 2, 3], "b": bad}));
+        assert_eq!(out["status"], "FAILED", "{bad}: {out}");
+        assert_eq!(out["error"], "States.Runtime", "{bad}: {out}");
+        assert!(out["cause"].as_str().is_some_and(|c| c.contains("MaxItemsPerBatchPath") && c.contains("$.b")), "{out}");
+    }
+    let out = run(def, json!({"a": [1, 2, 3], "b": 2}));
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
+    assert_eq!(out["output"].as_array().map(Vec::len), Some(2), "two batches: {out}");
+}
+
 fn problems(def: &Value) -> Vec<String> {
     match Definition::parse_str(&def.to_string()) {
         Ok(_) => vec![],

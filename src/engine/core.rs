@@ -1142,7 +1142,18 @@ impl Machine<'_> {
                                 match (b.get(k), b.get(format!("{k}Path")).and_then(Value::as_str)) {
                                     (Some(v), _) => Ok(v.as_u64()),
                                     (None, Some(p)) => {
-                                        Ok(numeric_string(eval::select_required(p, &after_input, &scope, &name, entered)?).as_u64())
+                                        let v = numeric_string(eval::select_required(p, &after_input, &scope, &name, entered)?);
+                                        match v.as_u64() {
+                                            Some(n) if n > 0 => Ok(Some(n)),
+                                            _ => Err(Failure::runtime(eval::state_cause(
+                                                &name,
+                                                entered,
+                                                &format!(
+                                                    "The {k}Path field refers to value \"{}\" which is not a valid positive integer: {p}",
+                                                    to_json(&v)
+                                                ),
+                                            ))),
+                                        }
                                     }
                                     _ => Ok(None),
                                 }
