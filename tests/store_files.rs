@@ -51,6 +51,23 @@ fn stderr(o: &Output) -> String {
 
 // ----- read-only data directory ---------------------------------------------------
 
+/// The binary where `nobody` can run it: the build's own directory may sit under a folder
+/// only its owner can enter (a checkout in root's home), so use a world-readable copy.
+fn bin_for_nobody() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("lightbox-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("bin dir");
+        chmod(&dir, 0o755);
+        let copy = dir.join("lightbox");
+        if std::fs::hard_link(bin(), &copy).is_err() {
+            std::fs::copy(bin(), &copy).expect("copy the binary");
+        }
+        chmod(&copy, 0o755);
+        copy
+    })
+}
+
 /// Permissions do not stop root: as root, run the binary as `nobody` (util-linux `setpriv`).
 fn as_nobody(lb: &Lb, args: &[&str]) -> Output {
     // SAFETY: geteuid has no preconditions.
@@ -59,7 +76,7 @@ fn as_nobody(lb: &Lb, args: &[&str]) -> Output {
         let setpriv = Path::new("/usr/bin/setpriv");
         assert!(setpriv.exists(), "this test needs setpriv (util-linux) to run lightbox as an unprivileged user");
         let mut c = Command::new(setpriv);
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin_for_nobody());
         c
     } else {
         Command::new(bin())
