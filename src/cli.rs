@@ -1111,6 +1111,14 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
         Command::Executions(ExecCmd::Redrive { arn }) => {
             ctx.refuse("redrive")?;
+            // Say what the redrive will do (or why it cannot), as the console's dialog does.
+            if let Some(row) = engine.store.execution(arn)? {
+                let def = engine.store.load(arn).ok().flatten().and_then(|l| Definition::parse_str(&l.definition).ok());
+                // When it cannot be redriven, the engine refuses below (and the refusal is audited).
+                if let (Ok(c), false) = (lightbox::ops::consequence::redrive(def.as_ref(), &row, Utc::now()), j) {
+                    eprintln!("consequence: {}", c.text);
+                }
+            }
             let intent = audit::begin(engine.store.conn(), &ctx.entry(audit::Action::Redrive).execution(arn.clone()), Utc::now())?;
             let before = status_of(engine, arn);
             let res = engine.redrive_execution(arn);

@@ -793,3 +793,19 @@ fn state_names_with_control_characters_are_escaped_in_tables() {
     // JSON output keeps the exact name (JSON escapes it).
     assert_eq!(pending(&lb)[0]["stateName"], name);
 }
+
+#[test]
+fn redrive_on_the_command_line_says_first_when_it_would_fail_again_at_once() {
+    let lb = Lb::new();
+    let def = lb.write(
+        "f.json",
+        &json!({"StartAt": "Check", "States": {
+        "Check": {"Type": "Pass", "Next": "Refuse"},
+        "Refuse": {"Type": "Fail", "Error": "Order.Cancelled", "Cause": "cancelled"}}}),
+    );
+    lb.json(&["state-machines", "create", "--name", "f", "--definition", def.to_str().expect("p")]);
+    let arn = lb.json(&["executions", "start", "--state-machine", "f", "--name", "x"])["executionArn"].as_str().expect("arn").to_string();
+    let out = lb.run(&["executions", "redrive", &arn]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("consequence: WARNING") && err.contains("Fail state") && err.contains("fails again at once"), "{err}");
+}
