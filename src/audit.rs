@@ -794,6 +794,39 @@ fn publish_head(conn: &Connection, rec: &AuditRecord) -> Result<()> {
     Ok(())
 }
 
+/// The log against the heads it published ([`publish_head`]): a published head beyond the
+/// log's last row means rows were removed (even with the anchor file emptied or trimmed to
+/// match), and a published hash that differs from its row's means the chain was rewritten.
+fn check_published(conn: &Connection, rows: &[(i64, String)], last_seq: i64) -> Result<Option<(i64, String)>> {
+    if !table_exists(conn, "outbox")? {
+        return Ok(None);
+    }
+    let mut st = conn.prepare("SELECT event_id, payload FROM outbox WHERE execution_arn = ?1 AND topic = ?2 ORDER BY event_id")?;
+    let heads = st.query_map(rusqlite::params![HEAD_SOURCE, HEAD_TOPIC], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let by_seq: std::collections::HashMap<i64, &str> = rows.iter().map(|(s, h)| (*s, h.as_str())).collect();
+    let mut newest = 0i64;
+    for h in heads {
+        let (seq, payload) = h?;
+        newest = newest.max(seq);
+        let published = serde_json::from_str::<Value>(&payload).ok().and_then(|v| v["detail"]["hash"].as_str().map(str::to_string));
+        if let (Some(p), Some(row)) = (published, by_seq.get(&seq))
+            && p != *row
+        {
+            return Ok(Some((
+                seq,
+                format!("row {seq}'s hash differs from the one published as the audit head then (the chain was rewritten)"),
+            )));
+        }
+    }
+    if newest > last_seq {
+        return Ok(Some((
+            newest,
+            format!("the log ends at seq {last_seq} but seq {newest} was published as the audit head (rows removed)"),
+        )));
+    }
+    Ok(None)
+}
+
 // ----- the anchor file -----------------------------------------------------------
 
 /// The anchor file of the log in `conn`'s database: `<db>.anchor` beside it, one
@@ -1283,13 +1316,16 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
                         } else {
                             "hash does not match the row's contents (row edited)".to_string()
                         })
-                    } else if let Some(i) = rec.intent_seq {
-                        match intents.remove(&i) {
-                            Some(_) => None,
-                            None => Some(format!("the row closes intent {i}, which is not an open intent")),
-                        }
                     } else {
                         None
+                    };
+                    // Intents are paired whatever else is wrong with a row, so a key problem
+                    // is not also reported as every intent left open.
+                    let p = match rec.intent_seq {
+                        Some(i) if intents.remove(&i).is_none() && p.is_none() => {
+                            Some(format!("the row closes intent {i}, which is not an open intent"))
+                        }
+                        _ => p,
                     };
                     if rec.is_intent() {
                         intents.insert(rec.seq, rec.clone());
@@ -1328,6 +1364,9 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport> {
     }
     if first_bad.is_none() {
         first_bad = check_anchor(anchor_file.as_deref(), anchor.as_ref(), anchor_problem, &by_seq_hash, last.as_ref().map(|l| l.0));
+    }
+    if first_bad.is_none() {
+        first_bad = check_published(conn, &by_seq_hash, last.as_ref().map_or(0, |l| l.0))?;
     }
     let open_intents: Vec<AuditRecord> = intents.into_values().collect();
     if first_bad.is_none()

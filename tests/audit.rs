@@ -505,10 +505,55 @@ fn rewriting_the_whole_chain_is_detected_by_the_anchor() {
     let report = audit::verify(store.conn()).expect("verify");
     assert!(!report.ok, "{report}");
     assert!(report.to_string().contains("rewritten"), "{report}");
-    // Without a key, a forger who also replaces the anchor file is not detected: that
-    // is what the key is for (see the keyed test in tests/cli.rs).
+    // A forger who also replaces the anchor file is still caught by the heads the log
+    // published when each row was written.
     std::fs::copy(dir.path().join("forged.db.anchor"), dir.path().join("a.db.anchor")).expect("copy anchor");
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(!report.ok && report.to_string().contains("published"), "{report}");
+    // Without a key, one who rewrites the published heads too is not detected: that is
+    // what the key is for (see the keyed test in tests/cli.rs), and why heads leave the machine.
+    tamper(
+        store.conn(),
+        &format!(
+            "ATTACH '{}' AS f; DELETE FROM outbox WHERE topic = 'audit';
+             INSERT INTO outbox (execution_arn, event_id, topic, payload, created_ms)
+               SELECT execution_arn, event_id, topic, payload, created_ms FROM f.outbox WHERE topic = 'audit'; DETACH f;",
+            dir.path().join("forged.db").display()
+        ),
+    );
     assert!(audit::verify(store.conn()).expect("verify").ok);
+}
+
+/// Seen: an empty (or comment-only) anchor file beside a wiped log, or an anchor trimmed
+/// to match a cut tail, passed verify — with or without the key.
+#[test]
+fn an_emptied_or_trimmed_anchor_does_not_hide_a_wipe_or_a_cut_tail() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = file_store(&dir, "a.db", 6, full_entry);
+    let anchor = dir.path().join("a.db.anchor");
+    let lines: Vec<String> = std::fs::read_to_string(&anchor).expect("anchor").lines().map(str::to_string).collect();
+    // A cut tail, with the head moved back and the anchor trimmed to match.
+    let hash3: String = store.conn().query_row("SELECT hash FROM audit_log WHERE seq = 3", [], |r| r.get(0)).expect("hash");
+    tamper(store.conn(), &format!("DELETE FROM audit_log WHERE seq > 3; UPDATE audit_head SET seq = 3, hash = '{hash3}';"));
+    std::fs::write(
+        &anchor,
+        lines
+            .iter()
+            .filter(|l| l.split(' ').next().and_then(|s| s.parse::<i64>().ok()).is_some_and(|s| s <= 3))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .expect("trim");
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(!report.ok, "{report}");
+    assert!(report.to_string().contains("seq 6 was published"), "{report}");
+    // The whole log wiped and the anchor emptied (or left with a comment).
+    tamper(store.conn(), "DELETE FROM audit_log; DELETE FROM audit_head;");
+    for text in ["", "# x\n"] {
+        std::fs::write(&anchor, text).expect("empty");
+        let report = audit::verify(store.conn()).expect("verify");
+        assert!(!report.ok, "{text:?}: {report}");
+    }
 }
 
 #[test]

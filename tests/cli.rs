@@ -656,13 +656,17 @@ fn with_a_key_a_rewrite_of_the_whole_chain_and_its_anchor_is_detected() {
     let ok = run_keyed(&real, Some(KEY), &["audit", "verify"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("keyed"));
-    // Verifying a keyed log without the key does not pass.
-    assert_eq!(run_keyed(&real, None, &["audit", "verify"]).status.code(), Some(3));
+    // Verifying a keyed log without the key does not pass, and says why without also
+    // calling every intent unfinished.
+    let unkeyed = run_keyed(&real, None, &["audit", "verify"]);
+    assert_eq!(unkeyed.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&unkeyed.stdout);
+    assert!(said.contains("signed with an audit key") && !said.contains("intent without an outcome"), "{said}");
     // A wrong key does not pass either.
     assert_eq!(run_keyed(&real, Some("another key of enough length"), &["audit", "verify"]).status.code(), Some(3));
 
     // A forger without the key builds a consistent chain of their own, and replaces the
-    // log, its head and the anchor file with it.
+    // log, its head, the heads it published and the anchor file with it.
     let forged = Lb::new();
     setup(&forged, 3600);
     audited_actions(&forged, None, "someone.else");
@@ -677,7 +681,10 @@ fn with_a_key_a_rewrite_of_the_whole_chain_and_its_anchor_is_detected() {
     }
     conn.execute_batch(&format!(
         "ATTACH '{}' AS f; DELETE FROM audit_log; INSERT INTO audit_log SELECT * FROM f.audit_log;
-         DELETE FROM audit_head; INSERT INTO audit_head SELECT * FROM f.audit_head; DETACH f;",
+         DELETE FROM audit_head; INSERT INTO audit_head SELECT * FROM f.audit_head;
+         DELETE FROM outbox WHERE topic = 'audit';
+         INSERT INTO outbox (execution_arn, event_id, topic, payload, created_ms)
+           SELECT execution_arn, event_id, topic, payload, created_ms FROM f.outbox WHERE topic = 'audit'; DETACH f;",
         forged.path("data").join("lightbox.db").display()
     ))
     .expect("forge");
