@@ -867,7 +867,8 @@ fn acting_on(
             Some(e) => g.on_error(e),
         };
         // The error an operator types is free text (it may quote the patient): masked.
-        let known = engine.store.execution(&t.execution_arn).ok().flatten().map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default();
+        let known =
+            engine.store.execution(&t.execution_arn).ok().flatten().map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default();
         eprintln!("consequence: {}", ctx.phi.mask_text_with(&c.text, &known));
     }
     Ok((acting, note))
