@@ -273,6 +273,9 @@ enum AuditCmd {
         /// without an outcome are listed).
         #[arg(long)]
         intents: bool,
+        /// Reasons and causes operators typed can quote patient data: masked unless revealed.
+        #[command(flatten)]
+        phi: RevealArgs,
     },
     /// Check the hash chain, the anchor file and that every intent has its outcome:
     /// exits 3 if any entry was edited, removed or reordered, or an action went unrecorded.
@@ -863,7 +866,10 @@ fn acting_on(
             None => g.on_success(),
             Some(e) => g.on_error(e),
         };
-        eprintln!("consequence: {}", c.text);
+        // The error an operator types is free text (it may quote the patient): masked.
+        let known =
+            engine.store.execution(&t.execution_arn).ok().flatten().map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default();
+        eprintln!("consequence: {}", ctx.phi.mask_text_with(&c.text, &known));
     }
     Ok((acting, note))
 }
@@ -1058,6 +1064,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             } else {
                 let known = ctx.phi.identifiers_in_text(&r.input);
                 r.cause = r.cause.map(|c| ctx.phi.mask_text_with(&c, &known));
+                r.error = r.error.map(|c| ctx.phi.mask_text_with(&c, &known));
             }
             if j {
                 let v = describe(&r);
@@ -1225,7 +1232,11 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                     .map_err(claim_hint)?;
             task_done(j, &t);
         }
-        Command::Audit(AuditCmd::List { since, actor, action, target, limit, intents }) => {
+        Command::Audit(AuditCmd::List { since, actor, action, target, limit, intents, phi }) => {
+            let reveal = match reveal_check(engine, ctx, phi, None)? {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
             let since = match since {
                 Some(s) => Some(
                     DateTime::parse_from_rfc3339(s)
@@ -1243,7 +1254,27 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 hide_closed_intents: !*intents,
                 limit: *limit,
             };
-            let rows = audit::list(engine.store.conn(), &filter)?;
+            let mut rows = audit::list(engine.store.conn(), &filter)?;
+            if reveal {
+                reveal_record(engine, ctx, phi, None)?;
+            } else {
+                // Free text an operator typed (a reject cause quoting the patient): masked with
+                // the identifiers of the execution it names, and JSON inside it masked too.
+                let mut known_by_arn: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+                for r in &mut rows {
+                    let known = match &r.execution_arn {
+                        Some(a) => known_by_arn
+                            .entry(a.clone())
+                            .or_insert_with(|| {
+                                engine.store.execution(a).ok().flatten().map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default()
+                            })
+                            .clone(),
+                        None => vec![],
+                    };
+                    r.reason = r.reason.take().map(|t| ctx.phi.mask_text_with(&t, &known));
+                    r.error = r.error.take().map(|t| ctx.phi.mask_text_with(&t, &known));
+                }
+            }
             if j {
                 print_json(&json!({"entries": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()}));
             } else {

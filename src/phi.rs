@@ -66,13 +66,53 @@ pub const DEFAULT_FIELDS: &[&str] = &[
     "memberId",
     "accountNumber",
     "driversLicense",
+    "identifier",
+    "cell",
+    "nhsNumber",
+];
+
+/// With the default fields, a field is also an identifier when its normalized name
+/// (lowercase, no `_`/`-`) starts or ends with one of these stems (`ssnNumber`,
+/// `emailAddress`, `homeAddress`, `mrn_num`, `patientMrn`). Chosen so that workflow
+/// fields (`accession`, `modality`, `priority`, `status`, `state`) never match.
+pub const DEFAULT_STEMS: &[&str] = &[
+    "mrn",
+    "ssn",
+    "email",
+    "phone",
+    "address",
+    "nhs",
+    "birth",
+    "dob",
+    "zip",
+    "postcode",
+    "postalcode",
+    "surname",
+    "firstname",
+    "lastname",
+    "familyname",
+    "givenname",
+    "patientname",
+    "patientid",
+    "passport",
+    "medicare",
+    "medicaid",
+    "socialsecurity",
+    "driverslicense",
 ];
 
 /// Identifier paths masked by default (config `[phi] paths` replaces them, `extra_paths` adds).
 pub const DEFAULT_PATHS: &[&str] = &["$.patient"];
 
 /// Fields of an API response or history event that carry a payload document.
-pub const PAYLOAD_KEYS: &[&str] = &["input", "output", "parameters", "result", "cause", "assignedVariables"];
+/// `error` and `cause` are free text (an `ErrorPath` or an operator can put anything there).
+pub const PAYLOAD_KEYS: &[&str] = &["input", "output", "parameters", "result", "cause", "error", "assignedVariables"];
+
+/// How many layers of JSON-string encoding (`"\"{\\\"mrn\\\": …}\""`) are unwrapped.
+const MAX_STRING_LAYERS: usize = 3;
+
+/// How many `{` in one free text are tried as the start of an embedded JSON object.
+const MAX_EMBEDDED_TRIES: usize = 64;
 
 /// How long a console reveal lasts by default, in minutes.
 pub const DEFAULT_REVEAL_MINUTES: u32 = 5;
@@ -102,6 +142,7 @@ enum Step<'a> {
 #[derive(Debug, Clone)]
 pub struct Masker {
     fields: HashSet<String>,
+    stems: Vec<String>,
     paths: Vec<Vec<Seg>>,
 }
 
@@ -110,7 +151,12 @@ impl Default for Masker {
         let fields: Vec<String> = DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect();
         let paths: Vec<String> = DEFAULT_PATHS.iter().map(|s| s.to_string()).collect();
         // The defaults are valid paths; an empty path list is the (unreachable) fallback.
-        Masker::new(&fields, &paths).unwrap_or(Masker { fields: fields.iter().map(|f| norm(f)).collect(), paths: vec![] })
+        let m = Masker::new(&fields, &paths).unwrap_or(Masker {
+            fields: fields.iter().map(|f| norm(f)).collect(),
+            stems: vec![],
+            paths: vec![],
+        });
+        m.with_default_stems()
     }
 }
 
@@ -196,6 +242,57 @@ fn embedded_json(s: &str) -> Option<Value> {
     serde_json::from_str::<Value>(s).ok().filter(|v| v.is_object() || v.is_array())
 }
 
+/// Text that holds a JSON object or array, possibly encoded again as a JSON string
+/// (up to [`MAX_STRING_LAYERS`] times): the document and how many string layers wrap it.
+fn layered_json(s: &str) -> Option<(Value, usize)> {
+    let mut cur = s.to_string();
+    for layers in 0..=MAX_STRING_LAYERS {
+        if let Some(v) = embedded_json(&cur) {
+            return Some((v, layers));
+        }
+        if !cur.trim_start().starts_with('"') {
+            return None;
+        }
+        match serde_json::from_str::<Value>(&cur) {
+            Ok(Value::String(inner)) => cur = inner,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A document serialized like `like`, then wrapped in `layers` JSON-string encodings.
+fn relayer(v: &Value, like: &str, layers: usize) -> String {
+    let mut out = reserialize(v, like);
+    for _ in 0..layers {
+        out = serde_json::to_string(&Value::String(out)).unwrap_or_default();
+    }
+    out
+}
+
+/// The JSON objects embedded in free text (`wrong patient {"mrn":"X"} …`): byte spans
+/// and the parsed objects, trying at most [`MAX_EMBEDDED_TRIES`] opening braces.
+fn embedded_objects(text: &str) -> Vec<(usize, usize, Value)> {
+    let mut out = vec![];
+    let mut from = 0;
+    let mut tries = 0;
+    while tries < MAX_EMBEDDED_TRIES {
+        let Some(off) = text[from..].find('{') else { break };
+        let start = from + off;
+        tries += 1;
+        let mut it = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+        match it.next() {
+            Some(Ok(v)) if v.is_object() => {
+                let end = start + it.byte_offset();
+                out.push((start, end, v));
+                from = end;
+            }
+            _ => from = start + 1,
+        }
+    }
+    out
+}
+
 fn reserialize(v: &Value, like: &str) -> String {
     if like.contains('\n') { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) }.unwrap_or_default()
 }
@@ -208,15 +305,30 @@ fn finish_known(mut known: Vec<String>) -> Vec<String> {
     known
 }
 
-/// `text` with every occurrence of a known identifier value masked.
+/// `text` with every occurrence of a known identifier value masked, in any letter case
+/// ("ERNEST HERON" for "Ernest Heron"). One linear-time pass: the values are escaped
+/// literals of one case-insensitive alternation, longest first.
 pub fn mask_free_text(text: &str, known: &[String]) -> String {
-    let mut out = text.to_string();
-    for k in known {
-        if k.chars().count() >= 3 && out.contains(k.as_str()) {
-            out = out.replace(k.as_str(), &mask_str(k));
+    // A cheap prefilter: only values that occur (lowercased) go into the automaton.
+    let lower = text.to_lowercase();
+    let mut ks: Vec<&String> = known.iter().filter(|k| k.chars().count() >= 3 && lower.contains(&k.to_lowercase())).collect();
+    if ks.is_empty() {
+        return text.to_string();
+    }
+    ks.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    ks.dedup();
+    let pattern = ks.iter().map(|k| regex::escape(k)).collect::<Vec<_>>().join("|");
+    match regex::RegexBuilder::new(&pattern).case_insensitive(true).size_limit(64 << 20).build() {
+        Ok(re) => re.replace_all(text, |c: &regex::Captures| mask_str(&c[0])).into_owned(),
+        Err(_) => {
+            // Too many values for one automaton: exact matches, value by value.
+            let mut out = text.to_string();
+            for k in ks {
+                out = out.replace(k.as_str(), &mask_str(k));
+            }
+            out
         }
     }
-    out
 }
 
 impl Masker {
@@ -224,8 +336,15 @@ impl Masker {
     pub fn new(fields: &[String], paths: &[String]) -> Result<Masker, PhiError> {
         Ok(Masker {
             fields: fields.iter().map(|f| norm(f)).filter(|f| !f.is_empty()).collect(),
+            stems: vec![],
             paths: paths.iter().map(|p| parse_path(p)).collect::<Result<_, _>>()?,
         })
+    }
+
+    /// Also treat fields whose normalized name starts or ends with a [`DEFAULT_STEMS`] stem as identifiers.
+    pub fn with_default_stems(mut self) -> Masker {
+        self.stems = DEFAULT_STEMS.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     /// From config: `fields`/`paths` replace the defaults when given, `extra_*` add to them.
@@ -235,6 +354,7 @@ impl Masker {
         paths: Option<&[String]>,
         extra_paths: &[String],
     ) -> Result<Masker, PhiError> {
+        let defaults = fields.is_none();
         let mut f: Vec<String> = match fields {
             Some(f) => f.to_vec(),
             None => DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
@@ -245,12 +365,14 @@ impl Masker {
             None => DEFAULT_PATHS.iter().map(|s| s.to_string()).collect(),
         };
         p.extend(extra_paths.iter().cloned());
-        Masker::new(&f, &p)
+        let m = Masker::new(&f, &p)?;
+        Ok(if defaults { m.with_default_stems() } else { m })
     }
 
     /// Whether a field of this name holds a patient identifier.
     pub fn is_identifier_field(&self, key: &str) -> bool {
-        self.fields.contains(&norm(key))
+        let n = norm(key);
+        self.fields.contains(&n) || self.stems.iter().any(|s| n.starts_with(s.as_str()) || n.ends_with(s.as_str()))
     }
 
     fn path_hit(&self, at: &[Step]) -> bool {
@@ -275,7 +397,16 @@ impl Masker {
 
     /// [`Masker::identifiers`] of a JSON text (none if it is not JSON).
     pub fn identifiers_in_text(&self, text: &str) -> Vec<String> {
-        embedded_json(text).map(|v| self.identifiers(&v)).unwrap_or_default()
+        match layered_json(text) {
+            Some((v, _)) => self.identifiers(&v),
+            None => {
+                let mut out = vec![];
+                for (_, _, v) in embedded_objects(text) {
+                    out.extend(self.identifiers(&v));
+                }
+                finish_known(out)
+            }
+        }
     }
 
     fn collect<'a>(&self, v: &'a Value, at: &mut Vec<Step<'a>>, under: bool, out: &mut Vec<String>) {
@@ -297,7 +428,7 @@ impl Masker {
                 }
             }
             Value::String(s) => {
-                if let Some(inner) = embedded_json(s) {
+                if let Some((inner, _)) = layered_json(s) {
                     let mut found = vec![];
                     self.collect(&inner, &mut vec![], under, &mut found);
                     out.extend(found);
@@ -360,8 +491,8 @@ impl Masker {
     /// Everything under an identifier: leaves masked, JSON text inside strings masked whole.
     fn mask_subtree(&self, v: &Value) -> Value {
         match v {
-            Value::String(s) => match embedded_json(s) {
-                Some(inner) => Value::String(reserialize(&mask_all(&inner), s)),
+            Value::String(s) => match layered_json(s) {
+                Some((inner, layers)) => Value::String(relayer(&mask_all(&inner), s, layers)),
                 None => Value::String(mask_str(s)),
             },
             Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), self.mask_subtree(x))).collect()),
@@ -376,12 +507,32 @@ impl Masker {
         self.mask_text_with(text, &[])
     }
 
-    /// [`Masker::mask_text`]; text that is not JSON is free text and loses the `known` values.
+    /// [`Masker::mask_text`]; text that is not JSON is free text and loses the `known` values,
+    /// and the JSON objects embedded in it (`wrong patient {"mrn":"X"}`) are masked in place.
+    /// A JSON string that encodes a JSON document (again, up to a few times) is masked inside.
     pub fn mask_text_with(&self, text: &str, known: &[String]) -> String {
-        match embedded_json(text) {
-            Some(v) => reserialize(&self.mask_value_with(&v, known), text),
-            None => mask_free_text(text, known),
+        if let Some((v, layers)) = layered_json(text) {
+            let inner = if layers == 0 { text.to_string() } else { reserialize(&v, "") };
+            return relayer(&self.mask_value_with(&v, known), &inner, layers);
         }
+        let spans = embedded_objects(text);
+        if spans.is_empty() {
+            return mask_free_text(text, known);
+        }
+        let mut all: Vec<String> = known.to_vec();
+        for (_, _, v) in &spans {
+            all.extend(self.identifiers(v));
+        }
+        let all = finish_known(all);
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end, v) in &spans {
+            out.push_str(&mask_free_text(&text[at..*start], &all));
+            out.push_str(&reserialize(&self.mask_value_with(v, &all), ""));
+            at = *end;
+        }
+        out.push_str(&mask_free_text(&text[at..], &all));
+        out
     }
 
     /// An API response or history event: the payload fields it carries ([`PAYLOAD_KEYS`],
@@ -443,24 +594,103 @@ fn is_payload_key(k: &str) -> bool {
 
 /// Words that are not a reason.
 const NOT_REASONS: &[&str] = &[
-    "test", "testing", "asdf", "qwerty", "xxx", "foo", "bar", "baz", "reason", "none", "na", "n/a", "because", "yes", "no", "ok", "reveal",
-    "phi", "todo", "tbd", "abc", "aaa", "just",
+    "test",
+    "testing",
+    "tested",
+    "tests",
+    "asdf",
+    "qwerty",
+    "xxx",
+    "foo",
+    "bar",
+    "baz",
+    "reason",
+    "reasons",
+    "none",
+    "na",
+    "n/a",
+    "because",
+    "cause",
+    "yes",
+    "no",
+    "ok",
+    "okay",
+    "reveal",
+    "revealing",
+    "phi",
+    "todo",
+    "tbd",
+    "abc",
+    "aaa",
+    "just",
+    "want",
+    "wanted",
+    "wanna",
+    "it",
+    "i",
+    "to",
+    "me",
+    "my",
+    "the",
+    "a",
+    "an",
+    "and",
+    "or",
+    "of",
+    "is",
+    "this",
+    "that",
+    "so",
+    "see",
+    "look",
+    "need",
+    "please",
+    "curious",
+    "stuff",
+    "thing",
+    "things",
+    "something",
+    "whatever",
+    "hello",
+    "hi",
+    "lol",
+    "blah",
+    "random",
+    "why",
+    "not",
+    "do",
+    "can",
+    "let",
+    "show",
 ];
 
-/// A reason for revealing patient data must say something: at least 10 characters and
-/// two different words, not only filler ("test", "asdf", …).
+/// Whether `w` (lowercase) looks like a word: not one letter repeated ("aaaaaaaaaa"),
+/// and a word of four or more letters has a vowel.
+fn wordlike(w: &str) -> bool {
+    let letters: Vec<char> = w.chars().filter(|c| c.is_alphabetic()).collect();
+    let Some(first) = letters.first() else { return false };
+    if letters.len() >= 3 && letters.iter().all(|c| c == first) {
+        return false;
+    }
+    letters.len() < 4 || letters.iter().any(|c| "aeiouy".contains(*c) || !c.is_ascii())
+}
+
+/// A reason for revealing patient data must say something: at least 10 characters, two
+/// different words that look like words, and at least one word of four or more letters
+/// that is not filler ("test", "because", "want", "just", …).
 pub fn check_reason(reason: &str) -> Result<(), PhiError> {
     let r = reason.trim();
     let words: Vec<String> = r
         .split(|c: char| !c.is_alphanumeric() && c != '/')
         .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
         .map(|w| w.to_lowercase())
+        .filter(|w| wordlike(w))
         .collect();
     let distinct: HashSet<&str> = words.iter().map(String::as_str).collect();
-    let substantive = distinct.iter().filter(|w| !NOT_REASONS.contains(w)).count();
+    let substantive = distinct.iter().filter(|w| !NOT_REASONS.contains(w) && w.chars().filter(|c| c.is_alphabetic()).count() >= 4).count();
     if r.chars().count() < 10 || distinct.len() < 2 || substantive < 1 {
         return Err(PhiError::Reason(format!(
-            "a reason to reveal patient data must say why, in at least 10 characters and two words (e.g. \"consult with Dr Lee on the wrong-patient hold\"); got {r:?}"
+            "a reason to reveal patient data must say why, in at least 10 characters and two real words, one of them of substance (e.g. \"consult with Dr Lee on the wrong-patient hold\"); got {r:?}"
         )));
     }
     Ok(())
@@ -545,6 +775,85 @@ mod tests {
         for good in ["stroke call", "wrong-patient hold for ACC-1", "consult with Dr Lee"] {
             assert!(check_reason(good).is_ok(), "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn weak_reasons_are_refused() {
+        for bad in ["aaaaaaaaaa bbbbbbbbbb", "testing it", "because i want to", "just want to see it", "qwrtzp xxxxxx"] {
+            assert!(check_reason(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["stroke call", "ED follow-up on critical finding", "patient called about report"] {
+            assert!(check_reason(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn error_fields_are_masked_like_causes() {
+        let m = Masker::default();
+        let known = m.identifiers(&json!({"patient": {"name": "Ernest Heron"}}));
+        let failed = json!({"executionFailedEventDetails": {"error": "Ernest Heron", "cause": "see Ernest"}});
+        let v = m.mask_envelope(&failed, &known);
+        assert_eq!(v["executionFailedEventDetails"]["error"], "E•••");
+        assert_eq!(v["executionFailedEventDetails"]["cause"], "see E•••");
+        let v = m.mask_envelope(&json!({"error": "States.TaskFailed"}), &known);
+        assert_eq!(v["error"], "States.TaskFailed", "error codes stay");
+    }
+
+    #[test]
+    fn known_values_match_in_any_case_and_are_escaped() {
+        let known = vec!["Ernest Heron".to_string(), "a.c".to_string(), "(x+".to_string()];
+        assert_eq!(mask_free_text("paged ERNEST HERON and ernest heron", &known), "paged E••• and e•••");
+        assert_eq!(mask_free_text("abc a.c (x+ y", &known), "abc a••• (••• y", "values are literals, not patterns");
+        assert_eq!(mask_free_text("nothing here", &known), "nothing here");
+    }
+
+    #[test]
+    fn json_embedded_in_free_text_is_masked() {
+        let m = Masker::default();
+        let t = m.mask_text("prefix {\"mrn\":\"INLINE-MRN\"} suffix INLINE-MRN");
+        assert!(!t.contains("INLINE-MRN"), "{t}");
+        assert!(t.starts_with("prefix {\"mrn\":\"I•••\"} suffix"), "{t}");
+        let t = m.mask_text("wrong patient {\"mrn\":\"REJ-MRN\"} and {not json} {\"a\":1}");
+        assert_eq!(t, "wrong patient {\"mrn\":\"R•••\"} and {not json} {\"a\":1}");
+        let v = m.mask_value(&json!({"note": "prefix {\"mrn\":\"INLINE-MRN\"} suffix"}));
+        assert!(!v.to_string().contains("INLINE-MRN"), "{v}");
+        // Doubly (and triply) encoded JSON strings.
+        let once = json!({"mrn": "DBL-MRN", "k": 1}).to_string();
+        let twice = Value::String(once.clone()).to_string();
+        let thrice = Value::String(twice.clone()).to_string();
+        for s in [&twice, &thrice] {
+            let masked = m.mask_text(s);
+            assert!(!masked.contains("DBL-MRN"), "{masked}");
+            assert!(masked.starts_with('"'), "still a JSON string: {masked}");
+        }
+        let v = m.mask_value(&json!({"input": twice}));
+        assert!(!v.to_string().contains("DBL-MRN"), "{v}");
+        assert!(m.identifiers_in_text(&thrice).contains(&"DBL-MRN".to_string()));
+        // Bounded: many braces do not blow up.
+        let many = "{".repeat(10_000);
+        assert_eq!(m.mask_text(&many), many);
+    }
+
+    #[test]
+    fn identifier_names_by_stem() {
+        let m = Masker::default();
+        let doc = json!({
+            "ssnNumber": "123-45-6789", "emailAddress": "e@x.org", "homeAddress": "1 Elm St", "cell": "555-0101",
+            "nhsNumber": 9434765919u64, "mrn_num": "MRN-77", "patientMrn": "MRN-78", "mobile": "555-0102",
+            "identifier": [{"system": "urn:mrn", "value": "FHIR-ID-1"}],
+            "accession": "ACC-1", "modality": "CT", "priority": "STAT", "status": "open", "state": "Review"
+        });
+        let v = m.mask_value(&doc);
+        let s = v.to_string();
+        for secret in ["6789", "e@x.org", "Elm", "0101", "9434765919", "MRN-77", "MRN-78", "0102", "FHIR-ID-1"] {
+            assert!(!s.contains(secret), "{secret} in {s}");
+        }
+        assert_eq!(v["nhsNumber"], "•••", "masked numbers are strings");
+        for (k, val) in [("accession", "ACC-1"), ("modality", "CT"), ("priority", "STAT"), ("status", "open"), ("state", "Review")] {
+            assert_eq!(v[k], val, "{k} is a workflow field");
+        }
+        let only = Masker::new(&["ssn".into()], &[]).expect("masker");
+        assert!(!only.is_identifier_field("ssnNumber"), "configured fields replace the defaults, stems included");
     }
 
     #[test]

@@ -808,3 +808,32 @@ fn a_review_that_leaves_because_it_was_answered_here_moves_on_quietly() {
     let m = a.message.as_ref().map(|m| m.0.clone()).unwrap_or_default();
     assert!(m.contains("review of ACC-20377 at RadiologistReview is no longer in this view; now on review of ACC-20299"), "{m}");
 }
+
+/// An error is free text (an `ErrorPath` can name the patient): the Executions ERROR
+/// column, the Events view and the detail header mask it, in any letter case.
+#[test]
+fn errors_naming_the_patient_are_masked() {
+    let mut a = app(false);
+    let mut rows = a.executions.value.clone();
+    rows[1].error = Some("Dana Testperson".into());
+    a.handle(AppEvent::Loaded(Loaded::Executions(rows), t0()));
+    let mut ev = event(7, "TaskFailed", Some("Publish"), 2);
+    ev.details = json!({"name": "Publish", "error": "DANA TESTPERSON"});
+    a.handle(AppEvent::Loaded(Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: ev }]), t0()));
+    a.handle(key('3'));
+    let screen = draw(&a, 160, 30);
+    assert!(!screen.contains("Testperson") && screen.contains("D•••"), "executions view: {screen}");
+    a.handle(key('4'));
+    let screen = draw(&a, 160, 30);
+    assert!(screen.contains("TaskFailed"), "the events view: {screen}");
+    assert!(!screen.to_lowercase().contains("testperson") && screen.contains("D•••"), "events view: {screen}");
+    detail(&mut a);
+    if let Some(e) = a.detail.value.execution.as_mut() {
+        e.error = Some("Dana Testperson".into());
+    }
+    a.detail.value.history[6].details = json!({"name": "Publish", "error": "Dana Testperson"});
+    let screen = draw(&a, 160, 30);
+    assert!(!screen.contains("Testperson") && screen.contains("D••• at Publish"), "detail: {screen}");
+    reveal(&mut a, "consult with the referring physician");
+    assert!(draw(&a, 160, 30).contains("Dana Testperson at Publish"));
+}

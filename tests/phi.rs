@@ -230,3 +230,53 @@ fn console_reveal_is_per_study_and_audited() {
     let row = serde_json::to_string(&rows[0]).expect("json");
     assert!(row.contains(&failed) && row.contains("wrong-patient hold") && row.contains("console"), "{row}");
 }
+
+/// Errors are free text too (an `ErrorPath` or an operator can put the patient there),
+/// and so are the reasons and causes the audit log lists.
+#[test]
+fn errors_and_audit_reasons_are_masked_everywhere() {
+    let lb = Lb::as_user("dr.lee");
+    let (waiting, _) = setup(&lb);
+    let fail = json!({
+        "StartAt": "F",
+        "States": {"F": {"Type": "Fail", "ErrorPath": "$.patient.name", "CausePath": "States.Format('paged {} about DANA TESTPERSON', $.accession)"}}
+    });
+    let f = lb.file("errpath.json", &fail);
+    lb.ok(&["state-machines", "create", "--name", "errpath", "--definition", &f]);
+    let input = order().to_string();
+    let e = lb.json(&["executions", "start", "--state-machine", "errpath", "--name", "acc-3", "--input-json", &input]);
+    let failed = e["executionArn"].as_str().expect("arn").to_string();
+    let d = lb.json(&["executions", "describe", &failed]);
+    assert_eq!(d["error"], "D•••", "{d}");
+    assert_eq!(d["cause"], "paged ACC-1 about D•••", "matched in any case: {d}");
+    assert_masked("describe", &lb.ok(&["executions", "describe", &failed]));
+    let h = lb.json(&["executions", "history", &failed]);
+    assert_masked("history --json", &h.to_string());
+    assert!(h.to_string().contains("\"error\":\"D•••\""), "{h}");
+    let reason = "wrong-patient hold, consult with Dr Lee";
+    let d = lb.json(&["executions", "describe", &failed, "--reveal", "--reason", reason]);
+    assert_eq!(d["error"], "Dana Testperson");
+
+    // An operator's reject quoting the patient, with JSON inside the cause.
+    let tasks = lb.json(&["tasks", "list"]);
+    let token = tasks["tasks"][0]["taskToken"].as_str().expect("token").to_string();
+    let out = lb.run(&["tasks", "reject", &token, "--error", "Rej.Map Testperson", "--cause", "wrong patient {\"mrn\":\"REJ-MRN\"} Dana"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_masked("tasks reject", &said);
+    let h = lb.json(&["executions", "history", &waiting]);
+    assert_masked("history after reject", &h.to_string());
+    assert!(!h.to_string().contains("REJ-MRN"), "{h}");
+    let list = lb.json(&["audit", "list"]);
+    assert_masked("audit list --json", &list.to_string());
+    assert!(!list.to_string().contains("REJ-MRN"), "{list}");
+    let table = lb.ok(&["audit", "list"]);
+    assert_masked("audit list", &table);
+    assert!(!table.contains("REJ-MRN"), "{table}");
+    let before = lb.reveals().len();
+    let shown = lb.json(&["audit", "list", "--reveal", "--reason", reason]);
+    assert!(shown.to_string().contains("REJ-MRN") && shown.to_string().contains("Testperson"), "{shown}");
+    assert_eq!(lb.reveals().len(), before + 1, "audit list --reveal is audited");
+    let out = lb.run(&["audit", "list", "--reveal", "--reason", "testing it"]);
+    assert_eq!(out.status.code(), Some(2));
+}

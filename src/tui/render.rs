@@ -83,6 +83,15 @@ impl App {
         known
     }
 
+    /// An execution's error (free text: an `ErrorPath` or an operator can put a name there):
+    /// its study's identifiers masked unless revealed.
+    fn error_text(&self, arn: &str, error: &str) -> String {
+        if error.is_empty() || self.revealed(arn) {
+            return error.to_string();
+        }
+        self.settings.phi.mask_text_with(error, &self.known_identifiers(arn))
+    }
+
     /// A review's draft (free text): its patient's identifiers masked unless revealed.
     fn draft(&self, r: &crate::ops::project::Review) -> String {
         if !r.patient.appears_in(&r.draft) || self.revealed(&r.execution_arn) {
@@ -458,7 +467,7 @@ impl App {
                     Cell::from(e.current_state.clone().unwrap_or_default()),
                     Cell::from(human(self.now - e.start)),
                     Cell::from(if e.redrive_count > 0 { format!("{}×", e.redrive_count) } else { String::new() }),
-                    Cell::from(Span::styled(e.error.clone().unwrap_or_default(), t.warn())),
+                    Cell::from(Span::styled(self.error_text(&e.arn, e.error.as_deref().unwrap_or_default()), t.warn())),
                 ]);
                 if i == sel { row.style(t.selected()) } else { row }
             })
@@ -495,7 +504,7 @@ impl App {
                 let at = e.current_state.clone().unwrap_or_default();
                 Line::from(vec![
                     Span::styled(format!(" {} ", e.status), t.status(e.status.as_str()).add_modifier(Modifier::REVERSED)),
-                    Span::styled(format!("  {} at {}", e.error.clone().unwrap_or_default(), at), t.text()),
+                    Span::styled(format!("  {} at {}", self.error_text(&e.arn, e.error.as_deref().unwrap_or_default()), at), t.text()),
                     Span::styled(format!("   redriven {}×   started {} ago", e.redrive_count, human(self.now - e.start)), t.muted()),
                 ])
             }
@@ -569,7 +578,7 @@ impl App {
                         .details
                         .get("error")
                         .and_then(|v| v.as_str())
-                        .map(str::to_string)
+                        .map(|x| if reveal { x.to_string() } else { self.settings.phi.mask_text_with(x, &known) })
                         .or_else(|| e.details.get("resource").and_then(|v| v.as_str()).map(str::to_string))
                         .unwrap_or_default();
                     let style = if e.event_type.ends_with("Failed") || e.event_type.ends_with("TimedOut") { t.breach() } else { t.text() };
@@ -608,7 +617,7 @@ impl App {
                     Cell::from(machine(&e.execution_arn).to_string()),
                     Cell::from(e.execution_arn.rsplit(':').next().unwrap_or_default().to_string()),
                     Cell::from(e.event.state_name().unwrap_or("").to_string()),
-                    Cell::from(e.event.details.get("error").and_then(|v| v.as_str()).unwrap_or("").to_string()),
+                    Cell::from(self.error_text(&e.execution_arn, e.event.details.get("error").and_then(|v| v.as_str()).unwrap_or(""))),
                 ]);
                 if i == sel { row.style(t.selected()) } else { row }
             })
