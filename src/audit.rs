@@ -420,14 +420,35 @@ pub fn actor(configured: Option<&str>) -> String {
     }
 }
 
-/// The operating-system user from `USER`, `LOGNAME` or `USERNAME`, else `"unknown"`.
+/// The operating-system user from `USER`, `LOGNAME` or `USERNAME`, else the account name of
+/// the process's user (the password database), else `uid N`.
 pub fn os_user() -> String {
     ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .filter_map(|k| std::env::var(k).ok())
         .map(|v| v.trim().to_string())
         .find(|v| !v.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+        .unwrap_or_else(account_name)
+}
+
+/// The account name of the real user id, from the password database.
+fn account_name() -> String {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd`'s fields,
+    // and `out` is non-null only when `pwd` was filled in.
+    let rc = unsafe { libc::getpwuid_r(uid, pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc == 0 && !out.is_null() {
+        // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr((*out).pw_name) }.to_string_lossy().trim().to_string();
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    format!("uid {uid}")
 }
 
 /// A task token as the audit log stores it: the first 8 characters and `…`.

@@ -816,3 +816,20 @@ fn redrive_on_the_command_line_says_first_when_it_would_fail_again_at_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("consequence: WARNING") && err.contains("Fail state") && err.contains("fails again at once"), "{err}");
 }
+
+/// Seen: with `$USER` unset (as root under a service manager), actions were recorded as
+/// "unknown". The OS account's name is used instead.
+#[test]
+fn with_no_user_in_the_environment_the_account_name_acts() {
+    let lb = Lb::new();
+    setup(&lb, 3600);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    let out =
+        lb.cmd().env_remove("USER").env_remove("LOGNAME").env_remove("USERNAME").args(["tasks", "claim", &token]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entries = lb.json(&["audit", "list"]);
+    let actor = entries["entries"][0]["actor"].as_str().expect("actor").to_string();
+    assert!(!actor.is_empty() && actor != "unknown", "{entries}");
+    let id = Command::new("id").arg("-un").output().expect("id");
+    assert_eq!(actor, String::from_utf8_lossy(&id.stdout).trim(), "{entries}");
+}
