@@ -351,7 +351,8 @@ impl Store {
             None => {
                 let id = files::marker_id(path).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 store.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?1)", [&id]).map_err(classify)?;
-                id
+                // Another process creating the store at the same moment may have won.
+                store.conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| r.get(0)).map_err(classify)?
             }
         };
         if !marker_path(path).exists() {
