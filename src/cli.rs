@@ -446,9 +446,23 @@ pub fn main() -> Result<ExitCode> {
 /// process may not write it or it is damaged (with one warning on standard error).
 fn open_store(db: &Path, reads_only: bool) -> Result<Store> {
     match Store::open(db) {
-        Ok(s) => Ok(s),
+        Ok(s) => {
+            // Data directories made by older versions were world-readable: make them private.
+            if let Some(dir) = db.parent() {
+                let changed = lightbox::store::tighten_permissions(dir, db);
+                if !changed.is_empty() {
+                    tracing::info!(changed = %changed.join(", "), "made the data directory and its files readable by their owner only");
+                }
+            }
+            Ok(s)
+        }
         Err(e @ (StoreError::ReadOnly { .. } | StoreError::Damaged { .. })) if reads_only => {
-            let s = Store::open_read_only(db).with_context(|| format!("{e}; opening it read-only failed too"))?;
+            let s = match Store::open_read_only(db) {
+                Ok(s) => s,
+                // For a command that only reads, the read-only open's error is the one that counts.
+                Err(ro) if matches!(e, StoreError::ReadOnly { .. }) => return Err(ro.into()),
+                Err(ro) => return Err(anyhow!("{e} (opening it read-only failed too: {ro})")),
+            };
             match s.damage() {
                 Some(d) => eprintln!(
                     "lightbox: warning: the store {} is damaged ({d}); showing what can be read. Run `lightbox store check` and restore a backup",
@@ -494,6 +508,8 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
         Ok(_) => match lightbox::store::header_problem(file).with_context(|| format!("reading {}", file.display()))? {
             Some(p) => problems.push(p),
             None => match Store::open_read_only(file) {
+                // Not a finding about the file: this process may not open it (needs write access).
+                Err(e) if e.is_read_only() => return Err(e.into()),
                 Err(e) => problems.push(e.to_string()),
                 Ok(store) => {
                     match store.integrity_check() {
@@ -505,7 +521,8 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
                         counts = json!({
                             "stateMachines": n("SELECT COUNT(*) FROM state_machines"),
                             "executions": n("SELECT COUNT(*) FROM executions"),
-                            "auditRows": n("SELECT COUNT(*) FROM audit_log"),
+                            // No audit table yet: nothing was audited.
+                            "auditRows": n("SELECT COUNT(*) FROM audit_log").unwrap_or(0),
                         });
                         if counts["executions"].is_null() {
                             problems.push("the file is an SQLite database but not a Lightbox store (no executions table)".into());
@@ -646,6 +663,11 @@ fn load_config(cli: &Cli) -> Result<Config> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        // The default config is optional: one that cannot be read is skipped, with a warning.
+        Err(e) if !explicit => {
+            eprintln!("lightbox: warning: config file {} cannot be read ({e}); using the defaults", path.display());
+            return Ok(Config::default());
+        }
         Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
     };
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))

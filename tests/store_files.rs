@@ -224,9 +224,18 @@ fn the_quick_check_runs_only_when_the_file_changed_behind_lightboxs_back() {
     big_store(&lb);
     let checked = lb.data().join("lightbox.db.checked");
     let stamp = || {
+        use std::os::unix::fs::MetadataExt as _;
         let m = std::fs::metadata(lb.db()).expect("meta");
-        let t = m.modified().expect("mtime").duration_since(std::time::UNIX_EPOCH).expect("epoch").as_nanos();
-        format!("{} {t}", m.len())
+        format!(
+            "db dev={} ino={} size={} mtime={}.{:09} ctime={}.{:09}",
+            m.dev(),
+            m.ino(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        )
     };
     // A clean close records the file as it left it.
     assert_eq!(std::fs::read_to_string(&checked).expect("checked"), stamp());
@@ -241,6 +250,140 @@ fn the_quick_check_runs_only_when_the_file_changed_behind_lightboxs_back() {
     drop(s);
     lightbox::store::Store::open(&lb.db()).expect("a changed but sound file passes its quick check");
     assert_eq!(std::fs::read_to_string(&checked).expect("checked"), stamp());
+}
+
+/// `touch -r`: the tool a person would use to hide a change from a size-and-mtime check.
+fn touch_r(reference: &Path, target: &Path) {
+    let ok = Command::new("touch").arg("-r").arg(reference).arg(target).status().expect("touch").success();
+    assert!(ok, "touch -r {} {}", reference.display(), target.display());
+}
+
+#[test]
+fn garbage_that_keeps_the_size_and_modification_time_is_still_detected() {
+    let lb = Lb::new();
+    big_store(&lb);
+    lb.ok(&["executions", "list"]);
+    let reference = lb.path("ref");
+    std::fs::write(&reference, "").expect("ref");
+    touch_r(&lb.db(), &reference);
+    let before = std::fs::metadata(lb.db()).expect("meta");
+    // Garbage over table pages in the middle of the file, then the old modification time back.
+    corrupt_middle(&lb.db());
+    touch_r(&reference, &lb.db());
+    let after = std::fs::metadata(lb.db()).expect("meta");
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.modified().expect("mtime"), before.modified().expect("mtime"));
+    let damaged = std::fs::read(lb.db()).expect("read");
+    let out = lb.run(&["executions", "start", "--state-machine", "pass", "--name", "after-damage"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "starting an execution on a damaged store must fail");
+    assert!(err.contains("damaged") && err.contains(&lb.db().display().to_string()), "{err}");
+    assert_eq!(std::fs::read(lb.db()).expect("read"), damaged, "nothing was written to the damaged file");
+}
+
+#[test]
+fn a_database_without_the_lightbox_tables_or_with_another_stores_id_is_refused() {
+    // The file was deleted and a valid, non-empty SQLite file with no tables took its place.
+    let lb = Lb::new();
+    lb.seed();
+    std::fs::remove_file(lb.db()).expect("rm");
+    {
+        let c = rusqlite::Connection::open(lb.db()).expect("sqlite");
+        c.execute_batch("create table t(x); drop table t;").expect("sql");
+    }
+    assert!(std::fs::metadata(lb.db()).expect("meta").len() > 0);
+    let before = std::fs::read(lb.db()).expect("read");
+    for args in [vec!["executions", "list"], vec!["state-machines", "list"], vec!["executions", "start", "--state-machine", "review"]] {
+        let out = lb.run(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} on a store that lost its tables must fail: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains("lost its data") && err.contains(&lb.db().display().to_string()), "{err}");
+        assert!(err.contains("lightbox.db.id") && err.contains("lightbox store backup"), "names the marker and the way back: {err}");
+    }
+    assert_eq!(std::fs::read(lb.db()).expect("read"), before, "no tables were created in its place");
+    let out = lb.run(&["store", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(!text.contains("null"), "{text}");
+
+    // Another store's database copied over this one.
+    let a = Lb::new();
+    a.seed();
+    let b = Lb::new();
+    b.seed();
+    std::fs::copy(b.db(), a.db()).expect("copy");
+    for args in [vec!["executions", "list"], vec!["executions", "start", "--state-machine", "review"]] {
+        let err = a.fails(&args);
+        assert!(err.contains("was replaced") && err.contains(&a.db().display().to_string()), "{err}");
+        assert!(err.contains("lightbox.db.id") && err.contains("lightbox store backup"), "{err}");
+    }
+    // Restoring its own backup is the way back.
+    let c = Lb::new();
+    let (arn_c, _) = c.seed();
+    let backup = c.path("backup.db");
+    c.ok(&["store", "backup", backup.to_str().expect("p")]);
+    c.ok(&["executions", "start", "--state-machine", "review", "--name", "later"]);
+    std::fs::copy(&backup, c.db()).expect("restore");
+    assert!(c.ok(&["executions", "list"]).contains(&arn_c), "its own backup is accepted");
+}
+
+#[test]
+fn a_store_made_before_the_database_kept_its_id_adopts_the_markers() {
+    let lb = Lb::new();
+    let (arn, _) = lb.seed();
+    {
+        let c = rusqlite::Connection::open(lb.db()).expect("sqlite");
+        c.execute_batch("DROP TABLE meta").expect("sql");
+    }
+    assert!(lb.ok(&["executions", "list"]).contains(&arn));
+    let marker = std::fs::read_to_string(lb.data().join("lightbox.db.id")).expect("marker");
+    let c = rusqlite::Connection::open(lb.db()).expect("sqlite");
+    let id: String = c.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| r.get(0)).expect("id");
+    assert!(marker.starts_with(&format!("lightbox store {id}\n")), "{marker} / {id}");
+}
+
+#[test]
+fn a_read_only_data_dir_with_a_wal_to_recover_is_a_read_only_problem_not_damage() {
+    use lightbox::engine::{Clock, Engine};
+    let src = Lb::new();
+    let lb = Lb::new();
+    std::fs::create_dir_all(lb.data()).expect("mkdir");
+    {
+        // A process that wrote and was killed: its -wal holds committed steps, no -shm is left.
+        let store = lightbox::store::Store::open(&src.db()).expect("open");
+        let mut e = Engine::new(store, lightbox::engine::tasks::TaskRunner::new(), Clock::Real);
+        e.create_state_machine("pass", &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}).to_string(), None)
+            .expect("create");
+        for i in 0..5 {
+            e.start_execution("pass", Some(&format!("w{i}")), "{}").expect("start");
+        }
+        for f in ["lightbox.db", "lightbox.db-wal", "lightbox.db.id"] {
+            std::fs::copy(src.data().join(f), lb.data().join(f)).expect("copy");
+        }
+    }
+    assert!(std::fs::metadata(lb.data().join("lightbox.db-wal")).expect("wal").len() > 0);
+    chmod(lb.dir.path(), 0o755);
+    for entry in walk(&lb.data()) {
+        chmod(&entry, if entry.is_dir() { 0o555 } else { 0o444 });
+    }
+    let out = as_nobody(&lb, &["store", "check"]);
+    let (text, err) = (String::from_utf8_lossy(&out.stdout).into_owned(), stderr(&out));
+    assert_ne!(out.status.code(), Some(3), "{text}{err}");
+    assert!(!out.status.success());
+    assert!(!text.contains("DAMAGED") && !err.contains("is damaged") && !err.contains("restore"), "{text}{err}");
+    assert!(err.contains("lightbox.db-shm") && err.contains("not damaged") && err.contains("owner"), "{err}");
+    for args in [vec!["executions", "list"], vec!["state-machines", "list"]] {
+        let out = as_nobody(&lb, &args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("lightbox.db-shm") && err.contains("not damaged"), "{args:?}: {err}");
+        assert!(!err.contains("; open") && !err.contains("changes the store") && !err.contains("damaged:"), "{args:?}: {err}");
+    }
+    // As the owner, with write access, the committed steps are all there.
+    for entry in walk(&lb.data()) {
+        chmod(&entry, if entry.is_dir() { 0o700 } else { 0o600 });
+    }
+    assert_eq!(lb.json(&["executions", "list"])["executions"].as_array().map(Vec::len), Some(5));
 }
 
 // ----- backup and check ---------------------------------------------------------------
@@ -331,4 +474,59 @@ fn the_data_dir_and_its_files_are_readable_by_their_owner_only() {
     for f in ["x.db", "x.db-wal", "x.db-shm", "x.db.id"] {
         assert_eq!(mode(&lib.path("lib").join(f)), 0o600, "{f}");
     }
+}
+
+#[test]
+fn a_data_dir_made_world_readable_is_made_private_on_a_writable_open() {
+    let lb = Lb::new();
+    lb.seed();
+    let data = lb.data();
+    lb.ok(&["store", "check"]);
+    chmod(&data, 0o755);
+    chmod(&data.join("logs"), 0o755);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("logs")).expect("logs").flatten().map(|e| e.path()).collect();
+    files.extend(["lightbox.db", "lightbox.db.id", "lightbox.db.anchor", "lightbox.db.checked"].map(|f| data.join(f)));
+    for f in &files {
+        chmod(f, 0o644);
+    }
+    lb.ok(&["executions", "list"]);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("logs")), 0o700);
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    let log: String = std::fs::read_dir(data.join("logs"))
+        .expect("logs")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert_eq!(log.matches("readable by their owner only").count(), 1, "one info line: {log}");
+}
+
+#[test]
+fn a_backup_onto_an_existing_file_says_so_once() {
+    let lb = Lb::new();
+    lb.seed();
+    let copy = lb.file("exists.db", "");
+    let err = lb.fails(&["store", "backup", &copy]);
+    assert_eq!(err.matches("already exists").count(), 1, "{err}");
+    assert!(err.contains(&copy), "{err}");
+}
+
+#[test]
+fn an_unreadable_default_config_is_skipped_with_a_warning() {
+    let lb = Lb::new();
+    // A config path that exists but cannot be read as a file (here: a directory).
+    let cfg = lb.path("cfg");
+    std::fs::create_dir_all(cfg.join("lightbox/config.toml")).expect("mkdir");
+    let out = lb.cmd().env("XDG_CONFIG_HOME", &cfg).args(["state-machines", "list"]).output().expect("run");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("config.toml"), "{err}");
+    // One named with --config must be readable.
+    let named = cfg.join("lightbox/config.toml");
+    let out = lb.cmd().args(["--config", named.to_str().expect("p"), "state-machines", "list"]).output().expect("run");
+    assert!(!out.status.success());
 }

@@ -115,11 +115,34 @@ pub fn header_problem(db: &Path) -> std::io::Result<Option<String>> {
     Ok(None)
 }
 
-/// `size mtime_ns` of a file, the key of the quick-check cache.
+/// One file's identity and state: inode, device, size, modification time and inode
+/// change time (nanoseconds). `touch` and `dd conv=notrunc` can keep a file's size and
+/// restore its modification time, but every write or `touch` moves the change time,
+/// which ordinary tools cannot set back.
+fn file_stamp(p: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(p).ok()?;
+    Some(format!(
+        "dev={} ino={} size={} mtime={}.{:09} ctime={}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
+/// The key of the quick-check cache: the database file's stamp, and the `-wal` file's
+/// when it holds anything (an empty `-wal`, as a reader leaves it, changes nothing).
 pub(super) fn stamp(db: &Path) -> Option<String> {
-    let m = std::fs::metadata(db).ok()?;
-    let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
-    Some(format!("{} {mtime}", m.len()))
+    let mut s = format!("db {}", file_stamp(db)?);
+    let wal = sidecar(db, "-wal");
+    if std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false) {
+        s.push_str(&format!("\nwal {}", file_stamp(&wal)?));
+    }
+    Some(s)
 }
 
 /// Whether the file is exactly as it was when last found good.
@@ -138,14 +161,53 @@ pub(super) fn mark_good(db: &Path) {
     }
 }
 
-/// Write the creation marker if it is not there yet.
-pub(super) fn ensure_marker(db: &Path) -> Result<()> {
+/// The store id the creation marker holds (its first line, `lightbox store <id>`).
+pub(super) fn marker_id(db: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(marker_path(db)).ok()?;
+    let first = text.lines().next()?.trim();
+    Some(first.strip_prefix("lightbox store ").unwrap_or(first).trim().to_string())
+}
+
+/// Write the creation marker for store `id`.
+pub(super) fn write_marker(db: &Path, id: &str) -> Result<()> {
     let p = marker_path(db);
-    if p.exists() {
-        return Ok(());
+    let text = format!("lightbox store {id}\ncreated {}\n", chrono::Utc::now().to_rfc3339());
+    write_private(&p, &text).map_err(|e| StoreError::Io { path: p.display().to_string(), err: e })
+}
+
+/// Make the data directory and the store's files readable by their owner only: data
+/// directories created by older versions were left world-readable. Only what this user
+/// owns is changed; returns what was changed.
+pub fn tighten_permissions(data_dir: &Path, db: &Path) -> Vec<String> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mut changed = vec![];
+    let mut fix = |p: &Path, want: u32| {
+        let Ok(m) = std::fs::symlink_metadata(p) else { return };
+        if m.file_type().is_symlink() || m.uid() != me {
+            return;
+        }
+        let mode = m.permissions().mode() & 0o777;
+        let tight = mode & want;
+        if tight != mode && std::fs::set_permissions(p, std::fs::Permissions::from_mode(tight)).is_ok() {
+            changed.push(format!("{} {:o} -> {:o}", p.display(), mode, tight));
+        }
+    };
+    fix(data_dir, 0o700);
+    for suffix in ["", "-wal", "-shm", ".id", ".anchor", ".checked"] {
+        fix(&sidecar(db, suffix), 0o600);
     }
-    let text = format!("lightbox store {}\ncreated {}\n", uuid::Uuid::new_v4(), chrono::Utc::now().to_rfc3339());
-    write_private(&p, &text).map_err(|e| StoreError::Io { path: p.display().to_string(), source: e })
+    let logs = data_dir.join("logs");
+    fix(&logs, 0o700);
+    if let Ok(entries) = std::fs::read_dir(&logs) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                fix(&e.path(), 0o600);
+            }
+        }
+    }
+    changed
 }
 
 /// The store lost its data when its marker exists but the database is missing or empty.

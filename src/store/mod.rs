@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::engine::core::{ExecState, Step, TokenOutcome};
 use crate::history::{ExecutionStatus, HistoryEvent};
 
-pub use files::{create_private_dir, header_problem, marker_path, private_file};
+pub use files::{create_private_dir, header_problem, marker_path, private_file, tighten_permissions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,10 +28,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("execution {0} changed underneath this step (another process applied it first)")]
     Conflict(String),
-    #[error("could not create data directory {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    // The I/O error is part of the message, not a separate cause, so it is not repeated.
+    #[error("could not create data directory {path}: {err}")]
+    Dir { path: String, err: std::io::Error },
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
     #[error(
         "the store {path} cannot be written ({detail}); this command changes the store: run it as the owner of the data directory, or use a command that only reads"
     )]
@@ -48,18 +49,36 @@ pub enum StoreError {
          afresh, delete {marker}"
     )]
     Lost { path: String, detail: String, marker: String },
+    #[error(
+        "the store {path} was replaced: it holds the store {found}, but {marker} says the store created here is {expected}. \
+         Lightbox does not use another store's data in its place. Restore the last good copy of this store made with \
+         `lightbox store backup FILE` over {path} (and delete {path}-wal and {path}-shm); to really use the other store here, \
+         delete {marker}"
+    )]
+    Replaced { path: String, found: String, expected: String, marker: String },
+    #[error(
+        "the store {path} cannot be opened read-only: {wal} holds committed changes that SQLite must first recover (it was not \
+         closed cleanly), and that needs {path}-shm, which cannot be created in a directory this process may not write. \
+         The store is not damaged. Run one Lightbox command as the owner of the data directory (or with write access to it), \
+         or copy the whole data directory somewhere writable and use --data-dir"
+    )]
+    NeedsRecovery { path: String, wal: String },
 }
 
 impl StoreError {
     /// The store file or its directory is not writable by this process.
     pub fn is_read_only(&self) -> bool {
-        matches!(self, StoreError::ReadOnly { .. })
+        matches!(self, StoreError::ReadOnly { .. } | StoreError::NeedsRecovery { .. })
     }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state_machines (
     arn         TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -266,7 +285,7 @@ impl Store {
                 if files::io_read_only(&e) {
                     StoreError::ReadOnly { path: shown.clone(), detail: format!("cannot create {}: {e}", dir.display()) }
                 } else {
-                    StoreError::Dir { path: dir.display().to_string(), source: e }
+                    StoreError::Dir { path: dir.display().to_string(), err: e }
                 }
             })?;
         }
@@ -275,14 +294,14 @@ impl Store {
         }
         let existed = path.exists();
         if existed {
-            if let Some(detail) = header_problem(path).map_err(|e| StoreError::Io { path: shown.clone(), source: e })? {
+            if let Some(detail) = header_problem(path).map_err(|e| StoreError::Io { path: shown.clone(), err: e })? {
                 return Err(StoreError::Damaged { path: shown, detail });
             }
             if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
                 return Err(if files::io_read_only(&e) {
                     StoreError::ReadOnly { path: shown, detail: format!("the file is not writable: {e}") }
                 } else {
-                    StoreError::Io { path: shown, source: e }
+                    StoreError::Io { path: shown, err: e }
                 });
             }
         }
@@ -290,11 +309,11 @@ impl Store {
             return Err(if files::io_read_only(&e) {
                 StoreError::ReadOnly { path: shown, detail: format!("its directory does not take new files: {e}") }
             } else {
-                StoreError::Io { path: shown, source: e }
+                StoreError::Io { path: shown, err: e }
             });
         }
         if !existed {
-            files::private_file(path, false, false).map_err(|e| StoreError::Io { path: shown.clone(), source: e })?;
+            files::private_file(path, false, false).map_err(|e| StoreError::Io { path: shown.clone(), err: e })?;
         }
         let classify = |e: rusqlite::Error| -> StoreError {
             if files::sql_damaged(&e) {
@@ -306,6 +325,9 @@ impl Store {
             }
         };
         let conn = Connection::open(path).map_err(classify)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(classify)?;
+        let (tables, id) = identity(&conn).map_err(classify)?;
+        check_identity(path, existed && tables, id.as_deref())?;
         let cached_good = existed && files::known_good(path);
         let mut store = Self::init(conn, true).map_err(|e| match e {
             StoreError::Sql(e) => classify(e),
@@ -322,7 +344,20 @@ impl Store {
             files::mark_good(path);
         }
         store.good = true;
-        files::ensure_marker(path)?;
+        // The store's id, in the database and in the marker beside it. A store made before
+        // the database kept its id adopts the marker's.
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let id = files::marker_id(path).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                store.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?1)", [&id]).map_err(classify)?;
+                // Another process creating the store at the same moment may have won.
+                store.conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| r.get(0)).map_err(classify)?
+            }
+        };
+        if !marker_path(path).exists() {
+            files::write_marker(path, &id)?;
+        }
         Ok(store)
     }
 
@@ -335,9 +370,9 @@ impl Store {
             return Err(StoreError::Lost { path: shown, detail, marker: marker_path(path).display().to_string() });
         }
         if !path.exists() {
-            return Err(StoreError::Io { path: shown, source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+            return Err(StoreError::Io { path: shown, err: std::io::Error::from(std::io::ErrorKind::NotFound) });
         }
-        let mut damage = header_problem(path).map_err(|e| StoreError::Io { path: shown.clone(), source: e })?;
+        let mut damage = header_problem(path).map_err(|e| StoreError::Io { path: shown.clone(), err: e })?;
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let probe = |c: &Connection| c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
@@ -350,13 +385,7 @@ impl Store {
                 let wal = files::sidecar(path, "-wal");
                 let wal_empty = std::fs::metadata(&wal).map(|m| m.len() == 0).unwrap_or(true);
                 if !wal_empty {
-                    return Err(StoreError::ReadOnly {
-                        path: shown,
-                        detail: format!(
-                            "it cannot be read either: {} holds changes and the directory does not take the -shm file",
-                            wal.display()
-                        ),
-                    });
+                    return Err(StoreError::NeedsRecovery { path: shown, wal: wal.display().to_string() });
                 }
                 let c = Connection::open_with_flags(files::uri(path, "immutable=1"), flags)?;
                 if let Err(e) = probe(&c) {
@@ -369,6 +398,11 @@ impl Store {
             }
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        match identity(&conn) {
+            Ok((tables, id)) => check_identity(path, tables, id.as_deref())?,
+            Err(e) if files::sql_damaged(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
         conn.pragma_update(None, "cache_size", -65536)?;
         let mut store = Store { conn, path: Some(path.to_path_buf()), read_only: true, damage: None, good: false };
         if damage.is_none() && !files::known_good(path) {
@@ -434,11 +468,12 @@ impl Store {
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
         let shown = dest.display().to_string();
         if dest.exists() {
-            return Err(StoreError::Io { path: shown, source: std::io::Error::from(std::io::ErrorKind::AlreadyExists) });
+            let e = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the file already exists (a backup never overwrites a file)");
+            return Err(StoreError::Io { path: shown, err: e });
         }
         let tmp = files::sidecar(dest, &format!(".partial-{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        files::private_file(&tmp, false, true).map_err(|e| StoreError::Io { path: tmp.display().to_string(), source: e })?;
+        files::private_file(&tmp, false, true).map_err(|e| StoreError::Io { path: tmp.display().to_string(), err: e })?;
         let done = self.conn.backup(rusqlite::MAIN_DB, &tmp, None).and_then(|()| {
             let c = Connection::open(&tmp)?;
             // A copy is one self-contained file: no -wal beside it.
@@ -449,7 +484,7 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
             return Err(e.into());
         }
-        std::fs::rename(&tmp, dest).map_err(|e| StoreError::Io { path: shown, source: e })?;
+        std::fs::rename(&tmp, dest).map_err(|e| StoreError::Io { path: shown, err: e })?;
         Ok(())
     }
 
@@ -875,9 +910,47 @@ impl Drop for Store {
         let full = self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
-        if matches!(full, Ok((0, log, done)) if log == done) {
+        if !matches!(full, Ok((0, log, done)) if log == done) {
+            return;
+        }
+        // Stamp the files as closing leaves them (the last connection removes the -wal).
+        let Ok(spare) = Connection::open_in_memory() else { return };
+        let conn = std::mem::replace(&mut self.conn, spare);
+        if conn.close().is_ok() {
             files::mark_good(&path);
         }
+    }
+}
+
+/// Whether the database has the Lightbox tables, and the store id it holds (if any).
+/// Reads only: run before anything is created in the file.
+fn identity(conn: &Connection) -> rusqlite::Result<(bool, Option<String>)> {
+    let has = |name: &str| {
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+    };
+    let tables = has("executions")?;
+    let id = if has("meta")? {
+        conn.query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| r.get::<_, String>(0)).optional()?
+    } else {
+        None
+    };
+    Ok((tables, id))
+}
+
+/// With the creation marker present, the database must be that store: Lightbox tables,
+/// and the marker's id (a store made before the database kept its id has none yet).
+fn check_identity(path: &Path, tables: bool, id: Option<&str>) -> Result<()> {
+    let Some(expected) = files::marker_id(path) else { return Ok(()) };
+    let shown = path.display().to_string();
+    let marker = marker_path(path).display().to_string();
+    if !tables {
+        let detail = "the database file holds no Lightbox tables (it was replaced by another or a new database)".to_string();
+        return Err(StoreError::Lost { path: shown, detail, marker });
+    }
+    match id {
+        Some(found) if found != expected => Err(StoreError::Replaced { path: shown, found: found.to_string(), expected, marker }),
+        _ => Ok(()),
     }
 }
 
