@@ -652,3 +652,38 @@ fn a_handler_panic_while_starting_fails_the_execution_not_the_caller() {
         engine.store.conn().query_row("SELECT lease_owner FROM executions WHERE arn = ?1", [&row.arn], |r| r.get(0)).expect("row");
     assert!(lease.is_none(), "lease released");
 }
+
+/// Seen: an execution busy in another process (its lease held for minutes by a worker deep
+/// in a huge Map) could not be stopped: "busy in another process". Stopping always works:
+/// after the wait it is aborted directly, and the holder's own step can no longer commit.
+#[test]
+fn stop_works_while_another_live_process_holds_the_lease() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut engine = engine_on(&dir, TaskRunner::new());
+    let sm = engine.create_state_machine("w", &good_wait(), None).expect("create");
+    let row = engine.start_execution(&sm.arn, Some("held"), "{}").expect("start");
+    // A live owner (this very process, under another name) holds the lease for a long time.
+    let other = format!("{}-someone-else", std::process::id());
+    assert!(engine.store.acquire_lease(&row.arn, &other, engine.clock.now(), 3_600_000).expect("lease"));
+    let loaded = engine.store.load(&row.arn).expect("load").expect("row");
+    let stopped = engine.stop_execution(&row.arn, Some("Ops.Stopped".into()), Some("stuck".into())).expect("stop always works");
+    assert_eq!(stopped.status, ExecutionStatus::Aborted);
+    // The holder's next commit, computed from the state it loaded, is refused.
+    let mut st = loaded.state;
+    st.status = ExecutionStatus::Succeeded;
+    let step = lightbox::engine::core::Step::default();
+    assert!(engine.store.commit_step(&st, loaded.version, &step).is_err(), "a stale step must not commit");
+    assert_eq!(status(&engine, &row.arn).0, ExecutionStatus::Aborted);
+}
+
+/// Seen: an inline Map over 20,000 items held its execution's lease for minutes (each
+/// finishing iteration copied the whole fan-out), stalling the engine. It now runs to the
+/// history limit and fails there as Step Functions does.
+#[test]
+fn a_huge_inline_map_fails_at_the_history_limit_instead_of_stalling() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {"M": {"Type": "Map", "Items": "{% [1..8000] %}",
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "End": true}}});
+    let out = run(def, json!({}));
+    assert_eq!(out["status"], "FAILED", "{out}");
+    assert!(out["cause"].as_str().is_some_and(|c| c.contains("maximum number of history events")), "{out}");
+}

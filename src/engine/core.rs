@@ -768,6 +768,11 @@ impl Machine<'_> {
 
     fn tick(&mut self, id: u32) {
         let Some(th) = self.thread(id) else { return };
+        // Only these phases step; the others (a Map's or Parallel's children above all) are
+        // not cloned here, or a fan-out of n children would cost O(n) on every child's step.
+        if !matches!(th.phase, Phase::Enter | Phase::Run | Phase::Exit { .. }) {
+            return;
+        }
         match th.phase.clone() {
             Phase::Enter => {
                 let Some(state) = self.state_of(th).cloned() else {
@@ -1752,12 +1757,16 @@ impl Machine<'_> {
     }
 
     fn children_done(&mut self, p: u32) {
-        let Some(parent) = self.thread(p).cloned() else { return };
-        let Phase::Children(fan) = &parent.phase else { return };
-        let finished = fan.slots.iter().all(|s| matches!(s, Slot::Succeeded(_) | Slot::Failed(_)));
+        // Look before cloning: this runs as each child finishes, and the parent holds them all.
+        let finished = match self.thread(p).map(|t| &t.phase) {
+            Some(Phase::Children(fan)) => fan.slots.iter().all(|s| matches!(s, Slot::Succeeded(_) | Slot::Failed(_))),
+            _ => return,
+        };
         if !finished {
             return;
         }
+        let Some(parent) = self.thread(p).cloned() else { return };
+        let Phase::Children(fan) = &parent.phase else { return };
         let results: Vec<Value> = fan
             .slots
             .iter()

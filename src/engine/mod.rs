@@ -374,10 +374,11 @@ impl Engine {
         }
         match self.deliver(arn, Input::Stop { error: error.clone(), cause: cause.clone() }) {
             Ok(()) | Err(EngineError::Apply(ApplyError::NotRunning(_))) => {}
-            Err(e @ EngineError::Busy(_)) => return Err(e),
             Err(e) => {
-                // The core could not stop it (an unreadable state, a definition that no longer
-                // parses, a bug): stopping must still work, so record it directly.
+                // The core could not stop it (another process holds its lease past the wait,
+                // an unreadable state, a definition that no longer parses, a bug): stopping
+                // must still work, so record it directly. The version bump makes any step the
+                // lease holder is still computing fail to commit, so nothing runs after it.
                 tracing::warn!(execution = %arn, error = %e, "stopping through the core failed; aborting the execution directly");
                 if self.store.execution(arn)?.is_some_and(|r| r.status == ExecutionStatus::Running) {
                     self.force_finish(arn, ExecutionStatus::Aborted, error.as_deref(), cause.as_deref())?;
