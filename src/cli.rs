@@ -709,10 +709,24 @@ fn init_logging(data_dir: &Path, level: Option<&str>) -> Option<tracing_appender
 
 /// Read an input file named on the command line (`-` is standard input). A missing,
 /// unreadable, non-UTF-8 or directory input is a [`UsageError`] (exit 2) naming the file.
+///
+/// Reading stops past the most the file may hold (a definition 1,048,576 bytes and an
+/// execution input 262,144 bytes, Step Functions' limits; anything else 16 MiB), so
+/// `/dev/zero` or a runaway pipe is refused instead of filling memory.
 fn read_file(path: &Path, what: &str) -> Result<String> {
+    use std::io::Read as _;
+    let limit: u64 = match what {
+        "--definition" => 1_048_576,
+        "--input" => 262_144,
+        _ => 16 * 1_048_576,
+    };
+    let shown = || if path == Path::new("-") { "standard input".to_string() } else { format!("file {}", path.display()) };
+    let too_big = || UsageError(format!("{what} {} is larger than {limit} bytes, the most it may hold", shown()));
     let bytes = if path == Path::new("-") {
         let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+        std::io::stdin()
+            .take(limit + 1)
+            .read_to_end(&mut b)
             .map_err(|e| UsageError(format!("{what}: reading standard input failed: {e}")))?;
         b
     } else {
@@ -723,12 +737,32 @@ fn read_file(path: &Path, what: &str) -> Result<String> {
             Ok(m) if m.is_dir() => return Err(UsageError(format!("{what} {} is a directory, not a file", path.display())).into()),
             _ => {}
         }
-        std::fs::read(path).map_err(|e| UsageError(format!("{what} file {} cannot be read: {e}", path.display())))?
+        let cannot = |e: std::io::Error| UsageError(format!("{what} file {} cannot be read: {e}", path.display()));
+        let mut b = Vec::new();
+        std::fs::File::open(path).map_err(cannot)?.take(limit + 1).read_to_end(&mut b).map_err(cannot)?;
+        b
     };
+    if bytes.len() as u64 > limit {
+        return Err(too_big().into());
+    }
     String::from_utf8(bytes).map_err(|e| {
         let shown = if path == Path::new("-") { "standard input".to_string() } else { format!("file {}", path.display()) };
         UsageError(format!("{what} {shown} is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())).into()
     })
+}
+
+/// An invalid definition on standard error: one problem a line, each escaped (state names
+/// come from the file and may hold control characters).
+fn say_invalid(path: &Path, e: &DefinitionError) {
+    match e {
+        DefinitionError::Invalid(ps) => {
+            eprintln!("lightbox: {} is not a valid state machine: {} problem(s):", path.display(), ps.len());
+            for p in ps {
+                eprintln!("  - {}: {}", esc(&p.location), esc(&p.message));
+            }
+        }
+        other => eprintln!("lightbox: {} is not a valid state machine: {}", path.display(), esc(&other.to_string())),
+    }
 }
 
 /// A string from a definition or an input, safe to print in a table: control
@@ -752,7 +786,7 @@ fn print_json(v: &Value) {
 fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
     let def = read_file(&a.definition, "--definition")?;
     if let Err(e) = Definition::parse_str(&def) {
-        eprintln!("lightbox: {} is not a valid state machine: {e}", a.definition.display());
+        say_invalid(&a.definition, &e);
         return Ok(ExitCode::from(2));
     }
     let input = match &a.input {
@@ -821,7 +855,7 @@ fn cmd_validate(path: &Path, as_json: bool) -> Result<ExitCode> {
     } else {
         say!("{}: {} problem(s)", path.display(), problems.len());
         for (l, m) in &problems {
-            say!("  {l}: {m}");
+            say!("  {}: {}", esc(l), esc(m));
         }
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
@@ -891,7 +925,7 @@ fn acting_on(
         // The error an operator types is free text (it may quote the patient): masked.
         let known =
             engine.store.execution(&t.execution_arn).ok().flatten().map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default();
-        eprintln!("consequence: {}", ctx.phi.mask_text_with(&c.text, &known));
+        eprintln!("consequence: {}", esc(&ctx.phi.mask_text_with(&c.text, &known)));
     }
     Ok((acting, note))
 }
@@ -987,7 +1021,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let row = match engine.create_state_machine(name, &text, role_arn.as_deref()) {
                 Ok(r) => r,
                 Err(EngineError::Definition(e)) => {
-                    eprintln!("lightbox: {} is not a valid state machine: {e}", definition.display());
+                    say_invalid(definition, &e);
                     return Ok(ExitCode::from(2));
                 }
                 Err(e) => return Err(e.into()),
@@ -1145,7 +1179,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 let def = engine.store.load(arn).ok().flatten().and_then(|l| Definition::parse_str(&l.definition).ok());
                 // When it cannot be redriven, the engine refuses below (and the refusal is audited).
                 if let (Ok(c), false) = (lightbox::ops::consequence::redrive(def.as_ref(), &row, Utc::now()), j) {
-                    eprintln!("consequence: {}", c.text);
+                    eprintln!("consequence: {}", esc(&c.text));
                 }
             }
             let intent = audit::begin(engine.store.conn(), &ctx.entry(audit::Action::Redrive).execution(arn.clone()), Utc::now())?;

@@ -833,3 +833,51 @@ fn with_no_user_in_the_environment_the_account_name_acts() {
     let id = Command::new("id").arg("-un").output().expect("id");
     assert_eq!(actor, String::from_utf8_lossy(&id.stdout).trim(), "{entries}");
 }
+
+/// Seen: `validate --definition /dev/zero` and `run --input /dev/zero` filled memory.
+/// Reading stops past the most a file may hold, and says so (exit 2).
+#[test]
+fn endless_or_oversized_input_files_are_refused_without_reading_them_whole() {
+    let lb = Lb::new();
+    let out = lb.run(&["validate", "--definition", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than 1048576 bytes"), "{}", String::from_utf8_lossy(&out.stderr));
+    let def = lb.write("p.json", &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}));
+    let out = lb.run(&["run", "--definition", def.to_str().expect("p"), "--input", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than 262144 bytes"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The shortened token a table prints (`c234d0eb…`) is accepted as the prefix it is; a
+/// prefix under 8 characters is refused as too short, not as a token that does not exist.
+#[test]
+fn the_printed_short_token_is_accepted_and_a_short_prefix_says_why() {
+    let lb = Lb::new();
+    setup(&lb, 3600);
+    let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
+    let shown: String = token.chars().take(8).chain(std::iter::once('…')).collect();
+    lb.json(&["--user", "dr.lee", "tasks", "claim", &shown]);
+    let err = lb.fails(&["tasks", "approve", &token[..7]]);
+    assert!(err.contains("at least 8 characters"), "{err}");
+}
+
+/// State names from a definition are printed escaped by `validate`, `run` and
+/// `state-machines create`: a name cannot send escape sequences or bidi overrides to the terminal.
+#[test]
+fn invalid_definitions_print_state_names_escaped() {
+    let lb = Lb::new();
+    let def = lb.write(
+        "ctl.json",
+        &json!({"StartAt": "A\u{1b}[31m\u{202e}", "States": {"A\u{1b}[31m\u{202e}": {"Type": "Pass", "Next": "Nowhere"}}}),
+    );
+    for args in
+        [vec!["validate", "--definition"], vec!["run", "--definition"], vec!["state-machines", "create", "--name", "c", "--definition"]]
+    {
+        let mut a = args.clone();
+        a.push(def.to_str().expect("p"));
+        let out = lb.run(&a);
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!all.contains('\u{1b}') && !all.contains('\u{202e}'), "{args:?}: {all:?}");
+        assert!(all.contains("\\u{1b}"), "{args:?}: {all}");
+    }
+}

@@ -516,6 +516,8 @@ impl Engine {
 
     /// Resolve a full token, or a unique prefix of at least 8 characters.
     pub fn resolve_token(&self, token: &str) -> Result<TokenRow> {
+        // The shortened form tables print (`c234d0eb…`) is accepted as the prefix it shows.
+        let token = token.trim().trim_end_matches('…');
         if token.is_empty() || token.len() > 1024 {
             return Err(EngineError::InvalidToken(token.to_string()));
         }
@@ -527,6 +529,11 @@ impl Engine {
             if found.len() == 1 {
                 return Ok(found.remove(0));
             }
+            if found.len() > 1 {
+                return Err(EngineError::InvalidToken(format!("{token} (more than one token starts so: give more characters)")));
+            }
+        } else {
+            return Err(EngineError::InvalidToken(format!("{token} (a token prefix needs at least 8 characters)")));
         }
         Err(EngineError::TaskDoesNotExist(token.to_string()))
     }
