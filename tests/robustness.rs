@@ -687,3 +687,31 @@ fn a_huge_inline_map_fails_at_the_history_limit_instead_of_stalling() {
     assert_eq!(out["status"], "FAILED", "{out}");
     assert!(out["cause"].as_str().is_some_and(|c| c.contains("maximum number of history events")), "{out}");
 }
+
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth))
+}
+
+/// Seen: input nested ~126 levels deep was accepted, then its stored state could not be
+/// read back ("stored data is corrupt") and the execution was failed as an internal error;
+/// an approval with such output took effect but was audited as an error. One depth limit now
+/// applies where data comes in and where a state produces it.
+#[test]
+fn data_nested_too_deep_is_refused_where_it_enters() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut engine = engine_on(&dir, TaskRunner::new());
+    let sm = engine.create_state_machine("w", &good_wait(), None).expect("create");
+    let err = engine.start_execution(&sm.arn, Some("deep"), &nested(126)).expect_err("too deep");
+    assert!(err.to_string().contains("nested deeper than 100 levels"), "{err}");
+    assert!(engine.store.execution(&format!("{}:deep", sm.arn.replace(":stateMachine:", ":execution:"))).expect("read").is_none());
+    // Just under the limit is kept, and its stored state reads back.
+    let ok = engine.start_execution(&sm.arn, Some("ok"), &nested(99)).expect("99 levels");
+    assert!(engine.store.load(&ok.arn).expect("snapshot reads back").is_some());
+    // A state that builds deeper data fails as a runtime error, not as a corrupt store.
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true,
+        "Output": format!("{{% {} %}}", nested(110))}}});
+    let out = run(def, json!({}));
+    assert_eq!(out["status"], "FAILED", "{out}");
+    assert_eq!(out["error"], "States.Runtime", "{out}");
+    assert!(out["cause"].as_str().is_some_and(|c| c.contains("nested deeper")), "{out}");
+}

@@ -17,6 +17,26 @@ use crate::history::{ExecutionStatus, HistoryEvent, not_truncated};
 
 /// 256 KiB: Step Functions' payload limit.
 pub const PAYLOAD_LIMIT: usize = 256 * 1024;
+/// How deeply JSON data may nest: inputs, answers and state outputs deeper than this are
+/// refused, so every stored snapshot (data plus its own few levels) reads back.
+pub const MAX_DEPTH: usize = 100;
+
+/// Whether `v` nests deeper than [`MAX_DEPTH`] (iteratively: no recursion on input data).
+pub fn too_deep(v: &Value) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if d > MAX_DEPTH {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    false
+}
 /// Step Functions fails an execution whose history would exceed this.
 pub const HISTORY_LIMIT: i64 = 25_000;
 /// Longest wait Step Functions accepts (one year).
@@ -2223,6 +2243,11 @@ fn jsonata_finish(
 }
 
 fn check_size(v: &Value, state: &str) -> Result<(), Failure> {
+    if too_deep(v) {
+        return Err(Failure::runtime(format!(
+            "The state/task '{state}' returned a result nested deeper than {MAX_DEPTH} levels, the most Lightbox keeps."
+        )));
+    }
     if to_json(v).len() > PAYLOAD_LIMIT {
         return Err(Failure::new(
             "States.DataLimitExceeded",

@@ -250,6 +250,9 @@ impl Engine {
         if eval::to_json(&input).len() > core::PAYLOAD_LIMIT {
             return Err(EngineError::InvalidInput("input is larger than 256 KiB".into()));
         }
+        if core::too_deep(&input) {
+            return Err(EngineError::InvalidInput(format!("input is nested deeper than {} levels", core::MAX_DEPTH)));
+        }
         let name = match name {
             Some(n) => n.to_string(),
             None => uuid::Uuid::from_u64_pair(self.next_seed(), self.next_seed()).to_string(),
@@ -270,7 +273,16 @@ impl Engine {
         };
         let mut st = ExecState::new(info, self.next_seed());
         let env = self.env()?;
-        let step = apply(&mut st, &def, Input::Start, &env)?;
+        // A panic while starting stores nothing: the caller gets an internal error, not a crash.
+        let step = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&mut st, &def, Input::Start, &env))) {
+            Ok(step) => step?,
+            Err(p) => {
+                tracing::error!(execution = %arn, panic = %panic_message(p.as_ref()), "the engine panicked starting an execution; nothing was stored");
+                return Err(EngineError::Internal(format!(
+                    "the engine could not start {arn}: an internal error occurred (the engine log has the details); nothing was stored"
+                )));
+            }
+        };
         if !self.store.insert_execution(&st, &sm.definition, &step)? {
             // The name is taken (by an earlier start, or another process just now).
             let existing = self.store.execution(&arn)?.ok_or_else(|| EngineError::ExecutionAlreadyExists(arn.clone()))?;
@@ -568,6 +580,9 @@ impl Engine {
             serde_json::from_str(output).map_err(|e| EngineError::InvalidOutput(format!("output is not valid JSON: {e}")))?;
         if eval::to_json(&output).len() > core::PAYLOAD_LIMIT {
             return Err(EngineError::InvalidOutput("output is larger than 256 KiB".into()));
+        }
+        if core::too_deep(&output) {
+            return Err(EngineError::InvalidOutput(format!("output is nested deeper than {} levels", core::MAX_DEPTH)));
         }
         let t = self.pending_token(token)?;
         acting.check_claim(&t)?;
