@@ -61,6 +61,9 @@ fn a_review_claimed_by_another_reader_is_refused_unless_overridden_with_a_reason
     assert!(err.contains("--reason"), "{err}");
     let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "  "]);
     assert!(err.contains("--reason"), "{err}");
+    // A one-word shrug is not a reason: the same minimum as the console's.
+    let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "x"]);
+    assert!(err.contains("needs a reason"), "{err}");
     assert_eq!(lb.token_status(&token), "PENDING");
 
     lb.json(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "dr.a is off sick, STAT study"]);
@@ -76,7 +79,7 @@ fn a_review_claimed_by_another_reader_is_refused_unless_overridden_with_a_reason
     assert!(reason.contains("override of the claim held by dr.a") && reason.contains("off sick"), "{last}");
     // The refused attempts are on record too, as refusals.
     let refused = rows.iter().filter(|r| r["actor"] == "dr.b" && r["result"] != "ok").count();
-    assert_eq!(refused, 3, "{rows:?}");
+    assert_eq!(refused, 4, "{rows:?}");
 }
 
 #[test]

@@ -62,8 +62,10 @@ pub enum EngineError {
     Claimed(String),
     #[error("TaskClaimed: the review {token} is claimed by {holder}; {user} may answer it only by overriding the claim with a reason")]
     ClaimedByOther { token: String, holder: String, user: String },
-    #[error("InvalidParameter: overriding {holder}'s claim on {token} needs a reason")]
+    #[error("InvalidParameter: overriding {holder}'s claim on {token} needs a reason (at least 8 characters)")]
     OverrideNeedsReason { token: String, holder: String },
+    #[error("TaskClaimed: the review {token} is now claimed by {holder}, not {seen} as when you chose to override: look again")]
+    ClaimChanged { token: String, holder: String, seen: String },
     #[error("ExecutionNotRedrivable: {0}")]
     NotRedrivable(String),
     #[error("{0}")]
@@ -136,21 +138,37 @@ pub struct Acting {
     pub user: Option<String>,
     /// The reason for answering a review someone else claimed.
     pub override_reason: Option<String>,
+    /// The claims the operator saw and chose to override (token → holder; a token absent
+    /// here was seen unclaimed). Empty: override whoever holds it (the CLI's `--override-claim`).
+    pub seen_holders: std::collections::BTreeMap<String, String>,
 }
+
+/// The shortest reason an override of someone's claim takes.
+pub const OVERRIDE_REASON_MIN: usize = 8;
 
 impl Acting {
     pub fn user(user: impl Into<String>) -> Acting {
-        Acting { user: Some(user.into()), override_reason: None }
+        Acting { user: Some(user.into()), ..Acting::default() }
     }
     pub fn overriding(mut self, reason: impl Into<String>) -> Acting {
         self.override_reason = Some(reason.into());
+        self
+    }
+    /// Override only the claims seen: if one changed hands meanwhile, the answer is refused.
+    pub fn seen(mut self, holders: impl IntoIterator<Item = (String, String)>) -> Acting {
+        self.seen_holders = holders.into_iter().collect();
         self
     }
     /// Whether `t` may be answered by this actor: `Ok(Some(holder))` when it overrides a claim.
     pub fn check_claim(&self, t: &TokenRow) -> Result<Option<String>> {
         let Some(holder) = t.claimed_by.as_ref().filter(|h| Some(h.as_str()) != self.user.as_deref()) else { return Ok(None) };
         match self.override_reason.as_deref().map(str::trim) {
-            Some(r) if !r.is_empty() => Ok(Some(holder.clone())),
+            Some(_) if !self.seen_holders.is_empty() && self.seen_holders.get(&t.token) != Some(holder) => Err(EngineError::ClaimChanged {
+                token: short_token(&t.token),
+                holder: holder.clone(),
+                seen: self.seen_holders.get(&t.token).cloned().unwrap_or_else(|| "nobody".into()),
+            }),
+            Some(r) if r.chars().count() >= OVERRIDE_REASON_MIN => Ok(Some(holder.clone())),
             Some(_) => Err(EngineError::OverrideNeedsReason { token: short_token(&t.token), holder: holder.clone() }),
             None => Err(EngineError::ClaimedByOther {
                 token: short_token(&t.token),

@@ -1318,7 +1318,9 @@ impl App {
                         self.dialog = Some(Dialog::Override { action, items, reason });
                         return vec![];
                     }
-                    let acting = Acting::user(self.settings.user.clone()).overriding(reason.trim());
+                    // Override exactly the claims shown: one that changes hands meanwhile is refused.
+                    let seen = items.iter().filter_map(|i| i.claimed_by.clone().map(|h| (i.id.clone(), h)));
+                    let acting = Acting::user(self.settings.user.clone()).overriding(reason.trim()).seen(seen);
                     self.message = None;
                     self.answer_dialog(action, items, acting);
                     return vec![];

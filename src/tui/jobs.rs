@@ -308,6 +308,24 @@ mod tests {
         assert!(cp.pending_tasks(10).expect("pending").is_empty());
     }
 
+    /// Seen: the override dialog stayed open while the claim passed from dr.a to dr.c; the
+    /// approval then overrode dr.c without the operator ever seeing that claim.
+    #[test]
+    fn an_override_covers_only_the_claim_the_operator_saw() {
+        let (mut cp, token) = gate();
+        cp.claim(&token, "dr.a").expect("claim");
+        let acting = Acting::user("dr.b").overriding("dr.a is in theatre").seen([(token.clone(), "dr.a".to_string())]);
+        cp.unclaim(&token, "dr.a").expect("unclaim");
+        cp.claim(&token, "dr.c").expect("claim");
+        let mut hook: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
+        let m = Mutation::Approve { tokens: vec![token.clone()], output: "{}".into(), comment: String::new(), acting };
+        let out = mutate(&mut cp, &m, &mut hook);
+        let Loaded::Done { ok, failed, .. } = out else { panic!("{out:?}") };
+        assert_eq!(ok, 0);
+        assert!(failed[0].contains("now claimed by dr.c"), "{failed:?}");
+        assert_eq!(cp.pending_tasks(10).expect("pending").len(), 1, "nothing happened");
+    }
+
     #[test]
     fn loading_reviews_brings_their_definitions_first() {
         let (mut cp, _) = gate();
