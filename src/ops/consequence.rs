@@ -60,6 +60,8 @@ struct Level {
     next_fails: Option<String>,
     retry: Vec<(Vec<String>, u32)>,
     catch: Vec<Catch>,
+    /// A Map that tolerates failed iterations: how (e.g. `ToleratedFailureCount 5`).
+    tolerates: Option<String>,
 }
 
 /// Where an answer to a task token waiting in one state leads.
@@ -97,7 +99,26 @@ fn level(def: &Definition, scope: usize, name: &str, kind: Kind) -> Option<Level
         (StateKind::Map(_), _) => Kind::Map,
         _ => Kind::Parallel,
     };
+    let tolerates = match &s.kind {
+        StateKind::Map(spec) if kind == Kind::Map => {
+            let positive = |v: &Option<Value>| v.as_ref().is_some_and(|v| v.as_f64().is_none_or(|n| n > 0.0));
+            if positive(&spec.tolerated_failure_count) {
+                Some(format!("ToleratedFailureCount {}", spec.tolerated_failure_count.as_ref().map(Value::to_string).unwrap_or_default()))
+            } else if positive(&spec.tolerated_failure_percentage) {
+                Some(format!(
+                    "ToleratedFailurePercentage {}",
+                    spec.tolerated_failure_percentage.as_ref().map(Value::to_string).unwrap_or_default()
+                ))
+            } else if spec.tolerated_failure_count_path.is_some() || spec.tolerated_failure_percentage_path.is_some() {
+                Some("a tolerated failure count or percentage read from its input".into())
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
     Some(Level {
+        tolerates,
         state: s.name.clone(),
         kind,
         next: if s.end { None } else { s.next.clone() },
@@ -188,6 +209,10 @@ impl Gate {
                                 return Consequence::fails(said.join(" "));
                             }
                             let p = &self.levels[k + 1];
+                            if let Some(t) = &p.tolerates {
+                                said.push(format!("— this iteration of Map {} fails, which {} tolerates ({t}): the Map goes on unless that tolerance is exceeded", p.state, p.state));
+                                return Consequence::ok(said.join(" "));
+                            }
                             said.push(format!("— the enclosing {} {} fails with {};", kind_name(p.kind), p.state, shown(&err)));
                         }
                     }
@@ -198,6 +223,16 @@ impl Gate {
                 }
                 None => {
                     let p = &self.levels[k + 1];
+                    if let Some(t) = &p.tolerates {
+                        said.push(format!(
+                            "nothing at {} catches {}: this iteration of Map {} fails, which {} tolerates ({t}): the Map goes on unless that tolerance is exceeded",
+                            lvl.state,
+                            shown(&err),
+                            p.state,
+                            p.state
+                        ));
+                        return Consequence::ok(said.join(" "));
+                    }
                     said.push(format!(
                         "nothing at {} catches {}: the enclosing {} {} fails with it;",
                         lvl.state,
@@ -337,6 +372,22 @@ mod tests {
         let c = g.on_error("Review.WrongPatient");
         assert!(c.fails_execution && c.text.contains("nothing catches Review.WrongPatient at Each"), "{c:?}");
         assert!(g.on_success().text.contains("ends this Map Each"), "{}", g.on_success().text);
+    }
+
+    /// Seen: escalating in a Map that tolerates failed iterations warned "the execution
+    /// FAILS", though the Map tolerated it and the execution succeeded.
+    #[test]
+    fn a_map_that_tolerates_failures_is_said_to_go_on() {
+        let text = r#"{"StartAt":"Each","States":{
+            "Each":{"Type":"Map","ToleratedFailureCount":5,"ItemProcessor":{"StartAt":"Review","States":{
+                "Review":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke.waitForTaskToken","End":true}}},"End":true}}}"#;
+        let d = Definition::parse_str(text).expect("parses");
+        let c = gate(&d, "Review").expect("gate").on_error("Review.Escalated");
+        assert!(!c.fails_execution, "{c:?}");
+        assert!(c.text.contains("tolerates (ToleratedFailureCount 5)"), "{}", c.text);
+        let strict = text.replace("\"ToleratedFailureCount\":5,", "\"ToleratedFailureCount\":0,");
+        let d = Definition::parse_str(&strict).expect("parses");
+        assert!(gate(&d, "Review").expect("gate").on_error("Review.Escalated").fails_execution);
     }
 
     #[test]
