@@ -913,7 +913,7 @@ fn acting_on(
         _ => None,
     };
     if !ctx.json
-        && let Some(t) = &t
+        && let Some(t) = t.as_ref().filter(|t| t.status == "PENDING")
         && let Ok(Some(l)) = engine.store.load(&t.execution_arn)
         && let Ok(def) = lightbox::asl::model::Definition::parse_str(&l.definition)
         && let Some(g) = lightbox::ops::consequence::gate(&def, &t.state_name)
