@@ -26,6 +26,19 @@ fn patient(p: &Patient, reveal: bool) -> String {
     }
 }
 
+/// Text from definitions and inputs reaches the screen only as what it says: control
+/// characters and bidirectional overrides (which would reorder what the terminal shows) are
+/// drawn as `�`. One pass over the finished frame covers every view and dialog.
+pub fn defang(buf: &mut ratatui::buffer::Buffer) {
+    let bad =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+    for cell in buf.content.iter_mut() {
+        if cell.symbol().chars().any(bad) {
+            cell.set_symbol("\u{FFFD}");
+        }
+    }
+}
+
 /// The same 8-character prefix the CLI prints and accepts: never the whole token.
 fn short_token(t: &str) -> String {
     crate::engine::short_token(t)
@@ -66,6 +79,7 @@ impl App {
         if !self.locked {
             self.dialog(f, area);
         }
+        defang(f.buffer_mut());
     }
 
     /// The identifier values of a study, from whatever is loaded about it, for masking its free text.
@@ -811,6 +825,16 @@ fn consequence_line<'a>(x: &str, t: &Theme) -> Line<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_overrides_and_control_characters_never_reach_the_terminal() {
+        let mut buf = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 20, 1));
+        buf.set_string(0, 0, "Gate\u{202e}evil\u{7}x", ratatui::style::Style::default());
+        defang(&mut buf);
+        let text: String = buf.content.iter().map(|c| c.symbol()).collect();
+        assert!(!text.contains('\u{202e}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(text.starts_with("Gate"), "{text:?}");
+    }
 
     #[test]
     fn masks_hide_identifiers() {
