@@ -104,8 +104,19 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.tx.send(Job::Stop);
+        // Quitting never waits long on a background job (a huge step, a slow backend): after
+        // a moment the thread is left to end with the process. Every step is one transaction,
+        // so one cut short is rolled back, and its lease is taken over as a dead owner's.
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            let until = Instant::now() + Duration::from_secs(2);
+            while !h.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                tracing::warn!("a background job was still running at quit; it ends with the process");
+            }
         }
     }
 }
