@@ -5254,6 +5254,23 @@ mod tests {
         ok("$formatBase(255, 16)", json!("ff"));
         ok("$formatBase(5, 2)", json!("101"));
         ok("$formatInteger(1234, 'w')", json!("one thousand, two hundred and thirty-four"));
+        ok("$formatInteger(1e15, 'w')", json!("one thousand trillion"));
+        ok("$formatInteger(1e18, 'w')", json!("one million trillion"));
+        ok(
+            "$formatInteger(-1234567890123456789, 'w')",
+            json!(
+                "-one million, two hundred and thirty-four thousand, five hundred and sixty-seven trillion, eight hundred and ninety billion, one hundred and twenty-three million, four hundred and fifty-six thousand, seven hundred and sixty-eight"
+            ),
+        );
+        ok("$formatInteger(1000100, 'w')", json!("one million, one hundred"));
+        ok("$formatInteger(1000050, 'w')", json!("one million and fifty"));
+        ok("$formatInteger(90, 'w;o')", json!("ninetieth"));
+        ok("$formatInteger(1e12, 'w;o')", json!("one trillionth"));
+        ok("$formatInteger(34, 'Ww')", json!("Thirty-Four"));
+        ok("$formatInteger(101, 'Ww')", json!("One Hundred and One"));
+        ok("$formatInteger(1e20, 'a') != ''", json!(true));
+        ok("$formatInteger(1e20, '#,##0')", json!("100,000,000,000,000,000,000"));
+        ok("$formatInteger(1e300, 'w') != ''", json!(true));
         ok("$formatInteger(2024, 'I')", json!("MMXXIV"));
         ok("$formatInteger(7, '000')", json!("007"));
         ok("$parseInteger('MMXXIV', 'I')", json!(2024));
@@ -5363,7 +5380,14 @@ mod tests {
         err_code("($f := function($x){$f($x)}; $f(1))", "U1001");
         err_code("($f := function($x){1 + $f($x)}; $f(1))", "U1001");
         // doubling strings / arrays is stopped by the budget, not by running out of memory
-        err_code("($f := function($s, $n){$n = 0 ? $s : $f($s & $s, $n - 1)}; $f('ab', 60))", "U1002");
+        // Doubling a string hits the size limit (U1003) before the step budget.
+        err_code("($f := function($s, $n){$n = 0 ? $s : $f($s & $s, $n - 1)}; $f('ab', 60))", "U1003");
+        err_code("$replace($pad('', 100000, 'x'), 'x', $pad('', 100000, 'y'))", "U1003");
+        err_code("$join([1..100000].$string(), $pad('', 100000, 'y'))", "U1003");
+        err_code("$pad('', -1e300, 'x')", "U1003");
+        err_code("($f := function($a, $n){$n = 0 ? $a : $f([[$a], [$a]], $n - 1)}; $string($f([1], 40)))", "U1003");
+        err_code("($f := function($a, $n){$n = 0 ? $a : $f([[$a], [$a]], $n - 1)}; $f([1], 40))", "U1003");
+        err_code("$replace($pad('', 100000, 'x'), /x+/, $pad('', 100000, '$0'))", "U1003");
         err_code("($f := function($a, $n){$n = 0 ? $a : $f($append($a, $a), $n - 1)}; $f([1], 60))", "U1002");
         err_code("($f := function($a, $n){$n = 0 ? $a : $f([$a, $a], $n - 1)}; $f([1], 60))", "U1002");
         // a deep but legal recursion
