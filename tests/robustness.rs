@@ -715,3 +715,95 @@ fn data_nested_too_deep_is_refused_where_it_enters() {
     assert_eq!(out["error"], "States.Runtime", "{out}");
     assert!(out["cause"].as_str().is_some_and(|c| c.contains("nested deeper")), "{out}");
 }
+
+fn jsonata_output(expr: &str) -> Value {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {"P": {"Type": "Pass", "Output": expr, "End": true}}});
+    run(def, json!({}))
+}
+
+fn assert_query_error(out: &Value, needle: &str) {
+    assert_eq!(out["status"], "FAILED", "{out}");
+    assert_eq!(out["error"], "States.QueryEvaluationError", "{out}");
+    assert!(out["cause"].as_str().is_some_and(|c| c.contains(needle)), "cause should mention {needle}: {out}");
+}
+
+/// Seen: one `$replace` / `$join` call grew the process to 15.6 GB / 9.6 GB (the step budget
+/// counts work, not the size of a single result). Results over 10 MB now fail with U1003
+/// before they are built; so do `&`, `$pad`, `$string` of shared structure and the output of
+/// an expression whose shared structure would expand past the limit.
+#[test]
+fn jsonata_results_are_bounded_in_size() {
+    for expr in [
+        r#"{% $length($replace($pad("",100000,"x"), "x", $pad("",100000,"y"))) %}"#,
+        r#"{% $length($join([1..100000].$string(), $pad("",100000,"y"))) %}"#,
+        r#"{% $length($replace($pad("",100000,"x"), /x/, $pad("",100000,"y"))) %}"#,
+        r#"{% $length($pad("", 1e12, "x")) %}"#,
+        r#"{% ($s := $pad("", 9000000, "x"); $length($s & $s)) %}"#,
+        r#"{% ($f := function($a, $n){$n = 0 ? $a : $f([[$a], [$a]], $n - 1)}; $length($string($f([1], 40)))) %}"#,
+        r#"{% ($f := function($a, $n){$n = 0 ? $a : $f([[$a], [$a]], $n - 1)}; $f([1], 40)) %}"#,
+    ] {
+        let started = std::time::Instant::now();
+        let out = jsonata_output(expr);
+        assert_query_error(&out, "U1003");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{expr} took {:?}", started.elapsed());
+    }
+    // Under the limit still works.
+    let out = jsonata_output(r#"{% $length($replace($pad("",1000,"x"), "x", $pad("",1000,"y"))) %}"#);
+    assert_eq!(out["output"], json!(1_000_000), "{out}");
+}
+
+/// Seen: `$formatInteger(1e18, 'w')` panicked (index out of bounds) and 1e15 gave "ten hundred
+/// trillion". Words follow jsonata-js (largest scale word "trillion") for any finite value.
+#[test]
+fn format_integer_words_handle_the_whole_number_range() {
+    let out = jsonata_output(
+        "{% [$formatInteger(1e15, 'w'), $formatInteger(1e18, 'w'), $formatInteger(-1e18, 'w'), \
+         $formatInteger(1234567, 'w;o'), $length($formatInteger(1e300, 'w')) > 0, $formatInteger(1e20, '0')] %}",
+    );
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
+    assert_eq!(
+        out["output"],
+        json!([
+            "one thousand trillion",
+            "one million trillion",
+            "-one million trillion",
+            "one million, two hundred and thirty-four thousand, five hundred and sixty-seventh",
+            true,
+            "100000000000000000000"
+        ]),
+        "{out}"
+    );
+}
+
+/// Seen: JSONata MaxConcurrency `-1`, `"abc"`, `1e300`, ToleratedFailurePercentage `101` /
+/// `1e300` and ToleratedFailureCount `-5` were accepted (or ignored). They now fail the state
+/// with States.QueryEvaluationError naming the field.
+#[test]
+fn jsonata_map_fields_are_checked_at_run_time() {
+    let cases = [
+        ("MaxConcurrency", json!("{% -1 %}")),
+        ("MaxConcurrency", json!("{% \"abc\" %}")),
+        ("MaxConcurrency", json!("{% 1e300 %}")),
+        ("MaxConcurrency", json!("{% 1.5 %}")),
+        ("ToleratedFailurePercentage", json!("{% 101 %}")),
+        ("ToleratedFailurePercentage", json!("{% 1e300 %}")),
+        ("ToleratedFailurePercentage", json!("{% \"x\" %}")),
+        ("ToleratedFailureCount", json!("{% -5 %}")),
+        ("ToleratedFailureCount", json!("{% 1e300 %}")),
+    ];
+    for (field, value) in cases {
+        let mut map = json!({"Type": "Map", "Items": "{% [1, 2] %}",
+            "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "End": true});
+        map[field] = value;
+        let def = json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {"M": map}});
+        let out = run(def, json!({}));
+        assert_query_error(&out, &format!("'{field}'"));
+    }
+    // Valid values still run.
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {"M": {"Type": "Map", "Items": "{% [1, 2] %}",
+        "MaxConcurrency": "{% 1 %}", "ToleratedFailurePercentage": "{% 50.5 %}", "ToleratedFailureCount": "{% 0 %}",
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "End": true}}});
+    let out = run(def, json!({}));
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
+    assert_eq!(out["output"], json!([1, 2]), "{out}");
+}

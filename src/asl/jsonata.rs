@@ -435,27 +435,51 @@ fn num_to_json(n: f64) -> R<Json> {
 }
 
 fn to_json(v: &Val) -> Result<Json, JsonataError> {
-    fn go(v: &Val) -> Result<Json, JsonataError> {
-        grow(|| go_inner(v))
+    // Values share structure (`[[$a], [$a]]` nests without copying), so the JSON tree can be
+    // exponentially larger than the value. `size` estimates its JSON text length; conversion
+    // stops with U1003 past the string limit.
+    fn go(v: &Val, size: &mut usize) -> Result<Json, JsonataError> {
+        grow(|| go_inner(v, size))
     }
-    fn go_inner(v: &Val) -> Result<Json, JsonataError> {
+    fn add(size: &mut usize, n: usize) -> Result<(), JsonataError> {
+        *size = size.saturating_add(n);
+        check_str_len(*size, "the expression").map_err(|f| f.into_error(false))
+    }
+    fn go_inner(v: &Val, size: &mut usize) -> Result<Json, JsonataError> {
         Ok(match v {
-            Val::Null => Json::Null,
-            Val::Bool(b) => Json::Bool(*b),
-            Val::Num(n) => num_to_json(*n).map_err(|f| f.into_error(false))?,
-            Val::Str(s) => Json::String(s.to_string()),
-            Val::Arr(a) => Json::Array(a.items.iter().map(go).collect::<Result<_, _>>()?),
+            Val::Null => {
+                add(size, 4)?;
+                Json::Null
+            }
+            Val::Bool(b) => {
+                add(size, 5)?;
+                Json::Bool(*b)
+            }
+            Val::Num(n) => {
+                add(size, 2)?;
+                num_to_json(*n).map_err(|f| f.into_error(false))?
+            }
+            Val::Str(s) => {
+                add(size, s.len() + 2)?;
+                Json::String(s.to_string())
+            }
+            Val::Arr(a) => {
+                add(size, 2 + a.items.len())?;
+                Json::Array(a.items.iter().map(|x| go(x, size)).collect::<Result<_, _>>()?)
+            }
             Val::Obj(o) => {
+                add(size, 2)?;
                 let mut m = serde_json::Map::new();
                 for (k, v) in o.iter() {
-                    m.insert(k.clone(), go(v)?);
+                    add(size, k.len() + 4)?;
+                    m.insert(k.clone(), go(v, size)?);
                 }
                 Json::Object(m)
             }
             Val::Func(_) => return Err(JsonataError::UnsupportedResult),
         })
     }
-    go(v)
+    go(v, &mut 0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -777,6 +801,32 @@ const MAX_PARSE_DEPTH: usize = 500;
 const MAX_EVAL_DEPTH: usize = 5000;
 const MAX_STEPS: u64 = 10_000_000;
 const MAX_RANGE: f64 = 1e7;
+/// Largest string (in UTF-8 bytes) that a function, operator or conversion may produce.
+const MAX_STRING_LEN: usize = 10_000_000;
+/// Largest array (in items) that a function or constructor may produce.
+const MAX_ARRAY_LEN: usize = 10_000_000;
+
+/// `U1003`: a single function or operator would build a value beyond the size limits (the step
+/// budget counts work, not the size of one result, so this bounds memory).
+fn too_large(what: &str, len: usize, limit: usize, unit: &str) -> Fail {
+    Fail::new("U1003").msg(format!("The result of {what} would exceed the size limit ({len} > {limit} {unit})"))
+}
+
+/// Fail with `U1003` when a string of `len` bytes would be over [`MAX_STRING_LEN`].
+fn check_str_len(len: usize, what: &str) -> R<()> {
+    if len > MAX_STRING_LEN {
+        return Err(too_large(what, len, MAX_STRING_LEN, "bytes"));
+    }
+    Ok(())
+}
+
+/// Fail with `U1003` when an array of `len` items would be over [`MAX_ARRAY_LEN`].
+fn check_arr_len(len: usize, what: &str) -> R<()> {
+    if len > MAX_ARRAY_LEN {
+        return Err(too_large(what, len, MAX_ARRAY_LEN, "items"));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum BinOp {
@@ -1680,6 +1730,7 @@ impl Evaluator<'_, '_> {
                         if matches!(item.kind, Kind::Array(_)) {
                             out.push(v);
                         } else if let Val::Arr(a) = v {
+                            check_arr_len(out.len().saturating_add(a.items.len()), "the array constructor").map_err(|e| e.at(node.pos))?;
                             out.extend(a.items.iter().cloned());
                         } else {
                             out.push(v);
@@ -1956,7 +2007,7 @@ impl Evaluator<'_, '_> {
                             if entry.1 != pi {
                                 return Err(Fail::new("D1009").at(pos).raw_value(quote_json_string(&s)));
                             }
-                            entry.0 = append(entry.0.take(), item.clone());
+                            entry.0 = append(entry.0.take(), item.clone())?;
                         } else {
                             groups.insert(s.to_string(), (item.clone(), pi));
                         }
@@ -2056,6 +2107,7 @@ impl Evaluator<'_, '_> {
                     None => String::new(),
                     Some(v) => fn_string(v, false).map_err(fail)?,
                 };
+                check_str_len(ls.len().saturating_add(rs.len()), "the & operator").map_err(fail)?;
                 self.charge((ls.len() + rs.len()) / 4)?;
                 Ok(Some(Val::string(ls + &rs)))
             }
@@ -2166,6 +2218,11 @@ impl Evaluator<'_, '_> {
             Func::Native(name) => {
                 let args = validate_args(name, args, input)?;
                 let r = self.call_native(name, args, input, env)?;
+                match &r {
+                    Some(Val::Str(s)) => check_str_len(s.len(), &format!("${name}"))?,
+                    Some(Val::Arr(a)) => check_arr_len(a.items.len(), &format!("${name}"))?,
+                    _ => {}
+                }
                 let size = match &r {
                     Some(Val::Arr(a)) => a.items.len() * 4,
                     Some(Val::Str(s)) => s.len() / 4,
@@ -2410,11 +2467,13 @@ fn eval_range(l: Option<&Val>, r: Option<&Val>) -> R<Option<Val>> {
 }
 
 /// `fn.append`
-fn append(a: Option<Val>, b: Option<Val>) -> Option<Val> {
-    match (a, b) {
+fn append(a: Option<Val>, b: Option<Val>) -> R<Option<Val>> {
+    let len = |v: &Val| if let Val::Arr(x) = v { x.items.len() } else { 1 };
+    Ok(match (a, b) {
         (None, b) => b,
         (a, None) => a,
         (Some(a), Some(b)) => {
+            check_arr_len(len(&a).saturating_add(len(&b)), "$append")?;
             let mut items = match a {
                 Val::Arr(x) => x.items.clone(),
                 v => vec![v],
@@ -2425,7 +2484,7 @@ fn append(a: Option<Val>, b: Option<Val>) -> Option<Val> {
             }
             Some(Val::array(items))
         }
-    }
+    })
 }
 
 /// `fn.boolean` (None = undefined).
@@ -2842,6 +2901,12 @@ fn stringify_into(v: &Val, indent: Option<usize>, level: usize, normalise: bool,
 }
 
 fn stringify_into_inner(v: &Val, indent: Option<usize>, level: usize, normalise: bool, out: &mut String) -> R<()> {
+    // Values share structure (`[$a, $a]`), so the text can be exponentially larger than the
+    // value: stop as soon as it is over the limit.
+    check_str_len(out.len(), "$string")?;
+    if let Some(w) = indent {
+        check_str_len(w.saturating_mul(level).saturating_add(out.len()), "$string")?;
+    }
     let nl = |out: &mut String, lvl: usize| {
         if let Some(w) = indent {
             out.push('\n');
@@ -2862,7 +2927,10 @@ fn stringify_into_inner(v: &Val, indent: Option<usize>, level: usize, normalise:
                 out.push_str(&js_number_to_string(x));
             }
         }
-        Val::Str(s) => out.push_str(&quote_json_string(s)),
+        Val::Str(s) => {
+            check_str_len(out.len().saturating_add(s.len()), "$string")?;
+            out.push_str(&quote_json_string(s));
+        }
         Val::Func(_) => out.push_str("\"\""),
         Val::Arr(a) => {
             out.push('[');
@@ -3152,10 +3220,12 @@ impl Evaluator<'_, '_> {
                 let width = num_arg(a1).unwrap_or(0.0);
                 let ch = str_arg(a2).filter(|c| !c.is_empty()).unwrap_or_else(|| Rc::from(" "));
                 let len = s.chars().count();
-                let target = width.abs().min(1e7) as usize;
+                let target = width.abs().min(1e300) as usize;
                 if target <= len {
                     return Ok(Some(Val::Str(s)));
                 }
+                let widest = ch.chars().map(char::len_utf8).max().unwrap_or(1);
+                check_str_len((target - len).saturating_mul(widest).saturating_add(s.len()), "$pad")?;
                 let padding: String = ch.chars().cycle().take(target - len).collect();
                 Ok(Some(Val::string(if width > 0.0 { format!("{s}{padding}") } else { format!("{padding}{s}") })))
             }
@@ -3233,6 +3303,9 @@ impl Evaluator<'_, '_> {
                 };
                 let sep = str_arg(a1).unwrap_or_else(|| Rc::from(""));
                 let parts: Vec<&str> = a.items.iter().map(|v| if let Val::Str(s) = v { &**s } else { "" }).collect();
+                let total =
+                    parts.iter().map(|p| p.len()).fold(sep.len().saturating_mul(parts.len().saturating_sub(1)), usize::saturating_add);
+                check_str_len(total, "$join")?;
                 Ok(Some(Val::string(parts.join(&sep))))
             }
             "formatBase" => {
@@ -3258,7 +3331,7 @@ impl Evaluator<'_, '_> {
                     return Ok(None);
                 };
                 let pic = str_arg(a1).unwrap_or_else(|| Rc::from("0"));
-                Ok(Some(Val::string(format_integer(n, &pic))))
+                Ok(Some(Val::string(format_integer(n, &pic)?)))
             }
             "parseInteger" => {
                 let Some(s) = str_arg(a0) else {
@@ -3473,7 +3546,7 @@ impl Evaluator<'_, '_> {
                 let out = (0..n).map(|i| Val::array(arrays.iter().map(|a| a.items[i].clone()).collect())).collect();
                 Ok(Some(Val::array(out)))
             }
-            "append" => Ok(append(a0.cloned(), a1.cloned())),
+            "append" => append(a0.cloned(), a1.cloned()),
             "partition" => {
                 let Some(arr) = arr_of(a0) else {
                     return Ok(None);
@@ -3755,6 +3828,10 @@ impl Evaluator<'_, '_> {
                     if limit.is_some_and(|l| count >= l) {
                         break;
                     }
+                    check_str_len(
+                        out.len().saturating_add(i).saturating_add(rep.len()).saturating_add(rest.len() - i - pat.len()),
+                        "$replace",
+                    )?;
                     out.push_str(&rest[..i]);
                     out.push_str(rep);
                     rest = &rest[i + pat.len()..];
@@ -3777,7 +3854,7 @@ impl Evaluator<'_, '_> {
                         out.push_str(&s[pos_b..sb]);
                     }
                     let replaced = match a2 {
-                        Some(Val::Str(rep)) => substitute(rep, &m),
+                        Some(Val::Str(rep)) => substitute(rep, &m, out.len())?,
                         Some(rf @ Val::Func(_)) => {
                             let mut o = Obj::new();
                             o.insert("match".into(), Val::str(&m.matched));
@@ -3792,6 +3869,10 @@ impl Evaluator<'_, '_> {
                         }
                         _ => return Err(Fail::new("D3012")),
                     };
+                    check_str_len(
+                        out.len().saturating_add(replaced.len()).saturating_add(s.len() - eb.max(pos_b).min(s.len())),
+                        "$replace",
+                    )?;
                     out.push_str(&replaced);
                     pos_b = eb.max(pos_b);
                 }
@@ -3804,12 +3885,14 @@ impl Evaluator<'_, '_> {
 }
 
 /// `$n` substitution in `$replace` replacement strings (as jsonata-js).
-fn substitute(rep: &str, m: &Match) -> String {
+/// `base` is the length of the text already built, for the size limit.
+fn substitute(rep: &str, m: &Match, base: usize) -> R<String> {
     let chars: Vec<char> = rep.chars().collect();
     let mut out = String::new();
     let mut i = 0;
     let ng = m.groups.len();
     while i < chars.len() {
+        check_str_len(base.saturating_add(out.len()), "$replace")?;
         let c = chars[i];
         if c != '$' {
             out.push(c);
@@ -3849,7 +3932,7 @@ fn substitute(rep: &str, m: &Match) -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn splitmix64(x: &mut u64) -> u64 {
@@ -4135,18 +4218,25 @@ fn roman(mut n: u64) -> String {
     s
 }
 
-fn letters(mut n: u64) -> String {
+/// Spreadsheet-style letters (`a`..`z`, `aa`, ...), computed in `f64` as jsonata-js does, so
+/// any finite value works.
+fn letters(n: f64) -> String {
     let mut s = Vec::new();
-    while n > 0 {
-        n -= 1;
-        s.push((b'a' + (n % 26) as u8) as char);
-        n /= 26;
+    let mut v = n;
+    while v > 0.0 {
+        // `(v - 1) % 26` is in 0..26 for finite v >= 1.
+        let d = ((v - 1.0) % 26.0).clamp(0.0, 25.0) as u8;
+        s.push((b'a' + d) as char);
+        v = ((v - 1.0) / 26.0).floor();
     }
     s.iter().rev().collect()
 }
 
-fn words(n: u64) -> String {
-    const ONES: [&str; 20] = [
+/// English words for a non-negative integer, as jsonata-js `numberToWords`: the largest scale
+/// word is "trillion", so 1e15 is "one thousand trillion" and 1e18 "one million trillion".
+/// Computed in `f64` with the same arithmetic, so any finite value gives jsonata's answer.
+fn words(n: f64, ordinal: bool) -> String {
+    const FEW: [&str; 20] = [
         "zero",
         "one",
         "two",
@@ -4168,52 +4258,95 @@ fn words(n: u64) -> String {
         "eighteen",
         "nineteen",
     ];
-    const TENS: [&str; 10] = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
-    fn below_1000(n: u64) -> String {
-        let mut parts = Vec::new();
-        let h = n / 100;
-        let r = n % 100;
-        if h > 0 {
-            parts.push(format!("{} hundred", ONES[h as usize]));
-        }
-        if r > 0 {
-            let t = if r < 20 {
-                ONES[r as usize].to_string()
-            } else if r.is_multiple_of(10) {
-                TENS[(r / 10) as usize].to_string()
+    const ORDINALS: [&str; 20] = [
+        "zeroth",
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "sixth",
+        "seventh",
+        "eighth",
+        "ninth",
+        "tenth",
+        "eleventh",
+        "twelfth",
+        "thirteenth",
+        "fourteenth",
+        "fifteenth",
+        "sixteenth",
+        "seventeenth",
+        "eighteenth",
+        "nineteenth",
+    ];
+    const DECADES: [&str; 8] = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
+    const MAGNITUDES: [&str; 4] = ["thousand", "million", "billion", "trillion"];
+    // Indices below are bounded by the branch conditions (and clamped besides), so no input
+    // can index out of range.
+    fn idx(x: f64, len: usize) -> usize {
+        (x.max(0.0) as usize).min(len - 1)
+    }
+    fn lookup(num: f64, prev: bool, ord: bool, out: &mut String) {
+        if num <= 19.0 {
+            if prev {
+                out.push_str(" and ");
+            }
+            out.push_str(if ord { ORDINALS[idx(num, 20)] } else { FEW[idx(num, 20)] });
+        } else if num < 100.0 {
+            let tens = (num / 10.0).floor();
+            let remainder = num % 10.0;
+            if prev {
+                out.push_str(" and ");
+            }
+            let decade = DECADES[idx(tens - 2.0, 8)];
+            if remainder > 0.0 {
+                out.push_str(decade);
+                out.push('-');
+                lookup(remainder, false, ord, out);
+            } else if ord {
+                out.push_str(&decade[..decade.len() - 1]);
+                out.push_str("ieth");
             } else {
-                format!("{}-{}", TENS[(r / 10) as usize], ONES[(r % 10) as usize])
-            };
-            if h > 0 {
-                parts.push(format!("and {t}"));
-            } else {
-                parts.push(t);
+                out.push_str(decade);
+            }
+        } else if num < 1000.0 {
+            let hundreds = (num / 100.0).floor();
+            let remainder = num % 100.0;
+            if prev {
+                out.push_str(", ");
+            }
+            out.push_str(FEW[idx(hundreds, 20)]);
+            out.push_str(" hundred");
+            if remainder > 0.0 {
+                lookup(remainder, true, ord, out);
+            } else if ord {
+                out.push_str("th");
+            }
+        } else {
+            let mag = ((num.log10() / 3.0).floor().max(1.0) as usize).min(MAGNITUDES.len());
+            let factor = 10f64.powi(3 * mag as i32);
+            let mant = (num / factor).floor();
+            let remainder = num - mant * factor;
+            if prev {
+                out.push_str(", ");
+            }
+            // mant < num / 1000, so the recursion depth is at most ~26 for f64.
+            grow(|| lookup(mant, false, false, out));
+            out.push(' ');
+            out.push_str(MAGNITUDES[mag - 1]);
+            if remainder > 0.0 {
+                grow(|| lookup(remainder, true, ord, out));
+            } else if ord {
+                out.push_str("th");
             }
         }
-        parts.join(" ")
     }
-    if n == 0 {
-        return "zero".into();
+    let mut out = String::new();
+    if n.is_finite() {
+        lookup(n.max(0.0), false, ordinal, &mut out);
     }
-    const SCALES: [(u64, &str); 4] =
-        [(1_000_000_000_000, "trillion"), (1_000_000_000, "billion"), (1_000_000, "million"), (1_000, "thousand")];
-    let mut rest = n;
-    let mut parts = Vec::new();
-    for (v, name) in SCALES {
-        if rest >= v {
-            parts.push(format!("{} {name}", below_1000(rest / v)));
-            rest %= v;
-        }
-    }
-    if rest > 0 {
-        let w = below_1000(rest);
-        if !parts.is_empty() && rest < 100 {
-            parts.push(format!("and {w}"));
-        } else {
-            parts.push(w);
-        }
-    }
-    parts.join(", ").replace(", and", " and")
+    out
 }
 
 fn ordinal_suffix(n: u64) -> &'static str {
@@ -4247,28 +4380,38 @@ fn case_as(s: &str, pic: &str) -> String {
     }
 }
 
-fn format_integer(n: f64, picture: &str) -> String {
+fn format_integer(n: f64, picture: &str) -> R<String> {
+    if !n.is_finite() {
+        return Err(Fail::new("D3001").raw_value(js_number_to_string(n)));
+    }
     let (pic, modifier) = match picture.rsplit_once(';') {
         Some((p, m)) => (p, m),
         None => (picture, ""),
     };
     let ordinal = modifier.starts_with('o');
     let neg = n < 0.0;
-    let v = n.abs().trunc().min(1e18) as u64;
+    let value = n.abs().trunc();
     let sign = if neg { "-" } else { "" };
     let body = match pic {
-        "I" if v < 100_000 => roman(v).to_uppercase(),
-        "i" if v < 100_000 => roman(v),
-        "A" => letters(v).to_uppercase(),
-        "a" => letters(v),
-        "w" | "W" | "Ww" => {
-            let w = if ordinal {
-                let c = words(v);
-                ordinal_words(&c)
-            } else {
-                words(v)
-            };
-            case_as(&w, pic)
+        "I" if value < 100_000.0 => roman(value as u64).to_uppercase(),
+        "i" if value < 100_000.0 => roman(value as u64),
+        "A" => letters(value).to_uppercase(),
+        "a" => letters(value),
+        "w" | "W" => case_as(&words(value, ordinal), pic),
+        // jsonata-js title case: every number word capitalised ("Thirty-Four"), "and" not.
+        "Ww" => {
+            let mut out = String::new();
+            let mut start = true;
+            let w = words(value, ordinal);
+            for (i, c) in w.char_indices() {
+                if start && !w[i..].starts_with("and ") {
+                    out.extend(c.to_uppercase());
+                } else {
+                    out.push(c);
+                }
+                start = c == ' ' || c == '-';
+            }
+            out
         }
         _ => {
             let digits_pic: Vec<char> = pic.chars().collect();
@@ -4284,9 +4427,10 @@ fn format_integer(n: f64, picture: &str) -> String {
                     gsep = *c;
                 }
             }
-            let mut s = v.to_string();
-            while s.len() < min {
-                s.insert(0, '0');
+            // '' + value, as jsonata-js (exponent form from 1e21 up).
+            let mut s = js_number_to_string(value);
+            if s.len() < min {
+                s = "0".repeat(min - s.len()) + &s;
             }
             let regular = !groups.is_empty() && groups[0] > 0 && groups.iter().all(|g| g % groups[0] == 0);
             let d: Vec<char> = s.chars().collect();
@@ -4299,31 +4443,14 @@ fn format_integer(n: f64, picture: &str) -> String {
                 out.push(*c);
             }
             if ordinal {
-                out.push_str(ordinal_suffix(v));
+                let last = d.last().and_then(|c| c.to_digit(10)).unwrap_or(0);
+                let tens = if d.len() > 1 { d.get(d.len() - 2).and_then(|c| c.to_digit(10)).unwrap_or(0) } else { 0 };
+                out.push_str(ordinal_suffix(u64::from(tens * 10 + last)));
             }
             out
         }
     };
-    format!("{sign}{body}")
-}
-
-fn ordinal_words(cardinal: &str) -> String {
-    let (head, last) = match cardinal.rfind([' ', '-']) {
-        Some(i) => (&cardinal[..=i], &cardinal[i + 1..]),
-        None => ("", cardinal),
-    };
-    let ord = match last {
-        "one" => "first".to_string(),
-        "two" => "second".to_string(),
-        "three" => "third".to_string(),
-        "five" => "fifth".to_string(),
-        "eight" => "eighth".to_string(),
-        "nine" => "ninth".to_string(),
-        "twelve" => "twelfth".to_string(),
-        w if w.ends_with('y') => format!("{}ieth", &w[..w.len() - 1]),
-        w => format!("{w}th"),
-    };
-    format!("{head}{ord}")
+    Ok(format!("{sign}{body}"))
 }
 
 fn parse_integer(s: &str, picture: &str) -> Option<f64> {
@@ -4483,7 +4610,8 @@ fn format_datetime(ms: f64, picture: Option<&str>, tz: Option<&str>) -> R<String
                 }
                 s
             } else {
-                format_integer(v as f64, &(pres.clone() + if ordinal { ";o" } else { "" }))
+                // v is a finite date component, so this cannot fail.
+                format_integer(v as f64, &(pres.clone() + if ordinal { ";o" } else { "" })).unwrap_or_default()
             }
         };
         let text = match comp {
@@ -5126,6 +5254,23 @@ mod tests {
         ok("$formatBase(255, 16)", json!("ff"));
         ok("$formatBase(5, 2)", json!("101"));
         ok("$formatInteger(1234, 'w')", json!("one thousand, two hundred and thirty-four"));
+        ok("$formatInteger(1e15, 'w')", json!("one thousand trillion"));
+        ok("$formatInteger(1e18, 'w')", json!("one million trillion"));
+        ok(
+            "$formatInteger(-1234567890123456789, 'w')",
+            json!(
+                "-one million, two hundred and thirty-four thousand, five hundred and sixty-seven trillion, eight hundred and ninety billion, one hundred and twenty-three million, four hundred and fifty-six thousand, seven hundred and sixty-eight"
+            ),
+        );
+        ok("$formatInteger(1000100, 'w')", json!("one million, one hundred"));
+        ok("$formatInteger(1000050, 'w')", json!("one million and fifty"));
+        ok("$formatInteger(90, 'w;o')", json!("ninetieth"));
+        ok("$formatInteger(1e12, 'w;o')", json!("one trillionth"));
+        ok("$formatInteger(34, 'Ww')", json!("Thirty-Four"));
+        ok("$formatInteger(101, 'Ww')", json!("One Hundred and One"));
+        ok("$formatInteger(1e20, 'a') != ''", json!(true));
+        ok("$formatInteger(1e20, '#,##0')", json!("100,000,000,000,000,000,000"));
+        ok("$formatInteger(1e300, 'w') != ''", json!(true));
         ok("$formatInteger(2024, 'I')", json!("MMXXIV"));
         ok("$formatInteger(7, '000')", json!("007"));
         ok("$parseInteger('MMXXIV', 'I')", json!(2024));
@@ -5235,7 +5380,14 @@ mod tests {
         err_code("($f := function($x){$f($x)}; $f(1))", "U1001");
         err_code("($f := function($x){1 + $f($x)}; $f(1))", "U1001");
         // doubling strings / arrays is stopped by the budget, not by running out of memory
-        err_code("($f := function($s, $n){$n = 0 ? $s : $f($s & $s, $n - 1)}; $f('ab', 60))", "U1002");
+        // Doubling a string hits the size limit (U1003) before the step budget.
+        err_code("($f := function($s, $n){$n = 0 ? $s : $f($s & $s, $n - 1)}; $f('ab', 60))", "U1003");
+        err_code("$replace($pad('', 100000, 'x'), 'x', $pad('', 100000, 'y'))", "U1003");
+        err_code("$join([1..100000].$string(), $pad('', 100000, 'y'))", "U1003");
+        err_code("$pad('', -1e300, 'x')", "U1003");
+        err_code("($f := function($a, $n){$n = 0 ? $a : $f([[$a], [$a]], $n - 1)}; $string($f([1], 40)))", "U1003");
+        err_code("($f := function($a, $n){$n = 0 ? $a : $f([[$a], [$a]], $n - 1)}; $f([1], 40))", "U1003");
+        err_code("$replace($pad('', 100000, 'x'), /x+/, $pad('', 100000, '$0'))", "U1003");
         err_code("($f := function($a, $n){$n = 0 ? $a : $f($append($a, $a), $n - 1)}; $f([1], 60))", "U1002");
         err_code("($f := function($a, $n){$n = 0 ? $a : $f([$a, $a], $n - 1)}; $f([1], 60))", "U1002");
         // a deep but legal recursion

@@ -2119,15 +2119,39 @@ impl Machine<'_> {
                             None => inputs.push(item.clone()),
                         }
                     }
-                    let int = |env: &mut JsonataEnv<'_>, v: &Option<Value>, field: &str| -> Result<Option<Value>, Failure> {
-                        match v {
-                            None => Ok(None),
-                            Some(v) => env.value(field, v).map(Some),
-                        }
+                    // Each field must give a number (an integer for the counts) from 0 to `max`;
+                    // anything else fails the state, as TimeoutSeconds does.
+                    let int = |env: &mut JsonataEnv<'_>,
+                               v: &Option<Value>,
+                               field: &str,
+                               integer: bool,
+                               max: f64|
+                     -> Result<Option<f64>, Failure> {
+                        let Some(src) = v else { return Ok(None) };
+                        let r = env.value(field, src)?;
+                        let Some(n) = r.as_f64().filter(|n| !integer || n.fract() == 0.0) else {
+                            return Err(env.unexpected_type(field, src, if integer { "integer" } else { "number" }, &r));
+                        };
+                        let bound = if n < 0.0 {
+                            "less than the minimum of 0".to_string()
+                        } else if n > max {
+                            format!("larger than the maximum of {max}")
+                        } else {
+                            return Ok(Some(n));
+                        };
+                        Err(env.fail(
+                            field,
+                            format!(
+                                "The JSONata expression '{}' specified for the field '{field}' returned {}, which is {bound}.",
+                                src.as_str().and_then(eval::jsonata_expr).unwrap_or_default(),
+                                to_json(&r)
+                            ),
+                        ))
                     };
-                    let maxc = int(&mut env, &spec.max_concurrency, "MaxConcurrency")?.and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-                    let tc = int(&mut env, &spec.tolerated_failure_count, "ToleratedFailureCount")?.and_then(|v| v.as_u64());
-                    let tp = int(&mut env, &spec.tolerated_failure_percentage, "ToleratedFailurePercentage")?.and_then(|v| v.as_f64());
+                    let maxc = int(&mut env, &spec.max_concurrency, "MaxConcurrency", true, 100_000.0)?.unwrap_or(0.0) as usize;
+                    let tc =
+                        int(&mut env, &spec.tolerated_failure_count, "ToleratedFailureCount", true, f64::from(i32::MAX))?.map(|n| n as u64);
+                    let tp = int(&mut env, &spec.tolerated_failure_percentage, "ToleratedFailurePercentage", false, 100.0)?;
                     let inputs = match &spec.item_batcher {
                         Some(b) => {
                             let mut field = |k: &str| -> Result<Option<u64>, Failure> {
