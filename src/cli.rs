@@ -1266,7 +1266,15 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             task_done(j, &t);
         }
         Command::Tasks(TaskCmd::Heartbeat { token }) => {
-            let t = token_action(engine, ctx, audit::Action::Heartbeat, token, None, |e, tok| e.send_task_heartbeat(tok))?;
+            // A heartbeat keeps a claim alive: only its holder (or anyone, when unclaimed) sends one.
+            let user = ctx.user.clone();
+            let t = token_action(engine, ctx, audit::Action::Heartbeat, token, None, |e, tok| {
+                let t = e.resolve_token(tok)?;
+                match t.claimed_by.as_deref().filter(|h| *h != user) {
+                    Some(h) => Err(EngineError::Claimed(format!("{h}, whose claim a heartbeat would keep alive; only {h} heartbeats it"))),
+                    None => e.send_task_heartbeat(tok),
+                }
+            })?;
             task_done(j, &t);
         }
         Command::Tasks(TaskCmd::Claim { token }) => {

@@ -56,6 +56,10 @@ fn a_review_claimed_by_another_reader_is_refused_unless_overridden_with_a_reason
         assert!(err.contains("claimed by dr.a") && err.contains("--override-claim"), "{args:?}: {err}");
         assert_eq!(lb.token_status(&token), "PENDING", "{args:?} took effect");
     }
+    // A heartbeat would keep dr.a's claim alive: only dr.a sends one.
+    let err = lb.fails(&["--user", "dr.b", "tasks", "heartbeat", &token]);
+    assert!(err.contains("claimed by dr.a"), "{err}");
+    lb.json(&["--user", "dr.a", "tasks", "heartbeat", &token]);
     // An override needs a reason, and a reason of substance.
     let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim"]);
     assert!(err.contains("--reason"), "{err}");
@@ -79,7 +83,7 @@ fn a_review_claimed_by_another_reader_is_refused_unless_overridden_with_a_reason
     assert!(reason.contains("override of the claim held by dr.a") && reason.contains("off sick"), "{last}");
     // The refused attempts are on record too, as refusals.
     let refused = rows.iter().filter(|r| r["actor"] == "dr.b" && r["result"] != "ok").count();
-    assert_eq!(refused, 4, "{rows:?}");
+    assert_eq!(refused, 5, "{rows:?}");
 }
 
 #[test]
