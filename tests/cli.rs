@@ -589,13 +589,8 @@ fn an_approval_killed_before_its_audit_outcome_fails_verify_naming_the_intent() 
     let lb = Lb::new();
     let arn = setup(&lb, 3600);
     let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
-    let out = Command::new(bin())
-        .arg("--data-dir")
-        .arg(lb.path("data"))
-        .args(["--user", "dr.lee", "tasks", "approve", &token])
-        .env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1")
-        .output()
-        .expect("run");
+    let out =
+        lb.cmd().args(["--user", "dr.lee", "tasks", "approve", &token]).env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1").output().expect("run");
     assert!(!out.status.success(), "the process was killed mid-way");
     // The approval took effect…
     assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "SUCCEEDED");
@@ -617,20 +612,14 @@ fn an_approval_killed_before_its_audit_outcome_fails_verify_naming_the_intent() 
     let def = lb.write("fail.json", &json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E"}}}));
     lb.json(&["state-machines", "create", "--name", "fails", "--definition", def.to_str().expect("p")]);
     let failed = lb.json(&["executions", "start", "--state-machine", "fails"])["executionArn"].as_str().expect("arn").to_string();
-    let out = Command::new(bin())
-        .arg("--data-dir")
-        .arg(lb.path("data"))
-        .args(["executions", "redrive", &failed])
-        .env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1")
-        .output()
-        .expect("run");
+    let out = lb.cmd().args(["executions", "redrive", &failed]).env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1").output().expect("run");
     assert!(!out.status.success());
     assert_eq!(lb.run(&["audit", "verify"]).status.code(), Some(3));
 }
 
 fn run_keyed(lb: &Lb, key: Option<&str>, args: &[&str]) -> Output {
-    let mut c = Command::new(bin());
-    c.arg("--data-dir").arg(lb.path("data")).args(args);
+    let mut c = lb.cmd();
+    c.args(args);
     match key {
         Some(k) => c.env("LIGHTBOX_AUDIT_KEY", k),
         None => c.env_remove("LIGHTBOX_AUDIT_KEY"),

@@ -37,6 +37,17 @@ fn status(engine: &Engine, arn: &str) -> (ExecutionStatus, Option<String>, Optio
     (r.status, r.error, r.cause)
 }
 
+/// `n` unrelated executions of the "good" machine (a short Wait), started now.
+fn start_goods(engine: &mut Engine, n: usize) -> Vec<String> {
+    (0..n).map(|i| engine.start_execution("good", Some(&format!("g{i}")), "{}").expect("start good").arn).collect()
+}
+
+fn all_succeeded(engine: &Engine, arns: &[String]) {
+    for a in arns {
+        assert_eq!(status(engine, a).0, ExecutionStatus::Succeeded, "{a}");
+    }
+}
+
 fn run(def: Value, input: Value) -> Value {
     ephemeral::run(&def.to_string(), &input.to_string(), RunOptions { start: t0(), ..Default::default() }).expect("run")
 }
@@ -57,12 +68,9 @@ fn a_wait_of_ten_to_the_fifteen_seconds_fails_only_its_execution() {
     engine.create_state_machine("bad", &bad.to_string(), None).expect("bad machine is valid");
     engine.create_state_machine("good", &good_wait(), None).expect("good machine");
     let b = engine.start_execution("bad", Some("bad-1"), "{}").expect("start bad").arn;
-    let goods: Vec<String> =
-        (0..5).map(|i| engine.start_execution("good", Some(&format!("g{i}")), "{}").expect("start good").arn).collect();
+    let goods = start_goods(&mut engine, 5);
     settle(&mut engine);
-    for g in &goods {
-        assert_eq!(status(&engine, g).0, ExecutionStatus::Succeeded, "{g}");
-    }
+    all_succeeded(&engine, &goods);
     let (st, error, cause) = status(&engine, &b);
     assert_eq!(st, ExecutionStatus::Failed);
     assert_eq!(error.as_deref(), Some("States.Runtime"));
@@ -89,8 +97,7 @@ fn a_panic_while_applying_fails_only_that_execution() {
     engine.create_state_machine("map", &map.to_string(), None).expect("map");
     engine.create_state_machine("good", &good_wait(), None).expect("good");
     let victim = engine.start_execution("map", Some("victim"), "[1, 2]").expect("start").arn;
-    let goods: Vec<String> =
-        (0..5).map(|i| engine.start_execution("good", Some(&format!("g{i}")), "{}").expect("start good").arn).collect();
+    let goods = start_goods(&mut engine, 5);
     // Break the invariant: the Map's iteration scope list is empty, so starting the second
     // iteration indexes out of bounds.
     let snap: String =
@@ -108,9 +115,7 @@ fn a_panic_while_applying_fails_only_that_execution() {
     engine.store.conn().execute("UPDATE executions SET snapshot = ?2 WHERE arn = ?1", [&victim, &snap.to_string()]).expect("write");
 
     settle(&mut engine);
-    for g in &goods {
-        assert_eq!(status(&engine, g).0, ExecutionStatus::Succeeded, "{g}");
-    }
+    all_succeeded(&engine, &goods);
     let (st, error, cause) = status(&engine, &victim);
     assert_eq!(st, ExecutionStatus::Failed);
     assert_eq!(error.as_deref(), Some(INTERNAL_ERROR));
@@ -135,12 +140,9 @@ fn a_panicking_task_handler_fails_only_its_execution() {
     engine.create_state_machine("boom", &def.to_string(), None).expect("boom");
     engine.create_state_machine("good", &good_wait(), None).expect("good");
     let victim = engine.start_execution("boom", Some("victim"), "{}").expect("start").arn;
-    let goods: Vec<String> =
-        (0..3).map(|i| engine.start_execution("good", Some(&format!("g{i}")), "{}").expect("start good").arn).collect();
+    let goods = start_goods(&mut engine, 3);
     settle(&mut engine);
-    for g in &goods {
-        assert_eq!(status(&engine, g).0, ExecutionStatus::Succeeded, "{g}");
-    }
+    all_succeeded(&engine, &goods);
     let (st, error, _) = status(&engine, &victim);
     assert_eq!((st, error.as_deref()), (ExecutionStatus::Failed, Some(INTERNAL_ERROR)));
 }

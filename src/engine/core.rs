@@ -1038,28 +1038,22 @@ impl Machine<'_> {
                     Ok(Some(Phase::Sleep { until, then_exit: Some((out, assigned)) }))
                 }
                 StateKind::Task(spec) => {
-                    let timeout = match (&spec.timeout, &spec.timeout_path) {
-                        (Some(v), _) => v.as_i64().map(|n| n.min(MAX_DEFINITION_SECONDS)),
-                        (None, Some(p)) => Some(seconds_at_path(
-                            &eval::select_required(p, &after_input, &scope, &name, entered)?,
-                            "TimeoutSecondsPath",
-                            p,
-                            &name,
-                            entered,
-                        )?),
-                        _ => None,
+                    // A literal (validated already), or a value read through its `*Path` field.
+                    let seconds = |lit: &Option<Value>, path: &Option<String>, field: &str| -> Result<Option<i64>, Failure> {
+                        Ok(match (lit, path) {
+                            (Some(v), _) => v.as_i64().map(|n| n.min(MAX_DEFINITION_SECONDS)),
+                            (None, Some(p)) => Some(seconds_at_path(
+                                &eval::select_required(p, &after_input, &scope, &name, entered)?,
+                                field,
+                                p,
+                                &name,
+                                entered,
+                            )?),
+                            _ => None,
+                        })
                     };
-                    let heartbeat = match (&spec.heartbeat, &spec.heartbeat_path) {
-                        (Some(v), _) => v.as_i64().map(|n| n.min(MAX_DEFINITION_SECONDS)),
-                        (None, Some(p)) => Some(seconds_at_path(
-                            &eval::select_required(p, &after_input, &scope, &name, entered)?,
-                            "HeartbeatSecondsPath",
-                            p,
-                            &name,
-                            entered,
-                        )?),
-                        _ => None,
-                    };
+                    let timeout = seconds(&spec.timeout, &spec.timeout_path, "TimeoutSecondsPath")?;
+                    let heartbeat = seconds(&spec.heartbeat, &spec.heartbeat_path, "HeartbeatSecondsPath")?;
                     Ok(Some(self.schedule_task(id, state, effective, timeout, heartbeat, token.clone())))
                 }
                 StateKind::Parallel { branches } => Ok(Some(Phase::Children(Box::new(Fanout::parallel(effective, branches))))),
