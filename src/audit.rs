@@ -192,23 +192,6 @@ fn key() -> Option<Vec<u8>> {
 
 const KEYED_PREFIX: &str = "hmac-sha256:";
 
-fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(msg);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
-}
-
 // ----- what callers fill -----------------------------------------------------
 
 /// Where the action was taken.
@@ -555,7 +538,7 @@ impl AuditRecord {
         }
         match key {
             None => hex(&Sha256::digest(&h)),
-            Some(k) => format!("{KEYED_PREFIX}{}", hex(&hmac_sha256(k, &h))),
+            Some(k) => format!("{KEYED_PREFIX}{}", hex(&crate::engine::core::hmac_sha256(k, &h))),
         }
     }
 }
