@@ -1266,15 +1266,8 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             task_done(j, &t);
         }
         Command::Tasks(TaskCmd::Heartbeat { token }) => {
-            // A heartbeat keeps a claim alive: only its holder (or anyone, when unclaimed) sends one.
-            let user = ctx.user.clone();
-            let t = token_action(engine, ctx, audit::Action::Heartbeat, token, None, |e, tok| {
-                let t = e.resolve_token(tok)?;
-                match t.claimed_by.as_deref().filter(|h| *h != user) {
-                    Some(h) => Err(EngineError::Claimed(format!("{h}, whose claim a heartbeat would keep alive; only {h} heartbeats it"))),
-                    None => e.send_task_heartbeat(tok),
-                }
-            })?;
+            let acting = lightbox::engine::Acting::user(ctx.user.clone());
+            let t = token_action(engine, ctx, audit::Action::Heartbeat, token, None, |e, tok| e.send_task_heartbeat_as(tok, &acting))?;
             task_done(j, &t);
         }
         Command::Tasks(TaskCmd::Claim { token }) => {

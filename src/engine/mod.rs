@@ -642,6 +642,16 @@ impl Engine {
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
+    /// SendTaskHeartbeat by `acting`: a heartbeat keeps a claim alive, so on a claimed review
+    /// only its holder sends one.
+    pub fn send_task_heartbeat_as(&mut self, token: &str, acting: &Acting) -> Result<TokenRow> {
+        let t = self.pending_token(token)?;
+        if let Some(h) = t.claimed_by.as_ref().filter(|h| Some(h.as_str()) != acting.user.as_deref()) {
+            return Err(EngineError::Claimed(format!("{h}, whose claim a heartbeat would keep alive; only {h} heartbeats it")));
+        }
+        self.send_task_heartbeat(&t.token)
+    }
+
     /// Claim a pending review for `by`; a task with a heartbeat deadline gets a heartbeat,
     /// so the claim keeps it alive.
     pub fn claim_task(&mut self, token: &str, by: &str) -> Result<TokenRow> {
