@@ -452,82 +452,12 @@ impl Engine {
         }
     }
 
-    /// Finish a running execution without the core: status, stop time, one history event
-    /// (`ExecutionAborted` or `ExecutionFailed`), its pending tokens closed, its timer removed,
-    /// all in one transaction. For an execution the core cannot work on.
+    /// Finish a running execution without the core (see [`Store::finish_directly`]), at
+    /// this engine's time. For an execution the core cannot work on.
     fn force_finish(&mut self, arn: &str, status: ExecutionStatus, error: Option<&str>, cause: Option<&str>) -> Result<()> {
-        let now = self.clock.now();
-        let now_ms = crate::store::ms(now);
-        let (event, token_status) = match status {
-            ExecutionStatus::Aborted => ("ExecutionAborted", "ABORTED"),
-            _ => ("ExecutionFailed", "ABORTED"),
-        };
-        let mut details = serde_json::Map::new();
-        if let Some(e) = error {
-            details.insert("error".into(), Value::String(e.to_string()));
+        if self.store.finish_directly(arn, status, error, cause, self.clock.now())? {
+            tracing::warn!(execution = %arn, status = status.as_str(), "execution finished directly through the store");
         }
-        if let Some(c) = cause {
-            details.insert("cause".into(), Value::String(c.to_string()));
-        }
-        let details = Value::Object(details);
-        let conn = self.store.conn();
-        let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
-        let snapshot: Option<String> = tx
-            .query_row("SELECT snapshot FROM executions WHERE arn = ?1 AND status = 'RUNNING'", [arn], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
-            .map_err(StoreError::from)?;
-        let Some(snapshot) = snapshot else { return Ok(()) };
-        // Keep the snapshot in step with the row when it can be read; leave it alone otherwise.
-        let snapshot = match serde_json::from_str::<Value>(&snapshot) {
-            Ok(Value::Object(mut o)) => {
-                o.insert("status".into(), serde_json::to_value(status).unwrap_or(Value::Null));
-                o.insert("error".into(), error.map_or(Value::Null, |e| Value::String(e.into())));
-                o.insert("cause".into(), cause.map_or(Value::Null, |c| Value::String(c.into())));
-                o.insert("stop_time".into(), serde_json::to_value(now).unwrap_or(Value::Null));
-                Value::Object(o).to_string()
-            }
-            _ => snapshot,
-        };
-        let last: i64 = tx
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM history WHERE execution_arn = ?1", [arn], |r| r.get(0))
-            .map_err(StoreError::from)?;
-        tx.execute(
-            "INSERT INTO history (execution_arn, id, previous_id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            rusqlite::params![arn, last + 1, last, now_ms, event, details.to_string()],
-        )
-        .map_err(StoreError::from)?;
-        tx.execute(
-            "UPDATE executions SET status = ?2, stop_ms = ?3, error = ?4, cause = ?5, snapshot = ?6, version = version + 1 WHERE arn = ?1",
-            rusqlite::params![arn, status.as_str(), now_ms, error, cause, snapshot],
-        )
-        .map_err(StoreError::from)?;
-        tx.execute("DELETE FROM timers WHERE execution_arn = ?1", [arn]).map_err(StoreError::from)?;
-        tx.execute(
-            "UPDATE task_tokens SET status = ?2, closed_ms = ?3 WHERE execution_arn = ?1 AND status = 'PENDING'",
-            rusqlite::params![arn, token_status, now_ms],
-        )
-        .map_err(StoreError::from)?;
-        if let Some(topic) = crate::store::outbox_topic(event) {
-            let ev = crate::history::HistoryEvent {
-                id: last + 1,
-                previous_event_id: last,
-                timestamp: now,
-                event_type: event.to_string(),
-                details: details.clone(),
-            };
-            let sm: String =
-                tx.query_row("SELECT state_machine_arn FROM executions WHERE arn = ?1", [arn], |r| r.get(0)).map_err(StoreError::from)?;
-            let payload =
-                serde_json::json!({"executionArn": arn, "stateMachineArn": sm, "status": status.as_str(), "event": ev.to_aws_json()});
-            tx.execute(
-                "INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![arn, last + 1, topic, payload.to_string(), now_ms],
-            )
-            .map_err(StoreError::from)?;
-        }
-        tx.commit().map_err(StoreError::from)?;
-        tracing::warn!(execution = %arn, status = status.as_str(), "execution finished directly through the store");
         Ok(())
     }
 

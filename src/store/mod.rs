@@ -753,6 +753,81 @@ impl Store {
         Ok(got)
     }
 
+    /// Finish a running execution without the core: status, stop time, one history event
+    /// (`ExecutionAborted` or `ExecutionFailed`) with its outbox row, its pending tokens
+    /// closed, its timer removed, all in one transaction. The version moves on, so a step
+    /// still being computed from the old state cannot commit. Returns false when the
+    /// execution was not running.
+    pub fn finish_directly(
+        &self,
+        arn: &str,
+        status: ExecutionStatus,
+        error: Option<&str>,
+        cause: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let now_ms = ms(now);
+        let event = match status {
+            ExecutionStatus::Aborted => "ExecutionAborted",
+            _ => "ExecutionFailed",
+        };
+        let mut details = serde_json::Map::new();
+        if let Some(e) = error {
+            details.insert("error".into(), serde_json::Value::String(e.to_string()));
+        }
+        if let Some(c) = cause {
+            details.insert("cause".into(), serde_json::Value::String(c.to_string()));
+        }
+        let details = serde_json::Value::Object(details);
+        let tx = self.conn.unchecked_transaction()?;
+        let row: Option<(String, String)> = tx
+            .query_row("SELECT snapshot, state_machine_arn FROM executions WHERE arn = ?1 AND status = 'RUNNING'", [arn], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((snapshot, state_machine_arn)) = row else { return Ok(false) };
+        // Keep the snapshot in step with the row when it can be read; leave it alone otherwise.
+        let snapshot = match serde_json::from_str::<serde_json::Value>(&snapshot) {
+            Ok(serde_json::Value::Object(mut o)) => {
+                o.insert("status".into(), serde_json::to_value(status).unwrap_or(serde_json::Value::Null));
+                o.insert("error".into(), error.map_or(serde_json::Value::Null, |e| serde_json::Value::String(e.into())));
+                o.insert("cause".into(), cause.map_or(serde_json::Value::Null, |c| serde_json::Value::String(c.into())));
+                o.insert("stop_time".into(), serde_json::to_value(now).unwrap_or(serde_json::Value::Null));
+                serde_json::Value::Object(o).to_string()
+            }
+            _ => snapshot,
+        };
+        let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM history WHERE execution_arn = ?1", [arn], |r| r.get(0))?;
+        tx.execute(
+            "INSERT INTO history (execution_arn, id, previous_id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![arn, last + 1, last, now_ms, event, details.to_string()],
+        )?;
+        tx.execute(
+            "UPDATE executions SET status = ?2, stop_ms = ?3, error = ?4, cause = ?5, snapshot = ?6, version = version + 1 WHERE arn = ?1",
+            params![arn, status.as_str(), now_ms, error, cause, snapshot],
+        )?;
+        tx.execute("DELETE FROM timers WHERE execution_arn = ?1", [arn])?;
+        tx.execute(
+            "UPDATE task_tokens SET status = 'ABORTED', closed_ms = ?2 WHERE execution_arn = ?1 AND status = 'PENDING'",
+            params![arn, now_ms],
+        )?;
+        if let Some(topic) = outbox_topic(event) {
+            let ev = crate::history::HistoryEvent {
+                id: last + 1,
+                previous_event_id: last,
+                timestamp: now,
+                event_type: event.to_string(),
+                details,
+            };
+            tx.execute(
+                "INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![arn, last + 1, topic, outbox_payload(arn, &state_machine_arn, status, &ev).to_string(), now_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Give back many leases in one transaction.
     pub fn release_many(&mut self, arns: &[String], owner: &str) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -1071,6 +1146,16 @@ pub fn definition_hash(definition: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// An outbox row's payload: the event, and the execution as it stands after it.
+fn outbox_payload(arn: &str, state_machine_arn: &str, status: ExecutionStatus, e: &crate::history::HistoryEvent) -> serde_json::Value {
+    serde_json::json!({
+        "executionArn": arn,
+        "stateMachineArn": state_machine_arn,
+        "status": status.as_str(),
+        "event": e.to_aws_json(),
+    })
+}
+
 /// Everything a step writes besides the execution row.
 fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Result<()> {
     let arn = &st.info.execution_arn;
@@ -1083,12 +1168,7 @@ fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Re
             let details = if e.details.is_null() { None } else { Some(e.details.to_string()) };
             ins.execute(params![arn, e.id, e.previous_event_id, ms(e.timestamp), e.event_type, details])?;
             if let Some(topic) = outbox_topic(&e.event_type) {
-                let payload = serde_json::json!({
-                    "executionArn": arn,
-                    "stateMachineArn": st.info.state_machine_arn,
-                    "status": st.status.as_str(),
-                    "event": e.to_aws_json(),
-                });
+                let payload = outbox_payload(arn, &st.info.state_machine_arn, st.status, e);
                 outbox.execute(params![arn, e.id, topic, payload.to_string(), ms(e.timestamp)])?;
             }
         }
