@@ -48,6 +48,10 @@ struct Cli {
     /// Use a named context from the config's [contexts.NAME] (its data dir, read-only, accent…).
     #[arg(long, global = true, env = "LIGHTBOX_CONTEXT")]
     context: Option<String>,
+    /// Console colour theme: dark, light, high-contrast, deuteranopia, tritanopia, or NAME for
+    /// <config dir>/themes/NAME.toml (default: `theme` in config, else dark).
+    #[arg(long, global = true, env = "LIGHTBOX_THEME")]
+    theme: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,6 +75,7 @@ enum Command {
     },
     /// Check a definition and list every problem, each naming the state and field.
     Validate {
+        /// The state machine definition (ASL JSON) to check.
         #[arg(long)]
         definition: PathBuf,
     },
@@ -85,15 +90,13 @@ enum Command {
     Tasks(TaskCmd),
     /// The console (the default command): a keyboard-first dashboard on the embedded engine.
     Console {
-        /// Run the demo hospital in the background (default: on when the data directory is new).
+        /// Run the demo hospital in the background (default: on when the data directory is new
+        /// or already holds the demo).
         #[arg(long, conflicts_with = "no_demo")]
         demo: bool,
-        /// Never run the demo hospital.
+        /// Never run the demo hospital (a data directory that holds it shows it paused).
         #[arg(long)]
         no_demo: bool,
-        /// Colour theme: dark, light, high-contrast, deuteranopia, tritanopia, or one of yours.
-        #[arg(long)]
-        theme: Option<String>,
     },
     /// Run the demo hospital headless: start synthetic studies, clear their reviews, print their statuses.
     Demo {
@@ -144,10 +147,22 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Print a shell completion script for lightbox (source it, or install it where your shell looks).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Manual pages: the top page on standard output, or one page per command in --out DIR.
+    Man {
+        /// Write lightbox.1 and one lightbox-COMMAND.1 page per subcommand into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// The state machine definition (ASL JSON) to run.
     #[arg(long)]
     definition: PathBuf,
     /// Execution input JSON file (default: {}).
@@ -172,23 +187,30 @@ struct RunArgs {
 
 #[derive(Subcommand, Debug)]
 enum SmCmd {
+    /// Create a state machine from a definition (the same name with another definition is refused).
     Create {
+        /// The state machine's name (letters, digits, `-` and `_`; at most 80 characters).
         #[arg(long)]
         name: String,
+        /// The definition file (ASL JSON).
         #[arg(long)]
         definition: PathBuf,
+        /// An IAM role ARN, kept for AWS compatibility (the embedded engine does not use it).
         #[arg(long)]
         role_arn: Option<String>,
     },
+    /// List state machines: name and ARN.
     List,
 }
 
 #[derive(Subcommand, Debug)]
 enum ExecCmd {
+    /// Start an execution and drive it until it first waits.
     Start {
         /// State machine ARN or name.
         #[arg(long)]
         state_machine: String,
+        /// The execution's name (default: a new UUID); a running execution with the same name and input is returned.
         #[arg(long)]
         name: Option<String>,
         /// Input JSON file, or `-` for standard input.
@@ -198,7 +220,9 @@ enum ExecCmd {
         #[arg(long, conflicts_with = "input")]
         input_json: Option<String>,
     },
+    /// List executions, newest first.
     List {
+        /// Only executions of this state machine (ARN or name).
         #[arg(long)]
         state_machine: Option<String>,
         /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE.
@@ -207,36 +231,51 @@ enum ExecCmd {
         /// Only executions redriven at least once.
         #[arg(long)]
         redriven: bool,
+        /// At most this many executions (1–1000).
         #[arg(long, default_value_t = 100)]
         max_results: usize,
+        /// Continue a listing: the token the previous page printed.
         #[arg(long)]
         next_token: Option<String>,
         #[command(flatten)]
         phi: RevealArgs,
     },
+    /// One execution: status, times, error and cause (with --json: input and output too).
     Describe {
+        /// The execution's ARN.
         arn: String,
         #[command(flatten)]
         phi: RevealArgs,
     },
+    /// An execution's history events, oldest first.
     History {
+        /// The execution's ARN.
         arn: String,
+        /// Newest events first.
         #[arg(long)]
         reverse_order: bool,
+        /// At most this many events (1–1000).
         #[arg(long, default_value_t = 1000)]
         max_results: usize,
+        /// Continue a listing: the token the previous page printed.
         #[arg(long)]
         next_token: Option<String>,
         #[command(flatten)]
         phi: RevealArgs,
     },
+    /// Redrive a failed, timed-out or aborted execution from the state that failed (says first what it will do).
     Redrive {
+        /// The execution's ARN.
         arn: String,
     },
+    /// Stop a running execution (it ends ABORTED).
     Stop {
+        /// The execution's ARN.
         arn: String,
+        /// The error recorded on the execution.
         #[arg(long)]
         error: Option<String>,
+        /// The cause recorded on the execution (a sentence for whoever reads it later).
         #[arg(long)]
         cause: Option<String>,
     },
@@ -260,13 +299,16 @@ enum AuditCmd {
         /// Only entries at or after this time (RFC 3339).
         #[arg(long)]
         since: Option<String>,
+        /// Only entries by this user.
         #[arg(long)]
         actor: Option<String>,
+        /// Only this action (approve, reject, claim, unclaim, escalate, heartbeat, redrive, stop, reveal-phi, …).
         #[arg(long)]
         action: Option<String>,
         /// An execution ARN or a task token.
         #[arg(long)]
         target: Option<String>,
+        /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// Also list the intent rows written before each action (by default only intents
@@ -292,6 +334,7 @@ enum AuditCmd {
     /// Start a new anchor file when it is missing (deleted, or the log predates anchoring);
     /// recorded in the audit log with your reason.
     Reanchor {
+        /// Why the anchor is restarted (recorded in the audit log).
         #[arg(long)]
         reason: String,
     },
@@ -306,7 +349,10 @@ enum StoreCmd {
     },
     /// A consistent copy of the live store, taken while Lightbox keeps running (SQLite's
     /// online backup API). FILE must not exist; it is created readable by its owner only.
-    Backup { file: PathBuf },
+    Backup {
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -316,8 +362,10 @@ enum TaskCmd {
         /// PENDING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or ALL.
         #[arg(long, default_value = "PENDING")]
         status: String,
+        /// Only the tokens of this execution (ARN).
         #[arg(long)]
         execution: Option<String>,
+        /// At most this many tokens.
         #[arg(long, default_value_t = 1000)]
         max_results: usize,
         #[command(flatten)]
@@ -325,6 +373,7 @@ enum TaskCmd {
     },
     /// SendTaskSuccess: complete a pending token with output.
     Approve {
+        /// The task token, or a unique prefix of at least 8 characters (as tables show it).
         token: String,
         /// Output JSON (default: {}).
         #[arg(long)]
@@ -338,9 +387,12 @@ enum TaskCmd {
     },
     /// SendTaskFailure: fail a pending token.
     Reject {
+        /// The task token, or a unique prefix of at least 8 characters (as tables show it).
         token: String,
+        /// The error the task fails with (the gate's Catch decides where it goes).
         #[arg(long)]
         error: Option<String>,
+        /// Why, in a sentence (recorded with the failure and in the audit log).
         #[arg(long)]
         cause: Option<String>,
         /// Answer a review someone else has claimed (needs --reason; the audit log records it).
@@ -351,14 +403,25 @@ enum TaskCmd {
         reason: Option<String>,
     },
     /// SendTaskHeartbeat: push back a pending token's heartbeat deadline.
-    Heartbeat { token: String },
+    Heartbeat {
+        /// The task token, or a unique prefix of at least 8 characters (as tables show it).
+        token: String,
+    },
     /// Claim a pending review (others see who has it; a heartbeat keeps it alive).
-    Claim { token: String },
+    Claim {
+        /// The task token, or a unique prefix of at least 8 characters (as tables show it).
+        token: String,
+    },
     /// Give a claimed review back.
-    Unclaim { token: String },
+    Unclaim {
+        /// The task token, or a unique prefix of at least 8 characters (as tables show it).
+        token: String,
+    },
     /// Escalate a review: fails the task with Review.Escalated; where that goes is up to the gate's Catch (printed first).
     Escalate {
+        /// The task token, or a unique prefix of at least 8 characters (as tables show it).
         token: String,
+        /// Why it is escalated (default: "escalated by USER").
         #[arg(long)]
         cause: Option<String>,
         /// Answer a review someone else has claimed (needs --reason; the audit log records it).
