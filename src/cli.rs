@@ -461,8 +461,16 @@ fn reads_only(command: &Command, read_only: bool) -> bool {
 
 pub fn main() -> Result<ExitCode> {
     let mut cli = Cli::parse();
-    let command = cli.command.take().unwrap_or(Command::Console { demo: false, no_demo: false, theme: None });
+    let command = cli.command.take().unwrap_or(Command::Console { demo: false, no_demo: false });
     match &command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "lightbox", &mut out);
+            say!("{}", String::from_utf8_lossy(&out).trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => cmd_man(out.as_deref()),
         Command::Run(a) => cmd_run(a),
         Command::Validate { definition } => cmd_validate(definition, cli.json),
         Command::TestState { definition, input, request } => cmd_test_state(definition, input.as_deref(), request.as_deref()),
@@ -477,6 +485,12 @@ pub fn main() -> Result<ExitCode> {
         Command::Store(StoreCmd::Check { file: Some(file) }) => cmd_store_check(file, cli.json),
         _ => {
             let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
+            // The theme is checked before the store is opened: a wrong --theme touches no data.
+            // (`demo` draws no console, but a --theme given to it must still name a theme.)
+            let theme = match &command {
+                Command::Console { .. } | Command::Demo { .. } => Some(console::theme(cli.theme.as_deref(), &config)?),
+                _ => None,
+            };
             let data_dir = data_dir(&cli, &config)?;
             let _log = init_logging(&data_dir, config.log.as_deref());
             audit::set_key(audit_key(&config)?)?;
@@ -495,10 +509,11 @@ pub fn main() -> Result<ExitCode> {
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
             };
-            if let Command::Console { demo, no_demo, theme } = &command {
-                let fresh = engine.store.state_machines()?.is_empty();
-                let demo = !engine.store.is_read_only() && (*demo || (fresh && !*no_demo));
-                return console::run(engine, &ctx, &config, &data_dir, demo, theme.as_deref());
+            if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
+                let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
+                let holds_demo = lightbox::sim::holds_demo(&machines);
+                let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
+                return console::run(engine, &ctx, &config, &data_dir, demo, theme);
             }
             dispatch(&command, &ctx, &mut engine)
         }
@@ -551,6 +566,27 @@ fn audit_key(config: &Config) -> Result<Option<Vec<u8>>> {
     let Some(path) = &config.audit_key_file else { return Ok(None) };
     let text = read_file(path, "audit_key_file")?;
     Ok(Some(text.trim().as_bytes().to_vec()))
+}
+
+/// `lightbox man`: the top page on standard output, or with `--out DIR` one page per command
+/// (`lightbox.1`, `lightbox-executions.1`, `lightbox-executions-list.1`, …).
+fn cmd_man(out: Option<&Path>) -> Result<ExitCode> {
+    let Some(dir) = out else {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.build();
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf).context("rendering the man page")?;
+        say!("{}", String::from_utf8_lossy(&buf).trim_end());
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+        .with_context(|| format!("writing man pages to {}", dir.display()))?;
+    let written = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".1")).count())
+        .unwrap_or(0);
+    say!("{written} man pages written to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
@@ -1011,6 +1047,7 @@ fn token_action(
     f: impl FnOnce(&mut Engine, &str) -> std::result::Result<TokenRow, EngineError>,
 ) -> Result<TokenRow> {
     ctx.refuse(action.as_str())?;
+    check_token_arg(token)?;
     let arn = engine.resolve_token(token).map(|t| t.execution_arn).ok();
     let mut entry = ctx.entry(action).token(token);
     if let Some(a) = &arn {
@@ -1104,6 +1141,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                     .collect();
                 print_json(&json!({"stateMachines": v}));
             } else {
+                say!("{:<40} {}", "NAME", "STATE MACHINE ARN");
                 for r in rows {
                     say!("{:<40} {}", esc(&r.name), esc(&r.arn));
                 }
@@ -1164,6 +1202,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 }
                 print_json(&v);
             } else {
+                say!("{:<10} {:<24} {}", "STATUS", "STARTED", "EXECUTION ARN");
                 for r in rows {
                     say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn);
                 }
@@ -1230,6 +1269,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 }
                 print_json(&v);
             } else {
+                say!("{:>5} {:<24} {:<28} {}", "ID", "TIME", "TYPE", "STATE");
                 for e in events {
                     say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, esc(e.state_name().unwrap_or("")));
                 }
@@ -1299,6 +1339,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 let items = rows.iter().map(token_json).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
                 print_json(&json!({"tasks": items.collect::<Vec<_>>()}));
             } else {
+                say!("{:<10} {:<10} {:<24} {:<24} {}", "TOKEN", "STATUS", "STATE", "ISSUED", "EXECUTION ARN");
                 for t in rows {
                     say!(
                         "{:<10} {:<10} {:<24} {:<24} {}",
@@ -1316,7 +1357,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), None)?;
             let t = token_action(engine, ctx, audit::Action::Approve, token, note, |e, tok| e.send_task_success_as(tok, &out, &acting))
                 .map_err(claim_hint)?;
-            task_done(j, &t);
+            task_done(j, &t, "approved", &ctx.user);
         }
         Command::Tasks(TaskCmd::Reject { token, error, cause, override_claim, reason }) => {
             let why = [error.clone(), cause.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
@@ -1326,22 +1367,22 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 e.send_task_failure_as(tok, error.as_deref(), cause.as_deref(), &acting)
             })
             .map_err(claim_hint)?;
-            task_done(j, &t);
+            task_done(j, &t, "rejected", &ctx.user);
         }
         Command::Tasks(TaskCmd::Heartbeat { token }) => {
             let acting = lightbox::engine::Acting::user(ctx.user.clone());
             let t = token_action(engine, ctx, audit::Action::Heartbeat, token, None, |e, tok| e.send_task_heartbeat_as(tok, &acting))?;
-            task_done(j, &t);
+            task_done(j, &t, "heartbeat sent", &ctx.user);
         }
         Command::Tasks(TaskCmd::Claim { token }) => {
             let by = ctx.user.clone();
             let t = token_action(engine, ctx, audit::Action::Claim, token, None, |e, tok| e.claim_task(tok, &by))?;
-            task_done(j, &t);
+            task_done(j, &t, "claimed", &ctx.user);
         }
         Command::Tasks(TaskCmd::Unclaim { token }) => {
             let by = ctx.user.clone();
             let t = token_action(engine, ctx, audit::Action::Unclaim, token, None, |e, tok| e.unclaim_task(tok, &by))?;
-            task_done(j, &t);
+            task_done(j, &t, "unclaimed", &ctx.user);
         }
         Command::Tasks(TaskCmd::Escalate { token, cause, override_claim, reason }) => {
             let cause = cause.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
@@ -1350,7 +1391,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let t =
                 token_action(engine, ctx, audit::Action::Escalate, token, Some(note), |e, tok| e.escalate_task_as(tok, &cause, &acting))
                     .map_err(claim_hint)?;
-            task_done(j, &t);
+            task_done(j, &t, "escalated", &ctx.user);
         }
         Command::Audit(AuditCmd::List { since, actor, action, target, limit, intents, phi }) => {
             let reveal = match reveal_check(engine, ctx, phi, None)? {
@@ -1398,9 +1439,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             if j {
                 print_json(&json!({"entries": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()}));
             } else {
-                for r in rows {
-                    say!("{r}");
-                }
+                audit_table(&rows);
             }
         }
         Command::Audit(AuditCmd::Verify) => {
@@ -1448,6 +1487,8 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         Command::Engine { seconds } => run_engine(engine, *seconds)?,
         Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
         Command::Run(_)
+        | Command::Completions { .. }
+        | Command::Man { .. }
         | Command::Validate { .. }
         | Command::TestState { .. }
         | Command::Bench { .. }
@@ -1466,12 +1507,71 @@ fn outcome<T>(r: &std::result::Result<T, EngineError>) -> audit::Outcome {
     }
 }
 
-fn task_done(j: bool, t: &TokenRow) {
+/// What a token command did, and who did it (the acting user: `--user`, config, else the OS account).
+fn task_done(j: bool, t: &TokenRow, verb: &str, user: &str) {
     if j {
         print_json(&json!({}));
     } else {
-        say!("{} {} ({})", short_token(&t.token), t.status, t.execution_arn);
+        say!("{} {verb} by {} ({}), now {} ({})", short_token(&t.token), esc(user), esc(&t.state_name), t.status, t.execution_arn);
     }
+}
+
+/// `audit list` as a table: a header, then one row per entry, columns aligned.
+fn audit_table(rows: &[audit::AuditRecord]) {
+    let width = |f: &dyn Fn(&audit::AuditRecord) -> usize, head: &str| rows.iter().map(f).chain([head.len()]).max().unwrap_or(0);
+    let (actor_w, action_w, target_w) = (
+        width(&|r| esc(&r.actor).chars().count(), "ACTOR"),
+        width(&|r| r.action.chars().count(), "ACTION"),
+        width(&|r| r.target().chars().count(), "TARGET"),
+    );
+    say!("{:>6}  {:<24}  {:<actor_w$}  {:<7}  {:<action_w$}  {:<target_w$}  OUTCOME", "SEQ", "TIME", "ACTOR", "SOURCE", "ACTION", "TARGET");
+    for r in rows {
+        let outcome = match &r.error {
+            Some(e) if !r.is_ok() => format!("error: {}", esc(e)),
+            _ => r.result.clone(),
+        };
+        let reason = r.reason.as_deref().map(|x| format!("  reason: {}", esc(x))).unwrap_or_default();
+        say!(
+            "{:>6}  {:<24}  {:<actor_w$}  {:<7}  {:<action_w$}  {:<target_w$}  {outcome}{reason}",
+            r.seq,
+            ts(r.time),
+            esc(&r.actor),
+            r.source,
+            r.action,
+            r.target()
+        );
+    }
+}
+
+/// An error and its causes, each said once. An error that wraps another and repeats its text
+/// (`#[error("{0}")]` over a source) would otherwise print the same sentence twice.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if out.is_empty() {
+            out = c;
+        } else if !c.is_empty() && !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+/// A token or token prefix from the command line: a prefix shorter than 8 characters names
+/// too many tokens to be safe, and says so (exit 2) before anything is done or recorded.
+fn check_token_arg(token: &str) -> Result<()> {
+    let t = token.trim().trim_end_matches('…');
+    let n = t.chars().count();
+    if n < 8 {
+        return Err(UsageError(format!(
+            "token {:?} is too short: a token prefix needs at least 8 characters ({n} given; `lightbox tasks list` shows the first 8)",
+            esc(t)
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn token_json(t: &TokenRow) -> Value {
@@ -1704,15 +1804,62 @@ mod console {
     use lightbox::tui::keymap::Keymap;
     use lightbox::tui::theme::Theme;
 
-    pub fn run(mut engine: Engine, ctx: &Ctx, config: &Config, data_dir: &Path, demo: bool, theme: Option<&str>) -> Result<ExitCode> {
-        let theme_name = theme.or(config.theme.as_deref()).unwrap_or("dark");
+    /// What the console does with the demo hospital.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum DemoMode {
+        /// The workload runs: on a new data directory, with --demo, or `resumed` on a data
+        /// directory that already holds the demo.
+        Running {
+            resumed: bool,
+        },
+        /// The data directory holds the demo, but its workload does not run (the reason).
+        Paused(String),
+        Off,
+    }
+
+    /// The demo hospital runs on a new data directory, with `--demo`, and on a data directory
+    /// that already holds it (it resumes), unless `--no-demo` or the store cannot be written.
+    pub fn demo_mode(fresh: bool, holds_demo: bool, demo: bool, no_demo: bool, read_only_store: bool) -> DemoMode {
+        if read_only_store {
+            return if holds_demo { DemoMode::Paused("the data directory is read-only".into()) } else { DemoMode::Off };
+        }
+        if no_demo {
+            return if holds_demo { DemoMode::Paused("started with --no-demo".into()) } else { DemoMode::Off };
+        }
+        if demo || fresh || holds_demo {
+            return DemoMode::Running { resumed: holds_demo };
+        }
+        DemoMode::Off
+    }
+
+    /// The theme from `--theme` (or `LIGHTBOX_THEME`), else `theme` in config, else dark; a
+    /// theme of the user's whose colours fail the contrast check loads with a warning.
+    pub fn theme(chosen: Option<&str>, config: &Config) -> Result<(Theme, Option<String>)> {
+        let theme_name = chosen.or(config.theme.as_deref()).unwrap_or("dark");
         let user_themes = directories::ProjectDirs::from("org", "lightbox", "lightbox").map(|d| d.config_dir().join("themes"));
         let theme = Theme::load(theme_name, user_themes.as_deref())?.with_accent(config.accent.as_deref())?;
+        let warning = theme.contrast_warning();
+        if let Some(w) = &warning {
+            eprintln!("lightbox: warning: {w}");
+            tracing::warn!(theme = %theme.name, "theme below WCAG AA contrast");
+        }
+        Ok((theme, warning))
+    }
+
+    pub fn run(
+        mut engine: Engine,
+        ctx: &Ctx,
+        config: &Config,
+        data_dir: &Path,
+        demo_mode: DemoMode,
+        (theme, theme_warning): (Theme, Option<String>),
+    ) -> Result<ExitCode> {
+        let demo = matches!(demo_mode, DemoMode::Running { .. });
         let keymap = Keymap::default().with_overrides(&config.keys).context("config [keys]")?;
         let mut settings = Settings {
             user: ctx.user.clone(),
             read_only: ctx.read_only,
-            demo,
+            demo: demo_mode != DemoMode::Off,
             backend: "local".into(),
             location: data_dir.display().to_string(),
             context: config.context.clone().unwrap_or_else(|| "local".into()),
@@ -1737,6 +1884,24 @@ mod console {
         if demo {
             lightbox::sim::Demo::install(&mut engine)?;
         }
+        // Say at once whether the demo's workload runs: a reopened demo that stood still looked broken.
+        let in_flight = || {
+            engine
+                .store
+                .executions(&ExecutionFilter { status: Some(ExecutionStatus::Running), limit: 100_000, ..Default::default() })
+                .map(|r| r.len())
+                .unwrap_or(0)
+        };
+        let demo_note = match &demo_mode {
+            DemoMode::Running { resumed: true } => {
+                Some(format!("demo running: resumed on this data directory ({} studies in flight)", in_flight()))
+            }
+            DemoMode::Running { resumed: false } => {
+                Some("demo running: the demo hospital starts on this new data directory (synthetic patients)".to_string())
+            }
+            DemoMode::Paused(why) => Some(format!("demo paused: {why} ({} studies in flight stand still)", in_flight())),
+            DemoMode::Off => None,
+        };
         let mut local = Local::new(engine, data_dir.to_path_buf());
         if demo {
             local = local.with_driver(demo_driver());
@@ -1754,8 +1919,12 @@ mod console {
                 Box::new(NoAudit(format!("cannot open {}: {e}", db.display())))
             }
         };
-        let app = App::new(settings, keymap, theme, Utc::now());
-        tracing::info!(demo, read_only = ctx.read_only, "console started");
+        let mut app = App::new(settings, keymap, theme, Utc::now());
+        let note = [demo_note, theme_warning].into_iter().flatten().collect::<Vec<_>>().join("; ");
+        if !note.is_empty() {
+            app.message = Some((note, false));
+        }
+        tracing::info!(demo, paused = matches!(demo_mode, DemoMode::Paused(_)), read_only = ctx.read_only, "console started");
         lightbox::tui::run(app, Box::new(local), lightbox::sim::stage_map(), on_action)?;
         Ok(ExitCode::SUCCESS)
     }
@@ -1882,5 +2051,65 @@ mod console {
                 tracing::warn!(error = %e, "demo hospital tick failed");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument of the whole command tree says what it is for:
+    /// `--help`, the completions and the man pages all show these texts.
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        let mut root = Cli::command();
+        root.build();
+        let mut missing = vec![];
+        let mut pending = vec![(String::from("lightbox"), root)];
+        while let Some((path, cmd)) = pending.pop() {
+            if path != "lightbox" && cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+                missing.push(format!("command `{path}`"));
+            }
+            for a in cmd.get_arguments() {
+                let generated = matches!(a.get_id().as_str(), "help" | "version");
+                if !generated && !a.is_hide_set() && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("`{path}` argument {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                pending.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_error_that_repeats_its_source_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("execution X is not running")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Outer(#[from] Inner);
+        let e = anyhow::Error::from(Outer(Inner));
+        assert_eq!(format!("{e:#}"), "execution X is not running: execution X is not running", "the chain as anyhow prints it");
+        assert_eq!(error_text(&e), "execution X is not running");
+        let e = anyhow::Error::from(Inner).context("stopping X");
+        assert_eq!(error_text(&e), "stopping X: execution X is not running", "context that adds something is kept");
+    }
+
+    #[test]
+    fn the_demo_resumes_on_a_data_directory_that_holds_it() {
+        use console::{DemoMode, demo_mode};
+        // (fresh, holds_demo, --demo, --no-demo, read-only store)
+        assert_eq!(demo_mode(true, false, false, false, false), DemoMode::Running { resumed: false });
+        assert_eq!(demo_mode(false, true, false, false, false), DemoMode::Running { resumed: true });
+        assert_eq!(demo_mode(false, false, false, false, false), DemoMode::Off);
+        assert_eq!(demo_mode(false, false, true, false, false), DemoMode::Running { resumed: false });
+        assert!(matches!(demo_mode(false, true, false, true, false), DemoMode::Paused(w) if w.contains("--no-demo")));
+        assert_eq!(demo_mode(true, false, false, true, false), DemoMode::Off);
+        assert!(matches!(demo_mode(false, true, false, false, true), DemoMode::Paused(w) if w.contains("read-only")));
     }
 }

@@ -52,6 +52,12 @@ pub fn is_demo_machine(machine: &str) -> bool {
     definitions().iter().any(|(n, _)| *n == machine)
 }
 
+/// Whether a store with these state machines holds the demo hospital (all six demo machines
+/// were installed): reopening such a data directory resumes the demo workload.
+pub fn holds_demo(machines: &[String]) -> bool {
+    definitions().iter().all(|(n, _)| machines.iter().any(|m| m == n))
+}
+
 /// The lifecycle stage each top-level state of the demo machines belongs to.
 /// Shared states mean the same thing in every machine; the only exception is the
 /// series acquisition, which precedes *imaged* in scheduled imaging but is how
@@ -220,6 +226,18 @@ mod tests {
         assert_eq!(exception_of(m, Some("Billing.ClaimDenied"), "ClaimDenied"), Some(Exception::ClaimDenied));
         assert_eq!(exception_of(m, Some("Clearinghouse.Unavailable"), "SubmitClaim"), Some(Exception::Failed));
         assert_eq!(exception_of(m, Some("ABORTED"), "AwaitArrival"), Some(Exception::Failed));
+    }
+
+    #[test]
+    fn a_store_holds_the_demo_only_with_every_demo_machine() {
+        let all: Vec<String> = definitions().iter().map(|(n, _)| n.to_string()).collect();
+        assert!(holds_demo(&all));
+        let mut more = all.clone();
+        more.push("review".into());
+        assert!(holds_demo(&more));
+        assert!(!holds_demo(&all[1..]));
+        assert!(!holds_demo(&[]));
+        assert!(!holds_demo(&["review".to_string()]));
     }
 
     #[test]

@@ -55,6 +55,8 @@ fn machine(arn: &str) -> &str {
 impl App {
     pub fn render(&self, f: &mut Frame) {
         let area = f.area();
+        // The theme's text on its background under everything (widgets set their own on top).
+        f.buffer_mut().set_style(area, Style::default().fg(self.theme.text).bg(self.theme.background));
         let rows = Layout::default()
             .direction(Direction::Vertical)
             .constraints([Constraint::Length(1), Constraint::Length(1), Constraint::Min(3), Constraint::Length(1)])

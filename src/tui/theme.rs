@@ -154,9 +154,8 @@ impl Theme {
     /// The warning a theme that fails the contrast check loads with, if any.
     pub fn contrast_warning(&self) -> Option<String> {
         let p = self.contrast_problems();
-        (!p.is_empty()).then(|| {
-            format!("theme {:?} has colours below WCAG AA contrast (4.5:1) and may be hard to read: {}", self.name, p.join(", "))
-        })
+        (!p.is_empty())
+            .then(|| format!("theme {:?} has colours below WCAG AA contrast (4.5:1) and may be hard to read: {}", self.name, p.join(", ")))
     }
 
     pub fn text(&self) -> Style {
