@@ -317,3 +317,54 @@ fn one_bad_execution_never_blanks_the_console_or_stalls_the_others() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+// ----- look, identity and CLI -----
+
+/// The "running N" count in the console's header.
+fn header_running(screen: &str) -> Option<u64> {
+    let line = screen.lines().next()?;
+    let at = line.find("running ")? + "running ".len();
+    line[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// Seen: a reopened demo data directory stood still with no word. The console resumes the
+/// demo's workload, says so, and the hospital moves on (new studies, the header's count).
+#[test]
+fn a_reopened_demo_data_dir_says_the_demo_runs_and_time_moves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("demo");
+    let out = Command::new(bin()).arg("--data-dir").arg(&data).args(["demo", "--seconds", "1"]).output().expect("demo");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = lb(&data, &["executions", "list"])["executions"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(before > 0, "the demo left studies behind");
+
+    let t = Tmux::start(&format!("{} --data-dir {}", bin(), data.display()), 120, 30);
+    let s = t.wait_for("demo running");
+    assert!(s.contains("resumed on this data directory") && s.contains("DEMO"), "{s}");
+    let first = header_running(&s);
+    // The workload runs: new studies start and the header's count follows.
+    let start = Instant::now();
+    loop {
+        let now = lb(&data, &["executions", "list"])["executions"].as_array().map(Vec::len).unwrap_or(0);
+        let screen = t.screen();
+        if now > before && header_running(&screen).is_some() && header_running(&screen) != first {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the demo stood still: {before} → {now} executions\n{screen}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    t.keys(&["q"]);
+
+    // With --no-demo it says the demo is paused, and nothing starts.
+    let paused = lb(&data, &["executions", "list"])["executions"].as_array().map(Vec::len).unwrap_or(0);
+    let t = Tmux::start(&format!("{} --data-dir {} console --no-demo", bin(), data.display()), 120, 30);
+    let s = t.wait_for("demo paused");
+    assert!(s.contains("--no-demo"), "{s}");
+    std::thread::sleep(Duration::from_secs(2));
+    t.keys(&["q"]);
+    assert_eq!(
+        lb(&data, &["executions", "list"])["executions"].as_array().map(Vec::len).unwrap_or(0),
+        paused,
+        "a paused demo starts nothing"
+    );
+}
