@@ -9,11 +9,12 @@ use common::Lb;
 use std::process::Command;
 
 use chrono::Utc;
-use lightbox::tui::app::{App, Settings};
+use lightbox::tui::app::{App, AppEvent, Settings};
 use lightbox::tui::keymap::Keymap;
 use lightbox::tui::theme::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use serde_json::{Value, json};
 
@@ -73,7 +74,7 @@ fn completions_for_every_shell_cover_the_whole_command_tree() {
             assert!(bash.contains(word), "bash completion lacks {word:?} (of {path:?})");
         }
         // bash completes nested commands by their joined path.
-        let f = format!("lightbox__subcmd__{}", path.replace(' ', "__subcmd__").replace('-', "__subcmd__"));
+        let f = format!("lightbox__subcmd__{}", path.replace([' ', '-'], "__subcmd__"));
         assert!(bash.contains(&f), "bash completion lacks {path:?} ({f})");
     }
     assert!(bash.contains("--theme") && bash.contains("--state-machine"), "options are completed too");
@@ -244,15 +245,34 @@ fn the_theme_background_fills_every_cell() {
     for name in ["light", "dark", "high-contrast"] {
         let theme = Theme::load(name, None).expect("theme");
         let (bg, fg) = (theme.background, theme.text);
-        let app = App::new(Settings::default(), Keymap::default(), theme, Utc::now());
-        let mut term = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-        term.draw(|f| app.render(f)).expect("draw");
-        let buf = term.backend().buffer().clone();
-        let cells: Vec<_> = (0..24).flat_map(|y| (0..80).map(move |x| (x, y))).collect();
-        let off: Vec<_> = cells.iter().filter(|&&(x, y)| buf[(x, y)].bg != bg).collect();
-        assert!(off.len() < cells.len() / 20, "{name}: {} of {} cells lack the background {bg:?}", off.len(), cells.len());
-        // Blank cells (no widget set a colour) show the theme's text colour, not the terminal's.
-        assert!(cells.iter().any(|&(x, y)| buf[(x, y)].fg == fg), "{name}");
-        assert!(cells.iter().all(|&(x, y)| buf[(x, y)].fg != Color::Reset), "{name}: a cell kept the terminal's colour");
+        let mut app = App::new(Settings::default(), Keymap::default(), theme, Utc::now());
+        // The main screen, then a dialog (help) drawn over it.
+        for dialog in [false, true] {
+            if dialog {
+                app.handle(AppEvent::Key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE)));
+                assert!(app.dialog.is_some(), "? opens help");
+            }
+            let mut term = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+            term.draw(|f| app.render(f)).expect("draw");
+            let buf = term.backend().buffer().clone();
+            let cells: Vec<_> = (0..24).flat_map(|y| (0..80).map(move |x| (x, y))).collect();
+            let off: Vec<_> = cells.iter().filter(|&&(x, y)| buf[(x, y)].bg != bg).collect();
+            assert!(
+                off.len() < cells.len() / 20,
+                "{name} (dialog {dialog}): {} of {} cells lack the background {bg:?}",
+                off.len(),
+                cells.len()
+            );
+            assert!(
+                cells.iter().all(|&(x, y)| buf[(x, y)].bg != Color::Reset),
+                "{name} (dialog {dialog}): a cell kept the terminal's background"
+            );
+            // Blank cells (no widget set a colour) show the theme's text colour, not the terminal's.
+            assert!(cells.iter().any(|&(x, y)| buf[(x, y)].fg == fg), "{name}");
+            assert!(
+                cells.iter().all(|&(x, y)| buf[(x, y)].fg != Color::Reset),
+                "{name} (dialog {dialog}): a cell kept the terminal's colour"
+            );
+        }
     }
 }

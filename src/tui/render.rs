@@ -812,6 +812,7 @@ impl App {
         let r =
             Rect { x: area.x + (area.width.saturating_sub(w)) / 2, y: area.y + (area.height.saturating_sub(h)) / 2, width: w, height: h };
         f.render_widget(Clear, r);
+        f.buffer_mut().set_style(r, t.text().bg(t.background));
         let block =
             Block::default().borders(Borders::ALL).border_style(Style::default().fg(t.accent)).title(Span::styled(title, t.accent()));
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((scroll, 0)).block(block), r);
