@@ -508,6 +508,8 @@ fn navigation_filters_and_commands() {
     assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Detail(arn("ACC-20391"), 0))));
     a.handle(code(KeyCode::Esc));
     assert!(a.detail_arn.is_none(), "Esc goes back");
+    assert_eq!(a.view, View::Reviews, "to the view it came from");
+    assert_eq!(a.visible_reviews().len(), 2, "with its filter");
     a.handle(key(':'));
     for c in "executions failed".chars() {
         a.handle(key(c));
@@ -540,9 +542,12 @@ fn find_asks_the_backend_when_the_study_is_not_on_screen() {
     }
     let effects = a.handle(code(KeyCode::Enter));
     assert_eq!(effects, vec![Effect::Load(lightbox::tui::app::Request::Find("ACC-99999".into()))]);
-    a.handle(AppEvent::Loaded(Loaded::Found { needle: "ACC-99999".into(), arn: Some(arn("ACC-99999")) }, t0()));
+    a.handle(AppEvent::Loaded(Loaded::Found {
+            needle: "ACC-99999".into(),
+            hits: vec![lightbox::backend::Found { arn: arn("ACC-99999"), label: "ACC-99999".into() }],
+        }, t0()));
     assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-99999").as_str()));
-    a.handle(AppEvent::Loaded(Loaded::Found { needle: "nope".into(), arn: None }, t0()));
+    a.handle(AppEvent::Loaded(Loaded::Found { needle: "nope".into(), hits: vec![] }, t0()));
     assert!(draw(&a, 100, 24).contains("no study or execution \"nope\""));
 }
 

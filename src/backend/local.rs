@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rusqlite::OptionalExtension;
 
-use super::{Acting, ControlPlane, ExecutionFilter, ExecutionRow, FeedEvent, Pulse, Result, TokenRow};
+use super::{Acting, ControlPlane, ExecutionFilter, ExecutionRow, FIND_LIMIT, FeedEvent, Found, Pulse, Result, TokenRow};
 use crate::asl::model::Definition;
 use crate::engine::Engine;
 use crate::history::{ExecutionStatus, HistoryEvent};
@@ -102,8 +102,50 @@ impl ControlPlane for Local {
             .collect())
     }
 
-    fn find(&mut self, needle: &str) -> Result<Option<String>> {
-        Ok(self.engine.store.find_execution(needle)?)
+    fn find(&mut self, needle: &str) -> Result<Vec<Found>> {
+        let needle = needle.trim().to_lowercase();
+        if needle.is_empty() {
+            return Ok(vec![]);
+        }
+        let conn = self.engine.store.conn();
+        let mut q = conn
+            .prepare_cached(
+                "SELECT arn, name, status, acc, ord FROM (
+                   SELECT arn, name, status, start_ms,
+                          COALESCE(json_extract(input, '$.accession'), '') AS acc,
+                          COALESCE(json_extract(input, '$.orderId'), json_extract(input, '$.orderNumber'), '') AS ord
+                   FROM executions WHERE json_valid(input))
+                 WHERE instr(lower(acc), ?1) > 0 OR instr(lower(ord), ?1) > 0
+                    OR instr(lower(name), ?1) > 0 OR instr(lower(arn), ?1) > 0
+                 ORDER BY (lower(acc) = ?1 OR lower(ord) = ?1 OR lower(name) = ?1 OR lower(arn) = ?1) DESC, start_ms DESC
+                 LIMIT ?2",
+            )
+            .map_err(StoreError::from)?;
+        let rows = q
+            .query_map(rusqlite::params![needle, FIND_LIMIT as i64], |r| {
+                let text = |i: usize| -> rusqlite::Result<String> {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                        _ => String::new(),
+                    })
+                };
+                Ok((text(0)?, text(1)?, text(2)?, text(3)?, text(4)?))
+            })
+            .map_err(StoreError::from)?;
+        let mut out = vec![];
+        for row in rows {
+            let (arn, name, status, acc, ord) = row.map_err(StoreError::from)?;
+            let machine = crate::ops::project::machine_of(&arn).to_string();
+            let label = [acc, ord, format!("{machine}/{name}"), status].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" · ");
+            out.push(Found { arn, label });
+        }
+        Ok(out)
+    }
+
+    fn audit_log(&mut self, limit: usize) -> Result<Vec<crate::audit::AuditRecord>> {
+        let filter = crate::audit::AuditFilter { hide_closed_intents: true, limit, ..Default::default() };
+        Ok(crate::audit::list(self.engine.store.conn(), &filter)?)
     }
 
     fn definitions_of(&mut self, arns: &[String]) -> Result<HashMap<String, Arc<Definition>>> {

@@ -130,6 +130,7 @@ fn kind(r: &Request) -> u8 {
         Request::Find(_) => 6,
         Request::Detail(..) => 4,
         Request::Events(_) => 5,
+        Request::Audit => 7,
     }
 }
 
@@ -163,6 +164,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Find(_) => "find",
         Request::Detail(..) => "detail",
         Request::Events(_) => "events",
+        Request::Audit => "audit",
     };
     let res: crate::backend::Result<Vec<Loaded>> = (|| {
         let main = match r {
@@ -189,7 +191,18 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
             Request::Executions(status, redriven) => {
                 Loaded::Executions(cp.executions(&ExecutionFilter { status, redriven, limit: 5000, ..Default::default() })?)
             }
-            Request::Find(needle) => Loaded::Found { arn: cp.find(&needle)?, needle },
+            Request::Find(needle) => Loaded::Found { hits: cp.find(&needle)?, needle },
+            Request::Audit => {
+                let rows = cp.audit_log(super::command::AUDIT_ROWS)?;
+                // The inputs of the executions named, for masking their patients in free text.
+                let mut inputs = std::collections::HashMap::new();
+                for arn in rows.iter().filter_map(|r| r.execution_arn.clone()).collect::<BTreeSet<_>>() {
+                    if let Some(e) = cp.execution(&arn)? {
+                        inputs.insert(arn, e.input);
+                    }
+                }
+                Loaded::Audit { rows, inputs }
+            }
             Request::Detail(arn, after) => Loaded::Detail(Box::new(Detail {
                 execution: cp.execution(&arn)?,
                 history: cp.history(&arn, after, super::app::HISTORY_PAGE)?,
