@@ -137,7 +137,8 @@ impl ControlPlane for Local {
         for row in rows {
             let (arn, name, status, acc, ord) = row.map_err(StoreError::from)?;
             let machine = crate::ops::project::machine_of(&arn).to_string();
-            let label = [acc, ord, format!("{machine}/{name}"), status].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" · ");
+            let label =
+                [acc, ord, format!("{machine}/{name}"), status].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" · ");
             out.push(Found { arn, label });
         }
         Ok(out)
@@ -244,5 +245,52 @@ impl ControlPlane for Local {
                 Err(crate::engine::EngineError::Internal("the engine panicked during a tick; see the log".into()).into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_with(orders: &[(&str, &str, &str)]) -> Local {
+        let store = crate::store::Store::in_memory().expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let def = r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":3600,"End":true}}}"#;
+        let sm = engine.create_state_machine("scheduled-imaging", def, None).expect("create");
+        for (name, acc, order) in orders {
+            let input =
+                serde_json::json!({"accession": acc, "orderId": order, "patient": {"name": "Dana Testperson", "mrn": "SYN-000421"}});
+            engine.start_execution(&sm.arn, Some(name), &input.to_string()).expect("start");
+        }
+        Local::new(engine, PathBuf::new())
+    }
+
+    #[test]
+    fn find_matches_part_of_an_accession_order_name_or_arn_in_any_case_and_never_patient_fields() {
+        let mut cp =
+            local_with(&[("run-1", "ACC-1001", "ORD-500001"), ("run-2", "ACC-1002", "ORD-500002"), ("other", "ACC-2001", "ORD-7")]);
+        let arns =
+            |hits: Vec<Found>| hits.into_iter().map(|h| h.arn.rsplit(':').next().unwrap_or_default().to_string()).collect::<Vec<_>>();
+        let mut hits = arns(cp.find("acc-100").expect("find"));
+        hits.sort();
+        assert_eq!(hits, vec!["run-1", "run-2"]);
+        assert_eq!(arns(cp.find("ord-7").expect("find")), vec!["other"], "by order number");
+        assert_eq!(arns(cp.find("RUN-2").expect("find")), vec!["run-2"], "by execution name");
+        assert_eq!(cp.find("scheduled-imaging").expect("find").len(), 3, "by ARN");
+        // An exact match comes first.
+        let first = cp.find("acc-1001").expect("find");
+        assert!(first[0].label.starts_with("ACC-1001 · ORD-500001 · scheduled-imaging/run-1"), "{first:?}");
+        assert!(cp.find("SYN-000421").expect("find").is_empty(), "an MRN is never matched by the backend");
+        assert!(cp.find("Testperson").expect("find").is_empty(), "nor a name");
+        assert!(cp.find("   ").expect("find").is_empty());
+    }
+
+    #[test]
+    fn find_returns_at_most_the_limit() {
+        let orders: Vec<(String, String, String)> =
+            (0..FIND_LIMIT + 5).map(|i| (format!("r{i}"), format!("ACC-{i}"), String::new())).collect();
+        let refs: Vec<(&str, &str, &str)> = orders.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+        let mut cp = local_with(&refs);
+        assert_eq!(cp.find("acc-").expect("find").len(), FIND_LIMIT);
     }
 }

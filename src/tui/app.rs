@@ -151,6 +151,7 @@ pub enum Effect {
 
 /// Results the background job sends back. `Definitions`: the definitions behind loaded
 /// reviews and redrivable executions, by execution ARN, for the consequences dialogs state.
+/// `Audit`: audit rows, and the inputs of the executions they name (to mask their free text).
 #[derive(Debug, Clone)]
 pub enum Loaded {
     Pulse(Pulse),
@@ -160,7 +161,6 @@ pub enum Loaded {
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
     Found { needle: String, hits: Vec<crate::backend::Found> },
-    /// Audit rows, and the inputs of the executions they name (to mask their free text).
     Audit { rows: Vec<crate::audit::AuditRecord>, inputs: HashMap<String, String> },
     Done { verb: String, ok: usize, failed: Vec<String> },
     Failed { what: String, error: String },

@@ -22,7 +22,10 @@ pub const HISTORY_KEPT: usize = 100;
 /// Places Esc can walk back through.
 pub const BACK_KEPT: usize = 32;
 /// Rows a scrolling pane shows at least (80×24): the end of its scroll.
-const PANE_ROWS: usize = 18;
+const PANE_ROWS: usize = 20;
+/// Text in panes is wrapped to this width (the inside of a dialog at 80 columns), so a
+/// pane's rows are known without the terminal.
+pub const PANE_WIDTH: usize = 74;
 /// The longest name typed at the lock screen.
 const LOCK_INPUT_MAX: usize = 64;
 
@@ -62,7 +65,7 @@ pub const COMMANDS: &[Spec] = &[
         arg: Arg::Status,
         required: false,
         usage: "executions [STATUS]",
-        description: "executions: all, running, failed, timed-out, aborted, succeeded, redriven",
+        description: "all, or by STATUS (Tab lists them)",
     },
     Spec {
         name: "events",
@@ -70,7 +73,7 @@ pub const COMMANDS: &[Spec] = &[
         arg: Arg::Pattern,
         required: false,
         usage: "events [regex]",
-        description: "the live event tail, filtered by a regex",
+        description: "the event tail, filtered by a regex",
     },
     Spec {
         name: "study",
@@ -78,7 +81,7 @@ pub const COMMANDS: &[Spec] = &[
         arg: Arg::Study,
         required: true,
         usage: "study TEXT",
-        description: "find by accession, order no., execution name or ARN (part; MRN once revealed)",
+        description: "accession, order, name, ARN; MRN once revealed",
     },
     Spec { name: "audit", aliases: &[], arg: Arg::None, required: false, usage: "audit", description: "recent audit-log rows (masked)" },
     Spec {
@@ -185,6 +188,43 @@ pub fn parse(text: &str) -> Result<Option<Command>, String> {
         Arg::Study => Command::Study(one("an accession, order number, execution name or ARN")?.unwrap_or_default()),
     };
     Ok(Some(cmd))
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces where it can; the
+/// continuation lines are indented.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let mut out = vec![];
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word = word.to_string();
+        loop {
+            let used = line.chars().count();
+            let need = word.chars().count() + usize::from(used > 0);
+            if used + need <= width {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.push_str(&word);
+                break;
+            }
+            if used > 4 {
+                out.push(std::mem::replace(&mut line, "    ".into()));
+                continue;
+            }
+            // A word longer than a line: cut it.
+            let room = width - used;
+            let head: String = word.chars().take(room).collect();
+            line.push_str(&head);
+            word = word.chars().skip(room).collect();
+            out.push(std::mem::replace(&mut line, "    ".into()));
+        }
+    }
+    if line.trim().is_empty() && !out.is_empty() {
+        return out;
+    }
+    out.push(line);
+    out
 }
 
 /// The result of Tab: the new text, and the choices left when it is not unique.
@@ -445,20 +485,21 @@ impl App {
 
     fn show_contexts(&mut self, name: Option<&str>) {
         let s = &self.settings;
-        let configured = if s.contexts.is_empty() { "none ([contexts.NAME] in the config adds some)".to_string() } else { s.contexts.join(", ") };
+        let configured =
+            if s.contexts.is_empty() { "none ([contexts.NAME] in the config adds some)".to_string() } else { s.contexts.join(", ") };
         match name {
             Some(n) if n == s.context => self.message = Some((format!("ctx: {n} is the live context"), false)),
             Some(n) if s.contexts.iter().any(|c| c == n) => {
-                self.message =
-                    Some((format!("ctx: switching from the console comes later; run lightbox --context {n} console"), true))
+                self.message = Some((format!("ctx: switching from the console comes later; run lightbox --context {n} console"), true))
             }
             Some(n) => self.message = Some((format!("ctx: no context {n:?} (configured: {configured})"), true)),
             None => {
-                let mut lines = vec![format!("live: {} (backend {}{})", s.context, s.backend, if s.location.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {}", s.location)
-                })];
+                let mut lines = vec![format!(
+                    "live: {} (backend {}{})",
+                    s.context,
+                    s.backend,
+                    if s.location.is_empty() { String::new() } else { format!(", {}", s.location) }
+                )];
                 lines.push(format!("configured: {configured}"));
                 lines.push(if s.read_only { "read-only: on".into() } else { "read-only: off".into() });
                 self.dialog_scroll = 0;
@@ -492,7 +533,9 @@ impl App {
             .iter()
             .find(|s| s.accession.eq_ignore_ascii_case(needle))
             .map(|s| s.execution_arn.clone())
-            .or_else(|| self.executions.value.iter().find(|e| e.name.eq_ignore_ascii_case(needle) || e.arn == needle).map(|e| e.arn.clone()))
+            .or_else(|| {
+                self.executions.value.iter().find(|e| e.name.eq_ignore_ascii_case(needle) || e.arn == needle).map(|e| e.arn.clone())
+            })
             .or_else(|| self.reviews.value.iter().find(|r| r.accession.eq_ignore_ascii_case(needle)).map(|r| r.execution_arn.clone()));
         match exact {
             Some(arn) => self.open_execution(arn),
@@ -507,10 +550,8 @@ impl App {
     pub fn found(&mut self, needle: String, hits: Vec<Found>) {
         match hits.len() {
             0 => {
-                self.message = Some((
-                    format!("no study or execution {needle:?} (searched accession, order number, execution name and ARN)"),
-                    true,
-                ))
+                self.message =
+                    Some((format!("no study or execution {needle:?} (searched accession, order number, execution name and ARN)"), true))
             }
             1 => {
                 self.message = None;
@@ -570,7 +611,11 @@ impl App {
         if self.dialog.is_some() {
             return;
         }
-        let lines = if lines.is_empty() { vec!["the audit log is empty".to_string()] } else { lines };
+        let lines = if lines.is_empty() {
+            vec!["the audit log is empty".to_string()]
+        } else {
+            lines.iter().flat_map(|l| wrap(l, PANE_WIDTH)).collect()
+        };
         self.dialog_scroll = 0;
         self.dialog = Some(Dialog::Lines { title: format!("Audit log · newest {} rows", rows.len()), lines });
     }
@@ -724,7 +769,7 @@ impl App {
         section(&mut out, Scope::Everywhere, "Keys everywhere".into());
         out.push(HelpRow::Heading(": commands (Tab completes, ↑↓ recall)".into()));
         for c in COMMANDS {
-            let aliases = if c.aliases.is_empty() { String::new() } else { format!(" (:{})", c.aliases.join(" :")) };
+            let aliases = c.aliases.first().map(|a| format!(" (:{a})")).unwrap_or_default();
             out.push(HelpRow::Command(format!(":{}", c.usage), format!("{}{aliases}", c.description)));
         }
         for s in SCOPES.into_iter().filter(|s| *s != here && *s != Scope::Everywhere) {
@@ -750,9 +795,8 @@ impl App {
     }
 
     fn how_to_reach(&self, s: Scope) -> String {
-        let press = |a: Action| {
-            self.keymap.bindings.iter().find(|b| b.action == a).map(|b| format!(" — press {}", b.key)).unwrap_or_default()
-        };
+        let press =
+            |a: Action| self.keymap.bindings.iter().find(|b| b.action == a).map(|b| format!(" — press {}", b.key)).unwrap_or_default();
         match s {
             Scope::Pipelines => format!("Pipelines{}", press(Action::View1)),
             Scope::Reviews => format!("Reviews{}", press(Action::View2)),
@@ -801,10 +845,8 @@ impl App {
     /// At the lock screen: typing the operator's name and Enter unlocks; a stray Enter does nothing.
     pub fn lock_key(&mut self, k: KeyEvent) -> Vec<Effect> {
         match k.code {
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                if self.lock_input.chars().count() < LOCK_INPUT_MAX {
-                    self.lock_input.push(c);
-                }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) && self.lock_input.chars().count() < LOCK_INPUT_MAX => {
+                self.lock_input.push(c);
             }
             KeyCode::Backspace => {
                 self.lock_input.pop();
@@ -860,6 +902,30 @@ mod tests {
         let st = |a: Arg| if a == Arg::Status { STATUSES.iter().map(|s| s.to_string()).collect() } else { vec![] };
         assert_eq!(complete("executions ti", st).text, "executions timed-out");
         assert_eq!(complete("x r", st).candidates, vec!["redriven".to_string(), "running".to_string()]);
+    }
+
+    #[test]
+    fn wrapping_keeps_every_word_within_the_width() {
+        let lines = wrap(
+            "#12 11-22 14:02:31 dr.lee reject scheduled-imaging-ACC-20391 task abcdef01… ok · reason: a fairly long reason text here",
+            40,
+        );
+        assert!(lines.iter().all(|l| l.chars().count() <= 40), "{lines:?}");
+        let text =
+            "#12 11-22 14:02:31 dr.lee reject scheduled-imaging-ACC-20391 task abcdef01… ok · reason: a fairly long reason text here";
+        assert_eq!(lines.join(" ").split_whitespace().collect::<Vec<_>>(), text.split_whitespace().collect::<Vec<_>>(), "no word lost");
+        assert_eq!(wrap("short", 40), vec!["short".to_string()]);
+        assert!(wrap(&"x".repeat(100), 40).iter().all(|l| l.chars().count() <= 40));
+    }
+
+    #[test]
+    fn command_help_rows_fit_80_columns() {
+        for c in COMMANDS {
+            let alias = c.aliases.first().map(|a| a.len() + 4).unwrap_or(0);
+            // As help draws it: `  :usage` padded to 22, a space, the description and the alias.
+            let w = 2 + (c.usage.len() + 1).max(20) + 1 + c.description.chars().count() + alias;
+            assert!(w <= PANE_WIDTH, ":{} is {w} wide", c.name);
+        }
     }
 
     #[test]

@@ -676,7 +676,10 @@ impl App {
         let text = vec![
             Line::from(""),
             Line::from(Span::styled("Locked. Patient data is hidden.", self.theme.warn())),
-            Line::from(Span::styled(format!("To unlock, type your user name ({}) and press Enter.", self.settings.user), self.theme.text())),
+            Line::from(Span::styled(
+                format!("To unlock, type your user name ({}) and press Enter.", self.settings.user),
+                self.theme.text(),
+            )),
             Line::from(""),
             Line::from(vec![Span::styled("name ", self.theme.muted()), Span::styled(format!("{}▏", self.lock_input), self.theme.text())]),
         ];
@@ -695,9 +698,7 @@ impl App {
                         HelpRow::Command(k, d) => {
                             Line::from(vec![Span::styled(format!("  {k:<20}"), t.accent()), Span::styled(format!(" {d}"), t.text())])
                         }
-                        HelpRow::Entry(k, d) => {
-                            Line::from(vec![Span::styled(format!("{k:>12}  "), t.accent()), Span::styled(d, t.text())])
-                        }
+                        HelpRow::Entry(k, d) => Line::from(vec![Span::styled(format!("{k:>12}  "), t.accent()), Span::styled(d, t.text())]),
                     });
                 }
                 let h = lines.len().min(u16::MAX as usize - 2) as u16 + 2;
@@ -863,9 +864,7 @@ impl App {
         let title = if clipped { format!("{title} (↑↓ scroll: {} rows)", height - 2) } else { title };
         let scroll = match d {
             // The pick list scrolls to keep the chosen row in sight.
-            Dialog::Pick { sel, .. } if clipped => {
-                (*sel as u16).saturating_add(1).saturating_sub(h.saturating_sub(3)).min(height - h)
-            }
+            Dialog::Pick { sel, .. } if clipped => (*sel as u16).saturating_add(1).saturating_sub(h.saturating_sub(3)).min(height - h),
             _ if clipped => self.dialog_scroll.min(height - h),
             _ => 0,
         };
