@@ -112,9 +112,10 @@ impl ControlPlane for Local {
             .prepare_cached(
                 "SELECT arn, name, status, acc, ord FROM (
                    SELECT arn, name, status, start_ms,
-                          COALESCE(json_extract(input, '$.accession'), '') AS acc,
-                          COALESCE(json_extract(input, '$.orderId'), json_extract(input, '$.orderNumber'), '') AS ord
-                   FROM executions WHERE json_valid(input))
+                          CASE WHEN json_valid(input) THEN COALESCE(json_extract(input, '$.accession'), '') ELSE '' END AS acc,
+                          CASE WHEN json_valid(input)
+                               THEN COALESCE(json_extract(input, '$.orderId'), json_extract(input, '$.orderNumber'), '') ELSE '' END AS ord
+                   FROM executions)
                  WHERE instr(lower(acc), ?1) > 0 OR instr(lower(ord), ?1) > 0
                     OR instr(lower(name), ?1) > 0 OR instr(lower(arn), ?1) > 0
                  ORDER BY (lower(acc) = ?1 OR lower(ord) = ?1 OR lower(name) = ?1 OR lower(arn) = ?1) DESC, start_ms DESC

@@ -388,6 +388,24 @@ mod tests {
     }
 
     #[test]
+    fn audit_loads_bring_the_rows_and_the_inputs_of_the_executions_they_name() {
+        let (mut cp, token) = gate();
+        let arn = cp.pending_tasks(1).expect("pending").remove(0).execution_arn;
+        let entry = crate::audit::AuditEntry::new("dr.a", crate::audit::Source::Console, crate::audit::Action::Claim)
+            .execution(arn.clone())
+            .token(token);
+        crate::audit::record(cp.engine.store.conn(), &entry, Utc::now()).expect("record");
+        let out = load(&mut cp, &StageMap::default(), Request::Audit);
+        let [Loaded::Audit { rows, inputs }] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].actor, "dr.a");
+        assert!(inputs.contains_key(&arn), "{inputs:?}");
+        let out = load(&mut cp, &StageMap::default(), Request::Find("G1".into()));
+        let [Loaded::Found { hits, .. }] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(hits.iter().map(|h| h.arn.as_str()).collect::<Vec<_>>(), vec![arn.as_str()]);
+    }
+
+    #[test]
     fn newest_load_of_a_kind_wins_and_mutations_come_first() {
         let batch = vec![
             Job::Load(Request::Executions(None, false)),
