@@ -1863,6 +1863,7 @@ mod console {
             backend: "local".into(),
             location: data_dir.display().to_string(),
             context: config.context.clone().unwrap_or_else(|| "local".into()),
+            contexts: config.contexts.keys().cloned().collect(),
             ..Settings::default()
         };
         if let Some(m) = config.idle_lock_minutes {

@@ -508,6 +508,8 @@ fn navigation_filters_and_commands() {
     assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Detail(arn("ACC-20391"), 0))));
     a.handle(code(KeyCode::Esc));
     assert!(a.detail_arn.is_none(), "Esc goes back");
+    assert_eq!(a.view, View::Reviews, "to the view it came from");
+    assert_eq!(a.visible_reviews().len(), 2, "with its filter");
     a.handle(key(':'));
     for c in "executions failed".chars() {
         a.handle(key(c));
@@ -540,9 +542,15 @@ fn find_asks_the_backend_when_the_study_is_not_on_screen() {
     }
     let effects = a.handle(code(KeyCode::Enter));
     assert_eq!(effects, vec![Effect::Load(lightbox::tui::app::Request::Find("ACC-99999".into()))]);
-    a.handle(AppEvent::Loaded(Loaded::Found { needle: "ACC-99999".into(), arn: Some(arn("ACC-99999")) }, t0()));
+    a.handle(AppEvent::Loaded(
+        Loaded::Found {
+            needle: "ACC-99999".into(),
+            hits: vec![lightbox::backend::Found { arn: arn("ACC-99999"), label: "ACC-99999".into() }],
+        },
+        t0(),
+    ));
     assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-99999").as_str()));
-    a.handle(AppEvent::Loaded(Loaded::Found { needle: "nope".into(), arn: None }, t0()));
+    a.handle(AppEvent::Loaded(Loaded::Found { needle: "nope".into(), hits: vec![] }, t0()));
     assert!(draw(&a, 100, 24).contains("no study or execution \"nope\""));
 }
 
@@ -836,4 +844,370 @@ fn errors_naming_the_patient_are_masked() {
     assert!(!screen.contains("Testperson") && screen.contains("D••• at Publish"), "detail: {screen}");
     reveal(&mut a, "consult with the referring physician");
     assert!(draw(&a, 160, 30).contains("Dana Testperson at Publish"));
+}
+
+// ----- move: the command line, going back, help, marks, keys that explain, the lock -----
+
+fn ctrl(c: char) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+/// Type a `:` command and press Enter.
+fn command(a: &mut App, text: &str) -> Vec<Effect> {
+    a.handle(key(':'));
+    for c in text.chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter))
+}
+
+fn message(a: &App) -> String {
+    a.message.as_ref().map(|m| m.0.clone()).unwrap_or_default()
+}
+
+fn input_text(a: &App) -> String {
+    match &a.dialog {
+        Some(lightbox::tui::app::Dialog::Input { text, .. }) => text.clone(),
+        other => panic!("no input open: {other:?}"),
+    }
+}
+
+#[test]
+fn every_view_and_filter_is_reachable_from_the_command_line() {
+    use lightbox::tui::app::{Dialog, Request};
+    let mut a = app(false);
+    command(&mut a, "reviews");
+    assert_eq!(a.view, View::Reviews);
+    let effects = command(&mut a, "executions redriven");
+    assert_eq!((a.view, a.status_filter, a.redriven_filter), (View::Executions, None, true));
+    assert!(effects.contains(&Effect::Load(Request::Executions(None, true))), "{effects:?}");
+    command(&mut a, "x timed-out");
+    assert_eq!((a.status_filter, a.redriven_filter), (Some(ExecutionStatus::TimedOut), false));
+    command(&mut a, "pipelines");
+    assert_eq!(a.view, View::Pipelines);
+    // Seen: `:events failed` ignored its argument. It filters the Events view now.
+    command(&mut a, "events failed");
+    assert_eq!(a.view, View::Events);
+    let shown: Vec<&str> = a.visible_events().iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(shown, vec!["TaskFailed"]);
+    assert!(draw(&a, 120, 30).contains("Events › /failed"));
+    command(&mut a, "events");
+    assert_eq!(a.visible_events().len(), 2, ":events alone shows every event");
+    command(&mut a, "help");
+    assert_eq!(a.dialog, Some(Dialog::Help));
+    a.handle(code(KeyCode::Esc));
+    command(&mut a, "ctx");
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Contexts") && screen.contains("live: local"), "{screen}");
+    a.handle(code(KeyCode::Esc));
+    command(&mut a, "ctx staging");
+    assert!(message(&a).contains("no context \"staging\""), "{}", message(&a));
+    a.settings.contexts = vec!["staging".into()];
+    command(&mut a, "ctx staging");
+    assert!(message(&a).contains("--context staging"), "{}", message(&a));
+    assert_eq!(command(&mut a, "audit"), vec![Effect::Load(Request::Audit)]);
+    command(&mut a, "lock");
+    assert!(a.locked);
+    let mut q = app(false);
+    assert_eq!(command(&mut q, "quit"), vec![Effect::Quit]);
+}
+
+#[test]
+fn an_unknown_command_or_argument_says_so_naming_it() {
+    let mut a = app(false);
+    for (line, says) in [
+        ("frobnicate", "unknown command \"frobnicate\""),
+        ("executions bogus", "\"bogus\" is not a status"),
+        ("executions failed running", "\"running\" is extra"),
+        ("reviews now", "\"now\" is extra"),
+        ("study", ":study needs"),
+        ("events (", "not a valid regex"),
+    ] {
+        let view = a.view;
+        assert!(command(&mut a, line).is_empty(), "{line}");
+        assert!(message(&a).contains(says), "{line}: {}", message(&a));
+        assert_eq!(a.view, view, "{line} went nowhere");
+        assert!(draw(&a, 120, 30).contains(says), "{line}: the footer says it");
+    }
+}
+
+#[test]
+fn the_audit_pane_lists_recent_rows_masked_and_scrolls() {
+    let mut a = app(false);
+    command(&mut a, "audit");
+    let row = |seq: i64, reason: &str| lightbox::audit::AuditRecord {
+        seq,
+        time: t0(),
+        actor: "dr.lee".into(),
+        source: "console".into(),
+        action: "reject".into(),
+        execution_arn: Some(arn("ACC-20391")),
+        task_token: Some("abcdef01…".into()),
+        reason: Some(reason.into()),
+        before: None,
+        after: None,
+        result: "ok".into(),
+        error: None,
+        intent_seq: None,
+        prev_hash: String::new(),
+        hash: String::new(),
+    };
+    let rows: Vec<_> = (1..=40).rev().map(|i| row(i, "wrong patient: Dana Testperson")).collect();
+    let inputs = [(arn("ACC-20391"), order_input("ACC-20391"))].into_iter().collect();
+    a.handle(AppEvent::Loaded(Loaded::Audit { rows, inputs }, t0()));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Audit log") && screen.contains("#40") && screen.contains("ACC-20391 task abcdef01"), "{screen}");
+    assert!(!screen.contains("Testperson") && screen.contains("wrong patient"), "{screen}");
+    for _ in 0..3 {
+        a.handle(code(KeyCode::PageDown));
+    }
+    assert!(draw(&a, 100, 30).contains("#1 "), "scrolls to the oldest row");
+    a.handle(code(KeyCode::Esc));
+    assert!(a.dialog.is_none());
+}
+
+#[test]
+fn the_command_line_has_history_and_tab_completion() {
+    let mut a = app(false);
+    command(&mut a, "executions failed");
+    command(&mut a, "reviews");
+    a.handle(key(':'));
+    a.handle(key('p'));
+    a.handle(code(KeyCode::Up));
+    assert_eq!(input_text(&a), "reviews");
+    a.handle(code(KeyCode::Up));
+    assert_eq!(input_text(&a), "executions failed");
+    a.handle(code(KeyCode::Down));
+    assert_eq!(input_text(&a), "reviews");
+    a.handle(code(KeyCode::Down));
+    assert_eq!(input_text(&a), "p", "back to what was typed");
+    a.handle(code(KeyCode::Tab));
+    assert_eq!(input_text(&a), "pipelines");
+    a.handle(code(KeyCode::Esc));
+    // Arguments: statuses, and the accessions loaded.
+    a.handle(key(':'));
+    for c in "ex".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Tab));
+    assert_eq!(input_text(&a), "executions ");
+    for c in "ti".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Tab));
+    assert_eq!(input_text(&a), "executions timed-out");
+    a.handle(code(KeyCode::Esc));
+    a.handle(key('1'));
+    a.handle(key(':'));
+    for c in "study acc-204".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Tab));
+    assert_eq!(input_text(&a), "study ACC-204");
+    assert_eq!(a.cmdline.candidates, vec!["ACC-20401".to_string(), "ACC-20418".to_string()]);
+    insta::assert_snapshot!("command_completion_80x24", draw(&a, 80, 24));
+    a.handle(key('1'));
+    a.handle(code(KeyCode::Tab));
+    assert_eq!(input_text(&a), "study ACC-20418");
+    assert!(a.cmdline.candidates.is_empty());
+}
+
+#[test]
+fn study_finds_partial_matches_with_a_pick_list_and_mrns_only_once_revealed() {
+    use lightbox::backend::Found;
+    use lightbox::tui::app::{Dialog, Request};
+    let mut a = app(false);
+    a.handle(key('j'));
+    let from = a.location();
+    let effects = command(&mut a, "study ACC-2");
+    assert_eq!(effects, vec![Effect::Load(Request::Find("ACC-2".into()))]);
+    let hits: Vec<Found> = ["ACC-20401", "ACC-20418", "ACC-20455"]
+        .iter()
+        .map(|n| Found { arn: arn(n), label: format!("{n} · ORD-5{} · scheduled-imaging/{n} · RUNNING", &n[4..]) })
+        .collect();
+    a.handle(AppEvent::Loaded(Loaded::Found { needle: "ACC-2".into(), hits }, t0()));
+    assert!(matches!(a.dialog, Some(Dialog::Pick { .. })));
+    insta::assert_snapshot!("study_pick_list_80x24", draw(&a, 80, 24));
+    a.handle(key('j'));
+    a.handle(code(KeyCode::Down));
+    a.handle(code(KeyCode::Down));
+    let effects = a.handle(code(KeyCode::Enter));
+    assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-20455").as_str()));
+    assert!(effects.contains(&Effect::Load(Request::Detail(arn("ACC-20455"), 0))));
+    a.handle(code(KeyCode::Esc));
+    assert_eq!(a.location(), from, "Esc returns to the view and row the search started from");
+    // Esc cancels a pick list.
+    a.handle(AppEvent::Loaded(
+        Loaded::Found {
+            needle: "x".into(),
+            hits: vec![Found { arn: arn("A"), label: "A".into() }, Found { arn: arn("B"), label: "B".into() }],
+        },
+        t0(),
+    ));
+    a.handle(code(KeyCode::Esc));
+    assert!(a.dialog.is_none() && a.detail_arn.is_none());
+    // An MRN matches nothing until that study is revealed, and then only that study.
+    let effects = command(&mut a, "study SYN-000421");
+    assert_eq!(effects, vec![Effect::Load(Request::Find("SYN-000421".into()))], "not matched on screen while masked");
+    a.handle(key('k'));
+    reveal(&mut a, "wrong-patient hold on this study");
+    command(&mut a, "study syn-000421");
+    assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-20401").as_str()));
+}
+
+#[test]
+fn esc_returns_to_the_view_filter_and_row_it_came_from() {
+    let mut a = app(false);
+    // Pipelines, filtered, on the second row: open it, Esc comes back to exactly that.
+    a.handle(key('/'));
+    for c in "ACC-204".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+    a.handle(key('j'));
+    let row = a.visible_studies()[a.selected()].accession.clone();
+    a.handle(code(KeyCode::Enter));
+    assert!(a.detail_arn.is_some());
+    a.handle(code(KeyCode::Esc));
+    assert_eq!(a.view, View::Pipelines, "seen: Esc always went to Executions");
+    assert_eq!(a.filters[View::Pipelines.index()].as_ref().map(|f| f.text.as_str()), Some("ACC-204"));
+    assert_eq!(a.visible_studies()[a.selected()].accession, row);
+    // From Reviews to failed executions by command, then back.
+    a.handle(key('2'));
+    a.handle(key('j'));
+    command(&mut a, "executions failed");
+    a.handle(code(KeyCode::Esc));
+    assert_eq!(a.view, View::Reviews);
+    assert_eq!(a.visible_reviews()[a.selected()].accession, "ACC-20377");
+    assert_eq!(a.status_filter, None);
+    // Further back: Pipelines with its filter.
+    a.handle(code(KeyCode::Esc));
+    assert_eq!(a.view, View::Pipelines);
+    // A filter set here is cleared first, as before.
+    a.handle(code(KeyCode::Esc));
+    assert!(a.filters[View::Pipelines.index()].is_none());
+    assert!(a.back.len() <= lightbox::tui::command::BACK_KEPT);
+}
+
+#[test]
+fn mark_all_and_clear_marks_and_the_bulk_dialog_lists_every_item() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    a.handle(ctrl('a'));
+    assert_eq!(a.marks.len(), 3);
+    assert!(message(&a).contains("marked all 3"), "{}", message(&a));
+    a.handle(key('e'));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Escalate 3 reviews"), "{screen}");
+    for acc in ["ACC-20418", "ACC-20377", "ACC-20299"] {
+        assert!(screen.contains(acc), "{acc}: {screen}");
+    }
+    a.handle(code(KeyCode::Esc));
+    a.handle(key('u'));
+    assert!(a.marks.is_empty());
+    assert!(message(&a).contains("cleared 3 marks"));
+    // Executions: all shown (a filter narrows "all").
+    a.handle(key('3'));
+    a.handle(key('/'));
+    for c in "ACC-203".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+    a.handle(ctrl('a'));
+    assert_eq!(a.marks.len(), 2);
+    a.handle(key('u'));
+    assert!(a.marks.is_empty());
+    // Keys that are not for this view say where they work.
+    a.handle(key('1'));
+    a.handle(ctrl('a'));
+    assert!(message(&a).contains("ctrl-a (mark all shown) works in Reviews — press 2"), "{}", message(&a));
+}
+
+#[test]
+fn keys_that_do_nothing_here_say_why() {
+    let mut a = app(false);
+    detail(&mut a);
+    // Seen: `a` in the detail view did nothing.
+    assert!(a.handle(key('a')).is_empty());
+    assert_eq!(message(&a), "a (approve) works in Reviews — press 2");
+    a.handle(key('z'));
+    assert_eq!(message(&a), "z: no such key here — ? for help");
+    a.handle(key('s'));
+    assert_eq!(message(&a), "s (status filter) works in Executions — press 3");
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("s (status filter) works in Executions") && screen.contains("? help"), "{screen}");
+    // Actions with nothing to act on say so.
+    let mut e = app(false);
+    e.handle(key('2'));
+    reviews_loaded(&mut e, vec![]);
+    e.handle(key('a'));
+    assert!(message(&e).contains("approve: no review selected"), "{}", message(&e));
+    e.handle(key('c'));
+    assert!(message(&e).contains("claim: no review selected"), "{}", message(&e));
+    e.handle(key(' '));
+    assert!(message(&e).contains("mark: no row selected"), "{}", message(&e));
+    e.handle(code(KeyCode::Enter));
+    assert!(message(&e).contains("open: no row selected"), "{}", message(&e));
+    e.handle(key('3'));
+    e.handle(AppEvent::Loaded(Loaded::Executions(vec![]), t0()));
+    e.handle(key('R'));
+    assert!(message(&e).contains("redrive: no execution selected"), "{}", message(&e));
+}
+
+#[test]
+fn help_fits_80x24_scrolls_lists_commands_and_lets_other_keys_through() {
+    let mut a = app(false);
+    a.handle(key('2'));
+    a.handle(key('?'));
+    let first = draw(&a, 80, 24);
+    assert!(first.contains("Keys in Reviews") && first.contains("approve"), "this view's keys first: {first}");
+    assert!(first.contains("? help"), "{first}");
+    insta::assert_snapshot!("help_80x24", first);
+    a.handle(code(KeyCode::PageDown));
+    let scrolled = draw(&a, 80, 24);
+    assert!(scrolled.contains(":executions [STATUS]") && scrolled.contains(":audit"), "{scrolled}");
+    insta::assert_snapshot!("help_80x24_scrolled", scrolled);
+    a.handle(key('?'));
+    assert!(a.dialog.is_none(), "? closes help");
+    a.handle(key('?'));
+    a.handle(key('j'));
+    assert!(a.dialog.is_some(), "j scrolls the help");
+    // Any other key closes the help and does its usual action.
+    a.handle(key('3'));
+    assert!(a.dialog.is_none());
+    assert_eq!(a.view, View::Executions, "3 was not swallowed");
+}
+
+#[test]
+fn the_footer_always_offers_help() {
+    let mut a = app(false);
+    for v in ['1', '2', '3', '4'] {
+        a.handle(key(v));
+        assert!(draw(&a, 80, 24).lines().last().unwrap_or_default().contains("? help"), "view {v}");
+    }
+    a.message = Some(("a very long message that would fill the whole footer line and then some more words to push it over".into(), true));
+    let last = draw(&a, 80, 24).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("? help") && last.contains('…'), "{last}");
+}
+
+#[test]
+fn the_lock_opens_only_to_the_operators_name() {
+    let mut a = app(false);
+    a.handle(AppEvent::Tick(t0() + Duration::minutes(11)));
+    assert!(a.locked);
+    // A stray Enter does nothing.
+    assert!(a.handle(code(KeyCode::Enter)).is_empty());
+    assert!(a.locked);
+    for c in "dr.le".chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+    assert!(a.locked, "a wrong name does not unlock");
+    assert!(draw(&a, 100, 24).contains("not the operator's name"), "and says so");
+    for c in "dr.lee".chars() {
+        a.handle(key(c));
+    }
+    assert!(draw(&a, 100, 24).contains("name dr.lee"));
+    let effects = a.handle(code(KeyCode::Enter));
+    assert!(!a.locked && !effects.is_empty(), "unlocked, and the views reload");
 }

@@ -367,4 +367,47 @@ fn a_reopened_demo_data_dir_says_the_demo_runs_and_time_moves() {
         paused,
         "a paused demo starts nothing"
     );
+
+// ----- move -----
+
+/// The `:` command line remembers and completes, `:study` with part of a name opens a pick
+/// list, Esc comes back to the view and row the search started from (seen: always
+/// Executions), and the lock opens only to the operator's name (seen: any Enter).
+#[test]
+fn command_history_study_pick_list_back_and_unlock_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
+    let t = Tmux::start(&cmd, 120, 30);
+    t.wait_for("LIGHTBOX");
+    // Tab completes the command, Enter runs it; ↑ recalls it.
+    t.keys(&[":", "exe", "Tab"]);
+    t.wait_for(":executions ▏");
+    t.keys(&["fa", "Tab", "Enter"]);
+    t.wait_for("status FAILED");
+    t.keys(&[":", "Up"]);
+    t.wait_for(":executions failed▏");
+    t.keys(&["Escape"]);
+    // From the second review, find by part of a name: three match.
+    t.keys(&["2"]);
+    t.wait_for("ACC-E2E-2");
+    t.keys(&["j", ":", "study", "Space", "e2e", "Enter"]);
+    t.wait_for("3 matches for \"e2e\"");
+    t.keys(&["Down", "Enter"]);
+    let s = t.wait_for("RadiologistReview");
+    assert!(s.contains("Executions › review › ACC-E2E-2"), "the chosen match opened:\n{s}");
+    t.keys(&["Escape"]);
+    let s = t.wait_for("Reviews —");
+    let selected = s.lines().find(|l| l.contains('▶')).unwrap_or_default();
+    assert!(selected.contains("ACC-E2E-2"), "back on the row it came from:\n{s}");
+    // Lock; a stray Enter and a wrong name do not open it.
+    t.keys(&[":", "lock", "Enter"]);
+    t.wait_for("type your user name (dr.e2e)");
+    t.keys(&["Enter"]);
+    t.keys(&["dr.x", "Enter"]);
+    let s = t.wait_for("not the operator's name");
+    assert!(s.contains("Locked.") && !s.contains("ACC-E2E"), "{s}");
+    t.keys(&["dr.e2e", "Enter"]);
+    t.wait_for("Reviews —");
+    t.keys(&["q"]);
 }

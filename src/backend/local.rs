@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rusqlite::OptionalExtension;
 
-use super::{Acting, ControlPlane, ExecutionFilter, ExecutionRow, FeedEvent, Pulse, Result, TokenRow};
+use super::{Acting, ControlPlane, ExecutionFilter, ExecutionRow, FIND_LIMIT, FeedEvent, Found, Pulse, Result, TokenRow};
 use crate::asl::model::Definition;
 use crate::engine::Engine;
 use crate::history::{ExecutionStatus, HistoryEvent};
@@ -102,8 +102,52 @@ impl ControlPlane for Local {
             .collect())
     }
 
-    fn find(&mut self, needle: &str) -> Result<Option<String>> {
-        Ok(self.engine.store.find_execution(needle)?)
+    fn find(&mut self, needle: &str) -> Result<Vec<Found>> {
+        let needle = needle.trim().to_lowercase();
+        if needle.is_empty() {
+            return Ok(vec![]);
+        }
+        let conn = self.engine.store.conn();
+        let mut q = conn
+            .prepare_cached(
+                "SELECT arn, name, status, acc, ord FROM (
+                   SELECT arn, name, status, start_ms,
+                          CASE WHEN json_valid(input) THEN COALESCE(json_extract(input, '$.accession'), '') ELSE '' END AS acc,
+                          CASE WHEN json_valid(input)
+                               THEN COALESCE(json_extract(input, '$.orderId'), json_extract(input, '$.orderNumber'), '') ELSE '' END AS ord
+                   FROM executions)
+                 WHERE instr(lower(acc), ?1) > 0 OR instr(lower(ord), ?1) > 0
+                    OR instr(lower(name), ?1) > 0 OR instr(lower(arn), ?1) > 0
+                 ORDER BY (lower(acc) = ?1 OR lower(ord) = ?1 OR lower(name) = ?1 OR lower(arn) = ?1) DESC, start_ms DESC
+                 LIMIT ?2",
+            )
+            .map_err(StoreError::from)?;
+        let rows = q
+            .query_map(rusqlite::params![needle, FIND_LIMIT as i64], |r| {
+                let text = |i: usize| -> rusqlite::Result<String> {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                        _ => String::new(),
+                    })
+                };
+                Ok((text(0)?, text(1)?, text(2)?, text(3)?, text(4)?))
+            })
+            .map_err(StoreError::from)?;
+        let mut out = vec![];
+        for row in rows {
+            let (arn, name, status, acc, ord) = row.map_err(StoreError::from)?;
+            let machine = crate::ops::project::machine_of(&arn).to_string();
+            let label =
+                [acc, ord, format!("{machine}/{name}"), status].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" · ");
+            out.push(Found { arn, label });
+        }
+        Ok(out)
+    }
+
+    fn audit_log(&mut self, limit: usize) -> Result<Vec<crate::audit::AuditRecord>> {
+        let filter = crate::audit::AuditFilter { hide_closed_intents: true, limit, ..Default::default() };
+        Ok(crate::audit::list(self.engine.store.conn(), &filter)?)
     }
 
     fn definitions_of(&mut self, arns: &[String]) -> Result<HashMap<String, Arc<Definition>>> {
@@ -202,5 +246,52 @@ impl ControlPlane for Local {
                 Err(crate::engine::EngineError::Internal("the engine panicked during a tick; see the log".into()).into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_with(orders: &[(&str, &str, &str)]) -> Local {
+        let store = crate::store::Store::in_memory().expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let def = r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":3600,"End":true}}}"#;
+        let sm = engine.create_state_machine("scheduled-imaging", def, None).expect("create");
+        for (name, acc, order) in orders {
+            let input =
+                serde_json::json!({"accession": acc, "orderId": order, "patient": {"name": "Dana Testperson", "mrn": "SYN-000421"}});
+            engine.start_execution(&sm.arn, Some(name), &input.to_string()).expect("start");
+        }
+        Local::new(engine, PathBuf::new())
+    }
+
+    #[test]
+    fn find_matches_part_of_an_accession_order_name_or_arn_in_any_case_and_never_patient_fields() {
+        let mut cp =
+            local_with(&[("run-1", "ACC-1001", "ORD-500001"), ("run-2", "ACC-1002", "ORD-500002"), ("other", "ACC-2001", "ORD-7")]);
+        let arns =
+            |hits: Vec<Found>| hits.into_iter().map(|h| h.arn.rsplit(':').next().unwrap_or_default().to_string()).collect::<Vec<_>>();
+        let mut hits = arns(cp.find("acc-100").expect("find"));
+        hits.sort();
+        assert_eq!(hits, vec!["run-1", "run-2"]);
+        assert_eq!(arns(cp.find("ord-7").expect("find")), vec!["other"], "by order number");
+        assert_eq!(arns(cp.find("RUN-2").expect("find")), vec!["run-2"], "by execution name");
+        assert_eq!(cp.find("scheduled-imaging").expect("find").len(), 3, "by ARN");
+        // An exact match comes first.
+        let first = cp.find("acc-1001").expect("find");
+        assert!(first[0].label.starts_with("ACC-1001 · ORD-500001 · scheduled-imaging/run-1"), "{first:?}");
+        assert!(cp.find("SYN-000421").expect("find").is_empty(), "an MRN is never matched by the backend");
+        assert!(cp.find("Testperson").expect("find").is_empty(), "nor a name");
+        assert!(cp.find("   ").expect("find").is_empty());
+    }
+
+    #[test]
+    fn find_returns_at_most_the_limit() {
+        let orders: Vec<(String, String, String)> =
+            (0..FIND_LIMIT + 5).map(|i| (format!("r{i}"), format!("ACC-{i}"), String::new())).collect();
+        let refs: Vec<(&str, &str, &str)> = orders.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+        let mut cp = local_with(&refs);
+        assert_eq!(cp.find("acc-").expect("find").len(), FIND_LIMIT);
     }
 }

@@ -18,6 +18,8 @@ pub enum BackendError {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     Refused(String),
 }
@@ -45,6 +47,17 @@ pub struct FeedEvent {
     pub event: HistoryEvent,
 }
 
+/// At most this many executions come back from [`ControlPlane::find`].
+pub const FIND_LIMIT: usize = 50;
+
+/// One execution a search found, and how a pick list names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub arn: String,
+    /// Accession, order number, machine/name and status, as known.
+    pub label: String,
+}
+
 pub trait ControlPlane: Send {
     /// "local" or "aws", and where (data directory, region).
     fn name(&self) -> String;
@@ -57,8 +70,15 @@ pub trait ControlPlane: Send {
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>>;
     /// Pending review tokens, oldest first.
     fn pending_tasks(&mut self, limit: usize) -> Result<Vec<TokenRow>>;
-    /// The newest execution named `needle`, with that ARN, or whose input has that accession.
-    fn find(&mut self, needle: &str) -> Result<Option<String>>;
+    /// Executions whose accession, order number, name or ARN contains `needle` (any letter
+    /// case), exact matches first, then the newest; at most [`FIND_LIMIT`]. Patient fields are
+    /// never searched here: a revealed study's MRN is matched by the console itself.
+    fn find(&mut self, needle: &str) -> Result<Vec<Found>>;
+    /// The newest audit-log rows (outcomes and open intents), newest first. A backend
+    /// without an audit log of its own has none.
+    fn audit_log(&mut self, _limit: usize) -> Result<Vec<crate::audit::AuditRecord>> {
+        Ok(vec![])
+    }
     /// Workflow events across all executions after feed position `after` (oldest first);
     /// with `None`, the latest `limit` events.
     fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>>;

@@ -98,6 +98,8 @@ pub enum Request {
     Detail(String, i64),
     /// Events after this feed position (`None`: the latest ones).
     Events(Option<i64>),
+    /// The newest audit-log rows (`:audit`).
+    Audit,
 }
 
 /// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
@@ -149,6 +151,7 @@ pub enum Effect {
 
 /// Results the background job sends back. `Definitions`: the definitions behind loaded
 /// reviews and redrivable executions, by execution ARN, for the consequences dialogs state.
+/// `Audit`: audit rows, and the inputs of the executions they name (to mask their free text).
 #[derive(Debug, Clone)]
 pub enum Loaded {
     Pulse(Pulse),
@@ -157,7 +160,8 @@ pub enum Loaded {
     Executions(Vec<ExecutionRow>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
-    Found { needle: String, arn: Option<String> },
+    Found { needle: String, hits: Vec<crate::backend::Found> },
+    Audit { rows: Vec<crate::audit::AuditRecord>, inputs: HashMap<String, String> },
     Done { verb: String, ok: usize, failed: Vec<String> },
     Failed { what: String, error: String },
     Definitions(HashMap<String, Arc<Definition>>),
@@ -272,6 +276,17 @@ pub enum Dialog {
         title: String,
         text: String,
     },
+    /// Several studies matched `:study`: `items` are (label, execution ARN).
+    Pick {
+        title: String,
+        items: Vec<(String, String)>,
+        sel: usize,
+    },
+    /// A scrolling pane of text (`:audit`, `:ctx`).
+    Lines {
+        title: String,
+        lines: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +335,8 @@ pub struct Settings {
     pub phi: crate::phi::Masker,
     /// How long a reveal lasts.
     pub reveal_for: Duration,
+    /// The contexts configured (`[contexts.NAME]`), for `:ctx`.
+    pub contexts: Vec<String>,
 }
 
 impl Default for Settings {
@@ -342,6 +359,7 @@ impl Default for Settings {
             tz: *chrono::Local::now().offset(),
             phi: crate::phi::Masker::default(),
             reveal_for: Duration::minutes(i64::from(crate::phi::DEFAULT_REVEAL_MINUTES)),
+            contexts: vec![],
         }
     }
 }
@@ -405,6 +423,12 @@ pub struct App {
     /// Definitions by execution ARN, for the consequences confirmations state.
     pub definitions: HashMap<String, Arc<Definition>>,
     pub quit: bool,
+    /// The `:` command line's history and completions.
+    pub cmdline: super::command::CommandLine,
+    /// Where Esc goes back to, newest last.
+    pub back: Vec<super::command::Location>,
+    /// What the operator typed at the lock screen.
+    pub lock_input: String,
 }
 
 const EVENTS_KEPT: usize = 2000;
@@ -448,6 +472,9 @@ impl App {
             acted: BTreeSet::new(),
             definitions: HashMap::new(),
             quit: false,
+            cmdline: Default::default(),
+            back: vec![],
+            lock_input: String::new(),
         }
     }
 
@@ -478,13 +505,13 @@ impl App {
         r
     }
 
-    fn loads(&mut self) -> Vec<Effect> {
+    pub(super) fn loads(&mut self) -> Vec<Effect> {
         for req in self.refresh_requests() {
             match req {
                 Request::Studies => self.studies.loading = true,
                 Request::Reviews => self.reviews.loading = true,
                 Request::Executions(..) => self.executions.loading = true,
-                Request::Find(_) => {}
+                Request::Find(_) | Request::Audit => {}
                 Request::Detail(..) => self.detail.loading = true,
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
@@ -595,7 +622,7 @@ impl App {
     /// After the rows of view `v` changed (a refresh, new rows above, a filter): put the
     /// selection back on the same item. When it is gone, say so (if `announce`) and move to
     /// the row that took its place, acting on nothing.
-    fn follow_selection(&mut self, v: View, announce: bool) {
+    pub(super) fn follow_selection(&mut self, v: View, announce: bool) {
         let i = v.index();
         let keys = self.row_keys(v);
         let old = self.sel_keys[i].clone();
@@ -632,11 +659,12 @@ impl App {
             AppEvent::Key(k) => {
                 self.last_input = self.now;
                 if self.locked {
-                    if k.code == KeyCode::Enter {
-                        self.locked = false;
-                        return self.loads();
-                    }
-                    return vec![];
+                    return self.lock_key(k);
+                }
+                if self.dialog.is_some()
+                    && let Some(effects) = self.modal_key(k)
+                {
+                    return effects;
                 }
                 if self.dialog.is_some() {
                     let effects = self.dialog_key(k);
@@ -654,7 +682,10 @@ impl App {
                 let key = Key::from_event(&k);
                 let mut effects = match self.keymap.action(key, self.scope()) {
                     Some(a) => self.action(a),
-                    None => vec![],
+                    None => {
+                        self.explain_key(key);
+                        vec![]
+                    }
                 };
                 if std::mem::take(&mut self.want_page)
                     && let Some(arn) = &self.detail_arn
@@ -670,10 +701,7 @@ impl App {
     fn tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         self.now = now;
         if !self.locked && now - self.last_input > self.settings.idle_lock {
-            self.locked = true;
-            self.reveal = None;
-            self.pending_reveal = None;
-            self.dialog = None;
+            self.lock();
             return vec![];
         }
         if self.reveal.as_ref().is_some_and(|r| now >= r.until) {
@@ -722,12 +750,8 @@ impl App {
                 }
                 self.definitions.extend(d);
             }
-            Loaded::Found { needle, arn } => match arn {
-                Some(a) => {
-                    self.open_execution(a);
-                }
-                None => self.message = Some((format!("no study or execution {needle:?}"), true)),
-            },
+            Loaded::Found { needle, hits } => self.found(needle, hits),
+            Loaded::Audit { rows, inputs } => self.audit_loaded(rows, inputs),
             Loaded::Detail(d) => {
                 let same = d.execution.as_ref().is_none_or(|e| Some(&e.arn) == self.detail_arn.as_ref());
                 if !same {
@@ -790,7 +814,10 @@ impl App {
         }
     }
 
-    fn switch(&mut self, v: View) -> Vec<Effect> {
+    pub(super) fn switch(&mut self, v: View) -> Vec<Effect> {
+        if v != self.view {
+            self.remember();
+        }
         self.view = v;
         self.message = None;
         self.loads()
@@ -871,6 +898,7 @@ impl App {
             Action::View6 => self.switch(View::Outbox),
             Action::Refresh => self.loads(),
             Action::Help => {
+                self.dialog_scroll = 0;
                 self.dialog = Some(Dialog::Help);
                 vec![]
             }
@@ -885,6 +913,9 @@ impl App {
             }
             Action::Back => {
                 if self.detail_arn.is_some() {
+                    if let Some(effects) = self.go_back() {
+                        return effects;
+                    }
                     self.detail_arn = None;
                     self.detail = Pane::default();
                     return self.loads();
@@ -893,7 +924,18 @@ impl App {
                     self.follow_selection(self.view, false);
                     return vec![];
                 }
+                if let Some(effects) = self.go_back() {
+                    return effects;
+                }
                 self.marks.clear();
+                vec![]
+            }
+            Action::MarkAll => {
+                self.mark_all();
+                vec![]
+            }
+            Action::ClearMarks => {
+                self.clear_marks();
                 vec![]
             }
             Action::Open => self.open(),
@@ -908,6 +950,8 @@ impl App {
                         self.marks.insert(k);
                     }
                     self.set_selected(cur + 1);
+                } else {
+                    self.message = Some(("mark: no row selected".into(), true));
                 }
                 vec![]
             }
@@ -949,6 +993,7 @@ impl App {
             Action::Approve | Action::Reject | Action::Escalate => {
                 let items = self.target_items();
                 if items.is_empty() {
+                    self.message = Some((format!("{}: no review selected (the list is empty)", a.name()), true));
                     return vec![];
                 }
                 let user = self.settings.user.clone();
@@ -960,7 +1005,10 @@ impl App {
                 vec![]
             }
             Action::Claim => {
-                let Some(r) = self.visible_reviews().get(cur).map(|r| (*r).clone()) else { return vec![] };
+                let Some(r) = self.visible_reviews().get(cur).map(|r| (*r).clone()) else {
+                    self.message = Some(("claim: no review selected (the list is empty)".into(), true));
+                    return vec![];
+                };
                 let claim = r.claimed_by.is_none();
                 if let Some(holder) = r.claimed_by.as_ref().filter(|h| **h != self.settings.user) {
                     self.message = Some((format!("{} is claimed by {holder}", r.accession), true));
@@ -984,6 +1032,7 @@ impl App {
             Action::Redrive | Action::Stop => {
                 let arns = self.targets_executions();
                 if arns.is_empty() {
+                    self.message = Some((format!("{}: no execution selected (the list is empty)", a.name()), true));
                     return vec![];
                 }
                 let (mut act, mut each, mut left_out) = (vec![], vec![], vec![]);
@@ -1161,11 +1210,19 @@ impl App {
         };
         match arn {
             Some(a) => self.open_execution(a),
-            None => vec![],
+            None if self.view == View::Executions && self.detail_arn.is_some() => {
+                self.message = Some(("this execution is open; Esc goes back".into(), false));
+                vec![]
+            }
+            None => {
+                self.message = Some(("open: no row selected".into(), true));
+                vec![]
+            }
         }
     }
 
     pub fn open_execution(&mut self, arn: String) -> Vec<Effect> {
+        self.remember();
         self.view = View::Executions;
         self.detail_arn = Some(arn);
         self.detail_scroll = 0;
@@ -1173,59 +1230,9 @@ impl App {
         self.loads()
     }
 
-    /// `:` commands, e.g. `executions failed`, `study ACC123`, `reviews`, `quit`.
+    /// `:` commands (the command table and what each does are in `command.rs`).
     fn command(&mut self, text: &str) -> Vec<Effect> {
-        let mut words = text.split_whitespace();
-        let cmd = words.next().unwrap_or_default().to_ascii_lowercase();
-        let arg = words.collect::<Vec<_>>().join(" ");
-        match cmd.as_str() {
-            "" => vec![],
-            "q" | "quit" => {
-                self.quit = true;
-                vec![Effect::Quit]
-            }
-            "p" | "pipelines" => self.switch(View::Pipelines),
-            "r" | "reviews" => self.switch(View::Reviews),
-            "e" | "events" => self.switch(View::Events),
-            "x" | "executions" => {
-                self.status_filter = if arg.is_empty() { None } else { ExecutionStatus::parse(&arg.replace('-', "_")) };
-                if !arg.is_empty() && self.status_filter.is_none() {
-                    self.message = Some((format!("{arg:?} is not a status (running, succeeded, failed, timed_out, aborted)"), true));
-                    return vec![];
-                }
-                self.detail_arn = None;
-                self.switch(View::Executions)
-            }
-            "s" | "study" | "find" => {
-                let needle = arg.trim();
-                if needle.is_empty() {
-                    self.message = Some(("study: give an accession or execution name".into(), true));
-                    return vec![];
-                }
-                let hit = self
-                    .studies
-                    .value
-                    .iter()
-                    .find(|s| s.accession.eq_ignore_ascii_case(needle))
-                    .map(|s| s.execution_arn.clone())
-                    .or_else(|| {
-                        self.executions.value.iter().find(|e| e.name.eq_ignore_ascii_case(needle) || e.arn == needle).map(|e| e.arn.clone())
-                    })
-                    .or_else(|| {
-                        self.reviews.value.iter().find(|r| r.accession.eq_ignore_ascii_case(needle)).map(|r| r.execution_arn.clone())
-                    });
-                match hit {
-                    Some(arn) => self.open_execution(arn),
-                    // Not on screen: ask the backend.
-                    None => vec![Effect::Load(Request::Find(needle.to_string()))],
-                }
-            }
-            other => {
-                self.message =
-                    Some((format!("unknown command {other:?} (pipelines, reviews, executions [status], events, study ACC, quit)"), true));
-                vec![]
-            }
-        }
+        self.run_command(text)
     }
 
     fn dialog_key(&mut self, k: KeyEvent) -> Vec<Effect> {
@@ -1257,7 +1264,7 @@ impl App {
             }
         }
         match d {
-            Dialog::Help | Dialog::Message { .. } => vec![],
+            Dialog::Help | Dialog::Message { .. } | Dialog::Pick { .. } | Dialog::Lines { .. } => vec![],
             Dialog::Confirm { title, lines, mutation } => match k.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => vec![Effect::Mutate(mutation)],
                 _ => {

@@ -130,6 +130,7 @@ fn kind(r: &Request) -> u8 {
         Request::Find(_) => 6,
         Request::Detail(..) => 4,
         Request::Events(_) => 5,
+        Request::Audit => 7,
     }
 }
 
@@ -163,6 +164,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Find(_) => "find",
         Request::Detail(..) => "detail",
         Request::Events(_) => "events",
+        Request::Audit => "audit",
     };
     let res: crate::backend::Result<Vec<Loaded>> = (|| {
         let main = match r {
@@ -189,7 +191,18 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
             Request::Executions(status, redriven) => {
                 Loaded::Executions(cp.executions(&ExecutionFilter { status, redriven, limit: 5000, ..Default::default() })?)
             }
-            Request::Find(needle) => Loaded::Found { arn: cp.find(&needle)?, needle },
+            Request::Find(needle) => Loaded::Found { hits: cp.find(&needle)?, needle },
+            Request::Audit => {
+                let rows = cp.audit_log(super::command::AUDIT_ROWS)?;
+                // The inputs of the executions named, for masking their patients in free text.
+                let mut inputs = std::collections::HashMap::new();
+                for arn in rows.iter().filter_map(|r| r.execution_arn.clone()).collect::<BTreeSet<_>>() {
+                    if let Some(e) = cp.execution(&arn)? {
+                        inputs.insert(arn, e.input);
+                    }
+                }
+                Loaded::Audit { rows, inputs }
+            }
             Request::Detail(arn, after) => Loaded::Detail(Box::new(Detail {
                 execution: cp.execution(&arn)?,
                 history: cp.history(&arn, after, super::app::HISTORY_PAGE)?,
@@ -372,6 +385,24 @@ mod tests {
         assert_eq!(failed.len(), 2, "{failed:?}");
         assert!(!failed[0].contains("audit log"), "the first target was tried (and failed on its own): {failed:?}");
         assert!(failed[1].contains("audit log cannot record it") && failed[1].contains("disk full"), "{failed:?}");
+    }
+
+    #[test]
+    fn audit_loads_bring_the_rows_and_the_inputs_of_the_executions_they_name() {
+        let (mut cp, token) = gate();
+        let arn = cp.pending_tasks(1).expect("pending").remove(0).execution_arn;
+        let entry = crate::audit::AuditEntry::new("dr.a", crate::audit::Source::Console, crate::audit::Action::Claim)
+            .execution(arn.clone())
+            .token(token);
+        crate::audit::record(cp.engine.store.conn(), &entry, Utc::now()).expect("record");
+        let out = load(&mut cp, &StageMap::default(), Request::Audit);
+        let [Loaded::Audit { rows, inputs }] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].actor, "dr.a");
+        assert!(inputs.contains_key(&arn), "{inputs:?}");
+        let out = load(&mut cp, &StageMap::default(), Request::Find("G1".into()));
+        let [Loaded::Found { hits, .. }] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(hits.iter().map(|h| h.arn.as_str()).collect::<Vec<_>>(), vec![arn.as_str()]);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
 
 use super::app::{App, Dialog, Field, InputKind, View, consequence_lines, override_lines};
+use super::command::HelpRow;
+use super::keymap::Action;
 use super::theme::Theme;
 use crate::asl::model::Definition;
 use crate::history::ExecutionStatus;
@@ -229,32 +231,44 @@ impl App {
 
     fn footer(&self, f: &mut Frame, area: Rect) {
         let t = &self.theme;
+        // `? help` always shows, at the right, whatever else the line holds.
+        let help_key = self.keymap.bindings.iter().find(|b| b.action == Action::Help).map(|b| b.key.to_string()).unwrap_or_default();
+        let help = vec![Span::styled(help_key.clone(), t.accent()), Span::styled(" help ", t.muted())];
+        let help_w = help_key.chars().count() + 6;
         if let Some((msg, err)) = &self.message {
-            f.render_widget(Paragraph::new(Span::styled(format!(" {msg}"), if *err { t.breach() } else { t.ok() })), area);
+            let room = (area.width as usize).saturating_sub(help_w + 2);
+            let mut text = format!(" {msg}");
+            if text.chars().count() > room {
+                text = text.chars().take(room.saturating_sub(1)).collect::<String>() + "…";
+            }
+            let pad = (area.width as usize).saturating_sub(text.chars().count() + help_w);
+            let mut spans = vec![Span::styled(text, if *err { t.breach() } else { t.ok() }), Span::raw(" ".repeat(pad))];
+            spans.extend(help);
+            f.render_widget(Paragraph::new(Line::from(spans)), area);
             return;
         }
         let mut spans = vec![Span::raw(" ")];
         for (k, d, action) in self.keymap.footer(self.scope()) {
-            if self.settings.read_only && action.mutates() {
+            if (self.settings.read_only && action.mutates()) || action == Action::Help {
                 continue;
             }
             spans.push(Span::styled(k, t.accent()));
             spans.push(Span::styled(format!(" {d}  "), t.muted()));
         }
         let fresh = self.freshness();
+        let need = fresh.chars().count() + 1 + help_w;
         let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-        let pad = (area.width as usize).saturating_sub(used + fresh.chars().count() + 1);
+        let pad = (area.width as usize).saturating_sub(used + need);
         if pad == 0 {
-            // Too narrow: drop whole key hints (key and description) from the end until freshness fits.
-            while spans.len() > 2
-                && spans.iter().map(|s| s.content.chars().count()).sum::<usize>() + fresh.chars().count() + 1 > area.width as usize
-            {
+            // Too narrow: drop whole key hints (key and description) from the end until freshness and help fit.
+            while spans.len() > 2 && spans.iter().map(|s| s.content.chars().count()).sum::<usize>() + need > area.width as usize {
                 spans.pop();
                 spans.pop();
             }
         }
         let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-        spans.push(Span::raw(" ".repeat((area.width as usize).saturating_sub(used + fresh.chars().count() + 1))));
+        spans.push(Span::raw(" ".repeat((area.width as usize).saturating_sub(used + need))));
+        spans.extend(help);
         spans.push(Span::styled(fresh, t.muted()));
         f.render_widget(Paragraph::new(Line::from(spans)), area);
     }
@@ -663,8 +677,13 @@ impl App {
     fn lock_screen(&self, f: &mut Frame, area: Rect) {
         let text = vec![
             Line::from(""),
-            Line::from(Span::styled("Locked after inactivity. Patient data is hidden.", self.theme.warn())),
-            Line::from(Span::styled("Press Enter to unlock.", self.theme.text())),
+            Line::from(Span::styled("Locked. Patient data is hidden.", self.theme.warn())),
+            Line::from(Span::styled(
+                format!("To unlock, type your user name ({}) and press Enter.", self.settings.user),
+                self.theme.text(),
+            )),
+            Line::from(""),
+            Line::from(vec![Span::styled("name ", self.theme.muted()), Span::styled(format!("{}▏", self.lock_input), self.theme.text())]),
         ];
         f.render_widget(Paragraph::new(text).block(self.block("Locked".into())), area);
     }
@@ -675,14 +694,45 @@ impl App {
         let (title, lines, height): (String, Vec<Line>, u16) = match d {
             Dialog::Help => {
                 let mut lines = vec![];
-                for b in &self.keymap.bindings {
-                    lines.push(Line::from(vec![
-                        Span::styled(format!("{:>8}  ", b.key.to_string()), t.accent()),
-                        Span::styled(format!("{:<22} {:?}", b.description, b.scope), t.text()),
-                    ]));
+                for row in self.help_rows() {
+                    lines.push(match row {
+                        HelpRow::Heading(h) => Line::from(Span::styled(h, t.muted().add_modifier(Modifier::BOLD))),
+                        HelpRow::Command(k, d) => {
+                            Line::from(vec![Span::styled(format!("  {k:<20}"), t.accent()), Span::styled(format!(" {d}"), t.text())])
+                        }
+                        HelpRow::Entry(k, d) => Line::from(vec![Span::styled(format!("{k:>12}  "), t.accent()), Span::styled(d, t.text())]),
+                    });
                 }
-                let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
-                ("Keys (Esc closes)".into(), lines, h)
+                let h = lines.len().min(u16::MAX as usize - 2) as u16 + 2;
+                ("Help · ? or Esc closes".into(), lines, h)
+            }
+            Dialog::Pick { title, items, sel } => {
+                let mut l: Vec<Line> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (label, _))| {
+                        if i == *sel {
+                            Line::from(Span::styled(format!("▶ {label}"), t.selected()))
+                        } else {
+                            Line::from(Span::styled(format!("  {label}"), t.text()))
+                        }
+                    })
+                    .collect();
+                l.push(Line::from(vec![
+                    Span::styled("↑↓", t.accent()),
+                    Span::raw(" choose   "),
+                    Span::styled("Enter", t.accent()),
+                    Span::raw(" open   "),
+                    Span::styled("Esc", t.accent()),
+                    Span::raw(" cancel"),
+                ]));
+                let h = l.len().min(u16::MAX as usize - 2) as u16 + 2;
+                (title.clone(), l, h)
+            }
+            Dialog::Lines { title, lines } => {
+                let l: Vec<Line> = lines.iter().map(|x| Line::from(Span::styled(x.clone(), t.text()))).collect();
+                let h = l.len().min(u16::MAX as usize - 2) as u16 + 2;
+                (format!("{title} · Esc closes"), l, h)
             }
             Dialog::Message { title, text } => (title.clone(), vec![Line::from(text.clone())], 4),
             Dialog::Confirm { title, lines, .. } => {
@@ -795,9 +845,14 @@ impl App {
             Dialog::Input { kind, text } => {
                 let (title, hint) = match kind {
                     InputKind::Filter => ("Filter (regex; ! inverts; empty clears)", "/"),
-                    InputKind::Command => ("Command: pipelines · reviews · executions [status] · events · study ACC · quit", ":"),
+                    InputKind::Command => ("Command · Tab completes · ↑↓ history · :help lists them", ":"),
                 };
-                (title.into(), vec![Line::from(vec![Span::styled(hint, t.accent()), Span::styled(format!("{text}▏"), t.text())])], 3)
+                let mut l = vec![Line::from(vec![Span::styled(hint, t.accent()), Span::styled(format!("{text}▏"), t.text())])];
+                if *kind == InputKind::Command && !self.cmdline.candidates.is_empty() {
+                    l.push(Line::from(Span::styled(self.cmdline.candidates.join("  "), t.muted())));
+                }
+                let h = l.len() as u16 + 2;
+                (title.into(), l, h)
             }
         };
         let w = area.width.saturating_sub(4).min(90);
@@ -806,9 +861,15 @@ impl App {
         let extra: usize = lines.iter().map(|l| l.width().saturating_sub(1) / inner).sum();
         let height = height.saturating_add(extra.min(u16::MAX as usize) as u16);
         let h = height.min(area.height.saturating_sub(2)).max(3);
-        let clipped = height > h && matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. });
+        let clipped = height > h
+            && matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. } | Dialog::Help | Dialog::Pick { .. } | Dialog::Lines { .. });
         let title = if clipped { format!("{title} (↑↓ scroll: {} rows)", height - 2) } else { title };
-        let scroll = if clipped { self.dialog_scroll.min(height - h) } else { 0 };
+        let scroll = match d {
+            // The pick list scrolls to keep the chosen row in sight.
+            Dialog::Pick { sel, .. } if clipped => (*sel as u16).saturating_add(1).saturating_sub(h.saturating_sub(3)).min(height - h),
+            _ if clipped => self.dialog_scroll.min(height - h),
+            _ => 0,
+        };
         let r =
             Rect { x: area.x + (area.width.saturating_sub(w)) / 2, y: area.y + (area.height.saturating_sub(h)) / 2, width: w, height: h };
         f.render_widget(Clear, r);
