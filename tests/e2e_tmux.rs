@@ -367,6 +367,7 @@ fn a_reopened_demo_data_dir_says_the_demo_runs_and_time_moves() {
         paused,
         "a paused demo starts nothing"
     );
+}
 
 // ----- move -----
 
