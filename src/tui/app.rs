@@ -405,9 +405,11 @@ pub struct App {
     /// Definitions by execution ARN, for the consequences confirmations state.
     pub definitions: HashMap<String, Arc<Definition>>,
     pub quit: bool,
+    /// The detail pane, the execution's path, scroll positions, the paused Events tail.
+    pub read: super::detail::ReadState,
 }
 
-const EVENTS_KEPT: usize = 2000;
+pub(super) const EVENTS_KEPT: usize = 2000;
 const PAGE: usize = 15;
 
 impl App {
@@ -448,10 +450,14 @@ impl App {
             acted: BTreeSet::new(),
             definitions: HashMap::new(),
             quit: false,
+            read: Default::default(),
         }
     }
 
     pub fn scope(&self) -> Scope {
+        if self.pane_open() {
+            return Scope::Pane;
+        }
         match (self.view, &self.detail_arn) {
             (View::Executions, Some(_)) => Scope::Detail,
             (View::Executions, None) => Scope::Executions,
@@ -472,7 +478,7 @@ impl App {
                 Some(arn) => r.push(Request::Detail(arn.clone(), self.detail.value.history.last().map(|e| e.id).unwrap_or(0))),
                 None => r.push(Request::Executions(self.status_filter, self.redriven_filter)),
             },
-            View::Events => r.push(Request::Events(self.events.value.last().map(|e| e.seq))),
+            View::Events => r.push(Request::Events(self.events_after())),
             View::Slo | View::Outbox => {}
         }
         r
@@ -653,6 +659,7 @@ impl App {
                 self.dialog_scroll = 0;
                 let key = Key::from_event(&k);
                 let mut effects = match self.keymap.action(key, self.scope()) {
+                    Some(a) if self.pane_open() => self.pane_action(a),
                     Some(a) => self.action(a),
                     None => vec![],
                 };
@@ -743,14 +750,17 @@ impl App {
                 } else if d.after == 0 {
                     self.detail.set(*d, at);
                 }
+                self.detail_loaded();
             }
-            Loaded::Events(mut e) => {
-                let mut all = std::mem::take(&mut self.events.value);
-                all.append(&mut e);
-                if all.len() > EVENTS_KEPT {
-                    all.drain(..all.len() - EVENTS_KEPT);
+            Loaded::Events(e) => {
+                if let Some(mut e) = self.hold_events(e, at) {
+                    let mut all = std::mem::take(&mut self.events.value);
+                    all.append(&mut e);
+                    if all.len() > EVENTS_KEPT {
+                        all.drain(..all.len() - EVENTS_KEPT);
+                    }
+                    self.events.set(all, at);
                 }
-                self.events.set(all, at);
             }
             Loaded::Done { verb, ok, failed } => {
                 if verb == "reveal-phi" {
@@ -826,9 +836,12 @@ impl App {
         rows.get(self.selected()).map(|e| vec![e.arn.clone()]).unwrap_or_default()
     }
 
-    fn action(&mut self, a: Action) -> Vec<Effect> {
+    pub(super) fn action(&mut self, a: Action) -> Vec<Effect> {
         if self.refuse_read_only(a) {
             return vec![];
+        }
+        if let Some(e) = self.read_action(a) {
+            return e;
         }
         let n = self.row_count();
         let cur = self.selected();
@@ -931,6 +944,10 @@ impl App {
             }
             Action::ToggleIo => {
                 self.show_io = !self.show_io;
+                vec![]
+            }
+            // Handled by `read_action` (tui/detail.rs).
+            Action::ScrollLeft | Action::ScrollRight | Action::ToggleWrap | Action::SwitchHalf | Action::Pause | Action::OpenExecution => {
                 vec![]
             }
             Action::CycleStatus => {

@@ -5,6 +5,7 @@
 //! `theme` are data.
 
 pub mod app;
+pub mod detail;
 pub mod jobs;
 pub mod keymap;
 pub mod render;
