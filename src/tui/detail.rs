@@ -121,8 +121,14 @@ pub fn slice_line<'a>(l: &Line<'a>, skip: usize, take: usize) -> Line<'a> {
 
 /// Cut a line to `width` columns, ending with an ellipsis when something was cut.
 pub fn fit_line<'a>(l: &Line<'a>, width: usize) -> Line<'a> {
-    if line_chars(l) <= width || width == 0 {
+    let n = line_chars(l);
+    if n <= width || width == 0 {
         return l.clone();
+    }
+    // Only padding goes past the edge: cut it, nothing is lost.
+    let text: String = l.spans.iter().map(|s| s.content.as_ref()).collect();
+    if text.trim_end().chars().count() <= width {
+        return slice_line(l, 0, width);
     }
     let mut cut = slice_line(l, 0, width.saturating_sub(1));
     let style = l.spans.last().map(|s| s.style).unwrap_or_default();
@@ -254,13 +260,14 @@ impl Mark {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathLine {
     pub depth: usize,
-    /// Marks and texts: one for a state or branch, several for a row of iterations.
-    pub items: Vec<(Mark, String)>,
+    /// Marks and texts: one for a state or branch, several for a row of iterations (no
+    /// mark: a summary).
+    pub items: Vec<(Option<Mark>, String)>,
 }
 
 impl PathLine {
     fn width(&self) -> usize {
-        1 + self.depth * 2 + self.items.iter().map(|(_, s)| s.chars().count() + 3).sum::<usize>()
+        1 + self.depth * 2 + self.items.iter().map(|(_, s)| s.chars().count() + 4).sum::<usize>()
     }
 }
 
@@ -289,13 +296,28 @@ pub struct ReadState {
 
 /// The path through `def` as `history` tells it: every state (nested ones indented under their
 /// Map or Parallel), each Parallel branch's status and each Map iteration's.
-pub fn build_path(def: &Definition, history: &[HistoryEvent], status: Option<ExecutionStatus>) -> Vec<PathLine> {
+///
+/// A state entered and never left is running while its execution (and enclosing Map or
+/// Parallel) runs; once they stopped, it failed if a failure was recorded while it was the
+/// state last entered (or the execution failed in it, `failed_at`), else it was cancelled
+/// (a sibling branch or iteration failed, or the execution was stopped).
+pub fn build_path(def: &Definition, history: &[HistoryEvent], status: Option<ExecutionStatus>, failed_at: Option<&str>) -> Vec<PathLine> {
     let mut tally: HashMap<&str, (usize, usize)> = HashMap::new();
     let mut iterations: HashMap<&str, BTreeMap<i64, Mark>> = HashMap::new();
+    let mut failed_in: std::collections::HashSet<&str> = failed_at.into_iter().collect();
+    let mut last_entered: Option<&str> = None;
     for e in history {
         let ty = e.event_type.as_str();
+        let failure = (ty.ends_with("Failed") || ty.ends_with("TimedOut"))
+            && !ty.starts_with("Execution")
+            && !ty.starts_with("Map")
+            && !ty.starts_with("Parallel");
+        if failure && let Some(n) = last_entered {
+            failed_in.insert(n);
+        }
         let Some(name) = e.state_name() else { continue };
         if ty.ends_with("StateEntered") {
+            last_entered = Some(name);
             tally.entry(name).or_default().0 += 1;
         } else if ty.ends_with("StateExited") {
             tally.entry(name).or_default().1 += 1;
@@ -312,7 +334,7 @@ pub fn build_path(def: &Definition, history: &[HistoryEvent], status: Option<Exe
     }
     let running = status == Some(ExecutionStatus::Running);
     let succeeded = status == Some(ExecutionStatus::Succeeded);
-    let cx = PathCx { def, tally: &tally, iterations: &iterations, succeeded };
+    let cx = PathCx { def, tally: &tally, iterations: &iterations, failed_in: &failed_in, succeeded };
     let mut out = vec![];
     cx.scope(0, 0, running, &mut out);
     out
@@ -322,6 +344,7 @@ struct PathCx<'a> {
     def: &'a Definition,
     tally: &'a HashMap<&'a str, (usize, usize)>,
     iterations: &'a HashMap<&'a str, BTreeMap<i64, Mark>>,
+    failed_in: &'a std::collections::HashSet<&'a str>,
     succeeded: bool,
 }
 
@@ -343,12 +366,14 @@ impl PathCx<'_> {
                 Mark::Done
             } else if live {
                 Mark::Running
-            } else {
+            } else if self.failed_in.contains(s.name.as_str()) || matches!(s.kind, StateKind::Map(_) | StateKind::Parallel { .. }) {
                 Mark::Failed
+            } else {
+                Mark::Aborted
             };
             marks.push(mark);
             let times = if entered > 1 { format!(" ×{entered}") } else { String::new() };
-            out.push(PathLine { depth, items: vec![(mark, format!("{} ({}){times}", s.name, s.type_name()))] });
+            out.push(PathLine { depth, items: vec![(Some(mark), format!("{} ({}){times}", s.name, s.type_name()))] });
             let inner_live = live && mark == Mark::Running;
             match &s.kind {
                 StateKind::Map(spec) => {
@@ -360,7 +385,7 @@ impl PathCx<'_> {
                         let at = out.len();
                         let mut lines = vec![];
                         let branch = self.scope(*b, depth + 2, inner_live, &mut lines);
-                        out.insert(at, PathLine { depth: depth + 1, items: vec![(branch, format!("branch {}", i + 1))] });
+                        out.insert(at, PathLine { depth: depth + 1, items: vec![(Some(branch), format!("branch {}", i + 1))] });
                         out.extend(lines);
                     }
                 }
@@ -370,6 +395,8 @@ impl PathCx<'_> {
         // A scope's own status: failed anywhere, else running anywhere, else done if it began.
         if marks.contains(&Mark::Failed) {
             Mark::Failed
+        } else if marks.contains(&Mark::Aborted) {
+            Mark::Aborted
         } else if marks.contains(&Mark::Running) {
             Mark::Running
         } else if marks.iter().any(|m| *m != Mark::NotRun) {
@@ -390,13 +417,14 @@ impl PathCx<'_> {
                 summary.push_str(&format!(" · {n} {}", m.glyph()));
             }
         }
-        out.push(PathLine { depth, items: vec![(Mark::NotRun, summary)] });
-        let listed: Vec<(Mark, String)> = its.iter().take(ITERATIONS_LISTED).map(|(i, m)| (mark(*m), format!("#{i}"))).collect();
+        out.push(PathLine { depth, items: vec![(None, summary)] });
+        let listed: Vec<(Option<Mark>, String)> =
+            its.iter().take(ITERATIONS_LISTED).map(|(i, m)| (Some(mark(*m)), format!("#{i}"))).collect();
         for row in listed.chunks(5) {
             out.push(PathLine { depth, items: row.to_vec() });
         }
         if its.len() > ITERATIONS_LISTED {
-            out.push(PathLine { depth, items: vec![(Mark::NotRun, format!("… {} more", its.len() - ITERATIONS_LISTED))] });
+            out.push(PathLine { depth, items: vec![(None, format!("… {} more", its.len() - ITERATIONS_LISTED))] });
         }
     }
 }
@@ -428,7 +456,13 @@ impl App {
         }
         self.read.path_for = Some(arn);
         self.read.path = match &self.read.definition {
-            Some(def) => build_path(def, &d.history, d.execution.as_ref().map(|e| e.status)),
+            Some(def) => {
+                let e = d.execution.as_ref();
+                let failed_at = e
+                    .filter(|e| matches!(e.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut))
+                    .and_then(|e| e.current_state.as_deref());
+                build_path(def, &d.history, e.map(|e| e.status), failed_at)
+            }
             None => vec![],
         };
         if let Some(id) = self.read.goto_event
@@ -725,7 +759,10 @@ impl App {
             .map(|p| {
                 let mut spans = vec![Span::raw(format!(" {}", "  ".repeat(p.depth)))];
                 for (m, s) in &p.items {
-                    spans.push(Span::styled(format!("{} {s}  ", m.glyph()), m.style(t)));
+                    spans.push(match m {
+                        Some(m) => Span::styled(format!("{} {s}  ", m.glyph()), m.style(t)),
+                        None => Span::styled(format!("{s}  "), t.muted()),
+                    });
                 }
                 let l = Line::from(spans);
                 let l = Line::from(slice_line(&l, 0, line_chars(&l).saturating_sub(2)).spans);
