@@ -476,7 +476,8 @@ impl App {
     /// New feed events: while the tail is paused they wait (counted) and the list stays
     /// still; otherwise they are handed back to be shown.
     pub(super) fn hold_events(&mut self, e: Vec<FeedEvent>, at: DateTime<Utc>) -> Option<Vec<FeedEvent>> {
-        if !self.read.events_paused {
+        // The first fill of the list is shown even when paused: there is nothing to keep still yet.
+        if !self.read.events_paused || self.events.loaded_at.is_none() {
             return Some(e);
         }
         self.read.events_waiting += e.len();
