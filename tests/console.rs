@@ -876,6 +876,15 @@ fn the_execution_header_shows_the_whole_cause_masked() {
         assert!(!screen.contains(s), "{s} shows: {screen}");
     }
     insta::assert_snapshot!("detail_cause_80x24", screen);
+    // On a screen too small for all of it, the header says where the rest is.
+    let small = draw(&a, 60, 12);
+    assert!(small.contains("… (all of it: G, Enter)"), "{small}");
+    for (w, h) in [(1, 1), (10, 5), (30, 8), (60, 12)] {
+        draw(&a, w, h);
+        a.handle(code(KeyCode::Enter));
+        draw(&a, w, h);
+        a.handle(code(KeyCode::Esc));
+    }
     reveal(&mut a, "checking the order with the referring ward");
     assert!(draw(&a, 80, 24).replace('\n', "").contains("Dana Testperson"));
 }

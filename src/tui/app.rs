@@ -1103,6 +1103,10 @@ impl App {
             return Some(d.clone());
         }
         if self.detail_arn.as_deref() == Some(arn) {
+            // Parsed once when the detail loaded (tui/detail.rs).
+            if self.read.path_for.as_deref() == Some(arn) && self.read.definition.is_some() {
+                return self.read.definition.clone();
+            }
             return self.detail.value.definition.as_deref().and_then(|t| Definition::parse_str(t).ok()).map(Arc::new);
         }
         None

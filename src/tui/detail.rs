@@ -617,7 +617,8 @@ impl App {
                 let (arn, id) = (arn.clone(), event.id);
                 self.jump_to(arn, id)
             }
-            Action::Refresh => {
+            // Reveal applies to the event's study (the one selected or open behind the pane).
+            Action::Refresh | Action::Reveal => {
                 self.read.pane = Some(p);
                 self.action(a)
             }
@@ -731,9 +732,13 @@ impl App {
             let mut rows: Vec<Line> = (0..rows_of(&line, w)).map(|k| slice_line(&line, k * w, w)).collect();
             let room = (max_rows - 1) as usize;
             if rows.len() > room {
+                // Cut: say where the whole of it is (the execution's last event).
                 rows.truncate(room);
+                let more = " … (all of it: G, Enter)";
                 if let Some(last) = rows.last_mut() {
-                    *last = fit_line(&Line::from(last.spans.iter().cloned().chain([Span::raw("  ")]).collect::<Vec<_>>()), w);
+                    let mut cut = slice_line(last, 0, w.saturating_sub(more.chars().count()));
+                    cut.spans.push(Span::styled(more, t.muted()));
+                    *last = cut;
                 }
             }
             lines.extend(rows);
@@ -813,24 +818,27 @@ impl App {
             }
         };
         let wrap = self.raw_history && self.read.history.wrap;
-        let rows_for = |l: &Line| if wrap { rows_of(l, width) } else { 1 };
+        // Rows an event takes: one, or its wrapped lines (built only when wrapping).
+        let rows_for = |i: usize| if wrap { rows_of(&line_of(i), width) } else { 1 };
         // Walk back from the selection until the pane is full: the first event shown.
         let mut start = sel;
-        let mut used = rows_for(&line_of(sel));
-        let first_page: usize = {
+        let mut used = rows_for(sel);
+        let first_page: usize = if wrap {
             let mut n = 0;
             let mut i = 0;
             while i <= sel && n <= height {
-                n += rows_for(&line_of(i));
+                n += rows_for(i);
                 i += 1;
             }
             n
+        } else {
+            sel + 1
         };
         if first_page <= height {
             start = 0;
         } else {
             while start > 0 {
-                let r = rows_for(&line_of(start - 1));
+                let r = rows_for(start - 1);
                 if used + r > height {
                     break;
                 }
