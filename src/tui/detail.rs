@@ -529,6 +529,10 @@ impl App {
                 }
                 Some(vec![])
             }
+            Action::Open if in_detail => {
+                self.message = Some(("open: events open from the history (i shows it again)".into(), true));
+                Some(vec![])
+            }
             Action::OpenExecution if self.view == View::Events => {
                 let cur = self.selected();
                 let hit = self.visible_events().get(cur).map(|e| (e.execution_arn.clone(), e.event.id));
@@ -716,14 +720,17 @@ impl App {
         };
         let at = e.current_state.clone().unwrap_or_default();
         let error = self.error_text(&e.arn, e.error.as_deref().unwrap_or_default());
-        let mut lines = vec![Line::from(vec![
-            Span::styled(format!(" {} ", e.status), t.status(e.status.as_str()).add_modifier(Modifier::REVERSED)),
-            Span::styled(if error.is_empty() { format!("  at {at}") } else { format!("  {error} at {at}") }, t.text()),
-            Span::styled(
-                format!("   redriven {}×   started {} ago", e.redrive_count, crate::ops::project::human(self.now - e.start)),
-                t.muted(),
-            ),
-        ])];
+        let mut lines = vec![fit_line(
+            &Line::from(vec![
+                Span::styled(format!(" {} ", e.status), t.status(e.status.as_str()).add_modifier(Modifier::REVERSED)),
+                Span::styled(if error.is_empty() { format!("  at {at}") } else { format!("  {error} at {at}") }, t.text()),
+                Span::styled(
+                    format!("   redriven {}×   started {} ago", e.redrive_count, crate::ops::project::human(self.now - e.start)),
+                    t.muted(),
+                ),
+            ]),
+            width as usize,
+        )];
         let cause = self.error_text(&e.arn, e.cause.as_deref().unwrap_or_default());
         if !cause.trim().is_empty() && max_rows > 1 {
             let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");

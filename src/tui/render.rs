@@ -556,7 +556,9 @@ impl App {
         } else {
             format!(" · {}–{} · ▶ {} (Enter opens)", start + 1, end, self.detail_scroll.min(n - 1) + 1)
         };
-        f.render_widget(Paragraph::new(lines).block(self.block(format!("History · {mode} · {n} events{span}"))), cols[1]);
+        let title = format!("History · {mode} · {n} event{}{span}", if n == 1 { "" } else { "s" });
+        let title = super::detail::fit(&title, inner_w.saturating_sub(1));
+        f.render_widget(Paragraph::new(lines).block(self.block(title)), cols[1]);
     }
 
     fn events_view(&self, f: &mut Frame, area: Rect) {
