@@ -1096,3 +1096,33 @@ fn an_event_opens_to_its_detail_and_jumps_to_its_execution() {
     ));
     assert_eq!(b.detail_scroll, 6, "event #7 selected");
 }
+
+/// The event pane masks free text too (a cause naming the patient), shows it whole only while
+/// the study is revealed, and hides it again the moment the reveal ends, the pane still open.
+#[test]
+fn the_event_pane_masks_causes_and_follows_the_reveal() {
+    let mut a = app(false);
+    let failed = FeedEvent {
+        seq: 3,
+        execution_arn: arn("ACC-20391"),
+        event: HistoryEvent {
+            details: json!({"error": "Archive.Rejected", "cause": "no study for Testperson, Dana (SYN-000421)", "resource": "publish"}),
+            ..event(9, "TaskFailed", None, 0)
+        },
+    };
+    a.handle(AppEvent::Loaded(Loaded::Events(vec![failed]), t0()));
+    a.handle(key('4'));
+    a.handle(key('g'));
+    a.handle(code(KeyCode::Enter));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Event #9 TaskFailed") && screen.contains("Archive.Rejected"), "{screen}");
+    for s in ["Testperson", "Dana", "SYN-000421"] {
+        assert!(!screen.contains(s), "{s} shows: {screen}");
+    }
+    reveal(&mut a, "consult with the referring physician");
+    assert!(a.pane_open(), "revealing keeps the event open");
+    assert!(draw(&a, 100, 30).contains("no study for Testperson, Dana (SYN-000421)"));
+    a.handle(AppEvent::Tick(t0() + Duration::minutes(6)));
+    let screen = draw(&a, 100, 30);
+    assert!(a.pane_open() && !screen.contains("Testperson"), "hidden again when the reveal ends: {screen}");
+}

@@ -899,3 +899,57 @@ mod tests {
         assert_eq!(text, "cde…");
     }
 }
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    const DEF: &str = r#"{"StartAt":"Fan","States":{
+      "Fan":{"Type":"Map","ItemProcessor":{"StartAt":"Read","States":{"Read":{"Type":"Pass","End":true}}},"Next":"Sign"},
+      "Sign":{"Type":"Pass","End":true}}}"#;
+
+    fn ev(id: i64, ty: &str, details: Value) -> HistoryEvent {
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default();
+        HistoryEvent { id, previous_event_id: id - 1, timestamp: at, event_type: ty.into(), details }
+    }
+
+    fn history() -> Vec<HistoryEvent> {
+        vec![
+            ev(1, "MapStateEntered", json!({"name": "Fan"})),
+            ev(2, "MapIterationStarted", json!({"name": "Fan", "index": 0})),
+            ev(3, "PassStateEntered", json!({"name": "Read"})),
+            ev(4, "PassStateExited", json!({"name": "Read"})),
+            ev(5, "MapIterationSucceeded", json!({"name": "Fan", "index": 0})),
+            ev(6, "MapIterationStarted", json!({"name": "Fan", "index": 1})),
+            ev(7, "PassStateEntered", json!({"name": "Read"})),
+        ]
+    }
+
+    fn text(lines: &[PathLine]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| {
+                let items: Vec<String> =
+                    l.items.iter().map(|(m, s)| format!("{}{s}", m.map(|m| format!("{} ", m.glyph())).unwrap_or_default())).collect();
+                format!("{}{}", "  ".repeat(l.depth), items.join(" "))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_running_map_shows_its_live_iteration_and_a_stopped_one_shows_it_cancelled() {
+        let def = Definition::parse_str(DEF).expect("definition");
+        let running = text(&build_path(&def, &history(), Some(ExecutionStatus::Running), None));
+        assert_eq!(
+            running,
+            vec!["▶ Fan (Map)", "  ▶ Read (Pass) ×2", "  iterations: 2 · 1 ✓ · 1 ▶", "  ✓ #0 ▶ #1", "· Sign (Pass)"],
+            "{running:#?}"
+        );
+        let stopped = text(&build_path(&def, &history(), Some(ExecutionStatus::Aborted), None));
+        assert_eq!(stopped[0], "✗ Fan (Map)", "{stopped:#?}");
+        assert_eq!(stopped[1], "  ⊘ Read (Pass) ×2", "{stopped:#?}");
+        assert_eq!(stopped[3], "  ✓ #0 ⊘ #1", "{stopped:#?}");
+    }
+}
