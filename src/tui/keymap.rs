@@ -428,6 +428,19 @@ mod tests {
     }
 
     #[test]
+    fn reading_keys_have_names_and_their_own_meaning_in_the_footer() {
+        for a in ALL_ACTIONS {
+            assert_eq!(Action::from_name(a.name()), Some(*a));
+        }
+        let pane = Keymap::default().footer(Scope::Pane);
+        assert_eq!(pane.first().map(|(k, d, _)| (k.as_str(), *d)), Some(("Enter", "go to execution")));
+        assert!(pane.iter().any(|(k, d, _)| k == "Esc" && *d == "close"), "{pane:?}");
+        let events = Keymap::default().footer(Scope::Events);
+        assert!(events.iter().any(|(k, d, _)| k == "p" && *d == "pause"), "{events:?}");
+        assert!(events.iter().any(|(k, d, _)| k == "Enter" && *d == "detail"), "{events:?}");
+    }
+
+    #[test]
     fn footer_lists_view_actions_first_once_each() {
         let f = Keymap::default().footer(Scope::Reviews);
         assert_eq!(f.first().map(|(_, d, _)| *d), Some("approve"));
