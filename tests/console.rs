@@ -1211,3 +1211,292 @@ fn the_lock_opens_only_to_the_operators_name() {
     let effects = a.handle(code(KeyCode::Enter));
     assert!(!a.locked && !effects.is_empty(), "unlocked, and the views reload");
 }
+
+// ----- read: the detail pane, the path, cause, history, input/output, paused Events -----
+
+/// Open execution `row` in the detail view with `history` and `definition`, as loaded.
+fn open_detail(a: &mut App, row: ExecutionRow, history: Vec<HistoryEvent>, definition: &str) {
+    a.handle(key('3'));
+    a.open_execution(row.arn.clone());
+    a.handle(AppEvent::Loaded(
+        Loaded::Detail(Box::new(Detail { execution: Some(row), history, definition: Some(definition.into()), after: 0 })),
+        t0(),
+    ));
+}
+
+/// The rows of a drawn screen.
+fn rows(screen: &str) -> Vec<&str> {
+    screen.lines().collect()
+}
+
+/// Seen: only the CLI's `describe` had the cause ("Reschedule or cancel the order…"); the
+/// console's header had the error alone. The cause shows, masked like the error, and a long
+/// one wraps onto more header rows rather than being lost.
+#[test]
+fn the_execution_header_shows_the_whole_cause_masked() {
+    let mut a = app(false);
+    let mut row = execution("ACC-20391", ExecutionStatus::Failed, Some("Archive.Unavailable"));
+    row.cause = Some(
+        "PACS rejected the study of Dana Testperson (SYN-000421) three times: archive unreachable. Reschedule or cancel the order, \
+         then redrive once the archive answers."
+            .into(),
+    );
+    open_detail(&mut a, row, vec![event(1, "ExecutionStarted", None, 41)], DEFINITION);
+    let screen = draw(&a, 80, 24);
+    let flat = screen.replace(['\n', '│'], "");
+    assert!(flat.contains("Reschedule or cancel the order"), "{screen}");
+    assert!(flat.contains("once the archive answers."), "the end of the cause is on screen too: {screen}");
+    for s in ["Testperson", "SYN-000421"] {
+        assert!(!screen.contains(s), "{s} shows: {screen}");
+    }
+    insta::assert_snapshot!("detail_cause_80x24", screen);
+    // On a screen too small for all of it, the header says where the rest is.
+    let small = draw(&a, 60, 12);
+    assert!(small.contains("… (all of it: G, Enter)"), "{small}");
+    for (w, h) in [(1, 1), (10, 5), (30, 8), (60, 12)] {
+        draw(&a, w, h);
+        a.handle(code(KeyCode::Enter));
+        draw(&a, w, h);
+        a.handle(code(KeyCode::Esc));
+    }
+    reveal(&mut a, "checking the order with the referring ward");
+    assert!(draw(&a, 80, 24).replace('\n', "").contains("Dana Testperson"));
+}
+
+/// History events open to their full detail with Enter (pretty AWS JSON, masked); Esc
+/// closes it back on the same event. Seen: Enter in the detail view did nothing.
+#[test]
+fn a_history_event_opens_to_its_full_masked_detail_and_esc_returns() {
+    let mut a = app(false);
+    detail(&mut a);
+    let input = order_input("ACC-20391");
+    a.detail.value.history[1].details = json!({"name": "Schedule", "input": input, "inputDetails": {"truncated": false}});
+    for _ in 0..1 {
+        a.handle(key('j'));
+    }
+    a.handle(code(KeyCode::Enter));
+    assert!(a.pane_open(), "Enter opens the event");
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Event #2 PassStateEntered"), "{screen}");
+    assert!(screen.contains("\"stateEnteredEventDetails\": {"), "pretty AWS-shaped JSON: {screen}");
+    assert!(screen.contains("── input (as JSON) ──") && screen.contains("\"accession\": \"ACC-20391\""), "{screen}");
+    for s in SECRETS {
+        assert!(!screen.contains(s), "{s} shows: {screen}");
+    }
+    insta::assert_snapshot!("event_detail_pane_100x30", screen);
+    // Scrolling the pane moves the text, not the history selection.
+    a.handle(key('G'));
+    assert_eq!(a.detail_scroll, 1);
+    a.handle(code(KeyCode::Esc));
+    assert!(!a.pane_open());
+    assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-20391").as_str()), "Esc closed the event, not the execution");
+    assert_eq!(a.detail_scroll, 1, "back on the same event");
+}
+
+/// Raw history lines wrap (`w`) or scroll sideways (←/→) instead of being cut.
+#[test]
+fn raw_history_wraps_or_scrolls_sideways() {
+    let mut a = app(false);
+    detail(&mut a);
+    a.handle(key('h'));
+    let cut = draw(&a, 120, 30);
+    assert!(!cut.contains("\"previousEventId\":1"), "cut at the edge: {cut}");
+    a.handle(code(KeyCode::Right));
+    a.handle(code(KeyCode::Right));
+    let right = draw(&a, 120, 30);
+    assert!(right.contains("col 17") || right.contains("previousEventId\":1,"), "{right}");
+    a.handle(key('w'));
+    let wrapped = draw(&a, 120, 30);
+    assert!(wrapped.contains("tId\":1,\"stateEnteredEventDetails\":{\"name\":\"Schedule\"}}"), "wrapped lines show the rest: {wrapped}");
+    insta::assert_snapshot!("detail_raw_wrapped_120x30", wrapped);
+}
+
+/// Seen: `G` on a long history showed one event at the top of an empty pane. The last
+/// page shows full, the last event on the bottom row.
+#[test]
+fn g_on_a_long_history_shows_the_last_page_full() {
+    let mut a = app(false);
+    let history: Vec<HistoryEvent> = (1..=60).map(|i| event(i, "PassStateEntered", Some("Schedule"), 60 - i)).collect();
+    open_detail(&mut a, execution("ACC-20418", ExecutionStatus::Running, None), history, DEFINITION);
+    a.handle(key('G'));
+    let screen = draw(&a, 120, 30);
+    let r = rows(&screen);
+    // Rows: header 3, history block from row 3 to 28; its last inner row is 27.
+    assert!(r[27].contains("▶#60"), "the last event on the bottom row:\n{screen}");
+    assert!(r[4].contains("#37 "), "a full page above it:\n{screen}");
+    insta::assert_snapshot!("detail_history_end_120x30", screen);
+}
+
+/// Input and output scroll (j/k/G in the half `f` selects), each with its position.
+#[test]
+fn input_and_output_scroll() {
+    let mut a = app(false);
+    detail(&mut a);
+    let big: serde_json::Value =
+        json!({"accession": "ACC-20391", "series": (1..=40).map(|i| format!("series-{i:02}")).collect::<Vec<_>>()});
+    if let Some(e) = a.detail.value.execution.as_mut() {
+        e.input = big.to_string();
+        e.output = Some(big.to_string());
+    }
+    a.handle(key('i'));
+    assert!(!draw(&a, 120, 30).contains("series-40"));
+    a.handle(key('G'));
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("series-40"), "input scrolled to its end: {screen}");
+    a.handle(key('f'));
+    for _ in 0..5 {
+        a.handle(key('j'));
+    }
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("Output ◀") && screen.contains("6–16 of 45"), "output scrolled by five: {screen}");
+    assert!(screen.contains("35–45 of 45"), "input stays at its end: {screen}");
+    insta::assert_snapshot!("detail_io_scrolled_120x30", screen);
+}
+
+const NESTED: &str = r#"{"StartAt":"Fetch","States":{
+  "Fetch":{"Type":"Pass","Result":["a","bad","c"],"ResultPath":"$.items","Next":"EachImage"},
+  "EachImage":{"Type":"Map","ItemsPath":"$.items","ToleratedFailureCount":1,
+    "ItemProcessor":{"StartAt":"CheckImage","States":{
+      "CheckImage":{"Type":"Choice","Choices":[{"Variable":"$","StringEquals":"bad","Next":"CorruptImage"}],"Default":"StoreImageInTheLongTermArchive"},
+      "CorruptImage":{"Type":"Fail","Error":"Image.Corrupt","Cause":"DICOM header unreadable"},
+      "StoreImageInTheLongTermArchive":{"Type":"Pass","End":true}}},
+    "ResultPath":"$.stored","Next":"Notify"},
+  "Notify":{"Type":"Parallel","Branches":[
+      {"StartAt":"NotifyReferrer","States":{"NotifyReferrer":{"Type":"Pass","End":true}}},
+      {"StartAt":"NotifyBilling","States":{"NotifyBilling":{"Type":"Fail","Error":"Billing.Unavailable","Cause":"Clearinghouse down"}}}],
+    "Next":"Done"},
+  "Done":{"Type":"Succeed"}}}"#;
+
+/// The path pane draws the states nested in Map and Parallel under their parent, with each
+/// iteration's and branch's status, from a history the engine wrote; it fits the longest name.
+#[test]
+fn the_path_nests_map_and_parallel_states_with_iteration_and_branch_status() {
+    use lightbox::engine::ephemeral::{RunOptions, run};
+    let out = run(NESTED, "{}", RunOptions { history: true, start: t0() - Duration::minutes(3), ..RunOptions::default() }).expect("run");
+    assert_eq!(out["status"], "FAILED", "{out}");
+    let history: Vec<HistoryEvent> = out["events"].as_array().expect("events").iter().filter_map(HistoryEvent::from_aws_json).collect();
+    let mut row = execution("ACC-20391", ExecutionStatus::Failed, Some("Billing.Unavailable"));
+    row.cause = out["cause"].as_str().map(str::to_string);
+    row.current_state = Some("Notify".into());
+    let mut a = app(false);
+    open_detail(&mut a, row, history, NESTED);
+    let screen = draw(&a, 120, 30);
+    for want in [
+        "✓ Fetch (Pass)",
+        "✓ EachImage (Map)",
+        "  ✓ CheckImage (Choice) ×3",
+        "  ✗ CorruptImage (Fail)",
+        "  ✓ StoreImageInTheLongTermArchive (Pass) ×2",
+        "iterations: 3 · 2 ✓ · 1 ✗",
+        "✓ #0  ✗ #1  ✓ #2",
+        "✗ Notify (Parallel)",
+        "  ⊘ branch 1",
+        "    ⊘ NotifyReferrer (Pass)",
+        "  ✗ branch 2",
+        "    ✗ NotifyBilling (Fail)",
+        "· Done (Succeed)",
+        "cause Clearinghouse down",
+    ] {
+        assert!(screen.contains(want), "{want:?} missing:\n{screen}");
+    }
+    insta::assert_snapshot!("detail_path_nested_120x30", screen);
+}
+
+/// `p` pauses the Events tail: new events are still fetched but the list stays still and the
+/// title says how many wait; `p` again shows them.
+#[test]
+fn events_pause_holds_new_events_and_counts_them() {
+    let mut a = app(false);
+    a.handle(key('4'));
+    a.handle(key('p'));
+    let effects = a.handle(AppEvent::Tick(t0() + Duration::seconds(5)));
+    assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Events(Some(2)))), "still fetched: {effects:?}");
+    let more: Vec<FeedEvent> = (3..=5)
+        .map(|s| FeedEvent { seq: s, execution_arn: arn("ACC-20377"), event: event(20 + s, "TaskSucceeded", Some("Acquire"), 0) })
+        .collect();
+    a.handle(AppEvent::Loaded(Loaded::Events(more), t0()));
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("Events · PAUSED · 3 waiting (p resumes) · 2 shown"), "{screen}");
+    assert!(!screen.contains("ACC-20377"), "the list did not move: {screen}");
+    insta::assert_snapshot!("events_paused_120x30", screen);
+    // The next load continues after the held events.
+    let effects = a.handle(AppEvent::Tick(t0() + Duration::seconds(10)));
+    assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Events(Some(5)))), "{effects:?}");
+    a.handle(key('p'));
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("Events · live (p pauses) · 5 shown") && screen.contains("ACC-20377"), "{screen}");
+}
+
+/// Enter on an event opens its detail; Enter there jumps to its execution with that event
+/// selected; `o` jumps straight from the list.
+#[test]
+fn an_event_opens_to_its_detail_and_jumps_to_its_execution() {
+    let mut a = app(false);
+    a.handle(key('4'));
+    a.handle(key('j'));
+    a.handle(code(KeyCode::Enter));
+    assert!(a.pane_open());
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Event #7 TaskFailed · ACC-20391") && screen.contains("Enter go to execution"), "{screen}");
+    insta::assert_snapshot!("events_event_pane_100x30", screen);
+    let effects = a.handle(code(KeyCode::Enter));
+    assert!(!a.pane_open());
+    assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-20391").as_str()));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Load(lightbox::tui::app::Request::Detail(x, 0)) if *x == arn("ACC-20391"))));
+    detail(&mut a);
+    a.handle(AppEvent::Loaded(
+        Loaded::Detail(Box::new(Detail {
+            execution: Some(execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout"))),
+            history: (1..=8).map(|i| event(i, "PassStateEntered", Some("Schedule"), 9 - i)).collect(),
+            definition: Some(DEFINITION.into()),
+            after: 0,
+        })),
+        t0(),
+    ));
+    // `o` from the list goes straight to the execution, the event selected.
+    let mut b = app(false);
+    b.handle(key('4'));
+    b.handle(key('j'));
+    b.handle(key('o'));
+    assert_eq!(b.detail_arn.as_deref(), Some(arn("ACC-20391").as_str()));
+    b.handle(AppEvent::Loaded(
+        Loaded::Detail(Box::new(Detail {
+            execution: Some(execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout"))),
+            history: (1..=8).map(|i| event(i, "PassStateEntered", Some("Schedule"), 9 - i)).collect(),
+            definition: Some(DEFINITION.into()),
+            after: 0,
+        })),
+        t0(),
+    ));
+    assert_eq!(b.detail_scroll, 6, "event #7 selected");
+}
+
+/// The event pane masks free text too (a cause naming the patient), shows it whole only while
+/// the study is revealed, and hides it again the moment the reveal ends, the pane still open.
+#[test]
+fn the_event_pane_masks_causes_and_follows_the_reveal() {
+    let mut a = app(false);
+    let failed = FeedEvent {
+        seq: 3,
+        execution_arn: arn("ACC-20391"),
+        event: HistoryEvent {
+            details: json!({"error": "Archive.Rejected", "cause": "no study for Testperson, Dana (SYN-000421)", "resource": "publish"}),
+            ..event(9, "TaskFailed", None, 0)
+        },
+    };
+    a.handle(AppEvent::Loaded(Loaded::Events(vec![failed]), t0()));
+    a.handle(key('4'));
+    a.handle(key('g'));
+    a.handle(code(KeyCode::Enter));
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("Event #9 TaskFailed") && screen.contains("Archive.Rejected"), "{screen}");
+    for s in ["Testperson", "Dana", "SYN-000421"] {
+        assert!(!screen.contains(s), "{s} shows: {screen}");
+    }
+    reveal(&mut a, "consult with the referring physician");
+    assert!(a.pane_open(), "revealing keeps the event open");
+    assert!(draw(&a, 100, 30).contains("no study for Testperson, Dana (SYN-000421)"));
+    a.handle(AppEvent::Tick(t0() + Duration::minutes(6)));
+    let screen = draw(&a, 100, 30);
+    assert!(a.pane_open() && !screen.contains("Testperson"), "hidden again when the reveal ends: {screen}");
+}

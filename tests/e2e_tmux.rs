@@ -412,3 +412,58 @@ fn command_history_study_pick_list_back_and_unlock_by_name() {
     t.wait_for("Reviews —");
     t.keys(&["q"]);
 }
+
+// ----- read: the detail pane -----
+
+/// An operator reads a failed execution whole (its cause in the header, a history event
+/// opened with Enter), then in Events pauses the live tail (new events wait, counted), opens
+/// an event and jumps from it to its execution.
+#[test]
+fn operator_reads_an_event_in_full_and_jumps_from_the_paused_feed_to_its_execution() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
+    let t = Tmux::start(&cmd, 120, 32);
+    t.wait_for("LIGHTBOX");
+    t.keys(&["3"]);
+    t.wait_for("ACC-E2E-3");
+    t.keys(&["/", "ACC-E2E-3", "Enter", "Enter"]);
+    let s = t.wait_for("History · compact");
+    t.wait_for("cause PACS down");
+    assert!(s.contains("Executions › publish › ACC-E2E-3"), "{s}");
+    // The second event (the first state entered) opens to its full, masked detail.
+    t.keys(&["j", "Enter"]);
+    let s = t.wait_for("Event #2 TaskStateEntered");
+    assert!(s.contains("\"stateEnteredEventDetails\": {") && s.contains("Esc close"), "{s}");
+    assert!(!s.contains("Testperson") && !s.contains("SYN-000777"), "masked:\n{s}");
+    t.keys(&["Escape"]);
+    let s = t.wait_for("History · compact");
+    assert!(s.contains("▶ 2 (Enter opens)"), "back on the same event:\n{s}");
+
+    // Events: pause, and what arrives meanwhile waits, counted.
+    t.keys(&["4"]);
+    t.wait_for("Events · live");
+    t.keys(&["p"]);
+    t.wait_for("Events · PAUSED · 0 waiting");
+    let input = json!({"accession": "ACC-E2E-4"}).to_string();
+    lb(&data, &["executions", "start", "--state-machine", "publish", "--name", "ACC-E2E-4", "--input-json", &input]);
+    let start = Instant::now();
+    loop {
+        let s = t.screen();
+        if s.contains("PAUSED") && !s.contains("PAUSED · 0 waiting") {
+            assert!(!s.contains("ACC-E2E-4"), "the paused list did not move:\n{s}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no events counted as waiting:\n{s}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // Open the selected event, then jump to its execution.
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Enter go to execution");
+    let title = s.lines().find(|l| l.contains("Event #")).unwrap_or_default().to_string();
+    let name = ["ACC-E2E-1", "ACC-E2E-2", "ACC-E2E-3"].into_iter().find(|n| title.contains(n)).expect("the event names its execution");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("History · compact");
+    assert!(s.contains(&format!("› {name}")), "jumped to {name}:\n{s}");
+    t.keys(&["q"]);
+}

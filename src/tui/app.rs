@@ -429,9 +429,11 @@ pub struct App {
     pub back: Vec<super::command::Location>,
     /// What the operator typed at the lock screen.
     pub lock_input: String,
+    /// The detail pane, the execution's path, scroll positions, the paused Events tail.
+    pub read: super::detail::ReadState,
 }
 
-const EVENTS_KEPT: usize = 2000;
+pub(super) const EVENTS_KEPT: usize = 2000;
 const PAGE: usize = 15;
 
 impl App {
@@ -475,10 +477,14 @@ impl App {
             cmdline: Default::default(),
             back: vec![],
             lock_input: String::new(),
+            read: Default::default(),
         }
     }
 
     pub fn scope(&self) -> Scope {
+        if self.pane_open() {
+            return Scope::Pane;
+        }
         match (self.view, &self.detail_arn) {
             (View::Executions, Some(_)) => Scope::Detail,
             (View::Executions, None) => Scope::Executions,
@@ -499,7 +505,7 @@ impl App {
                 Some(arn) => r.push(Request::Detail(arn.clone(), self.detail.value.history.last().map(|e| e.id).unwrap_or(0))),
                 None => r.push(Request::Executions(self.status_filter, self.redriven_filter)),
             },
-            View::Events => r.push(Request::Events(self.events.value.last().map(|e| e.seq))),
+            View::Events => r.push(Request::Events(self.events_after())),
             View::Slo | View::Outbox => {}
         }
         r
@@ -681,6 +687,7 @@ impl App {
                 self.dialog_scroll = 0;
                 let key = Key::from_event(&k);
                 let mut effects = match self.keymap.action(key, self.scope()) {
+                    Some(a) if self.pane_open() => self.pane_action(a),
                     Some(a) => self.action(a),
                     None => {
                         self.explain_key(key);
@@ -767,14 +774,17 @@ impl App {
                 } else if d.after == 0 {
                     self.detail.set(*d, at);
                 }
+                self.detail_loaded();
             }
-            Loaded::Events(mut e) => {
-                let mut all = std::mem::take(&mut self.events.value);
-                all.append(&mut e);
-                if all.len() > EVENTS_KEPT {
-                    all.drain(..all.len() - EVENTS_KEPT);
+            Loaded::Events(e) => {
+                if let Some(mut e) = self.hold_events(e, at) {
+                    let mut all = std::mem::take(&mut self.events.value);
+                    all.append(&mut e);
+                    if all.len() > EVENTS_KEPT {
+                        all.drain(..all.len() - EVENTS_KEPT);
+                    }
+                    self.events.set(all, at);
                 }
-                self.events.set(all, at);
             }
             Loaded::Done { verb, ok, failed } => {
                 if verb == "reveal-phi" {
@@ -853,9 +863,12 @@ impl App {
         rows.get(self.selected()).map(|e| vec![e.arn.clone()]).unwrap_or_default()
     }
 
-    fn action(&mut self, a: Action) -> Vec<Effect> {
+    pub(super) fn action(&mut self, a: Action) -> Vec<Effect> {
         if self.refuse_read_only(a) {
             return vec![];
+        }
+        if let Some(e) = self.read_action(a) {
+            return e;
         }
         let n = self.row_count();
         let cur = self.selected();
@@ -975,6 +988,10 @@ impl App {
             }
             Action::ToggleIo => {
                 self.show_io = !self.show_io;
+                vec![]
+            }
+            // Handled by `read_action` (tui/detail.rs).
+            Action::ScrollLeft | Action::ScrollRight | Action::ToggleWrap | Action::SwitchHalf | Action::Pause | Action::OpenExecution => {
                 vec![]
             }
             Action::CycleStatus => {
@@ -1135,6 +1152,10 @@ impl App {
             return Some(d.clone());
         }
         if self.detail_arn.as_deref() == Some(arn) {
+            // Parsed once when the detail loaded (tui/detail.rs).
+            if self.read.path_for.as_deref() == Some(arn) && self.read.definition.is_some() {
+                return self.read.definition.clone();
+            }
             return self.detail.value.definition.as_deref().and_then(|t| Definition::parse_str(t).ok()).map(Arc::new);
         }
         None

@@ -366,10 +366,12 @@ fn scope_title(s: Scope) -> &'static str {
         Scope::Executions => "Executions",
         Scope::Detail => "Execution detail",
         Scope::Events => "Events",
+        Scope::Pane => "Detail pane (history event, event)",
     }
 }
 
-const SCOPES: [Scope; 6] = [Scope::Pipelines, Scope::Reviews, Scope::Executions, Scope::Detail, Scope::Events, Scope::Everywhere];
+const SCOPES: [Scope; 7] =
+    [Scope::Pipelines, Scope::Reviews, Scope::Executions, Scope::Detail, Scope::Events, Scope::Pane, Scope::Everywhere];
 
 impl App {
     // ----- the back stack ------------------------------------------------------
@@ -803,6 +805,7 @@ impl App {
             Scope::Executions => format!("Executions{}", press(Action::View3)),
             Scope::Events => format!("Events{}", press(Action::View4)),
             Scope::Detail => "an execution's detail — Enter on a row".into(),
+            Scope::Pane => "a detail pane — Enter on a history event or an event".into(),
             Scope::Everywhere => "every view".into(),
         }
     }

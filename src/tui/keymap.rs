@@ -45,6 +45,12 @@ pub enum Action {
     ToggleRaw,
     ToggleIo,
     CycleStatus,
+    ScrollLeft,
+    ScrollRight,
+    ToggleWrap,
+    SwitchHalf,
+    Pause,
+    OpenExecution,
 }
 
 impl Action {
@@ -84,6 +90,12 @@ impl Action {
             Action::ToggleRaw => "toggle-raw",
             Action::ToggleIo => "toggle-io",
             Action::CycleStatus => "cycle-status",
+            Action::ScrollLeft => "scroll-left",
+            Action::ScrollRight => "scroll-right",
+            Action::ToggleWrap => "toggle-wrap",
+            Action::SwitchHalf => "switch-half",
+            Action::Pause => "pause",
+            Action::OpenExecution => "open-execution",
         }
     }
 
@@ -132,6 +144,12 @@ pub const ALL_ACTIONS: &[Action] = &[
     Action::ToggleRaw,
     Action::ToggleIo,
     Action::CycleStatus,
+    Action::ScrollLeft,
+    Action::ScrollRight,
+    Action::ToggleWrap,
+    Action::SwitchHalf,
+    Action::Pause,
+    Action::OpenExecution,
 ];
 
 /// Where a binding works.
@@ -143,6 +161,8 @@ pub enum Scope {
     Executions,
     Detail,
     Events,
+    /// The detail pane (an event's full text) is open over the view.
+    Pane,
 }
 
 /// A key with modifiers, written like `j`, `G`, `ctrl-c`, `enter`, `pgdn`, `space`, `f5`.
@@ -313,6 +333,21 @@ impl Default for Keymap {
                 b("i", ToggleIo, Detail, "input/output", true),
                 b("v", Reveal, Everywhere, "reveal PHI", false),
                 b("ctrl-r", Refresh, Everywhere, "refresh", false),
+                // The detail pane and what opens it.
+                b("enter", Open, Detail, "open event", true),
+                b("f", SwitchHalf, Detail, "in⇄out", true),
+                b("w", ToggleWrap, Detail, "wrap", true),
+                b("left", ScrollLeft, Detail, "scroll left", false),
+                b("right", ScrollRight, Detail, "scroll right", false),
+                b("enter", Open, Events, "detail", true),
+                b("o", OpenExecution, Events, "execution", true),
+                b("p", Pause, Events, "pause", true),
+                b("enter", Open, Pane, "go to execution", true),
+                b("o", OpenExecution, Pane, "go to execution", false),
+                b("esc", Back, Pane, "close", true),
+                b("w", ToggleWrap, Pane, "wrap", true),
+                b("left", ScrollLeft, Pane, "scroll ←", true),
+                b("right", ScrollRight, Pane, "scroll →", true),
             ],
         }
     }
@@ -332,7 +367,9 @@ impl Keymap {
     pub fn footer(&self, scope: Scope) -> Vec<(String, &'static str, Action)> {
         let mut out: Vec<(String, &'static str, Action)> = vec![];
         let mut seen = vec![];
-        for b in self.bindings.iter().filter(|b| b.footer && (b.scope == scope || b.scope == Scope::Everywhere)) {
+        // This scope's own bindings first: where it gives a key its own meaning, that is the one shown.
+        let own = self.bindings.iter().filter(|b| b.scope == scope);
+        for b in own.chain(self.bindings.iter().filter(|b| b.scope == Scope::Everywhere)).filter(|b| b.footer) {
             if seen.contains(&b.action) {
                 continue;
             }
@@ -398,6 +435,19 @@ mod tests {
         let mut bad = BTreeMap::new();
         bad.insert("fly".to_string(), vec!["f".to_string()]);
         assert!(matches!(Keymap::default().with_overrides(&bad), Err(KeymapError::BadAction(..))));
+    }
+
+    #[test]
+    fn reading_keys_have_names_and_their_own_meaning_in_the_footer() {
+        for a in ALL_ACTIONS {
+            assert_eq!(Action::from_name(a.name()), Some(*a));
+        }
+        let pane = Keymap::default().footer(Scope::Pane);
+        assert_eq!(pane.first().map(|(k, d, _)| (k.as_str(), *d)), Some(("Enter", "go to execution")));
+        assert!(pane.iter().any(|(k, d, _)| k == "Esc" && *d == "close"), "{pane:?}");
+        let events = Keymap::default().footer(Scope::Events);
+        assert!(events.iter().any(|(k, d, _)| k == "p" && *d == "pause"), "{events:?}");
+        assert!(events.iter().any(|(k, d, _)| k == "Enter" && *d == "detail"), "{events:?}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod command;
+pub mod detail;
 pub mod jobs;
 pub mod keymap;
 pub mod render;

@@ -11,8 +11,6 @@ use super::app::{App, Dialog, Field, InputKind, View, consequence_lines, overrid
 use super::command::HelpRow;
 use super::keymap::Action;
 use super::theme::Theme;
-use crate::asl::model::Definition;
-use crate::history::ExecutionStatus;
 use crate::ops::Stage;
 use crate::ops::project::{Patient, human};
 use crate::phi::mask_str;
@@ -78,6 +76,7 @@ impl App {
                 View::Events => self.events_view(f, rows[2]),
                 View::Slo | View::Outbox => self.reserved(f, rows[2]),
             }
+            self.draw_pane(f, rows[2]);
         }
         self.footer(f, rows[3]);
         if !self.locked {
@@ -87,7 +86,7 @@ impl App {
     }
 
     /// The identifier values of a study, from whatever is loaded about it, for masking its free text.
-    fn known_identifiers(&self, arn: &str) -> Vec<String> {
+    pub(super) fn known_identifiers(&self, arn: &str) -> Vec<String> {
         let phi = &self.settings.phi;
         let mut known = vec![];
         if let Some(s) = self.studies.value.iter().find(|s| s.execution_arn == arn) {
@@ -103,7 +102,7 @@ impl App {
 
     /// An execution's error (free text: an `ErrorPath` or an operator can put a name there):
     /// its study's identifiers masked unless revealed.
-    fn error_text(&self, arn: &str, error: &str) -> String {
+    pub(super) fn error_text(&self, arn: &str, error: &str) -> String {
         if error.is_empty() || self.revealed(arn) {
             return error.to_string();
         }
@@ -247,6 +246,9 @@ impl App {
             f.render_widget(Paragraph::new(Line::from(spans)), area);
             return;
         }
+        // Before the freshness note, set apart from it.
+        let help = vec![Span::styled(help_key.clone(), t.accent()), Span::styled(" help · ", t.muted())];
+        let help_w = help_w + 2;
         let mut spans = vec![Span::raw(" ")];
         for (k, d, action) in self.keymap.footer(self.scope()) {
             if (self.settings.read_only && action.mutates()) || action == Action::Help {
@@ -528,103 +530,54 @@ impl App {
     fn detail_view(&self, f: &mut Frame, area: Rect) {
         let t = &self.theme;
         let d = &self.detail.value;
-        let parts = Layout::default().direction(Direction::Vertical).constraints([Constraint::Length(1), Constraint::Min(3)]).split(area);
-        let head = match &d.execution {
-            Some(e) => {
-                let at = e.current_state.clone().unwrap_or_default();
-                Line::from(vec![
-                    Span::styled(format!(" {} ", e.status), t.status(e.status.as_str()).add_modifier(Modifier::REVERSED)),
-                    Span::styled(format!("  {} at {}", self.error_text(&e.arn, e.error.as_deref().unwrap_or_default()), at), t.text()),
-                    Span::styled(format!("   redriven {}×   started {} ago", e.redrive_count, human(self.now - e.start)), t.muted()),
-                ])
-            }
-            None => Line::from(Span::styled(if self.detail.error.is_some() { "could not load" } else { " loading…" }, t.muted())),
-        };
+        // The header grows to show the whole cause (up to a third of the screen).
+        let head = self.detail_header(area.width, (area.height / 3).max(2));
+        let parts = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([Constraint::Length(head.len() as u16), Constraint::Min(3)])
+            .split(area);
         f.render_widget(Paragraph::new(head), parts[0]);
-        let cols =
-            Layout::default().direction(Direction::Horizontal).constraints([Constraint::Length(32), Constraint::Min(20)]).split(parts[1]);
-        // Path: the definition's top-level states with what happened there.
-        let mut path = vec![];
-        let failed_state = d
-            .execution
-            .as_ref()
-            .filter(|e| e.status != ExecutionStatus::Running && e.status != ExecutionStatus::Succeeded)
-            .and_then(|e| e.current_state.clone());
-        let running_state = d.execution.as_ref().filter(|e| e.status == ExecutionStatus::Running).and_then(|e| e.current_state.clone());
-        if let Some(def) = d.definition.as_deref().and_then(|s| Definition::parse_str(s).ok()) {
-            for s in &def.root().states {
-                let entered = d.history.iter().any(|h| h.event_type.ends_with("StateEntered") && h.state_name() == Some(s.name.as_str()));
-                let (mark, style) = if failed_state.as_deref() == Some(s.name.as_str()) {
-                    ("✗", t.breach())
-                } else if running_state.as_deref() == Some(s.name.as_str()) {
-                    ("▶", t.accent())
-                } else if entered {
-                    ("✓", t.ok())
-                } else {
-                    ("·", t.muted())
-                };
-                path.push(Line::from(Span::styled(format!(" {mark} {} ({})", s.name, s.type_name()), style)));
-            }
-        }
+        let path_w = self.path_width(parts[1].width);
+        let cols = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Length(path_w), Constraint::Min(20)])
+            .split(parts[1]);
+        // Path: every state, nested ones under their Map or Parallel, with what happened there.
+        let path = self.path_lines(path_w.saturating_sub(2) as usize);
         f.render_widget(Paragraph::new(path).block(self.block("Path".into())), cols[0]);
-        let arn = self.detail_arn.as_deref().unwrap_or_default();
-        let reveal = self.revealed(arn);
-        let known = if reveal { vec![] } else { self.known_identifiers(arn) };
         if self.show_io {
-            let pretty = |s: Option<&str>| -> String {
-                s.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-                    .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-                    .unwrap_or_else(|| "—".into())
-            };
-            let e = d.execution.as_ref();
-            // Inputs carry patient data: masked unless revealed.
-            let (mut input, mut output) = (pretty(e.map(|e| e.input.as_str())), pretty(e.and_then(|e| e.output.as_deref())));
-            if !reveal {
-                input = self.settings.phi.mask_text_with(&input, &known);
-                output = self.settings.phi.mask_text_with(&output, &known);
-            }
             let halves = Layout::default()
                 .direction(Direction::Vertical)
                 .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
                 .split(cols[1]);
-            f.render_widget(Paragraph::new(input).block(self.block("Input".into())), halves[0]);
-            f.render_widget(Paragraph::new(output).block(self.block("Output".into())), halves[1]);
+            for (half, name) in [(0, "Input"), (1, "Output")] {
+                let focused = self.read.io_half == half;
+                let lines: Vec<Line> = self.io_text(half).lines().map(|l| Line::from(l.to_string())).collect();
+                let title = if focused { format!("{name} ◀ j/k scroll") } else { format!("{name} (f: scroll this)") };
+                let hint = if focused { "f other half · w wrap · ←→".to_string() } else { String::new() };
+                super::detail::TextPane { title, lines, scroll: self.read.io[half], hint, focused }.draw(f, halves[half], t);
+            }
             return;
         }
-        let h = cols[1].height.saturating_sub(2) as usize;
-        let start = self.detail_scroll.min(d.history.len().saturating_sub(1));
-        let lines: Vec<Line> = d
-            .history
-            .iter()
-            .skip(start)
-            .take(h)
-            .map(|e| {
-                if self.raw_history {
-                    let raw = e.to_aws_json();
-                    let raw = if reveal { raw } else { self.settings.phi.mask_envelope(&raw, &known) };
-                    Line::from(Span::styled(raw.to_string(), t.text()))
-                } else {
-                    let extra = e
-                        .details
-                        .get("error")
-                        .and_then(|v| v.as_str())
-                        .map(|x| if reveal { x.to_string() } else { self.settings.phi.mask_text_with(x, &known) })
-                        .or_else(|| e.details.get("resource").and_then(|v| v.as_str()).map(str::to_string))
-                        .unwrap_or_default();
-                    let style = if e.event_type.ends_with("Failed") || e.event_type.ends_with("TimedOut") { t.breach() } else { t.text() };
-                    Line::from(vec![
-                        Span::styled(format!("#{:<5} {} ", e.id, clock(e.timestamp, &self.settings.tz)), t.muted()),
-                        Span::styled(format!("{:<26}", e.event_type), style),
-                        Span::styled(format!(" {:<22} {extra}", e.state_name().unwrap_or("")), t.text()),
-                    ])
-                }
-            })
-            .collect();
-        let mode = if self.raw_history { "raw" } else { "compact" };
-        f.render_widget(
-            Paragraph::new(lines).block(self.block(format!("History · {mode} · {} events · from #{}", d.history.len(), start + 1))),
-            cols[1],
-        );
+        let inner_w = cols[1].width.saturating_sub(2) as usize;
+        let inner_h = cols[1].height.saturating_sub(2) as usize;
+        let (lines, start, end) = self.history_rows(inner_w, inner_h);
+        let mode = if !self.raw_history {
+            "compact"
+        } else if self.read.history.wrap {
+            "raw, wrapped (w)"
+        } else {
+            "raw (w wraps, ←→)"
+        };
+        let n = d.history.len();
+        let span = if n == 0 {
+            String::new()
+        } else {
+            format!(" · {}–{} · ▶ {} (Enter opens)", start + 1, end, self.detail_scroll.min(n - 1) + 1)
+        };
+        let title = format!("History · {mode} · {n} event{}{span}", if n == 1 { "" } else { "s" });
+        let title = super::detail::fit(&title, inner_w.saturating_sub(1));
+        f.render_widget(Paragraph::new(lines).block(self.block(title)), cols[1]);
     }
 
     fn events_view(&self, f: &mut Frame, area: Rect) {
@@ -665,7 +618,7 @@ impl App {
             ],
         )
         .header(Row::new(vec!["", "TIME", "EVENT", "MACHINE", "EXECUTION", "STATE", "ERROR"]).style(t.muted()))
-        .block(self.block(format!("Events · live · {} shown", rows.len())));
+        .block(self.block(self.events_title(rows.len())));
         f.render_widget(table, area);
     }
 
