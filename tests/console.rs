@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use lightbox::asl::model::Definition;
 use lightbox::backend::{ExecutionRow, FeedEvent, Pulse};
 use lightbox::history::{ExecutionStatus, HistoryEvent};
-use lightbox::ops::project::{Patient, Review, Study};
+use lightbox::ops::project::{GateKind, Patient, Review, Study};
 use lightbox::ops::{Exception, Priority, Stage};
 use lightbox::tui::app::{App, AppEvent, Detail, Effect, Loaded, Mutation, Settings, View};
 use lightbox::tui::keymap::Keymap;
@@ -40,6 +40,8 @@ fn study(acc: &str, prio: Priority, stage: Option<Stage>, exception: Option<Exce
         execution_arn: arn(acc),
         machine: "scheduled-imaging".into(),
         patient: Patient { name: "Dana Testperson".into(), mrn: "SYN-000421".into(), birth_date: "1961-04-02".into() },
+        error: None,
+        cause: None,
     }
 }
 
@@ -48,6 +50,8 @@ fn review(acc: &str, prio: Priority, issued_min: i64, timeout_min: i64) -> Revie
         token: format!("{acc}-0123456789abcdef0123456789abcdef"),
         execution_arn: arn(acc),
         state: "RadiologistReview".into(),
+        gate: GateKind::FirstRead,
+        entered: t0() - Duration::minutes(issued_min),
         accession: acc.into(),
         study: "CT head".into(),
         draft: "No acute intracranial haemorrhage. No mass effect.".into(),
@@ -143,8 +147,13 @@ fn app(read_only: bool) -> App {
     load(
         &mut a,
         Loaded::Events(vec![
-            FeedEvent { seq: 1, execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", Some("Publish"), 2) },
-            FeedEvent { seq: 2, execution_arn: arn("ACC-20418"), event: event(12, "TaskSubmitted", Some("RadiologistReview"), 1) },
+            FeedEvent { seq: 1, execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", None, 2), state: Some("Publish".into()) },
+            FeedEvent {
+                seq: 2,
+                execution_arn: arn("ACC-20418"),
+                event: event(12, "TaskSubmitted", None, 1),
+                state: Some("RadiologistReview".into()),
+            },
         ]),
     );
     a
@@ -819,7 +828,10 @@ fn errors_naming_the_patient_are_masked() {
     a.handle(AppEvent::Loaded(Loaded::Executions(rows), t0()));
     let mut ev = event(7, "TaskFailed", Some("Publish"), 2);
     ev.details = json!({"name": "Publish", "error": "DANA TESTPERSON"});
-    a.handle(AppEvent::Loaded(Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: ev }]), t0()));
+    a.handle(AppEvent::Loaded(
+        Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: ev, state: Some("Publish".into()) }]),
+        t0(),
+    ));
     a.handle(key('3'));
     let screen = draw(&a, 160, 30);
     assert!(!screen.contains("Testperson") && screen.contains("D•••"), "executions view: {screen}");

@@ -82,6 +82,10 @@ impl ControlPlane for Local {
         Ok(self.engine.store.tokens(Some("PENDING"), None, limit)?)
     }
 
+    fn tasks_of(&mut self, arn: &str) -> Result<Vec<TokenRow>> {
+        Ok(self.engine.store.tokens(None, Some(arn), 1000)?)
+    }
+
     fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>> {
         // The outbox holds exactly the events other systems see, in commit order.
         let rows = match after {
@@ -97,7 +101,8 @@ impl ControlPlane for Local {
             .filter_map(|r| {
                 let payload: serde_json::Value = serde_json::from_str(&r.payload).ok()?;
                 let event = HistoryEvent::from_aws_json(payload.get("event")?)?;
-                Some(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event })
+                let state = payload.get("stateName").and_then(serde_json::Value::as_str).map(str::to_string);
+                Some(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event, state })
             })
             .collect())
     }

@@ -181,7 +181,12 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
                 let mut reviews: Vec<Review> = Vec::with_capacity(tokens.len());
                 for t in &tokens {
                     let input = cp.execution(&t.execution_arn)?.and_then(|e| serde_json::from_str(&e.input).ok());
-                    reviews.push(Review::from_token(t, input.as_ref()));
+                    let mut r = Review::from_token(t, input.as_ref());
+                    // Past the first gate: AGE counts from when the study entered review.
+                    if r.gate == crate::ops::project::GateKind::SeniorRead {
+                        r.entered_from(&cp.tasks_of(&t.execution_arn)?);
+                    }
+                    reviews.push(r);
                 }
                 sort_by_urgency(&mut reviews);
                 Loaded::Reviews(reviews)

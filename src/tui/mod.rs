@@ -8,6 +8,8 @@ pub mod app;
 pub mod jobs;
 pub mod keymap;
 pub mod render;
+pub mod rows;
+pub mod table;
 pub mod theme;
 
 use std::time::Duration;
