@@ -199,13 +199,13 @@ impl GateKind {
         }
     }
 
-    /// What the GATE column says.
+    /// What the GATE column says (11 columns at most): a reconciliation hold is `recon. hold`.
     pub fn as_str(self) -> &'static str {
         match self {
             GateKind::FirstRead => "first read",
             GateKind::SeniorRead => "senior read",
-            GateKind::Reconciliation => "reconcile hold",
-            GateKind::OtherHold => "hold (not a read)",
+            GateKind::Reconciliation => "recon. hold",
+            GateKind::OtherHold => "hold",
         }
     }
 

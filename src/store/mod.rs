@@ -1190,7 +1190,10 @@ fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Re
             if let Some(topic) = outbox_topic(&e.event_type) {
                 let state = match step.event_states.iter().find(|(id, _)| *id == e.id) {
                     Some((_, s)) => Some(s.clone()),
-                    None if e.event_type.starts_with("Execution") => st.root_state().map(|(s, _)| s),
+                    // An execution event: where the workflow is, or the last state this step named.
+                    None if e.event_type.starts_with("Execution") => st.root_state().map(|(s, _)| s).or_else(|| {
+                        step.events.iter().take_while(|x| x.id != e.id).filter_map(|x| x.state_name()).last().map(str::to_string)
+                    }),
                     None => None,
                 };
                 let payload = outbox_payload(arn, &st.info.state_machine_arn, st.status, e, state.as_deref());

@@ -28,31 +28,31 @@ pub const STUDY_COLUMNS: [Column; 8] = [
 
 pub const REVIEW_COLUMNS: [Column; 8] = [
     Column::new("PRIO", 7),
-    Column::new("ACCESSION", 11).cut(9, 1),
-    Column::new("STUDY", 14).cut(8, 3),
+    Column::new("ACCESSION", 11).cut(9, 3),
+    Column::new("STUDY", 14).cut(7, 4),
     Column::new("GATE", 11),
-    Column::new("AI DRAFT (advisory)", 12).cut(6, 5).grow(),
+    Column::new("AI DRAFT (advisory)", 14).cut(8, 1).grow(),
     Column::new("AGE", 5),
     Column::new("TIMES OUT", 11).cut(10, 2),
-    Column::new("CLAIMED", 10).cut(7, 4),
+    Column::new("CLAIMED", 10).cut(6, 5),
 ];
 
 pub const EXECUTION_COLUMNS: [Column; 7] = [
     Column::new("STATUS", 9),
-    Column::new("MACHINE", 18).cut(6, 4),
-    Column::new("NAME", 22).cut(12, 1),
-    Column::new("STATE", 18).cut(10, 3),
+    Column::new("MACHINE", 18).cut(10, 4),
+    Column::new("NAME", 22).cut(16, 1),
+    Column::new("STATE", 18).cut(14, 3),
     Column::new("AGE", 5),
     Column::new("RDV", 3),
-    Column::new("ERROR", 10).cut(6, 2).grow(),
+    Column::new("ERROR", 10).cut(8, 2).grow(),
 ];
 
 pub const EVENT_COLUMNS: [Column; 6] = [
     Column::new("TIME", 8),
     Column::new("EVENT", 17).cut(13, 2),
-    Column::new("MACHINE", 18).cut(6, 4),
+    Column::new("MACHINE", 18).cut(10, 4),
     Column::new("EXECUTION", 22).cut(12, 1),
-    Column::new("STATE", 20).cut(10, 3),
+    Column::new("STATE", 20).cut(14, 3),
     Column::new("ERROR", 8).cut(6, 2).grow(),
 ];
 

@@ -102,7 +102,7 @@ impl Column {
         self
     }
 
-    /// It takes the width left over (at least `min`, its `width` when it starts).
+    /// It takes the width left over.
     pub const fn grow(mut self) -> Column {
         self.grow = true;
         self
@@ -110,11 +110,12 @@ impl Column {
 }
 
 /// The width of each column in `avail` terminal columns, one space between columns: each
-/// column at its width (a growing one at its minimum), the `cut` ones shrunk (highest rank
-/// first) until the row fits, and what is left over to the growing column.
+/// column at its width, the `cut` ones shrunk (highest rank first, to their minimum) until
+/// the row fits, what is left over to the growing column, and when even the minimums do
+/// not fit, the rightmost columns narrowed or left out.
 pub fn widths(columns: &[Column], avail: u16) -> Vec<usize> {
     let avail = (avail as usize).saturating_sub(columns.len().saturating_sub(1));
-    let mut w: Vec<usize> = columns.iter().map(|c| if c.grow { c.min as usize } else { c.width as usize }).collect();
+    let mut w: Vec<usize> = columns.iter().map(|c| c.width as usize).collect();
     let mut total: usize = w.iter().sum();
     let mut order: Vec<usize> = (0..columns.len()).filter(|i| columns[*i].cut > 0).collect();
     order.sort_by_key(|i| std::cmp::Reverse(columns[*i].cut));
@@ -130,6 +131,16 @@ pub fn widths(columns: &[Column], avail: u16) -> Vec<usize> {
         && let Some(g) = columns.iter().position(|c| c.grow)
     {
         w[g] += avail - total;
+    }
+    // Still too wide at every minimum: the rightmost columns give way (a cell one column
+    // wide still shows `…`), so nothing is ever cut by the border without one.
+    for i in (0..w.len()).rev() {
+        if total <= avail {
+            break;
+        }
+        let take = w[i].min(total - avail);
+        w[i] -= take;
+        total -= take;
     }
     w
 }
@@ -212,6 +223,7 @@ impl DataTable<'_> {
             head.push(Span::raw(fit_pad(c.title, *w, false)));
             head.push(Span::raw(" "));
         }
+        head.pop();
         lines.push(Line::from(head).style(self.header_style));
         for (i, row) in self.rows.into_iter().enumerate() {
             let selected = self.selected == Some(self.first + i);
@@ -228,6 +240,8 @@ impl DataTable<'_> {
                 spans.push(Span::styled(fit_pad(&cell.text, *w, false), cell.style));
                 spans.push(Span::raw(" "));
             }
+            // No gap after the last column: it ends at the border.
+            spans.pop();
             let l = Line::from(spans);
             lines.push(if selected { l.style(self.selected_style) } else { l });
         }
@@ -296,6 +310,8 @@ mod tests {
         assert_eq!(widths(&cols, 50), vec![9, 10, 22, 6]);
         // Very narrow: the name is cut last.
         assert_eq!(widths(&cols, 36), vec![9, 6, 12, 6]);
+        // Narrower than every minimum: the rightmost columns give way, never past the edge.
+        assert_eq!(widths(&cols, 20), vec![9, 6, 2, 0]);
     }
 
     #[test]
