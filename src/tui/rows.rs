@@ -11,7 +11,7 @@ use ratatui::layout::Rect;
 
 use super::app::App;
 use super::render::{clock, machine, patient};
-use super::table::{self, Cell, Column, DataTable, TableRow};
+use super::table::{self, Cell, Column, DataTable, Spec, TableRow};
 use crate::backend::{ExecutionRow, FeedEvent};
 use crate::ops::project::{GateKind, Review, Study, human};
 
@@ -55,6 +55,11 @@ pub const EVENT_COLUMNS: [Column; 6] = [
     Column::new("STATE", 20).cut(14, 3),
     Column::new("ERROR", 8).cut(6, 2).grow(),
 ];
+
+pub const STUDIES: Spec = Spec { columns: &STUDY_COLUMNS, marks: false };
+pub const REVIEWS: Spec = Spec { columns: &REVIEW_COLUMNS, marks: true };
+pub const EXECUTIONS: Spec = Spec { columns: &EXECUTION_COLUMNS, marks: true };
+pub const EVENTS: Spec = Spec { columns: &EVENT_COLUMNS, marks: false };
 
 /// The name an execution ARN ends with.
 fn name_of(arn: &str) -> &str {
@@ -193,10 +198,9 @@ impl App {
         &self,
         f: &mut Frame,
         area: Rect,
-        columns: &[Column],
+        spec: Spec,
         n: usize,
         row: impl Fn(usize) -> Option<TableRow>,
-        marks: bool,
         title: String,
     ) {
         let sel = self.selected();
@@ -204,11 +208,11 @@ impl App {
         let first = win.start;
         let rows: Vec<TableRow> = win.filter_map(row).collect();
         DataTable {
-            columns,
+            columns: spec.columns,
             rows,
             first,
             selected: Some(sel),
-            marks,
+            marks: spec.marks,
             block: self.block(title),
             header_style: self.theme.muted(),
             selected_style: self.theme.selected(),

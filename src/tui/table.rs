@@ -145,6 +145,13 @@ pub fn widths(columns: &[Column], avail: u16) -> Vec<usize> {
     w
 }
 
+/// A table's layout: its columns, and whether it has a mark column (bulk actions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spec {
+    pub columns: &'static [Column],
+    pub marks: bool,
+}
+
 /// One row: the cells shown, and text the filter also searches but the table does not show.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TableRow {
