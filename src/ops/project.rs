@@ -401,6 +401,71 @@ mod tests {
         assert_eq!(human(Duration::seconds(3 * 3600 + 5 * 60)), "3h05");
     }
 
+    /// The demo's gates, told apart from their own definitions: first read, senior read,
+    /// reconciliation hold (not a read).
+    #[test]
+    fn gates_are_told_apart_from_the_demo_definitions() {
+        let params_of = |def: &str, state: &str| -> Value {
+            let d: Value = serde_json::from_str(def).expect("definition");
+            d["States"][state]["Parameters"].clone()
+        };
+        for def in [crate::sim::SCHEDULED_IMAGING, crate::sim::AI_REVIEW_GATE] {
+            assert_eq!(GateKind::of("RadiologistReview", &params_of(def, "RadiologistReview")), GateKind::FirstRead);
+            assert_eq!(GateKind::of("SeniorReview", &params_of(def, "SeniorReview")), GateKind::SeniorRead);
+        }
+        let enc = crate::sim::ENCOUNTER_IMAGING;
+        let hold = GateKind::of("HoldForReconciliation", &params_of(enc, "HoldForReconciliation"));
+        assert_eq!(hold, GateKind::Reconciliation);
+        assert!(!hold.is_read(), "a reconciliation hold is not a read");
+        // Other sites: by the state's name.
+        assert_eq!(GateKind::of("SeniorRead", &Value::Null), GateKind::SeniorRead);
+        assert_eq!(GateKind::of("ApproveInvoice", &Value::Null), GateKind::OtherHold);
+        let all = [GateKind::FirstRead, GateKind::SeniorRead, GateKind::Reconciliation, GateKind::OtherHold];
+        assert!(all.iter().all(|g| g.as_str().chars().count() <= 11), "fits the GATE column");
+    }
+
+    #[test]
+    fn a_review_entered_review_at_its_first_read_gate() {
+        let now = Utc::now();
+        let token = |state: &str, escalated: bool, mins: i64| TokenRow {
+            token: format!("t-{state}"),
+            execution_arn: "arn:x".into(),
+            task_id: String::new(),
+            state_name: state.into(),
+            resource: String::new(),
+            parameters: json!({"FunctionName": "lightbox-review-request", "Payload": {"escalated": escalated}}).to_string(),
+            status: "PENDING".into(),
+            issued: now - Duration::minutes(mins),
+            timeout: None,
+            heartbeat: None,
+            closed: None,
+            claimed_by: None,
+        };
+        let first = token("RadiologistReview", false, 90);
+        let senior = token("SeniorReview", true, 10);
+        let mut r = Review::from_token(&senior, None);
+        assert_eq!((r.gate, r.entered), (GateKind::SeniorRead, senior.issued), "until told otherwise");
+        r.entered_from(&[first.clone(), senior.clone()]);
+        assert_eq!(r.entered, first.issued);
+        // A hold ages from its own issue.
+        let mut hold = Review::from_token(&TokenRow { state_name: "HoldForReconciliation".into(), ..senior.clone() }, None);
+        hold.entered_from(&[first]);
+        assert_eq!(hold.entered, senior.issued);
+    }
+
+    /// ABORTED is aborted, FAILED and TIMED_OUT are failed: the header and the panel agree.
+    #[test]
+    fn endings_are_counted_one_way() {
+        use ExecutionStatus::*;
+        assert_eq!(exception_for(Aborted, None, "Acquire"), Some(Exception::Aborted));
+        assert_eq!(exception_for(Aborted, Some("Archive.Unavailable"), "Publish"), Some(Exception::Aborted));
+        assert_eq!(exception_for(TimedOut, Some("States.Timeout"), "Acquire"), Some(Exception::Failed));
+        assert_eq!(exception_for(Running, None, "Acquire"), None);
+        let counts = [(Failed, 2), (TimedOut, 1), (Aborted, 4), (Succeeded, 9)];
+        assert_eq!(Ending::Failed.count(counts), 3);
+        assert_eq!(Ending::Aborted.count(counts), 4);
+    }
+
     #[test]
     fn rules_catch_exceptions_that_end_in_success_and_rules_win_over_guesses() {
         use crate::ops::ExceptionRule;
