@@ -761,6 +761,7 @@ fn escalating_at_the_senior_gate_warns_that_the_execution_fails() {
     let gate = std::sync::Arc::new(Definition::parse_str(lightbox::sim::AI_REVIEW_GATE).expect("demo definition"));
     let mut senior = review("ACC-20418", Priority::Stat, 9, 6);
     senior.state = "SeniorReview".into();
+    senior.gate = GateKind::SeniorRead;
     let first = review("ACC-20377", Priority::Urgent, 41, 79);
     a.handle(AppEvent::Loaded(Loaded::Definitions([(arn("ACC-20418"), gate.clone()), (arn("ACC-20377"), gate)].into()), t0()));
     reviews_loaded(&mut a, vec![senior, first]);
