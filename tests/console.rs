@@ -1025,6 +1025,16 @@ fn masked_patient_data_does_not_match_a_filter() {
     }
     filter(&mut a, "D•••");
     assert_eq!(a.visible_executions().len(), 1, "the cause as it shows, masked");
+    // An event of an execution whose patient is not loaded: its cause is not searched at all.
+    let mut ev = event(11, "TaskFailed", None, 1);
+    ev.details = json!({"error": "Archive.Unavailable", "cause": "no study for Robin Sampleton"});
+    let stranger = "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:ACC-99999".to_string();
+    a.handle(AppEvent::Loaded(Loaded::Events(vec![FeedEvent { seq: 9, execution_arn: stranger, event: ev, state: None }]), t0()));
+    a.handle(key('4'));
+    filter(&mut a, "Sampleton");
+    assert!(a.visible_events().is_empty(), "unknown identifiers: the cause is not searched");
+    filter(&mut a, "archive down");
+    assert_eq!(a.visible_events().len(), 1, "a known study's cause is searched, masked");
 }
 
 /// Seen: Exceptions said `failed 3` while the header said `failed 2`; ABORTED studies showed

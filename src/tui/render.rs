@@ -83,7 +83,7 @@ impl App {
     }
 
     /// The identifier values of a study, from whatever is loaded about it, for masking its free text.
-    fn known_identifiers(&self, arn: &str) -> Vec<String> {
+    pub(super) fn known_identifiers(&self, arn: &str) -> Vec<String> {
         let phi = &self.settings.phi;
         let mut known = vec![];
         if let Some(s) = self.studies.value.iter().find(|s| s.execution_arn == arn) {

@@ -175,7 +175,8 @@ impl App {
         .marked(self.marks.contains(&format!("exe:{}", e.arn)))
     }
 
-    /// A workflow event in the Events table. Hidden: the execution's ARN and the event's cause.
+    /// A workflow event in the Events table. Hidden: the execution's ARN and the event's cause
+    /// (see [`App::event_cause`]).
     pub fn event_row(&self, e: &FeedEvent) -> TableRow {
         let t = &self.theme;
         let ty = &e.event.event_type;
@@ -190,7 +191,20 @@ impl App {
             Cell::new(self.error_text(&e.execution_arn, detail("error")), t.text()),
         ])
         .hidden(e.execution_arn.clone())
-        .hidden(self.error_text(&e.execution_arn, detail("cause")))
+        .hidden(self.event_cause(e, detail("cause")))
+    }
+
+    /// An event's cause, to search: masked with its study's identifiers, and left out when
+    /// they are not loaded (unless revealed), so that a filter can never find what a mask hides.
+    fn event_cause(&self, e: &FeedEvent, cause: &str) -> String {
+        if cause.is_empty() || self.revealed(&e.execution_arn) {
+            return cause.to_string();
+        }
+        let known = self.known_identifiers(&e.execution_arn);
+        if known.is_empty() {
+            return String::new();
+        }
+        self.settings.phi.mask_text_with(cause, &known)
     }
 
     /// Draw `n` rows (row `i` built by `row(i)`, only those in view) through the one table widget.
