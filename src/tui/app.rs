@@ -500,22 +500,22 @@ impl App {
 
     pub fn visible_studies(&self) -> Vec<&Study> {
         let f = &self.filters[View::Pipelines.index()];
-        self.studies.value.iter().filter(|s| f.as_ref().is_none_or(|f| self.study_row(s).kept_by(f))).collect()
+        self.studies.value.iter().filter(|s| f.as_ref().is_none_or(|f| self.study_row(s, true).kept_by(f))).collect()
     }
 
     pub fn visible_reviews(&self) -> Vec<&Review> {
         let f = &self.filters[View::Reviews.index()];
-        self.reviews.value.iter().filter(|r| f.as_ref().is_none_or(|f| self.review_row(r).kept_by(f))).collect()
+        self.reviews.value.iter().filter(|r| f.as_ref().is_none_or(|f| self.review_row(r, true).kept_by(f))).collect()
     }
 
     pub fn visible_executions(&self) -> Vec<&ExecutionRow> {
         let f = &self.filters[View::Executions.index()];
-        self.executions.value.iter().filter(|e| f.as_ref().is_none_or(|f| self.execution_table_row(e).kept_by(f))).collect()
+        self.executions.value.iter().filter(|e| f.as_ref().is_none_or(|f| self.execution_table_row(e, true).kept_by(f))).collect()
     }
 
     pub fn visible_events(&self) -> Vec<&FeedEvent> {
         let f = &self.filters[View::Events.index()];
-        self.events.value.iter().rev().filter(|e| f.as_ref().is_none_or(|f| self.event_row(e).kept_by(f))).collect()
+        self.events.value.iter().rev().filter(|e| f.as_ref().is_none_or(|f| self.event_row(e, true).kept_by(f))).collect()
     }
 
     fn row_count(&self) -> usize {

@@ -413,7 +413,7 @@ impl App {
         let rows = self.visible_studies();
         let loading = if self.studies.loaded_at.is_none() { " · loading…" } else { "" };
         let title = format!("Studies · {}{loading}", rows.len());
-        self.draw_table(f, parts[1], super::rows::STUDIES, rows.len(), |i| rows.get(i).map(|s| self.study_row(s)), title);
+        self.draw_table(f, parts[1], super::rows::STUDIES, rows.len(), |i| rows.get(i).map(|s| self.study_row(s, false)), title);
     }
 
     fn reviews_view(&self, f: &mut Frame, area: Rect) {
@@ -428,7 +428,7 @@ impl App {
             if stat > 0 { format!(" ({stat} STAT)") } else { String::new() },
             if self.marks.is_empty() { String::new() } else { format!(" · {} marked", self.marks.len()) }
         );
-        self.draw_table(f, parts[0], super::rows::REVIEWS, rows.len(), |i| rows.get(i).map(|r| self.review_row(r)), title);
+        self.draw_table(f, parts[0], super::rows::REVIEWS, rows.len(), |i| rows.get(i).map(|r| self.review_row(r, false)), title);
         let detail = match rows.get(sel) {
             Some(r) => vec![
                 Line::from(vec![
@@ -460,7 +460,7 @@ impl App {
             (None, _) => "all".into(),
         };
         let title = format!("Executions · {} · status {filter} (s cycles)", rows.len());
-        self.draw_table(f, area, super::rows::EXECUTIONS, rows.len(), |i| rows.get(i).map(|e| self.execution_table_row(e)), title);
+        self.draw_table(f, area, super::rows::EXECUTIONS, rows.len(), |i| rows.get(i).map(|e| self.execution_table_row(e, false)), title);
     }
 
     fn detail_view(&self, f: &mut Frame, area: Rect) {
@@ -568,7 +568,7 @@ impl App {
     fn events_view(&self, f: &mut Frame, area: Rect) {
         let rows = self.visible_events();
         let title = format!("Events · live · {} shown", rows.len());
-        self.draw_table(f, area, super::rows::EVENTS, rows.len(), |i| rows.get(i).map(|e| self.event_row(e)), title);
+        self.draw_table(f, area, super::rows::EVENTS, rows.len(), |i| rows.get(i).map(|e| self.event_row(e, false)), title);
     }
 
     fn reserved(&self, f: &mut Frame, area: Rect) {

@@ -1,9 +1,9 @@
-//! The rows of each list view: one function per view builds a row's cells (and its hidden
-//! searchable text), and both the table ([`super::table`]) and the `/` filter use it, so
-//! what the operator reads and what the filter finds never disagree. Patient fields are
-//! in a row only as shown (masked unless that study is revealed), and free text about a
-//! study (errors, causes, drafts) is masked before it is shown or searched: a filter is
-//! never an oracle for a masked value.
+//! The rows of each list view: one function per view builds a row's cells (and, for the
+//! filter, its hidden searchable text), and both the table ([`super::table`]) and the `/`
+//! filter use it, so what the operator reads and what the filter finds never disagree.
+//! Patient fields are in a row only as shown (masked unless that study is revealed), and free
+//! text about a study (errors, causes, drafts) is masked before it is shown or searched: a
+//! filter is never an oracle for a masked value.
 
 use chrono::Duration;
 use ratatui::Frame;
@@ -91,7 +91,7 @@ impl App {
 
     /// A study in the Pipelines table. Hidden: the execution (name, ARN, machine), the state
     /// it is in, the stage it reached, the body part, the error and the cause.
-    pub fn study_row(&self, s: &Study) -> TableRow {
+    pub fn study_row(&self, s: &Study, for_search: bool) -> TableRow {
         let t = &self.theme;
         let stage = match (s.exception, s.stage) {
             (Some(e), _) => Cell::new(e.as_str(), t.warn()),
@@ -108,13 +108,17 @@ impl App {
             Cell::new(s.site.clone(), t.text()),
             Cell::new(patient(&s.patient, self.revealed(&s.execution_arn)), t.muted()),
         ])
-        .hidden(name_of(&s.execution_arn))
-        .hidden(s.execution_arn.clone())
-        .hidden(s.state.clone())
-        .hidden(s.stage.map(|x| x.as_str()).unwrap_or_default())
-        .hidden(s.body_part.clone())
-        .hidden(self.study_text(s, s.error.as_deref().unwrap_or_default()))
-        .hidden(self.study_text(s, s.cause.as_deref().unwrap_or_default()))
+        .search_also(for_search, || {
+            vec![
+                name_of(&s.execution_arn).to_string(),
+                s.execution_arn.clone(),
+                s.state.clone(),
+                s.stage.map(|x| x.as_str()).unwrap_or_default().to_string(),
+                s.body_part.clone(),
+                self.study_text(s, s.error.as_deref().unwrap_or_default()),
+                self.study_text(s, s.cause.as_deref().unwrap_or_default()),
+            ]
+        })
     }
 
     /// A review's draft as the table shows it: quoted, or what a task that is not a read asks.
@@ -131,7 +135,7 @@ impl App {
 
     /// A pending review in the Reviews table. AGE counts from when the study entered review.
     /// Hidden: the gate's state, the reviewer group, the execution.
-    pub fn review_row(&self, r: &Review) -> TableRow {
+    pub fn review_row(&self, r: &Review, for_search: bool) -> TableRow {
         let t = &self.theme;
         let left = match r.time_left(self.now) {
             Some(d) if d < Duration::zero() => Cell::new(format!("overdue {}", human(-d)), t.breach()),
@@ -150,17 +154,17 @@ impl App {
             left,
             Cell::new(r.claimed_by.clone().unwrap_or_else(|| "—".into()), t.text()),
         ])
-        .hidden(r.state.clone())
-        .hidden(r.reviewer_group.clone())
-        .hidden(machine(&r.execution_arn))
-        .hidden(name_of(&r.execution_arn))
+        .search_also(for_search, || {
+            vec![r.state.clone(), r.reviewer_group.clone(), machine(&r.execution_arn).to_string(), name_of(&r.execution_arn).to_string()]
+        })
         .marked(self.marks.contains(&format!("tok:{}", r.token)))
     }
 
     /// An execution in the Executions table. Hidden: its ARN and its cause.
-    pub fn execution_table_row(&self, e: &ExecutionRow) -> TableRow {
+    pub fn execution_table_row(&self, e: &ExecutionRow, for_search: bool) -> TableRow {
         let t = &self.theme;
-        let [error, cause] = self.execution_text(e, [e.error.as_deref().unwrap_or_default(), e.cause.as_deref().unwrap_or_default()]);
+        let cause = if for_search { e.cause.as_deref().unwrap_or_default() } else { "" };
+        let [error, cause] = self.execution_text(e, [e.error.as_deref().unwrap_or_default(), cause]);
         TableRow::new(vec![
             Cell::new(e.status.as_str(), t.status(e.status.as_str())),
             Cell::new(machine(&e.arn), t.text()),
@@ -170,14 +174,13 @@ impl App {
             Cell::new(if e.redrive_count > 0 { format!("{}×", e.redrive_count) } else { String::new() }, t.text()),
             Cell::new(error, t.warn()),
         ])
-        .hidden(e.arn.clone())
-        .hidden(cause)
+        .search_also(for_search, || vec![e.arn.clone(), cause])
         .marked(self.marks.contains(&format!("exe:{}", e.arn)))
     }
 
     /// A workflow event in the Events table. Hidden: the execution's ARN and the event's cause
     /// (see [`App::event_cause`]).
-    pub fn event_row(&self, e: &FeedEvent) -> TableRow {
+    pub fn event_row(&self, e: &FeedEvent, for_search: bool) -> TableRow {
         let t = &self.theme;
         let ty = &e.event.event_type;
         let style = if ty.ends_with("Failed") || ty.ends_with("TimedOut") { t.breach() } else { t.text() };
@@ -190,8 +193,7 @@ impl App {
             Cell::new(e.state_name().unwrap_or_default(), t.text()),
             Cell::new(self.error_text(&e.execution_arn, detail("error")), t.text()),
         ])
-        .hidden(e.execution_arn.clone())
-        .hidden(self.event_cause(e, detail("cause")))
+        .search_also(for_search, || vec![e.execution_arn.clone(), self.event_cause(e, detail("cause"))])
     }
 
     /// An event's cause, to search: masked with its study's identifiers, and left out when

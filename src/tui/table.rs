@@ -175,6 +175,15 @@ impl TableRow {
         self
     }
 
+    /// The hidden searchable text, computed only when the row is `for_search` (drawing a row
+    /// needs none of it).
+    pub fn search_also(mut self, for_search: bool, texts: impl FnOnce() -> Vec<String>) -> TableRow {
+        if for_search {
+            self.hidden.extend(texts().into_iter().filter(|t| !t.is_empty()));
+        }
+        self
+    }
+
     pub fn marked(mut self, marked: bool) -> TableRow {
         self.marked = marked;
         self
