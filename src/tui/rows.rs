@@ -179,7 +179,7 @@ impl App {
     }
 
     /// A workflow event in the Events table. Hidden: the execution's ARN and the event's cause
-    /// (see [`App::event_cause`]).
+    /// (masked, see `event_cause`).
     pub fn event_row(&self, e: &FeedEvent, for_search: bool) -> TableRow {
         let t = &self.theme;
         let ty = &e.event.event_type;
