@@ -378,6 +378,14 @@ mod tests {
         assert!(seen.iter().any(|(t, s)| t == "TaskFailed" && *s == Some("RadiologistReview")), "{seen:?}");
         assert!(seen.iter().any(|(t, s)| t == "TaskSucceeded" && *s == Some("SeniorReview")), "{seen:?}");
         assert!(seen.iter().any(|(t, s)| t == "ExecutionSucceeded" && *s == Some("Publish")), "{seen:?}");
+        // A feed written before it recorded states (a reopened data directory): the state
+        // last entered before each event.
+        cp.engine.store.conn().execute("UPDATE outbox SET payload = json_remove(payload, '$.stateName')", []).expect("strip");
+        let out = load(&mut cp, &StageMap::default(), Request::Events(None));
+        let [Loaded::Events(old)] = out.as_slice() else { panic!("{out:?}") };
+        let old: Vec<(String, Option<&str>)> = old.iter().map(|e| (e.event.event_type.clone(), e.state_name())).collect();
+        assert!(old.iter().any(|(t, s)| t == "TaskFailed" && *s == Some("RadiologistReview")), "{old:?}");
+        assert!(old.iter().any(|(t, s)| t == "TaskSucceeded" && *s == Some("SeniorReview")), "{old:?}");
         // Stopped without the core: the execution's current state.
         let mut cp = reads_at(crate::engine::Clock::Real);
         let arn = cp.pending_tasks(10).expect("pending").remove(0).execution_arn;
