@@ -407,7 +407,7 @@ impl App {
                 spans.push(Span::styled(format!("{e} "), t.warn()));
                 spans.push(Span::styled(n.to_string(), t.text()));
             }
-            f.render_widget(Paragraph::new(Line::from(spans)), lines[3]);
+            f.render_widget(Paragraph::new(Line::from(super::table::fit_spans(spans, lines[3].width as usize))), lines[3]);
         }
         // Studies
         let rows = self.visible_studies();

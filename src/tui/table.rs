@@ -64,6 +64,29 @@ pub fn fit_pad(text: &str, max: usize, right: bool) -> String {
     if right { format!("{}{s}", " ".repeat(pad)) } else { format!("{s}{}", " ".repeat(pad)) }
 }
 
+/// Styled spans cut to `max` terminal columns, the last one ending with `…` when cut.
+pub fn fit_spans(spans: Vec<Span<'static>>, max: usize) -> Vec<Span<'static>> {
+    let total: usize = spans.iter().map(|s| width(&s.content)).sum();
+    if total <= max {
+        return spans;
+    }
+    let mut out = vec![];
+    let mut used = 0;
+    for s in spans {
+        let w = width(&s.content);
+        if used + w < max {
+            used += w;
+            out.push(s);
+            continue;
+        }
+        // This span reaches the edge and more follows: cut it to what is left, ending with
+        // the ellipsis (even when it would just fit by itself).
+        out.push(Span::styled(fit(&format!("{}{ELLIPSIS}", s.content), max - used), s.style));
+        break;
+    }
+    out
+}
+
 /// One cell: its whole text (cut only when drawn) and its style.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Cell {
@@ -283,6 +306,17 @@ mod tests {
         assert_eq!(fit("abc", 1), "…");
         assert_eq!(fit("abc", 0), "");
         assert_eq!(fit("line one\nline two", 12), "line one li…");
+    }
+
+    #[test]
+    fn styled_lines_are_cut_with_an_ellipsis_too() {
+        let spans = vec![Span::raw(" exceptions "), Span::raw("publish failed 2"), Span::raw(" · "), Span::raw("aborted 1")];
+        let cut = fit_spans(spans.clone(), 24);
+        let text: String = cut.iter().map(|s| s.content.to_string()).collect();
+        assert_eq!(text, " exceptions publish fai…");
+        assert_eq!(fit_spans(spans.clone(), 80).len(), 4, "what fits is left alone");
+        let text: String = fit_spans(spans, 12).iter().map(|s| s.content.to_string()).collect();
+        assert_eq!(text, " exceptions…");
     }
 
     #[test]
