@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use lightbox::asl::model::Definition;
 use lightbox::backend::{ExecutionRow, FeedEvent, Pulse};
 use lightbox::history::{ExecutionStatus, HistoryEvent};
-use lightbox::ops::project::{Patient, Review, Study};
+use lightbox::ops::project::{GateKind, Patient, Review, Study};
 use lightbox::ops::{Exception, Priority, Stage};
 use lightbox::tui::app::{App, AppEvent, Detail, Effect, Loaded, Mutation, Settings, View};
 use lightbox::tui::keymap::Keymap;
@@ -40,6 +40,8 @@ fn study(acc: &str, prio: Priority, stage: Option<Stage>, exception: Option<Exce
         execution_arn: arn(acc),
         machine: "scheduled-imaging".into(),
         patient: Patient { name: "Dana Testperson".into(), mrn: "SYN-000421".into(), birth_date: "1961-04-02".into() },
+        error: None,
+        cause: None,
     }
 }
 
@@ -48,6 +50,8 @@ fn review(acc: &str, prio: Priority, issued_min: i64, timeout_min: i64) -> Revie
         token: format!("{acc}-0123456789abcdef0123456789abcdef"),
         execution_arn: arn(acc),
         state: "RadiologistReview".into(),
+        gate: GateKind::FirstRead,
+        entered: t0() - Duration::minutes(issued_min),
         accession: acc.into(),
         study: "CT head".into(),
         draft: "No acute intracranial haemorrhage. No mass effect.".into(),
@@ -143,8 +147,13 @@ fn app(read_only: bool) -> App {
     load(
         &mut a,
         Loaded::Events(vec![
-            FeedEvent { seq: 1, execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", Some("Publish"), 2) },
-            FeedEvent { seq: 2, execution_arn: arn("ACC-20418"), event: event(12, "TaskSubmitted", Some("RadiologistReview"), 1) },
+            FeedEvent { seq: 1, execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", None, 2), state: Some("Publish".into()) },
+            FeedEvent {
+                seq: 2,
+                execution_arn: arn("ACC-20418"),
+                event: event(12, "TaskSubmitted", None, 1),
+                state: Some("RadiologistReview".into()),
+            },
         ]),
     );
     a
@@ -760,6 +769,7 @@ fn escalating_at_the_senior_gate_warns_that_the_execution_fails() {
     let gate = std::sync::Arc::new(Definition::parse_str(lightbox::sim::AI_REVIEW_GATE).expect("demo definition"));
     let mut senior = review("ACC-20418", Priority::Stat, 9, 6);
     senior.state = "SeniorReview".into();
+    senior.gate = GateKind::SeniorRead;
     let first = review("ACC-20377", Priority::Urgent, 41, 79);
     a.handle(AppEvent::Loaded(Loaded::Definitions([(arn("ACC-20418"), gate.clone()), (arn("ACC-20377"), gate)].into()), t0()));
     reviews_loaded(&mut a, vec![senior, first]);
@@ -827,7 +837,10 @@ fn errors_naming_the_patient_are_masked() {
     a.handle(AppEvent::Loaded(Loaded::Executions(rows), t0()));
     let mut ev = event(7, "TaskFailed", Some("Publish"), 2);
     ev.details = json!({"name": "Publish", "error": "DANA TESTPERSON"});
-    a.handle(AppEvent::Loaded(Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: ev }]), t0()));
+    a.handle(AppEvent::Loaded(
+        Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: ev, state: Some("Publish".into()) }]),
+        t0(),
+    ));
     a.handle(key('3'));
     let screen = draw(&a, 160, 30);
     assert!(!screen.contains("Testperson") && screen.contains("D•••"), "executions view: {screen}");
@@ -1412,7 +1425,12 @@ fn events_pause_holds_new_events_and_counts_them() {
     let effects = a.handle(AppEvent::Tick(t0() + Duration::seconds(5)));
     assert!(effects.contains(&Effect::Load(lightbox::tui::app::Request::Events(Some(2)))), "still fetched: {effects:?}");
     let more: Vec<FeedEvent> = (3..=5)
-        .map(|s| FeedEvent { seq: s, execution_arn: arn("ACC-20377"), event: event(20 + s, "TaskSucceeded", Some("Acquire"), 0) })
+        .map(|s| FeedEvent {
+            seq: s,
+            execution_arn: arn("ACC-20377"),
+            event: event(20 + s, "TaskSucceeded", Some("Acquire"), 0),
+            state: None,
+        })
         .collect();
     a.handle(AppEvent::Loaded(Loaded::Events(more), t0()));
     let screen = draw(&a, 120, 30);
@@ -1483,6 +1501,7 @@ fn the_event_pane_masks_causes_and_follows_the_reveal() {
             details: json!({"error": "Archive.Rejected", "cause": "no study for Testperson, Dana (SYN-000421)", "resource": "publish"}),
             ..event(9, "TaskFailed", None, 0)
         },
+        state: Some("Publish".into()),
     };
     a.handle(AppEvent::Loaded(Loaded::Events(vec![failed]), t0()));
     a.handle(key('4'));
@@ -1499,4 +1518,245 @@ fn the_event_pane_masks_causes_and_follows_the_reveal() {
     a.handle(AppEvent::Tick(t0() + Duration::minutes(6)));
     let screen = draw(&a, 100, 30);
     assert!(a.pane_open() && !screen.contains("Testperson"), "hidden again when the reveal ends: {screen}");
+}
+
+// ----- tables and the / filter -----
+
+/// The app with rows that test every column: an INPATIENT study at another site, an ABORTED
+/// one, a failed execution whose cause names the patient, a long execution name, a senior
+/// read and a reconciliation hold, and failed events.
+fn busy() -> App {
+    let mut a = app(false);
+    let mut studies = a.studies.value.clone();
+    let mut inpatient = study("ACC-20555", Priority::Urgent, Some(Stage::Arrived), None, 7);
+    inpatient.patient_class = "INPATIENT".into();
+    inpatient.site = "SOUTH".into();
+    inpatient.state = "Arrive".into();
+    inpatient.machine = "encounter-imaging".into();
+    let mut aborted = study("ACC-20556", Priority::Routine, Some(Stage::Scheduled), Some(Exception::Aborted), 3);
+    aborted.status = ExecutionStatus::Aborted;
+    aborted.cause = Some("stopped by dr.kim: duplicate order for Dana Testperson".into());
+    studies.push(inpatient);
+    studies.push(aborted);
+    a.handle(AppEvent::Loaded(Loaded::Studies(studies), t0()));
+    let mut rows = a.executions.value.clone();
+    let mut archive = execution("ACC-20391", ExecutionStatus::Failed, Some("Archive.Unavailable"));
+    archive.cause = Some("Reschedule or cancel the order: the archive refused the study of Dana Testperson (SYN-000421)".into());
+    rows[1] = archive;
+    let mut long = execution("ACC-20777-redriven-after-the-archive-outage", ExecutionStatus::Failed, Some("Clearinghouse.Unavailable"));
+    long.arn = "arn:aws:states:us-east-1:000000000000:execution:report-publication:ACC-20777-redriven-after-the-archive-outage".into();
+    long.current_state = Some("PublishToRegionalArchiveAndNotifyReferrer".into());
+    rows.push(long);
+    a.handle(AppEvent::Loaded(Loaded::Executions(rows), t0()));
+    let mut senior = review("ACC-20401", Priority::Stat, 12, 20);
+    senior.state = "SeniorReview".into();
+    senior.gate = GateKind::SeniorRead;
+    senior.reviewer_group = "on-call-senior".into();
+    senior.entered = t0() - Duration::minutes(95);
+    let mut hold = review("ACC-20555", Priority::Urgent, 30, 90);
+    hold.state = "HoldForReconciliation".into();
+    hold.gate = GateKind::Reconciliation;
+    hold.draft = String::new();
+    hold.study = "MR knee".into();
+    let mut reviews = a.reviews.value.clone();
+    reviews.insert(1, senior);
+    reviews.push(hold);
+    a.handle(AppEvent::Loaded(Loaded::Reviews(reviews), t0()));
+    let mut failed = event(9, "TaskFailed", None, 1);
+    failed.details = json!({"error": "Archive.Unavailable", "cause": "archive down for Dana Testperson"});
+    a.handle(AppEvent::Loaded(
+        Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: failed, state: Some("PublishToArchive".into()) }]),
+        t0(),
+    ));
+    a
+}
+
+/// Type a filter in the current view.
+fn filter(a: &mut App, text: &str) {
+    a.handle(key('/'));
+    // The input opens with the view's current filter: clear it first.
+    while matches!(&a.dialog, Some(lightbox::tui::app::Dialog::Input { text, .. }) if !text.is_empty()) {
+        a.handle(code(KeyCode::Backspace));
+    }
+    for c in text.chars() {
+        a.handle(key(c));
+    }
+    a.handle(code(KeyCode::Enter));
+}
+
+fn accessions(a: &App) -> Vec<String> {
+    a.visible_studies().iter().map(|s| s.accession.clone()).collect()
+}
+
+#[test]
+fn tables_render_as_reviewed_at_80x24_and_120x40() {
+    let mut a = busy();
+    for (v, name) in [('1', "pipelines"), ('2', "reviews"), ('3', "executions"), ('4', "events")] {
+        a.handle(key(v));
+        insta::assert_snapshot!(format!("table_{name}_80x24"), draw(&a, 80, 24));
+        insta::assert_snapshot!(format!("table_{name}_120x40"), draw(&a, 120, 40));
+    }
+}
+
+/// Every cut ends with `…`: the long execution name, its machine and state at 80 columns.
+#[test]
+fn every_truncation_ends_with_an_ellipsis() {
+    let mut a = busy();
+    a.handle(key('3'));
+    let screen = draw(&a, 80, 24);
+    let row = screen.lines().find(|l| l.contains("ACC-20777")).expect("the long row");
+    assert!(row.contains("report-pu… ACC-20777-redriven-… PublishToRegi…"), "the machine is cut first, all with `…`: {row}");
+    assert!(row.contains("Clearin") && row.trim_end_matches('│').ends_with('…'), "{row}");
+    assert!(screen.lines().nth(3).is_some_and(|l| l.contains("ERROR")), "{screen}");
+    a.handle(key('2'));
+    let screen = draw(&a, 80, 24);
+    assert!(screen.contains("\"No acute") && screen.lines().any(|l| l.contains("\"No") && l.contains('…')), "{screen}");
+    // At 80 columns the stage names stay whole.
+    a.handle(key('1'));
+    let screen = draw(&a, 80, 24);
+    for s in Stage::ALL {
+        assert!(screen.contains(s.as_str()), "{s:?} cut: {screen}");
+    }
+}
+
+/// Seen: `/Archive` on failed executions whose ERROR column reads `Archive.Unavailable` gave 0
+/// rows; `/INPATIENT` on Pipelines gave 0 rows. The filter matches every column the table
+/// shows, uncut, and the cause, the full error and the execution's name and ARN.
+#[test]
+fn the_filter_matches_every_column_and_the_cause() {
+    let mut a = busy();
+    for (text, want) in [
+        ("INPATIENT", vec!["ACC-20555"]),
+        ("SOUTH", vec!["ACC-20555"]),
+        ("^URGENT$", vec!["ACC-20377", "ACC-20555"]),
+        ("aborted", vec!["ACC-20556"]),
+        ("publish failed", vec!["ACC-20391"]),
+        ("^Arrive$", vec!["ACC-20555"]),
+        ("duplicate order", vec!["ACC-20556"]),
+        ("!CT", vec![]),
+    ] {
+        filter(&mut a, text);
+        assert_eq!(accessions(&a), want, "/{text} on Pipelines");
+    }
+    a.handle(key('3'));
+    let names = |a: &App| a.visible_executions().iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+    for (text, want) in [
+        ("Archive", vec!["ACC-20391", "ACC-20777-redriven-after-the-archive-outage"]),
+        ("Archive\\.Unavailable", vec!["ACC-20391"]),
+        ("reschedule or cancel", vec!["ACC-20391"]),
+        ("report-publication", vec!["ACC-20777-redriven-after-the-archive-outage"]),
+        ("NotifyReferrer$", vec!["ACC-20777-redriven-after-the-archive-outage"]),
+        ("^SUCCEEDED$", vec!["ACC-20300"]),
+        ("!FAILED", vec!["ACC-20418", "ACC-20300"]),
+    ] {
+        filter(&mut a, text);
+        assert_eq!(names(&a), want, "/{text} on Executions");
+    }
+    a.handle(key('2'));
+    let reviews = |a: &App| a.visible_reviews().iter().map(|r| r.accession.clone()).collect::<Vec<_>>();
+    for (text, want) in [
+        ("senior read", vec!["ACC-20401"]),
+        ("recon\\. hold", vec!["ACC-20555"]),
+        ("HoldForReconciliation", vec!["ACC-20555"]),
+        ("on-call-senior", vec!["ACC-20401"]),
+        ("MR knee", vec!["ACC-20555"]),
+        ("overdue", vec!["ACC-20299"]),
+    ] {
+        filter(&mut a, text);
+        assert_eq!(reviews(&a), want, "/{text} on Reviews");
+    }
+    a.handle(key('4'));
+    let events = |a: &App| a.visible_events().iter().map(|e| e.seq).collect::<Vec<_>>();
+    for (text, want) in [("PublishToArchive", vec![3]), ("RadiologistReview", vec![2]), ("archive down", vec![3]), ("Unavailable", vec![3])]
+    {
+        filter(&mut a, text);
+        assert_eq!(events(&a), want, "/{text} on Events");
+    }
+}
+
+/// A filter is no oracle for masked patient data: the MRN, name and birth date match nothing
+/// until the study is revealed, in the patient column and in free text (causes) alike.
+#[test]
+fn masked_patient_data_does_not_match_a_filter() {
+    let mut a = busy();
+    for text in ["000421", "Testperson", "1961", "SYN-"] {
+        filter(&mut a, text);
+        assert_eq!(accessions(&a), Vec::<String>::new(), "/{text} on masked Pipelines");
+    }
+    filter(&mut a, "");
+    reveal(&mut a, "wrong-patient hold on this study");
+    filter(&mut a, "000421");
+    assert_eq!(accessions(&a), vec!["ACC-20401"], "the revealed study only");
+    a.handle(key('3'));
+    for text in ["Testperson", "000421"] {
+        filter(&mut a, text);
+        assert!(a.visible_executions().is_empty(), "/{text} on the masked cause");
+    }
+    filter(&mut a, "D•••");
+    assert_eq!(a.visible_executions().len(), 1, "the cause as it shows, masked");
+    // An event of an execution whose patient is not loaded: its cause is not searched at all.
+    let mut ev = event(11, "TaskFailed", None, 1);
+    ev.details = json!({"error": "Archive.Unavailable", "cause": "no study for Robin Sampleton"});
+    let stranger = "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:ACC-99999".to_string();
+    a.handle(AppEvent::Loaded(Loaded::Events(vec![FeedEvent { seq: 9, execution_arn: stranger, event: ev, state: None }]), t0()));
+    a.handle(key('4'));
+    filter(&mut a, "Sampleton");
+    assert!(a.visible_events().is_empty(), "unknown identifiers: the cause is not searched");
+    filter(&mut a, "archive down");
+    assert_eq!(a.visible_events().len(), 1, "a known study's cause is searched, masked");
+}
+
+/// Seen: Exceptions said `failed 3` while the header said `failed 2`; ABORTED studies showed
+/// as `failed`. One definition (`ops::Ending`) counts both.
+#[test]
+fn the_header_and_the_exceptions_panel_count_alike() {
+    use lightbox::backend::Pulse;
+    use lightbox::ops::project::Study;
+    let rows: Vec<ExecutionRow> = [
+        ("ACC-1", ExecutionStatus::Failed, Some("States.TaskFailed")),
+        ("ACC-2", ExecutionStatus::TimedOut, Some("States.Timeout")),
+        ("ACC-3", ExecutionStatus::Aborted, None),
+        ("ACC-4", ExecutionStatus::Running, None),
+    ]
+    .into_iter()
+    .map(|(n, st, e)| {
+        let mut r = execution(n, st, e);
+        r.current_state = Some("Acquire".into());
+        r
+    })
+    .collect();
+    let map = lightbox::sim::stage_map();
+    let studies: Vec<Study> = rows.iter().filter_map(|r| Study::from_execution(r, &map)).collect();
+    assert_eq!(studies[2].exception, Some(Exception::Aborted), "an ABORTED study is aborted");
+    let mut pulse = Pulse::default();
+    for r in &rows {
+        pulse.add_status(r.status, 1);
+    }
+    let mut a = app(false);
+    a.handle(AppEvent::Loaded(Loaded::Pulse(pulse), t0()));
+    a.handle(AppEvent::Loaded(Loaded::Studies(studies), t0()));
+    let screen = draw(&a, 120, 30);
+    let header = screen.lines().next().unwrap_or_default();
+    assert!(header.contains("failed 2") && header.contains("aborted 1"), "{header}");
+    let panel: Vec<&str> = screen.lines().filter_map(|l| l.split("││").nth(1)).collect();
+    assert!(panel.iter().any(|l| l.contains("failed") && l.trim_end_matches('│').ends_with(" 2")), "{panel:?}");
+    assert!(panel.iter().any(|l| l.contains("aborted") && l.trim_end_matches('│').ends_with(" 1")), "{panel:?}");
+    let ex = draw(&a, 80, 24);
+    assert!(ex.contains("failed 2") && ex.contains("aborted 1"), "{ex}");
+}
+
+/// The execution name is always on screen at 80 columns: the breadcrumb cuts the machine first.
+#[test]
+fn the_breadcrumb_keeps_the_execution_name_at_80_columns() {
+    let mut a = busy();
+    a.handle(key('3'));
+    let long = "arn:aws:states:us-east-1:000000000000:execution:report-publication:ACC-20777-redriven-after-the-archive-outage";
+    a.open_execution(long.into());
+    let screen = draw(&a, 80, 24);
+    let crumb = screen.lines().nth(1).unwrap_or_default();
+    assert!(crumb.contains("ACC-20777-redriven-after-the-archive-outage"), "{crumb}");
+    insta::assert_snapshot!("detail_breadcrumb_80x24", screen);
+    detail(&mut a);
+    let crumb = draw(&a, 80, 24).lines().nth(1).unwrap_or_default().to_string();
+    assert!(crumb.contains("scheduled-imaging › ACC-20391"), "short names stay whole: {crumb}");
 }

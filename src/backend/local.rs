@@ -36,6 +36,25 @@ impl Local {
     }
 }
 
+impl Local {
+    /// The state an execution last entered before event `id` (for feed rows that do not name it).
+    fn state_before(&self, arn: &str, id: i64) -> Result<Option<String>> {
+        let details: Option<Option<String>> = self
+            .engine
+            .store
+            .conn()
+            .prepare_cached(
+                "SELECT details FROM history WHERE execution_arn = ?1 AND id < ?2 AND type LIKE '%StateEntered' ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut q| q.query_row(rusqlite::params![arn, id], |r| r.get(0)).optional())
+            .map_err(StoreError::from)?;
+        Ok(details
+            .flatten()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|d| d.get("name").and_then(serde_json::Value::as_str).map(str::to_string)))
+    }
+}
+
 impl ControlPlane for Local {
     fn name(&self) -> String {
         "local".into()
@@ -82,6 +101,10 @@ impl ControlPlane for Local {
         Ok(self.engine.store.tokens(Some("PENDING"), None, limit)?)
     }
 
+    fn tasks_of(&mut self, arn: &str) -> Result<Vec<TokenRow>> {
+        Ok(self.engine.store.tokens(None, Some(arn), 1000)?)
+    }
+
     fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>> {
         // The outbox holds exactly the events other systems see, in commit order.
         let rows = match after {
@@ -92,14 +115,18 @@ impl ControlPlane for Local {
                 latest
             }
         };
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let payload: serde_json::Value = serde_json::from_str(&r.payload).ok()?;
-                let event = HistoryEvent::from_aws_json(payload.get("event")?)?;
-                Some(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event })
-            })
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Some(payload) = serde_json::from_str::<serde_json::Value>(&r.payload).ok() else { continue };
+            let Some(event) = payload.get("event").and_then(HistoryEvent::from_aws_json) else { continue };
+            let mut state = payload.get("stateName").and_then(serde_json::Value::as_str).map(str::to_string);
+            if state.is_none() && event.state_name().is_none() {
+                // Written before the feed recorded states: the state last entered before it.
+                state = self.state_before(&r.execution_arn, event.id)?;
+            }
+            out.push(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event, state });
+        }
+        Ok(out)
     }
 
     fn find(&mut self, needle: &str) -> Result<Vec<Found>> {

@@ -45,6 +45,16 @@ pub struct FeedEvent {
     pub seq: i64,
     pub execution_arn: String,
     pub event: HistoryEvent,
+    /// The state the event happened in: task events carry no state name in their AWS
+    /// details, so the feed records it beside the event (`None` for feeds written before).
+    pub state: Option<String>,
+}
+
+impl FeedEvent {
+    /// The state this event belongs to: the one the feed recorded, else the event's own `name`.
+    pub fn state_name(&self) -> Option<&str> {
+        self.state.as_deref().or_else(|| self.event.state_name())
+    }
 }
 
 /// At most this many executions come back from [`ControlPlane::find`].
@@ -70,6 +80,12 @@ pub trait ControlPlane: Send {
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>>;
     /// Pending review tokens, oldest first.
     fn pending_tasks(&mut self, limit: usize) -> Result<Vec<TokenRow>>;
+    /// Every task token an execution was issued, whatever its status, oldest first (when the
+    /// study entered review). Backends that cannot tell return none.
+    fn tasks_of(&mut self, arn: &str) -> Result<Vec<TokenRow>> {
+        let _ = arn;
+        Ok(vec![])
+    }
     /// Executions whose accession, order number, name or ARN contains `needle` (any letter
     /// case), exact matches first, then the newest; at most [`FIND_LIMIT`]. Patient fields are
     /// never searched here: a revealed study's MRN is matched by the console itself.
@@ -106,6 +122,16 @@ pub trait ControlPlane: Send {
 }
 
 impl Pulse {
+    /// The counts by status, for [`crate::ops::Ending::count`].
+    pub fn by_status(&self) -> [(ExecutionStatus, u64); 4] {
+        [
+            (ExecutionStatus::Failed, self.failed),
+            (ExecutionStatus::TimedOut, self.timed_out),
+            (ExecutionStatus::Aborted, self.aborted),
+            (ExecutionStatus::Succeeded, self.succeeded),
+        ]
+    }
+
     pub fn add_status(&mut self, status: ExecutionStatus, n: u64) {
         match status {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => self.running += n,

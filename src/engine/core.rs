@@ -304,6 +304,9 @@ pub struct Step {
     pub effects: Vec<Effect>,
     pub tokens_issued: Vec<TokenRecord>,
     pub tokens_closed: Vec<(String, TokenOutcome)>,
+    /// The state each task event of `events` happened in, by event id: AWS task events carry
+    /// no state name, and the workflow feed shows it.
+    pub event_states: Vec<(i64, String)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -451,6 +454,14 @@ impl Machine<'_> {
         add_seconds(self.now(), i64::try_from(secs).unwrap_or(i64::MAX)).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
+    /// Emit a task event of thread `th`, remembering the state it happened in.
+    fn emit_task(&mut self, quiet: bool, state: &str, ty: &str, details: Value) {
+        let id = self.emit(quiet, ty, details);
+        if id > 0 {
+            self.step.event_states.push((id, state.to_string()));
+        }
+    }
+
     fn emit(&mut self, quiet: bool, ty: &str, details: Value) -> i64 {
         if quiet {
             return 0;
@@ -575,12 +586,10 @@ impl Machine<'_> {
                     return Ok(());
                 }
                 let (rt, res) = resource_parts(&t.resource);
-                let quiet = self.thread(id).is_some_and(|t| t.quiet);
-                self.emit(
-                    quiet,
-                    "TaskSubmitted",
-                    json!({"resourceType": rt, "resource": res, "output": to_json(&output), "outputDetails": not_truncated()}),
-                );
+                let details = json!({"resourceType": rt, "resource": res, "output": to_json(&output), "outputDetails": not_truncated()});
+                if let Some((quiet, state)) = self.thread(id).map(|t| (t.quiet, t.state.clone())) {
+                    self.emit_task(quiet, &state, "TaskSubmitted", details);
+                }
                 if let Some(th) = self.st.threads.get_mut(&id)
                     && let Phase::Task(t) = &mut th.phase
                 {
@@ -1310,8 +1319,11 @@ impl Machine<'_> {
                 o.insert("heartbeatInSeconds".into(), Value::from(h));
             }
         }
-        self.emit(quiet, "TaskScheduled", details);
-        self.emit(quiet, "TaskStarted", json!({"resourceType": rt, "resource": res}));
+        let scheduled = self.emit(quiet, "TaskScheduled", details);
+        let started = self.emit(quiet, "TaskStarted", json!({"resourceType": rt, "resource": res}));
+        for e in [scheduled, started].into_iter().filter(|e| *e > 0) {
+            self.step.event_states.push((e, state.name.clone()));
+        }
         let now = self.now();
         let timeout_at = timeout.map(|t| add_seconds(now, t).unwrap_or(DateTime::<Utc>::MAX_UTC));
         let heartbeat_at = heartbeat.map(|h| add_seconds(now, h).unwrap_or(DateTime::<Utc>::MAX_UTC));
@@ -1356,8 +1368,9 @@ impl Machine<'_> {
             self.step.tokens_closed.push((tok.clone(), TokenOutcome::Succeeded));
         }
         let (rt, res) = resource_parts(&t.resource);
-        self.emit(
+        self.emit_task(
             th.quiet,
+            &th.state,
             "TaskSucceeded",
             json!({"resourceType": rt, "resource": res, "output": to_json(&result), "outputDetails": not_truncated()}),
         );
@@ -1424,7 +1437,7 @@ impl Machine<'_> {
         {
             o.insert("cause".into(), Value::String(err.cause.clone()));
         }
-        self.emit(th.quiet, event, details);
+        self.emit_task(th.quiet, &th.state, event, details);
         self.handle_error(id, Failure::new(err.error, err.cause));
     }
 

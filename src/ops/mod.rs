@@ -59,8 +59,10 @@ pub enum Exception {
     AcquisitionDiscontinued,
     PublicationFailed,
     ClaimDenied,
-    /// Any other failed, timed-out or aborted execution.
+    /// Any other execution that ended failed or timed out (see [`Ending`]).
     Failed,
+    /// Stopped by an operator (ABORTED), unless a rule names it otherwise.
+    Aborted,
 }
 
 impl Exception {
@@ -71,7 +73,40 @@ impl Exception {
             Exception::PublicationFailed => "publish failed",
             Exception::ClaimDenied => "claim denied",
             Exception::Failed => "failed",
+            Exception::Aborted => "aborted",
         }
+    }
+}
+
+/// How an execution that did not succeed counts, the one definition the header and the
+/// Exceptions panel share: FAILED and TIMED_OUT count as failed (the workflow gave up),
+/// ABORTED as aborted (someone stopped it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ending {
+    Failed,
+    Aborted,
+}
+
+impl Ending {
+    pub fn of(status: crate::history::ExecutionStatus) -> Option<Ending> {
+        use crate::history::ExecutionStatus::*;
+        match status {
+            Failed | TimedOut => Some(Ending::Failed),
+            Aborted => Some(Ending::Aborted),
+            Running | PendingRedrive | Succeeded => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Failed => "failed",
+            Ending::Aborted => "aborted",
+        }
+    }
+
+    /// How many executions of `counts` (status, count) end this way.
+    pub fn count(self, counts: impl IntoIterator<Item = (crate::history::ExecutionStatus, u64)>) -> u64 {
+        counts.into_iter().filter(|(s, _)| Ending::of(*s) == Some(self)).map(|(_, n)| n).sum()
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use super::{Exception, Priority, Stage, StageMap};
+use super::{Ending, Exception, Priority, Stage, StageMap};
 use crate::history::ExecutionStatus;
 use crate::store::{ExecutionRow, TokenRow};
 
@@ -61,6 +61,9 @@ pub struct Study {
     pub execution_arn: String,
     pub machine: String,
     pub patient: Patient,
+    /// The execution's error and cause (free text: mask before showing or searching).
+    pub error: Option<String>,
+    pub cause: Option<String>,
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -74,10 +77,12 @@ pub fn machine_of(execution_arn: &str) -> &str {
     parts.next().unwrap_or_default()
 }
 
-/// How an execution's failure reads to an operator.
+/// How an execution's failure reads to an operator: an ABORTED execution (an operator
+/// stopped it) is aborted, a failed or timed-out one is named by its error or state.
 pub fn exception_for(status: ExecutionStatus, error: Option<&str>, state: &str) -> Option<Exception> {
-    if !matches!(status, ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted) {
-        return None;
+    match Ending::of(status)? {
+        Ending::Aborted => return Some(Exception::Aborted),
+        Ending::Failed => {}
     }
     let e = error.unwrap_or_default().to_ascii_lowercase();
     let st = state.to_ascii_lowercase();
@@ -126,6 +131,8 @@ impl Study {
             machine,
             state,
             patient: Patient::of_input(&input),
+            error: row.error.clone(),
+            cause: row.cause.clone(),
         })
     }
 }
@@ -158,12 +165,66 @@ impl StageCounts {
     }
 }
 
+/// What a task an operator answers is: a read (first, or escalated to a senior reader) or a
+/// hold that is not a read at all (reconciling the patient and encounter before reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GateKind {
+    FirstRead,
+    SeniorRead,
+    Reconciliation,
+    /// Another callback task: an operator answers it, but it is not a read.
+    OtherHold,
+}
+
+impl GateKind {
+    /// From the task's state name and its parameters (as the token carries them): the demo's
+    /// reads ask `lightbox-review-request` with `escalated` false (first read) or true
+    /// (senior read); `lightbox-reconcile-request` is a reconciliation hold. Other sites'
+    /// states are told apart by name.
+    pub fn of(state: &str, params: &Value) -> GateKind {
+        let payload = params.get("Payload").unwrap_or(params);
+        let function = params.get("FunctionName").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+        let st = state.to_ascii_lowercase();
+        if function.contains("reconcil") || st.contains("reconcil") {
+            return GateKind::Reconciliation;
+        }
+        let escalated = payload.get("escalated").and_then(Value::as_bool);
+        let read = function.contains("review") || function.contains("read") || st.contains("review") || st.contains("read");
+        match escalated {
+            Some(true) => GateKind::SeniorRead,
+            Some(false) => GateKind::FirstRead,
+            None if st.contains("senior") || st.contains("escalat") => GateKind::SeniorRead,
+            None if read => GateKind::FirstRead,
+            None => GateKind::OtherHold,
+        }
+    }
+
+    /// What the GATE column says (11 columns at most): a reconciliation hold is `recon. hold`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::FirstRead => "first read",
+            GateKind::SeniorRead => "senior read",
+            GateKind::Reconciliation => "recon. hold",
+            GateKind::OtherHold => "hold",
+        }
+    }
+
+    pub fn is_read(self) -> bool {
+        matches!(self, GateKind::FirstRead | GateKind::SeniorRead)
+    }
+}
+
 /// One pending review (task token) as the Reviews view shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Review {
     pub token: String,
     pub execution_arn: String,
     pub state: String,
+    /// Which kind of gate this is (first read, senior read, reconciliation hold).
+    pub gate: GateKind,
+    /// When the study entered review (its first read gate), for AGE; `issued` for a first
+    /// read or a hold.
+    pub entered: DateTime<Utc>,
     pub accession: String,
     pub study: String,
     pub draft: String,
@@ -192,6 +253,8 @@ impl Review {
             token: t.token.clone(),
             execution_arn: t.execution_arn.clone(),
             state: t.state_name.clone(),
+            gate: GateKind::of(&t.state_name, &params),
+            entered: t.issued,
             accession: pick("accession"),
             study,
             draft: {
@@ -209,6 +272,23 @@ impl Review {
             claimed_by: t.claimed_by.clone(),
             patient: input.map(Patient::of_input).unwrap_or_default(),
         }
+    }
+
+    /// When the study entered review, from the tokens its execution was issued (any status,
+    /// this one included): the first read gate's, for a read; this token's own for a hold.
+    pub fn entered_from(&mut self, tokens: &[TokenRow]) {
+        if !self.gate.is_read() {
+            self.entered = self.issued;
+            return;
+        }
+        self.entered = tokens
+            .iter()
+            .filter(|t| t.execution_arn == self.execution_arn)
+            .filter(|t| GateKind::of(&t.state_name, &serde_json::from_str(&t.parameters).unwrap_or(Value::Null)).is_read())
+            .map(|t| t.issued)
+            .chain(std::iter::once(self.issued))
+            .min()
+            .unwrap_or(self.issued);
     }
 
     /// Time left before the gate times out.
@@ -301,6 +381,8 @@ mod tests {
             token: format!("{p:?}{t}"),
             execution_arn: String::new(),
             state: String::new(),
+            gate: GateKind::FirstRead,
+            entered: now - Duration::minutes(age),
             accession: String::new(),
             study: String::new(),
             draft: String::new(),
@@ -317,6 +399,71 @@ mod tests {
         assert_eq!(order, vec!["Stat10", "Stat30", "Urgent1", "Routine5"]);
         assert_eq!(human(Duration::minutes(-7)), "-7m");
         assert_eq!(human(Duration::seconds(3 * 3600 + 5 * 60)), "3h05");
+    }
+
+    /// The demo's gates, told apart from their own definitions: first read, senior read,
+    /// reconciliation hold (not a read).
+    #[test]
+    fn gates_are_told_apart_from_the_demo_definitions() {
+        let params_of = |def: &str, state: &str| -> Value {
+            let d: Value = serde_json::from_str(def).expect("definition");
+            d["States"][state]["Parameters"].clone()
+        };
+        for def in [crate::sim::SCHEDULED_IMAGING, crate::sim::AI_REVIEW_GATE] {
+            assert_eq!(GateKind::of("RadiologistReview", &params_of(def, "RadiologistReview")), GateKind::FirstRead);
+            assert_eq!(GateKind::of("SeniorReview", &params_of(def, "SeniorReview")), GateKind::SeniorRead);
+        }
+        let enc = crate::sim::ENCOUNTER_IMAGING;
+        let hold = GateKind::of("HoldForReconciliation", &params_of(enc, "HoldForReconciliation"));
+        assert_eq!(hold, GateKind::Reconciliation);
+        assert!(!hold.is_read(), "a reconciliation hold is not a read");
+        // Other sites: by the state's name.
+        assert_eq!(GateKind::of("SeniorRead", &Value::Null), GateKind::SeniorRead);
+        assert_eq!(GateKind::of("ApproveInvoice", &Value::Null), GateKind::OtherHold);
+        let all = [GateKind::FirstRead, GateKind::SeniorRead, GateKind::Reconciliation, GateKind::OtherHold];
+        assert!(all.iter().all(|g| g.as_str().chars().count() <= 11), "fits the GATE column");
+    }
+
+    #[test]
+    fn a_review_entered_review_at_its_first_read_gate() {
+        let now = Utc::now();
+        let token = |state: &str, escalated: bool, mins: i64| TokenRow {
+            token: format!("t-{state}"),
+            execution_arn: "arn:x".into(),
+            task_id: String::new(),
+            state_name: state.into(),
+            resource: String::new(),
+            parameters: json!({"FunctionName": "lightbox-review-request", "Payload": {"escalated": escalated}}).to_string(),
+            status: "PENDING".into(),
+            issued: now - Duration::minutes(mins),
+            timeout: None,
+            heartbeat: None,
+            closed: None,
+            claimed_by: None,
+        };
+        let first = token("RadiologistReview", false, 90);
+        let senior = token("SeniorReview", true, 10);
+        let mut r = Review::from_token(&senior, None);
+        assert_eq!((r.gate, r.entered), (GateKind::SeniorRead, senior.issued), "until told otherwise");
+        r.entered_from(&[first.clone(), senior.clone()]);
+        assert_eq!(r.entered, first.issued);
+        // A hold ages from its own issue.
+        let mut hold = Review::from_token(&TokenRow { state_name: "HoldForReconciliation".into(), ..senior.clone() }, None);
+        hold.entered_from(&[first]);
+        assert_eq!(hold.entered, senior.issued);
+    }
+
+    /// ABORTED is aborted, FAILED and TIMED_OUT are failed: the header and the panel agree.
+    #[test]
+    fn endings_are_counted_one_way() {
+        use ExecutionStatus::*;
+        assert_eq!(exception_for(Aborted, None, "Acquire"), Some(Exception::Aborted));
+        assert_eq!(exception_for(Aborted, Some("Archive.Unavailable"), "Publish"), Some(Exception::Aborted));
+        assert_eq!(exception_for(TimedOut, Some("States.Timeout"), "Acquire"), Some(Exception::Failed));
+        assert_eq!(exception_for(Running, None, "Acquire"), None);
+        let counts = [(Failed, 2), (TimedOut, 1), (Aborted, 4), (Succeeded, 9)];
+        assert_eq!(Ending::Failed.count(counts), 3);
+        assert_eq!(Ending::Aborted.count(counts), 4);
     }
 
     #[test]

@@ -780,12 +780,14 @@ impl Store {
         }
         let details = serde_json::Value::Object(details);
         let tx = self.conn.unchecked_transaction()?;
-        let row: Option<(String, String)> = tx
-            .query_row("SELECT snapshot, state_machine_arn FROM executions WHERE arn = ?1 AND status = 'RUNNING'", [arn], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let row: Option<(String, String, Option<String>)> = tx
+            .query_row(
+                "SELECT snapshot, state_machine_arn, current_state FROM executions WHERE arn = ?1 AND status = 'RUNNING'",
+                [arn],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
-        let Some((snapshot, state_machine_arn)) = row else { return Ok(false) };
+        let Some((snapshot, state_machine_arn, current_state)) = row else { return Ok(false) };
         // Keep the snapshot in step with the row when it can be read; leave it alone otherwise.
         let snapshot = match serde_json::from_str::<serde_json::Value>(&snapshot) {
             Ok(serde_json::Value::Object(mut o)) => {
@@ -821,7 +823,13 @@ impl Store {
             };
             tx.execute(
                 "INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![arn, last + 1, topic, outbox_payload(arn, &state_machine_arn, status, &ev).to_string(), now_ms],
+                params![
+                    arn,
+                    last + 1,
+                    topic,
+                    outbox_payload(arn, &state_machine_arn, status, &ev, current_state.as_deref()).to_string(),
+                    now_ms
+                ],
             )?;
         }
         tx.commit()?;
@@ -1146,14 +1154,26 @@ pub fn definition_hash(definition: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An outbox row's payload: the event, and the execution as it stands after it.
-fn outbox_payload(arn: &str, state_machine_arn: &str, status: ExecutionStatus, e: &crate::history::HistoryEvent) -> serde_json::Value {
-    serde_json::json!({
+/// An outbox row's payload: the event, the state it happened in (`stateName`: task events
+/// carry none in their AWS details; execution events name the workflow's current state), and
+/// the execution as it stands after it.
+fn outbox_payload(
+    arn: &str,
+    state_machine_arn: &str,
+    status: ExecutionStatus,
+    e: &crate::history::HistoryEvent,
+    state: Option<&str>,
+) -> serde_json::Value {
+    let mut p = serde_json::json!({
         "executionArn": arn,
         "stateMachineArn": state_machine_arn,
         "status": status.as_str(),
         "event": e.to_aws_json(),
-    })
+    });
+    if let (Some(s), Some(o)) = (state.or_else(|| e.state_name()), p.as_object_mut()) {
+        o.insert("stateName".into(), serde_json::Value::String(s.to_string()));
+    }
+    p
 }
 
 /// Everything a step writes besides the execution row.
@@ -1168,7 +1188,15 @@ fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Re
             let details = if e.details.is_null() { None } else { Some(e.details.to_string()) };
             ins.execute(params![arn, e.id, e.previous_event_id, ms(e.timestamp), e.event_type, details])?;
             if let Some(topic) = outbox_topic(&e.event_type) {
-                let payload = outbox_payload(arn, &st.info.state_machine_arn, st.status, e);
+                let state = match step.event_states.iter().find(|(id, _)| *id == e.id) {
+                    Some((_, s)) => Some(s.clone()),
+                    // An execution event: where the workflow is, or the last state this step named.
+                    None if e.event_type.starts_with("Execution") => st.root_state().map(|(s, _)| s).or_else(|| {
+                        step.events.iter().take_while(|x| x.id != e.id).filter_map(|x| x.state_name()).last().map(str::to_string)
+                    }),
+                    None => None,
+                };
+                let payload = outbox_payload(arn, &st.info.state_machine_arn, st.status, e, state.as_deref());
                 outbox.execute(params![arn, e.id, topic, payload.to_string(), ms(e.timestamp)])?;
             }
         }

@@ -528,44 +528,27 @@ impl App {
 
     // ----- rows as the views filter them ------------------------------------
 
+    // Each filters on the row the table draws (every column, uncut, patient fields as shown)
+    // and its hidden searchable text: see `tui/rows.rs`.
+
     pub fn visible_studies(&self) -> Vec<&Study> {
         let f = &self.filters[View::Pipelines.index()];
-        self.studies
-            .value
-            .iter()
-            .filter(|s| {
-                f.as_ref().is_none_or(|f| {
-                    f.keeps(&format!("{} {} {:?} {} {} {:?}", s.accession, s.modality, s.priority, s.site, s.state, s.stage))
-                })
-            })
-            .collect()
+        self.studies.value.iter().filter(|s| f.as_ref().is_none_or(|f| self.study_row(s, true).kept_by(f))).collect()
     }
 
     pub fn visible_reviews(&self) -> Vec<&Review> {
         let f = &self.filters[View::Reviews.index()];
-        self.reviews
-            .value
-            .iter()
-            .filter(|r| f.as_ref().is_none_or(|f| f.keeps(&format!("{} {} {} {:?}", r.accession, r.study, r.state, r.priority))))
-            .collect()
+        self.reviews.value.iter().filter(|r| f.as_ref().is_none_or(|f| self.review_row(r, true).kept_by(f))).collect()
     }
 
     pub fn visible_executions(&self) -> Vec<&ExecutionRow> {
         let f = &self.filters[View::Executions.index()];
-        self.executions.value.iter().filter(|e| f.as_ref().is_none_or(|f| f.keeps(&format!("{} {} {}", e.name, e.status, e.arn)))).collect()
+        self.executions.value.iter().filter(|e| f.as_ref().is_none_or(|f| self.execution_table_row(e, true).kept_by(f))).collect()
     }
 
     pub fn visible_events(&self) -> Vec<&FeedEvent> {
         let f = &self.filters[View::Events.index()];
-        self.events
-            .value
-            .iter()
-            .rev()
-            .filter(|e| {
-                f.as_ref()
-                    .is_none_or(|f| f.keeps(&format!("{} {} {}", e.event.event_type, e.execution_arn, e.event.state_name().unwrap_or(""))))
-            })
-            .collect()
+        self.events.value.iter().rev().filter(|e| f.as_ref().is_none_or(|f| self.event_row(e, true).kept_by(f))).collect()
     }
 
     fn row_count(&self) -> usize {

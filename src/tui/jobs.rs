@@ -183,7 +183,12 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
                 let mut reviews: Vec<Review> = Vec::with_capacity(tokens.len());
                 for t in &tokens {
                     let input = cp.execution(&t.execution_arn)?.and_then(|e| serde_json::from_str(&e.input).ok());
-                    reviews.push(Review::from_token(t, input.as_ref()));
+                    let mut r = Review::from_token(t, input.as_ref());
+                    // Past the first gate: AGE counts from when the study entered review.
+                    if r.gate == crate::ops::project::GateKind::SeniorRead {
+                        r.entered_from(&cp.tasks_of(&t.execution_arn)?);
+                    }
+                    reviews.push(r);
                 }
                 sort_by_urgency(&mut reviews);
                 Loaded::Reviews(reviews)
@@ -348,6 +353,79 @@ mod tests {
         assert_eq!(ok, 0);
         assert!(failed[0].contains("now claimed by dr.c"), "{failed:?}");
         assert_eq!(cp.pending_tasks(10).expect("pending").len(), 1, "nothing happened");
+    }
+
+    /// The demo's two read gates: a first read that escalates to a senior read.
+    const READS: &str = r#"{"StartAt":"RadiologistReview","States":{
+        "RadiologistReview":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+          "Parameters":{"FunctionName":"lightbox-review-request","Payload":{"t.$":"$$.Task.Token","accession":"ACC-1","escalated":false}},
+          "Catch":[{"ErrorEquals":["Review.Escalated"],"Next":"SeniorReview"}],"Next":"Publish"},
+        "SeniorReview":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+          "Parameters":{"FunctionName":"lightbox-review-request","Payload":{"t.$":"$$.Task.Token","accession":"ACC-1","escalated":true}},
+          "Next":"Publish"},
+        "Publish":{"Type":"Pass","End":true}}}"#;
+
+    fn reads_at(clock: crate::engine::Clock) -> crate::backend::local::Local {
+        let store = crate::store::Store::in_memory().expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), clock);
+        let sm = engine.create_state_machine("reads", READS, None).expect("create");
+        engine.start_execution(&sm.arn, Some("r1"), r#"{"accession":"ACC-1"}"#).expect("start");
+        crate::backend::local::Local::new(engine, std::path::PathBuf::new())
+    }
+
+    /// Seen: the Events view's STATE column was blank in every row: the feed's task events
+    /// carry no state name in their (AWS) details. The feed records it beside each event.
+    #[test]
+    fn the_events_feed_names_the_state_of_every_task_and_execution_event() {
+        let mut cp = reads_at(crate::engine::Clock::Real);
+        let token = cp.pending_tasks(10).expect("pending").remove(0).token;
+        cp.escalate(&token, "no first reader", &Acting::user("dr.a")).expect("escalate");
+        let senior = cp.pending_tasks(10).expect("pending").remove(0).token;
+        cp.approve(&senior, "{}", &Acting::user("dr.b")).expect("approve");
+        let out = load(&mut cp, &StageMap::default(), Request::Events(None));
+        let [Loaded::Events(events)] = out.as_slice() else { panic!("{out:?}") };
+        let seen: Vec<(String, Option<&str>)> = events.iter().map(|e| (e.event.event_type.clone(), e.state_name())).collect();
+        let tasks: Vec<&(String, Option<&str>)> = seen.iter().filter(|(t, _)| t.starts_with("Task")).collect();
+        assert!(tasks.len() >= 2, "{seen:?}");
+        assert!(tasks.iter().all(|(_, s)| s.is_some()), "every task event names its state: {seen:?}");
+        assert!(seen.iter().any(|(t, s)| t == "TaskFailed" && *s == Some("RadiologistReview")), "{seen:?}");
+        assert!(seen.iter().any(|(t, s)| t == "TaskSucceeded" && *s == Some("SeniorReview")), "{seen:?}");
+        assert!(seen.iter().any(|(t, s)| t == "ExecutionSucceeded" && *s == Some("Publish")), "{seen:?}");
+        // A feed written before it recorded states (a reopened data directory): the state
+        // last entered before each event.
+        cp.engine.store.conn().execute("UPDATE outbox SET payload = json_remove(payload, '$.stateName')", []).expect("strip");
+        let out = load(&mut cp, &StageMap::default(), Request::Events(None));
+        let [Loaded::Events(old)] = out.as_slice() else { panic!("{out:?}") };
+        let old: Vec<(String, Option<&str>)> = old.iter().map(|e| (e.event.event_type.clone(), e.state_name())).collect();
+        assert!(old.iter().any(|(t, s)| t == "TaskFailed" && *s == Some("RadiologistReview")), "{old:?}");
+        assert!(old.iter().any(|(t, s)| t == "TaskSucceeded" && *s == Some("SeniorReview")), "{old:?}");
+        // Stopped without the core: the execution's current state.
+        let mut cp = reads_at(crate::engine::Clock::Real);
+        let arn = cp.pending_tasks(10).expect("pending").remove(0).execution_arn;
+        cp.stop(&arn, "Ops.Stopped", "stopped by dr.a").expect("stop");
+        let out = load(&mut cp, &StageMap::default(), Request::Events(None));
+        let [Loaded::Events(events)] = out.as_slice() else { panic!("{out:?}") };
+        let aborted = events.iter().find(|e| e.event.event_type == "ExecutionAborted").expect("aborted event");
+        assert_eq!(aborted.state_name(), Some("RadiologistReview"));
+    }
+
+    /// AGE counts from when the study entered review (its first read gate), not from when
+    /// the current (senior) gate was issued; each gate says which kind it is.
+    #[test]
+    fn a_senior_read_is_aged_from_the_first_read_gate() {
+        let start = chrono::Utc::now();
+        let clock = crate::engine::Clock::virtual_at(start);
+        let crate::engine::Clock::Virtual(at) = &clock else { panic!("virtual clock") };
+        let at = at.clone();
+        let mut cp = reads_at(clock);
+        let first = cp.pending_tasks(10).expect("pending").remove(0).token;
+        *at.lock().expect("clock") = start + chrono::Duration::minutes(40);
+        cp.escalate(&first, "no first reader", &Acting::user("dr.a")).expect("escalate");
+        let out = load(&mut cp, &StageMap::default(), Request::Reviews);
+        let [Loaded::Definitions(_), Loaded::Reviews(r)] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].gate, crate::ops::project::GateKind::SeniorRead);
+        assert_eq!(r[0].issued - r[0].entered, chrono::Duration::minutes(40), "entered at the first gate, {:?}", r[0]);
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod detail;
 pub mod jobs;
 pub mod keymap;
 pub mod render;
+pub mod rows;
+pub mod table;
 pub mod theme;
 
 use std::time::Duration;

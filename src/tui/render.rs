@@ -1,11 +1,11 @@
 //! Every view is rendered from `&App`; nothing here changes state.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Sparkline, Wrap};
 
 use super::app::{App, Dialog, Field, InputKind, View, consequence_lines, override_lines};
 use super::command::HelpRow;
@@ -15,7 +15,7 @@ use crate::ops::Stage;
 use crate::ops::project::{Patient, human};
 use crate::phi::mask_str;
 
-fn patient(p: &Patient, reveal: bool) -> String {
+pub(super) fn patient(p: &Patient, reveal: bool) -> String {
     if p.name.is_empty() && p.mrn.is_empty() {
         return String::new();
     }
@@ -44,11 +44,11 @@ fn short_token(t: &str) -> String {
     crate::engine::short_token(t)
 }
 
-fn clock(t: DateTime<Utc>, tz: &chrono::FixedOffset) -> String {
+pub(super) fn clock(t: DateTime<Utc>, tz: &chrono::FixedOffset) -> String {
     t.with_timezone(tz).format("%H:%M:%S").to_string()
 }
 
-fn machine(arn: &str) -> &str {
+pub(super) fn machine(arn: &str) -> &str {
     crate::ops::project::machine_of(arn)
 }
 
@@ -110,7 +110,7 @@ impl App {
     }
 
     /// A review's draft (free text): its patient's identifiers masked unless revealed.
-    fn draft(&self, r: &crate::ops::project::Review) -> String {
+    pub(super) fn draft(&self, r: &crate::ops::project::Review) -> String {
         if !r.patient.appears_in(&r.draft) || self.revealed(&r.execution_arn) {
             return r.draft.clone();
         }
@@ -121,6 +121,8 @@ impl App {
         let t = &self.theme;
         let p = &self.pulse.value;
         let stat = self.reviews.value.iter().filter(|r| r.priority == crate::ops::Priority::Stat).count();
+        let failed = crate::ops::Ending::Failed.count(p.by_status());
+        let aborted = crate::ops::Ending::Aborted.count(p.by_status());
         let mut spans = vec![
             Span::styled(" LIGHTBOX ", t.accent().add_modifier(Modifier::REVERSED)),
             Span::raw(" "),
@@ -149,10 +151,17 @@ impl App {
             Span::raw("   "),
             Span::styled(format!("running {}", p.running), t.text()),
             Span::raw("  "),
-            Span::styled(format!("failed {}", p.failed + p.timed_out), if p.failed + p.timed_out > 0 { t.breach() } else { t.muted() }),
+            // Counted as the Exceptions panel counts them (`ops::Ending`).
+            Span::styled(format!("failed {failed}"), if failed > 0 { t.breach() } else { t.muted() }),
+        ];
+        if aborted > 0 {
+            spans.push(Span::raw("  "));
+            spans.push(Span::styled(format!("aborted {aborted}"), t.warn()));
+        }
+        spans.extend([
             Span::raw("  "),
             Span::styled(format!("reviews {}", p.pending_reviews), if p.pending_reviews > 0 { t.warn() } else { t.muted() }),
-        ];
+        ]);
         if stat > 0 {
             spans.push(Span::styled(format!(" ({stat} STAT)"), t.priority("STAT")));
         }
@@ -208,21 +217,56 @@ impl App {
         }
     }
 
+    /// The breadcrumb in `avail` columns: the execution name always whole when it fits at all
+    /// (the machine is cut first, then dropped), anything else cut with `…`.
+    fn breadcrumb_in(&self, avail: usize) -> String {
+        use super::table::{fit, width};
+        let crumb = self.breadcrumb();
+        if width(&crumb) <= avail {
+            return crumb;
+        }
+        if let (View::Executions, Some(arn)) = (self.view, &self.detail_arn) {
+            let name = arn.rsplit(':').next().unwrap_or(arn);
+            let rest = avail.saturating_sub(width(name));
+            // "Executions › " + machine + " › ", with at least a few letters of the machine.
+            if rest >= 13 + 3 + 4 {
+                return format!("Executions › {} › {name}", fit(machine(arn), rest - 16));
+            }
+            if rest >= 3 + 4 {
+                return format!("{} › {name}", fit(machine(arn), rest - 3));
+            }
+            return fit(name, avail);
+        }
+        fit(&crumb, avail)
+    }
+
     fn tabs(&self, f: &mut Frame, area: Rect) {
         let t = &self.theme;
-        let mut spans = vec![Span::raw(" ")];
-        for (i, v) in View::ALL.iter().enumerate() {
-            let label = format!("{} {}", i + 1, v.title());
-            if *v == self.view {
-                spans.push(Span::styled(format!("[{label}]"), t.accent()));
-            } else {
-                spans.push(Span::styled(format!(" {label} "), t.muted()));
+        let tab_spans = |compact: bool| {
+            let mut spans = vec![Span::raw(" ")];
+            for (i, v) in View::ALL.iter().enumerate() {
+                let label = format!("{} {}", i + 1, v.title());
+                if *v == self.view {
+                    spans.push(Span::styled(format!("[{label}]"), t.accent()));
+                } else if compact {
+                    // Narrow: the other tabs by number only, so the breadcrumb stays readable.
+                    spans.push(Span::styled(format!("{}", i + 1), t.muted()));
+                } else {
+                    spans.push(Span::styled(format!(" {label} "), t.muted()));
+                }
+                spans.push(Span::raw(" "));
             }
-            spans.push(Span::raw(" "));
+            spans
+        };
+        let span_width = |spans: &[Span]| spans.iter().map(|s| super::table::width(&s.content)).sum::<usize>();
+        let mut spans = tab_spans(false);
+        let full = super::table::width(&self.breadcrumb());
+        if span_width(&spans) + full + 1 > area.width as usize {
+            spans = tab_spans(true);
         }
-        let crumb = self.breadcrumb();
-        let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-        let pad = (area.width as usize).saturating_sub(used + crumb.chars().count() + 1);
+        let crumb = self.breadcrumb_in((area.width as usize).saturating_sub(span_width(&spans) + 1));
+        let used: usize = span_width(&spans);
+        let pad = (area.width as usize).saturating_sub(used + super::table::width(&crumb) + 1);
         spans.push(Span::raw(" ".repeat(pad)));
         spans.push(Span::styled(crumb, t.text()));
         f.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -295,115 +339,99 @@ impl App {
         }
     }
 
-    fn block<'a>(&self, title: String) -> Block<'a> {
+    pub(super) fn block<'a>(&self, title: String) -> Block<'a> {
         Block::default().borders(Borders::ALL).border_style(self.theme.muted()).title(Span::styled(title, self.theme.text()))
     }
 
-    fn table_state_offset(&self, rows: usize, height: u16) -> usize {
-        let h = height.saturating_sub(3) as usize;
-        let sel = self.selected();
-        if h == 0 || sel < h { 0 } else { (sel + 1).saturating_sub(h).min(rows.saturating_sub(h)) }
+    /// The Stages panel's three lines (names, studies in flight, STAT among them) in `width`
+    /// columns: whole stage names where they fit, cut with `…` where they cannot.
+    fn stage_lines(&self, width: usize) -> (Line<'static>, Line<'static>, Line<'static>) {
+        let t = &self.theme;
+        let natural: Vec<usize> = Stage::ALL.iter().map(|s| s.as_str().len().max(6) + 1).collect();
+        let sum: usize = natural.iter().sum();
+        let cols: Vec<usize> = if sum <= width {
+            let extra = (width - sum) / Stage::ALL.len();
+            natural.iter().map(|n| n + extra.min(6)).collect()
+        } else {
+            vec![(width / Stage::ALL.len()).max(2); Stage::ALL.len()]
+        };
+        let (mut names, mut totals, mut stats) = (vec![], vec![], vec![]);
+        for (s, col) in Stage::ALL.into_iter().zip(cols) {
+            let w = col - 1;
+            let (n, stat) = self.counts.by_stage.get(&s).copied().unwrap_or((0, 0));
+            let cell = |text: &str| format!(" {}", super::table::fit_pad(text, w, true));
+            names.push(Span::styled(cell(s.as_str()), t.muted()));
+            totals.push(Span::styled(cell(&n.to_string()), t.text().add_modifier(Modifier::BOLD)));
+            let stat_text = if w >= 6 { format!("STAT {stat}") } else { format!("S{stat}") };
+            stats.push(if stat > 0 { Span::styled(cell(&stat_text), t.priority("STAT")) } else { Span::styled(cell("—"), t.muted()) });
+        }
+        (Line::from(names), Line::from(totals), Line::from(stats))
     }
 
     fn pipelines(&self, f: &mut Frame, area: Rect) {
         let t = &self.theme;
         let parts = Layout::default().direction(Direction::Vertical).constraints([Constraint::Length(6), Constraint::Min(3)]).split(area);
-        let top =
-            Layout::default().direction(Direction::Horizontal).constraints([Constraint::Min(40), Constraint::Length(22)]).split(parts[0]);
-        // Stages: one column each, short names when the terminal is narrow.
-        let col = (top[0].width.saturating_sub(2) / 8).max(5) as usize;
-        let mut names = vec![];
-        let mut totals = vec![];
-        let mut stats = vec![];
-        for s in Stage::ALL {
-            let (n, stat) = self.counts.by_stage.get(&s).copied().unwrap_or((0, 0));
-            let name = if col > s.as_str().len() { s.as_str().to_string() } else { s.as_str().chars().take(col - 1).collect() };
-            names.push(Span::styled(format!("{name:>col$}"), t.muted()));
-            totals.push(Span::styled(format!("{n:>col$}"), t.text().add_modifier(Modifier::BOLD)));
-            let stat_text = if col >= 8 { format!("STAT {stat}") } else { format!("S{stat}") };
-            stats.push(if stat > 0 {
-                Span::styled(format!("{stat_text:>col$}"), t.priority("STAT"))
-            } else {
-                Span::styled(format!("{:>col$}", "—"), t.muted())
-            });
-        }
+        // Wide enough for every stage name beside the Exceptions panel? Otherwise the
+        // exceptions take the Stages panel's last line.
+        let side = parts[0].width >= 92;
+        let top = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Min(40), Constraint::Length(if side { 22 } else { 0 })])
+            .split(parts[0]);
         let stage_block = self.block(format!("Stages{}", if self.settings.demo { " · demo hospital (synthetic patients)" } else { "" }));
         let inner = stage_block.inner(top[0]);
         f.render_widget(stage_block, top[0]);
+        let (names, totals, stats) = self.stage_lines(inner.width as usize);
         let lines = Layout::default()
             .direction(Direction::Vertical)
             .constraints([Constraint::Length(1), Constraint::Length(1), Constraint::Length(1), Constraint::Length(1)])
             .split(inner);
-        f.render_widget(Paragraph::new(Line::from(names)), lines[0]);
-        f.render_widget(Paragraph::new(Line::from(totals)), lines[1]);
-        f.render_widget(Paragraph::new(Line::from(stats)), lines[2]);
-        if lines[3].height > 0 {
-            let spark = Layout::default()
-                .direction(Direction::Horizontal)
-                .constraints([Constraint::Length(10), Constraint::Min(1)])
-                .split(lines[3]);
-            f.render_widget(Paragraph::new(Span::styled(" signed ", t.muted())), spark[0]);
-            let deltas: Vec<u64> = self.throughput.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
-            f.render_widget(Sparkline::default().data(&deltas).style(t.ok()), spark[1]);
+        f.render_widget(Paragraph::new(names), lines[0]);
+        f.render_widget(Paragraph::new(totals), lines[1]);
+        f.render_widget(Paragraph::new(stats), lines[2]);
+        let exceptions: Vec<(String, usize)> = self.counts.exceptions.iter().map(|(e, n)| (e.as_str().to_string(), *n)).collect();
+        if side {
+            if lines[3].height > 0 {
+                // What the sparkline shows, said beside it.
+                let deltas: Vec<u64> = self.throughput.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+                let caption = format!(" newly signed per refresh, last {} ", deltas.len());
+                let spark = Layout::default()
+                    .direction(Direction::Horizontal)
+                    .constraints([Constraint::Length(super::table::width(&caption) as u16), Constraint::Min(1)])
+                    .split(lines[3]);
+                f.render_widget(Paragraph::new(Span::styled(caption, t.muted())), spark[0]);
+                f.render_widget(Sparkline::default().data(&deltas).style(t.ok()), spark[1]);
+            }
+            let mut ex_lines = vec![];
+            for (e, n) in &exceptions {
+                ex_lines.push(Line::from(vec![
+                    Span::styled(format!(" {}", super::table::fit_pad(e, 15, false)), t.warn()),
+                    Span::styled(format!("{n:>4}"), t.text()),
+                ]));
+            }
+            if ex_lines.is_empty() {
+                ex_lines.push(Line::from(Span::styled(" none", t.muted())));
+            }
+            f.render_widget(Paragraph::new(ex_lines).block(self.block("Exceptions".into())), top[1]);
+        } else {
+            let mut spans = vec![Span::styled(" exceptions ", t.muted())];
+            if exceptions.is_empty() {
+                spans.push(Span::styled("none", t.muted()));
+            }
+            for (i, (e, n)) in exceptions.iter().enumerate() {
+                if i > 0 {
+                    spans.push(Span::styled(" · ", t.muted()));
+                }
+                spans.push(Span::styled(format!("{e} "), t.warn()));
+                spans.push(Span::styled(n.to_string(), t.text()));
+            }
+            f.render_widget(Paragraph::new(Line::from(super::table::fit_spans(spans, lines[3].width as usize))), lines[3]);
         }
-        // Exceptions
-        let mut ex_lines = vec![];
-        for (e, n) in &self.counts.exceptions {
-            ex_lines
-                .push(Line::from(vec![Span::styled(format!(" {:<15}", e.as_str()), t.warn()), Span::styled(format!("{n:>4}"), t.text())]));
-        }
-        if ex_lines.is_empty() {
-            ex_lines.push(Line::from(Span::styled(" none", t.muted())));
-        }
-        f.render_widget(Paragraph::new(ex_lines).block(self.block("Exceptions".into())), top[1]);
         // Studies
         let rows = self.visible_studies();
-        let off = self.table_state_offset(rows.len(), parts[1].height);
-        let sel = self.selected();
-        let body: Vec<Row> = rows
-            .iter()
-            .enumerate()
-            .skip(off)
-            .take(parts[1].height as usize)
-            .map(|(i, s)| {
-                let stage = match (s.exception, s.stage) {
-                    (Some(e), _) => Span::styled(e.as_str().to_string(), t.warn()),
-                    (None, Some(st)) => Span::styled(st.as_str().to_string(), t.text()),
-                    (None, None) => Span::styled(s.state.clone(), t.muted()),
-                };
-                let in_stage = s.since.map(|x| human(self.now - x)).unwrap_or_default();
-                let row = Row::new(vec![
-                    Cell::from(if i == sel { "▶" } else { " " }),
-                    Cell::from(s.accession.clone()),
-                    Cell::from(s.modality.clone()),
-                    Cell::from(Span::styled(s.priority.as_str(), t.priority(s.priority.as_str()))),
-                    Cell::from(s.patient_class.clone()),
-                    Cell::from(stage),
-                    Cell::from(in_stage),
-                    Cell::from(s.site.clone()),
-                    Cell::from(Span::styled(patient(&s.patient, self.revealed(&s.execution_arn)), t.muted())),
-                ]);
-                if i == sel { row.style(t.selected()) } else { row }
-            })
-            .collect();
         let loading = if self.studies.loaded_at.is_none() { " · loading…" } else { "" };
-        let table = Table::new(
-            body,
-            [
-                Constraint::Length(1),
-                Constraint::Length(11),
-                Constraint::Length(3),
-                Constraint::Length(7),
-                Constraint::Length(10),
-                Constraint::Length(14),
-                Constraint::Length(6),
-                Constraint::Length(6),
-                Constraint::Min(9),
-            ],
-        )
-        .header(Row::new(vec!["", "ACCESSION", "MOD", "PRIO", "CLASS", "STAGE", "IN", "SITE", "PATIENT"]).style(t.muted()))
-        .block(self.block(format!("Studies · {}{loading}", rows.len())));
-        f.render_widget(table, parts[1]);
+        let title = format!("Studies · {}{loading}", rows.len());
+        self.draw_table(f, parts[1], super::rows::STUDIES, rows.len(), |i| rows.get(i).map(|s| self.study_row(s, false)), title);
     }
 
     fn reviews_view(&self, f: &mut Frame, area: Rect) {
@@ -411,67 +439,30 @@ impl App {
         let parts = Layout::default().direction(Direction::Vertical).constraints([Constraint::Min(5), Constraint::Length(5)]).split(area);
         let rows = self.visible_reviews();
         let stat = rows.iter().filter(|r| r.priority == crate::ops::Priority::Stat).count();
-        let off = self.table_state_offset(rows.len(), parts[0].height);
         let sel = self.selected();
-        let body: Vec<Row> = rows
-            .iter()
-            .enumerate()
-            .skip(off)
-            .take(parts[0].height as usize)
-            .map(|(i, r)| {
-                let marked = self.marks.contains(&format!("tok:{}", r.token));
-                let left = r.time_left(self.now);
-                let left_span = match left {
-                    Some(d) if d < Duration::zero() => Span::styled(format!("overdue {}", human(-d)), t.breach()),
-                    Some(d) if d < Duration::minutes(15) => Span::styled(format!("in {}", human(d)), t.warn()),
-                    Some(d) => Span::styled(format!("in {}", human(d)), t.text()),
-                    None => Span::styled("—", t.muted()),
-                };
-                let draft: String = self.draft(r).chars().take(60).collect();
-                let row = Row::new(vec![
-                    Cell::from(format!("{}{}", if i == sel { "▶" } else { " " }, if marked { "•" } else { " " })),
-                    Cell::from(Span::styled(r.priority.as_str(), t.priority(r.priority.as_str()))),
-                    Cell::from(r.accession.clone()),
-                    Cell::from(r.study.clone()),
-                    Cell::from(Span::styled(if draft.is_empty() { String::new() } else { format!("\"{draft}\"") }, t.muted())),
-                    Cell::from(human(self.now - r.issued)),
-                    Cell::from(left_span),
-                    Cell::from(r.claimed_by.clone().unwrap_or_else(|| "—".into())),
-                ]);
-                if i == sel { row.style(t.selected()) } else { row }
-            })
-            .collect();
-        let table = Table::new(
-            body,
-            [
-                Constraint::Length(2),
-                Constraint::Length(7),
-                Constraint::Length(11),
-                Constraint::Length(14),
-                Constraint::Min(20),
-                Constraint::Length(6),
-                Constraint::Length(12),
-                Constraint::Length(10),
-            ],
-        )
-        .header(Row::new(vec!["", "PRIO", "ACCESSION", "STUDY", "AI DRAFT (advisory)", "AGE", "TIMES OUT", "CLAIMED"]).style(t.muted()))
-        .block(self.block(format!(
+        let title = format!(
             "Reviews — {} pending{} · by urgency{}",
             rows.len(),
             if stat > 0 { format!(" ({stat} STAT)") } else { String::new() },
             if self.marks.is_empty() { String::new() } else { format!(" · {} marked", self.marks.len()) }
-        )));
-        f.render_widget(table, parts[0]);
+        );
+        self.draw_table(f, parts[0], super::rows::REVIEWS, rows.len(), |i| rows.get(i).map(|r| self.review_row(r, false)), title);
         let detail = match rows.get(sel) {
             Some(r) => vec![
                 Line::from(vec![
-                    Span::styled(format!("{} · state {} · token {}", machine(&r.execution_arn), r.state, short_token(&r.token)), t.text()),
+                    Span::styled(
+                        format!("{} · {} at {} · token {}", machine(&r.execution_arn), r.gate.as_str(), r.state, short_token(&r.token)),
+                        t.text(),
+                    ),
                     Span::styled(
                         if r.reviewer_group.is_empty() { String::new() } else { format!(" · group {}", r.reviewer_group) },
                         t.muted(),
                     ),
                 ]),
-                Line::from(Span::styled(format!("draft: {}", self.draft(r)), t.muted())),
+                Line::from(Span::styled(
+                    if r.gate.is_read() { format!("draft: {}", self.draft(r)) } else { self.draft_cell(r) },
+                    t.muted(),
+                )),
             ],
             None => vec![Line::from(Span::styled("no pending reviews", t.muted()))],
         };
@@ -480,51 +471,14 @@ impl App {
     }
 
     fn executions_view(&self, f: &mut Frame, area: Rect) {
-        let t = &self.theme;
         let rows = self.visible_executions();
-        let off = self.table_state_offset(rows.len(), area.height);
-        let sel = self.selected();
-        let body: Vec<Row> = rows
-            .iter()
-            .enumerate()
-            .skip(off)
-            .take(area.height as usize)
-            .map(|(i, e)| {
-                let marked = self.marks.contains(&format!("exe:{}", e.arn));
-                let row = Row::new(vec![
-                    Cell::from(format!("{}{}", if i == sel { "▶" } else { " " }, if marked { "•" } else { " " })),
-                    Cell::from(Span::styled(e.status.as_str(), t.status(e.status.as_str()))),
-                    Cell::from(machine(&e.arn).to_string()),
-                    Cell::from(e.name.clone()),
-                    Cell::from(e.current_state.clone().unwrap_or_default()),
-                    Cell::from(human(self.now - e.start)),
-                    Cell::from(if e.redrive_count > 0 { format!("{}×", e.redrive_count) } else { String::new() }),
-                    Cell::from(Span::styled(self.error_text(&e.arn, e.error.as_deref().unwrap_or_default()), t.warn())),
-                ]);
-                if i == sel { row.style(t.selected()) } else { row }
-            })
-            .collect();
         let filter = match (self.status_filter, self.redriven_filter) {
             (_, true) => "redriven".to_string(),
             (Some(s), _) => s.as_str().to_string(),
             (None, _) => "all".into(),
         };
-        let table = Table::new(
-            body,
-            [
-                Constraint::Length(2),
-                Constraint::Length(10),
-                Constraint::Length(20),
-                Constraint::Length(22),
-                Constraint::Length(20),
-                Constraint::Length(7),
-                Constraint::Length(4),
-                Constraint::Min(10),
-            ],
-        )
-        .header(Row::new(vec!["", "STATUS", "MACHINE", "NAME", "STATE", "AGE", "RDV", "ERROR"]).style(t.muted()))
-        .block(self.block(format!("Executions · {} · status {filter} (s cycles)", rows.len())));
-        f.render_widget(table, area);
+        let title = format!("Executions · {} · status {filter} (s cycles)", rows.len());
+        self.draw_table(f, area, super::rows::EXECUTIONS, rows.len(), |i| rows.get(i).map(|e| self.execution_table_row(e, false)), title);
     }
 
     fn detail_view(&self, f: &mut Frame, area: Rect) {
@@ -581,45 +535,9 @@ impl App {
     }
 
     fn events_view(&self, f: &mut Frame, area: Rect) {
-        let t = &self.theme;
         let rows = self.visible_events();
-        let off = self.table_state_offset(rows.len(), area.height);
-        let sel = self.selected();
-        let body: Vec<Row> = rows
-            .iter()
-            .enumerate()
-            .skip(off)
-            .take(area.height as usize)
-            .map(|(i, e)| {
-                let style =
-                    if e.event.event_type.ends_with("Failed") || e.event.event_type.ends_with("TimedOut") { t.breach() } else { t.text() };
-                let row = Row::new(vec![
-                    Cell::from(if i == sel { "▶" } else { " " }),
-                    Cell::from(clock(e.event.timestamp, &self.settings.tz)),
-                    Cell::from(Span::styled(e.event.event_type.clone(), style)),
-                    Cell::from(machine(&e.execution_arn).to_string()),
-                    Cell::from(e.execution_arn.rsplit(':').next().unwrap_or_default().to_string()),
-                    Cell::from(e.event.state_name().unwrap_or("").to_string()),
-                    Cell::from(self.error_text(&e.execution_arn, e.event.details.get("error").and_then(|v| v.as_str()).unwrap_or(""))),
-                ]);
-                if i == sel { row.style(t.selected()) } else { row }
-            })
-            .collect();
-        let table = Table::new(
-            body,
-            [
-                Constraint::Length(1),
-                Constraint::Length(8),
-                Constraint::Length(26),
-                Constraint::Length(20),
-                Constraint::Length(22),
-                Constraint::Length(20),
-                Constraint::Min(8),
-            ],
-        )
-        .header(Row::new(vec!["", "TIME", "EVENT", "MACHINE", "EXECUTION", "STATE", "ERROR"]).style(t.muted()))
-        .block(self.block(self.events_title(rows.len())));
-        f.render_widget(table, area);
+        let title = self.events_title(rows.len());
+        self.draw_table(f, area, super::rows::EVENTS, rows.len(), |i| rows.get(i).map(|e| self.event_row(e, false)), title);
     }
 
     fn reserved(&self, f: &mut Frame, area: Rect) {
