@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backend;
 pub mod bench;
 pub mod engine;
+pub mod events;
 pub mod history;
 pub mod ops;
 pub mod phi;

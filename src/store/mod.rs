@@ -946,6 +946,23 @@ impl Store {
 
     // ----- outbox -----------------------------------------------------------
 
+    /// Write a Lightbox event (EventBridge shape, `source` "lightbox") to the outbox, once:
+    /// the row is keyed by `stream` (an execution ARN, or `lightbox:<kind>` for events of no
+    /// execution; rows of one stream are relayed in order) and by the event `id`, which names
+    /// the business transition (e.g. `slo:<name>:<arn>:breached`). Writing the same id again
+    /// writes nothing and returns false.
+    pub fn emit_event(
+        &self,
+        stream: &str,
+        id: &str,
+        detail_type: &str,
+        at: DateTime<Utc>,
+        resources: &[String],
+        detail: serde_json::Value,
+    ) -> Result<bool> {
+        emit_event_with(&self.conn, stream, id, detail_type, at, resources, detail)
+    }
+
     /// Outbox rows after `id`, oldest first.
     pub fn outbox_after(&self, id: i64, limit: usize) -> Result<Vec<OutboxRow>> {
         self.outbox_query("SELECT id, execution_arn, event_id, topic, payload FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2", id, limit)
@@ -1154,6 +1171,24 @@ pub fn definition_hash(definition: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// [`Store::emit_event`] on any connection or open transaction (so an event can commit with
+/// the change it reports).
+pub fn emit_event_with(
+    conn: &rusqlite::Connection,
+    stream: &str,
+    id: &str,
+    detail_type: &str,
+    at: DateTime<Utc>,
+    resources: &[String],
+    detail: serde_json::Value,
+) -> Result<bool> {
+    let event = crate::events::lightbox_event(id, detail_type, at, resources, detail);
+    let n = conn
+        .prepare_cached("INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![stream, crate::events::id_number(id), crate::events::LIGHTBOX_SOURCE, event.to_string(), ms(at)])?;
+    Ok(n == 1)
+}
+
 /// An outbox row's payload: the event, the state it happened in (`stateName`: task events
 /// carry none in their AWS details; execution events name the workflow's current state), and
 /// the execution as it stands after it.
@@ -1245,4 +1280,28 @@ fn outcome_str(o: TokenOutcome) -> &'static str {
 pub fn touch_heartbeat(store: &Store, token: &str, at: Option<DateTime<Utc>>) -> Result<()> {
     store.conn.execute("UPDATE task_tokens SET heartbeat_ms = ?2 WHERE token = ?1", params![token, at.map(ms)])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lightbox_event_is_written_once_per_id() {
+        let s = Store::in_memory().expect("store");
+        let at = from_ms(1_764_064_800_000);
+        let arn = "arn:aws:states:us-east-1:000000000000:execution:m:x".to_string();
+        let emit = |id: &str| s.emit_event(&arn, id, "SLO Breached", at, std::slice::from_ref(&arn), serde_json::json!({"n": 1}));
+        assert!(emit("slo:a:x:breached").expect("first"));
+        assert!(!emit("slo:a:x:breached").expect("again"), "the same transition twice writes one row");
+        assert!(emit("slo:a:x:at-risk").expect("another"));
+        let rows = s.outbox(false, 10).expect("rows");
+        assert_eq!(rows.len(), 2);
+        let e: Value = serde_json::from_str(&rows[0].payload).expect("json");
+        assert_eq!(
+            (e["id"].as_str(), e["detail-type"].as_str(), e["source"].as_str()),
+            (Some("slo:a:x:breached"), Some("SLO Breached"), Some("lightbox"))
+        );
+        assert_eq!(rows[0].topic, "lightbox");
+    }
 }
