@@ -1760,3 +1760,22 @@ fn the_breadcrumb_keeps_the_execution_name_at_80_columns() {
     let crumb = draw(&a, 80, 24).lines().nth(1).unwrap_or_default().to_string();
     assert!(crumb.contains("scheduled-imaging › ACC-20391"), "short names stay whole: {crumb}");
 }
+
+/// Seen: redrive was offered on a RUNNING execution and refused only after confirming. The
+/// footer offers what applies to the selected execution: stop on a RUNNING one, redrive on a
+/// failed one; pressing R on a RUNNING one says why instead of asking.
+#[test]
+fn the_footer_offers_only_what_applies_to_the_selected_execution() {
+    let mut a = app(false);
+    a.handle(key('3'));
+    let footer = |a: &App| draw(a, 120, 30).lines().last().unwrap_or_default().to_string();
+    let running = footer(&a);
+    assert!(running.contains("x stop") && !running.contains("R redrive"), "RUNNING selected: {running}");
+    a.handle(key('R'));
+    assert!(a.dialog.is_none(), "no confirmation for a redrive that cannot happen");
+    assert!(footer(&a).contains("redrive: nothing to do"), "{}", footer(&a));
+    a.handle(key('j'));
+    a.message = None;
+    let failed = footer(&a);
+    assert!(failed.contains("R redrive") && !failed.contains("x stop"), "FAILED selected: {failed}");
+}

@@ -816,6 +816,30 @@ impl App {
         self.loads()
     }
 
+    /// Whether `a` applies to what is selected: the footer offers only those (a RUNNING
+    /// execution is offered stop, not redrive; a finished one redrive, not stop). With marks,
+    /// the dialog sorts out which items each applies to.
+    pub fn applies(&self, a: Action) -> bool {
+        let in_detail = self.scope() == Scope::Detail;
+        match a {
+            Action::SwitchHalf if in_detail => return self.show_io,
+            Action::ToggleWrap if in_detail => return self.raw_history && !self.show_io,
+            _ => {}
+        }
+        if !matches!(a, Action::Redrive | Action::Stop) || !self.marks.is_empty() {
+            return true;
+        }
+        let status = match &self.detail_arn {
+            Some(arn) => self.execution_row(arn).map(|e| e.status),
+            None => self.visible_executions().get(self.selected()).map(|e| e.status),
+        };
+        match status {
+            None => true,
+            Some(s) if a == Action::Stop => s == ExecutionStatus::Running,
+            Some(s) => s != ExecutionStatus::Running && s != ExecutionStatus::Succeeded,
+        }
+    }
+
     fn refuse_read_only(&mut self, a: Action) -> bool {
         if self.settings.read_only && a.mutates() {
             self.message = Some((format!("read-only: {} is disabled in this context", a.name()), true));

@@ -295,7 +295,7 @@ impl App {
         let help_w = help_w + 2;
         let mut spans = vec![Span::raw(" ")];
         for (k, d, action) in self.keymap.footer(self.scope()) {
-            if (self.settings.read_only && action.mutates()) || action == Action::Help {
+            if (self.settings.read_only && action.mutates()) || action == Action::Help || !self.applies(action) {
                 continue;
             }
             spans.push(Span::styled(k, t.accent()));
