@@ -1462,30 +1462,14 @@ fn an_event_opens_to_its_detail_and_jumps_to_its_execution() {
     assert_eq!(a.detail_arn.as_deref(), Some(arn("ACC-20391").as_str()));
     assert!(effects.iter().any(|e| matches!(e, Effect::Load(lightbox::tui::app::Request::Detail(x, 0)) if *x == arn("ACC-20391"))));
     detail(&mut a);
-    a.handle(AppEvent::Loaded(
-        Loaded::Detail(Box::new(Detail {
-            execution: Some(execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout"))),
-            history: (1..=8).map(|i| event(i, "PassStateEntered", Some("Schedule"), 9 - i)).collect(),
-            definition: Some(DEFINITION.into()),
-            after: 0,
-        })),
-        t0(),
-    ));
+    eight_events_of_acc_20391(&mut a);
     // `o` from the list goes straight to the execution, the event selected.
     let mut b = app(false);
     b.handle(key('4'));
     b.handle(key('j'));
     b.handle(key('o'));
     assert_eq!(b.detail_arn.as_deref(), Some(arn("ACC-20391").as_str()));
-    b.handle(AppEvent::Loaded(
-        Loaded::Detail(Box::new(Detail {
-            execution: Some(execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout"))),
-            history: (1..=8).map(|i| event(i, "PassStateEntered", Some("Schedule"), 9 - i)).collect(),
-            definition: Some(DEFINITION.into()),
-            after: 0,
-        })),
-        t0(),
-    ));
+    eight_events_of_acc_20391(&mut b);
     assert_eq!(b.detail_scroll, 6, "event #7 selected");
 }
 
@@ -1778,4 +1762,17 @@ fn the_footer_offers_only_what_applies_to_the_selected_execution() {
     a.message = None;
     let failed = footer(&a);
     assert!(failed.contains("R redrive") && !failed.contains("x stop"), "FAILED selected: {failed}");
+}
+
+/// The open detail of ACC-20391 loads, with eight history events.
+fn eight_events_of_acc_20391(a: &mut App) {
+    a.handle(AppEvent::Loaded(
+        Loaded::Detail(Box::new(Detail {
+            execution: Some(execution("ACC-20391", ExecutionStatus::Failed, Some("States.Timeout"))),
+            history: (1..=8).map(|i| event(i, "PassStateEntered", Some("Schedule"), 9 - i)).collect(),
+            definition: Some(DEFINITION.into()),
+            after: 0,
+        })),
+        t0(),
+    ));
 }
