@@ -13,8 +13,8 @@ use std::ops::Range;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::text::Span;
+use ratatui::widgets::Block;
 
 use super::app::Filter;
 
@@ -253,38 +253,39 @@ impl DataTable<'_> {
         }
         let lead = if self.marks { 2 } else { 1 };
         let widths = widths(self.columns, inner.width.saturating_sub(lead + 1));
-        let mut lines: Vec<Line> = Vec::with_capacity(self.rows.len() + 1);
-        let mut head = vec![Span::raw(" ".repeat(lead as usize + 1))];
-        for (c, w) in self.columns.iter().zip(&widths) {
-            if *w == 0 {
-                continue;
+        // Straight into the buffer, each cell at its column: no padding to lay out again.
+        let buf = f.buffer_mut();
+        let right = inner.right();
+        let put = |buf: &mut ratatui::buffer::Buffer, y: u16, cells: &mut dyn Iterator<Item = (&str, Style)>| {
+            let mut x = inner.x.saturating_add(lead + 1);
+            for ((text, style), w) in cells.zip(&widths) {
+                if *w == 0 {
+                    continue;
+                }
+                if x >= right {
+                    break;
+                }
+                let w = (*w).min(usize::from(right - x));
+                buf.set_stringn(x, y, fit(text, w), w, style);
+                x = x.saturating_add(u16::try_from(w).unwrap_or(u16::MAX)).saturating_add(1);
             }
-            head.push(Span::raw(fit_pad(c.title, *w, false)));
-            head.push(Span::raw(" "));
-        }
-        head.pop();
-        lines.push(Line::from(head).style(self.header_style));
+        };
+        buf.set_style(Rect { height: 1, ..inner }, self.header_style);
+        put(buf, inner.y, &mut self.columns.iter().map(|c| (c.title, self.header_style)));
         for (i, row) in self.rows.into_iter().enumerate() {
+            let Some(y) = u16::try_from(i + 1).ok().map(|d| inner.y.saturating_add(d)).filter(|y| *y < inner.bottom()) else { break };
             let selected = self.selected == Some(self.first + i);
+            let line = Rect { y, height: 1, ..inner };
+            if selected {
+                buf.set_style(line, self.selected_style);
+            }
             let mut lead_text = String::from(if selected { "▶" } else { " " });
             if self.marks {
                 lead_text.push(if row.marked { '•' } else { ' ' });
             }
-            lead_text.push(' ');
-            let mut spans = vec![Span::raw(lead_text)];
-            for (cell, w) in row.cells.into_iter().zip(&widths) {
-                if *w == 0 {
-                    continue;
-                }
-                spans.push(Span::styled(fit_pad(&cell.text, *w, false), cell.style));
-                spans.push(Span::raw(" "));
-            }
-            // No gap after the last column: it ends at the border.
-            spans.pop();
-            let l = Line::from(spans);
-            lines.push(if selected { l.style(self.selected_style) } else { l });
+            buf.set_stringn(inner.x, y, lead_text, usize::from(lead), Style::default());
+            put(buf, y, &mut row.cells.iter().map(|c| (c.text.as_str(), c.style)));
         }
-        f.render_widget(Paragraph::new(lines), inner);
     }
 }
 
