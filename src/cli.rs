@@ -158,6 +158,68 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The outbox relay: sinks, their backlog and parked rows; retry, park, requeue, pause, resume.
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum OutboxCmd {
+    /// Every sink (breaker, backlog, oldest age, rate, failures, parked) and the rows behind it.
+    List {
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only parked rows.
+        #[arg(long)]
+        parked: bool,
+        /// At most this many rows per sink.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Retry now: one row (ROW --sink S) or every waiting row of a sink (--sink S).
+    Retry {
+        /// The outbox row id (as `outbox list` shows it).
+        row: Option<i64>,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+    },
+    /// Park a row for a sink: it is kept, not delivered, until requeued.
+    Park {
+        /// The outbox row id.
+        row: i64,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Requeue parked rows: one (ROW --sink S) or all of a sink (--sink S --parked).
+    Requeue {
+        /// The outbox row id.
+        row: Option<i64>,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// Every parked row of the sink.
+        #[arg(long, conflicts_with = "row")]
+        parked: bool,
+    },
+    /// Pause delivery to a sink (events queue up).
+    Pause {
+        /// The sink.
+        sink: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume delivery to a paused sink.
+    Resume {
+        /// The sink.
+        sink: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -508,6 +570,7 @@ pub fn main() -> Result<ExitCode> {
                 read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
+                sinks: config.outbox.sinks(&data_dir)?,
             };
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
@@ -690,6 +753,9 @@ struct Config {
     /// Named contexts (e.g. a training copy and production), chosen with --context.
     #[serde(default)]
     contexts: std::collections::BTreeMap<String, ContextConfig>,
+    /// `[[outbox.sinks]]`: where the relay delivers workflow events.
+    #[serde(default)]
+    outbox: lightbox::outbox::OutboxConfig,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -966,6 +1032,8 @@ struct Ctx {
     user: String,
     /// Masks patient identifiers in what read commands print.
     phi: lightbox::phi::Masker,
+    /// The outbox relay's sinks (validated `[[outbox.sinks]]`).
+    sinks: Vec<lightbox::outbox::Sink>,
 }
 
 impl Ctx {
@@ -1484,8 +1552,9 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 say!("{src} copied to {} ({size} bytes); check the copy with `lightbox store check {}`", file.display(), file.display());
             }
         }
-        Command::Engine { seconds } => run_engine(engine, *seconds)?,
+        Command::Engine { seconds } => run_engine(engine, *seconds, &ctx.sinks)?,
         Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
+        Command::Outbox(cmd) => return cmd_outbox(cmd, ctx, engine),
         Command::Run(_)
         | Command::Completions { .. }
         | Command::Man { .. }
@@ -1658,7 +1727,99 @@ fn decode_token(t: &str) -> Result<(i64, String)> {
     Ok((ms.parse().with_context(|| format!("--next-token {t:?} is not a token this command printed"))?, arn.to_string()))
 }
 
-fn run_engine(engine: &mut Engine, seconds: Option<u64>) -> Result<()> {
+/// `lightbox outbox …`: the relay's sinks and rows, and the operator's actions on them (audited).
+fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
+    use lightbox::outbox::{self, Action};
+    let conn = engine.store.conn();
+    let action = match cmd {
+        OutboxCmd::List { sink, parked, limit } => {
+            let sinks: Vec<outbox::Sink> = match sink {
+                Some(n) => vec![outbox::find_sink(&ctx.sinks, n)?.clone()],
+                None => ctx.sinks.clone(),
+            };
+            if engine.store.is_read_only() {
+                bail!("the outbox cannot be listed from a read-only store yet");
+            }
+            let status = outbox::status(conn, &sinks, Utc::now().timestamp_millis())?;
+            let mut rows = vec![];
+            for s in &sinks {
+                rows.extend(outbox::rows(conn, s, *parked, *limit)?);
+            }
+            if ctx.json {
+                print_json(&json!({
+                    "sinks": status.iter().map(outbox::SinkStatus::to_json).collect::<Vec<_>>(),
+                    "rows": rows.iter().map(outbox::DeliveryRow::to_json).collect::<Vec<_>>(),
+                }));
+            } else if sinks.is_empty() {
+                say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
+            } else {
+                say!("{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}", "SINK", "KIND", "BREAKER", "BACKLOG", "OLDEST", "RATE/m", "DELIVERED", "FAILURES", "PARKED");
+                for s in &status {
+                    let breaker = match s.breaker_left_ms {
+                        Some(ms) => format!("{} {}s", s.breaker.as_str(), ms / 1000),
+                        None if s.paused => "PAUSED".into(),
+                        None => s.breaker.as_str().into(),
+                    };
+                    let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
+                    say!("{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}", esc(&s.name), s.kind, breaker, s.backlog, oldest, s.rate_per_min, s.delivered, s.failures, s.parked);
+                }
+                if !rows.is_empty() {
+                    say!("");
+                    say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
+                    for r in &rows {
+                        say!("{:>7} {:<16} {:>8} {:<7} {:<32} {}", r.row_id, esc(&r.sink), r.attempts, if r.parked { "yes" } else { "" }, esc(&r.detail_type), esc(&r.stream));
+                    }
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        OutboxCmd::Retry { row, sink } => Action::Retry { sink: sink.clone(), row: *row },
+        OutboxCmd::Park { row, sink, reason } => Action::Park { sink: sink.clone(), row: *row, reason: reason.clone() },
+        OutboxCmd::Requeue { row, sink, parked } => {
+            if row.is_none() && !parked {
+                bail!("name a row to requeue, or --parked for every parked row of {sink}");
+            }
+            Action::Requeue { sink: sink.clone(), row: *row }
+        }
+        OutboxCmd::Pause { sink, reason } => Action::Pause { sink: sink.clone(), reason: reason.clone() },
+        OutboxCmd::Resume { sink } => Action::Resume { sink: sink.clone() },
+    };
+    ctx.refuse(action.name())?;
+    let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
+    if ctx.json {
+        print_json(&json!({"action": action.name(), "sink": action.sink(), "result": said}));
+    } else {
+        say!("{said}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Start the outbox relay beside the engine (its own thread and connection); stop it on drop.
+struct RelayGuard(Option<(std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>)>);
+
+impl RelayGuard {
+    fn start(engine: &Engine, sinks: &[lightbox::outbox::Sink]) -> Result<RelayGuard> {
+        let Some(db) = engine.store.path().map(Path::to_path_buf) else { return Ok(RelayGuard(None)) };
+        if sinks.is_empty() || engine.store.is_read_only() {
+            return Ok(RelayGuard(None));
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = lightbox::outbox::spawn(db, sinks.to_vec(), stop.clone()).context("starting the outbox relay")?;
+        Ok(RelayGuard(Some((stop, h))))
+    }
+}
+
+impl Drop for RelayGuard {
+    fn drop(&mut self) {
+        if let Some((stop, h)) = self.0.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = h.join();
+        }
+    }
+}
+
+fn run_engine(engine: &mut Engine, seconds: Option<u64>, sinks: &[lightbox::outbox::Sink]) -> Result<()> {
+    let _relay = RelayGuard::start(engine, sinks)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let stop_at = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
     rt.block_on(async {
@@ -1903,6 +2064,8 @@ mod console {
             DemoMode::Paused(why) => Some(format!("demo paused: {why} ({} studies in flight stand still)", in_flight())),
             DemoMode::Off => None,
         };
+        // The relay delivers outbox rows to the configured sinks while the console drives the engine.
+        let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
         let mut local = Local::new(engine, data_dir.to_path_buf());
         if demo {
             local = local.with_driver(demo_driver());

@@ -37,6 +37,8 @@ pub enum OutboxError {
     Invalid(String),
     #[error("{0}")]
     Sink(#[from] SinkError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 pub type Result<T> = std::result::Result<T, OutboxError>;
@@ -868,6 +870,120 @@ pub fn set_paused(conn: &Connection, sink: &Sink, paused: bool, reason: Option<&
         params![sink.name, paused, if paused { reason } else { None }],
     )?;
     Ok(n == 1)
+}
+
+/// An operator action on the relay (console key or CLI twin).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Retry now: one row, or every waiting row of the sink.
+    Retry { sink: String, row: Option<i64> },
+    Park { sink: String, row: i64, reason: String },
+    /// Requeue parked rows: one, or every parked row of the sink.
+    Requeue { sink: String, row: Option<i64> },
+    Pause { sink: String, reason: String },
+    Resume { sink: String },
+}
+
+impl Action {
+    /// The audit log's action name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Retry { .. } => "outbox-retry",
+            Action::Park { .. } => "outbox-park",
+            Action::Requeue { .. } => "outbox-requeue",
+            Action::Pause { .. } => "outbox-pause",
+            Action::Resume { .. } => "outbox-resume",
+        }
+    }
+    pub fn sink(&self) -> &str {
+        match self {
+            Action::Retry { sink, .. }
+            | Action::Park { sink, .. }
+            | Action::Requeue { sink, .. }
+            | Action::Pause { sink, .. }
+            | Action::Resume { sink } => sink,
+        }
+    }
+    fn row(&self) -> Option<i64> {
+        match self {
+            Action::Retry { row, .. } | Action::Requeue { row, .. } => *row,
+            Action::Park { row, .. } => Some(*row),
+            _ => None,
+        }
+    }
+    /// What it will do, for a confirmation.
+    pub fn describe(&self) -> String {
+        let rows = |row: &Option<i64>, what: &str| match row {
+            Some(r) => format!("row {r}"),
+            None => format!("every {what} row"),
+        };
+        match self {
+            Action::Retry { sink, row } => format!("retry {} to {sink} now (an open breaker lets one trial row through)", rows(row, "waiting")),
+            Action::Park { sink, row, .. } => format!("park row {row} for {sink}: it is kept, not delivered, until requeued"),
+            Action::Requeue { sink, row } => format!("requeue {} of {sink}: delivered again from attempt 1", rows(row, "parked")),
+            Action::Pause { sink, .. } => format!("pause delivery to {sink}: events queue up until it is resumed"),
+            Action::Resume { sink } => format!("resume delivery to {sink}"),
+        }
+    }
+}
+
+fn sink_state(conn: &Connection, sink: &Sink, row: Option<i64>) -> Value {
+    let Ok((b, paused, _)) = load_breaker(conn, &sink.name) else { return Value::Null };
+    let mut v = json!({"sink": sink.name, "paused": paused, "breaker": b.state.as_str()});
+    if let (Some(r), Some(o)) = (row, v.as_object_mut()) {
+        let parked: Option<bool> = conn
+            .query_row("SELECT parked FROM outbox_delivery WHERE sink = ?1 AND row_id = ?2", params![sink.name, r], |x| x.get(0))
+            .optional()
+            .ok()
+            .flatten();
+        o.insert("row".into(), json!(r));
+        o.insert("parked".into(), json!(parked.unwrap_or(false)));
+    }
+    v
+}
+
+/// Carry out an operator action, with an audit intent row before and its outcome after.
+/// Returns a sentence saying what happened.
+pub fn act(
+    conn: &Connection,
+    sinks: &[Sink],
+    action: &Action,
+    actor: &str,
+    source: crate::audit::Source,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    let sink = find_sink(sinks, action.sink())?;
+    ensure(conn, std::slice::from_ref(sink))?;
+    let mut entry = crate::audit::AuditEntry::new(actor, source, crate::audit::Action::Other(action.name().into()));
+    if let Some(r) = action.row()
+        && let Ok(stream) = conn.query_row("SELECT execution_arn FROM outbox WHERE id = ?1", [r], |x| x.get::<_, String>(0))
+        && stream.starts_with("arn:")
+    {
+        entry = entry.execution(stream);
+    }
+    match action {
+        Action::Park { reason, .. } | Action::Pause { reason, .. } => entry = entry.reason(reason.clone()),
+        _ => {}
+    }
+    entry = entry.before(sink_state(conn, sink, action.row()));
+    let intent = crate::audit::begin(conn, &entry, now)?;
+    let r = match action {
+        Action::Retry { row, .. } => retry(conn, sink, *row).map(|n| format!("{n} row(s) of {} due now", sink.name)),
+        Action::Park { row, reason, .. } => park(conn, sink, *row, reason).map(|_| format!("row {row} parked for {}", sink.name)),
+        Action::Requeue { row, .. } => requeue(conn, sink, *row).map(|n| format!("{n} parked row(s) of {} requeued", sink.name)),
+        Action::Pause { reason, .. } => set_paused(conn, sink, true, Some(reason)).map(|changed| {
+            if changed { format!("{} paused", sink.name) } else { format!("{} was already paused", sink.name) }
+        }),
+        Action::Resume { .. } => set_paused(conn, sink, false, None).map(|changed| {
+            if changed { format!("{} resumed", sink.name) } else { format!("{} was not paused", sink.name) }
+        }),
+    };
+    entry = entry.after(sink_state(conn, sink, action.row())).outcome(match &r {
+        Ok(_) => crate::audit::Outcome::Ok,
+        Err(e) => crate::audit::Outcome::Error(e.to_string()),
+    });
+    crate::audit::finish(conn, intent, &entry, chrono::Utc::now())?;
+    r
 }
 
 #[cfg(test)]
