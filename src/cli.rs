@@ -1753,7 +1753,18 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             } else if sinks.is_empty() {
                 say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
             } else {
-                say!("{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}", "SINK", "KIND", "BREAKER", "BACKLOG", "OLDEST", "RATE/m", "DELIVERED", "FAILURES", "PARKED");
+                say!(
+                    "{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                    "SINK",
+                    "KIND",
+                    "BREAKER",
+                    "BACKLOG",
+                    "OLDEST",
+                    "RATE/m",
+                    "DELIVERED",
+                    "FAILURES",
+                    "PARKED"
+                );
                 for s in &status {
                     let breaker = match s.breaker_left_ms {
                         Some(ms) => format!("{} {}s", s.breaker.as_str(), ms / 1000),
@@ -1761,13 +1772,32 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                         None => s.breaker.as_str().into(),
                     };
                     let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
-                    say!("{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}", esc(&s.name), s.kind, breaker, s.backlog, oldest, s.rate_per_min, s.delivered, s.failures, s.parked);
+                    say!(
+                        "{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                        esc(&s.name),
+                        s.kind,
+                        breaker,
+                        s.backlog,
+                        oldest,
+                        s.rate_per_min,
+                        s.delivered,
+                        s.failures,
+                        s.parked
+                    );
                 }
                 if !rows.is_empty() {
                     say!("");
                     say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
                     for r in &rows {
-                        say!("{:>7} {:<16} {:>8} {:<7} {:<32} {}", r.row_id, esc(&r.sink), r.attempts, if r.parked { "yes" } else { "" }, esc(&r.detail_type), esc(&r.stream));
+                        say!(
+                            "{:>7} {:<16} {:>8} {:<7} {:<32} {}",
+                            r.row_id,
+                            esc(&r.sink),
+                            r.attempts,
+                            if r.parked { "yes" } else { "" },
+                            esc(&r.detail_type),
+                            esc(&r.stream)
+                        );
                     }
                 }
             }

@@ -359,11 +359,10 @@ fn detail_type(payload: &Value) -> String {
 }
 
 fn load_breaker(conn: &Connection, sink: &str) -> Result<(BreakerState, bool, i64)> {
-    let (b, opened, fails, paused, floor): (String, Option<i64>, String, bool, i64) = conn.query_row(
-        "SELECT breaker, opened_ms, fail_times, paused, floor FROM outbox_sinks WHERE name = ?1",
-        [sink],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-    )?;
+    let (b, opened, fails, paused, floor): (String, Option<i64>, String, bool, i64) =
+        conn.query_row("SELECT breaker, opened_ms, fail_times, paused, floor FROM outbox_sinks WHERE name = ?1", [sink], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
     let fail_times = serde_json::from_str(&fails).unwrap_or_default();
     Ok((BreakerState { state: Breaker::parse(&b), opened_ms: opened, fail_times }, paused, floor))
 }
@@ -549,10 +548,7 @@ fn mark(
     }
     tx.execute("UPDATE outbox_sinks SET delivered = delivered + ?2 WHERE name = ?1", params![sink.name, published.len() as i64])?;
     breaker.on_success();
-    tx.execute(
-        "UPDATE outbox_sinks SET breaker = 'closed', opened_ms = NULL, fail_times = '[]' WHERE name = ?1",
-        [&sink.name],
-    )?;
+    tx.execute("UPDATE outbox_sinks SET breaker = 'closed', opened_ms = NULL, fail_times = '[]' WHERE name = ?1", [&sink.name])?;
     tx.commit()?;
     report.delivered += published.len();
     published.clear();
@@ -591,6 +587,14 @@ pub fn relay_once(conn: &Connection, sinks: &[Sink], publishers: &mut [Box<dyn P
     Ok(total)
 }
 
+/// A second connection to an open store, for a thread of its own.
+pub fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
 /// Run the relay on its own thread and connection until `stop` is set: a pass over every sink,
 /// then a short sleep when there was nothing to do.
 pub fn spawn(
@@ -600,22 +604,36 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("outbox-relay".into()).spawn(move || {
         use std::sync::atomic::Ordering;
-        let store = match crate::store::Store::open(&db) {
-            Ok(s) => s,
+        // A plain connection, not `Store::open`: its file checks open and close the database
+        // file, and closing any descriptor of a file drops every POSIX lock this process holds
+        // on it — another process could then take the engine's WAL for unused and remove it.
+        let conn = match open_connection(&db) {
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "outbox relay cannot open the store");
                 return;
             }
         };
-        if let Err(e) = ensure(store.conn(), &sinks) {
+        if let Err(e) = ensure(&conn, &sinks) {
             tracing::error!(error = %e, "outbox relay cannot create its tables");
             return;
         }
         let mut publishers: Vec<Box<dyn Publisher>> = sinks.iter().map(sink::publisher).collect();
         tracing::info!(sinks = sinks.len(), "outbox relay started");
         while !stop.load(Ordering::Relaxed) {
-            let busy = match relay_once(store.conn(), &sinks, &mut publishers) {
-                Ok(r) => r.delivered > 0,
+            let busy = match relay_once(&conn, &sinks, &mut publishers) {
+                Ok(r) => {
+                    if r.failed > 0 || r.breaker_opened {
+                        tracing::info!(
+                            delivered = r.delivered,
+                            failed = r.failed,
+                            parked = r.parked,
+                            breaker_opened = r.breaker_opened,
+                            "outbox relay pass had failures"
+                        );
+                    }
+                    r.delivered > 0
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay pass failed");
                     false
@@ -671,19 +689,17 @@ pub fn status(conn: &Connection, sinks: &[Sink], now_ms: i64) -> Result<Vec<Sink
     let mut out = vec![];
     for s in sinks {
         let (b, paused, floor) = load_breaker(conn, &s.name)?;
-        let (reason, delivered, failures, last_error): (Option<String>, i64, i64, Option<String>) = conn.query_row(
-            "SELECT paused_reason, delivered, failed, last_error FROM outbox_sinks WHERE name = ?1",
-            [&s.name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
+        let (reason, delivered, failures, last_error): (Option<String>, i64, i64, Option<String>) =
+            conn.query_row("SELECT paused_reason, delivered, failed, last_error FROM outbox_sinks WHERE name = ?1", [&s.name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
         let (backlog, oldest): (i64, Option<i64>) = conn.query_row(
             "SELECT COUNT(*), MIN(o.created_ms) FROM outbox o LEFT JOIN outbox_delivery d ON d.sink = ?1 AND d.row_id = o.id
              WHERE o.id > ?2 AND d.delivered_ms IS NULL AND COALESCE(d.parked, 0) = 0",
             params![s.name, floor],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let parked: i64 =
-            conn.query_row("SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND parked = 1", [&s.name], |r| r.get(0))?;
+        let parked: i64 = conn.query_row("SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND parked = 1", [&s.name], |r| r.get(0))?;
         let rate: i64 = conn.query_row(
             "SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND delivered_ms >= ?2",
             params![s.name, now_ms - 60_000],
@@ -798,10 +814,9 @@ pub fn retry(conn: &Connection, sink: &Sink, row: Option<i64>) -> Result<usize> 
                 params![sink.name, r],
             )?
         }
-        None => conn.execute(
-            "UPDATE outbox_delivery SET next_ms = 0 WHERE sink = ?1 AND parked = 0 AND delivered_ms IS NULL",
-            [&sink.name],
-        )?,
+        None => {
+            conn.execute("UPDATE outbox_delivery SET next_ms = 0 WHERE sink = ?1 AND parked = 0 AND delivered_ms IS NULL", [&sink.name])?
+        }
     };
     // Open → half-open now: the next pass sends one trial row.
     conn.execute("UPDATE outbox_sinks SET opened_ms = 0 WHERE name = ?1 AND breaker = 'open'", [&sink.name])?;
@@ -876,12 +891,27 @@ pub fn set_paused(conn: &Connection, sink: &Sink, paused: bool, reason: Option<&
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Retry now: one row, or every waiting row of the sink.
-    Retry { sink: String, row: Option<i64> },
-    Park { sink: String, row: i64, reason: String },
+    Retry {
+        sink: String,
+        row: Option<i64>,
+    },
+    Park {
+        sink: String,
+        row: i64,
+        reason: String,
+    },
     /// Requeue parked rows: one, or every parked row of the sink.
-    Requeue { sink: String, row: Option<i64> },
-    Pause { sink: String, reason: String },
-    Resume { sink: String },
+    Requeue {
+        sink: String,
+        row: Option<i64>,
+    },
+    Pause {
+        sink: String,
+        reason: String,
+    },
+    Resume {
+        sink: String,
+    },
 }
 
 impl Action {
@@ -918,7 +948,9 @@ impl Action {
             None => format!("every {what} row"),
         };
         match self {
-            Action::Retry { sink, row } => format!("retry {} to {sink} now (an open breaker lets one trial row through)", rows(row, "waiting")),
+            Action::Retry { sink, row } => {
+                format!("retry {} to {sink} now (an open breaker lets one trial row through)", rows(row, "waiting"))
+            }
             Action::Park { sink, row, .. } => format!("park row {row} for {sink}: it is kept, not delivered, until requeued"),
             Action::Requeue { sink, row } => format!("requeue {} of {sink}: delivered again from attempt 1", rows(row, "parked")),
             Action::Pause { sink, .. } => format!("pause delivery to {sink}: events queue up until it is resumed"),
@@ -971,12 +1003,10 @@ pub fn act(
         Action::Retry { row, .. } => retry(conn, sink, *row).map(|n| format!("{n} row(s) of {} due now", sink.name)),
         Action::Park { row, reason, .. } => park(conn, sink, *row, reason).map(|_| format!("row {row} parked for {}", sink.name)),
         Action::Requeue { row, .. } => requeue(conn, sink, *row).map(|n| format!("{n} parked row(s) of {} requeued", sink.name)),
-        Action::Pause { reason, .. } => set_paused(conn, sink, true, Some(reason)).map(|changed| {
-            if changed { format!("{} paused", sink.name) } else { format!("{} was already paused", sink.name) }
-        }),
-        Action::Resume { .. } => set_paused(conn, sink, false, None).map(|changed| {
-            if changed { format!("{} resumed", sink.name) } else { format!("{} was not paused", sink.name) }
-        }),
+        Action::Pause { reason, .. } => set_paused(conn, sink, true, Some(reason))
+            .map(|changed| if changed { format!("{} paused", sink.name) } else { format!("{} was already paused", sink.name) }),
+        Action::Resume { .. } => set_paused(conn, sink, false, None)
+            .map(|changed| if changed { format!("{} resumed", sink.name) } else { format!("{} was not paused", sink.name) }),
     };
     entry = entry.after(sink_state(conn, sink, action.row())).outcome(match &r {
         Ok(_) => crate::audit::Outcome::Ok,

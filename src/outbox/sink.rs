@@ -41,11 +41,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(url: String, timeout: std::time::Duration) -> Webhook {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| e.to_string());
+        let client = reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(|e| e.to_string());
         Webhook { url, client }
     }
 }

@@ -157,3 +157,23 @@ fn event_ids_come_from_the_payload_or_the_row() {
     assert_eq!(event_id("arn:x", 7, r#"{"id":"abc"}"#), "abc");
     assert_eq!(event_id("arn:x", 7, r#"{"executionArn":"arn:x"}"#), "arn:x#7");
 }
+
+#[test]
+fn marks_are_visible_to_another_connection_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("lightbox.db");
+    let a = Store::open(&db).expect("a");
+    let s = sink("");
+    ensure(a.conn(), std::slice::from_ref(&s)).expect("ensure");
+    let mut p = Fake { got: vec![], fail: Default::default() };
+    relay_pass(a.conn(), &s, &mut p, || 1_000).expect("pass");
+    let b = Store::open(&db).expect("b");
+    set_paused(b.conn(), &s, true, Some("x")).expect("pause");
+    relay_pass(a.conn(), &s, &mut p, || 1_000).expect("pass");
+    set_paused(b.conn(), &s, false, None).expect("resume");
+    row(&b, "a", "a1");
+    relay_pass(a.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!(p.got, vec!["a1"]);
+    let c = Store::open(&db).expect("c");
+    assert_eq!(status(c.conn(), std::slice::from_ref(&s), 1_000).expect("status")[0].delivered, 1);
+}
