@@ -2096,7 +2096,7 @@ mod console {
         };
         // The relay delivers outbox rows to the configured sinks while the console drives the engine.
         let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
-        let mut local = Local::new(engine, data_dir.to_path_buf());
+        let mut local = Local::new(engine, data_dir.to_path_buf()).with_sinks(ctx.sinks.clone());
         if demo {
             local = local.with_driver(demo_driver());
         }
@@ -2151,6 +2151,7 @@ mod console {
             Mutation::Claim { claim: false, .. } => audit::Action::Unclaim,
             Mutation::Escalate { .. } => audit::Action::Escalate,
             Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
+            Mutation::Outbox { action } => audit::Action::Other(action.name().into()),
         }
     }
 
@@ -2208,6 +2209,9 @@ mod console {
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
                 Mutation::RevealPhi { reason, .. } => reason.clone(),
+                Mutation::Outbox { action: lightbox::outbox::Action::Pause { reason, .. } | lightbox::outbox::Action::Park { reason, .. } } => {
+                    reason.clone()
+                }
                 _ => String::new(),
             };
             // An answer that took over someone else's claim says so, with whose and why.

@@ -974,6 +974,20 @@ fn sink_state(conn: &Connection, sink: &Sink, row: Option<i64>) -> Value {
     v
 }
 
+/// Carry out an operator action (the caller audits it). Returns a sentence saying what happened.
+pub fn apply(conn: &Connection, sinks: &[Sink], action: &Action) -> Result<String> {
+    let sink = find_sink(sinks, action.sink())?;
+    match action {
+        Action::Retry { row, .. } => retry(conn, sink, *row).map(|n| format!("{n} row(s) of {} due now", sink.name)),
+        Action::Park { row, reason, .. } => park(conn, sink, *row, reason).map(|_| format!("row {row} parked for {}", sink.name)),
+        Action::Requeue { row, .. } => requeue(conn, sink, *row).map(|n| format!("{n} parked row(s) of {} requeued", sink.name)),
+        Action::Pause { reason, .. } => set_paused(conn, sink, true, Some(reason))
+            .map(|changed| if changed { format!("{} paused", sink.name) } else { format!("{} was already paused", sink.name) }),
+        Action::Resume { .. } => set_paused(conn, sink, false, None)
+            .map(|changed| if changed { format!("{} resumed", sink.name) } else { format!("{} was not paused", sink.name) }),
+    }
+}
+
 /// Carry out an operator action, with an audit intent row before and its outcome after.
 /// Returns a sentence saying what happened.
 pub fn act(
@@ -999,15 +1013,7 @@ pub fn act(
     }
     entry = entry.before(sink_state(conn, sink, action.row()));
     let intent = crate::audit::begin(conn, &entry, now)?;
-    let r = match action {
-        Action::Retry { row, .. } => retry(conn, sink, *row).map(|n| format!("{n} row(s) of {} due now", sink.name)),
-        Action::Park { row, reason, .. } => park(conn, sink, *row, reason).map(|_| format!("row {row} parked for {}", sink.name)),
-        Action::Requeue { row, .. } => requeue(conn, sink, *row).map(|n| format!("{n} parked row(s) of {} requeued", sink.name)),
-        Action::Pause { reason, .. } => set_paused(conn, sink, true, Some(reason))
-            .map(|changed| if changed { format!("{} paused", sink.name) } else { format!("{} was already paused", sink.name) }),
-        Action::Resume { .. } => set_paused(conn, sink, false, None)
-            .map(|changed| if changed { format!("{} resumed", sink.name) } else { format!("{} was not paused", sink.name) }),
-    };
+    let r = apply(conn, sinks, action);
     entry = entry.after(sink_state(conn, sink, action.row())).outcome(match &r {
         Ok(_) => crate::audit::Outcome::Ok,
         Err(e) => crate::audit::Outcome::Error(e.to_string()),
