@@ -56,7 +56,16 @@ impl Publisher for Webhook {
             .body(event.to_string())
             .send()
             // Without the URL: the message says what failed, never what was sent.
-            .map_err(|e| SinkError::Request(e.without_url().to_string()))?;
+            .map_err(|e| {
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    text = format!("{text}: {s}");
+                    src = s.source();
+                }
+                SinkError::Request(text)
+            })?;
         let status = resp.status();
         if status.is_success() { Ok(()) } else { Err(SinkError::Status(status.as_u16())) }
     }
