@@ -134,6 +134,12 @@ enum Command {
         /// Only seed the --console store (the benchmark runs this in a child process).
         #[arg(long, hide = true)]
         seed_only: bool,
+        /// Measure the outbox relay instead: events/s to an NDJSON file and to a loopback webhook.
+        #[arg(long)]
+        relay: bool,
+        /// Events for --relay.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -540,6 +546,7 @@ pub fn main() -> Result<ExitCode> {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { relay: true, events, dir, .. } => cmd_bench_relay(*events, dir.as_deref(), cli.json),
         Command::Bench { console: true, list_rows, reviews, dir, .. } => cmd_bench_console(*list_rows, *reviews, dir.as_deref(), cli.json),
         Command::Bench { executions, list_rows, restart, dir, .. } => {
             cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json)
@@ -1948,6 +1955,27 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
     }
     let _ = std::fs::remove_dir_all(dir.join("bench-tmp-marker"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
+    let given = dir.is_some();
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => tempfile_dir()?,
+    };
+    let r = lightbox::bench::relay(&dir, events.max(1));
+    if !given {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = r?;
+    if j {
+        print_json(&r.to_json());
+    } else {
+        say!("outbox relay, {} events over 100 executions", r.events);
+        say!("  to NDJSON (fsync per batch of 256): {:.0} events/s", r.ndjson_per_second);
+        say!("  to a loopback webhook (one POST per event): {:.0} events/s", r.webhook_per_second);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
