@@ -2237,9 +2237,9 @@ mod console {
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
                 Mutation::RevealPhi { reason, .. } => reason.clone(),
-                Mutation::Outbox { action: lightbox::outbox::Action::Pause { reason, .. } | lightbox::outbox::Action::Park { reason, .. } } => {
-                    reason.clone()
-                }
+                Mutation::Outbox {
+                    action: lightbox::outbox::Action::Pause { reason, .. } | lightbox::outbox::Action::Park { reason, .. },
+                } => reason.clone(),
                 _ => String::new(),
             };
             // An answer that took over someone else's claim says so, with whose and why.

@@ -108,15 +108,43 @@ pub enum Request {
 /// execution) for a reason the audit log keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    Approve { tokens: Vec<String>, output: String, comment: String, acting: Acting },
-    Reject { tokens: Vec<String>, error: String, cause: String, acting: Acting },
-    Redrive { arns: Vec<String> },
-    Stop { arns: Vec<String>, cause: String },
-    Claim { token: String, claim: bool, by: String },
-    Escalate { tokens: Vec<String>, cause: String, acting: Acting },
-    RevealPhi { reason: String, arn: String },
+    Approve {
+        tokens: Vec<String>,
+        output: String,
+        comment: String,
+        acting: Acting,
+    },
+    Reject {
+        tokens: Vec<String>,
+        error: String,
+        cause: String,
+        acting: Acting,
+    },
+    Redrive {
+        arns: Vec<String>,
+    },
+    Stop {
+        arns: Vec<String>,
+        cause: String,
+    },
+    Claim {
+        token: String,
+        claim: bool,
+        by: String,
+    },
+    Escalate {
+        tokens: Vec<String>,
+        cause: String,
+        acting: Acting,
+    },
+    RevealPhi {
+        reason: String,
+        arn: String,
+    },
     /// View 6: retry, park, requeue, pause or resume (the target is the sink).
-    Outbox { action: crate::outbox::Action },
+    Outbox {
+        action: crate::outbox::Action,
+    },
 }
 
 impl Mutation {

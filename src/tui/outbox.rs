@@ -4,8 +4,8 @@
 //! sink, `t` retry now, `P` park the selected row, `u` requeue parked — each confirmed, and
 //! audited by the job that carries it out.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -97,7 +97,7 @@ impl App {
         if let Some(r) = row.as_ref().filter(|_| matches!(action, Action::Park { .. } | Action::Retry { row: Some(_), .. })) {
             lines.push(format!("row {}: {} of {} ({} attempts)", r.row_id, r.detail_type, r.stream, r.attempts));
         }
-        lines.push("y confirms; any other key cancels. The audit log records it.".into());
+        lines.push("The audit log records it.".into());
         self.dialog = Some(Dialog::Confirm { title: format!("Outbox: {}", action.name()), lines, mutation: Mutation::Outbox { action } });
         Some(vec![])
     }
@@ -137,10 +137,7 @@ impl App {
                 Span::styled(format!("{mark}{:<18} {:<8} ", s.name, s.kind), if i == chosen { t.accent() } else { t.text() }),
                 Span::styled(format!("{breaker:<16}"), style),
                 Span::styled(
-                    format!(
-                        " {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}",
-                        s.backlog, oldest, s.rate_per_min, s.delivered, s.failures, s.parked
-                    ),
+                    format!(" {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}", s.backlog, oldest, s.rate_per_min, s.delivered, s.failures, s.parked),
                     if s.parked > 0 || s.failures > 0 { t.warn() } else { t.text() },
                 ),
             ]));
