@@ -427,3 +427,98 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
         idle_cpu_percent,
     })
 }
+
+// ----- outbox relay -----------------------------------------------------------------
+
+/// Outbox relay throughput: events delivered per second to an NDJSON file (fsync per batch)
+/// and to a loopback webhook (one POST per event, a keep-alive connection).
+#[derive(Debug, Clone)]
+pub struct RelayReport {
+    pub events: usize,
+    pub ndjson_per_second: f64,
+    pub webhook_per_second: f64,
+}
+
+impl RelayReport {
+    pub fn to_json(&self) -> Value {
+        json!({"events": self.events, "ndjsonEventsPerSecond": self.ndjson_per_second, "webhookEventsPerSecond": self.webhook_per_second})
+    }
+}
+
+/// A loopback HTTP server that answers every request 204, keep-alive.
+fn loopback_webhook() -> Result<String, BenchError> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::Setup(e.to_string()))?;
+    let url = format!("http://{}/events", l.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(w) = s.try_clone() else { return };
+                let mut w = w;
+                let mut r = BufReader::new(s);
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let t = line.trim_end();
+                        if t.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = t.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() || w.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(url)
+}
+
+fn relay_case(dir: &Path, name: &str, events: usize, sink_toml: &str) -> Result<f64, BenchError> {
+    let db = dir.join(format!("relay-{name}.db"));
+    let _ = std::fs::remove_file(&db);
+    let store = Store::open(&db)?;
+    let at = chrono::Utc::now();
+    {
+        let tx = store.conn().unchecked_transaction().map_err(StoreError::from)?;
+        for i in 0..events {
+            let stream = format!("arn:aws:states:us-east-1:000000000000:execution:bench:e{}", i % 100);
+            crate::store::emit_event_with(&tx, &stream, &format!("bench-{i}"), "Bench Event", at, &[], json!({"n": i}))?;
+        }
+        tx.commit().map_err(StoreError::from)?;
+    }
+    let cfg: crate::outbox::OutboxConfig =
+        toml::from_str(&format!("[[sinks]]\nname = \"{name}\"\n{sink_toml}\n")).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let sinks = cfg.sinks(dir).map_err(|e| BenchError::Setup(e.to_string()))?;
+    crate::outbox::ensure(store.conn(), &sinks).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let mut publishers: Vec<Box<dyn crate::outbox::Publisher>> = sinks.iter().map(crate::outbox::sink::publisher).collect();
+    let start = Instant::now();
+    let mut delivered = 0;
+    while delivered < events {
+        let r = crate::outbox::relay_once(store.conn(), &sinks, &mut publishers).map_err(|e| BenchError::Setup(e.to_string()))?;
+        if r.delivered == 0 {
+            return Err(BenchError::Setup(format!("the {name} relay stalled after {delivered} events ({} failed)", r.failed)));
+        }
+        delivered += r.delivered;
+    }
+    Ok(events as f64 / start.elapsed().as_secs_f64().max(1e-9))
+}
+
+pub fn relay(dir: &Path, events: usize) -> Result<RelayReport, BenchError> {
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let ndjson = relay_case(dir, "ndjson", events, "kind = \"ndjson\"\npath = \"relay-bench.ndjson\"")?;
+    let url = loopback_webhook()?;
+    let webhook = relay_case(dir, "webhook", events, &format!("kind = \"webhook\"\nurl = \"{url}\""))?;
+    Ok(RelayReport { events, ndjson_per_second: ndjson, webhook_per_second: webhook })
+}

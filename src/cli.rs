@@ -134,6 +134,12 @@ enum Command {
         /// Only seed the --console store (the benchmark runs this in a child process).
         #[arg(long, hide = true)]
         seed_only: bool,
+        /// Measure the outbox relay instead: events/s to an NDJSON file and to a loopback webhook.
+        #[arg(long)]
+        relay: bool,
+        /// Events for --relay.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -157,6 +163,68 @@ enum Command {
         /// Write lightbox.1 and one lightbox-COMMAND.1 page per subcommand into this directory.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// The outbox relay: sinks, their backlog and parked rows; retry, park, requeue, pause, resume.
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum OutboxCmd {
+    /// Every sink (breaker, backlog, oldest age, rate, failures, parked) and the rows behind it.
+    List {
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Only parked rows.
+        #[arg(long)]
+        parked: bool,
+        /// At most this many rows per sink.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Retry now: one row (ROW --sink S) or every waiting row of a sink (--sink S).
+    Retry {
+        /// The outbox row id (as `outbox list` shows it).
+        row: Option<i64>,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+    },
+    /// Park a row for a sink: it is kept, not delivered, until requeued.
+    Park {
+        /// The outbox row id.
+        row: i64,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Requeue parked rows: one (ROW --sink S) or all of a sink (--sink S --parked).
+    Requeue {
+        /// The outbox row id.
+        row: Option<i64>,
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// Every parked row of the sink.
+        #[arg(long, conflicts_with = "row")]
+        parked: bool,
+    },
+    /// Pause delivery to a sink (events queue up).
+    Pause {
+        /// The sink.
+        sink: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume delivery to a paused sink.
+    Resume {
+        /// The sink.
+        sink: String,
     },
 }
 
@@ -478,6 +546,7 @@ pub fn main() -> Result<ExitCode> {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { relay: true, events, dir, .. } => cmd_bench_relay(*events, dir.as_deref(), cli.json),
         Command::Bench { console: true, list_rows, reviews, dir, .. } => cmd_bench_console(*list_rows, *reviews, dir.as_deref(), cli.json),
         Command::Bench { executions, list_rows, restart, dir, .. } => {
             cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json)
@@ -508,6 +577,7 @@ pub fn main() -> Result<ExitCode> {
                 read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
+                sinks: config.outbox.sinks(&data_dir)?,
             };
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
@@ -690,6 +760,9 @@ struct Config {
     /// Named contexts (e.g. a training copy and production), chosen with --context.
     #[serde(default)]
     contexts: std::collections::BTreeMap<String, ContextConfig>,
+    /// `[[outbox.sinks]]`: where the relay delivers workflow events.
+    #[serde(default)]
+    outbox: lightbox::outbox::OutboxConfig,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -966,6 +1039,8 @@ struct Ctx {
     user: String,
     /// Masks patient identifiers in what read commands print.
     phi: lightbox::phi::Masker,
+    /// The outbox relay's sinks (validated `[[outbox.sinks]]`).
+    sinks: Vec<lightbox::outbox::Sink>,
 }
 
 impl Ctx {
@@ -1484,8 +1559,9 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 say!("{src} copied to {} ({size} bytes); check the copy with `lightbox store check {}`", file.display(), file.display());
             }
         }
-        Command::Engine { seconds } => run_engine(engine, *seconds)?,
+        Command::Engine { seconds } => run_engine(engine, *seconds, &ctx.sinks)?,
         Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
+        Command::Outbox(cmd) => return cmd_outbox(cmd, ctx, engine),
         Command::Run(_)
         | Command::Completions { .. }
         | Command::Man { .. }
@@ -1658,7 +1734,129 @@ fn decode_token(t: &str) -> Result<(i64, String)> {
     Ok((ms.parse().with_context(|| format!("--next-token {t:?} is not a token this command printed"))?, arn.to_string()))
 }
 
-fn run_engine(engine: &mut Engine, seconds: Option<u64>) -> Result<()> {
+/// `lightbox outbox …`: the relay's sinks and rows, and the operator's actions on them (audited).
+fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
+    use lightbox::outbox::{self, Action};
+    let conn = engine.store.conn();
+    let action = match cmd {
+        OutboxCmd::List { sink, parked, limit } => {
+            let sinks: Vec<outbox::Sink> = match sink {
+                Some(n) => vec![outbox::find_sink(&ctx.sinks, n)?.clone()],
+                None => ctx.sinks.clone(),
+            };
+            if engine.store.is_read_only() {
+                bail!("the outbox cannot be listed from a read-only store yet");
+            }
+            let status = outbox::status(conn, &sinks, Utc::now().timestamp_millis())?;
+            let mut rows = vec![];
+            for s in &sinks {
+                rows.extend(outbox::rows(conn, s, *parked, *limit)?);
+            }
+            if ctx.json {
+                print_json(&json!({
+                    "sinks": status.iter().map(outbox::SinkStatus::to_json).collect::<Vec<_>>(),
+                    "rows": rows.iter().map(outbox::DeliveryRow::to_json).collect::<Vec<_>>(),
+                }));
+            } else if sinks.is_empty() {
+                say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
+            } else {
+                say!(
+                    "{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                    "SINK",
+                    "KIND",
+                    "BREAKER",
+                    "BACKLOG",
+                    "OLDEST",
+                    "RATE/m",
+                    "DELIVERED",
+                    "FAILURES",
+                    "PARKED"
+                );
+                for s in &status {
+                    let breaker = match s.breaker_left_ms {
+                        Some(ms) => format!("{} {}s", s.breaker.as_str(), ms / 1000),
+                        None if s.paused => "PAUSED".into(),
+                        None => s.breaker.as_str().into(),
+                    };
+                    let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
+                    say!(
+                        "{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                        esc(&s.name),
+                        s.kind,
+                        breaker,
+                        s.backlog,
+                        oldest,
+                        s.rate_per_min,
+                        s.delivered,
+                        s.failures,
+                        s.parked
+                    );
+                }
+                if !rows.is_empty() {
+                    say!("");
+                    say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
+                    for r in &rows {
+                        say!(
+                            "{:>7} {:<16} {:>8} {:<7} {:<32} {}",
+                            r.row_id,
+                            esc(&r.sink),
+                            r.attempts,
+                            if r.parked { "yes" } else { "" },
+                            esc(&r.detail_type),
+                            esc(&r.stream)
+                        );
+                    }
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        OutboxCmd::Retry { row, sink } => Action::Retry { sink: sink.clone(), row: *row },
+        OutboxCmd::Park { row, sink, reason } => Action::Park { sink: sink.clone(), row: *row, reason: reason.clone() },
+        OutboxCmd::Requeue { row, sink, parked } => {
+            if row.is_none() && !parked {
+                bail!("name a row to requeue, or --parked for every parked row of {sink}");
+            }
+            Action::Requeue { sink: sink.clone(), row: *row }
+        }
+        OutboxCmd::Pause { sink, reason } => Action::Pause { sink: sink.clone(), reason: reason.clone() },
+        OutboxCmd::Resume { sink } => Action::Resume { sink: sink.clone() },
+    };
+    ctx.refuse(action.name())?;
+    let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
+    if ctx.json {
+        print_json(&json!({"action": action.name(), "sink": action.sink(), "result": said}));
+    } else {
+        say!("{said}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Start the outbox relay beside the engine (its own thread and connection); stop it on drop.
+struct RelayGuard(Option<(std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>)>);
+
+impl RelayGuard {
+    fn start(engine: &Engine, sinks: &[lightbox::outbox::Sink]) -> Result<RelayGuard> {
+        let Some(db) = engine.store.path().map(Path::to_path_buf) else { return Ok(RelayGuard(None)) };
+        if sinks.is_empty() || engine.store.is_read_only() {
+            return Ok(RelayGuard(None));
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = lightbox::outbox::spawn(db, sinks.to_vec(), stop.clone()).context("starting the outbox relay")?;
+        Ok(RelayGuard(Some((stop, h))))
+    }
+}
+
+impl Drop for RelayGuard {
+    fn drop(&mut self) {
+        if let Some((stop, h)) = self.0.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = h.join();
+        }
+    }
+}
+
+fn run_engine(engine: &mut Engine, seconds: Option<u64>, sinks: &[lightbox::outbox::Sink]) -> Result<()> {
+    let _relay = RelayGuard::start(engine, sinks)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let stop_at = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
     rt.block_on(async {
@@ -1757,6 +1955,27 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
     }
     let _ = std::fs::remove_dir_all(dir.join("bench-tmp-marker"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
+    let given = dir.is_some();
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => tempfile_dir()?,
+    };
+    let r = lightbox::bench::relay(&dir, events.max(1));
+    if !given {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = r?;
+    if j {
+        print_json(&r.to_json());
+    } else {
+        say!("outbox relay, {} events over 100 executions", r.events);
+        say!("  to NDJSON (fsync per batch of 256): {:.0} events/s", r.ndjson_per_second);
+        say!("  to a loopback webhook (one POST per event): {:.0} events/s", r.webhook_per_second);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1903,7 +2122,9 @@ mod console {
             DemoMode::Paused(why) => Some(format!("demo paused: {why} ({} studies in flight stand still)", in_flight())),
             DemoMode::Off => None,
         };
-        let mut local = Local::new(engine, data_dir.to_path_buf());
+        // The relay delivers outbox rows to the configured sinks while the console drives the engine.
+        let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
+        let mut local = Local::new(engine, data_dir.to_path_buf()).with_sinks(ctx.sinks.clone());
         if demo {
             local = local.with_driver(demo_driver());
         }
@@ -1958,6 +2179,7 @@ mod console {
             Mutation::Claim { claim: false, .. } => audit::Action::Unclaim,
             Mutation::Escalate { .. } => audit::Action::Escalate,
             Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
+            Mutation::Outbox { action } => audit::Action::Other(action.name().into()),
         }
     }
 
@@ -2015,6 +2237,9 @@ mod console {
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
                 Mutation::RevealPhi { reason, .. } => reason.clone(),
+                Mutation::Outbox {
+                    action: lightbox::outbox::Action::Pause { reason, .. } | lightbox::outbox::Action::Park { reason, .. },
+                } => reason.clone(),
                 _ => String::new(),
             };
             // An answer that took over someone else's claim says so, with whose and why.

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod history;
 pub mod ops;
+pub mod outbox;
 pub mod phi;
 pub mod sim;
 pub mod store;

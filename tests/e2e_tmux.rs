@@ -504,3 +504,41 @@ fn events_name_their_state_and_the_filter_finds_errors_and_causes() {
     let s = t.wait_for("Executions · 0 ·");
     assert!(!s.lines().any(|l| l.starts_with('│') && l.contains("ACC-E2E")), "a masked name matches nothing: {s}");
 }
+
+// ----- outbox -----
+
+#[test]
+fn view_6_shows_a_sink_and_pausing_and_resuming_it_is_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[[outbox.sinks]]\nname = \"archive\"\nkind = \"ndjson\"\npath = \"events.ndjson\"\n").expect("config");
+    let cmd = format!("{} --data-dir {} --config {} console --no-demo", bin(), data.display(), config.display());
+    let t = Tmux::start(&cmd, 140, 30);
+    t.wait_for("Pipelines");
+    t.keys(&["6"]);
+    t.wait_for("archive");
+    t.wait_for("CLOSED");
+    t.keys(&["p"]);
+    t.wait_for("pause delivery to archive");
+    t.keys(&["y"]);
+    t.wait_for("PAUSED");
+    t.keys(&["p"]);
+    t.wait_for("resume delivery to archive");
+    t.keys(&["y"]);
+    t.wait_for("CLOSED");
+    // The relay delivered the setup's events while the console ran.
+    let file = data.join("events.ndjson");
+    let start = Instant::now();
+    while std::fs::read_to_string(&file).map(|t| t.lines().count()).unwrap_or(0) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the relay delivered nothing");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    t.keys(&["q"]);
+    for action in ["outbox-pause", "outbox-resume"] {
+        let entries = lb(&data, &["audit", "list", "--action", action]);
+        let e = entries["entries"].as_array().expect("entries");
+        assert_eq!(e.len(), 1, "{action}: {entries}");
+        assert_eq!(e[0]["source"], "console", "{entries}");
+    }
+}

@@ -23,15 +23,23 @@ pub struct Local {
     defs: HashMap<String, Arc<Definition>>,
     /// The definition hash of each execution seen.
     def_of: HashMap<String, String>,
+    /// The outbox relay's sinks (`[[outbox.sinks]]`).
+    sinks: Vec<crate::outbox::Sink>,
 }
 
 impl Local {
     pub fn new(engine: Engine, data_dir: PathBuf) -> Local {
-        Local { engine, data_dir, driver: None, defs: HashMap::new(), def_of: HashMap::new() }
+        Local { engine, data_dir, driver: None, defs: HashMap::new(), def_of: HashMap::new(), sinks: vec![] }
     }
 
     pub fn with_driver(mut self, driver: Driver) -> Local {
         self.driver = Some(driver);
+        self
+    }
+
+    /// The outbox sinks the Outbox view shows and acts on.
+    pub fn with_sinks(mut self, sinks: Vec<crate::outbox::Sink>) -> Local {
+        self.sinks = sinks;
         self
     }
 }
@@ -254,6 +262,23 @@ impl ControlPlane for Local {
 
     /// Never dies: a panic in the driver or the engine is logged (and, inside the engine,
     /// fails only the execution it came from); the next tick runs as usual.
+    fn outbox(&mut self, rows_per_sink: usize) -> Result<super::OutboxSnapshot> {
+        if self.engine.store.is_read_only() {
+            return Err(super::BackendError::Refused("the outbox cannot be shown from a read-only store".into()));
+        }
+        let conn = self.engine.store.conn();
+        let sinks = crate::outbox::status(conn, &self.sinks, chrono::Utc::now().timestamp_millis())?;
+        let mut rows = vec![];
+        for s in &self.sinks {
+            rows.extend(crate::outbox::rows(conn, s, false, rows_per_sink)?);
+        }
+        Ok(super::OutboxSnapshot { sinks, rows })
+    }
+
+    fn outbox_act(&mut self, action: &crate::outbox::Action) -> Result<String> {
+        Ok(crate::outbox::apply(self.engine.store.conn(), &self.sinks, action)?)
+    }
+
     fn tick(&mut self) -> Result<usize> {
         if self.engine.store.is_read_only() {
             // A store this process may not write: show it, run nothing.

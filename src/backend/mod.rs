@@ -22,6 +22,8 @@ pub enum BackendError {
     Audit(#[from] crate::audit::AuditError),
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -119,6 +121,23 @@ pub trait ControlPlane: Send {
     fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()>;
     /// Fire due timers and run due tasks (the embedded engine); a no-op for remote backends.
     fn tick(&mut self) -> Result<usize>;
+    /// The outbox relay's sinks and the rows behind them (view 6).
+    fn outbox(&mut self, rows_per_sink: usize) -> Result<OutboxSnapshot> {
+        let _ = rows_per_sink;
+        Err(BackendError::Refused("the outbox relay is not supported by this backend".into()))
+    }
+    /// An operator action on the relay (the caller audits it); returns what happened.
+    fn outbox_act(&mut self, action: &crate::outbox::Action) -> Result<String> {
+        let _ = action;
+        Err(BackendError::Refused("the outbox relay is not supported by this backend".into()))
+    }
+}
+
+/// The Outbox view's data: every sink's status and the rows behind each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxSnapshot {
+    pub sinks: Vec<crate::outbox::SinkStatus>,
+    pub rows: Vec<crate::outbox::DeliveryRow>,
 }
 
 impl Pulse {

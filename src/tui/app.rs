@@ -100,19 +100,51 @@ pub enum Request {
     Events(Option<i64>),
     /// The newest audit-log rows (`:audit`).
     Audit,
+    /// View 6: the outbox relay's sinks and rows.
+    Outbox,
 }
 
 /// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
 /// execution) for a reason the audit log keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    Approve { tokens: Vec<String>, output: String, comment: String, acting: Acting },
-    Reject { tokens: Vec<String>, error: String, cause: String, acting: Acting },
-    Redrive { arns: Vec<String> },
-    Stop { arns: Vec<String>, cause: String },
-    Claim { token: String, claim: bool, by: String },
-    Escalate { tokens: Vec<String>, cause: String, acting: Acting },
-    RevealPhi { reason: String, arn: String },
+    Approve {
+        tokens: Vec<String>,
+        output: String,
+        comment: String,
+        acting: Acting,
+    },
+    Reject {
+        tokens: Vec<String>,
+        error: String,
+        cause: String,
+        acting: Acting,
+    },
+    Redrive {
+        arns: Vec<String>,
+    },
+    Stop {
+        arns: Vec<String>,
+        cause: String,
+    },
+    Claim {
+        token: String,
+        claim: bool,
+        by: String,
+    },
+    Escalate {
+        tokens: Vec<String>,
+        cause: String,
+        acting: Acting,
+    },
+    RevealPhi {
+        reason: String,
+        arn: String,
+    },
+    /// View 6: retry, park, requeue, pause or resume (the target is the sink).
+    Outbox {
+        action: crate::outbox::Action,
+    },
 }
 
 impl Mutation {
@@ -124,7 +156,7 @@ impl Mutation {
             }
             Mutation::Redrive { arns } | Mutation::Stop { arns, .. } => arns.iter().map(String::as_str).collect(),
             Mutation::Claim { token, .. } => vec![token.as_str()],
-            Mutation::RevealPhi { .. } => vec![],
+            Mutation::RevealPhi { .. } | Mutation::Outbox { .. } => vec![],
         }
     }
 
@@ -138,6 +170,7 @@ impl Mutation {
             Mutation::Claim { claim: false, .. } => "unclaim",
             Mutation::Escalate { .. } => "escalate",
             Mutation::RevealPhi { .. } => "reveal-phi",
+            Mutation::Outbox { action } => action.name(),
         }
     }
 }
@@ -165,6 +198,7 @@ pub enum Loaded {
     Done { verb: String, ok: usize, failed: Vec<String> },
     Failed { what: String, error: String },
     Definitions(HashMap<String, Arc<Definition>>),
+    Outbox(crate::backend::OutboxSnapshot),
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +451,8 @@ pub struct App {
     pub executions: Pane<Vec<ExecutionRow>>,
     pub detail: Pane<Detail>,
     pub events: Pane<Vec<FeedEvent>>,
+    /// View 6.
+    pub outbox: super::outbox::OutboxView,
     /// What the operator acted on: when one of these leaves a view, that is expected and
     /// not announced.
     pub acted: BTreeSet<String>,
@@ -471,6 +507,7 @@ impl App {
             executions: Pane::default(),
             detail: Pane::default(),
             events: Pane::default(),
+            outbox: Default::default(),
             acted: BTreeSet::new(),
             definitions: HashMap::new(),
             quit: false,
@@ -506,7 +543,8 @@ impl App {
                 None => r.push(Request::Executions(self.status_filter, self.redriven_filter)),
             },
             View::Events => r.push(Request::Events(self.events_after())),
-            View::Slo | View::Outbox => {}
+            View::Outbox => r.push(Request::Outbox),
+            View::Slo => {}
         }
         r
     }
@@ -521,6 +559,7 @@ impl App {
                 Request::Detail(..) => self.detail.loading = true,
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
+                Request::Outbox => self.outbox.data.loading = true,
             }
         }
         self.refresh_requests().into_iter().map(Effect::Load).collect()
@@ -558,6 +597,7 @@ impl App {
             View::Executions if self.detail_arn.is_some() => self.detail.value.history.len(),
             View::Executions => self.visible_executions().len(),
             View::Events => self.visible_events().len(),
+            View::Outbox => self.outbox_rows().len(),
             _ => 0,
         }
     }
@@ -594,7 +634,8 @@ impl App {
                 let name = e.execution_arn.rsplit(':').next().unwrap_or_default();
                 (e.seq.to_string(), format!("event {} of {name}", e.event.event_type))
             }),
-            View::Slo | View::Outbox => None,
+            View::Outbox => self.outbox_rows().get(i).map(|r| (format!("{}#{}", r.sink, r.row_id), format!("outbox row {}", r.row_id))),
+            View::Slo => None,
         }
     }
 
@@ -604,7 +645,8 @@ impl App {
             View::Reviews => self.visible_reviews().iter().map(|r| r.token.clone()).collect(),
             View::Executions => self.visible_executions().iter().map(|e| e.arn.clone()).collect(),
             View::Events => self.visible_events().iter().map(|e| e.seq.to_string()).collect(),
-            View::Slo | View::Outbox => vec![],
+            View::Outbox => self.outbox_rows().iter().map(|r| format!("{}#{}", r.sink, r.row_id)).collect(),
+            View::Slo => vec![],
         }
     }
 
@@ -668,6 +710,12 @@ impl App {
                     return effects;
                 }
                 self.dialog_scroll = 0;
+                if self.view == View::Outbox
+                    && !self.pane_open()
+                    && let Some(effects) = self.outbox_key(&k)
+                {
+                    return effects;
+                }
                 let key = Key::from_event(&k);
                 let mut effects = match self.keymap.action(key, self.scope()) {
                     Some(a) if self.pane_open() => self.pane_action(a),
@@ -718,6 +766,7 @@ impl App {
         };
         match l {
             Loaded::Pulse(p) => self.pulse.set(p, at),
+            Loaded::Outbox(o) => self.outbox.data.set(o, at),
             Loaded::Studies(s) => {
                 self.counts = StageCounts::of(&s);
                 let signed =
@@ -793,6 +842,7 @@ impl App {
                     "executions" => self.executions.error = Some(error),
                     "detail" => self.detail.error = Some(error),
                     "events" => self.events.error = Some(error),
+                    "outbox" => self.outbox.data.error = Some(error),
                     _ => {}
                 }
             }
@@ -1234,6 +1284,7 @@ impl App {
             View::Reviews => self.visible_reviews().get(cur).map(|r| r.execution_arn.clone()),
             View::Executions if self.detail_arn.is_none() => self.visible_executions().get(cur).map(|e| e.arn.clone()),
             View::Events => self.visible_events().get(cur).map(|e| e.execution_arn.clone()),
+            View::Outbox => self.outbox_selected_execution(),
             _ => None,
         };
         match arn {

@@ -131,6 +131,7 @@ fn kind(r: &Request) -> u8 {
         Request::Detail(..) => 4,
         Request::Events(_) => 5,
         Request::Audit => 7,
+        Request::Outbox => 8,
     }
 }
 
@@ -165,6 +166,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Detail(..) => "detail",
         Request::Events(_) => "events",
         Request::Audit => "audit",
+        Request::Outbox => "outbox",
     };
     let res: crate::backend::Result<Vec<Loaded>> = (|| {
         let main = match r {
@@ -216,6 +218,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
                 after,
             })),
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
+            Request::Outbox => Loaded::Outbox(cp.outbox(200)?),
         };
         // Reviews: the executions they wait in; executions: those a redrive could resume.
         let arns: Vec<String> = match &main {
@@ -276,6 +279,7 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
             }
         }
         Mutation::RevealPhi { arn, .. } => one(arn, &mut || Ok(())),
+        Mutation::Outbox { action } => one(action.sink(), &mut || cp.outbox_act(action).map(|_| ())),
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }
 }

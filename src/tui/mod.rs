@@ -9,6 +9,7 @@ pub mod command;
 pub mod detail;
 pub mod jobs;
 pub mod keymap;
+pub mod outbox;
 pub mod render;
 pub mod rows;
 pub mod table;

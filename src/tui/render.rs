@@ -74,7 +74,8 @@ impl App {
                     None => self.executions_view(f, rows[2]),
                 },
                 View::Events => self.events_view(f, rows[2]),
-                View::Slo | View::Outbox => self.reserved(f, rows[2]),
+                View::Outbox => self.outbox_view(f, rows[2]),
+                View::Slo => self.reserved(f, rows[2]),
             }
             self.draw_pane(f, rows[2]);
         }

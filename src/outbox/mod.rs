@@ -1,0 +1,1026 @@
+//! The outbox relay: delivers every outbox row (one workflow event) to each configured sink,
+//! at least once, in order per stream (an execution's rows wait while an earlier row of the
+//! same execution is undelivered to that sink), with exponential backoff and full jitter, a
+//! circuit breaker per sink, and poison rows parked after `max_attempts` — never dropped.
+//!
+//! Delivery state lives in the store beside the rows (`outbox_sinks`, `outbox_delivery`), so a
+//! relay killed between publishing and marking publishes the row again, with the same event id
+//! (the sink dedupes by it: the webhook's `Idempotency-Key`, the NDJSON line's `id`).
+//!
+//! A parked row no longer holds back the rows after it in its stream; requeueing it delivers
+//! it after them.
+
+pub mod sink;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+pub use sink::{Publisher, SinkError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("config [[outbox.sinks]] {sink}: {key}: {problem}")]
+    Config { sink: String, key: &'static str, problem: String },
+    #[error("no sink named {0:?} in config [[outbox.sinks]]")]
+    UnknownSink(String),
+    #[error("outbox row {0} does not exist")]
+    UnknownRow(i64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+pub type Result<T> = std::result::Result<T, OutboxError>;
+
+/// `[outbox]` in config.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One `[[outbox.sinks]]` entry as written in config.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    pub name: String,
+    /// "webhook" or "ndjson".
+    pub kind: String,
+    pub url: Option<String>,
+    pub path: Option<PathBuf>,
+    /// Park a row after this many failed attempts (default 10).
+    pub max_attempts: Option<u32>,
+    /// Open the breaker after this many failures (default 5) …
+    pub breaker_failures: Option<u32>,
+    /// … within this window (default "1m") …
+    pub breaker_window: Option<String>,
+    /// … and keep it open this long before one trial row (default "15m").
+    pub breaker_open_for: Option<String>,
+    /// Per-request timeout of a webhook (default "10s").
+    pub timeout: Option<String>,
+    /// Backoff: the first retry waits up to this long (default "1s") …
+    pub base_delay: Option<String>,
+    /// … doubling up to this cap (default "5m").
+    pub max_delay: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkKind {
+    Webhook { url: String },
+    Ndjson { path: PathBuf },
+}
+
+/// A validated sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sink {
+    pub name: String,
+    pub kind: SinkKind,
+    pub max_attempts: u32,
+    pub breaker_failures: u32,
+    pub breaker_window: Duration,
+    pub breaker_open_for: Duration,
+    pub timeout: Duration,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Sink {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            SinkKind::Webhook { .. } => "webhook",
+            SinkKind::Ndjson { .. } => "ndjson",
+        }
+    }
+    /// Where events go: the URL or the file.
+    pub fn target(&self) -> String {
+        match &self.kind {
+            SinkKind::Webhook { url } => url.clone(),
+            SinkKind::Ndjson { path } => path.display().to_string(),
+        }
+    }
+}
+
+/// A duration such as "500ms", "10s", "1m", "15m", "2h", "1d".
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(ms).map(Duration::from_millis)
+}
+
+impl OutboxConfig {
+    /// Check every sink; relative NDJSON paths are taken relative to `data_dir`.
+    pub fn sinks(&self, data_dir: &Path) -> Result<Vec<Sink>> {
+        let mut seen = HashSet::new();
+        self.sinks.iter().map(|s| s.validate(data_dir, &mut seen)).collect()
+    }
+}
+
+impl SinkConfig {
+    fn validate(&self, data_dir: &Path, seen: &mut HashSet<String>) -> Result<Sink> {
+        let bad = |key: &'static str, problem: String| OutboxError::Config { sink: format!("{:?}", self.name), key, problem };
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(bad("name", "must be 1–64 letters, digits, '-', '_' or '.'".into()));
+        }
+        if !seen.insert(self.name.clone()) {
+            return Err(bad("name", "names another sink already".into()));
+        }
+        let kind = match self.kind.as_str() {
+            "webhook" => {
+                let url = self.url.clone().ok_or_else(|| bad("url", "a webhook sink needs url".into()))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad("url", format!("{url:?} is not an http:// or https:// URL")));
+                }
+                if self.path.is_some() {
+                    return Err(bad("path", "is for ndjson sinks; a webhook sink has url".into()));
+                }
+                SinkKind::Webhook { url }
+            }
+            "ndjson" => {
+                let p = self.path.clone().ok_or_else(|| bad("path", "an ndjson sink needs path".into()))?;
+                if self.url.is_some() {
+                    return Err(bad("url", "is for webhook sinks; an ndjson sink has path".into()));
+                }
+                SinkKind::Ndjson { path: if p.is_relative() { data_dir.join(p) } else { p } }
+            }
+            other => return Err(bad("kind", format!("{other:?} is not \"webhook\" or \"ndjson\""))),
+        };
+        let dur = |key: &'static str, v: &Option<String>, default: &str| -> Result<Duration> {
+            let text = v.as_deref().unwrap_or(default);
+            match parse_duration(text) {
+                Some(d) if !d.is_zero() => Ok(d),
+                _ => Err(bad(key, format!("{text:?} is not a duration such as \"500ms\", \"10s\", \"1m\" or \"15m\""))),
+            }
+        };
+        let count = |key: &'static str, v: Option<u32>, default: u32| -> Result<u32> {
+            match v.unwrap_or(default) {
+                0 => Err(bad(key, "must be at least 1".into())),
+                n => Ok(n),
+            }
+        };
+        let base_delay = dur("base_delay", &self.base_delay, "1s")?;
+        let max_delay = dur("max_delay", &self.max_delay, "5m")?;
+        if max_delay < base_delay {
+            return Err(bad("max_delay", "must not be shorter than base_delay".into()));
+        }
+        Ok(Sink {
+            name: self.name.clone(),
+            kind,
+            max_attempts: count("max_attempts", self.max_attempts, 10)?,
+            breaker_failures: count("breaker_failures", self.breaker_failures, 5)?,
+            breaker_window: dur("breaker_window", &self.breaker_window, "1m")?,
+            breaker_open_for: dur("breaker_open_for", &self.breaker_open_for, "15m")?,
+            timeout: dur("timeout", &self.timeout, "10s")?,
+            base_delay,
+            max_delay,
+        })
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS outbox_sinks (
+    name          TEXT PRIMARY KEY,
+    paused        INTEGER NOT NULL DEFAULT 0,
+    paused_reason TEXT,
+    breaker       TEXT NOT NULL DEFAULT 'closed',
+    opened_ms     INTEGER,
+    fail_times    TEXT NOT NULL DEFAULT '[]',
+    floor         INTEGER NOT NULL DEFAULT 0,
+    delivered     INTEGER NOT NULL DEFAULT 0,
+    failed        INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox_delivery (
+    sink          TEXT NOT NULL,
+    row_id        INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_ms       INTEGER NOT NULL DEFAULT 0,
+    parked        INTEGER NOT NULL DEFAULT 0,
+    park_reason   TEXT,
+    delivered_ms  INTEGER,
+    last_error    TEXT,
+    PRIMARY KEY (sink, row_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_delivery_parked ON outbox_delivery (sink, parked);
+"#;
+
+/// Create the relay's tables (idempotent) and a state row for every configured sink.
+pub fn ensure(conn: &Connection, sinks: &[Sink]) -> Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    for s in sinks {
+        conn.execute("INSERT OR IGNORE INTO outbox_sinks (name) VALUES (?1)", [&s.name])?;
+    }
+    Ok(())
+}
+
+/// Breaker state of a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaker {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl Breaker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Breaker::Closed => "CLOSED",
+            Breaker::Open => "OPEN",
+            Breaker::HalfOpen => "HALF_OPEN",
+        }
+    }
+    fn parse(s: &str) -> Breaker {
+        match s {
+            "open" => Breaker::Open,
+            "half_open" => Breaker::HalfOpen,
+            _ => Breaker::Closed,
+        }
+    }
+    fn db(self) -> &'static str {
+        match self {
+            Breaker::Closed => "closed",
+            Breaker::Open => "open",
+            Breaker::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// The breaker as stored, and what it is at `now` (an open breaker whose time is up is half-open).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerState {
+    pub state: Breaker,
+    pub opened_ms: Option<i64>,
+    /// Failure times inside the window (closed breaker).
+    pub fail_times: Vec<i64>,
+}
+
+impl BreakerState {
+    pub fn effective(&self, sink: &Sink, now_ms: i64) -> Breaker {
+        match (self.state, self.opened_ms) {
+            (Breaker::Open, Some(at)) if now_ms >= at.saturating_add(ms_of(sink.breaker_open_for)) => Breaker::HalfOpen,
+            (s, _) => s,
+        }
+    }
+    /// Milliseconds until an open breaker lets a trial row through.
+    pub fn open_left_ms(&self, sink: &Sink, now_ms: i64) -> Option<i64> {
+        match (self.state, self.opened_ms) {
+            (Breaker::Open, Some(at)) => Some((at.saturating_add(ms_of(sink.breaker_open_for)) - now_ms).max(0)),
+            _ => None,
+        }
+    }
+    /// A delivery failed at `now`: returns true when this opened the breaker.
+    pub fn on_failure(&mut self, sink: &Sink, now_ms: i64) -> bool {
+        match self.effective(sink, now_ms) {
+            Breaker::HalfOpen => {
+                self.state = Breaker::Open;
+                self.opened_ms = Some(now_ms);
+                self.fail_times.clear();
+                true
+            }
+            Breaker::Open => false,
+            Breaker::Closed => {
+                let since = now_ms.saturating_sub(ms_of(sink.breaker_window));
+                self.fail_times.retain(|t| *t > since);
+                self.fail_times.push(now_ms);
+                if self.fail_times.len() >= sink.breaker_failures as usize {
+                    self.state = Breaker::Open;
+                    self.opened_ms = Some(now_ms);
+                    self.fail_times.clear();
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+    /// A delivery succeeded: the breaker closes.
+    pub fn on_success(&mut self) {
+        self.state = Breaker::Closed;
+        self.opened_ms = None;
+        self.fail_times.clear();
+    }
+}
+
+fn ms_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Full jitter: a uniformly random wait in `[0, min(max, base · 2^(attempts-1))]`.
+pub fn backoff_ms(sink: &Sink, attempts: u32, unit: f64) -> i64 {
+    let exp = 2f64.powi(attempts.saturating_sub(1).min(40) as i32);
+    let cap = (ms_of(sink.base_delay) as f64 * exp).min(ms_of(sink.max_delay) as f64);
+    (cap * unit.clamp(0.0, 1.0)) as i64
+}
+
+fn random_unit() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The id an outbox row's event is delivered under: its `id`, else `<stream>#<event_id>`.
+pub fn event_id(stream: &str, event_id: i64, payload: &str) -> String {
+    serde_json::from_str::<Value>(payload)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| format!("{stream}#{event_id}"))
+}
+
+/// The event's `detail-type`, or what an older row calls itself.
+fn detail_type(payload: &Value) -> String {
+    payload
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .or_else(|| payload.pointer("/event/type").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn load_breaker(conn: &Connection, sink: &str) -> Result<(BreakerState, bool, i64)> {
+    let (b, opened, fails, paused, floor): (String, Option<i64>, String, bool, i64) =
+        conn.query_row("SELECT breaker, opened_ms, fail_times, paused, floor FROM outbox_sinks WHERE name = ?1", [sink], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+    let fail_times = serde_json::from_str(&fails).unwrap_or_default();
+    Ok((BreakerState { state: Breaker::parse(&b), opened_ms: opened, fail_times }, paused, floor))
+}
+
+fn save_breaker(conn: &Connection, sink: &str, b: &BreakerState) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox_sinks SET breaker = ?2, opened_ms = ?3, fail_times = ?4 WHERE name = ?1",
+        params![sink, b.state.db(), b.opened_ms, serde_json::to_string(&b.fail_times).unwrap_or_else(|_| "[]".into())],
+    )?;
+    Ok(())
+}
+
+/// What one pass over a sink did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PassReport {
+    pub delivered: usize,
+    pub failed: usize,
+    pub parked: usize,
+    pub breaker_opened: bool,
+}
+
+struct Candidate {
+    id: i64,
+    stream: String,
+    event_id: i64,
+    payload: String,
+    attempts: u32,
+    next_ms: i64,
+    parked: bool,
+}
+
+/// Rows a pass looks at, at most.
+const PASS_ROWS: i64 = 2000;
+/// Publish this many rows, then flush (fsync) and mark them in one transaction.
+const MARK_BATCH: usize = 256;
+
+/// One pass of the relay over one sink: deliver what is due, in order per stream.
+pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher, now_ms: impl Fn() -> i64) -> Result<PassReport> {
+    let mut report = PassReport::default();
+    let (mut breaker, paused, floor) = load_breaker(conn, &sink.name)?;
+    if paused {
+        return Ok(report);
+    }
+    let start = now_ms();
+    let mut trial_only = match breaker.effective(sink, start) {
+        Breaker::Open => return Ok(report),
+        Breaker::HalfOpen => true,
+        Breaker::Closed => false,
+    };
+    let rows: Vec<Candidate> = {
+        let mut st = conn.prepare_cached(
+            "SELECT o.id, o.execution_arn, o.event_id, o.payload, COALESCE(d.attempts, 0), COALESCE(d.next_ms, 0), COALESCE(d.parked, 0)
+             FROM outbox o LEFT JOIN outbox_delivery d ON d.sink = ?1 AND d.row_id = o.id
+             WHERE o.id > ?2 AND d.delivered_ms IS NULL ORDER BY o.id LIMIT ?3",
+        )?;
+        st.query_map(params![sink.name, floor, PASS_ROWS], |r| {
+            Ok(Candidate {
+                id: r.get(0)?,
+                stream: r.get(1)?,
+                event_id: r.get(2)?,
+                payload: r.get(3)?,
+                attempts: r.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+                next_ms: r.get(5)?,
+                parked: r.get::<_, i64>(6)? != 0,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?
+    };
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut published: Vec<i64> = vec![];
+    let mut stop = false;
+    // The lowest row still owed (not delivered, not parked): everything below it is done.
+    let mut new_floor: Option<i64> = None;
+    let mut all_seen = rows.len() < PASS_ROWS as usize;
+    for c in &rows {
+        if c.parked {
+            continue;
+        }
+        if stop || blocked.contains(&c.stream) || c.next_ms > now_ms() {
+            blocked.insert(c.stream.clone());
+            new_floor.get_or_insert(c.id - 1);
+            continue;
+        }
+        let id = event_id(&c.stream, c.event_id, &c.payload);
+        match publisher.publish(&id, &c.payload) {
+            Ok(()) => published.push(c.id),
+            Err(e) => {
+                // What was published before this failure is flushed and marked first.
+                mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+                new_floor.get_or_insert(c.id - 1);
+                blocked.insert(c.stream.clone());
+                let now = now_ms();
+                let parked = fail(conn, sink, c.id, c.attempts + 1, &e.to_string(), now)?;
+                report.failed += 1;
+                if parked {
+                    report.parked += 1;
+                    blocked.remove(&c.stream);
+                }
+                if breaker.on_failure(sink, now) {
+                    report.breaker_opened = true;
+                    crate::store::emit_event_with(
+                        conn,
+                        "lightbox:outbox",
+                        &format!("outbox:{}:breaker-opened:{now}", sink.name),
+                        "Outbox Sink Breaker Opened",
+                        crate::store::from_ms(now),
+                        &[],
+                        json!({"sink": sink.name, "openFor": sink.breaker_open_for.as_secs(), "lastError": e.to_string()}),
+                    )?;
+                }
+                if breaker.state == Breaker::Open {
+                    stop = true;
+                    all_seen = false;
+                }
+                save_breaker(conn, &sink.name, &breaker)?;
+                continue;
+            }
+        }
+        if trial_only {
+            // Half-open: one trial row decides.
+            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+            trial_only = false;
+            if breaker.state != Breaker::Closed {
+                stop = true;
+            }
+        } else if published.len() >= MARK_BATCH {
+            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+        }
+    }
+    mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+    let floor_to = match new_floor {
+        Some(f) => Some(f),
+        None if all_seen => rows.last().map(|c| c.id),
+        None => None,
+    };
+    // Parked rows below the new floor keep their delivery rows, and requeue lowers the floor.
+    if let Some(f) = floor_to.filter(|f| *f > floor) {
+        conn.execute("UPDATE outbox_sinks SET floor = ?2 WHERE name = ?1", params![sink.name, f])?;
+    }
+    // Delivered rows below the floor are only kept a while, for the publish rate.
+    conn.execute(
+        "DELETE FROM outbox_delivery WHERE sink = ?1 AND parked = 0 AND delivered_ms IS NOT NULL AND delivered_ms < ?2 AND row_id <= (SELECT floor FROM outbox_sinks WHERE name = ?1)",
+        params![sink.name, start - 600_000],
+    )?;
+    Ok(report)
+}
+
+/// Flush what was published and mark it delivered; a failed flush counts against each row.
+fn mark(
+    conn: &Connection,
+    sink: &Sink,
+    publisher: &mut dyn Publisher,
+    published: &mut Vec<i64>,
+    now: i64,
+    report: &mut PassReport,
+    breaker: &mut BreakerState,
+) -> Result<()> {
+    if published.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = publisher.flush() {
+        for id in published.drain(..) {
+            let attempts: i64 = conn
+                .query_row("SELECT attempts FROM outbox_delivery WHERE sink = ?1 AND row_id = ?2", params![sink.name, id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            fail(conn, sink, id, attempts.clamp(0, i64::from(u32::MAX)) as u32 + 1, &e.to_string(), now)?;
+            report.failed += 1;
+        }
+        breaker.on_failure(sink, now);
+        save_breaker(conn, &sink.name, breaker)?;
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut up = tx.prepare_cached(
+            "INSERT INTO outbox_delivery (sink, row_id, attempts, delivered_ms) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (sink, row_id) DO UPDATE SET attempts = attempts + 1, delivered_ms = ?3, last_error = NULL",
+        )?;
+        for id in published.iter() {
+            up.execute(params![sink.name, id, now])?;
+        }
+    }
+    tx.execute("UPDATE outbox_sinks SET delivered = delivered + ?2 WHERE name = ?1", params![sink.name, published.len() as i64])?;
+    breaker.on_success();
+    tx.execute("UPDATE outbox_sinks SET breaker = 'closed', opened_ms = NULL, fail_times = '[]' WHERE name = ?1", [&sink.name])?;
+    tx.commit()?;
+    report.delivered += published.len();
+    published.clear();
+    Ok(())
+}
+
+/// Record a failed attempt: back off, or park after `max_attempts`. Returns true when parked.
+fn fail(conn: &Connection, sink: &Sink, row: i64, attempts: u32, error: &str, now: i64) -> Result<bool> {
+    let error: String = error.chars().take(300).collect();
+    let parked = attempts >= sink.max_attempts;
+    let next = now.saturating_add(backoff_ms(sink, attempts, random_unit()));
+    let reason = parked.then(|| format!("parked after {attempts} failed attempts"));
+    conn.execute(
+        "INSERT INTO outbox_delivery (sink, row_id, attempts, next_ms, parked, park_reason, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (sink, row_id) DO UPDATE SET attempts = ?3, next_ms = ?4, parked = ?5, park_reason = ?6, last_error = ?7",
+        params![sink.name, row, attempts, next, parked, reason, error],
+    )?;
+    conn.execute("UPDATE outbox_sinks SET failed = failed + 1, last_error = ?2 WHERE name = ?1", params![sink.name, error])?;
+    Ok(parked)
+}
+
+fn now_wall() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// One pass over every sink with the wall clock.
+pub fn relay_once(conn: &Connection, sinks: &[Sink], publishers: &mut [Box<dyn Publisher>]) -> Result<PassReport> {
+    let mut total = PassReport::default();
+    for (s, p) in sinks.iter().zip(publishers.iter_mut()) {
+        let r = relay_pass(conn, s, p.as_mut(), now_wall)?;
+        total.delivered += r.delivered;
+        total.failed += r.failed;
+        total.parked += r.parked;
+        total.breaker_opened |= r.breaker_opened;
+    }
+    Ok(total)
+}
+
+/// A second connection to an open store, for a thread of its own.
+pub fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+/// Run the relay on its own thread and connection until `stop` is set: a pass over every sink,
+/// then a short sleep when there was nothing to do.
+pub fn spawn(
+    db: PathBuf,
+    sinks: Vec<Sink>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("outbox-relay".into()).spawn(move || {
+        use std::sync::atomic::Ordering;
+        // A plain connection, not `Store::open`: its file checks open and close the database
+        // file, and closing any descriptor of a file drops every POSIX lock this process holds
+        // on it — another process could then take the engine's WAL for unused and remove it.
+        let conn = match open_connection(&db) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox relay cannot open the store");
+                return;
+            }
+        };
+        if let Err(e) = ensure(&conn, &sinks) {
+            tracing::error!(error = %e, "outbox relay cannot create its tables");
+            return;
+        }
+        let mut publishers: Vec<Box<dyn Publisher>> = sinks.iter().map(sink::publisher).collect();
+        tracing::info!(sinks = sinks.len(), "outbox relay started");
+        while !stop.load(Ordering::Relaxed) {
+            let busy = match relay_once(&conn, &sinks, &mut publishers) {
+                Ok(r) => {
+                    if r.failed > 0 || r.breaker_opened {
+                        tracing::info!(
+                            delivered = r.delivered,
+                            failed = r.failed,
+                            parked = r.parked,
+                            breaker_opened = r.breaker_opened,
+                            "outbox relay pass had failures"
+                        );
+                    }
+                    r.delivered > 0
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay pass failed");
+                    false
+                }
+            };
+            if !busy {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })
+}
+
+// ----- operator view and actions -----------------------------------------------------
+
+/// A sink as the Outbox view and `outbox list` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkStatus {
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+    pub paused: bool,
+    pub paused_reason: Option<String>,
+    pub breaker: Breaker,
+    pub breaker_left_ms: Option<i64>,
+    pub backlog: i64,
+    pub oldest_age_ms: Option<i64>,
+    /// Events delivered in the last minute.
+    pub rate_per_min: i64,
+    pub delivered: i64,
+    pub failures: i64,
+    pub parked: i64,
+    pub last_error: Option<String>,
+}
+
+impl SinkStatus {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name, "kind": self.kind, "target": self.target,
+            "paused": self.paused, "pausedReason": self.paused_reason,
+            "breaker": self.breaker.as_str(),
+            "breakerSecondsLeft": self.breaker_left_ms.map(|m| m / 1000),
+            "backlog": self.backlog,
+            "oldestAgeSeconds": self.oldest_age_ms.map(|m| m / 1000),
+            "publishedLastMinute": self.rate_per_min,
+            "delivered": self.delivered, "failures": self.failures, "parked": self.parked,
+            "lastError": self.last_error,
+        })
+    }
+}
+
+pub fn status(conn: &Connection, sinks: &[Sink], now_ms: i64) -> Result<Vec<SinkStatus>> {
+    ensure(conn, sinks)?;
+    let mut out = vec![];
+    for s in sinks {
+        let (b, paused, floor) = load_breaker(conn, &s.name)?;
+        let (reason, delivered, failures, last_error): (Option<String>, i64, i64, Option<String>) =
+            conn.query_row("SELECT paused_reason, delivered, failed, last_error FROM outbox_sinks WHERE name = ?1", [&s.name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+        let (backlog, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT COUNT(*), MIN(o.created_ms) FROM outbox o LEFT JOIN outbox_delivery d ON d.sink = ?1 AND d.row_id = o.id
+             WHERE o.id > ?2 AND d.delivered_ms IS NULL AND COALESCE(d.parked, 0) = 0",
+            params![s.name, floor],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let parked: i64 = conn.query_row("SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND parked = 1", [&s.name], |r| r.get(0))?;
+        let rate: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND delivered_ms >= ?2",
+            params![s.name, now_ms - 60_000],
+            |r| r.get(0),
+        )?;
+        out.push(SinkStatus {
+            name: s.name.clone(),
+            kind: s.kind_name().into(),
+            target: s.target(),
+            paused,
+            paused_reason: reason,
+            breaker: b.effective(s, now_ms),
+            breaker_left_ms: b.open_left_ms(s, now_ms),
+            backlog,
+            oldest_age_ms: oldest.map(|o| (now_ms - o).max(0)),
+            rate_per_min: rate,
+            delivered,
+            failures,
+            parked,
+            last_error,
+        });
+    }
+    Ok(out)
+}
+
+/// A row behind a sink: waiting, failing or parked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub row_id: i64,
+    pub sink: String,
+    /// The execution ARN (or `lightbox:<kind>` stream) the event belongs to.
+    pub stream: String,
+    pub event_id: String,
+    pub detail_type: String,
+    pub created_ms: i64,
+    pub attempts: u32,
+    pub next_ms: Option<i64>,
+    pub parked: bool,
+    pub park_reason: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl DeliveryRow {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rowId": self.row_id, "sink": self.sink, "executionArn": self.stream, "id": self.event_id,
+            "detailType": self.detail_type, "createdAt": crate::events::time(crate::store::from_ms(self.created_ms)),
+            "attempts": self.attempts,
+            "nextAttempt": self.next_ms.filter(|n| *n > 0).map(|n| crate::events::time(crate::store::from_ms(n))),
+            "parked": self.parked, "parkReason": self.park_reason, "lastError": self.last_error,
+        })
+    }
+}
+
+/// The rows behind a sink, oldest first: undelivered (or only the parked ones).
+pub fn rows(conn: &Connection, sink: &Sink, parked_only: bool, limit: usize) -> Result<Vec<DeliveryRow>> {
+    ensure(conn, std::slice::from_ref(sink))?;
+    let (_, _, floor) = load_breaker(conn, &sink.name)?;
+    let sql = if parked_only {
+        "SELECT o.id, o.execution_arn, o.event_id, o.payload, o.created_ms, d.attempts, d.next_ms, d.parked, d.park_reason, d.last_error
+         FROM outbox_delivery d JOIN outbox o ON o.id = d.row_id WHERE d.sink = ?1 AND d.parked = 1 AND ?2 >= 0 ORDER BY o.id LIMIT ?3"
+    } else {
+        "SELECT o.id, o.execution_arn, o.event_id, o.payload, o.created_ms, d.attempts, d.next_ms, d.parked, d.park_reason, d.last_error
+         FROM outbox o LEFT JOIN outbox_delivery d ON d.sink = ?1 AND d.row_id = o.id
+         WHERE (o.id > ?2 OR d.parked = 1) AND d.delivered_ms IS NULL ORDER BY o.id LIMIT ?3"
+    };
+    let mut st = conn.prepare(sql)?;
+    let out = st
+        .query_map(params![sink.name, floor, limit as i64], |r| {
+            let stream: String = r.get(1)?;
+            let payload: String = r.get(3)?;
+            let v: Value = serde_json::from_str(&payload).unwrap_or(Value::Null);
+            Ok(DeliveryRow {
+                row_id: r.get(0)?,
+                sink: sink.name.clone(),
+                event_id: event_id(&stream, r.get(2)?, &payload),
+                detail_type: detail_type(&v),
+                stream,
+                created_ms: r.get(4)?,
+                attempts: r.get::<_, Option<i64>>(5)?.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+                next_ms: r.get(6)?,
+                parked: r.get::<_, Option<i64>>(7)?.unwrap_or(0) != 0,
+                park_reason: r.get(8)?,
+                last_error: r.get(9)?,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(out)
+}
+
+pub fn find_sink<'a>(sinks: &'a [Sink], name: &str) -> Result<&'a Sink> {
+    sinks.iter().find(|s| s.name == name).ok_or_else(|| OutboxError::UnknownSink(name.to_string()))
+}
+
+fn check_row(conn: &Connection, row: i64) -> Result<()> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE id = ?1", [row], |r| r.get(0))?;
+    if n == 0 {
+        return Err(OutboxError::UnknownRow(row));
+    }
+    Ok(())
+}
+
+/// Retry now: the row (or every waiting row of the sink) is due at once; an open breaker lets
+/// a trial row through. Returns how many rows were made due.
+pub fn retry(conn: &Connection, sink: &Sink, row: Option<i64>) -> Result<usize> {
+    ensure(conn, std::slice::from_ref(sink))?;
+    let n = match row {
+        Some(r) => {
+            check_row(conn, r)?;
+            conn.execute(
+                "UPDATE outbox_delivery SET next_ms = 0 WHERE sink = ?1 AND row_id = ?2 AND parked = 0 AND delivered_ms IS NULL",
+                params![sink.name, r],
+            )?
+        }
+        None => {
+            conn.execute("UPDATE outbox_delivery SET next_ms = 0 WHERE sink = ?1 AND parked = 0 AND delivered_ms IS NULL", [&sink.name])?
+        }
+    };
+    // Open → half-open now: the next pass sends one trial row.
+    conn.execute("UPDATE outbox_sinks SET opened_ms = 0 WHERE name = ?1 AND breaker = 'open'", [&sink.name])?;
+    Ok(n)
+}
+
+/// Park a row for a sink by hand (it is kept, and requeue delivers it).
+pub fn park(conn: &Connection, sink: &Sink, row: i64, reason: &str) -> Result<bool> {
+    ensure(conn, std::slice::from_ref(sink))?;
+    check_row(conn, row)?;
+    let delivered: Option<Option<i64>> = conn
+        .query_row("SELECT delivered_ms FROM outbox_delivery WHERE sink = ?1 AND row_id = ?2", params![sink.name, row], |r| r.get(0))
+        .optional()?;
+    if let Some(Some(_)) = delivered {
+        return Err(OutboxError::Invalid(format!("outbox row {row} was already delivered to {}", sink.name)));
+    }
+    let (_, _, floor) = load_breaker(conn, &sink.name)?;
+    if row <= floor && delivered.is_none() {
+        return Err(OutboxError::Invalid(format!("outbox row {row} was already delivered to {}", sink.name)));
+    }
+    conn.execute(
+        "INSERT INTO outbox_delivery (sink, row_id, parked, park_reason) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (sink, row_id) DO UPDATE SET parked = 1, park_reason = ?3",
+        params![sink.name, row, format!("parked by hand: {reason}")],
+    )?;
+    Ok(true)
+}
+
+/// Requeue parked rows (one, or every parked row of the sink): attempts start again.
+pub fn requeue(conn: &Connection, sink: &Sink, row: Option<i64>) -> Result<usize> {
+    ensure(conn, std::slice::from_ref(sink))?;
+    let min: Option<i64> = match row {
+        Some(r) => {
+            check_row(conn, r)?;
+            conn.query_row(
+                "SELECT row_id FROM outbox_delivery WHERE sink = ?1 AND row_id = ?2 AND parked = 1",
+                params![sink.name, r],
+                |x| x.get(0),
+            )
+            .optional()?
+        }
+        None => conn.query_row("SELECT MIN(row_id) FROM outbox_delivery WHERE sink = ?1 AND parked = 1", [&sink.name], |x| x.get(0))?,
+    };
+    let Some(min) = min else { return Ok(0) };
+    let tx = conn.unchecked_transaction()?;
+    let n = match row {
+        Some(r) => tx.execute(
+            "UPDATE outbox_delivery SET parked = 0, park_reason = NULL, attempts = 0, next_ms = 0 WHERE sink = ?1 AND row_id = ?2",
+            params![sink.name, r],
+        )?,
+        None => tx.execute(
+            "UPDATE outbox_delivery SET parked = 0, park_reason = NULL, attempts = 0, next_ms = 0 WHERE sink = ?1 AND parked = 1",
+            [&sink.name],
+        )?,
+    };
+    tx.execute("UPDATE outbox_sinks SET floor = MIN(floor, ?2) WHERE name = ?1", params![sink.name, min - 1])?;
+    tx.commit()?;
+    Ok(n)
+}
+
+/// Pause (or resume) delivery to a sink. Returns false when it already was.
+pub fn set_paused(conn: &Connection, sink: &Sink, paused: bool, reason: Option<&str>) -> Result<bool> {
+    ensure(conn, std::slice::from_ref(sink))?;
+    let n = conn.execute(
+        "UPDATE outbox_sinks SET paused = ?2, paused_reason = ?3 WHERE name = ?1 AND paused != ?2",
+        params![sink.name, paused, if paused { reason } else { None }],
+    )?;
+    Ok(n == 1)
+}
+
+/// An operator action on the relay (console key or CLI twin).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Retry now: one row, or every waiting row of the sink.
+    Retry {
+        sink: String,
+        row: Option<i64>,
+    },
+    Park {
+        sink: String,
+        row: i64,
+        reason: String,
+    },
+    /// Requeue parked rows: one, or every parked row of the sink.
+    Requeue {
+        sink: String,
+        row: Option<i64>,
+    },
+    Pause {
+        sink: String,
+        reason: String,
+    },
+    Resume {
+        sink: String,
+    },
+}
+
+impl Action {
+    /// The audit log's action name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Retry { .. } => "outbox-retry",
+            Action::Park { .. } => "outbox-park",
+            Action::Requeue { .. } => "outbox-requeue",
+            Action::Pause { .. } => "outbox-pause",
+            Action::Resume { .. } => "outbox-resume",
+        }
+    }
+    pub fn sink(&self) -> &str {
+        match self {
+            Action::Retry { sink, .. }
+            | Action::Park { sink, .. }
+            | Action::Requeue { sink, .. }
+            | Action::Pause { sink, .. }
+            | Action::Resume { sink } => sink,
+        }
+    }
+    fn row(&self) -> Option<i64> {
+        match self {
+            Action::Retry { row, .. } | Action::Requeue { row, .. } => *row,
+            Action::Park { row, .. } => Some(*row),
+            _ => None,
+        }
+    }
+    /// What it will do, for a confirmation.
+    pub fn describe(&self) -> String {
+        let rows = |row: &Option<i64>, what: &str| match row {
+            Some(r) => format!("row {r}"),
+            None => format!("every {what} row"),
+        };
+        match self {
+            Action::Retry { sink, row } => {
+                format!("retry {} to {sink} now (an open breaker lets one trial row through)", rows(row, "waiting"))
+            }
+            Action::Park { sink, row, .. } => format!("park row {row} for {sink}: it is kept, not delivered, until requeued"),
+            Action::Requeue { sink, row } => format!("requeue {} of {sink}: delivered again from attempt 1", rows(row, "parked")),
+            Action::Pause { sink, .. } => format!("pause delivery to {sink}: events queue up until it is resumed"),
+            Action::Resume { sink } => format!("resume delivery to {sink}"),
+        }
+    }
+}
+
+fn sink_state(conn: &Connection, sink: &Sink, row: Option<i64>) -> Value {
+    let Ok((b, paused, _)) = load_breaker(conn, &sink.name) else { return Value::Null };
+    let mut v = json!({"sink": sink.name, "paused": paused, "breaker": b.state.as_str()});
+    if let (Some(r), Some(o)) = (row, v.as_object_mut()) {
+        let parked: Option<bool> = conn
+            .query_row("SELECT parked FROM outbox_delivery WHERE sink = ?1 AND row_id = ?2", params![sink.name, r], |x| x.get(0))
+            .optional()
+            .ok()
+            .flatten();
+        o.insert("row".into(), json!(r));
+        o.insert("parked".into(), json!(parked.unwrap_or(false)));
+    }
+    v
+}
+
+/// Carry out an operator action (the caller audits it). Returns a sentence saying what happened.
+pub fn apply(conn: &Connection, sinks: &[Sink], action: &Action) -> Result<String> {
+    let sink = find_sink(sinks, action.sink())?;
+    match action {
+        Action::Retry { row, .. } => retry(conn, sink, *row).map(|n| format!("{n} row(s) of {} due now", sink.name)),
+        Action::Park { row, reason, .. } => park(conn, sink, *row, reason).map(|_| format!("row {row} parked for {}", sink.name)),
+        Action::Requeue { row, .. } => requeue(conn, sink, *row).map(|n| format!("{n} parked row(s) of {} requeued", sink.name)),
+        Action::Pause { reason, .. } => set_paused(conn, sink, true, Some(reason))
+            .map(|changed| if changed { format!("{} paused", sink.name) } else { format!("{} was already paused", sink.name) }),
+        Action::Resume { .. } => set_paused(conn, sink, false, None)
+            .map(|changed| if changed { format!("{} resumed", sink.name) } else { format!("{} was not paused", sink.name) }),
+    }
+}
+
+/// Carry out an operator action, with an audit intent row before and its outcome after.
+/// Returns a sentence saying what happened.
+pub fn act(
+    conn: &Connection,
+    sinks: &[Sink],
+    action: &Action,
+    actor: &str,
+    source: crate::audit::Source,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    let sink = find_sink(sinks, action.sink())?;
+    ensure(conn, std::slice::from_ref(sink))?;
+    let mut entry = crate::audit::AuditEntry::new(actor, source, crate::audit::Action::Other(action.name().into()));
+    if let Some(r) = action.row()
+        && let Ok(stream) = conn.query_row("SELECT execution_arn FROM outbox WHERE id = ?1", [r], |x| x.get::<_, String>(0))
+        && stream.starts_with("arn:")
+    {
+        entry = entry.execution(stream);
+    }
+    match action {
+        Action::Park { reason, .. } | Action::Pause { reason, .. } => entry = entry.reason(reason.clone()),
+        _ => {}
+    }
+    entry = entry.before(sink_state(conn, sink, action.row()));
+    let intent = crate::audit::begin(conn, &entry, now)?;
+    let r = apply(conn, sinks, action);
+    entry = entry.after(sink_state(conn, sink, action.row())).outcome(match &r {
+        Ok(_) => crate::audit::Outcome::Ok,
+        Err(e) => crate::audit::Outcome::Error(e.to_string()),
+    });
+    crate::audit::finish(conn, intent, &entry, chrono::Utc::now())?;
+    r
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! Where events go: a webhook (one POST per event, `Idempotency-Key` = event id, 2xx =
+//! delivered) or an NDJSON file (one event per line, fsync'd before rows are marked).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use super::{Sink, SinkKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("webhook answered HTTP {0}")]
+    Status(u16),
+    #[error("webhook request failed: {0}")]
+    Request(String),
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Publishes events to one sink. `publish` may buffer; `flush` makes everything published so
+/// far durable at the sink (rows are marked delivered only after it returns Ok).
+pub trait Publisher: Send {
+    fn publish(&mut self, id: &str, event: &str) -> Result<(), SinkError>;
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+pub fn publisher(sink: &Sink) -> Box<dyn Publisher> {
+    match &sink.kind {
+        SinkKind::Webhook { url } => Box::new(Webhook::new(url.clone(), sink.timeout)),
+        SinkKind::Ndjson { path } => Box::new(Ndjson { path: path.clone(), file: None }),
+    }
+}
+
+pub struct Webhook {
+    url: String,
+    client: Result<reqwest::blocking::Client, String>,
+}
+
+impl Webhook {
+    pub fn new(url: String, timeout: std::time::Duration) -> Webhook {
+        let client = reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(|e| e.to_string());
+        Webhook { url, client }
+    }
+}
+
+impl Publisher for Webhook {
+    fn publish(&mut self, id: &str, event: &str) -> Result<(), SinkError> {
+        let client = self.client.as_ref().map_err(|e| SinkError::Setup(e.clone()))?;
+        let resp = client
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", id)
+            .body(event.to_string())
+            .send()
+            // Without the URL: the message says what failed, never what was sent.
+            .map_err(|e| {
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    text = format!("{text}: {s}");
+                    src = s.source();
+                }
+                SinkError::Request(text)
+            })?;
+        let status = resp.status();
+        if status.is_success() { Ok(()) } else { Err(SinkError::Status(status.as_u16())) }
+    }
+}
+
+pub struct Ndjson {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Ndjson {
+    fn io(&self, err: std::io::Error) -> SinkError {
+        SinkError::Io { path: self.path.display().to_string(), err }
+    }
+}
+
+impl Publisher for Ndjson {
+    fn publish(&mut self, _id: &str, event: &str) -> Result<(), SinkError> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+            }
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| self.io(e))?;
+            self.file = Some(f);
+        }
+        // One line per event: the stored payload is compact JSON, so it has no newline.
+        let mut line = String::with_capacity(event.len() + 1);
+        line.push_str(event.trim_end());
+        line.push('\n');
+        let r = match self.file.as_mut() {
+            Some(f) => f.write_all(line.as_bytes()),
+            None => Ok(()),
+        };
+        r.map_err(|e| {
+            self.file = None;
+            self.io(e)
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let r = match self.file.as_mut() {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        };
+        r.map_err(|e| {
+            self.file = None;
+            self.io(e)
+        })
+    }
+}

@@ -1,0 +1,179 @@
+use super::*;
+use crate::store::Store;
+
+fn cfg(toml_text: &str) -> OutboxConfig {
+    toml::from_str(toml_text).expect("toml")
+}
+
+fn sink(extra: &str) -> Sink {
+    let delays = if extra.contains("base_delay") { "" } else { "base_delay = \"10ms\"\nmax_delay = \"20ms\"\n" };
+    let c = cfg(&format!("[[sinks]]\nname = \"s\"\nkind = \"ndjson\"\npath = \"e.ndjson\"\n{delays}{extra}"));
+    c.sinks(Path::new("/data")).expect("valid").remove(0)
+}
+
+#[test]
+fn config_defaults_and_relative_paths() {
+    let s = sink("");
+    assert_eq!(s.kind, SinkKind::Ndjson { path: PathBuf::from("/data/e.ndjson") });
+    assert_eq!((s.max_attempts, s.breaker_failures), (10, 5));
+    assert_eq!(s.breaker_window, Duration::from_secs(60));
+    assert_eq!(s.breaker_open_for, Duration::from_secs(900));
+    assert_eq!(s.timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn config_errors_name_the_sink_and_key() {
+    let bad = [
+        ("[[sinks]]\nname = \"a\"\nkind = \"kafka\"", "kind"),
+        ("[[sinks]]\nname = \"a\"\nkind = \"webhook\"", "url"),
+        ("[[sinks]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"ftp://x\"", "url"),
+        ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"", "path"),
+        ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nbreaker_window = \"soon\"", "breaker_window"),
+        ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nmax_attempts = 0", "max_attempts"),
+        ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\n[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"q\"", "name"),
+    ];
+    for (text, key) in bad {
+        let e = cfg(text).sinks(Path::new("/d")).expect_err(text).to_string();
+        assert!(e.contains("\"a\"") && e.contains(&format!(": {key}:")), "{text} → {e}");
+    }
+}
+
+#[test]
+fn breaker_opens_after_failures_in_the_window_and_half_opens_later() {
+    let s = sink("breaker_failures = 3\nbreaker_window = \"1m\"\nbreaker_open_for = \"15m\"");
+    let mut b = BreakerState { state: Breaker::Closed, opened_ms: None, fail_times: vec![] };
+    assert!(!b.on_failure(&s, 0));
+    assert!(!b.on_failure(&s, 30_000));
+    // The first failure has left the window: still two.
+    assert!(!b.on_failure(&s, 61_000));
+    assert_eq!(b.effective(&s, 61_000), Breaker::Closed);
+    assert!(b.on_failure(&s, 62_000), "three failures within a minute open it");
+    assert_eq!(b.effective(&s, 62_000), Breaker::Open);
+    assert_eq!(b.open_left_ms(&s, 62_000 + 60_000), Some(14 * 60_000));
+    assert_eq!(b.effective(&s, 62_000 + 900_000), Breaker::HalfOpen);
+    // The trial fails: open again for another 15 minutes.
+    assert!(b.on_failure(&s, 62_000 + 900_000));
+    assert_eq!(b.effective(&s, 62_000 + 900_001), Breaker::Open);
+    b.on_success();
+    assert_eq!(b.effective(&s, 0), Breaker::Closed);
+}
+
+#[test]
+fn backoff_is_full_jitter_under_an_exponential_cap() {
+    let s = sink("base_delay = \"1s\"\nmax_delay = \"30s\"");
+    assert_eq!(backoff_ms(&s, 1, 1.0), 1000);
+    assert_eq!(backoff_ms(&s, 3, 1.0), 4000);
+    assert_eq!(backoff_ms(&s, 20, 1.0), 30_000);
+    assert_eq!(backoff_ms(&s, 3, 0.0), 0);
+    assert_eq!(backoff_ms(&s, 3, 0.5), 2000);
+    for _ in 0..100 {
+        let u = random_unit();
+        assert!((0.0..1.0).contains(&u));
+    }
+}
+
+/// Fails the events whose id is in `fail`, records the rest.
+struct Fake {
+    got: Vec<String>,
+    fail: std::collections::HashSet<String>,
+}
+
+impl Publisher for Fake {
+    fn publish(&mut self, id: &str, _event: &str) -> std::result::Result<(), SinkError> {
+        if self.fail.contains(id) {
+            return Err(SinkError::Status(500));
+        }
+        self.got.push(id.to_string());
+        Ok(())
+    }
+}
+
+fn row(store: &Store, stream: &str, id: &str) {
+    store.emit_event(stream, id, "Test", chrono::Utc::now(), &[], json!({})).expect("emit");
+}
+
+#[test]
+fn a_failing_row_holds_back_its_stream_only_and_parks_after_max_attempts() {
+    let store = Store::in_memory().expect("store");
+    let s = sink("max_attempts = 2\nbreaker_failures = 100");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    row(&store, "a", "a1");
+    row(&store, "a", "a2");
+    row(&store, "b", "b1");
+    let mut p = Fake { got: vec![], fail: ["a1".to_string()].into() };
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!(p.got, vec!["b1"], "a2 waits behind a1");
+    assert_eq!((r.delivered, r.failed, r.parked), (1, 1, 0));
+    // Before the backoff is over nothing is tried.
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!((r.delivered, r.failed), (0, 0));
+    let r = relay_pass(store.conn(), &s, &mut p, || 10_000).expect("pass");
+    assert_eq!(r.parked, 1, "second failure parks it");
+    // Parked, it no longer holds back a2.
+    assert_eq!(p.got, vec!["b1", "a2"]);
+    assert_eq!(r.delivered, 1);
+    let st = status(store.conn(), std::slice::from_ref(&s), 10_000).expect("status");
+    assert_eq!((st[0].backlog, st[0].parked, st[0].delivered), (0, 1, 2));
+    let parked = rows(store.conn(), &s, true, 10).expect("rows");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event_id, "a1");
+    // Requeued, it is delivered once the sink takes it.
+    p.fail.clear();
+    assert_eq!(requeue(store.conn(), &s, None).expect("requeue"), 1);
+    relay_pass(store.conn(), &s, &mut p, || 20_000).expect("pass");
+    assert_eq!(p.got, vec!["b1", "a2", "a1"]);
+    let st = status(store.conn(), std::slice::from_ref(&s), 20_000).expect("status");
+    assert_eq!((st[0].backlog, st[0].parked, st[0].delivered), (0, 0, 3));
+}
+
+#[test]
+fn the_breaker_stops_a_pass_and_a_paused_sink_gets_nothing() {
+    let store = Store::in_memory().expect("store");
+    let s = sink("breaker_failures = 2\nbreaker_open_for = \"1m\"");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    for i in 0..5 {
+        row(&store, &format!("x{i}"), &format!("e{i}"));
+    }
+    let mut p = Fake { got: vec![], fail: (0..5).map(|i| format!("e{i}")).collect() };
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert!(r.breaker_opened);
+    assert_eq!(r.failed, 2, "the pass stops when the breaker opens");
+    let st = status(store.conn(), std::slice::from_ref(&s), 1_000).expect("status");
+    assert_eq!(st[0].breaker, Breaker::Open);
+    // Open: nothing is tried until half-open; then one trial row decides.
+    p.fail.clear();
+    assert_eq!(relay_pass(store.conn(), &s, &mut p, || 30_000).expect("pass").delivered, 0);
+    assert!(set_paused(store.conn(), &s, true, Some("maintenance")).expect("pause"));
+    assert_eq!(relay_pass(store.conn(), &s, &mut p, || 120_000).expect("pass").delivered, 0);
+    assert!(set_paused(store.conn(), &s, false, None).expect("resume"));
+    let r = relay_pass(store.conn(), &s, &mut p, || 120_000).expect("pass");
+    // The breaker event itself is a row too.
+    assert_eq!(r.delivered, 6);
+    assert_eq!(status(store.conn(), std::slice::from_ref(&s), 120_000).expect("status")[0].breaker, Breaker::Closed);
+}
+
+#[test]
+fn event_ids_come_from_the_payload_or_the_row() {
+    assert_eq!(event_id("arn:x", 7, r#"{"id":"abc"}"#), "abc");
+    assert_eq!(event_id("arn:x", 7, r#"{"executionArn":"arn:x"}"#), "arn:x#7");
+}
+
+#[test]
+fn marks_are_visible_to_another_connection_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("lightbox.db");
+    let a = Store::open(&db).expect("a");
+    let s = sink("");
+    ensure(a.conn(), std::slice::from_ref(&s)).expect("ensure");
+    let mut p = Fake { got: vec![], fail: Default::default() };
+    relay_pass(a.conn(), &s, &mut p, || 1_000).expect("pass");
+    let b = Store::open(&db).expect("b");
+    set_paused(b.conn(), &s, true, Some("x")).expect("pause");
+    relay_pass(a.conn(), &s, &mut p, || 1_000).expect("pass");
+    set_paused(b.conn(), &s, false, None).expect("resume");
+    row(&b, "a", "a1");
+    relay_pass(a.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!(p.got, vec!["a1"]);
+    let c = Store::open(&db).expect("c");
+    assert_eq!(status(c.conn(), std::slice::from_ref(&s), 1_000).expect("status")[0].delivered, 1);
+}
