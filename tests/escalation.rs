@@ -297,3 +297,17 @@ fn escalating_by_hand_takes_reason_or_the_old_cause_and_writes_one_event_and_aud
     let rows = audit_rows(&store);
     assert_eq!(rows.iter().filter(|r| r.action == "escalate" && r.actor == "dr.b" && r.result == "ok").count(), 2, "{rows:?}");
 }
+
+#[test]
+fn a_bad_ladder_or_dependency_in_the_config_is_refused_naming_the_key() {
+    let lb = Lb::new();
+    for (text, key) in [
+        ("[[dependencies]]\nname = \"x\"\nmatch = { handler = \"echo\" }\nwindow = \"soon\"\n", "dependencies[0].window"),
+        ("[[escalation]]\nstate = \"Review\"\nsteps = [{ at = 1.5, fail = \"\" }]\n", "escalation[0].steps[0].at"),
+        ("[[escalation]]\nstate = \"Review\"\nsteps = [{ after = \"10m\" }]\n", "escalation[0].steps[0]"),
+    ] {
+        let cfg = lb.file("bad.toml", text);
+        let err = lb.fails(&["--config", &cfg, "dependencies", "list"]);
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
