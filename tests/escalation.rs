@@ -311,3 +311,58 @@ fn a_bad_ladder_or_dependency_in_the_config_is_refused_naming_the_key() {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
+
+/// The demo's clearinghouse outage trips the demo's breaker: once it is open, claims fail fast
+/// with Lightbox.CircuitOpen and the billing Catch sends them to the manual queue.
+#[test]
+fn the_demo_clearinghouse_outage_trips_the_breaker_and_claims_go_to_the_manual_queue() {
+    use lightbox::sim::{self, DemoConfig, Family, workload};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("lightbox.db")).expect("store");
+    let clock = Clock::virtual_at(t0());
+    let mut tasks = TaskRunner::new();
+    sim::register_handlers(&mut tasks);
+    let mut engine = Engine::new(store, tasks, clock.clone());
+    sim::Demo::install(&mut engine).expect("install");
+    let (ladders, deps) = sim::resilience_defaults();
+    lightbox::engine::escalation::validate(&ladders).expect("ladders");
+    lightbox::engine::dependencies::validate(&deps).expect("deps");
+    engine.dependencies = deps;
+    let rates = DemoConfig::default().rates;
+    // Three claims in flight during the outage: each fails and retries (10 s, 20 s, 40 s).
+    let mut arns = vec![];
+    for n in 0..3 {
+        let mut input = workload::synthetic_order(11, n, Family::Scheduled, &workload::Timing::quick(), &rates);
+        input["faults"] = json!({"cancelled": false, "discontinued": false, "archiveBusy": 0, "archiveRejects": false,
+            "claimDenied": false, "contextMismatch": false, "archiveOutage": null, "clearinghouseDown": true});
+        arns.push(engine.start_execution("billing", Some(&format!("claim-{n}")), &input.to_string()).expect("start").arn);
+    }
+    for _ in 0..500 {
+        while engine.run_due(64).expect("tick") > 0 {}
+        if !engine.advance_virtual_clock().expect("clock") {
+            break;
+        }
+        let running = arns.iter().filter(|a| engine.store.execution(a).ok().flatten().is_some_and(|r| r.status == ExecutionStatus::Running));
+        if running.count() == 0 {
+            break;
+        }
+    }
+    // The fifth failure within the minute opened the breaker; every later attempt failed
+    // fast and the billing Catch queued the claim for manual work instead of failing it.
+    for arn in &arns {
+        let row = engine.store.execution(arn).expect("row").expect("row");
+        assert_eq!(row.status, ExecutionStatus::Succeeded, "{arn}: {:?}", row.error);
+        let entered: Vec<String> = engine
+            .store
+            .history(arn, 0, 10_000, false)
+            .expect("history")
+            .iter()
+            .filter(|e| e.event_type.ends_with("StateEntered"))
+            .filter_map(|e| e.state_name().map(str::to_string))
+            .collect();
+        assert_eq!(entered.last().map(String::as_str), Some("ClaimQueuedManually"), "{entered:?}");
+        let out: Value = serde_json::from_str(row.output.as_deref().expect("output")).expect("json");
+        assert_eq!(out["claimError"]["Error"], "Lightbox.CircuitOpen");
+    }
+    assert_eq!(outbox(&engine.store, "Dependency Breaker Opened").len(), 1);
+}
