@@ -1608,7 +1608,12 @@ fn cmd_dependencies(cmd: &DepCmd, ctx: &Ctx, engine: &mut Engine) -> Result<Exit
         DepCmd::Release { name, reason } => {
             writable()?;
             let n = deps::release(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
-            done("released", name, n > 0 || deps::dependencies(store, list, now)?.iter().any(|d| &d.name == name && !d.held), json!({"resumed": n}));
+            done(
+                "released",
+                name,
+                n > 0 || deps::dependencies(store, list, now)?.iter().any(|d| &d.name == name && !d.held),
+                json!({"resumed": n}),
+            );
         }
         DepCmd::Reset { name, reason } => {
             writable()?;

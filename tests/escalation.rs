@@ -342,7 +342,8 @@ fn the_demo_clearinghouse_outage_trips_the_breaker_and_claims_go_to_the_manual_q
         if !engine.advance_virtual_clock().expect("clock") {
             break;
         }
-        let running = arns.iter().filter(|a| engine.store.execution(a).ok().flatten().is_some_and(|r| r.status == ExecutionStatus::Running));
+        let running =
+            arns.iter().filter(|a| engine.store.execution(a).ok().flatten().is_some_and(|r| r.status == ExecutionStatus::Running));
         if running.count() == 0 {
             break;
         }

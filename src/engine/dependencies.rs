@@ -160,7 +160,9 @@ pub fn resource_key(req: &TaskRequest) -> Option<ResourceKey> {
     let base = req.resource.trim_end_matches(".waitForTaskToken").trim_end_matches(".sync:2").trim_end_matches(".sync");
     let short = |n: &str| n.rsplit(':').next().unwrap_or(n).to_string();
     match base {
-        "arn:aws:states:::lambda:invoke" => req.parameters.get("FunctionName").and_then(Value::as_str).map(|n| ResourceKey::Handler(short(n))),
+        "arn:aws:states:::lambda:invoke" => {
+            req.parameters.get("FunctionName").and_then(Value::as_str).map(|n| ResourceKey::Handler(short(n)))
+        }
         "arn:aws:states:::http:invoke" => {
             let url = req.parameters.get("ApiEndpoint").and_then(Value::as_str)?;
             reqwest::Url::parse(url).ok()?.host_str().map(|h| ResourceKey::Host(h.to_ascii_lowercase()))
@@ -227,7 +229,9 @@ pub enum Admit {
     /// The open time is over: this call is the half-open trial.
     Trial,
     /// Fail fast until this time.
-    Reject { until: DateTime<Utc> },
+    Reject {
+        until: DateTime<Utc>,
+    },
 }
 
 /// A state change worth an event.
@@ -338,7 +342,11 @@ fn load(conn: &Connection, name: &str) -> Result<Row> {
     Ok(match r {
         None => Row::default(),
         Some((state, failures, opened_ms, held, held_by, hold_reason, held_ms)) => Row {
-            breaker: Breaker { state: BreakerState::parse(&state), failures: serde_json::from_str(&failures).unwrap_or_default(), opened_ms },
+            breaker: Breaker {
+                state: BreakerState::parse(&state),
+                failures: serde_json::from_str(&failures).unwrap_or_default(),
+                opened_ms,
+            },
             held: held != 0,
             held_by,
             hold_reason,
@@ -378,7 +386,9 @@ fn emit(conn: &Connection, name: &str, what: &str, detail_type: &str, at: DateTi
     Ok(())
 }
 
-fn audit_row(conn: &Connection, actor: &str, source: Source, action: &str, name: &str, reason: &str, before: Value, after: Value, now: DateTime<Utc>) {
+/// One audit row of a dependency change: `who` acted, `change` is (before, after).
+fn audit_row(conn: &Connection, who: (&str, Source), action: &str, name: &str, reason: &str, change: (Value, Value), now: DateTime<Utc>) {
+    let ((actor, source), (before, after)) = (who, change);
     let entry = AuditEntry::new(actor, source, Action::Other(action.into()))
         .reason(format!("dependency {name}: {reason}"))
         .before(before)
@@ -457,13 +467,11 @@ pub fn after_call(store: &Store, d: &DependencyConfig, now: DateTime<Utc>, ok: b
         tracing::warn!(dependency = %d.name, action, "dependency breaker transition");
         audit_row(
             conn,
-            ENGINE_ACTOR,
-            Source::Engine,
+            (ENGINE_ACTOR, Source::Engine),
             action,
             &d.name,
             &why,
-            json!({"breaker": before.as_str()}),
-            json!({"breaker": row.breaker.state.as_str()}),
+            (json!({"breaker": before.as_str()}), json!({"breaker": row.breaker.state.as_str()})),
             now,
         );
     }
@@ -496,7 +504,15 @@ fn need_reason(reason: &str) -> Result<&str> {
 }
 
 /// Put a dependency on hold: its tasks wait instead of being dispatched.
-pub fn hold(store: &Store, deps: &[DependencyConfig], name: &str, actor: &str, source: Source, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+pub fn hold(
+    store: &Store,
+    deps: &[DependencyConfig],
+    name: &str,
+    actor: &str,
+    source: Source,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let d = find(deps, name)?;
     let reason = need_reason(reason)?;
     let conn = store.conn();
@@ -513,12 +529,20 @@ pub fn hold(store: &Store, deps: &[DependencyConfig], name: &str, actor: &str, s
     save(&tx, &d.name, &row, now)?;
     emit(&tx, &d.name, "held", "Dependency Held", now, json!({"dependency": d.name, "heldBy": actor, "reason": reason}))?;
     tx.commit()?;
-    audit_row(conn, actor, source, "dependency-hold", &d.name, reason, json!({"held": false}), json!({"held": true}), now);
+    audit_row(conn, (actor, source), "dependency-hold", &d.name, reason, (json!({"held": false}), json!({"held": true})), now);
     Ok(true)
 }
 
 /// Release a hold: waiting tasks are dispatched on the next tick.
-pub fn release(store: &Store, deps: &[DependencyConfig], name: &str, actor: &str, source: Source, reason: &str, now: DateTime<Utc>) -> Result<usize> {
+pub fn release(
+    store: &Store,
+    deps: &[DependencyConfig],
+    name: &str,
+    actor: &str,
+    source: Source,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<usize> {
     let d = find(deps, name)?;
     let reason = need_reason(reason)?;
     let conn = store.conn();
@@ -538,14 +562,37 @@ pub fn release(store: &Store, deps: &[DependencyConfig], name: &str, actor: &str
         params![d.name, ms(now)],
     )?;
     tx.execute("DELETE FROM dependency_waits WHERE dependency = ?1", [&d.name])?;
-    emit(&tx, &d.name, "released", "Dependency Released", now, json!({"dependency": d.name, "releasedBy": actor, "reason": reason, "waiting": woken}))?;
+    emit(
+        &tx,
+        &d.name,
+        "released",
+        "Dependency Released",
+        now,
+        json!({"dependency": d.name, "releasedBy": actor, "reason": reason, "waiting": woken}),
+    )?;
     tx.commit()?;
-    audit_row(conn, actor, source, "dependency-release", &d.name, reason, json!({"held": true}), json!({"held": false, "resumed": woken}), now);
+    audit_row(
+        conn,
+        (actor, source),
+        "dependency-release",
+        &d.name,
+        reason,
+        (json!({"held": true}), json!({"held": false, "resumed": woken})),
+        now,
+    );
     Ok(woken)
 }
 
 /// Close a breaker by hand (after checking the dependency).
-pub fn reset(store: &Store, deps: &[DependencyConfig], name: &str, actor: &str, source: Source, reason: &str, now: DateTime<Utc>) -> Result<bool> {
+pub fn reset(
+    store: &Store,
+    deps: &[DependencyConfig],
+    name: &str,
+    actor: &str,
+    source: Source,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let d = find(deps, name)?;
     let reason = need_reason(reason)?;
     let conn = store.conn();
@@ -556,10 +603,25 @@ pub fn reset(store: &Store, deps: &[DependencyConfig], name: &str, actor: &str, 
     let tx = conn.unchecked_transaction()?;
     save(&tx, &d.name, &row, now)?;
     if before != BreakerState::Closed {
-        emit(&tx, &d.name, "closed", "Dependency Breaker Closed", now, json!({"dependency": d.name, "state": "CLOSED", "resetBy": actor, "reason": reason}))?;
+        emit(
+            &tx,
+            &d.name,
+            "closed",
+            "Dependency Breaker Closed",
+            now,
+            json!({"dependency": d.name, "state": "CLOSED", "resetBy": actor, "reason": reason}),
+        )?;
     }
     tx.commit()?;
-    audit_row(conn, actor, source, "dependency-reset", &d.name, reason, json!({"breaker": before.as_str()}), json!({"breaker": "CLOSED"}), now);
+    audit_row(
+        conn,
+        (actor, source),
+        "dependency-reset",
+        &d.name,
+        reason,
+        (json!({"breaker": before.as_str()}), json!({"breaker": "CLOSED"})),
+        now,
+    );
     Ok(before != BreakerState::Closed)
 }
 
@@ -595,8 +657,9 @@ pub fn dependencies(store: &Store, deps: &[DependencyConfig], now: DateTime<Utc>
     if !read_only {
         ensure_schema(conn)?;
     }
-    let has_table: bool =
-        conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'dependencies'", [], |r| r.get::<_, i64>(0))? > 0;
+    let has_table: bool = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'dependencies'", [], |r| r.get::<_, i64>(0))?
+        > 0;
     let mut out = vec![];
     for d in deps {
         let row = if has_table { load(conn, &d.name)? } else { Row::default() };
@@ -606,7 +669,8 @@ pub fn dependencies(store: &Store, deps: &[DependencyConfig], now: DateTime<Utc>
             0
         };
         let since = ms(now) - d.window().num_milliseconds();
-        let open_until = (row.breaker.state == BreakerState::Open).then(|| from_ms(row.breaker.opened_ms.unwrap_or(ms(now))) + d.open_for());
+        let open_until =
+            (row.breaker.state == BreakerState::Open).then(|| from_ms(row.breaker.opened_ms.unwrap_or(ms(now))) + d.open_for());
         out.push(DependencyStatus {
             name: d.name.clone(),
             matches: match (&d.matches.handler, &d.matches.host) {
@@ -723,7 +787,10 @@ mod tests {
             token: None,
         };
         assert_eq!(
-            resource_key(&req("arn:aws:states:::lambda:invoke", json!({"FunctionName": "arn:aws:lambda:us-east-1:1:function:lightbox-submit-claim"}))),
+            resource_key(&req(
+                "arn:aws:states:::lambda:invoke",
+                json!({"FunctionName": "arn:aws:lambda:us-east-1:1:function:lightbox-submit-claim"})
+            )),
             Some(ResourceKey::Handler("lightbox-submit-claim".into()))
         );
         assert_eq!(

@@ -117,8 +117,12 @@ impl LadderStep {
 
 /// The steps of `ladder` due at `now` for `token`, by index (earliest first).
 pub fn due_steps(ladder: &EscalationConfig, token: &TokenRow, now: DateTime<Utc>) -> Vec<usize> {
-    let mut v: Vec<(DateTime<Utc>, usize)> =
-        ladder.steps.iter().enumerate().filter_map(|(i, s)| s.due_at(token.issued, token.timeout).filter(|t| *t <= now).map(|t| (t, i))).collect();
+    let mut v: Vec<(DateTime<Utc>, usize)> = ladder
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.due_at(token.issued, token.timeout).filter(|t| *t <= now).map(|t| (t, i)))
+        .collect();
     v.sort();
     v.into_iter().map(|(_, i)| i).collect()
 }

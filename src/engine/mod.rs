@@ -680,7 +680,14 @@ impl Engine {
             "ladderStep": step.map(|s| s + 1),
             "by": acting.user.clone().unwrap_or_else(|| "anonymous".into()),
         });
-        self.store.emit_event(&t.execution_arn, &id, escalation::ESCALATED_EVENT, self.clock.now(), std::slice::from_ref(&t.execution_arn), detail)?;
+        self.store.emit_event(
+            &t.execution_arn,
+            &id,
+            escalation::ESCALATED_EVENT,
+            self.clock.now(),
+            std::slice::from_ref(&t.execution_arn),
+            detail,
+        )?;
         Ok(t)
     }
 
@@ -717,9 +724,19 @@ impl Engine {
                         let id = format!("escalation-notice:{}:{}:{}", escalation::token_ref(&t.token), l.state, i);
                         let mut body = escalation::notice_body(format, sink, &t, i, due);
                         if let Some(o) = body.as_object_mut() {
-                            o.insert("lightbox".into(), serde_json::json!({"sink": sink, "format": format, "executionArn": t.execution_arn}));
+                            o.insert(
+                                "lightbox".into(),
+                                serde_json::json!({"sink": sink, "format": format, "executionArn": t.execution_arn}),
+                            );
                         }
-                        if self.store.emit_event(&t.execution_arn, &id, escalation::NOTICE_EVENT, now, std::slice::from_ref(&t.execution_arn), body)? {
+                        if self.store.emit_event(
+                            &t.execution_arn,
+                            &id,
+                            escalation::NOTICE_EVENT,
+                            now,
+                            std::slice::from_ref(&t.execution_arn),
+                            body,
+                        )? {
                             fired += 1;
                             self.audit_auto(&t, &format!("escalation ladder step {}: notified {sink} ({format})", i + 1), "notify");
                         }
@@ -731,7 +748,9 @@ impl Engine {
                                 fired += 1;
                                 self.audit_auto(&t, &why, "escalate");
                             }
-                            Err(e) => tracing::warn!(execution = %t.execution_arn, error = %e, "an escalation ladder could not fail its review"),
+                            Err(e) => {
+                                tracing::warn!(execution = %t.execution_arn, error = %e, "an escalation ladder could not fail its review")
+                            }
                         }
                         break 'ladder;
                     }

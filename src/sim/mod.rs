@@ -148,7 +148,19 @@ const STAGES: &[(Stage, &[&str])] = &[
     (Stage::Dictated, &["RadiologistReview", "SeniorReview", "DictateManually", "WrongPatient"]),
     (Stage::Transcribed, &["Transcribe", "AwaitSignature"]),
     (Stage::Signed, &["SignReport", "PublishReport", "PublishFailed", "AwaitCoding"]),
-    (Stage::Billed, &["PostCharge", "SubmitClaim", "ClaimQueuedManually", "AwaitRemittance", "ReconcileRemittance", "ClaimOutcome", "Reconciled", "ClaimDenied"]),
+    (
+        Stage::Billed,
+        &[
+            "PostCharge",
+            "SubmitClaim",
+            "ClaimQueuedManually",
+            "AwaitRemittance",
+            "ReconcileRemittance",
+            "ClaimOutcome",
+            "Reconciled",
+            "ClaimDenied",
+        ],
+    ),
 ];
 
 fn stage_of_state(machine: &str, state: &str) -> Option<Stage> {
