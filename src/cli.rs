@@ -543,6 +543,7 @@ pub fn main() -> Result<ExitCode> {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
                 let holds_demo = lightbox::sim::holds_demo(&machines);
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
+                configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme);
             }
             dispatch(&command, &ctx, &mut engine)

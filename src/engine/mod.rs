@@ -194,6 +194,10 @@ pub struct Engine {
     /// `[[dependencies]]` breakers and holds, applied before each task runs.
     pub dependencies: Vec<dependencies::DependencyConfig>,
     ladders_checked: Option<DateTime<Utc>>,
+    /// Per execution: its machine's name and input (immutable), for the ladders' `when`.
+    ladder_inputs: HashMap<String, (String, Value)>,
+    /// Notice ids already written (the outbox dedupes them too; this spares the writes).
+    ladder_sent: std::collections::HashSet<String>,
 }
 
 impl Engine {
@@ -211,6 +215,8 @@ impl Engine {
             escalation: vec![],
             dependencies: vec![],
             ladders_checked: None,
+            ladder_inputs: HashMap::new(),
+            ladder_sent: std::collections::HashSet::new(),
         }
     }
 
@@ -702,17 +708,22 @@ impl Engine {
         self.ladders_checked = Some(now);
         let pending = self.store.tokens(Some("PENDING"), None, 10_000)?;
         let mut fired = 0;
-        let mut inputs: HashMap<String, (String, Value)> = HashMap::new();
+        if self.ladder_inputs.len() > 50_000 {
+            self.ladder_inputs.clear();
+        }
+        if self.ladder_sent.len() > 200_000 {
+            self.ladder_sent.clear();
+        }
         for t in pending {
             if !self.escalation.iter().any(|l| l.state == t.state_name) {
                 continue;
             }
-            if !inputs.contains_key(&t.execution_arn) {
+            if !self.ladder_inputs.contains_key(&t.execution_arn) {
                 let Some(row) = self.store.execution(&t.execution_arn)? else { continue };
                 let machine = row.state_machine_arn.rsplit(':').next().unwrap_or_default().to_string();
-                inputs.insert(t.execution_arn.clone(), (machine, serde_json::from_str(&row.input).unwrap_or(Value::Null)));
+                self.ladder_inputs.insert(t.execution_arn.clone(), (machine, serde_json::from_str(&row.input).unwrap_or(Value::Null)));
             }
-            let Some((machine, input)) = inputs.get(&t.execution_arn).cloned() else { continue };
+            let Some((machine, input)) = self.ladder_inputs.get(&t.execution_arn).cloned() else { continue };
             let ladders: Vec<escalation::EscalationConfig> =
                 self.escalation.iter().filter(|l| l.applies(&machine, &t.state_name, &input)).cloned().collect();
             'ladder: for l in ladders {
@@ -722,6 +733,9 @@ impl Engine {
                     if let Some(sink) = &step.notify {
                         let format = step.format.as_deref().unwrap_or("pagerduty");
                         let id = format!("escalation-notice:{}:{}:{}", escalation::token_ref(&t.token), l.state, i);
+                        if self.ladder_sent.contains(&id) {
+                            continue;
+                        }
                         let mut body = escalation::notice_body(format, sink, &t, i, due);
                         if let Some(o) = body.as_object_mut() {
                             o.insert(
@@ -729,14 +743,16 @@ impl Engine {
                                 serde_json::json!({"sink": sink, "format": format, "executionArn": t.execution_arn}),
                             );
                         }
-                        if self.store.emit_event(
+                        let new = self.store.emit_event(
                             &t.execution_arn,
                             &id,
                             escalation::NOTICE_EVENT,
                             now,
                             std::slice::from_ref(&t.execution_arn),
                             body,
-                        )? {
+                        )?;
+                        self.ladder_sent.insert(id);
+                        if new {
                             fired += 1;
                             self.audit_auto(&t, &format!("escalation ladder step {}: notified {sink} ({format})", i + 1), "notify");
                         }
@@ -758,6 +774,45 @@ impl Engine {
             }
         }
         Ok(fired)
+    }
+
+    /// Every configured dependency with its breaker and hold (for `dependencies list` and the
+    /// Outbox view's "Dependencies").
+    pub fn dependency_status(&self) -> std::result::Result<Vec<dependencies::DependencyStatus>, dependencies::DependencyError> {
+        dependencies::dependencies(&self.store, &self.dependencies, self.clock.now())
+    }
+
+    /// Hold a configured dependency (audited as `by` from `source`). False: it was held already.
+    pub fn hold_dependency(
+        &self,
+        name: &str,
+        by: &str,
+        source: crate::audit::Source,
+        reason: &str,
+    ) -> std::result::Result<bool, dependencies::DependencyError> {
+        dependencies::hold(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+    }
+
+    /// Release a hold: returns how many waiting executions were woken.
+    pub fn release_dependency(
+        &self,
+        name: &str,
+        by: &str,
+        source: crate::audit::Source,
+        reason: &str,
+    ) -> std::result::Result<usize, dependencies::DependencyError> {
+        dependencies::release(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+    }
+
+    /// Close a breaker by hand. False: it was closed.
+    pub fn reset_dependency(
+        &self,
+        name: &str,
+        by: &str,
+        source: crate::audit::Source,
+        reason: &str,
+    ) -> std::result::Result<bool, dependencies::DependencyError> {
+        dependencies::reset(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
     }
 
     fn audit_auto(&self, t: &TokenRow, reason: &str, what: &str) {
