@@ -259,10 +259,15 @@ fn a_hold_makes_tasks_wait_durably_and_release_resumes_them_all_audited() {
     assert_eq!(reset["changed"], false, "a closed breaker needs no reset");
 
     let audit = json_of(&["audit", "list"]);
-    let text = audit.to_string();
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    let rows = |action: &str, result: &str| {
+        entries.iter().filter(|e| e["action"] == action && e["result"] == result && e["actor"] == "dr.ops" && e["source"] == "cli").count()
+    };
     for action in ["dependency-hold", "dependency-release", "dependency-reset"] {
-        assert!(text.contains(action), "{action} missing from {text}");
+        assert_eq!(rows(action, "ok"), 1, "{action} in {audit}");
     }
+    // The refused hold of an unknown dependency is on record too.
+    assert_eq!(rows("dependency-hold", "error"), 1, "{audit}");
     let store = Store::open_read_only(&lb.db()).expect("store");
     assert_eq!(outbox(&store, "Dependency Held").len(), 1);
     assert_eq!(outbox(&store, "Dependency Released").len(), 1);

@@ -503,7 +503,21 @@ fn need_reason(reason: &str) -> Result<&str> {
     if r.is_empty() { Err(DependencyError::NoReason) } else { Ok(r) }
 }
 
-/// Put a dependency on hold: its tasks wait instead of being dispatched.
+/// An operator's change to a dependency, audited as an intent before and its outcome after
+/// (a refusal, such as an unknown name or a missing reason, is on record too).
+fn operator_change<T>(
+    store: &Store,
+    who: (&str, Source),
+    action: &str,
+    name: &str,
+    reason: &str,
+    f: impl FnOnce(&mut AuditEntry) -> Result<T>,
+) -> Result<T> {
+    let entry = AuditEntry::new(who.0, who.1, Action::Other(action.into())).reason(format!("dependency {name}: {}", reason.trim()));
+    audit::audited_with(store.conn(), entry, f)
+}
+
+/// Put a dependency on hold: its tasks wait instead of being dispatched. False: it was held.
 pub fn hold(
     store: &Store,
     deps: &[DependencyConfig],
@@ -513,27 +527,32 @@ pub fn hold(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let d = find(deps, name)?;
-    let reason = need_reason(reason)?;
-    let conn = store.conn();
-    ensure_schema(conn)?;
-    let mut row = load(conn, &d.name)?;
-    if row.held {
-        return Ok(false);
-    }
-    row.held = true;
-    row.held_by = Some(actor.to_string());
-    row.hold_reason = Some(reason.to_string());
-    row.held_ms = Some(ms(now));
-    let tx = conn.unchecked_transaction()?;
-    save(&tx, &d.name, &row, now)?;
-    emit(&tx, &d.name, "held", "Dependency Held", now, json!({"dependency": d.name, "heldBy": actor, "reason": reason}))?;
-    tx.commit()?;
-    audit_row(conn, (actor, source), "dependency-hold", &d.name, reason, (json!({"held": false}), json!({"held": true})), now);
-    Ok(true)
+    operator_change(store, (actor, source), "dependency-hold", name, reason, |entry| {
+        let d = find(deps, name)?;
+        let reason = need_reason(reason)?;
+        let conn = store.conn();
+        ensure_schema(conn)?;
+        let mut row = load(conn, &d.name)?;
+        entry.before = Some(json!({"held": row.held}));
+        entry.after = Some(json!({"held": true}));
+        if row.held {
+            return Ok(false);
+        }
+        row.held = true;
+        row.held_by = Some(actor.to_string());
+        row.hold_reason = Some(reason.to_string());
+        row.held_ms = Some(ms(now));
+        let tx = conn.unchecked_transaction()?;
+        save(&tx, &d.name, &row, now)?;
+        emit(&tx, &d.name, "held", "Dependency Held", now, json!({"dependency": d.name, "heldBy": actor, "reason": reason}))?;
+        tx.commit()?;
+        tracing::info!(dependency = %d.name, "dependency held");
+        Ok(true)
+    })
 }
 
-/// Release a hold: waiting tasks are dispatched on the next tick.
+/// Release a hold: waiting tasks are dispatched on the next tick. Returns how many executions
+/// were woken.
 pub fn release(
     store: &Store,
     deps: &[DependencyConfig],
@@ -543,47 +562,44 @@ pub fn release(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let d = find(deps, name)?;
-    let reason = need_reason(reason)?;
-    let conn = store.conn();
-    ensure_schema(conn)?;
-    let mut row = load(conn, &d.name)?;
-    if !row.held {
-        return Ok(0);
-    }
-    row.held = false;
-    row.held_by = None;
-    row.hold_reason = None;
-    row.held_ms = None;
-    let tx = conn.unchecked_transaction()?;
-    save(&tx, &d.name, &row, now)?;
-    let woken = tx.execute(
-        "UPDATE timers SET fire_ms = ?2 WHERE execution_arn IN (SELECT execution_arn FROM dependency_waits WHERE dependency = ?1)",
-        params![d.name, ms(now)],
-    )?;
-    tx.execute("DELETE FROM dependency_waits WHERE dependency = ?1", [&d.name])?;
-    emit(
-        &tx,
-        &d.name,
-        "released",
-        "Dependency Released",
-        now,
-        json!({"dependency": d.name, "releasedBy": actor, "reason": reason, "waiting": woken}),
-    )?;
-    tx.commit()?;
-    audit_row(
-        conn,
-        (actor, source),
-        "dependency-release",
-        &d.name,
-        reason,
-        (json!({"held": true}), json!({"held": false, "resumed": woken})),
-        now,
-    );
-    Ok(woken)
+    operator_change(store, (actor, source), "dependency-release", name, reason, |entry| {
+        let d = find(deps, name)?;
+        let reason = need_reason(reason)?;
+        let conn = store.conn();
+        ensure_schema(conn)?;
+        let mut row = load(conn, &d.name)?;
+        entry.before = Some(json!({"held": row.held}));
+        entry.after = Some(json!({"held": false}));
+        if !row.held {
+            return Ok(0);
+        }
+        row.held = false;
+        row.held_by = None;
+        row.hold_reason = None;
+        row.held_ms = None;
+        let tx = conn.unchecked_transaction()?;
+        save(&tx, &d.name, &row, now)?;
+        let woken = tx.execute(
+            "UPDATE timers SET fire_ms = ?2 WHERE execution_arn IN (SELECT execution_arn FROM dependency_waits WHERE dependency = ?1)",
+            params![d.name, ms(now)],
+        )?;
+        tx.execute("DELETE FROM dependency_waits WHERE dependency = ?1", [&d.name])?;
+        emit(
+            &tx,
+            &d.name,
+            "released",
+            "Dependency Released",
+            now,
+            json!({"dependency": d.name, "releasedBy": actor, "reason": reason, "waiting": woken}),
+        )?;
+        tx.commit()?;
+        entry.after = Some(json!({"held": false, "resumed": woken}));
+        tracing::info!(dependency = %d.name, resumed = woken, "dependency released");
+        Ok(woken)
+    })
 }
 
-/// Close a breaker by hand (after checking the dependency).
+/// Close a breaker by hand (after checking the dependency). False: it was closed.
 pub fn reset(
     store: &Store,
     deps: &[DependencyConfig],
@@ -593,36 +609,31 @@ pub fn reset(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let d = find(deps, name)?;
-    let reason = need_reason(reason)?;
-    let conn = store.conn();
-    ensure_schema(conn)?;
-    let mut row = load(conn, &d.name)?;
-    let before = row.breaker.state;
-    row.breaker = Breaker::default();
-    let tx = conn.unchecked_transaction()?;
-    save(&tx, &d.name, &row, now)?;
-    if before != BreakerState::Closed {
-        emit(
-            &tx,
-            &d.name,
-            "closed",
-            "Dependency Breaker Closed",
-            now,
-            json!({"dependency": d.name, "state": "CLOSED", "resetBy": actor, "reason": reason}),
-        )?;
-    }
-    tx.commit()?;
-    audit_row(
-        conn,
-        (actor, source),
-        "dependency-reset",
-        &d.name,
-        reason,
-        (json!({"breaker": before.as_str()}), json!({"breaker": "CLOSED"})),
-        now,
-    );
-    Ok(before != BreakerState::Closed)
+    operator_change(store, (actor, source), "dependency-reset", name, reason, |entry| {
+        let d = find(deps, name)?;
+        let reason = need_reason(reason)?;
+        let conn = store.conn();
+        ensure_schema(conn)?;
+        let mut row = load(conn, &d.name)?;
+        let before = row.breaker.state;
+        entry.before = Some(json!({"breaker": before.as_str()}));
+        entry.after = Some(json!({"breaker": "CLOSED"}));
+        row.breaker = Breaker::default();
+        let tx = conn.unchecked_transaction()?;
+        save(&tx, &d.name, &row, now)?;
+        if before != BreakerState::Closed {
+            emit(
+                &tx,
+                &d.name,
+                "closed",
+                "Dependency Breaker Closed",
+                now,
+                json!({"dependency": d.name, "state": "CLOSED", "resetBy": actor, "reason": reason}),
+            )?;
+        }
+        tx.commit()?;
+        Ok(before != BreakerState::Closed)
+    })
 }
 
 /// One dependency as the Outbox view's "Dependencies" section and `dependencies list` show it.
