@@ -169,6 +169,7 @@ enum DepCmd {
     List,
     /// Hold a dependency: its tasks wait (durably) instead of being sent, until released.
     Hold {
+        /// The dependency's name (as in [[dependencies]]).
         name: String,
         /// Why (the audit log records it).
         #[arg(long)]
@@ -176,6 +177,7 @@ enum DepCmd {
     },
     /// Release a hold: the tasks that waited are sent on the engine's next tick.
     Release {
+        /// The dependency's name (as in [[dependencies]]).
         name: String,
         /// What was checked (the audit log records it).
         #[arg(long)]
@@ -183,6 +185,7 @@ enum DepCmd {
     },
     /// Close an open breaker by hand, after checking the dependency answers again.
     Reset {
+        /// The dependency's name (as in [[dependencies]]).
         name: String,
         /// What was checked (the audit log records it).
         #[arg(long)]
@@ -1608,13 +1611,8 @@ fn cmd_dependencies(cmd: &DepCmd, ctx: &Ctx, engine: &mut Engine) -> Result<Exit
         }
         DepCmd::Release { name, reason } => {
             writable()?;
-            let n = deps::release(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
-            done(
-                "released",
-                name,
-                n > 0 || deps::dependencies(store, list, now)?.iter().any(|d| &d.name == name && !d.held),
-                json!({"resumed": n}),
-            );
+            let woken = deps::release(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
+            done("released", name, woken.is_some(), json!({"resumed": woken.unwrap_or(0)}));
         }
         DepCmd::Reset { name, reason } => {
             writable()?;

@@ -552,7 +552,7 @@ pub fn hold(
 }
 
 /// Release a hold: waiting tasks are dispatched on the next tick. Returns how many executions
-/// were woken.
+/// were woken, or `None` when the dependency was not held.
 pub fn release(
     store: &Store,
     deps: &[DependencyConfig],
@@ -561,7 +561,7 @@ pub fn release(
     source: Source,
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<usize> {
+) -> Result<Option<usize>> {
     operator_change(store, (actor, source), "dependency-release", name, reason, |entry| {
         let d = find(deps, name)?;
         let reason = need_reason(reason)?;
@@ -571,7 +571,7 @@ pub fn release(
         entry.before = Some(json!({"held": row.held}));
         entry.after = Some(json!({"held": false}));
         if !row.held {
-            return Ok(0);
+            return Ok(None);
         }
         row.held = false;
         row.held_by = None;
@@ -595,7 +595,7 @@ pub fn release(
         tx.commit()?;
         entry.after = Some(json!({"held": false, "resumed": woken}));
         tracing::info!(dependency = %d.name, resumed = woken, "dependency released");
-        Ok(woken)
+        Ok(Some(woken))
     })
 }
 

@@ -793,14 +793,14 @@ impl Engine {
         dependencies::hold(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
     }
 
-    /// Release a hold: returns how many waiting executions were woken.
+    /// Release a hold: returns how many waiting executions were woken (`None`: it was not held).
     pub fn release_dependency(
         &self,
         name: &str,
         by: &str,
         source: crate::audit::Source,
         reason: &str,
-    ) -> std::result::Result<usize, dependencies::DependencyError> {
+    ) -> std::result::Result<Option<usize>, dependencies::DependencyError> {
         dependencies::release(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
     }
 
