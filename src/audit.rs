@@ -199,6 +199,8 @@ const KEYED_PREFIX: &str = "hmac-sha256:";
 pub enum Source {
     Console,
     Cli,
+    /// The engine itself (automatic escalations, breaker transitions), actor "lightbox".
+    Engine,
 }
 
 impl Source {
@@ -206,6 +208,7 @@ impl Source {
         match self {
             Source::Console => "console",
             Source::Cli => "cli",
+            Source::Engine => "engine",
         }
     }
 
@@ -213,6 +216,7 @@ impl Source {
         match s {
             "console" => Some(Source::Console),
             "cli" => Some(Source::Cli),
+            "engine" => Some(Source::Engine),
             _ => None,
         }
     }

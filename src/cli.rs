@@ -167,6 +167,9 @@ enum Command {
     /// The outbox relay: sinks, their backlog and parked rows; retry, park, requeue, pause, resume.
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// Dependencies of tasks ([[dependencies]]): their circuit breakers and operator holds.
+    #[command(subcommand)]
+    Dependencies(DepCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +228,36 @@ enum OutboxCmd {
     Resume {
         /// The sink.
         sink: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DepCmd {
+    /// Every configured dependency: breaker state, failures, hold, waiting executions.
+    List,
+    /// Hold a dependency: its tasks wait (durably) instead of being sent, until released.
+    Hold {
+        /// The dependency's name (as in [[dependencies]]).
+        name: String,
+        /// Why (the audit log records it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a hold: the tasks that waited are sent on the engine's next tick.
+    Release {
+        /// The dependency's name (as in [[dependencies]]).
+        name: String,
+        /// What was checked (the audit log records it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Close an open breaker by hand, after checking the dependency answers again.
+    Reset {
+        /// The dependency's name (as in [[dependencies]]).
+        name: String,
+        /// What was checked (the audit log records it).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -489,15 +522,13 @@ enum TaskCmd {
     Escalate {
         /// The task token, or a unique prefix of at least 8 characters (as tables show it).
         token: String,
-        /// Why it is escalated (default: "escalated by USER").
-        #[arg(long)]
-        cause: Option<String>,
+        /// Why it is escalated (default: "escalated by USER"); `--cause` is the older name.
+        /// With --override-claim it is also the reason for overriding the claim.
+        #[arg(long, alias = "cause")]
+        reason: Option<String>,
         /// Answer a review someone else has claimed (needs --reason; the audit log records it).
         #[arg(long, requires = "reason")]
         override_claim: bool,
-        /// Why the claim is overridden.
-        #[arg(long, requires = "override_claim")]
-        reason: Option<String>,
     },
 }
 
@@ -520,6 +551,7 @@ fn reads_only(command: &Command, read_only: bool) -> bool {
         Command::Executions(ExecCmd::List { .. } | ExecCmd::Describe { .. } | ExecCmd::History { .. })
         | Command::Tasks(TaskCmd::List { .. })
         | Command::StateMachines(SmCmd::List)
+        | Command::Dependencies(DepCmd::List)
         | Command::Audit(AuditCmd::List { .. } | AuditCmd::Verify)
         | Command::Store(_) => true,
         Command::Console { .. } => read_only,
@@ -572,6 +604,7 @@ pub fn main() -> Result<ExitCode> {
             let mut tasks = TaskRunner::new();
             lightbox::sim::register_handlers(&mut tasks);
             let mut engine = Engine::new(store, tasks, Clock::Real);
+            configure_resilience(&mut engine, &config, matches!(command, Command::Demo { .. }))?;
             let ctx = Ctx {
                 json: cli.json,
                 read_only: read_only || engine.store.is_read_only(),
@@ -583,6 +616,7 @@ pub fn main() -> Result<ExitCode> {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
                 let holds_demo = lightbox::sim::holds_demo(&machines);
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
+                configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme);
             }
             dispatch(&command, &ctx, &mut engine)
@@ -763,6 +797,12 @@ struct Config {
     /// `[[outbox.sinks]]`: where the relay delivers workflow events.
     #[serde(default)]
     outbox: lightbox::outbox::OutboxConfig,
+    /// `[[escalation]]`: escalation ladders per review gate (the demo's when none).
+    #[serde(default)]
+    escalation: Vec<lightbox::engine::escalation::EscalationConfig>,
+    /// `[[dependencies]]`: task dependencies with circuit breakers and holds (the demo's when none).
+    #[serde(default)]
+    dependencies: Vec<lightbox::engine::dependencies::DependencyConfig>,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -1459,9 +1499,10 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let t = token_action(engine, ctx, audit::Action::Unclaim, token, None, |e, tok| e.unclaim_task(tok, &by))?;
             task_done(j, &t, "unclaimed", &ctx.user);
         }
-        Command::Tasks(TaskCmd::Escalate { token, cause, override_claim, reason }) => {
-            let cause = cause.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
-            let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), Some(lightbox::engine::ESCALATED))?;
+        Command::Tasks(TaskCmd::Escalate { token, override_claim, reason }) => {
+            let cause = reason.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
+            let over = reason.as_deref().filter(|_| *override_claim);
+            let (acting, note) = acting_on(engine, ctx, token, *override_claim, over, Some(lightbox::engine::ESCALATED))?;
             let note = [Some(cause.clone()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
             let t =
                 token_action(engine, ctx, audit::Action::Escalate, token, Some(note), |e, tok| e.escalate_task_as(tok, &cause, &acting))
@@ -1560,6 +1601,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             }
         }
         Command::Engine { seconds } => run_engine(engine, *seconds, &ctx.sinks)?,
+        Command::Dependencies(cmd) => return cmd_dependencies(cmd, ctx, engine),
         Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
         Command::Outbox(cmd) => return cmd_outbox(cmd, ctx, engine),
         Command::Run(_)
@@ -1571,6 +1613,87 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         | Command::Console { .. }
         | Command::Store(StoreCmd::Check { .. }) => {
             unreachable!("handled before opening the store")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Escalation ladders and dependencies from the config; a store that holds the demo (or
+/// `lightbox demo`) gets the demo's when the config names none.
+fn configure_resilience(engine: &mut Engine, config: &Config, demo: bool) -> Result<()> {
+    lightbox::engine::escalation::validate(&config.escalation)?;
+    lightbox::engine::dependencies::validate(&config.dependencies)?;
+    engine.escalation = config.escalation.clone();
+    engine.dependencies = config.dependencies.clone();
+    if config.escalation.is_empty() || config.dependencies.is_empty() {
+        let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
+        if demo || lightbox::sim::holds_demo(&machines) {
+            let (ladders, deps) = lightbox::sim::resilience_defaults();
+            if config.escalation.is_empty() {
+                engine.escalation = ladders;
+            }
+            if config.dependencies.is_empty() {
+                engine.dependencies = deps;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `lightbox dependencies list|hold|release|reset`.
+fn cmd_dependencies(cmd: &DepCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
+    use lightbox::engine::dependencies as deps;
+    let now = engine.clock.now();
+    let (store, list) = (&engine.store, &engine.dependencies);
+    let done = |what: &str, name: &str, changed: bool, extra: Value| {
+        if ctx.json {
+            print_json(&json!({"dependency": name, "action": what, "changed": changed, "by": ctx.user, "detail": extra}));
+        } else if changed {
+            say!("{name}: {what} by {}", ctx.user);
+        } else {
+            say!("{name}: nothing to do ({what} already in effect)");
+        }
+    };
+    let writable = || if ctx.read_only { bail!("read-only: dependency holds and breakers cannot be changed") } else { Ok(()) };
+    match cmd {
+        DepCmd::List => {
+            let rows = deps::dependencies(store, list, now)?;
+            if ctx.json {
+                print_json(&serde_json::to_value(&rows)?);
+            } else if rows.is_empty() {
+                say!("no dependencies configured ([[dependencies]] in the config)");
+            } else {
+                say!("{:<20} {:<36} {:<10} {:>8} {:<8} {:>7}  {}", "NAME", "MATCH", "BREAKER", "FAILURES", "HELD", "WAITING", "OPEN LEFT");
+                for r in rows {
+                    let left = r.open_seconds_left.map(|s| format!("{}m{:02}s", s / 60, s % 60)).unwrap_or_else(|| "-".into());
+                    let held = if r.held { format!("by {}", r.held_by.unwrap_or_default()) } else { "no".into() };
+                    say!(
+                        "{:<20} {:<36} {:<10} {:>8} {:<8} {:>7}  {}",
+                        r.name,
+                        r.matches,
+                        r.breaker,
+                        format!("{}/{}", r.failures, r.threshold),
+                        held,
+                        r.waiting,
+                        left
+                    );
+                }
+            }
+        }
+        DepCmd::Hold { name, reason } => {
+            writable()?;
+            let changed = deps::hold(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
+            done("held", name, changed, json!({}));
+        }
+        DepCmd::Release { name, reason } => {
+            writable()?;
+            let woken = deps::release(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
+            done("released", name, woken.is_some(), json!({"resumed": woken.unwrap_or(0)}));
+        }
+        DepCmd::Reset { name, reason } => {
+            writable()?;
+            let changed = deps::reset(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
+            done("reset", name, changed, json!({}));
         }
     }
     Ok(ExitCode::SUCCESS)

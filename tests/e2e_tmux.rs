@@ -542,3 +542,40 @@ fn view_6_shows_a_sink_and_pausing_and_resuming_it_is_audited() {
         assert_eq!(e[0]["source"], "console", "{entries}");
     }
 }
+
+// ----- escalation -----
+
+/// `e` on a review: the confirmation names where the escalation goes (here nothing catches
+/// it, so it warns that the execution fails); confirming writes one "Review Escalated" event
+/// and an audit row from the console.
+#[test]
+fn escalating_a_review_from_the_console_is_an_event_and_an_audit_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
+    let t = Tmux::start(&cmd, 120, 32);
+    t.keys(&["2"]);
+    t.wait_for("ACC-E2E-1");
+    t.keys(&["e"]);
+    let s = t.wait_for("Review.Escalated");
+    assert!(s.contains("FAILS"), "the confirmation must warn that the execution fails:\n{s}");
+    t.keys(&["y"]);
+    t.wait_for("escalate: 1 done");
+    t.keys(&["q"]);
+    let audit = lb(&data, &["audit", "list", "--action", "escalate"]);
+    let row = &audit["entries"][0];
+    assert_eq!(row["actor"], "dr.e2e");
+    assert_eq!(row["source"], "console");
+    let store = lightbox::store::Store::open_read_only(&data.join("lightbox.db")).expect("store");
+    let events: Vec<Value> = store
+        .outbox(false, 10_000)
+        .expect("outbox")
+        .into_iter()
+        .filter_map(|r| serde_json::from_str::<Value>(&r.payload).ok())
+        .filter(|e| e["detail-type"] == "Review Escalated")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail"]["by"], "dr.e2e");
+    assert_eq!(events[0]["detail"]["automatic"], false);
+    assert_eq!(events[0]["resources"][0], row["execution"].as_str().or(row["executionArn"].as_str()).unwrap_or_default());
+}

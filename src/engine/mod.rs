@@ -3,7 +3,9 @@
 //! input, commits the step, and only then runs the step's effects.
 
 pub mod core;
+pub mod dependencies;
 pub mod ephemeral;
+pub mod escalation;
 pub mod eval;
 pub mod tasks;
 pub mod test_state;
@@ -187,13 +189,35 @@ pub struct Engine {
     defs: HashMap<String, Arc<Definition>>,
     seed: u64,
     token_key: Option<[u8; 32]>,
+    /// `[[escalation]]` ladders, checked on each tick.
+    pub escalation: Vec<escalation::EscalationConfig>,
+    /// `[[dependencies]]` breakers and holds, applied before each task runs.
+    pub dependencies: Vec<dependencies::DependencyConfig>,
+    ladders_checked: Option<DateTime<Utc>>,
+    /// Per execution: its machine's name and input (immutable), for the ladders' `when`.
+    ladder_inputs: HashMap<String, (String, Value)>,
+    /// Notice ids already written (the outbox dedupes them too; this spares the writes).
+    ladder_sent: std::collections::HashSet<String>,
 }
 
 impl Engine {
     pub fn new(store: Store, tasks: TaskRunner, clock: Clock) -> Engine {
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        Engine { store, tasks, clock, owner, defs: HashMap::new(), seed, token_key: None }
+        Engine {
+            store,
+            tasks,
+            clock,
+            owner,
+            defs: HashMap::new(),
+            seed,
+            token_key: None,
+            escalation: vec![],
+            dependencies: vec![],
+            ladders_checked: None,
+            ladder_inputs: HashMap::new(),
+            ladder_sent: std::collections::HashSet::new(),
+        }
     }
 
     fn env(&mut self) -> Result<Env> {
@@ -353,7 +377,8 @@ impl Engine {
                 return Ok(());
             }
             let input = if let Some(t) = st.outstanding_tasks().into_iter().next() {
-                match self.tasks.run(&t) {
+                let Some(outcome) = self.run_task(arn, &t)? else { return Ok(()) };
+                match outcome {
                     TaskOutcome::Done(result) => Input::TaskResult { task_id: t.task_id, result },
                     TaskOutcome::Submitted(output) => Input::TaskSubmitted { task_id: t.task_id, output },
                 }
@@ -368,6 +393,38 @@ impl Engine {
             if lease_taken.elapsed() > std::time::Duration::from_millis((LEASE_MS / 2) as u64) {
                 self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)?;
                 lease_taken = std::time::Instant::now();
+            }
+        }
+    }
+
+    /// Run one task through its dependency's hold and breaker. `None`: the dependency is
+    /// held, so the task stays scheduled (durably) until the hold is released.
+    fn run_task(&mut self, arn: &str, t: &core::TaskRequest) -> Result<Option<TaskOutcome>> {
+        let Some(dep) = dependencies::dependency_for(&self.dependencies, t).cloned() else { return Ok(Some(self.tasks.run(t))) };
+        let now = self.clock.now();
+        let gate = dependencies::before_call(&self.store, &dep, now).map_err(dep_err)?;
+        match gate {
+            dependencies::Gate::Hold => {
+                dependencies::note_wait(&self.store, &dep.name, arn, now, Duration::seconds(5)).map_err(dep_err)?;
+                Ok(None)
+            }
+            dependencies::Gate::FailFast { until } => {
+                dependencies::clear_wait(&self.store, arn).map_err(dep_err)?;
+                Ok(Some(TaskOutcome::Done(Err(TaskError {
+                    error: dependencies::CIRCUIT_OPEN.into(),
+                    cause: format!(
+                        "The circuit breaker of dependency {} is open until {}: the task was not sent.",
+                        dep.name,
+                        crate::events::time(until)
+                    ),
+                }))))
+            }
+            dependencies::Gate::Run => {
+                dependencies::clear_wait(&self.store, arn).map_err(dep_err)?;
+                let out = self.tasks.run(t);
+                let ok = !matches!(out, TaskOutcome::Done(Err(_)));
+                dependencies::after_call(&self.store, &dep, self.clock.now(), ok).map_err(dep_err)?;
+                Ok(Some(out))
             }
         }
     }
@@ -611,13 +668,172 @@ impl Engine {
 
     /// Escalate by `acting`: a review claimed by someone else needs an override with a reason.
     pub fn escalate_task_as(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<TokenRow> {
-        self.send_task_failure_as(token, Some(ESCALATED), Some(cause), acting)
+        self.escalate_with(token, ESCALATED, cause, acting, None)
+    }
+
+    /// Fail a review with `error` and write the "Review Escalated" event (once per token).
+    /// `step`: the ladder step that did it (automatic), or `None` (by hand).
+    fn escalate_with(&mut self, token: &str, error: &str, cause: &str, acting: &Acting, step: Option<usize>) -> Result<TokenRow> {
+        let t = self.send_task_failure_as(token, Some(error), Some(cause), acting)?;
+        let id = format!("review-escalated:{}", escalation::token_ref(&t.token));
+        let detail = serde_json::json!({
+            "executionArn": t.execution_arn,
+            "stateName": t.state_name,
+            "taskToken": short_token(&t.token),
+            "error": error,
+            "reason": cause,
+            "automatic": step.is_some(),
+            "ladderStep": step.map(|s| s + 1),
+            "by": acting.user.clone().unwrap_or_else(|| "anonymous".into()),
+        });
+        self.store.emit_event(
+            &t.execution_arn,
+            &id,
+            escalation::ESCALATED_EVENT,
+            self.clock.now(),
+            std::slice::from_ref(&t.execution_arn),
+            detail,
+        )?;
+        Ok(t)
+    }
+
+    /// Fire the escalation ladders' due steps (at most once a second of engine time). Each
+    /// step fires once per token; automatic actions are audited with actor "lightbox".
+    /// Returns how many steps fired.
+    pub fn run_ladders(&mut self) -> Result<usize> {
+        let now = self.clock.now();
+        if self.escalation.is_empty() || self.ladders_checked.is_some_and(|c| now >= c && now - c < Duration::seconds(1)) {
+            return Ok(0);
+        }
+        self.ladders_checked = Some(now);
+        let pending = self.store.tokens(Some("PENDING"), None, 10_000)?;
+        let mut fired = 0;
+        if self.ladder_inputs.len() > 50_000 {
+            self.ladder_inputs.clear();
+        }
+        if self.ladder_sent.len() > 200_000 {
+            self.ladder_sent.clear();
+        }
+        for t in pending {
+            if !self.escalation.iter().any(|l| l.state == t.state_name) {
+                continue;
+            }
+            if !self.ladder_inputs.contains_key(&t.execution_arn) {
+                let Some(row) = self.store.execution(&t.execution_arn)? else { continue };
+                let machine = row.state_machine_arn.rsplit(':').next().unwrap_or_default().to_string();
+                self.ladder_inputs.insert(t.execution_arn.clone(), (machine, serde_json::from_str(&row.input).unwrap_or(Value::Null)));
+            }
+            let Some((machine, input)) = self.ladder_inputs.get(&t.execution_arn).cloned() else { continue };
+            let ladders: Vec<escalation::EscalationConfig> =
+                self.escalation.iter().filter(|l| l.applies(&machine, &t.state_name, &input)).cloned().collect();
+            'ladder: for l in ladders {
+                for i in escalation::due_steps(&l, &t, now) {
+                    let step = &l.steps[i];
+                    let due = step.due_at(t.issued, t.timeout).unwrap_or(now);
+                    if let Some(sink) = &step.notify {
+                        let format = step.format.as_deref().unwrap_or("pagerduty");
+                        let id = format!("escalation-notice:{}:{}:{}", escalation::token_ref(&t.token), l.state, i);
+                        if self.ladder_sent.contains(&id) {
+                            continue;
+                        }
+                        let mut body = escalation::notice_body(format, sink, &t, i, due);
+                        if let Some(o) = body.as_object_mut() {
+                            o.insert(
+                                "lightbox".into(),
+                                serde_json::json!({"sink": sink, "format": format, "executionArn": t.execution_arn}),
+                            );
+                        }
+                        let new = self.store.emit_event(
+                            &t.execution_arn,
+                            &id,
+                            escalation::NOTICE_EVENT,
+                            now,
+                            std::slice::from_ref(&t.execution_arn),
+                            body,
+                        )?;
+                        self.ladder_sent.insert(id);
+                        if new {
+                            fired += 1;
+                            self.audit_auto(&t, &format!("escalation ladder step {}: notified {sink} ({format})", i + 1), "notify");
+                        }
+                    } else if let Some(error) = step.error() {
+                        let why = format!("escalation ladder step {} of {}: unanswered", i + 1, l.state);
+                        let acting = Acting::user(dependencies::ENGINE_ACTOR).overriding(why.clone());
+                        match self.escalate_with(&t.token, error, &why, &acting, Some(i)) {
+                            Ok(_) => {
+                                fired += 1;
+                                self.audit_auto(&t, &why, "escalate");
+                            }
+                            Err(e) => {
+                                tracing::warn!(execution = %t.execution_arn, error = %e, "an escalation ladder could not fail its review")
+                            }
+                        }
+                        break 'ladder;
+                    }
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Every configured dependency with its breaker and hold (for `dependencies list` and the
+    /// Outbox view's "Dependencies").
+    pub fn dependency_status(&self) -> std::result::Result<Vec<dependencies::DependencyStatus>, dependencies::DependencyError> {
+        dependencies::dependencies(&self.store, &self.dependencies, self.clock.now())
+    }
+
+    /// Hold a configured dependency (audited as `by` from `source`). False: it was held already.
+    pub fn hold_dependency(
+        &self,
+        name: &str,
+        by: &str,
+        source: crate::audit::Source,
+        reason: &str,
+    ) -> std::result::Result<bool, dependencies::DependencyError> {
+        dependencies::hold(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+    }
+
+    /// Release a hold: returns how many waiting executions were woken (`None`: it was not held).
+    pub fn release_dependency(
+        &self,
+        name: &str,
+        by: &str,
+        source: crate::audit::Source,
+        reason: &str,
+    ) -> std::result::Result<Option<usize>, dependencies::DependencyError> {
+        dependencies::release(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+    }
+
+    /// Close a breaker by hand. False: it was closed.
+    pub fn reset_dependency(
+        &self,
+        name: &str,
+        by: &str,
+        source: crate::audit::Source,
+        reason: &str,
+    ) -> std::result::Result<bool, dependencies::DependencyError> {
+        dependencies::reset(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+    }
+
+    fn audit_auto(&self, t: &TokenRow, reason: &str, what: &str) {
+        use crate::audit::{Action, AuditEntry, Source};
+        let action = if what == "escalate" { Action::Escalate } else { Action::Other("escalation-notice".into()) };
+        let entry = AuditEntry::new(dependencies::ENGINE_ACTOR, Source::Engine, action)
+            .execution(t.execution_arn.clone())
+            .token(t.token.clone())
+            .reason(reason.to_string());
+        if let Err(e) = crate::audit::record(self.store.conn(), &entry, self.clock.now()) {
+            tracing::warn!(execution = %t.execution_arn, error = %e, "could not audit an automatic escalation");
+        }
     }
 
     // ----- background work --------------------------------------------------
 
     /// Drive every execution with due work. Returns how many were driven.
     pub fn run_due(&mut self, limit: usize) -> Result<usize> {
+        if let Err(e) = self.run_ladders() {
+            tracing::warn!(error = %e, "escalation ladders could not run");
+        }
         let due = self.store.due(self.clock.now(), &self.owner, limit)?;
         if due.is_empty() {
             return Ok(0);
@@ -680,6 +896,13 @@ impl Engine {
 
     pub fn lease_duration() -> Duration {
         Duration::milliseconds(LEASE_MS)
+    }
+}
+
+fn dep_err(e: dependencies::DependencyError) -> EngineError {
+    match e {
+        dependencies::DependencyError::Store(s) => EngineError::Store(s),
+        other => EngineError::Internal(other.to_string()),
     }
 }
 

@@ -58,6 +58,54 @@ pub fn holds_demo(machines: &[String]) -> bool {
     definitions().iter().all(|(n, _)| machines.iter().any(|m| m == n))
 }
 
+/// The demo hospital's escalation ladders and dependency breakers, used when the config
+/// names none (`[[escalation]]`, `[[dependencies]]` in config.example.toml show the same):
+/// - every radiologist review pages the reading room (PagerDuty) at half its deadline; a STAT
+///   review is escalated to the senior reader (`Review.Escalated`) at 90 % of it;
+/// - a senior review posts to the radiology Slack channel at half its deadline;
+/// - the claims clearinghouse (handler `lightbox-submit-claim`) opens its breaker after 5
+///   failures in a minute and fails fast with `Lightbox.CircuitOpen` for 2 minutes (short,
+///   because the demo runs on an accelerated clock).
+pub fn resilience_defaults() -> (Vec<crate::engine::escalation::EscalationConfig>, Vec<crate::engine::dependencies::DependencyConfig>) {
+    use crate::engine::dependencies::{DependencyConfig, DependencyMatch};
+    use crate::engine::escalation::{EscalationConfig, LadderStep};
+    let step = |at: f64, notify: Option<&str>, format: Option<&str>, fail: Option<&str>| LadderStep {
+        at: Some(at),
+        after: None,
+        notify: notify.map(str::to_string),
+        format: format.map(str::to_string),
+        fail: fail.map(str::to_string),
+    };
+    let ladders = vec![
+        EscalationConfig {
+            state: "RadiologistReview".into(),
+            machine: None,
+            when: Default::default(),
+            steps: vec![step(0.5, Some("reading-room-pager"), Some("pagerduty"), None)],
+        },
+        EscalationConfig {
+            state: "RadiologistReview".into(),
+            machine: None,
+            when: [("$.priority".to_string(), json!("STAT"))].into_iter().collect(),
+            steps: vec![step(0.9, None, None, Some(crate::engine::ESCALATED))],
+        },
+        EscalationConfig {
+            state: "SeniorReview".into(),
+            machine: None,
+            when: Default::default(),
+            steps: vec![step(0.5, Some("radiology-slack"), Some("slack"), None)],
+        },
+    ];
+    let deps = vec![DependencyConfig {
+        name: "clearinghouse".into(),
+        matches: DependencyMatch { handler: Some("lightbox-submit-claim".into()), host: None },
+        failures: 5,
+        window: "1m".into(),
+        open_for: "2m".into(),
+    }];
+    (ladders, deps)
+}
+
 /// The lifecycle stage each top-level state of the demo machines belongs to.
 /// Shared states mean the same thing in every machine; the only exception is the
 /// series acquisition, which precedes *imaged* in scheduled imaging but is how
@@ -100,7 +148,19 @@ const STAGES: &[(Stage, &[&str])] = &[
     (Stage::Dictated, &["RadiologistReview", "SeniorReview", "DictateManually", "WrongPatient"]),
     (Stage::Transcribed, &["Transcribe", "AwaitSignature"]),
     (Stage::Signed, &["SignReport", "PublishReport", "PublishFailed", "AwaitCoding"]),
-    (Stage::Billed, &["PostCharge", "SubmitClaim", "AwaitRemittance", "ReconcileRemittance", "ClaimOutcome", "Reconciled", "ClaimDenied"]),
+    (
+        Stage::Billed,
+        &[
+            "PostCharge",
+            "SubmitClaim",
+            "ClaimQueuedManually",
+            "AwaitRemittance",
+            "ReconcileRemittance",
+            "ClaimOutcome",
+            "Reconciled",
+            "ClaimDenied",
+        ],
+    ),
 ];
 
 fn stage_of_state(machine: &str, state: &str) -> Option<Stage> {
