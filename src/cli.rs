@@ -1663,8 +1663,11 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
     let res = if dry_run {
         comp::run(engine, &ctx.compensation, arn, &reason, true)
     } else {
-        let intent =
-            audit::begin(engine.store.conn(), &ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone()), Utc::now())?;
+        let intent = audit::begin(
+            engine.store.conn(),
+            &ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone()),
+            Utc::now(),
+        )?;
         let res = comp::run(engine, &ctx.compensation, arn, &reason, false);
         crash_point();
         let mut entry = ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone());
@@ -1699,7 +1702,7 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
             }
             m.insert("message".into(), Value::String(o.message()));
         }
-        print_json(&ctx.phi.mask_value_with(&v, &known));
+        print_json(&ctx.phi.mask_envelope(&v, &known));
         return Ok(ExitCode::SUCCESS);
     }
     say!("plan for {} ({}): {}", esc(&o.plan.execution_arn), o.plan.status, esc(&o.plan.summary()));

@@ -151,7 +151,13 @@ impl Plan {
             );
         }
         let states: Vec<&str> = self.steps.iter().map(|s| s.state.as_str()).collect();
-        format!("starts {} as {} to undo {} step(s), newest first: {}", self.compensation_machine, self.compensation_name, states.len(), states.join(" → "))
+        format!(
+            "starts {} as {} to undo {} step(s), newest first: {}",
+            self.compensation_machine,
+            self.compensation_name,
+            states.len(),
+            states.join(" → ")
+        )
     }
 }
 
@@ -312,7 +318,11 @@ pub fn compensation_arn(original_arn: &str, plan_machine: &str, name: &str) -> S
 
 /// Links between an execution and its compensation, for `describe --json` and the detail view:
 /// `compensatedBy` on an original whose compensation exists, `compensates` on a compensation.
-pub fn links(map: &CompensationMap, store: &crate::store::Store, row: &ExecutionRow) -> Result<Vec<(&'static str, String)>, CompensationError> {
+pub fn links(
+    map: &CompensationMap,
+    store: &crate::store::Store,
+    row: &ExecutionRow,
+) -> Result<Vec<(&'static str, String)>, CompensationError> {
     let mut out = vec![];
     let machine = machine_of(&row.state_machine_arn);
     if let Some(cfg) = map.get(machine) {
@@ -571,7 +581,8 @@ mod tests {
 
     #[test]
     fn nothing_completed_is_an_empty_plan_that_says_so() {
-        let h = vec![ev(1, 0, "ExecutionStarted", json!({})), entered(2, "ReceiveOrder", json!({})), ev(3, 2, "ExecutionFailed", json!({}))];
+        let h =
+            vec![ev(1, 0, "ExecutionStarted", json!({})), entered(2, "ReceiveOrder", json!({})), ev(3, 2, "ExecutionFailed", json!({}))];
         let p = plan(&demo_defaults(), &row(ExecutionStatus::TimedOut), &h).expect("plan");
         assert!(p.steps.is_empty());
         assert!(p.summary().starts_with("nothing to compensate"), "{}", p.summary());

@@ -49,12 +49,7 @@ pub const UNDO: &str = include_str!("definitions/undo.asl.json");
 /// [`crate::ops::compensation::demo_defaults`]. Installed with the demo; not part of
 /// [`definitions`] (a data directory holds the demo when it has those six).
 pub fn undo_definitions() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("scheduled-imaging-undo", UNDO),
-        ("encounter-imaging-undo", UNDO),
-        ("teleradiology-undo", UNDO),
-        ("billing-undo", UNDO),
-    ]
+    vec![("scheduled-imaging-undo", UNDO), ("encounter-imaging-undo", UNDO), ("teleradiology-undo", UNDO), ("billing-undo", UNDO)]
 }
 
 /// Whether an execution input came from the demo workload.
