@@ -2010,7 +2010,7 @@ mod console {
             DemoMode::Paused(why) => Some(format!("demo paused: {why} ({} studies in flight stand still)", in_flight())),
             DemoMode::Off => None,
         };
-        let mut local = Local::new(engine, data_dir.to_path_buf());
+        let mut local = Local::new(engine, data_dir.to_path_buf()).with_compensation(ctx.compensation.clone());
         if demo {
             local = local.with_driver(demo_driver());
         }
@@ -2065,6 +2065,7 @@ mod console {
             Mutation::Claim { claim: false, .. } => audit::Action::Unclaim,
             Mutation::Escalate { .. } => audit::Action::Escalate,
             Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
+            Mutation::Compensate { .. } => audit::Action::Compensate,
         }
     }
 
@@ -2121,7 +2122,7 @@ mod console {
                 Mutation::Approve { comment, .. } => comment.clone(),
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
-                Mutation::RevealPhi { reason, .. } => reason.clone(),
+                Mutation::RevealPhi { reason, .. } | Mutation::Compensate { reason, .. } => reason.clone(),
                 _ => String::new(),
             };
             // An answer that took over someone else's claim says so, with whose and why.

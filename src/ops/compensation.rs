@@ -342,6 +342,27 @@ pub fn links(
     Ok(out)
 }
 
+/// What the detail view says about compensation: the links, and what `C` would do.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Info {
+    /// `("compensatedBy" | "compensates", execution ARN)`.
+    pub links: Vec<(&'static str, String)>,
+    /// For a FAILED, TIMED_OUT or ABORTED execution: what compensating would do (or why not).
+    pub offer: Option<String>,
+}
+
+/// [`Info`] for one execution.
+pub fn info(engine: &mut Engine, map: &CompensationMap, arn: &str) -> Result<Info, CompensationError> {
+    let Some(row) = engine.store.execution(arn)? else { return Ok(Info::default()) };
+    let links = links(map, &engine.store, &row)?;
+    let offer = row.status.is_redrivable().then(|| match run(engine, map, arn, "", true) {
+        Ok(Outcome { existing: Some(r), .. }) => format!("already compensated by {} ({})", r.name, r.status),
+        Ok(o) => o.plan.summary(),
+        Err(e) => e.to_string(),
+    });
+    Ok(Info { links, offer })
+}
+
 /// What [`run`] did.
 #[derive(Debug, Clone)]
 pub struct Outcome {

@@ -81,6 +81,8 @@ pub struct Detail {
     pub definition: Option<String>,
     /// The id this page continues after (0: the first page).
     pub after: i64,
+    /// Links to and from compensations, and what `C` would do.
+    pub compensation: crate::ops::compensation::Info,
 }
 
 /// History events per page: enough for a screen and scrolling, cheap at 25,000 events.
@@ -100,6 +102,8 @@ pub enum Request {
     Events(Option<i64>),
     /// The newest audit-log rows (`:audit`).
     Audit,
+    /// The compensation plan of an execution (for `C`'s confirmation).
+    CompensationPlan(String),
 }
 
 /// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
@@ -113,6 +117,8 @@ pub enum Mutation {
     Claim { token: String, claim: bool, by: String },
     Escalate { tokens: Vec<String>, cause: String, acting: Acting },
     RevealPhi { reason: String, arn: String },
+    /// Start an execution's compensation (once), for a reason.
+    Compensate { arn: String, reason: String },
 }
 
 impl Mutation {
@@ -124,6 +130,7 @@ impl Mutation {
             }
             Mutation::Redrive { arns } | Mutation::Stop { arns, .. } => arns.iter().map(String::as_str).collect(),
             Mutation::Claim { token, .. } => vec![token.as_str()],
+            Mutation::Compensate { arn, .. } => vec![arn.as_str()],
             Mutation::RevealPhi { .. } => vec![],
         }
     }
@@ -138,6 +145,7 @@ impl Mutation {
             Mutation::Claim { claim: false, .. } => "unclaim",
             Mutation::Escalate { .. } => "escalate",
             Mutation::RevealPhi { .. } => "reveal-phi",
+            Mutation::Compensate { .. } => "compensate",
         }
     }
 }
@@ -165,6 +173,8 @@ pub enum Loaded {
     Done { verb: String, ok: usize, failed: Vec<String> },
     Failed { what: String, error: String },
     Definitions(HashMap<String, Arc<Definition>>),
+    /// `C`'s plan: what compensating would do, or why it cannot.
+    CompensationPlan { arn: String, plan: std::result::Result<crate::ops::compensation::Outcome, String> },
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +269,13 @@ pub enum Dialog {
     Override {
         action: Action,
         items: Vec<Item>,
+        reason: String,
+    },
+    /// Compensate the execution named when the dialog opened: the plan, and a reason.
+    Compensate {
+        arn: String,
+        title: String,
+        lines: Vec<String>,
         reason: String,
     },
     /// Reveal the patient data of the study named when the dialog opened.
@@ -392,6 +409,8 @@ pub struct App {
     pub status_filter: Option<ExecutionStatus>,
     /// Executions view: only those redriven at least once.
     pub redriven_filter: bool,
+    /// The execution whose compensation plan `C` asked for (its dialog opens when it loads).
+    pub pending_compensation: Option<String>,
     /// Detail: show input/output JSON instead of the history.
     pub show_io: bool,
     /// Scrolling reached the end of the loaded history: load the next page.
@@ -451,6 +470,7 @@ impl App {
             filters: Default::default(),
             status_filter: None,
             redriven_filter: false,
+            pending_compensation: None,
             show_io: false,
             want_page: false,
             marks: BTreeSet::new(),
@@ -517,7 +537,7 @@ impl App {
                 Request::Studies => self.studies.loading = true,
                 Request::Reviews => self.reviews.loading = true,
                 Request::Executions(..) => self.executions.loading = true,
-                Request::Find(_) | Request::Audit => {}
+                Request::Find(_) | Request::Audit | Request::CompensationPlan(_) => {}
                 Request::Detail(..) => self.detail.loading = true,
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
@@ -734,6 +754,12 @@ impl App {
                 self.reviews.set(r, at);
             }
             Loaded::Executions(e) => self.executions.set(e, at),
+            Loaded::CompensationPlan { arn, plan } => {
+                if self.pending_compensation.as_deref() == Some(arn.as_str()) && self.dialog.is_none() {
+                    self.pending_compensation = None;
+                    self.compensation_dialog(arn, plan);
+                }
+            }
             Loaded::Definitions(d) => {
                 if self.definitions.len() + d.len() > 20_000 {
                     self.definitions.clear();
@@ -750,6 +776,7 @@ impl App {
                     let mut cur = std::mem::take(&mut self.detail.value);
                     cur.history.extend(d.history);
                     cur.execution = d.execution;
+                    cur.compensation = d.compensation;
                     if d.definition.is_some() {
                         cur.definition = d.definition;
                     }
@@ -1029,6 +1056,26 @@ impl App {
                 });
                 vec![]
             }
+            Action::Compensate => {
+                let arn = match &self.detail_arn {
+                    Some(a) => Some(a.clone()),
+                    None if self.view == View::Executions => self.visible_executions().get(cur).map(|e| e.arn.clone()),
+                    None => None,
+                };
+                let Some(arn) = arn else {
+                    self.message = Some(("compensate: no execution selected".into(), true));
+                    return vec![];
+                };
+                if let Some(row) = self.execution_row(&arn)
+                    && let Err(e) = crate::ops::compensation::check_status(&arn, row.status)
+                {
+                    self.message = Some((format!("compensate: {e}"), true));
+                    return vec![];
+                }
+                self.pending_compensation = Some(arn.clone());
+                self.message = Some(("compensate: computing the plan from the history…".into(), false));
+                vec![Effect::Load(Request::CompensationPlan(arn))]
+            }
             Action::Redrive | Action::Stop => {
                 let arns = self.targets_executions();
                 if arns.is_empty() {
@@ -1095,6 +1142,45 @@ impl App {
                 vec![]
             }
         }
+    }
+
+    /// `C`'s confirmation, from the plan loaded for `arn`: each step (state, short input and
+    /// output, masked), and a reason field; or a message when there is nothing to start.
+    fn compensation_dialog(&mut self, arn: String, plan: std::result::Result<crate::ops::compensation::Outcome, String>) {
+        let name = arn.rsplit(':').next().unwrap_or(&arn).to_string();
+        let o = match plan {
+            Ok(o) => o,
+            Err(e) => {
+                self.message = Some((format!("compensate {name}: {e}"), true));
+                return;
+            }
+        };
+        if let Some(r) = &o.existing {
+            self.message = Some((format!("compensate {name}: already compensated by {} ({}): nothing new would start", r.name, r.status), true));
+            return;
+        }
+        if o.plan.steps.is_empty() {
+            self.message = Some((format!("compensate {name}: {}", o.plan.summary()), true));
+            return;
+        }
+        let known = self.settings.phi.identifiers(&o.plan.execution_input);
+        let short = |v: &serde_json::Value| {
+            let s = self.settings.phi.mask_value_with(v, &known).to_string();
+            if s.chars().count() > 60 { format!("{}…", s.chars().take(59).collect::<String>()) } else { s }
+        };
+        let mut lines = vec![format!(
+            "starts {} as {} with these {} step(s), newest first:",
+            o.plan.compensation_machine,
+            o.plan.compensation_name,
+            o.plan.steps.len()
+        )];
+        for (i, s) in o.plan.steps.iter().enumerate() {
+            lines.push(format!("  {}. {}  in {}  out {}", i + 1, s.state, short(&s.input), short(&s.output)));
+        }
+        lines.push("once only: compensating again starts nothing new".into());
+        let title = format!("Compensate {name} ({})", o.plan.status);
+        self.message = None;
+        self.dialog = Some(Dialog::Compensate { arn, title, lines, reason: String::new() });
     }
 
     /// Whether this execution's patient data shows now.
@@ -1338,6 +1424,20 @@ impl App {
                 }
                 edit(&mut reason);
                 self.dialog = Some(Dialog::Override { action, items, reason });
+                vec![]
+            }
+            Dialog::Compensate { arn, title, lines, mut reason } => {
+                if k.code == KeyCode::Enter {
+                    if reason.trim().chars().count() < 3 {
+                        self.message = Some(("compensate: say why (the reason goes to the audit log and the compensation)".into(), true));
+                        self.dialog = Some(Dialog::Compensate { arn, title, lines, reason });
+                        return vec![];
+                    }
+                    self.message = None;
+                    return vec![Effect::Mutate(Mutation::Compensate { arn, reason: reason.trim().to_string() })];
+                }
+                edit(&mut reason);
+                self.dialog = Some(Dialog::Compensate { arn, title, lines, reason });
                 vec![]
             }
             Dialog::Reveal { mut reason, arn, label } => {

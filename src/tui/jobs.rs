@@ -131,6 +131,7 @@ fn kind(r: &Request) -> u8 {
         Request::Detail(..) => 4,
         Request::Events(_) => 5,
         Request::Audit => 7,
+        Request::CompensationPlan(_) => 8,
     }
 }
 
@@ -165,6 +166,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Detail(..) => "detail",
         Request::Events(_) => "events",
         Request::Audit => "audit",
+        Request::CompensationPlan(_) => "compensation plan",
     };
     let res: crate::backend::Result<Vec<Loaded>> = (|| {
         let main = match r {
@@ -214,7 +216,12 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
                 // The definition does not change under an execution: load it with the first page.
                 definition: if after == 0 { cp.definition_of(&arn)? } else { None },
                 after,
+                compensation: cp.compensation_info(&arn).unwrap_or_default(),
             })),
+            Request::CompensationPlan(arn) => {
+                let plan = cp.compensation_plan(&arn).map_err(|e| e.to_string());
+                Loaded::CompensationPlan { arn, plan }
+            }
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
         };
         // Reviews: the executions they wait in; executions: those a redrive could resume.
@@ -276,6 +283,7 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
             }
         }
         Mutation::RevealPhi { arn, .. } => one(arn, &mut || Ok(())),
+        Mutation::Compensate { arn, reason } => one(arn, &mut || cp.compensate(arn, reason).map(|_| ())),
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }
 }
