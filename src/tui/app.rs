@@ -110,15 +110,44 @@ pub enum Request {
 /// execution) for a reason the audit log keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    Approve { tokens: Vec<String>, output: String, comment: String, acting: Acting },
-    Reject { tokens: Vec<String>, error: String, cause: String, acting: Acting },
-    Redrive { arns: Vec<String> },
-    Stop { arns: Vec<String>, cause: String },
-    Claim { token: String, claim: bool, by: String },
-    Escalate { tokens: Vec<String>, cause: String, acting: Acting },
-    RevealPhi { reason: String, arn: String },
+    Approve {
+        tokens: Vec<String>,
+        output: String,
+        comment: String,
+        acting: Acting,
+    },
+    Reject {
+        tokens: Vec<String>,
+        error: String,
+        cause: String,
+        acting: Acting,
+    },
+    Redrive {
+        arns: Vec<String>,
+    },
+    Stop {
+        arns: Vec<String>,
+        cause: String,
+    },
+    Claim {
+        token: String,
+        claim: bool,
+        by: String,
+    },
+    Escalate {
+        tokens: Vec<String>,
+        cause: String,
+        acting: Acting,
+    },
+    RevealPhi {
+        reason: String,
+        arn: String,
+    },
     /// Start an execution's compensation (once), for a reason.
-    Compensate { arn: String, reason: String },
+    Compensate {
+        arn: String,
+        reason: String,
+    },
 }
 
 impl Mutation {
@@ -168,13 +197,29 @@ pub enum Loaded {
     Executions(Vec<ExecutionRow>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
-    Found { needle: String, hits: Vec<crate::backend::Found> },
-    Audit { rows: Vec<crate::audit::AuditRecord>, inputs: HashMap<String, String> },
-    Done { verb: String, ok: usize, failed: Vec<String> },
-    Failed { what: String, error: String },
+    Found {
+        needle: String,
+        hits: Vec<crate::backend::Found>,
+    },
+    Audit {
+        rows: Vec<crate::audit::AuditRecord>,
+        inputs: HashMap<String, String>,
+    },
+    Done {
+        verb: String,
+        ok: usize,
+        failed: Vec<String>,
+    },
+    Failed {
+        what: String,
+        error: String,
+    },
     Definitions(HashMap<String, Arc<Definition>>),
     /// `C`'s plan: what compensating would do, or why it cannot.
-    CompensationPlan { arn: String, plan: std::result::Result<crate::ops::compensation::Outcome, String> },
+    CompensationPlan {
+        arn: String,
+        plan: std::result::Result<crate::ops::compensation::Outcome, String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -1156,7 +1201,8 @@ impl App {
             }
         };
         if let Some(r) = &o.existing {
-            self.message = Some((format!("compensate {name}: already compensated by {} ({}): nothing new would start", r.name, r.status), true));
+            self.message =
+                Some((format!("compensate {name}: already compensated by {} ({}): nothing new would start", r.name, r.status), true));
             return;
         }
         if o.plan.steps.is_empty() {

@@ -107,7 +107,10 @@ impl Action {
 
     /// Actions that change workflows (disabled in read-only mode).
     pub fn mutates(self) -> bool {
-        matches!(self, Action::Approve | Action::Reject | Action::Claim | Action::Escalate | Action::Redrive | Action::Stop | Action::Compensate)
+        matches!(
+            self,
+            Action::Approve | Action::Reject | Action::Claim | Action::Escalate | Action::Redrive | Action::Stop | Action::Compensate
+        )
     }
 }
 
