@@ -414,6 +414,10 @@ pub fn run(engine: &mut Engine, map: &CompensationMap, arn: &str, reason: &str, 
     let plan = plan_for(engine, map, arn)?;
     let target = compensation_arn(arn, &plan.compensation_machine, &plan.compensation_name);
     let existing = engine.store.execution(&target)?;
+    if let (false, Some(r)) = (dry_run, &existing) {
+        // Written once per id: this repairs an event lost to a crash right after the start.
+        started_event(engine, &plan, &r.arn)?;
+    }
     if dry_run || existing.is_some() || plan.steps.is_empty() {
         return Ok(Outcome { plan, started: None, existing });
     }
@@ -430,22 +434,29 @@ pub fn run(engine: &mut Engine, map: &CompensationMap, arn: &str, reason: &str, 
         }
         Err(e) => return Err(e.into()),
     };
+    started_event(engine, &plan, &started.arn)?;
+    Ok(Outcome { plan, started: Some(started), existing: None })
+}
+
+/// The "Compensation Started" event (`source` "lightbox"), once per original execution. Its
+/// detail names executions, machines and states only: no input or output, no reason.
+fn started_event(engine: &Engine, plan: &Plan, compensation_arn: &str) -> Result<bool, CompensationError> {
+    let arn = plan.execution_arn.as_str();
     let states: Vec<&str> = plan.steps.iter().map(|s| s.state.as_str()).collect();
-    engine.store.emit_event(
+    Ok(engine.store.emit_event(
         arn,
         &format!("compensation:{arn}:started"),
         STARTED_DETAIL_TYPE,
         engine.clock.now(),
-        &[arn.to_string(), started.arn.clone()],
+        &[arn.to_string(), compensation_arn.to_string()],
         json!({
             "executionArn": arn,
-            "compensationExecutionArn": started.arn,
+            "compensationExecutionArn": compensation_arn,
             "stateMachine": plan.state_machine,
             "compensationStateMachine": plan.compensation_machine,
             "states": states,
         }),
-    )?;
-    Ok(Outcome { plan, started: Some(started), existing: None })
+    )?)
 }
 
 #[cfg(test)]

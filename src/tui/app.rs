@@ -81,8 +81,6 @@ pub struct Detail {
     pub definition: Option<String>,
     /// The id this page continues after (0: the first page).
     pub after: i64,
-    /// Links to and from compensations, and what `C` would do.
-    pub compensation: crate::ops::compensation::Info,
 }
 
 /// History events per page: enough for a screen and scrolling, cheap at 25,000 events.
@@ -215,10 +213,15 @@ pub enum Loaded {
         error: String,
     },
     Definitions(HashMap<String, Arc<Definition>>),
+    /// The open execution's compensation links, and what `C` would do (with each detail load).
+    CompensationInfo {
+        arn: String,
+        info: Box<crate::ops::compensation::Info>,
+    },
     /// `C`'s plan: what compensating would do, or why it cannot.
     CompensationPlan {
         arn: String,
-        plan: std::result::Result<crate::ops::compensation::Outcome, String>,
+        plan: std::result::Result<Box<crate::ops::compensation::Outcome>, String>,
     },
 }
 
@@ -456,6 +459,8 @@ pub struct App {
     pub redriven_filter: bool,
     /// The execution whose compensation plan `C` asked for (its dialog opens when it loads).
     pub pending_compensation: Option<String>,
+    /// The open execution's compensation links and offer (by its ARN), from the last detail load.
+    pub compensation_info: Option<(String, Box<crate::ops::compensation::Info>)>,
     /// Detail: show input/output JSON instead of the history.
     pub show_io: bool,
     /// Scrolling reached the end of the loaded history: load the next page.
@@ -516,6 +521,7 @@ impl App {
             status_filter: None,
             redriven_filter: false,
             pending_compensation: None,
+            compensation_info: None,
             show_io: false,
             want_page: false,
             marks: BTreeSet::new(),
@@ -799,6 +805,7 @@ impl App {
                 self.reviews.set(r, at);
             }
             Loaded::Executions(e) => self.executions.set(e, at),
+            Loaded::CompensationInfo { arn, info } => self.compensation_info = Some((arn, info)),
             Loaded::CompensationPlan { arn, plan } => {
                 if self.pending_compensation.as_deref() == Some(arn.as_str()) && self.dialog.is_none() {
                     self.pending_compensation = None;
@@ -821,7 +828,6 @@ impl App {
                     let mut cur = std::mem::take(&mut self.detail.value);
                     cur.history.extend(d.history);
                     cur.execution = d.execution;
-                    cur.compensation = d.compensation;
                     if d.definition.is_some() {
                         cur.definition = d.definition;
                     }
@@ -1191,7 +1197,7 @@ impl App {
 
     /// `C`'s confirmation, from the plan loaded for `arn`: each step (state, short input and
     /// output, masked), and a reason field; or a message when there is nothing to start.
-    fn compensation_dialog(&mut self, arn: String, plan: std::result::Result<crate::ops::compensation::Outcome, String>) {
+    fn compensation_dialog(&mut self, arn: String, plan: std::result::Result<Box<crate::ops::compensation::Outcome>, String>) {
         let name = arn.rsplit(':').next().unwrap_or(&arn).to_string();
         let o = match plan {
             Ok(o) => o,

@@ -732,11 +732,12 @@ impl App {
             width as usize,
         )];
         // Compensation links, and for a failed execution what R and C would each do.
-        for (k, arn) in &d.compensation.links {
+        let comp = self.compensation_info.as_ref().filter(|(a, _)| *a == e.arn).map(|(_, i)| i.as_ref());
+        for (k, arn) in comp.iter().flat_map(|c| &c.links) {
             let what = if *k == "compensates" { " compensates " } else { " compensated by " };
             lines.push(fit_line(&Line::from(vec![Span::styled(what, t.muted()), Span::styled(arn.clone(), t.accent())]), width as usize));
         }
-        if let Some(offer) = &d.compensation.offer {
+        if let Some(offer) = comp.and_then(|c| c.offer.as_ref()) {
             let def = self.read.definition.as_deref().filter(|_| self.read.path_for.as_deref() == Some(e.arn.as_str()));
             let redrive = match crate::ops::consequence::redrive(def, e, self.now) {
                 Ok(c) => c.text,

@@ -216,10 +216,9 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
                 // The definition does not change under an execution: load it with the first page.
                 definition: if after == 0 { cp.definition_of(&arn)? } else { None },
                 after,
-                compensation: cp.compensation_info(&arn).unwrap_or_default(),
             })),
             Request::CompensationPlan(arn) => {
-                let plan = cp.compensation_plan(&arn).map_err(|e| e.to_string());
+                let plan = cp.compensation_plan(&arn).map(Box::new).map_err(|e| e.to_string());
                 Loaded::CompensationPlan { arn, plan }
             }
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
@@ -231,6 +230,14 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
             _ => vec![],
         };
         let defs = if arns.is_empty() { None } else { Some(Loaded::Definitions(cp.definitions_of(&arns)?)) };
+        // An execution's detail: its compensation links, and what compensating would do.
+        let defs = match &main {
+            Loaded::Detail(d) => d
+                .execution
+                .as_ref()
+                .map(|e| Loaded::CompensationInfo { arn: e.arn.clone(), info: Box::new(cp.compensation_info(&e.arn).unwrap_or_default()) }),
+            _ => defs,
+        };
         // The definitions first: a dialog opened on the new rows can state consequences at once.
         Ok(defs.into_iter().chain(std::iter::once(main)).collect())
     })();
