@@ -226,7 +226,7 @@ fn the_readme_command_starts_the_demo_hospital_on_a_fresh_data_dir() {
     t.wait_for("Reviews —");
     t.keys(&["q"]);
     let machines = lb(&data, &["state-machines", "list"]);
-    assert_eq!(machines["stateMachines"].as_array().map(Vec::len), Some(6), "{machines}");
+    assert_eq!(machines["stateMachines"].as_array().map(Vec::len), Some(10), "six workflows and four compensation machines: {machines}");
     assert!(lb(&data, &["executions", "list"])["executions"].as_array().is_some_and(|e| !e.is_empty()));
 }
 
