@@ -461,7 +461,9 @@ impl std::error::Error for UsageError {}
 /// not write, and on a damaged store (with a warning).
 fn reads_only(command: &Command, read_only: bool) -> bool {
     match command {
-        Command::Executions(ExecCmd::List { .. } | ExecCmd::Describe { .. } | ExecCmd::History { .. })
+        Command::Executions(
+            ExecCmd::List { .. } | ExecCmd::Describe { .. } | ExecCmd::History { .. } | ExecCmd::Compensate { dry_run: true, .. },
+        )
         | Command::Tasks(TaskCmd::List { .. })
         | Command::StateMachines(SmCmd::List)
         | Command::Audit(AuditCmd::List { .. } | AuditCmd::Verify)
