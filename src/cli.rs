@@ -369,6 +369,18 @@ enum ExecCmd {
         /// The execution's ARN.
         arn: String,
     },
+    /// Undo what a FAILED, TIMED_OUT or ABORTED execution did: start its compensation state machine
+    /// (`[compensation.<machine>]` in config) once, with the compensable states that completed, newest first.
+    Compensate {
+        /// The execution's ARN.
+        arn: String,
+        /// Why it is compensated (kept in the audit log and passed to the compensation).
+        #[arg(long, required_unless_present = "dry_run")]
+        reason: Option<String>,
+        /// Show the plan only; start nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Stop a running execution (it ends ABORTED).
     Stop {
         /// The execution's ARN.
@@ -548,7 +560,9 @@ impl std::error::Error for UsageError {}
 /// not write, and on a damaged store (with a warning).
 fn reads_only(command: &Command, read_only: bool) -> bool {
     match command {
-        Command::Executions(ExecCmd::List { .. } | ExecCmd::Describe { .. } | ExecCmd::History { .. })
+        Command::Executions(
+            ExecCmd::List { .. } | ExecCmd::Describe { .. } | ExecCmd::History { .. } | ExecCmd::Compensate { dry_run: true, .. },
+        )
         | Command::Tasks(TaskCmd::List { .. })
         | Command::StateMachines(SmCmd::List)
         | Command::Dependencies(DepCmd::List)
@@ -611,6 +625,7 @@ pub fn main() -> Result<ExitCode> {
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
                 sinks: config.outbox.sinks(&data_dir)?,
+                compensation: compensation_config(&config)?,
             };
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
@@ -803,6 +818,9 @@ struct Config {
     /// `[[dependencies]]`: task dependencies with circuit breakers and holds (the demo's when none).
     #[serde(default)]
     dependencies: Vec<lightbox::engine::dependencies::DependencyConfig>,
+    /// `[compensation.<machine>]`: the state machine that undoes a failed execution, and its compensable states.
+    #[serde(default)]
+    compensation: lightbox::ops::compensation::CompensationMap,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -1081,6 +1099,8 @@ struct Ctx {
     phi: lightbox::phi::Masker,
     /// The outbox relay's sinks (validated `[[outbox.sinks]]`).
     sinks: Vec<lightbox::outbox::Sink>,
+    /// Compensation config in effect (the demo's defaults and `[compensation]`).
+    compensation: lightbox::ops::compensation::CompensationMap,
 }
 
 impl Ctx {
@@ -1339,10 +1359,19 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 r.cause = r.cause.map(|c| ctx.phi.mask_text_with(&c, &known));
                 r.error = r.error.map(|c| ctx.phi.mask_text_with(&c, &known));
             }
+            let links = lightbox::ops::compensation::links(&ctx.compensation, &engine.store, &r)?;
             if j {
-                let v = describe(&r);
+                let mut v = describe(&r);
+                if let Some(o) = v.as_object_mut() {
+                    for (k, arn) in &links {
+                        o.insert((*k).into(), Value::String(arn.clone()));
+                    }
+                }
                 print_json(&if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
             } else {
+                for (k, arn) in &links {
+                    say!("  {}: {}", if *k == "compensates" { "compensates" } else { "compensated by" }, esc(arn));
+                }
                 say!("{}\n  status: {}\n  started: {}", r.arn, r.status, ts(r.start));
                 if let Some(s) = r.stop {
                     say!("  stopped: {}", ts(s));
@@ -1417,6 +1446,9 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             } else {
                 say!("{} redriven ({}), now {}", r.arn, r.redrive_count, r.status);
             }
+        }
+        Command::Executions(ExecCmd::Compensate { arn, reason, dry_run }) => {
+            return cmd_compensate(ctx, engine, arn, reason.as_deref(), *dry_run);
         }
         Command::Executions(ExecCmd::Stop { arn, error, cause }) => {
             ctx.refuse("stop")?;
@@ -1809,6 +1841,83 @@ fn exec_list_item(r: &ExecutionRow) -> Value {
         }
     }
     v
+}
+
+/// `[compensation]` from config, checked, over the demo's defaults.
+fn compensation_config(config: &Config) -> Result<lightbox::ops::compensation::CompensationMap> {
+    lightbox::ops::compensation::validate(&config.compensation).map_err(|e| UsageError(e.to_string()))?;
+    Ok(lightbox::ops::compensation::effective(&config.compensation))
+}
+
+/// `executions compensate`: the plan (masked), then, unless --dry-run, the compensation started
+/// once (audited: intent, then outcome) or the one that already exists.
+fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
+    use lightbox::ops::compensation::{self as comp, CompensationError};
+    let reason = reason.map(str::trim).unwrap_or_default().to_string();
+    if !dry_run {
+        ctx.refuse("compensate")?;
+        if reason.is_empty() {
+            return Err(UsageError("--reason must say why the execution is compensated".into()).into());
+        }
+    }
+    let known = engine.store.execution(arn)?.map(|r| ctx.phi.identifiers_in_text(&r.input)).unwrap_or_default();
+    let res = if dry_run {
+        comp::run(engine, &ctx.compensation, arn, &reason, true)
+    } else {
+        let intent = audit::begin(
+            engine.store.conn(),
+            &ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone()),
+            Utc::now(),
+        )?;
+        let res = comp::run(engine, &ctx.compensation, arn, &reason, false);
+        crash_point();
+        let mut entry = ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone());
+        entry = match &res {
+            Ok(o) => entry.after(json!({
+                "compensation": o.started.as_ref().or(o.existing.as_ref()).map(|r| r.arn.clone()),
+                "started": o.started.is_some(),
+                "steps": o.plan.steps.len(),
+            })),
+            Err(e) => entry.outcome(audit::Outcome::Error(ctx.phi.mask_text_with(&e.to_string(), &known))),
+        };
+        audit::finish(engine.store.conn(), intent, &entry, Utc::now())?;
+        res
+    };
+    let o = match res {
+        Ok(o) => o,
+        Err(e @ (CompensationError::NotCompensable { .. } | CompensationError::NotConfigured { .. })) => {
+            return Err(UsageError(e.to_string()).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let comp_row = o.started.as_ref().or(o.existing.as_ref());
+    if ctx.json {
+        let mut v = comp::plan_json(&o.plan);
+        if let Some(m) = v.as_object_mut() {
+            m.insert("dryRun".into(), Value::Bool(dry_run));
+            m.insert("started".into(), Value::Bool(o.started.is_some()));
+            m.insert("alreadyCompensated".into(), Value::Bool(o.existing.is_some()));
+            if let Some(r) = comp_row {
+                m.insert("compensationExecutionArn".into(), Value::String(r.arn.clone()));
+                m.insert("compensationStatus".into(), Value::String(r.status.as_str().into()));
+            }
+            m.insert("message".into(), Value::String(o.message()));
+        }
+        print_json(&ctx.phi.mask_envelope(&v, &known));
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("plan for {} ({}): {}", esc(&o.plan.execution_arn), o.plan.status, esc(&o.plan.summary()));
+    for (i, s) in o.plan.steps.iter().enumerate() {
+        let short = |v: &Value| {
+            let t = ctx.phi.mask_value_with(v, &known).to_string();
+            if t.chars().count() > 100 { format!("{}…", t.chars().take(99).collect::<String>()) } else { t }
+        };
+        say!("  {}. {}  input {}  output {}", i + 1, esc(&s.state), esc(&short(&s.input)), esc(&short(&s.output)));
+    }
+    if !dry_run || comp_row.is_some() {
+        say!("{}", esc(&o.message()));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(r: &ExecutionRow) -> Value {
@@ -2247,7 +2356,8 @@ mod console {
         };
         // The relay delivers outbox rows to the configured sinks while the console drives the engine.
         let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
-        let mut local = Local::new(engine, data_dir.to_path_buf()).with_sinks(ctx.sinks.clone());
+        let mut local =
+            Local::new(engine, data_dir.to_path_buf()).with_sinks(ctx.sinks.clone()).with_compensation(ctx.compensation.clone());
         if demo {
             local = local.with_driver(demo_driver());
         }
@@ -2303,6 +2413,7 @@ mod console {
             Mutation::Escalate { .. } => audit::Action::Escalate,
             Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
             Mutation::Outbox { action } => audit::Action::Other(action.name().into()),
+            Mutation::Compensate { .. } => audit::Action::Compensate,
         }
     }
 
@@ -2359,10 +2470,10 @@ mod console {
                 Mutation::Approve { comment, .. } => comment.clone(),
                 Mutation::Reject { error, cause, .. } => format!("{error}: {cause}"),
                 Mutation::Stop { cause, .. } | Mutation::Escalate { cause, .. } => cause.clone(),
-                Mutation::RevealPhi { reason, .. } => reason.clone(),
                 Mutation::Outbox {
                     action: lightbox::outbox::Action::Pause { reason, .. } | lightbox::outbox::Action::Park { reason, .. },
                 } => reason.clone(),
+                Mutation::RevealPhi { reason, .. } | Mutation::Compensate { reason, .. } => reason.clone(),
                 _ => String::new(),
             };
             // An answer that took over someone else's claim says so, with whose and why.

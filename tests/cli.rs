@@ -577,7 +577,11 @@ fn demo_runs_the_hospital_headless_and_summarises() {
     assert!(v["started"].as_u64().is_some_and(|n| n >= 3), "{v}");
     assert!(v["simulatedMinutes"].as_f64().is_some_and(|m| m > 1.0), "{v}");
     assert!(v["executions"]["RUNNING"].as_u64().is_some_and(|n| n > 0), "{v}");
-    assert_eq!(lb.json(&["state-machines", "list"])["stateMachines"].as_array().map(Vec::len), Some(6));
+    assert_eq!(
+        lb.json(&["state-machines", "list"])["stateMachines"].as_array().map(Vec::len),
+        Some(10),
+        "the six workflows and their four compensation machines"
+    );
     let err = lb.fails(&["demo", "--speed", "0"]);
     assert!(err.contains("--speed"), "{err}");
 }

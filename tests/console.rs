@@ -1776,3 +1776,79 @@ fn eight_events_of_acc_20391(a: &mut App) {
         t0(),
     ));
 }
+
+// ----- compensation -----
+
+/// `C` on a failed execution asks the job thread for the plan; the plan opens a dialog with
+/// each step (patient data masked) and a reason; a reason is required; confirming sends one
+/// Compensate mutation for exactly that execution. The header then links the compensation.
+#[test]
+fn c_shows_the_compensation_plan_masked_and_needs_a_reason() {
+    use lightbox::ops::compensation::{Info, Outcome, Plan, Step};
+    use lightbox::tui::app::Request;
+    let mut a = app(false);
+    detail(&mut a);
+    let target = arn("ACC-20391");
+    let fx = a.handle(key('C'));
+    assert_eq!(fx, vec![Effect::Load(Request::CompensationPlan(target.clone()))]);
+    let patient = json!({"name": "Ada Testperson", "mrn": "SYN-424242"});
+    let plan = Plan {
+        execution_arn: target.clone(),
+        execution_name: "ACC-20391".into(),
+        execution_input: json!({"accession": "ACC-20391", "patient": patient}),
+        status: ExecutionStatus::Failed,
+        state_machine: "scheduled-imaging".into(),
+        compensation_machine: "scheduled-imaging-undo".into(),
+        compensation_name: "ACC-20391-undo".into(),
+        steps: vec![Step {
+            state: "ScheduleProcedure".into(),
+            input: json!({"accession": "ACC-20391", "patient": patient}),
+            output: json!({"scheduled": {"room": "MAIN-CT-2"}}),
+            exited_event_id: 3,
+            completed_at: t0(),
+        }],
+    };
+    let outcome = Outcome { plan, started: None, existing: None };
+    a.handle(AppEvent::Loaded(Loaded::CompensationPlan { arn: target.clone(), plan: Ok(Box::new(outcome)) }, t0()));
+    let s = draw(&a, 120, 30);
+    assert!(s.contains("Compensate ACC-20391 (FAILED)"), "{s}");
+    assert!(s.contains("scheduled-imaging-undo") && s.contains("ScheduleProcedure") && s.contains("MAIN-CT-2"), "{s}");
+    assert!(!s.contains("Testperson") && !s.contains("SYN-424242"), "patient data is masked:\n{s}");
+    // No reason, no compensation.
+    assert!(a.handle(code(KeyCode::Enter)).is_empty());
+    for c in "slot booked twice".chars() {
+        a.handle(key(c));
+    }
+    let fx = a.handle(code(KeyCode::Enter));
+    assert_eq!(fx, vec![Effect::Mutate(Mutation::Compensate { arn: target.clone(), reason: "slot booked twice".into() })]);
+
+    // The detail header: the link, and what redrive and compensation would each do.
+    let info = Info {
+        links: vec![("compensatedBy", "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging-undo:ACC-20391-undo".into())],
+        offer: Some("already compensated by ACC-20391-undo (SUCCEEDED)".into()),
+    };
+    a.handle(AppEvent::Loaded(Loaded::CompensationInfo { arn: target, info: Box::new(info) }, t0()));
+    let s = draw(&a, 160, 30);
+    assert!(s.contains("compensated by arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging-undo:ACC-20391-undo"), "{s}");
+    assert!(s.contains(" R redrive: ") && s.contains(" C compensate: already compensated by ACC-20391-undo"), "{s}");
+}
+
+/// `C` on a running execution says why not, and asks for nothing.
+#[test]
+fn c_on_a_running_execution_says_why_not() {
+    let mut a = app(false);
+    a.handle(key('3'));
+    a.open_execution(arn("ACC-20418"));
+    a.handle(AppEvent::Loaded(
+        Loaded::Detail(Box::new(Detail {
+            execution: Some(execution("ACC-20418", ExecutionStatus::Running, None)),
+            history: vec![],
+            definition: None,
+            after: 0,
+        })),
+        t0(),
+    ));
+    assert!(a.handle(key('C')).is_empty());
+    let m = a.message.clone().map(|m| m.0).unwrap_or_default();
+    assert!(m.contains("RUNNING") && m.contains("still running"), "{m}");
+}

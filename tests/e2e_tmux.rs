@@ -226,7 +226,7 @@ fn the_readme_command_starts_the_demo_hospital_on_a_fresh_data_dir() {
     t.wait_for("Reviews —");
     t.keys(&["q"]);
     let machines = lb(&data, &["state-machines", "list"]);
-    assert_eq!(machines["stateMachines"].as_array().map(Vec::len), Some(6), "{machines}");
+    assert_eq!(machines["stateMachines"].as_array().map(Vec::len), Some(10), "six workflows and four compensation machines: {machines}");
     assert!(lb(&data, &["executions", "list"])["executions"].as_array().is_some_and(|e| !e.is_empty()));
 }
 
@@ -578,4 +578,66 @@ fn escalating_a_review_from_the_console_is_an_event_and_an_audit_row() {
     assert_eq!(events[0]["detail"]["by"], "dr.e2e");
     assert_eq!(events[0]["detail"]["automatic"], false);
     assert_eq!(events[0]["resources"][0], row["execution"].as_str().or(row["executionArn"].as_str()).unwrap_or_default());
+}
+
+// ----- compensation -----
+
+/// The demo's billing workflow posts a charge, then the clearinghouse is down and the operator
+/// stops it: `C` shows the plan (the posted charge), takes a reason and starts `billing-undo`.
+#[test]
+fn operator_compensates_a_stopped_demo_billing_workflow_with_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    for (name, text) in [
+        ("billing", include_str!("../src/sim/definitions/billing.asl.json")),
+        ("billing-undo", include_str!("../src/sim/definitions/undo.asl.json")),
+    ] {
+        let f = dir.path().join(format!("{name}.json"));
+        std::fs::write(&f, text).expect("write");
+        lb(&data, &["state-machines", "create", "--name", name, "--definition", f.to_str().expect("p")]);
+    }
+    let input = json!({
+        "accession": "ACC-E2E-9", "patient": {"name": "Ada Testperson", "mrn": "SYN-000999"},
+        "procedureCode": "70450", "diagnosisCodes": ["R51"], "patientClass": "O", "site": "MAIN",
+        "timing": {"codingSeconds": 0, "remittanceSeconds": 0}, "faults": {"clearinghouseDown": true}
+    })
+    .to_string();
+    let arn =
+        lb(&data, &["executions", "start", "--state-machine", "billing", "--name", "ACC-E2E-9", "--input-json", &input])["executionArn"]
+            .as_str()
+            .expect("arn")
+            .to_string();
+    // The engine posts the charge; the claim then waits to be retried, and the operator stops it.
+    let out = Command::new(bin()).arg("--data-dir").arg(&data).args(["engine", "--seconds", "2"]).output().expect("engine");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    lb(&data, &["executions", "stop", &arn]);
+    assert_eq!(describe(&data, "billing", "ACC-E2E-9")["status"], "ABORTED");
+
+    let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
+    let t = Tmux::start(&cmd, 140, 36);
+    t.wait_for("LIGHTBOX");
+    t.keys(&["3"]);
+    t.wait_for("ACC-E2E-9");
+    t.keys(&["C"]);
+    let s = t.wait_for("Compensate ACC-E2E-9 (ABORTED)");
+    assert!(s.contains("billing-undo") && s.contains("PostCharge"), "the plan names the machine and the step:\n{s}");
+    assert!(!s.contains("Testperson") && !s.contains("SYN-000999"), "PHI is masked in the plan:\n{s}");
+    t.keys(&["charge posted for a stopped claim", "Enter"]);
+    t.wait_for("compensate: 1 done");
+    // The detail view links it to its compensation and says what R and C would do.
+    t.keys(&["Enter"]);
+    t.wait_for("compensated by");
+    t.keys(&["Escape", "q"]);
+
+    let o = describe(&data, "billing", "ACC-E2E-9");
+    assert_eq!(o["compensatedBy"], "arn:aws:states:us-east-1:000000000000:execution:billing-undo:ACC-E2E-9-undo");
+    assert_eq!(describe(&data, "billing-undo", "ACC-E2E-9-undo")["status"], "SUCCEEDED");
+    let audit = lb(&data, &["audit", "list"]);
+    let hit = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .any(|e| e["action"] == "compensate" && e["actor"] == "dr.e2e" && e["source"] == "console" && e["result"] == "ok");
+    assert!(hit, "compensate not audited: {audit}");
+    assert_eq!(lb(&data, &["audit", "verify"])["result"], "OK");
 }

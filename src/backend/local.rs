@@ -25,11 +25,20 @@ pub struct Local {
     def_of: HashMap<String, String>,
     /// The outbox relay's sinks (`[[outbox.sinks]]`).
     sinks: Vec<crate::outbox::Sink>,
+    /// Compensation config (the demo's defaults unless set).
+    compensation: crate::ops::compensation::CompensationMap,
 }
 
 impl Local {
     pub fn new(engine: Engine, data_dir: PathBuf) -> Local {
-        Local { engine, data_dir, driver: None, defs: HashMap::new(), def_of: HashMap::new(), sinks: vec![] }
+        let compensation = crate::ops::compensation::demo_defaults();
+        Local { engine, data_dir, driver: None, defs: HashMap::new(), def_of: HashMap::new(), sinks: vec![], compensation }
+    }
+
+    /// The compensation config in effect (`[compensation]` over the demo's defaults).
+    pub fn with_compensation(mut self, map: crate::ops::compensation::CompensationMap) -> Local {
+        self.compensation = map;
+        self
     }
 
     pub fn with_driver(mut self, driver: Driver) -> Local {
@@ -248,6 +257,18 @@ impl ControlPlane for Local {
     fn escalate(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<()> {
         self.engine.escalate_task_as(token, cause, acting)?;
         Ok(())
+    }
+
+    fn compensation_plan(&mut self, arn: &str) -> Result<crate::ops::compensation::Outcome> {
+        Ok(crate::ops::compensation::run(&mut self.engine, &self.compensation, arn, "", true)?)
+    }
+
+    fn compensate(&mut self, arn: &str, reason: &str) -> Result<String> {
+        Ok(crate::ops::compensation::run(&mut self.engine, &self.compensation, arn, reason, false)?.message())
+    }
+
+    fn compensation_info(&mut self, arn: &str) -> Result<crate::ops::compensation::Info> {
+        Ok(crate::ops::compensation::info(&mut self.engine, &self.compensation, arn)?)
     }
 
     fn redrive(&mut self, arn: &str) -> Result<()> {

@@ -24,6 +24,8 @@ pub enum BackendError {
     Refused(String),
     #[error(transparent)]
     Outbox(#[from] crate::outbox::OutboxError),
+    #[error(transparent)]
+    Compensation(#[from] crate::ops::compensation::CompensationError),
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -119,6 +121,22 @@ pub trait ControlPlane: Send {
     fn escalate(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<()>;
     fn redrive(&mut self, arn: &str) -> Result<()>;
     fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()>;
+    /// Compensation: the plan for a FAILED, TIMED_OUT or ABORTED execution, and the compensation
+    /// that already exists, if any (nothing is started).
+    fn compensation_plan(&mut self, arn: &str) -> Result<crate::ops::compensation::Outcome> {
+        let _ = arn;
+        Err(BackendError::Refused("compensation is not available on this backend".into()))
+    }
+    /// Start the compensation once (see [`crate::ops::compensation::run`]); says what happened.
+    fn compensate(&mut self, arn: &str, reason: &str) -> Result<String> {
+        let _ = (arn, reason);
+        Err(BackendError::Refused("compensation is not available on this backend".into()))
+    }
+    /// The links to and from compensations, and what compensating would do.
+    fn compensation_info(&mut self, arn: &str) -> Result<crate::ops::compensation::Info> {
+        let _ = arn;
+        Ok(Default::default())
+    }
     /// Fire due timers and run due tasks (the embedded engine); a no-op for remote backends.
     fn tick(&mut self) -> Result<usize>;
     /// The outbox relay's sinks and the rows behind them (view 6).

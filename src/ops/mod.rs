@@ -2,6 +2,7 @@
 //! tokens) to what operators see: study pipelines, the review queue, counts.
 //! No I/O: the console's background jobs load data and call these.
 
+pub mod compensation;
 pub mod consequence;
 pub mod project;
 

@@ -249,6 +249,20 @@ pub fn register_handlers(r: &mut TaskRunner) {
         }
         Ok(json!({"claimId": format!("CLM-{acc}"), "ack": "999 A"}))
     });
+    // Compensation (the demo's `*-undo` machines): undo one completed step, by its state.
+    r.register("lightbox-undo", |p| {
+        let state = need(p, "state")?;
+        let out = p.get("output").cloned().unwrap_or(Value::Null);
+        let field = |k: &str| out.pointer(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let undone = match state {
+            "ScheduleProcedure" => format!("slot released {}", field("/scheduled/room")),
+            "AssignReader" | "AssignRemoteReader" => "reader unassigned".to_string(),
+            "PostCharge" => format!("charge reversed {}", field("/charge/chargeId")),
+            "SubmitClaim" => format!("claim voided {}", field("/claim/claimId")),
+            other => format!("{other} undone"),
+        };
+        Ok(json!({"state": state, "undone": undone.trim_end()}))
+    });
     r.register("lightbox-reconcile-remittance", |p| {
         need(p, "accession")?;
         let amount = p.get("amount").and_then(Value::as_f64).unwrap_or(0.0);

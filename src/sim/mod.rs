@@ -42,6 +42,16 @@ pub fn definitions() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// The demo's compensation machine (one definition, deployed once per compensated workflow).
+pub const UNDO: &str = include_str!("definitions/undo.asl.json");
+
+/// The demo's compensation state machines: (name, definition), named in
+/// [`crate::ops::compensation::demo_defaults`]. Installed with the demo; not part of
+/// [`definitions`] (a data directory holds the demo when it has those six).
+pub fn undo_definitions() -> Vec<(&'static str, &'static str)> {
+    vec![("scheduled-imaging-undo", UNDO), ("encounter-imaging-undo", UNDO), ("teleradiology-undo", UNDO), ("billing-undo", UNDO)]
+}
+
 /// Whether an execution input came from the demo workload.
 pub fn is_demo_input(input: &Value) -> bool {
     input.get(DEMO_MARKER).and_then(Value::as_bool).unwrap_or(false)
@@ -257,6 +267,22 @@ mod tests {
     fn demo_definitions_are_valid() {
         for (name, d) in definitions() {
             Definition::parse_str(d).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn demo_compensation_names_real_states_and_valid_undo_machines() {
+        for (name, d) in undo_definitions() {
+            Definition::parse_str(d).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let defaults = crate::ops::compensation::demo_defaults();
+        crate::ops::compensation::validate(&defaults).expect("valid defaults");
+        for (machine, c) in &defaults {
+            let def = definitions().into_iter().find(|(n, _)| n == machine).map(|(_, d)| d).expect("a demo machine");
+            for s in &c.states {
+                assert!(def.contains(&format!("\"{s}\": {{")), "{machine} has no state {s}");
+            }
+            assert!(undo_definitions().iter().any(|(n, _)| *n == c.state_machine), "{} is not shipped", c.state_machine);
         }
     }
 

@@ -477,7 +477,7 @@ impl Demo {
     /// Create (or update) the demo's state machines and register their handlers. Idempotent.
     pub fn install(engine: &mut Engine) -> Result<usize, EngineError> {
         register_handlers(&mut engine.tasks);
-        for (name, def) in definitions() {
+        for (name, def) in definitions().into_iter().chain(crate::sim::undo_definitions()) {
             engine.put_state_machine(name, def, None)?;
         }
         Ok(definitions().len())

@@ -102,6 +102,8 @@ pub enum Request {
     Audit,
     /// View 6: the outbox relay's sinks and rows.
     Outbox,
+    /// The compensation plan of an execution (for `C`'s confirmation).
+    CompensationPlan(String),
 }
 
 /// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
@@ -145,6 +147,11 @@ pub enum Mutation {
     Outbox {
         action: crate::outbox::Action,
     },
+    /// Start an execution's compensation (once), for a reason.
+    Compensate {
+        arn: String,
+        reason: String,
+    },
 }
 
 impl Mutation {
@@ -157,6 +164,7 @@ impl Mutation {
             Mutation::Redrive { arns } | Mutation::Stop { arns, .. } => arns.iter().map(String::as_str).collect(),
             Mutation::Claim { token, .. } => vec![token.as_str()],
             Mutation::RevealPhi { .. } | Mutation::Outbox { .. } => vec![],
+            Mutation::Compensate { arn, .. } => vec![arn.as_str()],
         }
     }
 
@@ -171,6 +179,7 @@ impl Mutation {
             Mutation::Escalate { .. } => "escalate",
             Mutation::RevealPhi { .. } => "reveal-phi",
             Mutation::Outbox { action } => action.name(),
+            Mutation::Compensate { .. } => "compensate",
         }
     }
 }
@@ -193,12 +202,35 @@ pub enum Loaded {
     Executions(Vec<ExecutionRow>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
-    Found { needle: String, hits: Vec<crate::backend::Found> },
-    Audit { rows: Vec<crate::audit::AuditRecord>, inputs: HashMap<String, String> },
-    Done { verb: String, ok: usize, failed: Vec<String> },
-    Failed { what: String, error: String },
+    Found {
+        needle: String,
+        hits: Vec<crate::backend::Found>,
+    },
+    Audit {
+        rows: Vec<crate::audit::AuditRecord>,
+        inputs: HashMap<String, String>,
+    },
+    Done {
+        verb: String,
+        ok: usize,
+        failed: Vec<String>,
+    },
+    Failed {
+        what: String,
+        error: String,
+    },
     Definitions(HashMap<String, Arc<Definition>>),
     Outbox(crate::backend::OutboxSnapshot),
+    /// The open execution's compensation links, and what `C` would do (with each detail load).
+    CompensationInfo {
+        arn: String,
+        info: Box<crate::ops::compensation::Info>,
+    },
+    /// `C`'s plan: what compensating would do, or why it cannot.
+    CompensationPlan {
+        arn: String,
+        plan: std::result::Result<Box<crate::ops::compensation::Outcome>, String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +325,13 @@ pub enum Dialog {
     Override {
         action: Action,
         items: Vec<Item>,
+        reason: String,
+    },
+    /// Compensate the execution named when the dialog opened: the plan, and a reason.
+    Compensate {
+        arn: String,
+        title: String,
+        lines: Vec<String>,
         reason: String,
     },
     /// Reveal the patient data of the study named when the dialog opened.
@@ -426,6 +465,10 @@ pub struct App {
     pub status_filter: Option<ExecutionStatus>,
     /// Executions view: only those redriven at least once.
     pub redriven_filter: bool,
+    /// The execution whose compensation plan `C` asked for (its dialog opens when it loads).
+    pub pending_compensation: Option<String>,
+    /// The open execution's compensation links and offer (by its ARN), from the last detail load.
+    pub compensation_info: Option<(String, Box<crate::ops::compensation::Info>)>,
     /// Detail: show input/output JSON instead of the history.
     pub show_io: bool,
     /// Scrolling reached the end of the loaded history: load the next page.
@@ -487,6 +530,8 @@ impl App {
             filters: Default::default(),
             status_filter: None,
             redriven_filter: false,
+            pending_compensation: None,
+            compensation_info: None,
             show_io: false,
             want_page: false,
             marks: BTreeSet::new(),
@@ -555,7 +600,7 @@ impl App {
                 Request::Studies => self.studies.loading = true,
                 Request::Reviews => self.reviews.loading = true,
                 Request::Executions(..) => self.executions.loading = true,
-                Request::Find(_) | Request::Audit => {}
+                Request::Find(_) | Request::Audit | Request::CompensationPlan(_) => {}
                 Request::Detail(..) => self.detail.loading = true,
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
@@ -783,6 +828,13 @@ impl App {
                 self.reviews.set(r, at);
             }
             Loaded::Executions(e) => self.executions.set(e, at),
+            Loaded::CompensationInfo { arn, info } => self.compensation_info = Some((arn, info)),
+            Loaded::CompensationPlan { arn, plan } => {
+                if self.pending_compensation.as_deref() == Some(arn.as_str()) && self.dialog.is_none() {
+                    self.pending_compensation = None;
+                    self.compensation_dialog(arn, plan);
+                }
+            }
             Loaded::Definitions(d) => {
                 if self.definitions.len() + d.len() > 20_000 {
                     self.definitions.clear();
@@ -1103,6 +1155,26 @@ impl App {
                 });
                 vec![]
             }
+            Action::Compensate => {
+                let arn = match &self.detail_arn {
+                    Some(a) => Some(a.clone()),
+                    None if self.view == View::Executions => self.visible_executions().get(cur).map(|e| e.arn.clone()),
+                    None => None,
+                };
+                let Some(arn) = arn else {
+                    self.message = Some(("compensate: no execution selected".into(), true));
+                    return vec![];
+                };
+                if let Some(row) = self.execution_row(&arn)
+                    && let Err(e) = crate::ops::compensation::check_status(&arn, row.status)
+                {
+                    self.message = Some((format!("compensate: {e}"), true));
+                    return vec![];
+                }
+                self.pending_compensation = Some(arn.clone());
+                self.message = Some(("compensate: computing the plan from the history…".into(), false));
+                vec![Effect::Load(Request::CompensationPlan(arn))]
+            }
             Action::Redrive | Action::Stop => {
                 let arns = self.targets_executions();
                 if arns.is_empty() {
@@ -1169,6 +1241,46 @@ impl App {
                 vec![]
             }
         }
+    }
+
+    /// `C`'s confirmation, from the plan loaded for `arn`: each step (state, short input and
+    /// output, masked), and a reason field; or a message when there is nothing to start.
+    fn compensation_dialog(&mut self, arn: String, plan: std::result::Result<Box<crate::ops::compensation::Outcome>, String>) {
+        let name = arn.rsplit(':').next().unwrap_or(&arn).to_string();
+        let o = match plan {
+            Ok(o) => o,
+            Err(e) => {
+                self.message = Some((format!("compensate {name}: {e}"), true));
+                return;
+            }
+        };
+        if let Some(r) = &o.existing {
+            self.message =
+                Some((format!("compensate {name}: already compensated by {} ({}): nothing new would start", r.name, r.status), true));
+            return;
+        }
+        if o.plan.steps.is_empty() {
+            self.message = Some((format!("compensate {name}: {}", o.plan.summary()), true));
+            return;
+        }
+        let known = self.settings.phi.identifiers(&o.plan.execution_input);
+        let short = |v: &serde_json::Value| {
+            let s = self.settings.phi.mask_value_with(v, &known).to_string();
+            if s.chars().count() > 60 { format!("{}…", s.chars().take(59).collect::<String>()) } else { s }
+        };
+        let mut lines = vec![format!(
+            "starts {} as {} with these {} step(s), newest first:",
+            o.plan.compensation_machine,
+            o.plan.compensation_name,
+            o.plan.steps.len()
+        )];
+        for (i, s) in o.plan.steps.iter().enumerate() {
+            lines.push(format!("  {}. {}  in {}  out {}", i + 1, s.state, short(&s.input), short(&s.output)));
+        }
+        lines.push("once only: compensating again starts nothing new".into());
+        let title = format!("Compensate {name} ({})", o.plan.status);
+        self.message = None;
+        self.dialog = Some(Dialog::Compensate { arn, title, lines, reason: String::new() });
     }
 
     /// Whether this execution's patient data shows now.
@@ -1413,6 +1525,20 @@ impl App {
                 }
                 edit(&mut reason);
                 self.dialog = Some(Dialog::Override { action, items, reason });
+                vec![]
+            }
+            Dialog::Compensate { arn, title, lines, mut reason } => {
+                if k.code == KeyCode::Enter {
+                    if reason.trim().chars().count() < 3 {
+                        self.message = Some(("compensate: say why (the reason goes to the audit log and the compensation)".into(), true));
+                        self.dialog = Some(Dialog::Compensate { arn, title, lines, reason });
+                        return vec![];
+                    }
+                    self.message = None;
+                    return vec![Effect::Mutate(Mutation::Compensate { arn, reason: reason.trim().to_string() })];
+                }
+                edit(&mut reason);
+                self.dialog = Some(Dialog::Compensate { arn, title, lines, reason });
                 vec![]
             }
             Dialog::Reveal { mut reason, arn, label } => {

@@ -731,6 +731,23 @@ impl App {
             ]),
             width as usize,
         )];
+        // Compensation links, and for a failed execution what R and C would each do.
+        let comp = self.compensation_info.as_ref().filter(|(a, _)| *a == e.arn).map(|(_, i)| i.as_ref());
+        for (k, arn) in comp.iter().flat_map(|c| &c.links) {
+            let what = if *k == "compensates" { " compensates " } else { " compensated by " };
+            lines.push(fit_line(&Line::from(vec![Span::styled(what, t.muted()), Span::styled(arn.clone(), t.accent())]), width as usize));
+        }
+        if let Some(offer) = comp.and_then(|c| c.offer.as_ref()) {
+            let def = self.read.definition.as_deref().filter(|_| self.read.path_for.as_deref() == Some(e.arn.as_str()));
+            let redrive = match crate::ops::consequence::redrive(def, e, self.now) {
+                Ok(c) => c.text,
+                Err(why) => format!("cannot: {why}"),
+            };
+            for (key, text) in [("R", format!("redrive: {redrive}")), ("C", format!("compensate: {offer}"))] {
+                let line = Line::from(vec![Span::styled(format!(" {key} "), t.accent()), Span::styled(text, t.text())]);
+                lines.push(fit_line(&line, width as usize));
+            }
+        }
         let cause = self.error_text(&e.arn, e.cause.as_deref().unwrap_or_default());
         if !cause.trim().is_empty() && max_rows > 1 {
             let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -132,6 +132,7 @@ fn kind(r: &Request) -> u8 {
         Request::Events(_) => 5,
         Request::Audit => 7,
         Request::Outbox => 8,
+        Request::CompensationPlan(_) => 8,
     }
 }
 
@@ -167,6 +168,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Events(_) => "events",
         Request::Audit => "audit",
         Request::Outbox => "outbox",
+        Request::CompensationPlan(_) => "compensation plan",
     };
     let res: crate::backend::Result<Vec<Loaded>> = (|| {
         let main = match r {
@@ -217,6 +219,10 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
                 definition: if after == 0 { cp.definition_of(&arn)? } else { None },
                 after,
             })),
+            Request::CompensationPlan(arn) => {
+                let plan = cp.compensation_plan(&arn).map(Box::new).map_err(|e| e.to_string());
+                Loaded::CompensationPlan { arn, plan }
+            }
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
             Request::Outbox => Loaded::Outbox(cp.outbox(200)?),
         };
@@ -227,6 +233,14 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
             _ => vec![],
         };
         let defs = if arns.is_empty() { None } else { Some(Loaded::Definitions(cp.definitions_of(&arns)?)) };
+        // An execution's detail: its compensation links, and what compensating would do.
+        let defs = match &main {
+            Loaded::Detail(d) => d
+                .execution
+                .as_ref()
+                .map(|e| Loaded::CompensationInfo { arn: e.arn.clone(), info: Box::new(cp.compensation_info(&e.arn).unwrap_or_default()) }),
+            _ => defs,
+        };
         // The definitions first: a dialog opened on the new rows can state consequences at once.
         Ok(defs.into_iter().chain(std::iter::once(main)).collect())
     })();
@@ -280,6 +294,7 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
         }
         Mutation::RevealPhi { arn, .. } => one(arn, &mut || Ok(())),
         Mutation::Outbox { action } => one(action.sink(), &mut || cp.outbox_act(action).map(|_| ())),
+        Mutation::Compensate { arn, reason } => one(arn, &mut || cp.compensate(arn, reason).map(|_| ())),
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }
 }

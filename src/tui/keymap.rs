@@ -37,6 +37,7 @@ pub enum Action {
     Escalate,
     Redrive,
     Stop,
+    Compensate,
     Mark,
     MarkAll,
     ClearMarks,
@@ -81,6 +82,7 @@ impl Action {
             Action::Claim => "claim",
             Action::Escalate => "escalate",
             Action::Redrive => "redrive",
+            Action::Compensate => "compensate",
             Action::Stop => "stop",
             Action::Mark => "mark",
             Action::MarkAll => "mark-all",
@@ -105,7 +107,10 @@ impl Action {
 
     /// Actions that change workflows (disabled in read-only mode).
     pub fn mutates(self) -> bool {
-        matches!(self, Action::Approve | Action::Reject | Action::Claim | Action::Escalate | Action::Redrive | Action::Stop)
+        matches!(
+            self,
+            Action::Approve | Action::Reject | Action::Claim | Action::Escalate | Action::Redrive | Action::Stop | Action::Compensate
+        )
     }
 }
 
@@ -136,6 +141,7 @@ pub const ALL_ACTIONS: &[Action] = &[
     Action::Escalate,
     Action::Redrive,
     Action::Stop,
+    Action::Compensate,
     Action::Mark,
     Action::MarkAll,
     Action::ClearMarks,
@@ -322,6 +328,8 @@ impl Default for Keymap {
                 b("R", Redrive, Detail, "redrive", true),
                 b("x", Stop, Executions, "stop", true),
                 b("x", Stop, Detail, "stop", true),
+                b("C", Compensate, Executions, "compensate", true),
+                b("C", Compensate, Detail, "compensate", true),
                 b("s", CycleStatus, Executions, "status filter", true),
                 b("space", Mark, Reviews, "mark", true),
                 b("space", Mark, Executions, "mark", true),

@@ -693,6 +693,19 @@ impl App {
                 let h = l.len() as u16 + 2;
                 ("Override a claim".into(), l, h)
             }
+            Dialog::Compensate { title, lines, reason, .. } => {
+                let mut l: Vec<Line> = lines.iter().map(|x| Line::from(Span::styled(x.clone(), t.text()))).collect();
+                l.push(Line::from(Span::styled("Recorded in the audit log with your reason, which the compensation receives.", t.muted())));
+                l.push(Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
+                l.push(Line::from(vec![
+                    Span::styled("Enter", t.accent()),
+                    Span::raw(" compensate   "),
+                    Span::styled("Esc", t.accent()),
+                    Span::raw(" cancel"),
+                ]));
+                let h = l.len() as u16 + 2;
+                (title.clone(), l, h)
+            }
             Dialog::Reveal { reason, label, .. } => (
                 format!("Reveal patient data of {label}"),
                 vec![
