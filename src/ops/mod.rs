@@ -4,6 +4,7 @@
 
 pub mod consequence;
 pub mod project;
+pub mod slo;
 
 use serde::{Deserialize, Serialize};
 
