@@ -547,6 +547,23 @@ pub fn crossings(c: &Clock, now: DateTime<Utc>) -> Vec<(String, &'static str, Da
     out
 }
 
+/// A duration for people: `-5m12s`, `1h05m`, `2d3h`, `45s`.
+pub fn human_ms(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let s = ms.unsigned_abs() / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let body = if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else {
+        format!("{sec}s")
+    };
+    format!("{sign}{body}")
+}
+
 // ----- reading the store ------------------------------------------------------
 
 /// The SLOs in force: the config's, else the demo's when the store holds the demo.
