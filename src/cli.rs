@@ -1902,6 +1902,11 @@ mod console {
             settings.idle_lock = chrono::Duration::minutes(i64::from(m.max(1)));
         }
         settings.phi = config.phi.masker()?;
+        settings.slo = std::sync::Arc::new(if config.slo.is_empty() && demo_mode != DemoMode::Off {
+            lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults())?
+        } else {
+            slos_in_force(&engine, &config.slo)?
+        });
         if let Some(m) = config.phi.reveal_minutes {
             settings.reveal_for = chrono::Duration::minutes(i64::from(m.clamp(1, 60)));
         }

@@ -100,7 +100,7 @@ pub enum Edge {
 }
 
 /// A checked SLO.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Slo {
     pub name: String,
     pub when: Vec<(JsonPath, Value)>,
@@ -281,6 +281,8 @@ pub struct Clock {
     pub speed: f64,
     pub state: Option<String>,
     pub priority: Option<String>,
+    /// The study's accession, when the input has one.
+    pub accession: Option<String>,
 }
 
 /// A clock evaluated at `now`.
@@ -404,6 +406,7 @@ impl Slo {
             speed: speed_of(x.input),
             state: x.current_state.map(str::to_string),
             priority: x.input.get("priority").and_then(Value::as_str).map(str::to_string),
+            accession: x.input.get("accession").and_then(Value::as_str).map(str::to_string),
         })
     }
 }
@@ -517,6 +520,7 @@ pub fn clock_json(c: &Clock, r: &Reading) -> Value {
         "state": c.state,
         "stateMachine": c.machine,
         "priority": c.priority,
+        "accession": c.accession,
         "startedAt": crate::events::time(c.started),
         "speed": c.speed,
     })
@@ -574,29 +578,32 @@ pub fn in_force(cfgs: &[SloConfig], store_holds_demo: bool) -> Result<Vec<Slo>, 
     check_all(cfgs)
 }
 
-/// Every clock of the executions that are running or stopped within `window` of `now`.
-pub fn load(store: &crate::store::Store, slos: &[Slo], now: DateTime<Utc>, window: Duration) -> Result<Vec<Clock>, SloError> {
-    if slos.is_empty() {
-        return Ok(vec![]);
-    }
-    let err = |e: crate::store::StoreError| SloError::Store(e.to_string());
-    let rows = store.executions(&crate::store::ExecutionFilter { limit: 1_000_000, ..Default::default() }).map_err(err)?;
+/// Every clock of the executions in `rows` that are running or stopped within `window` of
+/// `now`; `history` gives an execution's history (oldest first), asked only for executions
+/// some SLO matches.
+pub fn collect<E>(
+    rows: &[crate::store::ExecutionRow],
+    slos: &[Slo],
+    now: DateTime<Utc>,
+    window: Duration,
+    mut history: impl FnMut(&str) -> Result<Vec<HistoryEvent>, E>,
+) -> Result<Vec<Clock>, E> {
     let since = now - window;
     let mut out = vec![];
     for r in rows {
         let live = !r.status.is_terminal() || r.stop.is_some_and(|s| s >= since);
-        if !live {
+        if !live || slos.is_empty() {
             continue;
         }
-        let machine = r.state_machine_arn.rsplit(':').next().unwrap_or(&r.state_machine_arn).to_string();
+        let machine = r.state_machine_arn.rsplit(':').next().unwrap_or(&r.state_machine_arn);
         let input: Value = serde_json::from_str(&r.input).unwrap_or(Value::Null);
-        if !slos.iter().any(|s| s.matches(&machine, &input)) {
+        if !slos.iter().any(|s| s.matches(machine, &input)) {
             continue;
         }
-        let history = store.history(&r.arn, 0, 1_000_000, false).map_err(err)?;
+        let history = history(&r.arn)?;
         let view = ExecView {
             arn: &r.arn,
-            machine: &machine,
+            machine,
             status: r.status,
             start: r.start,
             stop: r.stop,
@@ -607,6 +614,16 @@ pub fn load(store: &crate::store::Store, slos: &[Slo], now: DateTime<Utc>, windo
         out.extend(clocks(slos, &view));
     }
     Ok(out)
+}
+
+/// Every clock of the executions in the store that are running or stopped within `window` of `now`.
+pub fn load(store: &crate::store::Store, slos: &[Slo], now: DateTime<Utc>, window: Duration) -> Result<Vec<Clock>, SloError> {
+    if slos.is_empty() {
+        return Ok(vec![]);
+    }
+    let err = |e: crate::store::StoreError| SloError::Store(e.to_string());
+    let rows = store.executions(&crate::store::ExecutionFilter { limit: 1_000_000, ..Default::default() }).map_err(err)?;
+    collect(&rows, slos, now, window, |arn| store.history(arn, 0, 1_000_000, false).map_err(err))
 }
 
 /// Emits "SLO At Risk" / "SLO Breached" once per clock from a background tick.
@@ -866,6 +883,7 @@ mod tests {
             speed: 1.0,
             state: None,
             priority: None,
+            accession: None,
         };
         let all = vec![
             mk(0, Some(5), true),    // met
@@ -915,6 +933,7 @@ mod tests {
             speed: 1.0,
             state: None,
             priority: None,
+            accession: None,
         };
         let all: Vec<Clock> = (0..20_000)
             .map(|i| {

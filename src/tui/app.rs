@@ -100,6 +100,8 @@ pub enum Request {
     Events(Option<i64>),
     /// The newest audit-log rows (`:audit`).
     Audit,
+    /// SLO clocks of these SLOs (view 5).
+    Slo(Arc<Vec<crate::ops::slo::Slo>>),
 }
 
 /// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
@@ -165,6 +167,8 @@ pub enum Loaded {
     Done { verb: String, ok: usize, failed: Vec<String> },
     Failed { what: String, error: String },
     Definitions(HashMap<String, Arc<Definition>>),
+    /// SLO clocks (open, and closed within the compliance window).
+    Slo(Vec<crate::ops::slo::Clock>),
 }
 
 #[derive(Debug, Clone)]
@@ -337,6 +341,8 @@ pub struct Settings {
     pub reveal_for: Duration,
     /// The contexts configured (`[contexts.NAME]`), for `:ctx`.
     pub contexts: Vec<String>,
+    /// The SLOs view 5 shows clocks of.
+    pub slo: Arc<Vec<crate::ops::slo::Slo>>,
 }
 
 impl Default for Settings {
@@ -360,6 +366,7 @@ impl Default for Settings {
             phi: crate::phi::Masker::default(),
             reveal_for: Duration::minutes(i64::from(crate::phi::DEFAULT_REVEAL_MINUTES)),
             contexts: vec![],
+            slo: Arc::new(vec![]),
         }
     }
 }
@@ -417,6 +424,8 @@ pub struct App {
     pub executions: Pane<Vec<ExecutionRow>>,
     pub detail: Pane<Detail>,
     pub events: Pane<Vec<FeedEvent>>,
+    /// View 5: SLO clocks (their anchors; readings are taken from `now` at every frame).
+    pub slo: Pane<Vec<crate::ops::slo::Clock>>,
     /// What the operator acted on: when one of these leaves a view, that is expected and
     /// not announced.
     pub acted: BTreeSet<String>,
@@ -471,6 +480,7 @@ impl App {
             executions: Pane::default(),
             detail: Pane::default(),
             events: Pane::default(),
+            slo: Pane::default(),
             acted: BTreeSet::new(),
             definitions: HashMap::new(),
             quit: false,
@@ -491,6 +501,7 @@ impl App {
             (View::Pipelines, _) => Scope::Pipelines,
             (View::Reviews, _) => Scope::Reviews,
             (View::Events, _) => Scope::Events,
+            (View::Slo, _) => Scope::Slo,
             _ => Scope::Everywhere,
         }
     }
@@ -506,7 +517,9 @@ impl App {
                 None => r.push(Request::Executions(self.status_filter, self.redriven_filter)),
             },
             View::Events => r.push(Request::Events(self.events_after())),
-            View::Slo | View::Outbox => {}
+            // The reviews too: `e` escalates the selected clock's review.
+            View::Slo => r.extend([Request::Slo(self.settings.slo.clone()), Request::Reviews]),
+            View::Outbox => {}
         }
         r
     }
@@ -518,6 +531,7 @@ impl App {
                 Request::Reviews => self.reviews.loading = true,
                 Request::Executions(..) => self.executions.loading = true,
                 Request::Find(_) | Request::Audit => {}
+                Request::Slo(_) => self.slo.loading = true,
                 Request::Detail(..) => self.detail.loading = true,
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
@@ -558,6 +572,7 @@ impl App {
             View::Executions if self.detail_arn.is_some() => self.detail.value.history.len(),
             View::Executions => self.visible_executions().len(),
             View::Events => self.visible_events().len(),
+            View::Slo => self.visible_clocks().len(),
             _ => 0,
         }
     }
@@ -594,7 +609,11 @@ impl App {
                 let name = e.execution_arn.rsplit(':').next().unwrap_or_default();
                 (e.seq.to_string(), format!("event {} of {name}", e.event.event_type))
             }),
-            View::Slo | View::Outbox => None,
+            View::Slo => self.visible_clocks().get(i).map(|(c, _)| {
+                let name = c.execution_arn.rsplit(':').next().unwrap_or_default();
+                (super::slo::clock_key(c), format!("clock {} of {name}", c.slo))
+            }),
+            View::Outbox => None,
         }
     }
 
@@ -604,7 +623,8 @@ impl App {
             View::Reviews => self.visible_reviews().iter().map(|r| r.token.clone()).collect(),
             View::Executions => self.visible_executions().iter().map(|e| e.arn.clone()).collect(),
             View::Events => self.visible_events().iter().map(|e| e.seq.to_string()).collect(),
-            View::Slo | View::Outbox => vec![],
+            View::Slo => self.visible_clocks().iter().map(|(c, _)| super::slo::clock_key(c)).collect(),
+            View::Outbox => vec![],
         }
     }
 
@@ -714,6 +734,7 @@ impl App {
             Loaded::Reviews(_) => Some(View::Reviews),
             Loaded::Executions(_) => Some(View::Executions),
             Loaded::Events(_) => Some(View::Events),
+            Loaded::Slo(_) => Some(View::Slo),
             _ => None,
         };
         match l {
@@ -734,6 +755,7 @@ impl App {
                 self.reviews.set(r, at);
             }
             Loaded::Executions(e) => self.executions.set(e, at),
+            Loaded::Slo(c) => self.slo.set(c, at),
             Loaded::Definitions(d) => {
                 if self.definitions.len() + d.len() > 20_000 {
                     self.definitions.clear();
@@ -793,6 +815,7 @@ impl App {
                     "executions" => self.executions.error = Some(error),
                     "detail" => self.detail.error = Some(error),
                     "events" => self.events.error = Some(error),
+                    "slo" => self.slo.error = Some(error),
                     _ => {}
                 }
             }
@@ -990,6 +1013,7 @@ impl App {
                 };
                 self.loads()
             }
+            Action::Escalate if self.view == View::Slo => self.escalate_clock(),
             Action::Approve | Action::Reject | Action::Escalate => {
                 let items = self.target_items();
                 if items.is_empty() {
@@ -1111,6 +1135,7 @@ impl App {
             View::Reviews => self.visible_reviews().get(cur).map(|r| r.execution_arn.clone()),
             View::Executions => self.visible_executions().get(cur).map(|e| e.arn.clone()),
             View::Events => self.visible_events().get(cur).map(|e| e.execution_arn.clone()),
+            View::Slo => self.visible_clocks().get(cur).map(|(c, _)| c.execution_arn.clone()),
             _ => None,
         }?;
         let label = self
@@ -1166,7 +1191,7 @@ impl App {
     }
 
     /// Open the dialog that answers `items` (approve, reject or escalate) as `acting`.
-    fn answer_dialog(&mut self, a: Action, items: Vec<Item>, acting: Acting) {
+    pub(super) fn answer_dialog(&mut self, a: Action, items: Vec<Item>, acting: Acting) {
         let title = |verb: &str| {
             if items.len() == 1 {
                 format!("{verb} {} at {}", items[0].label, items[0].state)
@@ -1210,6 +1235,7 @@ impl App {
             View::Reviews => self.visible_reviews().get(cur).map(|r| r.execution_arn.clone()),
             View::Executions if self.detail_arn.is_none() => self.visible_executions().get(cur).map(|e| e.arn.clone()),
             View::Events => self.visible_events().get(cur).map(|e| e.execution_arn.clone()),
+            View::Slo => self.visible_clocks().get(cur).map(|(c, _)| c.execution_arn.clone()),
             _ => None,
         };
         match arn {

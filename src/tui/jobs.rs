@@ -131,6 +131,7 @@ fn kind(r: &Request) -> u8 {
         Request::Detail(..) => 4,
         Request::Events(_) => 5,
         Request::Audit => 7,
+        Request::Slo(_) => 8,
     }
 }
 
@@ -165,6 +166,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Detail(..) => "detail",
         Request::Events(_) => "events",
         Request::Audit => "audit",
+        Request::Slo(_) => "slo",
     };
     let res: crate::backend::Result<Vec<Loaded>> = (|| {
         let main = match r {
@@ -216,6 +218,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
                 after,
             })),
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
+            Request::Slo(slos) => Loaded::Slo(super::slo::load(cp, &slos, Utc::now())?),
         };
         // Reviews: the executions they wait in; executions: those a redrive could resume.
         let arns: Vec<String> = match &main {

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod keymap;
 pub mod render;
 pub mod rows;
+pub mod slo;
 pub mod table;
 pub mod theme;
 

@@ -74,7 +74,8 @@ impl App {
                     None => self.executions_view(f, rows[2]),
                 },
                 View::Events => self.events_view(f, rows[2]),
-                View::Slo | View::Outbox => self.reserved(f, rows[2]),
+                View::Slo => self.slo_view(f, rows[2]),
+            View::Outbox => self.reserved(f, rows[2]),
             }
             self.draw_pane(f, rows[2]);
         }
@@ -326,6 +327,7 @@ impl App {
             View::Executions if self.detail_arn.is_some() => (self.detail.loaded_at, self.detail.loading),
             View::Executions => (self.executions.loaded_at, self.executions.loading),
             View::Events => (self.events.loaded_at, self.events.loading),
+            View::Slo => (self.slo.loaded_at, self.slo.loading),
             _ => (self.pulse.loaded_at, self.pulse.loading),
         };
         let ro = if self.settings.read_only { "read-only: on" } else { "read-only: off" };
