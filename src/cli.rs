@@ -1787,6 +1787,7 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  step latency: p50 {:.3} ms, p99 {:.3} ms", r.step_p50_ms, r.step_p99_ms);
         say!("  executions list (100 rows) over {} stored: {:.2} ms", r.list_rows, r.list_ms);
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
+        say!("  SLO clocks: {} recomputed (read, sorted by time to breach, compliance) in {:.1} ms", r.slo_clocks, r.slo_recompute_ms);
     }
     let _ = std::fs::remove_dir_all(dir.join("bench-tmp-marker"));
     Ok(ExitCode::SUCCESS)

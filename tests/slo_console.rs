@@ -53,8 +53,8 @@ fn clock(slo: &str, acc: &str, prio: &str, target_min: i64, started_min_ago: i64
 }
 
 fn app() -> App {
-    let slos = check_all(&[cfg("stat-ed-ct-read", "60m"), cfg("stat-review-gate", "15m"), cfg("routine-outpatient-read", "2d")])
-        .expect("slos");
+    let slos =
+        check_all(&[cfg("stat-ed-ct-read", "60m"), cfg("stat-review-gate", "15m"), cfg("routine-outpatient-read", "2d")]).expect("slos");
     let settings = Settings {
         user: "dr.lee".into(),
         demo: true,

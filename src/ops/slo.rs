@@ -330,11 +330,11 @@ impl Clock {
     }
 
     fn priority_rank(&self) -> u8 {
-        match self.priority.as_deref().and_then(crate::ops::Priority::parse) {
-            Some(crate::ops::Priority::Stat) => 0,
-            Some(crate::ops::Priority::Urgent) => 1,
-            Some(crate::ops::Priority::Routine) => 2,
-            None => 3,
+        match self.priority.as_deref() {
+            Some(p) if p.eq_ignore_ascii_case("STAT") => 0,
+            Some(p) if p.eq_ignore_ascii_case("URGENT") => 1,
+            Some(p) if p.eq_ignore_ascii_case("ROUTINE") => 2,
+            _ => 3,
         }
     }
 }
@@ -417,14 +417,12 @@ pub fn clocks(slos: &[Slo], x: &ExecView<'_>) -> Vec<Clock> {
 }
 
 /// Open clocks by time to breach (the least remaining first; then STAT before URGENT before ROUTINE).
-pub fn sort_open(clocks: &mut [(&Clock, Reading)]) {
-    clocks.sort_by(|(a, ra), (b, rb)| {
-        ra.remaining_ms
-            .cmp(&rb.remaining_ms)
-            .then(a.priority_rank().cmp(&b.priority_rank()))
-            .then_with(|| a.execution_arn.cmp(&b.execution_arn))
-            .then_with(|| a.slo.cmp(&b.slo))
+pub fn sort_open(clocks: &mut Vec<(&Clock, Reading)>) {
+    let mut keyed: Vec<(i64, u8, (&Clock, Reading))> = clocks.drain(..).map(|(c, r)| (r.remaining_ms, c.priority_rank(), (c, r))).collect();
+    keyed.sort_unstable_by(|(ra, pa, (a, _)), (rb, pb, (b, _))| {
+        ra.cmp(rb).then(pa.cmp(pb)).then_with(|| a.execution_arn.cmp(&b.execution_arn)).then_with(|| a.slo.cmp(&b.slo))
     });
+    clocks.extend(keyed.into_iter().map(|(_, _, x)| x));
 }
 
 /// Read every clock at `now`; the open ones sorted by time to breach.
@@ -457,54 +455,57 @@ pub struct Compliance {
 
 pub fn compliance(slos: &[Slo], all: &[Clock], now: DateTime<Utc>, window: Duration) -> Vec<Compliance> {
     let since = now - window;
-    slos.iter()
-        .map(|s| {
-            let mut c = Compliance {
-                name: s.name.clone(),
-                open: 0,
-                at_risk: 0,
-                breaching: 0,
-                closed: 0,
-                met: 0,
-                compliance: None,
-                burn_rate: None,
-                objective: s.objective,
-                window_seconds: window.num_seconds(),
-            };
-            for k in all.iter().filter(|k| k.slo == s.name) {
-                let r = k.read(now);
-                match k.stopped {
-                    None => {
-                        c.open += 1;
-                        match r.status {
-                            Status::AtRisk => c.at_risk += 1,
-                            Status::Breached => c.breaching += 1,
-                            Status::Ok => {}
-                        }
-                    }
-                    Some(t) if t >= since && t <= now => {
-                        let breached = r.status == Status::Breached;
-                        if k.reached || breached {
-                            c.closed += 1;
-                            if !breached {
-                                c.met += 1;
-                            }
-                        }
-                    }
-                    Some(_) => {}
+    let mut out: Vec<Compliance> = slos
+        .iter()
+        .map(|s| Compliance {
+            name: s.name.clone(),
+            open: 0,
+            at_risk: 0,
+            breaching: 0,
+            closed: 0,
+            met: 0,
+            compliance: None,
+            burn_rate: None,
+            objective: s.objective,
+            window_seconds: window.num_seconds(),
+        })
+        .collect();
+    let index: std::collections::HashMap<&str, usize> = slos.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    for k in all {
+        let Some(c) = index.get(k.slo.as_str()).and_then(|&i| out.get_mut(i)) else { continue };
+        let r = k.read(now);
+        match k.stopped {
+            None => {
+                c.open += 1;
+                match r.status {
+                    Status::AtRisk => c.at_risk += 1,
+                    Status::Breached => c.breaching += 1,
+                    Status::Ok => {}
                 }
             }
-            if c.closed > 0 {
-                c.compliance = Some(c.met as f64 / c.closed as f64);
+            Some(t) if t >= since && t <= now => {
+                let breached = r.status == Status::Breached;
+                if k.reached || breached {
+                    c.closed += 1;
+                    if !breached {
+                        c.met += 1;
+                    }
+                }
             }
-            let total = c.closed + c.breaching;
-            if total > 0 {
-                let bad = (c.closed - c.met + c.breaching) as f64 / total as f64;
-                c.burn_rate = Some(bad / (1.0 - s.objective));
-            }
-            c
-        })
-        .collect()
+            Some(_) => {}
+        }
+    }
+    for c in &mut out {
+        if c.closed > 0 {
+            c.compliance = Some(c.met as f64 / c.closed as f64);
+        }
+        let total = c.closed + c.breaching;
+        if total > 0 {
+            let bad = (c.closed - c.met + c.breaching) as f64 / total as f64;
+            c.burn_rate = Some(bad / (1.0 - c.objective));
+        }
+    }
+    out
 }
 
 /// A clock's JSON entry (`slo list --json`).

@@ -162,10 +162,23 @@ pub enum Loaded {
     Executions(Vec<ExecutionRow>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
-    Found { needle: String, hits: Vec<crate::backend::Found> },
-    Audit { rows: Vec<crate::audit::AuditRecord>, inputs: HashMap<String, String> },
-    Done { verb: String, ok: usize, failed: Vec<String> },
-    Failed { what: String, error: String },
+    Found {
+        needle: String,
+        hits: Vec<crate::backend::Found>,
+    },
+    Audit {
+        rows: Vec<crate::audit::AuditRecord>,
+        inputs: HashMap<String, String>,
+    },
+    Done {
+        verb: String,
+        ok: usize,
+        failed: Vec<String>,
+    },
+    Failed {
+        what: String,
+        error: String,
+    },
     Definitions(HashMap<String, Arc<Definition>>),
     /// SLO clocks (open, and closed within the compliance window).
     Slo(Vec<crate::ops::slo::Clock>),

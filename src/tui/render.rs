@@ -75,7 +75,7 @@ impl App {
                 },
                 View::Events => self.events_view(f, rows[2]),
                 View::Slo => self.slo_view(f, rows[2]),
-            View::Outbox => self.reserved(f, rows[2]),
+                View::Outbox => self.reserved(f, rows[2]),
             }
             self.draw_pane(f, rows[2]);
         }

@@ -137,7 +137,10 @@ impl App {
                 Span::styled(format!("{} ", fit_pad(&c.name, name_w, false)), t.text()),
                 Span::styled(format!("{} ", fit_pad(&c.open.to_string(), 5, true)), t.text()),
                 Span::styled(format!("{} ", fit_pad(&c.at_risk.to_string(), 5, true)), if c.at_risk > 0 { t.warn() } else { t.text() }),
-                Span::styled(format!("{} ", fit_pad(&c.breaching.to_string(), 6, true)), if c.breaching > 0 { t.breach() } else { t.text() }),
+                Span::styled(
+                    format!("{} ", fit_pad(&c.breaching.to_string(), 6, true)),
+                    if c.breaching > 0 { t.breach() } else { t.text() },
+                ),
                 Span::styled(format!("{} ", fit_pad(&met, 9, true)), t.text()),
                 Span::styled(fit_pad(&burn, 7, true), burn_style),
             ]));
@@ -163,10 +166,7 @@ impl App {
                 label: if r.study.is_empty() { r.accession.clone() } else { format!("{} ({})", r.accession, r.study) },
                 state: r.state.clone(),
                 claimed_by: r.claimed_by.clone(),
-                gate: self
-                    .definitions
-                    .get(&r.execution_arn)
-                    .and_then(|d| consequence::gate(d, &r.state)),
+                gate: self.definitions.get(&r.execution_arn).and_then(|d| consequence::gate(d, &r.state)),
             })
             .collect();
         if items.is_empty() {
