@@ -32,6 +32,7 @@ fn cfg(name: &str, target: &str) -> SloConfig {
         at_risk: 0.8,
         objective: 0.95,
         machine: None,
+        flagged: Default::default(),
     }
 }
 

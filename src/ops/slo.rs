@@ -76,6 +76,12 @@ pub struct SloConfig {
     /// Only executions of this state machine (name), if set.
     #[serde(default)]
     pub machine: Option<String>,
+    /// A closed-loop clock (a critical result): JSONPath on a state's output → the value it
+    /// must hold. The clock starts when, at or after `from`, a state exits with an output
+    /// matching all of them (e.g. the report step flags `$.critical = true`: communicated),
+    /// and stops at `to` (e.g. the acknowledgement step).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flagged: BTreeMap<String, Value>,
 }
 
 fn default_from() -> String {
@@ -110,6 +116,7 @@ pub struct Slo {
     pub at_risk: f64,
     pub objective: f64,
     pub machine: Option<String>,
+    pub flagged: Vec<(JsonPath, Value)>,
 }
 
 /// Parse a duration: one or more `<number><unit>` with unit s, m, h or d (`90s`, `1h30m`).
@@ -149,14 +156,19 @@ impl SloConfig {
         if self.name.trim().is_empty() || self.name.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':') {
             return Err(bad("name", "must be non-empty, without spaces, colons or control characters".into()));
         }
-        let mut when = Vec::with_capacity(self.when.len());
-        for (p, v) in &self.when {
-            let path = JsonPath::parse(p).map_err(|e| bad("when", format!("path {p:?} is not a JSONPath: {e}")))?;
-            if !path.is_definite() {
-                return Err(bad("when", format!("path {p:?} must name one value (no wildcards or filters)")));
+        let paths = |m: &BTreeMap<String, Value>, key: &'static str| -> Result<Vec<(JsonPath, Value)>, SloError> {
+            let mut out = Vec::with_capacity(m.len());
+            for (p, v) in m {
+                let path = JsonPath::parse(p).map_err(|e| bad(key, format!("path {p:?} is not a JSONPath: {e}")))?;
+                if !path.is_definite() {
+                    return Err(bad(key, format!("path {p:?} must name one value (no wildcards or filters)")));
+                }
+                out.push((path, v.clone()));
             }
-            when.push((path, v.clone()));
-        }
+            Ok(out)
+        };
+        let when = paths(&self.when, "when")?;
+        let flagged = paths(&self.flagged, "flagged")?;
         let edge = |s: &str, word: &str, key: &'static str| -> Result<Edge, SloError> {
             if s.trim().is_empty() {
                 return Err(bad(key, format!("must be \"{word}\" or a state name")));
@@ -180,6 +192,7 @@ impl SloConfig {
             at_risk: self.at_risk,
             objective: self.objective,
             machine: self.machine.clone(),
+            flagged,
         })
     }
 }
@@ -210,6 +223,7 @@ pub fn demo_defaults() -> Vec<SloConfig> {
         at_risk: DEFAULT_AT_RISK,
         objective: DEFAULT_OBJECTIVE,
         machine: None,
+        flagged: BTreeMap::new(),
     };
     let (p, c, m) = ("$.priority", "$.patientClass", "$.modality");
     vec![
@@ -364,13 +378,26 @@ impl Slo {
             return None;
         }
         // Start: the execution's start, or the first entry into the `from` state.
-        let (start_id, started) = match &self.from {
+        let (mut start_id, mut started) = match &self.from {
             Edge::Execution => (x.history.iter().find(|e| e.event_type == "ExecutionStarted").map(|e| e.id).unwrap_or(0), x.start),
             Edge::State(s) => {
                 let e = x.history.iter().find(|e| e.event_type.ends_with("StateEntered") && e.state_name() == Some(s.as_str()))?;
                 (e.id, e.timestamp)
             }
         };
+        // A closed-loop clock starts when a state's output raises the flag.
+        if !self.flagged.is_empty() {
+            let e = x.history.iter().find(|e| {
+                e.id >= start_id
+                    && e.event_type.ends_with("StateExited")
+                    && e.details
+                        .get("output")
+                        .and_then(Value::as_str)
+                        .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                        .is_some_and(|o| self.flagged.iter().all(|(p, v)| p.select(&o).as_ref() == Some(v)))
+            })?;
+            (start_id, started) = (e.id, e.timestamp);
+        }
         // The execution's end, unless a redrive reopened it (the last terminal event not followed by a redrive).
         let mut ended: Option<DateTime<Utc>> = None;
         for e in x.history {
@@ -705,6 +732,7 @@ mod tests {
             at_risk: 0.8,
             objective: 0.95,
             machine: None,
+            flagged: BTreeMap::new(),
         }
     }
 
@@ -855,6 +883,34 @@ mod tests {
         h.push(ev(4, 4000, "ExecutionSucceeded", None));
         let c = slos[0].clock(&view(&input, &h, ExecutionStatus::Succeeded)).expect("clock");
         assert_eq!(c.read(t0() + Duration::days(1)).status, Status::Breached);
+    }
+
+    #[test]
+    fn a_critical_result_starts_a_closed_loop_clock_at_the_flag_and_stops_at_the_acknowledgement() {
+        let mut c = cfg("critical-result", &[], "start", "AcknowledgeCritical", "30m");
+        c.flagged.insert("$.critical".into(), json!(true));
+        let slos = check_all(&[c]).expect("slos");
+        let input = json!({});
+        let exited = |id: i64, secs: i64, name: &str, output: Value| HistoryEvent {
+            id,
+            previous_event_id: id - 1,
+            timestamp: t0() + Duration::seconds(secs),
+            event_type: "TaskStateExited".into(),
+            details: json!({"name": name, "output": output.to_string()}),
+        };
+        let mut h = vec![ev(1, 0, "ExecutionStarted", None), exited(2, 60, "DraftReport", json!({"critical": false}))];
+        assert!(slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).is_none(), "not flagged: no clock");
+        h.push(exited(3, 120, "SignReport", json!({"critical": true})));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("communicated: the clock runs");
+        assert_eq!((k.started, k.stopped), (t0() + Duration::seconds(120), None));
+        h.push(ev(4, 600, "TaskStateEntered", Some("AcknowledgeCritical")));
+        h.push(exited(5, 900, "AcknowledgeCritical", json!({"critical": true})));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        assert!(k.reached);
+        assert_eq!(k.read(t0() + Duration::days(1)).elapsed_ms, 780_000, "acknowledged 13 minutes after it was communicated");
+        let mut bad = cfg("x", &[], "start", "end", "1m");
+        bad.flagged.insert("$.a[*]".into(), json!(true));
+        assert!(bad.check().unwrap_err().to_string().contains("`flagged`"));
     }
 
     #[test]
