@@ -1829,6 +1829,94 @@ fn tempfile_dir() -> Result<PathBuf> {
     Ok(d)
 }
 
+// ----- SLO clocks -------------------------------------------------------------
+
+/// The SLOs in force for this store: the config's, else the demo's when it holds the demo.
+fn slos_in_force(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<Vec<lightbox::ops::slo::Slo>> {
+    let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
+    Ok(lightbox::ops::slo::in_force(cfgs, lightbox::sim::holds_demo(&machines))?)
+}
+
+/// The background evaluator that emits "SLO At Risk" / "SLO Breached" once per clock.
+fn slo_watcher(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::ops::slo::Watcher> {
+    // The demo may be installed after start-up: with no [[slo]] in config, use its defaults.
+    let slos =
+        if cfgs.is_empty() { lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults())? } else { slos_in_force(engine, cfgs)? };
+    Ok(lightbox::ops::slo::Watcher::new(slos))
+}
+
+/// `lightbox slo list`.
+fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window: &str) -> Result<()> {
+    use lightbox::ops::slo;
+    let now = match at {
+        Some(t) => {
+            DateTime::parse_from_rfc3339(t).map_err(|e| UsageError(format!("--at {t:?} is not an RFC 3339 time: {e}")))?.with_timezone(&Utc)
+        }
+        None => Utc::now(),
+    };
+    let window_ms =
+        slo::parse_duration(window).ok_or_else(|| UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d")))?;
+    let window = chrono::Duration::milliseconds(window_ms);
+    let slos = slos_in_force(engine, &ctx.slo)?;
+    let clocks = slo::load(&engine.store, &slos, now, window)?;
+    let mut shown = slo::open_readings(&clocks, now);
+    if all {
+        let since = now - window;
+        let mut closed: Vec<_> =
+            clocks.iter().filter(|c| c.stopped.is_some_and(|s| s >= since && s <= now)).map(|c| (c, c.read(now))).collect();
+        closed.sort_by_key(|(c, _)| std::cmp::Reverse(c.stopped));
+        shown.extend(closed);
+    }
+    let compliance = slo::compliance(&slos, &clocks, now, window);
+    if ctx.json {
+        print_json(&json!({
+            "at": lightbox::events::time(now),
+            "windowSeconds": window.num_seconds(),
+            "clocks": shown.iter().map(|(c, r)| slo::clock_json(c, r)).collect::<Vec<_>>(),
+            "slos": compliance,
+        }));
+        return Ok(());
+    }
+    if slos.is_empty() {
+        say!("No SLOs: add [[slo]] entries to the config (see config.example.toml).");
+        return Ok(());
+    }
+    if shown.is_empty() {
+        say!("No open SLO clocks.");
+    } else {
+        say!("{:<24} {:<18} {:>10} {:>10} {:>8}  {:<22} {}", "SLO", "STATUS", "REMAINING", "ELAPSED", "TARGET", "STATE", "EXECUTION");
+    }
+    for (c, r) in &shown {
+        let status = if r.open { r.status.as_str().to_string() } else { format!("{} (closed)", r.status.as_str()) };
+        let name = c.execution_arn.rsplit(':').next().unwrap_or(&c.execution_arn);
+        say!(
+            "{:<24} {:<18} {:>10} {:>10} {:>8}  {:<22} {}",
+            esc(&c.slo),
+            status,
+            slo::human_ms(r.remaining_ms),
+            slo::human_ms(r.elapsed_ms),
+            slo::human_ms(c.target_ms),
+            esc(c.state.as_deref().unwrap_or("-")),
+            esc(name)
+        );
+    }
+    say!("\nCompliance over the last {} (burn rate = breached fraction / (1 - objective)):", slo::human_ms(window_ms));
+    say!("{:<24} {:>5} {:>8} {:>10} {:>11} {:>11} {:>7}", "SLO", "OPEN", "AT RISK", "BREACHING", "MET/CLOSED", "COMPLIANCE", "BURN");
+    for c in &compliance {
+        say!(
+            "{:<24} {:>5} {:>8} {:>10} {:>11} {:>11} {:>7}",
+            esc(&c.name),
+            c.open,
+            c.at_risk,
+            c.breaching,
+            format!("{}/{}", c.met, c.closed),
+            c.compliance.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into()),
+            c.burn_rate.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
 /// Starting the console: settings from config and flags, the demo hospital, the audit hook.
 mod console {
     use super::*;
@@ -2158,92 +2246,4 @@ mod tests {
         assert_eq!(demo_mode(true, false, false, true, false), DemoMode::Off);
         assert!(matches!(demo_mode(false, true, false, false, true), DemoMode::Paused(w) if w.contains("read-only")));
     }
-}
-
-// ----- SLO clocks -------------------------------------------------------------
-
-/// The SLOs in force for this store: the config's, else the demo's when it holds the demo.
-fn slos_in_force(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<Vec<lightbox::ops::slo::Slo>> {
-    let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
-    Ok(lightbox::ops::slo::in_force(cfgs, lightbox::sim::holds_demo(&machines))?)
-}
-
-/// The background evaluator that emits "SLO At Risk" / "SLO Breached" once per clock.
-fn slo_watcher(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::ops::slo::Watcher> {
-    // The demo may be installed after start-up: with no [[slo]] in config, use its defaults.
-    let slos =
-        if cfgs.is_empty() { lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults())? } else { slos_in_force(engine, cfgs)? };
-    Ok(lightbox::ops::slo::Watcher::new(slos))
-}
-
-/// `lightbox slo list`.
-fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window: &str) -> Result<()> {
-    use lightbox::ops::slo;
-    let now = match at {
-        Some(t) => {
-            DateTime::parse_from_rfc3339(t).map_err(|e| UsageError(format!("--at {t:?} is not an RFC 3339 time: {e}")))?.with_timezone(&Utc)
-        }
-        None => Utc::now(),
-    };
-    let window_ms =
-        slo::parse_duration(window).ok_or_else(|| UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d")))?;
-    let window = chrono::Duration::milliseconds(window_ms);
-    let slos = slos_in_force(engine, &ctx.slo)?;
-    let clocks = slo::load(&engine.store, &slos, now, window)?;
-    let mut shown = slo::open_readings(&clocks, now);
-    if all {
-        let since = now - window;
-        let mut closed: Vec<_> =
-            clocks.iter().filter(|c| c.stopped.is_some_and(|s| s >= since && s <= now)).map(|c| (c, c.read(now))).collect();
-        closed.sort_by_key(|(c, _)| std::cmp::Reverse(c.stopped));
-        shown.extend(closed);
-    }
-    let compliance = slo::compliance(&slos, &clocks, now, window);
-    if ctx.json {
-        print_json(&json!({
-            "at": lightbox::events::time(now),
-            "windowSeconds": window.num_seconds(),
-            "clocks": shown.iter().map(|(c, r)| slo::clock_json(c, r)).collect::<Vec<_>>(),
-            "slos": compliance,
-        }));
-        return Ok(());
-    }
-    if slos.is_empty() {
-        say!("No SLOs: add [[slo]] entries to the config (see config.example.toml).");
-        return Ok(());
-    }
-    if shown.is_empty() {
-        say!("No open SLO clocks.");
-    } else {
-        say!("{:<24} {:<18} {:>10} {:>10} {:>8}  {:<22} {}", "SLO", "STATUS", "REMAINING", "ELAPSED", "TARGET", "STATE", "EXECUTION");
-    }
-    for (c, r) in &shown {
-        let status = if r.open { r.status.as_str().to_string() } else { format!("{} (closed)", r.status.as_str()) };
-        let name = c.execution_arn.rsplit(':').next().unwrap_or(&c.execution_arn);
-        say!(
-            "{:<24} {:<18} {:>10} {:>10} {:>8}  {:<22} {}",
-            esc(&c.slo),
-            status,
-            slo::human_ms(r.remaining_ms),
-            slo::human_ms(r.elapsed_ms),
-            slo::human_ms(c.target_ms),
-            esc(c.state.as_deref().unwrap_or("-")),
-            esc(name)
-        );
-    }
-    say!("\nCompliance over the last {} (burn rate = breached fraction / (1 - objective)):", slo::human_ms(window_ms));
-    say!("{:<24} {:>5} {:>8} {:>10} {:>11} {:>11} {:>7}", "SLO", "OPEN", "AT RISK", "BREACHING", "MET/CLOSED", "COMPLIANCE", "BURN");
-    for c in &compliance {
-        say!(
-            "{:<24} {:>5} {:>8} {:>10} {:>11} {:>11} {:>7}",
-            esc(&c.name),
-            c.open,
-            c.at_risk,
-            c.breaching,
-            format!("{}/{}", c.met, c.closed),
-            c.compliance.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into()),
-            c.burn_rate.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
-        );
-    }
-    Ok(())
 }
