@@ -1689,7 +1689,7 @@ fn decode_token(t: &str) -> Result<(i64, String)> {
 fn run_engine(engine: &mut Engine, seconds: Option<u64>, slo: &[lightbox::ops::slo::SloConfig]) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let stop_at = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
-    let mut slo = slo_watcher(engine, slo)?;
+    let mut slo = slo_watcher(slo)?;
     rt.block_on(async {
         tracing::info!(owner = engine.lease_owner(), "engine worker started");
         loop {
@@ -1838,11 +1838,8 @@ fn slos_in_force(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Res
 }
 
 /// The background evaluator that emits "SLO At Risk" / "SLO Breached" once per clock.
-fn slo_watcher(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::ops::slo::Watcher> {
-    // The demo may be installed after start-up: with no [[slo]] in config, use its defaults.
-    let slos =
-        if cfgs.is_empty() { lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults())? } else { slos_in_force(engine, cfgs)? };
-    Ok(lightbox::ops::slo::Watcher::new(slos))
+fn slo_watcher(cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::ops::slo::Watcher> {
+    Ok(lightbox::ops::slo::Watcher::new(cfgs)?)
 }
 
 /// `lightbox slo list`.
@@ -2029,7 +2026,7 @@ mod console {
             DemoMode::Paused(why) => Some(format!("demo paused: {why} ({} studies in flight stand still)", in_flight())),
             DemoMode::Off => None,
         };
-        let mut slo = slo_watcher(&engine, &config.slo)?;
+        let mut slo = slo_watcher(&config.slo)?;
         let mut local = Local::new(engine, data_dir.to_path_buf());
         let mut driver = demo.then(demo_driver);
         local = local.with_driver(Box::new(move |engine: &mut Engine| {

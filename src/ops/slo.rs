@@ -656,29 +656,43 @@ pub fn load(store: &crate::store::Store, slos: &[Slo], now: DateTime<Utc>, windo
 
 /// Emits "SLO At Risk" / "SLO Breached" once per clock from a background tick.
 pub struct Watcher {
-    slos: Vec<Slo>,
+    /// The config's SLOs; none: the demo's, once the store holds the demo.
+    configured: Vec<Slo>,
+    demo: Vec<Slo>,
     emitted: HashSet<String>,
     last: Option<std::time::Instant>,
     every: std::time::Duration,
 }
 
 impl Watcher {
-    pub fn new(slos: Vec<Slo>) -> Watcher {
-        Watcher { slos, emitted: HashSet::new(), last: None, every: std::time::Duration::from_secs(1) }
+    /// Checks the config's entries (the error names the SLO and the key).
+    pub fn new(cfgs: &[SloConfig]) -> Result<Watcher, SloError> {
+        let demo = if cfgs.is_empty() { check_all(&demo_defaults())? } else { vec![] };
+        Ok(Watcher { configured: check_all(cfgs)?, demo, emitted: HashSet::new(), last: None, every: std::time::Duration::from_secs(1) })
     }
 
-    pub fn slos(&self) -> &[Slo] {
-        &self.slos
+    /// The SLOs in force for this store now (the demo may be installed after start-up).
+    pub fn slos(&self, store: &crate::store::Store) -> &[Slo] {
+        if !self.configured.is_empty() {
+            return &self.configured;
+        }
+        let holds_demo =
+            store.state_machines().map(|m| crate::sim::holds_demo(&m.into_iter().map(|m| m.name).collect::<Vec<_>>())).unwrap_or(false);
+        if holds_demo { &self.demo } else { &[] }
     }
 
     /// Evaluate (at most once a second) and write each new crossing to the outbox. Returns the
     /// number of events written.
     pub fn tick(&mut self, store: &crate::store::Store, now: DateTime<Utc>) -> Result<usize, SloError> {
-        if self.slos.is_empty() || store.is_read_only() || self.last.is_some_and(|l| l.elapsed() < self.every) {
+        if store.is_read_only() || self.last.is_some_and(|l| l.elapsed() < self.every) {
             return Ok(0);
         }
         self.last = Some(std::time::Instant::now());
-        watch(store, &self.slos, now, &mut self.emitted)
+        let slos = self.slos(store).to_vec();
+        if slos.is_empty() {
+            return Ok(0);
+        }
+        watch(store, &slos, now, &mut self.emitted)
     }
 }
 
@@ -974,6 +988,40 @@ mod tests {
         assert_eq!(x.iter().map(|e| e.1).collect::<Vec<_>>(), [AT_RISK_EVENT, BREACHED_EVENT]);
         // The events' time is the crossing, not when it was seen: a retry writes the same event.
         assert_eq!(x[1].2, t0() + Duration::milliseconds(100_001));
+    }
+
+    #[test]
+    fn the_watcher_writes_each_crossing_once_and_demo_defaults_only_on_a_demo_store() {
+        let store = crate::store::Store::in_memory().expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let def = r#"{"StartAt":"Read","States":{"Read":{"Type":"Wait","Seconds":3600,"End":true}}}"#;
+        engine.create_state_machine("m", def, None).expect("create");
+        let x = engine.start_execution("m", Some("a"), r#"{"priority":"STAT","patientClass":"ED","modality":"CT"}"#).expect("start");
+        let later = Utc::now() + Duration::minutes(5);
+        let lightbox_rows = |e: &crate::engine::Engine| -> i64 {
+            e.store.conn().query_row("SELECT COUNT(*) FROM outbox WHERE topic = 'lightbox'", [], |r| r.get(0)).expect("count")
+        };
+        // No [[slo]] and not the demo's store: the demo's defaults do not apply.
+        let mut none = Watcher::new(&[]).expect("watcher");
+        assert_eq!(none.tick(&engine.store, later).expect("tick"), 0);
+        assert_eq!(lightbox_rows(&engine), 0);
+        let mut w = Watcher::new(&[cfg("s", &[], "start", "end", "1m")]).expect("watcher");
+        assert_eq!(w.tick(&engine.store, later).expect("tick"), 2, "at risk and breached");
+        w.last = None;
+        assert_eq!(w.tick(&engine.store, later).expect("tick"), 0);
+        // Another process (a restart) writes nothing new either.
+        let mut again = Watcher::new(&[cfg("s", &[], "start", "end", "1m")]).expect("watcher");
+        assert_eq!(again.tick(&engine.store, later).expect("tick"), 0);
+        assert_eq!(lightbox_rows(&engine), 2);
+        let payload: String = engine
+            .store
+            .conn()
+            .query_row("SELECT payload FROM outbox WHERE topic = 'lightbox' ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+            .expect("row");
+        let e: Value = serde_json::from_str(&payload).expect("json");
+        assert_eq!(e["id"], format!("slo:s:{}:BREACHED", x.arn));
+        assert_eq!(e["detail-type"], BREACHED_EVENT);
+        assert!(Watcher::new(&[cfg("bad", &[], "start", "end", "never")]).is_err());
     }
 
     #[test]
