@@ -312,7 +312,7 @@ impl Clock {
     /// Elapsed (simulated) milliseconds at `now` (stopped clocks stand still).
     pub fn elapsed_ms(&self, now: DateTime<Utc>) -> i64 {
         let end = self.stopped.unwrap_or(now);
-        let wall = (end - self.started).num_milliseconds().max(0);
+        let wall = end.timestamp_millis().saturating_sub(self.started.timestamp_millis()).max(0);
         if self.speed == 1.0 { wall } else { (wall as f64 * self.speed).round() as i64 }
     }
 
