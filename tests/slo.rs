@@ -169,7 +169,7 @@ fn the_demo_hospital_ships_default_slos() {
     lb.ok(&["demo", "--seconds", "2", "--speed", "600"]);
     let l = lb.json(&["slo", "list", "--all"]);
     let names: Vec<&str> = l["slos"].as_array().expect("slos").iter().filter_map(|s| s["name"].as_str()).collect();
-    for n in ["stat-ed-ct-read", "routine-outpatient-read", "stat-review-gate", "publication"] {
+    for n in ["stat-ed-ct-read", "routine-outpatient-read", "stat-review-gate", "publication", "critical-result"] {
         assert!(names.contains(&n), "{names:?}");
     }
     // Every demo clock runs on simulated time.

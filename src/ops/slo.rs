@@ -240,6 +240,12 @@ pub fn demo_defaults() -> Vec<SloConfig> {
         slo("urgent-review-gate", &[(p, "URGENT")], "RadiologistReview", "RadiologistReview", "1h"),
         slo("routine-review-gate", &[(p, "ROUTINE")], "RadiologistReview", "RadiologistReview", "8h"),
         slo("publication", &[], "PublishReport", "PublishReport", "10m"),
+        // Closed loop for a critical finding: from the signed report that flags it
+        // (communicated) to its delivery to the ordering system (acknowledged).
+        SloConfig {
+            flagged: [("$.criticalFinding".to_string(), Value::Bool(true))].into_iter().collect(),
+            ..slo("critical-result", &[], "SignReport", "PublishReport", "30m")
+        },
     ]
 }
 
