@@ -57,6 +57,9 @@ pub struct Report {
     pub list_ms: f64,
     pub restart_inflight: usize,
     pub restart_ms: f64,
+    /// SLO clocks read, sorted by time to breach and summed into compliance, and how long it took.
+    pub slo_clocks: usize,
+    pub slo_recompute_ms: f64,
 }
 
 impl Report {
@@ -69,6 +72,7 @@ impl Report {
             "stepLatencyMs": {"p50": self.step_p50_ms, "p99": self.step_p99_ms},
             "listExecutions": {"storedRows": self.list_rows, "ms": self.list_ms},
             "restart": {"inFlight": self.restart_inflight, "msToResumeAll": self.restart_ms},
+            "sloRecompute": {"openClocks": self.slo_clocks, "ms": self.slo_recompute_ms},
         })
     }
 }
@@ -162,7 +166,50 @@ pub fn run(dir: &Path, executions: usize, list_rows: usize, restart_inflight: us
         list_ms,
         restart_inflight,
         restart_ms,
+        slo_clocks: SLO_CLOCKS,
+        slo_recompute_ms: slo_recompute(SLO_CLOCKS)?,
     })
+}
+
+/// Open SLO clocks the SLO case recomputes.
+pub const SLO_CLOCKS: usize = 100_000;
+
+/// Recompute `n` open SLO clocks (13 SLOs, mixed priorities and demo speeds) as the console
+/// does every frame and the engine every second: read each at `now`, sort by time to breach,
+/// and sum compliance and burn per SLO. Returns the median of five runs, in ms.
+pub fn slo_recompute(n: usize) -> Result<f64, BenchError> {
+    use crate::ops::slo;
+    let slos = slo::check_all(&slo::demo_defaults()).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let now = chrono::Utc::now();
+    let clocks: Vec<slo::Clock> = (0..n)
+        .map(|i| {
+            let s = &slos[i % slos.len()];
+            slo::Clock {
+                slo: s.name.clone(),
+                execution_arn: crate::engine::execution_arn("bench", &format!("e{i}")),
+                machine: "bench".into(),
+                started: now - chrono::Duration::seconds((i % 7200) as i64),
+                stopped: (i % 5 == 0).then(|| now - chrono::Duration::seconds((i % 600) as i64)),
+                reached: true,
+                target_ms: s.target_ms,
+                at_risk: s.at_risk,
+                speed: if i % 2 == 0 { 1.0 } else { 20.0 },
+                state: Some("RadiologistReview".into()),
+                priority: Some(["STAT", "URGENT", "ROUTINE"][i % 3].into()),
+                accession: None,
+            }
+        })
+        .collect();
+    let mut runs = vec![];
+    for _ in 0..5 {
+        let t = Instant::now();
+        let open = slo::open_readings(&clocks, now);
+        let c = slo::compliance(&slos, &clocks, now, chrono::Duration::hours(24));
+        std::hint::black_box((open.len(), c.len()));
+        runs.push(t.elapsed());
+    }
+    runs.sort();
+    Ok(runs[runs.len() / 2].as_secs_f64() * 1000.0)
 }
 
 fn info(sm: &str, name: &str, input: Value, start: chrono::DateTime<chrono::Utc>) -> ExecInfo {

@@ -170,6 +170,9 @@ enum Command {
     /// Dependencies of tasks ([[dependencies]]): their circuit breakers and operator holds.
     #[command(subcommand)]
     Dependencies(DepCmd),
+    /// SLO clocks: every open clock by time to breach, and compliance and burn rate per SLO.
+    #[command(subcommand)]
+    Slo(SloCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -258,6 +261,22 @@ enum DepCmd {
         /// What was checked (the audit log records it).
         #[arg(long)]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SloCmd {
+    /// Open clocks, least time to breach first, then compliance and burn rate per SLO.
+    List {
+        /// Also list the clocks that closed within the window.
+        #[arg(long)]
+        all: bool,
+        /// Evaluate the clocks as of this time (RFC 3339; default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// The compliance window: a duration like 90s, 15m, 4h, 2d.
+        #[arg(long, default_value = "24h")]
+        window: String,
     },
 }
 
@@ -567,6 +586,7 @@ fn reads_only(command: &Command, read_only: bool) -> bool {
         | Command::StateMachines(SmCmd::List)
         | Command::Dependencies(DepCmd::List)
         | Command::Audit(AuditCmd::List { .. } | AuditCmd::Verify)
+        | Command::Slo(SloCmd::List { .. })
         | Command::Store(_) => true,
         Command::Console { .. } => read_only,
         _ => false,
@@ -600,6 +620,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Store(StoreCmd::Check { file: Some(file) }) => cmd_store_check(file, cli.json),
         _ => {
             let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
+            lightbox::ops::slo::check_all(&config.slo)?;
             // The theme is checked before the store is opened: a wrong --theme touches no data.
             // (`demo` draws no console, but a --theme given to it must still name a theme.)
             let theme = match &command {
@@ -626,6 +647,7 @@ pub fn main() -> Result<ExitCode> {
                 phi: config.phi.masker()?,
                 sinks: config.outbox.sinks(&data_dir)?,
                 compensation: compensation_config(&config)?,
+                slo: config.slo.clone(),
             };
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
@@ -821,6 +843,9 @@ struct Config {
     /// `[compensation.<machine>]`: the state machine that undoes a failed execution, and its compensable states.
     #[serde(default)]
     compensation: lightbox::ops::compensation::CompensationMap,
+    /// SLO targets (`[[slo]]`); none: the demo hospital's defaults when the store holds the demo.
+    #[serde(default, rename = "slo")]
+    slo: Vec<lightbox::ops::slo::SloConfig>,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -1101,6 +1126,8 @@ struct Ctx {
     sinks: Vec<lightbox::outbox::Sink>,
     /// Compensation config in effect (the demo's defaults and `[compensation]`).
     compensation: lightbox::ops::compensation::CompensationMap,
+    /// The config's `[[slo]]` entries (checked at start-up).
+    slo: Vec<lightbox::ops::slo::SloConfig>,
 }
 
 impl Ctx {
@@ -1632,10 +1659,11 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 say!("{src} copied to {} ({size} bytes); check the copy with `lightbox store check {}`", file.display(), file.display());
             }
         }
-        Command::Engine { seconds } => run_engine(engine, *seconds, &ctx.sinks)?,
+        Command::Engine { seconds } => run_engine(engine, *seconds, &ctx.sinks, &ctx.slo)?,
         Command::Dependencies(cmd) => return cmd_dependencies(cmd, ctx, engine),
         Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
         Command::Outbox(cmd) => return cmd_outbox(cmd, ctx, engine),
+        Command::Slo(SloCmd::List { all, at, window }) => cmd_slo_list(ctx, engine, *all, at.as_deref(), window)?,
         Command::Run(_)
         | Command::Completions { .. }
         | Command::Man { .. }
@@ -2087,15 +2115,24 @@ impl Drop for RelayGuard {
     }
 }
 
-fn run_engine(engine: &mut Engine, seconds: Option<u64>, sinks: &[lightbox::outbox::Sink]) -> Result<()> {
+fn run_engine(
+    engine: &mut Engine,
+    seconds: Option<u64>,
+    sinks: &[lightbox::outbox::Sink],
+    slo: &[lightbox::ops::slo::SloConfig],
+) -> Result<()> {
     let _relay = RelayGuard::start(engine, sinks)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let stop_at = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut slo = slo_watcher(slo)?;
     rt.block_on(async {
         tracing::info!(owner = engine.lease_owner(), "engine worker started");
         loop {
             if stop_at.is_some_and(|t| std::time::Instant::now() >= t) {
                 return Ok(());
+            }
+            if let Err(e) = slo.tick(&engine.store, engine.clock.now()) {
+                tracing::warn!(error = %e, "evaluating SLO clocks failed");
             }
             let n = engine.run_due(256)?;
             if n > 0 {
@@ -2185,6 +2222,7 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  step latency: p50 {:.3} ms, p99 {:.3} ms", r.step_p50_ms, r.step_p99_ms);
         say!("  executions list (100 rows) over {} stored: {:.2} ms", r.list_rows, r.list_ms);
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
+        say!("  SLO clocks: {} recomputed (read, sorted by time to breach, compliance) in {:.1} ms", r.slo_clocks, r.slo_recompute_ms);
     }
     let _ = std::fs::remove_dir_all(dir.join("bench-tmp-marker"));
     Ok(ExitCode::SUCCESS)
@@ -2245,6 +2283,91 @@ fn tempfile_dir() -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     Ok(d)
+}
+
+// ----- SLO clocks -------------------------------------------------------------
+
+/// The SLOs in force for this store: the config's, else the demo's when it holds the demo.
+fn slos_in_force(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<Vec<lightbox::ops::slo::Slo>> {
+    let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
+    Ok(lightbox::ops::slo::in_force(cfgs, lightbox::sim::holds_demo(&machines))?)
+}
+
+/// The background evaluator that emits "SLO At Risk" / "SLO Breached" once per clock.
+fn slo_watcher(cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::ops::slo::Watcher> {
+    Ok(lightbox::ops::slo::Watcher::new(cfgs)?)
+}
+
+/// `lightbox slo list`.
+fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window: &str) -> Result<()> {
+    use lightbox::ops::slo;
+    let now = match at {
+        Some(t) => {
+            DateTime::parse_from_rfc3339(t).map_err(|e| UsageError(format!("--at {t:?} is not an RFC 3339 time: {e}")))?.with_timezone(&Utc)
+        }
+        None => Utc::now(),
+    };
+    let window_ms =
+        slo::parse_duration(window).ok_or_else(|| UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d")))?;
+    let window = chrono::Duration::milliseconds(window_ms);
+    let slos = slos_in_force(engine, &ctx.slo)?;
+    let clocks = slo::load(&engine.store, &slos, now, window)?;
+    let mut shown = slo::open_readings(&clocks, now);
+    if all {
+        let since = now - window;
+        let mut closed: Vec<_> =
+            clocks.iter().filter(|c| c.stopped.is_some_and(|s| s >= since && s <= now)).map(|c| (c, c.read(now))).collect();
+        closed.sort_by_key(|(c, _)| std::cmp::Reverse(c.stopped));
+        shown.extend(closed);
+    }
+    let compliance = slo::compliance(&slos, &clocks, now, window);
+    if ctx.json {
+        print_json(&json!({
+            "at": lightbox::events::time(now),
+            "windowSeconds": window.num_seconds(),
+            "clocks": shown.iter().map(|(c, r)| slo::clock_json(c, r)).collect::<Vec<_>>(),
+            "slos": compliance,
+        }));
+        return Ok(());
+    }
+    if slos.is_empty() {
+        say!("No SLOs: add [[slo]] entries to the config (see config.example.toml).");
+        return Ok(());
+    }
+    if shown.is_empty() {
+        say!("No open SLO clocks.");
+    } else {
+        say!("{:<24} {:<18} {:>10} {:>10} {:>8}  {:<22} {}", "SLO", "STATUS", "REMAINING", "ELAPSED", "TARGET", "STATE", "EXECUTION");
+    }
+    for (c, r) in &shown {
+        let status = if r.open { r.status.as_str().to_string() } else { format!("{} (closed)", r.status.as_str()) };
+        let name = c.execution_arn.rsplit(':').next().unwrap_or(&c.execution_arn);
+        say!(
+            "{:<24} {:<18} {:>10} {:>10} {:>8}  {:<22} {}",
+            esc(&c.slo),
+            status,
+            slo::human_ms(r.remaining_ms),
+            slo::human_ms(r.elapsed_ms),
+            slo::human_ms(c.target_ms),
+            esc(c.state.as_deref().unwrap_or("-")),
+            esc(name)
+        );
+    }
+    say!("\nCompliance over the last {} (burn rate = breached fraction / (1 - objective)):", slo::human_ms(window_ms));
+    say!("{:<24} {:>5} {:>8} {:>10} {:>11} {:>11} {:>7}", "SLO", "OPEN", "AT RISK", "BREACHING", "MET/CLOSED", "COMPLIANCE", "BURN");
+    for c in &compliance {
+        say!(
+            "{:<24} {:>5} {:>8} {:>10} {:>11} {:>11} {:>7}",
+            esc(&c.name),
+            c.open,
+            c.at_risk,
+            c.breaching,
+            format!("{}/{}", c.met, c.closed),
+            c.compliance.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into()),
+            c.burn_rate.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
 }
 
 /// Starting the console: settings from config and flags, the demo hospital, the audit hook.
@@ -2321,6 +2444,11 @@ mod console {
             settings.idle_lock = chrono::Duration::minutes(i64::from(m.max(1)));
         }
         settings.phi = config.phi.masker()?;
+        settings.slo = std::sync::Arc::new(if config.slo.is_empty() && demo_mode != DemoMode::Off {
+            lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults())?
+        } else {
+            slos_in_force(&engine, &config.slo)?
+        });
         if let Some(m) = config.phi.reveal_minutes {
             settings.reveal_for = chrono::Duration::minutes(i64::from(m.clamp(1, 60)));
         }
@@ -2356,11 +2484,18 @@ mod console {
         };
         // The relay delivers outbox rows to the configured sinks while the console drives the engine.
         let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
+        let mut slo = slo_watcher(&config.slo)?;
         let mut local =
             Local::new(engine, data_dir.to_path_buf()).with_sinks(ctx.sinks.clone()).with_compensation(ctx.compensation.clone());
-        if demo {
-            local = local.with_driver(demo_driver());
-        }
+        let mut driver = demo.then(demo_driver);
+        local = local.with_driver(Box::new(move |engine: &mut Engine| {
+            if let Some(d) = driver.as_mut() {
+                d(engine);
+            }
+            if let Err(e) = slo.tick(&engine.store, engine.clock.now()) {
+                tracing::warn!(error = %e, "evaluating SLO clocks failed");
+            }
+        }));
         let db = data_dir.join("lightbox.db");
         let user = ctx.user.clone();
         // Audit from the job thread through its own connection (appends are safe across connections).

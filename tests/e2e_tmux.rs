@@ -641,3 +641,42 @@ fn operator_compensates_a_stopped_demo_billing_workflow_with_c() {
     assert!(hit, "compensate not audited: {audit}");
     assert_eq!(lb(&data, &["audit", "verify"])["result"], "OK");
 }
+
+// ----- SLO clocks (view 5) -----
+
+#[test]
+fn the_slo_view_counts_a_stat_read_into_breach_and_e_escalates_its_review() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[slo]]\nname = \"stat-first-read\"\nwhen = { \"$.priority\" = \"STAT\" }\nfrom = \"RadiologistReview\"\nto = \"RadiologistReview\"\ntarget = \"3s\"\nat_risk = 0.5\n",
+    )
+    .expect("config");
+    let cmd = format!("{} --data-dir {} --config {} --user dr.e2e console --no-demo", bin(), data.display(), config.display());
+    let t = Tmux::start(&cmd, 120, 32);
+    t.wait_for("LIGHTBOX");
+    t.keys(&["5"]);
+    let s = t.wait_for("ACC-E2E-1");
+    assert!(s.contains("stat-first-read") && !s.contains("ACC-E2E-2"), "only the STAT study has the clock:\n{s}");
+    // The clock counts down on screen and breaches without any key pressed.
+    let s = t.wait_for("BREACHED");
+    assert!(s.contains("RadiologistReview"), "{s}");
+    // `e` escalates the review the study waits in; the confirmation says where it goes.
+    t.keys(&["e"]);
+    let s = t.wait_for("Escalate ACC-E2E-1");
+    assert!(s.contains("Review.Escalated"), "{s}");
+    t.keys(&["y"]);
+    t.wait_for("escalate: 1 done");
+    t.keys(&["q"]);
+    let audit = lb(&data, &["audit", "list", "--action", "escalate"]);
+    let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+    assert!(entries.iter().any(|e| e["actor"] == "dr.e2e" && e["source"] == "console"), "{audit}");
+    // The console's engine tick wrote the breach once, as a Lightbox event.
+    let conn = rusqlite::Connection::open(data.join("lightbox.db")).expect("db");
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM outbox WHERE payload LIKE '%\"detail-type\":\"SLO Breached\"%'", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 1);
+}

@@ -5,6 +5,7 @@
 pub mod compensation;
 pub mod consequence;
 pub mod project;
+pub mod slo;
 
 use serde::{Deserialize, Serialize};
 

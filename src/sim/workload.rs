@@ -403,6 +403,9 @@ pub fn synthetic_order(seed: u64, n: u64, family: Family, t: &Timing, rates: &Fa
         "priority": priority,
         "patientClass": class,
         "site": site,
+        // About one study in twelve has a critical finding its report will flag (its own hash,
+        // so the rest of the order is as before): the closed-loop "critical-result" SLO clock.
+        "criticalFinding": unit(hash(&[&seed.to_string(), family.as_str(), &n.to_string(), "critical"])) < 0.08,
         "orderingPhysician": {"npi": format!("9{:09}", rng.int(0, 999_999_999)), "name": DOCTORS[rng.int(0, DOCTORS.len() as u64 - 1) as usize]},
         "timing": timing(&mut rng, priority, class, modality, t),
         "faults": {

@@ -104,6 +104,8 @@ pub enum Request {
     Outbox,
     /// The compensation plan of an execution (for `C`'s confirmation).
     CompensationPlan(String),
+    /// SLO clocks of these SLOs (view 5).
+    Slo(Arc<Vec<crate::ops::slo::Slo>>),
 }
 
 /// What an operator asks for. `RevealPhi` shows one study's patient data (`arn`: its
@@ -231,6 +233,8 @@ pub enum Loaded {
         arn: String,
         plan: std::result::Result<Box<crate::ops::compensation::Outcome>, String>,
     },
+    /// SLO clocks (open, and closed within the compliance window).
+    Slo(Vec<crate::ops::slo::Clock>),
 }
 
 #[derive(Debug, Clone)]
@@ -410,6 +414,8 @@ pub struct Settings {
     pub reveal_for: Duration,
     /// The contexts configured (`[contexts.NAME]`), for `:ctx`.
     pub contexts: Vec<String>,
+    /// The SLOs view 5 shows clocks of.
+    pub slo: Arc<Vec<crate::ops::slo::Slo>>,
 }
 
 impl Default for Settings {
@@ -433,6 +439,7 @@ impl Default for Settings {
             phi: crate::phi::Masker::default(),
             reveal_for: Duration::minutes(i64::from(crate::phi::DEFAULT_REVEAL_MINUTES)),
             contexts: vec![],
+            slo: Arc::new(vec![]),
         }
     }
 }
@@ -496,6 +503,8 @@ pub struct App {
     pub events: Pane<Vec<FeedEvent>>,
     /// View 6.
     pub outbox: super::outbox::OutboxView,
+    /// View 5: SLO clocks (their anchors; readings are taken from `now` at every frame).
+    pub slo: Pane<Vec<crate::ops::slo::Clock>>,
     /// What the operator acted on: when one of these leaves a view, that is expected and
     /// not announced.
     pub acted: BTreeSet<String>,
@@ -553,6 +562,7 @@ impl App {
             detail: Pane::default(),
             events: Pane::default(),
             outbox: Default::default(),
+            slo: Pane::default(),
             acted: BTreeSet::new(),
             definitions: HashMap::new(),
             quit: false,
@@ -573,6 +583,7 @@ impl App {
             (View::Pipelines, _) => Scope::Pipelines,
             (View::Reviews, _) => Scope::Reviews,
             (View::Events, _) => Scope::Events,
+            (View::Slo, _) => Scope::Slo,
             _ => Scope::Everywhere,
         }
     }
@@ -589,7 +600,8 @@ impl App {
             },
             View::Events => r.push(Request::Events(self.events_after())),
             View::Outbox => r.push(Request::Outbox),
-            View::Slo => {}
+            // The reviews too: `e` escalates the selected clock's review.
+            View::Slo => r.extend([Request::Slo(self.settings.slo.clone()), Request::Reviews]),
         }
         r
     }
@@ -601,6 +613,7 @@ impl App {
                 Request::Reviews => self.reviews.loading = true,
                 Request::Executions(..) => self.executions.loading = true,
                 Request::Find(_) | Request::Audit | Request::CompensationPlan(_) => {}
+                Request::Slo(_) => self.slo.loading = true,
                 Request::Detail(..) => self.detail.loading = true,
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
@@ -643,7 +656,7 @@ impl App {
             View::Executions => self.visible_executions().len(),
             View::Events => self.visible_events().len(),
             View::Outbox => self.outbox_rows().len(),
-            _ => 0,
+            View::Slo => self.visible_clocks().len(),
         }
     }
 
@@ -680,7 +693,10 @@ impl App {
                 (e.seq.to_string(), format!("event {} of {name}", e.event.event_type))
             }),
             View::Outbox => self.outbox_rows().get(i).map(|r| (format!("{}#{}", r.sink, r.row_id), format!("outbox row {}", r.row_id))),
-            View::Slo => None,
+            View::Slo => self.visible_clocks().get(i).map(|(c, _)| {
+                let name = c.execution_arn.rsplit(':').next().unwrap_or_default();
+                (super::slo::clock_key(c), format!("clock {} of {name}", c.slo))
+            }),
         }
     }
 
@@ -691,7 +707,7 @@ impl App {
             View::Executions => self.visible_executions().iter().map(|e| e.arn.clone()).collect(),
             View::Events => self.visible_events().iter().map(|e| e.seq.to_string()).collect(),
             View::Outbox => self.outbox_rows().iter().map(|r| format!("{}#{}", r.sink, r.row_id)).collect(),
-            View::Slo => vec![],
+            View::Slo => self.visible_clocks().iter().map(|(c, _)| super::slo::clock_key(c)).collect(),
         }
     }
 
@@ -807,6 +823,7 @@ impl App {
             Loaded::Reviews(_) => Some(View::Reviews),
             Loaded::Executions(_) => Some(View::Executions),
             Loaded::Events(_) => Some(View::Events),
+            Loaded::Slo(_) => Some(View::Slo),
             _ => None,
         };
         match l {
@@ -835,6 +852,7 @@ impl App {
                     self.compensation_dialog(arn, plan);
                 }
             }
+            Loaded::Slo(c) => self.slo.set(c, at),
             Loaded::Definitions(d) => {
                 if self.definitions.len() + d.len() > 20_000 {
                     self.definitions.clear();
@@ -895,6 +913,7 @@ impl App {
                     "detail" => self.detail.error = Some(error),
                     "events" => self.events.error = Some(error),
                     "outbox" => self.outbox.data.error = Some(error),
+                    "slo" => self.slo.error = Some(error),
                     _ => {}
                 }
             }
@@ -1116,6 +1135,7 @@ impl App {
                 };
                 self.loads()
             }
+            Action::Escalate if self.view == View::Slo => self.escalate_clock(),
             Action::Approve | Action::Reject | Action::Escalate => {
                 let items = self.target_items();
                 if items.is_empty() {
@@ -1297,6 +1317,7 @@ impl App {
             View::Reviews => self.visible_reviews().get(cur).map(|r| r.execution_arn.clone()),
             View::Executions => self.visible_executions().get(cur).map(|e| e.arn.clone()),
             View::Events => self.visible_events().get(cur).map(|e| e.execution_arn.clone()),
+            View::Slo => self.visible_clocks().get(cur).map(|(c, _)| c.execution_arn.clone()),
             _ => None,
         }?;
         let label = self
@@ -1352,7 +1373,7 @@ impl App {
     }
 
     /// Open the dialog that answers `items` (approve, reject or escalate) as `acting`.
-    fn answer_dialog(&mut self, a: Action, items: Vec<Item>, acting: Acting) {
+    pub(super) fn answer_dialog(&mut self, a: Action, items: Vec<Item>, acting: Acting) {
         let title = |verb: &str| {
             if items.len() == 1 {
                 format!("{verb} {} at {}", items[0].label, items[0].state)
@@ -1397,6 +1418,7 @@ impl App {
             View::Executions if self.detail_arn.is_none() => self.visible_executions().get(cur).map(|e| e.arn.clone()),
             View::Events => self.visible_events().get(cur).map(|e| e.execution_arn.clone()),
             View::Outbox => self.outbox_selected_execution(),
+            View::Slo => self.visible_clocks().get(cur).map(|(c, _)| c.execution_arn.clone()),
             _ => None,
         };
         match arn {

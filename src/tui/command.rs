@@ -366,12 +366,13 @@ fn scope_title(s: Scope) -> &'static str {
         Scope::Executions => "Executions",
         Scope::Detail => "Execution detail",
         Scope::Events => "Events",
+        Scope::Slo => "SLO",
         Scope::Pane => "Detail pane (history event, event)",
     }
 }
 
-const SCOPES: [Scope; 7] =
-    [Scope::Pipelines, Scope::Reviews, Scope::Executions, Scope::Detail, Scope::Events, Scope::Pane, Scope::Everywhere];
+const SCOPES: [Scope; 8] =
+    [Scope::Pipelines, Scope::Reviews, Scope::Executions, Scope::Detail, Scope::Events, Scope::Slo, Scope::Pane, Scope::Everywhere];
 
 impl App {
     // ----- the back stack ------------------------------------------------------
@@ -804,6 +805,7 @@ impl App {
             Scope::Reviews => format!("Reviews{}", press(Action::View2)),
             Scope::Executions => format!("Executions{}", press(Action::View3)),
             Scope::Events => format!("Events{}", press(Action::View4)),
+            Scope::Slo => format!("SLO{}", press(Action::View5)),
             Scope::Detail => "an execution's detail — Enter on a row".into(),
             Scope::Pane => "a detail pane — Enter on a history event or an event".into(),
             Scope::Everywhere => "every view".into(),

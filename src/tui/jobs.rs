@@ -133,6 +133,7 @@ fn kind(r: &Request) -> u8 {
         Request::Audit => 7,
         Request::Outbox => 8,
         Request::CompensationPlan(_) => 8,
+        Request::Slo(_) => 9,
     }
 }
 
@@ -169,6 +170,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Audit => "audit",
         Request::Outbox => "outbox",
         Request::CompensationPlan(_) => "compensation plan",
+        Request::Slo(_) => "slo",
     };
     let res: crate::backend::Result<Vec<Loaded>> = (|| {
         let main = match r {
@@ -225,6 +227,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
             }
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
             Request::Outbox => Loaded::Outbox(cp.outbox(200)?),
+            Request::Slo(slos) => Loaded::Slo(super::slo::load(cp, &slos, Utc::now())?),
         };
         // Reviews: the executions they wait in; executions: those a redrive could resume.
         let arns: Vec<String> = match &main {

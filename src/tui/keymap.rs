@@ -167,6 +167,8 @@ pub enum Scope {
     Executions,
     Detail,
     Events,
+    /// View 5: SLO clocks.
+    Slo,
     /// The detail pane (an event's full text) is open over the view.
     Pane,
 }
@@ -324,6 +326,7 @@ impl Default for Keymap {
                 b("r", Reject, Reviews, "reject", true),
                 b("c", Claim, Reviews, "claim/unclaim", true),
                 b("e", Escalate, Reviews, "escalate", true),
+                b("e", Escalate, Slo, "escalate the study's review", true),
                 b("R", Redrive, Executions, "redrive", true),
                 b("R", Redrive, Detail, "redrive", true),
                 b("x", Stop, Executions, "stop", true),

@@ -12,6 +12,7 @@ pub mod keymap;
 pub mod outbox;
 pub mod render;
 pub mod rows;
+pub mod slo;
 pub mod table;
 pub mod theme;
 

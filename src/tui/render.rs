@@ -75,7 +75,7 @@ impl App {
                 },
                 View::Events => self.events_view(f, rows[2]),
                 View::Outbox => self.outbox_view(f, rows[2]),
-                View::Slo => self.reserved(f, rows[2]),
+                View::Slo => self.slo_view(f, rows[2]),
             }
             self.draw_pane(f, rows[2]);
         }
@@ -327,6 +327,7 @@ impl App {
             View::Executions if self.detail_arn.is_some() => (self.detail.loaded_at, self.detail.loading),
             View::Executions => (self.executions.loaded_at, self.executions.loading),
             View::Events => (self.events.loaded_at, self.events.loading),
+            View::Slo => (self.slo.loaded_at, self.slo.loading),
             _ => (self.pulse.loaded_at, self.pulse.loading),
         };
         let ro = if self.settings.read_only { "read-only: on" } else { "read-only: off" };
@@ -539,11 +540,6 @@ impl App {
         let rows = self.visible_events();
         let title = self.events_title(rows.len());
         self.draw_table(f, area, super::rows::EVENTS, rows.len(), |i| rows.get(i).map(|e| self.event_row(e, false)), title);
-    }
-
-    fn reserved(&self, f: &mut Frame, area: Rect) {
-        let text = format!("{} arrives in the next milestone; this tab is reserved for it.", self.view.title());
-        f.render_widget(Paragraph::new(Span::styled(text, self.theme.muted())).block(self.block(self.view.title().into())), area);
     }
 
     fn lock_screen(&self, f: &mut Frame, area: Rect) {

@@ -1,0 +1,181 @@
+//! View 5 (SLO clocks) on ratatui's TestBackend: reviewed snapshots, the live countdown, Enter
+//! and `e` on a clock.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use lightbox::ops::Priority;
+use lightbox::ops::project::{GateKind, Patient, Review};
+use lightbox::ops::slo::{Clock, SloConfig, check_all};
+use lightbox::tui::app::{App, AppEvent, Dialog, Loaded, Mutation, Settings, View};
+use lightbox::tui::keymap::Keymap;
+use lightbox::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 14, 2, 31).single().expect("time")
+}
+
+fn arn(name: &str) -> String {
+    format!("arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:{name}")
+}
+
+fn cfg(name: &str, target: &str) -> SloConfig {
+    SloConfig {
+        name: name.into(),
+        when: Default::default(),
+        from: "start".into(),
+        to: "end".into(),
+        target: target.into(),
+        at_risk: 0.8,
+        objective: 0.95,
+        machine: None,
+        flagged: Default::default(),
+    }
+}
+
+fn clock(slo: &str, acc: &str, prio: &str, target_min: i64, started_min_ago: i64, stopped: Option<i64>, state: &str) -> Clock {
+    Clock {
+        slo: slo.into(),
+        execution_arn: arn(acc),
+        machine: "scheduled-imaging".into(),
+        started: t0() - Duration::minutes(started_min_ago),
+        stopped: stopped.map(|m| t0() - Duration::minutes(m)),
+        reached: true,
+        target_ms: target_min * 60_000,
+        at_risk: 0.8,
+        speed: 1.0,
+        state: Some(state.into()),
+        priority: Some(prio.into()),
+        accession: Some(acc.into()),
+    }
+}
+
+fn app() -> App {
+    let slos =
+        check_all(&[cfg("stat-ed-ct-read", "60m"), cfg("stat-review-gate", "15m"), cfg("routine-outpatient-read", "2d")]).expect("slos");
+    let settings = Settings {
+        user: "dr.lee".into(),
+        demo: true,
+        tz: chrono::FixedOffset::east_opt(0).expect("utc"),
+        slo: Arc::new(slos),
+        ..Settings::default()
+    };
+    let mut a = App::new(settings, Keymap::default(), Theme::dark(), t0());
+    let at = t0() - Duration::seconds(1);
+    a.handle(AppEvent::Loaded(
+        Loaded::Slo(vec![
+            clock("stat-ed-ct-read", "ACC-20401", "STAT", 60, 30, None, "AwaitAiDraft"),
+            clock("stat-ed-ct-read", "ACC-20418", "STAT", 60, 52, None, "RadiologistReview"),
+            clock("stat-review-gate", "ACC-20418", "STAT", 15, 20, None, "RadiologistReview"),
+            clock("routine-outpatient-read", "ACC-20300", "ROUTINE", 2880, 600, None, "Transcribe"),
+            clock("stat-ed-ct-read", "ACC-20377", "STAT", 60, 200, Some(150), "SignReport"),
+            clock("stat-ed-ct-read", "ACC-20311", "STAT", 60, 300, Some(200), "SignReport"),
+        ]),
+        at,
+    ));
+    a.handle(AppEvent::Loaded(
+        Loaded::Reviews(vec![Review {
+            token: "ACC-20418-0123456789abcdef0123456789abcdef".into(),
+            execution_arn: arn("ACC-20418"),
+            state: "RadiologistReview".into(),
+            gate: GateKind::FirstRead,
+            entered: t0() - Duration::minutes(20),
+            accession: "ACC-20418".into(),
+            study: "CT head".into(),
+            draft: "No acute intracranial haemorrhage.".into(),
+            priority: Priority::Stat,
+            reviewer_group: "neuro".into(),
+            issued: t0() - Duration::minutes(20),
+            timeout: Some(t0() + Duration::minutes(10)),
+            claimed_by: None,
+            patient: Patient { name: "Dana Testperson".into(), mrn: "SYN-000421".into(), birth_date: "1961-04-02".into() },
+        }]),
+        at,
+    ));
+    a.handle(key('5'));
+    a
+}
+
+fn key(c: char) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+fn draw(a: &App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    term.draw(|f| a.render(f)).expect("draw");
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_slo_view_renders_as_reviewed() {
+    let a = app();
+    assert_eq!(a.view, View::Slo);
+    insta::assert_snapshot!("slo_120x30", draw(&a, 120, 30));
+    insta::assert_snapshot!("slo_80x24", draw(&a, 80, 24));
+}
+
+#[test]
+fn clocks_sort_by_time_to_breach_and_count_down_without_a_reload() {
+    let mut a = app();
+    let order: Vec<(String, String)> =
+        a.visible_clocks().iter().map(|(c, _)| (c.slo.clone(), c.accession.clone().unwrap_or_default())).collect();
+    assert_eq!(
+        order,
+        [
+            ("stat-review-gate".to_string(), "ACC-20418".to_string()),
+            ("stat-ed-ct-read".into(), "ACC-20418".into()),
+            ("stat-ed-ct-read".into(), "ACC-20401".into()),
+            ("routine-outpatient-read".into(), "ACC-20300".into()),
+        ],
+        "breached first, then the least time left; closed clocks are not listed"
+    );
+    let before = draw(&a, 120, 30);
+    assert!(before.contains("8m00s"), "{before}");
+    a.handle(AppEvent::Tick(t0() + Duration::seconds(5)));
+    let after = draw(&a, 120, 30);
+    assert!(after.contains("7m55s"), "the clock moved on its own: {after}");
+    // Past the target: the ACC-20418 read clock breaches at the next frame.
+    a.handle(AppEvent::Tick(t0() + Duration::minutes(9)));
+    let late = a.visible_clocks();
+    assert!(late.iter().filter(|(_, r)| r.status == lightbox::ops::slo::Status::Breached).count() == 2, "{late:?}");
+}
+
+#[test]
+fn e_escalates_the_review_the_clocks_study_waits_in_and_enter_opens_it() {
+    let mut a = app();
+    // The first clock (stat-review-gate of ACC-20418) has a review waiting.
+    a.handle(key('e'));
+    let Some(Dialog::Confirm { mutation: Mutation::Escalate { tokens, .. }, .. }) = &a.dialog else { panic!("{:?}", a.dialog) };
+    assert_eq!(tokens, &vec!["ACC-20418-0123456789abcdef0123456789abcdef".to_string()]);
+    a.dialog = None;
+    // ACC-20401 waits in no review: `e` says so and opens nothing.
+    a.handle(key('j'));
+    a.handle(key('j'));
+    a.handle(key('e'));
+    assert!(a.dialog.is_none());
+    assert!(a.message.as_ref().is_some_and(|(m, err)| *err && m.contains("no review")), "{:?}", a.message);
+    a.handle(AppEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    assert_eq!((a.view, a.detail_arn.clone()), (View::Executions, Some(arn("ACC-20401"))));
+}
+
+#[test]
+fn the_filter_keeps_matching_clocks() {
+    let mut a = app();
+    a.handle(key('/'));
+    for c in "routine".chars() {
+        a.handle(key(c));
+    }
+    a.handle(AppEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    let left: Vec<String> = a.visible_clocks().iter().map(|(c, _)| c.slo.clone()).collect();
+    assert_eq!(left, ["routine-outpatient-read"]);
+}
