@@ -6,6 +6,8 @@
 //!
 //! Pure: no store, no clock.
 
+pub mod pattern;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
