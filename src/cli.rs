@@ -158,6 +158,35 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Workflow events (EventBridge shape): list them, filtered by an event pattern, or test a pattern.
+    #[command(subcommand)]
+    Events(EventsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCmd {
+    /// Workflow events, newest first (patient data masked unless --reveal --reason).
+    List {
+        /// An EventBridge event pattern: JSON, @FILE, or the name of one in config's [[event_patterns]].
+        #[arg(long)]
+        pattern: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        phi: RevealArgs,
+    },
+    /// Whether an event matches a pattern, as `aws events test-event-pattern` answers: {"Result": true|false}.
+    /// An invalid pattern exits 2, naming what is wrong.
+    #[command(name = "test-pattern")]
+    TestPattern {
+        /// The event pattern: JSON or @FILE.
+        #[arg(long)]
+        pattern: String,
+        /// The event: JSON or @FILE.
+        #[arg(long)]
+        event: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -453,6 +482,7 @@ fn reads_only(command: &Command, read_only: bool) -> bool {
         | Command::Tasks(TaskCmd::List { .. })
         | Command::StateMachines(SmCmd::List)
         | Command::Audit(AuditCmd::List { .. } | AuditCmd::Verify)
+        | Command::Events(_)
         | Command::Store(_) => true,
         Command::Console { .. } => read_only,
         _ => false,
@@ -483,6 +513,7 @@ pub fn main() -> Result<ExitCode> {
             cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json)
         }
         Command::Store(StoreCmd::Check { file: Some(file) }) => cmd_store_check(file, cli.json),
+        Command::Events(EventsCmd::TestPattern { pattern, event }) => cmd_events_test(pattern, event),
         _ => {
             let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
             // The theme is checked before the store is opened: a wrong --theme touches no data.
@@ -514,6 +545,9 @@ pub fn main() -> Result<ExitCode> {
                 let holds_demo = lightbox::sim::holds_demo(&machines);
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme);
+            }
+            if let Command::Events(EventsCmd::List { pattern, limit, phi }) = &command {
+                return cmd_events_list(&engine, &ctx, &config, pattern.as_deref(), *limit, phi);
             }
             dispatch(&command, &ctx, &mut engine)
         }
@@ -690,6 +724,9 @@ struct Config {
     /// Named contexts (e.g. a training copy and production), chosen with --context.
     #[serde(default)]
     contexts: std::collections::BTreeMap<String, ContextConfig>,
+    /// Named event patterns: `lightbox events list --pattern NAME`, `:events NAME`.
+    #[serde(default, rename = "event_patterns")]
+    event_patterns: Vec<lightbox::events::feed::NamedPattern>,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -769,7 +806,10 @@ fn load_config(cli: &Cli) -> Result<Config> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
     };
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+    let config: Config = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+    lightbox::events::feed::compile_named(&config.event_patterns)
+        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    Ok(config)
 }
 
 fn data_dir(cli: &Cli, config: &Config) -> Result<PathBuf> {
@@ -1493,6 +1533,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         | Command::TestState { .. }
         | Command::Bench { .. }
         | Command::Console { .. }
+        | Command::Events(_)
         | Command::Store(StoreCmd::Check { .. }) => {
             unreachable!("handled before opening the store")
         }
@@ -2113,4 +2154,84 @@ mod tests {
         assert_eq!(demo_mode(true, false, false, true, false), DemoMode::Off);
         assert!(matches!(demo_mode(false, true, false, false, true), DemoMode::Paused(w) if w.contains("read-only")));
     }
+}
+
+// ----- events ------------------------------------------------------------------------
+
+/// A pattern or event argument: JSON, or `@FILE`.
+fn json_arg(text: &str, what: &str) -> Result<String> {
+    match text.strip_prefix('@') {
+        Some(path) => read_file(Path::new(path), what),
+        None => Ok(text.to_string()),
+    }
+}
+
+/// `events test-pattern`: `{"Result": true|false}`; an invalid pattern or event exits 2.
+fn cmd_events_test(pattern: &str, event: &str) -> Result<ExitCode> {
+    use lightbox::events::pattern::Pattern;
+    let p = Pattern::parse(&json_arg(pattern, "--pattern")?).map_err(|e| UsageError(e.to_string()))?;
+    let event: Value =
+        serde_json::from_str(&json_arg(event, "--event")?).map_err(|e| UsageError(format!("--event is not valid JSON: {e}")))?;
+    if !event.is_object() {
+        return Err(UsageError("--event must be a JSON object".into()).into());
+    }
+    print_json(&json!({"Result": p.matches(&event)}));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `events list`: newest first, masked unless revealed.
+fn cmd_events_list(engine: &Engine, ctx: &Ctx, config: &Config, pattern: Option<&str>, limit: usize, phi: &RevealArgs) -> Result<ExitCode> {
+    use lightbox::events::feed;
+    let named = feed::compile_named(&config.event_patterns)?;
+    let pattern = match pattern {
+        Some(p) if p.starts_with('@') => Some(std::borrow::Cow::Owned(
+            lightbox::events::pattern::Pattern::parse(&json_arg(p, "--pattern")?).map_err(|e| UsageError(e.to_string()))?,
+        )),
+        Some(p) => Some(feed::resolve(p, &named).map_err(|e| UsageError(e.to_string()))?),
+        None => None,
+    };
+    let reveal = match reveal_check(engine, ctx, phi, None)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let rows = feed::latest(engine.store.conn(), pattern.as_deref(), limit.clamp(1, 10_000))?;
+    if reveal {
+        reveal_record(engine, ctx, phi, None)?;
+    }
+    // The identifiers of each event's study, to mask free text (causes) that names them.
+    let mut known: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let mut shown = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if reveal {
+            shown.push(r.event.clone());
+            continue;
+        }
+        let ids = match known.get(&r.stream) {
+            Some(k) => k.clone(),
+            None => {
+                let k = if r.stream.starts_with("arn:") {
+                    engine.store.execution(&r.stream)?.map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default()
+                } else {
+                    vec![]
+                };
+                known.insert(r.stream.clone(), k.clone());
+                k
+            }
+        };
+        shown.push(ctx.phi.mask_envelope(&r.event, &ids));
+    }
+    if ctx.json {
+        print_json(&json!({"events": shown}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("{:<20} {:<10} {:<38} {:<40} {}", "TIME", "SOURCE", "DETAIL-TYPE", "EXECUTION", "STATE/STATUS");
+    for e in &shown {
+        let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
+        let d = |k: &str| e["detail"].get(k).and_then(Value::as_str).unwrap_or_default();
+        let arn = e["resources"].get(0).and_then(Value::as_str).unwrap_or_default();
+        let exec = arn.rsplit(':').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/");
+        let where_ = [d("stateName"), d("status")].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ");
+        say!("{:<20} {:<10} {:<38} {:<40} {}", s("time"), esc(s("source")), esc(s("detail-type")), esc(&exec), esc(&where_));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -147,7 +147,13 @@ fn app(read_only: bool) -> App {
     load(
         &mut a,
         Loaded::Events(vec![
-            FeedEvent { seq: 1, execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", None, 2), state: Some("Publish".into()), envelope: None },
+            FeedEvent {
+                seq: 1,
+                execution_arn: arn("ACC-20391"),
+                event: event(7, "TaskFailed", None, 2),
+                state: Some("Publish".into()),
+                envelope: None,
+            },
             FeedEvent {
                 seq: 2,
                 execution_arn: arn("ACC-20418"),
@@ -839,7 +845,13 @@ fn errors_naming_the_patient_are_masked() {
     let mut ev = event(7, "TaskFailed", Some("Publish"), 2);
     ev.details = json!({"name": "Publish", "error": "DANA TESTPERSON"});
     a.handle(AppEvent::Loaded(
-        Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: ev, state: Some("Publish".into()), envelope: None }]),
+        Loaded::Events(vec![FeedEvent {
+            seq: 3,
+            execution_arn: arn("ACC-20391"),
+            event: ev,
+            state: Some("Publish".into()),
+            envelope: None,
+        }]),
         t0(),
     ));
     a.handle(key('3'));
@@ -1568,7 +1580,13 @@ fn busy() -> App {
     let mut failed = event(9, "TaskFailed", None, 1);
     failed.details = json!({"error": "Archive.Unavailable", "cause": "archive down for Dana Testperson"});
     a.handle(AppEvent::Loaded(
-        Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: failed, state: Some("PublishToArchive".into()), envelope: None }]),
+        Loaded::Events(vec![FeedEvent {
+            seq: 3,
+            execution_arn: arn("ACC-20391"),
+            event: failed,
+            state: Some("PublishToArchive".into()),
+            envelope: None,
+        }]),
         t0(),
     ));
     a
@@ -1701,7 +1719,10 @@ fn masked_patient_data_does_not_match_a_filter() {
     let mut ev = event(11, "TaskFailed", None, 1);
     ev.details = json!({"error": "Archive.Unavailable", "cause": "no study for Robin Sampleton"});
     let stranger = "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:ACC-99999".to_string();
-    a.handle(AppEvent::Loaded(Loaded::Events(vec![FeedEvent { seq: 9, execution_arn: stranger, event: ev, state: None, envelope: None }]), t0()));
+    a.handle(AppEvent::Loaded(
+        Loaded::Events(vec![FeedEvent { seq: 9, execution_arn: stranger, event: ev, state: None, envelope: None }]),
+        t0(),
+    ));
     a.handle(key('4'));
     filter(&mut a, "Sampleton");
     assert!(a.visible_events().is_empty(), "unknown identifiers: the cause is not searched");

@@ -56,7 +56,10 @@ impl Local {
                 .store
                 .conn()
                 .prepare_cached("SELECT previous_id, ts_ms, type, details FROM history WHERE execution_arn = ?1 AND id = ?2")
-                .and_then(|mut q| q.query_row(rusqlite::params![r.execution_arn, r.event_id], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?))).optional())
+                .and_then(|mut q| {
+                    q.query_row(rusqlite::params![r.execution_arn, r.event_id], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)))
+                        .optional()
+                })
                 .map_err(StoreError::from)?;
             let Some((previous_event_id, ts, event_type, details)) = row else { return Ok(None) };
             let details = details.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null);

@@ -6,6 +6,7 @@
 //!
 //! Pure: no store, no clock.
 
+pub mod feed;
 pub mod pattern;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -151,8 +152,14 @@ pub fn status_change(f: &ExecutionFacts<'_>, e: &crate::history::HistoryEvent) -
             o.insert("redriveStatusReason".into(), Value::String(r));
         }
     }
-    let mut ev =
-        envelope(&history_event_id(f.execution_arn, e.id), STATES_SOURCE, STATUS_CHANGE, e.timestamp, &[f.execution_arn.to_string()], detail);
+    let mut ev = envelope(
+        &history_event_id(f.execution_arn, e.id),
+        STATES_SOURCE,
+        STATUS_CHANGE,
+        e.timestamp,
+        &[f.execution_arn.to_string()],
+        detail,
+    );
     redact_tokens(&mut ev);
     Some(ev)
 }

@@ -1198,7 +1198,11 @@ pub fn emit_event_with(
 
 /// An outbox row's payload: the EventBridge event a history event becomes (AWS's status
 /// change for execution events, a Lightbox task event naming its state for task events).
-fn outbox_payload(f: &crate::events::ExecutionFacts<'_>, e: &crate::history::HistoryEvent, state: Option<&str>) -> Option<serde_json::Value> {
+fn outbox_payload(
+    f: &crate::events::ExecutionFacts<'_>,
+    e: &crate::history::HistoryEvent,
+    state: Option<&str>,
+) -> Option<serde_json::Value> {
     if crate::events::status_of(&e.event_type).is_some() {
         crate::events::status_change(f, e)
     } else {
