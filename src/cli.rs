@@ -1905,6 +1905,7 @@ mod console {
             location: data_dir.display().to_string(),
             context: config.context.clone().unwrap_or_else(|| "local".into()),
             contexts: config.contexts.keys().cloned().collect(),
+            event_patterns: lightbox::events::feed::compile_named(&config.event_patterns)?,
             ..Settings::default()
         };
         if let Some(m) = config.idle_lock_minutes {

@@ -103,6 +103,17 @@ impl Local {
     }
 }
 
+/// The event as the console's pattern filter sees it: without the payloads that may hold
+/// patient data (`input`, `output`, `cause`), so a pattern can never find what a mask hides.
+fn searchable(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(d) = v.get_mut("detail").and_then(serde_json::Value::as_object_mut) {
+        for k in ["input", "output", "cause", "inputDetails", "outputDetails"] {
+            d.remove(k);
+        }
+    }
+    v
+}
+
 impl ControlPlane for Local {
     fn name(&self) -> String {
         "local".into()
@@ -172,7 +183,7 @@ impl ControlPlane for Local {
                 // state last entered before it.
                 state = self.state_before(&r.execution_arn, event.id)?;
             }
-            out.push(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event, state, envelope: Some(payload) });
+            out.push(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event, state, envelope: Some(searchable(payload)) });
         }
         Ok(out)
     }
