@@ -134,6 +134,9 @@ enum Command {
         /// Only seed the --console store (the benchmark runs this in a child process).
         #[arg(long, hide = true)]
         seed_only: bool,
+        /// Measure event pattern matching instead: events/s, each tested against 100 patterns.
+        #[arg(long)]
+        patterns: bool,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -504,6 +507,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Run(a) => cmd_run(a),
         Command::Validate { definition } => cmd_validate(definition, cli.json),
         Command::TestState { definition, input, request } => cmd_test_state(definition, input.as_deref(), request.as_deref()),
+        Command::Bench { patterns: true, .. } => cmd_bench_patterns(cli.json),
         Command::Bench { console: true, seed_only: true, list_rows, reviews, dir: Some(dir), .. } => {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
@@ -2097,66 +2101,6 @@ mod console {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    /// Every subcommand and every argument of the whole command tree says what it is for:
-    /// `--help`, the completions and the man pages all show these texts.
-    #[test]
-    fn every_command_and_argument_has_help_text() {
-        let mut root = Cli::command();
-        root.build();
-        let mut missing = vec![];
-        let mut pending = vec![(String::from("lightbox"), root)];
-        while let Some((path, cmd)) = pending.pop() {
-            if path != "lightbox" && cmd.get_about().is_none() && cmd.get_long_about().is_none() {
-                missing.push(format!("command `{path}`"));
-            }
-            for a in cmd.get_arguments() {
-                let generated = matches!(a.get_id().as_str(), "help" | "version");
-                if !generated && !a.is_hide_set() && a.get_help().is_none() && a.get_long_help().is_none() {
-                    missing.push(format!("`{path}` argument {}", a.get_id()));
-                }
-            }
-            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-                pending.push((format!("{path} {}", sub.get_name()), sub.clone()));
-            }
-        }
-        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn an_error_that_repeats_its_source_is_said_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("execution X is not running")]
-        struct Inner;
-        #[derive(Debug, thiserror::Error)]
-        #[error("{0}")]
-        struct Outer(#[from] Inner);
-        let e = anyhow::Error::from(Outer(Inner));
-        assert_eq!(format!("{e:#}"), "execution X is not running: execution X is not running", "the chain as anyhow prints it");
-        assert_eq!(error_text(&e), "execution X is not running");
-        let e = anyhow::Error::from(Inner).context("stopping X");
-        assert_eq!(error_text(&e), "stopping X: execution X is not running", "context that adds something is kept");
-    }
-
-    #[test]
-    fn the_demo_resumes_on_a_data_directory_that_holds_it() {
-        use console::{DemoMode, demo_mode};
-        // (fresh, holds_demo, --demo, --no-demo, read-only store)
-        assert_eq!(demo_mode(true, false, false, false, false), DemoMode::Running { resumed: false });
-        assert_eq!(demo_mode(false, true, false, false, false), DemoMode::Running { resumed: true });
-        assert_eq!(demo_mode(false, false, false, false, false), DemoMode::Off);
-        assert_eq!(demo_mode(false, false, true, false, false), DemoMode::Running { resumed: false });
-        assert!(matches!(demo_mode(false, true, false, true, false), DemoMode::Paused(w) if w.contains("--no-demo")));
-        assert_eq!(demo_mode(true, false, false, true, false), DemoMode::Off);
-        assert!(matches!(demo_mode(false, true, false, false, true), DemoMode::Paused(w) if w.contains("read-only")));
-    }
-}
-
 // ----- events ------------------------------------------------------------------------
 
 /// A pattern or event argument: JSON, or `@FILE`.
@@ -2235,4 +2179,77 @@ fn cmd_events_list(engine: &Engine, ctx: &Ctx, config: &Config, pattern: Option<
         say!("{:<20} {:<10} {:<38} {:<40} {}", s("time"), esc(s("source")), esc(s("detail-type")), esc(&exec), esc(&where_));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --patterns`: event pattern matching throughput.
+fn cmd_bench_patterns(j: bool) -> Result<ExitCode> {
+    let r = lightbox::events::pattern::bench(20_000, 100)?;
+    if j {
+        print_json(&json!({"events": r.events, "patterns": r.patterns, "matches": r.matches, "seconds": r.seconds,
+            "eventsPerSecond": r.events_per_second}));
+    } else {
+        say!("event patterns: {} events, each against {} patterns ({} matches)", r.events, r.patterns, r.matches);
+        say!("  {:.2} s = {:.0} events/s", r.seconds, r.events_per_second);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument of the whole command tree says what it is for:
+    /// `--help`, the completions and the man pages all show these texts.
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        let mut root = Cli::command();
+        root.build();
+        let mut missing = vec![];
+        let mut pending = vec![(String::from("lightbox"), root)];
+        while let Some((path, cmd)) = pending.pop() {
+            if path != "lightbox" && cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+                missing.push(format!("command `{path}`"));
+            }
+            for a in cmd.get_arguments() {
+                let generated = matches!(a.get_id().as_str(), "help" | "version");
+                if !generated && !a.is_hide_set() && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("`{path}` argument {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                pending.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_error_that_repeats_its_source_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("execution X is not running")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Outer(#[from] Inner);
+        let e = anyhow::Error::from(Outer(Inner));
+        assert_eq!(format!("{e:#}"), "execution X is not running: execution X is not running", "the chain as anyhow prints it");
+        assert_eq!(error_text(&e), "execution X is not running");
+        let e = anyhow::Error::from(Inner).context("stopping X");
+        assert_eq!(error_text(&e), "stopping X: execution X is not running", "context that adds something is kept");
+    }
+
+    #[test]
+    fn the_demo_resumes_on_a_data_directory_that_holds_it() {
+        use console::{DemoMode, demo_mode};
+        // (fresh, holds_demo, --demo, --no-demo, read-only store)
+        assert_eq!(demo_mode(true, false, false, false, false), DemoMode::Running { resumed: false });
+        assert_eq!(demo_mode(false, true, false, false, false), DemoMode::Running { resumed: true });
+        assert_eq!(demo_mode(false, false, false, false, false), DemoMode::Off);
+        assert_eq!(demo_mode(false, false, true, false, false), DemoMode::Running { resumed: false });
+        assert!(matches!(demo_mode(false, true, false, true, false), DemoMode::Paused(w) if w.contains("--no-demo")));
+        assert_eq!(demo_mode(true, false, false, true, false), DemoMode::Off);
+        assert!(matches!(demo_mode(false, true, false, false, true), DemoMode::Paused(w) if w.contains("read-only")));
+    }
 }

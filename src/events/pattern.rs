@@ -323,7 +323,9 @@ fn wildcard(s: &str, p: &str) -> Result<Wildcard, PatternError> {
         match c {
             '\\' => match chars.next() {
                 Some(e @ ('*' | '\\')) => {
-                    segments.last_mut().map(|x| x.push(e));
+                    if let Some(x) = segments.last_mut() {
+                        x.push(e);
+                    }
                     last_star = false;
                 }
                 _ => return Err(invalid(p, "in a wildcard, \\ escapes only * or \\")),
@@ -336,7 +338,9 @@ fn wildcard(s: &str, p: &str) -> Result<Wildcard, PatternError> {
                 last_star = true;
             }
             c => {
-                segments.last_mut().map(|x| x.push(c));
+                if let Some(x) = segments.last_mut() {
+                    x.push(c);
+                }
                 last_star = false;
             }
         }
@@ -400,37 +404,51 @@ impl Cidr {
 
 // ----- matching -------------------------------------------------------------------
 
-/// Every value reached by `key` from these objects, arrays flattened.
-fn step<'a>(objs: &[&'a Map<String, Value>], key: &str, out: &mut Vec<&'a Value>) {
-    fn flat<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-        match v {
-            Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
-            v => out.push(v),
-        }
+/// Every leaf (non-object, non-array value) in `v`, arrays flattened.
+fn leaves<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
+        Value::Object(_) => {}
+        v => out.push(v),
     }
-    for o in objs {
-        if let Some(v) = o.get(key) {
-            flat(v, out);
-        }
+}
+
+/// Every object in `v`, arrays flattened.
+fn objects<'a>(v: &'a Value, out: &mut Vec<&'a Map<String, Value>>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| objects(x, out)),
+        Value::Object(o) => out.push(o),
+        _ => {}
     }
 }
 
 fn match_node(n: &Node, obj: Option<&Map<String, Value>>) -> bool {
-    let objs: Vec<&Map<String, Value>> = obj.into_iter().collect();
-    n.fields.iter().all(|(k, f)| {
-        let mut vals = vec![];
-        step(&objs, k, &mut vals);
-        match f {
-            Field::Nested(sub) => {
-                let subs: Vec<&Map<String, Value>> = vals.iter().filter_map(|v| v.as_object()).collect();
-                if subs.is_empty() { match_node(sub, None) } else { subs.into_iter().any(|o| match_node(sub, Some(o))) }
-            }
-            Field::Leaf(ms) => {
-                let leaves: Vec<&Value> = vals.into_iter().filter(|v| !v.is_object()).collect();
-                ms.iter().any(|m| match_leaf(m, &leaves))
-            }
+    n.fields.iter().all(|(k, f)| match_field(f, obj.and_then(|o| o.get(k))))
+        && n.ors.iter().all(|alts| alts.iter().any(|a| match_node(a, obj)))
+}
+
+/// One field of a pattern against the event's value there (`None`: absent). Objects inside
+/// arrays are tried one by one; leaves inside arrays match when any does.
+fn match_field(f: &Field, v: Option<&Value>) -> bool {
+    match (f, v) {
+        (Field::Nested(sub), Some(Value::Object(o))) => match_node(sub, Some(o)),
+        (Field::Nested(sub), Some(a @ Value::Array(_))) => {
+            let mut objs = vec![];
+            objects(a, &mut objs);
+            if objs.is_empty() { match_node(sub, None) } else { objs.into_iter().any(|o| match_node(sub, Some(o))) }
         }
-    }) && n.ors.iter().all(|alts| alts.iter().any(|a| match_node(a, obj)))
+        (Field::Nested(sub), _) => match_node(sub, None),
+        (Field::Leaf(ms), None | Some(Value::Object(_))) => ms.iter().any(|m| matches!(m, Matcher::Exists(false))),
+        (Field::Leaf(ms), Some(a @ Value::Array(_))) => {
+            let mut ls = vec![];
+            leaves(a, &mut ls);
+            ms.iter().any(|m| match_leaf(m, &ls))
+        }
+        (Field::Leaf(ms), Some(x)) => ms.iter().any(|m| match m {
+            Matcher::Exists(want) => *want,
+            m => match_value(m, x),
+        }),
+    }
 }
 
 fn match_leaf(m: &Matcher, leaves: &[&Value]) -> bool {
@@ -476,11 +494,67 @@ fn match_value(m: &Matcher, v: &Value) -> bool {
             But::Suffix(p) => s.is_some_and(|s| !s.ends_with(p.as_str())),
             But::IgnoreCase(list) => s.is_some_and(|s| {
                 let l = s.to_lowercase();
-                !list.iter().any(|x| *x == l)
+                !list.contains(&l)
             }),
             But::Wildcard(ws) => s.is_some_and(|s| !ws.iter().any(|w| w.matches(s))),
         },
     }
+}
+
+// ----- benchmark -------------------------------------------------------------------
+
+/// What [`bench`] measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub events: usize,
+    pub patterns: usize,
+    /// (event, pattern) pairs that matched: shows the work was done.
+    pub matches: usize,
+    pub seconds: f64,
+    /// Events tested against every pattern, per second.
+    pub events_per_second: f64,
+}
+
+/// `patterns` patterns of every rule type, over the events Lightbox writes (status changes
+/// and review events, parsed once), each event tested against every pattern.
+pub fn bench(events: usize, patterns: usize) -> Result<BenchReport, PatternError> {
+    let templates = [
+        r#"{"source": ["aws.states"], "detail": {"status": ["FAILED", "TIMED_OUT"]}}"#,
+        r#"{"detail-type": [{"prefix": "Review "}], "detail": {"stateName": ["Review{i}"]}}"#,
+        r#"{"detail": {"executionArn": [{"suffix": ":acc-{i}"}]}}"#,
+        r#"{"detail": {"status": [{"anything-but": ["SUCCEEDED", "RUNNING"]}], "name": [{"wildcard": "acc-*{i}"}]}}"#,
+        r#"{"detail": {"startDate": [{"numeric": [">", 1700000000000, "<=", 1800000000000]}], "name": [{"equals-ignore-case": "ACC-{i}"}]}}"#,
+        r#"{"$or": [{"detail": {"error": [{"prefix": "Archive."}]}}, {"detail": {"cause": [{"exists": true}], "name": ["acc-{i}"]}}]}"#,
+        r#"{"source": ["lightbox"], "detail": {"error": [{"anything-but": {"prefix": "Review."}}], "name": ["acc-{i}"]}}"#,
+        r#"{"resources": [{"wildcard": "arn:aws:states:*:execution:scheduled-imaging:acc-{i}"}]}"#,
+    ];
+    let compiled: Vec<Pattern> =
+        (0..patterns).map(|i| Pattern::parse(&templates[i % templates.len()].replace("{i}", &i.to_string()))).collect::<Result<_, _>>()?;
+    let statuses = ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"];
+    let evs: Vec<Value> = (0..events)
+        .map(|i| {
+            let arn = format!("arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:acc-{}", i % 1000);
+            if i % 3 == 0 {
+                serde_json::json!({"version": "0", "id": format!("{arn}#{i}"), "detail-type": "Review Approved", "source": "lightbox",
+                    "account": "000000000000", "time": "2026-11-25T10:00:00Z", "region": "us-east-1", "resources": [arn],
+                    "detail": {"executionArn": arn, "name": format!("acc-{}", i % 1000), "stateName": format!("Review{}", i % 100),
+                               "resourceType": "lambda", "resource": "invoke.waitForTaskToken", "output": "{}"}})
+            } else {
+                serde_json::json!({"version": "0", "id": format!("{arn}#{i}"), "detail-type": "Step Functions Execution Status Change",
+                    "source": "aws.states", "account": "000000000000", "time": "2026-11-25T10:00:00Z", "region": "us-east-1",
+                    "resources": [arn], "detail": {"executionArn": arn, "name": format!("acc-{}", i % 1000),
+                    "status": statuses[i % statuses.len()], "startDate": 1_764_064_800_000_i64 + i as i64, "stopDate": null,
+                    "input": "{\"accession\":\"ACC1\"}", "error": if i % 7 == 0 { "Archive.Unavailable" } else { "" }}})
+            }
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let mut matches = 0usize;
+    for e in &evs {
+        matches += compiled.iter().filter(|p| p.matches(e)).count();
+    }
+    let seconds = t.elapsed().as_secs_f64().max(1e-9);
+    Ok(BenchReport { events, patterns, matches, seconds, events_per_second: events as f64 / seconds })
 }
 
 #[cfg(test)]
@@ -634,6 +708,12 @@ mod tests {
         assert!(err(r#"{"x": [{"prefix": "a", "suffix": "b"}]}"#).contains("exactly one operator"));
         assert!(err(r#"{"$or": [{"a": ["b"]}]}"#).contains("at least two"));
         assert!(err(r#"{"x": [{"cidr": "10.0.0.0/33"}]}"#).contains("cidr"));
+    }
+
+    #[test]
+    fn the_benchmark_compiles_every_template_and_matches_some() {
+        let r = bench(300, 100).expect("bench");
+        assert!(r.matches > 0 && r.matches < 300 * 100, "{r:?}");
     }
 
     #[test]
