@@ -465,17 +465,37 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
+// Case-insensitive comparisons against an already lower-cased `want`: ASCII without
+// allocating, anything else through `to_lowercase`.
+fn fold_eq(s: &str, want: &str) -> bool {
+    if s.is_ascii() && want.is_ascii() { s.eq_ignore_ascii_case(want) } else { s.to_lowercase() == want }
+}
+
+fn fold_prefix(s: &str, want: &str) -> bool {
+    if s.is_ascii() && want.is_ascii() {
+        s.len() >= want.len() && s.as_bytes()[..want.len()].eq_ignore_ascii_case(want.as_bytes())
+    } else {
+        s.to_lowercase().starts_with(want)
+    }
+}
+
+fn fold_suffix(s: &str, want: &str) -> bool {
+    if s.is_ascii() && want.is_ascii() {
+        s.len() >= want.len() && s.as_bytes()[s.len() - want.len()..].eq_ignore_ascii_case(want.as_bytes())
+    } else {
+        s.to_lowercase().ends_with(want)
+    }
+}
+
 fn match_value(m: &Matcher, v: &Value) -> bool {
     let s = v.as_str();
     match m {
         Matcher::Exact(want) => same(want, v),
         Matcher::Prefix { s: p, ignore_case } => {
-            s.is_some_and(|s| if *ignore_case { s.to_lowercase().starts_with(p.as_str()) } else { s.starts_with(p.as_str()) })
+            s.is_some_and(|s| if *ignore_case { fold_prefix(s, p) } else { s.starts_with(p.as_str()) })
         }
-        Matcher::Suffix { s: p, ignore_case } => {
-            s.is_some_and(|s| if *ignore_case { s.to_lowercase().ends_with(p.as_str()) } else { s.ends_with(p.as_str()) })
-        }
-        Matcher::IgnoreCase(want) => s.is_some_and(|s| s.to_lowercase() == *want),
+        Matcher::Suffix { s: p, ignore_case } => s.is_some_and(|s| if *ignore_case { fold_suffix(s, p) } else { s.ends_with(p.as_str()) }),
+        Matcher::IgnoreCase(want) => s.is_some_and(|s| fold_eq(s, want)),
         Matcher::Wildcard(w) => s.is_some_and(|s| w.matches(s)),
         Matcher::Numeric(cmps) => v.as_f64().is_some_and(|x| {
             cmps.iter().all(|(c, n)| match c {
@@ -492,10 +512,7 @@ fn match_value(m: &Matcher, v: &Value) -> bool {
             But::Values(list) => !list.iter().any(|x| same(x, v)),
             But::Prefix(p) => s.is_some_and(|s| !s.starts_with(p.as_str())),
             But::Suffix(p) => s.is_some_and(|s| !s.ends_with(p.as_str())),
-            But::IgnoreCase(list) => s.is_some_and(|s| {
-                let l = s.to_lowercase();
-                !list.contains(&l)
-            }),
+            But::IgnoreCase(list) => s.is_some_and(|s| !list.iter().any(|w| fold_eq(s, w))),
             But::Wildcard(ws) => s.is_some_and(|s| !ws.iter().any(|w| w.matches(s))),
         },
     }
@@ -656,6 +673,8 @@ mod tests {
     #[test]
     fn equals_ignore_case_wildcard_and_cidr() {
         assert!(m(json!({"detail-type": [{"equals-ignore-case": "ec2 instance state-change notification"}]}), ec2()));
+        assert!(m(json!({"k": [{"equals-ignore-case": "ÉCOLE"}]}), json!({"k": "école"})), "beyond ASCII too");
+        assert!(m(json!({"k": [{"prefix": {"equals-ignore-case": "ÉC"}}]}), json!({"k": "école"})));
         assert!(!m(json!({"detail-type": [{"equals-ignore-case": "ec2 instance"}]}), ec2()));
         assert!(m(json!({"detail": {"FileName": [{"wildcard": "*.PNG"}]}}), ec2()));
         assert!(m(json!({"resources": [{"wildcard": "arn:aws:ec2:*:*:instance/*"}]}), ec2()));
