@@ -285,6 +285,48 @@ mod tests {
     }
 
     #[test]
+    fn a_redrive_and_a_failure_carry_awss_redrive_fields_and_tokens_are_cut() {
+        use crate::history::HistoryEvent;
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).single().expect("time");
+        let arn = "arn:aws:states:us-east-1:000000000000:execution:m:x";
+        let f = ExecutionFacts {
+            execution_arn: arn,
+            state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:m",
+            name: "x",
+            start: at,
+            input: "{}",
+            redrive_count: 0,
+            redrive_date: None,
+        };
+        let ev = |id: i64, ty: &str, details: Value| HistoryEvent {
+            id,
+            previous_event_id: id - 1,
+            timestamp: at,
+            event_type: ty.into(),
+            details,
+        };
+        let tok = "ab".repeat(32);
+        let failed =
+            status_change(&f, &ev(9, "ExecutionFailed", json!({"error": "E", "cause": format!("token {tok} lost")}))).expect("event");
+        assert_eq!(failed["id"], format!("{arn}#9"));
+        assert_eq!(failed["detail"]["status"], "FAILED");
+        assert_eq!(failed["detail"]["redriveStatus"], "REDRIVABLE");
+        assert_eq!(failed["detail"]["stopDate"], at.timestamp_millis());
+        assert_eq!(failed["detail"]["cause"], format!("token {}… lost", &tok[..8]));
+        let redriven = status_change(&f, &ev(10, "ExecutionRedriven", json!({"redriveCount": 1}))).expect("event");
+        assert_eq!(redriven["detail"]["status"], "RUNNING");
+        assert_eq!(redriven["detail"]["redriveCount"], 1);
+        assert_eq!(redriven["detail"]["redriveDate"], at.timestamp_millis());
+        assert_eq!(redriven["detail"]["stopDate"], Value::Null);
+        assert!(status_change(&f, &ev(3, "TaskSucceeded", json!({}))).is_none());
+        // A 65-digit run is not a token; a 64-digit one is.
+        let mut v = json!({"a": ["x".to_string() + &tok + "0", tok.clone()]});
+        redact_tokens(&mut v);
+        assert_eq!(v["a"][1], format!("{}…", &tok[..8]));
+        assert!(v["a"][0].as_str().is_some_and(|s| s.len() > 64));
+    }
+
+    #[test]
     fn id_numbers_are_stable_and_positive() {
         assert_eq!(id_number("a"), id_number("a"));
         assert_ne!(id_number("a"), id_number("b"));
