@@ -792,11 +792,9 @@ fn publish_head(conn: &Connection, rec: &AuditRecord) -> Result<()> {
     if !table_exists(conn, "outbox")? {
         return Ok(());
     }
-    let payload = json!({
-        "source": "lightbox",
-        "detailType": "Audit Head",
-        "detail": {"seq": rec.seq, "hash": rec.hash, "time": rec.time.to_rfc3339_opts(SecondsFormat::Millis, true)},
-    });
+    // An EventBridge event ("Audit Head"); the row keeps the seq as its event id, which
+    // `check_published` reads.
+    let payload = crate::events::audit_head(rec.seq, &rec.hash, rec.time);
     conn.prepare_cached("INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?
         .execute(rusqlite::params![HEAD_SOURCE, rec.seq, HEAD_TOPIC, payload.to_string(), ms(rec.time)])?;
     Ok(())

@@ -140,6 +140,9 @@ enum Command {
         /// Events for --relay.
         #[arg(long, default_value_t = 20_000)]
         events: usize,
+        /// Measure event pattern matching instead: events/s, each tested against 100 patterns.
+        #[arg(long)]
+        patterns: bool,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -173,6 +176,9 @@ enum Command {
     /// SLO clocks: every open clock by time to breach, and compliance and burn rate per SLO.
     #[command(subcommand)]
     Slo(SloCmd),
+    /// Workflow events (EventBridge shape): list them, filtered by an event pattern, or test a pattern.
+    #[command(subcommand)]
+    Events(EventsCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,6 +283,32 @@ enum SloCmd {
         /// The compliance window: a duration like 90s, 15m, 4h, 2d.
         #[arg(long, default_value = "24h")]
         window: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCmd {
+    /// Workflow events, newest first (patient data masked unless --reveal --reason).
+    List {
+        /// An EventBridge event pattern: JSON, @FILE, or the name of one in config's [[event_patterns]].
+        #[arg(long)]
+        pattern: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        phi: RevealArgs,
+    },
+    /// Whether an event matches a pattern, as `aws events test-event-pattern` answers: {"Result": true|false}.
+    /// An invalid pattern exits 2, naming what is wrong.
+    #[command(name = "test-pattern")]
+    TestPattern {
+        /// The event pattern: JSON or @FILE.
+        #[arg(long)]
+        pattern: String,
+        /// The event: JSON or @FILE.
+        #[arg(long)]
+        event: String,
     },
 }
 
@@ -587,6 +619,7 @@ fn reads_only(command: &Command, read_only: bool) -> bool {
         | Command::Dependencies(DepCmd::List)
         | Command::Audit(AuditCmd::List { .. } | AuditCmd::Verify)
         | Command::Slo(SloCmd::List { .. })
+        | Command::Events(_)
         | Command::Store(_) => true,
         Command::Console { .. } => read_only,
         _ => false,
@@ -608,6 +641,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Run(a) => cmd_run(a),
         Command::Validate { definition } => cmd_validate(definition, cli.json),
         Command::TestState { definition, input, request } => cmd_test_state(definition, input.as_deref(), request.as_deref()),
+        Command::Bench { patterns: true, .. } => cmd_bench_patterns(cli.json),
         Command::Bench { console: true, seed_only: true, list_rows, reviews, dir: Some(dir), .. } => {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
@@ -618,6 +652,7 @@ pub fn main() -> Result<ExitCode> {
             cmd_bench(*executions, *list_rows, *restart, dir.as_deref(), cli.json)
         }
         Command::Store(StoreCmd::Check { file: Some(file) }) => cmd_store_check(file, cli.json),
+        Command::Events(EventsCmd::TestPattern { pattern, event }) => cmd_events_test(pattern, event),
         _ => {
             let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
             lightbox::ops::slo::check_all(&config.slo)?;
@@ -655,6 +690,9 @@ pub fn main() -> Result<ExitCode> {
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
                 configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme);
+            }
+            if let Command::Events(EventsCmd::List { pattern, limit, phi }) = &command {
+                return cmd_events_list(&engine, &ctx, &config, pattern.as_deref(), *limit, phi);
             }
             dispatch(&command, &ctx, &mut engine)
         }
@@ -846,6 +884,9 @@ struct Config {
     /// SLO targets (`[[slo]]`); none: the demo hospital's defaults when the store holds the demo.
     #[serde(default, rename = "slo")]
     slo: Vec<lightbox::ops::slo::SloConfig>,
+    /// Named event patterns: `lightbox events list --pattern NAME`, `:events NAME`.
+    #[serde(default, rename = "event_patterns")]
+    event_patterns: Vec<lightbox::events::feed::NamedPattern>,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -925,7 +966,10 @@ fn load_config(cli: &Cli) -> Result<Config> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
     };
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+    let config: Config = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+    lightbox::events::feed::compile_named(&config.event_patterns)
+        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    Ok(config)
 }
 
 fn data_dir(cli: &Cli, config: &Config) -> Result<PathBuf> {
@@ -1671,6 +1715,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         | Command::TestState { .. }
         | Command::Bench { .. }
         | Command::Console { .. }
+        | Command::Events(_)
         | Command::Store(StoreCmd::Check { .. }) => {
             unreachable!("handled before opening the store")
         }
@@ -2438,6 +2483,7 @@ mod console {
             location: data_dir.display().to_string(),
             context: config.context.clone().unwrap_or_else(|| "local".into()),
             contexts: config.contexts.keys().cloned().collect(),
+            event_patterns: lightbox::events::feed::compile_named(&config.event_patterns)?,
             ..Settings::default()
         };
         if let Some(m) = config.idle_lock_minutes {
@@ -2647,6 +2693,99 @@ mod console {
             }
         })
     }
+}
+
+// ----- events ------------------------------------------------------------------------
+
+/// A pattern or event argument: JSON, or `@FILE`.
+fn json_arg(text: &str, what: &str) -> Result<String> {
+    match text.strip_prefix('@') {
+        Some(path) => read_file(Path::new(path), what),
+        None => Ok(text.to_string()),
+    }
+}
+
+/// `events test-pattern`: `{"Result": true|false}`; an invalid pattern or event exits 2.
+fn cmd_events_test(pattern: &str, event: &str) -> Result<ExitCode> {
+    use lightbox::events::pattern::Pattern;
+    let p = Pattern::parse(&json_arg(pattern, "--pattern")?).map_err(|e| UsageError(e.to_string()))?;
+    let event: Value =
+        serde_json::from_str(&json_arg(event, "--event")?).map_err(|e| UsageError(format!("--event is not valid JSON: {e}")))?;
+    if !event.is_object() {
+        return Err(UsageError("--event must be a JSON object".into()).into());
+    }
+    print_json(&json!({"Result": p.matches(&event)}));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `events list`: newest first, masked unless revealed.
+fn cmd_events_list(engine: &Engine, ctx: &Ctx, config: &Config, pattern: Option<&str>, limit: usize, phi: &RevealArgs) -> Result<ExitCode> {
+    use lightbox::events::feed;
+    let named = feed::compile_named(&config.event_patterns)?;
+    let pattern = match pattern {
+        Some(p) if p.starts_with('@') => Some(std::borrow::Cow::Owned(
+            lightbox::events::pattern::Pattern::parse(&json_arg(p, "--pattern")?).map_err(|e| UsageError(e.to_string()))?,
+        )),
+        Some(p) => Some(feed::resolve(p, &named).map_err(|e| UsageError(e.to_string()))?),
+        None => None,
+    };
+    let reveal = match reveal_check(engine, ctx, phi, None)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let rows = feed::latest(engine.store.conn(), pattern.as_deref(), limit.clamp(1, 10_000))?;
+    if reveal {
+        reveal_record(engine, ctx, phi, None)?;
+    }
+    // The identifiers of each event's study, to mask free text (causes) that names them.
+    let mut known: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let mut shown = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if reveal {
+            shown.push(r.event.clone());
+            continue;
+        }
+        let ids = match known.get(&r.stream) {
+            Some(k) => k.clone(),
+            None => {
+                let k = if r.stream.starts_with("arn:") {
+                    engine.store.execution(&r.stream)?.map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default()
+                } else {
+                    vec![]
+                };
+                known.insert(r.stream.clone(), k.clone());
+                k
+            }
+        };
+        shown.push(ctx.phi.mask_envelope(&r.event, &ids));
+    }
+    if ctx.json {
+        print_json(&json!({"events": shown}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("{:<20} {:<10} {:<38} {:<40} {}", "TIME", "SOURCE", "DETAIL-TYPE", "EXECUTION", "STATE/STATUS");
+    for e in &shown {
+        let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
+        let d = |k: &str| e["detail"].get(k).and_then(Value::as_str).unwrap_or_default();
+        let arn = e["resources"].get(0).and_then(Value::as_str).unwrap_or_default();
+        let exec = arn.rsplit(':').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/");
+        let where_ = [d("stateName"), d("status")].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ");
+        say!("{:<20} {:<10} {:<38} {:<40} {}", s("time"), esc(s("source")), esc(s("detail-type")), esc(&exec), esc(&where_));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --patterns`: event pattern matching throughput.
+fn cmd_bench_patterns(j: bool) -> Result<ExitCode> {
+    let r = lightbox::events::pattern::bench(20_000, 100)?;
+    if j {
+        print_json(&json!({"events": r.events, "patterns": r.patterns, "matches": r.matches, "seconds": r.seconds,
+            "eventsPerSecond": r.events_per_second}));
+    } else {
+        say!("event patterns: {} events, each against {} patterns ({} matches)", r.events, r.patterns, r.matches);
+        say!("  {:.2} s = {:.0} events/s", r.seconds, r.events_per_second);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

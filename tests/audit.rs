@@ -598,7 +598,9 @@ fn every_append_publishes_the_head_as_a_workflow_event() {
         rows.iter().filter(|r| r.topic == audit::HEAD_TOPIC).map(|r| serde_json::from_str(&r.payload).expect("json")).collect();
     assert_eq!(heads.len(), 2);
     let head = audit::verify(store.conn()).expect("verify").head.expect("head");
-    assert_eq!(heads[1]["detailType"], "Audit Head");
+    assert_eq!(heads[1]["detail-type"], "Audit Head");
+    assert_eq!(heads[1]["source"], "lightbox");
+    assert_eq!(heads[1]["version"], "0");
     assert_eq!(heads[1]["detail"]["seq"], head.0);
     assert_eq!(heads[1]["detail"]["hash"], head.1.as_str());
 }

@@ -147,12 +147,19 @@ fn app(read_only: bool) -> App {
     load(
         &mut a,
         Loaded::Events(vec![
-            FeedEvent { seq: 1, execution_arn: arn("ACC-20391"), event: event(7, "TaskFailed", None, 2), state: Some("Publish".into()) },
+            FeedEvent {
+                seq: 1,
+                execution_arn: arn("ACC-20391"),
+                event: event(7, "TaskFailed", None, 2),
+                state: Some("Publish".into()),
+                envelope: None,
+            },
             FeedEvent {
                 seq: 2,
                 execution_arn: arn("ACC-20418"),
                 event: event(12, "TaskSubmitted", None, 1),
                 state: Some("RadiologistReview".into()),
+                envelope: None,
             },
         ]),
     );
@@ -838,7 +845,13 @@ fn errors_naming_the_patient_are_masked() {
     let mut ev = event(7, "TaskFailed", Some("Publish"), 2);
     ev.details = json!({"name": "Publish", "error": "DANA TESTPERSON"});
     a.handle(AppEvent::Loaded(
-        Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: ev, state: Some("Publish".into()) }]),
+        Loaded::Events(vec![FeedEvent {
+            seq: 3,
+            execution_arn: arn("ACC-20391"),
+            event: ev,
+            state: Some("Publish".into()),
+            envelope: None,
+        }]),
         t0(),
     ));
     a.handle(key('3'));
@@ -1430,6 +1443,7 @@ fn events_pause_holds_new_events_and_counts_them() {
             execution_arn: arn("ACC-20377"),
             event: event(20 + s, "TaskSucceeded", Some("Acquire"), 0),
             state: None,
+            envelope: None,
         })
         .collect();
     a.handle(AppEvent::Loaded(Loaded::Events(more), t0()));
@@ -1486,6 +1500,7 @@ fn the_event_pane_masks_causes_and_follows_the_reveal() {
             ..event(9, "TaskFailed", None, 0)
         },
         state: Some("Publish".into()),
+        envelope: None,
     };
     a.handle(AppEvent::Loaded(Loaded::Events(vec![failed]), t0()));
     a.handle(key('4'));
@@ -1549,7 +1564,13 @@ fn busy() -> App {
     let mut failed = event(9, "TaskFailed", None, 1);
     failed.details = json!({"error": "Archive.Unavailable", "cause": "archive down for Dana Testperson"});
     a.handle(AppEvent::Loaded(
-        Loaded::Events(vec![FeedEvent { seq: 3, execution_arn: arn("ACC-20391"), event: failed, state: Some("PublishToArchive".into()) }]),
+        Loaded::Events(vec![FeedEvent {
+            seq: 3,
+            execution_arn: arn("ACC-20391"),
+            event: failed,
+            state: Some("PublishToArchive".into()),
+            envelope: None,
+        }]),
         t0(),
     ));
     a
@@ -1682,7 +1703,10 @@ fn masked_patient_data_does_not_match_a_filter() {
     let mut ev = event(11, "TaskFailed", None, 1);
     ev.details = json!({"error": "Archive.Unavailable", "cause": "no study for Robin Sampleton"});
     let stranger = "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:ACC-99999".to_string();
-    a.handle(AppEvent::Loaded(Loaded::Events(vec![FeedEvent { seq: 9, execution_arn: stranger, event: ev, state: None }]), t0()));
+    a.handle(AppEvent::Loaded(
+        Loaded::Events(vec![FeedEvent { seq: 9, execution_arn: stranger, event: ev, state: None, envelope: None }]),
+        t0(),
+    ));
     a.handle(key('4'));
     filter(&mut a, "Sampleton");
     assert!(a.visible_events().is_empty(), "unknown identifiers: the cause is not searched");

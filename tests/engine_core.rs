@@ -716,9 +716,14 @@ fn outbox_rows_are_written_with_their_events() {
         for r in &mine {
             let ev = events.iter().find(|ev| ev.id == r.event_id).expect("event");
             let payload: Value = serde_json::from_str(&r.payload).expect("payload json");
-            assert_eq!(payload["executionArn"], json!(arn));
-            assert_eq!(payload["event"]["id"], ev.id);
-            assert_eq!(payload["event"]["type"], ev.event_type);
+            assert_eq!(payload["resources"], json!([arn]));
+            assert_eq!(payload["id"], json!(format!("{arn}#{}", ev.id)));
+            assert_eq!(payload["detail"]["executionArn"], json!(arn));
+            if ev.event_type.starts_with("Execution") {
+                assert_eq!(payload["detail-type"], "Step Functions Execution Status Change");
+            } else {
+                assert_eq!(payload["detail"]["historyEventType"], json!(ev.event_type));
+            }
             assert_eq!(Some(r.topic.as_str()), topic(&ev.event_type));
         }
         // Every event that has a topic has its row, and only those do.

@@ -55,6 +55,54 @@ impl Local {
 
 impl Local {
     /// The state an execution last entered before event `id` (for feed rows that do not name it).
+    /// The history event behind an outbox row and the state it names: execution and task
+    /// events are read from the history (the row keeps its event id); rows written before
+    /// events took EventBridge's shape carry it (`event`, `stateName`); Lightbox's own events
+    /// about an execution (SLO, escalation, …) show as an event of their detail type. Audit
+    /// heads and events of no execution are not in the feed.
+    fn feed_event(&self, r: &crate::store::OutboxRow, payload: &serde_json::Value) -> Result<Option<(HistoryEvent, Option<String>)>> {
+        use serde_json::Value;
+        if let Some(old) = payload.get("event").and_then(HistoryEvent::from_aws_json) {
+            return Ok(Some((old, payload.get("stateName").and_then(Value::as_str).map(str::to_string))));
+        }
+        let detail = payload.get("detail");
+        let state = detail.and_then(|d| d.get("stateName")).and_then(Value::as_str).map(str::to_string);
+        if r.topic == "execution" || r.topic == "task" {
+            let row: Option<(i64, i64, String, Option<String>)> = self
+                .engine
+                .store
+                .conn()
+                .prepare_cached("SELECT previous_id, ts_ms, type, details FROM history WHERE execution_arn = ?1 AND id = ?2")
+                .and_then(|mut q| {
+                    q.query_row(rusqlite::params![r.execution_arn, r.event_id], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)))
+                        .optional()
+                })
+                .map_err(StoreError::from)?;
+            let Some((previous_event_id, ts, event_type, details)) = row else { return Ok(None) };
+            let details = details.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null);
+            let event = HistoryEvent { id: r.event_id, previous_event_id, timestamp: crate::store::from_ms(ts), event_type, details };
+            return Ok(Some((event, state)));
+        }
+        if !r.execution_arn.starts_with("arn:") {
+            return Ok(None);
+        }
+        let Some(detail_type) = payload.get("detail-type").and_then(Value::as_str) else { return Ok(None) };
+        let timestamp = payload
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_default();
+        let event = HistoryEvent {
+            id: 0,
+            previous_event_id: 0,
+            timestamp,
+            event_type: detail_type.to_string(),
+            details: detail.cloned().unwrap_or(Value::Null),
+        };
+        Ok(Some((event, state)))
+    }
+
     fn state_before(&self, arn: &str, id: i64) -> Result<Option<String>> {
         let details: Option<Option<String>> = self
             .engine
@@ -70,6 +118,17 @@ impl Local {
             .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
             .and_then(|d| d.get("name").and_then(serde_json::Value::as_str).map(str::to_string)))
     }
+}
+
+/// The event as the console's pattern filter sees it: without the payloads that may hold
+/// patient data (`input`, `output`, `cause`), so a pattern can never find what a mask hides.
+fn searchable(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(d) = v.get_mut("detail").and_then(serde_json::Value::as_object_mut) {
+        for k in ["input", "output", "cause", "inputDetails", "outputDetails"] {
+            d.remove(k);
+        }
+    }
+    v
 }
 
 impl ControlPlane for Local {
@@ -135,13 +194,13 @@ impl ControlPlane for Local {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let Some(payload) = serde_json::from_str::<serde_json::Value>(&r.payload).ok() else { continue };
-            let Some(event) = payload.get("event").and_then(HistoryEvent::from_aws_json) else { continue };
-            let mut state = payload.get("stateName").and_then(serde_json::Value::as_str).map(str::to_string);
-            if state.is_none() && event.state_name().is_none() {
-                // Written before the feed recorded states: the state last entered before it.
+            let Some((event, mut state)) = self.feed_event(&r, &payload)? else { continue };
+            if state.is_none() && event.state_name().is_none() && event.id > 0 {
+                // An execution event, or one written before the feed recorded states: the
+                // state last entered before it.
                 state = self.state_before(&r.execution_arn, event.id)?;
             }
-            out.push(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event, state });
+            out.push(FeedEvent { seq: r.id, execution_arn: r.execution_arn, event, state, envelope: Some(searchable(payload)) });
         }
         Ok(out)
     }

@@ -52,6 +52,8 @@ pub struct FeedEvent {
     /// The state the event happened in: task events carry no state name in their AWS
     /// details, so the feed records it beside the event (`None` for feeds written before).
     pub state: Option<String>,
+    /// The EventBridge event the row holds (what the Events view's pattern filter tests).
+    pub envelope: Option<serde_json::Value>,
 }
 
 impl FeedEvent {

@@ -780,14 +780,16 @@ impl Store {
         }
         let details = serde_json::Value::Object(details);
         let tx = self.conn.unchecked_transaction()?;
-        let row: Option<(String, String, Option<String>)> = tx
+        type Row = (String, String, String, i64, String, i64, Option<i64>);
+        let row: Option<Row> = tx
             .query_row(
-                "SELECT snapshot, state_machine_arn, current_state FROM executions WHERE arn = ?1 AND status = 'RUNNING'",
+                "SELECT snapshot, state_machine_arn, name, start_ms, input, redrive_count, redrive_ms
+                 FROM executions WHERE arn = ?1 AND status = 'RUNNING'",
                 [arn],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
             )
             .optional()?;
-        let Some((snapshot, state_machine_arn, current_state)) = row else { return Ok(false) };
+        let Some((snapshot, state_machine_arn, name, start_ms, input, redrive_count, redrive_ms)) = row else { return Ok(false) };
         // Keep the snapshot in step with the row when it can be read; leave it alone otherwise.
         let snapshot = match serde_json::from_str::<serde_json::Value>(&snapshot) {
             Ok(serde_json::Value::Object(mut o)) => {
@@ -821,16 +823,21 @@ impl Store {
                 event_type: event.to_string(),
                 details,
             };
-            tx.execute(
-                "INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    arn,
-                    last + 1,
-                    topic,
-                    outbox_payload(arn, &state_machine_arn, status, &ev, current_state.as_deref()).to_string(),
-                    now_ms
-                ],
-            )?;
+            let facts = crate::events::ExecutionFacts {
+                execution_arn: arn,
+                state_machine_arn: &state_machine_arn,
+                name: &name,
+                start: from_ms(start_ms),
+                input: &input,
+                redrive_count: u32::try_from(redrive_count).unwrap_or(0),
+                redrive_date: redrive_ms.map(from_ms),
+            };
+            if let Some(payload) = outbox_payload(&facts, &ev, None) {
+                tx.execute(
+                    "INSERT OR IGNORE INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![arn, last + 1, topic, payload.to_string(), now_ms],
+                )?;
+            }
         }
         tx.commit()?;
         Ok(true)
@@ -1189,26 +1196,18 @@ pub fn emit_event_with(
     Ok(n == 1)
 }
 
-/// An outbox row's payload: the event, the state it happened in (`stateName`: task events
-/// carry none in their AWS details; execution events name the workflow's current state), and
-/// the execution as it stands after it.
+/// An outbox row's payload: the EventBridge event a history event becomes (AWS's status
+/// change for execution events, a Lightbox task event naming its state for task events).
 fn outbox_payload(
-    arn: &str,
-    state_machine_arn: &str,
-    status: ExecutionStatus,
+    f: &crate::events::ExecutionFacts<'_>,
     e: &crate::history::HistoryEvent,
     state: Option<&str>,
-) -> serde_json::Value {
-    let mut p = serde_json::json!({
-        "executionArn": arn,
-        "stateMachineArn": state_machine_arn,
-        "status": status.as_str(),
-        "event": e.to_aws_json(),
-    });
-    if let (Some(s), Some(o)) = (state.or_else(|| e.state_name()), p.as_object_mut()) {
-        o.insert("stateName".into(), serde_json::Value::String(s.to_string()));
+) -> Option<serde_json::Value> {
+    if crate::events::status_of(&e.event_type).is_some() {
+        crate::events::status_change(f, e)
+    } else {
+        crate::events::task_event(f, e, state.or_else(|| e.state_name()))
     }
-    p
 }
 
 /// Everything a step writes besides the execution row.
@@ -1219,20 +1218,24 @@ fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Re
             .prepare_cached("INSERT INTO history (execution_arn, id, previous_id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
         let mut outbox =
             tx.prepare_cached("INSERT INTO outbox (execution_arn, event_id, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut input: Option<String> = None;
         for e in &step.events {
             let details = if e.details.is_null() { None } else { Some(e.details.to_string()) };
             ins.execute(params![arn, e.id, e.previous_event_id, ms(e.timestamp), e.event_type, details])?;
             if let Some(topic) = outbox_topic(&e.event_type) {
-                let state = match step.event_states.iter().find(|(id, _)| *id == e.id) {
-                    Some((_, s)) => Some(s.clone()),
-                    // An execution event: where the workflow is, or the last state this step named.
-                    None if e.event_type.starts_with("Execution") => st.root_state().map(|(s, _)| s).or_else(|| {
-                        step.events.iter().take_while(|x| x.id != e.id).filter_map(|x| x.state_name()).last().map(str::to_string)
-                    }),
-                    None => None,
+                let state = step.event_states.iter().find(|(id, _)| *id == e.id).map(|(_, s)| s.as_str());
+                let facts = crate::events::ExecutionFacts {
+                    execution_arn: arn,
+                    state_machine_arn: &st.info.state_machine_arn,
+                    name: &st.info.name,
+                    start: st.info.start_time,
+                    input: input.get_or_insert_with(|| st.info.input.to_string()),
+                    redrive_count: st.info.redrive_count,
+                    redrive_date: st.info.redrive_time,
                 };
-                let payload = outbox_payload(arn, &st.info.state_machine_arn, st.status, e, state.as_deref());
-                outbox.execute(params![arn, e.id, topic, payload.to_string(), ms(e.timestamp)])?;
+                if let Some(payload) = outbox_payload(&facts, e, state) {
+                    outbox.execute(params![arn, e.id, topic, payload.to_string(), ms(e.timestamp)])?;
+                }
             }
         }
     }

@@ -377,22 +377,45 @@ pub struct Filter {
     pub text: String,
     pub regex: Regex,
     pub invert: bool,
+    /// An EventBridge event pattern (text starting with `{`, or a name in config's
+    /// `[[event_patterns]]`): the Events view keeps the events it matches; other views search
+    /// for the text itself.
+    pub pattern: Option<crate::events::pattern::Pattern>,
 }
 
 impl Filter {
     pub fn parse(text: &str) -> Result<Filter, String> {
+        Filter::parse_named(text, &[])
+    }
+    /// [`Filter::parse`], where a name of `named` stands for that pattern.
+    pub fn parse_named(text: &str, named: &[(String, crate::events::pattern::Pattern)]) -> Result<Filter, String> {
         let (invert, pat) = match text.strip_prefix('!') {
             Some(p) => (true, p),
             None => (false, text),
         };
+        let named_pattern = named.iter().find(|(n, _)| n == pat.trim()).map(|(_, p)| p.clone());
+        if pat.trim_start().starts_with('{') || named_pattern.is_some() {
+            let pattern = match named_pattern {
+                Some(p) => p,
+                None => crate::events::pattern::Pattern::parse(pat.trim()).map_err(|e| e.to_string())?,
+            };
+            let regex = regex::RegexBuilder::new(&regex::escape(pat)).case_insensitive(true).build().map_err(|e| e.to_string())?;
+            return Ok(Filter { text: text.to_string(), regex, invert, pattern: Some(pattern) });
+        }
         let regex = regex::RegexBuilder::new(pat)
             .case_insensitive(true)
             .build()
             .map_err(|e| format!("filter {pat:?} is not a valid regex: {e}"))?;
-        Ok(Filter { text: text.to_string(), regex, invert })
+        Ok(Filter { text: text.to_string(), regex, invert, pattern: None })
     }
     pub fn keeps(&self, row: &str) -> bool {
         self.regex.is_match(row) != self.invert
+    }
+    /// Whether an event's EventBridge form is kept by this filter's pattern (`None`: the
+    /// filter has no pattern).
+    pub fn keeps_event(&self, envelope: Option<&serde_json::Value>) -> Option<bool> {
+        let p = self.pattern.as_ref()?;
+        Some(envelope.is_some_and(|v| p.matches(v)) != self.invert)
     }
 }
 
@@ -416,6 +439,8 @@ pub struct Settings {
     pub contexts: Vec<String>,
     /// The SLOs view 5 shows clocks of.
     pub slo: Arc<Vec<crate::ops::slo::Slo>>,
+    /// Named event patterns (`[[event_patterns]]`), for `:events NAME`.
+    pub event_patterns: Vec<(String, crate::events::pattern::Pattern)>,
 }
 
 impl Default for Settings {
@@ -440,6 +465,7 @@ impl Default for Settings {
             reveal_for: Duration::minutes(i64::from(crate::phi::DEFAULT_REVEAL_MINUTES)),
             contexts: vec![],
             slo: Arc::new(vec![]),
+            event_patterns: vec![],
         }
     }
 }
@@ -645,7 +671,12 @@ impl App {
 
     pub fn visible_events(&self) -> Vec<&FeedEvent> {
         let f = &self.filters[View::Events.index()];
-        self.events.value.iter().rev().filter(|e| f.as_ref().is_none_or(|f| self.event_row(e, true).kept_by(f))).collect()
+        self.events
+            .value
+            .iter()
+            .rev()
+            .filter(|e| f.as_ref().is_none_or(|f| f.keeps_event(e.envelope.as_ref()).unwrap_or_else(|| self.event_row(e, true).kept_by(f))))
+            .collect()
     }
 
     fn row_count(&self) -> usize {
@@ -1588,7 +1619,7 @@ impl App {
                             if text.is_empty() {
                                 self.filters[i] = None;
                             } else {
-                                match Filter::parse(&text) {
+                                match Filter::parse_named(&text, &self.settings.event_patterns) {
                                     Ok(f) => self.filters[i] = Some(f),
                                     Err(e) => {
                                         self.message = Some((e, true));

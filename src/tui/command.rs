@@ -72,8 +72,8 @@ pub const COMMANDS: &[Spec] = &[
         aliases: &["e"],
         arg: Arg::Pattern,
         required: false,
-        usage: "events [regex]",
-        description: "the event tail, filtered by a regex",
+        usage: "events [FILTER]",
+        description: "the event tail: regex, {pattern} or its name",
     },
     Spec {
         name: "study",
@@ -413,7 +413,7 @@ impl App {
         }
         self.detail_arn = loc.detail_arn;
         let i = loc.view.index();
-        self.filters[i] = loc.filter.as_deref().and_then(|t| Filter::parse(t).ok());
+        self.filters[i] = loc.filter.as_deref().and_then(|t| Filter::parse_named(t, &self.settings.event_patterns).ok());
         self.status_filter = loc.status;
         self.redriven_filter = loc.redriven;
         if loc.selected.is_some() {
@@ -461,7 +461,8 @@ impl App {
             }
             Command::Events(pattern) => {
                 let effects = self.switch(View::Events);
-                self.filters[View::Events.index()] = pattern.as_deref().and_then(|p| Filter::parse(p).ok());
+                self.filters[View::Events.index()] =
+                    pattern.as_deref().and_then(|p| Filter::parse_named(p, &self.settings.event_patterns).ok());
                 self.follow_selection(View::Events, false);
                 effects
             }
@@ -895,6 +896,49 @@ mod tests {
         assert!(e.contains("\"frobnicate\"") && e.contains("pipelines"), "{e}");
         assert!(parse("study").is_err());
         assert!(parse("events (").is_err());
+    }
+
+    /// `:events` takes a regex, an EventBridge pattern (`{…}`), or a pattern saved in config.
+    #[test]
+    fn events_filter_by_regex_pattern_or_saved_name() {
+        use crate::backend::FeedEvent;
+        use crate::history::HistoryEvent;
+        use crate::tui::{keymap::Keymap, theme::Theme};
+        use serde_json::json;
+        let failures = crate::events::pattern::Pattern::parse(r#"{"detail": {"status": ["FAILED"]}}"#).expect("pattern");
+        let settings = super::super::app::Settings { event_patterns: vec![("failures".into(), failures)], ..Default::default() };
+        let now = chrono::Utc::now();
+        let mut a = App::new(settings, Keymap::default(), Theme::dark(), now);
+        let arn = |n: &str| format!("arn:aws:states:us-east-1:000000000000:execution:m:{n}");
+        let ev = |seq: i64, n: &str, ty: &str, envelope: serde_json::Value| FeedEvent {
+            seq,
+            execution_arn: arn(n),
+            event: HistoryEvent { id: seq, previous_event_id: seq - 1, timestamp: now, event_type: ty.into(), details: json!(null) },
+            state: None,
+            envelope: Some(envelope),
+        };
+        a.events.value = vec![
+            ev(1, "a", "ExecutionFailed", json!({"source": "aws.states", "detail": {"status": "FAILED"}})),
+            ev(2, "b", "ExecutionSucceeded", json!({"source": "aws.states", "detail": {"status": "SUCCEEDED"}})),
+            ev(3, "c", "SLO Breached", json!({"source": "lightbox", "detail-type": "SLO Breached", "detail": {}})),
+        ];
+        let names =
+            |a: &App| a.visible_events().iter().map(|e| e.execution_arn.rsplit(':').next().unwrap_or("").to_string()).collect::<Vec<_>>();
+        a.run_command(r#"events {"source": ["lightbox"]}"#);
+        assert_eq!(a.view, View::Events);
+        assert_eq!(names(&a), vec!["c"]);
+        a.run_command(r#"events !{"source": ["lightbox"]}"#);
+        assert_eq!(names(&a), vec!["b", "a"], "newest first, inverted");
+        a.run_command("events failures");
+        assert_eq!(names(&a), vec!["a"]);
+        a.run_command("events Succeeded");
+        assert_eq!(names(&a), vec!["b"], "anything else is a regex over the row");
+        a.run_command("events");
+        assert_eq!(names(&a).len(), 3);
+        a.run_command(r#"events {"source": "lightbox"}"#);
+        let (msg, is_error) = a.message.clone().expect("message");
+        assert!(is_error && msg.contains("source: must be an array"), "{msg}");
+        assert!(parse(r#"events {"detail": {"n": [{"numeric": [">", "x"]}]}}"#).expect_err("bad").contains("detail.n[0].numeric[1]"));
     }
 
     #[test]

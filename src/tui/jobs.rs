@@ -415,7 +415,11 @@ mod tests {
         assert!(seen.iter().any(|(t, s)| t == "ExecutionSucceeded" && *s == Some("Publish")), "{seen:?}");
         // A feed written before it recorded states (a reopened data directory): the state
         // last entered before each event.
-        cp.engine.store.conn().execute("UPDATE outbox SET payload = json_remove(payload, '$.stateName')", []).expect("strip");
+        cp.engine
+            .store
+            .conn()
+            .execute("UPDATE outbox SET payload = json_remove(payload, '$.stateName', '$.detail.stateName')", [])
+            .expect("strip");
         let out = load(&mut cp, &StageMap::default(), Request::Events(None));
         let [Loaded::Events(old)] = out.as_slice() else { panic!("{out:?}") };
         let old: Vec<(String, Option<&str>)> = old.iter().map(|e| (e.event.event_type.clone(), e.state_name())).collect();
