@@ -70,7 +70,10 @@ pub fn id_number(id: &str) -> i64 {
 pub const REVIEW_REQUESTED: &str = "Review Requested";
 pub const REVIEW_APPROVED: &str = "Review Approved";
 pub const REVIEW_REJECTED: &str = "Review Rejected";
-pub const REVIEW_ESCALATED: &str = "Review Escalated";
+/// The gate's token failed with `Review.Escalated` and the workflow's Catch took it on. The
+/// escalation itself (who, why, automatic or by hand) is the separate "Review Escalated" event
+/// (`engine::escalation::ESCALATED_EVENT`), written once per token.
+pub const REVIEW_REROUTED: &str = "Review Rerouted";
 pub const REVIEW_TIMED_OUT: &str = "Review Timed Out";
 pub const TASK_SUBMITTED: &str = "Task Submitted";
 pub const TASK_SUCCEEDED: &str = "Task Succeeded";
@@ -171,7 +174,7 @@ pub fn task_detail_type(e: &crate::history::HistoryEvent) -> Option<&'static str
     Some(match (e.event_type.as_str(), review) {
         ("TaskSubmitted", true) => REVIEW_REQUESTED,
         ("TaskSucceeded", true) => REVIEW_APPROVED,
-        ("TaskFailed", true) if escalated => REVIEW_ESCALATED,
+        ("TaskFailed", true) if escalated => REVIEW_REROUTED,
         ("TaskFailed", true) => REVIEW_REJECTED,
         ("TaskTimedOut", true) => REVIEW_TIMED_OUT,
         ("TaskSubmitted", false) => TASK_SUBMITTED,
