@@ -2250,12 +2250,12 @@ fn run_demo(engine: &mut Engine, seconds: u64, speed: f64, seed: u64, j: bool) -
 }
 
 fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
-    let tmp;
+    let scratch;
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
-            tmp = tempfile_dir()?;
-            tmp.clone()
+            scratch = tempfile_dir()?;
+            scratch.0.clone()
         }
     };
     let r = lightbox::bench::run(&dir, executions, list_rows, restart)?;
@@ -2269,21 +2269,19 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
         say!("  SLO clocks: {} recomputed (read, sorted by time to breach, compliance) in {:.1} ms", r.slo_clocks, r.slo_recompute_ms);
     }
-    let _ = std::fs::remove_dir_all(dir.join("bench-tmp-marker"));
     Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
-    let given = dir.is_some();
+    let scratch;
     let dir = match dir {
         Some(d) => d.to_path_buf(),
-        None => tempfile_dir()?,
+        None => {
+            scratch = tempfile_dir()?;
+            scratch.0.clone()
+        }
     };
-    let r = lightbox::bench::relay(&dir, events.max(1));
-    if !given {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let r = r?;
+    let r = lightbox::bench::relay(&dir, events.max(1))?;
     if j {
         print_json(&r.to_json());
     } else {
@@ -2295,9 +2293,13 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
 }
 
 fn cmd_bench_console(executions: usize, reviews: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
+    let scratch;
     let dir = match dir {
         Some(d) => d.to_path_buf(),
-        None => tempfile_dir()?,
+        None => {
+            scratch = tempfile_dir()?;
+            scratch.0.clone()
+        }
     };
     // Seed in a child process, so the console's memory is measured alone.
     let exe = std::env::current_exe().context("finding the lightbox binary")?;
@@ -2321,13 +2323,23 @@ fn cmd_bench_console(executions: usize, reviews: usize, dir: Option<&Path>, j: b
     Ok(ExitCode::SUCCESS)
 }
 
-fn tempfile_dir() -> Result<PathBuf> {
+/// A benchmark's scratch directory: removed when the benchmark ends, however it ends (a
+/// 100,000-execution store is gigabytes; runs must not pile them up in the temp dir).
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Result<ScratchDir> {
     let d = std::env::temp_dir().join(format!("lightbox-bench-{}", std::process::id()));
     if d.exists() {
         std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
     }
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    Ok(d)
+    Ok(ScratchDir(d))
 }
 
 // ----- SLO clocks -------------------------------------------------------------
