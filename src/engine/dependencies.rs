@@ -79,32 +79,7 @@ fn default_open_for() -> String {
 
 /// A duration such as "90s", "10m", "2h", "1d" or "1h30m".
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: i64 = num.parse().ok()?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    if !num.is_empty() || total <= 0 || total > 366 * 86_400 {
-        return None;
-    }
-    Some(Duration::seconds(total))
+    crate::duration::parse_ms(s).filter(|ms| *ms > 0 && *ms <= 366 * 86_400_000).map(Duration::milliseconds)
 }
 
 impl DependencyConfig {

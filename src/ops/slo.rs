@@ -121,32 +121,7 @@ pub struct Slo {
 
 /// Parse a duration: one or more `<number><unit>` with unit s, m, h or d (`90s`, `1h30m`).
 pub fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total: i64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit: i64 = match c {
-            's' => 1_000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            _ => return None,
-        };
-        let n: i64 = num.parse().ok()?;
-        num.clear();
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    (total > 0).then_some(total)
+    crate::duration::parse_ms(s).filter(|ms| *ms > 0)
 }
 
 impl SloConfig {

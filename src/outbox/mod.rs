@@ -114,19 +114,7 @@ impl Sink {
 
 /// A duration such as "500ms", "10s", "1m", "15m", "2h", "1d".
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(ms).map(Duration::from_millis)
+    crate::duration::parse_ms(s).and_then(|ms| u64::try_from(ms).ok()).map(Duration::from_millis)
 }
 
 impl OutboxConfig {
