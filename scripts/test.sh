@@ -15,4 +15,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked --all-targets 2>&1 | tee target/test-output.log
+# The log goes beside the build (a fresh clone has no target/ until cargo makes one).
+log_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$log_dir"
+cargo test --locked --all-targets 2>&1 | tee "$log_dir/test-output.log"
