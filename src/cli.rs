@@ -1717,7 +1717,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         | Command::Console { .. }
         | Command::Events(_)
         | Command::Store(StoreCmd::Check { .. }) => {
-            unreachable!("handled before opening the store")
+            bail!("internal error: this command is handled before the store opens")
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -2250,14 +2250,7 @@ fn run_demo(engine: &mut Engine, seconds: u64, speed: f64, seed: u64, j: bool) -
 }
 
 fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
-    let scratch;
-    let dir = match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            scratch = tempfile_dir()?;
-            scratch.0.clone()
-        }
-    };
+    let (_scratch, dir) = bench_dir(dir)?;
     let r = lightbox::bench::run(&dir, executions, list_rows, restart)?;
     if j {
         print_json(&r.to_json());
@@ -2273,14 +2266,7 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
 }
 
 fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
-    let scratch;
-    let dir = match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            scratch = tempfile_dir()?;
-            scratch.0.clone()
-        }
-    };
+    let (_scratch, dir) = bench_dir(dir)?;
     let r = lightbox::bench::relay(&dir, events.max(1))?;
     if j {
         print_json(&r.to_json());
@@ -2293,14 +2279,7 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
 }
 
 fn cmd_bench_console(executions: usize, reviews: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
-    let scratch;
-    let dir = match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            scratch = tempfile_dir()?;
-            scratch.0.clone()
-        }
-    };
+    let (_scratch, dir) = bench_dir(dir)?;
     // Seed in a child process, so the console's memory is measured alone.
     let exe = std::env::current_exe().context("finding the lightbox binary")?;
     let status = std::process::Command::new(exe)
@@ -2331,6 +2310,19 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The directory a benchmark works in: the one given, or a scratch one removed at the end
+/// (keep the guard alive as long as the directory is used).
+fn bench_dir(dir: Option<&Path>) -> Result<(Option<ScratchDir>, PathBuf)> {
+    Ok(match dir {
+        Some(d) => (None, d.to_path_buf()),
+        None => {
+            let s = tempfile_dir()?;
+            let p = s.0.clone();
+            (Some(s), p)
+        }
+    })
 }
 
 fn tempfile_dir() -> Result<ScratchDir> {
