@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use crate::engine::core::{ExecInfo, ExecState, Input, apply};
 use crate::engine::tasks::TaskRunner;
 use crate::engine::{Clock, Engine, EngineError};
-use crate::store::{ExecutionFilter, Store, StoreError};
+use crate::model::ExecutionFilter;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

@@ -15,7 +15,8 @@ use lightbox::engine::ephemeral::{self, RunOptions};
 use lightbox::engine::tasks::{Mocks, TaskRunner};
 use lightbox::engine::{Clock, Engine, EngineError, short_token};
 use lightbox::history::ExecutionStatus;
-use lightbox::store::{ExecutionFilter, ExecutionRow, Store, StoreError, TokenRow};
+use lightbox::model::{ExecutionFilter, ExecutionSummary, PendingTask};
+use lightbox::store::{Store, StoreError};
 
 /// Print a line to standard output; a closed pipe (`| head`) ends the program quietly.
 macro_rules! say {
@@ -1250,8 +1251,8 @@ fn token_action(
     action: audit::Action,
     token: &str,
     reason: Option<String>,
-    f: impl FnOnce(&mut Engine, &str) -> std::result::Result<TokenRow, EngineError>,
-) -> Result<TokenRow> {
+    f: impl FnOnce(&mut Engine, &str) -> std::result::Result<PendingTask, EngineError>,
+) -> Result<PendingTask> {
     ctx.refuse(action.as_str())?;
     check_token_arg(token)?;
     let arn = engine.resolve_token(token).map(|t| t.execution_arn).ok();
@@ -1812,7 +1813,7 @@ fn outcome<T>(r: &std::result::Result<T, EngineError>) -> audit::Outcome {
 }
 
 /// What a token command did, and who did it (the acting user: `--user`, config, else the OS account).
-fn task_done(j: bool, t: &TokenRow, verb: &str, user: &str) {
+fn task_done(j: bool, t: &PendingTask, verb: &str, user: &str) {
     if j {
         print_json(&json!({}));
     } else {
@@ -1878,7 +1879,7 @@ fn check_token_arg(token: &str) -> Result<()> {
     Ok(())
 }
 
-fn token_json(t: &TokenRow) -> Value {
+fn token_json(t: &PendingTask) -> Value {
     json!({
         "taskToken": t.token,
         "executionArn": t.execution_arn,
@@ -1894,7 +1895,7 @@ fn token_json(t: &TokenRow) -> Value {
     })
 }
 
-fn exec_list_item(r: &ExecutionRow) -> Value {
+fn exec_list_item(r: &ExecutionSummary) -> Value {
     let mut v = json!({
         "executionArn": r.arn,
         "stateMachineArn": r.state_machine_arn,
@@ -1993,7 +1994,7 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe(r: &ExecutionRow) -> Value {
+fn describe(r: &ExecutionSummary) -> Value {
     let mut v = exec_list_item(r);
     if let Some(o) = v.as_object_mut() {
         o.insert("input".into(), Value::String(r.input.clone()));
@@ -2024,7 +2025,7 @@ fn describe(r: &ExecutionRow) -> Value {
     v
 }
 
-fn encode_token(last: &ExecutionRow) -> String {
+fn encode_token(last: &ExecutionSummary) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{}", last.start.timestamp_millis(), last.arn))
 }

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod engine;
 pub mod events;
 pub mod history;
+pub mod model;
 pub mod ops;
 pub mod outbox;
 pub mod phi;

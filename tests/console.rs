@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lightbox::asl::model::Definition;
-use lightbox::backend::{ExecutionRow, FeedEvent, Pulse};
+use lightbox::backend::{ExecutionSummary, FeedEvent, Pulse};
 use lightbox::history::{ExecutionStatus, HistoryEvent};
 use lightbox::ops::project::{GateKind, Patient, Review, Study};
 use lightbox::ops::{Exception, Priority, Stage};
@@ -64,8 +64,8 @@ fn review(acc: &str, prio: Priority, issued_min: i64, timeout_min: i64) -> Revie
     }
 }
 
-fn execution(name: &str, status: ExecutionStatus, error: Option<&str>) -> ExecutionRow {
-    ExecutionRow {
+fn execution(name: &str, status: ExecutionStatus, error: Option<&str>) -> ExecutionSummary {
+    ExecutionSummary {
         arn: arn(name),
         state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:scheduled-imaging".into(),
         name: name.into(),
@@ -1241,7 +1241,7 @@ fn the_lock_opens_only_to_the_operators_name() {
 // ----- read: the detail pane, the path, cause, history, input/output, paused Events -----
 
 /// Open execution `row` in the detail view with `history` and `definition`, as loaded.
-fn open_detail(a: &mut App, row: ExecutionRow, history: Vec<HistoryEvent>, definition: &str) {
+fn open_detail(a: &mut App, row: ExecutionSummary, history: Vec<HistoryEvent>, definition: &str) {
     a.handle(key('3'));
     a.open_execution(row.arn.clone());
     a.handle(AppEvent::Loaded(
@@ -1720,7 +1720,7 @@ fn masked_patient_data_does_not_match_a_filter() {
 fn the_header_and_the_exceptions_panel_count_alike() {
     use lightbox::backend::Pulse;
     use lightbox::ops::project::Study;
-    let rows: Vec<ExecutionRow> = [
+    let rows: Vec<ExecutionSummary> = [
         ("ACC-1", ExecutionStatus::Failed, Some("States.TaskFailed")),
         ("ACC-2", ExecutionStatus::TimedOut, Some("States.Timeout")),
         ("ACC-3", ExecutionStatus::Aborted, None),

@@ -13,7 +13,8 @@ use lightbox::engine::ephemeral::{self, RunOptions};
 use lightbox::engine::tasks::TaskRunner;
 use lightbox::engine::{Clock, Engine, EngineError};
 use lightbox::history::{ExecutionStatus, HistoryEvent};
-use lightbox::store::{ExecutionRow, Store};
+use lightbox::model::ExecutionSummary;
+use lightbox::store::Store;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -66,7 +67,7 @@ fn start(e: &mut Engine, definition: &Value, input: &Value) -> String {
     e.start_execution(&sm.arn, Some("run-1"), &input.to_string()).expect("start").arn
 }
 
-fn row(e: &Engine, arn: &str) -> ExecutionRow {
+fn row(e: &Engine, arn: &str) -> ExecutionSummary {
     e.store.execution(arn).expect("read").expect("execution exists")
 }
 
@@ -78,7 +79,7 @@ fn types(e: &Engine, arn: &str) -> Vec<String> {
     history(e, arn).into_iter().map(|ev| ev.event_type).collect()
 }
 
-fn output(r: &ExecutionRow) -> Value {
+fn output(r: &ExecutionSummary) -> Value {
     r.output.as_deref().map(|o| serde_json::from_str(o).expect("output json")).unwrap_or(Value::Null)
 }
 
@@ -100,7 +101,7 @@ fn advance(e: &mut Engine, s: f64) {
 }
 
 /// Jump from timer to timer until the execution stops running (or nothing is left to wait for).
-fn settle(e: &mut Engine, arn: &str) -> ExecutionRow {
+fn settle(e: &mut Engine, arn: &str) -> ExecutionSummary {
     for _ in 0..10_000 {
         let r = row(e, arn);
         if r.status != ExecutionStatus::Running {
@@ -524,7 +525,7 @@ fn retry_definition(retrier: Value) -> Value {
 }
 
 /// Seconds between consecutive TaskScheduled events of a run on the shell's virtual clock.
-fn scheduled_gaps(retrier: Value) -> (Vec<f64>, ExecutionRow) {
+fn scheduled_gaps(retrier: Value) -> (Vec<f64>, ExecutionSummary) {
     let mut e = engine(TaskRunner::new());
     let arn = start(&mut e, &retry_definition(retrier), &json!({}));
     let r = settle(&mut e, &arn);

@@ -11,9 +11,10 @@ use lightbox::asl::model::Definition;
 use lightbox::engine::tasks::TaskRunner;
 use lightbox::engine::{Clock, Engine};
 use lightbox::history::ExecutionStatus;
+use lightbox::model::{ExecutionFilter, ExecutionSummary};
 use lightbox::ops::{Exception, Stage};
 use lightbox::sim::{self, Demo, DemoConfig, Family, workload};
-use lightbox::store::{ExecutionFilter, ExecutionRow, Store};
+use lightbox::store::Store;
 
 fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 3, 7, 0, 0).single().expect("valid time")
@@ -125,14 +126,14 @@ fn history_states(e: &Engine, arn: &str) -> Vec<String> {
 }
 
 /// The top-level state an execution is in (or stopped in), from its history.
-fn current_state(e: &Engine, row: &ExecutionRow) -> String {
+fn current_state(e: &Engine, row: &ExecutionSummary) -> String {
     let machine = row.state_machine_arn.rsplit(':').next().unwrap_or_default();
     let def = sim::definitions().into_iter().find(|(n, _)| *n == machine).map(|(_, d)| d).unwrap_or_default();
     let top = sim::top_level_states(def);
     history_states(e, &row.arn).into_iter().rev().find(|s| top.contains(s)).unwrap_or_default()
 }
 
-fn all_rows(e: &Engine) -> Vec<ExecutionRow> {
+fn all_rows(e: &Engine) -> Vec<ExecutionSummary> {
     e.store.executions(&ExecutionFilter { limit: 100_000, ..ExecutionFilter::default() }).expect("executions")
 }
 
@@ -251,7 +252,7 @@ fn review_gate_escalates_and_reworks() {
 }
 
 struct DayOutcome {
-    rows: Vec<ExecutionRow>,
+    rows: Vec<ExecutionSummary>,
     states: BTreeMap<String, String>,
     pending_stat_max: usize,
 }
@@ -313,7 +314,7 @@ fn a_simulated_day() {
     // Failures from the outage windows: redrive recovers them once the windows are over.
     let windows_over = demo.outages().iter().map(|(_, _, until)| *until).max().expect("fault windows");
     assert!(e.clock.now() > windows_over);
-    let outage: Vec<&ExecutionRow> = day
+    let outage: Vec<&ExecutionSummary> = day
         .rows
         .iter()
         .filter(|r| r.status == ExecutionStatus::Failed)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rusqlite::OptionalExtension;
 
-use super::{Acting, ControlPlane, ExecutionFilter, ExecutionRow, FIND_LIMIT, FeedEvent, Found, Pulse, Result, TokenRow};
+use super::{Acting, ControlPlane, ExecutionFilter, ExecutionSummary, FIND_LIMIT, FeedEvent, Found, PendingTask, Pulse, Result};
 use crate::asl::model::Definition;
 use crate::engine::Engine;
 use crate::history::{ExecutionStatus, HistoryEvent};
@@ -157,11 +157,11 @@ impl ControlPlane for Local {
         Ok(p)
     }
 
-    fn executions(&mut self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
+    fn executions(&mut self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
         Ok(self.engine.store.executions(filter)?)
     }
 
-    fn execution(&mut self, arn: &str) -> Result<Option<ExecutionRow>> {
+    fn execution(&mut self, arn: &str) -> Result<Option<ExecutionSummary>> {
         Ok(self.engine.store.execution(arn)?)
     }
 
@@ -173,11 +173,11 @@ impl ControlPlane for Local {
         Ok(self.engine.store.history(arn, after_id, limit, false)?)
     }
 
-    fn pending_tasks(&mut self, limit: usize) -> Result<Vec<TokenRow>> {
+    fn pending_tasks(&mut self, limit: usize) -> Result<Vec<PendingTask>> {
         Ok(self.engine.store.tokens(Some("PENDING"), None, limit)?)
     }
 
-    fn tasks_of(&mut self, arn: &str) -> Result<Vec<TokenRow>> {
+    fn tasks_of(&mut self, arn: &str) -> Result<Vec<PendingTask>> {
         Ok(self.engine.store.tokens(None, Some(arn), 1000)?)
     }
 

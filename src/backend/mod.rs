@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::asl::model::Definition;
 pub use crate::engine::Acting;
 use crate::history::{ExecutionStatus, HistoryEvent};
-pub use crate::store::{ExecutionFilter, ExecutionRow, TokenRow};
+pub use crate::model::{ExecutionFilter, ExecutionSummary, PendingTask};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -79,16 +79,16 @@ pub trait ControlPlane: Send {
     fn name(&self) -> String;
     fn location(&self) -> String;
     fn pulse(&mut self) -> Result<Pulse>;
-    fn executions(&mut self, filter: &ExecutionFilter) -> Result<Vec<ExecutionRow>>;
-    fn execution(&mut self, arn: &str) -> Result<Option<ExecutionRow>>;
+    fn executions(&mut self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>>;
+    fn execution(&mut self, arn: &str) -> Result<Option<ExecutionSummary>>;
     /// The definition an execution runs (for the state graph).
     fn definition_of(&mut self, arn: &str) -> Result<Option<String>>;
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>>;
     /// Pending review tokens, oldest first.
-    fn pending_tasks(&mut self, limit: usize) -> Result<Vec<TokenRow>>;
+    fn pending_tasks(&mut self, limit: usize) -> Result<Vec<PendingTask>>;
     /// Every task token an execution was issued, whatever its status, oldest first (when the
     /// study entered review). Backends that cannot tell return none.
-    fn tasks_of(&mut self, arn: &str) -> Result<Vec<TokenRow>> {
+    fn tasks_of(&mut self, arn: &str) -> Result<Vec<PendingTask>> {
         let _ = arn;
         Ok(vec![])
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::dependencies::parse_duration;
 use crate::asl::path::JsonPath;
-use crate::store::TokenRow;
+use crate::model::PendingTask;
 
 /// The event of every escalation (automatic or by hand).
 pub const ESCALATED_EVENT: &str = "Review Escalated";
@@ -116,7 +116,7 @@ impl LadderStep {
 }
 
 /// The steps of `ladder` due at `now` for `token`, by index (earliest first).
-pub fn due_steps(ladder: &EscalationConfig, token: &TokenRow, now: DateTime<Utc>) -> Vec<usize> {
+pub fn due_steps(ladder: &EscalationConfig, token: &PendingTask, now: DateTime<Utc>) -> Vec<usize> {
     let mut v: Vec<(DateTime<Utc>, usize)> = ladder
         .steps
         .iter()
@@ -135,7 +135,7 @@ pub fn token_ref(token: &str) -> String {
 
 /// The body a notify step sends: PagerDuty Events v2 or a Slack webhook message. It names the
 /// execution, the gate and how far the review is; never patient data.
-pub fn notice_body(format: &str, sink: &str, token: &TokenRow, step: usize, due: DateTime<Utc>) -> Value {
+pub fn notice_body(format: &str, sink: &str, token: &PendingTask, step: usize, due: DateTime<Utc>) -> Value {
     let summary = format!("Review at {} unanswered: escalation step {} (due {})", token.state_name, step + 1, crate::events::time(due));
     let key = format!("lightbox-escalation-{}", token_ref(&token.token));
     if format == "slack" {
@@ -168,8 +168,8 @@ mod tests {
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).single().expect("time")
     }
-    fn token(timeout: Option<i64>) -> TokenRow {
-        TokenRow {
+    fn token(timeout: Option<i64>) -> PendingTask {
+        PendingTask {
             token: "abcdefgh12345678".into(),
             execution_arn: "arn:aws:states:us-east-1:000000000000:execution:m:x".into(),
             task_id: "t".into(),

@@ -20,7 +20,8 @@ use self::core::{ApplyError, Env, ExecInfo, ExecState, Input, TaskError, apply};
 use self::tasks::{TaskOutcome, TaskRunner};
 use crate::asl::model::{Definition, DefinitionError};
 use crate::history::ExecutionStatus;
-use crate::store::{ExecutionRow, StateMachineRow, Store, StoreError, TokenRow};
+use crate::model::{ExecutionSummary, PendingTask};
+use crate::store::{StateMachineRow, Store, StoreError};
 
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "000000000000";
@@ -162,7 +163,7 @@ impl Acting {
         self
     }
     /// Whether `t` may be answered by this actor: `Ok(Some(holder))` when it overrides a claim.
-    pub fn check_claim(&self, t: &TokenRow) -> Result<Option<String>> {
+    pub fn check_claim(&self, t: &PendingTask) -> Result<Option<String>> {
         let Some(holder) = t.claimed_by.as_ref().filter(|h| Some(h.as_str()) != self.user.as_deref()) else { return Ok(None) };
         match self.override_reason.as_deref().map(str::trim) {
             Some(_) if !self.seen_holders.is_empty() && self.seen_holders.get(&t.token) != Some(holder) => Err(EngineError::ClaimChanged {
@@ -285,7 +286,7 @@ impl Engine {
     // ----- executions -------------------------------------------------------
 
     /// Start an execution and drive it until it first waits.
-    pub fn start_execution(&mut self, state_machine: &str, name: Option<&str>, input: &str) -> Result<ExecutionRow> {
+    pub fn start_execution(&mut self, state_machine: &str, name: Option<&str>, input: &str) -> Result<ExecutionSummary> {
         let sm =
             self.store.state_machine(state_machine)?.ok_or_else(|| EngineError::StateMachineDoesNotExist(state_machine.to_string()))?;
         let input: Value = serde_json::from_str(input).map_err(|e| EngineError::InvalidInput(format!("input is not valid JSON: {e}")))?;
@@ -336,7 +337,7 @@ impl Engine {
 
     /// StartExecution with the name of an existing execution: as on AWS for Standard
     /// workflows, the same input while it runs returns it; otherwise `ExecutionAlreadyExists`.
-    fn same_start(existing: ExecutionRow, input: &Value) -> Result<ExecutionRow> {
+    fn same_start(existing: ExecutionSummary, input: &Value) -> Result<ExecutionSummary> {
         let same_input = serde_json::from_str::<Value>(&existing.input).is_ok_and(|v| &v == input);
         if existing.status == ExecutionStatus::Running && same_input {
             Ok(existing)
@@ -454,7 +455,7 @@ impl Engine {
         r
     }
 
-    pub fn stop_execution(&mut self, arn: &str, error: Option<String>, cause: Option<String>) -> Result<ExecutionRow> {
+    pub fn stop_execution(&mut self, arn: &str, error: Option<String>, cause: Option<String>) -> Result<ExecutionSummary> {
         let row = self.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
         if row.status != ExecutionStatus::Running {
             return Err(EngineError::Apply(ApplyError::NotRunning(arn.to_string())));
@@ -518,7 +519,7 @@ impl Engine {
         Ok(())
     }
 
-    pub fn redrive_execution(&mut self, arn: &str) -> Result<ExecutionRow> {
+    pub fn redrive_execution(&mut self, arn: &str) -> Result<ExecutionSummary> {
         self.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
         match self.deliver(arn, Input::Redrive) {
             Err(EngineError::Apply(ApplyError::NotRedrivable { arn, reason })) => {
@@ -532,7 +533,7 @@ impl Engine {
     // ----- task tokens ------------------------------------------------------
 
     /// Resolve a full token, or a unique prefix of at least 8 characters.
-    pub fn resolve_token(&self, token: &str) -> Result<TokenRow> {
+    pub fn resolve_token(&self, token: &str) -> Result<PendingTask> {
         // The shortened form tables print (`c234d0eb…`) is accepted as the prefix it shows.
         let token = token.trim().trim_end_matches('…');
         if token.is_empty() || token.len() > 1024 {
@@ -555,7 +556,7 @@ impl Engine {
         Err(EngineError::TaskDoesNotExist(token.to_string()))
     }
 
-    fn pending_token(&self, token: &str) -> Result<TokenRow> {
+    fn pending_token(&self, token: &str) -> Result<PendingTask> {
         let t = self.resolve_token(token)?;
         if t.status != "PENDING" {
             return Err(EngineError::TaskTimedOut { token: short_token(&t.token), status: t.status });
@@ -564,7 +565,7 @@ impl Engine {
     }
 
     /// Deliver a token answer; if its deadline passed first, say so as AWS does.
-    fn deliver_token(&mut self, t: &TokenRow, input: Input) -> Result<()> {
+    fn deliver_token(&mut self, t: &PendingTask, input: Input) -> Result<()> {
         match self.deliver(&t.execution_arn, input) {
             Err(EngineError::Apply(ApplyError::UnknownTask(_) | ApplyError::NotRunning(_))) => {
                 let status = self.store.token(&t.token)?.map(|r| r.status).unwrap_or_else(|| "CLOSED".into());
@@ -575,12 +576,12 @@ impl Engine {
     }
 
     /// SendTaskSuccess as an anonymous caller: refused when someone has claimed the review.
-    pub fn send_task_success(&mut self, token: &str, output: &str) -> Result<TokenRow> {
+    pub fn send_task_success(&mut self, token: &str, output: &str) -> Result<PendingTask> {
         self.send_task_success_as(token, output, &Acting::default())
     }
 
     /// SendTaskSuccess by `acting`: a review claimed by someone else needs an override with a reason.
-    pub fn send_task_success_as(&mut self, token: &str, output: &str, acting: &Acting) -> Result<TokenRow> {
+    pub fn send_task_success_as(&mut self, token: &str, output: &str, acting: &Acting) -> Result<PendingTask> {
         let output: Value =
             serde_json::from_str(output).map_err(|e| EngineError::InvalidOutput(format!("output is not valid JSON: {e}")))?;
         if eval::to_json(&output).len() > core::PAYLOAD_LIMIT {
@@ -596,12 +597,12 @@ impl Engine {
     }
 
     /// SendTaskFailure as an anonymous caller: refused when someone has claimed the review.
-    pub fn send_task_failure(&mut self, token: &str, error: Option<&str>, cause: Option<&str>) -> Result<TokenRow> {
+    pub fn send_task_failure(&mut self, token: &str, error: Option<&str>, cause: Option<&str>) -> Result<PendingTask> {
         self.send_task_failure_as(token, error, cause, &Acting::default())
     }
 
     /// SendTaskFailure by `acting`: a review claimed by someone else needs an override with a reason.
-    pub fn send_task_failure_as(&mut self, token: &str, error: Option<&str>, cause: Option<&str>, acting: &Acting) -> Result<TokenRow> {
+    pub fn send_task_failure_as(&mut self, token: &str, error: Option<&str>, cause: Option<&str>, acting: &Acting) -> Result<PendingTask> {
         if error.is_some_and(|e| e.len() > 256) {
             return Err(EngineError::InvalidOutput("error must be at most 256 characters".into()));
         }
@@ -615,7 +616,7 @@ impl Engine {
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
-    pub fn send_task_heartbeat(&mut self, token: &str) -> Result<TokenRow> {
+    pub fn send_task_heartbeat(&mut self, token: &str) -> Result<PendingTask> {
         let t = self.pending_token(token)?;
         self.deliver_token(&t, Input::Heartbeat { token: t.token.clone() })?;
         // Heartbeats move the deadline in the snapshot; mirror it on the token row for the review queue.
@@ -631,7 +632,7 @@ impl Engine {
 
     /// SendTaskHeartbeat by `acting`: a heartbeat keeps a claim alive, so on a claimed review
     /// only its holder sends one.
-    pub fn send_task_heartbeat_as(&mut self, token: &str, acting: &Acting) -> Result<TokenRow> {
+    pub fn send_task_heartbeat_as(&mut self, token: &str, acting: &Acting) -> Result<PendingTask> {
         let t = self.pending_token(token)?;
         if let Some(h) = t.claimed_by.as_ref().filter(|h| Some(h.as_str()) != acting.user.as_deref()) {
             return Err(EngineError::Claimed(format!("{h}, whose claim a heartbeat would keep alive; only {h} heartbeats it")));
@@ -641,7 +642,7 @@ impl Engine {
 
     /// Claim a pending review for `by`; a task with a heartbeat deadline gets a heartbeat,
     /// so the claim keeps it alive.
-    pub fn claim_task(&mut self, token: &str, by: &str) -> Result<TokenRow> {
+    pub fn claim_task(&mut self, token: &str, by: &str) -> Result<PendingTask> {
         let t = self.pending_token(token)?;
         if let Some(holder) = self.store.claim_task(&t.token, by, self.clock.now())? {
             return Err(EngineError::Claimed(holder));
@@ -652,7 +653,7 @@ impl Engine {
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
-    pub fn unclaim_task(&mut self, token: &str, by: &str) -> Result<TokenRow> {
+    pub fn unclaim_task(&mut self, token: &str, by: &str) -> Result<PendingTask> {
         let t = self.resolve_token(token)?;
         if let Some(holder) = self.store.unclaim_task(&t.token, by)? {
             return Err(EngineError::Claimed(holder));
@@ -662,18 +663,18 @@ impl Engine {
 
     /// Escalate a review: fails the task with `Review.Escalated`. Where that goes depends on the
     /// gate's Catch (`ops::consequence` says which); a gate that does not catch it fails.
-    pub fn escalate_task(&mut self, token: &str, cause: &str) -> Result<TokenRow> {
+    pub fn escalate_task(&mut self, token: &str, cause: &str) -> Result<PendingTask> {
         self.escalate_task_as(token, cause, &Acting::default())
     }
 
     /// Escalate by `acting`: a review claimed by someone else needs an override with a reason.
-    pub fn escalate_task_as(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<TokenRow> {
+    pub fn escalate_task_as(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<PendingTask> {
         self.escalate_with(token, ESCALATED, cause, acting, None)
     }
 
     /// Fail a review with `error` and write the "Review Escalated" event (once per token).
     /// `step`: the ladder step that did it (automatic), or `None` (by hand).
-    fn escalate_with(&mut self, token: &str, error: &str, cause: &str, acting: &Acting, step: Option<usize>) -> Result<TokenRow> {
+    fn escalate_with(&mut self, token: &str, error: &str, cause: &str, acting: &Acting, step: Option<usize>) -> Result<PendingTask> {
         let t = self.send_task_failure_as(token, Some(error), Some(cause), acting)?;
         let id = format!("review-escalated:{}", escalation::token_ref(&t.token));
         let detail = serde_json::json!({
@@ -815,7 +816,7 @@ impl Engine {
         dependencies::reset(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
     }
 
-    fn audit_auto(&self, t: &TokenRow, reason: &str, what: &str) {
+    fn audit_auto(&self, t: &PendingTask, reason: &str, what: &str) {
         use crate::audit::{Action, AuditEntry, Source};
         let action = if what == "escalate" { Action::Escalate } else { Action::Other("escalation-notice".into()) };
         let entry = AuditEntry::new(dependencies::ENGINE_ACTOR, Source::Engine, action)

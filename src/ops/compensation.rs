@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::engine::{Engine, EngineError};
 use crate::history::{ExecutionStatus, HistoryEvent};
-use crate::store::ExecutionRow;
+use crate::model::ExecutionSummary;
 
 /// `detail-type` of the event written when a compensation starts.
 pub const STARTED_DETAIL_TYPE: &str = "Compensation Started";
@@ -266,7 +266,7 @@ pub fn completed(states: &[String], history: &[HistoryEvent]) -> Vec<Step> {
 }
 
 /// The plan for one execution (its row and whole history), or why it cannot be compensated.
-pub fn plan(map: &CompensationMap, row: &ExecutionRow, history: &[HistoryEvent]) -> Result<Plan, CompensationError> {
+pub fn plan(map: &CompensationMap, row: &ExecutionSummary, history: &[HistoryEvent]) -> Result<Plan, CompensationError> {
     check_status(&row.arn, row.status)?;
     let machine = machine_of(&row.state_machine_arn).to_string();
     let cfg = map.get(&machine).ok_or_else(|| CompensationError::NotConfigured { machine: machine.clone() })?;
@@ -321,7 +321,7 @@ pub fn compensation_arn(original_arn: &str, plan_machine: &str, name: &str) -> S
 pub fn links(
     map: &CompensationMap,
     store: &crate::store::Store,
-    row: &ExecutionRow,
+    row: &ExecutionSummary,
 ) -> Result<Vec<(&'static str, String)>, CompensationError> {
     let mut out = vec![];
     let machine = machine_of(&row.state_machine_arn);
@@ -368,9 +368,9 @@ pub fn info(engine: &mut Engine, map: &CompensationMap, arn: &str) -> Result<Inf
 pub struct Outcome {
     pub plan: Plan,
     /// The compensation execution this call started.
-    pub started: Option<ExecutionRow>,
+    pub started: Option<ExecutionSummary>,
     /// The compensation that already existed (nothing new was started).
-    pub existing: Option<ExecutionRow>,
+    pub existing: Option<ExecutionSummary>,
 }
 
 impl Outcome {
@@ -485,8 +485,8 @@ mod tests {
     fn states(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
     }
-    fn row(status: ExecutionStatus) -> ExecutionRow {
-        ExecutionRow {
+    fn row(status: ExecutionStatus) -> ExecutionSummary {
+        ExecutionSummary {
             arn: "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:ord-1".into(),
             state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:scheduled-imaging".into(),
             name: "ord-1".into(),

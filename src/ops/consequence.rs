@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::asl::model::{Definition, Machine, StateKind};
 use crate::engine::core::error_matches;
-use crate::store::ExecutionRow;
+use crate::model::ExecutionSummary;
 
 /// AWS lets an execution be redriven at most this many times.
 pub const MAX_REDRIVES: u32 = 1000;
@@ -258,7 +258,7 @@ impl Gate {
 
 /// Whether an execution can be redriven as AWS allows it, and what a redrive would do.
 /// `Err` says why it cannot be redriven.
-pub fn redrive(def: Option<&Definition>, row: &ExecutionRow, now: DateTime<Utc>) -> Result<Consequence, String> {
+pub fn redrive(def: Option<&Definition>, row: &ExecutionSummary, now: DateTime<Utc>) -> Result<Consequence, String> {
     let (status, started, stopped, redrive_count, state) =
         (row.status, row.start, row.stop, row.redrive_count, row.current_state.as_deref());
     if !status.is_redrivable() {
@@ -394,7 +394,7 @@ mod tests {
     fn redrive_is_offered_only_when_allowed_and_warns_of_a_fail_state() {
         let d = demo("ai-review-gate");
         let now = Utc::now();
-        let row = |status, start: DateTime<Utc>, stop: Option<DateTime<Utc>>, redrives, state: &str| ExecutionRow {
+        let row = |status, start: DateTime<Utc>, stop: Option<DateTime<Utc>>, redrives, state: &str| ExecutionSummary {
             arn: "arn:x".into(),
             state_machine_arn: "arn:sm".into(),
             name: "x".into(),
@@ -410,7 +410,7 @@ mod tests {
             current_state: Some(state.to_string()),
             state_since: None,
         };
-        let r = |row: ExecutionRow| redrive(Some(&d), &row, now);
+        let r = |row: ExecutionSummary| redrive(Some(&d), &row, now);
         assert!(r(row(ExecutionStatus::Running, now, None, 0, "Transcribe")).is_err());
         assert!(r(row(ExecutionStatus::Succeeded, now, Some(now), 0, "SignReport")).is_err());
         assert!(r(row(ExecutionStatus::Failed, now, Some(now - Duration::days(15)), 0, "Transcribe")).is_err());

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{Ending, Exception, Priority, Stage, StageMap};
 use crate::history::ExecutionStatus;
-use crate::store::{ExecutionRow, TokenRow};
+use crate::model::{ExecutionSummary, PendingTask};
 
 /// Patient identifiers: PHI, masked unless an operator reveals them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -101,7 +101,7 @@ pub fn exception_for(status: ExecutionStatus, error: Option<&str>, state: &str) 
 
 impl Study {
     /// A study from an execution whose input describes an imaging order (has an `accession`).
-    pub fn from_execution(row: &ExecutionRow, map: &StageMap) -> Option<Study> {
+    pub fn from_execution(row: &ExecutionSummary, map: &StageMap) -> Option<Study> {
         let input: Value = serde_json::from_str(&row.input).ok()?;
         let accession = s(&input, "accession");
         if accession.is_empty() {
@@ -238,7 +238,7 @@ pub struct Review {
 }
 
 impl Review {
-    pub fn from_token(t: &TokenRow, input: Option<&Value>) -> Review {
+    pub fn from_token(t: &PendingTask, input: Option<&Value>) -> Review {
         let params: Value = serde_json::from_str(&t.parameters).unwrap_or(Value::Null);
         let payload = params.get("Payload").unwrap_or(&params);
         let pick = |k: &str| -> String {
@@ -276,7 +276,7 @@ impl Review {
 
     /// When the study entered review, from the tokens its execution was issued (any status,
     /// this one included): the first read gate's, for a read; this token's own for a hold.
-    pub fn entered_from(&mut self, tokens: &[TokenRow]) {
+    pub fn entered_from(&mut self, tokens: &[PendingTask]) {
         if !self.gate.is_read() {
             self.entered = self.issued;
             return;
@@ -333,8 +333,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(input: Value, state: &str, status: ExecutionStatus, error: Option<&str>) -> ExecutionRow {
-        ExecutionRow {
+    fn row(input: Value, state: &str, status: ExecutionStatus, error: Option<&str>) -> ExecutionSummary {
+        ExecutionSummary {
             arn: "arn:aws:states:us-east-1:000000000000:execution:scheduled-imaging:x1".into(),
             state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:scheduled-imaging".into(),
             name: "x1".into(),
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn a_review_entered_review_at_its_first_read_gate() {
         let now = Utc::now();
-        let token = |state: &str, escalated: bool, mins: i64| TokenRow {
+        let token = |state: &str, escalated: bool, mins: i64| PendingTask {
             token: format!("t-{state}"),
             execution_arn: "arn:x".into(),
             task_id: String::new(),
@@ -448,7 +448,7 @@ mod tests {
         r.entered_from(&[first.clone(), senior.clone()]);
         assert_eq!(r.entered, first.issued);
         // A hold ages from its own issue.
-        let mut hold = Review::from_token(&TokenRow { state_name: "HoldForReconciliation".into(), ..senior.clone() }, None);
+        let mut hold = Review::from_token(&PendingTask { state_name: "HoldForReconciliation".into(), ..senior.clone() }, None);
         hold.entered_from(&[first]);
         assert_eq!(hold.entered, senior.issued);
     }

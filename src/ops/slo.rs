@@ -591,7 +591,7 @@ pub fn in_force(cfgs: &[SloConfig], store_holds_demo: bool) -> Result<Vec<Slo>, 
 /// `now`; `history` gives an execution's history (oldest first), asked only for executions
 /// some SLO matches.
 pub fn collect<E>(
-    rows: &[crate::store::ExecutionRow],
+    rows: &[crate::model::ExecutionSummary],
     slos: &[Slo],
     now: DateTime<Utc>,
     window: Duration,
@@ -631,7 +631,7 @@ pub fn load(store: &crate::store::Store, slos: &[Slo], now: DateTime<Utc>, windo
         return Ok(vec![]);
     }
     let err = |e: crate::store::StoreError| SloError::Store(e.to_string());
-    let rows = store.executions(&crate::store::ExecutionFilter { limit: 1_000_000, ..Default::default() }).map_err(err)?;
+    let rows = store.executions(&crate::model::ExecutionFilter { limit: 1_000_000, ..Default::default() }).map_err(err)?;
     collect(&rows, slos, now, window, |arn| store.history(arn, 0, 1_000_000, false).map_err(err))
 }
 

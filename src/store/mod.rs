@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::engine::core::{ExecState, Step, TokenOutcome};
 use crate::history::{ExecutionStatus, HistoryEvent};
+use crate::model::{ExecutionFilter, ExecutionSummary, PendingTask};
 
 pub use files::{create_private_dir, header_problem, marker_path, private_file, tighten_permissions};
 
@@ -194,42 +195,6 @@ pub struct StateMachineRow {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecutionRow {
-    pub arn: String,
-    pub state_machine_arn: String,
-    pub name: String,
-    pub status: ExecutionStatus,
-    pub start: DateTime<Utc>,
-    pub stop: Option<DateTime<Utc>>,
-    pub input: String,
-    pub output: Option<String>,
-    pub error: Option<String>,
-    pub cause: Option<String>,
-    pub redrive_count: u32,
-    pub redrive: Option<DateTime<Utc>>,
-    /// The state the top-level workflow is in (or stopped in), and since when.
-    pub current_state: Option<String>,
-    pub state_since: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenRow {
-    pub token: String,
-    pub execution_arn: String,
-    pub task_id: String,
-    pub state_name: String,
-    pub resource: String,
-    pub parameters: String,
-    pub status: String,
-    pub issued: DateTime<Utc>,
-    pub timeout: Option<DateTime<Utc>>,
-    pub heartbeat: Option<DateTime<Utc>>,
-    pub closed: Option<DateTime<Utc>>,
-    /// The reviewer who claimed this task, if any.
-    pub claimed_by: Option<String>,
-}
-
 /// A workflow event waiting to be relayed to other systems.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
@@ -245,17 +210,6 @@ pub struct Loaded {
     pub state: ExecState,
     pub definition: String,
     pub version: i64,
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct ExecutionFilter {
-    pub state_machine_arn: Option<String>,
-    pub status: Option<ExecutionStatus>,
-    /// Only executions that were redriven at least once.
-    pub redriven: bool,
-    pub limit: usize,
-    /// Continue after this execution (start time descending, then ARN).
-    pub after: Option<(i64, String)>,
 }
 
 pub struct Store {
@@ -625,11 +579,11 @@ impl Store {
         Ok(Some(Loaded { state, definition, version }))
     }
 
-    pub fn execution(&self, arn: &str) -> Result<Option<ExecutionRow>> {
+    pub fn execution(&self, arn: &str) -> Result<Option<ExecutionSummary>> {
         Ok(self.conn.query_row(&format!("SELECT {EXEC_COLS} FROM executions WHERE arn = ?1"), [arn], exec_row).optional()?)
     }
 
-    pub fn executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
+    pub fn executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
         let mut sql = format!("SELECT {EXEC_COLS} FROM executions WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = vec![];
         if let Some(sm) = &f.state_machine_arn {
@@ -899,19 +853,19 @@ impl Store {
 
     // ----- task tokens ------------------------------------------------------
 
-    pub fn token(&self, token: &str) -> Result<Option<TokenRow>> {
+    pub fn token(&self, token: &str) -> Result<Option<PendingTask>> {
         Ok(self.conn.query_row(&format!("SELECT {TOKEN_COLS} FROM {TOKEN_FROM} WHERE t.token = ?1"), [token], token_row).optional()?)
     }
 
     /// Find a token by a unique prefix (operators paste shortened tokens).
-    pub fn tokens_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<TokenRow>> {
+    pub fn tokens_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<PendingTask>> {
         let mut st =
             self.conn.prepare(&format!("SELECT {TOKEN_COLS} FROM {TOKEN_FROM} WHERE t.token >= ?1 AND t.token < ?1 || x'ff' LIMIT ?2"))?;
         let rows = st.query_map(params![prefix, limit as i64], token_row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    pub fn tokens(&self, status: Option<&str>, execution: Option<&str>, limit: usize) -> Result<Vec<TokenRow>> {
+    pub fn tokens(&self, status: Option<&str>, execution: Option<&str>, limit: usize) -> Result<Vec<PendingTask>> {
         let mut sql = format!("SELECT {TOKEN_COLS} FROM {TOKEN_FROM} WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = vec![];
         if let Some(s) = status {
@@ -1095,9 +1049,9 @@ pub fn owner_alive(owner: &str) -> bool {
 
 const EXEC_COLS: &str = "arn, state_machine_arn, name, status, start_ms, stop_ms, input, output, error, cause, redrive_count, redrive_ms, current_state, state_since_ms";
 
-fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionSummary> {
     let status: String = r.get(3)?;
-    Ok(ExecutionRow {
+    Ok(ExecutionSummary {
         arn: r.get(0)?,
         state_machine_arn: r.get(1)?,
         name: r.get(2)?,
@@ -1119,8 +1073,8 @@ const TOKEN_COLS: &str = "t.token, t.execution_arn, t.task_id, t.state_name, t.r
      t.timeout_ms, t.heartbeat_ms, t.closed_ms, c.claimed_by";
 const TOKEN_FROM: &str = "task_tokens t LEFT JOIN claims c ON c.token = t.token";
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok(TokenRow {
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingTask> {
+    Ok(PendingTask {
         token: r.get(0)?,
         execution_arn: r.get(1)?,
         task_id: r.get(2)?,

@@ -12,7 +12,7 @@ use regex::Regex;
 use super::keymap::{Action, Key, Keymap, Scope};
 use super::theme::Theme;
 use crate::asl::model::Definition;
-use crate::backend::{ExecutionRow, FeedEvent, Pulse};
+use crate::backend::{ExecutionSummary, FeedEvent, Pulse};
 use crate::engine::{Acting, ESCALATED};
 use crate::history::{ExecutionStatus, HistoryEvent};
 use crate::ops::consequence::{self, Consequence, Gate};
@@ -75,7 +75,7 @@ impl<T> Pane<T> {
 
 #[derive(Debug, Clone, Default)]
 pub struct Detail {
-    pub execution: Option<ExecutionRow>,
+    pub execution: Option<ExecutionSummary>,
     /// Loaded so far: pages arrive as the operator scrolls and as the execution moves on.
     pub history: Vec<HistoryEvent>,
     pub definition: Option<String>,
@@ -201,7 +201,7 @@ pub enum Loaded {
     Pulse(Pulse),
     Studies(Vec<Study>),
     Reviews(Vec<Review>),
-    Executions(Vec<ExecutionRow>),
+    Executions(Vec<ExecutionSummary>),
     Detail(Box<Detail>),
     Events(Vec<FeedEvent>),
     Found {
@@ -524,7 +524,7 @@ pub struct App {
     pub counts: StageCounts,
     pub throughput: Vec<u64>,
     pub reviews: Pane<Vec<Review>>,
-    pub executions: Pane<Vec<ExecutionRow>>,
+    pub executions: Pane<Vec<ExecutionSummary>>,
     pub detail: Pane<Detail>,
     pub events: Pane<Vec<FeedEvent>>,
     /// View 6.
@@ -664,7 +664,7 @@ impl App {
         self.reviews.value.iter().filter(|r| f.as_ref().is_none_or(|f| self.review_row(r, true).kept_by(f))).collect()
     }
 
-    pub fn visible_executions(&self) -> Vec<&ExecutionRow> {
+    pub fn visible_executions(&self) -> Vec<&ExecutionSummary> {
         let f = &self.filters[View::Executions.index()];
         self.executions.value.iter().filter(|e| f.as_ref().is_none_or(|f| self.execution_table_row(e, true).kept_by(f))).collect()
     }
@@ -1363,7 +1363,7 @@ impl App {
     }
 
     /// The loaded row of an execution (the list, or the one open in detail).
-    fn execution_row(&self, arn: &str) -> Option<&ExecutionRow> {
+    fn execution_row(&self, arn: &str) -> Option<&ExecutionSummary> {
         self.executions.value.iter().find(|e| e.arn == arn).or_else(|| self.detail.value.execution.as_ref().filter(|e| e.arn == arn))
     }
 

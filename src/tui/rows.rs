@@ -12,7 +12,7 @@ use ratatui::layout::Rect;
 use super::app::App;
 use super::render::{clock, machine, patient};
 use super::table::{self, Cell, Column, DataTable, Spec, TableRow};
-use crate::backend::{ExecutionRow, FeedEvent};
+use crate::backend::{ExecutionSummary, FeedEvent};
 use crate::ops::project::{GateKind, Review, Study, human};
 
 pub const STUDY_COLUMNS: [Column; 8] = [
@@ -78,7 +78,7 @@ impl App {
 
     /// Free text about an execution (error, cause), masked with the identifiers in its input
     /// and its study's unless revealed.
-    fn execution_text(&self, e: &ExecutionRow, texts: [&str; 2]) -> [String; 2] {
+    fn execution_text(&self, e: &ExecutionSummary, texts: [&str; 2]) -> [String; 2] {
         if texts.iter().all(|t| t.is_empty()) || self.revealed(&e.arn) {
             return texts.map(str::to_string);
         }
@@ -161,7 +161,7 @@ impl App {
     }
 
     /// An execution in the Executions table. Hidden: its ARN and its cause.
-    pub fn execution_table_row(&self, e: &ExecutionRow, for_search: bool) -> TableRow {
+    pub fn execution_table_row(&self, e: &ExecutionSummary, for_search: bool) -> TableRow {
         let t = &self.theme;
         let cause = if for_search { e.cause.as_deref().unwrap_or_default() } else { "" };
         let [error, cause] = self.execution_text(e, [e.error.as_deref().unwrap_or_default(), cause]);
