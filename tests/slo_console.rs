@@ -147,6 +147,16 @@ fn e_escalates_the_review_the_clocks_study_waits_in_and_enter_opens_it() {
     let [Effect::Mutate(Mutation::Escalate { cause, .. })] = effects.as_slice() else { panic!("{effects:?}") };
     assert_eq!(cause, "STAT read breaching, no reader");
     assert!(a.dialog.is_none());
+    // Its clock closing because of it is expected: the outcome stays on the footer.
+    let at = t0() + Duration::seconds(1);
+    a.handle(AppEvent::Loaded(Loaded::Done { verb: "escalate".into(), ok: 1, failed: vec![] }, at));
+    let left: Vec<Clock> = vec![clock("stat-ed-ct-read", "ACC-20401", "STAT", 60, 30, None, "AwaitAiDraft")];
+    a.handle(AppEvent::Loaded(Loaded::Slo(left), at));
+    assert_eq!(a.message.as_ref().map(|m| m.0.as_str()), Some("escalate: 1 done"));
+    a.handle(AppEvent::Loaded(Loaded::Slo(vec![]), at));
+    assert!(a.message.as_ref().is_some_and(|(m, _)| m.contains("no longer in this view")), "another clock leaving is announced");
+    // Reload the fixture's clocks for what follows.
+    let mut a = app();
     // ACC-20401 waits in no review: `e` says so and opens nothing.
     a.handle(key('j'));
     a.handle(key('j'));

@@ -846,6 +846,13 @@ impl App {
                                 self.acted.clear();
                             }
                             self.acted.extend(m.targets().into_iter().map(str::to_string));
+                            // The row it was done from (a clock, an outbox row) may leave
+                            // because of it: expected, not announced over the outcome.
+                            if matches!(self.view, View::Slo | View::Outbox)
+                                && let Some((k, _)) = &self.sel_keys[self.view.index()]
+                            {
+                                self.acted.insert(k.clone());
+                            }
                         }
                     }
                     return effects;

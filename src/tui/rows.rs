@@ -90,7 +90,7 @@ pub const DEPENDENCY_COLUMNS: [Column; 8] = [
     Column::new("HELD", 12).cut(8, 2),
     Column::new("SINCE", 8),
     Column::new("WAITING", 7).cut(4, 5),
-    Column::new("REASON", 16).cut(6, 3).grow(),
+    Column::new("REASON", 30).cut(6, 3).grow(),
 ];
 
 pub const STUDIES: Spec = Spec { columns: &STUDY_COLUMNS, marks: false };
