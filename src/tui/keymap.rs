@@ -515,6 +515,36 @@ mod tests {
     }
 
     #[test]
+    fn view_6_keys_are_scoped_and_rebind_apart_from_the_same_keys_elsewhere() {
+        let km = Keymap::default();
+        let k = |s: &str| Key::parse(s).expect("key");
+        assert_eq!(km.action(k("p"), Scope::Outbox), Some(Action::PauseSink));
+        assert_eq!(km.action(k("p"), Scope::Events), Some(Action::Pause));
+        assert_eq!(km.action(k("u"), Scope::Outbox), Some(Action::RequeueParked));
+        assert_eq!(km.action(k("u"), Scope::Reviews), Some(Action::ClearMarks));
+        assert_eq!(km.action(k("r"), Scope::Outbox), Some(Action::ReleaseDependency));
+        assert_eq!(km.action(k("r"), Scope::Reviews), Some(Action::Reject));
+        assert_eq!(km.action(k("tab"), Scope::Outbox), Some(Action::NextView));
+        assert_eq!(km.action(k("h"), Scope::Pipelines), None);
+        // Rebinding the Events pause leaves the sink's pause alone, and the other way round.
+        let mut o = BTreeMap::new();
+        o.insert("pause".to_string(), vec!["space".to_string()]);
+        o.insert("hold-dependency".to_string(), vec!["H".to_string()]);
+        let km = km.with_overrides(&o).expect("override");
+        assert_eq!(km.action(k("p"), Scope::Outbox), Some(Action::PauseSink));
+        assert_eq!(km.action(k("p"), Scope::Events), None);
+        assert_eq!(km.action(k("H"), Scope::Outbox), Some(Action::HoldDependency));
+        assert_eq!(km.action(k("h"), Scope::Outbox), None);
+        let footer = km.footer(Scope::Outbox);
+        assert_eq!(footer.first().map(|(k, d, _)| (k.as_str(), *d)), Some(("n", "next sink")), "{footer:?}");
+        assert!(footer.iter().any(|(k, d, _)| k == "H" && *d == "hold"), "{footer:?}");
+        for a in [Action::PauseSink, Action::ParkRow, Action::HoldDependency, Action::ReleaseDependency, Action::ResetBreaker] {
+            assert!(a.mutates(), "{a:?} is refused in read-only mode");
+        }
+        assert!(!Action::NextSink.mutates());
+    }
+
+    #[test]
     fn footer_lists_view_actions_first_once_each() {
         let f = Keymap::default().footer(Scope::Reviews);
         assert_eq!(f.first().map(|(_, d, _)| *d), Some("approve"));
