@@ -2600,6 +2600,8 @@ mod console {
             Mutation::RevealPhi { .. } => audit::Action::RevealPhi,
             Mutation::Outbox { action } => audit::Action::Other(action.name().into()),
             Mutation::Compensate { .. } => audit::Action::Compensate,
+            // Audited by the backend under the CLI twin's name; checked here before it runs.
+            Mutation::Dependency { op, .. } => audit::Action::Other(op.audit_name().into()),
         }
     }
 

@@ -756,8 +756,11 @@ fn answering_a_review_claimed_by_someone_else_needs_an_override_with_a_reason() 
     a.handle(code(KeyCode::Enter));
     let screen = draw(&a, 100, 30);
     assert!(screen.contains("OVERRIDES dr.kim's claim on ACC-20418"), "{screen}");
-    let effects = a.handle(key('y'));
-    let [Effect::Mutate(Mutation::Escalate { tokens, acting, .. })] = effects.as_slice() else { panic!("{effects:?}") };
+    // The escalation's own reason starts as the override's, to keep or change.
+    assert!(screen.contains("reason sick today, STAT"), "{screen}");
+    let effects = a.handle(code(KeyCode::Enter));
+    let [Effect::Mutate(Mutation::Escalate { tokens, acting, cause })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(cause, "sick today, STAT");
     assert_eq!(tokens, &vec![claimed.token]);
     assert_eq!(acting.user.as_deref(), Some("dr.lee"));
     assert_eq!(acting.override_reason.as_deref(), Some("sick today, STAT"));
@@ -813,9 +816,19 @@ fn a_bulk_dialog_lists_every_item_and_scrolls_to_the_last() {
         a.handle(code(KeyCode::PageDown));
     }
     let last = draw(&a, 100, 30);
-    assert!(last.contains("ACC-60029") && last.contains("y confirm"), "{last}");
-    let effects = a.handle(key('y'));
-    assert!(matches!(effects.as_slice(), [Effect::Mutate(Mutation::Escalate { tokens, .. })] if tokens.len() == 30), "{effects:?}");
+    assert!(last.contains("ACC-60029") && last.contains("Enter escalate"), "{last}");
+    // No reason, no escalation: the dialog stays and says why.
+    assert!(a.handle(code(KeyCode::Enter)).is_empty());
+    assert!(matches!(a.dialog, Some(lightbox::tui::app::Dialog::Reason { .. })), "{:?}", a.dialog);
+    assert!(message(&a).contains("escalate: say why"), "{}", message(&a));
+    for c in "no reader free".chars() {
+        a.handle(key(c));
+    }
+    let effects = a.handle(code(KeyCode::Enter));
+    assert!(
+        matches!(effects.as_slice(), [Effect::Mutate(Mutation::Escalate { tokens, cause, .. })] if tokens.len() == 30 && cause == "no reader free"),
+        "{effects:?}"
+    );
 }
 
 #[test]

@@ -522,7 +522,10 @@ fn view_6_shows_a_sink_and_pausing_and_resuming_it_is_audited() {
     t.wait_for("CLOSED");
     t.keys(&["p"]);
     t.wait_for("pause delivery to archive");
-    t.keys(&["y"]);
+    // Pausing asks why: Enter without a reason is refused.
+    t.keys(&["Enter"]);
+    t.wait_for("outbox-pause: say why");
+    t.keys(&["archive disk swap", "Enter"]);
     t.wait_for("PAUSED");
     t.keys(&["p"]);
     t.wait_for("resume delivery to archive");
@@ -541,7 +544,56 @@ fn view_6_shows_a_sink_and_pausing_and_resuming_it_is_audited() {
         let e = entries["entries"].as_array().expect("entries");
         assert_eq!(e.len(), 1, "{action}: {entries}");
         assert_eq!(e[0]["source"], "console", "{entries}");
+        if action == "outbox-pause" {
+            assert_eq!(e[0]["reason"], "archive disk swap", "{entries}");
+        }
     }
+}
+
+/// View 6's Dependencies table: hold the clearinghouse for a reason, see it held, release it;
+/// the audit log has both, under the CLI twin's action names, from the console.
+#[test]
+fn view_6_holds_and_releases_a_dependency_with_reasons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = setup(dir.path());
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[[dependencies]]\nname = \"clearinghouse\"\nmatch = { handler = \"lightbox-submit-claim\" }\n")
+        .expect("config");
+    let cmd = format!("{} --data-dir {} --config {} --user dr.e2e console --no-demo", bin(), data.display(), config.display());
+    let t = Tmux::start(&cmd, 120, 32);
+    t.wait_for("Pipelines");
+    t.keys(&["6"]);
+    t.wait_for("clearinghouse");
+    // Tab to the Dependencies table, hold the selected one.
+    t.keys(&["Tab"]);
+    t.wait_for("breaker(s) not closed ◀");
+    t.keys(&["h"]);
+    t.wait_for("hold clearinghouse");
+    t.keys(&["clearinghouse answers 502", "Enter"]);
+    t.wait_for("dependency-hold: 1 done");
+    let s = t.wait_for("by dr.e2e");
+    assert!(s.contains("clearinghouse answers 502"), "the hold and its reason show:\n{s}");
+    // Release it, for what was checked.
+    t.keys(&["r"]);
+    t.wait_for("release the hold on clearinghouse");
+    t.keys(&["vendor confirmed recovery", "Enter"]);
+    t.wait_for("dependency-release: 1 done");
+    let start = Instant::now();
+    while t.screen().contains("by dr.e2e") {
+        assert!(start.elapsed() < Duration::from_secs(20), "still shown as held:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    t.keys(&["q"]);
+    for (action, reason) in [("dependency-hold", "clearinghouse answers 502"), ("dependency-release", "vendor confirmed recovery")] {
+        let entries = lb(&data, &["audit", "list", "--action", action]);
+        let e = entries["entries"].as_array().expect("entries");
+        let done: Vec<&Value> = e.iter().filter(|x| x["result"] == "ok").collect();
+        assert_eq!(done.len(), 1, "{action}: {entries}");
+        assert_eq!(done[0]["source"], "console", "{entries}");
+        assert_eq!(done[0]["actor"], "dr.e2e", "{entries}");
+        assert_eq!(done[0]["reason"], format!("dependency clearinghouse: {reason}"), "{entries}");
+    }
+    assert_eq!(lb(&data, &["audit", "verify"])["result"], "OK");
 }
 
 // ----- escalation -----
@@ -560,13 +612,14 @@ fn escalating_a_review_from_the_console_is_an_event_and_an_audit_row() {
     t.keys(&["e"]);
     let s = t.wait_for("Review.Escalated");
     assert!(s.contains("FAILS"), "the confirmation must warn that the execution fails:\n{s}");
-    t.keys(&["y"]);
+    t.keys(&["no first reader on shift", "Enter"]);
     t.wait_for("escalate: 1 done");
     t.keys(&["q"]);
     let audit = lb(&data, &["audit", "list", "--action", "escalate"]);
     let row = &audit["entries"][0];
     assert_eq!(row["actor"], "dr.e2e");
     assert_eq!(row["source"], "console");
+    assert_eq!(row["reason"], "no first reader on shift", "the reason is audited: {audit}");
     let store = lightbox::store::Store::open_read_only(&data.join("lightbox.db")).expect("store");
     let events: Vec<Value> = store
         .outbox(false, 10_000)
@@ -668,7 +721,7 @@ fn the_slo_view_counts_a_stat_read_into_breach_and_e_escalates_its_review() {
     t.keys(&["e"]);
     let s = t.wait_for("Escalate ACC-E2E-1");
     assert!(s.contains("Review.Escalated"), "{s}");
-    t.keys(&["y"]);
+    t.keys(&["STAT read breached", "Enter"]);
     t.wait_for("escalate: 1 done");
     t.keys(&["q"]);
     let audit = lb(&data, &["audit", "list", "--action", "escalate"]);

@@ -1,18 +1,17 @@
 //! View 5 (SLO clocks) on ratatui's TestBackend: reviewed snapshots, the live countdown, Enter
 //! and `e` on a clock.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::{code, console, draw, key, type_text};
 use lightbox::ops::Priority;
 use lightbox::ops::project::{GateKind, Patient, Review};
 use lightbox::ops::slo::{Clock, SloConfig, check_all};
-use lightbox::tui::app::{App, AppEvent, Dialog, Loaded, Mutation, Settings, View};
-use lightbox::tui::keymap::Keymap;
-use lightbox::tui::theme::Theme;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use lightbox::tui::app::{App, AppEvent, Dialog, Effect, Loaded, Mutation, Settings, View};
+use ratatui::crossterm::event::KeyCode;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 14, 2, 31).single().expect("time")
@@ -63,7 +62,7 @@ fn app() -> App {
         slo: Arc::new(slos),
         ..Settings::default()
     };
-    let mut a = App::new(settings, Keymap::default(), Theme::dark(), t0());
+    let mut a = console(settings, t0());
     let at = t0() - Duration::seconds(1);
     a.handle(AppEvent::Loaded(
         Loaded::Slo(vec![
@@ -97,23 +96,6 @@ fn app() -> App {
     ));
     a.handle(key('5'));
     a
-}
-
-fn key(c: char) -> AppEvent {
-    AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
-}
-
-fn draw(a: &App, w: u16, h: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    term.draw(|f| a.render(f)).expect("draw");
-    let buf = term.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..buf.area.height {
-        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_string()).collect();
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[test]
@@ -155,16 +137,33 @@ fn e_escalates_the_review_the_clocks_study_waits_in_and_enter_opens_it() {
     let mut a = app();
     // The first clock (stat-review-gate of ACC-20418) has a review waiting.
     a.handle(key('e'));
-    let Some(Dialog::Confirm { mutation: Mutation::Escalate { tokens, .. }, .. }) = &a.dialog else { panic!("{:?}", a.dialog) };
+    let Some(Dialog::Reason { mutation: Mutation::Escalate { tokens, .. }, .. }) = &a.dialog else { panic!("{:?}", a.dialog) };
     assert_eq!(tokens, &vec!["ACC-20418-0123456789abcdef0123456789abcdef".to_string()]);
-    a.dialog = None;
+    // The escalation asks why: an empty reason is refused, the one given is its cause.
+    assert!(a.handle(code(KeyCode::Enter)).is_empty());
+    assert!(a.message.as_ref().is_some_and(|(m, err)| *err && m.contains("say why")), "{:?}", a.message);
+    type_text(&mut a, "STAT read breaching, no reader");
+    let effects = a.handle(code(KeyCode::Enter));
+    let [Effect::Mutate(Mutation::Escalate { cause, .. })] = effects.as_slice() else { panic!("{effects:?}") };
+    assert_eq!(cause, "STAT read breaching, no reader");
+    assert!(a.dialog.is_none());
+    // Its clock closing because of it is expected: the outcome stays on the footer.
+    let at = t0() + Duration::seconds(1);
+    a.handle(AppEvent::Loaded(Loaded::Done { verb: "escalate".into(), ok: 1, failed: vec![] }, at));
+    let left: Vec<Clock> = vec![clock("stat-ed-ct-read", "ACC-20401", "STAT", 60, 30, None, "AwaitAiDraft")];
+    a.handle(AppEvent::Loaded(Loaded::Slo(left), at));
+    assert_eq!(a.message.as_ref().map(|m| m.0.as_str()), Some("escalate: 1 done"));
+    a.handle(AppEvent::Loaded(Loaded::Slo(vec![]), at));
+    assert!(a.message.as_ref().is_some_and(|(m, _)| m.contains("no longer in this view")), "another clock leaving is announced");
+    // Reload the fixture's clocks for what follows.
+    let mut a = app();
     // ACC-20401 waits in no review: `e` says so and opens nothing.
     a.handle(key('j'));
     a.handle(key('j'));
     a.handle(key('e'));
     assert!(a.dialog.is_none());
     assert!(a.message.as_ref().is_some_and(|(m, err)| *err && m.contains("no review")), "{:?}", a.message);
-    a.handle(AppEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    a.handle(code(KeyCode::Enter));
     assert_eq!((a.view, a.detail_arn.clone()), (View::Executions, Some(arn("ACC-20401"))));
 }
 
@@ -172,10 +171,8 @@ fn e_escalates_the_review_the_clocks_study_waits_in_and_enter_opens_it() {
 fn the_filter_keeps_matching_clocks() {
     let mut a = app();
     a.handle(key('/'));
-    for c in "routine".chars() {
-        a.handle(key(c));
-    }
-    a.handle(AppEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    type_text(&mut a, "routine");
+    a.handle(code(KeyCode::Enter));
     let left: Vec<String> = a.visible_clocks().iter().map(|(c, _)| c.slo.clone()).collect();
     assert_eq!(left, ["routine-outpatient-read"]);
 }

@@ -359,6 +359,35 @@ impl ControlPlane for Local {
         Ok(crate::outbox::apply(self.engine.store.conn(), &self.sinks, action)?)
     }
 
+    fn dependencies(&mut self) -> Result<Vec<crate::engine::dependencies::DependencyStatus>> {
+        let now = self.engine.clock.now();
+        Ok(crate::engine::dependencies::dependencies(&self.engine.store, &self.engine.dependencies, now)?)
+    }
+
+    /// Carried out and audited (source: console) by the same functions as the CLI twin.
+    fn dependency_act(&mut self, op: super::DependencyOp, name: &str, reason: &str, actor: &str) -> Result<String> {
+        use crate::engine::dependencies as deps;
+        if self.engine.store.is_read_only() {
+            return Err(super::BackendError::Refused("read-only store: dependency holds and breakers cannot be changed".into()));
+        }
+        let (store, list, now) = (&self.engine.store, &self.engine.dependencies, self.engine.clock.now());
+        let source = crate::audit::Source::Console;
+        Ok(match op {
+            super::DependencyOp::Hold => match deps::hold(store, list, name, actor, source, reason, now)? {
+                true => format!("{name} held: its tasks wait until the hold is released"),
+                false => format!("{name} was already held"),
+            },
+            super::DependencyOp::Release => match deps::release(store, list, name, actor, source, reason, now)? {
+                Some(n) => format!("{name} released: {n} waiting execution(s) resume"),
+                None => format!("{name} was not held"),
+            },
+            super::DependencyOp::Reset => match deps::reset(store, list, name, actor, source, reason, now)? {
+                true => format!("{name}: breaker closed by hand"),
+                false => format!("{name}: the breaker was already closed"),
+            },
+        })
+    }
+
     fn tick(&mut self) -> Result<usize> {
         if self.engine.store.is_read_only() {
             // A store this process may not write: show it, run nothing.

@@ -26,6 +26,8 @@ pub enum BackendError {
     Outbox(#[from] crate::outbox::OutboxError),
     #[error(transparent)]
     Compensation(#[from] crate::ops::compensation::CompensationError),
+    #[error(transparent)]
+    Dependency(#[from] crate::engine::dependencies::DependencyError),
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -150,6 +152,36 @@ pub trait ControlPlane: Send {
     fn outbox_act(&mut self, action: &crate::outbox::Action) -> Result<String> {
         let _ = action;
         Err(BackendError::Refused("the outbox relay is not supported by this backend".into()))
+    }
+    /// Every configured dependency with its breaker and hold (view 6's Dependencies table).
+    fn dependencies(&mut self) -> Result<Vec<crate::engine::dependencies::DependencyStatus>> {
+        Err(BackendError::Refused("dependency breakers and holds are not supported by this backend".into()))
+    }
+    /// Hold, release or reset dependency `name` as `actor`, for `reason`. The backend audits it
+    /// exactly as its CLI twin (`lightbox dependencies hold|release|reset`): an intent row before,
+    /// the outcome after. Returns what happened.
+    fn dependency_act(&mut self, op: DependencyOp, name: &str, reason: &str, actor: &str) -> Result<String> {
+        let _ = (op, name, reason, actor);
+        Err(BackendError::Refused("dependency breakers and holds are not supported by this backend".into()))
+    }
+}
+
+/// An operator's change to a dependency (`lightbox dependencies hold|release|reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyOp {
+    Hold,
+    Release,
+    Reset,
+}
+
+impl DependencyOp {
+    /// The audit log's action name, the same as the CLI twin's.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            DependencyOp::Hold => "dependency-hold",
+            DependencyOp::Release => "dependency-release",
+            DependencyOp::Reset => "dependency-reset",
+        }
     }
 }
 

@@ -102,6 +102,8 @@ pub enum Request {
     Audit,
     /// View 6: the outbox relay's sinks and rows.
     Outbox,
+    /// View 6: the dependencies' breakers and holds.
+    Dependencies,
     /// The compensation plan of an execution (for `C`'s confirmation).
     CompensationPlan(String),
     /// SLO clocks of these SLOs (view 5).
@@ -154,6 +156,13 @@ pub enum Mutation {
         arn: String,
         reason: String,
     },
+    /// View 6: hold, release or reset a dependency `by` an operator, for a reason.
+    Dependency {
+        op: crate::backend::DependencyOp,
+        name: String,
+        reason: String,
+        by: String,
+    },
 }
 
 impl Mutation {
@@ -165,8 +174,27 @@ impl Mutation {
             }
             Mutation::Redrive { arns } | Mutation::Stop { arns, .. } => arns.iter().map(String::as_str).collect(),
             Mutation::Claim { token, .. } => vec![token.as_str()],
-            Mutation::RevealPhi { .. } | Mutation::Outbox { .. } => vec![],
+            Mutation::RevealPhi { .. } | Mutation::Outbox { .. } | Mutation::Dependency { .. } => vec![],
             Mutation::Compensate { arn, .. } => vec![arn.as_str()],
+        }
+    }
+
+    /// The same action, for the reason the operator gave in its dialog: an escalation's cause,
+    /// why a sink is paused or a row parked, why a dependency is held, released or reset.
+    pub fn with_reason(self, reason: &str) -> Mutation {
+        let reason = reason.trim().to_string();
+        match self {
+            Mutation::Escalate { tokens, acting, .. } => Mutation::Escalate { tokens, cause: reason, acting },
+            Mutation::Outbox { action: crate::outbox::Action::Pause { sink, .. } } => {
+                Mutation::Outbox { action: crate::outbox::Action::Pause { sink, reason } }
+            }
+            Mutation::Outbox { action: crate::outbox::Action::Park { sink, row, .. } } => {
+                Mutation::Outbox { action: crate::outbox::Action::Park { sink, row, reason } }
+            }
+            Mutation::Dependency { op, name, by, .. } => Mutation::Dependency { op, name, reason, by },
+            Mutation::Compensate { arn, .. } => Mutation::Compensate { arn, reason },
+            Mutation::RevealPhi { arn, .. } => Mutation::RevealPhi { arn, reason },
+            other => other,
         }
     }
 
@@ -182,6 +210,7 @@ impl Mutation {
             Mutation::RevealPhi { .. } => "reveal-phi",
             Mutation::Outbox { action } => action.name(),
             Mutation::Compensate { .. } => "compensate",
+            Mutation::Dependency { op, .. } => op.audit_name(),
         }
     }
 }
@@ -223,6 +252,8 @@ pub enum Loaded {
     },
     Definitions(HashMap<String, Arc<Definition>>),
     Outbox(crate::backend::OutboxSnapshot),
+    /// View 6: every configured dependency's breaker and hold.
+    Dependencies(Vec<crate::engine::dependencies::DependencyStatus>),
     /// The open execution's compensation links, and what `C` would do (with each detail load).
     CompensationInfo {
         arn: String,
@@ -329,6 +360,14 @@ pub enum Dialog {
     Override {
         action: Action,
         items: Vec<Item>,
+        reason: String,
+    },
+    /// Shows what will happen and asks why: Enter carries out `mutation` with the reason
+    /// (escalate, pause a sink, park a row, hold/release/reset a dependency).
+    Reason {
+        title: String,
+        lines: Vec<String>,
+        mutation: Mutation,
         reason: String,
     },
     /// Compensate the execution named when the dialog opened: the plan, and a reason.
@@ -548,6 +587,8 @@ pub struct App {
 }
 
 pub(super) const EVENTS_KEPT: usize = 2000;
+/// The shortest reason a reason dialog takes (characters, trimmed).
+pub const MIN_REASON: usize = 3;
 const PAGE: usize = 15;
 
 impl App {
@@ -610,7 +651,7 @@ impl App {
             (View::Reviews, _) => Scope::Reviews,
             (View::Events, _) => Scope::Events,
             (View::Slo, _) => Scope::Slo,
-            _ => Scope::Everywhere,
+            (View::Outbox, _) => Scope::Outbox,
         }
     }
 
@@ -625,7 +666,7 @@ impl App {
                 None => r.push(Request::Executions(self.status_filter, self.redriven_filter)),
             },
             View::Events => r.push(Request::Events(self.events_after())),
-            View::Outbox => r.push(Request::Outbox),
+            View::Outbox => r.extend([Request::Outbox, Request::Dependencies]),
             // The reviews too: `e` escalates the selected clock's review.
             View::Slo => r.extend([Request::Slo(self.settings.slo.clone()), Request::Reviews]),
         }
@@ -644,6 +685,7 @@ impl App {
                 Request::Events(_) => self.events.loading = true,
                 Request::Pulse => self.pulse.loading = true,
                 Request::Outbox => self.outbox.data.loading = true,
+                Request::Dependencies => self.outbox.deps.loading = true,
             }
         }
         self.refresh_requests().into_iter().map(Effect::Load).collect()
@@ -686,6 +728,7 @@ impl App {
             View::Executions if self.detail_arn.is_some() => self.detail.value.history.len(),
             View::Executions => self.visible_executions().len(),
             View::Events => self.visible_events().len(),
+            View::Outbox if self.outbox.focus == super::outbox::Focus::Dependencies => self.visible_dependencies().len(),
             View::Outbox => self.outbox_rows().len(),
             View::Slo => self.visible_clocks().len(),
         }
@@ -694,6 +737,9 @@ impl App {
     pub fn selected(&self) -> usize {
         if self.view == View::Executions && self.detail_arn.is_some() {
             return self.detail_scroll;
+        }
+        if self.view == View::Outbox && self.outbox.focus == super::outbox::Focus::Dependencies {
+            return self.outbox.dep_sel;
         }
         self.sel[self.view.index()]
     }
@@ -707,6 +753,9 @@ impl App {
             if n >= HISTORY_PAGE && i + HISTORY_PAGE / 4 >= n {
                 self.want_page = true;
             }
+        } else if self.view == View::Outbox && self.outbox.focus == super::outbox::Focus::Dependencies {
+            self.outbox.dep_sel = i;
+            self.outbox.dep_key = self.visible_dependencies().get(i).map(|d| d.name.clone());
         } else {
             self.sel[self.view.index()] = i;
             self.sel_keys[self.view.index()] = self.row_key(self.view, i);
@@ -797,17 +846,18 @@ impl App {
                                 self.acted.clear();
                             }
                             self.acted.extend(m.targets().into_iter().map(str::to_string));
+                            // The row it was done from (a clock, an outbox row) may leave
+                            // because of it: expected, not announced over the outcome.
+                            if matches!(self.view, View::Slo | View::Outbox)
+                                && let Some((k, _)) = &self.sel_keys[self.view.index()]
+                            {
+                                self.acted.insert(k.clone());
+                            }
                         }
                     }
                     return effects;
                 }
                 self.dialog_scroll = 0;
-                if self.view == View::Outbox
-                    && !self.pane_open()
-                    && let Some(effects) = self.outbox_key(&k)
-                {
-                    return effects;
-                }
                 let key = Key::from_event(&k);
                 let mut effects = match self.keymap.action(key, self.scope()) {
                     Some(a) if self.pane_open() => self.pane_action(a),
@@ -855,11 +905,16 @@ impl App {
             Loaded::Executions(_) => Some(View::Executions),
             Loaded::Events(_) => Some(View::Events),
             Loaded::Slo(_) => Some(View::Slo),
+            Loaded::Outbox(_) => Some(View::Outbox),
             _ => None,
         };
         match l {
             Loaded::Pulse(p) => self.pulse.set(p, at),
             Loaded::Outbox(o) => self.outbox.data.set(o, at),
+            Loaded::Dependencies(d) => {
+                self.outbox.deps.set(d, at);
+                self.follow_dependency();
+            }
             Loaded::Studies(s) => {
                 self.counts = StageCounts::of(&s);
                 let signed =
@@ -944,6 +999,7 @@ impl App {
                     "detail" => self.detail.error = Some(error),
                     "events" => self.events.error = Some(error),
                     "outbox" => self.outbox.data.error = Some(error),
+                    "dependencies" => self.outbox.deps.error = Some(error),
                     "slo" => self.slo.error = Some(error),
                     _ => {}
                 }
@@ -962,6 +1018,8 @@ impl App {
     pub(super) fn switch(&mut self, v: View) -> Vec<Effect> {
         if v != self.view {
             self.remember();
+            // View 6 opens on its sinks.
+            self.outbox.focus = super::outbox::Focus::Sinks;
         }
         self.view = v;
         self.message = None;
@@ -977,6 +1035,9 @@ impl App {
             Action::SwitchHalf if in_detail => return self.show_io,
             Action::ToggleWrap if in_detail => return self.raw_history && !self.show_io,
             _ => {}
+        }
+        if self.view == View::Outbox {
+            return self.outbox_applies(a);
         }
         if !matches!(a, Action::Redrive | Action::Stop) || !self.marks.is_empty() {
             return true;
@@ -1029,6 +1090,12 @@ impl App {
         if let Some(e) = self.read_action(a) {
             return e;
         }
+        if matches!(a, Action::NextView | Action::PrevView)
+            && self.view == View::Outbox
+            && let Some(e) = self.outbox_tab(a == Action::NextView)
+        {
+            return e;
+        }
         let n = self.row_count();
         let cur = self.selected();
         match a {
@@ -1061,7 +1128,15 @@ impl App {
                 vec![]
             }
             Action::NextView => self.switch(View::ALL[(self.view.index() + 1) % View::ALL.len()]),
-            Action::PrevView => self.switch(View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()]),
+            Action::PrevView => {
+                let to = View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()];
+                let effects = self.switch(to);
+                // Back into view 6 from view 1: on its last table.
+                if to == View::Outbox {
+                    self.outbox.focus = super::outbox::Focus::Dependencies;
+                }
+                effects
+            }
             Action::View1 => self.switch(View::Pipelines),
             Action::View2 => self.switch(View::Reviews),
             Action::View3 => self.switch(View::Executions),
@@ -1094,6 +1169,9 @@ impl App {
                 }
                 if self.filters[self.view.index()].take().is_some() {
                     self.follow_selection(self.view, false);
+                    if self.view == View::Outbox {
+                        self.follow_dependency();
+                    }
                     return vec![];
                 }
                 if let Some(effects) = self.go_back() {
@@ -1167,6 +1245,14 @@ impl App {
                 self.loads()
             }
             Action::Escalate if self.view == View::Slo => self.escalate_clock(),
+            Action::NextSink
+            | Action::PauseSink
+            | Action::RetryNow
+            | Action::ParkRow
+            | Action::RequeueParked
+            | Action::HoldDependency
+            | Action::ReleaseDependency
+            | Action::ResetBreaker => self.outbox_action(a),
             Action::Approve | Action::Reject | Action::Escalate => {
                 let items = self.target_items();
                 if items.is_empty() {
@@ -1430,13 +1516,11 @@ impl App {
                 let mut lines = vec![format!("sends failure {ESCALATED}:")];
                 lines.extend(consequence_lines(&items, |g| g.on_error(ESCALATED)));
                 lines.extend(overrides);
-                lines.push(format!("recorded as escalated by {}", self.settings.user));
-                let mutation = Mutation::Escalate {
-                    tokens: items.iter().map(|i| i.id.clone()).collect(),
-                    cause: format!("escalated by {} from the console", self.settings.user),
-                    acting,
-                };
-                self.dialog = Some(Dialog::Confirm { title, lines, mutation });
+                lines.push(format!("recorded as escalated by {}; the reason is the escalation's cause", self.settings.user));
+                // Overriding a claim already said why: offered again, to keep or change.
+                let reason = acting.override_reason.clone().unwrap_or_default();
+                let mutation = Mutation::Escalate { tokens: items.iter().map(|i| i.id.clone()).collect(), cause: String::new(), acting };
+                self.dialog = Some(Dialog::Reason { title, lines, mutation, reason });
             }
         }
     }
@@ -1493,7 +1577,7 @@ impl App {
             _ => {}
         };
         // Long lists (bulk actions) scroll; every item stays reachable.
-        if matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. }) {
+        if matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. } | Dialog::Reason { .. }) {
             let by = match k.code {
                 KeyCode::Down => Some(1i32),
                 KeyCode::Up => Some(-1),
@@ -1580,6 +1664,23 @@ impl App {
                 self.dialog = Some(Dialog::Override { action, items, reason });
                 vec![]
             }
+            Dialog::Reason { title, lines, mutation, mut reason } => {
+                if k.code == KeyCode::Enter {
+                    if reason.trim().chars().count() < MIN_REASON {
+                        self.message = Some((
+                            format!("{}: say why (at least {MIN_REASON} characters); the reason goes to the audit log", mutation.verb()),
+                            true,
+                        ));
+                        self.dialog = Some(Dialog::Reason { title, lines, mutation, reason });
+                        return vec![];
+                    }
+                    self.message = None;
+                    return vec![Effect::Mutate(mutation.with_reason(&reason))];
+                }
+                edit(&mut reason);
+                self.dialog = Some(Dialog::Reason { title, lines, mutation, reason });
+                vec![]
+            }
             Dialog::Compensate { arn, title, lines, mut reason } => {
                 if k.code == KeyCode::Enter {
                     if reason.trim().chars().count() < 3 {
@@ -1629,6 +1730,9 @@ impl App {
                                 }
                             }
                             self.follow_selection(self.view, true);
+                            if self.view == View::Outbox {
+                                self.follow_dependency();
+                            }
                             vec![]
                         }
                     };

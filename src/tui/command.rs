@@ -367,12 +367,22 @@ fn scope_title(s: Scope) -> &'static str {
         Scope::Detail => "Execution detail",
         Scope::Events => "Events",
         Scope::Slo => "SLO",
+        Scope::Outbox => "Outbox (sinks, rows, dependencies)",
         Scope::Pane => "Detail pane (history event, event)",
     }
 }
 
-const SCOPES: [Scope; 8] =
-    [Scope::Pipelines, Scope::Reviews, Scope::Executions, Scope::Detail, Scope::Events, Scope::Slo, Scope::Pane, Scope::Everywhere];
+const SCOPES: [Scope; 9] = [
+    Scope::Pipelines,
+    Scope::Reviews,
+    Scope::Executions,
+    Scope::Detail,
+    Scope::Events,
+    Scope::Slo,
+    Scope::Outbox,
+    Scope::Pane,
+    Scope::Everywhere,
+];
 
 impl App {
     // ----- the back stack ------------------------------------------------------
@@ -807,6 +817,7 @@ impl App {
             Scope::Executions => format!("Executions{}", press(Action::View3)),
             Scope::Events => format!("Events{}", press(Action::View4)),
             Scope::Slo => format!("SLO{}", press(Action::View5)),
+            Scope::Outbox => format!("Outbox{}", press(Action::View6)),
             Scope::Detail => "an execution's detail — Enter on a row".into(),
             Scope::Pane => "a detail pane — Enter on a history event or an event".into(),
             Scope::Everywhere => "every view".into(),

@@ -132,8 +132,10 @@ fn kind(r: &Request) -> u8 {
         Request::Events(_) => 5,
         Request::Audit => 7,
         Request::Outbox => 8,
-        Request::CompensationPlan(_) => 8,
         Request::Slo(_) => 9,
+        Request::Dependencies => 10,
+        // Its own kind: a plan asked for must not be dropped for an outbox refresh.
+        Request::CompensationPlan(_) => 11,
     }
 }
 
@@ -169,6 +171,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         Request::Events(_) => "events",
         Request::Audit => "audit",
         Request::Outbox => "outbox",
+        Request::Dependencies => "dependencies",
         Request::CompensationPlan(_) => "compensation plan",
         Request::Slo(_) => "slo",
     };
@@ -227,6 +230,7 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
             }
             Request::Events(after) => Loaded::Events(cp.events_after(after, 500)?),
             Request::Outbox => Loaded::Outbox(cp.outbox(200)?),
+            Request::Dependencies => Loaded::Dependencies(cp.dependencies()?),
             Request::Slo(slos) => Loaded::Slo(super::slo::load(cp, &slos, Utc::now())?),
         };
         // Reviews: the executions they wait in; executions: those a redrive could resume.
@@ -298,6 +302,15 @@ fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> 
         Mutation::RevealPhi { arn, .. } => one(arn, &mut || Ok(())),
         Mutation::Outbox { action } => one(action.sink(), &mut || cp.outbox_act(action).map(|_| ())),
         Mutation::Compensate { arn, reason } => one(arn, &mut || cp.compensate(arn, reason).map(|_| ())),
+        // Audited by the backend itself, exactly as the CLI twin: an intent row before, the
+        // outcome after (a refusal too). The hook's check above still has to pass.
+        Mutation::Dependency { op, name, reason, by } => match cp.dependency_act(*op, name, reason, by) {
+            Ok(said) => {
+                tracing::info!(dependency = %name, action = op.audit_name(), "{said}");
+                ok += 1;
+            }
+            Err(e) => failed.push(e.to_string()),
+        },
     }
     Loaded::Done { verb: m.verb().into(), ok, failed }
 }

@@ -52,6 +52,16 @@ pub enum Action {
     SwitchHalf,
     Pause,
     OpenExecution,
+    // View 6 (Outbox): the sinks table and the rows behind the selected sink…
+    NextSink,
+    PauseSink,
+    RetryNow,
+    ParkRow,
+    RequeueParked,
+    // …and the Dependencies table.
+    HoldDependency,
+    ReleaseDependency,
+    ResetBreaker,
 }
 
 impl Action {
@@ -98,6 +108,14 @@ impl Action {
             Action::SwitchHalf => "switch-half",
             Action::Pause => "pause",
             Action::OpenExecution => "open-execution",
+            Action::NextSink => "next-sink",
+            Action::PauseSink => "pause-sink",
+            Action::RetryNow => "retry-now",
+            Action::ParkRow => "park-row",
+            Action::RequeueParked => "requeue-parked",
+            Action::HoldDependency => "hold-dependency",
+            Action::ReleaseDependency => "release-dependency",
+            Action::ResetBreaker => "reset-breaker",
         }
     }
 
@@ -109,7 +127,20 @@ impl Action {
     pub fn mutates(self) -> bool {
         matches!(
             self,
-            Action::Approve | Action::Reject | Action::Claim | Action::Escalate | Action::Redrive | Action::Stop | Action::Compensate
+            Action::Approve
+                | Action::Reject
+                | Action::Claim
+                | Action::Escalate
+                | Action::Redrive
+                | Action::Stop
+                | Action::Compensate
+                | Action::PauseSink
+                | Action::RetryNow
+                | Action::ParkRow
+                | Action::RequeueParked
+                | Action::HoldDependency
+                | Action::ReleaseDependency
+                | Action::ResetBreaker
         )
     }
 }
@@ -156,6 +187,14 @@ pub const ALL_ACTIONS: &[Action] = &[
     Action::SwitchHalf,
     Action::Pause,
     Action::OpenExecution,
+    Action::NextSink,
+    Action::PauseSink,
+    Action::RetryNow,
+    Action::ParkRow,
+    Action::RequeueParked,
+    Action::HoldDependency,
+    Action::ReleaseDependency,
+    Action::ResetBreaker,
 ];
 
 /// Where a binding works.
@@ -169,6 +208,8 @@ pub enum Scope {
     Events,
     /// View 5: SLO clocks.
     Slo,
+    /// View 6: the outbox relay's sinks and rows, and the Dependencies table.
+    Outbox,
     /// The detail pane (an event's full text) is open over the view.
     Pane,
 }
@@ -355,6 +396,18 @@ impl Default for Keymap {
                 b("p", Pause, Events, "pause", true),
                 b("enter", Open, Pane, "go to execution", true),
                 b("o", OpenExecution, Pane, "go to execution", false),
+                // View 6: Tab walks sinks → dependencies → the next view (S-Tab back).
+                b("n", NextSink, Outbox, "next sink", true),
+                b("p", PauseSink, Outbox, "pause/resume", true),
+                b("t", RetryNow, Outbox, "retry", true),
+                b("P", ParkRow, Outbox, "park", true),
+                b("u", RequeueParked, Outbox, "requeue", true),
+                b("h", HoldDependency, Outbox, "hold", true),
+                b("r", ReleaseDependency, Outbox, "release", true),
+                b("b", ResetBreaker, Outbox, "reset breaker", true),
+                b("tab", NextView, Outbox, "sinks → dependencies → next view", true),
+                b("backtab", PrevView, Outbox, "dependencies → sinks → previous view", false),
+                b("enter", Open, Outbox, "row's execution", true),
                 b("esc", Back, Pane, "close", true),
                 b("w", ToggleWrap, Pane, "wrap", true),
                 b("left", ScrollLeft, Pane, "scroll ←", true),
@@ -459,6 +512,36 @@ mod tests {
         let events = Keymap::default().footer(Scope::Events);
         assert!(events.iter().any(|(k, d, _)| k == "p" && *d == "pause"), "{events:?}");
         assert!(events.iter().any(|(k, d, _)| k == "Enter" && *d == "detail"), "{events:?}");
+    }
+
+    #[test]
+    fn view_6_keys_are_scoped_and_rebind_apart_from_the_same_keys_elsewhere() {
+        let km = Keymap::default();
+        let k = |s: &str| Key::parse(s).expect("key");
+        assert_eq!(km.action(k("p"), Scope::Outbox), Some(Action::PauseSink));
+        assert_eq!(km.action(k("p"), Scope::Events), Some(Action::Pause));
+        assert_eq!(km.action(k("u"), Scope::Outbox), Some(Action::RequeueParked));
+        assert_eq!(km.action(k("u"), Scope::Reviews), Some(Action::ClearMarks));
+        assert_eq!(km.action(k("r"), Scope::Outbox), Some(Action::ReleaseDependency));
+        assert_eq!(km.action(k("r"), Scope::Reviews), Some(Action::Reject));
+        assert_eq!(km.action(k("tab"), Scope::Outbox), Some(Action::NextView));
+        assert_eq!(km.action(k("h"), Scope::Pipelines), None);
+        // Rebinding the Events pause leaves the sink's pause alone, and the other way round.
+        let mut o = BTreeMap::new();
+        o.insert("pause".to_string(), vec!["space".to_string()]);
+        o.insert("hold-dependency".to_string(), vec!["H".to_string()]);
+        let km = km.with_overrides(&o).expect("override");
+        assert_eq!(km.action(k("p"), Scope::Outbox), Some(Action::PauseSink));
+        assert_eq!(km.action(k("p"), Scope::Events), None);
+        assert_eq!(km.action(k("H"), Scope::Outbox), Some(Action::HoldDependency));
+        assert_eq!(km.action(k("h"), Scope::Outbox), None);
+        let footer = km.footer(Scope::Outbox);
+        assert_eq!(footer.first().map(|(k, d, _)| (k.as_str(), *d)), Some(("n", "next sink")), "{footer:?}");
+        assert!(footer.iter().any(|(k, d, _)| k == "H" && *d == "hold"), "{footer:?}");
+        for a in [Action::PauseSink, Action::ParkRow, Action::HoldDependency, Action::ReleaseDependency, Action::ResetBreaker] {
+            assert!(a.mutates(), "{a:?} is refused in read-only mode");
+        }
+        assert!(!Action::NextSink.mutates());
     }
 
     #[test]

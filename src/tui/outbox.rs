@@ -1,32 +1,56 @@
-//! View 6, Outbox: per sink its breaker (and time left), backlog, oldest age, publish rate,
-//! failures and parked rows; below, the rows behind the selected sink, each linked to its
-//! execution (Enter opens it). Keys (this view only): `n` next sink, `p` pause/resume the
-//! sink, `t` retry now, `P` park the selected row, `u` requeue parked — each confirmed, and
-//! audited by the job that carries it out.
+//! View 6, Outbox: three tables on the one table widget ([`super::table`], rows built in
+//! [`super::rows`]). Sinks: per sink its breaker (and time left), backlog, oldest age,
+//! publish rate, failures and parked rows. Below, the rows behind the selected sink, each
+//! linked to its execution (Enter opens it). Last, Dependencies: each configured dependency's
+//! breaker (and time left), recent failures, and hold (by whom, since when, why).
+//!
+//! Focus is on the sinks (with their rows) or on the dependencies: Tab walks sinks →
+//! dependencies → the next view, S-Tab back. `j`/`k` move in the table in focus; the `/`
+//! filter keeps the rows and the dependencies whose cells match. The keys are keymap actions
+//! (scope view 6, rebindable): `n` next sink, `p` pause/resume, `t` retry now, `P` park row,
+//! `u` requeue parked; `h` hold, `r` release, `b` reset the selected dependency's breaker.
+//! A key for the other table moves the focus there. Each action is confirmed (pause, park,
+//! hold, release and reset ask for a reason) and carried out by the jobs thread; outbox
+//! actions are audited by the console's hook, dependency changes by the backend exactly as
+//! their CLI twin (`lightbox dependencies hold|release|reset`).
 
 use ratatui::Frame;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::app::{App, Dialog, Effect, Mutation, Pane};
-use crate::backend::OutboxSnapshot;
-use crate::outbox::{Action, Breaker, DeliveryRow, SinkStatus};
+use super::app::{App, Dialog, Effect, Mutation, Pane, View};
+use super::keymap::Action;
+use crate::backend::{DependencyOp, OutboxSnapshot};
+use crate::engine::dependencies::DependencyStatus;
+use crate::outbox::{self, DeliveryRow, SinkStatus};
 
-/// What view 6 holds: the last snapshot and the sink selected.
+/// Which of view 6's tables `j`/`k` move in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    /// The sinks, and the rows behind the selected one (`n` picks the sink, `j`/`k` the row).
+    #[default]
+    Sinks,
+    Dependencies,
+}
+
+/// What view 6 holds: the last snapshots and what is selected. The rows table's selection is
+/// the view's own (`App::sel`, by identity); the sink and the dependency are kept by name.
 #[derive(Debug, Default)]
 pub struct OutboxView {
     pub data: Pane<OutboxSnapshot>,
-    pub sink: usize,
+    pub deps: Pane<Vec<DependencyStatus>>,
+    /// The selected sink's name (`None`: the first).
+    pub sink: Option<String>,
+    pub focus: Focus,
+    /// The selected dependency: its index among those shown, and its name.
+    pub dep_sel: usize,
+    pub dep_key: Option<String>,
 }
 
-/// The keys this view adds, as its hint line shows them.
-pub const KEYS: [(&str, &str); 6] =
-    [("n", "next sink"), ("p", "pause/resume"), ("t", "retry now"), ("P", "park row"), ("u", "requeue parked"), ("Enter", "execution")];
-
-fn secs(ms: i64) -> String {
-    let s = ms / 1000;
+/// `ms` as `1h02m`, `3m05s` or `42s`.
+pub fn secs(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
     } else if s >= 60 {
@@ -39,168 +63,295 @@ fn secs(ms: i64) -> String {
 impl App {
     pub fn outbox_sink(&self) -> Option<&SinkStatus> {
         let sinks = &self.outbox.data.value.sinks;
-        sinks.get(self.outbox.sink.min(sinks.len().saturating_sub(1)))
+        self.outbox.sink.as_ref().and_then(|n| sinks.iter().find(|s| s.name == *n)).or_else(|| sinks.first())
     }
 
-    /// The rows behind the selected sink, oldest first.
+    /// The rows behind the selected sink, oldest first, as the filter keeps them.
     pub fn outbox_rows(&self) -> Vec<&DeliveryRow> {
-        match self.outbox_sink() {
-            Some(s) => self.outbox.data.value.rows.iter().filter(|r| r.sink == s.name).collect(),
-            None => vec![],
-        }
+        let Some(s) = self.outbox_sink() else { return vec![] };
+        let f = &self.filters[View::Outbox.index()];
+        self.outbox
+            .data
+            .value
+            .rows
+            .iter()
+            .filter(|r| r.sink == s.name && f.as_ref().is_none_or(|f| self.delivery_row(r, true).kept_by(f)))
+            .collect()
+    }
+
+    /// The dependencies, as the filter keeps them.
+    pub fn visible_dependencies(&self) -> Vec<&DependencyStatus> {
+        let f = &self.filters[View::Outbox.index()];
+        self.outbox.deps.value.iter().filter(|d| f.as_ref().is_none_or(|f| self.dependency_row(d, true).kept_by(f))).collect()
+    }
+
+    pub fn selected_dependency(&self) -> Option<&DependencyStatus> {
+        self.visible_dependencies().get(self.outbox.dep_sel).copied()
     }
 
     /// The execution behind the selected row (streams of no execution open nothing).
     pub fn outbox_selected_execution(&self) -> Option<String> {
+        if self.outbox.focus != Focus::Sinks {
+            return None;
+        }
         self.outbox_rows().get(self.selected()).map(|r| r.stream.clone()).filter(|s| s.starts_with("arn:"))
     }
 
-    /// A key in view 6 that is the view's own; `None` lets the shared keymap have it.
-    pub fn outbox_key(&mut self, k: &KeyEvent) -> Option<Vec<Effect>> {
-        if k.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) {
-            return None;
+    /// Put the dependency selection back on the same dependency (by name) after the list changed.
+    pub(super) fn follow_dependency(&mut self) {
+        let names: Vec<String> = self.visible_dependencies().iter().map(|d| d.name.clone()).collect();
+        if let Some(p) = self.outbox.dep_key.as_ref().and_then(|k| names.iter().position(|n| n == k)) {
+            self.outbox.dep_sel = p;
+            return;
         }
-        let KeyCode::Char(c) = k.code else { return None };
-        if !matches!(c, 'n' | 'p' | 't' | 'P' | 'u') {
-            return None;
+        self.outbox.dep_sel = self.outbox.dep_sel.min(names.len().saturating_sub(1));
+        self.outbox.dep_key = names.get(self.outbox.dep_sel).cloned();
+    }
+
+    /// Tab (`forward`) or S-Tab in view 6: between the two tables first, then to the next
+    /// (previous) view. `None`: the view changes.
+    pub(super) fn outbox_tab(&mut self, forward: bool) -> Option<Vec<Effect>> {
+        match (self.outbox.focus, forward) {
+            (Focus::Sinks, true) => self.outbox.focus = Focus::Dependencies,
+            (Focus::Dependencies, false) => self.outbox.focus = Focus::Sinks,
+            _ => return None,
         }
-        let Some(sink) = self.outbox_sink().cloned() else {
-            self.message = Some(("no outbox sinks: add [[outbox.sinks]] to the config".into(), true));
-            return Some(vec![]);
-        };
-        if c == 'n' {
-            let n = self.outbox.data.value.sinks.len().max(1);
-            self.outbox.sink = (self.outbox.sink.min(n - 1) + 1) % n;
-            self.sel[super::app::View::Outbox.index()] = 0;
-            return Some(vec![]);
-        }
-        if self.settings.read_only {
-            self.message = Some(("read-only: outbox actions are disabled".into(), true));
-            return Some(vec![]);
-        }
-        let row = self.outbox_rows().get(self.selected()).map(|r| (*r).clone());
-        let who = &self.settings.user;
-        let action = match c {
-            'p' if sink.paused => Action::Resume { sink: sink.name.clone() },
-            'p' => Action::Pause { sink: sink.name.clone(), reason: format!("paused from the console by {who}") },
-            't' => Action::Retry { sink: sink.name.clone(), row: row.as_ref().filter(|r| r.attempts > 0 && !r.parked).map(|r| r.row_id) },
-            'P' => match row.as_ref().filter(|r| !r.parked) {
-                Some(r) => Action::Park { sink: sink.name.clone(), row: r.row_id, reason: format!("parked from the console by {who}") },
-                None => {
-                    self.message = Some(("park: select a waiting row first".into(), true));
-                    return Some(vec![]);
-                }
-            },
-            _ => Action::Requeue { sink: sink.name.clone(), row: row.as_ref().filter(|r| r.parked).map(|r| r.row_id) },
-        };
-        let mut lines = vec![action.describe()];
-        if let Some(r) = row.as_ref().filter(|_| matches!(action, Action::Park { .. } | Action::Retry { row: Some(_), .. })) {
-            lines.push(format!("row {}: {} of {} ({} attempts)", r.row_id, r.detail_type, r.stream, r.attempts));
-        }
-        lines.push("The audit log records it.".into());
-        self.dialog = Some(Dialog::Confirm { title: format!("Outbox: {}", action.name()), lines, mutation: Mutation::Outbox { action } });
+        self.follow_dependency();
         Some(vec![])
     }
 
+    /// Whether a view-6 action applies to what is selected (the footer offers only those).
+    pub(super) fn outbox_applies(&self, a: Action) -> bool {
+        // Each table's keys are offered while it has the focus (they work from the other too).
+        let sinks = self.outbox.focus == Focus::Sinks;
+        let dep = self.selected_dependency().filter(|_| !sinks);
+        match a {
+            Action::NextSink => sinks && self.outbox.data.value.sinks.len() > 1,
+            Action::PauseSink | Action::RetryNow | Action::RequeueParked => sinks && self.outbox_sink().is_some(),
+            Action::ParkRow => sinks && self.outbox_rows().get(self.selected()).is_some_and(|r| !r.parked),
+            Action::Open => self.outbox_selected_execution().is_some(),
+            Action::HoldDependency => dep.is_some_and(|d| !d.held),
+            Action::ReleaseDependency => dep.is_some_and(|d| d.held),
+            Action::ResetBreaker => dep.is_some_and(|d| d.breaker != "CLOSED"),
+            _ => true,
+        }
+    }
+
+    /// The view-6 actions: each opens its confirmation (or says why it cannot).
+    pub(super) fn outbox_action(&mut self, a: Action) -> Vec<Effect> {
+        let for_deps = matches!(a, Action::HoldDependency | Action::ReleaseDependency | Action::ResetBreaker);
+        let want = if for_deps { Focus::Dependencies } else { Focus::Sinks };
+        if self.outbox.focus != want {
+            self.outbox.focus = want;
+            self.follow_dependency();
+        }
+        if for_deps { self.dependency_action(a) } else { self.sink_action(a) }
+    }
+
+    fn sink_action(&mut self, a: Action) -> Vec<Effect> {
+        let Some(sink) = self.outbox_sink().cloned() else {
+            self.message = Some(("no outbox sinks: add [[outbox.sinks]] to the config".into(), true));
+            return vec![];
+        };
+        if a == Action::NextSink {
+            let sinks = &self.outbox.data.value.sinks;
+            let at = sinks.iter().position(|s| s.name == sink.name).unwrap_or(0);
+            self.outbox.sink = sinks.get((at + 1) % sinks.len().max(1)).map(|s| s.name.clone());
+            let i = View::Outbox.index();
+            self.sel[i] = 0;
+            self.sel_keys[i] = self.row_key(View::Outbox, 0);
+            return vec![];
+        }
+        let row = self.outbox_rows().get(self.selected()).map(|r| (*r).clone());
+        let action = match a {
+            Action::PauseSink if sink.paused => outbox::Action::Resume { sink: sink.name.clone() },
+            Action::PauseSink => outbox::Action::Pause { sink: sink.name.clone(), reason: String::new() },
+            Action::RetryNow => outbox::Action::Retry {
+                sink: sink.name.clone(),
+                row: row.as_ref().filter(|r| r.attempts > 0 && !r.parked).map(|r| r.row_id),
+            },
+            Action::ParkRow => match row.as_ref().filter(|r| !r.parked) {
+                Some(r) => outbox::Action::Park { sink: sink.name.clone(), row: r.row_id, reason: String::new() },
+                None => {
+                    self.message = Some(("park: select a waiting row first".into(), true));
+                    return vec![];
+                }
+            },
+            _ => outbox::Action::Requeue { sink: sink.name.clone(), row: row.as_ref().filter(|r| r.parked).map(|r| r.row_id) },
+        };
+        let mut lines = vec![action.describe()];
+        if let Some(r) = row.as_ref().filter(|_| matches!(action, outbox::Action::Park { .. } | outbox::Action::Retry { row: Some(_), .. }))
+        {
+            lines.push(format!("row {}: {} of {} ({} attempts)", r.row_id, r.detail_type, r.stream, r.attempts));
+        }
+        let title = format!("Outbox: {}", action.name());
+        let reasoned = matches!(action, outbox::Action::Pause { .. } | outbox::Action::Park { .. });
+        let mutation = Mutation::Outbox { action };
+        self.dialog = Some(if reasoned {
+            Dialog::Reason { title, lines, mutation, reason: String::new() }
+        } else {
+            lines.push("The audit log records it.".into());
+            Dialog::Confirm { title, lines, mutation }
+        });
+        vec![]
+    }
+
+    fn dependency_action(&mut self, a: Action) -> Vec<Effect> {
+        let Some(d) = self.selected_dependency().cloned() else {
+            let why = match &self.outbox.deps.error {
+                Some(e) => e.clone(),
+                None if self.outbox.deps.value.is_empty() => "no dependencies: add [[dependencies]] to the config".into(),
+                None => "no dependency selected (the filter shows none)".into(),
+            };
+            self.message = Some((why, true));
+            return vec![];
+        };
+        let left = self.dependency_left(&d);
+        let (op, lines) = match a {
+            Action::HoldDependency if d.held => {
+                self.message =
+                    Some((format!("{} is already held by {} (r releases it)", d.name, d.held_by.as_deref().unwrap_or("someone")), true));
+                return vec![];
+            }
+            Action::HoldDependency => (
+                DependencyOp::Hold,
+                vec![
+                    format!("hold {} ({}): its tasks wait, durably, instead of being sent, until the hold is released", d.name, d.matches),
+                    format!(
+                        "breaker {}{}; {} execution(s) waiting now",
+                        d.breaker,
+                        left.map(|l| format!(" ({l} left)")).unwrap_or_default(),
+                        d.waiting
+                    ),
+                ],
+            ),
+            Action::ReleaseDependency if !d.held => {
+                self.message = Some((format!("{} is not held (h holds it)", d.name), true));
+                return vec![];
+            }
+            Action::ReleaseDependency => (
+                DependencyOp::Release,
+                vec![
+                    format!(
+                        "release the hold on {}, held by {} since {}: {}",
+                        d.name,
+                        d.held_by.as_deref().unwrap_or("?"),
+                        d.held_since.as_deref().unwrap_or("?"),
+                        d.hold_reason.as_deref().unwrap_or("")
+                    ),
+                    format!("{} waiting execution(s) resume on the engine's next tick", d.waiting),
+                ],
+            ),
+            _ if d.breaker == "CLOSED" => {
+                self.message = Some((format!("{}: the breaker is closed; nothing to reset", d.name), true));
+                return vec![];
+            }
+            _ => (
+                DependencyOp::Reset,
+                vec![format!(
+                    "close {}'s breaker by hand (now {}{}): its tasks are sent again",
+                    d.name,
+                    d.breaker,
+                    left.map(|l| format!(", {l} left")).unwrap_or_default()
+                )],
+            ),
+        };
+        let title = format!("Dependency: {} {}", op.audit_name(), d.name);
+        let mutation = Mutation::Dependency { op, name: d.name.clone(), reason: String::new(), by: self.settings.user.clone() };
+        self.dialog = Some(Dialog::Reason { title, lines, mutation, reason: String::new() });
+        vec![]
+    }
+
+    /// An open breaker's time left, counting down from the load.
+    pub(super) fn dependency_left(&self, d: &DependencyStatus) -> Option<String> {
+        let at = self.outbox.deps.loaded_at.unwrap_or(self.now);
+        d.open_seconds_left.map(|s| secs(s.saturating_mul(1000) - (self.now - at).num_milliseconds().max(0)))
+    }
+
+    /// A sink's open breaker's time left, counting down from the load.
+    pub(super) fn sink_left(&self, s: &SinkStatus) -> Option<String> {
+        let at = self.outbox.data.loaded_at.unwrap_or(self.now);
+        s.breaker_left_ms.map(|ms| secs(ms - (self.now - at).num_milliseconds().max(0)))
+    }
+
     pub(super) fn outbox_view(&self, f: &mut Frame, area: Rect) {
-        let t = &self.theme;
         let data = &self.outbox.data;
         let sinks = &data.value.sinks;
-        let parts = Layout::default()
-            .direction(Direction::Vertical)
-            .constraints([Constraint::Length(sinks.len().max(1) as u16 + 3), Constraint::Min(3), Constraint::Length(1)])
-            .split(area);
-        let mut lines = vec![Line::from(Span::styled(
-            format!(
-                "  {:<18} {:<8} {:<16} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}",
-                "SINK", "KIND", "BREAKER", "BACKLOG", "OLDEST", "RATE/m", "DELIVERED", "FAILURES", "PARKED"
-            ),
-            t.muted(),
-        ))];
-        if let Some(e) = &data.error {
-            lines.push(Line::from(Span::styled(format!("  {e}"), t.breach())));
-        } else if sinks.is_empty() {
-            let text = if data.loaded_at.is_none() { "  loading…" } else { "  no sinks: add [[outbox.sinks]] to the config" };
-            lines.push(Line::from(Span::styled(text, t.muted())));
-        }
-        let chosen = self.outbox.sink.min(sinks.len().saturating_sub(1));
-        for (i, s) in sinks.iter().enumerate() {
-            let (breaker, style) = match (s.paused, s.breaker, s.breaker_left_ms) {
-                (true, ..) => ("PAUSED".to_string(), t.warn()),
-                (_, Breaker::Open, Some(left)) => (format!("OPEN {}", secs(left)), t.breach()),
-                (_, Breaker::HalfOpen, _) => ("HALF_OPEN".to_string(), t.warn()),
-                (_, b, _) => (b.as_str().to_string(), t.ok()),
-            };
-            let oldest = s.oldest_age_ms.map(secs).unwrap_or_else(|| "-".into());
-            let mark = if i == chosen { "▸ " } else { "  " };
-            lines.push(Line::from(vec![
-                Span::styled(format!("{mark}{:<18} {:<8} ", s.name, s.kind), if i == chosen { t.accent() } else { t.text() }),
-                Span::styled(format!("{breaker:<16}"), style),
-                Span::styled(
-                    format!(" {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}", s.backlog, oldest, s.rate_per_min, s.delivered, s.failures, s.parked),
-                    if s.parked > 0 || s.failures > 0 { t.warn() } else { t.text() },
-                ),
-            ]));
-        }
-        f.render_widget(Paragraph::new(lines).block(self.block("Outbox · sinks".into())), parts[0]);
+        let deps = self.visible_dependencies();
+        let third = (area.height / 3).max(4);
+        let sinks_h = (sinks.len().max(1) as u16 + 3).min(third);
+        let deps_h = (deps.len().max(1) as u16 + 3).min(third);
+        let [top, middle, bottom] =
+            Layout::vertical([Constraint::Length(sinks_h), Constraint::Min(4), Constraint::Length(deps_h)]).areas(area);
+        let focus = self.outbox.focus;
+        let mark = |title: String, on: bool| if on { format!("{title} ◀") } else { title };
 
+        // Sinks: the selected one marked; `n` moves it.
+        let chosen = self.outbox_sink().map(|s| s.name.clone());
+        let sel = sinks.iter().position(|s| Some(&s.name) == chosen.as_ref());
+        let title = mark(format!("Outbox · sinks ({})", sinks.len()), focus == Focus::Sinks);
+        let win = super::table::window(sinks.len(), sel.unwrap_or(0), top);
+        let first = win.start;
+        let rows = win.filter_map(|i| sinks.get(i).map(|s| self.sink_row(s))).collect();
+        self.draw_rows(f, top, super::rows::SINKS, rows, first, sel, title, focus == Focus::Sinks);
+        let empty = match (&data.error, data.loaded_at) {
+            (Some(e), _) => Some(e.clone()),
+            (None, None) => Some("loading…".into()),
+            (None, Some(_)) if sinks.is_empty() => Some("no sinks: add [[outbox.sinks]] to the config".into()),
+            _ => None,
+        };
+        self.empty_note(f, top, empty, data.error.is_some());
+
+        // The rows behind the selected sink.
         let rows = self.outbox_rows();
+        let filter = self.filters[View::Outbox.index()].as_ref().map(|f| format!(" · /{}", f.text)).unwrap_or_default();
         let title = match self.outbox_sink() {
             Some(s) => match (&s.paused_reason, &s.last_error) {
-                (Some(r), _) if s.paused => format!("Rows behind {} ({}) · paused: {r}", s.name, rows.len()),
-                (_, Some(e)) if s.failures > 0 => format!("Rows behind {} ({}) · last error: {e}", s.name, rows.len()),
-                _ => format!("Rows behind {} ({})", s.name, rows.len()),
+                (Some(r), _) if s.paused => format!("Rows behind {} ({}){filter} · paused: {r}", s.name, rows.len()),
+                (_, Some(e)) if s.failures > 0 => format!("Rows behind {} ({}){filter} · last error: {e}", s.name, rows.len()),
+                _ => format!("Rows behind {} ({}){filter}", s.name, rows.len()),
             },
             None => "Rows".to_string(),
         };
-        let now = self.now.timestamp_millis();
-        let height = parts[1].height.saturating_sub(3) as usize;
-        let sel = self.selected();
-        let first = sel.saturating_sub(height.saturating_sub(1));
-        let mut body = vec![Line::from(Span::styled(
-            format!("  {:>7} {:>8} {:<8} {:<30} {:<10} EXECUTION", "ROW", "ATTEMPTS", "STATE", "DETAIL-TYPE", "AGE"),
-            t.muted(),
-        ))];
-        for (i, r) in rows.iter().enumerate().skip(first).take(height.max(1)) {
-            let state = if r.parked {
-                "parked"
-            } else if r.attempts > 0 {
-                "retrying"
-            } else {
-                "waiting"
-            };
-            let name = r.stream.rsplit(':').next().unwrap_or(&r.stream);
-            let text = format!(
-                "{}{:>7} {:>8} {:<8} {:<30} {:<10} {}",
-                if i == sel { "▸ " } else { "  " },
-                r.row_id,
-                r.attempts,
-                state,
-                r.detail_type.chars().take(30).collect::<String>(),
-                secs((now - r.created_ms).max(0)),
-                name
-            );
-            let style = if i == sel {
-                t.selected()
-            } else if r.parked {
-                t.breach()
-            } else {
-                t.text()
-            };
-            body.push(Line::from(Span::styled(text, style)));
+        let selected = (focus == Focus::Sinks).then(|| self.selected());
+        let win = super::table::window(rows.len(), selected.unwrap_or(0), middle);
+        let first = win.start;
+        let cells = win.filter_map(|i| rows.get(i).map(|r| self.delivery_row(r, false))).collect();
+        self.draw_rows(f, middle, super::rows::DELIVERIES, cells, first, selected, title, false);
+        if rows.is_empty() && self.outbox_sink().is_some() {
+            let text = if filter.is_empty() { "nothing waiting: every event was delivered" } else { "no row matches the filter" };
+            self.empty_note(f, middle, Some(text.into()), false);
         }
-        if rows.is_empty() {
-            body.push(Line::from(Span::styled("  nothing waiting: every event was delivered", t.muted())));
+
+        // Dependencies.
+        let dep_data = &self.outbox.deps;
+        let held = deps.iter().filter(|d| d.held).count();
+        let open = deps.iter().filter(|d| d.breaker != "CLOSED").count();
+        let title =
+            mark(format!("Dependencies ({}) · {held} held · {open} breaker(s) not closed", deps.len()), focus == Focus::Dependencies);
+        let selected = (focus == Focus::Dependencies).then_some(self.outbox.dep_sel);
+        let win = super::table::window(deps.len(), selected.unwrap_or(0), bottom);
+        let first = win.start;
+        let cells = win.filter_map(|i| deps.get(i).map(|d| self.dependency_row(d, false))).collect();
+        self.draw_rows(f, bottom, super::rows::DEPENDENCIES, cells, first, selected, title, focus == Focus::Dependencies);
+        let empty = match (&dep_data.error, dep_data.loaded_at) {
+            (Some(e), _) => Some(e.clone()),
+            (None, None) => Some("loading…".into()),
+            (None, Some(_)) if dep_data.value.is_empty() => Some("no dependencies: add [[dependencies]] to the config".into()),
+            (None, Some(_)) if deps.is_empty() => Some("no dependency matches the filter".into()),
+            _ => None,
+        };
+        self.empty_note(f, bottom, empty, dep_data.error.is_some());
+    }
+
+    /// A muted (or, for an error, alarmed) line where an empty table's first row would be.
+    fn empty_note(&self, f: &mut Frame, area: Rect, text: Option<String>, error: bool) {
+        let Some(text) = text else { return };
+        let inner = Rect { x: area.x + 2, y: area.y + 2, width: area.width.saturating_sub(4), height: 1 };
+        if area.height < 4 || inner.width == 0 {
+            return;
         }
-        f.render_widget(Paragraph::new(body).block(self.block(title)), parts[1]);
-        let mut hints = vec![Span::raw(" ")];
-        for (k, d) in KEYS {
-            if self.settings.read_only && k != "n" && k != "Enter" {
-                continue;
-            }
-            hints.push(Span::styled(k, t.accent()));
-            hints.push(Span::styled(format!(" {d}  "), t.muted()));
-        }
-        f.render_widget(Paragraph::new(Line::from(hints)), parts[2]);
+        let style = if error { self.theme.breach() } else { self.theme.muted() };
+        f.render_widget(Paragraph::new(Line::from(Span::styled(super::table::fit(&text, inner.width as usize), style))), inner);
     }
 }

@@ -328,7 +328,7 @@ impl App {
             View::Executions => (self.executions.loaded_at, self.executions.loading),
             View::Events => (self.events.loaded_at, self.events.loading),
             View::Slo => (self.slo.loaded_at, self.slo.loading),
-            _ => (self.pulse.loaded_at, self.pulse.loading),
+            View::Outbox => (self.outbox.data.loaded_at, self.outbox.data.loading),
         };
         let ro = if self.settings.read_only { "read-only: on" } else { "read-only: off" };
         match pane_at {
@@ -689,6 +689,20 @@ impl App {
                 let h = l.len() as u16 + 2;
                 ("Override a claim".into(), l, h)
             }
+            Dialog::Reason { title, lines, mutation, reason } => {
+                let mut l: Vec<Line> = lines.iter().map(|x| consequence_line(x, t)).collect();
+                l.push(Line::from(Span::styled("Recorded in the audit log with your reason (say why, in a few words).", t.muted())));
+                l.push(Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
+                l.push(Line::from(""));
+                l.push(Line::from(vec![
+                    Span::styled("Enter", t.accent()),
+                    Span::raw(format!(" {}   ", mutation.verb())),
+                    Span::styled("Esc", t.accent()),
+                    Span::raw(" cancel"),
+                ]));
+                let h = l.len() as u16 + 2;
+                (title.clone(), l, h)
+            }
             Dialog::Compensate { title, lines, reason, .. } => {
                 let mut l: Vec<Line> = lines.iter().map(|x| Line::from(Span::styled(x.clone(), t.text()))).collect();
                 l.push(Line::from(Span::styled("Recorded in the audit log with your reason, which the compensation receives.", t.muted())));
@@ -743,7 +757,15 @@ impl App {
         let height = height.saturating_add(extra.min(u16::MAX as usize) as u16);
         let h = height.min(area.height.saturating_sub(2)).max(3);
         let clipped = height > h
-            && matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. } | Dialog::Help | Dialog::Pick { .. } | Dialog::Lines { .. });
+            && matches!(
+                d,
+                Dialog::Confirm { .. }
+                    | Dialog::Approve { .. }
+                    | Dialog::Reason { .. }
+                    | Dialog::Help
+                    | Dialog::Pick { .. }
+                    | Dialog::Lines { .. }
+            );
         let title = if clipped { format!("{title} (↑↓ scroll: {} rows)", height - 2) } else { title };
         let scroll = match d {
             // The pick list scrolls to keep the chosen row in sight.

@@ -10,10 +10,13 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 
 use super::app::App;
+use super::outbox::secs;
 use super::render::{clock, machine, patient};
 use super::table::{self, Cell, Column, DataTable, Spec, TableRow};
 use crate::backend::{ExecutionSummary, FeedEvent};
+use crate::engine::dependencies::DependencyStatus;
 use crate::ops::project::{GateKind, Review, Study, human};
+use crate::outbox::{Breaker as OutboxBreaker, DeliveryRow, SinkStatus};
 
 pub const STUDY_COLUMNS: [Column; 8] = [
     Column::new("ACCESSION", 11).cut(9, 1),
@@ -56,10 +59,47 @@ pub const EVENT_COLUMNS: [Column; 6] = [
     Column::new("ERROR", 8).cut(6, 2).grow(),
 ];
 
+pub const SINK_COLUMNS: [Column; 10] = [
+    Column::new("SINK", 16).cut(8, 1),
+    Column::new("KIND", 7).cut(4, 6),
+    Column::new("BREAKER", 12),
+    Column::new("BACKLOG", 7).cut(4, 3),
+    Column::new("OLDEST", 7).cut(5, 4),
+    Column::new("RATE/m", 6).cut(4, 5),
+    Column::new("DELIVERED", 9).cut(5, 5),
+    Column::new("FAILURES", 8).cut(4, 3),
+    Column::new("PARKED", 6).cut(4, 3),
+    Column::new("LAST ERROR", 12).cut(0, 7).grow(),
+];
+
+pub const DELIVERY_COLUMNS: [Column; 7] = [
+    Column::new("ROW", 7),
+    Column::new("ATTEMPTS", 8).cut(4, 3),
+    Column::new("STATE", 8),
+    Column::new("DETAIL-TYPE", 38).cut(14, 1),
+    Column::new("AGE", 7),
+    Column::new("EXECUTION", 20).cut(10, 2),
+    Column::new("LAST ERROR", 10).cut(0, 5).grow(),
+];
+
+pub const DEPENDENCY_COLUMNS: [Column; 8] = [
+    Column::new("NAME", 16).cut(10, 1),
+    Column::new("MATCH", 30).cut(0, 6),
+    Column::new("BREAKER", 12),
+    Column::new("FAILURES", 8).cut(5, 4),
+    Column::new("HELD", 12).cut(8, 2),
+    Column::new("SINCE", 8),
+    Column::new("WAITING", 7).cut(4, 5),
+    Column::new("REASON", 30).cut(6, 3).grow(),
+];
+
 pub const STUDIES: Spec = Spec { columns: &STUDY_COLUMNS, marks: false };
 pub const REVIEWS: Spec = Spec { columns: &REVIEW_COLUMNS, marks: true };
 pub const EXECUTIONS: Spec = Spec { columns: &EXECUTION_COLUMNS, marks: true };
 pub const EVENTS: Spec = Spec { columns: &EVENT_COLUMNS, marks: false };
+pub const SINKS: Spec = Spec { columns: &SINK_COLUMNS, marks: false };
+pub const DELIVERIES: Spec = Spec { columns: &DELIVERY_COLUMNS, marks: false };
+pub const DEPENDENCIES: Spec = Spec { columns: &DEPENDENCY_COLUMNS, marks: false };
 
 /// The name an execution ARN ends with.
 fn name_of(arn: &str) -> &str {
@@ -207,6 +247,116 @@ impl App {
             return String::new();
         }
         self.settings.phi.mask_text_with(cause, &known)
+    }
+
+    /// An outbox sink in view 6's sinks table. Hidden: where it delivers, why it is paused.
+    pub fn sink_row(&self, s: &SinkStatus) -> TableRow {
+        let t = &self.theme;
+        let (breaker, style) = match (s.paused, s.breaker) {
+            (true, _) => ("PAUSED".to_string(), t.warn()),
+            (_, OutboxBreaker::Open) => (self.sink_left(s).map(|l| format!("OPEN {l}")).unwrap_or_else(|| "OPEN".into()), t.breach()),
+            (_, OutboxBreaker::HalfOpen) => ("HALF_OPEN".to_string(), t.warn()),
+            (_, b) => (b.as_str().to_string(), t.ok()),
+        };
+        let trouble = |n: i64| if n > 0 { t.warn() } else { t.text() };
+        TableRow::new(vec![
+            Cell::new(s.name.clone(), t.text()),
+            Cell::new(s.kind.clone(), t.text()),
+            Cell::new(breaker, style),
+            Cell::new(s.backlog.to_string(), t.text()),
+            Cell::new(s.oldest_age_ms.map(secs).unwrap_or_else(|| "-".into()), t.text()),
+            Cell::new(s.rate_per_min.to_string(), t.text()),
+            Cell::new(s.delivered.to_string(), t.text()),
+            Cell::new(s.failures.to_string(), trouble(s.failures)),
+            Cell::new(s.parked.to_string(), trouble(s.parked)),
+            Cell::new(s.last_error.clone().unwrap_or_default(), t.muted()),
+        ])
+        .hidden(s.target.clone())
+        .hidden(s.paused_reason.clone().unwrap_or_default())
+    }
+
+    /// An outbox row waiting for a sink. Hidden: the stream (execution ARN), the event id, why
+    /// it was parked.
+    pub fn delivery_row(&self, r: &DeliveryRow, for_search: bool) -> TableRow {
+        let t = &self.theme;
+        let state = if r.parked {
+            "parked"
+        } else if r.attempts > 0 {
+            "retrying"
+        } else {
+            "waiting"
+        };
+        let style = if r.parked { t.breach() } else { t.text() };
+        TableRow::new(vec![
+            Cell::new(r.row_id.to_string(), t.text()),
+            Cell::new(r.attempts.to_string(), t.text()),
+            Cell::new(state, style),
+            Cell::new(r.detail_type.clone(), t.text()),
+            Cell::new(secs(self.now.timestamp_millis() - r.created_ms), t.text()),
+            Cell::new(name_of(&r.stream), t.text()),
+            Cell::new(r.last_error.clone().unwrap_or_default(), t.muted()),
+        ])
+        .search_also(for_search, || vec![r.stream.clone(), r.event_id.clone(), r.park_reason.clone().unwrap_or_default()])
+    }
+
+    /// A dependency in view 6's Dependencies table. Hidden: the full hold reason.
+    pub fn dependency_row(&self, d: &DependencyStatus, for_search: bool) -> TableRow {
+        let t = &self.theme;
+        let (breaker, style) = match d.breaker.as_str() {
+            "OPEN" => (self.dependency_left(d).map(|l| format!("OPEN {l}")).unwrap_or_else(|| "OPEN".into()), t.breach()),
+            "HALF_OPEN" => ("HALF_OPEN".to_string(), t.warn()),
+            b => (b.to_string(), t.ok()),
+        };
+        let since = d
+            .held_since
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|x| clock(x.with_timezone(&chrono::Utc), &self.settings.tz))
+            .unwrap_or_default();
+        let failures = Cell::new(format!("{}/{}", d.failures, d.threshold), if d.failures > 0 { t.warn() } else { t.text() });
+        TableRow::new(vec![
+            Cell::new(d.name.clone(), t.text()),
+            Cell::new(d.matches.clone(), t.muted()),
+            Cell::new(breaker, style),
+            failures,
+            match &d.held_by {
+                Some(by) if d.held => Cell::new(format!("by {by}"), t.warn()),
+                _ if d.held => Cell::new("held", t.warn()),
+                _ => Cell::new("no", t.text()),
+            },
+            Cell::new(since, t.text()),
+            Cell::new(d.waiting.to_string(), if d.waiting > 0 { t.warn() } else { t.text() }),
+            Cell::new(d.hold_reason.clone().unwrap_or_default(), t.text()),
+        ])
+        .search_also(for_search, || vec![d.breaker.clone()])
+    }
+
+    /// Draw prepared rows (the window starting at row `first`) through the one table widget;
+    /// a table with the focus has an accent border.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn draw_rows(
+        &self,
+        f: &mut Frame,
+        area: Rect,
+        spec: Spec,
+        rows: Vec<TableRow>,
+        first: usize,
+        selected: Option<usize>,
+        title: String,
+        focused: bool,
+    ) {
+        let block = if focused { self.block(title).border_style(self.theme.accent()) } else { self.block(title) };
+        DataTable {
+            columns: spec.columns,
+            rows,
+            first,
+            selected,
+            marks: spec.marks,
+            block,
+            header_style: self.theme.muted(),
+            selected_style: self.theme.selected(),
+        }
+        .render(f, area);
     }
 
     /// Draw `n` rows (row `i` built by `row(i)`, only those in view) through the one table widget.

@@ -75,3 +75,109 @@ impl Lb {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
+
+// ----- the console on ratatui's TestBackend (tests/slo_console.rs, tests/console_outbox.rs) -----
+
+use chrono::{DateTime, Utc};
+use lightbox::tui::app::{App, AppEvent, Settings};
+use lightbox::tui::keymap::Keymap;
+use lightbox::tui::theme::Theme;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// A console on the dark theme and the default keys at `now`.
+pub fn console(settings: Settings, now: DateTime<Utc>) -> App {
+    App::new(settings, Keymap::default(), Theme::dark(), now)
+}
+
+/// A key press of a character.
+pub fn key(c: char) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+/// A key press of a named key (Enter, Esc, Tab…).
+pub fn code(c: KeyCode) -> AppEvent {
+    AppEvent::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+/// Type `text` into whatever has the keys (a dialog's field).
+pub fn type_text(a: &mut App, text: &str) {
+    for c in text.chars() {
+        a.handle(key(c));
+    }
+}
+
+/// The screen the console draws at `w`×`h`, one line per row, trailing blanks trimmed.
+pub fn draw(a: &App, w: u16, h: u16) -> String {
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).expect("terminal");
+    term.draw(|f| a.render(f)).expect("draw");
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+// ----- view 6 fixtures -----
+
+use lightbox::engine::dependencies::DependencyStatus;
+use lightbox::outbox::{Breaker, DeliveryRow, SinkStatus};
+
+/// A webhook sink with two rows waiting, five failures and one row parked.
+pub fn sink(name: &str, breaker: Breaker, left_ms: Option<i64>, paused: bool) -> SinkStatus {
+    SinkStatus {
+        name: name.into(),
+        kind: "webhook".into(),
+        target: "http://127.0.0.1:9000/events".into(),
+        paused,
+        paused_reason: paused.then(|| "maintenance".to_string()),
+        breaker,
+        breaker_left_ms: left_ms,
+        backlog: 2,
+        oldest_age_ms: Some(95_000),
+        rate_per_min: 0,
+        delivered: 40,
+        failures: 5,
+        parked: 1,
+        last_error: Some("webhook answered HTTP 503".into()),
+    }
+}
+
+/// Outbox row `id` of execution `stream` for `sink`, created a minute before `now`.
+pub fn delivery(sink: &str, stream: &str, id: i64, attempts: u32, parked: bool, now: DateTime<Utc>) -> DeliveryRow {
+    DeliveryRow {
+        row_id: id,
+        sink: sink.into(),
+        stream: stream.into(),
+        event_id: format!("e{id}"),
+        detail_type: "Step Functions Execution Status Change".into(),
+        created_ms: now.timestamp_millis() - 60_000,
+        attempts,
+        next_ms: None,
+        parked,
+        park_reason: None,
+        last_error: parked.then(|| "webhook answered HTTP 400".to_string()),
+    }
+}
+
+/// A dependency as `lightbox dependencies list --json` reports it: `breaker` with `left_s`
+/// seconds to its trial, `failures` of 5 in the window, held by `held_by` when given.
+pub fn dependency(name: &str, breaker: &str, left_s: Option<i64>, failures: usize, held_by: Option<&str>) -> DependencyStatus {
+    DependencyStatus {
+        name: name.into(),
+        matches: format!("handler lightbox-{name}"),
+        breaker: breaker.into(),
+        failures,
+        threshold: 5,
+        window_seconds: 60,
+        open_until: left_s.map(|_| "2026-11-25T10:15:00Z".to_string()),
+        open_seconds_left: left_s,
+        held: held_by.is_some(),
+        held_by: held_by.map(str::to_string),
+        hold_reason: held_by.map(|_| "clearinghouse maintenance window".to_string()),
+        held_since: held_by.map(|_| "2026-11-25T09:40:00Z".to_string()),
+        waiting: if held_by.is_some() { 3 } else { 0 },
+    }
+}
