@@ -993,7 +993,7 @@ mod tests {
         assert_eq!(row_of(&other).breaker.state, BreakerState::HalfOpen, "the other connection sees the transition");
         // The operator resets it from the other connection; the engine's next trial result finds it closed.
         assert_eq!(
-            reset_on(&other, &[c.clone()], "clearinghouse", "ops", Source::Cli, "clearinghouse checked by phone", later).ok(),
+            reset_on(&other, std::slice::from_ref(&c), "clearinghouse", "ops", Source::Cli, "clearinghouse checked by phone", later).ok(),
             Some(true)
         );
         assert_eq!(after_call(&store, &c, later, true).ok(), Some(None));
