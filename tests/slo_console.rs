@@ -33,6 +33,7 @@ fn cfg(name: &str, target: &str) -> SloConfig {
         objective: 0.95,
         machine: None,
         flagged: Default::default(),
+        kind: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn clock(slo: &str, acc: &str, prio: &str, target_min: i64, started_min_ago: i64
         state: Some(state.into()),
         priority: Some(prio.into()),
         accession: Some(acc.into()),
+        stage: None,
     }
 }
 
