@@ -1258,6 +1258,186 @@ mod tests {
         assert!(bad.check().unwrap_err().to_string().contains("`flagged`"));
     }
 
+    fn loop_cfg() -> SloConfig {
+        SloConfig {
+            at_risk: 0.5,
+            kind: Some(SloKind::ClosedLoop),
+            ..cfg("critical-result", &[], "CommunicateCriticalResult", "AcknowledgeCriticalResult", "60m")
+        }
+    }
+
+    fn exited(id: i64, secs: i64, name: &str) -> HistoryEvent {
+        HistoryEvent { details: json!({"name": name, "output": "{}"}), ..ev(id, secs, "TaskStateExited", Some(name)) }
+    }
+
+    #[test]
+    fn a_closed_loop_goes_flagged_communicated_acknowledged_and_breaches_late() {
+        let slos = check_all(&[loop_cfg()]).expect("slos");
+        let input = json!({});
+        let mut h =
+            vec![ev(1, 0, "ExecutionStarted", None), ev(2, 60, "TaskStateEntered", Some("SignReport")), exited(3, 70, "SignReport")];
+        assert!(slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).is_none(), "no critical finding: no loop");
+        h.push(ev(4, 100, "TaskStateEntered", Some("CommunicateCriticalResult")));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("flagged");
+        assert_eq!((k.started, k.stage), (t0() + Duration::seconds(100), Some(LoopStage::Flagged)));
+        h.push(exited(5, 160, "CommunicateCriticalResult"));
+        h.push(ev(6, 160, "TaskStateEntered", Some("AcknowledgeCriticalResult")));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("communicated");
+        assert_eq!(k.stage, Some(LoopStage::Communicated));
+        assert_eq!(k.where_now(), "communicated · Read");
+        // AT_RISK at half the hour, BREACHED past it, while nobody acknowledges.
+        assert_eq!(k.read(t0() + Duration::seconds(100 + 29 * 60)).status, Status::Ok);
+        assert_eq!(k.read(t0() + Duration::seconds(100 + 30 * 60)).status, Status::AtRisk);
+        assert_eq!(k.read(t0() + Duration::seconds(100 + 3601)).status, Status::Breached);
+        let j = clock_json(&k, &k.read(t0() + Duration::minutes(10)));
+        assert_eq!((j["kind"].as_str(), j["stage"].as_str()), (Some("closed-loop"), Some("communicated")));
+        // Acknowledged 70 minutes after the finding went out: the loop closed, breached.
+        h.push(exited(7, 100 + 70 * 60, "AcknowledgeCriticalResult"));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("acknowledged");
+        assert_eq!((k.stage, k.reached), (Some(LoopStage::Acknowledged), true));
+        let r = k.read(t0() + Duration::days(2));
+        assert_eq!((r.open, r.elapsed_ms, r.status), (false, 70 * 60_000, Status::Breached));
+        // A plain clock has no stage.
+        let plain = check_all(&[cfg("e2e", &[], "start", "end", "1h")]).expect("slos");
+        let p = plain[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        assert_eq!((p.stage, p.kind()), (None, SloKind::Clock));
+        assert_eq!(clock_json(&p, &p.read(t0()))["stage"], Value::Null);
+    }
+
+    #[test]
+    fn a_late_join_sees_the_loop_at_its_true_age() {
+        let slos = check_all(&[loop_cfg()]).expect("slos");
+        let input = json!({});
+        let h = vec![
+            ev(1, 0, "ExecutionStarted", None),
+            ev(2, 600, "TaskStateEntered", Some("CommunicateCriticalResult")),
+            exited(3, 601, "CommunicateCriticalResult"),
+            ev(4, 601, "TaskStateEntered", Some("AcknowledgeCriticalResult")),
+        ];
+        // The console opens three hours after the study started, 2h50m after the call.
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        let r = k.read(t0() + Duration::hours(3));
+        assert_eq!((r.elapsed_ms, r.status, r.open), ((3 * 3600 - 600) * 1000, Status::Breached, true));
+        assert_eq!(crossings(&k, t0() + Duration::hours(3)).len(), 2, "both thresholds were crossed before anyone looked");
+    }
+
+    #[test]
+    fn an_acknowledgement_before_communication_or_by_a_catch_does_not_close_the_loop() {
+        let slos = check_all(&[loop_cfg()]).expect("slos");
+        let input = json!({});
+        // An acknowledgement recorded before the result was communicated (e.g. a parallel branch):
+        // not the acknowledgement of this result.
+        let h = vec![
+            ev(1, 0, "ExecutionStarted", None),
+            ev(2, 10, "TaskStateEntered", Some("CommunicateCriticalResult")),
+            ev(3, 20, "TaskStateEntered", Some("AcknowledgeCriticalResult")),
+            exited(4, 30, "AcknowledgeCriticalResult"),
+            exited(5, 40, "CommunicateCriticalResult"),
+        ];
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        assert_eq!((k.stage, k.stopped), (Some(LoopStage::Communicated), None));
+        // The gate timed out and a Catch moved on: the state exits, but nobody acknowledged.
+        let mut h = h[..2].to_vec();
+        h.push(exited(3, 20, "CommunicateCriticalResult"));
+        h.push(ev(4, 20, "TaskStateEntered", Some("AcknowledgeCriticalResult")));
+        h.push(ev(5, 5000, "TaskTimedOut", None));
+        h.push(exited(6, 5000, "AcknowledgeCriticalResult"));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        assert_eq!(k.stage, Some(LoopStage::Communicated), "still open");
+        // The execution ends without it: unacknowledged, breached (it ran past the hour).
+        h.push(ev(7, 9000, "ExecutionFailed", None));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Failed)).expect("clock");
+        assert_eq!((k.stage, k.reached), (Some(LoopStage::Unacknowledged), false));
+        assert_eq!(k.read(t0() + Duration::days(1)).status, Status::Breached);
+        // A plain clock keeps its old meaning: any exit of `to` stops it.
+        let plain = check_all(&[cfg("gate", &[], "AcknowledgeCriticalResult", "AcknowledgeCriticalResult", "1h")]).expect("slos");
+        assert!(plain[0].clock(&view(&input, &h, ExecutionStatus::Failed)).is_some_and(|c| c.reached));
+        // A closed loop cannot start and stop at the same state.
+        let same = SloConfig { kind: Some(SloKind::ClosedLoop), ..cfg("x", &[], "Call", "Call", "1h") };
+        assert!(same.check().unwrap_err().to_string().contains("`to`"));
+        let c: SloConfig =
+            toml::from_str("name = \"x\"\nkind = \"closed-loop\"\nfrom = \"A\"\nto = \"B\"\ntarget = \"1h\"\n").expect("toml");
+        assert!(c.check().expect("valid").closed_loop);
+        assert!(toml::from_str::<SloConfig>("name = \"x\"\nkind = \"loop\"\ntarget = \"1h\"\n").is_err());
+    }
+
+    /// The demo on a virtual clock, twice from the same seed: one store watched incrementally,
+    /// the other by recomputing every clock from whole histories each tick ([`watch`]).
+    #[test]
+    fn the_incremental_watcher_writes_what_a_full_reload_writes_and_reads_nothing_when_nothing_moved() {
+        use crate::engine::{Clock as EngineClock, Engine, tasks::TaskRunner};
+        let start = t0();
+        let engine = || {
+            let mut e = Engine::new(crate::store::Store::in_memory().expect("store"), TaskRunner::new(), EngineClock::virtual_at(start));
+            crate::sim::Demo::install(&mut e).expect("install");
+            e
+        };
+        let (mut a, mut b) = (engine(), engine());
+        let demo_cfg = crate::sim::DemoConfig { per_hour: [30.0, 6.0, 10.0], ..crate::sim::DemoConfig::new(5, 240.0) };
+        let (mut da, mut db) = (crate::sim::Demo::with_config(demo_cfg.clone()), crate::sim::Demo::with_config(demo_cfg));
+        let mut w = Watcher::new(&[]).expect("watcher");
+        w.every = std::time::Duration::ZERO;
+        let slos = check_all(&demo_defaults()).expect("slos");
+        let mut emitted = HashSet::new();
+        // Five simulated hours (15 engine seconds a simulated hour), a tick per engine second.
+        for s in 1..=75 {
+            let now = start + Duration::seconds(s);
+            for (e, d) in [(&mut a, &mut da), (&mut b, &mut db)] {
+                e.clock.advance_to(now);
+                d.tick(e).expect("demo tick");
+            }
+            let incremental = w.tick(&a.store, now).expect("incremental");
+            let full = watch(&b.store, &slos, now, &mut emitted).expect("full");
+            assert_eq!(incremental, full, "events written at {s}s");
+        }
+        let rows = |e: &Engine| -> Vec<(String, String)> {
+            let mut q = e.store.conn().prepare("SELECT execution_arn, payload FROM outbox WHERE topic = 'lightbox'").expect("query");
+            let mut v: Vec<(String, String)> = q
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .expect("rows")
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, p)| serde_json::from_str::<Value>(&p).ok())
+                .filter(|e| e["id"].as_str().is_some_and(|i| i.starts_with("slo:")))
+                .map(|e| (e["id"].as_str().unwrap_or_default().to_string(), e["time"].as_str().unwrap_or_default().to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        let (ra, rb) = (rows(&a), rows(&b));
+        assert!(ra.len() > 20, "{} SLO events", ra.len());
+        assert_eq!(ra, rb, "the same events, ids and times");
+
+        // Some study went round the critical-result loop, and its clock says so.
+        let clocks = load(&a.store, &slos, a.clock.now(), Duration::days(1)).expect("clocks");
+        let loops: Vec<&Clock> = clocks.iter().filter(|c| c.slo == "critical-result").collect();
+        assert!(loops.iter().any(|c| c.stage == Some(LoopStage::Acknowledged)), "{loops:?}");
+        assert!(
+            ra.iter().any(|(id, _)| id.starts_with("slo:critical-result:"))
+                || loops.iter().all(|c| c.read(a.clock.now()).status == Status::Ok)
+        );
+
+        // Nothing moved: a tick reads no history. Ended executions are kept as a version only.
+        let reads = w.history_reads();
+        assert_eq!(w.tick(&a.store, a.clock.now()).expect("tick"), 0);
+        assert_eq!(w.history_reads(), reads, "no execution moved, no history read");
+        let done = w.entries.values().filter(|e| matches!(e, Entry::Done { .. })).count();
+        assert!(done >= 3, "{done} ended executions dropped to their version");
+        // One execution moves: only its history is read, from where the watcher left off.
+        let running = a.store.tokens(Some("PENDING"), None, 1).expect("tokens");
+        let t = running.first().expect("a pending gate");
+        a.send_task_success(&t.token, r#"{"approved": true, "reviewer": "dr.test"}"#).expect("answer");
+        w.tick(&a.store, a.clock.now()).expect("tick");
+        assert_eq!(w.history_reads(), reads + 1);
+        // Executions that leave the window are forgotten.
+        let later = a.clock.now() + Duration::days(3);
+        w.tick(&a.store, later).expect("tick");
+        let running = a
+            .store
+            .executions(&crate::store::ExecutionFilter { limit: 100_000, status: Some(ExecutionStatus::Running), ..Default::default() })
+            .expect("running");
+        assert_eq!(w.followed(), running.len(), "only running executions are followed once the rest left the window");
+    }
+
     #[test]
     fn simulated_speed_scales_elapsed_time() {
         let slos = check_all(&[cfg("s", &[], "start", "end", "60m")]).expect("slos");
