@@ -198,6 +198,7 @@ pub fn slo_recompute(n: usize) -> Result<f64, BenchError> {
                 state: Some("RadiologistReview".into()),
                 priority: Some(["STAT", "URGENT", "ROUTINE"][i % 3].into()),
                 accession: None,
+                stage: None,
             }
         })
         .collect();

@@ -2399,7 +2399,7 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
             slo::human_ms(r.remaining_ms),
             slo::human_ms(r.elapsed_ms),
             slo::human_ms(c.target_ms),
-            esc(c.state.as_deref().unwrap_or("-")),
+            esc(&c.where_now()),
             esc(name)
         );
     }

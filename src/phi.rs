@@ -4,7 +4,9 @@
 //!
 //! A [`Masker`] knows identifier *field names* (matched case-insensitively, with
 //! `_` and `-` ignored, anywhere in a document) and *JSON paths* (`$.patient`,
-//! `$.order.patientName`, `$.items[*].mrn`, matched from a document's root). It
+//! `$.order.patientName`, `$.items[*].mrn`, matched from a document's root); a
+//! `name` field is a patient's unless its object names a workflow resource by ARN
+//! and holds no other identifier (an execution's or state machine's name). It
 //! masks a payload document ([`Masker::mask_value`]) keeping its shape: every
 //! value under an identifier field or path becomes a masked string (`"D•••"`),
 //! objects and arrays there are masked leaf by leaf. JSON carried inside strings
@@ -375,6 +377,22 @@ impl Masker {
         self.fields.contains(&n) || self.stems.iter().any(|s| n.starts_with(s.as_str()) || n.ends_with(s.as_str()))
     }
 
+    /// Whether key `k` of object `m` holds a patient identifier by its name. A `name` is the
+    /// patient's unless its object describes a workflow resource: the object names one by ARN
+    /// (`executionArn`, the context object's `Id`) and holds no other identifier field — so an
+    /// execution's or state machine's name (a compensation's `execution`, `$$.Execution`)
+    /// shows, while `{"name", "mrn", …}` or a bare `{"name"}` is masked.
+    fn is_identifier_key(&self, m: &Map<String, Value>, k: &str) -> bool {
+        if !self.is_identifier_field(k) {
+            return false;
+        }
+        if norm(k) != "name" {
+            return true;
+        }
+        let names_a_resource = m.values().any(|v| v.as_str().is_some_and(is_arn));
+        !names_a_resource || m.keys().any(|o| norm(o) != "name" && self.is_identifier_field(o))
+    }
+
     fn path_hit(&self, at: &[Step]) -> bool {
         self.paths.iter().any(|p| {
             p.len() == at.len()
@@ -414,7 +432,7 @@ impl Masker {
             Value::Object(m) => {
                 for (k, x) in m {
                     at.push(Step::Key(k));
-                    let hit = under || self.is_identifier_field(k) || self.path_hit(at);
+                    let hit = under || self.is_identifier_key(m, k) || self.path_hit(at);
                     self.collect(x, at, hit, out);
                     at.pop();
                 }
@@ -466,7 +484,7 @@ impl Masker {
                 let mut o = Map::with_capacity(m.len());
                 for (k, x) in m {
                     at.push(Step::Key(k));
-                    let nv = if self.is_identifier_field(k) || self.path_hit(at) { self.mask_subtree(x) } else { self.walk(x, at, known) };
+                    let nv = if self.is_identifier_key(m, k) || self.path_hit(at) { self.mask_subtree(x) } else { self.walk(x, at, known) };
                     at.pop();
                     o.insert(k.clone(), nv);
                 }
@@ -586,6 +604,11 @@ impl Masker {
             other => other.clone(),
         }
     }
+}
+
+/// An Amazon Resource Name (`arn:partition:service:region:account:resource`).
+fn is_arn(s: &str) -> bool {
+    s.starts_with("arn:") && s.matches(':').count() >= 5
 }
 
 fn is_payload_key(k: &str) -> bool {
@@ -854,6 +877,96 @@ mod tests {
         }
         let only = Masker::new(&["ssn".into()], &[]).expect("masker");
         assert!(!only.is_identifier_field("ssnNumber"), "configured fields replace the defaults, stems included");
+    }
+
+    #[test]
+    fn a_workflow_resource_name_shows_and_a_patient_name_does_not() {
+        let m = Masker::default();
+        let arn = "arn:aws:states:us-east-1:000000000000:execution:booking:ord-7";
+        // A compensation's input: the original execution (its name and ARN), and its input.
+        let input = json!({
+            "execution": {"executionArn": arn, "name": "ord-7", "input": {"patient": {"name": "Jane Doe", "mrn": "SYN-123"}}},
+            "steps": [{"state": "Reserve", "input": {"patientName": "Jane Doe"}}],
+            "reason": "slot double-booked"
+        });
+        let v = m.mask_value(&input);
+        assert_eq!(v["execution"]["name"], "ord-7", "an execution's name is not a patient's");
+        assert_eq!(v["execution"]["executionArn"], arn, "nor is its ARN (no identifier value in it)");
+        assert_eq!(v["execution"]["input"]["patient"]["name"], "J•••");
+        assert_eq!(v["steps"][0]["input"]["patientName"], "J•••");
+        assert!(!v.to_string().contains("Jane") && !v.to_string().contains("SYN-123"), "{v}");
+        // The context object ($$): the execution and the state machine are named by ARN.
+        let ctx = json!({"Execution": {"Id": arn, "Name": "ord-7"}, "StateMachine": {"Id": "arn:aws:states:us-east-1:000000000000:stateMachine:booking", "Name": "booking"}});
+        assert_eq!(m.mask_value(&ctx), ctx);
+        // As JSON text inside an envelope (describe --json, history events).
+        let d = m.mask_envelope(&json!({"name": "ord-7-undo", "input": input.to_string(), "compensates": arn}), &[]);
+        let shown: Value = serde_json::from_str(d["input"].as_str().unwrap_or_default()).expect("json");
+        assert_eq!((shown["execution"]["name"].as_str(), d["compensates"].as_str()), (Some("ord-7"), Some(arn)));
+
+        // Fail closed: a `name` without a resource ARN beside it, or beside another identifier, is masked.
+        for doc in [
+            json!({"name": "Jane Doe"}),
+            json!({"name": "Jane Doe", "room": "12"}),
+            json!({"name": "Jane Doe", "mrn": "SYN-123", "recordArn": "arn:aws:healthlake:us-east-1:1:datastore/x"}),
+            json!({"name": "Jane Doe", "birthDate": "1961-04-02", "executionArn": arn}),
+            json!({"name": "Jane Doe", "link": "arn:not-an-arn"}),
+            json!({"orderingPhysician": {"npi": "9123", "name": "Jane Doe"}}),
+        ] {
+            let v = m.mask_value(&doc);
+            assert!(!v.to_string().contains("Jane"), "{doc} → {v}");
+            assert!(m.identifiers(&doc).contains(&"Jane Doe".to_string()), "{doc}: found for free text too");
+        }
+        // A configured path still masks a resource-looking object's name.
+        let by_path = Masker::from_config(None, &[], None, &["$.execution.name".into()]).expect("masker");
+        assert_eq!(by_path.mask_value(&input)["execution"]["name"], "o•••");
+    }
+
+    #[test]
+    fn patient_names_stay_masked_in_every_demo_machine() {
+        use crate::engine::{Clock, Engine, tasks::TaskRunner};
+        use chrono::{TimeZone, Utc};
+        let start = Utc.with_ymd_and_hms(2025, 3, 3, 7, 0, 0).single().expect("time");
+        let mut e = Engine::new(crate::store::Store::in_memory().expect("store"), TaskRunner::new(), Clock::virtual_at(start));
+        crate::sim::Demo::install(&mut e).expect("install");
+        let mut demo =
+            crate::sim::Demo::with_config(crate::sim::DemoConfig { per_hour: [20.0, 10.0, 10.0], ..crate::sim::DemoConfig::new(3, 120.0) });
+        // The building blocks the workload does not start on their own.
+        let rates = crate::sim::DemoConfig::default().rates;
+        for (i, machine) in ["ai-review-gate", "report-publication", "billing"].into_iter().enumerate() {
+            let t = crate::sim::workload::Timing::Scaled(120.0);
+            let mut o = crate::sim::workload::synthetic_order(3, 900 + i as u64, crate::sim::Family::Scheduled, &t, &rates);
+            o["assignment"] = json!({"reviewerGroup": "body", "readerSite": "MAIN", "crossSite": false});
+            o["report"] = json!({"reportId": "RPT-1"});
+            e.start_execution(machine, Some(&format!("block-{machine}")), &o.to_string()).expect("start");
+        }
+        for s in 1..=120 {
+            e.clock.advance_to(start + chrono::Duration::seconds(s));
+            demo.tick(&mut e).expect("tick");
+        }
+        let rows = e.store.executions(&crate::model::ExecutionFilter { limit: 10_000, ..Default::default() }).expect("rows");
+        let machines: HashSet<&str> = rows.iter().filter_map(|r| r.state_machine_arn.rsplit(':').next()).collect();
+        assert_eq!(machines.len(), crate::sim::definitions().len(), "{machines:?}");
+        let m = Masker::default();
+        let mut events = 0;
+        for r in &rows {
+            let input: Value = serde_json::from_str(&r.input).expect("input");
+            let p = &input["patient"];
+            let secrets: Vec<&str> = ["name", "given", "family", "mrn", "birthDate"].iter().filter_map(|k| p[*k].as_str()).collect();
+            assert_eq!(secrets.len(), 5, "{p}");
+            let described = m.mask_envelope(&json!({"name": r.name, "executionArn": r.arn, "input": r.input, "output": r.output}), &[]);
+            let mut texts = vec![described.to_string()];
+            for ev in e.store.history(&r.arn, 0, 10_000, false).expect("history") {
+                events += 1;
+                texts.push(m.mask_envelope(&ev.details, &m.identifiers_in_text(&r.input)).to_string());
+            }
+            for t in &texts {
+                for secret in &secrets {
+                    assert!(!t.contains(secret), "{} shows {secret}: {t}", r.name);
+                }
+            }
+            assert_eq!(described["name"], r.name.as_str());
+        }
+        assert!(events > 1000, "{events} history events");
     }
 
     #[test]

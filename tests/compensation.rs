@@ -81,11 +81,19 @@ fn compensating_starts_once_links_both_ways_and_is_audited() {
     let comp = first["compensationExecutionArn"].as_str().expect("compensation arn").to_string();
     assert_eq!(comp, "arn:aws:states:us-east-1:000000000000:execution:booking-undo:ord-7-undo");
 
-    // The compensation's input: the execution, the steps newest first, the reason.
-    // (Revealed: the masker takes the `name` key of the input's `execution` for a patient's name.)
+    // The compensation's input: the execution, the steps newest first, the reason. Not
+    // revealed: the execution's name and ARN show, the patient carried in its input does not.
+    let masked = lb.json(&["--config", &cfg, "executions", "describe", &comp]);
+    let text = masked["input"].as_str().expect("input");
+    assert!(!text.contains("Jane") && !text.contains("SYN-123"), "{text}");
+    let input: Value = serde_json::from_str(text).expect("json");
+    assert_eq!(input["execution"]["name"], "ord-7");
+    assert_eq!(input["execution"]["executionArn"], arn.as_str());
+    assert_eq!(masked["compensates"], arn.as_str());
     let d =
         lb.json(&["--config", &cfg, "executions", "describe", &comp, "--reveal", "--reason", "checking the compensation input for ord-7"]);
     let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
+    assert_eq!(input["execution"]["input"]["patient"]["name"], "Jane Doe");
     assert_eq!(input["execution"]["executionArn"], arn.as_str());
     assert_eq!(input["execution"]["name"], "ord-7");
     assert_eq!(input["execution"]["input"]["items"], json!(["a", "b"]));

@@ -306,6 +306,30 @@ fn a_simulated_day() {
         assert!(exceptions.get(&x).is_some_and(|n| *n > 0), "no {x:?}: {exceptions:?}");
     }
 
+    // Critical findings went round the closed loop: communicated, then acknowledged by the
+    // simulated ordering clinicians, before publication; never for a study without one.
+    let looped: Vec<&ExecutionSummary> = day
+        .rows
+        .iter()
+        .filter(|r| {
+            let exited = e.store.history(&r.arn, 0, 100_000, false).expect("history");
+            exited.iter().any(|ev| ev.event_type == "TaskStateExited" && ev.state_name() == Some("AcknowledgeCriticalResult"))
+        })
+        .collect();
+    assert!(looped.len() >= 3, "{} studies acknowledged a critical result", looped.len());
+    for r in &looped {
+        let input: Value = serde_json::from_str(&r.input).expect("input");
+        assert_eq!(input["criticalFinding"], true, "{}", r.name);
+        let states = history_states(&e, &r.arn);
+        let at = |s: &str| states.iter().position(|x| x == s);
+        assert!(at("SignReport") < at("CommunicateCriticalResult") && at("AcknowledgeCriticalResult") < at("PublishReport"), "{states:?}");
+    }
+    let slos = lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults()).expect("slos");
+    let clocks = lightbox::ops::slo::load(&e.store, &slos, e.clock.now(), Duration::days(2)).expect("clocks");
+    let acknowledged =
+        clocks.iter().filter(|c| c.slo == "critical-result" && c.stage == Some(lightbox::ops::slo::LoopStage::Acknowledged)).count();
+    assert_eq!(acknowledged, looped.len(), "each acknowledged loop closed its critical-result clock");
+
     // A queue is left for the humans, STAT reviews among it during the day.
     let pending = e.store.tokens(Some("PENDING"), None, 10_000).expect("tokens");
     assert!(pending.iter().filter(|t| t.state_name == "RadiologistReview").count() >= 3, "{} pending", pending.len());

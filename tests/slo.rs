@@ -175,3 +175,36 @@ fn the_demo_hospital_ships_default_slos() {
     // Every demo clock runs on simulated time.
     assert!(l["clocks"].as_array().expect("clocks").iter().all(|c| c["speed"].as_f64().is_some_and(|s| s > 1.0)), "{l}");
 }
+
+#[test]
+fn a_closed_loop_lists_its_kind_and_stage() {
+    let lb = Lb::new();
+    let cfg = lb.file(
+        "config.toml",
+        "[[slo]]\nname = \"critical\"\nkind = \"closed-loop\"\nfrom = \"Communicate\"\nto = \"Acknowledge\"\ntarget = \"60m\"\nat_risk = 0.5\n\n[[slo]]\nname = \"e2e\"\ntarget = \"4h\"\n",
+    );
+    let def = lb.file(
+        "loop.json",
+        &json!({
+            "StartAt": "Communicate",
+            "States": {
+                "Communicate": {"Type": "Pass", "Result": {"to": "Dr Demo Clinician"}, "ResultPath": "$.told", "Next": "Acknowledge"},
+                "Acknowledge": {"Type": "Wait", "Seconds": 3600, "End": true}
+            }
+        }),
+    );
+    lb.json(&["--config", &cfg, "state-machines", "create", "--name", "m", "--definition", &def]);
+    let (arn, t0) = start(&lb, &cfg, "crit-1", json!({"priority": "STAT"}));
+    let l = list_at(&lb, &cfg, t0 + Duration::minutes(31), &[]);
+    let c = clock(&l, "critical", &arn).expect("the loop's clock");
+    assert_eq!(
+        (c["kind"].as_str(), c["stage"].as_str(), c["status"].as_str()),
+        (Some("closed-loop"), Some("communicated"), Some("AT_RISK"))
+    );
+    let e = clock(&l, "e2e", &arn).expect("a plain clock");
+    assert_eq!((e["kind"].as_str(), e["stage"].as_str()), (Some("clock"), None));
+    let text = lb.ok(&["--config", &cfg, "slo", "list", "--at", &(t0 + Duration::minutes(31)).to_rfc3339()]);
+    assert!(text.contains("communicated · Acknowledge"), "{text}");
+    let bad = lb.file("bad.toml", "[[slo]]\nname = \"x\"\nkind = \"loop\"\ntarget = \"1h\"\n");
+    assert!(lb.fails(&["--config", &bad, "slo", "list"]).contains("kind"));
+}

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{code, console, draw, key, type_text};
 use lightbox::ops::Priority;
 use lightbox::ops::project::{GateKind, Patient, Review};
-use lightbox::ops::slo::{Clock, SloConfig, check_all};
+use lightbox::ops::slo::{Clock, LoopStage, SloConfig, SloKind, check_all};
 use lightbox::tui::app::{App, AppEvent, Dialog, Effect, Loaded, Mutation, Settings, View};
 use ratatui::crossterm::event::KeyCode;
 
@@ -32,6 +32,7 @@ fn cfg(name: &str, target: &str) -> SloConfig {
         objective: 0.95,
         machine: None,
         flagged: Default::default(),
+        kind: None,
     }
 }
 
@@ -49,6 +50,7 @@ fn clock(slo: &str, acc: &str, prio: &str, target_min: i64, started_min_ago: i64
         state: Some(state.into()),
         priority: Some(prio.into()),
         accession: Some(acc.into()),
+        stage: None,
     }
 }
 
@@ -175,4 +177,51 @@ fn the_filter_keeps_matching_clocks() {
     a.handle(code(KeyCode::Enter));
     let left: Vec<String> = a.visible_clocks().iter().map(|(c, _)| c.slo.clone()).collect();
     assert_eq!(left, ["routine-outpatient-read"]);
+}
+
+#[test]
+fn a_critical_result_clock_shows_where_its_loop_stands() {
+    let loop_cfg = SloConfig {
+        from: "CommunicateCriticalResult".into(),
+        to: "AcknowledgeCriticalResult".into(),
+        at_risk: 0.5,
+        kind: Some(SloKind::ClosedLoop),
+        ..cfg("critical-result", "60m")
+    };
+    let slos = check_all(&[loop_cfg, cfg("stat-ed-ct-read", "60m")]).expect("slos");
+    let settings = Settings {
+        user: "dr.lee".into(),
+        demo: true,
+        tz: chrono::FixedOffset::east_opt(0).expect("utc"),
+        slo: Arc::new(slos),
+        ..Settings::default()
+    };
+    let mut a = console(settings, t0());
+    let critical = |acc: &str, started_min_ago: i64, stage: LoopStage, stopped: Option<i64>| Clock {
+        at_risk: 0.5,
+        stage: Some(stage),
+        ..clock("critical-result", acc, "STAT", 60, started_min_ago, stopped, "AcknowledgeCriticalResult")
+    };
+    a.handle(AppEvent::Loaded(
+        Loaded::Slo(vec![
+            critical("ACC-20422", 34, LoopStage::Communicated, None),
+            critical("ACC-20390", 80, LoopStage::Acknowledged, Some(35)),
+            clock("stat-ed-ct-read", "ACC-20401", "STAT", 60, 12, None, "AwaitAiDraft"),
+        ]),
+        t0() - Duration::seconds(1),
+    ));
+    a.handle(key('5'));
+    let screen = draw(&a, 120, 30);
+    assert!(screen.contains("communicated · Acknowledge"), "{screen}");
+    assert!(!screen.contains("ACC-20390"), "an acknowledged loop is closed: {screen}");
+    insta::assert_snapshot!("slo_critical_120x30", screen);
+    // Half the hour gone: at risk, first by time to breach.
+    let first = a.visible_clocks().first().map(|(c, r)| (c.slo.clone(), r.status));
+    assert_eq!(first, Some(("critical-result".to_string(), lightbox::ops::slo::Status::AtRisk)));
+    // The stage is searchable text.
+    a.handle(key('/'));
+    type_text(&mut a, "communicated");
+    a.handle(code(KeyCode::Enter));
+    let left: Vec<String> = a.visible_clocks().iter().map(|(c, _)| c.slo.clone()).collect();
+    assert_eq!(left, ["critical-result"]);
 }

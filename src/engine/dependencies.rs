@@ -290,6 +290,40 @@ pub fn ensure_schema(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// A write transaction taken *before* a dependency row is read: `BEGIN IMMEDIATE` holds
+/// SQLite's write lock from the load to the commit, so two writers (the engine recording a
+/// failure, an operator's `reset` or `hold` in another process) cannot both read the old row
+/// and the later save silently drop the other's change. Inside a transaction already, a
+/// savepoint. Dropped without [`WriteTx::commit`], it rolls back.
+struct WriteTx<'c> {
+    conn: &'c Connection,
+    nested: bool,
+    done: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c Connection) -> Result<WriteTx<'c>> {
+        let nested = !conn.is_autocommit();
+        conn.execute_batch(if nested { "SAVEPOINT lightbox_dependency" } else { "BEGIN IMMEDIATE" })?;
+        Ok(WriteTx { conn, nested, done: false })
+    }
+
+    fn commit(mut self) -> Result<()> {
+        self.conn.execute_batch(if self.nested { "RELEASE lightbox_dependency" } else { "COMMIT" })?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let sql = if self.nested { "ROLLBACK TO lightbox_dependency; RELEASE lightbox_dependency" } else { "ROLLBACK" };
+            let _ = self.conn.execute_batch(sql);
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Row {
     breaker: Breaker,
@@ -386,8 +420,22 @@ pub enum Gate {
 
 /// Before dispatching a task for `d`.
 pub fn before_call(store: &Store, d: &DependencyConfig, now: DateTime<Utc>) -> Result<Gate> {
-    let conn = store.conn();
+    before_call_on(store.conn(), d, now)
+}
+
+fn before_call_on(conn: &Connection, d: &DependencyConfig, now: DateTime<Utc>) -> Result<Gate> {
     ensure_schema(conn)?;
+    // Most calls change nothing: read without the write lock first.
+    let row = load(conn, &d.name)?;
+    if row.held {
+        return Ok(Gate::Hold);
+    }
+    if let Some(gate) = settled_gate(&row.breaker, d, now) {
+        return Ok(gate);
+    }
+    // An open breaker whose time is up turns half-open: load, transition and save in one
+    // write transaction (another writer may have changed the row since the read above).
+    let tx = WriteTx::begin(conn)?;
     let mut row = load(conn, &d.name)?;
     if row.held {
         return Ok(Gate::Hold);
@@ -398,29 +446,48 @@ pub fn before_call(store: &Store, d: &DependencyConfig, now: DateTime<Utc>) -> R
         save(conn, &d.name, &row, now)?;
         tracing::info!(dependency = %d.name, "dependency breaker half-open: one trial call");
     }
+    tx.commit()?;
     Ok(match admit {
         Admit::Call | Admit::Trial => Gate::Run,
         Admit::Reject { until } => Gate::FailFast { until },
     })
 }
 
-/// After a call to `d` (`ok`: the task succeeded). Opening and closing are events and audit rows.
+/// The gate for a breaker that `admit` would leave as it is (None: it would change it).
+fn settled_gate(b: &Breaker, d: &DependencyConfig, now: DateTime<Utc>) -> Option<Gate> {
+    let mut probe = b.clone();
+    let admit = probe.admit(d, now);
+    (probe.state == b.state).then_some(match admit {
+        Admit::Call | Admit::Trial => Gate::Run,
+        Admit::Reject { until } => Gate::FailFast { until },
+    })
+}
+
+/// After a call to `d` (`ok`: the task succeeded). Opening and closing are events and audit
+/// rows, committed with the breaker's new state.
 pub fn after_call(store: &Store, d: &DependencyConfig, now: DateTime<Utc>, ok: bool) -> Result<Option<Transition>> {
-    let conn = store.conn();
+    after_call_on(store.conn(), d, now, ok)
+}
+
+fn after_call_on(conn: &Connection, d: &DependencyConfig, now: DateTime<Utc>, ok: bool) -> Result<Option<Transition>> {
     ensure_schema(conn)?;
+    // A success with the breaker closed changes nothing: no write lock for it.
+    if ok && load(conn, &d.name)?.breaker.state == BreakerState::Closed {
+        return Ok(None);
+    }
+    let tx = WriteTx::begin(conn)?;
     let mut row = load(conn, &d.name)?;
     let before = row.breaker.state;
     let t = row.breaker.record(d, now, ok);
     if ok && t.is_none() && before == BreakerState::Closed {
         return Ok(None);
     }
-    let tx = conn.unchecked_transaction()?;
-    save(&tx, &d.name, &row, now)?;
+    save(conn, &d.name, &row, now)?;
     match t {
         Some(Transition::Opened) => {
             let until = now + d.open_for();
             emit(
-                &tx,
+                conn,
                 &d.name,
                 "opened",
                 "Dependency Breaker Opened",
@@ -429,11 +496,10 @@ pub fn after_call(store: &Store, d: &DependencyConfig, now: DateTime<Utc>, ok: b
             )?;
         }
         Some(Transition::Closed) => {
-            emit(&tx, &d.name, "closed", "Dependency Breaker Closed", now, json!({"dependency": d.name, "state": "CLOSED"}))?;
+            emit(conn, &d.name, "closed", "Dependency Breaker Closed", now, json!({"dependency": d.name, "state": "CLOSED"}))?;
         }
         _ => {}
     }
-    tx.commit()?;
     if let Some(t) = t {
         let (action, why) = match t {
             Transition::Opened => ("breaker-open", format!("breaker opened after {} failure(s)", row.breaker.failures.len())),
@@ -450,6 +516,7 @@ pub fn after_call(store: &Store, d: &DependencyConfig, now: DateTime<Utc>, ok: b
             now,
         );
     }
+    tx.commit()?;
     Ok(t)
 }
 
@@ -478,18 +545,46 @@ fn need_reason(reason: &str) -> Result<&str> {
     if r.is_empty() { Err(DependencyError::NoReason) } else { Ok(r) }
 }
 
-/// An operator's change to a dependency, audited as an intent before and its outcome after
-/// (a refusal, such as an unknown name or a missing reason, is on record too).
+/// What an operator's change sees: the connection (inside the change's write transaction),
+/// the dependency, the reason given, its row as loaded under the lock, and the audit entry
+/// (to set `before` and `after`).
+struct Edit<'a> {
+    conn: &'a Connection,
+    dep: &'a DependencyConfig,
+    reason: &'a str,
+    row: Row,
+    entry: &'a mut AuditEntry,
+}
+
+impl Edit<'_> {
+    fn save(&self, now: DateTime<Utc>) -> Result<()> {
+        save(self.conn, &self.dep.name, &self.row, now)
+    }
+}
+
+/// An operator's change to a dependency: audited as an intent before and its outcome after (a
+/// refusal, such as an unknown name or a missing reason, is on record too); the dependency's
+/// row is loaded, changed and saved by `f` in one write transaction, committed when `f` succeeds.
 fn operator_change<T>(
-    store: &Store,
+    conn: &Connection,
+    deps: &[DependencyConfig],
     who: (&str, Source),
     action: &str,
     name: &str,
     reason: &str,
-    f: impl FnOnce(&mut AuditEntry) -> Result<T>,
+    f: impl FnOnce(&mut Edit<'_>) -> Result<T>,
 ) -> Result<T> {
     let entry = AuditEntry::new(who.0, who.1, Action::Other(action.into())).reason(format!("dependency {name}: {}", reason.trim()));
-    audit::audited_with(store.conn(), entry, f)
+    audit::audited_with(conn, entry, |entry| {
+        let dep = find(deps, name)?;
+        let reason = need_reason(reason)?;
+        ensure_schema(conn)?;
+        let tx = WriteTx::begin(conn)?;
+        let row = load(conn, &dep.name)?;
+        let out = f(&mut Edit { conn, dep, reason, row, entry })?;
+        tx.commit()?;
+        Ok(out)
+    })
 }
 
 /// Put a dependency on hold: its tasks wait instead of being dispatched. False: it was held.
@@ -502,25 +597,31 @@ pub fn hold(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    operator_change(store, (actor, source), "dependency-hold", name, reason, |entry| {
-        let d = find(deps, name)?;
-        let reason = need_reason(reason)?;
-        let conn = store.conn();
-        ensure_schema(conn)?;
-        let mut row = load(conn, &d.name)?;
-        entry.before = Some(json!({"held": row.held}));
-        entry.after = Some(json!({"held": true}));
-        if row.held {
+    hold_on(store.conn(), deps, name, actor, source, reason, now)
+}
+
+fn hold_on(
+    conn: &Connection,
+    deps: &[DependencyConfig],
+    name: &str,
+    actor: &str,
+    source: Source,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    operator_change(conn, deps, (actor, source), "dependency-hold", name, reason, |e| {
+        e.entry.before = Some(json!({"held": e.row.held}));
+        e.entry.after = Some(json!({"held": true}));
+        if e.row.held {
             return Ok(false);
         }
-        row.held = true;
-        row.held_by = Some(actor.to_string());
-        row.hold_reason = Some(reason.to_string());
-        row.held_ms = Some(ms(now));
-        let tx = conn.unchecked_transaction()?;
-        save(&tx, &d.name, &row, now)?;
-        emit(&tx, &d.name, "held", "Dependency Held", now, json!({"dependency": d.name, "heldBy": actor, "reason": reason}))?;
-        tx.commit()?;
+        e.row.held = true;
+        e.row.held_by = Some(actor.to_string());
+        e.row.hold_reason = Some(e.reason.to_string());
+        e.row.held_ms = Some(ms(now));
+        e.save(now)?;
+        let d = e.dep;
+        emit(e.conn, &d.name, "held", "Dependency Held", now, json!({"dependency": d.name, "heldBy": actor, "reason": e.reason}))?;
         tracing::info!(dependency = %d.name, "dependency held");
         Ok(true)
     })
@@ -537,38 +638,44 @@ pub fn release(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<usize>> {
-    operator_change(store, (actor, source), "dependency-release", name, reason, |entry| {
-        let d = find(deps, name)?;
-        let reason = need_reason(reason)?;
-        let conn = store.conn();
-        ensure_schema(conn)?;
-        let mut row = load(conn, &d.name)?;
-        entry.before = Some(json!({"held": row.held}));
-        entry.after = Some(json!({"held": false}));
-        if !row.held {
+    release_on(store.conn(), deps, name, actor, source, reason, now)
+}
+
+fn release_on(
+    conn: &Connection,
+    deps: &[DependencyConfig],
+    name: &str,
+    actor: &str,
+    source: Source,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<usize>> {
+    operator_change(conn, deps, (actor, source), "dependency-release", name, reason, |e| {
+        e.entry.before = Some(json!({"held": e.row.held}));
+        e.entry.after = Some(json!({"held": false}));
+        if !e.row.held {
             return Ok(None);
         }
-        row.held = false;
-        row.held_by = None;
-        row.hold_reason = None;
-        row.held_ms = None;
-        let tx = conn.unchecked_transaction()?;
-        save(&tx, &d.name, &row, now)?;
-        let woken = tx.execute(
+        e.row.held = false;
+        e.row.held_by = None;
+        e.row.hold_reason = None;
+        e.row.held_ms = None;
+        e.save(now)?;
+        let d = e.dep;
+        let woken = e.conn.execute(
             "UPDATE timers SET fire_ms = ?2 WHERE execution_arn IN (SELECT execution_arn FROM dependency_waits WHERE dependency = ?1)",
             params![d.name, ms(now)],
         )?;
-        tx.execute("DELETE FROM dependency_waits WHERE dependency = ?1", [&d.name])?;
+        e.conn.execute("DELETE FROM dependency_waits WHERE dependency = ?1", [&d.name])?;
         emit(
-            &tx,
+            e.conn,
             &d.name,
             "released",
             "Dependency Released",
             now,
-            json!({"dependency": d.name, "releasedBy": actor, "reason": reason, "waiting": woken}),
+            json!({"dependency": d.name, "releasedBy": actor, "reason": e.reason, "waiting": woken}),
         )?;
-        tx.commit()?;
-        entry.after = Some(json!({"held": false, "resumed": woken}));
+        e.entry.after = Some(json!({"held": false, "resumed": woken}));
         tracing::info!(dependency = %d.name, resumed = woken, "dependency released");
         Ok(Some(woken))
     })
@@ -584,29 +691,35 @@ pub fn reset(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    operator_change(store, (actor, source), "dependency-reset", name, reason, |entry| {
-        let d = find(deps, name)?;
-        let reason = need_reason(reason)?;
-        let conn = store.conn();
-        ensure_schema(conn)?;
-        let mut row = load(conn, &d.name)?;
-        let before = row.breaker.state;
-        entry.before = Some(json!({"breaker": before.as_str()}));
-        entry.after = Some(json!({"breaker": "CLOSED"}));
-        row.breaker = Breaker::default();
-        let tx = conn.unchecked_transaction()?;
-        save(&tx, &d.name, &row, now)?;
+    reset_on(store.conn(), deps, name, actor, source, reason, now)
+}
+
+fn reset_on(
+    conn: &Connection,
+    deps: &[DependencyConfig],
+    name: &str,
+    actor: &str,
+    source: Source,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    operator_change(conn, deps, (actor, source), "dependency-reset", name, reason, |e| {
+        let before = e.row.breaker.state;
+        e.entry.before = Some(json!({"breaker": before.as_str()}));
+        e.entry.after = Some(json!({"breaker": "CLOSED"}));
+        e.row.breaker = Breaker::default();
+        e.save(now)?;
         if before != BreakerState::Closed {
+            let d = e.dep;
             emit(
-                &tx,
+                e.conn,
                 &d.name,
                 "closed",
                 "Dependency Breaker Closed",
                 now,
-                json!({"dependency": d.name, "state": "CLOSED", "resetBy": actor, "reason": reason}),
+                json!({"dependency": d.name, "state": "CLOSED", "resetBy": actor, "reason": e.reason}),
             )?;
         }
-        tx.commit()?;
         Ok(before != BreakerState::Closed)
     })
 }
@@ -787,6 +900,104 @@ mod tests {
         let deps = vec![cfg()];
         assert!(dependency_for(&deps, &req("arn:aws:states:::lambda:invoke", json!({"FunctionName": "lightbox-submit-claim"}))).is_some());
         assert!(dependency_for(&deps, &req("arn:aws:states:::lambda:invoke", json!({"FunctionName": "other"}))).is_none());
+    }
+
+    /// A store on disk and a plain second connection to it (another writer: the CLI beside
+    /// the engine), as two processes would have.
+    fn two_writers() -> (tempfile::TempDir, Store, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lightbox.db");
+        let store = Store::open(&path).expect("store");
+        ensure_schema(store.conn()).expect("schema");
+        let other = Connection::open(&path).expect("second connection");
+        other.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+        (dir, store, other)
+    }
+
+    fn row_of(conn: &Connection) -> Row {
+        load(conn, "clearinghouse").expect("load")
+    }
+
+    #[test]
+    fn a_failure_recorded_while_another_writer_holds_the_row_keeps_both_changes() {
+        let (_dir, store, other) = two_writers();
+        let mut c = cfg();
+        c.failures = 1000;
+        let (began, go) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let writer = std::thread::spawn(move || {
+            // The other writer has read and is about to save the row (an operator's hold).
+            other.execute_batch("BEGIN IMMEDIATE").expect("begin");
+            other
+                .execute(
+                    "INSERT INTO dependencies (name, held, held_by, hold_reason, held_ms) VALUES ('clearinghouse', 1, 'ops', 'checking', 1)",
+                    [],
+                )
+                .expect("hold");
+            began.0.send(()).expect("send");
+            let _ = go.1.recv_timeout(std::time::Duration::from_millis(300));
+            other.execute_batch("COMMIT").expect("commit");
+        });
+        began.1.recv().expect("the other writer began");
+        // The engine records a failure meanwhile: it waits for the lock, then reads the held row.
+        after_call(&store, &c, t0(), false).expect("after call");
+        writer.join().expect("writer");
+        let row = row_of(store.conn());
+        assert!(row.held, "the hold written by the other connection survives the engine's save");
+        assert_eq!(row.breaker.failures.len(), 1, "and the failure is recorded");
+    }
+
+    #[test]
+    fn interleaved_engine_and_operator_writers_lose_no_update() {
+        let (_dir, store, other) = two_writers();
+        let mut c = cfg();
+        c.failures = 10_000;
+        c.window = "1d".into();
+        let deps = vec![c.clone()];
+        const FAILURES: usize = 60;
+        const TOGGLES: usize = 21;
+        let operator = std::thread::spawn(move || {
+            for i in 0..TOGGLES {
+                let now = t0() + Duration::milliseconds(i as i64);
+                if i % 2 == 0 {
+                    assert_eq!(
+                        hold_on(&other, &deps, "clearinghouse", "ops", Source::Cli, "checking the clearinghouse", now).ok(),
+                        Some(true)
+                    );
+                } else {
+                    let released = release_on(&other, &deps, "clearinghouse", "ops", Source::Cli, "clearinghouse answers", now);
+                    assert!(matches!(released, Ok(Some(_))), "{released:?}");
+                }
+            }
+        });
+        for i in 0..FAILURES {
+            after_call(&store, &c, t0() + Duration::milliseconds(i as i64), false).expect("after call");
+        }
+        operator.join().expect("operator");
+        let row = row_of(store.conn());
+        assert_eq!(row.breaker.failures.len(), FAILURES, "every failure the engine recorded is kept");
+        assert!(row.held, "the operator's last change (a hold) is kept");
+        assert_eq!(row.hold_reason.as_deref(), Some("checking the clearinghouse"));
+    }
+
+    #[test]
+    fn before_call_turns_an_expired_breaker_half_open_once_under_the_lock() {
+        let (_dir, store, other) = two_writers();
+        let c = cfg();
+        for i in 0..5 {
+            after_call(&store, &c, t0() + Duration::seconds(i), false).expect("failure");
+        }
+        assert_eq!(row_of(store.conn()).breaker.state, BreakerState::Open);
+        assert!(matches!(before_call(&store, &c, t0() + Duration::minutes(1)), Ok(Gate::FailFast { .. })));
+        let later = t0() + Duration::minutes(20);
+        assert_eq!(before_call(&store, &c, later).ok(), Some(Gate::Run));
+        assert_eq!(row_of(&other).breaker.state, BreakerState::HalfOpen, "the other connection sees the transition");
+        // The operator resets it from the other connection; the engine's next trial result finds it closed.
+        assert_eq!(
+            reset_on(&other, std::slice::from_ref(&c), "clearinghouse", "ops", Source::Cli, "clearinghouse checked by phone", later).ok(),
+            Some(true)
+        );
+        assert_eq!(after_call(&store, &c, later, true).ok(), Some(None));
+        assert_eq!(row_of(store.conn()).breaker, Breaker::default());
     }
 
     #[test]

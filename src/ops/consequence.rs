@@ -322,7 +322,7 @@ mod tests {
                     let esc = g.on_error("Review.Escalated");
                     match st.name.as_str() {
                         "RadiologistReview" => assert!(!esc.fails_execution && esc.text.contains("to SeniorReview"), "{name}: {esc:?}"),
-                        "SeniorReview" | "HoldForReconciliation" => {
+                        "SeniorReview" | "HoldForReconciliation" | "AcknowledgeCriticalResult" => {
                             senior += usize::from(st.name == "SeniorReview");
                             assert!(esc.fails_execution && esc.text.contains("nothing catches"), "{name} {}: {esc:?}", st.name)
                         }

@@ -24,7 +24,7 @@
 //!
 //! The projection is pure; [`watch`] and [`load`] read the store.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,54 @@ pub struct SloConfig {
     /// and stops at `to` (e.g. the acknowledgement step).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub flagged: BTreeMap<String, Value>,
+    /// `"clock"` or `"closed-loop"` (default: closed-loop when `flagged` is set, else clock). A
+    /// closed loop (a critical result) has a stage: `flagged` (started, not yet communicated),
+    /// `communicated` (the `from` state exited, or the flag was raised), `acknowledged` (the `to`
+    /// state exited after that, not through a Catch) or `unacknowledged` (the execution ended first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SloKind>,
+}
+
+/// What an `[[slo]]` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SloKind {
+    /// Time from one point of the workflow to another.
+    Clock,
+    /// A closed loop (communicated → acknowledged), e.g. a critical result.
+    ClosedLoop,
+}
+
+impl SloKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloKind::Clock => "clock",
+            SloKind::ClosedLoop => "closed-loop",
+        }
+    }
+}
+
+/// Where a closed loop stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoopStage {
+    /// Started (the `from` state entered), not yet communicated.
+    Flagged,
+    Communicated,
+    Acknowledged,
+    /// The execution ended without the acknowledgement.
+    Unacknowledged,
+}
+
+impl LoopStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoopStage::Flagged => "flagged",
+            LoopStage::Communicated => "communicated",
+            LoopStage::Acknowledged => "acknowledged",
+            LoopStage::Unacknowledged => "unacknowledged",
+        }
+    }
 }
 
 fn default_from() -> String {
@@ -117,6 +165,8 @@ pub struct Slo {
     pub objective: f64,
     pub machine: Option<String>,
     pub flagged: Vec<(JsonPath, Value)>,
+    /// A closed loop: its clocks have a [`LoopStage`].
+    pub closed_loop: bool,
 }
 
 /// Parse a duration: one or more `<number><unit>` with unit s, m, h or d (`90s`, `1h30m`).
@@ -158,16 +208,22 @@ impl SloConfig {
         if !(self.objective > 0.0 && self.objective < 1.0) {
             return Err(bad("objective", format!("{} must be between 0 and 1", self.objective)));
         }
+        let closed_loop = self.kind.unwrap_or(if flagged.is_empty() { SloKind::Clock } else { SloKind::ClosedLoop }) == SloKind::ClosedLoop;
+        let (from, to) = (edge(&self.from, "start", "from")?, edge(&self.to, "end", "to")?);
+        if closed_loop && flagged.is_empty() && matches!(&from, Edge::State(_)) && from == to {
+            return Err(bad("to", "of a closed loop must be another state than `from` (communicated, then acknowledged)".into()));
+        }
         Ok(Slo {
             name: self.name.clone(),
             when,
-            from: edge(&self.from, "start", "from")?,
-            to: edge(&self.to, "end", "to")?,
+            from,
+            to,
             target_ms,
             at_risk: self.at_risk,
             objective: self.objective,
             machine: self.machine.clone(),
             flagged,
+            closed_loop,
         })
     }
 }
@@ -199,6 +255,7 @@ pub fn demo_defaults() -> Vec<SloConfig> {
         objective: DEFAULT_OBJECTIVE,
         machine: None,
         flagged: BTreeMap::new(),
+        kind: None,
     };
     let (p, c, m) = ("$.priority", "$.patientClass", "$.modality");
     vec![
@@ -215,11 +272,14 @@ pub fn demo_defaults() -> Vec<SloConfig> {
         slo("urgent-review-gate", &[(p, "URGENT")], "RadiologistReview", "RadiologistReview", "1h"),
         slo("routine-review-gate", &[(p, "ROUTINE")], "RadiologistReview", "RadiologistReview", "8h"),
         slo("publication", &[], "PublishReport", "PublishReport", "10m"),
-        // Closed loop for a critical finding: from the signed report that flags it
-        // (communicated) to its delivery to the ordering system (acknowledged).
+        // The closed loop of a critical finding: from the moment the signed report's finding
+        // goes to the ordering clinician (CommunicateCriticalResult entered; communicated when it
+        // exits) to their acknowledgement (AcknowledgeCriticalResult exited): within the hour,
+        // AT_RISK at half of it.
         SloConfig {
-            flagged: [("$.criticalFinding".to_string(), Value::Bool(true))].into_iter().collect(),
-            ..slo("critical-result", &[], "SignReport", "PublishReport", "30m")
+            at_risk: 0.5,
+            kind: Some(SloKind::ClosedLoop),
+            ..slo("critical-result", &[], "CommunicateCriticalResult", "AcknowledgeCriticalResult", "60m")
         },
     ]
 }
@@ -278,6 +338,8 @@ pub struct Clock {
     pub priority: Option<String>,
     /// The study's accession, when the input has one.
     pub accession: Option<String>,
+    /// A closed loop's stage (None: a plain clock).
+    pub stage: Option<LoopStage>,
 }
 
 /// A clock evaluated at `now`.
@@ -324,6 +386,19 @@ impl Clock {
         Some(self.started + Duration::milliseconds(wall as i64))
     }
 
+    pub fn kind(&self) -> SloKind {
+        if self.stage.is_some() { SloKind::ClosedLoop } else { SloKind::Clock }
+    }
+
+    /// Where the study is, with a closed loop's stage: `communicated · AcknowledgeCriticalResult`.
+    pub fn where_now(&self) -> String {
+        let state = self.state.as_deref().unwrap_or("—");
+        match self.stage {
+            Some(s) => format!("{} · {state}", s.as_str()),
+            None => state.to_string(),
+        }
+    }
+
     fn priority_rank(&self) -> u8 {
         match self.priority.as_deref() {
             Some(p) if p.eq_ignore_ascii_case("STAT") => 0,
@@ -358,63 +433,162 @@ impl Slo {
         if !self.matches(x.machine, x.input) {
             return None;
         }
-        // Start: the execution's start, or the first entry into the `from` state.
-        let (mut start_id, mut started) = match &self.from {
-            Edge::Execution => (x.history.iter().find(|e| e.event_type == "ExecutionStarted").map(|e| e.id).unwrap_or(0), x.start),
-            Edge::State(s) => {
-                let e = x.history.iter().find(|e| e.event_type.ends_with("StateEntered") && e.state_name() == Some(s.as_str()))?;
-                (e.id, e.timestamp)
-            }
-        };
-        // A closed-loop clock starts when a state's output raises the flag.
-        if !self.flagged.is_empty() {
-            let e = x.history.iter().find(|e| {
-                e.id >= start_id
-                    && e.event_type.ends_with("StateExited")
-                    && e.details
-                        .get("output")
-                        .and_then(Value::as_str)
-                        .and_then(|o| serde_json::from_str::<Value>(o).ok())
-                        .is_some_and(|o| self.flagged.iter().all(|(p, v)| p.select(&o).as_ref() == Some(v)))
-            })?;
-            (start_id, started) = (e.id, e.timestamp);
-        }
-        // The execution's end, unless a redrive reopened it (the last terminal event not followed by a redrive).
-        let mut ended: Option<DateTime<Utc>> = None;
+        let mut fold = Fold::new(self);
         for e in x.history {
-            if is_terminal_event(&e.event_type) {
-                ended = Some(e.timestamp);
-            } else if e.event_type == "ExecutionRedriven" {
-                ended = None;
-            }
+            fold.feed(self, e);
         }
+        fold.clock(self, &Facts::of(x))
+    }
+
+    fn flag_raised(&self, e: &HistoryEvent) -> bool {
+        e.event_type.ends_with("StateExited")
+            && e.details
+                .get("output")
+                .and_then(Value::as_str)
+                .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                .is_some_and(|o| self.flagged.iter().all(|(p, v)| p.select(&o).as_ref() == Some(v)))
+    }
+}
+
+/// What a clock needs of an execution besides its history (kept by the watcher between ticks
+/// instead of the input).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts<'a> {
+    pub arn: &'a str,
+    pub machine: &'a str,
+    pub status: ExecutionStatus,
+    pub start: DateTime<Utc>,
+    pub stop: Option<DateTime<Utc>>,
+    pub current_state: Option<&'a str>,
+    pub speed: f64,
+    pub priority: Option<&'a str>,
+    pub accession: Option<&'a str>,
+}
+
+impl<'a> Facts<'a> {
+    pub fn of(x: &ExecView<'a>) -> Facts<'a> {
+        Facts {
+            arn: x.arn,
+            machine: x.machine,
+            status: x.status,
+            start: x.start,
+            stop: x.stop,
+            current_state: x.current_state,
+            speed: speed_of(x.input),
+            priority: x.input.get("priority").and_then(Value::as_str),
+            accession: x.input.get("accession").and_then(Value::as_str),
+        }
+    }
+}
+
+fn is_failure_event(t: &str) -> bool {
+    t.ends_with("Failed") || t.ends_with("TimedOut") || t.ends_with("Aborted")
+}
+
+/// One SLO's projection of one execution's history, fed one event at a time (oldest first):
+/// [`Slo::clock`] folds a whole history, the [`Watcher`] only the events after the last it saw.
+/// A few ids and times, whatever the history's length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    /// The `from` edge: the first entry into the `from` state (id, time); time None is the
+    /// execution's start.
+    anchor: Option<(i64, Option<DateTime<Utc>>)>,
+    /// The clock's start: the anchor, or the first exit raising the flag after it.
+    start: Option<(i64, Option<DateTime<Utc>>)>,
+    /// Closed loop: the result was communicated (the flag raised, or the `from` state exited).
+    communicated: bool,
+    /// The `to` state exited after the start (a closed loop: after communication, not by a Catch).
+    reached: Option<DateTime<Utc>>,
+    /// The execution's end, unless a redrive reopened it.
+    ended: Option<DateTime<Utc>>,
+    /// The previous event was a failure (a state exited right after one exits through a Catch).
+    after_failure: bool,
+}
+
+impl Fold {
+    pub fn new(slo: &Slo) -> Fold {
+        let anchor = (slo.from == Edge::Execution).then_some((0, None));
+        Fold {
+            anchor,
+            start: anchor.filter(|_| slo.flagged.is_empty()),
+            communicated: anchor.is_some() && slo.flagged.is_empty() && slo.closed_loop,
+            reached: None,
+            ended: None,
+            after_failure: false,
+        }
+    }
+
+    pub fn feed(&mut self, slo: &Slo, e: &HistoryEvent) {
+        let ty = e.event_type.as_str();
+        if is_terminal_event(ty) {
+            self.ended = Some(e.timestamp);
+        } else if ty == "ExecutionRedriven" {
+            self.ended = None;
+        }
+        let after_failure = std::mem::replace(&mut self.after_failure, is_failure_event(ty));
+        let is_state = |suffix: &str, edge: &Edge| match edge {
+            Edge::State(s) => ty.ends_with(suffix) && e.state_name() == Some(s.as_str()),
+            Edge::Execution => false,
+        };
+        if self.anchor.is_none() {
+            if is_state("StateEntered", &slo.from) {
+                self.anchor = Some((e.id, Some(e.timestamp)));
+                if slo.flagged.is_empty() {
+                    self.start = self.anchor;
+                }
+            }
+            return;
+        }
+        if self.start.is_none() {
+            if slo.flag_raised(e) {
+                self.start = Some((e.id, Some(e.timestamp)));
+                self.communicated = true;
+            }
+            return;
+        }
+        if slo.closed_loop && !self.communicated {
+            // Acknowledged only after it was communicated: the `from` state's exit.
+            self.communicated = is_state("StateExited", &slo.from);
+            return;
+        }
+        if self.reached.is_none() && is_state("StateExited", &slo.to) && !(slo.closed_loop && after_failure) {
+            self.reached = Some(e.timestamp);
+        }
+    }
+
+    /// The clock at this point of the history (None: not started).
+    pub fn clock(&self, slo: &Slo, x: &Facts<'_>) -> Option<Clock> {
+        let (_, at) = self.start?;
+        let started = at.unwrap_or(x.start);
+        let mut ended = self.ended;
         if ended.is_none() && x.status.is_terminal() {
             ended = x.stop.or(Some(x.start));
         }
-        let (stopped, reached) = match &self.to {
-            Edge::Execution => (ended, ended.is_some()),
-            Edge::State(s) => match x
-                .history
-                .iter()
-                .find(|e| e.id > start_id && e.event_type.ends_with("StateExited") && e.state_name() == Some(s.as_str()))
-            {
-                Some(e) => (Some(e.timestamp), true),
-                None => (ended, false),
-            },
+        let (stopped, reached) = match (&slo.to, self.reached) {
+            (Edge::Execution, _) => (ended, ended.is_some()),
+            (Edge::State(_), Some(t)) => (Some(t), true),
+            (Edge::State(_), None) => (ended, false),
         };
+        let stage = slo.closed_loop.then_some(match (stopped, reached) {
+            (Some(_), true) => LoopStage::Acknowledged,
+            (Some(_), false) => LoopStage::Unacknowledged,
+            (None, _) if self.communicated => LoopStage::Communicated,
+            (None, _) => LoopStage::Flagged,
+        });
         Some(Clock {
-            slo: self.name.clone(),
+            slo: slo.name.clone(),
             execution_arn: x.arn.to_string(),
             machine: x.machine.to_string(),
             started,
             stopped: stopped.map(|s| s.max(started)),
             reached,
-            target_ms: self.target_ms,
-            at_risk: self.at_risk,
-            speed: speed_of(x.input),
+            target_ms: slo.target_ms,
+            at_risk: slo.at_risk,
+            speed: x.speed,
             state: x.current_state.map(str::to_string),
-            priority: x.input.get("priority").and_then(Value::as_str).map(str::to_string),
-            accession: x.input.get("accession").and_then(Value::as_str).map(str::to_string),
+            priority: x.priority.map(str::to_string),
+            accession: x.accession.map(str::to_string),
+            stage,
         })
     }
 }
@@ -532,6 +706,8 @@ pub fn clock_json(c: &Clock, r: &Reading) -> Value {
         "accession": c.accession,
         "startedAt": crate::events::time(c.started),
         "speed": c.speed,
+        "kind": c.kind().as_str(),
+        "stage": c.stage.map(LoopStage::as_str),
     })
 }
 
@@ -554,6 +730,7 @@ pub fn crossings(c: &Clock, now: DateTime<Utc>) -> Vec<(String, &'static str, Da
             "elapsedSeconds": c.read(at).elapsed_ms as f64 / 1000.0,
             "state": c.state,
             "priority": c.priority,
+            "stage": c.stage.map(LoopStage::as_str),
         });
         out.push((id, detail_type, at, detail));
     }
@@ -635,21 +812,69 @@ pub fn load(store: &crate::store::Store, slos: &[Slo], now: DateTime<Utc>, windo
     collect(&rows, slos, now, window, |arn| store.history(arn, 0, 1_000_000, false).map_err(err))
 }
 
-/// Emits "SLO At Risk" / "SLO Breached" once per clock from a background tick.
+/// Emits "SLO At Risk" / "SLO Breached" once per clock from a background tick, incrementally:
+/// it keeps a [`Fold`] per clock of each execution it follows and, on a tick, reads only the
+/// history events after the last it saw, of the executions whose version moved. An execution
+/// that ended (all its clocks stopped, their crossings written) is dropped to its version; one
+/// that no SLO matches to a marker; both are forgotten once the store no longer lists them as
+/// running or stopped within the compliance window. Memory: a few hundred bytes per execution
+/// in that set, whatever the length of their histories.
 pub struct Watcher {
     /// The config's SLOs; none: the demo's, once the store holds the demo.
     configured: Vec<Slo>,
     demo: Vec<Slo>,
-    emitted: HashSet<String>,
+    /// The names of the SLOs the entries were built for (a change starts afresh).
+    built_for: Vec<String>,
+    entries: HashMap<String, Entry>,
+    /// How many history reads the watcher has made (each a store query).
+    history_reads: u64,
     last: Option<std::time::Instant>,
     every: std::time::Duration,
 }
+
+/// One execution as the watcher knows it.
+enum Entry {
+    /// No SLO matches its input (fixed for its life).
+    NoClock,
+    Live(Box<Live>),
+    /// Ended, every crossing written: nothing to do unless a redrive moves its version on.
+    Done {
+        version: i64,
+    },
+}
+
+/// A followed execution: what its clocks need besides the history, and a fold per clock.
+struct Live {
+    version: i64,
+    last_id: i64,
+    machine: String,
+    status: ExecutionStatus,
+    start: DateTime<Utc>,
+    stop: Option<DateTime<Utc>>,
+    current_state: Option<String>,
+    speed: f64,
+    priority: Option<String>,
+    accession: Option<String>,
+    /// (index of the SLO, its fold, crossings written: bit 0 AT_RISK, bit 1 BREACHED).
+    folds: Vec<(usize, Fold, u8)>,
+}
+
+/// History events read per query while catching up.
+const HISTORY_PAGE: usize = 1000;
 
 impl Watcher {
     /// Checks the config's entries (the error names the SLO and the key).
     pub fn new(cfgs: &[SloConfig]) -> Result<Watcher, SloError> {
         let demo = if cfgs.is_empty() { check_all(&demo_defaults())? } else { vec![] };
-        Ok(Watcher { configured: check_all(cfgs)?, demo, emitted: HashSet::new(), last: None, every: std::time::Duration::from_secs(1) })
+        Ok(Watcher {
+            configured: check_all(cfgs)?,
+            demo,
+            built_for: vec![],
+            entries: HashMap::new(),
+            history_reads: 0,
+            last: None,
+            every: std::time::Duration::from_secs(1),
+        })
     }
 
     /// The SLOs in force for this store now (the demo may be installed after start-up).
@@ -660,6 +885,16 @@ impl Watcher {
         let holds_demo =
             store.state_machines().map(|m| crate::sim::holds_demo(&m.into_iter().map(|m| m.name).collect::<Vec<_>>())).unwrap_or(false);
         if holds_demo { &self.demo } else { &[] }
+    }
+
+    /// History reads made so far (a tick in which no execution moved makes none).
+    pub fn history_reads(&self) -> u64 {
+        self.history_reads
+    }
+
+    /// Executions followed (live, ended, or without a clock).
+    pub fn followed(&self) -> usize {
+        self.entries.len()
     }
 
     /// Evaluate (at most once a second) and write each new crossing to the outbox. Returns the
@@ -673,7 +908,121 @@ impl Watcher {
         if slos.is_empty() {
             return Ok(0);
         }
-        watch(store, &slos, now, &mut self.emitted)
+        self.step(store, &slos, now)
+    }
+
+    fn step(&mut self, store: &crate::store::Store, slos: &[Slo], now: DateTime<Utc>) -> Result<usize, SloError> {
+        let err = |e: crate::store::StoreError| SloError::Store(e.to_string());
+        let names: Vec<String> = slos.iter().map(|s| s.name.clone()).collect();
+        if names != self.built_for {
+            self.entries.clear();
+            self.built_for = names;
+        }
+        let heads = store.execution_heads(now - Duration::seconds(DEFAULT_WINDOW_SECONDS)).map_err(err)?;
+        let listed: HashSet<&str> = heads.iter().map(|h| h.arn.as_str()).collect();
+        self.entries.retain(|arn, _| listed.contains(arn.as_str()));
+        let mut written = 0;
+        for h in &heads {
+            let entry = self.entries.get_mut(&h.arn);
+            let live = match entry {
+                Some(Entry::NoClock) => continue,
+                Some(Entry::Done { version }) if *version == h.version => continue,
+                Some(Entry::Live(l)) if l.version == h.version => l,
+                Some(Entry::Live(l)) => {
+                    l.version = h.version;
+                    l.status = h.status;
+                    l.stop = h.stop;
+                    l.current_state.clone_from(&h.current_state);
+                    Self::catch_up(store, slos, &h.arn, l, &mut self.history_reads)?;
+                    l
+                }
+                None | Some(Entry::Done { .. }) => {
+                    let Some(row) = store.execution(&h.arn).map_err(err)? else { continue };
+                    let machine = row.state_machine_arn.rsplit(':').next().unwrap_or(&row.state_machine_arn).to_string();
+                    let input: Value = serde_json::from_str(&row.input).unwrap_or(Value::Null);
+                    let folds: Vec<(usize, Fold, u8)> =
+                        slos.iter().enumerate().filter(|(_, s)| s.matches(&machine, &input)).map(|(i, s)| (i, Fold::new(s), 0)).collect();
+                    if folds.is_empty() {
+                        self.entries.insert(h.arn.clone(), Entry::NoClock);
+                        continue;
+                    }
+                    let mut l = Box::new(Live {
+                        version: h.version,
+                        last_id: 0,
+                        machine,
+                        status: h.status,
+                        start: row.start,
+                        stop: h.stop,
+                        current_state: h.current_state.clone(),
+                        speed: speed_of(&input),
+                        priority: input.get("priority").and_then(Value::as_str).map(str::to_string),
+                        accession: input.get("accession").and_then(Value::as_str).map(str::to_string),
+                        folds,
+                    });
+                    Self::catch_up(store, slos, &h.arn, &mut l, &mut self.history_reads)?;
+                    self.entries.insert(h.arn.clone(), Entry::Live(l));
+                    match self.entries.get_mut(&h.arn) {
+                        Some(Entry::Live(l)) => l,
+                        _ => continue,
+                    }
+                }
+            };
+            let l = &mut **live;
+            let facts = Facts {
+                arn: &h.arn,
+                machine: &l.machine,
+                status: l.status,
+                start: l.start,
+                stop: l.stop,
+                current_state: l.current_state.as_deref(),
+                speed: l.speed,
+                priority: l.priority.as_deref(),
+                accession: l.accession.as_deref(),
+            };
+            let mut all_stopped = true;
+            for (i, fold, sent) in &mut l.folds {
+                let Some(c) = slos.get(*i).and_then(|s| fold.clock(s, &facts)) else {
+                    all_stopped &= facts.status.is_terminal();
+                    continue;
+                };
+                all_stopped &= c.stopped.is_some();
+                for (id, detail_type, at, detail) in crossings(&c, now) {
+                    let mask = if detail_type == AT_RISK_EVENT { 1 } else { 2 };
+                    if *sent & mask != 0 {
+                        continue;
+                    }
+                    let resources = vec![c.execution_arn.clone()];
+                    if store.emit_event(&c.execution_arn, &id, detail_type, at, &resources, detail).map_err(err)? {
+                        written += 1;
+                        tracing::info!(slo = %c.slo, status = detail_type, "SLO clock crossed a threshold");
+                    }
+                    *sent |= mask;
+                }
+            }
+            if all_stopped && h.status.is_terminal() {
+                self.entries.insert(h.arn.clone(), Entry::Done { version: h.version });
+            }
+        }
+        Ok(written)
+    }
+
+    /// Feed the history events after the last one seen to every fold of `l`.
+    fn catch_up(store: &crate::store::Store, slos: &[Slo], arn: &str, l: &mut Live, reads: &mut u64) -> Result<(), SloError> {
+        loop {
+            *reads += 1;
+            let page = store.history(arn, l.last_id, HISTORY_PAGE, false).map_err(|e| SloError::Store(e.to_string()))?;
+            for e in &page {
+                for (i, fold, _) in &mut l.folds {
+                    if let Some(s) = slos.get(*i) {
+                        fold.feed(s, e);
+                    }
+                }
+                l.last_id = l.last_id.max(e.id);
+            }
+            if page.len() < HISTORY_PAGE {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -728,6 +1077,7 @@ mod tests {
             objective: 0.95,
             machine: None,
             flagged: BTreeMap::new(),
+            kind: None,
         }
     }
 
@@ -908,6 +1258,186 @@ mod tests {
         assert!(bad.check().unwrap_err().to_string().contains("`flagged`"));
     }
 
+    fn loop_cfg() -> SloConfig {
+        SloConfig {
+            at_risk: 0.5,
+            kind: Some(SloKind::ClosedLoop),
+            ..cfg("critical-result", &[], "CommunicateCriticalResult", "AcknowledgeCriticalResult", "60m")
+        }
+    }
+
+    fn exited(id: i64, secs: i64, name: &str) -> HistoryEvent {
+        HistoryEvent { details: json!({"name": name, "output": "{}"}), ..ev(id, secs, "TaskStateExited", Some(name)) }
+    }
+
+    #[test]
+    fn a_closed_loop_goes_flagged_communicated_acknowledged_and_breaches_late() {
+        let slos = check_all(&[loop_cfg()]).expect("slos");
+        let input = json!({});
+        let mut h =
+            vec![ev(1, 0, "ExecutionStarted", None), ev(2, 60, "TaskStateEntered", Some("SignReport")), exited(3, 70, "SignReport")];
+        assert!(slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).is_none(), "no critical finding: no loop");
+        h.push(ev(4, 100, "TaskStateEntered", Some("CommunicateCriticalResult")));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("flagged");
+        assert_eq!((k.started, k.stage), (t0() + Duration::seconds(100), Some(LoopStage::Flagged)));
+        h.push(exited(5, 160, "CommunicateCriticalResult"));
+        h.push(ev(6, 160, "TaskStateEntered", Some("AcknowledgeCriticalResult")));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("communicated");
+        assert_eq!(k.stage, Some(LoopStage::Communicated));
+        assert_eq!(k.where_now(), "communicated · Read");
+        // AT_RISK at half the hour, BREACHED past it, while nobody acknowledges.
+        assert_eq!(k.read(t0() + Duration::seconds(100 + 29 * 60)).status, Status::Ok);
+        assert_eq!(k.read(t0() + Duration::seconds(100 + 30 * 60)).status, Status::AtRisk);
+        assert_eq!(k.read(t0() + Duration::seconds(100 + 3601)).status, Status::Breached);
+        let j = clock_json(&k, &k.read(t0() + Duration::minutes(10)));
+        assert_eq!((j["kind"].as_str(), j["stage"].as_str()), (Some("closed-loop"), Some("communicated")));
+        // Acknowledged 70 minutes after the finding went out: the loop closed, breached.
+        h.push(exited(7, 100 + 70 * 60, "AcknowledgeCriticalResult"));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("acknowledged");
+        assert_eq!((k.stage, k.reached), (Some(LoopStage::Acknowledged), true));
+        let r = k.read(t0() + Duration::days(2));
+        assert_eq!((r.open, r.elapsed_ms, r.status), (false, 70 * 60_000, Status::Breached));
+        // A plain clock has no stage.
+        let plain = check_all(&[cfg("e2e", &[], "start", "end", "1h")]).expect("slos");
+        let p = plain[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        assert_eq!((p.stage, p.kind()), (None, SloKind::Clock));
+        assert_eq!(clock_json(&p, &p.read(t0()))["stage"], Value::Null);
+    }
+
+    #[test]
+    fn a_late_join_sees_the_loop_at_its_true_age() {
+        let slos = check_all(&[loop_cfg()]).expect("slos");
+        let input = json!({});
+        let h = vec![
+            ev(1, 0, "ExecutionStarted", None),
+            ev(2, 600, "TaskStateEntered", Some("CommunicateCriticalResult")),
+            exited(3, 601, "CommunicateCriticalResult"),
+            ev(4, 601, "TaskStateEntered", Some("AcknowledgeCriticalResult")),
+        ];
+        // The console opens three hours after the study started, 2h50m after the call.
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        let r = k.read(t0() + Duration::hours(3));
+        assert_eq!((r.elapsed_ms, r.status, r.open), ((3 * 3600 - 600) * 1000, Status::Breached, true));
+        assert_eq!(crossings(&k, t0() + Duration::hours(3)).len(), 2, "both thresholds were crossed before anyone looked");
+    }
+
+    #[test]
+    fn an_acknowledgement_before_communication_or_by_a_catch_does_not_close_the_loop() {
+        let slos = check_all(&[loop_cfg()]).expect("slos");
+        let input = json!({});
+        // An acknowledgement recorded before the result was communicated (e.g. a parallel branch):
+        // not the acknowledgement of this result.
+        let h = vec![
+            ev(1, 0, "ExecutionStarted", None),
+            ev(2, 10, "TaskStateEntered", Some("CommunicateCriticalResult")),
+            ev(3, 20, "TaskStateEntered", Some("AcknowledgeCriticalResult")),
+            exited(4, 30, "AcknowledgeCriticalResult"),
+            exited(5, 40, "CommunicateCriticalResult"),
+        ];
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        assert_eq!((k.stage, k.stopped), (Some(LoopStage::Communicated), None));
+        // The gate timed out and a Catch moved on: the state exits, but nobody acknowledged.
+        let mut h = h[..2].to_vec();
+        h.push(exited(3, 20, "CommunicateCriticalResult"));
+        h.push(ev(4, 20, "TaskStateEntered", Some("AcknowledgeCriticalResult")));
+        h.push(ev(5, 5000, "TaskTimedOut", None));
+        h.push(exited(6, 5000, "AcknowledgeCriticalResult"));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Running)).expect("clock");
+        assert_eq!(k.stage, Some(LoopStage::Communicated), "still open");
+        // The execution ends without it: unacknowledged, breached (it ran past the hour).
+        h.push(ev(7, 9000, "ExecutionFailed", None));
+        let k = slos[0].clock(&view(&input, &h, ExecutionStatus::Failed)).expect("clock");
+        assert_eq!((k.stage, k.reached), (Some(LoopStage::Unacknowledged), false));
+        assert_eq!(k.read(t0() + Duration::days(1)).status, Status::Breached);
+        // A plain clock keeps its old meaning: any exit of `to` stops it.
+        let plain = check_all(&[cfg("gate", &[], "AcknowledgeCriticalResult", "AcknowledgeCriticalResult", "1h")]).expect("slos");
+        assert!(plain[0].clock(&view(&input, &h, ExecutionStatus::Failed)).is_some_and(|c| c.reached));
+        // A closed loop cannot start and stop at the same state.
+        let same = SloConfig { kind: Some(SloKind::ClosedLoop), ..cfg("x", &[], "Call", "Call", "1h") };
+        assert!(same.check().unwrap_err().to_string().contains("`to`"));
+        let c: SloConfig =
+            toml::from_str("name = \"x\"\nkind = \"closed-loop\"\nfrom = \"A\"\nto = \"B\"\ntarget = \"1h\"\n").expect("toml");
+        assert!(c.check().expect("valid").closed_loop);
+        assert!(toml::from_str::<SloConfig>("name = \"x\"\nkind = \"loop\"\ntarget = \"1h\"\n").is_err());
+    }
+
+    /// The demo on a virtual clock, twice from the same seed: one store watched incrementally,
+    /// the other by recomputing every clock from whole histories each tick ([`watch`]).
+    #[test]
+    fn the_incremental_watcher_writes_what_a_full_reload_writes_and_reads_nothing_when_nothing_moved() {
+        use crate::engine::{Clock as EngineClock, Engine, tasks::TaskRunner};
+        let start = t0();
+        let engine = || {
+            let mut e = Engine::new(crate::store::Store::in_memory().expect("store"), TaskRunner::new(), EngineClock::virtual_at(start));
+            crate::sim::Demo::install(&mut e).expect("install");
+            e
+        };
+        let (mut a, mut b) = (engine(), engine());
+        let demo_cfg = crate::sim::DemoConfig { per_hour: [30.0, 6.0, 10.0], ..crate::sim::DemoConfig::new(5, 240.0) };
+        let (mut da, mut db) = (crate::sim::Demo::with_config(demo_cfg.clone()), crate::sim::Demo::with_config(demo_cfg));
+        let mut w = Watcher::new(&[]).expect("watcher");
+        w.every = std::time::Duration::ZERO;
+        let slos = check_all(&demo_defaults()).expect("slos");
+        let mut emitted = HashSet::new();
+        // Five simulated hours (15 engine seconds a simulated hour), a tick per engine second.
+        for s in 1..=75 {
+            let now = start + Duration::seconds(s);
+            for (e, d) in [(&mut a, &mut da), (&mut b, &mut db)] {
+                e.clock.advance_to(now);
+                d.tick(e).expect("demo tick");
+            }
+            let incremental = w.tick(&a.store, now).expect("incremental");
+            let full = watch(&b.store, &slos, now, &mut emitted).expect("full");
+            assert_eq!(incremental, full, "events written at {s}s");
+        }
+        let rows = |e: &Engine| -> Vec<(String, String)> {
+            let mut q = e.store.conn().prepare("SELECT execution_arn, payload FROM outbox WHERE topic = 'lightbox'").expect("query");
+            let mut v: Vec<(String, String)> = q
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .expect("rows")
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, p)| serde_json::from_str::<Value>(&p).ok())
+                .filter(|e| e["id"].as_str().is_some_and(|i| i.starts_with("slo:")))
+                .map(|e| (e["id"].as_str().unwrap_or_default().to_string(), e["time"].as_str().unwrap_or_default().to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        let (ra, rb) = (rows(&a), rows(&b));
+        assert!(ra.len() > 20, "{} SLO events", ra.len());
+        assert_eq!(ra, rb, "the same events, ids and times");
+
+        // Some study went round the critical-result loop, and its clock says so.
+        let clocks = load(&a.store, &slos, a.clock.now(), Duration::days(1)).expect("clocks");
+        let loops: Vec<&Clock> = clocks.iter().filter(|c| c.slo == "critical-result").collect();
+        assert!(loops.iter().any(|c| c.stage == Some(LoopStage::Acknowledged)), "{loops:?}");
+        assert!(
+            ra.iter().any(|(id, _)| id.starts_with("slo:critical-result:"))
+                || loops.iter().all(|c| c.read(a.clock.now()).status == Status::Ok)
+        );
+
+        // Nothing moved: a tick reads no history. Ended executions are kept as a version only.
+        let reads = w.history_reads();
+        assert_eq!(w.tick(&a.store, a.clock.now()).expect("tick"), 0);
+        assert_eq!(w.history_reads(), reads, "no execution moved, no history read");
+        let done = w.entries.values().filter(|e| matches!(e, Entry::Done { .. })).count();
+        assert!(done >= 3, "{done} ended executions dropped to their version");
+        // One execution moves: only its history is read, from where the watcher left off.
+        let running = a.store.tokens(Some("PENDING"), None, 1).expect("tokens");
+        let t = running.first().expect("a pending gate");
+        a.send_task_success(&t.token, r#"{"approved": true, "reviewer": "dr.test"}"#).expect("answer");
+        w.tick(&a.store, a.clock.now()).expect("tick");
+        assert_eq!(w.history_reads(), reads + 1);
+        // Executions that leave the window are forgotten.
+        let later = a.clock.now() + Duration::days(3);
+        w.tick(&a.store, later).expect("tick");
+        let running = a
+            .store
+            .executions(&crate::model::ExecutionFilter { limit: 100_000, status: Some(ExecutionStatus::Running), ..Default::default() })
+            .expect("running");
+        assert_eq!(w.followed(), running.len(), "only running executions are followed once the rest left the window");
+    }
+
     #[test]
     fn simulated_speed_scales_elapsed_time() {
         let slos = check_all(&[cfg("s", &[], "start", "end", "60m")]).expect("slos");
@@ -936,6 +1466,7 @@ mod tests {
             state: None,
             priority: None,
             accession: None,
+            stage: None,
         };
         let all = vec![
             mk(0, Some(5), true),    // met
@@ -1020,6 +1551,7 @@ mod tests {
             state: None,
             priority: None,
             accession: None,
+            stage: None,
         };
         let all: Vec<Clock> = (0..20_000)
             .map(|i| {

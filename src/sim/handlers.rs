@@ -223,6 +223,18 @@ pub fn register_handlers(r: &mut TaskRunner) {
         let by = ["reviewer", "approvedBy", "user"].iter().map(|k| s(review, k)).find(|v| !v.is_empty()).unwrap_or("attending radiologist");
         Ok(json!({"status": "F", "signedBy": by}))
     });
+    // The closed loop of a critical finding: who was told (the ordering clinician), by whom and
+    // how; then a callback gate the ordering clinician answers (the acknowledgement).
+    r.register("lightbox-communicate-critical", |p| {
+        need(p, "accession")?;
+        let told = p.get("orderingPhysician").map(|o| s(o, "name")).filter(|n| !n.is_empty()).unwrap_or("ordering clinician on call");
+        let by = match s(p, "signedBy") {
+            "" => "attending radiologist",
+            b => b,
+        };
+        Ok(json!({"communicatedTo": told, "by": by, "method": "phone", "at": s(p, "at")}))
+    });
+    r.register("lightbox-critical-ack-request", |p| Ok(json!({"queued": true, "notified": s(p, "communicatedTo")})));
     r.register("lightbox-publish", |p| {
         let acc = need(p, "accession")?;
         if flag(p, "archiveRejects") {

@@ -157,7 +157,18 @@ const STAGES: &[(Stage, &[&str])] = &[
     ),
     (Stage::Dictated, &["RadiologistReview", "SeniorReview", "DictateManually", "WrongPatient"]),
     (Stage::Transcribed, &["Transcribe", "AwaitSignature"]),
-    (Stage::Signed, &["SignReport", "PublishReport", "PublishFailed", "AwaitCoding"]),
+    (
+        Stage::Signed,
+        &[
+            "SignReport",
+            "IsCriticalResult",
+            "CommunicateCriticalResult",
+            "AcknowledgeCriticalResult",
+            "PublishReport",
+            "PublishFailed",
+            "AwaitCoding",
+        ],
+    ),
     (
         Stage::Billed,
         &[

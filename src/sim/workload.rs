@@ -170,6 +170,9 @@ pub struct Readers {
     /// Share of senior escalations and reconciliation holds that someone answers.
     pub senior_share: f64,
     pub reconcile_share: f64,
+    /// Share of critical-result acknowledgements the simulated ordering clinicians give (the
+    /// rest time out: the study stops for the quality team).
+    pub critical_ack_share: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +214,7 @@ impl Default for DemoConfig {
                 wrong_patient_share: 0.02,
                 senior_share: 0.95,
                 reconcile_share: 0.8,
+                critical_ack_share: 0.97,
             },
             archive_outage: Some(Window { start_minutes: 180.0, minutes: 60.0 }),
             clearinghouse_down: Some(Window { start_minutes: 480.0, minutes: 60.0 }),
@@ -329,6 +333,8 @@ fn timing(rng: &mut Rng, priority: &str, class: &str, modality: &str, t: &Timing
         ("seniorTimeoutSeconds", by_priority(priority, 30.0, 120.0, 480.0)),
         ("seniorHeartbeatSeconds", by_priority(priority, 10.0, 30.0, 120.0)),
         ("reconcileTimeoutSeconds", if stat { 60.0 } else { 240.0 }),
+        // The ordering clinician's acknowledgement of a critical finding (the loop's target is an hour).
+        ("ackTimeoutSeconds", 240.0),
     ];
     let mut out = serde_json::Map::new();
     for (k, m) in minutes {
@@ -435,6 +441,8 @@ pub struct TickReport {
     pub rejected: usize,
     pub heartbeats: usize,
     pub reconciled: usize,
+    /// Critical findings the simulated ordering clinicians acknowledged.
+    pub acknowledged: usize,
     /// Executions the engine drove because a timer was due.
     pub driven: usize,
 }
@@ -655,6 +663,15 @@ impl Demo {
                         Ok(json!({"reconciled": true, "by": "him.sim", "comment": "Patient and encounter confirmed"}))
                     }
                 }
+                "AcknowledgeCriticalResult" => {
+                    // Most acknowledge within the hour; a few late (the clock breaches), a few never.
+                    let delay = roll("delay");
+                    if roll("answer") >= r.critical_ack_share || age < 3.0 + delay * delay * 90.0 {
+                        continue;
+                    }
+                    let by = payload.get("communicatedTo").and_then(Value::as_str).unwrap_or("ordering clinician");
+                    Ok(json!({"acknowledgedBy": by, "readBack": true}))
+                }
                 _ => continue,
             };
             match answer {
@@ -662,6 +679,8 @@ impl Demo {
                     if ok_unless_closed(engine.send_task_success(&t.token, &output.to_string()))? {
                         if t.state_name == "HoldForReconciliation" {
                             report.reconciled += 1;
+                        } else if t.state_name == "AcknowledgeCriticalResult" {
+                            report.acknowledged += 1;
                         } else {
                             report.approved += 1;
                         }

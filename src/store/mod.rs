@@ -195,6 +195,16 @@ pub struct StateMachineRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// An execution's version and status ([`Store::execution_heads`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionHead {
+    pub arn: String,
+    pub version: i64,
+    pub status: ExecutionStatus,
+    pub stop: Option<DateTime<Utc>>,
+    pub current_state: Option<String>,
+}
+
 /// A workflow event waiting to be relayed to other systems.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
@@ -626,6 +636,26 @@ impl Store {
     pub fn count_executions(&self) -> Result<Vec<(String, i64)>> {
         let mut st = self.conn.prepare("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// What changed of every execution that is running or stopped at or after `since`: its
+    /// version (every step, stop and redrive moves it on), status and where it is. No input,
+    /// output or snapshot is read: a watcher compares versions and asks for more only on a change.
+    pub fn execution_heads(&self, since: DateTime<Utc>) -> Result<Vec<ExecutionHead>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT arn, version, status, stop_ms, current_state FROM executions WHERE status = 'RUNNING' OR stop_ms >= ?1",
+        )?;
+        let rows = st.query_map([ms(since)], |r| {
+            let status: String = r.get(2)?;
+            Ok(ExecutionHead {
+                arn: r.get(0)?,
+                version: r.get(1)?,
+                status: ExecutionStatus::parse(&status).unwrap_or(ExecutionStatus::Failed),
+                stop: r.get::<_, Option<i64>>(3)?.map(from_ms),
+                current_state: r.get(4)?,
+            })
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 

@@ -79,7 +79,8 @@ impl App {
             Cell::new(c.slo.clone(), t.text()),
             Cell::new(c.priority.clone().unwrap_or_else(|| "—".into()), t.priority(c.priority.as_deref().unwrap_or(""))),
             Cell::new(study, t.text()),
-            Cell::new(c.state.clone().unwrap_or_else(|| "—".into()), t.text()),
+            // A closed loop (a critical result) says where it stands: `communicated · <state>`.
+            Cell::new(c.where_now(), if c.stage.is_some() { t.warn() } else { t.text() }),
         ])
         .search_also(for_search, || {
             vec![machine(&c.execution_arn).to_string(), c.execution_arn.rsplit(':').next().unwrap_or_default().to_string()]
