@@ -156,6 +156,23 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Serve the Step Functions API (AWS JSON 1.0) on the embedded engine, for the AWS SDKs and
+    /// CLI (`--endpoint-url`); runs the engine's timers and tasks as `lightbox engine` does.
+    Serve {
+        /// Address to listen on (default: `bind` in [serve], else 127.0.0.1:8083; port 0 picks
+        /// one). Off loopback, [serve] credentials and TLS (or --insecure-no-tls) are required.
+        #[arg(long)]
+        bind: Option<String>,
+        /// PEM certificate chain for TLS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for TLS (with --tls-cert).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (requests are still SigV4-verified).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_no_tls: bool,
+    },
     /// Print a shell completion script for lightbox (source it, or install it where your shell looks).
     Completions {
         /// The shell to complete for.
@@ -691,6 +708,10 @@ pub fn main() -> Result<ExitCode> {
                 configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme);
             }
+            if let Command::Serve { bind, tls_cert, tls_key, insecure_no_tls } = command {
+                let tls = tls_cert.zip(tls_key);
+                return cmd_serve(engine, &ctx, &config, bind, tls, insecure_no_tls);
+            }
             if let Command::Events(EventsCmd::List { pattern, limit, phi }) = &command {
                 return cmd_events_list(&engine, &ctx, &config, pattern.as_deref(), *limit, phi);
             }
@@ -884,6 +905,9 @@ struct Config {
     /// SLO targets (`[[slo]]`); none: the demo hospital's defaults when the store holds the demo.
     #[serde(default, rename = "slo")]
     slo: Vec<lightbox::ops::slo::SloConfig>,
+    /// `[serve]`: `lightbox serve`'s address, credentials (SigV4) and TLS files.
+    #[serde(default)]
+    serve: lightbox::serve::ServeConfig,
     /// Named event patterns: `lightbox events list --pattern NAME`, `:events NAME`.
     #[serde(default, rename = "event_patterns")]
     event_patterns: Vec<lightbox::events::feed::NamedPattern>,
@@ -1715,6 +1739,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         | Command::TestState { .. }
         | Command::Bench { .. }
         | Command::Console { .. }
+        | Command::Serve { .. }
         | Command::Events(_)
         | Command::Store(StoreCmd::Check { .. }) => {
             bail!("internal error: this command is handled before the store opens")
@@ -2192,6 +2217,47 @@ fn run_engine(
             }
         }
     })
+}
+
+/// `lightbox serve`: the Step Functions API on this engine until interrupted, with the outbox
+/// relay and the SLO watcher beside it as in `lightbox engine`.
+fn cmd_serve(
+    engine: Engine,
+    ctx: &Ctx,
+    config: &Config,
+    bind: Option<String>,
+    tls: Option<(PathBuf, PathBuf)>,
+    insecure_no_tls: bool,
+) -> Result<ExitCode> {
+    let cfg = &config.serve;
+    let bind_text = bind.or_else(|| cfg.bind.clone()).unwrap_or_else(|| "127.0.0.1:8083".into());
+    let addr: std::net::SocketAddr = bind_text
+        .parse()
+        .map_err(|e| UsageError(format!("--bind {bind_text:?} is not an address and port such as 127.0.0.1:8083 ({e})")))?;
+    let tls = tls.or_else(|| cfg.tls_cert.clone().zip(cfg.tls_key.clone()));
+    let opts = lightbox::serve::Options {
+        bind: addr,
+        credentials: cfg.all_credentials()?,
+        tls,
+        insecure_no_tls,
+        read_only: ctx.read_only,
+        sync_timeout: std::time::Duration::from_secs(cfg.sync_timeout_seconds.unwrap_or(60).clamp(1, 3600)),
+        max_connections: cfg.max_connections.unwrap_or(128).clamp(1, 10_000),
+    };
+    opts.check()?;
+    let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
+    let mut slo = slo_watcher(&ctx.slo)?;
+    let tick = Box::new(move |engine: &Engine| {
+        if let Err(e) = slo.tick(&engine.store, engine.clock.now()) {
+            tracing::warn!(error = %e, "evaluating SLO clocks failed");
+        }
+    });
+    let signed = !opts.credentials.is_empty();
+    lightbox::serve::run(engine, opts, tick, |addr, tls| {
+        let scheme = if tls { "https" } else { "http" };
+        say!("lightbox serve: listening on {scheme}://{addr}{}", if signed { " (SigV4 required)" } else { "" });
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Start synthetic studies on the demo definitions, play the radiologist (approve most

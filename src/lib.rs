@@ -12,6 +12,7 @@ pub mod history;
 pub mod ops;
 pub mod outbox;
 pub mod phi;
+pub mod serve;
 pub mod sim;
 pub mod store;
 pub mod tui;
