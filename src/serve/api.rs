@@ -225,7 +225,7 @@ fn logging_level_ok(v: &Value) -> Result<(), ApiError> {
         other => return Err(ApiError::new("InvalidLoggingConfiguration", format!("Invalid logging level: {other}"))),
     }
     if let Some(d) = v.get("destinations")
-        && !d.as_array().is_some_and(|a| a.len() <= 1)
+        && d.as_array().is_none_or(|a| a.len() > 1)
     {
         return Err(ApiError::new("InvalidLoggingConfiguration", "destinations must be a list of at most one log group"));
     }
@@ -902,13 +902,25 @@ impl Api {
     fn test_state(&self, b: &Value) -> Result<Value, ApiError> {
         let definition = req_str(b, "definition")?;
         let input = opt_str(b, "input")?.unwrap_or("");
-        crate::engine::test_state::run(definition, input, b).map_err(|m| {
+        let mut out = crate::engine::test_state::run(definition, input, b).map_err(|m| {
             if m.contains("definition") || m.contains("state machine") {
                 ApiError::new("InvalidDefinition", m)
             } else {
                 ApiError::validation(m)
             }
-        })
+        })?;
+        // On the wire, the output and the inspection steps are JSON text.
+        if let Some(o) = out.get_mut("output") {
+            *o = Value::String(o.to_string());
+        }
+        if let Some(insp) = out.get_mut("inspectionData").and_then(Value::as_object_mut) {
+            for (k, v) in insp.iter_mut() {
+                if k != "errorDetails" && !v.is_string() {
+                    *v = Value::String(v.to_string());
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn validate_definition(&self, b: &Value) -> Result<Value, ApiError> {
