@@ -143,6 +143,12 @@ enum Command {
         /// Measure event pattern matching instead: events/s, each tested against 100 patterns.
         #[arg(long)]
         patterns: bool,
+        /// Measure `lightbox serve` instead: W1 (10 chained Pass states) executions/s through
+        /// boto3 (--executions of them), beside moto's server on the same machine. Needs a
+        /// python with boto3 and moto[server]: LIGHTBOX_BENCH_PYTHON, else LIGHTBOX_TEST_PYTHON
+        /// (scripts/py-env.sh makes one), else python3.
+        #[arg(long)]
+        serve: bool,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -663,6 +669,7 @@ pub fn main() -> Result<ExitCode> {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { serve: true, executions, dir, .. } => cmd_bench_serve(*executions, dir.as_deref(), cli.json),
         Command::Bench { relay: true, events, dir, .. } => cmd_bench_relay(*events, dir.as_deref(), cli.json),
         Command::Bench { console: true, list_rows, reviews, dir, .. } => cmd_bench_console(*list_rows, *reviews, dir.as_deref(), cli.json),
         Command::Bench { executions, list_rows, restart, dir, .. } => {
@@ -2327,6 +2334,120 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  executions list (100 rows) over {} stored: {:.2} ms", r.list_rows, r.list_ms);
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
         say!("  SLO clocks: {} recomputed (read, sorted by time to breach, compliance) in {:.1} ms", r.slo_clocks, r.slo_recompute_ms);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A child process killed when this goes out of scope.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `lightbox bench --serve`: W1 through boto3 against `lightbox serve`, then against moto's
+/// server, each on 127.0.0.1 (scripts/bench_serve.py does the driving).
+fn cmd_bench_serve(executions: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
+    use std::io::BufRead as _;
+    let python = std::env::var_os("LIGHTBOX_BENCH_PYTHON")
+        .or_else(|| std::env::var_os("LIGHTBOX_TEST_PYTHON"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let has = |module: &str| {
+        std::process::Command::new(&python).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+    };
+    if !has("boto3") {
+        bail!("{} has no boto3: run scripts/py-env.sh and set LIGHTBOX_BENCH_PYTHON to the python it prints", python.display());
+    }
+    let (_scratch, dir) = bench_dir(dir)?;
+    let script = dir.join("bench_serve.py");
+    std::fs::write(&script, include_str!("../scripts/bench_serve.py")).with_context(|| format!("writing {}", script.display()))?;
+    let empty_config = dir.join("bench-config.toml");
+    std::fs::write(&empty_config, "").with_context(|| format!("writing {}", empty_config.display()))?;
+    let threads = 4;
+    let drive = |url: &str| -> Result<Value> {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args([url, &executions.to_string(), &threads.to_string()])
+            .output()
+            .context("running the boto3 benchmark")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default();
+        if !out.status.success() {
+            bail!("the boto3 benchmark against {url} failed: {last} {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default());
+        }
+        serde_json::from_str(last).with_context(|| format!("the benchmark printed {last:?}"))
+    };
+    // lightbox serve, on a fresh store.
+    let exe = std::env::current_exe().context("finding the lightbox binary")?;
+    let mut child = std::process::Command::new(&exe)
+        .arg("--config")
+        .arg(&empty_config)
+        .arg("--data-dir")
+        .arg(dir.join("serve-data"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting lightbox serve")?;
+    let stdout = child.stdout.take().context("lightbox serve's output")?;
+    let serve = ChildGuard(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).context("reading where lightbox serve listens")?;
+    let url = line.split_whitespace().find(|w| w.starts_with("http")).context("lightbox serve did not say where it listens")?.to_string();
+    let lightbox = drive(&url)?;
+    drop(serve);
+    // moto's server beside it, when installed.
+    let moto_bin = python.with_file_name("moto_server");
+    let moto = if moto_bin.exists() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let moto = ChildGuard(
+            std::process::Command::new(&moto_bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting moto_server")?,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::blocking::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = http.post(format!("{url}/moto-api/config")).json(&json!({"stepfunctions": {"execute_state_machine": true}})).send();
+            if r.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("moto_server did not come up on {url}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let r = drive(&url)?;
+        drop(moto);
+        r
+    } else {
+        json!({"error": format!("moto_server is not installed beside {}", python.display())})
+    };
+    let report = json!({
+        "workload": "W1: 10 chained Pass states",
+        "executions": executions,
+        "clientThreads": threads,
+        "lightboxServe": lightbox,
+        "moto": moto,
+    });
+    if j {
+        print_json(&report);
+    } else {
+        say!("W1 (10 chained Pass states) through boto3, {executions} executions from {threads} client threads:");
+        for (name, r) in [("lightbox serve", &report["lightboxServe"]), ("moto server", &report["moto"])] {
+            match r.get("perSecond") {
+                Some(p) => say!("  {name:15} {p:>8} executions/s   StartExecution p50 {} ms, p99 {} ms", r["p50ms"], r["p99ms"]),
+                None => say!("  {name:15} {}", r["error"].as_str().unwrap_or("no result")),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
