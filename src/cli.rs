@@ -2377,7 +2377,10 @@ fn cmd_bench_serve(executions: usize, dir: Option<&Path>, j: bool) -> Result<Exi
         let text = String::from_utf8_lossy(&out.stdout);
         let last = text.lines().last().unwrap_or_default();
         if !out.status.success() {
-            bail!("the boto3 benchmark against {url} failed: {last} {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default());
+            bail!(
+                "the boto3 benchmark against {url} failed: {last} {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+            );
         }
         serde_json::from_str(last).with_context(|| format!("the benchmark printed {last:?}"))
     };

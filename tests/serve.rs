@@ -37,7 +37,11 @@ struct Server {
 
 impl Server {
     fn start(lb: &Lb, extra: &[&str]) -> Server {
-        let mut cmd = lb.cmd();
+        Server::start_with(lb.cmd(), extra)
+    }
+
+    /// Start `cmd` (a `lightbox` command with its global options) with `serve` and `extra`.
+    fn start_with(mut cmd: Command, extra: &[&str]) -> Server {
         cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start lightbox serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -305,4 +309,23 @@ fn bad_requests_get_errors_and_the_server_lives_on() {
     assert!(status == 200 && text.contains("stateMachines"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(stalled);
+}
+
+#[test]
+fn read_only_refuses_every_change_and_still_answers_reads() {
+    let lb = Lb::new();
+    let mut cmd = lb.cmd();
+    cmd.arg("--read-only");
+    let server = Server::start_with(cmd, &[]);
+    let post = |target: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let def = r#"{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"End\":true}}}"#;
+    let (status, text) = server.raw(&post("CreateStateMachine", &format!(r#"{{"name":"m","definition":"{def}"}}"#)), b"");
+    assert!(status == 400 && text.contains("AccessDeniedException"), "{text}");
+    let (status, text) = server.raw(&post("ListStateMachines", "{}"), b"");
+    assert!(status == 200 && text.contains(r#""stateMachines":[]"#), "{text}");
 }
