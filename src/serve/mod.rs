@@ -185,7 +185,13 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, Se
 struct Shared {
     api: Arc<Api>,
     credentials: Vec<Credential>,
+    /// Calls running or queued on the blocking pool; a permit is held until the call has
+    /// really ended (even after its client was answered that it took too long).
+    inflight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Calls that may be running or waiting for the engine at once; more are throttled.
+const MAX_INFLIGHT: usize = 64;
 
 /// Serve until interrupted (Ctrl-C or SIGTERM). `ready` is called with the bound address
 /// once the server listens; `tick` runs on the engine worker before each round of due work
@@ -211,7 +217,8 @@ pub fn run(
         std::thread::Builder::new().name("lightbox-serve-engine".into()).spawn(move || engine_loop(&api, &stop, &mut *tick))?
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(16).enable_all().build()?;
-    let shared = Arc::new(Shared { api, credentials: opts.credentials.clone() });
+    let shared =
+        Arc::new(Shared { api, credentials: opts.credentials.clone(), inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)) });
     let r = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(opts.bind).await.map_err(|source| ServeError::Bind { addr: opts.bind, source })?;
         let local = listener.local_addr()?;
@@ -369,9 +376,14 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             Err(_) => return error_response(&ApiError::new("SerializationException", "the request body is not valid JSON"), content_type),
         }
     };
+    let Ok(permit) = shared.inflight.clone().try_acquire_owned() else {
+        let e = ApiError { code: "ThrottlingException", message: "Rate exceeded: too many calls in flight".into(), status: 400 };
+        return error_response(&e, content_type);
+    };
     let (api, op_owned, who) = (shared.api.clone(), op.to_string(), caller.clone());
     let svc = service;
     let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         // A panic in one request fails only that request.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if svc == "logs" { logs::call(&api, &op_owned, &body) } else { api.call(&op_owned, &body, &who) }
