@@ -13,6 +13,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null; fi
 fi
 
+# boto3, the AWS CLI and moto in a venv beside the build (made once, refreshed when
+# scripts/py-requirements.txt changes): the serve tests drive `lightbox serve` with them.
+LIGHTBOX_TEST_PYTHON="$(./scripts/py-env.sh | tail -n 1)"
+export LIGHTBOX_TEST_PYTHON
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The log goes beside the build (a fresh clone has no target/ until cargo makes one).

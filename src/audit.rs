@@ -201,6 +201,8 @@ pub enum Source {
     Cli,
     /// The engine itself (automatic escalations, breaker transitions), actor "lightbox".
     Engine,
+    /// The Step Functions API (`lightbox serve`), actor the caller's access key id or "loopback".
+    Api,
 }
 
 impl Source {
@@ -209,6 +211,7 @@ impl Source {
             Source::Console => "console",
             Source::Cli => "cli",
             Source::Engine => "engine",
+            Source::Api => "api",
         }
     }
 
@@ -217,6 +220,7 @@ impl Source {
             "console" => Some(Source::Console),
             "cli" => Some(Source::Cli),
             "engine" => Some(Source::Engine),
+            "api" => Some(Source::Api),
             _ => None,
         }
     }

@@ -144,6 +144,12 @@ enum Command {
         /// Measure event pattern matching instead: events/s, each tested against 100 patterns.
         #[arg(long)]
         patterns: bool,
+        /// Measure `lightbox serve` instead: W1 (10 chained Pass states) executions/s through
+        /// boto3 (--executions of them), beside moto's server on the same machine. Needs a
+        /// python with boto3 and moto[server]: LIGHTBOX_BENCH_PYTHON, else LIGHTBOX_TEST_PYTHON
+        /// (scripts/py-env.sh makes one), else python3.
+        #[arg(long)]
+        serve: bool,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -156,6 +162,23 @@ enum Command {
         /// Stop after this many seconds (default: run until interrupted).
         #[arg(long)]
         seconds: Option<u64>,
+    },
+    /// Serve the Step Functions API (AWS JSON 1.0) on the embedded engine, for the AWS SDKs and
+    /// CLI (`--endpoint-url`); runs the engine's timers and tasks as `lightbox engine` does.
+    Serve {
+        /// Address to listen on (default: `bind` in [serve], else 127.0.0.1:8083; port 0 picks
+        /// one). Off loopback, [serve] credentials and TLS (or --insecure-no-tls) are required.
+        #[arg(long)]
+        bind: Option<String>,
+        /// PEM certificate chain for TLS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for TLS (with --tls-cert).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (requests are still SigV4-verified).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_no_tls: bool,
     },
     /// Print a shell completion script for lightbox (source it, or install it where your shell looks).
     Completions {
@@ -647,6 +670,7 @@ pub fn main() -> Result<ExitCode> {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { serve: true, executions, dir, .. } => cmd_bench_serve(*executions, dir.as_deref(), cli.json),
         Command::Bench { relay: true, events, dir, .. } => cmd_bench_relay(*events, dir.as_deref(), cli.json),
         Command::Bench { console: true, list_rows, reviews, dir, .. } => cmd_bench_console(*list_rows, *reviews, dir.as_deref(), cli.json),
         Command::Bench { executions, list_rows, restart, dir, .. } => {
@@ -691,6 +715,10 @@ pub fn main() -> Result<ExitCode> {
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
                 configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme);
+            }
+            if let Command::Serve { bind, tls_cert, tls_key, insecure_no_tls } = command {
+                let tls = tls_cert.zip(tls_key);
+                return cmd_serve(engine, &ctx, &config, bind, tls, insecure_no_tls);
             }
             if let Command::Events(EventsCmd::List { pattern, limit, phi }) = &command {
                 return cmd_events_list(&engine, &ctx, &config, pattern.as_deref(), *limit, phi);
@@ -885,6 +913,9 @@ struct Config {
     /// SLO targets (`[[slo]]`); none: the demo hospital's defaults when the store holds the demo.
     #[serde(default, rename = "slo")]
     slo: Vec<lightbox::ops::slo::SloConfig>,
+    /// `[serve]`: `lightbox serve`'s address, credentials (SigV4) and TLS files.
+    #[serde(default)]
+    serve: lightbox::serve::ServeConfig,
     /// Named event patterns: `lightbox events list --pattern NAME`, `:events NAME`.
     #[serde(default, rename = "event_patterns")]
     event_patterns: Vec<lightbox::events::feed::NamedPattern>,
@@ -1716,6 +1747,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         | Command::TestState { .. }
         | Command::Bench { .. }
         | Command::Console { .. }
+        | Command::Serve { .. }
         | Command::Events(_)
         | Command::Store(StoreCmd::Check { .. }) => {
             bail!("internal error: this command is handled before the store opens")
@@ -2195,6 +2227,47 @@ fn run_engine(
     })
 }
 
+/// `lightbox serve`: the Step Functions API on this engine until interrupted, with the outbox
+/// relay and the SLO watcher beside it as in `lightbox engine`.
+fn cmd_serve(
+    engine: Engine,
+    ctx: &Ctx,
+    config: &Config,
+    bind: Option<String>,
+    tls: Option<(PathBuf, PathBuf)>,
+    insecure_no_tls: bool,
+) -> Result<ExitCode> {
+    let cfg = &config.serve;
+    let bind_text = bind.or_else(|| cfg.bind.clone()).unwrap_or_else(|| "127.0.0.1:8083".into());
+    let addr: std::net::SocketAddr = bind_text
+        .parse()
+        .map_err(|e| UsageError(format!("--bind {bind_text:?} is not an address and port such as 127.0.0.1:8083 ({e})")))?;
+    let tls = tls.or_else(|| cfg.tls_cert.clone().zip(cfg.tls_key.clone()));
+    let opts = lightbox::serve::Options {
+        bind: addr,
+        credentials: cfg.all_credentials()?,
+        tls,
+        insecure_no_tls,
+        read_only: ctx.read_only,
+        sync_timeout: std::time::Duration::from_secs(cfg.sync_timeout_seconds.unwrap_or(60).clamp(1, 3600)),
+        max_connections: cfg.max_connections.unwrap_or(128).clamp(1, 10_000),
+    };
+    opts.check()?;
+    let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
+    let mut slo = slo_watcher(&ctx.slo)?;
+    let tick = Box::new(move |engine: &Engine| {
+        if let Err(e) = slo.tick(&engine.store, engine.clock.now()) {
+            tracing::warn!(error = %e, "evaluating SLO clocks failed");
+        }
+    });
+    let signed = !opts.credentials.is_empty();
+    lightbox::serve::run(engine, opts, tick, |addr, tls| {
+        let scheme = if tls { "https" } else { "http" };
+        say!("lightbox serve: listening on {scheme}://{addr}{}", if signed { " (SigV4 required)" } else { "" });
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Start synthetic studies on the demo definitions, play the radiologist (approve most
 /// AI drafts, reject one), and print where every study ended up.
 fn run_demo(engine: &mut Engine, seconds: u64, speed: f64, seed: u64, j: bool) -> Result<()> {
@@ -2262,6 +2335,123 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  executions list (100 rows) over {} stored: {:.2} ms", r.list_rows, r.list_ms);
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
         say!("  SLO clocks: {} recomputed (read, sorted by time to breach, compliance) in {:.1} ms", r.slo_clocks, r.slo_recompute_ms);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A child process killed when this goes out of scope.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `lightbox bench --serve`: W1 through boto3 against `lightbox serve`, then against moto's
+/// server, each on 127.0.0.1 (scripts/bench_serve.py does the driving).
+fn cmd_bench_serve(executions: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
+    use std::io::BufRead as _;
+    let python = std::env::var_os("LIGHTBOX_BENCH_PYTHON")
+        .or_else(|| std::env::var_os("LIGHTBOX_TEST_PYTHON"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let has = |module: &str| {
+        std::process::Command::new(&python).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+    };
+    if !has("boto3") {
+        bail!("{} has no boto3: run scripts/py-env.sh and set LIGHTBOX_BENCH_PYTHON to the python it prints", python.display());
+    }
+    let (_scratch, dir) = bench_dir(dir)?;
+    let script = dir.join("bench_serve.py");
+    std::fs::write(&script, include_str!("../scripts/bench_serve.py")).with_context(|| format!("writing {}", script.display()))?;
+    let empty_config = dir.join("bench-config.toml");
+    std::fs::write(&empty_config, "").with_context(|| format!("writing {}", empty_config.display()))?;
+    let threads = 4;
+    let drive = |url: &str| -> Result<Value> {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args([url, &executions.to_string(), &threads.to_string()])
+            .output()
+            .context("running the boto3 benchmark")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default();
+        if !out.status.success() {
+            bail!(
+                "the boto3 benchmark against {url} failed: {last} {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+            );
+        }
+        serde_json::from_str(last).with_context(|| format!("the benchmark printed {last:?}"))
+    };
+    // lightbox serve, on a fresh store.
+    let exe = std::env::current_exe().context("finding the lightbox binary")?;
+    let mut child = std::process::Command::new(&exe)
+        .arg("--config")
+        .arg(&empty_config)
+        .arg("--data-dir")
+        .arg(dir.join("serve-data"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting lightbox serve")?;
+    let stdout = child.stdout.take().context("lightbox serve's output")?;
+    let serve = ChildGuard(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).context("reading where lightbox serve listens")?;
+    let url = line.split_whitespace().find(|w| w.starts_with("http")).context("lightbox serve did not say where it listens")?.to_string();
+    let lightbox = drive(&url)?;
+    drop(serve);
+    // moto's server beside it, when installed.
+    let moto_bin = python.with_file_name("moto_server");
+    let moto = if moto_bin.exists() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let moto = ChildGuard(
+            std::process::Command::new(&moto_bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting moto_server")?,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::blocking::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = http.post(format!("{url}/moto-api/config")).json(&json!({"stepfunctions": {"execute_state_machine": true}})).send();
+            if r.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("moto_server did not come up on {url}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let r = drive(&url)?;
+        drop(moto);
+        r
+    } else {
+        json!({"error": format!("moto_server is not installed beside {}", python.display())})
+    };
+    let report = json!({
+        "workload": "W1: 10 chained Pass states",
+        "executions": executions,
+        "clientThreads": threads,
+        "lightboxServe": lightbox,
+        "moto": moto,
+    });
+    if j {
+        print_json(&report);
+    } else {
+        say!("W1 (10 chained Pass states) through boto3, {executions} executions from {threads} client threads:");
+        for (name, r) in [("lightbox serve", &report["lightboxServe"]), ("moto server", &report["moto"])] {
+            match r.get("perSecond") {
+                Some(p) => say!("  {name:15} {p:>8} executions/s   StartExecution p50 {} ms, p99 {} ms", r["p50ms"], r["p99ms"]),
+                None => say!("  {name:15} {}", r["error"].as_str().unwrap_or("no result")),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ pub mod model;
 pub mod ops;
 pub mod outbox;
 pub mod phi;
+pub mod serve;
 pub mod sim;
 pub mod store;
 pub mod tui;

@@ -1,0 +1,410 @@
+//! `lightbox serve`: the Step Functions API (AWS JSON 1.0, `X-Amz-Target:
+//! AWSStepFunctions.*`) on the embedded engine, so the AWS SDKs, the AWS CLI and Lightbox's
+//! own AWS backend can drive it. The only module that speaks HTTP server-side.
+//!
+//! One engine sits behind a lock ([`api::Api`]); requests run on tokio's blocking pool so
+//! the reactor never waits on SQLite, and a worker thread runs the engine's due work
+//! (timers, retries, tasks) as `lightbox engine` does. Loopback by default; any other address
+//! needs configured credentials (SigV4, [`sigv4`]) and TLS or an explicit opt-out.
+
+pub mod api;
+pub mod logs;
+pub mod sigv4;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::Value;
+
+pub use api::{Api, ApiError, Caller};
+
+use crate::engine::{Engine, REGION};
+
+/// The largest request body taken (a definition may be 1 MB; inputs 256 KiB).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// How long a client may take to send a request's headers, and then its body.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one connection may stay open (clients reconnect).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const JSON_10: &str = "application/x-amz-json-1.0";
+const JSON_11: &str = "application/x-amz-json-1.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the server's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// One access key the server accepts.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Never prints a secret.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("access_key_id", &self.access_key_id).field("secret_access_key", &"<redacted>").finish()
+    }
+}
+
+/// `[serve]` in config.toml.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on (default 127.0.0.1:8083); `--bind` overrides it.
+    pub bind: Option<String>,
+    /// Access keys whose SigV4 signatures are accepted. With none, only loopback is served
+    /// and requests are not checked.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+    /// A TOML file with more `credentials = [{access_key_id, secret_access_key}]` (keep it
+    /// out of config.toml, readable by its owner only).
+    pub credentials_file: Option<PathBuf>,
+    /// PEM certificate chain and private key for TLS; `--tls-cert`/`--tls-key` override them.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long StartSyncExecution waits for an execution to finish (default 60 seconds).
+    pub sync_timeout_seconds: Option<u64>,
+    /// Connections served at once (default 128); more wait to be accepted.
+    pub max_connections: Option<usize>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsFile {
+    #[serde(default)]
+    credentials: Vec<Credential>,
+}
+
+impl ServeConfig {
+    /// Every configured credential: the config's and the credentials file's.
+    pub fn all_credentials(&self) -> Result<Vec<Credential>, ServeError> {
+        let mut out = self.credentials.clone();
+        if let Some(path) = &self.credentials_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ServeError::Read { path: path.clone(), source })?;
+            let f: CredentialsFile =
+                toml::from_str(&text).map_err(|e| ServeError::Invalid { path: path.clone(), message: e.message().to_string() })?;
+            out.extend(f.credentials);
+        }
+        for c in &out {
+            if c.access_key_id.trim().is_empty() || c.secret_access_key.len() < 8 {
+                return Err(ServeError::Refused(format!(
+                    "[serve] credentials: access key {:?} needs a non-empty id and a secret of at least 8 characters",
+                    c.access_key_id
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub bind: SocketAddr,
+    pub credentials: Vec<Credential>,
+    /// PEM certificate chain and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve plain HTTP off loopback (credentials are still required).
+    pub insecure_no_tls: bool,
+    pub read_only: bool,
+    pub sync_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Options {
+    /// The security rules: off loopback, credentials are required, and TLS unless the
+    /// operator said `--insecure-no-tls`.
+    pub fn check(&self) -> Result<(), ServeError> {
+        if self.bind.ip().is_loopback() {
+            return Ok(());
+        }
+        if self.credentials.is_empty() {
+            return Err(ServeError::Refused(format!(
+                "refusing to listen on {}: serving off loopback needs credentials to verify callers with (config [serve] credentials or credentials_file)",
+                self.bind
+            )));
+        }
+        if self.tls.is_none() && !self.insecure_no_tls {
+            return Err(ServeError::Refused(format!(
+                "refusing to listen on {} without TLS: give --tls-cert and --tls-key, or --insecure-no-tls to serve plain HTTP",
+                self.bind
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServeError::Tls(format!("certificate {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!("{} holds no certificate", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| ServeError::Tls(format!("private key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// What the request handler shares.
+struct Shared {
+    api: Arc<Api>,
+    credentials: Vec<Credential>,
+    /// Calls running or queued on the blocking pool; a permit is held until the call has
+    /// really ended (even after its client was answered that it took too long).
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Calls that may be running or waiting for the engine at once; more are throttled.
+const MAX_INFLIGHT: usize = 64;
+
+/// Serve until interrupted (Ctrl-C or SIGTERM). `ready` is called with the bound address
+/// once the server listens; `tick` runs on the engine worker before each round of due work
+/// (the SLO watcher, say).
+pub fn run(
+    engine: Engine,
+    opts: Options,
+    mut tick: Box<dyn FnMut(&Engine) + Send>,
+    ready: impl FnOnce(SocketAddr, bool),
+) -> Result<(), ServeError> {
+    opts.check()?;
+    let tls = match &opts.tls {
+        Some((c, k)) => Some(tls_acceptor(c, k)?),
+        None => None,
+    };
+    let mut api = Api::new(engine)?;
+    api.read_only = opts.read_only;
+    api.sync_timeout = opts.sync_timeout;
+    let api = Arc::new(api);
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (api, stop) = (api.clone(), stop.clone());
+        std::thread::Builder::new().name("lightbox-serve-engine".into()).spawn(move || engine_loop(&api, &stop, &mut *tick))?
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(16).enable_all().build()?;
+    let shared =
+        Arc::new(Shared { api, credentials: opts.credentials.clone(), inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)) });
+    let r = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(opts.bind).await.map_err(|source| ServeError::Bind { addr: opts.bind, source })?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, tls = tls.is_some(), signed = !shared.credentials.is_empty(), "serving the Step Functions API");
+        ready(local, tls.is_some());
+        let limit = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            let permit = tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(()) },
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => return Ok(()),
+            };
+            let (stream, peer) = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => return Ok(()),
+            };
+            let (shared, tls) = (shared.clone(), tls.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let svc = service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared).await) }
+                });
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new()).header_read_timeout(READ_TIMEOUT).max_buf_size(64 * 1024);
+                let served = match tls {
+                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => tokio::time::timeout(CONNECTION_LIFETIME, http.serve_connection(TokioIo::new(s), svc)).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    },
+                    None => tokio::time::timeout(CONNECTION_LIFETIME, http.serve_connection(TokioIo::new(stream), svc)).await,
+                };
+                if let Ok(Err(e)) = served {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    let _ = worker.join();
+    tracing::info!("the Step Functions API server stopped");
+    r
+}
+
+/// The engine's background work, as `lightbox engine` runs it: due executions, then a
+/// sleep until the next timer (at most 200 ms, so new work is picked up quickly).
+fn engine_loop(api: &Api, stop: &AtomicBool, tick: &mut dyn FnMut(&Engine)) {
+    while !stop.load(Ordering::Relaxed) {
+        let (n, next) = {
+            let mut eng = api.lock();
+            tick(&eng);
+            let n = match eng.run_due(64) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "running due work failed");
+                    0
+                }
+            };
+            (n, eng.store.next_timer().ok().flatten())
+        };
+        if n > 0 {
+            continue;
+        }
+        let wait = next.map(|t| (t - chrono::Utc::now()).to_std().unwrap_or_default()).unwrap_or(Duration::from_millis(200));
+        std::thread::sleep(wait.clamp(Duration::from_millis(5), Duration::from_millis(200)));
+    }
+}
+
+fn json_response(status: u16, body: &Value, content_type: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        r.headers_mut().insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn error_response(e: &ApiError, content_type: &str) -> Response<Full<Bytes>> {
+    let mut r = json_response(e.status, &e.to_json(), content_type);
+    if let Ok(v) = http::HeaderValue::from_str(e.code) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+/// Which service a target belongs to, for the SigV4 scope and the reply's content type.
+fn service_of(target: &str) -> Option<(&'static str, &str, &'static str)> {
+    if let Some(op) = target.strip_prefix("AWSStepFunctions.") {
+        return Some(("states", op, JSON_10));
+    }
+    target.strip_prefix("Logs_20140328.").map(|op| ("logs", op, JSON_11))
+}
+
+async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    let (parts, body) = req.into_parts();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (service, op, content_type) = match service_of(&target) {
+        Some(s) => s,
+        None => {
+            let e = ApiError::new("UnknownOperationException", "Missing or unknown X-Amz-Target");
+            return error_response(&e, JSON_10);
+        }
+    };
+    if parts.method != http::Method::POST {
+        return error_response(&ApiError::new("UnknownOperationException", "Only POST is supported"), content_type);
+    }
+    let bytes = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            let e =
+                ApiError { code: "ValidationException", message: format!("the request body is larger than {MAX_BODY} bytes"), status: 413 };
+            return error_response(&e, content_type);
+        }
+        Ok(Err(_)) | Err(_) => {
+            let e = ApiError { code: "RequestTimeout", message: "the request body did not arrive in time".into(), status: 408 };
+            return error_response(&e, content_type);
+        }
+    };
+    let caller = if shared.credentials.is_empty() {
+        Caller::default()
+    } else {
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let signed = sigv4::Signed { method: parts.method.as_str(), path_and_query: path, headers: &parts.headers, body: &bytes };
+        match sigv4::verify(&signed, &shared.credentials, REGION, service, SystemTime::now()) {
+            Ok(k) => Caller { access_key_id: Some(k) },
+            Err(e) => {
+                tracing::info!(op, refused = %e, "refused an unauthenticated request");
+                return error_response(&ApiError::from(e), content_type);
+            }
+        }
+    };
+    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => return error_response(&ApiError::new("SerializationException", "the request body is not valid JSON"), content_type),
+        }
+    };
+    let Ok(permit) = shared.inflight.clone().try_acquire_owned() else {
+        let e = ApiError { code: "ThrottlingException", message: "Rate exceeded: too many calls in flight".into(), status: 400 };
+        return error_response(&e, content_type);
+    };
+    let (api, op_owned, who) = (shared.api.clone(), op.to_string(), caller.clone());
+    let svc = service;
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        // A panic in one request fails only that request.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if svc == "logs" { logs::call(&api, &op_owned, &body) } else { api.call(&op_owned, &body, &who) }
+        }))
+        .unwrap_or_else(|_| Err(ApiError::internal("the request failed inside the server (the server log has the details)")))
+    });
+    let limit = shared.api.sync_timeout + Duration::from_secs(30);
+    let r = match tokio::time::timeout(limit, job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(ApiError::internal("the request failed inside the server")),
+        Err(_) => Err(ApiError { code: "ServiceUnavailable", message: "the request took too long".into(), status: 503 }),
+    };
+    let actor = caller.actor();
+    match r {
+        Ok(v) => {
+            tracing::info!(op, caller = %actor, status = 200, ms = started.elapsed().as_millis() as u64, "API call");
+            json_response(200, &v, content_type)
+        }
+        Err(e) => {
+            tracing::info!(op, caller = %actor, status = e.status, error = e.code, ms = started.elapsed().as_millis() as u64, "API call failed");
+            error_response(&e, content_type)
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `lightbox serve` with real clients: the real binary on 127.0.0.1 (port 0), driven by boto3
+//! and the AWS CLI from the venv `scripts/py-env.sh` makes (`LIGHTBOX_TEST_PYTHON`), plus
+//! raw HTTP for what no SDK sends. SigV4, TLS and the audit trail are checked end to end.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Lb;
+use serde_json::Value;
+
+/// The venv's python; a missing one fails the test saying how to get it.
+fn python() -> PathBuf {
+    match std::env::var_os("LIGHTBOX_TEST_PYTHON") {
+        Some(p) if Path::new(&p).exists() => PathBuf::from(p),
+        Some(p) => panic!("LIGHTBOX_TEST_PYTHON={p:?} does not exist: run scripts/py-env.sh (scripts/test.sh does) to create the venv"),
+        None => panic!(
+            "LIGHTBOX_TEST_PYTHON is not set: run the tests with scripts/test.sh, or export LIGHTBOX_TEST_PYTHON=\"$(scripts/py-env.sh | tail -n 1)\" (it installs boto3, awscli and moto into a venv)"
+        ),
+    }
+}
+
+fn py_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py")
+}
+
+/// A running `lightbox serve`; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    port: u16,
+}
+
+impl Server {
+    fn start(lb: &Lb, extra: &[&str]) -> Server {
+        Server::start_with(lb.cmd(), extra)
+    }
+
+    /// Start `cmd` (a `lightbox` command with its global options) with `serve` and `extra`.
+    fn start_with(mut cmd: Command, extra: &[&str]) -> Server {
+        cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start lightbox serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) if !l.is_empty() => l,
+            _ => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("lightbox serve did not say where it listens: {err}");
+            }
+        };
+        let url = line.split_whitespace().find(|w| w.starts_with("http")).expect("an address in the first line").to_string();
+        let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        Server { child, url, port }
+    }
+
+    /// Run `tests/py/<script>` against this server; panics with its output unless it passes.
+    fn py(&self, script: &str, env: &[(&str, &str)]) -> String {
+        let mut c = Command::new(python());
+        c.arg(py_dir().join(script)).current_dir(py_dir()).env("LIGHTBOX_ENDPOINT", &self.url);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run python");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{script} failed:\n{text}");
+        text
+    }
+
+    /// One raw HTTP/1.1 request; returns the status code and body.
+    fn raw(&self, head: &str, body: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.write_all(head.as_bytes()).expect("write head");
+        let _ = s.write_all(body);
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, text)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(lb: &Lb, text: &str) -> String {
+    lb.file("config.toml", text)
+}
+
+/// The audit log's outcome rows, newest first.
+fn audit_rows(lb: &Lb) -> Vec<Value> {
+    lb.json(&["audit", "list", "--limit", "1000"])["entries"].as_array().cloned().expect("audit entries")
+}
+
+const CREDS: &str = r#"
+[serve]
+credentials = [{ access_key_id = "AKIDRADIOLOGY", secret_access_key = "correct-horse-battery" }]
+"#;
+
+#[test]
+fn boto3_drives_state_machines_executions_tokens_redrive_and_stop() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let out = server.py("serve_core.py", &[]);
+    assert!(out.contains("serve_core: all passed"), "{out}");
+    server.stop();
+    // Every mutating call was audited, unsigned on loopback as "loopback", from the API.
+    let rows = audit_rows(&lb);
+    let actions: Vec<&str> = rows.iter().filter_map(|r| r["action"].as_str()).collect();
+    for a in [
+        "create-state-machine",
+        "start",
+        "approve",
+        "reject",
+        "heartbeat",
+        "redrive",
+        "stop",
+        "update-state-machine",
+        "delete-state-machine",
+    ] {
+        assert!(actions.contains(&a), "no audit row for {a}: {actions:?}");
+    }
+    assert!(rows.iter().all(|r| r["actor"] == "loopback" && r["source"] == "api"), "{rows:?}");
+    // Task tokens are never logged.
+    let logs = std::fs::read_dir(lb.data().join("logs")).expect("logs").filter_map(|e| e.ok()).map(|e| e.path()).collect::<Vec<_>>();
+    let text: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+    assert!(text.contains("API call"), "the server logs its calls");
+    let db = rusqlite::Connection::open(lb.db()).expect("db");
+    let tokens: Vec<String> =
+        db.prepare("SELECT token FROM task_tokens").expect("q").query_map([], |r| r.get(0)).expect("q").map(|t| t.expect("t")).collect();
+    assert!(!tokens.is_empty());
+    for t in tokens {
+        assert!(!text.contains(&t[..16]), "a task token is in the log");
+    }
+}
+
+#[test]
+fn the_aws_cli_drives_serve() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let aws = python().with_file_name("aws");
+    assert!(aws.exists(), "the AWS CLI is missing from the venv: re-run scripts/py-env.sh");
+    let run = |args: &[&str]| -> Value {
+        let out = Command::new(&aws)
+            .args(args)
+            .args(["--endpoint-url", &server.url, "--region", "us-east-1", "--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_CONFIG_FILE", lb.path("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", lb.path("no-aws-credentials"))
+            .output()
+            .expect("run aws");
+        assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let def = r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Result":{"done":true},"End":true}}}"#;
+    let sm = run(&[
+        "stepfunctions",
+        "create-state-machine",
+        "--name",
+        "cli",
+        "--definition",
+        def,
+        "--role-arn",
+        "arn:aws:iam::000000000000:role/r",
+    ]);
+    let arn = sm["stateMachineArn"].as_str().expect("arn").to_string();
+    let ex = run(&["stepfunctions", "start-execution", "--state-machine-arn", &arn, "--input", r#"{"a":1}"#]);
+    let ex_arn = ex["executionArn"].as_str().expect("arn").to_string();
+    let d = run(&["stepfunctions", "describe-execution", "--execution-arn", &ex_arn]);
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    assert_eq!(d["output"], r#"{"done":true}"#);
+    let l = run(&["stepfunctions", "list-executions", "--state-machine-arn", &arn]);
+    assert_eq!(l["executions"].as_array().map(Vec::len), Some(1), "{l}");
+    // An error comes back as the CLI prints AWS errors.
+    let out = Command::new(&aws)
+        .args(["stepfunctions", "describe-execution", "--execution-arn", "arn:aws:states:us-east-1:000000000000:execution:cli:nope"])
+        .args(["--endpoint-url", &server.url, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run aws");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ExecutionDoesNotExist"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sigv4_is_checked_when_credentials_are_configured_and_audit_rows_carry_the_key() {
+    let lb = Lb::new();
+    let cfg = config(&lb, CREDS);
+    let server = Server::start(&lb, &["--config", &cfg]);
+    let out = server.py("serve_sigv4.py", &[("LB_KEY", "AKIDRADIOLOGY"), ("LB_SECRET", "correct-horse-battery")]);
+    assert!(out.contains("serve_sigv4: all passed"), "{out}");
+    server.stop();
+    let rows = audit_rows(&lb);
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["actor"] == "AKIDRADIOLOGY"), "{rows:?}");
+    assert!(rows.iter().any(|r| r["action"] == "start"));
+    let log: String = std::fs::read_dir(lb.data().join("logs"))
+        .expect("logs")
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(!log.contains("correct-horse-battery"), "a secret is in the log");
+}
+
+#[test]
+fn off_loopback_needs_credentials_and_tls_or_an_explicit_opt_out() {
+    let lb = Lb::new();
+    let err = lb.fails(&["serve", "--bind", "0.0.0.0:0"]);
+    assert!(err.contains("needs credentials"), "{err}");
+    let cfg = config(&lb, CREDS);
+    let err = lb.fails(&["--config", &cfg, "serve", "--bind", "0.0.0.0:0"]);
+    assert!(err.contains("without TLS") && err.contains("--insecure-no-tls"), "{err}");
+    assert!(!err.contains("correct-horse-battery"));
+    let err = lb.fails(&["serve", "--bind", "not-an-address"]);
+    assert!(err.contains("not an address"), "{err}");
+}
+
+#[test]
+fn tls_with_a_generated_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let lb = Lb::new();
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name.push(DnType::CommonName, "Lightbox test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("leaf params");
+    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf cert");
+    let cert = lb.file("server.pem", &leaf_cert.pem());
+    let key = lb.file("server.key", &leaf_key.serialize_pem());
+    let ca_pem = lb.file("ca.pem", &ca_cert.pem());
+    let cfg = config(&lb, CREDS);
+    let server = Server::start(&lb, &["--config", &cfg, "--tls-cert", &cert, "--tls-key", &key]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let out = server.py("serve_tls.py", &[("LB_CA", &ca_pem), ("LB_KEY", "AKIDRADIOLOGY"), ("LB_SECRET", "correct-horse-battery")]);
+    assert!(out.contains("serve_tls: all passed"), "{out}");
+}
+
+#[test]
+fn filter_log_events_reads_a_logged_machines_executions() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let out = server.py("serve_logs.py", &[]);
+    assert!(out.contains("serve_logs: all passed"), "{out}");
+}
+
+#[test]
+fn bad_requests_get_errors_and_the_server_lives_on() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let post = |target: &str, len: usize| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: {target}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // Too large a body: refused by its length, not read into memory.
+    let big = vec![b' '; 3 * 1024 * 1024];
+    let (status, text) = server.raw(&post("AWSStepFunctions.ListStateMachines", big.len()), &big);
+    assert_eq!(status, 413, "{text}");
+    // Not HTTP at all.
+    let (status, _) = server.raw("\x00\x01garbage\r\n\r\n", b"");
+    assert!(status == 400 || status == 0);
+    // No target, an unknown target, not JSON, a JSON array, deep nesting.
+    let (status, text) = server.raw(&post("", 2), b"{}");
+    assert!(status == 400 && text.contains("UnknownOperationException"), "{text}");
+    let (status, text) = server.raw(&post("Other_20200101.Thing", 2), b"{}");
+    assert!(status == 400 && text.contains("UnknownOperationException"), "{text}");
+    let (status, text) = server.raw(&post("AWSStepFunctions.StartExecution", 5), b"{\"a\":");
+    assert!(status == 400 && text.contains("SerializationException"), "{text}");
+    let (status, text) = server.raw(&post("AWSStepFunctions.StartExecution", 2), b"[]");
+    assert!(status == 400 && text.contains("SerializationException"), "{text}");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let (status, text) = server.raw(&post("AWSStepFunctions.ListStateMachines", deep.len()), deep.as_bytes());
+    assert!(status == 400 && text.contains("SerializationException"), "{text}");
+    // A client that sends half its body and stalls does not hold the server up.
+    let mut stalled = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stalled.write_all(post("AWSStepFunctions.ListStateMachines", 100).as_bytes()).expect("write");
+    let started = Instant::now();
+    let (status, text) = server.raw(&post("AWSStepFunctions.ListStateMachines", 2), b"{}");
+    assert!(status == 200 && text.contains("stateMachines"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(stalled);
+}
+
+#[test]
+fn read_only_refuses_every_change_and_still_answers_reads() {
+    let lb = Lb::new();
+    let mut cmd = lb.cmd();
+    cmd.arg("--read-only");
+    let server = Server::start_with(cmd, &[]);
+    let post = |target: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let def = r#"{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"End\":true}}}"#;
+    let (status, text) = server.raw(&post("CreateStateMachine", &format!(r#"{{"name":"m","definition":"{def}"}}"#)), b"");
+    assert!(status == 400 && text.contains("AccessDeniedException"), "{text}");
+    let (status, text) = server.raw(&post("ListStateMachines", "{}"), b"");
+    assert!(status == 200 && text.contains(r#""stateMachines":[]"#), "{text}");
+}
