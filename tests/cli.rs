@@ -874,3 +874,54 @@ fn invalid_definitions_print_state_names_escaped() {
         assert!(all.contains("\\u{1b}"), "{args:?}: {all}");
     }
 }
+
+/// Every byte the CLI writes to a terminal is defanged: a user name, reason, sink name or
+/// dependency match holding an escape sequence, a bell or a bidirectional override is shown
+/// escaped in tables, messages and errors, and `--json` stays valid JSON with the exact value.
+#[test]
+fn control_characters_from_config_users_and_arguments_never_reach_the_terminal() {
+    let evil = "x\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
+    let lb = Lb::as_user(evil);
+    let config = lb.file(
+        "evil.toml",
+        &format!(
+            "[[dependencies]]\nname = \"dep\"\nmatch = {{ handler = {h} }}\n\n[[outbox.sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"ev.ndjson\"\n",
+            h = serde_json::to_string(evil).expect("toml string")
+        ),
+    );
+    let c = config.as_str();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["--config", c, "dependencies", "hold", "dep", "--reason", evil],
+        vec!["--config", c, "dependencies", "list"],
+        vec!["--config", c, "dependencies", "hold", evil, "--reason", "r"],
+        vec!["--config", c, "outbox", "requeue", "--sink", evil],
+        vec!["--config", c, "outbox", "pause", evil, "--reason", evil],
+        vec!["--config", c, "outbox", "pause", "a", "--reason", evil],
+        vec!["--config", c, "outbox", "list"],
+        vec!["--config", c, "audit", "list"],
+        vec!["--config", c, "events", "list", "--pattern", evil],
+        vec!["--config", c, "tasks", "escalate", "12345678", "--reason", evil],
+        vec!["--config", c, "executions", "compensate", evil, "--reason", evil],
+        vec!["--config", c, "slo", "list", "--window", evil],
+    ];
+    for args in &runs {
+        let out = lb.run(args);
+        for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !bytes.iter().any(|&b| b == 0x1b || b == 0x07) && !text.contains('\u{202e}'),
+                "{args:?}: a raw control character reached {what}: {text:?}"
+            );
+        }
+    }
+    let listed = lb.ok(&["--config", c, "dependencies", "list"]);
+    assert!(listed.contains(r"x\u{1b}[2J"), "the match is shown, escaped: {listed}");
+    // JSON: valid, the exact value back, no raw override in the text.
+    let out = lb.run(&["--json", "--config", c, "dependencies", "list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(!text.contains('\u{202e}') && !text.contains('\u{1b}'), "{text}");
+    let v: Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(v[0]["matches"], format!("handler {evil}"));
+    assert_eq!(v[0]["heldBy"], evil);
+}
