@@ -2390,8 +2390,9 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
         }
         None => Utc::now(),
     };
-    let window_ms =
-        slo::parse_duration(window).ok_or_else(|| UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d")))?;
+    let window_ms = slo::parse_duration(window).ok_or_else(|| {
+        UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d ({})", lightbox::duration::RANGE))
+    })?;
     let window = chrono::Duration::milliseconds(window_ms);
     let slos = slos_in_force(engine, &ctx.slo)?;
     let clocks = slo::load(&engine.store, &slos, now, window)?;

@@ -925,3 +925,35 @@ fn control_characters_from_config_users_and_arguments_never_reach_the_terminal()
     assert_eq!(v[0]["matches"], format!("handler {evil}"));
     assert_eq!(v[0]["heldBy"], evil);
 }
+
+/// One bound for every duration (config keys and flags): past 366 days it is refused with the
+/// range named, never fed to date arithmetic (`--window 99999999999d` panicked, exit 101).
+#[test]
+fn absurd_durations_are_refused_by_every_key_and_flag_never_a_panic() {
+    let lb = Lb::new();
+    lb.ok(&["slo", "list"]);
+    for w in ["99999999999d", "367d", "9999999999999s"] {
+        for all in [false, true] {
+            let mut args = vec!["--json", "slo", "list", "--window", w, "--at", "9999-12-31T23:59:59Z"];
+            if all {
+                args.push("--all");
+            }
+            let out = lb.run(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains("--window") && err.contains("at most 366d"), "{args:?}: {err}");
+        }
+    }
+    lb.ok(&["slo", "list", "--window", "366d", "--all", "--at", "0001-01-01T00:00:00Z"]);
+    for (toml, key) in [
+        ("[[slo]]\nname = \"s\"\nwhen = {}\nfrom = \"start\"\nto = \"end\"\ntarget = \"99999999999d\"\n", "target"),
+        ("[[outbox.sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"e\"\nbreaker_open_for = \"99999999999d\"\n", "breaker_open_for"),
+        ("[[outbox.sinks]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"400d\"\n", "timeout"),
+        ("[[dependencies]]\nname = \"d\"\nmatch = { handler = \"h\" }\nwindow = \"99999999999d\"\n", "window"),
+        ("[[escalation]]\nstate = \"Review\"\nsteps = [ { after = \"99999999999d\", fail = \"\" } ]\n", "after"),
+    ] {
+        let config = lb.file("absurd.toml", toml);
+        let err = lb.fails(&["--config", &config, "slo", "list"]);
+        assert!(err.contains(key) && err.contains("at most 366d") && !err.contains("panicked"), "{key}: {err}");
+    }
+}

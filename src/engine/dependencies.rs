@@ -114,10 +114,18 @@ pub fn validate(deps: &[DependencyConfig]) -> Result<()> {
             _ => return Err(DependencyError::Config(format!("{at}.match needs exactly one of handler or host"))),
         }
         if parse_duration(&d.window).is_none() {
-            return Err(DependencyError::Config(format!("{at}.window {:?} is not a duration like \"1m\"", d.window)));
+            return Err(DependencyError::Config(format!(
+                "{at}.window {:?} is not a duration like \"1m\" ({})",
+                d.window,
+                crate::duration::RANGE
+            )));
         }
         if parse_duration(&d.open_for).is_none() {
-            return Err(DependencyError::Config(format!("{at}.open_for {:?} is not a duration like \"15m\"", d.open_for)));
+            return Err(DependencyError::Config(format!(
+                "{at}.open_for {:?} is not a duration like \"15m\" ({})",
+                d.open_for,
+                crate::duration::RANGE
+            )));
         }
     }
     Ok(())

@@ -161,7 +161,10 @@ impl SinkConfig {
             let text = v.as_deref().unwrap_or(default);
             match parse_duration(text) {
                 Some(d) if !d.is_zero() => Ok(d),
-                _ => Err(bad(key, format!("{text:?} is not a duration such as \"500ms\", \"10s\", \"1m\" or \"15m\""))),
+                _ => Err(bad(
+                    key,
+                    format!("{text:?} is not a duration such as \"500ms\", \"10s\", \"1m\" or \"15m\" ({})", crate::duration::RANGE),
+                )),
             }
         };
         let count = |key: &'static str, v: Option<u32>, default: u32| -> Result<u32> {
