@@ -690,7 +690,7 @@ pub fn main() -> Result<ExitCode> {
                 read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
-                sinks: config.outbox.sinks(&data_dir)?,
+                sinks: config.sinks(&data_dir)?,
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
             };
@@ -848,6 +848,9 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
+    /// The file this came from (for errors that name it); not a key.
+    #[serde(skip)]
+    source: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     log: Option<String>,
     /// The operator's name in the audit log (default: the OS user).
@@ -976,10 +979,38 @@ fn load_config(cli: &Cli) -> Result<Config> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
     };
-    let config: Config = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
-    lightbox::events::feed::compile_named(&config.event_patterns)
-        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    let mut config: Config = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+    config.source = Some(path);
+    config.check()?;
     Ok(config)
+}
+
+impl Config {
+    /// `config file F is not valid`, for the context of an error in a key's value.
+    fn invalid(&self) -> String {
+        format!(
+            "config file {} is not valid",
+            self.source.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(defaults)".into())
+        )
+    }
+
+    /// Every section's values, checked when the file is read and before anything opens the
+    /// store: each error names the file, the key path and what is wrong. (NDJSON paths are
+    /// checked again against the data directory, by [`Config::sinks`].)
+    fn check(&self) -> Result<()> {
+        lightbox::events::feed::compile_named(&self.event_patterns).with_context(|| self.invalid())?;
+        lightbox::ops::slo::check_all(&self.slo).with_context(|| self.invalid())?;
+        self.outbox.sinks(Path::new("")).with_context(|| self.invalid())?;
+        lightbox::engine::escalation::validate(&self.escalation).with_context(|| self.invalid())?;
+        lightbox::engine::dependencies::validate(&self.dependencies).with_context(|| self.invalid())?;
+        lightbox::ops::compensation::validate(&self.compensation).with_context(|| self.invalid())?;
+        Ok(())
+    }
+
+    /// The sinks, their relative paths under `data_dir`.
+    fn sinks(&self, data_dir: &Path) -> Result<Vec<lightbox::outbox::Sink>> {
+        self.outbox.sinks(data_dir).with_context(|| self.invalid())
+    }
 }
 
 fn data_dir(cli: &Cli, config: &Config) -> Result<PathBuf> {

@@ -957,3 +957,57 @@ fn absurd_durations_are_refused_by_every_key_and_flag_never_a_panic() {
         assert!(err.contains(key) && err.contains("at most 366d") && !err.contains("panicked"), "{key}: {err}");
     }
 }
+
+/// Every bad value in the issue-8 sections is refused when the config is read, before the
+/// store opens, with the file, the key path and the problem named; a secret in a webhook URL
+/// is never printed (in errors, `outbox list` or its JSON); nothing stored changes.
+#[test]
+fn bad_resilience_config_names_the_file_and_key_and_never_prints_url_credentials() {
+    let lb = Lb::new();
+    let def = lb.file("w.json", &json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}));
+    lb.json(&["state-machines", "create", "--name", "w", "--definition", &def]);
+    lb.json(&["executions", "start", "--state-machine", "w", "--name", "kept"]);
+    let before = lb.json(&["executions", "list"]);
+    let dir = lb.path("a-directory");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let sink = |extra: &str| format!("[[outbox.sinks]]\nname = \"a\"\n{extra}\n");
+    let cases: Vec<(String, &str)> = vec![
+        (sink("kind = \"webhook\"\nurl = \"ftp://user:s3cret@host/x\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"file:///etc/passwd\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http://\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http://host/a b\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http://u:s3cret@host/\\u001b[2J\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http:// user:s3cret@host/\""), "url"),
+        (sink(&format!("kind = \"ndjson\"\npath = {:?}", dir.display().to_string())), "path"),
+        (sink("kind = \"ndjson\"\npath = \"\""), "path"),
+        (sink("kind = \"ndjson\"\npath = \"e\"\nbreaker_failures = 0"), "breaker_failures"),
+        (format!("{0}{0}", sink("kind = \"ndjson\"\npath = \"e\"")), "name"),
+        ("[[slo]]\nname = \"s\"\nwhen = {}\nfrom = \"start\"\nto = \"end\"\ntarget = \"60m\"\nat_risk = 7.0\n".into(), "at_risk"),
+        ("[[slo]]\nname = \"s\"\nwhen = {}\nfrom = \"start\"\nto = \"end\"\ntarget = \"0s\"\n".into(), "target"),
+        ("[[dependencies]]\nname = \"d\"\nmatch = { host = \"https://user:s3cret@clearinghouse.example:443/x\" }\n".into(), "match.host"),
+        ("[[dependencies]]\nname = \"d\"\nmatch = { handler = \"\" }\n".into(), "match.handler"),
+        ("[[escalation]]\nstate = \"Review\"\nsteps = [ { at = 7.0, fail = \"\" } ]\n".into(), "steps[0].at"),
+        ("[compensation.w]\nstate_machine = \"w\"\nstates = [\"W\"]\n".into(), "state_machine"),
+        ("[[event_patterns]]\nname = \"p\"\npattern = '{\"a\": [{\"numeric\": [\">\", 5, \"<\", 1]}]}'\n".into(), "numeric"),
+    ];
+    for (toml, key) in &cases {
+        let config = lb.file("bad.toml", toml);
+        for args in [vec!["outbox", "list"], vec!["--json", "slo", "list"], vec!["dependencies", "list"]] {
+            let mut a = vec!["--config", config.as_str()];
+            a.extend(args.iter().copied());
+            let out = lb.run(&a);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && out.stdout.is_empty(), "{toml}: accepted: {}", String::from_utf8_lossy(&out.stdout));
+            assert!(err.contains(&format!("config file {config} is not valid")), "{toml}: the file is not named: {err}");
+            assert!(err.contains(key), "{toml}: the key {key} is not named: {err}");
+            assert!(!err.contains("s3cret"), "{toml}: a credential was printed: {err}");
+        }
+    }
+    assert_eq!(lb.json(&["executions", "list"]), before, "a bad config changed nothing stored");
+    // A URL with credentials is accepted (basic auth), and shown without them.
+    let config = lb.file("ok.toml", &sink("kind = \"webhook\"\nurl = \"https://user:s3cret@127.0.0.1:9/hook?token=s3cret#f\""));
+    let table = lb.ok(&["--config", &config, "outbox", "list"]);
+    let listed = lb.json(&["--config", &config, "outbox", "list"]);
+    assert_eq!(listed["sinks"][0]["target"], "https://***@127.0.0.1:9/hook?***#f");
+    assert!(!table.contains("s3cret") && !listed.to_string().contains("s3cret"), "{table}\n{listed}");
+}
