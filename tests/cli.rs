@@ -881,12 +881,14 @@ fn invalid_definitions_print_state_names_escaped() {
 #[test]
 fn control_characters_from_config_users_and_arguments_never_reach_the_terminal() {
     let evil = "x\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
+    // A handler name cannot hold control characters (config refuses it), but an override can.
+    let handler = "h\u{202e}x";
     let lb = Lb::as_user(evil);
     let config = lb.file(
         "evil.toml",
         &format!(
             "[[dependencies]]\nname = \"dep\"\nmatch = {{ handler = {h} }}\n\n[[outbox.sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"ev.ndjson\"\n",
-            h = serde_json::to_string(evil).expect("toml string")
+            h = serde_json::to_string(handler).expect("toml string")
         ),
     );
     let c = config.as_str();
@@ -915,14 +917,14 @@ fn control_characters_from_config_users_and_arguments_never_reach_the_terminal()
         }
     }
     let listed = lb.ok(&["--config", c, "dependencies", "list"]);
-    assert!(listed.contains(r"x\u{1b}[2J"), "the match is shown, escaped: {listed}");
+    assert!(listed.contains(r"by x\u{1b}[2J") && listed.contains(r"h\u{202e}x"), "who holds it and the match, escaped: {listed}");
     // JSON: valid, the exact value back, no raw override in the text.
     let out = lb.run(&["--json", "--config", c, "dependencies", "list"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("utf-8");
     assert!(!text.contains('\u{202e}') && !text.contains('\u{1b}'), "{text}");
     let v: Value = serde_json::from_str(&text).expect("valid JSON");
-    assert_eq!(v[0]["matches"], format!("handler {evil}"));
+    assert_eq!(v[0]["matches"], format!("handler {handler}"));
     assert_eq!(v[0]["heldBy"], evil);
 }
 
