@@ -923,9 +923,14 @@ fn read_anchor(path: &std::path::Path) -> std::result::Result<Option<std::collec
 
 /// The last `(seq, hash)` to chain onto, checked against the log's last row.
 fn head_for_append(conn: &Connection) -> Result<(i64, String)> {
-    let head: Option<(i64, String)> =
-        conn.prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-    let max_seq: Option<i64> = conn.prepare_cached("SELECT MAX(seq) FROM audit_log")?.query_row([], |r| r.get(0))?;
+    // One statement, so one snapshot: read in two, outside a transaction (as `preflight`
+    // is), another process's append between them would look like rows behind the head.
+    let (head_seq, head_hash, max_seq): (Option<i64>, Option<String>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT (SELECT seq FROM audit_head WHERE id = 1), (SELECT hash FROM audit_head WHERE id = 1), (SELECT MAX(seq) FROM audit_log)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let head = head_seq.zip(head_hash);
     match (head, max_seq) {
         (None, None) => Ok((0, GENESIS_HASH.to_string())),
         (None, Some(m)) => Err(AuditError::Damaged(format!("the head row is missing but the log has rows up to seq {m}"))),

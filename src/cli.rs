@@ -19,12 +19,21 @@ use lightbox::model::{ExecutionFilter, ExecutionSummary, PendingTask};
 use lightbox::store::{Store, StoreError};
 
 /// Print a line to standard output; a closed pipe (`| head`) ends the program quietly.
+/// One line (or lines) on standard output, defanged: whatever a field held, no control character
+/// other than a newline, and no bidirectional override, reaches the terminal raw (see [`defang`]).
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+        if writeln!(std::io::stdout(), "{}", crate::cli::defang(&format!($($arg)*))).is_err() {
             std::process::exit(0);
         }
+    }};
+}
+
+/// [`say!`] for standard error: warnings and notes, defanged the same way.
+macro_rules! warn_err {
+    ($($arg:tt)*) => {{
+        eprintln!("{}", crate::cli::defang(&format!($($arg)*)));
     }};
 }
 
@@ -705,7 +714,7 @@ pub fn main() -> Result<ExitCode> {
                 read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
-                sinks: config.outbox.sinks(&data_dir)?,
+                sinks: config.sinks(&data_dir)?,
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
             };
@@ -750,11 +759,11 @@ fn open_store(db: &Path, reads_only: bool) -> Result<Store> {
                 Err(ro) => return Err(anyhow!("{e} (opening it read-only failed too: {ro})")),
             };
             match s.damage() {
-                Some(d) => eprintln!(
+                Some(d) => warn_err!(
                     "lightbox: warning: the store {} is damaged ({d}); showing what can be read. Run `lightbox store check` and restore a backup",
                     db.display()
                 ),
-                None if matches!(e, StoreError::Damaged { .. }) => eprintln!("lightbox: warning: {e}"),
+                None if matches!(e, StoreError::Damaged { .. }) => warn_err!("lightbox: warning: {e}"),
                 None => {}
             }
             Ok(s)
@@ -867,6 +876,9 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
+    /// The file this came from (for errors that name it); not a key.
+    #[serde(skip)]
+    source: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     log: Option<String>,
     /// The operator's name in the audit log (default: the OS user).
@@ -993,15 +1005,43 @@ fn load_config(cli: &Cli) -> Result<Config> {
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
         // The default config is optional: one that cannot be read is skipped, with a warning.
         Err(e) if !explicit => {
-            eprintln!("lightbox: warning: config file {} cannot be read ({e}); using the defaults", path.display());
+            warn_err!("lightbox: warning: config file {} cannot be read ({e}); using the defaults", path.display());
             return Ok(Config::default());
         }
         Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
     };
-    let config: Config = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
-    lightbox::events::feed::compile_named(&config.event_patterns)
-        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    let mut config: Config = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+    config.source = Some(path);
+    config.check()?;
     Ok(config)
+}
+
+impl Config {
+    /// `config file F is not valid`, for the context of an error in a key's value.
+    fn invalid(&self) -> String {
+        format!(
+            "config file {} is not valid",
+            self.source.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(defaults)".into())
+        )
+    }
+
+    /// Every section's values, checked when the file is read and before anything opens the
+    /// store: each error names the file, the key path and what is wrong. (NDJSON paths are
+    /// checked again against the data directory, by [`Config::sinks`].)
+    fn check(&self) -> Result<()> {
+        lightbox::events::feed::compile_named(&self.event_patterns).with_context(|| self.invalid())?;
+        lightbox::ops::slo::check_all(&self.slo).with_context(|| self.invalid())?;
+        self.outbox.sinks(Path::new("")).with_context(|| self.invalid())?;
+        lightbox::engine::escalation::validate(&self.escalation).with_context(|| self.invalid())?;
+        lightbox::engine::dependencies::validate(&self.dependencies).with_context(|| self.invalid())?;
+        lightbox::ops::compensation::validate(&self.compensation).with_context(|| self.invalid())?;
+        Ok(())
+    }
+
+    /// The sinks, their relative paths under `data_dir`.
+    fn sinks(&self, data_dir: &Path) -> Result<Vec<lightbox::outbox::Sink>> {
+        self.outbox.sinks(data_dir).with_context(|| self.invalid())
+    }
 }
 
 fn data_dir(cli: &Cli, config: &Config) -> Result<PathBuf> {
@@ -1027,7 +1067,7 @@ fn init_logging(data_dir: &Path, level: Option<&str>) -> Option<tracing_appender
     let appender = match appender {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("lightbox: warning: logging is off: cannot write to {} ({e})", logs.display());
+            warn_err!("lightbox: warning: logging is off: cannot write to {} ({e})", logs.display());
             return None;
         }
     };
@@ -1087,31 +1127,55 @@ fn read_file(path: &Path, what: &str) -> Result<String> {
 fn say_invalid(path: &Path, e: &DefinitionError) {
     match e {
         DefinitionError::Invalid(ps) => {
-            eprintln!("lightbox: {} is not a valid state machine: {} problem(s):", path.display(), ps.len());
+            warn_err!("lightbox: {} is not a valid state machine: {} problem(s):", path.display(), ps.len());
             for p in ps {
-                eprintln!("  - {}: {}", esc(&p.location), esc(&p.message));
+                warn_err!("  - {}: {}", esc(&p.location), esc(&p.message));
             }
         }
-        other => eprintln!("lightbox: {} is not a valid state machine: {}", path.display(), esc(&other.to_string())),
+        other => warn_err!("lightbox: {} is not a valid state machine: {}", path.display(), esc(&other.to_string())),
     }
 }
 
 /// A string from a definition or an input, safe to print in a table: control
 /// characters and bidirectional overrides are shown escaped (`\u{1b}`), never sent to the terminal.
 fn esc(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    if !s.chars().any(bad) {
+    escape_where(s, |c| c.is_control() || is_bidi(c))
+}
+
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape_where(s: &str, bad: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(&bad) {
         return s.into();
     }
     s.chars().map(|c| if bad(c) { c.escape_debug().to_string() } else { c.to_string() }).collect::<String>().into()
+}
+
+/// The last line of defence for everything the CLI prints (tables, messages, errors): control
+/// characters other than a newline, and bidirectional overrides, are shown escaped (`\u{1b}`),
+/// so a sink name, reason, user, dependency or event field never drives the terminal, even in
+/// a message that forgot [`esc`]. Already escaped text passes unchanged.
+pub fn defang(s: &str) -> std::borrow::Cow<'_, str> {
+    escape_where(s, |c| (c.is_control() && c != '\n') || is_bidi(c))
 }
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Pretty JSON on standard output. JSON escapes control characters itself; bidirectional
+/// overrides (legal raw in a JSON string) are written as `\uXXXX` escapes, which parse back
+/// to the same value, so the text stays valid JSON and [`say!`] has nothing left to defang.
 fn print_json(v: &Value) {
-    say!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    let text: String = if text.chars().any(is_bidi) {
+        text.chars().map(|c| if is_bidi(c) { format!("\\u{:04x}", u32::from(c)) } else { c.to_string() }).collect()
+    } else {
+        text
+    };
+    say!("{text}");
 }
 
 fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
@@ -1139,7 +1203,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(ephemeral::RunError::Engine(EngineError::InvalidInput(m))) => {
-            eprintln!("lightbox: invalid input: {m}");
+            warn_err!("lightbox: invalid input: {m}");
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),
@@ -1162,7 +1226,7 @@ fn cmd_test_state(definition: &Path, input: Option<&Path>, request: Option<&Path
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("lightbox: test-state: {e}");
+            warn_err!("lightbox: test-state: {e}");
             Ok(ExitCode::from(2))
         }
     }
@@ -1262,7 +1326,7 @@ fn acting_on(
         // The error an operator types is free text (it may quote the patient): masked.
         let known =
             engine.store.execution(&t.execution_arn).ok().flatten().map(|x| ctx.phi.identifiers_in_text(&x.input)).unwrap_or_default();
-        eprintln!("consequence: {}", esc(&ctx.phi.mask_text_with(&c.text, &known)));
+        warn_err!("consequence: {}", esc(&ctx.phi.mask_text_with(&c.text, &known)));
     }
     Ok((acting, note))
 }
@@ -1322,7 +1386,7 @@ fn reveal_check(engine: &Engine, ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) -
     }
     let reason = r.reason.as_deref().unwrap_or_default();
     if let Err(e) = lightbox::phi::check_reason(reason) {
-        eprintln!("lightbox: --reveal needs --reason: {e}");
+        warn_err!("lightbox: --reveal needs --reason: {e}");
         return Ok(Err(ExitCode::from(2)));
     }
     audit::preflight(engine.store.conn(), &reveal_entry(ctx, r, arn))?;
@@ -1529,7 +1593,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 let def = engine.store.load(arn).ok().flatten().and_then(|l| Definition::parse_str(&l.definition).ok());
                 // When it cannot be redriven, the engine refuses below (and the refusal is audited).
                 if let (Ok(c), false) = (lightbox::ops::consequence::redrive(def.as_ref(), &row, Utc::now()), j) {
-                    eprintln!("consequence: {}", esc(&c.text));
+                    warn_err!("consequence: {}", esc(&c.text));
                 }
             }
             let intent = audit::begin(engine.store.conn(), &ctx.entry(audit::Action::Redrive).execution(arn.clone()), Utc::now())?;
@@ -1787,9 +1851,9 @@ fn cmd_dependencies(cmd: &DepCmd, ctx: &Ctx, engine: &mut Engine) -> Result<Exit
         if ctx.json {
             print_json(&json!({"dependency": name, "action": what, "changed": changed, "by": ctx.user, "detail": extra}));
         } else if changed {
-            say!("{name}: {what} by {}", ctx.user);
+            say!("{}: {what} by {}", esc(name), esc(&ctx.user));
         } else {
-            say!("{name}: nothing to do ({what} already in effect)");
+            say!("{}: nothing to do ({what} already in effect)", esc(name));
         }
     };
     let writable = || if ctx.read_only { bail!("read-only: dependency holds and breakers cannot be changed") } else { Ok(()) };
@@ -1804,11 +1868,11 @@ fn cmd_dependencies(cmd: &DepCmd, ctx: &Ctx, engine: &mut Engine) -> Result<Exit
                 say!("{:<20} {:<36} {:<10} {:>8} {:<8} {:>7}  {}", "NAME", "MATCH", "BREAKER", "FAILURES", "HELD", "WAITING", "OPEN LEFT");
                 for r in rows {
                     let left = r.open_seconds_left.map(|s| format!("{}m{:02}s", s / 60, s % 60)).unwrap_or_else(|| "-".into());
-                    let held = if r.held { format!("by {}", r.held_by.unwrap_or_default()) } else { "no".into() };
+                    let held = if r.held { format!("by {}", esc(&r.held_by.unwrap_or_default())) } else { "no".into() };
                     say!(
                         "{:<20} {:<36} {:<10} {:>8} {:<8} {:>7}  {}",
-                        r.name,
-                        r.matches,
+                        esc(&r.name),
+                        esc(&r.matches),
                         r.breaker,
                         format!("{}/{}", r.failures, r.threshold),
                         held,
@@ -2547,8 +2611,9 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
         }
         None => Utc::now(),
     };
-    let window_ms =
-        slo::parse_duration(window).ok_or_else(|| UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d")))?;
+    let window_ms = slo::parse_duration(window).ok_or_else(|| {
+        UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d ({})", lightbox::duration::RANGE))
+    })?;
     let window = chrono::Duration::milliseconds(window_ms);
     let slos = slos_in_force(engine, &ctx.slo)?;
     let clocks = slo::load(&engine.store, &slos, now, window)?;
@@ -2654,7 +2719,7 @@ mod console {
         let theme = Theme::load(theme_name, user_themes.as_deref())?.with_accent(config.accent.as_deref())?;
         let warning = theme.contrast_warning();
         if let Some(w) = &warning {
-            eprintln!("lightbox: warning: {w}");
+            warn_err!("lightbox: warning: {w}");
             tracing::warn!(theme = %theme.name, "theme below WCAG AA contrast");
         }
         Ok((theme, warning))

@@ -1,10 +1,18 @@
 //! Durations as config and the command line write them: one or more `<number><unit>`, the
 //! unit `ms`, `s`, `m`, `h` or `d` (`500ms`, `90s`, `15m`, `1h30m`, `2d`). One parser serves
-//! every key (SLO targets, breaker windows, sink delays, ladder steps); each caller sets its
-//! own bounds.
+//! every key (SLO targets, breaker windows, sink delays, ladder steps) and flag (`--window`);
+//! each caller sets its own lower bound. No duration is longer than [`MAX_MS`] (366 days):
+//! every one is added to or taken from a time somewhere, and a longer one is a typo, not a
+//! policy (`99999999999d` would overflow the date arithmetic it feeds).
+
+/// The longest duration accepted anywhere: 366 days.
+pub const MAX_MS: i64 = 366 * 86_400_000;
+
+/// What every "is not a duration" message says about the range.
+pub const RANGE: &str = "at most 366d";
 
 /// Milliseconds, or `None` for anything else: empty, a number without a unit, an unknown
-/// unit, or a total past `i64`.
+/// unit, or a total past [`MAX_MS`].
 pub fn parse_ms(s: &str) -> Option<i64> {
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -32,7 +40,7 @@ pub fn parse_ms(s: &str) -> Option<i64> {
         rest = &rest[len..];
         total = total.checked_add(n.checked_mul(unit)?)?;
     }
-    Some(total)
+    (total <= MAX_MS).then_some(total)
 }
 
 #[cfg(test)]
@@ -48,11 +56,26 @@ mod tests {
         assert_eq!(parse_ms("1m30s"), Some(90_000));
         assert_eq!(parse_ms(" 2d "), Some(172_800_000));
         assert_eq!(parse_ms("0s"), Some(0));
+        assert_eq!(parse_ms("366d"), Some(super::MAX_MS));
     }
 
     #[test]
     fn anything_else_is_refused() {
-        for bad in ["", "15", "m", "1x", "1.5h", "-1s", "1h 30m", "99999999999999999999s", "9223372036854775807d", "1é"] {
+        for bad in [
+            "",
+            "15",
+            "m",
+            "1x",
+            "1.5h",
+            "-1s",
+            "1h 30m",
+            "99999999999999999999s",
+            "9223372036854775807d",
+            "1é",
+            "99999999999d",
+            "367d",
+            "366d1ms",
+        ] {
             assert_eq!(parse_ms(bad), None, "{bad:?}");
         }
     }

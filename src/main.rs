@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     match cli::main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lightbox: {}", cli::error_text(&e));
+            eprintln!("lightbox: {}", cli::defang(&cli::error_text(&e)));
             if e.downcast_ref::<cli::UsageError>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
         }
     }

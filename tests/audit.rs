@@ -282,6 +282,71 @@ fn concurrent_appends_from_two_connections_form_one_chain() {
     }
 }
 
+/// Every audited action starts with `begin`, whose preflight reads the head and the log's
+/// last seq outside any transaction. Read in two statements, another process's append
+/// between them looked like "rows were added behind the head": the action was refused as
+/// if the log were damaged (seen with six concurrent `outbox retry`). Preflights racing
+/// appends must never see a damaged log, and intents and outcomes from several writers
+/// form one chain.
+#[test]
+fn preflights_racing_appends_never_report_a_damaged_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lightbox.db");
+    {
+        let store = Store::open(&path).expect("open");
+        audit::ensure_schema(store.conn()).expect("schema");
+    }
+    const WRITERS: usize = 2;
+    const PER_WRITER: usize = 150;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let connect = |path: &std::path::Path| {
+        let conn = Connection::open(path).expect("open");
+        conn.busy_timeout(std::time::Duration::from_secs(30)).expect("busy timeout");
+        conn
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|t| {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let conn = connect(&path);
+                for i in 0..PER_WRITER {
+                    let entry = AuditEntry::new(format!("user-{t}"), Source::Cli, Action::Claim).execution(format!("{ARN}-{t}-{i}"));
+                    let intent = audit::begin(&conn, &entry, Utc::now()).unwrap_or_else(|e| panic!("writer {t}, action {i}: {e}"));
+                    audit::finish(&conn, intent, &entry, Utc::now()).unwrap_or_else(|e| panic!("writer {t}, outcome {i}: {e}"));
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let conn = connect(&path);
+                let entry = AuditEntry::new("checker", Source::Cli, Action::Claim).execution(ARN);
+                let mut checks = 0u64;
+                while done.load(std::sync::atomic::Ordering::SeqCst) < WRITERS {
+                    if let Err(e) = audit::preflight(&conn, &entry) {
+                        panic!("preflight {checks} saw a damaged log while others appended: {e}");
+                    }
+                    checks += 1;
+                }
+                checks
+            })
+        })
+        .collect();
+    for h in writers {
+        h.join().expect("no writer was refused");
+    }
+    for h in readers {
+        assert!(h.join().expect("no preflight saw a damaged log") > 0);
+    }
+    let store = Store::open(&path).expect("open");
+    let report = audit::verify(store.conn()).expect("verify");
+    assert!(report.ok, "{report}");
+    assert_eq!(report.rows, (2 * WRITERS * PER_WRITER) as u64);
+}
+
 #[test]
 fn full_task_token_is_never_stored() {
     let store = Store::in_memory().expect("store");

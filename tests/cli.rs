@@ -874,3 +874,142 @@ fn invalid_definitions_print_state_names_escaped() {
         assert!(all.contains("\\u{1b}"), "{args:?}: {all}");
     }
 }
+
+/// Every byte the CLI writes to a terminal is defanged: a user name, reason, sink name or
+/// dependency match holding an escape sequence, a bell or a bidirectional override is shown
+/// escaped in tables, messages and errors, and `--json` stays valid JSON with the exact value.
+#[test]
+fn control_characters_from_config_users_and_arguments_never_reach_the_terminal() {
+    let evil = "x\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}";
+    // A handler name cannot hold control characters (config refuses it), but an override can.
+    let handler = "h\u{202e}x";
+    let lb = Lb::as_user(evil);
+    let config = lb.file(
+        "evil.toml",
+        &format!(
+            "[[dependencies]]\nname = \"dep\"\nmatch = {{ handler = {h} }}\n\n[[outbox.sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"ev.ndjson\"\n",
+            h = serde_json::to_string(handler).expect("toml string")
+        ),
+    );
+    let c = config.as_str();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["--config", c, "dependencies", "hold", "dep", "--reason", evil],
+        vec!["--config", c, "dependencies", "list"],
+        vec!["--config", c, "dependencies", "hold", evil, "--reason", "r"],
+        vec!["--config", c, "outbox", "requeue", "--sink", evil],
+        vec!["--config", c, "outbox", "pause", evil, "--reason", evil],
+        vec!["--config", c, "outbox", "pause", "a", "--reason", evil],
+        vec!["--config", c, "outbox", "list"],
+        vec!["--config", c, "audit", "list"],
+        vec!["--config", c, "events", "list", "--pattern", evil],
+        vec!["--config", c, "tasks", "escalate", "12345678", "--reason", evil],
+        vec!["--config", c, "executions", "compensate", evil, "--reason", evil],
+        vec!["--config", c, "slo", "list", "--window", evil],
+    ];
+    for args in &runs {
+        let out = lb.run(args);
+        for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !bytes.iter().any(|&b| b == 0x1b || b == 0x07) && !text.contains('\u{202e}'),
+                "{args:?}: a raw control character reached {what}: {text:?}"
+            );
+        }
+    }
+    let listed = lb.ok(&["--config", c, "dependencies", "list"]);
+    assert!(listed.contains(r"by x\u{1b}[2J") && listed.contains(r"h\u{202e}x"), "who holds it and the match, escaped: {listed}");
+    // JSON: valid, the exact value back, no raw override in the text.
+    let out = lb.run(&["--json", "--config", c, "dependencies", "list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(!text.contains('\u{202e}') && !text.contains('\u{1b}'), "{text}");
+    let v: Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(v[0]["matches"], format!("handler {handler}"));
+    assert_eq!(v[0]["heldBy"], evil);
+}
+
+/// One bound for every duration (config keys and flags): past 366 days it is refused with the
+/// range named, never fed to date arithmetic (`--window 99999999999d` panicked, exit 101).
+#[test]
+fn absurd_durations_are_refused_by_every_key_and_flag_never_a_panic() {
+    let lb = Lb::new();
+    lb.ok(&["slo", "list"]);
+    for w in ["99999999999d", "367d", "9999999999999s"] {
+        for all in [false, true] {
+            let mut args = vec!["--json", "slo", "list", "--window", w, "--at", "9999-12-31T23:59:59Z"];
+            if all {
+                args.push("--all");
+            }
+            let out = lb.run(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains("--window") && err.contains("at most 366d"), "{args:?}: {err}");
+        }
+    }
+    lb.ok(&["slo", "list", "--window", "366d", "--all", "--at", "0001-01-01T00:00:00Z"]);
+    for (toml, key) in [
+        ("[[slo]]\nname = \"s\"\nwhen = {}\nfrom = \"start\"\nto = \"end\"\ntarget = \"99999999999d\"\n", "target"),
+        ("[[outbox.sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"e\"\nbreaker_open_for = \"99999999999d\"\n", "breaker_open_for"),
+        ("[[outbox.sinks]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"400d\"\n", "timeout"),
+        ("[[dependencies]]\nname = \"d\"\nmatch = { handler = \"h\" }\nwindow = \"99999999999d\"\n", "window"),
+        ("[[escalation]]\nstate = \"Review\"\nsteps = [ { after = \"99999999999d\", fail = \"\" } ]\n", "after"),
+    ] {
+        let config = lb.file("absurd.toml", toml);
+        let err = lb.fails(&["--config", &config, "slo", "list"]);
+        assert!(err.contains(key) && err.contains("at most 366d") && !err.contains("panicked"), "{key}: {err}");
+    }
+}
+
+/// Every bad value in the issue-8 sections is refused when the config is read, before the
+/// store opens, with the file, the key path and the problem named; a secret in a webhook URL
+/// is never printed (in errors, `outbox list` or its JSON); nothing stored changes.
+#[test]
+fn bad_resilience_config_names_the_file_and_key_and_never_prints_url_credentials() {
+    let lb = Lb::new();
+    let def = lb.file("w.json", &json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}));
+    lb.json(&["state-machines", "create", "--name", "w", "--definition", &def]);
+    lb.json(&["executions", "start", "--state-machine", "w", "--name", "kept"]);
+    let before = lb.json(&["executions", "list"]);
+    let dir = lb.path("a-directory");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let sink = |extra: &str| format!("[[outbox.sinks]]\nname = \"a\"\n{extra}\n");
+    let cases: Vec<(String, &str)> = vec![
+        (sink("kind = \"webhook\"\nurl = \"ftp://user:s3cret@host/x\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"file:///etc/passwd\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http://\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http://host/a b\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http://u:s3cret@host/\\u001b[2J\""), "url"),
+        (sink("kind = \"webhook\"\nurl = \"http:// user:s3cret@host/\""), "url"),
+        (sink(&format!("kind = \"ndjson\"\npath = {:?}", dir.display().to_string())), "path"),
+        (sink("kind = \"ndjson\"\npath = \"\""), "path"),
+        (sink("kind = \"ndjson\"\npath = \"e\"\nbreaker_failures = 0"), "breaker_failures"),
+        (format!("{0}{0}", sink("kind = \"ndjson\"\npath = \"e\"")), "name"),
+        ("[[slo]]\nname = \"s\"\nwhen = {}\nfrom = \"start\"\nto = \"end\"\ntarget = \"60m\"\nat_risk = 7.0\n".into(), "at_risk"),
+        ("[[slo]]\nname = \"s\"\nwhen = {}\nfrom = \"start\"\nto = \"end\"\ntarget = \"0s\"\n".into(), "target"),
+        ("[[dependencies]]\nname = \"d\"\nmatch = { host = \"https://user:s3cret@clearinghouse.example:443/x\" }\n".into(), "match.host"),
+        ("[[dependencies]]\nname = \"d\"\nmatch = { handler = \"\" }\n".into(), "match.handler"),
+        ("[[escalation]]\nstate = \"Review\"\nsteps = [ { at = 7.0, fail = \"\" } ]\n".into(), "steps[0].at"),
+        ("[compensation.w]\nstate_machine = \"w\"\nstates = [\"W\"]\n".into(), "state_machine"),
+        ("[[event_patterns]]\nname = \"p\"\npattern = '{\"a\": [{\"numeric\": [\">\", 5, \"<\", 1]}]}'\n".into(), "numeric"),
+    ];
+    for (toml, key) in &cases {
+        let config = lb.file("bad.toml", toml);
+        for args in [vec!["outbox", "list"], vec!["--json", "slo", "list"], vec!["dependencies", "list"]] {
+            let mut a = vec!["--config", config.as_str()];
+            a.extend(args.iter().copied());
+            let out = lb.run(&a);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && out.stdout.is_empty(), "{toml}: accepted: {}", String::from_utf8_lossy(&out.stdout));
+            assert!(err.contains(&format!("config file {config} is not valid")), "{toml}: the file is not named: {err}");
+            assert!(err.contains(key), "{toml}: the key {key} is not named: {err}");
+            assert!(!err.contains("s3cret"), "{toml}: a credential was printed: {err}");
+        }
+    }
+    assert_eq!(lb.json(&["executions", "list"]), before, "a bad config changed nothing stored");
+    // A URL with credentials is accepted (basic auth), and shown without them.
+    let config = lb.file("ok.toml", &sink("kind = \"webhook\"\nurl = \"https://user:s3cret@127.0.0.1:9/hook?token=s3cret#f\""));
+    let table = lb.ok(&["--config", &config, "outbox", "list"]);
+    let listed = lb.json(&["--config", &config, "outbox", "list"]);
+    assert_eq!(listed["sinks"][0]["target"], "https://***@127.0.0.1:9/hook?***#f");
+    assert!(!table.contains("s3cret") && !listed.to_string().contains("s3cret"), "{table}\n{listed}");
+}

@@ -147,3 +147,41 @@ fn running_and_unconfigured_executions_are_refused() {
     let err = lb.fails(&["--config", &bad, "executions", "list"]);
     assert!(err.contains("[compensation.booking]") && err.contains("states"), "{err}");
 }
+
+/// Eight processes compensate the same execution at once, each with its own reason: exactly
+/// one starts the compensation, every other one names it (or fails cleanly), never a second
+/// compensation or a panic; the audit log closes every intent.
+#[test]
+fn compensating_the_same_execution_concurrently_starts_exactly_one() {
+    let lb = Lb::new();
+    let (cfg, arn) = setup(&lb);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            lb.cmd()
+                .args(["--json", "--config", &cfg, "executions", "compensate", &arn, "--reason", &format!("race {i}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut started = 0;
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            if v["started"] == true {
+                started += 1;
+            } else {
+                assert_eq!(v["alreadyCompensated"], true, "{v}");
+            }
+        }
+    }
+    assert_eq!(started, 1, "exactly one process starts the compensation");
+    let list = lb.json(&["executions", "list", "--state-machine", "booking-undo"]);
+    assert_eq!(list["executions"].as_array().map(Vec::len), Some(1), "{list}");
+    let verify = lb.run(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}

@@ -110,14 +110,37 @@ pub fn validate(deps: &[DependencyConfig]) -> Result<()> {
             return Err(DependencyError::Config(format!("{at}.name {:?} is used twice", d.name)));
         }
         match (&d.matches.handler, &d.matches.host) {
+            (Some(h), None) if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return Err(DependencyError::Config(format!("{at}.match.handler {h:?} must be a handler name, without spaces")));
+            }
+            // Matched against the host of an `http:invoke` URL: a scheme, path, port or
+            // user in it would never match, silently.
+            (None, Some(h))
+                if h.is_empty()
+                    || h.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '@' | '?' | '#'))
+                    || (h.contains(':') && !h.starts_with('[')) =>
+            {
+                return Err(DependencyError::Config(format!(
+                    "{at}.match.host {:?} must be a bare host name such as \"clearinghouse.example\" (no scheme, user, port or path)",
+                    crate::outbox::shown_url(h)
+                )));
+            }
             (Some(_), None) | (None, Some(_)) => {}
             _ => return Err(DependencyError::Config(format!("{at}.match needs exactly one of handler or host"))),
         }
         if parse_duration(&d.window).is_none() {
-            return Err(DependencyError::Config(format!("{at}.window {:?} is not a duration like \"1m\"", d.window)));
+            return Err(DependencyError::Config(format!(
+                "{at}.window {:?} is not a duration like \"1m\" ({})",
+                d.window,
+                crate::duration::RANGE
+            )));
         }
         if parse_duration(&d.open_for).is_none() {
-            return Err(DependencyError::Config(format!("{at}.open_for {:?} is not a duration like \"15m\"", d.open_for)));
+            return Err(DependencyError::Config(format!(
+                "{at}.open_for {:?} is not a duration like \"15m\" ({})",
+                d.open_for,
+                crate::duration::RANGE
+            )));
         }
     }
     Ok(())

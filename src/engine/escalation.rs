@@ -71,7 +71,12 @@ pub fn validate(ladders: &[EscalationConfig]) -> Result<(), EscalationConfigErro
                 (Some(f), None) if f > 0.0 && f <= 1.0 => {}
                 (Some(_), None) => return Err(EscalationConfigError(format!("{at}.at must be a fraction in (0, 1]"))),
                 (None, Some(d)) if parse_duration(d).is_some() => {}
-                (None, Some(d)) => return Err(EscalationConfigError(format!("{at}.after {d:?} is not a duration like \"10m\""))),
+                (None, Some(d)) => {
+                    return Err(EscalationConfigError(format!(
+                        "{at}.after {d:?} is not a duration like \"10m\" ({})",
+                        crate::duration::RANGE
+                    )));
+                }
                 _ => return Err(EscalationConfigError(format!("{at} needs exactly one of at or after"))),
             }
             match (&s.notify, &s.fail) {

@@ -200,8 +200,9 @@ impl SloConfig {
             }
             Ok(if s == word { Edge::Execution } else { Edge::State(s.to_string()) })
         };
-        let target_ms = parse_duration(&self.target)
-            .ok_or_else(|| bad("target", format!("{:?} is not a duration like 90s, 15m, 4h or 2d", self.target)))?;
+        let target_ms = parse_duration(&self.target).ok_or_else(|| {
+            bad("target", format!("{:?} is not a duration like 90s, 15m, 4h or 2d ({})", self.target, crate::duration::RANGE))
+        })?;
         if !(self.at_risk > 0.0 && self.at_risk <= 1.0) {
             return Err(bad("at_risk", format!("{} must be more than 0 and at most 1", self.at_risk)));
         }

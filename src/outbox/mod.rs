@@ -103,13 +103,55 @@ impl Sink {
             SinkKind::Ndjson { .. } => "ndjson",
         }
     }
-    /// Where events go: the URL or the file.
+    /// Where events go: the URL (credentials and query hidden, see [`shown_url`]) or the file.
     pub fn target(&self) -> String {
         match &self.kind {
-            SinkKind::Webhook { url } => url.clone(),
+            SinkKind::Webhook { url } => shown_url(url),
             SinkKind::Ndjson { path } => path.display().to_string(),
         }
     }
+}
+
+/// A webhook URL as Lightbox shows it anywhere (lists, JSON, errors, audit): the user and
+/// password (`https://user:secret@host`) and the query (`?token=…`) may be credentials, so
+/// they are replaced by `***`; scheme, host, port and path stay. Works on text that is not a
+/// valid URL too, so an error about a bad URL never prints its secret either.
+pub fn shown_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rfind('@') {
+        Some(i) => format!("***@{}", &authority[i + 1..]),
+        None => authority.to_string(),
+    };
+    let tail = match tail.find('?') {
+        Some(i) => {
+            let fragment = tail[i..].find('#').map(|j| &tail[i + j..]).unwrap_or("");
+            format!("{}?***{fragment}", &tail[..i])
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}{authority}{tail}")
+}
+
+/// Check a webhook URL: http(s), with a host, no whitespace or control characters (which
+/// URL parsing would otherwise drop or encode silently).
+fn check_url(url: &str) -> std::result::Result<(), String> {
+    let shown = shown_url(url);
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{shown:?} holds whitespace or control characters"));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown:?} is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{shown:?} is not an http:// or https:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{shown:?} names no host"));
+    }
+    Ok(())
 }
 
 /// A duration such as "500ms", "10s", "1m", "15m", "2h", "1d".
@@ -140,9 +182,7 @@ impl SinkConfig {
         let kind = match self.kind.as_str() {
             "webhook" => {
                 let url = self.url.clone().ok_or_else(|| bad("url", "a webhook sink needs url".into()))?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(bad("url", format!("{url:?} is not an http:// or https:// URL")));
-                }
+                check_url(&url).map_err(|problem| bad("url", problem))?;
                 if self.path.is_some() {
                     return Err(bad("path", "is for ndjson sinks; a webhook sink has url".into()));
                 }
@@ -153,7 +193,15 @@ impl SinkConfig {
                 if self.url.is_some() {
                     return Err(bad("url", "is for webhook sinks; an ndjson sink has path".into()));
                 }
-                SinkKind::Ndjson { path: if p.is_relative() { data_dir.join(p) } else { p } }
+                let path = if p.is_relative() { data_dir.join(&p) } else { p.clone() };
+                // A file the relay can append to: not empty, not a directory (it would fail
+                // every row, quietly, until parked). A relative path is looked at only once
+                // the data directory is known (an empty `data_dir` checks the shape alone).
+                let looked_at = p.is_absolute() || !data_dir.as_os_str().is_empty();
+                if p.as_os_str().is_empty() || p.to_string_lossy().ends_with('/') || (looked_at && path.is_dir()) {
+                    return Err(bad("path", format!("{} is a directory, not a file to append events to", path.display())));
+                }
+                SinkKind::Ndjson { path }
             }
             other => return Err(bad("kind", format!("{other:?} is not \"webhook\" or \"ndjson\""))),
         };
@@ -161,7 +209,10 @@ impl SinkConfig {
             let text = v.as_deref().unwrap_or(default);
             match parse_duration(text) {
                 Some(d) if !d.is_zero() => Ok(d),
-                _ => Err(bad(key, format!("{text:?} is not a duration such as \"500ms\", \"10s\", \"1m\" or \"15m\""))),
+                _ => Err(bad(
+                    key,
+                    format!("{text:?} is not a duration such as \"500ms\", \"10s\", \"1m\" or \"15m\" ({})", crate::duration::RANGE),
+                )),
             }
         };
         let count = |key: &'static str, v: Option<u32>, default: u32| -> Result<u32> {
