@@ -709,12 +709,16 @@ pub fn main() -> Result<ExitCode> {
             lightbox::sim::register_handlers(&mut tasks);
             let mut engine = Engine::new(store, tasks, Clock::Real);
             configure_resilience(&mut engine, &config, matches!(command, Command::Demo { .. }))?;
-            let ctx = Ctx {
+            let holds_demo = {
+                let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
+                lightbox::sim::holds_demo(&machines)
+            };
+            let mut ctx = Ctx {
                 json: cli.json,
                 read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
-                sinks: config.sinks(&data_dir)?,
+                sinks: config.sinks_for(&data_dir, holds_demo || matches!(command, Command::Demo { .. }))?,
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
             };
@@ -723,6 +727,7 @@ pub fn main() -> Result<ExitCode> {
                 let holds_demo = lightbox::sim::holds_demo(&machines);
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
                 configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
+                ctx.sinks = config.sinks_for(&data_dir, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme);
             }
             if let Command::Serve { bind, tls_cert, tls_key, insecure_no_tls } = command {
@@ -1041,6 +1046,15 @@ impl Config {
     /// The sinks, their relative paths under `data_dir`.
     fn sinks(&self, data_dir: &Path) -> Result<Vec<lightbox::outbox::Sink>> {
         self.outbox.sinks(data_dir).with_context(|| self.invalid())
+    }
+
+    /// The sinks in force: the config's, else the demo's archive when the store holds the demo
+    /// (or is about to).
+    fn sinks_for(&self, data_dir: &Path, demo: bool) -> Result<Vec<lightbox::outbox::Sink>> {
+        if self.outbox.sinks.is_empty() && demo {
+            return Ok(lightbox::sim::outbox_defaults().sinks(data_dir)?);
+        }
+        self.sinks(data_dir)
     }
 }
 
@@ -1801,7 +1815,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
         Command::Engine { seconds } => run_engine(engine, *seconds, &ctx.sinks, &ctx.slo)?,
         Command::Dependencies(cmd) => return cmd_dependencies(cmd, ctx, engine),
-        Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j)?,
+        Command::Demo { seconds, speed, seed } => run_demo(engine, *seconds, *speed, *seed, j, &ctx.sinks)?,
         Command::Outbox(cmd) => return cmd_outbox(cmd, ctx, engine),
         Command::Slo(SloCmd::List { all, at, window }) => cmd_slo_list(ctx, engine, *all, at.as_deref(), window)?,
         Command::Run(_)
@@ -2334,11 +2348,13 @@ fn cmd_serve(
 
 /// Start synthetic studies on the demo definitions, play the radiologist (approve most
 /// AI drafts, reject one), and print where every study ended up.
-fn run_demo(engine: &mut Engine, seconds: u64, speed: f64, seed: u64, j: bool) -> Result<()> {
+fn run_demo(engine: &mut Engine, seconds: u64, speed: f64, seed: u64, j: bool, sinks: &[lightbox::outbox::Sink]) -> Result<()> {
     if !(speed > 0.0 && speed <= 10_000.0) {
         bail!("--speed {speed} must be between 0 and 10000 simulated minutes per minute");
     }
     lightbox::sim::Demo::install(engine)?;
+    // The relay delivers the demo's events while it runs, as `lightbox engine` and the console do.
+    let _relay = RelayGuard::start(engine, sinks)?;
     let mut demo = lightbox::sim::Demo::new(seed, speed);
     let (mut started, mut approved, mut rejected) = (0, 0, 0);
     let mut minutes = 0.0;

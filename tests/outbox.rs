@@ -371,3 +371,31 @@ fn execution_events_reach_the_sink_and_bad_sink_config_names_the_key() {
     let err = lb.fails(&["--config", &bad, "outbox", "list"]);
     assert!(err.contains("\"x\"") && err.contains("url"), "{err}");
 }
+
+#[test]
+fn the_demo_archives_its_events_to_a_relayed_ndjson_sink_unless_the_config_names_sinks() {
+    let lb = Lb::new();
+    lb.json(&["demo", "--seconds", "3", "--speed", "120"]);
+    let list = lb.json(&["outbox", "list"]);
+    let sinks = list["sinks"].as_array().expect("sinks");
+    assert_eq!(sinks.len(), 1, "{list}");
+    assert_eq!((sinks[0]["name"].as_str(), sinks[0]["kind"].as_str()), (Some("demo-archive"), Some("ndjson")));
+    assert!(sinks[0]["delivered"].as_u64().unwrap_or(0) > 0, "the demo ran the relay: {list}");
+    // Every line is one EventBridge event, ids unique.
+    let text = std::fs::read_to_string(lb.data().join("demo-events.ndjson")).expect("archive");
+    let ids: BTreeSet<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("one JSON event per line")["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), text.lines().count(), "no event twice");
+    assert!(!ids.is_empty());
+    // A config that names its own sinks replaces the demo's.
+    let config = lb.file("config.toml", "[[outbox.sinks]]\nname = \"site-archive\"\nkind = \"ndjson\"\npath = \"site.ndjson\"\n");
+    let list = lb.json(&["--config", &config, "outbox", "list"]);
+    let names: Vec<&str> = list["sinks"].as_array().expect("sinks").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["site-archive"]);
+    // A data directory without the demo has none.
+    let empty = Lb::new();
+    let list = empty.json(&["outbox", "list"]);
+    assert_eq!(list["sinks"].as_array().map(Vec::len), Some(0), "{list}");
+}

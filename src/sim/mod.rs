@@ -68,6 +68,27 @@ pub fn holds_demo(machines: &[String]) -> bool {
     definitions().iter().all(|(n, _)| machines.iter().any(|m| m == n))
 }
 
+/// The demo hospital's outbox sink, used when the config names none: its workflow events are
+/// archived, one per line, to `demo-events.ndjson` in the data directory, so view 6 and
+/// `lightbox outbox list` show a living relay. `[[outbox.sinks]]` in the config replaces it.
+pub fn outbox_defaults() -> crate::outbox::OutboxConfig {
+    crate::outbox::OutboxConfig {
+        sinks: vec![crate::outbox::SinkConfig {
+            name: "demo-archive".into(),
+            kind: "ndjson".into(),
+            url: None,
+            path: Some("demo-events.ndjson".into()),
+            max_attempts: None,
+            breaker_failures: None,
+            breaker_window: None,
+            breaker_open_for: None,
+            timeout: None,
+            base_delay: None,
+            max_delay: None,
+        }],
+    }
+}
+
 /// The demo hospital's escalation ladders and dependency breakers, used when the config
 /// names none (`[[escalation]]`, `[[dependencies]]` in config.example.toml show the same):
 /// - every radiologist review pages the reading room (PagerDuty) at half its deadline; a STAT
