@@ -329,3 +329,34 @@ fn read_only_refuses_every_change_and_still_answers_reads() {
     let (status, text) = server.raw(&post("ListStateMachines", "{}"), b"");
     assert!(status == 200 && text.contains(r#""stateMachines":[]"#), "{text}");
 }
+
+#[test]
+fn every_operation_checks_its_members_and_payloads_stay_out_of_logs_audit_and_errors() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let phi = "SYN-PHI-7731-DOE^JANE";
+    let out = server.py("serve_limits.py", &[("LB_PHI", phi)]);
+    assert!(out.contains("serve_limits: all passed"), "{out}");
+    server.stop();
+    // The server's log holds no payload.
+    let log: String = std::fs::read_dir(lb.data().join("logs"))
+        .expect("logs")
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(log.contains("API call"), "the server logs its calls");
+    assert!(!log.contains("SYN-PHI-7731"), "a payload is in the log");
+    // Nor does any column of any audit row.
+    let db = rusqlite::Connection::open(lb.db()).expect("db");
+    let hits: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE coalesce(actor,'') || coalesce(action,'') || coalesce(execution_arn,'') || coalesce(task_token,'') \
+             || coalesce(reason,'') || coalesce(before,'') || coalesce(after,'') || coalesce(result,'') || coalesce(error,'') LIKE '%SYN-PHI-7731%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit query");
+    assert_eq!(hits, 0, "a payload is in the audit log");
+    let rows: i64 = db.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).expect("count");
+    assert!(rows >= 4, "the calls that ran were audited ({rows} rows)");
+}
