@@ -360,3 +360,29 @@ fn every_operation_checks_its_members_and_payloads_stay_out_of_logs_audit_and_er
     let rows: i64 = db.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).expect("count");
     assert!(rows >= 4, "the calls that ran were audited ({rows} rows)");
 }
+
+#[test]
+fn an_unsigned_server_refuses_web_pages_dns_rebinding_and_cross_site_posts() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let def = r#"{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"End\":true}}}"#;
+    let body = format!(r#"{{"name":"planted","definition":"{def}"}}"#);
+    let post = |extra: &str| {
+        format!(
+            "POST / HTTP/1.1\r\n{extra}Content-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.CreateStateMachine\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // A page on a name that rebinds to 127.0.0.1: its requests name that host.
+    let (status, text) = server.raw(&post(&format!("Host: rebind.attacker.example:{}\r\n", server.port)), b"");
+    assert!(status == 403 && text.contains("AccessDeniedException"), "{text}");
+    // A cross-site (or same-site) POST from a browser carries Origin.
+    let (status, text) = server.raw(&post("Host: localhost\r\nOrigin: http://attacker.example\r\n"), b"");
+    assert!(status == 403 && text.contains("AccessDeniedException"), "{text}");
+    let (status, text) = server.raw(&post("Host: 127.0.0.1\r\nSec-Fetch-Mode: no-cors\r\n"), b"");
+    assert!(status == 403 && text.contains("AccessDeniedException"), "{text}");
+    assert!(audit_rows(&lb).is_empty(), "nothing was carried out");
+    // An SDK naming the loopback address is served.
+    let (status, text) = server.raw(&post(&format!("Host: 127.0.0.1:{}\r\n", server.port)), b"");
+    assert!(status == 200 && text.contains("stateMachine:planted"), "{text}");
+}
