@@ -386,3 +386,11 @@ fn an_unsigned_server_refuses_web_pages_dns_rebinding_and_cross_site_posts() {
     let (status, text) = server.raw(&post(&format!("Host: 127.0.0.1:{}\r\n", server.port)), b"");
     assert!(status == 200 && text.contains("stateMachine:planted"), "{text}");
 }
+
+#[test]
+fn history_and_log_pages_are_bounded_in_bytes() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let out = server.py("serve_pages.py", &[]);
+    assert!(out.contains("serve_pages: all passed"), "{out}");
+}

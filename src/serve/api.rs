@@ -27,6 +27,11 @@ const MAX_RESULTS: u64 = 1000;
 const DEFAULT_RESULTS: u64 = 100;
 /// A ListExecutions with `redriveFilter: NOT_REDRIVEN` reads at most this many rows per page.
 const SCAN_LIMIT: usize = 20_000;
+/// Where a page of history or log events ends, in bytes of JSON (at least one event is
+/// always returned); CloudWatch Logs caps FilterLogEvents at 1 MB the same way.
+pub(crate) const PAGE_BYTES: usize = 1024 * 1024;
+/// History events read from the store at a time.
+const HISTORY_BATCH: usize = 32;
 /// The longest `nextToken` accepted.
 const MAX_TOKEN: usize = 2048;
 /// Prefix of the `meta` keys that keep a state machine's `loggingConfiguration`.
@@ -817,12 +822,30 @@ impl Api {
         };
         let eng = self.lock();
         Self::execution(&eng, arn)?;
-        let events = eng.store.history(arn, after, max + 1, reverse)?;
-        let more = events.len() > max;
-        let page = &events[..events.len().min(max)];
-        let mut out = json!({"events": page.iter().map(|e| Self::event_json(e, with_data)).collect::<Vec<_>>()});
-        if more && let Some(last) = page.last() {
-            out["nextToken"] = Value::String(self.seal(&scope, json!(last.id)));
+        // Events are read a few at a time and a page ends at PAGE_BYTES (always at least one
+        // event): 1,000 events each carrying 256 KiB of input and output would otherwise be
+        // half a gigabyte in memory for one call. Clients page on nextToken, as on AWS.
+        let (mut page, mut size, mut cursor, mut more) = (vec![], 0usize, after, false);
+        'read: loop {
+            let batch = eng.store.history(arn, cursor, HISTORY_BATCH, reverse)?;
+            let last_batch = batch.len() < HISTORY_BATCH;
+            for e in batch {
+                if page.len() == max || size >= PAGE_BYTES {
+                    more = true;
+                    break 'read;
+                }
+                let j = Self::event_json(&e, with_data);
+                size += serde_json::to_vec(&j).map(|v| v.len()).unwrap_or(0);
+                cursor = e.id;
+                page.push(j);
+            }
+            if last_batch {
+                break;
+            }
+        }
+        let mut out = json!({"events": page});
+        if more {
+            out["nextToken"] = Value::String(self.seal(&scope, json!(cursor)));
         }
         Ok(out)
     }
