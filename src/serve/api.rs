@@ -509,8 +509,8 @@ impl Api {
             None => None,
         };
         let eng = self.lock();
-        let all = eng.store.state_machines()?;
-        let rest: Vec<&StateMachineRow> = all.iter().filter(|m| after.as_deref().is_none_or(|a| m.name.as_str() > a)).collect();
+        // Only this page (and one more row to know there is more), never the definitions.
+        let rest = eng.store.state_machine_page(after.as_deref(), max + 1)?;
         let page: Vec<Value> = rest
             .iter()
             .take(max)
