@@ -394,3 +394,45 @@ fn history_and_log_pages_are_bounded_in_bytes() {
     let out = server.py("serve_pages.py", &[]);
     assert!(out.contains("serve_pages: all passed"), "{out}");
 }
+
+#[test]
+fn waiting_start_sync_executions_cannot_starve_other_calls() {
+    let lb = Lb::new();
+    let cfg = config(&lb, "[serve]\nsync_timeout_seconds = 8\n");
+    let server = Server::start(&lb, &["--config", &cfg]);
+    let req = |target: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let def = r#"{\"StartAt\":\"W\",\"States\":{\"W\":{\"Type\":\"Wait\",\"Seconds\":30,\"End\":true}}}"#;
+    let (status, text) =
+        server.raw(&req("CreateStateMachine", &format!(r#"{{"name":"slow","type":"EXPRESS","definition":"{def}"}}"#)), b"");
+    assert_eq!(status, 200, "{text}");
+    let start = req("StartSyncExecution", r#"{"stateMachineArn":"arn:aws:states:us-east-1:000000000000:stateMachine:slow"}"#);
+    // More waiting calls than the server has blocking threads.
+    let port = server.port;
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+                s.write_all(start.as_bytes()).expect("write");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                buf
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let (status, text) = server.raw(&req("ListStateMachines", "{}"), b"");
+    assert!(status == 200 && text.contains("slow"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(4), "ListStateMachines waited {:?} behind StartSyncExecution calls", started.elapsed());
+    let answers: Vec<String> = waiting.into_iter().map(|t| t.join().expect("thread")).collect();
+    let throttled = answers.iter().filter(|a| a.contains("ThrottlingException")).count();
+    let timed_out = answers.iter().filter(|a| a.contains("TIMED_OUT")).count();
+    assert!(throttled >= 12 && throttled + timed_out == 20, "throttled {throttled}, timed out {timed_out}: {answers:?}");
+}

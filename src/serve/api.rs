@@ -7,6 +7,7 @@
 //! sealed with a key derived from the store's secret (tampering is `InvalidToken`), and every
 //! call that changes something is audited with the caller's access key id.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,24 @@ impl Caller {
     }
 }
 
+/// StartSyncExecution calls that may wait at once (the server has 16 blocking threads).
+pub const MAX_SYNC: usize = 8;
+
+/// One waiting StartSyncExecution; the count drops when it ends, however it ends.
+struct SyncSlot<'a>(&'a AtomicUsize);
+
+impl<'a> SyncSlot<'a> {
+    fn take(n: &'a AtomicUsize) -> Option<SyncSlot<'a>> {
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v < MAX_SYNC).then_some(v + 1)).ok().map(|_| SyncSlot(n))
+    }
+}
+
+impl Drop for SyncSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The one engine behind the API, with what the API itself keeps.
 pub struct Api {
     engine: Mutex<Engine>,
@@ -137,6 +156,7 @@ pub struct Api {
     pub read_only: bool,
     /// How long StartSyncExecution waits for an execution to finish.
     pub sync_timeout: Duration,
+    sync_running: AtomicUsize,
 }
 
 fn now_epoch(t: DateTime<Utc>) -> Value {
@@ -257,6 +277,7 @@ impl Api {
             engine: Mutex::new(engine),
             read_only: false,
             sync_timeout: Duration::from_secs(60),
+            sync_running: AtomicUsize::new(0),
         })
     }
 
@@ -597,6 +618,14 @@ impl Api {
 
     fn start_sync_execution(&self, b: &Value, caller: &Caller) -> Result<Value, ApiError> {
         let sm = req_str(b, "stateMachineArn")?;
+        // Each waiting call holds one of the server's few blocking threads for up to the sync
+        // timeout: bounded, so waiting callers cannot starve every other call.
+        let Some(_slot) = SyncSlot::take(&self.sync_running) else {
+            return Err(ApiError::new(
+                "ThrottlingException",
+                format!("Rate exceeded: at most {MAX_SYNC} StartSyncExecution calls wait at once"),
+            ));
+        };
         {
             let eng = self.lock();
             if Self::machine(&eng, sm)?.kind != "EXPRESS" {
