@@ -436,3 +436,37 @@ fn waiting_start_sync_executions_cannot_starve_other_calls() {
     let timed_out = answers.iter().filter(|a| a.contains("TIMED_OUT")).count();
     assert!(throttled >= 12 && throttled + timed_out == 20, "throttled {throttled}, timed out {timed_out}: {answers:?}");
 }
+
+#[test]
+fn an_execution_stopped_more_than_fourteen_days_ago_is_not_redrivable() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let req = |target: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let def = r#"{\"StartAt\":\"F\",\"States\":{\"F\":{\"Type\":\"Fail\",\"Error\":\"Archive.Down\"}}}"#;
+    let (status, text) = server.raw(&req("CreateStateMachine", &format!(r#"{{"name":"failing","definition":"{def}"}}"#)), b"");
+    assert_eq!(status, 200, "{text}");
+    let arn = "arn:aws:states:us-east-1:000000000000:execution:failing:old";
+    let (status, text) = server.raw(
+        &req("StartExecution", r#"{"stateMachineArn":"arn:aws:states:us-east-1:000000000000:stateMachine:failing","name":"old"}"#),
+        b"",
+    );
+    assert_eq!(status, 200, "{text}");
+    let describe = req("DescribeExecution", &format!(r#"{{"executionArn":"{arn}"}}"#));
+    let (_, text) = server.raw(&describe, b"");
+    assert!(text.contains(r#""status":"FAILED""#) && text.contains(r#""redriveStatus":"REDRIVABLE""#), "{text}");
+    // It stopped 15 days ago (a plain second connection, as the engine's own writes are).
+    let db = rusqlite::Connection::open(lb.db()).expect("db");
+    let fifteen_days_ago = chrono::Utc::now().timestamp_millis() - 15 * 24 * 3600 * 1000;
+    db.execute("UPDATE executions SET stop_ms = ?1 WHERE arn = ?2", rusqlite::params![fifteen_days_ago, arn]).expect("age it");
+    let (_, text) = server.raw(&describe, b"");
+    assert!(text.contains(r#""redriveStatus":"NOT_REDRIVABLE""#) && text.contains("14 days"), "{text}");
+    let (status, text) = server.raw(&req("RedriveExecution", &format!(r#"{{"executionArn":"{arn}"}}"#)), b"");
+    assert!(status == 400 && text.contains("ExecutionNotRedrivable") && text.contains("14 days"), "{text}");
+    let (_, text) = server.raw(&describe, b"");
+    assert!(text.contains(r#""status":"FAILED""#) && text.contains(r#""redriveCount":0"#), "nothing was redriven: {text}");
+}

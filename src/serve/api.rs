@@ -253,8 +253,14 @@ fn logging_level_ok(v: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn redrive_status(r: &ExecutionSummary) -> (&'static str, Option<String>) {
+/// How long after it stopped an execution can be redriven, as on AWS.
+const REDRIVE_WINDOW_DAYS: i64 = 14;
+
+fn redrive_status(r: &ExecutionSummary, now: DateTime<Utc>) -> (&'static str, Option<String>) {
     match r.status {
+        s if s.is_redrivable() && r.stop.is_some_and(|t| now - t > chrono::Duration::days(REDRIVE_WINDOW_DAYS)) => {
+            ("NOT_REDRIVABLE", Some(format!("Execution stopped more than {REDRIVE_WINDOW_DAYS} days ago and can no longer be redriven")))
+        }
         s if s.is_redrivable() => ("REDRIVABLE", None),
         s => ("NOT_REDRIVABLE", Some(format!("Execution is {s} and cannot be redriven"))),
     }
@@ -683,7 +689,7 @@ impl Api {
         let arn = req_str(b, "executionArn")?;
         let eng = self.lock();
         let r = Self::execution(&eng, arn)?;
-        let (redrive, reason) = redrive_status(&r);
+        let (redrive, reason) = redrive_status(&r, eng.clock.now());
         let mut out = json!({
             "executionArn": r.arn,
             "stateMachineArn": r.state_machine_arn,
@@ -900,11 +906,8 @@ impl Api {
         let arn = req_str(b, "executionArn")?;
         let mut eng = self.lock();
         let row = Self::execution(&eng, arn)?;
-        if !row.status.is_redrivable() {
-            return Err(ApiError::new(
-                "ExecutionNotRedrivable",
-                format!("Execution '{arn}' cannot be redriven: it is {}", row.status.as_str()),
-            ));
+        if let ("NOT_REDRIVABLE", Some(why)) = redrive_status(&row, eng.clock.now()) {
+            return Err(ApiError::new("ExecutionNotRedrivable", format!("Execution '{arn}' cannot be redriven. {why}")));
         }
         let entry = Self::entry(caller, Action::Redrive, "RedriveExecution").execution(arn);
         self.audited(&mut eng, entry, |eng| {
