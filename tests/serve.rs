@@ -329,3 +329,144 @@ fn read_only_refuses_every_change_and_still_answers_reads() {
     let (status, text) = server.raw(&post("ListStateMachines", "{}"), b"");
     assert!(status == 200 && text.contains(r#""stateMachines":[]"#), "{text}");
 }
+
+#[test]
+fn every_operation_checks_its_members_and_payloads_stay_out_of_logs_audit_and_errors() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let phi = "SYN-PHI-7731-DOE^JANE";
+    let out = server.py("serve_limits.py", &[("LB_PHI", phi)]);
+    assert!(out.contains("serve_limits: all passed"), "{out}");
+    server.stop();
+    // The server's log holds no payload.
+    let log: String = std::fs::read_dir(lb.data().join("logs"))
+        .expect("logs")
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(log.contains("API call"), "the server logs its calls");
+    assert!(!log.contains("SYN-PHI-7731"), "a payload is in the log");
+    // Nor does any column of any audit row.
+    let db = rusqlite::Connection::open(lb.db()).expect("db");
+    let hits: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE coalesce(actor,'') || coalesce(action,'') || coalesce(execution_arn,'') || coalesce(task_token,'') \
+             || coalesce(reason,'') || coalesce(before,'') || coalesce(after,'') || coalesce(result,'') || coalesce(error,'') LIKE '%SYN-PHI-7731%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit query");
+    assert_eq!(hits, 0, "a payload is in the audit log");
+    let rows: i64 = db.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).expect("count");
+    assert!(rows >= 4, "the calls that ran were audited ({rows} rows)");
+}
+
+#[test]
+fn an_unsigned_server_refuses_web_pages_dns_rebinding_and_cross_site_posts() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let def = r#"{\"StartAt\":\"A\",\"States\":{\"A\":{\"Type\":\"Pass\",\"End\":true}}}"#;
+    let body = format!(r#"{{"name":"planted","definition":"{def}"}}"#);
+    let post = |extra: &str| {
+        format!(
+            "POST / HTTP/1.1\r\n{extra}Content-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.CreateStateMachine\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // A page on a name that rebinds to 127.0.0.1: its requests name that host.
+    let (status, text) = server.raw(&post(&format!("Host: rebind.attacker.example:{}\r\n", server.port)), b"");
+    assert!(status == 403 && text.contains("AccessDeniedException"), "{text}");
+    // A cross-site (or same-site) POST from a browser carries Origin.
+    let (status, text) = server.raw(&post("Host: localhost\r\nOrigin: http://attacker.example\r\n"), b"");
+    assert!(status == 403 && text.contains("AccessDeniedException"), "{text}");
+    let (status, text) = server.raw(&post("Host: 127.0.0.1\r\nSec-Fetch-Mode: no-cors\r\n"), b"");
+    assert!(status == 403 && text.contains("AccessDeniedException"), "{text}");
+    assert!(audit_rows(&lb).is_empty(), "nothing was carried out");
+    // An SDK naming the loopback address is served.
+    let (status, text) = server.raw(&post(&format!("Host: 127.0.0.1:{}\r\n", server.port)), b"");
+    assert!(status == 200 && text.contains("stateMachine:planted"), "{text}");
+}
+
+#[test]
+fn history_and_log_pages_are_bounded_in_bytes() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let out = server.py("serve_pages.py", &[]);
+    assert!(out.contains("serve_pages: all passed"), "{out}");
+}
+
+#[test]
+fn waiting_start_sync_executions_cannot_starve_other_calls() {
+    let lb = Lb::new();
+    let cfg = config(&lb, "[serve]\nsync_timeout_seconds = 8\n");
+    let server = Server::start(&lb, &["--config", &cfg]);
+    let req = |target: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let def = r#"{\"StartAt\":\"W\",\"States\":{\"W\":{\"Type\":\"Wait\",\"Seconds\":30,\"End\":true}}}"#;
+    let (status, text) =
+        server.raw(&req("CreateStateMachine", &format!(r#"{{"name":"slow","type":"EXPRESS","definition":"{def}"}}"#)), b"");
+    assert_eq!(status, 200, "{text}");
+    let start = req("StartSyncExecution", r#"{"stateMachineArn":"arn:aws:states:us-east-1:000000000000:stateMachine:slow"}"#);
+    // More waiting calls than the server has blocking threads.
+    let port = server.port;
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+                s.write_all(start.as_bytes()).expect("write");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                buf
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let (status, text) = server.raw(&req("ListStateMachines", "{}"), b"");
+    assert!(status == 200 && text.contains("slow"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(4), "ListStateMachines waited {:?} behind StartSyncExecution calls", started.elapsed());
+    let answers: Vec<String> = waiting.into_iter().map(|t| t.join().expect("thread")).collect();
+    let throttled = answers.iter().filter(|a| a.contains("ThrottlingException")).count();
+    let timed_out = answers.iter().filter(|a| a.contains("TIMED_OUT")).count();
+    assert!(throttled >= 12 && throttled + timed_out == 20, "throttled {throttled}, timed out {timed_out}: {answers:?}");
+}
+
+#[test]
+fn an_execution_stopped_more_than_fourteen_days_ago_is_not_redrivable() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let req = |target: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: AWSStepFunctions.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let def = r#"{\"StartAt\":\"F\",\"States\":{\"F\":{\"Type\":\"Fail\",\"Error\":\"Archive.Down\"}}}"#;
+    let (status, text) = server.raw(&req("CreateStateMachine", &format!(r#"{{"name":"failing","definition":"{def}"}}"#)), b"");
+    assert_eq!(status, 200, "{text}");
+    let arn = "arn:aws:states:us-east-1:000000000000:execution:failing:old";
+    let (status, text) = server.raw(
+        &req("StartExecution", r#"{"stateMachineArn":"arn:aws:states:us-east-1:000000000000:stateMachine:failing","name":"old"}"#),
+        b"",
+    );
+    assert_eq!(status, 200, "{text}");
+    let describe = req("DescribeExecution", &format!(r#"{{"executionArn":"{arn}"}}"#));
+    let (_, text) = server.raw(&describe, b"");
+    assert!(text.contains(r#""status":"FAILED""#) && text.contains(r#""redriveStatus":"REDRIVABLE""#), "{text}");
+    // It stopped 15 days ago (a plain second connection, as the engine's own writes are).
+    let db = rusqlite::Connection::open(lb.db()).expect("db");
+    let fifteen_days_ago = chrono::Utc::now().timestamp_millis() - 15 * 24 * 3600 * 1000;
+    db.execute("UPDATE executions SET stop_ms = ?1 WHERE arn = ?2", rusqlite::params![fifteen_days_ago, arn]).expect("age it");
+    let (_, text) = server.raw(&describe, b"");
+    assert!(text.contains(r#""redriveStatus":"NOT_REDRIVABLE""#) && text.contains("14 days"), "{text}");
+    let (status, text) = server.raw(&req("RedriveExecution", &format!(r#"{{"executionArn":"{arn}"}}"#)), b"");
+    assert!(status == 400 && text.contains("ExecutionNotRedrivable") && text.contains("14 days"), "{text}");
+    let (_, text) = server.raw(&describe, b"");
+    assert!(text.contains(r#""status":"FAILED""#) && text.contains(r#""redriveCount":0"#), "nothing was redriven: {text}");
+}

@@ -7,6 +7,7 @@
 //! sealed with a key derived from the store's secret (tampering is `InvalidToken`), and every
 //! call that changes something is audited with the caller's access key id.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,11 @@ const MAX_RESULTS: u64 = 1000;
 const DEFAULT_RESULTS: u64 = 100;
 /// A ListExecutions with `redriveFilter: NOT_REDRIVEN` reads at most this many rows per page.
 const SCAN_LIMIT: usize = 20_000;
+/// Where a page of history or log events ends, in bytes of JSON (at least one event is
+/// always returned); CloudWatch Logs caps FilterLogEvents at 1 MB the same way.
+pub(crate) const PAGE_BYTES: usize = 1024 * 1024;
+/// History events read from the store at a time.
+const HISTORY_BATCH: usize = 32;
 /// The longest `nextToken` accepted.
 const MAX_TOKEN: usize = 2048;
 /// Prefix of the `meta` keys that keep a state machine's `loggingConfiguration`.
@@ -124,6 +130,24 @@ impl Caller {
     }
 }
 
+/// StartSyncExecution calls that may wait at once (the server has 16 blocking threads).
+pub const MAX_SYNC: usize = 8;
+
+/// One waiting StartSyncExecution; the count drops when it ends, however it ends.
+struct SyncSlot<'a>(&'a AtomicUsize);
+
+impl<'a> SyncSlot<'a> {
+    fn take(n: &'a AtomicUsize) -> Option<SyncSlot<'a>> {
+        n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| (v < MAX_SYNC).then_some(v + 1)).ok().map(|_| SyncSlot(n))
+    }
+}
+
+impl Drop for SyncSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The one engine behind the API, with what the API itself keeps.
 pub struct Api {
     engine: Mutex<Engine>,
@@ -132,6 +156,7 @@ pub struct Api {
     pub read_only: bool,
     /// How long StartSyncExecution waits for an execution to finish.
     pub sync_timeout: Duration,
+    sync_running: AtomicUsize,
 }
 
 fn now_epoch(t: DateTime<Utc>) -> Value {
@@ -204,13 +229,8 @@ fn check_exec_arn(arn: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A task token as the engine makes them: 64 hex digits.
+/// A task token as the engine makes them: 64 hex digits (its length is checked by `fields`).
 fn check_task_token(t: &str) -> Result<(), ApiError> {
-    if t.is_empty() || t.len() > 1024 {
-        return Err(ApiError::validation(
-            "1 validation error detected: Value at 'taskToken' failed to satisfy constraint: Member must have length between 1 and 1024",
-        ));
-    }
     if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::new("InvalidToken", "Invalid Token: 'Invalid token'"));
     }
@@ -233,8 +253,14 @@ fn logging_level_ok(v: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn redrive_status(r: &ExecutionSummary) -> (&'static str, Option<String>) {
+/// How long after it stopped an execution can be redriven, as on AWS.
+const REDRIVE_WINDOW_DAYS: i64 = 14;
+
+fn redrive_status(r: &ExecutionSummary, now: DateTime<Utc>) -> (&'static str, Option<String>) {
     match r.status {
+        s if s.is_redrivable() && r.stop.is_some_and(|t| now - t > chrono::Duration::days(REDRIVE_WINDOW_DAYS)) => {
+            ("NOT_REDRIVABLE", Some(format!("Execution stopped more than {REDRIVE_WINDOW_DAYS} days ago and can no longer be redriven")))
+        }
         s if s.is_redrivable() => ("REDRIVABLE", None),
         s => ("NOT_REDRIVABLE", Some(format!("Execution is {s} and cannot be redriven"))),
     }
@@ -257,6 +283,7 @@ impl Api {
             engine: Mutex::new(engine),
             read_only: false,
             sync_timeout: Duration::from_secs(60),
+            sync_running: AtomicUsize::new(0),
         })
     }
 
@@ -270,6 +297,12 @@ impl Api {
     pub fn call(&self, op: &str, body: &Value, caller: &Caller) -> Result<Value, ApiError> {
         if !body.is_object() {
             return Err(ApiError::new("SerializationException", "the request body must be a JSON object"));
+        }
+        super::fields::check(op, body)?;
+        if matches!(op, "CreateStateMachine" | "UpdateStateMachine" | "TestState")
+            && let Some(role) = opt_str(body, "roleArn")?
+        {
+            super::fields::check_role_arn(role)?;
         }
         let mutating = matches!(
             op,
@@ -503,8 +536,8 @@ impl Api {
             None => None,
         };
         let eng = self.lock();
-        let all = eng.store.state_machines()?;
-        let rest: Vec<&StateMachineRow> = all.iter().filter(|m| after.as_deref().is_none_or(|a| m.name.as_str() > a)).collect();
+        // Only this page (and one more row to know there is more), never the definitions.
+        let rest = eng.store.state_machine_page(after.as_deref(), max + 1)?;
         let page: Vec<Value> = rest
             .iter()
             .take(max)
@@ -591,6 +624,14 @@ impl Api {
 
     fn start_sync_execution(&self, b: &Value, caller: &Caller) -> Result<Value, ApiError> {
         let sm = req_str(b, "stateMachineArn")?;
+        // Each waiting call holds one of the server's few blocking threads for up to the sync
+        // timeout: bounded, so waiting callers cannot starve every other call.
+        let Some(_slot) = SyncSlot::take(&self.sync_running) else {
+            return Err(ApiError::new(
+                "ThrottlingException",
+                format!("Rate exceeded: at most {MAX_SYNC} StartSyncExecution calls wait at once"),
+            ));
+        };
         {
             let eng = self.lock();
             if Self::machine(&eng, sm)?.kind != "EXPRESS" {
@@ -648,7 +689,7 @@ impl Api {
         let arn = req_str(b, "executionArn")?;
         let eng = self.lock();
         let r = Self::execution(&eng, arn)?;
-        let (redrive, reason) = redrive_status(&r);
+        let (redrive, reason) = redrive_status(&r, eng.clock.now());
         let mut out = json!({
             "executionArn": r.arn,
             "stateMachineArn": r.state_machine_arn,
@@ -816,12 +857,30 @@ impl Api {
         };
         let eng = self.lock();
         Self::execution(&eng, arn)?;
-        let events = eng.store.history(arn, after, max + 1, reverse)?;
-        let more = events.len() > max;
-        let page = &events[..events.len().min(max)];
-        let mut out = json!({"events": page.iter().map(|e| Self::event_json(e, with_data)).collect::<Vec<_>>()});
-        if more && let Some(last) = page.last() {
-            out["nextToken"] = Value::String(self.seal(&scope, json!(last.id)));
+        // Events are read a few at a time and a page ends at PAGE_BYTES (always at least one
+        // event): 1,000 events each carrying 256 KiB of input and output would otherwise be
+        // half a gigabyte in memory for one call. Clients page on nextToken, as on AWS.
+        let (mut page, mut size, mut cursor, mut more) = (vec![], 0usize, after, false);
+        'read: loop {
+            let batch = eng.store.history(arn, cursor, HISTORY_BATCH, reverse)?;
+            let last_batch = batch.len() < HISTORY_BATCH;
+            for e in batch {
+                if page.len() == max || size >= PAGE_BYTES {
+                    more = true;
+                    break 'read;
+                }
+                let j = Self::event_json(&e, with_data);
+                size += serde_json::to_vec(&j).map(|v| v.len()).unwrap_or(0);
+                cursor = e.id;
+                page.push(j);
+            }
+            if last_batch {
+                break;
+            }
+        }
+        let mut out = json!({"events": page});
+        if more {
+            out["nextToken"] = Value::String(self.seal(&scope, json!(cursor)));
         }
         Ok(out)
     }
@@ -830,16 +889,6 @@ impl Api {
         let arn = req_str(b, "executionArn")?;
         let error = opt_str(b, "error")?;
         let cause = opt_str(b, "cause")?;
-        if error.is_some_and(|e| e.chars().count() > 256) {
-            return Err(ApiError::validation(
-                "1 validation error detected: Value at 'error' failed to satisfy constraint: Member must have length less than or equal to 256",
-            ));
-        }
-        if cause.is_some_and(|c| c.chars().count() > 32_768) {
-            return Err(ApiError::validation(
-                "1 validation error detected: Value at 'cause' failed to satisfy constraint: Member must have length less than or equal to 32768",
-            ));
-        }
         let mut eng = self.lock();
         let row = Self::execution(&eng, arn)?;
         if row.status != ExecutionStatus::Running {
@@ -857,11 +906,8 @@ impl Api {
         let arn = req_str(b, "executionArn")?;
         let mut eng = self.lock();
         let row = Self::execution(&eng, arn)?;
-        if !row.status.is_redrivable() {
-            return Err(ApiError::new(
-                "ExecutionNotRedrivable",
-                format!("Execution '{arn}' cannot be redriven: it is {}", row.status.as_str()),
-            ));
+        if let ("NOT_REDRIVABLE", Some(why)) = redrive_status(&row, eng.clock.now()) {
+            return Err(ApiError::new("ExecutionNotRedrivable", format!("Execution '{arn}' cannot be redriven. {why}")));
         }
         let entry = Self::entry(caller, Action::Redrive, "RedriveExecution").execution(arn);
         self.audited(&mut eng, entry, |eng| {

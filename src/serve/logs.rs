@@ -11,6 +11,8 @@ use super::api::{Api, ApiError};
 use crate::store::StoreError;
 
 const MAX_LIMIT: u64 = 10_000;
+/// History rows read per logging machine for one page.
+const FETCH: usize = 256;
 
 fn opt_i64(b: &Value, k: &str) -> Result<Option<i64>, ApiError> {
     match b.get(k) {
@@ -119,14 +121,18 @@ pub fn call(api: &Api, op: &str, b: &Value) -> Result<Value, ApiError> {
                  AND (h.ts_ms > ?4 OR (h.ts_ms = ?4 AND (h.execution_arn > ?5 OR (h.execution_arn = ?5 AND h.id > ?6))))
                ORDER BY h.ts_ms, h.execution_arn, h.id LIMIT ?7";
     let sql_err = |e: rusqlite::Error| ApiError::from(StoreError::from(e));
-    // Each machine's next rows in order, merged; one more than the limit says whether there is more.
+    // Each machine's next rows in order (at most FETCH, so memory stays bounded whatever the
+    // limit), merged. A machine that had more than FETCH rows bounds the merge: rows past its
+    // last fetched one may come after rows it has not returned yet.
+    let fetch = limit.min(FETCH);
+    let mut bound: Option<(i64, String, i64)> = None;
     let mut rows: Vec<(Row, String, bool)> = vec![];
     for (arn, cfg) in &machines {
         let level = cfg.get("level").and_then(Value::as_str).unwrap_or("OFF").to_string();
         let with_data = cfg.get("includeExecutionData").and_then(Value::as_bool).unwrap_or(false);
         let mut st = eng.store.conn().prepare_cached(sql).map_err(sql_err)?;
         let got = st
-            .query_map(rusqlite::params![arn, start, end, after.0, after.1, after.2, (limit + 1) as i64], |r| {
+            .query_map(rusqlite::params![arn, start, end, after.0, after.1, after.2, (fetch + 1) as i64], |r| {
                 Ok(Row {
                     arn: r.get(0)?,
                     id: r.get(1)?,
@@ -141,14 +147,33 @@ pub fn call(api: &Api, op: &str, b: &Value) -> Result<Value, ApiError> {
             })
             .and_then(|m| m.collect::<Result<Vec<_>, _>>())
             .map_err(sql_err)?;
+        let mut got = got;
+        if got.len() > fetch {
+            got.truncate(fetch);
+            if let Some(l) = got.last() {
+                let key = (l.ts, l.arn.clone(), l.id);
+                if bound.as_ref().is_none_or(|b| key < *b) {
+                    bound = Some(key);
+                }
+            }
+        }
         rows.extend(got.into_iter().map(|r| (r, level.clone(), with_data)));
     }
     rows.sort_by(|a, b| (a.0.ts, &a.0.arn, a.0.id).cmp(&(b.0.ts, &b.0.arn, b.0.id)));
-    let more = rows.len() > limit;
+    if let Some(b) = &bound {
+        rows.retain(|(r, _, _)| (r.ts, r.arn.clone(), r.id) <= *b);
+    }
+    let mut more = bound.is_some() || rows.len() > limit;
     rows.truncate(limit);
-    let last = rows.last().map(|(r, _, _)| (r.ts, r.arn.clone(), r.id));
+    let mut last = None;
     let mut events = vec![];
+    let mut size = 0usize;
     for (r, level, with_data) in rows {
+        if size >= super::api::PAGE_BYTES {
+            more = true;
+            break;
+        }
+        last = Some((r.ts, r.arn.clone(), r.id));
         if !logged(&level, &r.event_type) {
             continue;
         }
@@ -176,6 +201,7 @@ pub fn call(api: &Api, op: &str, b: &Value) -> Result<Value, ApiError> {
         if !want.iter().all(|t| message.contains(t.as_str())) {
             continue;
         }
+        size += message.len() + stream.len() + 64;
         events.push(json!({
             "logStreamName": stream,
             "timestamp": r.ts,

@@ -8,6 +8,7 @@
 //! needs configured credentials (SigV4, [`sigv4`]) and TLS or an explicit opt-out.
 
 pub mod api;
+pub mod fields;
 pub mod logs;
 pub mod sigv4;
 
@@ -329,6 +330,38 @@ fn service_of(target: &str) -> Option<(&'static str, &str, &'static str)> {
     target.strip_prefix("Logs_20140328.").map(|op| ("logs", op, JSON_11))
 }
 
+/// Without credentials the server trusts whoever can reach loopback, which a web page can do
+/// too: by DNS rebinding (its own name resolving to 127.0.0.1, so `Host` names it) or by a
+/// plain cross-site POST. SDKs and the CLI send neither `Origin` nor `Sec-Fetch-*` and name a
+/// loopback address, `localhost`, a `*.localhost` name or a single-label name from
+/// /etc/hosts (`sync-lightbox`); anything else is refused.
+fn unsigned_request_allowed(headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let denied = |why: &str| ApiError { code: "AccessDeniedException", message: why.to_string(), status: 403 };
+    if headers.contains_key(http::header::ORIGIN) || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-")) {
+        return Err(denied(
+            "requests from a web browser are refused: this server does not verify signatures (configure [serve] credentials)",
+        ));
+    }
+    let Some(host) = headers.get(http::header::HOST) else { return Ok(()) };
+    let host = host.to_str().map_err(|_| denied("the Host header is not ASCII"))?;
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let ok = match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => name == "localhost" || name.ends_with(".localhost") || (!name.is_empty() && !name.contains('.')),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(denied(
+            "the Host header names another host: unsigned requests are served for loopback names only (configure [serve] credentials)",
+        ))
+    }
+}
+
 async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
@@ -356,6 +389,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
         }
     };
     let caller = if shared.credentials.is_empty() {
+        if let Err(e) = unsigned_request_allowed(&parts.headers) {
+            tracing::info!(op, refused = %e.message, "refused an unsigned request from a browser or for another host");
+            return error_response(&e, content_type);
+        }
         Caller::default()
     } else {
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -406,5 +443,33 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             tracing::info!(op, caller = %actor, status = e.status, error = e.code, ms = started.elapsed().as_millis() as u64, "API call failed");
             error_response(&e, content_type)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn unsigned_requests_are_served_for_loopback_names_only_and_never_for_browsers() {
+        for host in ["127.0.0.1:8083", "localhost:8083", "LOCALHOST", "[::1]:8083", "127.0.0.2", "sync-lightbox:8083", "api.localhost:1"] {
+            assert!(unsigned_request_allowed(&headers(&[("host", host)])).is_ok(), "{host}");
+        }
+        assert!(unsigned_request_allowed(&http::HeaderMap::new()).is_ok());
+        for host in ["rebind.attacker.example:8083", "10.0.0.5:8083", "[2001:db8::1]:8083", "localhost.attacker.example"] {
+            let e = unsigned_request_allowed(&headers(&[("host", host)])).unwrap_err();
+            assert_eq!((e.code, e.status), ("AccessDeniedException", 403), "{host}");
+        }
+        let e = unsigned_request_allowed(&headers(&[("host", "localhost:8083"), ("origin", "http://evil.example")])).unwrap_err();
+        assert_eq!(e.code, "AccessDeniedException");
+        assert!(unsigned_request_allowed(&headers(&[("host", "127.0.0.1"), ("sec-fetch-site", "cross-site")])).is_err());
     }
 }

@@ -105,6 +105,10 @@ pub fn verify(req: &Signed<'_>, creds: &[Credential], region: &str, service: &st
     let auth = auth.to_str().map_err(|_| AuthError::Incomplete("The Authorization header is not ASCII.".into()))?;
     let a = parse_authorization(auth)?;
     let cred = creds.iter().find(|c| c.access_key_id == a.access_key_id).ok_or(AuthError::UnknownKey)?;
+    // This server issues no temporary credentials: a session token is for some other key.
+    if req.headers.contains_key("x-amz-security-token") {
+        return Err(AuthError::UnknownKey);
+    }
     let amz_date = req.headers.get("x-amz-date").and_then(|v| v.to_str().ok()).ok_or_else(|| {
         AuthError::Incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into())
     })?;
@@ -130,9 +134,16 @@ pub fn verify(req: &Signed<'_>, creds: &[Credential], region: &str, service: &st
     if a.service != service {
         return Err(AuthError::BadSignature(format!("Credential should be scoped to correct service: '{service}'. ")));
     }
-    for must in ["host", "x-amz-date"] {
+    // The target names the operation: unsigned, a captured read could be replayed as a
+    // write (a DescribeExecution body is a valid StopExecution body).
+    for must in ["host", "x-amz-date", "x-amz-target"] {
         if !a.signed_headers.contains(&must) {
             return Err(AuthError::BadSignature(format!("'{must}' must be a signed header.")));
+        }
+    }
+    for present in ["x-amz-security-token", "x-amz-content-sha256"] {
+        if req.headers.contains_key(present) && !a.signed_headers.contains(&present) {
+            return Err(AuthError::BadSignature(format!("'{present}' is present, so it must be a signed header.")));
         }
     }
     // Exactly the headers the client signed (x-amz-date is added by the signer from `time`).
@@ -179,13 +190,21 @@ mod tests {
 
     /// Sign a request the way an SDK does, with aws-sigv4 itself.
     fn signed(secret: &str, body: &[u8], at: SystemTime, region: &str) -> http::HeaderMap {
+        signed_with(secret, body, at, region, None, true)
+    }
+
+    /// `session`: a session token to sign with; `sign_target`: whether x-amz-target is signed
+    /// (it is sent either way).
+    fn signed_with(secret: &str, body: &[u8], at: SystemTime, region: &str, session: Option<&str>, sign_target: bool) -> http::HeaderMap {
         let mut h = http::HeaderMap::new();
         h.insert("host", "127.0.0.1:8083".parse().unwrap());
         h.insert("content-type", "application/x-amz-json-1.0".parse().unwrap());
-        h.insert("x-amz-target", "AWSStepFunctions.ListStateMachines".parse().unwrap());
+        if sign_target {
+            h.insert("x-amz-target", "AWSStepFunctions.ListStateMachines".parse().unwrap());
+        }
         let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
         let req = SignableRequest::new("POST", "http://127.0.0.1:8083/", pairs.into_iter(), SignableBody::Bytes(body)).unwrap();
-        let identity: Identity = aws_credential_types::Credentials::new("AKIDTEST", secret, None, None, "t").into();
+        let identity: Identity = aws_credential_types::Credentials::new("AKIDTEST", secret, session.map(str::to_string), None, "t").into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(region)
@@ -197,6 +216,9 @@ mod tests {
         let (instr, _) = sign(req, &params.into()).unwrap().into_parts();
         for (k, v) in instr.headers() {
             h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        if !sign_target {
+            h.insert("x-amz-target", "AWSStepFunctions.StopExecution".parse().unwrap());
         }
         h
     }
@@ -245,5 +267,37 @@ mod tests {
         let mut h = signed("s3cret-key", b"{}", now, "us-east-1");
         h.insert("x-amz-target", "AWSStepFunctions.DeleteStateMachine".parse().unwrap());
         assert!(matches!(check(&h, b"{}", now), Err(AuthError::BadSignature(_))));
+    }
+
+    #[test]
+    fn a_signature_that_does_not_cover_the_target_is_refused() {
+        let now = SystemTime::now();
+        let h = signed_with("s3cret-key", b"{}", now, "us-east-1", None, false);
+        assert!(
+            matches!(check(&h, b"{}", now), Err(AuthError::BadSignature(m)) if m.contains("x-amz-target")),
+            "a read's signature must not carry a write"
+        );
+    }
+
+    #[test]
+    fn a_session_token_or_an_unsigned_payload_hash_is_refused() {
+        let now = SystemTime::now();
+        // Correctly signed, session token included: this server has no temporary credentials.
+        let h = signed_with("s3cret-key", b"{}", now, "us-east-1", Some("FwoGZXIvYXdzEXAMPLE"), true);
+        assert_eq!(check(&h, b"{}", now), Err(AuthError::UnknownKey));
+        // A payload-hash header the signature does not cover.
+        let mut h = signed("s3cret-key", b"{}", now, "us-east-1");
+        h.insert("x-amz-content-sha256", "UNSIGNED-PAYLOAD".parse().unwrap());
+        assert!(matches!(check(&h, b"{}", now), Err(AuthError::BadSignature(m)) if m.contains("x-amz-content-sha256")));
+    }
+
+    #[test]
+    fn a_replay_after_fifteen_minutes_and_another_service_are_refused() {
+        let now = SystemTime::now();
+        let h = signed("s3cret-key", b"{}", now - Duration::from_secs(15 * 60), "us-east-1");
+        assert!(matches!(check(&h, b"{}", now), Err(AuthError::BadSignature(m)) if m.contains("expired")));
+        let h = signed("s3cret-key", b"{}", now, "us-east-1");
+        let r = verify(&Signed { method: "POST", path_and_query: "/", headers: &h, body: b"{}" }, &cred(), "us-east-1", "logs", now);
+        assert!(matches!(r, Err(AuthError::BadSignature(m)) if m.contains("service")));
     }
 }

@@ -520,6 +520,25 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// One page of state machines by name, after `after`: at most `limit` rows, each without
+    /// its definition (left empty), so listing never reads megabytes of definitions.
+    pub fn state_machine_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<StateMachineRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT arn, name, role_arn, type, created_at FROM state_machines WHERE ?1 IS NULL OR name > ?1 ORDER BY name LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok(StateMachineRow {
+                arn: r.get(0)?,
+                name: r.get(1)?,
+                definition: String::new(),
+                role_arn: r.get(2)?,
+                kind: r.get(3)?,
+                created_at: from_ms(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     // ----- executions -------------------------------------------------------
 
     /// Insert a new execution together with its first step. `false` if the name is taken.
@@ -1272,6 +1291,27 @@ pub fn touch_heartbeat(store: &Store, token: &str, at: Option<DateTime<Utc>>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_machine_page_reads_only_its_rows_and_no_definitions() {
+        let s = Store::in_memory().expect("store");
+        for name in ["c", "a", "d", "b"] {
+            let row = StateMachineRow {
+                arn: format!("arn:aws:states:us-east-1:000000000000:stateMachine:{name}"),
+                name: name.into(),
+                definition: "x".repeat(1000),
+                role_arn: "arn:aws:iam::000000000000:role/r".into(),
+                kind: "STANDARD".into(),
+                created_at: from_ms(1_764_064_800_000),
+            };
+            s.put_state_machine(&row).expect("put");
+        }
+        let names = |after: Option<&str>, n| s.state_machine_page(after, n).expect("page").into_iter().map(|m| m.name).collect::<Vec<_>>();
+        assert_eq!(names(None, 2), ["a", "b"]);
+        assert_eq!(names(Some("b"), 5), ["c", "d"]);
+        assert!(names(Some("d"), 5).is_empty());
+        assert!(s.state_machine_page(None, 10).expect("page").iter().all(|m| m.definition.is_empty() && m.role_arn.ends_with("role/r")));
+    }
 
     #[test]
     fn a_lightbox_event_is_written_once_per_id() {
