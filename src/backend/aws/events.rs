@@ -239,7 +239,12 @@ pub fn change_summary(rows: &mut BTreeMap<String, ExecutionSummary>, arn: &str, 
     }
     let Some(r) = rows.get_mut(arn) else { return };
     match c {
-        Change::None | Change::Started { .. } => {}
+        Change::None => {}
+        Change::Started { input, .. } => {
+            if r.input.is_empty() {
+                r.input = input;
+            }
+        }
         Change::State { name, at } => {
             r.current_state = Some(name);
             r.state_since = Some(at);

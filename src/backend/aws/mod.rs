@@ -8,7 +8,7 @@
 //! once, to learn the input and open callbacks of executions started before the console).
 //! Without a log group the histories of running executions are polled instead, at a bounded
 //! rate, and the status says so. Every call passes a client-side token bucket per API; the
-//! SDK retries in adaptive mode. On any error the backend keeps what it last knew and reports
+//! SDK retries with backoff (standard mode). On any error the backend keeps what it last knew and reports
 //! the condition ([`Aws::status`]); it never fails a read it can answer from memory.
 //!
 //! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
@@ -44,6 +44,8 @@ pub const HISTORY_POLLS_PER_MIN: u32 = 30;
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// Terminal executions kept per status and machine (the newest).
 const RECENT_TERMINAL: i32 = 100;
+/// Histories read in one tick, at most.
+const BACKFILL_PER_TICK: usize = 8;
 /// Events kept for the Events view.
 const FEED_MAX: usize = 5000;
 /// Histories kept for opened executions.
@@ -258,13 +260,27 @@ impl Aws {
     /// assumed roles, instance roles) with the context's profile, region and endpoint.
     /// `local` is the local store's database (claims, the audit log).
     pub fn connect(context: &str, cfg: &AwsContext, local: Option<rusqlite::Connection>) -> std::result::Result<Aws, AwsError> {
+        Aws::connect_with(context, cfg, local, None)
+    }
+
+    /// As [`Aws::connect`], with fixed access keys in place of the credential chain (for
+    /// emulators such as moto or `lightbox serve`, and tests).
+    pub fn connect_with(
+        context: &str,
+        cfg: &AwsContext,
+        local: Option<rusqlite::Connection>,
+        keys: Option<(&str, &str)>,
+    ) -> std::result::Result<Aws, AwsError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AwsError::Runtime(e.to_string()))?;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
             .build_https();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
-            .retry_config(aws_config::retry::RetryConfig::adaptive().with_max_attempts(3))
+            // Standard retries with backoff: adaptive mode's client-side wait after throttling
+            // outlasts the operation timeout, so the console could only say "timed out"; the
+            // token buckets here keep the rate within quota instead.
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(3))
@@ -272,6 +288,9 @@ impl Aws {
                     .operation_timeout(Duration::from_secs(20))
                     .build(),
             );
+        if let Some((id, secret)) = keys {
+            loader = loader.credentials_provider(sfn::config::Credentials::new(id, secret, None, None, "lightbox-static"));
+        }
         if let Some(p) = &cfg.profile {
             loader = loader.profile_name(p);
         }
@@ -303,7 +322,7 @@ impl Aws {
             log_every: LOG_POLL,
             list_budget: limit::Bucket::new(5.0, f64::from(LIST_PAGES_PER_MIN) / 60.0, now),
             history_budget: limit::Bucket::new(
-                if cfg.log_group.is_some() { 500.0 } else { 60.0 },
+                if cfg.log_group.is_some() { 20.0 } else { 10.0 },
                 if cfg.log_group.is_some() { 4.0 } else { f64::from(HISTORY_POLLS_PER_MIN) / 60.0 },
                 now,
             ),
@@ -648,7 +667,8 @@ impl Aws {
                 }
             }
         }
-        for (arn, after) in todo {
+        // A tick stays short: the jobs thread also serves the operator.
+        for (arn, after) in todo.into_iter().take(BACKFILL_PER_TICK) {
             if !self.history_budget.take(Instant::now()) {
                 return Ok(());
             }
@@ -1099,13 +1119,13 @@ impl ControlPlane for Aws {
     fn tick(&mut self) -> Result<usize> {
         let steps: [fn(&mut Aws) -> std::result::Result<(), Condition>; 5] =
             [Aws::resolve_machines, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit];
+        // The first failure ends the tick: more calls would only add to throttling, or wait
+        // on a network that is gone.
         let mut failed = None;
         for step in steps {
             if let Err(c) = step(self) {
                 failed = Some(c);
-                if matches!(failed, Some(Condition::NetworkLost | Condition::CredentialsExpired | Condition::NoCredentials(_))) {
-                    break;
-                }
+                break;
             }
         }
         match failed {
