@@ -699,7 +699,8 @@ pub fn main() -> Result<ExitCode> {
             if let Some(aws) = remote {
                 let Command::Console { .. } = &command else {
                     bail!(UsageError(
-                        "the AWS backend drives the console (lightbox --backend aws console); the other commands use the embedded engine".into()
+                        "the AWS backend drives the console (lightbox --backend aws console); the other commands use the embedded engine"
+                            .into()
                     ));
                 };
                 let Some(theme) = theme else { bail!("no theme") };
@@ -2650,10 +2651,7 @@ mod console {
         }
         tracing::info!(demo, paused = matches!(demo_mode, DemoMode::Paused(_)), read_only = ctx.read_only, "console started");
         if remote.is_some() {
-            app.message = Some((
-                "AWS backend: claims and the audit log are kept in the local store of this data directory".into(),
-                false,
-            ));
+            app.message = Some(("AWS backend: claims and the audit log are kept in the local store of this data directory".into(), false));
         }
         let cp: Box<dyn lightbox::backend::ControlPlane> = match remote {
             Some(r) => r,

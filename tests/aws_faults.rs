@@ -61,7 +61,9 @@ fn each_failure_is_named_in_the_status_and_the_last_known_data_stays() {
             assert!(c.contains("showing last known at "), "{c}");
         }
         assert_eq!(all(&mut cp), 3, "{fault:?}: the executions last known are still shown");
-        assert!(cp.history("arn:aws:states:us-east-1:123456789012:execution:stub-review:run-000000", 0, 10).is_err() || fault == Fault::None);
+        assert!(
+            cp.history("arn:aws:states:us-east-1:123456789012:execution:stub-review:run-000000", 0, 10).is_err() || fault == Fault::None
+        );
         stub.set_fault(Fault::None);
         until(&mut cp, "cleared", |c| c.is_none());
     }

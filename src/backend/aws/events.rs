@@ -327,8 +327,13 @@ mod tests {
             &[
                 rec(1, 0, "ExecutionStarted", json!({"input": "{\"accession\":\"A1\"}"})),
                 rec(2, 1, "TaskStateEntered", json!({"name": "Review", "input": "{}"})),
-                rec(3, 2, "TaskScheduled", json!({"resourceType": "sqs", "resource": "sendMessage.waitForTaskToken",
-                    "parameters": params, "timeoutInSeconds": 3600, "heartbeatInSeconds": 0})),
+                rec(
+                    3,
+                    2,
+                    "TaskScheduled",
+                    json!({"resourceType": "sqs", "resource": "sendMessage.waitForTaskToken",
+                    "parameters": params, "timeoutInSeconds": 3600, "heartbeatInSeconds": 0}),
+                ),
                 rec(4, 3, "TaskStarted", json!({"resourceType": "sqs", "resource": "sendMessage.waitForTaskToken"})),
                 rec(5, 4, "TaskSubmitted", json!({"resourceType": "sqs", "resource": "sendMessage.waitForTaskToken"})),
             ],
@@ -361,8 +366,13 @@ mod tests {
                 rec(2, 1, "TaskStateEntered", json!({"name": "Lambda"})),
                 rec(3, 2, "TaskScheduled", json!({"resourceType": "lambda", "resource": "invoke", "parameters": "{\"token\":\"x\"}"})),
                 rec(4, 3, "TaskStateEntered", json!({"name": "Other"})),
-                rec(5, 4, "TaskScheduled", json!({"resourceType": "lambda", "resource": "invoke.waitForTaskToken",
-                    "parameters": "{\"Payload\":{\"TaskToken\":\"T2\"}}"})),
+                rec(
+                    5,
+                    4,
+                    "TaskScheduled",
+                    json!({"resourceType": "lambda", "resource": "invoke.waitForTaskToken",
+                    "parameters": "{\"Payload\":{\"TaskToken\":\"T2\"}}"}),
+                ),
             ],
         );
         assert_eq!(tr.pending.keys().collect::<Vec<_>>(), vec!["T2"], "found by its key name without a definition path");
@@ -383,8 +393,11 @@ mod tests {
     fn bad_records_are_skipped_not_fatal() {
         assert!(from_log_record("not json").is_none());
         assert!(from_log_record("{\"type\":\"X\"}").is_none());
-        let (_, e) = from_log_record(&json!({"id": 3, "type": "PassStateEntered", "details": "{\"name\":\"A\"}",
-            "execution_arn": ARN, "event_timestamp": "x"}).to_string())
+        let (_, e) = from_log_record(
+            &json!({"id": 3, "type": "PassStateEntered", "details": "{\"name\":\"A\"}",
+            "execution_arn": ARN, "event_timestamp": "x"})
+            .to_string(),
+        )
         .expect("numbers or strings, details as text");
         assert_eq!((e.id, e.state_name()), (3, Some("A")));
     }

@@ -89,7 +89,10 @@ pub enum Condition {
     Throttled,
     CredentialsExpired,
     NoCredentials(String),
-    AccessDenied { region: String, api: String },
+    AccessDenied {
+        region: String,
+        api: String,
+    },
     NetworkLost,
     /// This console's own rate limiter held a call back.
     RateLimited(String),
@@ -101,9 +104,11 @@ impl Condition {
     pub fn classify(code: Option<&str>, text: &str, region: &str, api: &str) -> Condition {
         let lower = text.to_ascii_lowercase();
         match code.unwrap_or_default() {
-            "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" | "ProvisionedThroughputExceededException" => {
-                Condition::Throttled
-            }
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "ProvisionedThroughputExceededException" => Condition::Throttled,
             "ExpiredTokenException" | "ExpiredToken" | "RequestExpired" => Condition::CredentialsExpired,
             "UnrecognizedClientException" | "InvalidClientTokenId" | "InvalidSignatureException" | "SignatureDoesNotMatch" => {
                 Condition::NoCredentials("the credentials were not accepted".into())
@@ -182,7 +187,10 @@ mod tests {
     fn conditions_read_as_the_operator_needs_them() {
         let c = |code, text| Condition::classify(code, text, "eu-west-1", "ListExecutions");
         assert_eq!(c(Some("ThrottlingException"), "Rate exceeded"), Condition::Throttled);
-        assert_eq!(c(Some("ExpiredTokenException"), "The security token included in the request is expired"), Condition::CredentialsExpired);
+        assert_eq!(
+            c(Some("ExpiredTokenException"), "The security token included in the request is expired"),
+            Condition::CredentialsExpired
+        );
         assert_eq!(
             c(Some("AccessDeniedException"), "not authorized"),
             Condition::AccessDenied { region: "eu-west-1".into(), api: "ListExecutions".into() }

@@ -162,7 +162,10 @@ where
 {
     let text = DisplayErrorContext(e).to_string();
     let code = e.code();
-    if code.is_none() && matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)) && !text.to_ascii_lowercase().contains("credential") {
+    if code.is_none()
+        && matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_))
+        && !text.to_ascii_lowercase().contains("credential")
+    {
         return Condition::NetworkLost;
     }
     Condition::classify(code, &text, region, api)
@@ -472,7 +475,8 @@ impl Aws {
             let page = r.map_err(|e| api_err(&e, &self.region, "ListExecutions"))?;
             for x in page.executions() {
                 let arn = x.execution_arn().to_string();
-                let mut row = self.rows.get(&arn).cloned().unwrap_or_else(|| events::summary_for(&arn, String::new(), to_chrono(x.start_date())));
+                let mut row =
+                    self.rows.get(&arn).cloned().unwrap_or_else(|| events::summary_for(&arn, String::new(), to_chrono(x.start_date())));
                 row.state_machine_arn = x.state_machine_arn().to_string();
                 row.name = x.name().to_string();
                 row.status = status_of(x.status());
@@ -590,7 +594,10 @@ impl Aws {
 
     /// Apply events of one execution (oldest first) to the summaries, the callbacks and the feed.
     fn absorb(&mut self, arn: &str, evs: &[HistoryEvent], to_feed: bool) {
-        let needs_paths = evs.iter().any(|e| e.event_type == "TaskScheduled" && e.details.get("resource").and_then(Value::as_str).is_some_and(|r| r.ends_with(".waitForTaskToken")));
+        let needs_paths = evs.iter().any(|e| {
+            e.event_type == "TaskScheduled"
+                && e.details.get("resource").and_then(Value::as_str).is_some_and(|r| r.ends_with(".waitForTaskToken"))
+        });
         let paths = if needs_paths { self.token_paths(arn) } else { HashMap::new() };
         let mut state: Option<String> = self.rows.get(arn).and_then(|r| r.current_state.clone());
         for e in evs {
@@ -604,9 +611,16 @@ impl Aws {
             change_summary(&mut self.rows, arn, change);
             let k = self.known.entry(arn.to_string()).or_insert(0);
             *k = (*k).max(e.id);
-            if to_feed && (e.event_type.starts_with("Execution") || e.event_type.starts_with("Task")) {
+            let kind = &e.event_type;
+            if to_feed && (kind.starts_with("Execution") || (kind.starts_with("Task") && !kind.contains("State"))) {
                 self.seq += 1;
-                self.feed.push_back(FeedEvent { seq: self.seq, execution_arn: arn.to_string(), event: e.clone(), state: state.clone(), envelope: None });
+                self.feed.push_back(FeedEvent {
+                    seq: self.seq,
+                    execution_arn: arn.to_string(),
+                    event: e.clone(),
+                    state: state.clone(),
+                    envelope: None,
+                });
                 while self.feed.len() > FEED_MAX {
                     self.feed.pop_front();
                 }
@@ -632,20 +646,22 @@ impl Aws {
                     .send(),
             );
             let page = r.map_err(|e| api_err(&e, &self.region, "GetExecutionHistory"))?;
+            // Newest first, down to one already known (emulators may ignore the order asked for).
             let mut reached = false;
             for e in page.events() {
                 if e.id() <= after {
                     reached = true;
-                    break;
+                } else {
+                    out.push(history_event(e));
                 }
-                out.push(history_event(e));
             }
             token = page.next_token().map(str::to_string);
             if reached || token.is_none() {
                 break;
             }
         }
-        out.reverse();
+        out.sort_by_key(|e| e.id);
+        out.dedup_by_key(|e| e.id);
         Ok(out)
     }
 
@@ -696,7 +712,9 @@ impl Aws {
         let mut by_exec: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
         for _ in 0..10 {
             self.admit("FilterLogEvents", Duration::from_secs(1))?;
-            let r = self.rt.block_on(self.logs.filter_log_events().log_group_name(&group).start_time(start).set_next_token(token.take()).send());
+            let r = self
+                .rt
+                .block_on(self.logs.filter_log_events().log_group_name(&group).start_time(start).set_next_token(token.take()).send());
             let page = r.map_err(|e| api_err(&e, &self.region, "FilterLogEvents"))?;
             for le in page.events() {
                 let ts = le.timestamp().unwrap_or(0);
@@ -765,7 +783,8 @@ impl Aws {
             }
         }
         self.admit("PutLogEvents", Duration::from_secs(1))?;
-        let r = self.rt.block_on(self.logs.put_log_events().log_group_name(&group).log_stream_name(&stream).set_log_events(Some(batch)).send());
+        let r =
+            self.rt.block_on(self.logs.put_log_events().log_group_name(&group).log_stream_name(&stream).set_log_events(Some(batch)).send());
         r.map_err(|e| api_err(&e, &self.region, "PutLogEvents"))?;
         self.audit_shipped = last;
         Ok(())
@@ -1022,7 +1041,8 @@ impl ControlPlane for Aws {
 
     fn approve(&mut self, token: &str, output: &str, acting: &Acting) -> Result<()> {
         self.check_answer(token, acting)?;
-        serde_json::from_str::<Value>(output).map_err(|e| BackendError::Refused(format!("InvalidOutput: output is not valid JSON: {e}")))?;
+        serde_json::from_str::<Value>(output)
+            .map_err(|e| BackendError::Refused(format!("InvalidOutput: output is not valid JSON: {e}")))?;
         self.admit("SendTaskSuccess", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
         let r = self.rt.block_on(self.sfn.send_task_success().task_token(token).output(output).send());
         self.act("SendTaskSuccess", r)?;

@@ -144,7 +144,9 @@ fn serve(conn: TcpStream, running: &AtomicUsize, state: &Mutex<State>) -> std::i
         let (status, reply) = match fault {
             Fault::Drop => return Ok(()),
             Fault::Throttle => (400, json!({"__type": "ThrottlingException", "message": "Rate exceeded"})),
-            Fault::Expired => (400, json!({"__type": "ExpiredTokenException", "message": "The security token included in the request is expired"})),
+            Fault::Expired => {
+                (400, json!({"__type": "ExpiredTokenException", "message": "The security token included in the request is expired"}))
+            }
             Fault::Denied => (400, json!({"__type": "AccessDeniedException", "message": "User is not authorized to perform this action"})),
             Fault::None => answer(&api, &req, running.load(Ordering::Relaxed)),
         };
@@ -163,9 +165,10 @@ fn serve(conn: TcpStream, running: &AtomicUsize, state: &Mutex<State>) -> std::i
 fn answer(api: &str, req: &Value, running: usize) -> (u16, Value) {
     let exec = |i: usize| format!("arn:aws:states:us-east-1:123456789012:execution:stub-review:run-{i:06}");
     match api {
-        "ListStateMachines" => {
-            (200, json!({"stateMachines": [{"stateMachineArn": MACHINE, "name": "stub-review", "type": "STANDARD", "creationDate": 1.7e9}]}))
-        }
+        "ListStateMachines" => (
+            200,
+            json!({"stateMachines": [{"stateMachineArn": MACHINE, "name": "stub-review", "type": "STANDARD", "creationDate": 1.7e9}]}),
+        ),
         "ListExecutions" => {
             if req.get("statusFilter").and_then(Value::as_str) != Some("RUNNING") {
                 return (200, json!({"executions": []}));
@@ -174,8 +177,10 @@ fn answer(api: &str, req: &Value, running: usize) -> (u16, Value) {
             let max = req.get("maxResults").and_then(Value::as_u64).unwrap_or(100).clamp(1, 1000) as usize;
             let to = (from + max).min(running);
             let items: Vec<Value> = (from..to)
-                .map(|i| json!({"executionArn": exec(i), "stateMachineArn": MACHINE, "name": format!("run-{i:06}"),
-                                "status": "RUNNING", "startDate": 1.7e9 + i as f64}))
+                .map(|i| {
+                    json!({"executionArn": exec(i), "stateMachineArn": MACHINE, "name": format!("run-{i:06}"),
+                                "status": "RUNNING", "startDate": 1.7e9 + i as f64})
+                })
                 .collect();
             let mut v = json!({"executions": items});
             if to < running {
