@@ -23,4 +23,25 @@ cargo clippy --all-targets --locked -- -D warnings
 # The log goes beside the build (a fresh clone has no target/ until cargo makes one).
 log_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$log_dir"
+
+# moto's server (the AWS backend's tests run against it) on a free loopback port, stopped when
+# this script ends. Not port 0: moto calls itself on its own port.
+venv_bin="$(dirname "$LIGHTBOX_TEST_PYTHON")"
+moto_port="$("$LIGHTBOX_TEST_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$venv_bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$log_dir/moto-server.log" 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+LIGHTBOX_TEST_MOTO_URL="http://127.0.0.1:$moto_port"
+export LIGHTBOX_TEST_MOTO_URL
+for _ in $(seq 1 100); do
+  if "$LIGHTBOX_TEST_PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1)' "$LIGHTBOX_TEST_MOTO_URL" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "moto_server did not start; its log:" >&2
+    cat "$log_dir/moto-server.log" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
 cargo test --locked --all-targets 2>&1 | tee "$log_dir/test-output.log"

@@ -58,6 +58,11 @@ struct Cli {
     /// Use a named context from the config's [contexts.NAME] (its data dir, read-only, accent…).
     #[arg(long, global = true, env = "LIGHTBOX_CONTEXT")]
     context: Option<String>,
+    /// Which control plane the console drives: `local` (the embedded engine) or `aws` (AWS Step
+    /// Functions, with the context's region, profile, endpoint, machines and log group; without
+    /// a context, the AWS environment: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL).
+    #[arg(long, global = true, env = "LIGHTBOX_BACKEND", value_parser = ["local", "aws"])]
+    backend: Option<String>,
     /// Console colour theme: dark, light, high-contrast, deuteranopia, tritanopia, or NAME for
     /// <config dir>/themes/NAME.toml (default: `theme` in config, else dark).
     #[arg(long, global = true, env = "LIGHTBOX_THEME")]
@@ -722,6 +727,26 @@ pub fn main() -> Result<ExitCode> {
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
             };
+            // `--backend aws` (or an `aws` context): the console on AWS Step Functions.
+            let remote = match cli.backend.as_deref() {
+                Some("local") => None,
+                Some(_) => Some(config.remote.clone().unwrap_or_default()),
+                None => config.remote.clone(),
+            };
+            if let Some(aws) = remote {
+                let Command::Console { .. } = &command else {
+                    bail!(UsageError(
+                        "the AWS backend drives the console (lightbox --backend aws console); the other commands use the embedded engine"
+                            .into()
+                    ));
+                };
+                let Some(theme) = theme else { bail!("no theme") };
+                let name = config.context.clone().unwrap_or_else(|| "aws".into());
+                let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the local audit store {}", db.display()))?;
+                let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+                let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?.with_compensation(ctx.compensation.clone());
+                return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme);
+            }
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
                 let holds_demo = lightbox::sim::holds_demo(&machines);
@@ -936,6 +961,9 @@ struct Config {
     /// Named event patterns: `lightbox events list --pattern NAME`, `:events NAME`.
     #[serde(default, rename = "event_patterns")]
     event_patterns: Vec<lightbox::events::feed::NamedPattern>,
+    /// The chosen context's backend (`aws` contexts carry where to connect).
+    #[serde(skip)]
+    remote: Option<lightbox::backend::aws::AwsContext>,
 }
 
 /// `[phi]`: identifier field names and JSON paths (`fields`/`paths` replace the defaults,
@@ -968,6 +996,36 @@ struct ContextConfig {
     accent: Option<String>,
     theme: Option<String>,
     user: Option<String>,
+    /// `local` (default) or `aws`.
+    backend: Option<String>,
+    // For `backend = "aws"`:
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    #[serde(default)]
+    state_machines: Vec<String>,
+    log_group: Option<String>,
+    audit_log_group: Option<String>,
+    outbox_endpoint: Option<String>,
+}
+
+impl ContextConfig {
+    /// The AWS settings of an `aws` context (`None` for a local one).
+    fn aws(&self, name: &str) -> Result<Option<lightbox::backend::aws::AwsContext>> {
+        match self.backend.as_deref() {
+            None | Some("local") => Ok(None),
+            Some("aws") => Ok(Some(lightbox::backend::aws::AwsContext {
+                region: self.region.clone(),
+                profile: self.profile.clone(),
+                endpoint_url: self.endpoint_url.clone(),
+                state_machines: self.state_machines.clone(),
+                log_group: self.log_group.clone(),
+                audit_log_group: self.audit_log_group.clone(),
+                outbox_endpoint: self.outbox_endpoint.clone(),
+            })),
+            Some(other) => bail!("context {name:?}: backend {other:?} is not one of local, aws"),
+        }
+    }
 }
 
 impl Config {
@@ -987,6 +1045,7 @@ impl Config {
             }
             return Ok(self);
         };
+        self.remote = c.aws(&name)?;
         self.context = Some(name);
         self.data_dir = c.data_dir.or(self.data_dir);
         self.read_only = c.read_only.unwrap_or(self.read_only);
@@ -2741,13 +2800,38 @@ mod console {
         Ok((theme, warning))
     }
 
+    /// The console on a remote control plane (AWS): no demo; claims and the audit log stay in
+    /// the local store of `data_dir`.
+    pub fn run_remote(
+        engine: Engine,
+        ctx: &Ctx,
+        config: &Config,
+        data_dir: &Path,
+        remote: Box<dyn lightbox::backend::ControlPlane>,
+        theme: (Theme, Option<String>),
+    ) -> Result<ExitCode> {
+        run_with(engine, ctx, config, data_dir, DemoMode::Off, theme, Some(remote))
+    }
+
     pub fn run(
+        engine: Engine,
+        ctx: &Ctx,
+        config: &Config,
+        data_dir: &Path,
+        demo_mode: DemoMode,
+        theme: (Theme, Option<String>),
+    ) -> Result<ExitCode> {
+        run_with(engine, ctx, config, data_dir, demo_mode, theme, None)
+    }
+
+    fn run_with(
         mut engine: Engine,
         ctx: &Ctx,
         config: &Config,
         data_dir: &Path,
         demo_mode: DemoMode,
         (theme, theme_warning): (Theme, Option<String>),
+        remote: Option<Box<dyn lightbox::backend::ControlPlane>>,
     ) -> Result<ExitCode> {
         let demo = matches!(demo_mode, DemoMode::Running { .. });
         let keymap = Keymap::default().with_overrides(&config.keys).context("config [keys]")?;
@@ -2755,8 +2839,8 @@ mod console {
             user: ctx.user.clone(),
             read_only: ctx.read_only,
             demo: demo_mode != DemoMode::Off,
-            backend: "local".into(),
-            location: data_dir.display().to_string(),
+            backend: remote.as_ref().map(|r| r.name()).unwrap_or_else(|| "local".into()),
+            location: remote.as_ref().map(|r| r.location()).unwrap_or_else(|| data_dir.display().to_string()),
             context: config.context.clone().unwrap_or_else(|| "local".into()),
             contexts: config.contexts.keys().cloned().collect(),
             event_patterns: lightbox::events::feed::compile_named(&config.event_patterns)?,
@@ -2837,7 +2921,14 @@ mod console {
             app.message = Some((note, false));
         }
         tracing::info!(demo, paused = matches!(demo_mode, DemoMode::Paused(_)), read_only = ctx.read_only, "console started");
-        lightbox::tui::run(app, Box::new(local), lightbox::sim::stage_map(), on_action)?;
+        if remote.is_some() {
+            app.message = Some(("AWS backend: claims and the audit log are kept in the local store of this data directory".into(), false));
+        }
+        let cp: Box<dyn lightbox::backend::ControlPlane> = match remote {
+            Some(r) => r,
+            None => Box::new(local),
+        };
+        lightbox::tui::run(app, cp, lightbox::sim::stage_map(), on_action)?;
         Ok(ExitCode::SUCCESS)
     }
 

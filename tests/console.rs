@@ -112,7 +112,10 @@ fn app(read_only: bool) -> App {
     let load = |a: &mut App, l: Loaded| {
         a.handle(AppEvent::Loaded(l, at));
     };
-    load(&mut a, Loaded::Pulse(Pulse { running: 412, failed: 7, timed_out: 0, aborted: 1, succeeded: 900, pending_reviews: 3 }));
+    load(
+        &mut a,
+        Loaded::Pulse(Pulse { running: 412, failed: 7, timed_out: 0, aborted: 1, succeeded: 900, pending_reviews: 3, condition: None }),
+    );
     load(
         &mut a,
         Loaded::Studies(vec![

@@ -318,6 +318,11 @@ impl ControlPlane for Local {
         Ok(())
     }
 
+    fn heartbeat(&mut self, token: &str) -> Result<()> {
+        self.engine.send_task_heartbeat(token)?;
+        Ok(())
+    }
+
     fn compensation_plan(&mut self, arn: &str) -> Result<crate::ops::compensation::Outcome> {
         Ok(crate::ops::compensation::run(&mut self.engine, &self.compensation, arn, "", true)?)
     }

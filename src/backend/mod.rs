@@ -2,6 +2,7 @@
 //! engine; an AWS implementation will speak to Step Functions. The console and
 //! the CLI twins of its actions talk only to this trait.
 
+pub mod aws;
 pub mod local;
 
 use std::collections::HashMap;
@@ -28,6 +29,8 @@ pub enum BackendError {
     Compensation(#[from] crate::ops::compensation::CompensationError),
     #[error(transparent)]
     Dependency(#[from] crate::engine::dependencies::DependencyError),
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
 }
 
 pub type Result<T> = std::result::Result<T, BackendError>;
@@ -41,6 +44,9 @@ pub struct Pulse {
     pub aborted: u64,
     pub succeeded: u64,
     pub pending_reviews: u64,
+    /// What is wrong with the backend, if anything (throttled, credentials expired, network
+    /// lost…): the data shown is the last known. The header shows it.
+    pub condition: Option<String>,
 }
 
 /// One workflow event with the execution it belongs to (the events tail): execution
@@ -123,6 +129,11 @@ pub trait ControlPlane: Send {
     fn claim(&mut self, token: &str, by: &str) -> Result<()>;
     fn unclaim(&mut self, token: &str, by: &str) -> Result<()>;
     fn escalate(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<()>;
+    /// Tell the workflow a task is still being worked on (`SendTaskHeartbeat`).
+    fn heartbeat(&mut self, token: &str) -> Result<()> {
+        let _ = token;
+        Err(BackendError::Refused("heartbeats are not supported by this backend".into()))
+    }
     fn redrive(&mut self, arn: &str) -> Result<()>;
     fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()>;
     /// Compensation: the plan for a FAILED, TIMED_OUT or ABORTED execution, and the compensation

@@ -169,6 +169,11 @@ impl App {
         if self.settings.read_only {
             spans.push(Span::styled("  READ-ONLY", t.warn().add_modifier(Modifier::BOLD)));
         }
+        // A remote backend's condition (throttled, credentials expired, network lost…).
+        if let Some(c) = &p.condition {
+            spans.push(Span::raw("  "));
+            spans.push(Span::styled(format!("⚠ {c}"), t.warn()));
+        }
         let banner = self.reveal.as_ref().filter(|r| self.now < r.until).map(|r| {
             let left = (r.until - self.now).num_seconds().max(0);
             Span::styled(

@@ -1,0 +1,1228 @@
+//! AWS Step Functions (and CloudWatch Logs) as a control plane. The only module that imports
+//! the AWS SDK.
+//!
+//! Reading stays within a flat budget of API calls whatever the number of running executions:
+//! `ListExecutions` pages per watched machine are paced (at most [`LIST_PAGES_PER_MIN`]),
+//! live events come from the machines' execution log group through a `FilterLogEvents` cursor,
+//! and `DescribeExecution`/`GetExecutionHistory` are called for what the operator opens (and,
+//! once, to learn the input and open callbacks of executions started before the console).
+//! Without a log group the histories of running executions are polled instead, at a bounded
+//! rate, and the status says so. Every call passes a client-side token bucket per API; the
+//! SDK retries with backoff (standard mode). On any error the backend keeps what it last knew and reports
+//! the condition ([`Aws::status`]); it never fails a read it can answer from memory.
+//!
+//! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
+
+pub mod events;
+pub mod limit;
+pub mod stub;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatchlogs as cwl;
+use aws_sdk_sfn as sfn;
+use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use self::events::{Change, Tracker, change_summary};
+use self::limit::{Condition, Limiter};
+use super::{Acting, BackendError, ControlPlane, ExecutionFilter, FIND_LIMIT, FeedEvent, Found, Pulse, Result};
+use crate::asl::model::Definition;
+use crate::history::{ExecutionStatus, HistoryEvent};
+use crate::model::{ExecutionSummary, PendingTask};
+
+/// At most this many `ListExecutions` pages a minute once the first sweep is done.
+pub const LIST_PAGES_PER_MIN: u32 = 20;
+/// The execution log is read at most this often.
+pub const LOG_POLL: Duration = Duration::from_secs(2);
+/// Without a log group: histories of running executions polled per minute.
+pub const HISTORY_POLLS_PER_MIN: u32 = 30;
+/// A sweep over the watched machines starts at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// Terminal executions kept per status and machine (the newest).
+const RECENT_TERMINAL: i32 = 100;
+/// Histories read in one tick, at most.
+const BACKFILL_PER_TICK: usize = 8;
+/// Events kept for the Events view.
+const FEED_MAX: usize = 5000;
+/// Histories kept for opened executions.
+const OPENED_MAX: usize = 32;
+/// Log records read again after the cursor, for late arrivals.
+const LOG_LOOKBACK_MS: i64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("AWS context {0}: no region (set `region` in the context, AWS_REGION, or a profile's region)")]
+    NoRegion(String),
+    #[error("could not start the AWS client runtime: {0}")]
+    Runtime(String),
+    #[error("{0}")]
+    Api(String),
+    #[error("{0}")]
+    Local(#[from] rusqlite::Error),
+}
+
+/// `[contexts.NAME]` with `backend = "aws"`: where and what to watch.
+#[derive(Debug, Default, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct AwsContext {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// An emulator or VPC endpoint (`AWS_ENDPOINT_URL` is honoured too).
+    pub endpoint_url: Option<String>,
+    /// State machine ARNs, or name prefixes; none: every state machine in the region.
+    #[serde(default)]
+    pub state_machines: Vec<String>,
+    /// The CloudWatch Logs group the machines write execution logs to (level ALL).
+    pub log_group: Option<String>,
+    /// Ship audit rows to this CloudWatch Logs group too.
+    pub audit_log_group: Option<String>,
+    /// An outbox relay endpoint (not read by this backend; shown in the status).
+    pub outbox_endpoint: Option<String>,
+}
+
+/// One execution's history, as far as it was read.
+#[derive(Debug, Default)]
+struct Opened {
+    events: Vec<HistoryEvent>,
+    used: u64,
+}
+
+/// A sweep over (machine × status): where the next `ListExecutions` page starts.
+#[derive(Debug, Default)]
+struct Sweep {
+    unit: usize,
+    next_token: Option<String>,
+    seen: BTreeMap<String, ExecutionSummary>,
+    started: Option<Instant>,
+}
+
+const STATUSES: [sfn::types::ExecutionStatus; 4] = [
+    sfn::types::ExecutionStatus::Running,
+    sfn::types::ExecutionStatus::Failed,
+    sfn::types::ExecutionStatus::TimedOut,
+    sfn::types::ExecutionStatus::Aborted,
+];
+
+pub struct Aws {
+    rt: tokio::runtime::Runtime,
+    sfn: sfn::Client,
+    logs: cwl::Client,
+    context: String,
+    cfg: AwsContext,
+    region: String,
+    /// The local store's database: claims and the audit log.
+    local: Option<rusqlite::Connection>,
+    compensation: crate::ops::compensation::CompensationMap,
+    pub limiter: Limiter,
+    machines: Vec<String>,
+    machines_at: Option<Instant>,
+    sweep: Sweep,
+    sweeps_done: u32,
+    last_sweep: Option<Instant>,
+    sweep_every: Duration,
+    log_every: Duration,
+    list_budget: limit::Bucket,
+    history_budget: limit::Bucket,
+    rows: BTreeMap<String, ExecutionSummary>,
+    /// Executions whose history was read once (input, open callbacks), with the last event id.
+    known: HashMap<String, i64>,
+    /// Round-robin position for history polling without a log group.
+    poll_at: usize,
+    tracker: Tracker,
+    /// Definitions by state machine ARN (text and parsed), for token paths and consequences.
+    defs: HashMap<String, (String, Option<Arc<Definition>>)>,
+    opened: HashMap<String, Opened>,
+    use_counter: u64,
+    feed: VecDeque<FeedEvent>,
+    seq: i64,
+    log_cursor_ms: Option<i64>,
+    log_seen: HashMap<String, i64>,
+    last_log_poll: Option<Instant>,
+    condition: Option<Condition>,
+    last_ok: Option<DateTime<Utc>>,
+    audit_stream: Option<String>,
+    audit_shipped: i64,
+}
+
+fn to_chrono(d: &sfn::primitives::DateTime) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(d.to_millis().unwrap_or(0)).single().unwrap_or_default()
+}
+
+fn status_of(s: &sfn::types::ExecutionStatus) -> ExecutionStatus {
+    ExecutionStatus::parse(s.as_str()).unwrap_or(ExecutionStatus::Running)
+}
+
+fn api_err<E, R>(e: &SdkError<E, R>, region: &str, api: &str) -> Condition
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = DisplayErrorContext(e).to_string();
+    let code = e.code();
+    if code.is_none()
+        && matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_))
+        && !text.to_ascii_lowercase().contains("credential")
+    {
+        return Condition::NetworkLost;
+    }
+    Condition::classify(code, &text, region, api)
+}
+
+/// One SDK history event in the one history model (AWS's wire names).
+fn history_event(e: &sfn::types::HistoryEvent) -> HistoryEvent {
+    let mut d = Map::new();
+    let mut put = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            d.insert(k.to_string(), Value::String(v.to_string()));
+        }
+    };
+    if let Some(x) = e.execution_started_event_details() {
+        put("input", x.input());
+        put("roleArn", x.role_arn());
+    } else if let Some(x) = e.execution_succeeded_event_details() {
+        put("output", x.output());
+    } else if let Some(x) = e.execution_failed_event_details() {
+        put("error", x.error());
+        put("cause", x.cause());
+    } else if let Some(x) = e.execution_aborted_event_details() {
+        put("error", x.error());
+        put("cause", x.cause());
+    } else if let Some(x) = e.execution_timed_out_event_details() {
+        put("error", x.error());
+        put("cause", x.cause());
+    } else if let Some(x) = e.state_entered_event_details() {
+        put("name", Some(x.name()));
+        put("input", x.input());
+    } else if let Some(x) = e.state_exited_event_details() {
+        put("name", Some(x.name()));
+        put("output", x.output());
+    } else if let Some(x) = e.task_scheduled_event_details() {
+        put("resourceType", Some(x.resource_type()));
+        put("resource", Some(x.resource()));
+        put("region", Some(x.region()));
+        put("parameters", Some(x.parameters()));
+        if let Some(n) = x.timeout_in_seconds() {
+            d.insert("timeoutInSeconds".into(), n.into());
+        }
+        if let Some(n) = x.heartbeat_in_seconds() {
+            d.insert("heartbeatInSeconds".into(), n.into());
+        }
+    } else if let Some(x) = e.task_started_event_details() {
+        put("resourceType", Some(x.resource_type()));
+        put("resource", Some(x.resource()));
+    } else if let Some(x) = e.task_submitted_event_details() {
+        put("resourceType", Some(x.resource_type()));
+        put("resource", Some(x.resource()));
+        put("output", x.output());
+    } else if let Some(x) = e.task_succeeded_event_details() {
+        put("resourceType", Some(x.resource_type()));
+        put("resource", Some(x.resource()));
+        put("output", x.output());
+    } else if let Some(x) = e.task_failed_event_details() {
+        put("resourceType", Some(x.resource_type()));
+        put("resource", Some(x.resource()));
+        put("error", x.error());
+        put("cause", x.cause());
+    } else if let Some(x) = e.task_timed_out_event_details() {
+        put("resourceType", Some(x.resource_type()));
+        put("resource", Some(x.resource()));
+        put("error", x.error());
+        put("cause", x.cause());
+    } else if let Some(x) = e.task_start_failed_event_details() {
+        put("error", x.error());
+        put("cause", x.cause());
+    } else if let Some(x) = e.task_submit_failed_event_details() {
+        put("error", x.error());
+        put("cause", x.cause());
+    } else if let Some(x) = e.execution_redriven_event_details() {
+        if let Some(n) = x.redrive_count() {
+            d.insert("redriveCount".into(), n.into());
+        }
+    } else if let Some(x) = e.map_iteration_started_event_details() {
+        put("name", x.name());
+        d.insert("index".into(), x.index().into());
+    } else if let Some(x) = e.evaluation_failed_event_details() {
+        put("error", x.error());
+        put("cause", x.cause());
+        put("state", Some(x.state()));
+    }
+    HistoryEvent {
+        id: e.id(),
+        previous_event_id: e.previous_event_id(),
+        timestamp: to_chrono(e.timestamp()),
+        event_type: e.r#type().as_str().to_string(),
+        details: if d.is_empty() { Value::Null } else { Value::Object(d) },
+    }
+}
+
+impl Aws {
+    /// Connect to the context: AWS's default credential chain (environment, profiles, SSO,
+    /// assumed roles, instance roles) with the context's profile, region and endpoint.
+    /// `local` is the local store's database (claims, the audit log).
+    pub fn connect(context: &str, cfg: &AwsContext, local: Option<rusqlite::Connection>) -> std::result::Result<Aws, AwsError> {
+        Aws::connect_with(context, cfg, local, None)
+    }
+
+    /// As [`Aws::connect`], with fixed access keys in place of the credential chain (for
+    /// emulators such as moto or `lightbox serve`, and tests).
+    pub fn connect_with(
+        context: &str,
+        cfg: &AwsContext,
+        local: Option<rusqlite::Connection>,
+        keys: Option<(&str, &str)>,
+    ) -> std::result::Result<Aws, AwsError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AwsError::Runtime(e.to_string()))?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            // Standard retries with backoff: adaptive mode's client-side wait after throttling
+            // outlasts the operation timeout, so the console could only say "timed out"; the
+            // token buckets here keep the rate within quota instead.
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(20))
+                    .build(),
+            );
+        if let Some((id, secret)) = keys {
+            loader = loader.credentials_provider(sfn::config::Credentials::new(id, secret, None, None, "lightbox-static"));
+        }
+        if let Some(p) = &cfg.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(u) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(u);
+        }
+        let conf = rt.block_on(loader.load());
+        let region = conf.region().map(|r| r.to_string()).ok_or_else(|| AwsError::NoRegion(context.to_string()))?;
+        let now = Instant::now();
+        Ok(Aws {
+            sfn: sfn::Client::new(&conf),
+            logs: cwl::Client::new(&conf),
+            rt,
+            context: context.to_string(),
+            cfg: cfg.clone(),
+            region,
+            local,
+            compensation: crate::ops::compensation::CompensationMap::default(),
+            limiter: Limiter::default(),
+            machines: vec![],
+            machines_at: None,
+            sweep: Sweep::default(),
+            sweeps_done: 0,
+            last_sweep: None,
+            sweep_every: SWEEP_EVERY,
+            log_every: LOG_POLL,
+            list_budget: limit::Bucket::new(5.0, f64::from(LIST_PAGES_PER_MIN) / 60.0, now),
+            history_budget: limit::Bucket::new(
+                if cfg.log_group.is_some() { 20.0 } else { 10.0 },
+                if cfg.log_group.is_some() { 4.0 } else { f64::from(HISTORY_POLLS_PER_MIN) / 60.0 },
+                now,
+            ),
+            rows: BTreeMap::new(),
+            known: HashMap::new(),
+            poll_at: 0,
+            tracker: Tracker::default(),
+            defs: HashMap::new(),
+            opened: HashMap::new(),
+            use_counter: 0,
+            feed: VecDeque::new(),
+            seq: 0,
+            log_cursor_ms: None,
+            log_seen: HashMap::new(),
+            last_log_poll: None,
+            condition: None,
+            last_ok: None,
+            audit_stream: None,
+            audit_shipped: 0,
+        })
+    }
+
+    /// The compensation config in effect (`[compensation]`).
+    pub fn with_compensation(mut self, map: crate::ops::compensation::CompensationMap) -> Aws {
+        self.compensation = map;
+        self
+    }
+
+    /// How often a new sweep of the list may start and the log is read (tests shorten them;
+    /// the `ListExecutions` page budget stays).
+    pub fn with_pacing(mut self, sweep_every: Duration, log_every: Duration) -> Aws {
+        self.sweep_every = sweep_every;
+        self.log_every = log_every;
+        self
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The condition the console shows, if anything is wrong (or a mode worth knowing).
+    pub fn status(&self) -> Option<String> {
+        let at = self.last_ok.map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string());
+        match &self.condition {
+            Some(c) => Some(c.text(at.as_deref())),
+            None if self.cfg.log_group.is_none() => {
+                Some(format!("no log group: polling histories ({HISTORY_POLLS_PER_MIN}/min), reviews and events may lag"))
+            }
+            None => None,
+        }
+    }
+
+    fn fail(&mut self, c: Condition) -> BackendError {
+        let text = c.text(None);
+        tracing::warn!(context = %self.context, condition = %text, "AWS call failed");
+        self.condition = Some(c);
+        BackendError::Refused(text)
+    }
+
+    fn ok(&mut self) {
+        self.condition = None;
+        self.last_ok = Some(Utc::now());
+    }
+
+    /// The client-side limiter: wait up to `patience` for a token, else report the hold-back.
+    fn admit(&mut self, api: &'static str, patience: Duration) -> std::result::Result<(), Condition> {
+        let until = Instant::now() + patience;
+        loop {
+            match self.limiter.admit(api, Instant::now()) {
+                Ok(()) => return Ok(()),
+                Err(wait) => {
+                    let wait = Duration::from_secs_f64(wait.clamp(0.01, 5.0));
+                    if Instant::now() + wait > until {
+                        return Err(Condition::RateLimited(api.to_string()));
+                    }
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// The watched state machines: ARNs as given, name prefixes (or all) resolved by
+    /// `ListStateMachines` every five minutes.
+    fn resolve_machines(&mut self) -> std::result::Result<(), Condition> {
+        if self.machines_at.is_some_and(|t| t.elapsed() < Duration::from_secs(300)) {
+            return Ok(());
+        }
+        let mut out: Vec<String> = self.cfg.state_machines.iter().filter(|m| m.starts_with("arn:")).cloned().collect();
+        let prefixes: Vec<String> = self.cfg.state_machines.iter().filter(|m| !m.starts_with("arn:")).cloned().collect();
+        if prefixes.is_empty() && !out.is_empty() {
+            self.machines = out;
+            self.machines_at = Some(Instant::now());
+            return Ok(());
+        }
+        let mut token = None;
+        for _ in 0..20 {
+            self.admit("ListStateMachines", Duration::from_secs(2))?;
+            let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1000).set_next_token(token.take()).send());
+            let page = r.map_err(|e| api_err(&e, &self.region, "ListStateMachines"))?;
+            for m in page.state_machines() {
+                if prefixes.is_empty() || prefixes.iter().any(|p| m.name().starts_with(p.as_str())) {
+                    out.push(m.state_machine_arn().to_string());
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort();
+        out.dedup();
+        self.machines = out;
+        self.machines_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// One step of the sweep: pages as the budget allows (the first sweep runs whole).
+    fn sweep_step(&mut self) -> std::result::Result<(), Condition> {
+        let units = self.machines.len() * STATUSES.len();
+        if units == 0 {
+            return Ok(());
+        }
+        if self.sweep.started.is_none() {
+            if self.last_sweep.is_some_and(|t| t.elapsed() < self.sweep_every) {
+                return Ok(());
+            }
+            self.sweep.started = Some(Instant::now());
+        }
+        for _ in 0..200 {
+            let first = self.sweeps_done == 0;
+            if !first && !self.list_budget.take(Instant::now()) {
+                return Ok(());
+            }
+            let machine = self.machines[self.sweep.unit / STATUSES.len()].clone();
+            let status = STATUSES[self.sweep.unit % STATUSES.len()].clone();
+            let running = status == sfn::types::ExecutionStatus::Running;
+            self.admit("ListExecutions", Duration::from_secs(if first { 5 } else { 1 }))?;
+            let r = self.rt.block_on(
+                self.sfn
+                    .list_executions()
+                    .state_machine_arn(&machine)
+                    .status_filter(status)
+                    .max_results(if running { 1000 } else { RECENT_TERMINAL })
+                    .set_next_token(self.sweep.next_token.take())
+                    .send(),
+            );
+            let page = r.map_err(|e| api_err(&e, &self.region, "ListExecutions"))?;
+            for x in page.executions() {
+                let arn = x.execution_arn().to_string();
+                let mut row =
+                    self.rows.get(&arn).cloned().unwrap_or_else(|| events::summary_for(&arn, String::new(), to_chrono(x.start_date())));
+                row.state_machine_arn = x.state_machine_arn().to_string();
+                row.name = x.name().to_string();
+                row.status = status_of(x.status());
+                row.start = to_chrono(x.start_date());
+                row.stop = x.stop_date().map(to_chrono);
+                row.redrive_count = x.redrive_count().unwrap_or(0).max(0) as u32;
+                row.redrive = x.redrive_date().map(to_chrono);
+                self.sweep.seen.insert(arn, row);
+            }
+            self.sweep.next_token = if running { page.next_token().map(str::to_string) } else { None };
+            if self.sweep.next_token.is_none() {
+                self.sweep.unit += 1;
+            }
+            if self.sweep.unit >= units {
+                // The sweep is whole: what it saw replaces the list, except what the log
+                // changed since it began.
+                let started = self.sweep.started.unwrap_or_else(Instant::now);
+                let seen = std::mem::take(&mut self.sweep.seen);
+                let began = Utc::now() - chrono::Duration::from_std(started.elapsed()).unwrap_or_default() - chrono::Duration::seconds(5);
+                let hour_ago = Utc::now() - chrono::Duration::hours(1);
+                // Kept beside the sweep: executions the log or a history started since it
+                // began, and those that ended within the hour (SUCCEEDED is not listed).
+                let mut fresh_from_log: Vec<ExecutionSummary> = self
+                    .rows
+                    .values()
+                    .filter(|r| !seen.contains_key(&r.arn))
+                    .filter(|r| r.start > began || r.stop.is_some_and(|s| s > hour_ago))
+                    .cloned()
+                    .collect();
+                fresh_from_log.sort_by_key(|r| std::cmp::Reverse(r.stop));
+                fresh_from_log.truncate(5000);
+                let mut rows = seen;
+                for (arn, r) in rows.iter_mut() {
+                    // The input and current state come from history or the log, not the list.
+                    if let Some(old) = self.rows.get(arn) {
+                        if r.input.is_empty() {
+                            r.input = old.input.clone();
+                        }
+                        r.current_state = old.current_state.clone();
+                        r.state_since = old.state_since;
+                        if r.status.is_terminal() {
+                            r.output = old.output.clone();
+                            r.error = old.error.clone().or(r.error.take());
+                            r.cause = old.cause.clone().or(r.cause.take());
+                        }
+                    }
+                }
+                for r in fresh_from_log {
+                    rows.insert(r.arn.clone(), r);
+                }
+                self.rows = rows;
+                self.known.retain(|a, _| self.rows.contains_key(a));
+                self.sweep = Sweep::default();
+                self.sweeps_done = self.sweeps_done.saturating_add(1);
+                self.last_sweep = Some(Instant::now());
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// A definition by state machine ARN (`DescribeStateMachineForExecution`, cached).
+    fn definition_for(&mut self, arn: &str) -> Option<(String, Option<Arc<Definition>>)> {
+        let machine = self.rows.get(arn).map(|r| r.state_machine_arn.clone()).unwrap_or_else(|| events::machine_of_execution(arn));
+        if let Some(d) = self.defs.get(&machine) {
+            return Some(d.clone());
+        }
+        self.admit("DescribeStateMachineForExecution", Duration::from_secs(2)).ok()?;
+        let r = self.rt.block_on(self.sfn.describe_state_machine_for_execution().execution_arn(arn).send());
+        match r {
+            Ok(o) => {
+                let text = o.definition().to_string();
+                let parsed = Definition::parse_str(&text).ok().map(Arc::new);
+                if self.defs.len() > 512 {
+                    self.defs.clear();
+                }
+                self.defs.insert(o.state_machine_arn().to_string(), (text.clone(), parsed.clone()));
+                Some((text, parsed))
+            }
+            Err(e) => {
+                let c = api_err(&e, &self.region, "DescribeStateMachineForExecution");
+                self.condition = Some(c);
+                None
+            }
+        }
+    }
+
+    /// Where each state of an execution's definition puts `$$.Task.Token`.
+    fn token_paths(&mut self, arn: &str) -> HashMap<String, Vec<String>> {
+        let Some((text, _)) = self.definition_for(arn) else { return HashMap::new() };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else { return HashMap::new() };
+        let mut out = HashMap::new();
+        fn walk(states: &Value, out: &mut HashMap<String, Vec<String>>, depth: usize) {
+            let Some(m) = states.as_object() else { return };
+            if depth > 16 {
+                return;
+            }
+            for (name, st) in m {
+                if let Some(p) = events::token_path(st) {
+                    out.insert(name.clone(), p);
+                }
+                for b in st.get("Branches").and_then(Value::as_array).into_iter().flatten() {
+                    walk(b.get("States").unwrap_or(&Value::Null), out, depth + 1);
+                }
+                for k in ["Iterator", "ItemProcessor"] {
+                    if let Some(s) = st.get(k).and_then(|i| i.get("States")) {
+                        walk(s, out, depth + 1);
+                    }
+                }
+            }
+        }
+        walk(v.get("States").unwrap_or(&Value::Null), &mut out, 0);
+        out
+    }
+
+    /// Apply events of one execution (oldest first) to the summaries, the callbacks and the feed.
+    fn absorb(&mut self, arn: &str, evs: &[HistoryEvent], to_feed: bool) {
+        let needs_paths = evs.iter().any(|e| {
+            e.event_type == "TaskScheduled"
+                && e.details.get("resource").and_then(Value::as_str).is_some_and(|r| r.ends_with(".waitForTaskToken"))
+        });
+        let paths = if needs_paths { self.token_paths(arn) } else { HashMap::new() };
+        let mut state: Option<String> = self.rows.get(arn).and_then(|r| r.current_state.clone());
+        for e in evs {
+            let (new, change) = self.tracker.apply(arn, e, &|s| paths.get(s).cloned());
+            if !new {
+                continue;
+            }
+            if let Change::State { name, .. } = &change {
+                state = Some(name.clone());
+            }
+            change_summary(&mut self.rows, arn, change);
+            let k = self.known.entry(arn.to_string()).or_insert(0);
+            *k = (*k).max(e.id);
+            let kind = &e.event_type;
+            if to_feed && (kind.starts_with("Execution") || (kind.starts_with("Task") && !kind.contains("State"))) {
+                self.seq += 1;
+                self.feed.push_back(FeedEvent {
+                    seq: self.seq,
+                    execution_arn: arn.to_string(),
+                    event: e.clone(),
+                    state: state.clone(),
+                    envelope: None,
+                });
+                while self.feed.len() > FEED_MAX {
+                    self.feed.pop_front();
+                }
+            }
+        }
+    }
+
+    /// New history events of an execution: newest first until one already known, so a
+    /// re-read costs one page. At most `max_pages` pages.
+    fn fetch_new_events(&mut self, arn: &str, after: i64, max_pages: usize) -> std::result::Result<Vec<HistoryEvent>, Condition> {
+        let mut out = vec![];
+        let mut token = None;
+        for _ in 0..max_pages {
+            self.admit("GetExecutionHistory", Duration::from_secs(2))?;
+            let r = self.rt.block_on(
+                self.sfn
+                    .get_execution_history()
+                    .execution_arn(arn)
+                    .reverse_order(true)
+                    .include_execution_data(true)
+                    .max_results(if after > 0 { 100 } else { 1000 })
+                    .set_next_token(token.take())
+                    .send(),
+            );
+            let page = r.map_err(|e| api_err(&e, &self.region, "GetExecutionHistory"))?;
+            // Newest first, down to one already known (emulators may ignore the order asked for).
+            let mut reached = false;
+            for e in page.events() {
+                if e.id() <= after {
+                    reached = true;
+                } else {
+                    out.push(history_event(e));
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if reached || token.is_none() {
+                break;
+            }
+        }
+        out.sort_by_key(|e| e.id);
+        out.dedup_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    /// Learn the input and open callbacks of executions not yet read (once each), and without
+    /// a log group, poll running executions' histories round-robin; both within a budget.
+    fn backfill(&mut self) -> std::result::Result<(), Condition> {
+        let polling = self.cfg.log_group.is_none();
+        let mut todo: Vec<(String, i64)> =
+            self.rows.values().filter(|r| !self.known.contains_key(&r.arn)).map(|r| (r.arn.clone(), 0)).collect();
+        // Running ones first, the newest first.
+        todo.sort_by_key(|(a, _)| self.rows.get(a).map(|r| (r.status.is_terminal(), std::cmp::Reverse(r.start))));
+        if polling && todo.is_empty() {
+            let running: Vec<String> = self.rows.values().filter(|r| !r.status.is_terminal()).map(|r| r.arn.clone()).collect();
+            if !running.is_empty() {
+                let n = running.len();
+                for i in 0..n.min(4) {
+                    let a = &running[(self.poll_at + i) % n];
+                    todo.push((a.clone(), self.known.get(a).copied().unwrap_or(0)));
+                }
+            }
+        }
+        // A tick stays short: the jobs thread also serves the operator.
+        for (arn, after) in todo.into_iter().take(BACKFILL_PER_TICK) {
+            if !self.history_budget.take(Instant::now()) {
+                return Ok(());
+            }
+            self.poll_at = self.poll_at.wrapping_add(1);
+            let evs = self.fetch_new_events(&arn, after, 25)?;
+            self.absorb(&arn, &evs, after > 0);
+            self.known.entry(arn).or_insert(0);
+        }
+        Ok(())
+    }
+
+    /// Read the execution log from the cursor (`FilterLogEvents`), a few pages at most.
+    fn poll_logs(&mut self) -> std::result::Result<(), Condition> {
+        let Some(group) = self.cfg.log_group.clone() else { return Ok(()) };
+        if self.last_log_poll.is_some_and(|t| t.elapsed() < self.log_every) {
+            return Ok(());
+        }
+        self.last_log_poll = Some(Instant::now());
+        let now_ms = Utc::now().timestamp_millis();
+        // The first read looks back an hour: callbacks opened before the console started.
+        let cursor = self.log_cursor_ms.unwrap_or(now_ms - 3_600_000);
+        let start = cursor - LOG_LOOKBACK_MS;
+        let mut token = None;
+        let mut newest = cursor;
+        let mut by_exec: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
+        for _ in 0..10 {
+            self.admit("FilterLogEvents", Duration::from_secs(1))?;
+            let r = self
+                .rt
+                .block_on(self.logs.filter_log_events().log_group_name(&group).start_time(start).set_next_token(token.take()).send());
+            let page = r.map_err(|e| api_err(&e, &self.region, "FilterLogEvents"))?;
+            for le in page.events() {
+                let ts = le.timestamp().unwrap_or(0);
+                let id = le.event_id().unwrap_or_default().to_string();
+                if self.log_seen.contains_key(&id) {
+                    continue;
+                }
+                self.log_seen.insert(id, ts);
+                newest = newest.max(ts);
+                if let Some((arn, e)) = le.message().and_then(events::from_log_record) {
+                    by_exec.entry(arn).or_default().push(e);
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        self.log_cursor_ms = Some(newest.max(cursor));
+        let floor = newest - 2 * LOG_LOOKBACK_MS;
+        self.log_seen.retain(|_, ts| *ts >= floor);
+        for (arn, mut evs) in by_exec {
+            evs.sort_by_key(|e| e.id);
+            if !self.rows.contains_key(&arn) && !evs.iter().any(|e| e.event_type == "ExecutionStarted") {
+                // Seen first mid-way: its history fills in what came before (within budget).
+                self.rows.insert(arn.clone(), events::summary_for(&arn, String::new(), evs[0].timestamp));
+            }
+            self.absorb(&arn, &evs, true);
+        }
+        Ok(())
+    }
+
+    /// Ship audit rows written since the last shipment to `audit_log_group` (one stream per
+    /// console session); a failure leaves them for the next tick.
+    fn ship_audit(&mut self) -> std::result::Result<(), Condition> {
+        let (Some(group), Some(conn)) = (self.cfg.audit_log_group.clone(), self.local.as_ref()) else { return Ok(()) };
+        let rows = crate::audit::list(conn, &crate::audit::AuditFilter { limit: 500, ..Default::default() }).unwrap_or_default();
+        let mut fresh: Vec<&crate::audit::AuditRecord> = rows.iter().filter(|r| r.seq > self.audit_shipped).collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        fresh.sort_by_key(|r| r.seq);
+        let stream = match &self.audit_stream {
+            Some(s) => s.clone(),
+            None => {
+                let s = format!("lightbox-{}-{}", self.context, uuid::Uuid::new_v4());
+                self.admit("CreateLogStream", Duration::from_secs(1))?;
+                let r = self.rt.block_on(self.logs.create_log_stream().log_group_name(&group).log_stream_name(&s).send());
+                r.map_err(|e| api_err(&e, &self.region, "CreateLogStream"))?;
+                self.audit_stream = Some(s.clone());
+                s
+            }
+        };
+        let mut batch = vec![];
+        let mut last = self.audit_shipped;
+        for r in fresh {
+            let msg = serde_json::json!({
+                "seq": r.seq, "time": r.time.to_rfc3339(), "actor": r.actor, "source": r.source, "action": r.action,
+                "executionArn": r.execution_arn, "taskToken": r.task_token, "reason": r.reason, "result": r.result,
+                "error": r.error, "intentSeq": r.intent_seq, "hash": r.hash, "prevHash": r.prev_hash,
+            })
+            .to_string();
+            if let Ok(ev) = cwl::types::InputLogEvent::builder().timestamp(r.time.timestamp_millis()).message(msg).build() {
+                batch.push(ev);
+                last = r.seq;
+            }
+        }
+        self.admit("PutLogEvents", Duration::from_secs(1))?;
+        let r =
+            self.rt.block_on(self.logs.put_log_events().log_group_name(&group).log_stream_name(&stream).set_log_events(Some(batch)).send());
+        r.map_err(|e| api_err(&e, &self.region, "PutLogEvents"))?;
+        self.audit_shipped = last;
+        Ok(())
+    }
+
+    /// A claim in the local store.
+    fn claim_of(&self, token: &str) -> Option<String> {
+        self.local.as_ref()?.query_row("SELECT claimed_by FROM claims WHERE token = ?1", [token], |r| r.get(0)).ok()
+    }
+
+    fn with_claim(&self, mut t: PendingTask) -> PendingTask {
+        t.claimed_by = self.claim_of(&t.token);
+        t
+    }
+
+    /// The task a token names (known callbacks), checked against its claim.
+    fn check_answer(&self, token: &str, acting: &Acting) -> Result<()> {
+        let t = self.tracker.pending.get(token).cloned().map(|t| self.with_claim(t)).unwrap_or(PendingTask {
+            token: token.to_string(),
+            execution_arn: String::new(),
+            task_id: String::new(),
+            state_name: String::new(),
+            resource: String::new(),
+            parameters: String::new(),
+            status: "PENDING".into(),
+            issued: Utc::now(),
+            timeout: None,
+            heartbeat: None,
+            closed: None,
+            claimed_by: self.claim_of(token),
+        });
+        acting.check_claim(&t)?;
+        Ok(())
+    }
+
+    /// An action's call: its error says what AWS said.
+    fn act<T, E>(&mut self, api: &'static str, r: std::result::Result<T, SdkError<E, sfn::config::http::HttpResponse>>) -> Result<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let code = e.code().map(str::to_string);
+                let msg = e.message().map(str::to_string);
+                let c = api_err(&e, &self.region, api);
+                match (&c, code) {
+                    (Condition::Other(_), Some(code)) => Err(BackendError::Refused(format!("{code}: {}", msg.unwrap_or_default()))),
+                    _ => Err(self.fail(c)),
+                }
+            }
+        }
+    }
+
+    fn forget_token(&mut self, token: &str) {
+        self.tracker.close(token);
+        if let Some(c) = self.local.as_ref() {
+            let _ = c.execute("DELETE FROM claims WHERE token = ?1", [token]);
+        }
+    }
+}
+
+impl ControlPlane for Aws {
+    fn name(&self) -> String {
+        "aws".into()
+    }
+
+    fn location(&self) -> String {
+        match &self.cfg.endpoint_url {
+            Some(u) => format!("{} via {u}", self.region),
+            None => self.region.clone(),
+        }
+    }
+
+    fn pulse(&mut self) -> Result<Pulse> {
+        let mut p = Pulse::default();
+        for r in self.rows.values() {
+            p.add_status(r.status, 1);
+        }
+        p.pending_reviews = self.tracker.pending.len() as u64;
+        p.condition = self.status();
+        Ok(p)
+    }
+
+    fn executions(&mut self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
+        let mut out: Vec<ExecutionSummary> = self
+            .rows
+            .values()
+            .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .filter(|r| filter.state_machine_arn.as_ref().is_none_or(|m| &r.state_machine_arn == m))
+            .filter(|r| !filter.redriven || r.redrive_count > 0)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.start.cmp(&a.start).then(a.arn.cmp(&b.arn)));
+        if let Some((ms, arn)) = &filter.after {
+            out.retain(|r| (r.start.timestamp_millis(), &r.arn) < (*ms, arn) || (r.start.timestamp_millis() < *ms));
+        }
+        out.truncate(if filter.limit == 0 { usize::MAX } else { filter.limit });
+        Ok(out)
+    }
+
+    fn execution(&mut self, arn: &str) -> Result<Option<ExecutionSummary>> {
+        let cached = self.rows.get(arn).cloned();
+        // Terminal rows whose outcome is known, and running ones with their input, need no call.
+        if let Some(r) = &cached
+            && !r.input.is_empty()
+            && (!r.status.is_terminal() || r.output.is_some() || r.error.is_some())
+        {
+            return Ok(cached);
+        }
+        if let Err(c) = self.admit("DescribeExecution", Duration::from_secs(1)) {
+            self.condition = Some(c);
+            return Ok(cached);
+        }
+        let r = self.rt.block_on(self.sfn.describe_execution().execution_arn(arn).send());
+        match r {
+            Ok(o) => {
+                let mut row = cached.unwrap_or_else(|| events::summary_for(arn, String::new(), to_chrono(o.start_date())));
+                row.state_machine_arn = o.state_machine_arn().to_string();
+                if let Some(n) = o.name() {
+                    row.name = n.to_string();
+                }
+                row.status = status_of(o.status());
+                row.start = to_chrono(o.start_date());
+                row.stop = o.stop_date().map(to_chrono);
+                row.input = o.input().unwrap_or("{}").to_string();
+                row.output = o.output().map(str::to_string);
+                row.error = o.error().map(str::to_string);
+                row.cause = o.cause().map(str::to_string);
+                row.redrive_count = o.redrive_count().unwrap_or(0).max(0) as u32;
+                row.redrive = o.redrive_date().map(to_chrono);
+                self.rows.insert(arn.to_string(), row.clone());
+                Ok(Some(row))
+            }
+            Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(None),
+            Err(e) => {
+                let c = api_err(&e, &self.region, "DescribeExecution");
+                match cached {
+                    Some(r) => {
+                        self.condition = Some(c);
+                        Ok(Some(r))
+                    }
+                    None => Err(self.fail(c)),
+                }
+            }
+        }
+    }
+
+    fn definition_of(&mut self, arn: &str) -> Result<Option<String>> {
+        Ok(self.definition_for(arn).map(|(t, _)| t))
+    }
+
+    fn definitions_of(&mut self, arns: &[String]) -> Result<HashMap<String, Arc<Definition>>> {
+        let mut out = HashMap::new();
+        for a in arns {
+            if let Some((_, Some(d))) = self.definition_for(a) {
+                out.insert(a.clone(), d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>> {
+        self.use_counter += 1;
+        let known_last = self.opened.get(arn).and_then(|o| o.events.last()).map(|e| e.id).unwrap_or(0);
+        let done = self.rows.get(arn).is_some_and(|r| r.status.is_terminal()) && known_last > 0;
+        if !done {
+            match self.fetch_new_events(arn, known_last, 25) {
+                Ok(evs) => {
+                    if self.opened.len() >= OPENED_MAX && !self.opened.contains_key(arn) {
+                        let oldest = self.opened.iter().min_by_key(|(_, o)| o.used).map(|(k, _)| k.clone());
+                        if let Some(k) = oldest {
+                            self.opened.remove(&k);
+                        }
+                    }
+                    let o = self.opened.entry(arn.to_string()).or_default();
+                    o.events.extend(evs.iter().cloned());
+                    self.absorb(arn, &evs, false);
+                }
+                Err(c) => {
+                    if !self.opened.contains_key(arn) {
+                        return Err(self.fail(c));
+                    }
+                    self.condition = Some(c);
+                }
+            }
+        }
+        let counter = self.use_counter;
+        let Some(o) = self.opened.get_mut(arn) else { return Ok(vec![]) };
+        o.used = counter;
+        Ok(o.events.iter().filter(|e| e.id > after_id).take(limit).cloned().collect())
+    }
+
+    fn pending_tasks(&mut self, limit: usize) -> Result<Vec<PendingTask>> {
+        let mut out: Vec<PendingTask> = self.tracker.pending.values().cloned().collect();
+        out.sort_by_key(|t| t.issued);
+        out.truncate(limit);
+        Ok(out.into_iter().map(|t| self.with_claim(t)).collect())
+    }
+
+    fn tasks_of(&mut self, arn: &str) -> Result<Vec<PendingTask>> {
+        let mut out: Vec<PendingTask> = self.tracker.pending.values().filter(|t| t.execution_arn == arn).cloned().collect();
+        out.sort_by_key(|t| t.issued);
+        Ok(out)
+    }
+
+    fn find(&mut self, needle: &str) -> Result<Vec<Found>> {
+        let needle = needle.trim().to_lowercase();
+        if needle.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut hits: Vec<(bool, DateTime<Utc>, Found)> = vec![];
+        for r in self.rows.values() {
+            let input: Value = serde_json::from_str(&r.input).unwrap_or(Value::Null);
+            let field = |k: &str| match input.get(k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            };
+            let acc = field("accession");
+            let ord = [field("orderId"), field("orderNumber")].into_iter().find(|s| !s.is_empty()).unwrap_or_default();
+            let fields = [acc.to_lowercase(), ord.to_lowercase(), r.name.to_lowercase(), r.arn.to_lowercase()];
+            if !fields.iter().any(|f| f.contains(&needle)) {
+                continue;
+            }
+            let exact = fields.contains(&needle);
+            let machine = crate::ops::project::machine_of(&r.arn).to_string();
+            let label = [acc, ord, format!("{machine}/{}", r.name), r.status.to_string()]
+                .into_iter()
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+                .join(" · ");
+            hits.push((exact, r.start, Found { arn: r.arn.clone(), label }));
+        }
+        hits.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        Ok(hits.into_iter().take(FIND_LIMIT).map(|h| h.2).collect())
+    }
+
+    fn audit_log(&mut self, limit: usize) -> Result<Vec<crate::audit::AuditRecord>> {
+        let Some(conn) = self.local.as_ref() else { return Ok(vec![]) };
+        let filter = crate::audit::AuditFilter { hide_closed_intents: true, limit, ..Default::default() };
+        Ok(crate::audit::list(conn, &filter)?)
+    }
+
+    fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>> {
+        Ok(match after {
+            Some(a) => self.feed.iter().filter(|e| e.seq > a).take(limit).cloned().collect(),
+            None => {
+                let skip = self.feed.len().saturating_sub(limit);
+                self.feed.iter().skip(skip).cloned().collect()
+            }
+        })
+    }
+
+    fn approve(&mut self, token: &str, output: &str, acting: &Acting) -> Result<()> {
+        self.check_answer(token, acting)?;
+        serde_json::from_str::<Value>(output)
+            .map_err(|e| BackendError::Refused(format!("InvalidOutput: output is not valid JSON: {e}")))?;
+        self.admit("SendTaskSuccess", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
+        let r = self.rt.block_on(self.sfn.send_task_success().task_token(token).output(output).send());
+        self.act("SendTaskSuccess", r)?;
+        self.forget_token(token);
+        Ok(())
+    }
+
+    fn reject(&mut self, token: &str, error: &str, cause: &str, acting: &Acting) -> Result<()> {
+        self.check_answer(token, acting)?;
+        self.admit("SendTaskFailure", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
+        let r = self.rt.block_on(self.sfn.send_task_failure().task_token(token).error(error).cause(cause).send());
+        self.act("SendTaskFailure", r)?;
+        self.forget_token(token);
+        Ok(())
+    }
+
+    fn claim(&mut self, token: &str, by: &str) -> Result<()> {
+        let Some(conn) = self.local.as_ref() else {
+            return Err(BackendError::Refused("claims need the local store, which is not open".into()));
+        };
+        conn.execute(
+            "INSERT OR IGNORE INTO claims (token, claimed_by, claimed_ms) VALUES (?1, ?2, ?3)",
+            rusqlite::params![token, by, Utc::now().timestamp_millis()],
+        )
+        .map_err(AwsError::from)?;
+        match self.claim_of(token) {
+            Some(h) if h != by => Err(BackendError::Refused(format!("TaskClaimed: the task is claimed by {h}"))),
+            _ => {
+                // A claim keeps a heartbeat-timed task alive, as on the embedded engine.
+                if self.tracker.pending.get(token).is_some_and(|t| t.heartbeat.is_some()) {
+                    self.heartbeat(token)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn unclaim(&mut self, token: &str, by: &str) -> Result<()> {
+        match self.claim_of(token) {
+            Some(h) if h != by => Err(BackendError::Refused(format!("TaskClaimed: the task is claimed by {h}"))),
+            _ => {
+                if let Some(c) = self.local.as_ref() {
+                    c.execute("DELETE FROM claims WHERE token = ?1", [token]).map_err(AwsError::from)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn escalate(&mut self, token: &str, cause: &str, acting: &Acting) -> Result<()> {
+        self.reject(token, crate::engine::ESCALATED, cause, acting)
+    }
+
+    fn heartbeat(&mut self, token: &str) -> Result<()> {
+        self.admit("SendTaskHeartbeat", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
+        let r = self.rt.block_on(self.sfn.send_task_heartbeat().task_token(token).send());
+        self.act("SendTaskHeartbeat", r)?;
+        Ok(())
+    }
+
+    fn redrive(&mut self, arn: &str) -> Result<()> {
+        self.admit("RedriveExecution", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
+        let r = self.rt.block_on(self.sfn.redrive_execution().execution_arn(arn).send());
+        self.act("RedriveExecution", r)?;
+        if let Some(row) = self.rows.get_mut(arn) {
+            row.status = ExecutionStatus::Running;
+            row.stop = None;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()> {
+        self.admit("StopExecution", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
+        let r = self.rt.block_on(self.sfn.stop_execution().execution_arn(arn).error(error).cause(cause).send());
+        let o = self.act("StopExecution", r)?;
+        if let Some(row) = self.rows.get_mut(arn) {
+            row.status = ExecutionStatus::Aborted;
+            row.stop = Some(to_chrono(o.stop_date()));
+            row.error = Some(error.to_string());
+            row.cause = Some(cause.to_string());
+        }
+        self.tracker.pending.retain(|_, t| t.execution_arn != arn);
+        Ok(())
+    }
+
+    fn compensation_plan(&mut self, arn: &str) -> Result<crate::ops::compensation::Outcome> {
+        self.compensation_run(arn, "", true)
+    }
+
+    fn compensate(&mut self, arn: &str, reason: &str) -> Result<String> {
+        Ok(self.compensation_run(arn, reason, false)?.message())
+    }
+
+    fn tick(&mut self) -> Result<usize> {
+        type TickStep = fn(&mut Aws) -> std::result::Result<(), Condition>;
+        let steps: [TickStep; 5] = [Aws::resolve_machines, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit];
+        // The first failure ends the tick: more calls would only add to throttling, or wait
+        // on a network that is gone.
+        let mut failed = None;
+        for step in steps {
+            if let Err(c) = step(self) {
+                failed = Some(c);
+                break;
+            }
+        }
+        match failed {
+            Some(c) => {
+                tracing::warn!(context = %self.context, condition = %c.text(None), "AWS refresh incomplete");
+                self.condition = Some(c);
+            }
+            None => self.ok(),
+        }
+        Ok(0)
+    }
+}
+
+impl Aws {
+    /// Compensation on AWS: the plan from the execution's history (`ops::compensation::plan`),
+    /// started once as `StartExecution` of the configured machine under the derived name
+    /// (`ExecutionAlreadyExists` means it was started before).
+    fn compensation_run(&mut self, arn: &str, reason: &str, dry_run: bool) -> Result<crate::ops::compensation::Outcome> {
+        use crate::ops::compensation as comp;
+        let row = self.execution(arn)?.ok_or_else(|| BackendError::Refused(format!("ExecutionDoesNotExist: {arn}")))?;
+        let mut history = vec![];
+        let mut after = 0;
+        loop {
+            let page = self.history(arn, after, 1000)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            history.extend(page);
+            if history.len() >= 25_000 {
+                break;
+            }
+        }
+        let plan = comp::plan(&self.compensation, &row, &history)?;
+        let target = comp::compensation_arn(arn, &plan.compensation_machine, &plan.compensation_name);
+        let existing = self.execution(&target).ok().flatten();
+        if dry_run || existing.is_some() || plan.steps.is_empty() {
+            return Ok(comp::Outcome { plan, started: None, existing });
+        }
+        // The compensation machine: in the failed execution's account and region.
+        let machine = row
+            .state_machine_arn
+            .rsplit_once(':')
+            .map(|(base, _)| format!("{base}:{}", plan.compensation_machine))
+            .unwrap_or_else(|| plan.compensation_machine.clone());
+        let input = comp::payload(&plan, reason).to_string();
+        self.admit("StartExecution", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
+        let r = self.rt.block_on(self.sfn.start_execution().state_machine_arn(&machine).name(&plan.compensation_name).input(input).send());
+        match r {
+            Ok(o) => {
+                let started = events::summary_for(o.execution_arn(), String::new(), to_chrono(o.start_date()));
+                self.rows.insert(started.arn.clone(), started.clone());
+                Ok(comp::Outcome { plan, started: Some(started), existing: None })
+            }
+            // Another console started it just now: that one is the compensation.
+            Err(e) if e.code() == Some("ExecutionAlreadyExists") => {
+                let existing = self.execution(&target).ok().flatten();
+                Ok(comp::Outcome { plan, started: None, existing })
+            }
+            Err(e) => {
+                let c = api_err(&e, &self.region, "StartExecution");
+                Err(self.fail(c))
+            }
+        }
+    }
+}
+
+/// For tests and `bench --aws-calls`: what the backend knows, without calls.
+impl Aws {
+    pub fn known_executions(&self) -> usize {
+        self.rows.len()
+    }
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.limiter.calls.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+    /// Mark every listed execution as read, so a measurement sees the steady state only.
+    pub fn assume_backfilled(&mut self) {
+        for a in self.rows.keys() {
+            self.known.entry(a.clone()).or_insert(0);
+        }
+    }
+}

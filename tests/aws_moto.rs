@@ -1,0 +1,200 @@
+//! The AWS backend against a real Step Functions emulator: moto's server, started by
+//! scripts/test.sh (`LIGHTBOX_TEST_MOTO_URL`). Also runs against `lightbox serve` (point the
+//! variable at it) for the calls moto lacks. A missing server FAILS the test.
+
+use std::time::{Duration, Instant};
+
+use lightbox::backend::aws::{Aws, AwsContext};
+use lightbox::backend::{Acting, ControlPlane};
+use lightbox::history::ExecutionStatus;
+use serde_json::{Value, json};
+
+fn moto() -> String {
+    std::env::var("LIGHTBOX_TEST_MOTO_URL").expect(
+        "LIGHTBOX_TEST_MOTO_URL is not set: run ./scripts/test.sh, which starts moto_server (pip install 'moto[server]') on a free port",
+    )
+}
+
+/// A name of this run's own, so the tests can run again against the same moto server.
+fn unique(base: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{base}-{:x}{:x}", std::process::id(), nanos)
+}
+
+/// One AWS JSON-protocol call, as the SDKs make it (moto reads the region from the scope).
+fn call(url: &str, target: &str, body: Value) -> Value {
+    let r = reqwest::blocking::Client::new()
+        .post(url)
+        .header("X-Amz-Target", target)
+        .header("Content-Type", if target.starts_with("Logs") { "application/x-amz-json-1.1" } else { "application/x-amz-json-1.0" })
+        .header(
+            "Authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{}/aws4_request, SignedHeaders=host, Signature=00",
+                if target.starts_with("Logs") { "logs" } else { "states" }
+            ),
+        )
+        .body(body.to_string())
+        .send()
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
+    let status = r.status();
+    let v: Value = r.json().unwrap_or(Value::Null);
+    assert!(status.is_success(), "{target}: {status} {v}");
+    v
+}
+
+/// A review machine (and, with `start`, one execution of it waiting for its callback; moto
+/// answers StartExecution with an error while another execution waits, so only one test starts one).
+fn setup(url: &str, machine: &str, start: bool) -> (String, String) {
+    let cfg = reqwest::blocking::Client::new()
+        .post(format!("{url}/moto-api/config"))
+        .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
+        .send()
+        .expect("moto config");
+    assert!(cfg.status().is_success());
+    let q = reqwest::blocking::Client::new()
+        .post(url)
+        .header("X-Amz-Target", "AmazonSQS.CreateQueue")
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .body(json!({"QueueName": format!("{machine}-q")}).to_string())
+        .send()
+        .expect("create queue")
+        .json::<Value>()
+        .expect("queue json");
+    let queue = q["QueueUrl"].as_str().expect("queue url").to_string();
+    let def = json!({"StartAt": "Review", "States": {
+        "Review": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                   "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token", "accession.$": "$.accession"}},
+                   "Next": "Done"},
+        "Done": {"Type": "Succeed"}}});
+    let sm = call(
+        url,
+        "AWSStepFunctions.CreateStateMachine",
+        json!({"name": machine, "definition": def.to_string(),
+        "roleArn": "arn:aws:iam::123456789012:role/lightbox"}),
+    );
+    let sm = sm["stateMachineArn"].as_str().expect("machine arn").to_string();
+    if !start {
+        return (sm, String::new());
+    }
+    let ex = call(
+        url,
+        "AWSStepFunctions.StartExecution",
+        json!({"stateMachineArn": sm, "name": "ACC-9001",
+        "input": json!({"accession": "ACC-9001", "patient": {"name": "Dana Testperson"}}).to_string()}),
+    );
+    (sm, ex["executionArn"].as_str().expect("execution arn").to_string())
+}
+
+fn local_store() -> (tempfile::TempDir, rusqlite::Connection) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("lightbox.db");
+    drop(lightbox::store::Store::open(&db).expect("store"));
+    let conn = rusqlite::Connection::open(&db).expect("conn");
+    (dir, conn)
+}
+
+fn connect(url: &str, cfg: AwsContext, conn: rusqlite::Connection) -> Aws {
+    let cfg = AwsContext { region: Some("us-east-1".into()), endpoint_url: Some(url.to_string()), ..cfg };
+    Aws::connect_with("moto", &cfg, Some(conn), Some(("testing", "testing")))
+        .expect("connect")
+        .with_pacing(Duration::from_millis(300), Duration::from_millis(300))
+}
+
+fn wait_for(cp: &mut Aws, what: &str, mut f: impl FnMut(&mut Aws) -> bool) {
+    let end = Instant::now() + Duration::from_secs(40);
+    while !f(cp) {
+        assert!(Instant::now() < end, "{what}: not within 40 s (status {:?})", cp.status());
+        std::thread::sleep(Duration::from_millis(300));
+        cp.tick().expect("tick");
+    }
+}
+
+#[test]
+fn a_callback_found_in_history_is_approved_and_the_execution_succeeds() {
+    let url = moto();
+    let (sm, arn) = setup(&url, &unique("rad-review-history"), true);
+    let (_dir, conn) = local_store();
+    let mut cp = connect(&url, AwsContext { state_machines: vec![sm.clone()], ..Default::default() }, conn);
+    wait_for(&mut cp, "the pending callback", |cp| cp.pending_tasks(10).expect("pending").iter().any(|t| t.execution_arn == arn));
+    let task = cp.pending_tasks(10).expect("pending").into_iter().find(|t| t.execution_arn == arn).expect("task");
+    assert_eq!(task.state_name, "Review");
+    assert_eq!(task.resource, "arn:aws:states:::sqs:sendMessage.waitForTaskToken");
+    let params: Value = serde_json::from_str(&task.parameters).expect("parameters");
+    assert_eq!(params["MessageBody"]["token"].as_str(), Some(task.token.as_str()), "the token from where the definition put it");
+    let p = cp.pulse().expect("pulse");
+    assert!(p.running >= 1 && p.pending_reviews >= 1, "{p:?}");
+    assert!(p.condition.as_deref().is_some_and(|c| c.starts_with("no log group")), "{p:?}");
+
+    // What the operator opens: its history, in the one event model.
+    let h = cp.history(&arn, 0, 100).expect("history");
+    let types: Vec<&str> = h.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(&types[..3], ["ExecutionStarted", "TaskStateEntered", "TaskScheduled"], "{types:?}");
+    assert_eq!(h[1].state_name(), Some("Review"));
+    let row = cp.execution(&arn).expect("describe").expect("row");
+    assert!(row.input.contains("ACC-9001"));
+    assert_eq!(cp.find("acc-9001").expect("find").first().map(|f| f.arn.clone()), Some(arn.clone()));
+
+    // A claim lives in the local store; someone else cannot answer without an override.
+    cp.claim(&task.token, "dr.lee").expect("claim");
+    let refused = cp.approve(&task.token, "{}", &Acting::user("dr.kim")).expect_err("claimed by another");
+    assert!(refused.to_string().contains("dr.lee"), "{refused}");
+    cp.approve(&task.token, r#"{"approved": true}"#, &Acting::user("dr.lee")).expect("SendTaskSuccess");
+    assert!(cp.pending_tasks(10).expect("pending").iter().all(|t| t.token != task.token), "answered: off the queue at once");
+    wait_for(&mut cp, "the execution to succeed", |cp| {
+        cp.history(&arn, 0, 100).expect("history").iter().any(|e| e.event_type == "ExecutionSucceeded")
+    });
+    assert_eq!(cp.execution(&arn).expect("describe").map(|r| r.status), Some(ExecutionStatus::Succeeded));
+    // An unknown token is AWS's error, said as such.
+    let e = cp.approve("no-such-token", "{}", &Acting::user("dr.lee")).expect_err("unknown token");
+    assert!(!e.to_string().is_empty());
+}
+
+#[test]
+fn the_review_queue_and_events_come_from_the_execution_log() {
+    let url = moto();
+    let machine = unique("rad-review-logs");
+    let (sm, _) = setup(&url, &machine, false);
+    let group = format!("/aws/vendedlogs/states/{machine}");
+    let group = group.as_str();
+    call(&url, "Logs_20140328.CreateLogGroup", json!({"logGroupName": group}));
+    call(&url, "Logs_20140328.CreateLogStream", json!({"logGroupName": group, "logStreamName": "states/rad-review-logs/1"}));
+    // An execution only the log knows (no list or history call can find it).
+    let arn = sm.replace(":stateMachine:", ":execution:") + ":from-log-1";
+    let now = chrono::Utc::now().timestamp_millis();
+    let rec = |id: i64, prev: i64, t: &str, details: Value| {
+        json!({"timestamp": now + id, "message": json!({"id": id.to_string(), "type": t, "details": details,
+            "previous_event_id": prev.to_string(), "event_timestamp": (now + id).to_string(), "execution_arn": arn}).to_string()})
+    };
+    let params = json!({"QueueUrl": "q", "MessageBody": {"token": "LOG-TOKEN-1", "accession": "ACC-LOG-1"}}).to_string();
+    call(
+        &url,
+        "Logs_20140328.PutLogEvents",
+        json!({"logGroupName": group, "logStreamName": "states/rad-review-logs/1", "logEvents": [
+            rec(1, 0, "ExecutionStarted", json!({"input": "{\"accession\":\"ACC-LOG-1\"}"})),
+            rec(2, 1, "TaskStateEntered", json!({"name": "Review", "input": "{}"})),
+            rec(3, 2, "TaskScheduled", json!({"resourceType": "sqs", "resource": "sendMessage.waitForTaskToken", "parameters": params})),
+            rec(4, 3, "TaskStarted", json!({"resourceType": "sqs", "resource": "sendMessage.waitForTaskToken"})),
+        ]}),
+    );
+    let (_dir, conn) = local_store();
+    let mut cp = connect(&url, AwsContext { state_machines: vec![sm], log_group: Some(group.into()), ..Default::default() }, conn);
+    wait_for(&mut cp, "the callback from the log", |cp| cp.pending_tasks(50).expect("pending").iter().any(|t| t.token == "LOG-TOKEN-1"));
+    let t = cp.pending_tasks(50).expect("pending").into_iter().find(|t| t.token == "LOG-TOKEN-1").expect("task");
+    assert_eq!((t.execution_arn.as_str(), t.state_name.as_str()), (arn.as_str(), "Review"));
+    let evs = cp.events_after(None, 100).expect("events");
+    let mine: Vec<&str> = evs.iter().filter(|e| e.execution_arn == arn).map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(mine, ["ExecutionStarted", "TaskScheduled", "TaskStarted"], "execution and task events, once each");
+    assert!(evs.iter().filter(|e| e.execution_arn == arn).skip(1).all(|e| e.state_name() == Some("Review")));
+    let row = cp.execution(&arn).expect("row").expect("known from the log");
+    assert_eq!((row.status, row.current_state.as_deref()), (ExecutionStatus::Running, Some("Review")));
+    // Reading the log again adds nothing twice.
+    let before = cp.events_after(None, 1000).expect("events").len();
+    std::thread::sleep(Duration::from_millis(400));
+    cp.tick().expect("tick");
+    assert_eq!(cp.events_after(None, 1000).expect("events").len(), before);
+}
