@@ -134,6 +134,20 @@ impl Condition {
     }
 
     /// The status line, given when data was last fresh (`HH:MM`, local time).
+    /// What kind of condition this is, for the log: never the service's free text, which may
+    /// quote what the call carried (a task token, an input).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::Throttled => "throttled",
+            Condition::CredentialsExpired => "credentials expired",
+            Condition::NoCredentials(_) => "no credentials",
+            Condition::AccessDenied { .. } => "access denied",
+            Condition::NetworkLost => "network lost",
+            Condition::RateLimited(_) => "rate limited",
+            Condition::Other(_) => "other error",
+        }
+    }
+
     pub fn text(&self, last_ok: Option<&str>) -> String {
         let since = last_ok.map(|t| format!(" — showing last known at {t}")).unwrap_or_default();
         match self {

@@ -380,7 +380,7 @@ impl Aws {
 
     fn fail(&mut self, c: Condition) -> BackendError {
         let text = c.text(None);
-        tracing::warn!(context = %self.context, condition = %text, "AWS call failed");
+        tracing::warn!(context = %self.context, condition = c.kind(), "AWS call failed");
         self.condition = Some(c);
         BackendError::Refused(text)
     }
@@ -1150,7 +1150,7 @@ impl ControlPlane for Aws {
         }
         match failed {
             Some(c) => {
-                tracing::warn!(context = %self.context, condition = %c.text(None), "AWS refresh incomplete");
+                tracing::warn!(context = %self.context, condition = c.kind(), "AWS refresh incomplete");
                 self.condition = Some(c);
             }
             None => self.ok(),
