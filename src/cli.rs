@@ -693,7 +693,8 @@ pub fn main() -> Result<ExitCode> {
         Command::Store(StoreCmd::Check { file: Some(file) }) => cmd_store_check(file, cli.json),
         Command::Events(EventsCmd::TestPattern { pattern, event }) => cmd_events_test(pattern, event),
         _ => {
-            let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
+            let base_config = load_config(&cli)?;
+            let config = base_config.clone().with_context(cli.context.as_deref())?;
             lightbox::ops::slo::check_all(&config.slo)?;
             // The theme is checked before the store is opened: a wrong --theme touches no data.
             // (`demo` draws no console, but a --theme given to it must still name a theme.)
@@ -745,7 +746,8 @@ pub fn main() -> Result<ExitCode> {
                 let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the local audit store {}", db.display()))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
                 let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?.with_compensation(ctx.compensation.clone());
-                return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme);
+                let contexts = console::Contexts::new(&cli, base_config, format!("aws:{name}"), false);
+                return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme, contexts);
             }
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
@@ -753,7 +755,8 @@ pub fn main() -> Result<ExitCode> {
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
                 configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 ctx.sinks = config.sinks_for(&data_dir, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
-                return console::run(engine, &ctx, &config, &data_dir, demo, theme);
+                let contexts = console::Contexts::new(&cli, base_config, console::local_key(&db), engine.store.is_read_only());
+                return console::run(engine, &ctx, &config, &data_dir, demo, theme, contexts);
             }
             if let Command::Serve { bind, tls_cert, tls_key, insecure_no_tls } = command {
                 let tls = tls_cert.zip(tls_key);
@@ -903,7 +906,7 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
 }
 
 /// `config.toml`: see config.example.toml for every option.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     /// The file this came from (for errors that name it); not a key.
@@ -2809,8 +2812,9 @@ mod console {
         data_dir: &Path,
         remote: Box<dyn lightbox::backend::ControlPlane>,
         theme: (Theme, Option<String>),
+        contexts: Contexts,
     ) -> Result<ExitCode> {
-        run_with(engine, ctx, config, data_dir, DemoMode::Off, theme, Some(remote))
+        run_with(engine, ctx, config, data_dir, DemoMode::Off, theme, Some(remote), contexts)
     }
 
     pub fn run(
@@ -2820,10 +2824,122 @@ mod console {
         data_dir: &Path,
         demo_mode: DemoMode,
         theme: (Theme, Option<String>),
+        contexts: Contexts,
     ) -> Result<ExitCode> {
-        run_with(engine, ctx, config, data_dir, demo_mode, theme, None)
+        run_with(engine, ctx, config, data_dir, demo_mode, theme, None, contexts)
     }
 
+    /// What `:ctx NAME` needs to build another context's control plane: the config before
+    /// any context was applied, and the flags that override every context. The control
+    /// plane switched away from is kept (parked) for switching back: a data directory's
+    /// store is opened once per process.
+    pub struct Contexts {
+        base: Config,
+        cli_data_dir: Option<PathBuf>,
+        cli_read_only: bool,
+        cli_user: Option<String>,
+        /// The live control plane's key (`local:<database>` or `aws:<context>`).
+        live_key: String,
+        /// The key of the one switched away from, until it is parked.
+        previous: Option<String>,
+        /// Parked control planes by key, with their audit hooks and whether their store is read-only.
+        parked: std::collections::HashMap<String, (Box<dyn lightbox::backend::ControlPlane>, lightbox::tui::jobs::OnAction, bool)>,
+        /// Whether the live store is read-only (kept with it when it is parked).
+        live_store_ro: bool,
+        previous_ro: bool,
+    }
+
+    /// The key of a local context: its database file.
+    pub fn local_key(db: &Path) -> String {
+        format!("local:{}", std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()).display())
+    }
+
+    impl Contexts {
+        /// `live_key`: the live control plane's key; `live_store_ro`: whether its store is read-only.
+        pub fn new(cli: &Cli, base: Config, live_key: String, live_store_ro: bool) -> Contexts {
+            Contexts {
+                base,
+                cli_data_dir: cli.data_dir.clone(),
+                cli_read_only: cli.read_only,
+                cli_user: cli.user.clone(),
+                live_key,
+                previous: None,
+                parked: Default::default(),
+                live_store_ro,
+                previous_ro: false,
+            }
+        }
+
+        fn build(&mut self, name: &str) -> Result<lightbox::tui::jobs::Connected> {
+            if !self.base.contexts.contains_key(name) {
+                bail!("no context {name:?} in the config");
+            }
+            let config = self.base.clone().with_context(Some(name))?;
+            let dir = match self.cli_data_dir.clone().or(config.data_dir.clone()) {
+                Some(d) => d,
+                None => directories::ProjectDirs::from("org", "lightbox", "lightbox")
+                    .context("no home directory to keep Lightbox's data in; pass --data-dir")?
+                    .data_dir()
+                    .to_path_buf(),
+            };
+            lightbox::store::create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let db = dir.join("lightbox.db");
+            let key = match &config.remote {
+                Some(_) => format!("aws:{name}"),
+                None => local_key(&db),
+            };
+            if key == self.live_key {
+                bail!("it is the live control plane already (the same data directory {})", dir.display());
+            }
+            let user = lightbox::audit::actor(self.cli_user.as_deref().or(config.user.as_deref()));
+            let (cp, on_action, store_ro) = match self.parked.remove(&key) {
+                Some(p) => p,
+                None => {
+                    let compensation = compensation_config(&config)?;
+                    let (cp, store_ro): (Box<dyn lightbox::backend::ControlPlane>, bool) = match &config.remote {
+                        Some(aws) => {
+                            let conn = rusqlite::Connection::open(&db)
+                                .with_context(|| format!("opening the local audit store {}", db.display()))?;
+                            let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+                            (Box::new(lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?.with_compensation(compensation)), false)
+                        }
+                        None => {
+                            let store = open_store(&db, false)?;
+                            let ro = store.is_read_only();
+                            let mut tasks = TaskRunner::new();
+                            lightbox::sim::register_handlers(&mut tasks);
+                            let mut engine = Engine::new(store, tasks, Clock::Real);
+                            configure_resilience(&mut engine, &config, false)?;
+                            (Box::new(Local::new(engine, dir.clone()).with_compensation(compensation)), ro)
+                        }
+                    };
+                    let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the audit log {}", db.display()))?;
+                    let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+                    let hook: lightbox::tui::jobs::OnAction = Box::new(ConsoleAudit { conn, user: user.clone(), intent: None });
+                    (cp, hook, store_ro)
+                }
+            };
+            let read_only = self.cli_read_only || config.read_only || store_ro;
+            self.previous = Some(std::mem::replace(&mut self.live_key, key));
+            let previous_ro = std::mem::replace(&mut self.live_store_ro, store_ro);
+            self.previous_ro = previous_ro;
+            Ok(lightbox::tui::jobs::Connected { cp, on_action, read_only, user })
+        }
+    }
+
+    impl lightbox::tui::jobs::Connector for Contexts {
+        fn connect(&mut self, name: &str) -> std::result::Result<lightbox::tui::jobs::Connected, String> {
+            self.build(name).map_err(|e| error_text(&e))
+        }
+
+        fn park(&mut self, _name: &str, cp: Box<dyn lightbox::backend::ControlPlane>, on_action: lightbox::tui::jobs::OnAction) {
+            if let Some(k) = self.previous.take() {
+                self.parked.insert(k, (cp, on_action, self.previous_ro));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn run_with(
         mut engine: Engine,
         ctx: &Ctx,
@@ -2832,6 +2948,7 @@ mod console {
         demo_mode: DemoMode,
         (theme, theme_warning): (Theme, Option<String>),
         remote: Option<Box<dyn lightbox::backend::ControlPlane>>,
+        contexts: Contexts,
     ) -> Result<ExitCode> {
         let demo = matches!(demo_mode, DemoMode::Running { .. });
         let keymap = Keymap::default().with_overrides(&config.keys).context("config [keys]")?;
@@ -2841,7 +2958,7 @@ mod console {
             demo: demo_mode != DemoMode::Off,
             backend: remote.as_ref().map(|r| r.name()).unwrap_or_else(|| "local".into()),
             location: remote.as_ref().map(|r| r.location()).unwrap_or_else(|| data_dir.display().to_string()),
-            context: config.context.clone().unwrap_or_else(|| "local".into()),
+            context: config.context.clone().unwrap_or_else(|| if remote.is_some() { "aws".into() } else { "local".into() }),
             contexts: config.contexts.keys().cloned().collect(),
             event_patterns: lightbox::events::feed::compile_named(&config.event_patterns)?,
             ..Settings::default()
@@ -2928,7 +3045,8 @@ mod console {
             Some(r) => r,
             None => Box::new(local),
         };
-        lightbox::tui::run(app, cp, lightbox::sim::stage_map(), on_action)?;
+        let live = app.settings.context.clone();
+        lightbox::tui::run_with(app, cp, lightbox::sim::stage_map(), on_action, Some((live, Box::new(contexts))))?;
         Ok(ExitCode::SUCCESS)
     }
 

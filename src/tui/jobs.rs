@@ -17,8 +17,36 @@ use crate::ops::project::{Review, Study, sort_by_urgency};
 pub enum Job {
     Load(Request),
     Mutate(Mutation),
+    /// `:ctx NAME`: build the named context's control plane and make it the live one; what
+    /// comes back afterwards is tagged with `generation`.
+    Switch {
+        name: String,
+        generation: u64,
+    },
     Stop,
 }
+
+/// A context's control plane, connected, with the audit hook that records its actions.
+pub struct Connected {
+    pub cp: Box<dyn ControlPlane>,
+    pub on_action: OnAction,
+    /// Whether the context refuses actions that change workflows.
+    pub read_only: bool,
+    /// The operator's name in this context's audit log.
+    pub user: String,
+}
+
+/// Builds a context's control plane by name (`:ctx NAME`), on the jobs thread.
+pub trait Connector: Send {
+    fn connect(&mut self, name: &str) -> Result<Connected, String>;
+    /// Takes back the control plane of the context switched away from, so switching back
+    /// reuses it (its caches, and the one `Store` a data directory may have in a process).
+    fn park(&mut self, _name: &str, _cp: Box<dyn ControlPlane>, _on_action: OnAction) {}
+}
+
+/// What the jobs thread sends back: a result, when it was made, and the generation of the
+/// control plane that made it (it grows at each switch of context).
+pub type Output = (Loaded, chrono::DateTime<Utc>, u64);
 
 /// The audit hook: asked before an action whether it can be recorded (if not, the action is
 /// not carried out), then told each target's outcome.
@@ -46,12 +74,29 @@ pub type OnAction = Box<dyn AuditHook>;
 
 pub struct Worker {
     pub tx: Sender<Job>,
-    pub rx: Receiver<(Loaded, chrono::DateTime<Utc>)>,
+    pub rx: Receiver<Output>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Worker {
-    pub fn spawn(mut cp: Box<dyn ControlPlane>, stages: StageMap, mut on_action: OnAction, tick_every: Duration) -> Worker {
+    pub fn spawn(cp: Box<dyn ControlPlane>, stages: StageMap, on_action: OnAction, tick_every: Duration) -> Worker {
+        Worker::spawn_with(cp, stages, on_action, tick_every, None)
+    }
+
+    /// As [`Worker::spawn`], able to switch context (`Job::Switch`) through `contexts`,
+    /// starting in the context named `live`.
+    pub fn spawn_with(
+        mut cp: Box<dyn ControlPlane>,
+        stages: StageMap,
+        mut on_action: OnAction,
+        tick_every: Duration,
+        contexts: Option<(String, Box<dyn Connector>)>,
+    ) -> Worker {
+        let (mut live, mut connector) = match contexts {
+            Some((live, c)) => (live, Some(c)),
+            None => (String::new(), None),
+        };
+        let mut generation = 0u64;
         let (tx, jobs) = channel::<Job>();
         let (out, rx) = channel();
         let handle = std::thread::Builder::new()
@@ -82,10 +127,17 @@ impl Worker {
                         let results = match job {
                             Job::Load(r) => load(cp.as_mut(), &stages, r),
                             Job::Mutate(m) => vec![mutate(cp.as_mut(), &m, &mut on_action)],
+                            Job::Switch { name, generation: next } => {
+                                let said = switch(connector.as_mut(), &name, next, &mut live, &mut cp, &mut on_action);
+                                if matches!(said, Loaded::Switched { .. }) {
+                                    generation = next;
+                                }
+                                vec![said]
+                            }
                             Job::Stop => return,
                         };
                         for result in results {
-                            if out.send((result, Utc::now())).is_err() {
+                            if out.send((result, Utc::now(), generation)).is_err() {
                                 return;
                             }
                         }
@@ -121,6 +173,42 @@ impl Drop for Worker {
     }
 }
 
+/// Make the named context the live one: the new control plane is built first, so a context
+/// that fails to connect leaves the current one in place.
+fn switch(
+    connector: Option<&mut Box<dyn Connector>>,
+    name: &str,
+    generation: u64,
+    live: &mut String,
+    cp: &mut Box<dyn ControlPlane>,
+    on_action: &mut OnAction,
+) -> Loaded {
+    let Some(connector) = connector else {
+        return Loaded::SwitchFailed { name: name.into(), error: "this console cannot switch context".into() };
+    };
+    match connector.connect(name) {
+        Ok(c) => {
+            let old_cp = std::mem::replace(cp, c.cp);
+            let old_hook = std::mem::replace(on_action, c.on_action);
+            let old = std::mem::replace(live, name.to_string());
+            connector.park(&old, old_cp, old_hook);
+            tracing::info!(context = %name, backend = %cp.name(), "switched context");
+            Loaded::Switched {
+                name: name.into(),
+                backend: cp.name(),
+                location: cp.location(),
+                read_only: c.read_only,
+                user: c.user,
+                generation,
+            }
+        }
+        Err(error) => {
+            tracing::warn!(context = %name, error = %error, "switching context failed");
+            Loaded::SwitchFailed { name: name.into(), error }
+        }
+    }
+}
+
 fn kind(r: &Request) -> u8 {
     match r {
         Request::Pulse => 0,
@@ -140,8 +228,11 @@ fn kind(r: &Request) -> u8 {
 }
 
 /// Keep every mutation in order and only the newest load of each kind, after the mutations
-/// (so a refresh reflects what was just done).
+/// (so a refresh reflects what was just done). A switch of context splits the batch: the
+/// mutations before it still run on the context they were confirmed in, its loads are
+/// dropped (their results would belong to the old context).
 pub fn coalesce(batch: Vec<Job>) -> Vec<Job> {
+    let mut out = vec![];
     let mut muts = vec![];
     let mut loads: Vec<Request> = vec![];
     for j in batch {
@@ -151,11 +242,17 @@ pub fn coalesce(batch: Vec<Job>) -> Vec<Job> {
                 loads.retain(|x| kind(x) != kind(&r));
                 loads.push(r);
             }
+            Job::Switch { name, generation } => {
+                out.append(&mut muts);
+                loads.clear();
+                out.push(Job::Switch { name, generation });
+            }
             Job::Stop => muts.push(Job::Stop),
         }
     }
-    muts.extend(loads.into_iter().map(Job::Load));
-    muts
+    out.append(&mut muts);
+    out.extend(loads.into_iter().map(Job::Load));
+    out
 }
 
 /// What a load brings back: the data, then the definitions behind it (for the consequences

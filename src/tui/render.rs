@@ -134,8 +134,12 @@ impl App {
                     } else {
                         format!(" · {}", self.settings.context)
                     };
-                    // The data directory too, where the terminal is wide enough.
-                    let loc = if self.settings.location.is_empty() || area.width < 150 {
+                    // The data directory too, where the terminal is wide enough; on AWS its
+                    // region always (the endpoint, where wide enough).
+                    let loc = if self.settings.backend == "aws" && area.width < 150 {
+                        let region = self.settings.location.split(" via ").next().unwrap_or_default();
+                        if region.is_empty() { String::new() } else { format!(" {region}") }
+                    } else if self.settings.location.is_empty() || area.width < 150 {
                         String::new()
                     } else {
                         format!(" {}", self.settings.location)
