@@ -619,6 +619,153 @@ mod tests {
         assert_eq!(hits.iter().map(|h| h.arn.as_str()).collect::<Vec<_>>(), vec![arn.as_str()]);
     }
 
+    /// Two local contexts, each its own data directory: a connector that opens a context's
+    /// store on first use and reuses the one parked when switching back.
+    struct TwoDirs {
+        dirs: std::collections::HashMap<String, std::path::PathBuf>,
+        parked: std::collections::HashMap<String, Box<dyn ControlPlane>>,
+        opened: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Connector for TwoDirs {
+        fn connect(&mut self, name: &str) -> Result<Connected, String> {
+            let on_action: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
+            if let Some(cp) = self.parked.remove(name) {
+                return Ok(Connected { cp, on_action, read_only: false, user: "dr.b".into() });
+            }
+            let dir = self.dirs.get(name).ok_or_else(|| format!("no context {name:?}"))?;
+            let store = crate::store::Store::open(&dir.join("lightbox.db")).map_err(|e| e.to_string())?;
+            self.opened.lock().map_err(|e| e.to_string())?.push(name.to_string());
+            let engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+            Ok(Connected {
+                cp: Box::new(crate::backend::local::Local::new(engine, dir.clone())),
+                on_action,
+                read_only: false,
+                user: "dr.b".into(),
+            })
+        }
+        fn park(&mut self, name: &str, cp: Box<dyn ControlPlane>, _: OnAction) {
+            self.parked.insert(name.to_string(), cp);
+        }
+    }
+
+    /// A data directory holding one execution named `name`.
+    fn dir_with(root: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = crate::store::Store::open(&dir.join("lightbox.db")).expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let def = r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Task",
+            "Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","Parameters":{"t.$":"$$.Task.Token"},"End":true}}}"#;
+        let sm = engine.create_state_machine("m", def, None).expect("create");
+        engine.start_execution(&sm.arn, Some(name), "{}").expect("start");
+        dir
+    }
+
+    /// The names of the executions in what came back, by generation.
+    fn executions_by_generation(out: &[Output]) -> Vec<(u64, Vec<String>)> {
+        out.iter()
+            .filter_map(|(l, _, g)| match l {
+                Loaded::Executions(e) => Some((*g, e.iter().map(|x| x.name.clone()).collect())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn collect_until(w: &Worker, mut done: impl FnMut(&[Output]) -> bool) -> Vec<Output> {
+        let mut out = vec![];
+        let until = Instant::now() + Duration::from_secs(20);
+        while !done(&out) && Instant::now() < until {
+            if let Ok(o) = w.rx.recv_timeout(Duration::from_millis(50)) {
+                out.push(o);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_switch_of_context_shows_the_other_data_directory_and_never_the_old_ones_results() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let a = dir_with(root.path(), "in-a");
+        let b = dir_with(root.path(), "in-b");
+        let opened = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let connector = TwoDirs {
+            dirs: [("a".to_string(), a.clone()), ("b".to_string(), b)].into_iter().collect(),
+            parked: Default::default(),
+            opened: opened.clone(),
+        };
+        let store = crate::store::Store::open(&a.join("lightbox.db")).expect("store a");
+        let engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let live = crate::backend::local::Local::new(engine, a);
+        let hook: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
+        let w =
+            Worker::spawn_with(Box::new(live), StageMap::default(), hook, Duration::from_secs(60), Some(("a".into(), Box::new(connector))));
+        let executions = || Job::Load(Request::Executions(None, false));
+        w.send(executions());
+        let out = collect_until(&w, |o| !executions_by_generation(o).is_empty());
+        assert_eq!(executions_by_generation(&out), vec![(0, vec!["in-a".to_string()])]);
+
+        // A load asked before the switch, in the same batch, is dropped: its result would be a's.
+        let _ = w.tx.send(executions());
+        let _ = w.tx.send(Job::Switch { name: "b".into(), generation: 1 });
+        let _ = w.tx.send(executions());
+        let out = collect_until(&w, |o| executions_by_generation(o).iter().any(|(g, _)| *g == 1));
+        let switched: Vec<&Loaded> = out.iter().map(|(l, _, _)| l).filter(|l| matches!(l, Loaded::Switched { .. })).collect();
+        let [Loaded::Switched { name, backend, generation, .. }] = switched.as_slice() else { panic!("{out:?}") };
+        assert_eq!((name.as_str(), backend.as_str(), *generation), ("b", "local", 1));
+        let after: Vec<(u64, Vec<String>)> = {
+            let at = out.iter().position(|(l, _, _)| matches!(l, Loaded::Switched { .. })).expect("switched");
+            executions_by_generation(&out[at..])
+        };
+        assert_eq!(after, vec![(1, vec!["in-b".to_string()])], "after the switch only b's executions, tagged with its generation");
+        // A result before the switch (if the batch split so) is tagged with the old generation.
+        let before: Vec<(u64, Vec<String>)> = {
+            let at = out.iter().position(|(l, _, _)| matches!(l, Loaded::Switched { .. })).expect("switched");
+            executions_by_generation(&out[..at])
+        };
+        assert!(before.iter().all(|(g, names)| *g == 0 && names == &vec!["in-a".to_string()]), "{before:?}");
+
+        // A context that cannot connect: said so, and b stays live (same generation).
+        let _ = w.tx.send(Job::Switch { name: "nowhere".into(), generation: 2 });
+        let _ = w.tx.send(executions());
+        let out = collect_until(&w, |o| !executions_by_generation(o).is_empty());
+        assert!(
+            out.iter()
+                .any(|(l, _, _)| matches!(l, Loaded::SwitchFailed { name, error } if name == "nowhere" && error.contains("no context"))),
+            "{out:?}"
+        );
+        assert_eq!(executions_by_generation(&out), vec![(1, vec!["in-b".to_string()])]);
+
+        // Back to a: the parked control plane is reused, not a second store on its file.
+        let _ = w.tx.send(Job::Switch { name: "a".into(), generation: 3 });
+        let _ = w.tx.send(executions());
+        let out = collect_until(&w, |o| !executions_by_generation(o).is_empty());
+        assert_eq!(executions_by_generation(&out), vec![(3, vec!["in-a".to_string()])]);
+        assert_eq!(*opened.lock().expect("opened"), vec!["b".to_string()], "a was parked, not opened again");
+        drop(w);
+    }
+
+    #[test]
+    fn a_switch_splits_a_batch_the_mutations_before_it_run_first_and_its_loads_are_dropped() {
+        let batch = vec![
+            Job::Load(Request::Reviews),
+            Job::Mutate(Mutation::Redrive { arns: vec!["a".into()] }),
+            Job::Switch { name: "b".into(), generation: 1 },
+            Job::Load(Request::Pulse),
+            Job::Mutate(Mutation::Redrive { arns: vec!["b".into()] }),
+        ];
+        let shape: Vec<String> = coalesce(batch)
+            .iter()
+            .map(|j| match j {
+                Job::Load(r) => format!("load {r:?}"),
+                Job::Mutate(Mutation::Redrive { arns }) => format!("redrive {}", arns[0]),
+                Job::Switch { name, generation } => format!("switch {name} {generation}"),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(shape, vec!["redrive a", "switch b 1", "redrive b", "load Pulse"]);
+    }
+
     #[test]
     fn newest_load_of_a_kind_wins_and_mutations_come_first() {
         let batch = vec![
