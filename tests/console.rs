@@ -1960,6 +1960,9 @@ fn a_switch_of_context_clears_the_old_data_and_drops_its_late_results() {
     let screen = draw(&a, 120, 30);
     assert!(!screen.contains("ACC-20418"), "{screen}");
     assert!(screen.contains("aws us-west-2 · west") && screen.contains("user dr.west"), "{screen}");
+    // Narrow, or with a long condition: the live context's name stays in the header.
+    let narrow = draw(&a, 70, 20);
+    assert!(narrow.lines().next().is_some_and(|h| h.contains("west") && !h.contains("dr.west")), "{narrow}");
     // An action confirmed before the switch: its outcome is told, as the previous context's.
     a.handle(AppEvent::LoadedFrom(Loaded::Done { verb: "approve".into(), ok: 1, failed: vec![] }, t0(), 0));
     assert!(message(&a).contains("approve: 1 done (in the previous context)"), "{}", message(&a));

@@ -192,8 +192,12 @@ impl App {
         let right = clock(self.now, &self.settings.tz);
         let width = |spans: &[Span]| spans.iter().map(|s| s.content.chars().count()).sum::<usize>();
         if width(&spans) + right.len() + 1 > area.width as usize {
-            // Narrow terminal: the counts and the clock matter more than who and where.
-            spans[2] = Span::styled(if self.settings.demo { "DEMO" } else { "" }, t.muted());
+            // Narrow terminal: the counts and the clock matter more than who and where; which
+            // context is live (other than the default local one) stays.
+            let s = &self.settings;
+            let named = (s.context != s.backend || s.backend != "local").then_some(s.context.as_str());
+            let short: Vec<&str> = named.into_iter().chain(s.demo.then_some("DEMO")).collect();
+            spans[2] = Span::styled(short.join(" · "), t.muted());
         }
         if let Some(b) = banner
             && width(&spans) + right.len() + 1 > area.width as usize
