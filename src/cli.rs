@@ -2838,6 +2838,7 @@ mod console {
         cli_data_dir: Option<PathBuf>,
         cli_read_only: bool,
         cli_user: Option<String>,
+        cli_theme: Option<String>,
         /// The live control plane's key (`local:<database>` or `aws:<context>`).
         live_key: String,
         /// The key of the one switched away from, until it is parked.
@@ -2862,6 +2863,7 @@ mod console {
                 cli_data_dir: cli.data_dir.clone(),
                 cli_read_only: cli.read_only,
                 cli_user: cli.user.clone(),
+                cli_theme: cli.theme.clone(),
                 live_key,
                 previous: None,
                 parked: Default::default(),
@@ -2892,6 +2894,10 @@ mod console {
                 bail!("it is the live control plane already (the same data directory {})", dir.display());
             }
             let user = lightbox::audit::actor(self.cli_user.as_deref().or(config.user.as_deref()));
+            // Its theme and accent (production may look different), checked before connecting.
+            let theme_name = self.cli_theme.as_deref().or(config.theme.as_deref()).unwrap_or("dark");
+            let user_themes = directories::ProjectDirs::from("org", "lightbox", "lightbox").map(|d| d.config_dir().join("themes"));
+            let theme = Theme::load(theme_name, user_themes.as_deref())?.with_accent(config.accent.as_deref())?;
             let (cp, on_action, store_ro) = match self.parked.remove(&key) {
                 Some(p) => p,
                 None => {
@@ -2923,7 +2929,7 @@ mod console {
             self.previous = Some(std::mem::replace(&mut self.live_key, key));
             let previous_ro = std::mem::replace(&mut self.live_store_ro, store_ro);
             self.previous_ro = previous_ro;
-            Ok(lightbox::tui::jobs::Connected { cp, on_action, read_only, user })
+            Ok(lightbox::tui::jobs::Connected { cp, on_action, read_only, user, theme: Some(theme) })
         }
     }
 

@@ -279,6 +279,8 @@ pub enum Loaded {
         location: String,
         read_only: bool,
         user: String,
+        /// Its theme and accent (`None`: the console's stays).
+        theme: Option<Box<super::theme::Theme>>,
         generation: u64,
     },
     /// The named context could not be made live; the current one stays.
@@ -1039,7 +1041,10 @@ impl App {
                 self.message = Some((msg, !failed.is_empty()));
                 self.marks.clear();
             }
-            Loaded::Switched { name, backend, location, read_only, user, generation } => {
+            Loaded::Switched { name, backend, location, read_only, user, theme, generation } => {
+                if let Some(t) = theme {
+                    self.theme = *t;
+                }
                 self.switched(name, backend, location, read_only, user, generation);
             }
             Loaded::SwitchFailed { name, error } => {

@@ -34,6 +34,8 @@ pub struct Connected {
     pub read_only: bool,
     /// The operator's name in this context's audit log.
     pub user: String,
+    /// The context's theme and accent (`None`: keep the console's).
+    pub theme: Option<super::theme::Theme>,
 }
 
 /// Builds a context's control plane by name (`:ctx NAME`), on the jobs thread.
@@ -199,6 +201,7 @@ fn switch(
                 location: cp.location(),
                 read_only: c.read_only,
                 user: c.user,
+                theme: c.theme.map(Box::new),
                 generation,
             }
         }
@@ -631,7 +634,7 @@ mod tests {
         fn connect(&mut self, name: &str) -> Result<Connected, String> {
             let on_action: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
             if let Some(cp) = self.parked.remove(name) {
-                return Ok(Connected { cp, on_action, read_only: false, user: "dr.b".into() });
+                return Ok(Connected { cp, on_action, read_only: false, user: "dr.b".into(), theme: None });
             }
             let dir = self.dirs.get(name).ok_or_else(|| format!("no context {name:?}"))?;
             let store = crate::store::Store::open(&dir.join("lightbox.db")).map_err(|e| e.to_string())?;
@@ -642,6 +645,7 @@ mod tests {
                 on_action,
                 read_only: false,
                 user: "dr.b".into(),
+                theme: None,
             })
         }
         fn park(&mut self, name: &str, cp: Box<dyn ControlPlane>, _: OnAction) {
