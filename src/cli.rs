@@ -746,7 +746,7 @@ pub fn main() -> Result<ExitCode> {
                 let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the local audit store {}", db.display()))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
                 let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?.with_compensation(ctx.compensation.clone());
-                let contexts = console::Contexts::new(&cli, base_config, format!("aws:{name}"), false);
+                let contexts = console::Contexts::new(&cli, base_config, format!("aws:{name}"), console::Kept::default());
                 return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme, contexts);
             }
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
@@ -755,7 +755,11 @@ pub fn main() -> Result<ExitCode> {
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
                 configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 ctx.sinks = config.sinks_for(&data_dir, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
-                let contexts = console::Contexts::new(&cli, base_config, console::local_key(&db), engine.store.is_read_only());
+                let kept = console::Kept {
+                    read_only_store: engine.store.is_read_only(),
+                    demo: matches!(demo, console::DemoMode::Running { .. } | console::DemoMode::Paused(_)),
+                };
+                let contexts = console::Contexts::new(&cli, base_config, console::local_key(&db), kept);
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme, contexts);
             }
             if let Command::Serve { bind, tls_cert, tls_key, insecure_no_tls } = command {
@@ -2843,11 +2847,20 @@ mod console {
         live_key: String,
         /// The key of the one switched away from, until it is parked.
         previous: Option<String>,
-        /// Parked control planes by key, with their audit hooks and whether their store is read-only.
-        parked: std::collections::HashMap<String, (Box<dyn lightbox::backend::ControlPlane>, lightbox::tui::jobs::OnAction, bool)>,
-        /// Whether the live store is read-only (kept with it when it is parked).
-        live_store_ro: bool,
-        previous_ro: bool,
+        /// Parked control planes by key, with their audit hooks and what else holds for them.
+        parked: std::collections::HashMap<String, (Box<dyn lightbox::backend::ControlPlane>, lightbox::tui::jobs::OnAction, Kept)>,
+        /// What holds for the live control plane (kept with it when it is parked).
+        live: Kept,
+        previous_kept: Kept,
+    }
+
+    /// What holds for a control plane besides its context's config.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Kept {
+        /// Its store could be opened only read-only.
+        pub read_only_store: bool,
+        /// It holds the demo hospital (whose workload runs only in the one the console started on).
+        pub demo: bool,
     }
 
     /// The key of a local context: its database file.
@@ -2856,8 +2869,8 @@ mod console {
     }
 
     impl Contexts {
-        /// `live_key`: the live control plane's key; `live_store_ro`: whether its store is read-only.
-        pub fn new(cli: &Cli, base: Config, live_key: String, live_store_ro: bool) -> Contexts {
+        /// `live_key`: the live control plane's key; `live`: what holds for it.
+        pub fn new(cli: &Cli, base: Config, live_key: String, live: Kept) -> Contexts {
             Contexts {
                 base,
                 cli_data_dir: cli.data_dir.clone(),
@@ -2867,8 +2880,8 @@ mod console {
                 live_key,
                 previous: None,
                 parked: Default::default(),
-                live_store_ro,
-                previous_ro: false,
+                live,
+                previous_kept: Kept::default(),
             }
         }
 
@@ -2898,38 +2911,43 @@ mod console {
             let theme_name = self.cli_theme.as_deref().or(config.theme.as_deref()).unwrap_or("dark");
             let user_themes = directories::ProjectDirs::from("org", "lightbox", "lightbox").map(|d| d.config_dir().join("themes"));
             let theme = Theme::load(theme_name, user_themes.as_deref())?.with_accent(config.accent.as_deref())?;
-            let (cp, on_action, store_ro) = match self.parked.remove(&key) {
+            let (cp, on_action, kept) = match self.parked.remove(&key) {
                 Some(p) => p,
                 None => {
                     let compensation = compensation_config(&config)?;
-                    let (cp, store_ro): (Box<dyn lightbox::backend::ControlPlane>, bool) = match &config.remote {
+                    let (cp, kept): (Box<dyn lightbox::backend::ControlPlane>, Kept) = match &config.remote {
                         Some(aws) => {
                             let conn = rusqlite::Connection::open(&db)
                                 .with_context(|| format!("opening the local audit store {}", db.display()))?;
                             let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-                            (Box::new(lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?.with_compensation(compensation)), false)
+                            (
+                                Box::new(lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?.with_compensation(compensation)),
+                                Kept::default(),
+                            )
                         }
                         None => {
                             let store = open_store(&db, false)?;
-                            let ro = store.is_read_only();
+                            // The demo hospital's synthetic data says DEMO (its workload runs only
+                            // in the data directory the console started on).
+                            let machines: Vec<String> = store.state_machines()?.into_iter().map(|m| m.name).collect();
+                            let kept = Kept { read_only_store: store.is_read_only(), demo: lightbox::sim::holds_demo(&machines) };
                             let mut tasks = TaskRunner::new();
                             lightbox::sim::register_handlers(&mut tasks);
                             let mut engine = Engine::new(store, tasks, Clock::Real);
                             configure_resilience(&mut engine, &config, false)?;
-                            (Box::new(Local::new(engine, dir.clone()).with_compensation(compensation)), ro)
+                            (Box::new(Local::new(engine, dir.clone()).with_compensation(compensation)), kept)
                         }
                     };
                     let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the audit log {}", db.display()))?;
                     let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
                     let hook: lightbox::tui::jobs::OnAction = Box::new(ConsoleAudit { conn, user: user.clone(), intent: None });
-                    (cp, hook, store_ro)
+                    (cp, hook, kept)
                 }
             };
-            let read_only = self.cli_read_only || config.read_only || store_ro;
+            let read_only = self.cli_read_only || config.read_only || kept.read_only_store;
             self.previous = Some(std::mem::replace(&mut self.live_key, key));
-            let previous_ro = std::mem::replace(&mut self.live_store_ro, store_ro);
-            self.previous_ro = previous_ro;
-            Ok(lightbox::tui::jobs::Connected { cp, on_action, read_only, user, theme: Some(theme) })
+            self.previous_kept = std::mem::replace(&mut self.live, kept);
+            Ok(lightbox::tui::jobs::Connected { cp, on_action, read_only, user, theme: Some(theme), demo: kept.demo })
         }
     }
 
@@ -2940,7 +2958,7 @@ mod console {
 
         fn park(&mut self, _name: &str, cp: Box<dyn lightbox::backend::ControlPlane>, on_action: lightbox::tui::jobs::OnAction) {
             if let Some(k) = self.previous.take() {
-                self.parked.insert(k, (cp, on_action, self.previous_ro));
+                self.parked.insert(k, (cp, on_action, self.previous_kept));
             }
         }
     }

@@ -1943,6 +1943,7 @@ fn a_switch_of_context_clears_the_old_data_and_drops_its_late_results() {
             read_only: true,
             user: "dr.west".into(),
             theme: Some(Box::new(Theme::dark().with_accent(Some("#ff0000")).expect("accent"))),
+            demo: false,
             generation: *generation,
         },
         t0(),
@@ -1952,6 +1953,7 @@ fn a_switch_of_context_clears_the_old_data_and_drops_its_late_results() {
     assert_eq!((a.settings.context.as_str(), a.settings.backend.as_str(), a.settings.read_only), ("west", "aws", true));
     assert_eq!(a.view, View::Reviews, "the operator stays in the view they were in");
     assert_eq!(a.theme.accent, ratatui::style::Color::Rgb(255, 0, 0), "the context's accent");
+    assert!(!a.settings.demo, "the demo app's DEMO is not carried into a context that is not the demo");
     assert!(a.reviews.value.is_empty() && a.studies.value.is_empty() && a.executions.value.is_empty() && a.events.value.is_empty());
     assert!(a.marks.is_empty() && a.definitions.is_empty() && a.detail_arn.is_none() && a.reveal.is_none());
     assert_eq!(a.pulse.value.running, 0);

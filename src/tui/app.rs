@@ -281,6 +281,8 @@ pub enum Loaded {
         user: String,
         /// Its theme and accent (`None`: the console's stays).
         theme: Option<Box<super::theme::Theme>>,
+        /// Its data is the demo hospital's.
+        demo: bool,
         generation: u64,
     },
     /// The named context could not be made live; the current one stays.
@@ -1041,11 +1043,12 @@ impl App {
                 self.message = Some((msg, !failed.is_empty()));
                 self.marks.clear();
             }
-            Loaded::Switched { name, backend, location, read_only, user, theme, generation } => {
+            Loaded::Switched { name, backend, location, read_only, user, theme, demo, generation } => {
                 if let Some(t) = theme {
                     self.theme = *t;
                 }
                 self.switched(name, backend, location, read_only, user, generation);
+                self.settings.demo = demo;
             }
             Loaded::SwitchFailed { name, error } => {
                 self.message = Some((format!("ctx: {name} not switched to: {error} (still on {})", self.settings.context), true));
@@ -1093,8 +1096,6 @@ impl App {
         self.settings.location = location.clone();
         self.settings.read_only = read_only;
         self.settings.user = user;
-        // A local context runs no demo workload here.
-        self.settings.demo = false;
         self.message = Some((
             format!("ctx: {name} is live (backend {backend}{})", if location.is_empty() { String::new() } else { format!(", {location}") }),
             false,

@@ -36,6 +36,8 @@ pub struct Connected {
     pub user: String,
     /// The context's theme and accent (`None`: keep the console's).
     pub theme: Option<super::theme::Theme>,
+    /// Whether its data is the demo hospital's (the header says DEMO).
+    pub demo: bool,
 }
 
 /// Builds a context's control plane by name (`:ctx NAME`), on the jobs thread.
@@ -202,6 +204,7 @@ fn switch(
                 read_only: c.read_only,
                 user: c.user,
                 theme: c.theme.map(Box::new),
+                demo: c.demo,
                 generation,
             }
         }
@@ -634,7 +637,7 @@ mod tests {
         fn connect(&mut self, name: &str) -> Result<Connected, String> {
             let on_action: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
             if let Some(cp) = self.parked.remove(name) {
-                return Ok(Connected { cp, on_action, read_only: false, user: "dr.b".into(), theme: None });
+                return Ok(Connected { cp, on_action, read_only: false, user: "dr.b".into(), theme: None, demo: false });
             }
             let dir = self.dirs.get(name).ok_or_else(|| format!("no context {name:?}"))?;
             let store = crate::store::Store::open(&dir.join("lightbox.db")).map_err(|e| e.to_string())?;
@@ -646,6 +649,7 @@ mod tests {
                 read_only: false,
                 user: "dr.b".into(),
                 theme: None,
+                demo: false,
             })
         }
         fn park(&mut self, name: &str, cp: Box<dyn ControlPlane>, _: OnAction) {
