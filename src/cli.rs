@@ -2920,10 +2920,10 @@ mod console {
                             let conn = rusqlite::Connection::open(&db)
                                 .with_context(|| format!("opening the local audit store {}", db.display()))?;
                             let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-                            (
-                                Box::new(lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?.with_compensation(compensation)),
-                                Kept::default(),
-                            )
+                            let mut cp = lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?.with_compensation(compensation);
+                            // A context that does not answer is not switched to.
+                            cp.probe().map_err(|e| anyhow!("{e}"))?;
+                            (Box::new(cp), Kept::default())
                         }
                         None => {
                             let store = open_store(&db, false)?;
