@@ -409,7 +409,7 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
     let first_frame_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while app.studies.loaded_at.is_none() && Instant::now() < deadline {
-        if let Ok((l, at)) = worker.rx.recv_timeout(Duration::from_millis(50)) {
+        if let Ok((l, at, _)) = worker.rx.recv_timeout(Duration::from_millis(50)) {
             app.handle(AppEvent::Loaded(l, at));
         }
     }
@@ -422,7 +422,7 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
     }
     // (Loads may bring more than one result: the definitions behind reviews come with them.)
     while [app.reviews.loaded_at, app.executions.loaded_at, app.events.loaded_at].iter().any(Option::is_none) && Instant::now() < deadline {
-        if let Ok((l, at)) = worker.rx.recv_timeout(Duration::from_millis(100)) {
+        if let Ok((l, at, _)) = worker.rx.recv_timeout(Duration::from_millis(100)) {
             app.handle(AppEvent::Loaded(l, at));
         }
     }
@@ -451,7 +451,7 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
                 worker.send(Job::Load(r));
             }
         }
-        while let Ok((l, at)) = worker.rx.try_recv() {
+        while let Ok((l, at, _)) = worker.rx.try_recv() {
             app.handle(AppEvent::Loaded(l, at));
             dirty = true;
         }

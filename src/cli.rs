@@ -693,7 +693,8 @@ pub fn main() -> Result<ExitCode> {
         Command::Store(StoreCmd::Check { file: Some(file) }) => cmd_store_check(file, cli.json),
         Command::Events(EventsCmd::TestPattern { pattern, event }) => cmd_events_test(pattern, event),
         _ => {
-            let config = load_config(&cli)?.with_context(cli.context.as_deref())?;
+            let base_config = load_config(&cli)?;
+            let config = base_config.clone().with_context(cli.context.as_deref())?;
             lightbox::ops::slo::check_all(&config.slo)?;
             // The theme is checked before the store is opened: a wrong --theme touches no data.
             // (`demo` draws no console, but a --theme given to it must still name a theme.)
@@ -745,7 +746,8 @@ pub fn main() -> Result<ExitCode> {
                 let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the local audit store {}", db.display()))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
                 let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?.with_compensation(ctx.compensation.clone());
-                return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme);
+                let contexts = console::Contexts::new(&cli, base_config, format!("aws:{name}"), console::Kept::default());
+                return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme, contexts);
             }
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
@@ -753,7 +755,12 @@ pub fn main() -> Result<ExitCode> {
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
                 configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
                 ctx.sinks = config.sinks_for(&data_dir, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
-                return console::run(engine, &ctx, &config, &data_dir, demo, theme);
+                let kept = console::Kept {
+                    read_only_store: engine.store.is_read_only(),
+                    demo: matches!(demo, console::DemoMode::Running { .. } | console::DemoMode::Paused(_)),
+                };
+                let contexts = console::Contexts::new(&cli, base_config, console::local_key(&db), kept);
+                return console::run(engine, &ctx, &config, &data_dir, demo, theme, contexts);
             }
             if let Command::Serve { bind, tls_cert, tls_key, insecure_no_tls } = command {
                 let tls = tls_cert.zip(tls_key);
@@ -903,7 +910,7 @@ fn cmd_store_check(file: &Path, j: bool) -> Result<ExitCode> {
 }
 
 /// `config.toml`: see config.example.toml for every option.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     /// The file this came from (for errors that name it); not a key.
@@ -2809,8 +2816,9 @@ mod console {
         data_dir: &Path,
         remote: Box<dyn lightbox::backend::ControlPlane>,
         theme: (Theme, Option<String>),
+        contexts: Contexts,
     ) -> Result<ExitCode> {
-        run_with(engine, ctx, config, data_dir, DemoMode::Off, theme, Some(remote))
+        run_with(engine, ctx, config, data_dir, DemoMode::Off, theme, Some(remote), contexts)
     }
 
     pub fn run(
@@ -2820,10 +2828,142 @@ mod console {
         data_dir: &Path,
         demo_mode: DemoMode,
         theme: (Theme, Option<String>),
+        contexts: Contexts,
     ) -> Result<ExitCode> {
-        run_with(engine, ctx, config, data_dir, demo_mode, theme, None)
+        run_with(engine, ctx, config, data_dir, demo_mode, theme, None, contexts)
     }
 
+    /// What `:ctx NAME` needs to build another context's control plane: the config before
+    /// any context was applied, and the flags that override every context. The control
+    /// plane switched away from is kept (parked) for switching back: a data directory's
+    /// store is opened once per process.
+    pub struct Contexts {
+        base: Config,
+        cli_data_dir: Option<PathBuf>,
+        cli_read_only: bool,
+        cli_user: Option<String>,
+        cli_theme: Option<String>,
+        /// The live control plane's key (`local:<database>` or `aws:<context>`).
+        live_key: String,
+        /// The key of the one switched away from, until it is parked.
+        previous: Option<String>,
+        /// Parked control planes by key, with their audit hooks and what else holds for them.
+        parked: std::collections::HashMap<String, (Box<dyn lightbox::backend::ControlPlane>, lightbox::tui::jobs::OnAction, Kept)>,
+        /// What holds for the live control plane (kept with it when it is parked).
+        live: Kept,
+        previous_kept: Kept,
+    }
+
+    /// What holds for a control plane besides its context's config.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Kept {
+        /// Its store could be opened only read-only.
+        pub read_only_store: bool,
+        /// It holds the demo hospital (whose workload runs only in the one the console started on).
+        pub demo: bool,
+    }
+
+    /// The key of a local context: its database file.
+    pub fn local_key(db: &Path) -> String {
+        format!("local:{}", std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf()).display())
+    }
+
+    impl Contexts {
+        /// `live_key`: the live control plane's key; `live`: what holds for it.
+        pub fn new(cli: &Cli, base: Config, live_key: String, live: Kept) -> Contexts {
+            Contexts {
+                base,
+                cli_data_dir: cli.data_dir.clone(),
+                cli_read_only: cli.read_only,
+                cli_user: cli.user.clone(),
+                cli_theme: cli.theme.clone(),
+                live_key,
+                previous: None,
+                parked: Default::default(),
+                live,
+                previous_kept: Kept::default(),
+            }
+        }
+
+        fn build(&mut self, name: &str) -> Result<lightbox::tui::jobs::Connected> {
+            if !self.base.contexts.contains_key(name) {
+                bail!("no context {name:?} in the config");
+            }
+            let config = self.base.clone().with_context(Some(name))?;
+            let dir = match self.cli_data_dir.clone().or(config.data_dir.clone()) {
+                Some(d) => d,
+                None => directories::ProjectDirs::from("org", "lightbox", "lightbox")
+                    .context("no home directory to keep Lightbox's data in; pass --data-dir")?
+                    .data_dir()
+                    .to_path_buf(),
+            };
+            lightbox::store::create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let db = dir.join("lightbox.db");
+            let key = match &config.remote {
+                Some(_) => format!("aws:{name}"),
+                None => local_key(&db),
+            };
+            if key == self.live_key {
+                bail!("it is the live control plane already (the same data directory {})", dir.display());
+            }
+            let user = lightbox::audit::actor(self.cli_user.as_deref().or(config.user.as_deref()));
+            // Its theme and accent (production may look different), checked before connecting.
+            let theme_name = self.cli_theme.as_deref().or(config.theme.as_deref()).unwrap_or("dark");
+            let user_themes = directories::ProjectDirs::from("org", "lightbox", "lightbox").map(|d| d.config_dir().join("themes"));
+            let theme = Theme::load(theme_name, user_themes.as_deref())?.with_accent(config.accent.as_deref())?;
+            let (cp, on_action, kept) = match self.parked.remove(&key) {
+                Some(p) => p,
+                None => {
+                    let compensation = compensation_config(&config)?;
+                    let (cp, kept): (Box<dyn lightbox::backend::ControlPlane>, Kept) = match &config.remote {
+                        Some(aws) => {
+                            let conn = rusqlite::Connection::open(&db)
+                                .with_context(|| format!("opening the local audit store {}", db.display()))?;
+                            let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+                            let mut cp = lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?.with_compensation(compensation);
+                            // A context that does not answer is not switched to.
+                            cp.probe().map_err(|e| anyhow!("{e}"))?;
+                            (Box::new(cp), Kept::default())
+                        }
+                        None => {
+                            let store = open_store(&db, false)?;
+                            // The demo hospital's synthetic data says DEMO (its workload runs only
+                            // in the data directory the console started on).
+                            let machines: Vec<String> = store.state_machines()?.into_iter().map(|m| m.name).collect();
+                            let kept = Kept { read_only_store: store.is_read_only(), demo: lightbox::sim::holds_demo(&machines) };
+                            let mut tasks = TaskRunner::new();
+                            lightbox::sim::register_handlers(&mut tasks);
+                            let mut engine = Engine::new(store, tasks, Clock::Real);
+                            configure_resilience(&mut engine, &config, false)?;
+                            (Box::new(Local::new(engine, dir.clone()).with_compensation(compensation)), kept)
+                        }
+                    };
+                    let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the audit log {}", db.display()))?;
+                    let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+                    let hook: lightbox::tui::jobs::OnAction = Box::new(ConsoleAudit { conn, user: user.clone(), intent: None });
+                    (cp, hook, kept)
+                }
+            };
+            let read_only = self.cli_read_only || config.read_only || kept.read_only_store;
+            self.previous = Some(std::mem::replace(&mut self.live_key, key));
+            self.previous_kept = std::mem::replace(&mut self.live, kept);
+            Ok(lightbox::tui::jobs::Connected { cp, on_action, read_only, user, theme: Some(theme), demo: kept.demo })
+        }
+    }
+
+    impl lightbox::tui::jobs::Connector for Contexts {
+        fn connect(&mut self, name: &str) -> std::result::Result<lightbox::tui::jobs::Connected, String> {
+            self.build(name).map_err(|e| error_text(&e))
+        }
+
+        fn park(&mut self, _name: &str, cp: Box<dyn lightbox::backend::ControlPlane>, on_action: lightbox::tui::jobs::OnAction) {
+            if let Some(k) = self.previous.take() {
+                self.parked.insert(k, (cp, on_action, self.previous_kept));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn run_with(
         mut engine: Engine,
         ctx: &Ctx,
@@ -2832,6 +2972,7 @@ mod console {
         demo_mode: DemoMode,
         (theme, theme_warning): (Theme, Option<String>),
         remote: Option<Box<dyn lightbox::backend::ControlPlane>>,
+        contexts: Contexts,
     ) -> Result<ExitCode> {
         let demo = matches!(demo_mode, DemoMode::Running { .. });
         let keymap = Keymap::default().with_overrides(&config.keys).context("config [keys]")?;
@@ -2841,7 +2982,7 @@ mod console {
             demo: demo_mode != DemoMode::Off,
             backend: remote.as_ref().map(|r| r.name()).unwrap_or_else(|| "local".into()),
             location: remote.as_ref().map(|r| r.location()).unwrap_or_else(|| data_dir.display().to_string()),
-            context: config.context.clone().unwrap_or_else(|| "local".into()),
+            context: config.context.clone().unwrap_or_else(|| if remote.is_some() { "aws".into() } else { "local".into() }),
             contexts: config.contexts.keys().cloned().collect(),
             event_patterns: lightbox::events::feed::compile_named(&config.event_patterns)?,
             ..Settings::default()
@@ -2928,7 +3069,8 @@ mod console {
             Some(r) => r,
             None => Box::new(local),
         };
-        lightbox::tui::run(app, cp, lightbox::sim::stage_map(), on_action)?;
+        let live = app.settings.context.clone();
+        lightbox::tui::run_with(app, cp, lightbox::sim::stage_map(), on_action, Some((live, Box::new(contexts))))?;
         Ok(ExitCode::SUCCESS)
     }
 

@@ -940,13 +940,13 @@ fn every_view_and_filter_is_reachable_from_the_command_line() {
     a.handle(code(KeyCode::Esc));
     command(&mut a, "ctx");
     let screen = draw(&a, 100, 30);
-    assert!(screen.contains("Contexts") && screen.contains("live: local"), "{screen}");
+    assert!(screen.contains("Contexts") && screen.contains("* local (live: backend local"), "{screen}");
     a.handle(code(KeyCode::Esc));
-    command(&mut a, "ctx staging");
+    assert_eq!(command(&mut a, "ctx staging"), vec![]);
     assert!(message(&a).contains("no context \"staging\""), "{}", message(&a));
     a.settings.contexts = vec!["staging".into()];
-    command(&mut a, "ctx staging");
-    assert!(message(&a).contains("--context staging"), "{}", message(&a));
+    assert_eq!(command(&mut a, "ctx staging"), vec![Effect::Switch { name: "staging".into(), generation: 1 }]);
+    assert!(message(&a).contains("connecting to staging"), "{}", message(&a));
     assert_eq!(command(&mut a, "audit"), vec![Effect::Load(Request::Audit)]);
     command(&mut a, "lock");
     assert!(a.locked);
@@ -1891,4 +1891,99 @@ fn c_on_a_running_execution_says_why_not() {
     assert!(a.handle(key('C')).is_empty());
     let m = a.message.clone().map(|m| m.0).unwrap_or_default();
     assert!(m.contains("RUNNING") && m.contains("still running"), "{m}");
+}
+
+/// `:ctx` lists the contexts configured and marks the live one; `:ctx NAME` asks the jobs
+/// thread to switch, a name not configured says so and changes nothing.
+#[test]
+fn ctx_lists_the_contexts_marking_the_live_one_and_asks_to_switch() {
+    let mut a = app(false);
+    a.settings.context = "east".into();
+    a.settings.backend = "aws".into();
+    a.settings.location = "us-east-1".into();
+    a.settings.contexts = vec!["east".into(), "training".into(), "west".into()];
+    command(&mut a, "ctx");
+    let screen = draw(&a, 100, 30);
+    assert!(screen.contains("* east (live: backend aws, us-east-1)"), "{screen}");
+    assert!(screen.contains("  training") && screen.contains("  west"), "{screen}");
+    assert!(!screen.contains("* west") && !screen.contains("* training"), "only the live one is marked: {screen}");
+    a.handle(code(KeyCode::Esc));
+    assert_eq!(command(&mut a, "ctx east"), vec![]);
+    assert!(message(&a).contains("east is the live context"), "{}", message(&a));
+    assert_eq!(command(&mut a, "ctx north"), vec![]);
+    assert!(message(&a).contains("no context \"north\"") && message(&a).contains("still on east"), "{}", message(&a));
+    assert_eq!(a.settings.context, "east");
+    assert_eq!(command(&mut a, "ctx west"), vec![Effect::Switch { name: "west".into(), generation: 1 }]);
+    // Asked again before the first answered: a newer generation.
+    assert_eq!(command(&mut a, "ctx training"), vec![Effect::Switch { name: "training".into(), generation: 2 }]);
+    assert_eq!(a.settings.context, "east", "live until the switch is done");
+}
+
+/// Once the new context is live nothing of the old one shows: its rows, the open
+/// execution, marks and a reveal are gone, a late result of the old control plane is
+/// dropped, and the header names the new context and its region.
+#[test]
+fn a_switch_of_context_clears_the_old_data_and_drops_its_late_results() {
+    let mut a = app(false);
+    a.settings.contexts = vec!["west".into()];
+    a.handle(key('2'));
+    a.handle(key(' '));
+    assert!(!a.marks.is_empty());
+    assert!(draw(&a, 120, 30).contains("ACC-20418"));
+    let fx = command(&mut a, "ctx west");
+    let [Effect::Switch { generation, .. }] = fx.as_slice() else { panic!("{fx:?}") };
+    // A result of the old control plane before the switch is done still shows (its context is live).
+    a.handle(AppEvent::LoadedFrom(Loaded::Reviews(vec![review("ACC-20418", Priority::Stat, 9, 6)]), t0(), 0));
+    assert_eq!(a.reviews.value.len(), 1);
+    a.handle(AppEvent::LoadedFrom(
+        Loaded::Switched {
+            name: "west".into(),
+            backend: "aws".into(),
+            location: "us-west-2 via http://127.0.0.1:5000".into(),
+            read_only: true,
+            user: "dr.west".into(),
+            theme: Some(Box::new(Theme::dark().with_accent(Some("#ff0000")).expect("accent"))),
+            demo: false,
+            generation: *generation,
+        },
+        t0(),
+        *generation,
+    ));
+    assert_eq!(a.generation, *generation);
+    assert_eq!((a.settings.context.as_str(), a.settings.backend.as_str(), a.settings.read_only), ("west", "aws", true));
+    assert_eq!(a.view, View::Reviews, "the operator stays in the view they were in");
+    assert_eq!(a.theme.accent, ratatui::style::Color::Rgb(255, 0, 0), "the context's accent");
+    assert!(!a.settings.demo, "the demo app's DEMO is not carried into a context that is not the demo");
+    assert!(a.reviews.value.is_empty() && a.studies.value.is_empty() && a.executions.value.is_empty() && a.events.value.is_empty());
+    assert!(a.marks.is_empty() && a.definitions.is_empty() && a.detail_arn.is_none() && a.reveal.is_none());
+    assert_eq!(a.pulse.value.running, 0);
+    // A late result of the old context (tagged with its generation) never lands.
+    a.handle(AppEvent::LoadedFrom(Loaded::Reviews(vec![review("ACC-20418", Priority::Stat, 9, 6)]), t0(), 0));
+    a.handle(AppEvent::LoadedFrom(Loaded::Executions(vec![execution("ACC-20418", ExecutionStatus::Running, None)]), t0(), 0));
+    assert!(a.reviews.value.is_empty() && a.executions.value.is_empty(), "an old context's result was shown");
+    let screen = draw(&a, 120, 30);
+    assert!(!screen.contains("ACC-20418"), "{screen}");
+    assert!(screen.contains("aws us-west-2 · west") && screen.contains("user dr.west"), "{screen}");
+    // Narrow, or with a long condition: the live context's name stays in the header.
+    let narrow = draw(&a, 70, 20);
+    assert!(narrow.lines().next().is_some_and(|h| h.contains("west") && !h.contains("dr.west")), "{narrow}");
+    // An action confirmed before the switch: its outcome is told, as the previous context's.
+    a.handle(AppEvent::LoadedFrom(Loaded::Done { verb: "approve".into(), ok: 1, failed: vec![] }, t0(), 0));
+    assert!(message(&a).contains("approve: 1 done (in the previous context)"), "{}", message(&a));
+    // The new context's results land, and the next tick loads the view afresh.
+    a.handle(AppEvent::LoadedFrom(Loaded::Reviews(vec![review("ACC-30001", Priority::Urgent, 3, 60)]), t0(), *generation));
+    assert_eq!(a.reviews.value.len(), 1);
+    let fx = a.handle(AppEvent::Tick(t0() + Duration::seconds(1)));
+    assert!(fx.contains(&Effect::Load(lightbox::tui::app::Request::Reviews)), "{fx:?}");
+}
+
+#[test]
+fn a_context_that_fails_to_connect_says_so_and_keeps_the_current_one() {
+    let mut a = app(false);
+    a.settings.contexts = vec!["west".into()];
+    command(&mut a, "ctx west");
+    a.handle(AppEvent::LoadedFrom(Loaded::SwitchFailed { name: "west".into(), error: "no region for context \"west\"".into() }, t0(), 0));
+    assert!(message(&a).contains("west not switched to: no region") && message(&a).contains("still on local"), "{}", message(&a));
+    assert_eq!((a.settings.context.as_str(), a.generation), ("local", 0));
+    assert_eq!(a.reviews.value.len(), 3, "the current context's data stays");
 }

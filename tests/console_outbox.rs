@@ -297,11 +297,12 @@ fn run(a: &mut App, w: &lightbox::tui::jobs::Worker, effects: Vec<Effect>, done:
         match e {
             Effect::Load(r) => w.send(lightbox::tui::jobs::Job::Load(r)),
             Effect::Mutate(m) => w.send(lightbox::tui::jobs::Job::Mutate(m)),
+            Effect::Switch { name, generation } => w.send(lightbox::tui::jobs::Job::Switch { name, generation }),
             Effect::Quit => {}
         }
     }
     loop {
-        let (l, at) = w.rx.recv_timeout(StdDuration::from_secs(20)).expect("the jobs thread answers");
+        let (l, at, _) = w.rx.recv_timeout(StdDuration::from_secs(20)).expect("the jobs thread answers");
         let stop = done(&l);
         a.handle(AppEvent::Loaded(l.clone(), at));
         if stop {

@@ -219,6 +219,12 @@ impl Mutation {
 pub enum Effect {
     Load(Request),
     Mutate(Mutation),
+    /// `:ctx NAME`: make the named context live; results of the new control plane carry
+    /// `generation`.
+    Switch {
+        name: String,
+        generation: u64,
+    },
     Quit,
 }
 
@@ -266,13 +272,35 @@ pub enum Loaded {
     },
     /// SLO clocks (open, and closed within the compliance window).
     Slo(Vec<crate::ops::slo::Clock>),
+    /// The named context is live: what follows comes from its control plane.
+    Switched {
+        name: String,
+        backend: String,
+        location: String,
+        read_only: bool,
+        user: String,
+        /// Its theme and accent (`None`: the console's stays).
+        theme: Option<Box<super::theme::Theme>>,
+        /// Its data is the demo hospital's.
+        demo: bool,
+        generation: u64,
+    },
+    /// The named context could not be made live; the current one stays.
+    SwitchFailed {
+        name: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum AppEvent {
     Key(KeyEvent),
     Tick(DateTime<Utc>),
+    /// A result of the live control plane.
     Loaded(Loaded, DateTime<Utc>),
+    /// A result from the jobs thread, with the generation of the control plane that made it:
+    /// one from a context switched away from is dropped.
+    LoadedFrom(Loaded, DateTime<Utc>, u64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -584,6 +612,10 @@ pub struct App {
     pub lock_input: String,
     /// The detail pane, the execution's path, scroll positions, the paused Events tail.
     pub read: super::detail::ReadState,
+    /// The generation of the live control plane (it grows at each switch of context).
+    pub generation: u64,
+    /// The generation the last `:ctx NAME` asked for.
+    pub asked_generation: u64,
 }
 
 pub(super) const EVENTS_KEPT: usize = 2000;
@@ -637,6 +669,8 @@ impl App {
             back: vec![],
             lock_input: String::new(),
             read: Default::default(),
+            generation: 0,
+            asked_generation: 0,
         }
     }
 
@@ -828,6 +862,25 @@ impl App {
                 self.loaded(l, at);
                 vec![]
             }
+            AppEvent::LoadedFrom(l, at, generation) => {
+                // A switch makes its generation the live one; anything else must be of the live one.
+                let newer_switch = matches!(l, Loaded::Switched { .. }) && generation > self.generation;
+                if generation == self.generation || newer_switch {
+                    self.loaded(l, at);
+                } else if let Loaded::Done { verb, ok, failed } = l {
+                    // An action confirmed before the switch ran in the context it was confirmed
+                    // in: say how it went, but nothing of that context's data is shown.
+                    let msg = if failed.is_empty() {
+                        format!("{verb}: {ok} done (in the previous context)")
+                    } else {
+                        format!("{verb}: {ok} done, {} failed (in the previous context): {}", failed.len(), failed.join("; "))
+                    };
+                    self.message = Some((msg, !failed.is_empty()));
+                } else {
+                    tracing::debug!(generation, live = self.generation, "dropped a result of a previous context");
+                }
+                vec![]
+            }
             AppEvent::Key(k) => {
                 self.last_input = self.now;
                 if self.locked {
@@ -990,6 +1043,16 @@ impl App {
                 self.message = Some((msg, !failed.is_empty()));
                 self.marks.clear();
             }
+            Loaded::Switched { name, backend, location, read_only, user, theme, demo, generation } => {
+                if let Some(t) = theme {
+                    self.theme = *t;
+                }
+                self.switched(name, backend, location, read_only, user, generation);
+                self.settings.demo = demo;
+            }
+            Loaded::SwitchFailed { name, error } => {
+                self.message = Some((format!("ctx: {name} not switched to: {error} (still on {})", self.settings.context), true));
+            }
             Loaded::Failed { what, error } => {
                 self.message = Some((format!("{what}: {error}"), true));
                 match what.as_str() {
@@ -1013,6 +1076,30 @@ impl App {
         if self.selected() >= n && n > 0 {
             self.set_selected(n - 1);
         }
+    }
+
+    /// A new context is live: forget every piece of the old one's data (panes, selections,
+    /// marks, the open execution, a reveal, dialogs about its items), name the new one in the
+    /// header, and load afresh at the next tick.
+    fn switched(&mut self, name: String, backend: String, location: String, read_only: bool, user: String, generation: u64) {
+        let settings = std::mem::take(&mut self.settings);
+        let mut fresh = App::new(settings, self.keymap.clone(), self.theme.clone(), self.now);
+        fresh.cmdline = std::mem::take(&mut self.cmdline);
+        fresh.last_input = self.last_input;
+        fresh.locked = self.locked;
+        fresh.view = self.view;
+        fresh.asked_generation = self.asked_generation;
+        fresh.generation = generation;
+        *self = fresh;
+        self.settings.context = name.clone();
+        self.settings.backend = backend.clone();
+        self.settings.location = location.clone();
+        self.settings.read_only = read_only;
+        self.settings.user = user;
+        self.message = Some((
+            format!("ctx: {name} is live (backend {backend}{})", if location.is_empty() { String::new() } else { format!(", {location}") }),
+            false,
+        ));
     }
 
     pub(super) fn switch(&mut self, v: View) -> Vec<Effect> {

@@ -481,10 +481,7 @@ impl App {
                 self.message = Some(("audit: loading the latest rows…".into(), false));
                 vec![Effect::Load(Request::Audit)]
             }
-            Command::Ctx(name) => {
-                self.show_contexts(name.as_deref());
-                vec![]
-            }
+            Command::Ctx(name) => self.show_contexts(name.as_deref()),
             Command::Help => {
                 self.dialog_scroll = 0;
                 self.dialog = Some(Dialog::Help);
@@ -497,29 +494,42 @@ impl App {
         }
     }
 
-    fn show_contexts(&mut self, name: Option<&str>) {
+    /// `:ctx` lists the contexts, marking the live one; `:ctx NAME` switches to a configured
+    /// one (the jobs thread connects it; the current one stays if that fails).
+    fn show_contexts(&mut self, name: Option<&str>) -> Vec<Effect> {
         let s = &self.settings;
         let configured =
             if s.contexts.is_empty() { "none ([contexts.NAME] in the config adds some)".to_string() } else { s.contexts.join(", ") };
         match name {
             Some(n) if n == s.context => self.message = Some((format!("ctx: {n} is the live context"), false)),
             Some(n) if s.contexts.iter().any(|c| c == n) => {
-                self.message = Some((format!("ctx: switching from the console comes later; run lightbox --context {n} console"), true))
+                self.asked_generation = self.asked_generation.max(self.generation) + 1;
+                self.message = Some((format!("ctx: connecting to {n}… ({} stays live until it answers)", s.context), false));
+                return vec![Effect::Switch { name: n.to_string(), generation: self.asked_generation }];
             }
-            Some(n) => self.message = Some((format!("ctx: no context {n:?} (configured: {configured})"), true)),
+            Some(n) => self.message = Some((format!("ctx: no context {n:?} (configured: {configured}); still on {}", s.context), true)),
             None => {
-                let mut lines = vec![format!(
-                    "live: {} (backend {}{})",
+                let live = format!(
+                    "* {} (live: backend {}{})",
                     s.context,
                     s.backend,
                     if s.location.is_empty() { String::new() } else { format!(", {}", s.location) }
-                )];
-                lines.push(format!("configured: {configured}"));
+                );
+                let mut lines = vec![live];
+                for c in s.contexts.iter().filter(|c| **c != s.context) {
+                    lines.push(format!("  {c}"));
+                }
+                if s.contexts.is_empty() {
+                    lines.push(format!("configured: {configured}"));
+                }
+                lines.push(String::new());
                 lines.push(if s.read_only { "read-only: on".into() } else { "read-only: off".into() });
+                lines.push(":ctx NAME switches to another context".into());
                 self.dialog_scroll = 0;
                 self.dialog = Some(Dialog::Lines { title: "Contexts".into(), lines });
             }
         }
+        vec![]
     }
 
     /// `:study X`: the revealed study by its MRN, a study or execution on screen by its exact

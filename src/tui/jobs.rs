@@ -17,8 +17,40 @@ use crate::ops::project::{Review, Study, sort_by_urgency};
 pub enum Job {
     Load(Request),
     Mutate(Mutation),
+    /// `:ctx NAME`: build the named context's control plane and make it the live one; what
+    /// comes back afterwards is tagged with `generation`.
+    Switch {
+        name: String,
+        generation: u64,
+    },
     Stop,
 }
+
+/// A context's control plane, connected, with the audit hook that records its actions.
+pub struct Connected {
+    pub cp: Box<dyn ControlPlane>,
+    pub on_action: OnAction,
+    /// Whether the context refuses actions that change workflows.
+    pub read_only: bool,
+    /// The operator's name in this context's audit log.
+    pub user: String,
+    /// The context's theme and accent (`None`: keep the console's).
+    pub theme: Option<super::theme::Theme>,
+    /// Whether its data is the demo hospital's (the header says DEMO).
+    pub demo: bool,
+}
+
+/// Builds a context's control plane by name (`:ctx NAME`), on the jobs thread.
+pub trait Connector: Send {
+    fn connect(&mut self, name: &str) -> Result<Connected, String>;
+    /// Takes back the control plane of the context switched away from, so switching back
+    /// reuses it (its caches, and the one `Store` a data directory may have in a process).
+    fn park(&mut self, _name: &str, _cp: Box<dyn ControlPlane>, _on_action: OnAction) {}
+}
+
+/// What the jobs thread sends back: a result, when it was made, and the generation of the
+/// control plane that made it (it grows at each switch of context).
+pub type Output = (Loaded, chrono::DateTime<Utc>, u64);
 
 /// The audit hook: asked before an action whether it can be recorded (if not, the action is
 /// not carried out), then told each target's outcome.
@@ -46,12 +78,29 @@ pub type OnAction = Box<dyn AuditHook>;
 
 pub struct Worker {
     pub tx: Sender<Job>,
-    pub rx: Receiver<(Loaded, chrono::DateTime<Utc>)>,
+    pub rx: Receiver<Output>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Worker {
-    pub fn spawn(mut cp: Box<dyn ControlPlane>, stages: StageMap, mut on_action: OnAction, tick_every: Duration) -> Worker {
+    pub fn spawn(cp: Box<dyn ControlPlane>, stages: StageMap, on_action: OnAction, tick_every: Duration) -> Worker {
+        Worker::spawn_with(cp, stages, on_action, tick_every, None)
+    }
+
+    /// As [`Worker::spawn`], able to switch context (`Job::Switch`) through `contexts`,
+    /// starting in the context named `live`.
+    pub fn spawn_with(
+        mut cp: Box<dyn ControlPlane>,
+        stages: StageMap,
+        mut on_action: OnAction,
+        tick_every: Duration,
+        contexts: Option<(String, Box<dyn Connector>)>,
+    ) -> Worker {
+        let (mut live, mut connector) = match contexts {
+            Some((live, c)) => (live, Some(c)),
+            None => (String::new(), None),
+        };
+        let mut generation = 0u64;
         let (tx, jobs) = channel::<Job>();
         let (out, rx) = channel();
         let handle = std::thread::Builder::new()
@@ -82,10 +131,17 @@ impl Worker {
                         let results = match job {
                             Job::Load(r) => load(cp.as_mut(), &stages, r),
                             Job::Mutate(m) => vec![mutate(cp.as_mut(), &m, &mut on_action)],
+                            Job::Switch { name, generation: next } => {
+                                let said = switch(connector.as_mut(), &name, next, &mut live, &mut cp, &mut on_action);
+                                if matches!(said, Loaded::Switched { .. }) {
+                                    generation = next;
+                                }
+                                vec![said]
+                            }
                             Job::Stop => return,
                         };
                         for result in results {
-                            if out.send((result, Utc::now())).is_err() {
+                            if out.send((result, Utc::now(), generation)).is_err() {
                                 return;
                             }
                         }
@@ -121,6 +177,44 @@ impl Drop for Worker {
     }
 }
 
+/// Make the named context the live one: the new control plane is built first, so a context
+/// that fails to connect leaves the current one in place.
+fn switch(
+    connector: Option<&mut Box<dyn Connector>>,
+    name: &str,
+    generation: u64,
+    live: &mut String,
+    cp: &mut Box<dyn ControlPlane>,
+    on_action: &mut OnAction,
+) -> Loaded {
+    let Some(connector) = connector else {
+        return Loaded::SwitchFailed { name: name.into(), error: "this console cannot switch context".into() };
+    };
+    match connector.connect(name) {
+        Ok(c) => {
+            let old_cp = std::mem::replace(cp, c.cp);
+            let old_hook = std::mem::replace(on_action, c.on_action);
+            let old = std::mem::replace(live, name.to_string());
+            connector.park(&old, old_cp, old_hook);
+            tracing::info!(context = %name, backend = %cp.name(), "switched context");
+            Loaded::Switched {
+                name: name.into(),
+                backend: cp.name(),
+                location: cp.location(),
+                read_only: c.read_only,
+                user: c.user,
+                theme: c.theme.map(Box::new),
+                demo: c.demo,
+                generation,
+            }
+        }
+        Err(error) => {
+            tracing::warn!(context = %name, error = %error, "switching context failed");
+            Loaded::SwitchFailed { name: name.into(), error }
+        }
+    }
+}
+
 fn kind(r: &Request) -> u8 {
     match r {
         Request::Pulse => 0,
@@ -140,8 +234,11 @@ fn kind(r: &Request) -> u8 {
 }
 
 /// Keep every mutation in order and only the newest load of each kind, after the mutations
-/// (so a refresh reflects what was just done).
+/// (so a refresh reflects what was just done). A switch of context splits the batch: the
+/// mutations before it still run on the context they were confirmed in, its loads are
+/// dropped (their results would belong to the old context).
 pub fn coalesce(batch: Vec<Job>) -> Vec<Job> {
+    let mut out = vec![];
     let mut muts = vec![];
     let mut loads: Vec<Request> = vec![];
     for j in batch {
@@ -151,11 +248,17 @@ pub fn coalesce(batch: Vec<Job>) -> Vec<Job> {
                 loads.retain(|x| kind(x) != kind(&r));
                 loads.push(r);
             }
+            Job::Switch { name, generation } => {
+                out.append(&mut muts);
+                loads.clear();
+                out.push(Job::Switch { name, generation });
+            }
             Job::Stop => muts.push(Job::Stop),
         }
     }
-    muts.extend(loads.into_iter().map(Job::Load));
-    muts
+    out.append(&mut muts);
+    out.extend(loads.into_iter().map(Job::Load));
+    out
 }
 
 /// What a load brings back: the data, then the definitions behind it (for the consequences
@@ -520,6 +623,155 @@ mod tests {
         let out = load(&mut cp, &StageMap::default(), Request::Find("G1".into()));
         let [Loaded::Found { hits, .. }] = out.as_slice() else { panic!("{out:?}") };
         assert_eq!(hits.iter().map(|h| h.arn.as_str()).collect::<Vec<_>>(), vec![arn.as_str()]);
+    }
+
+    /// Two local contexts, each its own data directory: a connector that opens a context's
+    /// store on first use and reuses the one parked when switching back.
+    struct TwoDirs {
+        dirs: std::collections::HashMap<String, std::path::PathBuf>,
+        parked: std::collections::HashMap<String, Box<dyn ControlPlane>>,
+        opened: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Connector for TwoDirs {
+        fn connect(&mut self, name: &str) -> Result<Connected, String> {
+            let on_action: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
+            if let Some(cp) = self.parked.remove(name) {
+                return Ok(Connected { cp, on_action, read_only: false, user: "dr.b".into(), theme: None, demo: false });
+            }
+            let dir = self.dirs.get(name).ok_or_else(|| format!("no context {name:?}"))?;
+            let store = crate::store::Store::open(&dir.join("lightbox.db")).map_err(|e| e.to_string())?;
+            self.opened.lock().map_err(|e| e.to_string())?.push(name.to_string());
+            let engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+            Ok(Connected {
+                cp: Box::new(crate::backend::local::Local::new(engine, dir.clone())),
+                on_action,
+                read_only: false,
+                user: "dr.b".into(),
+                theme: None,
+                demo: false,
+            })
+        }
+        fn park(&mut self, name: &str, cp: Box<dyn ControlPlane>, _: OnAction) {
+            self.parked.insert(name.to_string(), cp);
+        }
+    }
+
+    /// A data directory holding one execution named `name`.
+    fn dir_with(root: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = crate::store::Store::open(&dir.join("lightbox.db")).expect("store");
+        let mut engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let def = r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Task",
+            "Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","Parameters":{"t.$":"$$.Task.Token"},"End":true}}}"#;
+        let sm = engine.create_state_machine("m", def, None).expect("create");
+        engine.start_execution(&sm.arn, Some(name), "{}").expect("start");
+        dir
+    }
+
+    /// The names of the executions in what came back, by generation.
+    fn executions_by_generation(out: &[Output]) -> Vec<(u64, Vec<String>)> {
+        out.iter()
+            .filter_map(|(l, _, g)| match l {
+                Loaded::Executions(e) => Some((*g, e.iter().map(|x| x.name.clone()).collect())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn collect_until(w: &Worker, mut done: impl FnMut(&[Output]) -> bool) -> Vec<Output> {
+        let mut out = vec![];
+        let until = Instant::now() + Duration::from_secs(20);
+        while !done(&out) && Instant::now() < until {
+            if let Ok(o) = w.rx.recv_timeout(Duration::from_millis(50)) {
+                out.push(o);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_switch_of_context_shows_the_other_data_directory_and_never_the_old_ones_results() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let a = dir_with(root.path(), "in-a");
+        let b = dir_with(root.path(), "in-b");
+        let opened = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let connector = TwoDirs {
+            dirs: [("a".to_string(), a.clone()), ("b".to_string(), b)].into_iter().collect(),
+            parked: Default::default(),
+            opened: opened.clone(),
+        };
+        let store = crate::store::Store::open(&a.join("lightbox.db")).expect("store a");
+        let engine = crate::engine::Engine::new(store, crate::engine::tasks::TaskRunner::new(), crate::engine::Clock::Real);
+        let live = crate::backend::local::Local::new(engine, a);
+        let hook: OnAction = Box::new(|_: &Mutation, _: &str, _: &Result<(), String>| {});
+        let w =
+            Worker::spawn_with(Box::new(live), StageMap::default(), hook, Duration::from_secs(60), Some(("a".into(), Box::new(connector))));
+        let executions = || Job::Load(Request::Executions(None, false));
+        w.send(executions());
+        let out = collect_until(&w, |o| !executions_by_generation(o).is_empty());
+        assert_eq!(executions_by_generation(&out), vec![(0, vec!["in-a".to_string()])]);
+
+        // A load asked before the switch, in the same batch, is dropped: its result would be a's.
+        let _ = w.tx.send(executions());
+        let _ = w.tx.send(Job::Switch { name: "b".into(), generation: 1 });
+        let _ = w.tx.send(executions());
+        let out = collect_until(&w, |o| executions_by_generation(o).iter().any(|(g, _)| *g == 1));
+        let switched: Vec<&Loaded> = out.iter().map(|(l, _, _)| l).filter(|l| matches!(l, Loaded::Switched { .. })).collect();
+        let [Loaded::Switched { name, backend, generation, .. }] = switched.as_slice() else { panic!("{out:?}") };
+        assert_eq!((name.as_str(), backend.as_str(), *generation), ("b", "local", 1));
+        let after: Vec<(u64, Vec<String>)> = {
+            let at = out.iter().position(|(l, _, _)| matches!(l, Loaded::Switched { .. })).expect("switched");
+            executions_by_generation(&out[at..])
+        };
+        assert_eq!(after, vec![(1, vec!["in-b".to_string()])], "after the switch only b's executions, tagged with its generation");
+        // A result before the switch (if the batch split so) is tagged with the old generation.
+        let before: Vec<(u64, Vec<String>)> = {
+            let at = out.iter().position(|(l, _, _)| matches!(l, Loaded::Switched { .. })).expect("switched");
+            executions_by_generation(&out[..at])
+        };
+        assert!(before.iter().all(|(g, names)| *g == 0 && names == &vec!["in-a".to_string()]), "{before:?}");
+
+        // A context that cannot connect: said so, and b stays live (same generation).
+        let _ = w.tx.send(Job::Switch { name: "nowhere".into(), generation: 2 });
+        let _ = w.tx.send(executions());
+        let out = collect_until(&w, |o| !executions_by_generation(o).is_empty());
+        assert!(
+            out.iter()
+                .any(|(l, _, _)| matches!(l, Loaded::SwitchFailed { name, error } if name == "nowhere" && error.contains("no context"))),
+            "{out:?}"
+        );
+        assert_eq!(executions_by_generation(&out), vec![(1, vec!["in-b".to_string()])]);
+
+        // Back to a: the parked control plane is reused, not a second store on its file.
+        let _ = w.tx.send(Job::Switch { name: "a".into(), generation: 3 });
+        let _ = w.tx.send(executions());
+        let out = collect_until(&w, |o| !executions_by_generation(o).is_empty());
+        assert_eq!(executions_by_generation(&out), vec![(3, vec!["in-a".to_string()])]);
+        assert_eq!(*opened.lock().expect("opened"), vec!["b".to_string()], "a was parked, not opened again");
+        drop(w);
+    }
+
+    #[test]
+    fn a_switch_splits_a_batch_the_mutations_before_it_run_first_and_its_loads_are_dropped() {
+        let batch = vec![
+            Job::Load(Request::Reviews),
+            Job::Mutate(Mutation::Redrive { arns: vec!["a".into()] }),
+            Job::Switch { name: "b".into(), generation: 1 },
+            Job::Load(Request::Pulse),
+            Job::Mutate(Mutation::Redrive { arns: vec!["b".into()] }),
+        ];
+        let shape: Vec<String> = coalesce(batch)
+            .iter()
+            .map(|j| match j {
+                Job::Load(r) => format!("load {r:?}"),
+                Job::Mutate(Mutation::Redrive { arns }) => format!("redrive {}", arns[0]),
+                Job::Switch { name, generation } => format!("switch {name} {generation}"),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(shape, vec!["redrive a", "switch b 1", "redrive b", "load Pulse"]);
     }
 
     #[test]

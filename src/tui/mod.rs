@@ -33,8 +33,20 @@ pub enum ConsoleError {
 }
 
 /// Run the console until the operator quits. The terminal is restored on exit and on panic.
-pub fn run(mut app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action: OnAction) -> Result<(), ConsoleError> {
-    let worker = Worker::spawn(cp, stages, on_action, Duration::from_millis(250));
+pub fn run(app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action: OnAction) -> Result<(), ConsoleError> {
+    run_with(app, cp, stages, on_action, None)
+}
+
+/// As [`run`]; with `contexts` (the live context's name, and what connects the others),
+/// `:ctx NAME` switches the live control plane.
+pub fn run_with(
+    mut app: App,
+    cp: Box<dyn ControlPlane>,
+    stages: StageMap,
+    on_action: OnAction,
+    contexts: Option<(String, Box<dyn jobs::Connector>)>,
+) -> Result<(), ConsoleError> {
+    let worker = Worker::spawn_with(cp, stages, on_action, Duration::from_millis(250), contexts);
     let mut terminal = ratatui::init();
     quiet_background_panics();
     let result = (|| -> Result<(), ConsoleError> {
@@ -62,10 +74,10 @@ pub fn run(mut app: App, cp: Box<dyn ControlPlane>, stages: StageMap, on_action:
                     _ => {}
                 }
             }
-            while let Ok((loaded, at)) = worker.rx.try_recv() {
+            while let Ok((loaded, at, generation)) = worker.rx.try_recv() {
                 dirty = true;
-                let refresh = matches!(loaded, app::Loaded::Done { .. });
-                app.handle(AppEvent::Loaded(loaded, at));
+                let refresh = matches!(loaded, app::Loaded::Done { .. } | app::Loaded::Switched { .. }) && generation >= app.generation;
+                app.handle(AppEvent::LoadedFrom(loaded, at, generation));
                 if refresh {
                     for r in app.refresh_requests() {
                         worker.send(Job::Load(r));
@@ -107,6 +119,7 @@ fn dispatch(worker: &Worker, e: Effect) {
     match e {
         Effect::Load(r) => worker.send(Job::Load(r)),
         Effect::Mutate(m) => worker.send(Job::Mutate(m)),
+        Effect::Switch { name, generation } => worker.send(Job::Switch { name, generation }),
         Effect::Quit => {}
     }
 }

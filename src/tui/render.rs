@@ -134,8 +134,12 @@ impl App {
                     } else {
                         format!(" · {}", self.settings.context)
                     };
-                    // The data directory too, where the terminal is wide enough.
-                    let loc = if self.settings.location.is_empty() || area.width < 150 {
+                    // The data directory too, where the terminal is wide enough; on AWS its
+                    // region always (the endpoint, where wide enough).
+                    let loc = if self.settings.backend == "aws" && area.width < 150 {
+                        let region = self.settings.location.split(" via ").next().unwrap_or_default();
+                        if region.is_empty() { String::new() } else { format!(" {region}") }
+                    } else if self.settings.location.is_empty() || area.width < 150 {
                         String::new()
                     } else {
                         format!(" {}", self.settings.location)
@@ -188,8 +192,12 @@ impl App {
         let right = clock(self.now, &self.settings.tz);
         let width = |spans: &[Span]| spans.iter().map(|s| s.content.chars().count()).sum::<usize>();
         if width(&spans) + right.len() + 1 > area.width as usize {
-            // Narrow terminal: the counts and the clock matter more than who and where.
-            spans[2] = Span::styled(if self.settings.demo { "DEMO" } else { "" }, t.muted());
+            // Narrow terminal: the counts and the clock matter more than who and where; which
+            // context is live (other than the default local one) stays.
+            let s = &self.settings;
+            let named = (s.context != s.backend || s.backend != "local").then_some(s.context.as_str());
+            let short: Vec<&str> = named.into_iter().chain(s.demo.then_some("DEMO")).collect();
+            spans[2] = Span::styled(short.join(" · "), t.muted());
         }
         if let Some(b) = banner
             && width(&spans) + right.len() + 1 > area.width as usize

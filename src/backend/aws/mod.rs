@@ -366,6 +366,21 @@ impl Aws {
         &self.region
     }
 
+    /// One call (a ListStateMachines page of one) to learn whether this context answers, for
+    /// `:ctx NAME`, which keeps the live context when it does not: no network, no or expired
+    /// credentials, denied access. Throttling counts as an answer.
+    pub fn probe(&mut self) -> std::result::Result<(), String> {
+        let r = self.admit("ListStateMachines", Duration::from_secs(2)).and_then(|()| {
+            let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1).send());
+            r.map(|_| ()).map_err(|e| api_err(&e, &self.region, "ListStateMachines"))
+        });
+        match r {
+            Ok(()) | Err(Condition::Throttled | Condition::RateLimited(_)) => Ok(()),
+            Err(Condition::NetworkLost) => Err(format!("region {}: no answer (network lost, or nothing listens there)", self.region)),
+            Err(c) => Err(c.text(None)),
+        }
+    }
+
     /// The condition the console shows, if anything is wrong (or a mode worth knowing).
     pub fn status(&self) -> Option<String> {
         let at = self.last_ok.map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string());
