@@ -164,6 +164,13 @@ enum Command {
         /// (scripts/py-env.sh makes one), else python3.
         #[arg(long)]
         serve: bool,
+        /// Measure the AWS backend's API calls per minute instead, in steady state with 10,
+        /// 1,000 and 10,000 running executions, against a scripted loopback endpoint.
+        #[arg(long)]
+        aws_calls: bool,
+        /// Seconds of steady state measured per size for --aws-calls.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -684,6 +691,7 @@ pub fn main() -> Result<ExitCode> {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { aws_calls: true, seconds, .. } => cmd_bench_aws_calls(*seconds, cli.json),
         Command::Bench { serve: true, executions, dir, .. } => cmd_bench_serve(*executions, dir.as_deref(), cli.json),
         Command::Bench { relay: true, events, dir, .. } => cmd_bench_relay(*events, dir.as_deref(), cli.json),
         Command::Bench { console: true, list_rows, reviews, dir, .. } => cmd_bench_console(*list_rows, *reviews, dir.as_deref(), cli.json),
@@ -2604,6 +2612,29 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
         say!("outbox relay, {} events over 100 executions", r.events);
         say!("  to NDJSON (fsync per batch of 256): {:.0} events/s", r.ndjson_per_second);
         say!("  to a loopback webhook (one POST per event): {:.0} events/s", r.webhook_per_second);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench_aws_calls(seconds: u64, j: bool) -> Result<ExitCode> {
+    let window = std::time::Duration::from_secs(seconds.clamp(1, 3600));
+    let mut reports = vec![];
+    for n in [10, 1_000, 10_000] {
+        let r = lightbox::backend::aws::budget::calls_per_minute(n, window)?;
+        if !j {
+            let by: Vec<String> = r.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            say!(
+                "{:>6} running: {:>4.0} calls/min ({}; first sweep {:.1} s)",
+                r.running,
+                r.per_minute,
+                by.join(", "),
+                r.first_sweep.as_secs_f64()
+            );
+        }
+        reports.push(r);
+    }
+    if j {
+        print_json(&json!({"windowSeconds": window.as_secs(), "runs": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>()}));
     }
     Ok(ExitCode::SUCCESS)
 }

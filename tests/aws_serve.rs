@@ -276,3 +276,22 @@ fn one_engine_many_operators() {
     let succeeded = h["events"].as_array().expect("events").iter().filter(|e| e["type"] == "TaskSucceeded").count();
     assert_eq!(succeeded, 1, "one answer only");
 }
+
+/// `lightbox bench --aws-calls`: each size measured, by API, against the scripted endpoint
+/// (short windows here; the README's numbers are from 60 s each).
+#[test]
+fn bench_aws_calls_reports_calls_per_minute_for_each_size() {
+    let lb = Lb::new();
+    let out = lb.run(&["--json", "bench", "--aws-calls", "--seconds", "5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let runs = v["runs"].as_array().expect("runs");
+    let sizes: Vec<u64> = runs.iter().filter_map(|r| r["running"].as_u64()).collect();
+    assert_eq!(sizes, [10, 1_000, 10_000]);
+    for r in runs {
+        assert!(r["calls"]["FilterLogEvents"].as_u64().unwrap_or(0) > 0, "the log is read in steady state: {r}");
+        assert!(r["calls"].get("DescribeExecution").is_none() && r["calls"].get("GetExecutionHistory").is_none(), "{r}");
+        let per_minute = r["callsPerMinute"].as_f64().expect("per minute");
+        assert!(per_minute > 0.0 && per_minute <= 120.0, "within the budget: {r}");
+    }
+}

@@ -13,6 +13,7 @@
 //!
 //! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
 
+pub mod budget;
 pub mod events;
 pub mod limit;
 pub mod stub;
