@@ -164,6 +164,13 @@ enum Command {
         /// (scripts/py-env.sh makes one), else python3.
         #[arg(long)]
         serve: bool,
+        /// Measure the AWS backend's API calls per minute instead, in steady state with 10,
+        /// 1,000 and 10,000 running executions, against a scripted loopback endpoint.
+        #[arg(long)]
+        aws_calls: bool,
+        /// Seconds of steady state measured per size for --aws-calls.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// The audit log of operator actions: list it, or verify its hash chain.
     #[command(subcommand)]
@@ -684,6 +691,7 @@ pub fn main() -> Result<ExitCode> {
             lightbox::bench::seed_console_store(dir, *list_rows, *reviews)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { aws_calls: true, seconds, .. } => cmd_bench_aws_calls(*seconds, cli.json),
         Command::Bench { serve: true, executions, dir, .. } => cmd_bench_serve(*executions, dir.as_deref(), cli.json),
         Command::Bench { relay: true, events, dir, .. } => cmd_bench_relay(*events, dir.as_deref(), cli.json),
         Command::Bench { console: true, list_rows, reviews, dir, .. } => cmd_bench_console(*list_rows, *reviews, dir.as_deref(), cli.json),
@@ -2615,6 +2623,29 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+fn cmd_bench_aws_calls(seconds: u64, j: bool) -> Result<ExitCode> {
+    let window = std::time::Duration::from_secs(seconds.clamp(1, 3600));
+    let mut reports = vec![];
+    for n in [10, 1_000, 10_000] {
+        let r = lightbox::backend::aws::budget::calls_per_minute(n, window)?;
+        if !j {
+            let by: Vec<String> = r.calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            say!(
+                "{:>6} running: {:>4.0} calls/min ({}; first sweep {:.1} s)",
+                r.running,
+                r.per_minute,
+                by.join(", "),
+                r.first_sweep.as_secs_f64()
+            );
+        }
+        reports.push(r);
+    }
+    if j {
+        print_json(&json!({"windowSeconds": window.as_secs(), "runs": reports.iter().map(|r| r.to_json()).collect::<Vec<_>>()}));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn cmd_bench_console(executions: usize, reviews: usize, dir: Option<&Path>, j: bool) -> Result<ExitCode> {
     let (_scratch, dir) = bench_dir(dir)?;
     // Seed in a child process, so the console's memory is measured alone.
@@ -2760,7 +2791,9 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
 /// Starting the console: settings from config and flags, the demo hospital, the audit hook.
 mod console {
     use super::*;
+    use lightbox::backend::ControlPlane as _;
     use lightbox::backend::local::Local;
+    use lightbox::backend::shared::Shared;
     use lightbox::tui::app::{App, Mutation, Settings};
     use lightbox::tui::keymap::Keymap;
     use lightbox::tui::theme::Theme;
@@ -2940,8 +2973,11 @@ mod console {
                     };
                     let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the audit log {}", db.display()))?;
                     let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-                    let hook: lightbox::tui::jobs::OnAction = Box::new(ConsoleAudit { conn, user: user.clone(), intent: None });
-                    (cp, hook, kept)
+                    // The audit hook asks the same control plane as the jobs thread (a token's
+                    // execution, the status after an action), as at start-up.
+                    let cp = Shared::new(cp);
+                    let hook: lightbox::tui::jobs::OnAction = Box::new(ConsoleAudit::new(conn, user.clone(), cp.clone()));
+                    (Box::new(cp) as Box<dyn lightbox::backend::ControlPlane>, hook, kept)
                 }
             };
             let read_only = self.cli_read_only || config.read_only || kept.read_only_store;
@@ -3045,11 +3081,15 @@ mod console {
         }));
         let db = data_dir.join("lightbox.db");
         let user = ctx.user.clone();
+        let cp = Shared::new(match remote {
+            Some(r) => r,
+            None => Box::new(local),
+        });
         // Audit from the job thread through its own connection (appends are safe across connections).
         let on_action: lightbox::tui::jobs::OnAction = match rusqlite::Connection::open(&db) {
             Ok(conn) => {
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-                Box::new(ConsoleAudit { conn, user, intent: None })
+                Box::new(ConsoleAudit::new(conn, user, cp.clone()))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no audit connection: every action is refused");
@@ -3062,24 +3102,26 @@ mod console {
             app.message = Some((note, false));
         }
         tracing::info!(demo, paused = matches!(demo_mode, DemoMode::Paused(_)), read_only = ctx.read_only, "console started");
-        if remote.is_some() {
+        if cp.name() != "local" {
             app.message = Some(("AWS backend: claims and the audit log are kept in the local store of this data directory".into(), false));
         }
-        let cp: Box<dyn lightbox::backend::ControlPlane> = match remote {
-            Some(r) => r,
-            None => Box::new(local),
-        };
         let live = app.settings.context.clone();
-        lightbox::tui::run_with(app, cp, lightbox::sim::stage_map(), on_action, Some((live, Box::new(contexts))))?;
+        lightbox::tui::run_with(app, Box::new(cp), lightbox::sim::stage_map(), on_action, Some((live, Box::new(contexts))))?;
         Ok(ExitCode::SUCCESS)
     }
 
-    /// The console's audit hook: its own connection to the store's database.
-    struct ConsoleAudit {
+    /// The console's audit hook: its own connection to the store's database, and the control
+    /// plane acted on, which names a token's execution and an execution's status after the
+    /// action (on every backend alike).
+    pub(super) struct ConsoleAudit {
         conn: rusqlite::Connection,
         user: String,
+        cp: Shared,
         /// The intent committed for the target being acted on.
         intent: Option<(String, audit::Intent)>,
+        /// The execution the target being acted on names, looked up before the action (an
+        /// answered token may be forgotten by the backend after it).
+        execution: Option<(String, Option<String>)>,
     }
 
     /// A hook that refuses every action: the audit log cannot be opened.
@@ -3116,6 +3158,7 @@ mod console {
         }
 
         fn intent(&mut self, m: &Mutation, target: &str) -> std::result::Result<(), String> {
+            self.execution = Some((target.to_string(), self.cp.execution_of(target)));
             let e = self.entry(m, target);
             let intent = audit::begin(&self.conn, &e, Utc::now()).map_err(|e| e.to_string())?;
             self.intent = Some((target.to_string(), intent));
@@ -3125,8 +3168,7 @@ mod console {
         fn record(&mut self, m: &Mutation, target: &str, r: &std::result::Result<(), String>) {
             let mut e = self.entry(m, target);
             if let Some(a) = e.execution_arn.clone() {
-                let status: Option<String> = self.conn.query_row("SELECT status FROM executions WHERE arn = ?1", [&a], |r| r.get(0)).ok();
-                e = e.after(json!({ "status": status }));
+                e = e.after(json!({ "status": self.cp.status_of(&a) }));
             }
             e = e.outcome(match r {
                 Ok(()) => audit::Outcome::Ok,
@@ -3143,14 +3185,17 @@ mod console {
     }
 
     impl ConsoleAudit {
+        pub(super) fn new(conn: rusqlite::Connection, user: String, cp: Shared) -> ConsoleAudit {
+            ConsoleAudit { conn, user, cp, intent: None, execution: None }
+        }
+
         /// The entry for an action on one target, without its outcome.
         fn entry(&self, m: &Mutation, target: &str) -> audit::AuditEntry {
             let mut e = audit::AuditEntry::new(self.user.clone(), audit::Source::Console, action_of(m));
-            // Name the execution a token belongs to.
-            let arn: Option<String> = if target.starts_with("arn:") {
-                Some(target.to_string())
-            } else {
-                self.conn.query_row("SELECT execution_arn FROM task_tokens WHERE token = ?1", [target], |r| r.get(0)).ok()
+            // Name the execution a token belongs to (as the backend said before the action).
+            let arn: Option<String> = match &self.execution {
+                Some((t, a)) if t == target => a.clone(),
+                _ => self.cp.execution_of(target),
             };
             if !target.starts_with("arn:") && target != "phi" {
                 e = e.token(target);
@@ -3356,5 +3401,127 @@ mod tests {
         assert!(matches!(demo_mode(false, true, false, true, false), DemoMode::Paused(w) if w.contains("--no-demo")));
         assert_eq!(demo_mode(true, false, false, true, false), DemoMode::Off);
         assert!(matches!(demo_mode(false, true, false, false, true), DemoMode::Paused(w) if w.contains("read-only")));
+    }
+
+    /// The console's audit record names the token's execution and the status after the action
+    /// from the control plane, so on the AWS backend (here against `lightbox serve` in this
+    /// process) those fields are filled as on the embedded engine.
+    #[test]
+    fn the_console_audit_record_names_execution_and_status_on_the_aws_backend() {
+        use lightbox::backend::ControlPlane;
+        use lightbox::backend::aws::{Aws, AwsContext};
+        use lightbox::backend::shared::Shared;
+        use lightbox::tui::app::Mutation;
+        use lightbox::tui::jobs::AuditHook;
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("serve")).expect("dir");
+        let store = Store::open(&dir.path().join("serve/lightbox.db")).expect("serve store");
+        let mut tasks = TaskRunner::new();
+        lightbox::sim::register_handlers(&mut tasks);
+        let engine = Engine::new(store, tasks, Clock::Real);
+        let opts = lightbox::serve::Options {
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            credentials: vec![],
+            tls: None,
+            insecure_no_tls: false,
+            read_only: false,
+            sync_timeout: Duration::from_secs(10),
+            max_connections: 16,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Serves until the test process ends.
+        std::thread::spawn(move || {
+            let _ = lightbox::serve::run(engine, opts, Box::new(|_: &Engine| {}), move |addr, _| {
+                let _ = tx.send(addr);
+            });
+        });
+        let url = format!("http://{}", rx.recv_timeout(Duration::from_secs(20)).expect("serve listens"));
+        let call = |op: &str, body: Value| -> Value {
+            let r = reqwest::blocking::Client::new()
+                .post(&url)
+                .header("X-Amz-Target", format!("AWSStepFunctions.{op}"))
+                .header("Content-Type", "application/x-amz-json-1.0")
+                .body(body.to_string())
+                .send()
+                .expect("call serve");
+            assert!(r.status().is_success(), "{op}: {}", r.status());
+            r.json().expect("json")
+        };
+        let def = json!({"StartAt": "Review", "States": {"Review": {"Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token"}}, "End": true}}});
+        let sm = call(
+            "CreateStateMachine",
+            json!({"name": "review", "definition": def.to_string(), "roleArn": "arn:aws:iam::000000000000:role/r"}),
+        );
+        let sm = sm["stateMachineArn"].as_str().expect("arn").to_string();
+        let start = |name: &str| {
+            call("StartExecution", json!({"stateMachineArn": sm, "name": name, "input": "{}"}))["executionArn"]
+                .as_str()
+                .expect("arn")
+                .to_string()
+        };
+        let (approved, stopped) = (start("ACC-1"), start("ACC-2"));
+
+        // The console's side: a local store of its own for claims and the audit log.
+        let local = dir.path().join("console/lightbox.db");
+        std::fs::create_dir_all(local.parent().expect("parent")).expect("dir");
+        drop(Store::open(&local).expect("local store"));
+        let cfg = AwsContext {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(url.clone()),
+            state_machines: vec![sm.clone()],
+            ..Default::default()
+        };
+        let aws = Aws::connect_with("serve", &cfg, Some(rusqlite::Connection::open(&local).expect("conn")), Some(("test", "test")))
+            .expect("connect")
+            .with_pacing(Duration::from_millis(200), Duration::from_millis(200));
+        let mut cp = Shared::new(Box::new(aws));
+        let mut hook = console::ConsoleAudit::new(rusqlite::Connection::open(&local).expect("conn"), "dr.lee".into(), cp.clone());
+        let end = Instant::now() + Duration::from_secs(30);
+        let token = loop {
+            cp.tick().expect("tick");
+            if let Some(t) = cp.pending_tasks(10).expect("pending").into_iter().find(|t| t.execution_arn == approved) {
+                break t.token;
+            }
+            assert!(Instant::now() < end, "no pending callback within 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        // As the console's job thread does: check, intent, act, record.
+        let mut act = |m: &Mutation, target: &str, f: &mut dyn FnMut(&mut Shared) -> lightbox::backend::Result<()>| {
+            hook.check(m).expect("check");
+            hook.intent(m, target).expect("intent");
+            let r = f(&mut cp).map_err(|e| e.to_string());
+            hook.record(m, target, &r);
+            r.expect("the action");
+        };
+        let acting = lightbox::backend::Acting::user("dr.lee");
+        let approve =
+            Mutation::Approve { tokens: vec![token.clone()], output: "{}".into(), comment: "fine".into(), acting: acting.clone() };
+        act(&approve, &token, &mut |cp| cp.approve(&token, "{}", &acting));
+        let stop = Mutation::Stop { arns: vec![stopped.clone()], cause: "wrong patient".into() };
+        act(&stop, &stopped, &mut |cp| cp.stop(&stopped, "Ops.Stopped", "wrong patient"));
+
+        let conn = rusqlite::Connection::open(&local).expect("conn");
+        let rows = audit::list(&conn, &audit::AuditFilter { limit: 100, ..Default::default() }).expect("audit");
+        let outcome = |action: &str| {
+            rows.iter()
+                .find(|r| r.action == action && r.intent_seq.is_some())
+                .cloned()
+                .unwrap_or_else(|| panic!("no {action} outcome: {rows:?}"))
+        };
+        let a = outcome("approve");
+        assert_eq!(a.execution_arn.as_deref(), Some(approved.as_str()), "the token's execution, from the backend");
+        assert!(a.task_token.is_some());
+        let after: Value = serde_json::from_str(a.after.as_deref().expect("after")).expect("json");
+        assert_eq!(after["status"], "RUNNING", "the status the backend knew right after the answer: {after}");
+        let s = outcome("stop");
+        assert_eq!(s.execution_arn.as_deref(), Some(stopped.as_str()));
+        let after: Value = serde_json::from_str(s.after.as_deref().expect("after")).expect("json");
+        assert_eq!(after["status"], "ABORTED", "{after}");
+        // The intent rows name the execution too.
+        assert!(rows.iter().filter(|r| r.action == "approve").all(|r| r.execution_arn.as_deref() == Some(approved.as_str())), "{rows:?}");
     }
 }

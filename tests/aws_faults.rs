@@ -97,34 +97,12 @@ fn without_a_log_group_the_status_says_histories_are_polled() {
     }
 }
 
-/// Calls per minute over `window` of steady state, with `n` running executions.
+/// Calls per minute over `window` of steady state, with `n` running executions (the
+/// measurement `lightbox bench --aws-calls` reports).
 fn calls_per_minute(n: usize, window: Duration) -> f64 {
-    let stub = Stub::start(n).expect("stub");
-    let cfg = AwsContext {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(stub.url.clone()),
-        log_group: Some("g".into()),
-        ..Default::default()
-    };
-    // Real pacing: the sweep every 15 s and the log every 2 s.
-    let mut cp = Aws::connect_with("stub", &cfg, None, Some(("AKIDSTUB", "secret"))).expect("connect");
-    let t0 = Instant::now();
-    cp.tick().expect("first tick");
-    eprintln!("first sweep of {n}: {:?}", t0.elapsed());
-    assert_eq!(all(&mut cp), n, "the first sweep lists every running execution");
-    cp.assume_backfilled();
-    let before: u64 = stub.calls().values().sum();
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(200));
-        let t = Instant::now();
-        cp.tick().expect("tick");
-        if t.elapsed() > Duration::from_secs(1) {
-            eprintln!("slow tick {:?} {:?}", t.elapsed(), cp.pulse().ok().and_then(|p| p.condition));
-        }
-    }
-    let after: u64 = stub.calls().values().sum();
-    (after - before) as f64 * 60.0 / window.as_secs_f64()
+    let r = lightbox::backend::aws::budget::calls_per_minute(n, window).expect("measure");
+    eprintln!("{n} running: first sweep {:?}, calls {:?}", r.first_sweep, r.calls);
+    r.per_minute
 }
 
 #[test]

@@ -494,6 +494,26 @@ fn the_example_config_is_accepted_as_is() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The example's AWS context, uncommented, is a valid context: its keys parse and it selects
+/// the AWS backend (which drives the console only, as a usage error for other commands says).
+#[test]
+fn the_example_aws_context_is_accepted_when_uncommented() {
+    let lb = Lb::new();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).expect("example");
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# [contexts.imaging-east]"))
+        .take_while(|l| l.starts_with("# ") && !l.trim_start_matches("# ").is_empty())
+        .map(|l| &l[2..])
+        .collect();
+    assert!(block.len() >= 9 && block.iter().any(|l| l.starts_with("backend = \"aws\"")), "the example's aws context: {block:?}");
+    let config = lb.file("aws.toml", &format!("{text}\n{}\n", block.join("\n")));
+    let out = lb.run(&["--config", &config, "--context", "imaging-east", "state-machines", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the AWS backend drives the console"), "{err}");
+}
+
 #[test]
 fn claims_are_shared_and_escalation_routes_to_the_catcher() {
     let lb = Lb::new();

@@ -181,6 +181,10 @@ impl ControlPlane for Local {
         Ok(self.engine.store.tokens(None, Some(arn), 1000)?)
     }
 
+    fn task_execution(&mut self, token: &str) -> Result<Option<String>> {
+        Ok(self.engine.store.token(token)?.map(|t| t.execution_arn))
+    }
+
     fn events_after(&mut self, after: Option<i64>, limit: usize) -> Result<Vec<FeedEvent>> {
         // The outbox holds exactly the events other systems see, in commit order.
         let rows = match after {

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod local;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,6 +100,11 @@ pub trait ControlPlane: Send {
     fn tasks_of(&mut self, arn: &str) -> Result<Vec<PendingTask>> {
         let _ = arn;
         Ok(vec![])
+    }
+    /// The execution a task token was issued to, if this backend knows the token (for the
+    /// audit record of an action on it). The default looks among the pending tasks.
+    fn task_execution(&mut self, token: &str) -> Result<Option<String>> {
+        Ok(self.pending_tasks(10_000)?.into_iter().find(|t| t.token == token).map(|t| t.execution_arn))
     }
     /// Executions whose accession, order number, name or ARN contains `needle` (any letter
     /// case), exact matches first, then the newest; at most [`FIND_LIMIT`]. Patient fields are

@@ -13,6 +13,7 @@
 //!
 //! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
 
+pub mod budget;
 pub mod events;
 pub mod limit;
 pub mod stub;
@@ -50,6 +51,8 @@ const BACKFILL_PER_TICK: usize = 8;
 const FEED_MAX: usize = 5000;
 /// Histories kept for opened executions.
 const OPENED_MAX: usize = 32;
+/// Answered tokens remembered with their execution.
+const ANSWERED_MAX: usize = 64;
 /// Log records read again after the cursor, for late arrivals.
 const LOG_LOOKBACK_MS: i64 = 10_000;
 
@@ -145,6 +148,9 @@ pub struct Aws {
     last_ok: Option<DateTime<Utc>>,
     audit_stream: Option<String>,
     audit_shipped: i64,
+    /// Tokens answered from this console lately, with their execution (for the audit record
+    /// written after the answer); at most [`ANSWERED_MAX`].
+    answered: VecDeque<(String, String)>,
 }
 
 fn to_chrono(d: &sfn::primitives::DateTime) -> DateTime<Utc> {
@@ -345,6 +351,7 @@ impl Aws {
             last_ok: None,
             audit_stream: None,
             audit_shipped: 0,
+            answered: VecDeque::new(),
         })
     }
 
@@ -855,7 +862,12 @@ impl Aws {
     }
 
     fn forget_token(&mut self, token: &str) {
-        self.tracker.close(token);
+        if let Some(t) = self.tracker.close(token) {
+            if self.answered.len() >= ANSWERED_MAX {
+                self.answered.pop_front();
+            }
+            self.answered.push_back((token.to_string(), t.execution_arn));
+        }
         if let Some(c) = self.local.as_ref() {
             let _ = c.execute("DELETE FROM claims WHERE token = ?1", [token]);
         }
@@ -1004,6 +1016,13 @@ impl ControlPlane for Aws {
         let mut out: Vec<PendingTask> = self.tracker.pending.values().filter(|t| t.execution_arn == arn).cloned().collect();
         out.sort_by_key(|t| t.issued);
         Ok(out)
+    }
+
+    fn task_execution(&mut self, token: &str) -> Result<Option<String>> {
+        Ok(match self.tracker.pending.get(token) {
+            Some(t) => Some(t.execution_arn.clone()),
+            None => self.answered.iter().rev().find(|(t, _)| t == token).map(|(_, a)| a.clone()),
+        })
     }
 
     fn find(&mut self, needle: &str) -> Result<Vec<Found>> {
