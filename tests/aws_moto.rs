@@ -2,46 +2,15 @@
 //! scripts/test.sh (`LIGHTBOX_TEST_MOTO_URL`). Also runs against `lightbox serve` (point the
 //! variable at it) for the calls moto lacks. A missing server FAILS the test.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::aws::{call, moto, unique};
 use lightbox::backend::aws::{Aws, AwsContext};
 use lightbox::backend::{Acting, ControlPlane};
 use lightbox::history::ExecutionStatus;
 use serde_json::{Value, json};
-
-fn moto() -> String {
-    std::env::var("LIGHTBOX_TEST_MOTO_URL").expect(
-        "LIGHTBOX_TEST_MOTO_URL is not set: run ./scripts/test.sh, which starts moto_server (pip install 'moto[server]') on a free port",
-    )
-}
-
-/// A name of this run's own, so the tests can run again against the same moto server.
-fn unique(base: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{base}-{:x}{:x}", std::process::id(), nanos)
-}
-
-/// One AWS JSON-protocol call, as the SDKs make it (moto reads the region from the scope).
-fn call(url: &str, target: &str, body: Value) -> Value {
-    let r = reqwest::blocking::Client::new()
-        .post(url)
-        .header("X-Amz-Target", target)
-        .header("Content-Type", if target.starts_with("Logs") { "application/x-amz-json-1.1" } else { "application/x-amz-json-1.0" })
-        .header(
-            "Authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{}/aws4_request, SignedHeaders=host, Signature=00",
-                if target.starts_with("Logs") { "logs" } else { "states" }
-            ),
-        )
-        .body(body.to_string())
-        .send()
-        .unwrap_or_else(|e| panic!("{target}: {e}"));
-    let status = r.status();
-    let v: Value = r.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{target}: {status} {v}");
-    v
-}
 
 /// A review machine (and, with `start`, one execution of it waiting for its callback; moto
 /// answers StartExecution with an error while another execution waits, so only one test starts one).

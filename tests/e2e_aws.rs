@@ -4,95 +4,18 @@
 //! approves it with the keys a person uses, and the execution is seen SUCCEEDED in the
 //! console and through moto's DescribeExecution. A missing server or tmux FAILS the test.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::aws::{call, moto, unique};
+use common::tmux::Tmux;
 use serde_json::{Value, json};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lightbox")
-}
-
-fn moto() -> String {
-    std::env::var("LIGHTBOX_TEST_MOTO_URL").expect(
-        "LIGHTBOX_TEST_MOTO_URL is not set: run ./scripts/test.sh, which starts moto_server (pip install 'moto[server]') on a free port",
-    )
-}
-
-/// A name of this run's own, so the test can run again against the same moto server.
-fn unique(base: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{base}-{:x}{:x}", std::process::id(), nanos)
-}
-
-/// One AWS JSON-protocol call, as the SDKs make it.
-fn call(url: &str, target: &str, body: Value) -> Value {
-    let service = if target.starts_with("AmazonSQS") { "sqs" } else { "states" };
-    let r = reqwest::blocking::Client::new()
-        .post(url)
-        .header("X-Amz-Target", target)
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header(
-            "Authorization",
-            format!("AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=00"),
-        )
-        .body(body.to_string())
-        .send()
-        .unwrap_or_else(|e| panic!("{target}: {e}"));
-    let status = r.status();
-    let v: Value = r.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{target}: {status} {v}");
-    v
-}
-
-struct Tmux {
-    session: String,
-}
-
-impl Tmux {
-    fn start(cmd: &str, width: u16, height: u16) -> Tmux {
-        let session = unique("lightbox-e2e-aws");
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", &height.to_string(), cmd])
-            .env_remove("TMUX")
-            .status()
-            .expect("tmux must be installed (scripts/test.sh installs it)");
-        assert!(ok.success(), "tmux new-session failed");
-        Tmux { session }
-    }
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let ok = Command::new("tmux").args(["send-keys", "-t", &self.session, k]).status().expect("send-keys");
-            assert!(ok.success());
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-    fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().expect("capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    /// Wait until `ok` holds for the screen (or fail with the screen).
-    fn wait_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "screen never showed {what}:\n{s}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    fn wait_for(&self, text: &str) -> String {
-        self.wait_until(&format!("{text:?}"), |s| s.contains(text))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).stderr(std::process::Stdio::null()).status();
-    }
 }
 
 /// A review machine on moto whose one execution waits for its callback; the task token as
@@ -187,7 +110,7 @@ fn on_aws_the_operator_approves_a_callback_and_sees_the_execution_succeed() {
         ),
     )
     .expect("config");
-    let t = Tmux::start(&console_cmd(dir.path(), &config, "moto-east"), 140, 36);
+    let t = Tmux::start("lightbox-e2e-aws", &console_cmd(dir.path(), &config, "moto-east"), 140, 36);
     // The header names the backend, its region and the live context (and keeps the context's
     // name when the backend's condition leaves no room for the rest).
     t.wait_for("aws us-east-1 · moto-east");

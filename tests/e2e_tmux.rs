@@ -2,10 +2,13 @@
 //! (tmux), driven with keystrokes, checked through the CLI, the audit log and
 //! the log file. tmux is installed by the test command (scripts/test.sh).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
 use serde_json::{Value, json};
 
 fn bin() -> &'static str {
@@ -16,59 +19,6 @@ fn lb(data: &Path, args: &[&str]) -> Value {
     let out = Command::new(bin()).arg("--data-dir").arg(data).arg("--json").args(args).output().expect("run lightbox");
     assert!(out.status.success(), "lightbox {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("json")
-}
-
-struct Tmux {
-    session: String,
-}
-
-impl Tmux {
-    fn start(cmd: &str, width: u16, height: u16) -> Tmux {
-        let session = format!("lightbox-e2e-{}-{}", std::process::id(), rand_suffix());
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", &height.to_string(), cmd])
-            .env_remove("TMUX")
-            .status()
-            .expect("tmux must be installed (scripts/test.sh installs it)");
-        assert!(ok.success(), "tmux new-session failed");
-        Tmux { session }
-    }
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let ok = Command::new("tmux").args(["send-keys", "-t", &self.session, k]).status().expect("send-keys");
-            assert!(ok.success());
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-    fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().expect("capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    /// Wait until the screen shows `text` (or fail with the screen).
-    fn wait_for(&self, text: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if s.contains(text) {
-                return s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "screen never showed {text:?}:\n{s}");
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-    fn alive(&self) -> bool {
-        Command::new("tmux").args(["has-session", "-t", &self.session]).output().map(|o| o.status.success()).unwrap_or(false)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).stderr(std::process::Stdio::null()).status();
-    }
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
 }
 
 fn setup(dir: &Path) -> PathBuf {
@@ -111,7 +61,7 @@ fn operator_approves_rejects_and_redrives_from_the_console() {
         .collect();
     assert_eq!(tokens.len(), 2);
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 120, 32);
+    let t = Tmux::start("lightbox-e2e", &cmd, 120, 32);
     t.wait_for("LIGHTBOX");
 
     // Reviews: STAT first. Approve it.
@@ -194,7 +144,7 @@ fn read_only_console_refuses_actions_and_survives_resizes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = setup(dir.path());
     let cmd = format!("{} --data-dir {} --read-only console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 80, 24);
+    let t = Tmux::start("lightbox-e2e", &cmd, 80, 24);
     t.wait_for("READ-ONLY");
     t.keys(&["2"]);
     t.wait_for("ACC-E2E-1");
@@ -216,7 +166,7 @@ fn the_readme_command_starts_the_demo_hospital_on_a_fresh_data_dir() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("fresh");
     // What `cargo run --release` runs: no subcommand.
-    let t = Tmux::start(&format!("{} --data-dir {}", bin(), data.display()), 140, 36);
+    let t = Tmux::start("lightbox-e2e", &format!("{} --data-dir {}", bin(), data.display()), 140, 36);
     // Wait for the panel itself: a capture can land between the header and the body of a draw.
     let s = t.wait_for("Stages · demo hospital (synthetic patients)");
     assert!(s.contains("DEMO"), "{s}");
@@ -246,7 +196,7 @@ fn a_claimed_review_is_answered_only_with_an_audited_override() {
         .to_string();
     lb(&data, &["--user", "dr.a", "tasks", "claim", &stat]);
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 120, 32);
+    let t = Tmux::start("lightbox-e2e", &cmd, 120, 32);
     t.keys(&["2"]);
     t.wait_for("ACC-E2E-1");
     t.keys(&["a"]);
@@ -293,7 +243,7 @@ fn one_bad_execution_never_blanks_the_console_or_stalls_the_others() {
         .output()
         .expect("run");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
-    let t = Tmux::start(&format!("{} --data-dir {} console --no-demo", bin(), data.display()), 120, 30);
+    let t = Tmux::start("lightbox-e2e", &format!("{} --data-dir {} console --no-demo", bin(), data.display()), 120, 30);
     t.wait_for("Pipelines");
     t.keys(&["3"]);
     t.wait_for("Executions");
@@ -339,7 +289,7 @@ fn a_reopened_demo_data_dir_says_the_demo_runs_and_time_moves() {
     let before = lb(&data, &["executions", "list"])["executions"].as_array().map(Vec::len).unwrap_or(0);
     assert!(before > 0, "the demo left studies behind");
 
-    let t = Tmux::start(&format!("{} --data-dir {}", bin(), data.display()), 120, 30);
+    let t = Tmux::start("lightbox-e2e", &format!("{} --data-dir {}", bin(), data.display()), 120, 30);
     let s = t.wait_for("demo running");
     assert!(s.contains("resumed on this data directory") && s.contains("DEMO"), "{s}");
     let first = header_running(&s);
@@ -358,7 +308,7 @@ fn a_reopened_demo_data_dir_says_the_demo_runs_and_time_moves() {
 
     // With --no-demo it says the demo is paused, and nothing starts.
     let paused = lb(&data, &["executions", "list"])["executions"].as_array().map(Vec::len).unwrap_or(0);
-    let t = Tmux::start(&format!("{} --data-dir {} console --no-demo", bin(), data.display()), 120, 30);
+    let t = Tmux::start("lightbox-e2e", &format!("{} --data-dir {} console --no-demo", bin(), data.display()), 120, 30);
     let s = t.wait_for("demo paused");
     assert!(s.contains("--no-demo"), "{s}");
     std::thread::sleep(Duration::from_secs(2));
@@ -380,7 +330,7 @@ fn command_history_study_pick_list_back_and_unlock_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = setup(dir.path());
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 120, 30);
+    let t = Tmux::start("lightbox-e2e", &cmd, 120, 30);
     t.wait_for("LIGHTBOX");
     // Tab completes the command, Enter runs it; ↑ recalls it.
     t.keys(&[":", "exe", "Tab"]);
@@ -424,7 +374,7 @@ fn operator_reads_an_event_in_full_and_jumps_from_the_paused_feed_to_its_executi
     let dir = tempfile::tempdir().expect("tempdir");
     let data = setup(dir.path());
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 120, 32);
+    let t = Tmux::start("lightbox-e2e", &cmd, 120, 32);
     t.wait_for("LIGHTBOX");
     t.keys(&["3"]);
     t.wait_for("ACC-E2E-3");
@@ -479,7 +429,7 @@ fn events_name_their_state_and_the_filter_finds_errors_and_causes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = setup(dir.path());
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 80, 24);
+    let t = Tmux::start("lightbox-e2e", &cmd, 80, 24);
     t.wait_for("LIGHTBOX");
     t.keys(&["4"]);
     let s = t.wait_for("TaskFailed");
@@ -515,7 +465,7 @@ fn view_6_shows_a_sink_and_pausing_and_resuming_it_is_audited() {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, "[[outbox.sinks]]\nname = \"archive\"\nkind = \"ndjson\"\npath = \"events.ndjson\"\n").expect("config");
     let cmd = format!("{} --data-dir {} --config {} console --no-demo", bin(), data.display(), config.display());
-    let t = Tmux::start(&cmd, 140, 30);
+    let t = Tmux::start("lightbox-e2e", &cmd, 140, 30);
     t.wait_for("Pipelines");
     t.keys(&["6"]);
     t.wait_for("archive");
@@ -560,7 +510,7 @@ fn view_6_holds_and_releases_a_dependency_with_reasons() {
     std::fs::write(&config, "[[dependencies]]\nname = \"clearinghouse\"\nmatch = { handler = \"lightbox-submit-claim\" }\n")
         .expect("config");
     let cmd = format!("{} --data-dir {} --config {} --user dr.e2e console --no-demo", bin(), data.display(), config.display());
-    let t = Tmux::start(&cmd, 120, 32);
+    let t = Tmux::start("lightbox-e2e", &cmd, 120, 32);
     t.wait_for("Pipelines");
     t.keys(&["6"]);
     t.wait_for("clearinghouse");
@@ -606,7 +556,7 @@ fn escalating_a_review_from_the_console_is_an_event_and_an_audit_row() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = setup(dir.path());
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 120, 32);
+    let t = Tmux::start("lightbox-e2e", &cmd, 120, 32);
     t.keys(&["2"]);
     t.wait_for("ACC-E2E-1");
     t.keys(&["e"]);
@@ -668,7 +618,7 @@ fn operator_compensates_a_stopped_demo_billing_workflow_with_c() {
     assert_eq!(describe(&data, "billing", "ACC-E2E-9")["status"], "ABORTED");
 
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
-    let t = Tmux::start(&cmd, 140, 36);
+    let t = Tmux::start("lightbox-e2e", &cmd, 140, 36);
     t.wait_for("LIGHTBOX");
     t.keys(&["3"]);
     t.wait_for("ACC-E2E-9");
@@ -709,7 +659,7 @@ fn the_slo_view_counts_a_stat_read_into_breach_and_e_escalates_its_review() {
     )
     .expect("config");
     let cmd = format!("{} --data-dir {} --config {} --user dr.e2e console --no-demo", bin(), data.display(), config.display());
-    let t = Tmux::start(&cmd, 120, 32);
+    let t = Tmux::start("lightbox-e2e", &cmd, 120, 32);
     t.wait_for("LIGHTBOX");
     t.keys(&["5"]);
     let s = t.wait_for("ACC-E2E-1");

@@ -2,6 +2,9 @@
 //! temporary directory, with no user config, audit key or user from the environment.
 #![allow(dead_code)]
 
+pub mod aws;
+pub mod tmux;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
