@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::Lb;
@@ -27,32 +26,7 @@ struct Serve {
 impl Serve {
     fn start() -> Serve {
         let lb = Lb::new();
-        let mut child = lb
-            .cmd()
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lightbox serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(l) if !l.is_empty() => l,
-            _ => {
-                let _ = child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("lightbox serve did not say where it listens: {err}");
-            }
-        };
-        let url = line.split_whitespace().find(|w| w.starts_with("http")).expect("an address in the first line").to_string();
+        let (child, url) = common::spawn_serve(lb.cmd().args(["serve", "--bind", "127.0.0.1:0"]));
         Serve { _lb: lb, child, url }
     }
 

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::Lb;
@@ -42,27 +42,7 @@ impl Server {
 
     /// Start `cmd` (a `lightbox` command with its global options) with `serve` and `extra`.
     fn start_with(mut cmd: Command, extra: &[&str]) -> Server {
-        cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start lightbox serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(l) if !l.is_empty() => l,
-            _ => {
-                let _ = child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("lightbox serve did not say where it listens: {err}");
-            }
-        };
-        let url = line.split_whitespace().find(|w| w.starts_with("http")).expect("an address in the first line").to_string();
+        let (child, url) = common::spawn_serve(cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(extra));
         let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
         Server { child, url, port }
     }

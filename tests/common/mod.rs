@@ -184,3 +184,31 @@ pub fn dependency(name: &str, breaker: &str, left_s: Option<i64>, failures: usiz
         waiting: if held_by.is_some() { 3 } else { 0 },
     }
 }
+
+/// Start `cmd` (a `lightbox … serve --bind …` command) and read the address it says it listens
+/// on from its first line; fails the test with its stderr if it says none within 20 s.
+pub fn spawn_serve(cmd: &mut Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start lightbox serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(l) if !l.is_empty() => l,
+        _ => {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("lightbox serve did not say where it listens: {err}");
+        }
+    };
+    let url = line.split_whitespace().find(|w| w.starts_with("http")).expect("an address in the first line").to_string();
+    (child, url)
+}
