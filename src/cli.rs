@@ -722,11 +722,10 @@ pub fn main() -> Result<ExitCode> {
             let mut tasks = TaskRunner::new();
             lightbox::sim::register_handlers(&mut tasks);
             let mut engine = Engine::new(store, tasks, Clock::Real);
-            configure_resilience(&mut engine, &config, matches!(command, Command::Demo { .. }))?;
-            let holds_demo = {
-                let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
-                lightbox::sim::holds_demo(&machines)
-            };
+            // The machines are read once: whether the store holds the demo decides its defaults.
+            let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
+            let holds_demo = lightbox::sim::holds_demo(&machines);
+            configure_resilience(&mut engine, &config, holds_demo || matches!(command, Command::Demo { .. }))?;
             let mut ctx = Ctx {
                 json: cli.json,
                 read_only: read_only || engine.store.is_read_only(),
@@ -758,10 +757,8 @@ pub fn main() -> Result<ExitCode> {
                 return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme, contexts);
             }
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
-                let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
-                let holds_demo = lightbox::sim::holds_demo(&machines);
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
-                configure_resilience(&mut engine, &config, matches!(demo, console::DemoMode::Running { .. }))?;
+                configure_resilience(&mut engine, &config, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
                 ctx.sinks = config.sinks_for(&data_dir, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
                 let kept = console::Kept {
                     read_only_store: engine.store.is_read_only(),
@@ -1908,23 +1905,20 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Escalation ladders and dependencies from the config; a store that holds the demo (or
-/// `lightbox demo`) gets the demo's when the config names none.
+/// Escalation ladders and dependencies from the config; with `demo` (the store holds the demo,
+/// or `lightbox demo` is about to install it) the demo's where the config names none.
 fn configure_resilience(engine: &mut Engine, config: &Config, demo: bool) -> Result<()> {
     lightbox::engine::escalation::validate(&config.escalation)?;
     lightbox::engine::dependencies::validate(&config.dependencies)?;
     engine.escalation = config.escalation.clone();
     engine.dependencies = config.dependencies.clone();
-    if config.escalation.is_empty() || config.dependencies.is_empty() {
-        let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
-        if demo || lightbox::sim::holds_demo(&machines) {
-            let (ladders, deps) = lightbox::sim::resilience_defaults();
-            if config.escalation.is_empty() {
-                engine.escalation = ladders;
-            }
-            if config.dependencies.is_empty() {
-                engine.dependencies = deps;
-            }
+    if demo {
+        let (ladders, deps) = lightbox::sim::resilience_defaults();
+        if config.escalation.is_empty() {
+            engine.escalation = ladders;
+        }
+        if config.dependencies.is_empty() {
+            engine.dependencies = deps;
         }
     }
     Ok(())
@@ -2967,7 +2961,7 @@ mod console {
                             let mut tasks = TaskRunner::new();
                             lightbox::sim::register_handlers(&mut tasks);
                             let mut engine = Engine::new(store, tasks, Clock::Real);
-                            configure_resilience(&mut engine, &config, false)?;
+                            configure_resilience(&mut engine, &config, kept.demo)?;
                             (Box::new(Local::new(engine, dir.clone()).with_compensation(compensation)), kept)
                         }
                     };
