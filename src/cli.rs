@@ -1109,6 +1109,12 @@ impl Config {
         lightbox::ops::slo::check_all(&self.slo).with_context(|| self.invalid())?;
         self.outbox.sinks(Path::new("")).with_context(|| self.invalid())?;
         lightbox::engine::escalation::validate(&self.escalation).with_context(|| self.invalid())?;
+        if !self.outbox.sinks.is_empty() {
+            // Without sinks of its own, the config's ladders are checked against the sinks in
+            // force (the demo's) when the engine is configured.
+            let sinks = self.outbox.sinks(Path::new("")).with_context(|| self.invalid())?;
+            lightbox::engine::escalation::check_sinks(&mut self.escalation.clone(), &sinks).with_context(|| self.invalid())?;
+        }
         lightbox::engine::dependencies::validate(&self.dependencies).with_context(|| self.invalid())?;
         lightbox::ops::compensation::validate(&self.compensation).with_context(|| self.invalid())?;
         Ok(())
@@ -1912,9 +1918,15 @@ fn configure_resilience(engine: &mut Engine, config: &Config, demo: bool) -> Res
     lightbox::engine::dependencies::validate(&config.dependencies)?;
     engine.escalation = config.escalation.clone();
     engine.dependencies = config.dependencies.clone();
+    // The config's ladders notify sinks in force (the config's, else the demo's); names and
+    // formats only, so no data directory is needed.
+    let sinks = config.sinks_for(Path::new(""), demo)?;
+    lightbox::engine::escalation::check_sinks(&mut engine.escalation, &sinks).with_context(|| config.invalid())?;
     if demo {
         let (ladders, deps) = lightbox::sim::resilience_defaults();
         if config.escalation.is_empty() {
+            // The demo's ladders page the demo's sinks; with a site's own sinks their notices
+            // are events like any other (archived, shown in Events), as they name no sink there.
             engine.escalation = ladders;
         }
         if config.dependencies.is_empty() {
@@ -2244,8 +2256,15 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             } else if sinks.is_empty() {
                 say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
             } else {
+                // Columns as wide as the longest name and kind (with its format when not
+                // eventbridge), so long names keep the table aligned.
+                let kind = |s: &lightbox::outbox::SinkStatus| {
+                    if s.format == "eventbridge" { s.kind.clone() } else { format!("{}/{}", s.kind, s.format) }
+                };
+                let nw = status.iter().map(|s| esc(&s.name).chars().count()).max().unwrap_or(0).max(16);
+                let kw = status.iter().map(|s| kind(s).len()).max().unwrap_or(0).max(8);
                 say!(
-                    "{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                    "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
                     "SINK",
                     "KIND",
                     "BREAKER",
@@ -2264,9 +2283,9 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                     };
                     let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
                     say!(
-                        "{:<16} {:<8} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                        "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
                         esc(&s.name),
-                        s.kind,
+                        kind(s),
                         breaker,
                         s.backlog,
                         oldest,

@@ -96,6 +96,21 @@ fn view_6_renders_as_reviewed() {
     assert!(a.refresh_requests().contains(&Request::Outbox) && a.refresh_requests().contains(&Request::Dependencies));
 }
 
+/// A sink that takes escalation notices shows its format beside its kind.
+#[test]
+fn a_pagerduty_sink_shows_its_format_beside_its_kind() {
+    let mut a = console(settings(), t0());
+    a.handle(key('6'));
+    let mut pager = sink("reading-room-pager", Breaker::Closed, None, false);
+    pager.format = "pagerduty".into();
+    let snap = OutboxSnapshot { sinks: vec![sink("archive", Breaker::Closed, None, false), pager], rows: vec![] };
+    a.handle(AppEvent::Loaded(Loaded::Outbox(snap), t0()));
+    let screen = draw(&a, 140, 24);
+    let line = |name: &str| screen.lines().find(|l| l.contains(name)).map(str::to_string).unwrap_or_default();
+    assert!(line("reading-room-pager").contains("webhook/pagerduty"), "{screen}");
+    assert!(line("archive").contains("webhook") && !line("archive").contains("webhook/"), "{screen}");
+}
+
 #[test]
 fn breakers_count_down_without_a_reload() {
     let mut a = app();

@@ -139,6 +139,105 @@ fn a_ladder_notifies_once_then_fails_the_token_with_review_escalated_and_the_cat
     assert!(escalated.iter().chain(notices.iter()).all(|e| !e.to_string().contains(&token)));
 }
 
+/// A ladder's notices reach the sink they name in its own shape, through the real relay: a
+/// PagerDuty webhook on loopback gets the bare Events v2 body (routing key from config, the
+/// event id as Idempotency-Key) and nothing else; the archive gets every event's envelope,
+/// the notice's included.
+#[test]
+fn a_notice_reaches_its_pagerduty_webhook_as_a_bare_body_and_the_archive_as_an_envelope() {
+    let receiver = common::receiver::Receiver::start(std::time::Duration::ZERO);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox: lightbox::outbox::OutboxConfig = toml::from_str(&format!(
+        r#"[[sinks]]
+           name = "pager"
+           kind = "webhook"
+           url = "{}"
+           format = "pagerduty"
+           routing_key = "PDKEY-0123456789"
+           [[sinks]]
+           name = "archive"
+           kind = "ndjson"
+           path = "events.ndjson""#,
+        receiver.url
+    ))
+    .expect("sinks");
+    let sinks = outbox.sinks(dir.path()).expect("valid sinks");
+    let store = Store::open(&dir.path().join("lightbox.db")).expect("store");
+    let clock = Clock::virtual_at(t0());
+    let mut engine = Engine::new(store, TaskRunner::new(), clock.clone());
+    let mut ladders = vec![
+        toml::from_str::<EscalationConfig>(
+            r#"state = "RadiologistReview"
+               steps = [ { at = 0.5, notify = "pager" } ]"#,
+        )
+        .expect("ladder"),
+    ];
+    lightbox::engine::escalation::check_sinks(&mut ladders, &sinks).expect("the sink exists");
+    assert_eq!(ladders[0].steps[0].format.as_deref(), Some("pagerduty"), "the step takes the sink's format");
+    engine.escalation = ladders;
+    let sm = engine.create_state_machine("gate", &gate().to_string(), None).expect("create");
+    let ex = engine.start_execution(&sm.arn, Some("one"), r#"{"priority":"ROUTINE"}"#).expect("start");
+    clock.advance_to(t0() + Duration::seconds(301));
+    engine.run_due(64).expect("tick");
+
+    lightbox::outbox::ensure(engine.store.conn(), &sinks).expect("ensure");
+    let mut publishers: Vec<_> = sinks.iter().map(lightbox::outbox::sink::publisher).collect();
+    for _ in 0..3 {
+        lightbox::outbox::relay_once(engine.store.conn(), &sinks, &mut publishers).expect("relay");
+    }
+    let bodies = receiver.delivered_bodies();
+    assert_eq!(bodies.len(), 1, "only the notice, once: {bodies:?}");
+    let pd = &bodies[0];
+    assert_eq!(pd["routing_key"], "PDKEY-0123456789");
+    assert_eq!(pd["event_action"], "trigger");
+    assert_eq!(pd["payload"]["severity"], "critical");
+    assert_eq!(pd["payload"]["source"], "lightbox");
+    assert!(pd["payload"]["summary"].as_str().is_some_and(|s| s.contains("RadiologistReview")), "{pd}");
+    assert!(pd["dedup_key"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(pd.get("lightbox").is_none() && pd.get("detail-type").is_none(), "a bare body: {pd}");
+    assert_eq!(pd["payload"]["custom_details"]["executionArn"], ex.arn.as_str());
+    let keys = receiver.delivered_keys();
+    assert!(keys[0].starts_with("escalation-notice:"), "{keys:?}");
+
+    let text = std::fs::read_to_string(dir.path().join("events.ndjson")).expect("archive");
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let notice: Vec<&Value> = events.iter().filter(|e| e["detail-type"] == "Review Escalation Notice").collect();
+    assert_eq!(notice.len(), 1, "{text}");
+    assert_eq!(notice[0]["source"], "lightbox");
+    assert_eq!(notice[0]["detail"]["lightbox"]["sink"], "pager");
+    assert!(events.iter().any(|e| e["detail-type"] == "Step Functions Execution Status Change"), "every event: {text}");
+    // The routing key went out with the notice only; it is in no stored row or file.
+    assert!(!text.contains("PDKEY-0123456789"));
+    let stored = engine.store.outbox(false, 1000).expect("rows");
+    assert!(stored.iter().all(|r| !r.payload.contains("PDKEY-0123456789")));
+    let listed = lightbox::outbox::status(engine.store.conn(), &sinks, chrono::Utc::now().timestamp_millis()).expect("status");
+    assert_eq!((listed[0].backlog, listed[0].delivered, listed[1].backlog), (0, 1, 0), "{listed:?}");
+}
+
+#[test]
+fn a_notify_must_name_a_configured_sink_of_a_fitting_format() {
+    let lb = Lb::new();
+    let sinks = "[[outbox.sinks]]\nname = \"pager\"\nkind = \"ndjson\"\npath = \"p.ndjson\"\nformat = \"pagerduty\"\n";
+    for (text, want) in [
+        (
+            format!("{sinks}[[escalation]]\nstate = \"Review\"\nsteps = [{{ at = 0.5, notify = \"pagr\" }}]\n"),
+            "escalation[0].steps[0].notify \"pagr\" names no sink",
+        ),
+        (
+            format!("{sinks}[[escalation]]\nstate = \"Review\"\nsteps = [{{ at = 0.5, notify = \"pager\", format = \"slack\" }}]\n"),
+            "escalation[0].steps[0].format \"slack\" does not fit sink \"pager\"",
+        ),
+        // No sinks of its own and no demo: nothing to notify.
+        ("[[escalation]]\nstate = \"Review\"\nsteps = [{ at = 0.5, notify = \"pager\" }]\n".to_string(), "none is configured"),
+    ] {
+        let cfg = lb.file("bad.toml", &text);
+        let err = lb.fails(&["--config", &cfg, "dependencies", "list"]);
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    let good = lb.file("good.toml", &format!("{sinks}[[escalation]]\nstate = \"Review\"\nsteps = [{{ at = 0.5, notify = \"pager\" }}]\n"));
+    lb.ok(&["--config", &good, "dependencies", "list"]);
+}
+
 #[test]
 fn a_breaker_opens_after_five_failures_fails_fast_then_a_half_open_trial_closes_it() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -4,109 +4,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Lb;
+use common::receiver::Receiver;
 use serde_json::{Value, json};
-
-/// What the receiver got: (Idempotency-Key, body), in arrival order, answered or not.
-#[derive(Default)]
-struct Seen {
-    requests: Vec<(String, String)>,
-    delivered: Vec<(String, String)>,
-}
-
-struct Receiver {
-    url: String,
-    seen: Arc<Mutex<Seen>>,
-    /// Answer 500 to the first N requests.
-    fail_first: Arc<Mutex<usize>>,
-    /// Answer 500 to every request whose key contains this.
-    fail_key: Arc<Mutex<Option<String>>>,
-}
-
-impl Receiver {
-    fn start(delay: Duration) -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/events", l.local_addr().expect("addr"));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let fail_first = Arc::new(Mutex::new(0usize));
-        let fail_key: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-        let (s, ff, fk) = (seen.clone(), fail_first.clone(), fail_key.clone());
-        std::thread::spawn(move || {
-            for stream in l.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let (s, ff, fk) = (s.clone(), ff.clone(), fk.clone());
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(stream.try_clone().expect("clone"));
-                    loop {
-                        let mut key = String::new();
-                        let mut len = 0usize;
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        loop {
-                            line.clear();
-                            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let l = line.trim_end();
-                            if l.is_empty() {
-                                break;
-                            }
-                            if let Some((k, v)) = l.split_once(':') {
-                                match k.to_ascii_lowercase().as_str() {
-                                    "idempotency-key" => key = v.trim().to_string(),
-                                    "content-length" => len = v.trim().parse().unwrap_or(0),
-                                    _ => {}
-                                }
-                            }
-                        }
-                        let mut body = vec![0u8; len];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let body = String::from_utf8_lossy(&body).into_owned();
-                        std::thread::sleep(delay);
-                        let fail = {
-                            let mut n = ff.lock().expect("lock");
-                            let by_key = fk.lock().expect("lock").as_ref().is_some_and(|k| key.contains(k.as_str()));
-                            if *n > 0 {
-                                *n -= 1;
-                                true
-                            } else {
-                                by_key
-                            }
-                        };
-                        {
-                            let mut seen = s.lock().expect("lock");
-                            seen.requests.push((key.clone(), body.clone()));
-                            if !fail {
-                                seen.delivered.push((key, body));
-                            }
-                        }
-                        let status = if fail { "500 Internal Server Error" } else { "200 OK" };
-                        if stream.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Receiver { url, seen, fail_first, fail_key }
-    }
-    fn delivered_keys(&self) -> Vec<String> {
-        self.seen.lock().expect("lock").delivered.iter().map(|(k, _)| k.clone()).collect()
-    }
-    fn requests(&self) -> usize {
-        self.seen.lock().expect("lock").requests.len()
-    }
-}
 
 /// Config with one sink (TOML lines after name/kind).
 fn config(lb: &Lb, sink: &str) -> String {
@@ -378,8 +281,9 @@ fn the_demo_archives_its_events_to_a_relayed_ndjson_sink_unless_the_config_names
     lb.json(&["demo", "--seconds", "3", "--speed", "120"]);
     let list = lb.json(&["outbox", "list"]);
     let sinks = list["sinks"].as_array().expect("sinks");
-    assert_eq!(sinks.len(), 1, "{list}");
-    assert_eq!((sinks[0]["name"].as_str(), sinks[0]["kind"].as_str()), (Some("demo-archive"), Some("ndjson")));
+    let named: Vec<(&str, &str)> = sinks.iter().filter_map(|s| Some((s["name"].as_str()?, s["format"].as_str()?))).collect();
+    assert_eq!(named, [("demo-archive", "eventbridge"), ("reading-room-pager", "pagerduty"), ("radiology-slack", "slack")], "{list}");
+    assert!(sinks.iter().all(|s| s["kind"] == "ndjson"), "{list}");
     assert!(sinks[0]["delivered"].as_u64().unwrap_or(0) > 0, "the demo ran the relay: {list}");
     // Every line is one EventBridge event, ids unique.
     let text = std::fs::read_to_string(lb.data().join("demo-events.ndjson")).expect("archive");

@@ -91,6 +91,37 @@ pub fn validate(ladders: &[EscalationConfig]) -> Result<(), EscalationConfigErro
     Ok(())
 }
 
+/// Check every `notify` against the sinks in force and settle each step's format: a notify
+/// names a configured sink; a PagerDuty or Slack sink takes notices in its own format only (a
+/// step without `format` takes the sink's). Errors name the entry and key.
+pub fn check_sinks(ladders: &mut [EscalationConfig], sinks: &[crate::outbox::Sink]) -> Result<(), EscalationConfigError> {
+    for (i, l) in ladders.iter_mut().enumerate() {
+        for (j, s) in l.steps.iter_mut().enumerate() {
+            let Some(name) = &s.notify else { continue };
+            let at = format!("escalation[{i}].steps[{j}]");
+            let Some(sink) = sinks.iter().find(|k| &k.name == name) else {
+                let known: Vec<&str> = sinks.iter().map(|k| k.name.as_str()).collect();
+                return Err(EscalationConfigError(format!(
+                    "{at}.notify {name:?} names no sink in [[outbox.sinks]] ({})",
+                    if known.is_empty() { "none is configured".to_string() } else { format!("configured: {}", known.join(", ")) }
+                )));
+            };
+            if let Some(want) = sink.format.notice_format() {
+                match s.format.as_deref() {
+                    None => s.format = Some(want.to_string()),
+                    Some(f) if f == want => {}
+                    Some(f) => {
+                        return Err(EscalationConfigError(format!(
+                            "{at}.format {f:?} does not fit sink {name:?}, which takes {want:?} notices"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl EscalationConfig {
     /// Whether this ladder is for `token` of machine `machine` with execution input `input`.
     pub fn applies(&self, machine: &str, state: &str, input: &Value) -> bool {
@@ -147,7 +178,6 @@ pub fn notice_body(format: &str, sink: &str, token: &PendingTask, step: usize, d
         json!({
             "text": summary,
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": format!("*{summary}*\nExecution: `{}`", token.execution_arn)}}],
-            "sink": sink,
         })
     } else {
         json!({

@@ -107,6 +107,13 @@ struct Cidr {
     bits: u8,
 }
 
+/// Two patterns are the same when their texts are.
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.text == other.text
+    }
+}
+
 impl Pattern {
     /// Compile a pattern from its JSON text.
     pub fn parse(text: &str) -> Result<Pattern, PatternError> {

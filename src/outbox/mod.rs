@@ -74,12 +74,61 @@ pub struct SinkConfig {
     pub base_delay: Option<String>,
     /// … doubling up to this cap (default "5m").
     pub max_delay: Option<String>,
+    /// What is delivered: "eventbridge" (default; every event, as its EventBridge envelope),
+    /// or "pagerduty" / "slack" (only the escalation notices a ladder's `notify` addresses to
+    /// this sink, each as its PagerDuty Events v2 or Slack webhook body).
+    pub format: Option<String>,
+    /// An EventBridge event pattern (JSON text): only matching events go to this sink. Rows it
+    /// does not match are marked as not for this sink, never held back or counted as backlog.
+    pub pattern: Option<String>,
+    /// PagerDuty integration (routing) key put into each notice's `routing_key` as it is sent.
+    /// A secret: never stored with the event, shown, or logged.
+    pub routing_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
     Webhook { url: String },
     Ndjson { path: PathBuf },
+}
+
+/// What a sink receives, and in which shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFormat {
+    /// Every event (or those its pattern matches), as the EventBridge envelope.
+    EventBridge,
+    /// Only escalation notices addressed to it, as PagerDuty Events v2 bodies.
+    PagerDuty,
+    /// Only escalation notices addressed to it, as Slack webhook messages.
+    Slack,
+}
+
+impl SinkFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkFormat::EventBridge => "eventbridge",
+            SinkFormat::PagerDuty => "pagerduty",
+            SinkFormat::Slack => "slack",
+        }
+    }
+    /// The notice format a ladder step sends to a sink of this format (None: any).
+    pub fn notice_format(self) -> Option<&'static str> {
+        match self {
+            SinkFormat::EventBridge => None,
+            SinkFormat::PagerDuty => Some("pagerduty"),
+            SinkFormat::Slack => Some("slack"),
+        }
+    }
+}
+
+/// A secret from config (a PagerDuty routing key): compared, used, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// A validated sink.
@@ -94,9 +143,59 @@ pub struct Sink {
     pub timeout: Duration,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    pub format: SinkFormat,
+    pub pattern: Option<crate::events::pattern::Pattern>,
+    pub routing_key: Option<Secret>,
+}
+
+/// What a sink gets for one outbox row.
+#[derive(Debug, PartialEq)]
+pub enum Routed<'a> {
+    /// Publish this body.
+    Send(std::borrow::Cow<'a, str>),
+    /// Not for this sink: marked so, never published.
+    Skip,
 }
 
 impl Sink {
+    /// What this sink gets for the stored event `payload`: the envelope (every event, or those
+    /// its pattern matches), or for a PagerDuty/Slack sink the body of a notice addressed to
+    /// it (`detail` without Lightbox's own `lightbox` key, the routing key filled in).
+    pub fn route<'a>(&self, payload: &'a str) -> Routed<'a> {
+        if self.format == SinkFormat::EventBridge && self.pattern.is_none() {
+            return Routed::Send(payload.into());
+        }
+        let Ok(v) = serde_json::from_str::<Value>(payload) else {
+            // An unreadable row still reaches a sink that takes everything (above); a filtered
+            // sink cannot tell it matches.
+            return Routed::Skip;
+        };
+        if self.format == SinkFormat::EventBridge {
+            return match &self.pattern {
+                Some(p) if !p.matches(&v) => Routed::Skip,
+                _ => Routed::Send(payload.into()),
+            };
+        }
+        let notice = v.get("source").and_then(Value::as_str) == Some("lightbox")
+            && v.get("detail-type").and_then(Value::as_str) == Some(crate::engine::escalation::NOTICE_EVENT);
+        let addressed = v.pointer("/detail/lightbox/sink").and_then(Value::as_str) == Some(self.name.as_str());
+        let format = v.pointer("/detail/lightbox/format").and_then(Value::as_str);
+        if !notice || !addressed || format.is_some_and(|f| Some(f) != self.format.notice_format()) {
+            return Routed::Skip;
+        }
+        let Some(mut body) = v.get("detail").cloned() else { return Routed::Skip };
+        if self.pattern.as_ref().is_some_and(|p| !p.matches(&v)) {
+            return Routed::Skip;
+        }
+        if let Some(o) = body.as_object_mut() {
+            o.remove("lightbox");
+            if let (SinkFormat::PagerDuty, Some(Secret(key))) = (self.format, &self.routing_key) {
+                o.insert("routing_key".into(), Value::String(key.clone()));
+            }
+        }
+        Routed::Send(body.to_string().into())
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             SinkKind::Webhook { .. } => "webhook",
@@ -113,8 +212,9 @@ impl Sink {
 }
 
 /// A webhook URL as Lightbox shows it anywhere (lists, JSON, errors, audit): the user and
-/// password (`https://user:secret@host`) and the query (`?token=…`) may be credentials, so
-/// they are replaced by `***`; scheme, host, port and path stay. Works on text that is not a
+/// password (`https://user:secret@host`), the query (`?token=…`) and long path segments (a
+/// Slack webhook's `/services/T…/B…/<secret>`) may be credentials, so they are replaced by
+/// `***`; scheme, host, port and short path segments stay. Works on text that is not a
 /// valid URL too, so an error about a bad URL never prints its secret either.
 pub fn shown_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
@@ -127,14 +227,19 @@ pub fn shown_url(url: &str) -> String {
         Some(i) => format!("***@{}", &authority[i + 1..]),
         None => authority.to_string(),
     };
-    let tail = match tail.find('?') {
+    let (path, rest) = tail.split_at(tail.find(['?', '#']).unwrap_or(tail.len()));
+    // A long path segment is a key more often than a name (Slack's `/services/T…/B…/<secret>`,
+    // Discord's and Teams' webhook tokens): 16 characters or more are hidden too.
+    let path: Vec<&str> = path.split('/').map(|seg| if seg.chars().count() >= 16 { "***" } else { seg }).collect();
+    let path = path.join("/");
+    let rest = match rest.find('?') {
         Some(i) => {
-            let fragment = tail[i..].find('#').map(|j| &tail[i + j..]).unwrap_or("");
-            format!("{}?***{fragment}", &tail[..i])
+            let fragment = rest[i..].find('#').map(|j| &rest[i + j..]).unwrap_or("");
+            format!("?***{fragment}")
         }
-        None => tail.to_string(),
+        None => rest.to_string(),
     };
-    format!("{scheme}{authority}{tail}")
+    format!("{scheme}{authority}{path}{rest}")
 }
 
 /// Check a webhook URL: http(s), with a host, no whitespace or control characters (which
@@ -221,6 +326,28 @@ impl SinkConfig {
                 n => Ok(n),
             }
         };
+        let format = match self.format.as_deref() {
+            None | Some("eventbridge") => SinkFormat::EventBridge,
+            Some("pagerduty") => SinkFormat::PagerDuty,
+            Some("slack") => SinkFormat::Slack,
+            Some(other) => {
+                return Err(bad("format", format!("{other:?} is not \"eventbridge\", \"pagerduty\" or \"slack\"")));
+            }
+        };
+        let pattern = match &self.pattern {
+            None => None,
+            Some(text) => Some(crate::events::pattern::Pattern::parse(text).map_err(|e| bad("pattern", e.to_string()))?),
+        };
+        let routing_key = match &self.routing_key {
+            None => None,
+            Some(_) if format != SinkFormat::PagerDuty => {
+                return Err(bad("routing_key", "is for format = \"pagerduty\" sinks".into()));
+            }
+            Some(k) if k.trim().is_empty() || k.len() > 256 || k.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                return Err(bad("routing_key", "must be 1–256 characters with no spaces or control characters".into()));
+            }
+            Some(k) => Some(Secret(k.clone())),
+        };
         let base_delay = dur("base_delay", &self.base_delay, "1s")?;
         let max_delay = dur("max_delay", &self.max_delay, "5m")?;
         if max_delay < base_delay {
@@ -236,6 +363,9 @@ impl SinkConfig {
             timeout: dur("timeout", &self.timeout, "10s")?,
             base_delay,
             max_delay,
+            format,
+            pattern,
+            routing_key,
         })
     }
 }
@@ -262,6 +392,7 @@ CREATE TABLE IF NOT EXISTS outbox_delivery (
     park_reason   TEXT,
     delivered_ms  INTEGER,
     last_error    TEXT,
+    skipped       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (sink, row_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_delivery_parked ON outbox_delivery (sink, parked);
@@ -270,6 +401,12 @@ CREATE INDEX IF NOT EXISTS outbox_delivery_parked ON outbox_delivery (sink, park
 /// Create the relay's tables (idempotent) and a state row for every configured sink.
 pub fn ensure(conn: &Connection, sinks: &[Sink]) -> Result<()> {
     conn.execute_batch(SCHEMA)?;
+    // `skipped` (a row not for this sink) came later: stores from before get the column.
+    let has_skipped: i64 =
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('outbox_delivery') WHERE name = 'skipped'", [], |r| r.get(0))?;
+    if has_skipped == 0 {
+        conn.execute_batch("ALTER TABLE outbox_delivery ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0")?;
+    }
     for s in sinks {
         conn.execute("INSERT OR IGNORE INTO outbox_sinks (name) VALUES (?1)", [&s.name])?;
     }
@@ -418,6 +555,8 @@ fn save_breaker(conn: &Connection, sink: &str, b: &BreakerState) -> Result<()> {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PassReport {
     pub delivered: usize,
+    /// Rows not for this sink (its format or pattern).
+    pub skipped: usize,
     pub failed: usize,
     pub parked: usize,
     pub breaker_opened: bool,
@@ -472,6 +611,7 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     };
     let mut blocked: HashSet<String> = HashSet::new();
     let mut published: Vec<i64> = vec![];
+    let mut skipped: Vec<i64> = vec![];
     let mut stop = false;
     // The lowest row still owed (not delivered, not parked): everything below it is done.
     let mut new_floor: Option<i64> = None;
@@ -480,13 +620,21 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
         if c.parked {
             continue;
         }
+        // A row not for this sink is done with at once: it holds nothing back.
+        let body = match sink.route(&c.payload) {
+            Routed::Skip => {
+                skipped.push(c.id);
+                continue;
+            }
+            Routed::Send(body) => body,
+        };
         if stop || blocked.contains(&c.stream) || c.next_ms > now_ms() {
             blocked.insert(c.stream.clone());
             new_floor.get_or_insert(c.id - 1);
             continue;
         }
         let id = event_id(&c.stream, c.event_id, &c.payload);
-        match publisher.publish(&id, &c.payload) {
+        match publisher.publish(&id, &body) {
             Ok(()) => published.push(c.id),
             Err(e) => {
                 // What was published before this failure is flushed and marked first.
@@ -532,6 +680,8 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
         }
     }
     mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+    mark_skipped(conn, sink, &skipped, now_ms())?;
+    report.skipped += skipped.len();
     let floor_to = match new_floor {
         Some(f) => Some(f),
         None if all_seen => rows.last().map(|c| c.id),
@@ -594,6 +744,26 @@ fn mark(
     Ok(())
 }
 
+/// Record rows that are not for this sink (its format or pattern): done, never published,
+/// not counted as delivered.
+fn mark_skipped(conn: &Connection, sink: &Sink, rows: &[i64], now: i64) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut up = tx.prepare_cached(
+            "INSERT INTO outbox_delivery (sink, row_id, attempts, delivered_ms, skipped) VALUES (?1, ?2, 0, ?3, 1)
+             ON CONFLICT (sink, row_id) DO UPDATE SET delivered_ms = ?3, skipped = 1, last_error = NULL",
+        )?;
+        for id in rows {
+            up.execute(params![sink.name, id, now])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Record a failed attempt: back off, or park after `max_attempts`. Returns true when parked.
 fn fail(conn: &Connection, sink: &Sink, row: i64, attempts: u32, error: &str, now: i64) -> Result<bool> {
     let error: String = error.chars().take(300).collect();
@@ -619,6 +789,7 @@ pub fn relay_once(conn: &Connection, sinks: &[Sink], publishers: &mut [Box<dyn P
     for (s, p) in sinks.iter().zip(publishers.iter_mut()) {
         let r = relay_pass(conn, s, p.as_mut(), now_wall)?;
         total.delivered += r.delivered;
+        total.skipped += r.skipped;
         total.failed += r.failed;
         total.parked += r.parked;
         total.breaker_opened |= r.breaker_opened;
@@ -692,6 +863,8 @@ pub fn spawn(
 pub struct SinkStatus {
     pub name: String,
     pub kind: String,
+    /// "eventbridge", "pagerduty" or "slack" (see [`SinkFormat`]).
+    pub format: String,
     pub target: String,
     pub paused: bool,
     pub paused_reason: Option<String>,
@@ -710,7 +883,7 @@ pub struct SinkStatus {
 impl SinkStatus {
     pub fn to_json(&self) -> Value {
         json!({
-            "name": self.name, "kind": self.kind, "target": self.target,
+            "name": self.name, "kind": self.kind, "format": self.format, "target": self.target,
             "paused": self.paused, "pausedReason": self.paused_reason,
             "breaker": self.breaker.as_str(),
             "breakerSecondsLeft": self.breaker_left_ms.map(|m| m / 1000),
@@ -740,13 +913,14 @@ pub fn status(conn: &Connection, sinks: &[Sink], now_ms: i64) -> Result<Vec<Sink
         )?;
         let parked: i64 = conn.query_row("SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND parked = 1", [&s.name], |r| r.get(0))?;
         let rate: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND delivered_ms >= ?2",
+            "SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND delivered_ms >= ?2 AND skipped = 0",
             params![s.name, now_ms - 60_000],
             |r| r.get(0),
         )?;
         out.push(SinkStatus {
             name: s.name.clone(),
             kind: s.kind_name().into(),
+            format: s.format.as_str().into(),
             target: s.target(),
             paused,
             paused_reason: reason,

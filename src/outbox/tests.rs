@@ -177,3 +177,144 @@ fn marks_are_visible_to_another_connection_at_once() {
     let c = Store::open(&db).expect("c");
     assert_eq!(status(c.conn(), std::slice::from_ref(&s), 1_000).expect("status")[0].delivered, 1);
 }
+
+/// An escalation notice as the engine writes it: the body, and `lightbox` naming the sink.
+fn notice(store: &Store, stream: &str, id: &str, sink: &str, format: &str) {
+    let body = if format == "slack" {
+        json!({"text": "Review at RadiologistReview unanswered", "blocks": []})
+    } else {
+        json!({"routing_key": sink, "event_action": "trigger", "dedup_key": "k", "payload": {"summary": "s", "source": "lightbox", "severity": "critical"}})
+    };
+    let mut body = body;
+    body["lightbox"] = json!({"sink": sink, "format": format, "executionArn": stream});
+    store.emit_event(stream, id, crate::engine::escalation::NOTICE_EVENT, chrono::Utc::now(), &[], body).expect("emit");
+}
+
+/// Keeps every body it is given.
+struct Bodies(Vec<(String, Value)>);
+
+impl Publisher for Bodies {
+    fn publish(&mut self, id: &str, event: &str) -> std::result::Result<(), SinkError> {
+        self.0.push((id.to_string(), serde_json::from_str(event).expect("json")));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_pagerduty_sink_gets_only_its_notices_as_bodies_and_an_eventbridge_sink_gets_every_envelope() {
+    let store = Store::in_memory().expect("store");
+    let pager = sink("format = \"pagerduty\"\nrouting_key = \"R0UT1NGKEY\"");
+    let mut slack = sink("format = \"slack\"");
+    slack.name = "chat".into();
+    let mut archive = sink("");
+    archive.name = "archive".into();
+    let all = [pager.clone(), slack.clone(), archive.clone()];
+    ensure(store.conn(), &all).expect("ensure");
+    row(&store, "a", "a1");
+    notice(&store, "a", "n-pager", "s", "pagerduty");
+    notice(&store, "b", "n-chat", "chat", "slack");
+    notice(&store, "b", "n-elsewhere", "other", "pagerduty");
+    row(&store, "a", "a2");
+
+    let mut p = Bodies(vec![]);
+    let r = relay_pass(store.conn(), &pager, &mut p, || 1_000).expect("pass");
+    assert_eq!((r.delivered, r.skipped), (1, 4), "{:?}", p.0);
+    let (id, body) = &p.0[0];
+    assert_eq!(id, "n-pager", "the event id is the idempotency key");
+    assert_eq!(body["event_action"], "trigger");
+    assert_eq!(body["routing_key"], "R0UT1NGKEY", "the configured routing key is filled in");
+    assert!(body.get("lightbox").is_none() && body.get("detail-type").is_none(), "the bare body: {body}");
+
+    let mut c = Bodies(vec![]);
+    relay_pass(store.conn(), &slack, &mut c, || 1_000).expect("pass");
+    assert_eq!(c.0.len(), 1);
+    assert_eq!(c.0[0].1["text"], "Review at RadiologistReview unanswered");
+    assert!(c.0[0].1.get("lightbox").is_none());
+
+    let mut a = Bodies(vec![]);
+    let r = relay_pass(store.conn(), &archive, &mut a, || 1_000).expect("pass");
+    assert_eq!((r.delivered, r.skipped), (5, 0));
+    assert!(a.0.iter().all(|(_, e)| e.get("detail-type").is_some() && e.get("detail").is_some()), "envelopes");
+    // Nothing is owed anywhere, and skipped rows are not counted as delivered or as the rate.
+    let st = status(store.conn(), &all, 1_000).expect("status");
+    for s in &st {
+        assert_eq!(s.backlog, 0, "{s:?}");
+    }
+    assert_eq!((st[0].delivered, st[0].rate_per_min, st[0].format.as_str()), (1, 1, "pagerduty"));
+    assert_eq!((st[2].delivered, st[2].rate_per_min), (5, 5));
+    // Passes after that publish nothing again.
+    relay_pass(store.conn(), &pager, &mut p, || 2_000).expect("pass");
+    assert_eq!(p.0.len(), 1);
+    // The routing key is a secret: not in the sink's debug form or its status.
+    assert!(!format!("{pager:?}").contains("R0UT1NGKEY"));
+    assert!(!st[0].to_json().to_string().contains("R0UT1NGKEY"));
+    let stored: Vec<String> = store.outbox(false, 100).expect("rows").into_iter().map(|r| r.payload).collect();
+    assert!(stored.iter().all(|p| !p.contains("R0UT1NGKEY")), "never stored with the event");
+}
+
+#[test]
+fn a_pattern_sends_a_sink_only_matching_events_and_never_holds_its_stream_back() {
+    let store = Store::in_memory().expect("store");
+    let s = sink(r#"pattern = '{"detail-type": ["Wanted"]}'"#);
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    for (i, t) in ["Other", "Wanted", "Other", "Wanted"].iter().enumerate() {
+        store.emit_event("a", &format!("e{i}"), t, chrono::Utc::now(), &[], json!({})).expect("emit");
+    }
+    let mut p = Fake { got: vec![], fail: ["e1".to_string()].into() };
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!((r.delivered, r.failed, r.skipped), (0, 1, 2), "e1 fails, e3 waits behind it, e0 and e2 are not for this sink");
+    p.fail.clear();
+    relay_pass(store.conn(), &s, &mut p, || 100_000).expect("pass");
+    assert_eq!(p.got, vec!["e1", "e3"]);
+    let st = status(store.conn(), std::slice::from_ref(&s), 100_000).expect("status");
+    assert_eq!((st[0].backlog, st[0].delivered), (0, 2));
+}
+
+#[test]
+fn sink_format_pattern_and_routing_key_errors_name_the_key() {
+    let bad = [
+        ("format = \"teams\"", "format"),
+        ("pattern = '{\"source\": \"x\"}'", "pattern"),
+        ("pattern = 'not json'", "pattern"),
+        ("routing_key = \"abc\"", "routing_key"),
+        ("format = \"pagerduty\"\nrouting_key = \"a b\"", "routing_key"),
+    ];
+    for (extra, key) in bad {
+        let text = format!("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\n{extra}");
+        let e = cfg(&text).sinks(Path::new("/d")).expect_err(&text).to_string();
+        assert!(e.contains("\"a\"") && e.contains(&format!(": {key}:")), "{text} → {e}");
+    }
+}
+
+#[test]
+fn a_store_from_before_skipped_rows_gets_the_column() {
+    let store = Store::in_memory().expect("store");
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TABLE outbox_delivery (sink TEXT NOT NULL, row_id INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+             next_ms INTEGER NOT NULL DEFAULT 0, parked INTEGER NOT NULL DEFAULT 0, park_reason TEXT, delivered_ms INTEGER,
+             last_error TEXT, PRIMARY KEY (sink, row_id)) WITHOUT ROWID;",
+        )
+        .expect("old table");
+    let s = sink("pattern = '{\"detail-type\": [\"Wanted\"]}'");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("twice");
+    row(&store, "a", "a1");
+    let r = relay_pass(store.conn(), &s, &mut Fake { got: vec![], fail: Default::default() }, || 1_000).expect("pass");
+    assert_eq!(r.skipped, 1);
+}
+
+#[test]
+fn shown_urls_hide_credentials_queries_and_long_path_segments() {
+    for (url, shown) in [
+        ("http://127.0.0.1:9000/events", "http://127.0.0.1:9000/events"),
+        ("https://u:p@h/x?token=abc#f", "https://***@h/x?***#f"),
+        ("https://hooks.slack.com/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX", "https://hooks.slack.com/services/T0001/B0001/***"),
+        ("https://events.pagerduty.com/v2/enqueue", "https://events.pagerduty.com/v2/enqueue"),
+        ("https://h/a#frag", "https://h/a#frag"),
+        ("not a url/abcdefghijklmnopqrstuvwxyz", "not a url/***"),
+    ] {
+        assert_eq!(shown_url(url), shown, "{url}");
+    }
+}

@@ -68,24 +68,36 @@ pub fn holds_demo(machines: &[String]) -> bool {
     definitions().iter().all(|(n, _)| machines.iter().any(|m| m == n))
 }
 
-/// The demo hospital's outbox sink, used when the config names none: its workflow events are
+/// The demo hospital's outbox sinks, used when the config names none: its workflow events are
 /// archived, one per line, to `demo-events.ndjson` in the data directory, so view 6 and
-/// `lightbox outbox list` show a living relay. `[[outbox.sinks]]` in the config replaces it.
+/// `lightbox outbox list` show a living relay; the escalation ladders' pages and posts go to
+/// `demo-pager.ndjson` (PagerDuty Events v2 bodies) and `demo-slack.ndjson` (Slack messages).
+/// `[[outbox.sinks]]` in the config replaces them.
 pub fn outbox_defaults() -> crate::outbox::OutboxConfig {
+    let ndjson = |name: &str, path: &str, format: Option<&str>| crate::outbox::SinkConfig {
+        name: name.into(),
+        kind: "ndjson".into(),
+        url: None,
+        path: Some(path.into()),
+        max_attempts: None,
+        breaker_failures: None,
+        breaker_window: None,
+        breaker_open_for: None,
+        timeout: None,
+        base_delay: None,
+        max_delay: None,
+        format: format.map(str::to_string),
+        pattern: None,
+        routing_key: None,
+    };
     crate::outbox::OutboxConfig {
-        sinks: vec![crate::outbox::SinkConfig {
-            name: "demo-archive".into(),
-            kind: "ndjson".into(),
-            url: None,
-            path: Some("demo-events.ndjson".into()),
-            max_attempts: None,
-            breaker_failures: None,
-            breaker_window: None,
-            breaker_open_for: None,
-            timeout: None,
-            base_delay: None,
-            max_delay: None,
-        }],
+        sinks: vec![
+            ndjson("demo-archive", "demo-events.ndjson", None),
+            // Where the demo's ladders page and post: files of PagerDuty and Slack bodies, so
+            // the demo shows what a real pager or channel would get, with no network.
+            ndjson("reading-room-pager", "demo-pager.ndjson", Some("pagerduty")),
+            ndjson("radiology-slack", "demo-slack.ndjson", Some("slack")),
+        ],
     }
 }
 

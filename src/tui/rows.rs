@@ -60,8 +60,8 @@ pub const EVENT_COLUMNS: [Column; 6] = [
 ];
 
 pub const SINK_COLUMNS: [Column; 10] = [
-    Column::new("SINK", 16).cut(8, 1),
-    Column::new("KIND", 7).cut(4, 6),
+    Column::new("SINK", 18).cut(8, 1),
+    Column::new("KIND", 17).cut(4, 6),
     Column::new("BREAKER", 12),
     Column::new("BACKLOG", 7).cut(4, 3),
     Column::new("OLDEST", 7).cut(5, 4),
@@ -261,7 +261,7 @@ impl App {
         let trouble = |n: i64| if n > 0 { t.warn() } else { t.text() };
         TableRow::new(vec![
             Cell::new(s.name.clone(), t.text()),
-            Cell::new(s.kind.clone(), t.text()),
+            Cell::new(if s.format == "eventbridge" { s.kind.clone() } else { format!("{}/{}", s.kind, s.format) }, t.text()),
             Cell::new(breaker, style),
             Cell::new(s.backlog.to_string(), t.text()),
             Cell::new(s.oldest_age_ms.map(secs).unwrap_or_else(|| "-".into()), t.text()),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod receiver;
 pub mod tmux;
 
 use std::path::PathBuf;
@@ -133,6 +134,7 @@ pub fn sink(name: &str, breaker: Breaker, left_ms: Option<i64>, paused: bool) ->
     SinkStatus {
         name: name.into(),
         kind: "webhook".into(),
+        format: "eventbridge".into(),
         target: "http://127.0.0.1:9000/events".into(),
         paused,
         paused_reason: paused.then(|| "maintenance".to_string()),
