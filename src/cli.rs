@@ -1617,7 +1617,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 r.cause = r.cause.map(|c| ctx.phi.mask_text_with(&c, &known));
                 r.error = r.error.map(|c| ctx.phi.mask_text_with(&c, &known));
             }
-            let links = lightbox::ops::compensation::links(&ctx.compensation, &engine.store, &r)?;
+            let links = lightbox::engine::compensation::links(&ctx.compensation, &engine.store, &r)?;
             if j {
                 let mut v = describe(&r);
                 if let Some(o) = v.as_object_mut() {
@@ -2116,6 +2116,7 @@ fn compensation_config(config: &Config) -> Result<lightbox::ops::compensation::C
 /// `executions compensate`: the plan (masked), then, unless --dry-run, the compensation started
 /// once (audited: intent, then outcome) or the one that already exists.
 fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
+    use lightbox::engine::compensation::{CompensateError, run};
     use lightbox::ops::compensation::{self as comp, CompensationError};
     let reason = reason.map(str::trim).unwrap_or_default().to_string();
     if !dry_run {
@@ -2126,14 +2127,14 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
     }
     let known = engine.store.execution(arn)?.map(|r| ctx.phi.identifiers_in_text(&r.input)).unwrap_or_default();
     let res = if dry_run {
-        comp::run(engine, &ctx.compensation, arn, &reason, true)
+        run(engine, &ctx.compensation, arn, &reason, true)
     } else {
         let intent = audit::begin(
             engine.store.conn(),
             &ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone()),
             Utc::now(),
         )?;
-        let res = comp::run(engine, &ctx.compensation, arn, &reason, false);
+        let res = run(engine, &ctx.compensation, arn, &reason, false);
         crash_point();
         let mut entry = ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone());
         entry = match &res {
@@ -2149,7 +2150,7 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
     };
     let o = match res {
         Ok(o) => o,
-        Err(e @ (CompensationError::NotCompensable { .. } | CompensationError::NotConfigured { .. })) => {
+        Err(CompensateError::Compensation(e @ (CompensationError::NotCompensable { .. } | CompensationError::NotConfigured { .. }))) => {
             return Err(UsageError(e.to_string()).into());
         }
         Err(e) => return Err(e.into()),
@@ -2724,8 +2725,8 @@ fn slos_in_force(engine: &Engine, cfgs: &[lightbox::ops::slo::SloConfig]) -> Res
 }
 
 /// The background evaluator that emits "SLO At Risk" / "SLO Breached" once per clock.
-fn slo_watcher(cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::ops::slo::Watcher> {
-    Ok(lightbox::ops::slo::Watcher::new(cfgs)?)
+fn slo_watcher(cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::engine::slo_watch::Watcher> {
+    Ok(lightbox::engine::slo_watch::Watcher::new(cfgs)?)
 }
 
 /// `lightbox slo list`.
@@ -2742,7 +2743,7 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
     })?;
     let window = chrono::Duration::milliseconds(window_ms);
     let slos = slos_in_force(engine, &ctx.slo)?;
-    let clocks = slo::load(&engine.store, &slos, now, window)?;
+    let clocks = lightbox::engine::slo_watch::load(&engine.store, &slos, now, window)?;
     let mut shown = slo::open_readings(&clocks, now);
     if all {
         let since = now - window;

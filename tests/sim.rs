@@ -325,7 +325,7 @@ fn a_simulated_day() {
         assert!(at("SignReport") < at("CommunicateCriticalResult") && at("AcknowledgeCriticalResult") < at("PublishReport"), "{states:?}");
     }
     let slos = lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults()).expect("slos");
-    let clocks = lightbox::ops::slo::load(&e.store, &slos, e.clock.now(), Duration::days(2)).expect("clocks");
+    let clocks = lightbox::engine::slo_watch::load(&e.store, &slos, e.clock.now(), Duration::days(2)).expect("clocks");
     let acknowledged =
         clocks.iter().filter(|c| c.slo == "critical-result" && c.stage == Some(lightbox::ops::slo::LoopStage::Acknowledged)).count();
     assert_eq!(acknowledged, looped.len(), "each acknowledged loop closed its critical-result clock");

@@ -238,6 +238,16 @@ pub struct Catcher {
     pub assign: Option<Value>,
 }
 
+/// Whether an error matches a Retrier's or Catcher's `ErrorEquals`: by name, `States.ALL`
+/// (all but the terminal `States.Runtime` and `States.DataLimitExceeded`), or
+/// `States.TaskFailed` (any error not named `States.*`, terminal ones excepted).
+pub fn error_matches(patterns: &[String], error: &str) -> bool {
+    let terminal = matches!(error, "States.Runtime" | "States.DataLimitExceeded");
+    patterns
+        .iter()
+        .any(|p| p == error || (!terminal && p == "States.ALL") || (p == "States.TaskFailed" && !error.starts_with("States.") && !terminal))
+}
+
 /// Largest definition Step Functions accepts, in bytes of JSON.
 pub const MAX_DEFINITION_BYTES: usize = 1_048_576;
 /// Largest TimeoutSeconds, HeartbeatSeconds, Wait Seconds, Retry IntervalSeconds and

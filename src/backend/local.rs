@@ -328,15 +328,15 @@ impl ControlPlane for Local {
     }
 
     fn compensation_plan(&mut self, arn: &str) -> Result<crate::ops::compensation::Outcome> {
-        Ok(crate::ops::compensation::run(&mut self.engine, &self.compensation, arn, "", true)?)
+        Ok(crate::engine::compensation::run(&mut self.engine, &self.compensation, arn, "", true)?)
     }
 
     fn compensate(&mut self, arn: &str, reason: &str) -> Result<String> {
-        Ok(crate::ops::compensation::run(&mut self.engine, &self.compensation, arn, reason, false)?.message())
+        Ok(crate::engine::compensation::run(&mut self.engine, &self.compensation, arn, reason, false)?.message())
     }
 
     fn compensation_info(&mut self, arn: &str) -> Result<crate::ops::compensation::Info> {
-        Ok(crate::ops::compensation::info(&mut self.engine, &self.compensation, arn)?)
+        Ok(crate::engine::compensation::info(&mut self.engine, &self.compensation, arn)?)
     }
 
     fn redrive(&mut self, arn: &str) -> Result<()> {

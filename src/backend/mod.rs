@@ -29,6 +29,8 @@ pub enum BackendError {
     #[error(transparent)]
     Compensation(#[from] crate::ops::compensation::CompensationError),
     #[error(transparent)]
+    Compensate(#[from] crate::engine::compensation::CompensateError),
+    #[error(transparent)]
     Dependency(#[from] crate::engine::dependencies::DependencyError),
     #[error(transparent)]
     Aws(#[from] aws::AwsError),
@@ -148,7 +150,7 @@ pub trait ControlPlane: Send {
         let _ = arn;
         Err(BackendError::Refused("compensation is not available on this backend".into()))
     }
-    /// Start the compensation once (see [`crate::ops::compensation::run`]); says what happened.
+    /// Start the compensation once (see [`crate::engine::compensation::run`]); says what happened.
     fn compensate(&mut self, arn: &str, reason: &str) -> Result<String> {
         let _ = (arn, reason);
         Err(BackendError::Refused("compensation is not available on this backend".into()))

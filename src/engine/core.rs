@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::eval::{self, Failure, JsonataEnv, Origin, Scope, obj, show_scalar, to_json};
-use crate::asl::model::{ChoiceBranch, ChoiceCondition, Definition, Jitter, MapMode, QueryLanguage, State, StateKind, WaitSpec};
+use crate::asl::model::{
+    ChoiceBranch, ChoiceCondition, Definition, Jitter, MapMode, QueryLanguage, State, StateKind, WaitSpec, error_matches,
+};
 use crate::history::{ExecutionStatus, HistoryEvent, not_truncated};
 
 /// 256 KiB: Step Functions' payload limit.
@@ -434,13 +436,6 @@ fn resource_parts(resource: &str) -> (String, String) {
         return (parts[2].to_string(), resource.to_string());
     }
     ("local".to_string(), resource.to_string())
-}
-
-pub(crate) fn error_matches(patterns: &[String], error: &str) -> bool {
-    let terminal = matches!(error, "States.Runtime" | "States.DataLimitExceeded");
-    patterns
-        .iter()
-        .any(|p| p == error || (!terminal && p == "States.ALL") || (p == "States.TaskFailed" && !error.starts_with("States.") && !terminal))
 }
 
 impl Machine<'_> {

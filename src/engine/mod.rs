@@ -2,11 +2,13 @@
 //! around it (this module) that loads an execution under a lease, applies one
 //! input, commits the step, and only then runs the step's effects.
 
+pub mod compensation;
 pub mod core;
 pub mod dependencies;
 pub mod ephemeral;
 pub mod escalation;
 pub mod eval;
+pub mod slo_watch;
 pub mod tasks;
 pub mod test_state;
 

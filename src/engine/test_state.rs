@@ -305,7 +305,7 @@ fn rec(insp: &mut Map<String, Value>, key: &str, v: &Value) {
     insp.insert(key.to_string(), shown);
 }
 
-use super::core::error_matches;
+use crate::asl::model::error_matches;
 
 impl Tester<'_> {
     fn name(&self) -> &str {

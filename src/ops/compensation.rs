@@ -8,8 +8,9 @@
 //! and output it had. Starting the plan starts the compensation state machine once, under a
 //! name derived from the original's, so a second request finds the first and starts nothing.
 //!
-//! The plan is pure ([`plan`]); [`run`] is the thin shell that reads the store and starts the
-//! compensation execution through the engine.
+//! Everything here is pure: the plan from a summary and a history ([`plan`]), the names, the
+//! payload, the links and the config. The engine's `compensation` module is the thin shell that
+//! reads the store and starts the compensation execution; the AWS backend has its own.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -17,7 +18,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::engine::{Engine, EngineError};
 use crate::history::{ExecutionStatus, HistoryEvent};
 use crate::model::ExecutionSummary;
 
@@ -50,10 +50,6 @@ pub enum CompensationError {
     NotConfigured { machine: String },
     #[error("the compensation state machine {0:?} does not exist (create it, or fix [compensation] in the config)")]
     MachineMissing(String),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
 }
 
 /// Check every entry: the error names the machine and the bad key.
@@ -318,16 +314,17 @@ pub fn compensation_arn(original_arn: &str, plan_machine: &str, name: &str) -> S
 
 /// Links between an execution and its compensation, for `describe --json` and the detail view:
 /// `compensatedBy` on an original whose compensation exists, `compensates` on a compensation.
-pub fn links(
+/// `exists` says whether an execution ARN exists (asked only for the derived compensation).
+pub fn links<E>(
     map: &CompensationMap,
-    store: &crate::store::Store,
     row: &ExecutionSummary,
-) -> Result<Vec<(&'static str, String)>, CompensationError> {
+    exists: impl FnOnce(&str) -> Result<bool, E>,
+) -> Result<Vec<(&'static str, String)>, E> {
     let mut out = vec![];
     let machine = machine_of(&row.state_machine_arn);
     if let Some(cfg) = map.get(machine) {
         let arn = compensation_arn(&row.arn, &cfg.state_machine, &compensation_name(&row.name));
-        if store.execution(&arn)?.is_some() {
+        if exists(&arn)? {
             out.push(("compensatedBy", arn));
         }
     }
@@ -351,19 +348,7 @@ pub struct Info {
     pub offer: Option<String>,
 }
 
-/// [`Info`] for one execution.
-pub fn info(engine: &mut Engine, map: &CompensationMap, arn: &str) -> Result<Info, CompensationError> {
-    let Some(row) = engine.store.execution(arn)? else { return Ok(Info::default()) };
-    let links = links(map, &engine.store, &row)?;
-    let offer = row.status.is_redrivable().then(|| match run(engine, map, arn, "", true) {
-        Ok(Outcome { existing: Some(r), .. }) => format!("already compensated by {} ({})", r.name, r.status),
-        Ok(o) => o.plan.summary(),
-        Err(e) => e.to_string(),
-    });
-    Ok(Info { links, offer })
-}
-
-/// What [`run`] did.
+/// What starting a compensation did (or, on a dry run, would do).
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub plan: Plan,
@@ -381,82 +366,6 @@ impl Outcome {
             (None, None) => self.plan.summary(),
         }
     }
-}
-
-/// Every history event of an execution, oldest first.
-pub fn full_history(store: &crate::store::Store, arn: &str) -> Result<Vec<HistoryEvent>, CompensationError> {
-    let mut all = vec![];
-    let mut after = 0;
-    loop {
-        let page = store.history(arn, after, 1000, false)?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        let done = page.len() < 1000;
-        all.extend(page);
-        if done {
-            break;
-        }
-    }
-    Ok(all)
-}
-
-/// The plan for `arn`, read from the store.
-pub fn plan_for(engine: &Engine, map: &CompensationMap, arn: &str) -> Result<Plan, CompensationError> {
-    let row = engine.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
-    let history = full_history(&engine.store, arn)?;
-    plan(map, &row, &history)
-}
-
-/// Compute the plan and, unless `dry_run`, start the compensation once: an existing
-/// compensation (by its derived name) is returned instead, and an empty plan starts nothing.
-/// A start writes the "Compensation Started" event once.
-pub fn run(engine: &mut Engine, map: &CompensationMap, arn: &str, reason: &str, dry_run: bool) -> Result<Outcome, CompensationError> {
-    let plan = plan_for(engine, map, arn)?;
-    let target = compensation_arn(arn, &plan.compensation_machine, &plan.compensation_name);
-    let existing = engine.store.execution(&target)?;
-    if let (false, Some(r)) = (dry_run, &existing) {
-        // Written once per id: this repairs an event lost to a crash right after the start.
-        started_event(engine, &plan, &r.arn)?;
-    }
-    if dry_run || existing.is_some() || plan.steps.is_empty() {
-        return Ok(Outcome { plan, started: None, existing });
-    }
-    if engine.store.state_machine(&plan.compensation_machine)?.is_none() {
-        return Err(CompensationError::MachineMissing(plan.compensation_machine.clone()));
-    }
-    let input = payload(&plan, reason).to_string();
-    let started = match engine.start_execution(&plan.compensation_machine, Some(&plan.compensation_name), &input) {
-        Ok(r) => r,
-        // Another process started it just now: that one is the compensation.
-        Err(EngineError::ExecutionAlreadyExists(_)) => {
-            let existing = engine.store.execution(&target)?;
-            return Ok(Outcome { plan, started: None, existing });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    started_event(engine, &plan, &started.arn)?;
-    Ok(Outcome { plan, started: Some(started), existing: None })
-}
-
-/// The "Compensation Started" event (`source` "lightbox"), once per original execution. Its
-/// detail names executions, machines and states only: no input or output, no reason.
-fn started_event(engine: &Engine, plan: &Plan, compensation_arn: &str) -> Result<bool, CompensationError> {
-    let arn = plan.execution_arn.as_str();
-    let states: Vec<&str> = plan.steps.iter().map(|s| s.state.as_str()).collect();
-    Ok(engine.store.emit_event(
-        arn,
-        &format!("compensation:{arn}:started"),
-        STARTED_DETAIL_TYPE,
-        engine.clock.now(),
-        &[arn.to_string(), compensation_arn.to_string()],
-        json!({
-            "executionArn": arn,
-            "compensationExecutionArn": compensation_arn,
-            "stateMachine": plan.state_machine,
-            "compensationStateMachine": plan.compensation_machine,
-            "states": states,
-        }),
-    )?)
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use crate::asl::model::{Definition, Machine, StateKind};
-use crate::engine::core::error_matches;
+use crate::asl::model::{Definition, Machine, StateKind, error_matches};
 use crate::model::ExecutionSummary;
 
 /// AWS lets an execution be redriven at most this many times.
