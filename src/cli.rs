@@ -2417,6 +2417,7 @@ fn cmd_serve(
         read_only: ctx.read_only,
         sync_timeout: std::time::Duration::from_secs(cfg.sync_timeout_seconds.unwrap_or(60).clamp(1, 3600)),
         max_connections: cfg.max_connections.unwrap_or(128).clamp(1, 10_000),
+        sinks: ctx.sinks.clone(),
     };
     opts.check()?;
     let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
@@ -3443,6 +3444,7 @@ mod tests {
             read_only: false,
             sync_timeout: Duration::from_secs(10),
             max_connections: 16,
+            sinks: vec![],
         };
         let (tx, rx) = std::sync::mpsc::channel();
         // Serves until the test process ends.

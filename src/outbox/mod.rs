@@ -896,6 +896,77 @@ impl SinkStatus {
     }
 }
 
+/// Reading [`SinkStatus::to_json`]'s and [`DeliveryRow::to_json`]'s shapes back (an outbox
+/// served elsewhere): a missing or mistyped member is an error naming it.
+fn field<'a>(v: &'a Value, k: &str) -> std::result::Result<&'a Value, String> {
+    v.get(k).ok_or_else(|| format!("{k} is missing"))
+}
+fn text_of(v: &Value, k: &str) -> std::result::Result<String, String> {
+    field(v, k)?.as_str().map(|s| s.chars().take(1000).collect()).ok_or_else(|| format!("{k} is not a string"))
+}
+fn opt_text_of(v: &Value, k: &str) -> std::result::Result<Option<String>, String> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => text_of(v, k).map(Some),
+    }
+}
+fn int_of(v: &Value, k: &str) -> std::result::Result<i64, String> {
+    field(v, k)?.as_i64().ok_or_else(|| format!("{k} is not a whole number"))
+}
+fn opt_int_of(v: &Value, k: &str) -> std::result::Result<Option<i64>, String> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => int_of(v, k).map(Some),
+    }
+}
+fn time_of(v: &Value, k: &str) -> std::result::Result<Option<i64>, String> {
+    match opt_text_of(v, k)? {
+        None => Ok(None),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(&t).map(|t| Some(t.timestamp_millis())).map_err(|_| format!("{k} is not a time")),
+    }
+}
+
+impl SinkStatus {
+    pub fn from_json(v: &Value) -> std::result::Result<SinkStatus, String> {
+        let secs = |k: &str| opt_int_of(v, k).map(|s| s.map(|s| s.saturating_mul(1000)));
+        Ok(SinkStatus {
+            name: text_of(v, "name")?,
+            kind: text_of(v, "kind")?,
+            format: opt_text_of(v, "format")?.unwrap_or_else(|| "eventbridge".into()),
+            target: text_of(v, "target")?,
+            paused: field(v, "paused")?.as_bool().ok_or("paused is not true or false")?,
+            paused_reason: opt_text_of(v, "pausedReason")?,
+            breaker: Breaker::parse(&text_of(v, "breaker")?.to_ascii_lowercase()),
+            breaker_left_ms: secs("breakerSecondsLeft")?,
+            backlog: int_of(v, "backlog")?,
+            oldest_age_ms: secs("oldestAgeSeconds")?,
+            rate_per_min: int_of(v, "publishedLastMinute")?,
+            delivered: int_of(v, "delivered")?,
+            failures: int_of(v, "failures")?,
+            parked: int_of(v, "parked")?,
+            last_error: opt_text_of(v, "lastError")?,
+        })
+    }
+}
+
+impl DeliveryRow {
+    pub fn from_json(v: &Value) -> std::result::Result<DeliveryRow, String> {
+        Ok(DeliveryRow {
+            row_id: int_of(v, "rowId")?,
+            sink: text_of(v, "sink")?,
+            stream: text_of(v, "executionArn")?,
+            event_id: text_of(v, "id")?,
+            detail_type: text_of(v, "detailType")?,
+            created_ms: time_of(v, "createdAt")?.ok_or("createdAt is missing")?,
+            attempts: u32::try_from(int_of(v, "attempts")?).map_err(|_| "attempts is out of range")?,
+            next_ms: time_of(v, "nextAttempt")?,
+            parked: field(v, "parked")?.as_bool().ok_or("parked is not true or false")?,
+            park_reason: opt_text_of(v, "parkReason")?,
+            last_error: opt_text_of(v, "lastError")?,
+        })
+    }
+}
+
 pub fn status(conn: &Connection, sinks: &[Sink], now_ms: i64) -> Result<Vec<SinkStatus>> {
     ensure(conn, sinks)?;
     let mut out = vec![];
@@ -1154,6 +1225,47 @@ impl Action {
             _ => None,
         }
     }
+    /// The action as a request body: `{"action": "retry"|"park"|"requeue"|"pause"|"resume",
+    /// "sink", "row"?, "reason"?}` (what `lightbox serve`'s `Lightbox.OutboxAction` takes).
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"action": self.name().trim_start_matches("outbox-"), "sink": self.sink()});
+        if let Some(r) = self.row() {
+            v["row"] = r.into();
+        }
+        if let Action::Park { reason, .. } | Action::Pause { reason, .. } = self {
+            v["reason"] = reason.clone().into();
+        }
+        v
+    }
+
+    /// An action from a request body ([`Action::to_json`]'s shape); the error says what is wrong.
+    pub fn from_json(v: &Value) -> std::result::Result<Action, String> {
+        let text = |k: &str, max: usize| -> std::result::Result<Option<String>, String> {
+            match v.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control) => {
+                    Ok(Some(s.clone()))
+                }
+                Some(_) => Err(format!("{k} must be a string of 1 to {max} characters without control characters")),
+            }
+        };
+        let sink = text("sink", 64)?.ok_or("sink is required")?;
+        let row = match v.get("row") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(r.as_i64().filter(|r| *r > 0).ok_or("row must be a positive whole number")?),
+        };
+        let reason = text("reason", 1000)?;
+        let need_reason = || reason.clone().ok_or_else(|| "reason is required".to_string());
+        match v.get("action").and_then(Value::as_str) {
+            Some("retry") => Ok(Action::Retry { sink, row }),
+            Some("park") => Ok(Action::Park { sink, row: row.ok_or("park needs row")?, reason: need_reason()? }),
+            Some("requeue") => Ok(Action::Requeue { sink, row }),
+            Some("pause") => Ok(Action::Pause { sink, reason: need_reason()? }),
+            Some("resume") => Ok(Action::Resume { sink }),
+            _ => Err("action must be one of retry, park, requeue, pause, resume".into()),
+        }
+    }
+
     /// What it will do, for a confirmation.
     pub fn describe(&self) -> String {
         let rows = |row: &Option<i64>, what: &str| match row {

@@ -318,3 +318,28 @@ fn shown_urls_hide_credentials_queries_and_long_path_segments() {
         assert_eq!(shown_url(url), shown, "{url}");
     }
 }
+
+#[test]
+fn actions_round_trip_through_json_and_bad_bodies_say_what_is_wrong() {
+    for a in [
+        Action::Retry { sink: "s".into(), row: None },
+        Action::Retry { sink: "s".into(), row: Some(4) },
+        Action::Park { sink: "s".into(), row: 9, reason: "poison".into() },
+        Action::Requeue { sink: "s".into(), row: None },
+        Action::Pause { sink: "s".into(), reason: "maintenance".into() },
+        Action::Resume { sink: "s".into() },
+    ] {
+        assert_eq!(Action::from_json(&a.to_json()), Ok(a.clone()));
+    }
+    for (bad, want) in [
+        (json!({"action": "drop", "sink": "s"}), "action must be"),
+        (json!({"action": "pause", "sink": "s"}), "reason is required"),
+        (json!({"action": "park", "sink": "s", "reason": "r"}), "park needs row"),
+        (json!({"action": "retry"}), "sink is required"),
+        (json!({"action": "retry", "sink": "s", "row": -1}), "row must be"),
+        (json!({"action": "pause", "sink": "s", "reason": "a\u{1b}[2J"}), "control characters"),
+    ] {
+        let e = Action::from_json(&bad).expect_err("bad");
+        assert!(e.contains(want), "{bad} → {e}");
+    }
+}

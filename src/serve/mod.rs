@@ -10,6 +10,7 @@
 pub mod api;
 pub mod fields;
 pub mod logs;
+pub mod outbox;
 pub mod sigv4;
 
 use std::net::SocketAddr;
@@ -136,6 +137,8 @@ pub struct Options {
     pub read_only: bool,
     pub sync_timeout: Duration,
     pub max_connections: usize,
+    /// The outbox relay's sinks, for `Lightbox.ListOutbox` / `Lightbox.OutboxAction`.
+    pub sinks: Vec<crate::outbox::Sink>,
 }
 
 impl Options {
@@ -189,6 +192,7 @@ struct Shared {
     /// Calls running or queued on the blocking pool; a permit is held until the call has
     /// really ended (even after its client was answered that it took too long).
     inflight: Arc<tokio::sync::Semaphore>,
+    sinks: Arc<Vec<crate::outbox::Sink>>,
 }
 
 /// Calls that may be running or waiting for the engine at once; more are throttled.
@@ -218,8 +222,12 @@ pub fn run(
         std::thread::Builder::new().name("lightbox-serve-engine".into()).spawn(move || engine_loop(&api, &stop, &mut *tick))?
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(16).enable_all().build()?;
-    let shared =
-        Arc::new(Shared { api, credentials: opts.credentials.clone(), inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)) });
+    let shared = Arc::new(Shared {
+        api,
+        credentials: opts.credentials.clone(),
+        inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)),
+        sinks: Arc::new(opts.sinks.clone()),
+    });
     let r = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(opts.bind).await.map_err(|source| ServeError::Bind { addr: opts.bind, source })?;
         let local = listener.local_addr()?;
@@ -323,9 +331,13 @@ fn error_response(e: &ApiError, content_type: &str) -> Response<Full<Bytes>> {
 }
 
 /// Which service a target belongs to, for the SigV4 scope and the reply's content type.
+/// (Lightbox's own operations are signed in the Step Functions scope, "states".)
 fn service_of(target: &str) -> Option<(&'static str, &str, &'static str)> {
     if let Some(op) = target.strip_prefix("AWSStepFunctions.") {
         return Some(("states", op, JSON_10));
+    }
+    if let Some(op) = target.strip_prefix(outbox::PREFIX) {
+        return Some(("lightbox", op, JSON_11));
     }
     target.strip_prefix("Logs_20140328.").map(|op| ("logs", op, JSON_11))
 }
@@ -397,7 +409,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
     } else {
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let signed = sigv4::Signed { method: parts.method.as_str(), path_and_query: path, headers: &parts.headers, body: &bytes };
-        match sigv4::verify(&signed, &shared.credentials, REGION, service, SystemTime::now()) {
+        let scope = if service == "lightbox" { "states" } else { service };
+        match sigv4::verify(&signed, &shared.credentials, REGION, scope, SystemTime::now()) {
             Ok(k) => Caller { access_key_id: Some(k) },
             Err(e) => {
                 tracing::info!(op, refused = %e, "refused an unauthenticated request");
@@ -417,13 +430,15 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
         let e = ApiError { code: "ThrottlingException", message: "Rate exceeded: too many calls in flight".into(), status: 400 };
         return error_response(&e, content_type);
     };
-    let (api, op_owned, who) = (shared.api.clone(), op.to_string(), caller.clone());
+    let (api, op_owned, who, sinks) = (shared.api.clone(), op.to_string(), caller.clone(), shared.sinks.clone());
     let svc = service;
     let job = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         // A panic in one request fails only that request.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if svc == "logs" { logs::call(&api, &op_owned, &body) } else { api.call(&op_owned, &body, &who) }
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match svc {
+            "logs" => logs::call(&api, &op_owned, &body),
+            "lightbox" => outbox::call(&api, &sinks, &op_owned, &body, &who),
+            _ => api.call(&op_owned, &body, &who),
         }))
         .unwrap_or_else(|_| Err(ApiError::internal("the request failed inside the server (the server log has the details)")))
     });

@@ -16,6 +16,7 @@
 pub mod budget;
 pub mod events;
 pub mod limit;
+pub mod outbox;
 pub mod stub;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -82,7 +83,8 @@ pub struct AwsContext {
     pub log_group: Option<String>,
     /// Ship audit rows to this CloudWatch Logs group too.
     pub audit_log_group: Option<String>,
-    /// An outbox relay endpoint (not read by this backend; shown in the status).
+    /// A server answering `Lightbox.ListOutbox` / `Lightbox.OutboxAction` (`lightbox serve`
+    /// does, for the relay it runs): view 6 shows and drives that relay (see [`outbox`]).
     pub outbox_endpoint: Option<String>,
 }
 
@@ -113,6 +115,8 @@ pub struct Aws {
     rt: tokio::runtime::Runtime,
     sfn: sfn::Client,
     logs: cwl::Client,
+    /// The context's credentials, for calls outside the SDK (the outbox endpoint).
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     context: String,
     cfg: AwsContext,
     region: String,
@@ -315,6 +319,7 @@ impl Aws {
         Ok(Aws {
             sfn: sfn::Client::new(&conf),
             logs: cwl::Client::new(&conf),
+            credentials: conf.credentials_provider(),
             rt,
             context: context.to_string(),
             cfg: cfg.clone(),
@@ -874,6 +879,35 @@ impl Aws {
     }
 }
 
+impl Aws {
+    /// Call `Lightbox.<op>` on the context's `outbox_endpoint`, signed with its credentials.
+    fn outbox_call(&mut self, op: &str, body: &Value) -> Result<Value> {
+        let Some(url) = self.cfg.outbox_endpoint.clone() else {
+            return Err(BackendError::Refused(format!(
+                "context {}: no outbox_endpoint, so no outbox relay to show (set it to a server answering Lightbox.ListOutbox, such as lightbox serve)",
+                self.context
+            )));
+        };
+        let endpoint = outbox::OutboxEndpoint::new(&url).map_err(|e| AwsError::Api(e.to_string()))?;
+        let provider = self.credentials.clone();
+        let region = self.region.clone();
+        let answer = self.rt.block_on(async {
+            use aws_credential_types::provider::ProvideCredentials as _;
+            let identity = match provider {
+                Some(p) => Some(
+                    p.provide_credentials()
+                        .await
+                        .map_err(|e| format!("no credentials to sign the outbox call with: {}", DisplayErrorContext(&e)))?
+                        .into(),
+                ),
+                None => None,
+            };
+            endpoint.call(identity, &region, op, body).await.map_err(|e| e.to_string())
+        });
+        answer.map_err(|e| BackendError::Aws(AwsError::Api(e)))
+    }
+}
+
 impl ControlPlane for Aws {
     fn name(&self) -> String {
         "aws".into()
@@ -1168,6 +1202,17 @@ impl ControlPlane for Aws {
 
     fn compensate(&mut self, arn: &str, reason: &str) -> Result<String> {
         Ok(self.compensation_run(arn, reason, false)?.message())
+    }
+
+    fn outbox(&mut self, rows_per_sink: usize) -> Result<super::OutboxSnapshot> {
+        let rows = rows_per_sink.clamp(1, outbox::MAX_ROWS_ASKED);
+        let v = self.outbox_call("ListOutbox", &serde_json::json!({"rowsPerSink": rows}))?;
+        outbox::snapshot(&v).map_err(|e| BackendError::Aws(AwsError::Api(format!("outbox endpoint: {e}"))))
+    }
+
+    fn outbox_act(&mut self, action: &crate::outbox::Action) -> Result<String> {
+        let v = self.outbox_call("OutboxAction", &action.to_json())?;
+        Ok(v.get("result").and_then(Value::as_str).unwrap_or("done").chars().take(300).collect())
     }
 
     fn tick(&mut self) -> Result<usize> {
