@@ -149,7 +149,8 @@ enum Command {
         /// Only seed the --console store (the benchmark runs this in a child process).
         #[arg(long, hide = true)]
         seed_only: bool,
-        /// Measure the outbox relay instead: events/s to an NDJSON file and to a loopback webhook.
+        /// Measure the outbox relay instead: events/s to an NDJSON file and (in builds with
+        /// `--features bench-stub`) to a loopback webhook.
         #[arg(long)]
         relay: bool,
         /// Events for --relay.
@@ -165,7 +166,8 @@ enum Command {
         #[arg(long)]
         serve: bool,
         /// Measure the AWS backend's API calls per minute instead, in steady state with 10,
-        /// 1,000 and 10,000 running executions, against a scripted loopback endpoint.
+        /// 1,000 and 10,000 running executions, against a scripted loopback endpoint (in
+        /// builds with `--features bench-stub`).
         #[arg(long)]
         aws_calls: bool,
         /// Seconds of steady state measured per size for --aws-calls.
@@ -2612,11 +2614,25 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
     } else {
         say!("outbox relay, {} events over 100 executions", r.events);
         say!("  to NDJSON (fsync per batch of 256): {:.0} events/s", r.ndjson_per_second);
-        say!("  to a loopback webhook (one POST per event): {:.0} events/s", r.webhook_per_second);
+        match r.webhook_per_second {
+            Some(w) => say!("  to a loopback webhook (one POST per event): {w:.0} events/s"),
+            None => say!("  to a loopback webhook: not measured (a build with `--features bench-stub` has the loopback webhook)"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Without the `bench-stub` feature there is no scripted endpoint to measure against.
+#[cfg(not(feature = "bench-stub"))]
+fn cmd_bench_aws_calls(_seconds: u64, _j: bool) -> Result<ExitCode> {
+    bail!(UsageError(
+        "bench --aws-calls measures against a scripted loopback endpoint, which only a build with the bench-stub feature has: \
+         cargo run --release --features bench-stub -- bench --aws-calls"
+            .into()
+    ))
+}
+
+#[cfg(feature = "bench-stub")]
 fn cmd_bench_aws_calls(seconds: u64, j: bool) -> Result<ExitCode> {
     let window = std::time::Duration::from_secs(seconds.clamp(1, 3600));
     let mut reports = vec![];

@@ -13,9 +13,13 @@
 //!
 //! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
 
+// The scripted endpoint is a loopback HTTP server: only in builds with the `bench-stub`
+// feature (tests, `bench --aws-calls`), so a default build serves HTTP only in src/serve.
+#[cfg(feature = "bench-stub")]
 pub mod budget;
 pub mod events;
 pub mod limit;
+#[cfg(feature = "bench-stub")]
 pub mod stub;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
