@@ -3178,7 +3178,9 @@ mod console {
         fn record(&mut self, m: &Mutation, target: &str, r: &std::result::Result<(), String>) {
             let mut e = self.entry(m, target);
             if let Some(a) = e.execution_arn.clone() {
-                e = e.after(json!({ "status": self.cp.status_of(&a) }));
+                // What the backend can vouch for now: the committed state on the embedded
+                // engine; on AWS read afresh after the call (one DescribeExecution), with when.
+                e = e.after(self.cp.status_after(&a).map(|s| s.to_json()).unwrap_or_else(|| json!({ "status": null })));
             }
             e = e.outcome(match r {
                 Ok(()) => audit::Outcome::Ok,
@@ -3415,7 +3417,7 @@ mod tests {
 
     /// The console's audit record names the token's execution and the status after the action
     /// from the control plane, so on the AWS backend (here against `lightbox serve` in this
-    /// process) those fields are filled as on the embedded engine.
+    /// process) those fields are filled as on the embedded engine, the status read afresh.
     #[test]
     fn the_console_audit_record_names_execution_and_status_on_the_aws_backend() {
         use lightbox::backend::ControlPlane;
@@ -3525,12 +3527,19 @@ mod tests {
         let a = outcome("approve");
         assert_eq!(a.execution_arn.as_deref(), Some(approved.as_str()), "the token's execution, from the backend");
         assert!(a.task_token.is_some());
+        // The answer let the execution finish: the record says so, read from the service after
+        // the call and as of when — not the RUNNING the backend had cached before it.
         let after: Value = serde_json::from_str(a.after.as_deref().expect("after")).expect("json");
-        assert_eq!(after["status"], "RUNNING", "the status the backend knew right after the answer: {after}");
+        assert_eq!(after["status"], "SUCCEEDED", "the status read afresh after the answer: {after}");
+        let as_of = after["asOf"].as_str().map(DateTime::parse_from_rfc3339).and_then(|t| t.ok()).expect("asOf").with_timezone(&Utc);
+        let intent = rows.iter().find(|r| r.action == "approve" && r.intent_seq.is_none()).expect("the approve intent");
+        assert!(intent.time <= as_of && as_of <= a.time, "read after the intent, before the outcome: {after} ({intent:?}, {a:?})");
+        assert!(after.get("lastKnown").is_none(), "{after}");
         let s = outcome("stop");
         assert_eq!(s.execution_arn.as_deref(), Some(stopped.as_str()));
         let after: Value = serde_json::from_str(s.after.as_deref().expect("after")).expect("json");
         assert_eq!(after["status"], "ABORTED", "{after}");
+        assert!(after["asOf"].is_string(), "{after}");
         // The intent rows name the execution too.
         assert!(rows.iter().filter(|r| r.action == "approve").all(|r| r.execution_arn.as_deref() == Some(approved.as_str())), "{rows:?}");
     }
