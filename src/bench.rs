@@ -12,6 +12,11 @@ use crate::engine::{Clock, Engine, EngineError};
 use crate::model::ExecutionFilter;
 use crate::store::{Store, StoreError};
 
+// The relay benchmark's webhook is a loopback HTTP server: only in builds with the
+// `bench-stub` feature, so a default build serves HTTP only in src/serve.
+#[cfg(feature = "bench-stub")]
+mod webhook;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]
@@ -485,53 +490,14 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
 pub struct RelayReport {
     pub events: usize,
     pub ndjson_per_second: f64,
-    pub webhook_per_second: f64,
+    /// `None` in a build without the `bench-stub` feature (no loopback webhook to post to).
+    pub webhook_per_second: Option<f64>,
 }
 
 impl RelayReport {
     pub fn to_json(&self) -> Value {
         json!({"events": self.events, "ndjsonEventsPerSecond": self.ndjson_per_second, "webhookEventsPerSecond": self.webhook_per_second})
     }
-}
-
-/// A loopback HTTP server that answers every request 204, keep-alive.
-fn loopback_webhook() -> Result<String, BenchError> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::Setup(e.to_string()))?;
-    let url = format!("http://{}/events", l.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?);
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let Ok(w) = s.try_clone() else { return };
-                let mut w = w;
-                let mut r = BufReader::new(s);
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let t = line.trim_end();
-                        if t.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = t.split_once(':')
-                            && k.eq_ignore_ascii_case("content-length")
-                        {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if r.read_exact(&mut body).is_err() || w.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Ok(url)
 }
 
 fn relay_case(dir: &Path, name: &str, events: usize, sink_toml: &str) -> Result<f64, BenchError> {
@@ -567,7 +533,12 @@ fn relay_case(dir: &Path, name: &str, events: usize, sink_toml: &str) -> Result<
 pub fn relay(dir: &Path, events: usize) -> Result<RelayReport, BenchError> {
     std::fs::create_dir_all(dir).map_err(|e| BenchError::Setup(e.to_string()))?;
     let ndjson = relay_case(dir, "ndjson", events, "kind = \"ndjson\"\npath = \"relay-bench.ndjson\"")?;
-    let url = loopback_webhook()?;
-    let webhook = relay_case(dir, "webhook", events, &format!("kind = \"webhook\"\nurl = \"{url}\""))?;
+    #[cfg(feature = "bench-stub")]
+    let webhook = {
+        let url = webhook::loopback_webhook()?;
+        Some(relay_case(dir, "webhook", events, &format!("kind = \"webhook\"\nurl = \"{url}\""))?)
+    };
+    #[cfg(not(feature = "bench-stub"))]
+    let webhook = None;
     Ok(RelayReport { events, ndjson_per_second: ndjson, webhook_per_second: webhook })
 }

@@ -149,7 +149,8 @@ enum Command {
         /// Only seed the --console store (the benchmark runs this in a child process).
         #[arg(long, hide = true)]
         seed_only: bool,
-        /// Measure the outbox relay instead: events/s to an NDJSON file and to a loopback webhook.
+        /// Measure the outbox relay instead: events/s to an NDJSON file and (in builds with
+        /// `--features bench-stub`) to a loopback webhook.
         #[arg(long)]
         relay: bool,
         /// Events for --relay.
@@ -165,7 +166,8 @@ enum Command {
         #[arg(long)]
         serve: bool,
         /// Measure the AWS backend's API calls per minute instead, in steady state with 10,
-        /// 1,000 and 10,000 running executions, against a scripted loopback endpoint.
+        /// 1,000 and 10,000 running executions, against a scripted loopback endpoint (in
+        /// builds with `--features bench-stub`).
         #[arg(long)]
         aws_calls: bool,
         /// Seconds of steady state measured per size for --aws-calls.
@@ -764,7 +766,7 @@ pub fn main() -> Result<ExitCode> {
                     read_only_store: engine.store.is_read_only(),
                     demo: matches!(demo, console::DemoMode::Running { .. } | console::DemoMode::Paused(_)),
                 };
-                let contexts = console::Contexts::new(&cli, base_config, console::local_key(&db), kept);
+                let contexts = console::Contexts::new(&cli, base_config, console::local_key(&db), kept).with_no_demo(*no_demo);
                 return console::run(engine, &ctx, &config, &data_dir, demo, theme, contexts);
             }
             if let Command::Serve { bind, tls_cert, tls_key, insecure_no_tls } = command {
@@ -2340,12 +2342,17 @@ struct RelayGuard(Option<(std::sync::Arc<std::sync::atomic::AtomicBool>, std::th
 
 impl RelayGuard {
     fn start(engine: &Engine, sinks: &[lightbox::outbox::Sink]) -> Result<RelayGuard> {
-        let Some(db) = engine.store.path().map(Path::to_path_buf) else { return Ok(RelayGuard(None)) };
-        if sinks.is_empty() || engine.store.is_read_only() {
+        let Some(db) = engine.store.path() else { return Ok(RelayGuard(None)) };
+        RelayGuard::start_at(db, engine.store.is_read_only(), sinks)
+    }
+
+    /// The relay of the store at `db` (none for a store this process may not write, or no sinks).
+    fn start_at(db: &Path, read_only: bool, sinks: &[lightbox::outbox::Sink]) -> Result<RelayGuard> {
+        if sinks.is_empty() || read_only {
             return Ok(RelayGuard(None));
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = lightbox::outbox::spawn(db, sinks.to_vec(), stop.clone()).context("starting the outbox relay")?;
+        let h = lightbox::outbox::spawn(db.to_path_buf(), sinks.to_vec(), stop.clone()).context("starting the outbox relay")?;
         Ok(RelayGuard(Some((stop, h))))
     }
 }
@@ -2633,11 +2640,25 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
     } else {
         say!("outbox relay, {} events over 100 executions", r.events);
         say!("  to NDJSON (fsync per batch of 256): {:.0} events/s", r.ndjson_per_second);
-        say!("  to a loopback webhook (one POST per event): {:.0} events/s", r.webhook_per_second);
+        match r.webhook_per_second {
+            Some(w) => say!("  to a loopback webhook (one POST per event): {w:.0} events/s"),
+            None => say!("  to a loopback webhook: not measured (a build with `--features bench-stub` has the loopback webhook)"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Without the `bench-stub` feature there is no scripted endpoint to measure against.
+#[cfg(not(feature = "bench-stub"))]
+fn cmd_bench_aws_calls(_seconds: u64, _j: bool) -> Result<ExitCode> {
+    bail!(UsageError(
+        "bench --aws-calls measures against a scripted loopback endpoint, which only a build with the bench-stub feature has: \
+         cargo run --release --features bench-stub -- bench --aws-calls"
+            .into()
+    ))
+}
+
+#[cfg(feature = "bench-stub")]
 fn cmd_bench_aws_calls(seconds: u64, j: bool) -> Result<ExitCode> {
     let window = std::time::Duration::from_secs(seconds.clamp(1, 3600));
     let mut reports = vec![];
@@ -2884,8 +2905,19 @@ mod console {
     /// What `:ctx NAME` needs to build another context's control plane: the config before
     /// any context was applied, and the flags that override every context. The control
     /// plane switched away from is kept (parked) for switching back: a data directory's
-    /// store is opened once per process.
+    /// store is opened once per process. A local context runs what the one the console
+    /// started on runs — the outbox relay for its sinks, the demo workload when its store
+    /// holds the demo, its escalation and dependency configuration, its SLO clocks — while it
+    /// is live: a parked control plane is not ticked (its workload and clocks stand still),
+    /// and only the live context's relay runs (stopped and joined at each switch).
     pub struct Contexts {
+        /// `--no-demo` at start-up: no context's demo workload runs.
+        no_demo: bool,
+        /// The live context's outbox relay and the database it delivers from; shared with
+        /// the console's start-up, which stops it when the console ends.
+        relay: LiveRelay,
+        /// How to run each known control plane's relay, by key (none: no relay).
+        relays: std::collections::HashMap<String, RelaySpec>,
         base: Config,
         cli_data_dir: Option<PathBuf>,
         cli_read_only: bool,
@@ -2902,12 +2934,24 @@ mod console {
         previous_kept: Kept,
     }
 
+    /// The live context's outbox relay, if it runs one, with the database it delivers from.
+    pub type LiveRelay = std::sync::Arc<std::sync::Mutex<Option<(PathBuf, RelayGuard)>>>;
+
+    /// A context's outbox relay: its store's database and sinks.
+    #[derive(Clone)]
+    pub struct RelaySpec {
+        pub db: PathBuf,
+        pub read_only: bool,
+        pub sinks: Vec<lightbox::outbox::Sink>,
+    }
+
     /// What holds for a control plane besides its context's config.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct Kept {
         /// Its store could be opened only read-only.
         pub read_only_store: bool,
-        /// It holds the demo hospital (whose workload runs only in the one the console started on).
+        /// It holds the demo hospital (the header says DEMO; its workload runs while it is
+        /// live, unless the console started with --no-demo or the store is read-only).
         pub demo: bool,
     }
 
@@ -2930,7 +2974,49 @@ mod console {
                 parked: Default::default(),
                 live,
                 previous_kept: Kept::default(),
+                no_demo: false,
+                relay: Default::default(),
+                relays: Default::default(),
             }
+        }
+
+        /// The console started with --no-demo: no context runs the demo workload.
+        pub fn with_no_demo(mut self, no_demo: bool) -> Contexts {
+            self.no_demo = no_demo;
+            self
+        }
+
+        /// Run the live (start-up) control plane's relay as `spec` says; it is stopped when
+        /// another context goes live, started again when this one does, and stopped at the
+        /// end through the handle returned.
+        pub fn start_relay(&mut self, spec: Option<RelaySpec>) -> Result<LiveRelay> {
+            if let Some(spec) = spec {
+                self.relays.insert(self.live_key.clone(), spec);
+            }
+            self.swap_relay(&self.live_key.clone())?;
+            Ok(self.relay.clone())
+        }
+
+        /// Make `key`'s relay the one that runs: the live one is stopped (its thread joined),
+        /// unless it delivers from the same database already (one relay per store, never
+        /// two). On an error the running relay is left as it was.
+        fn swap_relay(&mut self, key: &str) -> Result<()> {
+            let spec = self.relays.get(key);
+            // The same database by whichever path it was named.
+            let canonical = |db: &Path| std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+            let mut live = self.relay.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(spec), Some((db, _))) = (spec, live.as_ref())
+                && *db == canonical(&spec.db)
+            {
+                return Ok(());
+            }
+            let next = match spec {
+                Some(spec) => Some((canonical(&spec.db), RelayGuard::start_at(&spec.db, spec.read_only, &spec.sinks)?)),
+                None => None,
+            };
+            // Dropping the old guard stops its thread and waits for it.
+            drop(std::mem::replace(&mut *live, next));
+            Ok(())
         }
 
         fn build(&mut self, name: &str) -> Result<lightbox::tui::jobs::Connected> {
@@ -2959,7 +3045,10 @@ mod console {
             let theme_name = self.cli_theme.as_deref().or(config.theme.as_deref()).unwrap_or("dark");
             let user_themes = directories::ProjectDirs::from("org", "lightbox", "lightbox").map(|d| d.config_dir().join("themes"));
             let theme = Theme::load(theme_name, user_themes.as_deref())?.with_accent(config.accent.as_deref())?;
-            let (cp, on_action, kept) = match self.parked.remove(&key) {
+            let mut relay: Option<RelaySpec> = None;
+            let parked = self.parked.remove(&key);
+            let from_parked = parked.is_some();
+            let (cp, on_action, kept) = match parked {
                 Some(p) => p,
                 None => {
                     let compensation = compensation_config(&config)?;
@@ -2975,15 +3064,35 @@ mod console {
                         }
                         None => {
                             let store = open_store(&db, false)?;
-                            // The demo hospital's synthetic data says DEMO (its workload runs only
-                            // in the data directory the console started on).
+                            // The demo hospital's synthetic data says DEMO; its workload runs here
+                            // as in the data directory the console started on (resumed).
                             let machines: Vec<String> = store.state_machines()?.into_iter().map(|m| m.name).collect();
                             let kept = Kept { read_only_store: store.is_read_only(), demo: lightbox::sim::holds_demo(&machines) };
                             let mut tasks = TaskRunner::new();
                             lightbox::sim::register_handlers(&mut tasks);
                             let mut engine = Engine::new(store, tasks, Clock::Real);
                             configure_resilience(&mut engine, &config, kept.demo)?;
-                            (Box::new(Local::new(engine, dir.clone()).with_compensation(compensation)), kept)
+                            let running = demo_mode(false, kept.demo, false, self.no_demo, kept.read_only_store);
+                            let running = matches!(running, DemoMode::Running { .. });
+                            if running {
+                                lightbox::sim::Demo::install(&mut engine)?;
+                            }
+                            let sinks = config.sinks_for(&dir, kept.demo)?;
+                            let mut slo = slo_watcher(&config.slo)?;
+                            let mut demo = running.then(demo_driver);
+                            let local = Local::new(engine, dir.clone())
+                                .with_sinks(sinks.clone())
+                                .with_compensation(compensation)
+                                .with_driver(Box::new(move |engine: &mut Engine| {
+                                    if let Some(d) = demo.as_mut() {
+                                        d(engine);
+                                    }
+                                    if let Err(e) = slo.tick(&engine.store, engine.clock.now()) {
+                                        tracing::warn!(error = %e, "evaluating SLO clocks failed");
+                                    }
+                                }));
+                            relay = Some(RelaySpec { db: db.clone(), read_only: kept.read_only_store, sinks });
+                            (Box::new(local), kept)
                         }
                     };
                     let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the audit log {}", db.display()))?;
@@ -2995,6 +3104,16 @@ mod console {
                     (Box::new(cp) as Box<dyn lightbox::backend::ControlPlane>, hook, kept)
                 }
             };
+            // Its relay runs from now on, the one of the context switched from stops.
+            if let Some(spec) = relay {
+                self.relays.insert(key.clone(), spec);
+            }
+            if let Err(e) = self.swap_relay(&key) {
+                if from_parked {
+                    self.parked.insert(key, (cp, on_action, kept));
+                }
+                return Err(e);
+            }
             let read_only = self.cli_read_only || config.read_only || kept.read_only_store;
             self.previous = Some(std::mem::replace(&mut self.live_key, key));
             self.previous_kept = std::mem::replace(&mut self.live, kept);
@@ -3023,7 +3142,7 @@ mod console {
         demo_mode: DemoMode,
         (theme, theme_warning): (Theme, Option<String>),
         remote: Option<Box<dyn lightbox::backend::ControlPlane>>,
-        contexts: Contexts,
+        mut contexts: Contexts,
     ) -> Result<ExitCode> {
         let demo = matches!(demo_mode, DemoMode::Running { .. });
         let keymap = Keymap::default().with_overrides(&config.keys).context("config [keys]")?;
@@ -3080,8 +3199,14 @@ mod console {
             DemoMode::Paused(why) => Some(format!("demo paused: {why} ({} studies in flight stand still)", in_flight())),
             DemoMode::Off => None,
         };
-        // The relay delivers outbox rows to the configured sinks while the console drives the engine.
-        let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
+        // The relay delivers outbox rows to the configured sinks while this context is live
+        // (`:ctx` stops it while another one is, and starts it again on the way back).
+        let spec = engine.store.path().map(|db| RelaySpec {
+            db: db.to_path_buf(),
+            read_only: engine.store.is_read_only(),
+            sinks: ctx.sinks.clone(),
+        });
+        let relay = contexts.start_relay(spec)?;
         let mut slo = slo_watcher(&config.slo)?;
         let mut local =
             Local::new(engine, data_dir.to_path_buf()).with_sinks(ctx.sinks.clone()).with_compensation(ctx.compensation.clone());
@@ -3121,7 +3246,10 @@ mod console {
             app.message = Some(("AWS backend: claims and the audit log are kept in the local store of this data directory".into(), false));
         }
         let live = app.settings.context.clone();
-        lightbox::tui::run_with(app, Box::new(cp), lightbox::sim::stage_map(), on_action, Some((live, Box::new(contexts))))?;
+        let ran = lightbox::tui::run_with(app, Box::new(cp), lightbox::sim::stage_map(), on_action, Some((live, Box::new(contexts))));
+        // Whichever context is live at the end: its relay stops and is waited for.
+        drop(relay.lock().unwrap_or_else(|p| p.into_inner()).take());
+        ran?;
         Ok(ExitCode::SUCCESS)
     }
 
@@ -3183,7 +3311,9 @@ mod console {
         fn record(&mut self, m: &Mutation, target: &str, r: &std::result::Result<(), String>) {
             let mut e = self.entry(m, target);
             if let Some(a) = e.execution_arn.clone() {
-                e = e.after(json!({ "status": self.cp.status_of(&a) }));
+                // What the backend can vouch for now: the committed state on the embedded
+                // engine; on AWS read afresh after the call (one DescribeExecution), with when.
+                e = e.after(self.cp.status_after(&a).map(|s| s.to_json()).unwrap_or_else(|| json!({ "status": null })));
             }
             e = e.outcome(match r {
                 Ok(()) => audit::Outcome::Ok,
@@ -3420,7 +3550,7 @@ mod tests {
 
     /// The console's audit record names the token's execution and the status after the action
     /// from the control plane, so on the AWS backend (here against `lightbox serve` in this
-    /// process) those fields are filled as on the embedded engine.
+    /// process) those fields are filled as on the embedded engine, the status read afresh.
     #[test]
     fn the_console_audit_record_names_execution_and_status_on_the_aws_backend() {
         use lightbox::backend::ControlPlane;
@@ -3531,12 +3661,19 @@ mod tests {
         let a = outcome("approve");
         assert_eq!(a.execution_arn.as_deref(), Some(approved.as_str()), "the token's execution, from the backend");
         assert!(a.task_token.is_some());
+        // The answer let the execution finish: the record says so, read from the service after
+        // the call and as of when — not the RUNNING the backend had cached before it.
         let after: Value = serde_json::from_str(a.after.as_deref().expect("after")).expect("json");
-        assert_eq!(after["status"], "RUNNING", "the status the backend knew right after the answer: {after}");
+        assert_eq!(after["status"], "SUCCEEDED", "the status read afresh after the answer: {after}");
+        let as_of = after["asOf"].as_str().map(DateTime::parse_from_rfc3339).and_then(|t| t.ok()).expect("asOf").with_timezone(&Utc);
+        let intent = rows.iter().find(|r| r.action == "approve" && r.intent_seq.is_none()).expect("the approve intent");
+        assert!(intent.time <= as_of && as_of <= a.time, "read after the intent, before the outcome: {after} ({intent:?}, {a:?})");
+        assert!(after.get("lastKnown").is_none(), "{after}");
         let s = outcome("stop");
         assert_eq!(s.execution_arn.as_deref(), Some(stopped.as_str()));
         let after: Value = serde_json::from_str(s.after.as_deref().expect("after")).expect("json");
         assert_eq!(after["status"], "ABORTED", "{after}");
+        assert!(after["asOf"].is_string(), "{after}");
         // The intent rows name the execution too.
         assert!(rows.iter().filter(|r| r.action == "approve").all(|r| r.execution_arn.as_deref() == Some(approved.as_str())), "{rows:?}");
     }

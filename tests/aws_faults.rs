@@ -69,6 +69,27 @@ fn each_failure_is_named_in_the_status_and_the_last_known_data_stays() {
     }
 }
 
+/// The status an audit record gets after an action, when it cannot be read afresh: the
+/// last known one, saying so and why — never a cached status passed off as current.
+#[test]
+fn a_status_that_cannot_be_read_afresh_is_recorded_as_last_known() {
+    let stub = Stub::start(2).expect("stub");
+    let mut cp = connect(&stub, Some("/aws/vendedlogs/states/review"));
+    cp.tick().expect("tick");
+    let arn = "arn:aws:states:us-east-1:123456789012:execution:stub-review:run-000000";
+    stub.set_fault(Fault::Denied);
+    let now = cp.status_now(arn).expect("the last known status, not an error").expect("a known execution");
+    assert_eq!(now.status, lightbox::history::ExecutionStatus::Running);
+    assert_eq!(now.as_of, None, "not read from AWS just now: {now:?}");
+    let why = now.last_known.clone().expect("why it is the last known");
+    assert!(why.contains("access denied"), "{why}");
+    let after = now.to_json();
+    assert_eq!(after["status"], "RUNNING");
+    assert!(after.get("asOf").is_none() && after["lastKnown"].as_str().is_some_and(|w| w.contains("access denied")), "{after}");
+    // An execution never seen has no status at all.
+    assert_eq!(cp.status_now("arn:aws:states:us-east-1:123456789012:execution:stub-review:unknown").expect("status"), None);
+}
+
 #[test]
 fn a_backend_that_never_reached_aws_says_so_and_shows_nothing_rather_than_failing() {
     let stub = Stub::start(3).expect("stub");

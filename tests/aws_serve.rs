@@ -161,6 +161,48 @@ fn a_rejected_review_fails_with_its_cause_is_redriven_and_then_approved() {
     assert!(!e.to_string().is_empty());
 }
 
+/// The audit record's status after an answer: the cached RUNNING is stale as soon as the
+/// callback is answered (nothing has told the cache otherwise), so `status_now` reads the
+/// execution afresh — one DescribeExecution, counted by the limiter — and says when.
+#[test]
+fn the_status_after_an_approval_is_read_afresh_and_says_when() {
+    let serve = Serve::start();
+    let sm = serve.review_machine("rad-after", None);
+    let arn = serve.start_execution(&sm, "ACC-7010");
+    let (_dir, conn) = local_store();
+    let mut cp = connect(&serve, &sm, None, conn);
+    wait_for(&mut cp, "the pending callback", |cp| task_of(cp, &arn).is_some());
+    let task = task_of(&mut cp, &arn).expect("task");
+    // Read once, so the row is cached whole (with its input).
+    assert_eq!(cp.execution(&arn).expect("row").map(|r| r.status), Some(ExecutionStatus::Running));
+    let describes = |cp: &Aws| cp.calls().get("DescribeExecution").copied().unwrap_or(0);
+    let before = describes(&cp);
+
+    let answered_at = chrono::Utc::now();
+    cp.approve(&task.token, r#"{"approved": true}"#, &Acting::user("dr.lee")).expect("SendTaskSuccess");
+    // The callback was the last state: the engine behind serve has finished the execution.
+    assert_eq!(serve.describe(&arn)["status"], "SUCCEEDED");
+    // The cache alone still says RUNNING, without a call: that is what must not be audited.
+    assert_eq!(cp.execution(&arn).expect("row").map(|r| r.status), Some(ExecutionStatus::Running));
+    assert_eq!(describes(&cp), before, "the cached row answered");
+
+    let now = cp.status_now(&arn).expect("status").expect("the execution exists");
+    assert_eq!(now.status, ExecutionStatus::Succeeded, "{now:?}");
+    assert!(now.as_of.is_some_and(|t| t >= answered_at), "as of the read after the answer: {now:?}");
+    assert_eq!(now.last_known, None);
+    assert_eq!(describes(&cp), before + 1, "one DescribeExecution, through the limiter");
+    let after = now.to_json();
+    assert_eq!(after["status"], "SUCCEEDED", "{after}");
+    let as_of = after["asOf"].as_str().expect("asOf");
+    assert!(chrono::DateTime::parse_from_rfc3339(as_of).is_ok(), "{after}");
+    // The read refreshed the cache as well.
+    assert_eq!(cp.execution(&arn).expect("row").map(|r| r.status), Some(ExecutionStatus::Succeeded));
+
+    // An execution that does not exist has no status (not a stale one).
+    let missing = arn.replace("ACC-7010", "ACC-none");
+    assert_eq!(cp.status_now(&missing).expect("status"), None);
+}
+
 #[test]
 fn an_execution_waiting_for_its_token_is_stopped() {
     let serve = Serve::start();

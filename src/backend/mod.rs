@@ -92,6 +92,13 @@ pub trait ControlPlane: Send {
     fn pulse(&mut self) -> Result<Pulse>;
     fn executions(&mut self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>>;
     fn execution(&mut self, arn: &str) -> Result<Option<ExecutionSummary>>;
+    /// An execution's status as this backend can vouch for it now: what the audit record of
+    /// an action says the execution was left in. The default reads [`ControlPlane::execution`],
+    /// which for the embedded engine is the state the action committed; a backend that caches
+    /// a remote service reads it afresh and says when ([`StatusNow::as_of`]).
+    fn status_now(&mut self, arn: &str) -> Result<Option<StatusNow>> {
+        Ok(self.execution(arn)?.map(|r| StatusNow { status: r.status, as_of: None, last_known: None }))
+    }
     /// The definition an execution runs (for the state graph).
     fn definition_of(&mut self, arn: &str) -> Result<Option<String>>;
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>>;
@@ -201,6 +208,32 @@ impl DependencyOp {
             DependencyOp::Release => "dependency-release",
             DependencyOp::Reset => "dependency-reset",
         }
+    }
+}
+
+/// An execution's status for the audit record after an action ([`ControlPlane::status_now`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusNow {
+    pub status: ExecutionStatus,
+    /// When the remote service said so (AWS: the `DescribeExecution` answer after the action).
+    /// `None`: read from the store the action itself committed to (the embedded engine).
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// The status could not be read afresh (why): this is the last one known, possibly stale.
+    pub last_known: Option<String>,
+}
+
+impl StatusNow {
+    /// The audit record's `after`: `{"status"}`, with `asOf` when a remote service said it,
+    /// or `lastKnown` (why it is not fresh).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "status": self.status.to_string() });
+        if let Some(t) = self.as_of {
+            v["asOf"] = serde_json::json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+        if let Some(why) = &self.last_known {
+            v["lastKnown"] = serde_json::json!(why);
+        }
+        v
     }
 }
 

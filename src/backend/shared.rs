@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     Acting, ControlPlane, DependencyOp, ExecutionFilter, ExecutionSummary, FeedEvent, Found, OutboxSnapshot, PendingTask, Pulse, Result,
+    StatusNow,
 };
 use crate::asl::model::Definition;
 use crate::history::HistoryEvent;
@@ -42,10 +43,11 @@ impl Shared {
         }
     }
 
-    /// An execution's status as the backend knows it now (for the audit record's `after`).
-    pub fn status_of(&self, arn: &str) -> Option<String> {
-        match self.get().execution(arn) {
-            Ok(r) => r.map(|r| r.status.to_string()),
+    /// An execution's status after an action, as the backend can vouch for it now (for the
+    /// audit record's `after`: on AWS read afresh, with when).
+    pub fn status_after(&self, arn: &str) -> Option<StatusNow> {
+        match self.get().status_now(arn) {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "an execution's status could not be looked up for the audit log");
                 None
@@ -69,6 +71,9 @@ impl ControlPlane for Shared {
     }
     fn execution(&mut self, arn: &str) -> Result<Option<ExecutionSummary>> {
         self.get().execution(arn)
+    }
+    fn status_now(&mut self, arn: &str) -> Result<Option<StatusNow>> {
+        self.get().status_now(arn)
     }
     fn definition_of(&mut self, arn: &str) -> Result<Option<String>> {
         self.get().definition_of(arn)

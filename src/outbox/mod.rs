@@ -43,6 +43,12 @@ pub enum OutboxError {
 
 pub type Result<T> = std::result::Result<T, OutboxError>;
 
+/// The relay's status and actions served to other hosts (`lightbox serve`, read by an AWS
+/// context's `outbox_endpoint`): `X-Amz-Target: Lightbox.ListOutbox` / `Lightbox.OutboxAction`.
+pub const TARGET_PREFIX: &str = "Lightbox.";
+/// Rows per sink one `ListOutbox` lists, at most.
+pub const MAX_LISTED_ROWS: usize = 500;
+
 /// `[outbox]` in config.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

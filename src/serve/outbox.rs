@@ -10,11 +10,11 @@ use super::api::{Api, ApiError, Caller};
 use crate::outbox::{self, Action, Sink};
 
 /// Rows listed per sink, at most (and the default).
-pub const MAX_ROWS: u64 = 500;
+const MAX_ROWS: u64 = outbox::MAX_LISTED_ROWS as u64;
 const DEFAULT_ROWS: u64 = 50;
 
 /// The target prefix of these operations.
-pub const PREFIX: &str = "Lightbox.";
+pub const PREFIX: &str = outbox::TARGET_PREFIX;
 
 pub fn call(api: &Api, sinks: &[Sink], op: &str, body: &Value, caller: &Caller) -> Result<Value, ApiError> {
     if !body.is_object() {

@@ -13,10 +13,14 @@
 //!
 //! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
 
+// The scripted endpoint is a loopback HTTP server: only in builds with the `bench-stub`
+// feature (tests, `bench --aws-calls`), so a default build serves HTTP only in src/serve.
+#[cfg(feature = "bench-stub")]
 pub mod budget;
 pub mod events;
 pub mod limit;
 pub mod outbox;
+#[cfg(feature = "bench-stub")]
 pub mod stub;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -31,7 +35,7 @@ use serde_json::{Map, Value};
 
 use self::events::{Change, Tracker, change_summary};
 use self::limit::{Condition, Limiter};
-use super::{Acting, BackendError, ControlPlane, ExecutionFilter, FIND_LIMIT, FeedEvent, Found, Pulse, Result};
+use super::{Acting, BackendError, ControlPlane, ExecutionFilter, FIND_LIMIT, FeedEvent, Found, Pulse, Result, StatusNow};
 use crate::asl::model::Definition;
 use crate::history::{ExecutionStatus, HistoryEvent};
 use crate::model::{ExecutionSummary, PendingTask};
@@ -866,6 +870,35 @@ impl Aws {
         }
     }
 
+    /// `DescribeExecution` (the caller has admitted it): the execution's row, refreshed in the
+    /// cache; `None` if it does not exist.
+    fn describe(&mut self, arn: &str) -> std::result::Result<Option<ExecutionSummary>, Condition> {
+        let r = self.rt.block_on(self.sfn.describe_execution().execution_arn(arn).send());
+        match r {
+            Ok(o) => {
+                let cached = self.rows.get(arn).cloned();
+                let mut row = cached.unwrap_or_else(|| events::summary_for(arn, String::new(), to_chrono(o.start_date())));
+                row.state_machine_arn = o.state_machine_arn().to_string();
+                if let Some(n) = o.name() {
+                    row.name = n.to_string();
+                }
+                row.status = status_of(o.status());
+                row.start = to_chrono(o.start_date());
+                row.stop = o.stop_date().map(to_chrono);
+                row.input = o.input().unwrap_or("{}").to_string();
+                row.output = o.output().map(str::to_string);
+                row.error = o.error().map(str::to_string);
+                row.cause = o.cause().map(str::to_string);
+                row.redrive_count = o.redrive_count().unwrap_or(0).max(0) as u32;
+                row.redrive = o.redrive_date().map(to_chrono);
+                self.rows.insert(arn.to_string(), row.clone());
+                Ok(Some(row))
+            }
+            Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(None),
+            Err(e) => Err(api_err(&e, &self.region, "DescribeExecution")),
+        }
+    }
+
     fn forget_token(&mut self, token: &str) {
         if let Some(t) = self.tracker.close(token) {
             if self.answered.len() >= ANSWERED_MAX {
@@ -960,36 +993,29 @@ impl ControlPlane for Aws {
             self.condition = Some(c);
             return Ok(cached);
         }
-        let r = self.rt.block_on(self.sfn.describe_execution().execution_arn(arn).send());
-        match r {
-            Ok(o) => {
-                let mut row = cached.unwrap_or_else(|| events::summary_for(arn, String::new(), to_chrono(o.start_date())));
-                row.state_machine_arn = o.state_machine_arn().to_string();
-                if let Some(n) = o.name() {
-                    row.name = n.to_string();
+        match self.describe(arn) {
+            Ok(row) => Ok(row),
+            Err(c) => match cached {
+                Some(r) => {
+                    self.condition = Some(c);
+                    Ok(Some(r))
                 }
-                row.status = status_of(o.status());
-                row.start = to_chrono(o.start_date());
-                row.stop = o.stop_date().map(to_chrono);
-                row.input = o.input().unwrap_or("{}").to_string();
-                row.output = o.output().map(str::to_string);
-                row.error = o.error().map(str::to_string);
-                row.cause = o.cause().map(str::to_string);
-                row.redrive_count = o.redrive_count().unwrap_or(0).max(0) as u32;
-                row.redrive = o.redrive_date().map(to_chrono);
-                self.rows.insert(arn.to_string(), row.clone());
-                Ok(Some(row))
-            }
-            Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(None),
-            Err(e) => {
-                let c = api_err(&e, &self.region, "DescribeExecution");
-                match cached {
-                    Some(r) => {
-                        self.condition = Some(c);
-                        Ok(Some(r))
-                    }
-                    None => Err(self.fail(c)),
-                }
+                None => Err(self.fail(c)),
+            },
+        }
+    }
+
+    /// After an action the cached status may be stale (an answered callback lets the
+    /// execution run on): read it afresh with one `DescribeExecution` (through the limiter,
+    /// so counted in the budget) and say when; if that fails, the last known status and why.
+    fn status_now(&mut self, arn: &str) -> Result<Option<StatusNow>> {
+        let fresh = self.admit("DescribeExecution", Duration::from_secs(2)).and_then(|()| self.describe(arn));
+        match fresh {
+            Ok(row) => Ok(row.map(|r| StatusNow { status: r.status, as_of: Some(Utc::now()), last_known: None })),
+            Err(c) => {
+                let why = c.text(None);
+                self.condition = Some(c);
+                Ok(self.rows.get(arn).map(|r| StatusNow { status: r.status, as_of: None, last_known: Some(why) }))
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::outbox::{DeliveryRow, SinkStatus, shown_url};
 /// The largest answer read (a listing of 500 rows per sink for a few sinks is far smaller).
 const MAX_ANSWER: usize = 8 * 1024 * 1024;
 /// Rows per sink asked for, at most (what `lightbox serve` lists at most).
-pub const MAX_ROWS_ASKED: usize = crate::serve::outbox::MAX_ROWS as usize;
+pub const MAX_ROWS_ASKED: usize = crate::outbox::MAX_LISTED_ROWS;
 /// Sinks and rows read from one answer, at most.
 const MAX_ITEMS: usize = 20_000;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,7 +65,7 @@ impl OutboxEndpoint {
             (Some(h), None) => h.to_string(),
             (None, _) => return Err(self.err("names no host")),
         };
-        let target = format!("{}{op}", crate::serve::outbox::PREFIX);
+        let target = format!("{}{op}", crate::outbox::TARGET_PREFIX);
         let mut headers: Vec<(String, String)> =
             vec![("host".into(), host), ("content-type".into(), "application/x-amz-json-1.1".into()), ("x-amz-target".into(), target)];
         if let Some(identity) = identity {
