@@ -57,16 +57,6 @@ fn until(secs: u64, what: &str, ok: impl Fn() -> bool) {
     }
 }
 
-/// `:` and a command line, typed as a person does.
-fn type_command(t: &Tmux, line: &str) {
-    t.keys(&[":"]);
-    for c in line.chars() {
-        let k = if c == ' ' { "Space".to_string() } else { c.to_string() };
-        t.keys(&[&k]);
-    }
-    t.keys(&["Enter"]);
-}
-
 #[test]
 fn a_local_context_switched_to_runs_its_demo_and_relay_and_the_one_left_stands_still() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -95,7 +85,7 @@ fn a_local_context_switched_to_runs_its_demo_and_relay_and_the_one_left_stands_s
     until(20, "the start-up context's relay thread", || threads(pid, "outbox-relay") == 1);
 
     // To b: its demo workload starts new studies and its relay delivers their events.
-    type_command(&t, "ctx b");
+    t.command("ctx b");
     t.wait_for("ctx: b is live");
     let (b_runs, b_lines) = (executions(&b), lines(&b));
     std::thread::sleep(Duration::from_secs(1));
@@ -113,7 +103,7 @@ fn a_local_context_switched_to_runs_its_demo_and_relay_and_the_one_left_stands_s
     assert!(!delivered(&a).contains("PING-1"));
 
     // Back to a: its relay delivers what waited, its workload goes on; b stands still.
-    type_command(&t, "ctx a");
+    t.command("ctx a");
     t.wait_for("ctx: a is live");
     until(30, "a's relay to deliver the rows written while it was parked", || delivered(&a).contains("PING-1"));
     std::thread::sleep(Duration::from_secs(1));
@@ -124,7 +114,7 @@ fn a_local_context_switched_to_runs_its_demo_and_relay_and_the_one_left_stands_s
 
     // Switching back and forth leaves one relay thread, not one per switch.
     for ctx in ["b", "a", "b"] {
-        type_command(&t, &format!("ctx {ctx}"));
+        t.command(&format!("ctx {ctx}"));
         t.wait_for(&format!("ctx: {ctx} is live"));
         until(10, "one relay after the switch", || threads(pid, "outbox-relay") == 1);
     }

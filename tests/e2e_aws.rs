@@ -68,18 +68,8 @@ fn status_on_moto(url: &str, arn: &str) -> String {
 }
 
 /// The console's command line with the AWS environment of this test only: moto's fixed keys,
-/// no profile files of the machine's user.
-/// `:` and a command line, typed as a person does.
-fn type_command(t: &Tmux, line: &str) {
-    t.keys(&[":"]);
-    for c in line.chars() {
-        let k = if c == ' ' { "Space".to_string() } else { c.to_string() };
-        t.keys(&[&k]);
-    }
-    t.keys(&["Enter"]);
-}
-
-/// Each context names its own data directory (a `--data-dir` would override them all).
+/// no profile files of the machine's user. Each context names its own data directory (a
+/// `--data-dir` would override them all).
 fn console_cmd(dir: &Path, config: &Path, context: &str) -> String {
     format!(
         "env AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_CONFIG_FILE={none} AWS_SHARED_CREDENTIALS_FILE={none} \
@@ -146,14 +136,14 @@ fn on_aws_the_operator_approves_a_callback_and_sees_the_execution_succeed() {
     assert!(!s.contains("Testperson"), "{s}");
 
     // A context that does not answer (nothing listens on its endpoint) is not switched to.
-    type_command(&t, "ctx nowhere");
+    t.command("ctx nowhere");
     let s = t.wait_until("the failed switch", |s| s.contains("ctx: nowhere not switched to: region us-west-2: no answer"));
     assert!(s.lines().next().is_some_and(|h| h.contains("moto-east") && !h.contains("nowhere")), "{s}");
     assert!(s.contains(&accession), "the live context's data stays:\n{s}");
 
     // `:ctx training` switches to a local context live: the header names it, and nothing of
     // the AWS context shows under it.
-    type_command(&t, "ctx training");
+    t.command("ctx training");
     let s = t.wait_for("ctx: training is live");
     let header = s.lines().next().unwrap_or_default();
     assert!(header.contains("local") && header.contains("· training"), "{s}");

@@ -261,32 +261,9 @@ pub fn watch(store: &Store, slos: &[Slo], now: DateTime<Utc>, emitted: &mut Hash
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use chrono::TimeZone;
-    use serde_json::json;
-
     use super::*;
+    use crate::ops::slo::tests::{cfg, t0};
     use crate::ops::slo::{BREACHED_EVENT, LoopStage, Status};
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).single().expect("time")
-    }
-
-    fn cfg(name: &str, when: &[(&str, &str)], from: &str, to: &str, target: &str) -> SloConfig {
-        SloConfig {
-            name: name.into(),
-            when: when.iter().map(|(k, v)| (k.to_string(), json!(v))).collect(),
-            from: from.into(),
-            to: to.into(),
-            target: target.into(),
-            at_risk: 0.8,
-            objective: 0.95,
-            machine: None,
-            flagged: BTreeMap::new(),
-            kind: None,
-        }
-    }
 
     /// The demo on a virtual clock, twice from the same seed: one store watched incrementally,
     /// the other by recomputing every clock from whole histories each tick ([`watch`]).

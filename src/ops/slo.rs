@@ -806,11 +806,11 @@ pub fn collect<E>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn t0() -> DateTime<Utc> {
+    pub(crate) fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).single().expect("time")
     }
 
@@ -824,7 +824,7 @@ mod tests {
         }
     }
 
-    fn cfg(name: &str, when: &[(&str, &str)], from: &str, to: &str, target: &str) -> SloConfig {
+    pub(crate) fn cfg(name: &str, when: &[(&str, &str)], from: &str, to: &str, target: &str) -> SloConfig {
         SloConfig {
             name: name.into(),
             when: when.iter().map(|(k, v)| (k.to_string(), json!(v))).collect(),

@@ -55,20 +55,23 @@ impl Publisher for Webhook {
             .header("Idempotency-Key", id)
             .body(event.to_string())
             .send()
-            // Without the URL: the message says what failed, never what was sent.
-            .map_err(|e| {
-                let e = e.without_url();
-                let mut text = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    text = format!("{text}: {s}");
-                    src = s.source();
-                }
-                SinkError::Request(text)
-            })?;
+            .map_err(|e| SinkError::Request(request_error(e)))?;
         let status = resp.status();
         if status.is_success() { Ok(()) } else { Err(SinkError::Status(status.as_u16())) }
     }
+}
+
+/// A failed request as text: what failed and why (each cause), without the URL, which may
+/// hold credentials, and never what was sent.
+pub fn request_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        text = format!("{text}: {s}");
+        src = s.source();
+    }
+    text
 }
 
 pub struct Ndjson {

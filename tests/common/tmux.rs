@@ -29,6 +29,16 @@ impl Tmux {
         }
     }
 
+    /// `:` and a command line, typed as a person does, then Enter.
+    pub fn command(&self, line: &str) {
+        self.keys(&[":"]);
+        for c in line.chars() {
+            let k = if c == ' ' { "Space".to_string() } else { c.to_string() };
+            self.keys(&[&k]);
+        }
+        self.keys(&["Enter"]);
+    }
+
     pub fn screen(&self) -> String {
         let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().expect("capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()

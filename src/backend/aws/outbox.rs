@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use serde_json::Value;
 
 use crate::backend::OutboxSnapshot;
+use crate::outbox::sink::request_error;
 use crate::outbox::{DeliveryRow, SinkStatus, shown_url};
 
 /// The largest answer read (a listing of 500 rows per sink for a few sinks is far smaller).
@@ -94,10 +95,10 @@ impl OutboxEndpoint {
         for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
             req = req.header(k.as_str(), v.as_str());
         }
-        let mut resp = req.send().await.map_err(|e| self.err(without_url(e)))?;
+        let mut resp = req.send().await.map_err(|e| self.err(request_error(e)))?;
         let status = resp.status();
         let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.err(without_url(e)))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.err(request_error(e)))? {
             if bytes.len() + chunk.len() > MAX_ANSWER {
                 return Err(self.err(format!("the answer is larger than {MAX_ANSWER} bytes")));
             }
@@ -111,17 +112,6 @@ impl OutboxEndpoint {
         }
         Ok(v)
     }
-}
-
-fn without_url(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        text = format!("{text}: {s}");
-        src = s.source();
-    }
-    text
 }
 
 /// A `ListOutbox` answer as view 6's data; anything malformed is an error naming it.
