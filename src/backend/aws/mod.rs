@@ -7,7 +7,9 @@
 //! and `DescribeExecution`/`GetExecutionHistory` are called for what the operator opens (and,
 //! once, to learn the input and open callbacks of executions started before the console).
 //! Without a log group the histories of running executions are polled instead, at a bounded
-//! rate, and the status says so. Every call passes a client-side token bucket per API; the
+//! rate, and the status says so. EventBridge events that rules deliver to log groups
+//! (`event_log_groups`, e.g. HealthImaging's) are read through a cursor of their own per group
+//! and join the Events feed, their details masked. Every call passes a client-side token bucket per API; the
 //! SDK retries with backoff (standard mode). On any error the backend keeps what it last knew and reports
 //! the condition ([`Aws::status`]); it never fails a read it can answer from memory.
 //!
@@ -18,7 +20,7 @@ pub mod events;
 pub mod limit;
 pub mod stub;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +57,14 @@ const OPENED_MAX: usize = 32;
 const ANSWERED_MAX: usize = 64;
 /// Log records read again after the cursor, for late arrivals.
 const LOG_LOOKBACK_MS: i64 = 10_000;
+/// The first read of a log group looks back this far.
+const LOG_FIRST_LOOKBACK_MS: i64 = 3_600_000;
+/// `FilterLogEvents` pages read from one group in one poll, at most.
+const LOG_PAGES: usize = 10;
+/// Each event log group (`event_log_groups`) is read at most this often.
+pub const EVENT_LOG_POLL: Duration = Duration::from_secs(5);
+/// EventBridge event ids remembered to drop a second delivery of one event.
+const BUS_SEEN_MAX: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
@@ -82,6 +92,10 @@ pub struct AwsContext {
     pub log_group: Option<String>,
     /// Ship audit rows to this CloudWatch Logs group too.
     pub audit_log_group: Option<String>,
+    /// CloudWatch Logs groups EventBridge rules write events to (e.g. HealthImaging's "Import
+    /// Job Completed", "Image Set Created"): shown in the Events view beside execution events.
+    #[serde(default)]
+    pub event_log_groups: Vec<String>,
     /// An outbox relay endpoint (not read by this backend; shown in the status).
     pub outbox_endpoint: Option<String>,
 }
@@ -91,6 +105,35 @@ pub struct AwsContext {
 struct Opened {
     events: Vec<HistoryEvent>,
     used: u64,
+}
+
+/// Where reading a log group has got to: records up to `cursor_ms` were read, those of the
+/// last [`LOG_LOOKBACK_MS`] (read again for late arrivals) are known by their log event id.
+#[derive(Debug, Default)]
+struct LogCursor {
+    group: String,
+    cursor_ms: Option<i64>,
+    seen: HashMap<String, i64>,
+    last_poll: Option<Instant>,
+}
+
+impl LogCursor {
+    fn new(group: &str) -> LogCursor {
+        LogCursor { group: group.to_string(), ..Default::default() }
+    }
+}
+
+/// A log event's identity: its id, or (a writer that gives none) its time, stream and text.
+fn log_event_key(le: &cwl::types::FilteredLogEvent) -> String {
+    match le.event_id() {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            le.message().unwrap_or_default().hash(&mut h);
+            format!("{}/{}/{:x}", le.timestamp().unwrap_or(0), le.log_stream_name().unwrap_or_default(), h.finish())
+        }
+    }
 }
 
 /// A sweep over (machine × status): where the next `ListExecutions` page starts.
@@ -141,9 +184,18 @@ pub struct Aws {
     use_counter: u64,
     feed: VecDeque<FeedEvent>,
     seq: i64,
-    log_cursor_ms: Option<i64>,
-    log_seen: HashMap<String, i64>,
-    last_log_poll: Option<Instant>,
+    /// The execution log (`log_group`).
+    exec_log: Option<LogCursor>,
+    /// The event log groups (`event_log_groups`).
+    event_logs: Vec<LogCursor>,
+    event_every: Duration,
+    /// EventBridge event ids already in the feed (at most [`BUS_SEEN_MAX`], oldest forgotten first).
+    bus_seen: HashSet<String>,
+    bus_order: VecDeque<String>,
+    /// Records of the event log groups that were no EventBridge event, by reason.
+    bus_skipped: BTreeMap<&'static str, u64>,
+    /// Masks what EventBridge events' details carry before they reach the feed.
+    phi: crate::phi::Masker,
     condition: Option<Condition>,
     last_ok: Option<DateTime<Utc>>,
     audit_stream: Option<String>,
@@ -344,9 +396,13 @@ impl Aws {
             use_counter: 0,
             feed: VecDeque::new(),
             seq: 0,
-            log_cursor_ms: None,
-            log_seen: HashMap::new(),
-            last_log_poll: None,
+            exec_log: cfg.log_group.as_deref().map(LogCursor::new),
+            event_logs: cfg.event_log_groups.iter().map(|g| LogCursor::new(g)).collect(),
+            event_every: EVENT_LOG_POLL,
+            bus_seen: HashSet::new(),
+            bus_order: VecDeque::new(),
+            bus_skipped: BTreeMap::new(),
+            phi: crate::phi::Masker::from_config(None, &[], None, &[]).unwrap_or_default(),
             condition: None,
             last_ok: None,
             audit_stream: None,
@@ -366,6 +422,14 @@ impl Aws {
     pub fn with_pacing(mut self, sweep_every: Duration, log_every: Duration) -> Aws {
         self.sweep_every = sweep_every;
         self.log_every = log_every;
+        self.event_every = log_every;
+        self
+    }
+
+    /// The masking of patient identifiers (`[phi]`) applied to the details of EventBridge
+    /// events before they reach the feed (the defaults unless set).
+    pub fn with_phi(mut self, phi: crate::phi::Masker) -> Aws {
+        self.phi = phi;
         self
     }
 
@@ -635,17 +699,7 @@ impl Aws {
             *k = (*k).max(e.id);
             let kind = &e.event_type;
             if to_feed && (kind.starts_with("Execution") || (kind.starts_with("Task") && !kind.contains("State"))) {
-                self.seq += 1;
-                self.feed.push_back(FeedEvent {
-                    seq: self.seq,
-                    execution_arn: arn.to_string(),
-                    event: e.clone(),
-                    state: state.clone(),
-                    envelope: None,
-                });
-                while self.feed.len() > FEED_MAX {
-                    self.feed.pop_front();
-                }
+                self.push_feed(arn.to_string(), e.clone(), state.clone(), None);
             }
         }
     }
@@ -718,36 +772,43 @@ impl Aws {
         Ok(())
     }
 
-    /// Read the execution log from the cursor (`FilterLogEvents`), a few pages at most.
-    fn poll_logs(&mut self) -> std::result::Result<(), Condition> {
-        let Some(group) = self.cfg.log_group.clone() else { return Ok(()) };
-        if self.last_log_poll.is_some_and(|t| t.elapsed() < self.log_every) {
-            return Ok(());
+    /// One event into the Events feed (at most [`FEED_MAX`] kept, the oldest go first).
+    fn push_feed(&mut self, execution_arn: String, event: HistoryEvent, state: Option<String>, envelope: Option<Value>) {
+        self.seq += 1;
+        self.feed.push_back(FeedEvent { seq: self.seq, execution_arn, event, state, envelope });
+        while self.feed.len() > FEED_MAX {
+            self.feed.pop_front();
         }
-        self.last_log_poll = Some(Instant::now());
+    }
+
+    /// The records of a log group not read before, from its cursor (`FilterLogEvents`, at most
+    /// [`LOG_PAGES`] pages): `(timestamp, message)`. The cursor moves only when the read
+    /// succeeds whole, so a failed read loses nothing; records read again (the lookback for
+    /// late arrivals) are known by their log event id and not returned twice.
+    fn read_log(&mut self, cur: &mut LogCursor) -> std::result::Result<Vec<(i64, String)>, Condition> {
         let now_ms = Utc::now().timestamp_millis();
-        // The first read looks back an hour: callbacks opened before the console started.
-        let cursor = self.log_cursor_ms.unwrap_or(now_ms - 3_600_000);
+        let cursor = cur.cursor_ms.unwrap_or(now_ms - LOG_FIRST_LOOKBACK_MS);
         let start = cursor - LOG_LOOKBACK_MS;
         let mut token = None;
         let mut newest = cursor;
-        let mut by_exec: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
-        for _ in 0..10 {
+        let mut fresh: HashMap<String, i64> = HashMap::new();
+        let mut out = vec![];
+        for _ in 0..LOG_PAGES {
             self.admit("FilterLogEvents", Duration::from_secs(1))?;
             let r = self
                 .rt
-                .block_on(self.logs.filter_log_events().log_group_name(&group).start_time(start).set_next_token(token.take()).send());
+                .block_on(self.logs.filter_log_events().log_group_name(&cur.group).start_time(start).set_next_token(token.take()).send());
             let page = r.map_err(|e| api_err(&e, &self.region, "FilterLogEvents"))?;
             for le in page.events() {
                 let ts = le.timestamp().unwrap_or(0);
-                let id = le.event_id().unwrap_or_default().to_string();
-                if self.log_seen.contains_key(&id) {
+                let key = log_event_key(le);
+                if cur.seen.contains_key(&key) || fresh.contains_key(&key) {
                     continue;
                 }
-                self.log_seen.insert(id, ts);
+                fresh.insert(key, ts);
                 newest = newest.max(ts);
-                if let Some((arn, e)) = le.message().and_then(events::from_log_record) {
-                    by_exec.entry(arn).or_default().push(e);
+                if let Some(m) = le.message() {
+                    out.push((ts, m.to_string()));
                 }
             }
             token = page.next_token().map(str::to_string);
@@ -755,9 +816,29 @@ impl Aws {
                 break;
             }
         }
-        self.log_cursor_ms = Some(newest.max(cursor));
+        cur.cursor_ms = Some(newest.max(cursor));
+        cur.seen.extend(fresh);
         let floor = newest - 2 * LOG_LOOKBACK_MS;
-        self.log_seen.retain(|_, ts| *ts >= floor);
+        cur.seen.retain(|_, ts| *ts >= floor);
+        Ok(out)
+    }
+
+    /// Read the execution log from the cursor (`FilterLogEvents`), a few pages at most.
+    fn poll_logs(&mut self) -> std::result::Result<(), Condition> {
+        let Some(mut cur) = self.exec_log.take() else { return Ok(()) };
+        if cur.last_poll.is_some_and(|t| t.elapsed() < self.log_every) {
+            self.exec_log = Some(cur);
+            return Ok(());
+        }
+        cur.last_poll = Some(Instant::now());
+        let read = self.read_log(&mut cur);
+        self.exec_log = Some(cur);
+        let mut by_exec: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
+        for (_, text) in read? {
+            if let Some((arn, e)) = events::from_log_record(&text) {
+                by_exec.entry(arn).or_default().push(e);
+            }
+        }
         for (arn, mut evs) in by_exec {
             evs.sort_by_key(|e| e.id);
             if !self.rows.contains_key(&arn) && !evs.iter().any(|e| e.event_type == "ExecutionStarted") {
@@ -765,6 +846,52 @@ impl Aws {
                 self.rows.insert(arn.clone(), events::summary_for(&arn, String::new(), evs[0].timestamp));
             }
             self.absorb(&arn, &evs, true);
+        }
+        Ok(())
+    }
+
+    /// Read the event log groups (`event_log_groups`) from their cursors: each record that is
+    /// an EventBridge event goes into the feed once (by its event id), its detail masked;
+    /// anything else is skipped and counted.
+    fn poll_event_logs(&mut self) -> std::result::Result<(), Condition> {
+        for i in 0..self.event_logs.len() {
+            if self.event_logs[i].last_poll.is_some_and(|t| t.elapsed() < self.event_every) {
+                continue;
+            }
+            let mut cur = std::mem::take(&mut self.event_logs[i]);
+            cur.last_poll = Some(Instant::now());
+            let read = self.read_log(&mut cur);
+            let group = cur.group.clone();
+            self.event_logs[i] = cur;
+            let records = read.map_err(|c| match c {
+                Condition::Other(m) => Condition::Other(format!("event log group {group}: {m}")),
+                c => c,
+            })?;
+            let mut skipped = 0u64;
+            for (_, text) in records {
+                let ev = match events::bus_event(&text) {
+                    Ok(ev) => ev,
+                    Err(why) => {
+                        skipped += 1;
+                        *self.bus_skipped.entry(why.as_str()).or_default() += 1;
+                        continue;
+                    }
+                };
+                if !self.bus_seen.insert(ev.id.clone()) {
+                    continue;
+                }
+                self.bus_order.push_back(ev.id.clone());
+                while self.bus_order.len() > BUS_SEEN_MAX {
+                    if let Some(old) = self.bus_order.pop_front() {
+                        self.bus_seen.remove(&old);
+                    }
+                }
+                let (listed, event, state, envelope) = events::bus_feed_parts(&ev, &self.phi);
+                self.push_feed(listed, event, state, Some(envelope));
+            }
+            if skipped > 0 {
+                tracing::warn!(context = %self.context, group = %group, skipped, "log records that are no EventBridge event were skipped");
+            }
         }
         Ok(())
     }
@@ -914,6 +1041,10 @@ impl ControlPlane for Aws {
     }
 
     fn execution(&mut self, arn: &str) -> Result<Option<ExecutionSummary>> {
+        // An EventBridge event in the feed is listed under `SOURCE:RESOURCE`: no execution.
+        if !arn.starts_with("arn:") {
+            return Ok(None);
+        }
         let cached = self.rows.get(arn).cloned();
         // Terminal rows whose outcome is known, and running ones with their input, need no call.
         if let Some(r) = &cached
@@ -975,6 +1106,9 @@ impl ControlPlane for Aws {
     }
 
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>> {
+        if !arn.starts_with("arn:") {
+            return Ok(vec![]);
+        }
         self.use_counter += 1;
         let known_last = self.opened.get(arn).and_then(|o| o.events.last()).map(|e| e.id).unwrap_or(0);
         let done = self.rows.get(arn).is_some_and(|r| r.status.is_terminal()) && known_last > 0;
@@ -1172,7 +1306,9 @@ impl ControlPlane for Aws {
 
     fn tick(&mut self) -> Result<usize> {
         type TickStep = fn(&mut Aws) -> std::result::Result<(), Condition>;
-        let steps: [TickStep; 5] = [Aws::resolve_machines, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit];
+        // The event log groups come last: a group that cannot be read holds up nothing else.
+        let steps: [TickStep; 6] =
+            [Aws::resolve_machines, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit, Aws::poll_event_logs];
         // The first failure ends the tick: more calls would only add to throttling, or wait
         // on a network that is gone.
         let mut failed = None;
@@ -1252,6 +1388,10 @@ impl Aws {
     }
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.limiter.calls.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+    /// Records of the event log groups skipped as no EventBridge event, by reason.
+    pub fn skipped_bus_events(&self) -> BTreeMap<&'static str, u64> {
+        self.bus_skipped.clone()
     }
     /// Mark every listed execution as read, so a measurement sees the steady state only.
     pub fn assume_backfilled(&mut self) {
