@@ -17,7 +17,8 @@ fn connect(stub: &Stub, log_group: Option<&str>) -> Aws {
         log_group: log_group.map(str::to_string),
         ..Default::default()
     };
-    Aws::connect_with("stub", &cfg, None, Some(("AKIDSTUB", "secret")))
+    // A context of its own per stub: the SDK's adaptive client-side rate is kept per context.
+    Aws::connect_with(&format!("stub-{}", stub.url), &cfg, None, Some(("AKIDSTUB", "secret")))
         .expect("connect")
         .with_pacing(Duration::from_millis(200), Duration::from_millis(200))
 }
@@ -66,6 +67,62 @@ fn each_failure_is_named_in_the_status_and_the_last_known_data_stays() {
         );
         stub.set_fault(Fault::None);
         until(&mut cp, "cleared", |c| c.is_none());
+    }
+}
+
+fn calls_of(stub: &Stub, api: &str) -> u64 {
+    stub.calls().get(api).copied().unwrap_or(0)
+}
+
+#[test]
+fn throttling_is_retried_with_adaptive_backoff_and_reported_as_throttling_never_as_timed_out() {
+    let stub = Stub::start(3).expect("stub");
+    let mut cp = connect(&stub, Some("/aws/vendedlogs/states/review"));
+    cp.tick().expect("tick");
+    assert_eq!(all(&mut cp), 3);
+
+    // A burst of throttling that the SDK's retries absorb: the refresh succeeds, nothing to say.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = calls_of(&stub, "FilterLogEvents");
+    stub.throttle_next(2);
+    cp.tick().expect("tick");
+    assert_eq!(cp.pulse().expect("pulse").condition, None, "two throttled attempts, then an answer");
+    assert_eq!(calls_of(&stub, "FilterLogEvents") - before, 3, "the log read was retried twice");
+
+    // Throttling that outlasts the retries: each refresh ends soon (bounded backoff and
+    // adaptive waits, within the operation timeout), says "throttled", and keeps the data.
+    stub.set_fault(Fault::Throttle);
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        let before = calls_of(&stub, "FilterLogEvents");
+        let t = Instant::now();
+        cp.tick().expect("a tick never fails");
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(15), "round {round}: a throttled refresh took {took:?}");
+        assert_eq!(
+            calls_of(&stub, "FilterLogEvents") - before,
+            u64::from(lightbox::backend::aws::RETRY_ATTEMPTS),
+            "round {round}: every attempt was made"
+        );
+        let c = cp.pulse().expect("pulse").condition.expect("a condition");
+        assert!(c.starts_with("throttled, backing off — showing last known at "), "round {round}: {c}");
+        assert_eq!(all(&mut cp), 3, "the executions last known are still shown");
+    }
+    // An operator's action meanwhile is refused as throttled (AWS did not take it).
+    let t = Instant::now();
+    let e = cp.approve("a-token", "{}", &lightbox::backend::Acting::user("dr.lee")).expect_err("throttled").to_string();
+    assert!(e.starts_with("throttled, backing off"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(15), "the action's answer came in {:?}", t.elapsed());
+
+    // Throttling ends: the client's rate climbs back, the condition clears, the data is fresh.
+    stub.set_fault(Fault::None);
+    until(&mut cp, "cleared", |c| c.is_none());
+    stub.set_running(5);
+    let end = Instant::now() + Duration::from_secs(30);
+    while all(&mut cp) != 5 {
+        assert!(Instant::now() < end, "the list never refreshed after throttling ended");
+        std::thread::sleep(Duration::from_millis(250));
+        cp.tick().expect("tick");
     }
 }
 

@@ -10,8 +10,10 @@
 //! rate, and the status says so. EventBridge events that rules deliver to log groups
 //! (`event_log_groups`, e.g. HealthImaging's) are read through a cursor of their own per group
 //! and join the Events feed, their details masked. Every call passes a client-side token bucket per API; the
-//! SDK retries with backoff (standard mode). On any error the backend keeps what it last knew and reports
-//! the condition ([`Aws::status`]); it never fails a read it can answer from memory.
+//! SDK retries in adaptive mode (see [`retry_config`]): a throttled call is retried with a
+//! short, bounded backoff and the client slows its own rate, and a call that still fails ends
+//! well within the operation timeout as "throttled". On any error the backend keeps what it last
+//! knew and reports the condition ([`Aws::status`]); it never fails a read it can answer from memory.
 //!
 //! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
 
@@ -55,6 +57,17 @@ const FEED_MAX: usize = 5000;
 const OPENED_MAX: usize = 32;
 /// Answered tokens remembered with their execution.
 const ANSWERED_MAX: usize = 64;
+/// Attempts per call (the first and two retries).
+pub const RETRY_ATTEMPTS: u32 = 3;
+/// The first retry's backoff (exponential with jitter after it) and the cap on any backoff,
+/// including the adaptive client-side wait after throttling.
+pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// One attempt, and one call with its retries and waits, at most.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+/// A call that times out this soon after a throttling answer was held back by throttling.
+const THROTTLE_MEMORY: Duration = Duration::from_secs(60);
 /// Log records read again after the cursor, for late arrivals.
 const LOG_LOOKBACK_MS: i64 = 10_000;
 /// The first read of a log group looks back this far.
@@ -198,6 +211,8 @@ pub struct Aws {
     phi: crate::phi::Masker,
     condition: Option<Condition>,
     last_ok: Option<DateTime<Utc>>,
+    /// When a call was last answered with throttling (after the SDK's retries).
+    throttled_at: std::cell::Cell<Option<Instant>>,
     audit_stream: Option<String>,
     audit_shipped: i64,
     /// Tokens answered from this console lately, with their execution (for the audit record
@@ -213,7 +228,7 @@ fn status_of(s: &sfn::types::ExecutionStatus) -> ExecutionStatus {
     ExecutionStatus::parse(s.as_str()).unwrap_or(ExecutionStatus::Running)
 }
 
-fn api_err<E, R>(e: &SdkError<E, R>, region: &str, api: &str) -> Condition
+fn classify_error<E, R>(e: &SdkError<E, R>, region: &str, api: &str) -> Condition
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -227,6 +242,22 @@ where
         return Condition::NetworkLost;
     }
     Condition::classify(code, &text, region, api)
+}
+
+/// The SDK's retries: adaptive mode — a throttled call is retried after a backoff, and the client
+/// lowers its own sending rate until calls stop being throttled — with every wait bounded.
+/// Adaptive mode's default backoff cap (20 s) let two retries outlast the operation timeout, so
+/// the status could only say "timed out"; here [`RETRY_MAX_BACKOFF`] caps each backoff (and
+/// the adaptive limiter's wait folded into it), and a send waits at most 2 s for the limiter
+/// at its lowest rate (0.5/s, one token), so [`RETRY_ATTEMPTS`] attempts of a throttled call
+/// end in about 6 s plus round trips (10 s under Retry Behavior 2.1, where a retry waits for
+/// the limiter on top of its backoff), well within [`OPERATION_TIMEOUT`]: the status says
+/// "throttled".
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::adaptive()
+        .with_max_attempts(RETRY_ATTEMPTS)
+        .with_initial_backoff(RETRY_INITIAL_BACKOFF)
+        .with_max_backoff(RETRY_MAX_BACKOFF)
 }
 
 /// One SDK history event in the one history model (AWS's wire names).
@@ -336,19 +367,15 @@ impl Aws {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
             .build_https();
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
-            // Standard retries with backoff: adaptive mode's client-side wait after throttling
-            // outlasts the operation timeout, so the console could only say "timed out"; the
-            // token buckets here keep the rate within quota instead.
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .operation_timeout(Duration::from_secs(20))
-                    .build(),
-            );
+            .retry_config(retry_config())
+            .timeout_config(timeouts);
         if let Some((id, secret)) = keys {
             loader = loader.credentials_provider(sfn::config::Credentials::new(id, secret, None, None, "lightbox-static"));
         }
@@ -364,9 +391,18 @@ impl Aws {
         let conf = rt.block_on(loader.load());
         let region = conf.region().map(|r| r.to_string()).ok_or_else(|| AwsError::NoRegion(context.to_string()))?;
         let now = Instant::now();
+        // The adaptive client-side rate of each context is its own (not shared with another
+        // context of this process, in another region or account, say).
+        let sfn_conf = sfn::config::Builder::from(&conf)
+            .retry_partition(sfn::config::retry::RetryPartition::new(format!("lightbox-sfn-{context}-{region}")))
+            .build();
+        let logs_conf = cwl::config::Builder::from(&conf)
+            .retry_partition(cwl::config::retry::RetryPartition::new(format!("lightbox-logs-{context}-{region}")))
+            .build();
         Ok(Aws {
-            sfn: sfn::Client::new(&conf),
-            logs: cwl::Client::new(&conf),
+            sfn: sfn::Client::from_conf(sfn_conf),
+            logs: cwl::Client::from_conf(logs_conf),
+            throttled_at: std::cell::Cell::new(None),
             rt,
             context: context.to_string(),
             cfg: cfg.clone(),
@@ -443,7 +479,7 @@ impl Aws {
     pub fn probe(&mut self) -> std::result::Result<(), String> {
         let r = self.admit("ListStateMachines", Duration::from_secs(2)).and_then(|()| {
             let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1).send());
-            r.map(|_| ()).map_err(|e| api_err(&e, &self.region, "ListStateMachines"))
+            r.map(|_| ()).map_err(|e| self.api_err(&e, "ListStateMachines"))
         });
         match r {
             Ok(()) | Err(Condition::Throttled | Condition::RateLimited(_)) => Ok(()),
@@ -462,6 +498,22 @@ impl Aws {
             }
             None => None,
         }
+    }
+
+    /// What a failed call means for the status. A call that timed out soon after throttling was
+    /// held back by the adaptive client-side wait: throttled, not a lost network.
+    fn api_err<E, R>(&self, e: &SdkError<E, R>, api: &str) -> Condition
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let c = classify_error(e, &self.region, api);
+        if c == Condition::Throttled {
+            self.throttled_at.set(Some(Instant::now()));
+        } else if matches!(e, SdkError::TimeoutError(_)) && self.throttled_at.get().is_some_and(|t| t.elapsed() < THROTTLE_MEMORY) {
+            return Condition::Throttled;
+        }
+        c
     }
 
     fn fail(&mut self, c: Condition) -> BackendError {
@@ -510,7 +562,7 @@ impl Aws {
         for _ in 0..20 {
             self.admit("ListStateMachines", Duration::from_secs(2))?;
             let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1000).set_next_token(token.take()).send());
-            let page = r.map_err(|e| api_err(&e, &self.region, "ListStateMachines"))?;
+            let page = r.map_err(|e| self.api_err(&e, "ListStateMachines"))?;
             for m in page.state_machines() {
                 if prefixes.is_empty() || prefixes.iter().any(|p| m.name().starts_with(p.as_str())) {
                     out.push(m.state_machine_arn().to_string());
@@ -558,7 +610,7 @@ impl Aws {
                     .set_next_token(self.sweep.next_token.take())
                     .send(),
             );
-            let page = r.map_err(|e| api_err(&e, &self.region, "ListExecutions"))?;
+            let page = r.map_err(|e| self.api_err(&e, "ListExecutions"))?;
             for x in page.executions() {
                 let arn = x.execution_arn().to_string();
                 let mut row =
@@ -643,7 +695,7 @@ impl Aws {
                 Some((text, parsed))
             }
             Err(e) => {
-                let c = api_err(&e, &self.region, "DescribeStateMachineForExecution");
+                let c = self.api_err(&e, "DescribeStateMachineForExecution");
                 self.condition = Some(c);
                 None
             }
@@ -721,7 +773,7 @@ impl Aws {
                     .set_next_token(token.take())
                     .send(),
             );
-            let page = r.map_err(|e| api_err(&e, &self.region, "GetExecutionHistory"))?;
+            let page = r.map_err(|e| self.api_err(&e, "GetExecutionHistory"))?;
             // Newest first, down to one already known (emulators may ignore the order asked for).
             let mut reached = false;
             for e in page.events() {
@@ -798,7 +850,7 @@ impl Aws {
             let r = self
                 .rt
                 .block_on(self.logs.filter_log_events().log_group_name(&cur.group).start_time(start).set_next_token(token.take()).send());
-            let page = r.map_err(|e| api_err(&e, &self.region, "FilterLogEvents"))?;
+            let page = r.map_err(|e| self.api_err(&e, "FilterLogEvents"))?;
             for le in page.events() {
                 let ts = le.timestamp().unwrap_or(0);
                 let key = log_event_key(le);
@@ -912,7 +964,7 @@ impl Aws {
                 let s = format!("lightbox-{}-{}", self.context, uuid::Uuid::new_v4());
                 self.admit("CreateLogStream", Duration::from_secs(1))?;
                 let r = self.rt.block_on(self.logs.create_log_stream().log_group_name(&group).log_stream_name(&s).send());
-                r.map_err(|e| api_err(&e, &self.region, "CreateLogStream"))?;
+                r.map_err(|e| self.api_err(&e, "CreateLogStream"))?;
                 self.audit_stream = Some(s.clone());
                 s
             }
@@ -934,7 +986,7 @@ impl Aws {
         self.admit("PutLogEvents", Duration::from_secs(1))?;
         let r =
             self.rt.block_on(self.logs.put_log_events().log_group_name(&group).log_stream_name(&stream).set_log_events(Some(batch)).send());
-        r.map_err(|e| api_err(&e, &self.region, "PutLogEvents"))?;
+        r.map_err(|e| self.api_err(&e, "PutLogEvents"))?;
         self.audit_shipped = last;
         Ok(())
     }
@@ -979,7 +1031,7 @@ impl Aws {
             Err(e) => {
                 let code = e.code().map(str::to_string);
                 let msg = e.message().map(str::to_string);
-                let c = api_err(&e, &self.region, api);
+                let c = self.api_err(&e, api);
                 match (&c, code) {
                     (Condition::Other(_), Some(code)) => Err(BackendError::Refused(format!("{code}: {}", msg.unwrap_or_default()))),
                     _ => Err(self.fail(c)),
@@ -1079,7 +1131,7 @@ impl ControlPlane for Aws {
             }
             Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(None),
             Err(e) => {
-                let c = api_err(&e, &self.region, "DescribeExecution");
+                let c = self.api_err(&e, "DescribeExecution");
                 match cached {
                     Some(r) => {
                         self.condition = Some(c);
@@ -1374,7 +1426,7 @@ impl Aws {
                 Ok(comp::Outcome { plan, started: None, existing })
             }
             Err(e) => {
-                let c = api_err(&e, &self.region, "StartExecution");
+                let c = self.api_err(&e, "StartExecution");
                 Err(self.fail(c))
             }
         }
@@ -1398,5 +1450,37 @@ impl Aws {
         for a in self.rows.keys() {
             self.known.entry(a.clone()).or_insert(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sfn::error::ErrorMetadata;
+    use aws_sdk_sfn::operation::list_executions::ListExecutionsError;
+
+    #[test]
+    fn a_throttled_call_ends_well_within_the_operation_timeout() {
+        let r = retry_config();
+        assert_eq!(r.mode(), aws_config::retry::RetryMode::Adaptive);
+        assert_eq!(r.max_attempts(), RETRY_ATTEMPTS);
+        // A send waits at most 2 s for the adaptive limiter (its lowest rate, 0.5/s, one
+        // token); each retry at most the backoff cap and, under Retry Behavior 2.1, that wait again.
+        let worst = Duration::from_secs(2) + (r.max_backoff() + Duration::from_secs(2)) * (RETRY_ATTEMPTS - 1);
+        assert!(worst + Duration::from_secs(5) < OPERATION_TIMEOUT, "{worst:?}");
+    }
+
+    #[test]
+    fn a_timeout_soon_after_throttling_is_throttling() {
+        let cfg = AwsContext { region: Some("us-east-1".into()), endpoint_url: Some("http://127.0.0.1:9".into()), ..Default::default() };
+        let aws = Aws::connect_with("unit", &cfg, None, Some(("AKID", "secret"))).expect("connect (no call is made)");
+        let timeout = || SdkError::<ListExecutionsError, ()>::timeout_error("operation timed out");
+        assert_eq!(aws.api_err(&timeout(), "ListExecutions"), Condition::NetworkLost, "no throttling seen: the network");
+        let throttled = SdkError::<ListExecutionsError, ()>::service_error(
+            ListExecutionsError::generic(ErrorMetadata::builder().code("ThrottlingException").message("Rate exceeded").build()),
+            (),
+        );
+        assert_eq!(aws.api_err(&throttled, "ListExecutions"), Condition::Throttled);
+        assert_eq!(aws.api_err(&timeout(), "ListExecutions"), Condition::Throttled, "held back by the adaptive wait");
     }
 }
