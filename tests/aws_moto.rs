@@ -161,6 +161,18 @@ fn the_review_queue_and_events_come_from_the_execution_log() {
     assert!(evs.iter().filter(|e| e.execution_arn == arn).skip(1).all(|e| e.state_name() == Some("Review")));
     let row = cp.execution(&arn).expect("row").expect("known from the log");
     assert_eq!((row.status, row.current_state.as_deref()), (ExecutionStatus::Running, Some("Review")));
+    // moto answers StartLiveTail with the group's records so far, then ends the session: the
+    // backend goes back to its cursor, says so, and takes nothing twice across the switch.
+    let calls = cp.calls();
+    assert_eq!((calls.get("StartLiveTail"), calls.get("DescribeLogGroups")), (Some(&1), Some(&1)), "{calls:?}");
+    wait_for(&mut cp, "the end of moto's live tail session", |cp| {
+        cp.status().as_deref() == Some("live tail session closed — reading the log every 300 ms")
+    });
+    let reads = cp.calls().get("FilterLogEvents").copied().unwrap_or(0);
+    wait_for(&mut cp, "the cursor reading again", |cp| cp.calls().get("FilterLogEvents").copied().unwrap_or(0) > reads);
+    let again: Vec<String> =
+        cp.events_after(None, 100).expect("events").iter().filter(|e| e.execution_arn == arn).map(|e| e.event.event_type.clone()).collect();
+    assert_eq!(again, ["ExecutionStarted", "TaskScheduled", "TaskStarted"], "live tail and the cursor both delivered them: once each");
     // Reading the log again adds nothing twice.
     let before = cp.events_after(None, 1000).expect("events").len();
     std::thread::sleep(Duration::from_millis(400));

@@ -3,7 +3,8 @@
 //!
 //! Reading stays within a flat budget of API calls whatever the number of running executions:
 //! `ListExecutions` pages per watched machine are paced (at most [`LIST_PAGES_PER_MIN`]),
-//! live events come from the machines' execution log group through a `FilterLogEvents` cursor,
+//! live events come from the machines' execution log group, streamed by a Live Tail session
+//! where the endpoint offers it ([`live`]), else through a `FilterLogEvents` cursor,
 //! and `DescribeExecution`/`GetExecutionHistory` are called for what the operator opens (and,
 //! once, to learn the input and open callbacks of executions started before the console).
 //! Without a log group the histories of running executions are polled instead, at a bounded
@@ -20,6 +21,7 @@
 pub mod budget;
 pub mod events;
 pub mod limit;
+pub mod live;
 pub mod stub;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -121,13 +123,19 @@ struct Opened {
 }
 
 /// Where reading a log group has got to: records up to `cursor_ms` were read, those of the
-/// last [`LOG_LOOKBACK_MS`] (read again for late arrivals) are known by their log event id.
+/// last [`LOG_LOOKBACK_MS`] (read again for late arrivals) are known by [`record_key`], in
+/// both modes (the cursor and live tail).
 #[derive(Debug, Default)]
 struct LogCursor {
     group: String,
     cursor_ms: Option<i64>,
     seen: HashMap<String, i64>,
     last_poll: Option<Instant>,
+    /// Records live tail delivered, not yet taken: `(timestamp, stream, message)`.
+    pending: Vec<(i64, String, String)>,
+    /// Read by the cursor once since the live session started (what was ingested before the
+    /// session began): from then on live tail alone serves this group.
+    caught_up: bool,
 }
 
 impl LogCursor {
@@ -136,17 +144,13 @@ impl LogCursor {
     }
 }
 
-/// A log event's identity: its id, or (a writer that gives none) its time, stream and text.
-fn log_event_key(le: &cwl::types::FilteredLogEvent) -> String {
-    match le.event_id() {
-        Some(id) if !id.is_empty() => id.to_string(),
-        _ => {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            le.message().unwrap_or_default().hash(&mut h);
-            format!("{}/{}/{:x}", le.timestamp().unwrap_or(0), le.log_stream_name().unwrap_or_default(), h.finish())
-        }
-    }
+/// A log record's identity in both modes: its time, stream and text (live tail gives records
+/// no event id), so a record read by the cursor and delivered by live tail is taken once.
+fn record_key(timestamp: i64, stream: &str, message: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    message.hash(&mut h);
+    format!("{timestamp}/{stream}/{:x}", h.finish())
 }
 
 /// A sweep over (machine × status): where the next `ListExecutions` page starts.
@@ -209,6 +213,10 @@ pub struct Aws {
     bus_skipped: BTreeMap<&'static str, u64>,
     /// Masks what EventBridge events' details carry before they reach the feed.
     phi: crate::phi::Masker,
+    /// The live tail session, while one runs; else the cursor reads, and `live_note` says why.
+    live: Option<live::Session>,
+    live_note: Option<String>,
+    live_retry_at: Option<Instant>,
     condition: Option<Condition>,
     last_ok: Option<DateTime<Utc>>,
     /// When a call was last answered with throttling (after the SDK's retries).
@@ -242,6 +250,39 @@ where
         return Condition::NetworkLost;
     }
     Condition::classify(code, &text, region, api)
+}
+
+/// Why live tail could not start, for the status, and when to try again: an endpoint without
+/// it (an emulator, a VPC endpoint without `stream-logs`: an unknown operation, or a name that
+/// does not resolve) or a denial for a while; a lost answer or throttling sooner.
+fn live_unavailable<E, R>(e: &SdkError<E, R>) -> (String, Duration)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    const LATER: Duration = Duration::from_secs(600);
+    const SOON: Duration = Duration::from_secs(60);
+    let dns = {
+        let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut found = false;
+        while let Some(x) = at {
+            found |= x.is::<aws_smithy_runtime_api::client::dns::ResolveDnsError>();
+            at = x.source();
+        }
+        found
+    };
+    match (e, e.code()) {
+        (_, Some("AccessDeniedException" | "AccessDenied")) => ("access denied (logs:StartLiveTail)".into(), LATER),
+        (_, Some(c)) if Condition::classify(Some(c), "", "", "") == Condition::Throttled => ("throttled".into(), SOON),
+        (SdkError::DispatchFailure(_), _) if dns => ("not offered by this endpoint".into(), LATER),
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => ("no answer".into(), SOON),
+        (SdkError::ServiceError(_) | SdkError::ResponseError(_), None)
+        | (_, Some("UnknownOperationException" | "InvalidAction" | "UnrecognizedClientException")) => {
+            ("not offered by this endpoint".into(), LATER)
+        }
+        (_, Some(code)) => (code.to_string(), SOON),
+        (_, None) => ("no answer".into(), SOON),
+    }
 }
 
 /// The SDK's retries: adaptive mode — a throttled call is retried after a backoff, and the client
@@ -363,10 +404,17 @@ impl Aws {
         local: Option<rusqlite::Connection>,
         keys: Option<(&str, &str)>,
     ) -> std::result::Result<Aws, AwsError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AwsError::Runtime(e.to_string()))?;
+        // One worker thread: calls block on it from the caller's thread, and a live tail
+        // session's stream is read on it between calls.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lightbox-aws")
+            .enable_all()
+            .build()
+            .map_err(|e| AwsError::Runtime(e.to_string()))?;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
-            .build_https();
+            .build_with_resolver(live::Resolver);
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
@@ -439,6 +487,9 @@ impl Aws {
             bus_order: VecDeque::new(),
             bus_skipped: BTreeMap::new(),
             phi: crate::phi::Masker::from_config(None, &[], None, &[]).unwrap_or_default(),
+            live: None,
+            live_note: None,
+            live_retry_at: None,
             condition: None,
             last_ok: None,
             audit_stream: None,
@@ -495,6 +546,14 @@ impl Aws {
             Some(c) => Some(c.text(at.as_deref())),
             None if self.cfg.log_group.is_none() => {
                 Some(format!("no log group: polling histories ({HISTORY_POLLS_PER_MIN}/min), reviews and events may lag"))
+            }
+            // Live tail is the quiet mode; the cursor says why it reads instead.
+            None if self.live.is_none() => {
+                let every = match self.log_every.as_millis() {
+                    ms if ms < 1000 => format!("{ms} ms"),
+                    ms => format!("{} s", ms / 1000),
+                };
+                self.live_note.as_ref().map(|n| format!("{n} — reading the log every {every}"))
             }
             None => None,
         }
@@ -853,15 +912,14 @@ impl Aws {
             let page = r.map_err(|e| self.api_err(&e, "FilterLogEvents"))?;
             for le in page.events() {
                 let ts = le.timestamp().unwrap_or(0);
-                let key = log_event_key(le);
+                let message = le.message().unwrap_or_default();
+                let key = record_key(ts, le.log_stream_name().unwrap_or_default(), message);
                 if cur.seen.contains_key(&key) || fresh.contains_key(&key) {
                     continue;
                 }
                 fresh.insert(key, ts);
                 newest = newest.max(ts);
-                if let Some(m) = le.message() {
-                    out.push((ts, m.to_string()));
-                }
+                out.push((ts, message.to_string()));
             }
             token = page.next_token().map(str::to_string);
             if token.is_none() {
@@ -878,15 +936,11 @@ impl Aws {
     /// Read the execution log from the cursor (`FilterLogEvents`), a few pages at most.
     fn poll_logs(&mut self) -> std::result::Result<(), Condition> {
         let Some(mut cur) = self.exec_log.take() else { return Ok(()) };
-        if cur.last_poll.is_some_and(|t| t.elapsed() < self.log_every) {
-            self.exec_log = Some(cur);
-            return Ok(());
-        }
-        cur.last_poll = Some(Instant::now());
-        let read = self.read_log(&mut cur);
+        let every = self.log_every;
+        let (records, failed) = self.fresh_records(&mut cur, every);
         self.exec_log = Some(cur);
         let mut by_exec: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
-        for (_, text) in read? {
+        for (_, text) in records {
             if let Some((arn, e)) = events::from_log_record(&text) {
                 by_exec.entry(arn).or_default().push(e);
             }
@@ -899,26 +953,26 @@ impl Aws {
             }
             self.absorb(&arn, &evs, true);
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Read the event log groups (`event_log_groups`) from their cursors: each record that is
     /// an EventBridge event goes into the feed once (by its event id), its detail masked;
     /// anything else is skipped and counted.
     fn poll_event_logs(&mut self) -> std::result::Result<(), Condition> {
+        let mut failure = None;
         for i in 0..self.event_logs.len() {
-            if self.event_logs[i].last_poll.is_some_and(|t| t.elapsed() < self.event_every) {
-                continue;
-            }
             let mut cur = std::mem::take(&mut self.event_logs[i]);
-            cur.last_poll = Some(Instant::now());
-            let read = self.read_log(&mut cur);
+            let every = self.event_every;
+            let (records, failed) = self.fresh_records(&mut cur, every);
             let group = cur.group.clone();
             self.event_logs[i] = cur;
-            let records = read.map_err(|c| match c {
-                Condition::Other(m) => Condition::Other(format!("event log group {group}: {m}")),
-                c => c,
-            })?;
+            if let Some(c) = failed {
+                failure = failure.or(Some(match c {
+                    Condition::Other(m) => Condition::Other(format!("event log group {group}: {m}")),
+                    c => c,
+                }));
+            }
             let mut skipped = 0u64;
             for (_, text) in records {
                 let ev = match events::bus_event(&text) {
@@ -945,7 +999,132 @@ impl Aws {
                 tracing::warn!(context = %self.context, group = %group, skipped, "log records that are no EventBridge event were skipped");
             }
         }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The records of a log group to take now: those live tail delivered (known ones dropped,
+    /// the cursor moved past them), then, unless live tail serves the group, the cursor's read
+    /// when it is due (every `every`; at once after a session started, to catch up on what was
+    /// ingested before it). A failed read keeps what live tail delivered and says why.
+    fn fresh_records(&mut self, cur: &mut LogCursor, every: Duration) -> (Vec<(i64, String)>, Option<Condition>) {
+        let mut out = vec![];
+        let pending = std::mem::take(&mut cur.pending);
+        if !pending.is_empty() {
+            let mut newest = cur.cursor_ms.unwrap_or(i64::MIN);
+            for (ts, stream, message) in pending {
+                let key = record_key(ts, &stream, &message);
+                if cur.seen.insert(key, ts).is_none() {
+                    newest = newest.max(ts);
+                    out.push((ts, message));
+                }
+            }
+            cur.cursor_ms = Some(newest);
+            let floor = newest - 2 * LOG_LOOKBACK_MS;
+            cur.seen.retain(|_, ts| *ts >= floor);
+        }
+        let live = self.live.is_some();
+        if live && cur.caught_up {
+            return (out, None);
+        }
+        if !live && cur.last_poll.is_some_and(|t| t.elapsed() < every) {
+            return (out, None);
+        }
+        cur.last_poll = Some(Instant::now());
+        match self.read_log(cur) {
+            Ok(read) => {
+                out.extend(read);
+                cur.caught_up = live;
+                (out, None)
+            }
+            Err(c) => (out, Some(c)),
+        }
+    }
+
+    /// Live tail: drain the running session into the groups' pending records, or, when it has
+    /// ended, go back to the cursors (which resume from the last timestamp seen); start a
+    /// session when one is due. Never fails the tick: without live tail the cursors read, and
+    /// the status says why.
+    fn live_step(&mut self) -> std::result::Result<(), Condition> {
+        if let Some(session) = &self.live {
+            let (records, mut ended) = session.drain();
+            let started = session.started;
+            for r in records {
+                let cur = match self.exec_log.as_mut().filter(|c| c.group == r.group) {
+                    Some(c) => Some(c),
+                    None => self.event_logs.iter_mut().find(|c| c.group == r.group),
+                };
+                if let Some(cur) = cur {
+                    // Ticks that fail before a group's turn leave its records waiting; past the
+                    // bound the session ends, and the cursor (not moved past them) reads them.
+                    if cur.pending.len() >= live::BUFFER_MAX {
+                        ended = Some(live::End::Backlog);
+                        continue;
+                    }
+                    cur.pending.push((r.timestamp, r.stream, r.message));
+                }
+            }
+            if let Some(end) = ended {
+                tracing::info!(context = %self.context, why = %end.text(), lasted_s = started.elapsed().as_secs(), "live tail ended; reading the logs by cursor");
+                self.live = None;
+                self.live_note = Some(end.text());
+                self.live_retry_at = Some(Instant::now() + end.restart_after());
+                for cur in self.exec_log.iter_mut().chain(self.event_logs.iter_mut()) {
+                    cur.caught_up = false;
+                    cur.last_poll = None;
+                }
+            }
+            return Ok(());
+        }
+        if self.exec_log.is_none() && self.event_logs.is_empty() {
+            return Ok(());
+        }
+        if self.live_retry_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        match self.start_live() {
+            Ok(session) => {
+                tracing::info!(context = %self.context, "live tail started");
+                self.live = Some(session);
+                self.live_note = None;
+                for cur in self.exec_log.iter_mut().chain(self.event_logs.iter_mut()) {
+                    cur.caught_up = false;
+                }
+            }
+            Err((why, retry)) => {
+                tracing::info!(context = %self.context, why = %why, "live tail unavailable; reading the logs by cursor");
+                self.live_note = Some(format!("live tail unavailable: {why}"));
+                self.live_retry_at = Some(Instant::now() + retry);
+            }
+        }
         Ok(())
+    }
+
+    /// Start one live tail session for every log group of the context (their ARNs from
+    /// `DescribeLogGroups`). The error says why not, for the status.
+    fn start_live(&mut self) -> std::result::Result<live::Session, (String, Duration)> {
+        let mut names: Vec<String> = self.exec_log.iter().chain(self.event_logs.iter()).map(|c| c.group.clone()).collect();
+        names.dedup();
+        if names.len() > live::MAX_GROUPS {
+            return Err((format!("more than {} log groups", live::MAX_GROUPS), Duration::from_secs(3600)));
+        }
+        let held = |c: Condition| (c.text(None), Duration::from_secs(60));
+        let mut arns = vec![];
+        for name in &names {
+            self.admit("DescribeLogGroups", Duration::from_secs(1)).map_err(held)?;
+            let r = self.rt.block_on(self.logs.describe_log_groups().log_group_name_prefix(name).limit(50).send());
+            let out = r.map_err(|e| live_unavailable(&e))?;
+            let arn = out
+                .log_groups()
+                .iter()
+                .find(|g| g.log_group_name() == Some(name.as_str()))
+                .and_then(|g| g.log_group_arn().map(str::to_string).or_else(|| g.arn().map(|a| live::group_name(a).to_string())))
+                .ok_or_else(|| (format!("log group {name} not found"), Duration::from_secs(600)))?;
+            arns.push(arn);
+        }
+        self.admit("StartLiveTail", Duration::from_secs(1)).map_err(held)?;
+        let r = self.rt.block_on(self.logs.start_live_tail().set_log_group_identifiers(Some(arns)).send());
+        let out = r.map_err(|e| live_unavailable(&e))?;
+        Ok(live::Session::spawn(&self.rt, out.response_stream))
     }
 
     /// Ship audit rows written since the last shipment to `audit_log_group` (one stream per
@@ -1359,8 +1538,8 @@ impl ControlPlane for Aws {
     fn tick(&mut self) -> Result<usize> {
         type TickStep = fn(&mut Aws) -> std::result::Result<(), Condition>;
         // The event log groups come last: a group that cannot be read holds up nothing else.
-        let steps: [TickStep; 6] =
-            [Aws::resolve_machines, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit, Aws::poll_event_logs];
+        let steps: [TickStep; 7] =
+            [Aws::resolve_machines, Aws::live_step, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit, Aws::poll_event_logs];
         // The first failure ends the tick: more calls would only add to throttling, or wait
         // on a network that is gone.
         let mut failed = None;
