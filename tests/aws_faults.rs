@@ -215,6 +215,8 @@ mod live_stub {
         session_open: bool,
         sessions: u32,
         ending: Ending,
+        /// The next update says the service sampled the records.
+        sampled: bool,
         calls: BTreeMap<String, u64>,
     }
 
@@ -237,6 +239,7 @@ mod live_stub {
                 session_open: false,
                 sessions: 0,
                 ending: Ending::Open,
+                sampled: false,
                 calls: BTreeMap::new(),
             }));
             let s = state.clone();
@@ -265,6 +268,11 @@ mod live_stub {
 
         pub fn end_session(&self, broken: bool) {
             lock(&self.state).ending = if broken { Ending::Break } else { Ending::Timeout };
+        }
+
+        /// The next update is a sample (over 500 records a second), as the service sends then.
+        pub fn sample(&self) {
+            lock(&self.state).sampled = true;
         }
 
         pub fn sessions(&self) -> u32 {
@@ -317,9 +325,9 @@ mod live_stub {
         let mut beat = Instant::now();
         loop {
             std::thread::sleep(Duration::from_millis(50));
-            let (records, ending) = {
+            let (records, ending, sampled) = {
                 let mut s = lock(state);
-                (s.queued.drain(..).collect::<Vec<_>>(), s.ending)
+                (s.queued.drain(..).collect::<Vec<_>>(), s.ending, std::mem::take(&mut s.sampled))
             };
             if ending != Ending::Open {
                 lock(state).session_open = false;
@@ -338,7 +346,7 @@ mod live_stub {
                 // Broken: the connection closes mid-stream.
                 return Ok(());
             }
-            if !records.is_empty() || beat.elapsed() > Duration::from_millis(400) {
+            if !records.is_empty() || sampled || beat.elapsed() > Duration::from_millis(400) {
                 beat = Instant::now();
                 let results: Vec<Value> = records
                     .iter()
@@ -347,7 +355,7 @@ mod live_stub {
                                "ingestionTime": ts, "message": m})
                     })
                     .collect();
-                let update = event("sessionUpdate", json!({"sessionMetadata": {"sampled": false}, "sessionResults": results}));
+                let update = event("sessionUpdate", json!({"sessionMetadata": {"sampled": sampled}, "sessionResults": results}));
                 if chunk(&mut out, &update).is_err() {
                     lock(state).session_open = false;
                     return Ok(());
@@ -522,4 +530,44 @@ fn live_tail_serves_the_logs_and_the_cursor_takes_over_when_a_session_ends_losin
     tick_until(&mut cp, "a record by cursor", &mut statuses, &|cp| types(cp).len() == 4);
     assert_eq!(stub.sessions(), 2, "not retried at once after a failure");
     assert!(cp.pending_tasks(10).expect("pending").is_empty(), "the task closed");
+}
+
+#[test]
+fn a_sampled_live_tail_session_gives_way_to_the_cursor_which_misses_nothing() {
+    use live_stub::LiveStub;
+    let stub = LiveStub::start();
+    let group = "/aws/vendedlogs/states/live-review";
+    let cfg = AwsContext {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(stub.url.clone()),
+        log_group: Some(group.into()),
+        ..Default::default()
+    };
+    let mut cp = Aws::connect_with(&format!("sampled-{}", stub.url), &cfg, None, Some(("AKIDSTUB", "secret")))
+        .expect("connect")
+        .with_pacing(Duration::from_millis(200), Duration::from_millis(200));
+    let end = Instant::now() + Duration::from_secs(30);
+    let tick = |cp: &mut Aws| {
+        assert!(Instant::now() < end, "not within 30 s (status {:?})", cp.status());
+        std::thread::sleep(Duration::from_millis(100));
+        cp.tick().expect("a tick never fails");
+    };
+    while !(stub.session_open() && cp.status().is_none()) {
+        tick(&mut cp);
+    }
+    // Over 500 records a second: the session carries a sample only, so it is left for the cursor.
+    stub.ingest(group, &exec_record(1, "ExecutionStarted", serde_json::json!({"input": "{}"})), false);
+    stub.sample();
+    while cp.status().as_deref() != Some("live tail sampled the records (over 500/s) — reading the log every 200 ms") {
+        tick(&mut cp);
+    }
+    let arn = "arn:aws:states:us-east-1:123456789012:execution:live-review:run-1";
+    while !cp.events_after(None, 100).expect("events").iter().any(|e| e.execution_arn == arn) {
+        tick(&mut cp);
+    }
+    for _ in 0..3 {
+        tick(&mut cp);
+    }
+    assert_eq!(stub.sessions(), 1, "no new session soon after sampling");
+    assert!(cp.status().is_some_and(|s| s.starts_with("live tail sampled")));
 }

@@ -25,9 +25,11 @@ use cwl::types::error::StartLiveTailResponseStreamError;
 
 /// Log groups one session may tail (the service's limit).
 pub const MAX_GROUPS: usize = 10;
-/// Records held between two ticks, at most; a session that would hold more ends (the cursor
-/// then reads them).
+/// Records held between two ticks, at most, and their bytes (a record may be 256 KB); a
+/// session that would hold more ends, and the cursor reads them (a context that is not live in
+/// the console, parked by `:ctx`, is not ticked: its session ends so).
 pub const BUFFER_MAX: usize = 20_000;
+pub const BUFFER_MAX_BYTES: usize = 16 << 20;
 
 /// One record as the session delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +79,7 @@ impl End {
 #[derive(Debug, Default)]
 struct Shared {
     records: VecDeque<Record>,
+    bytes: usize,
     ended: Option<End>,
 }
 
@@ -105,6 +108,7 @@ impl Session {
     /// if it did (its records up to then are all in the first part).
     pub fn drain(&self) -> (Vec<Record>, Option<End>) {
         let mut s = lock(&self.shared);
+        s.bytes = 0;
         (s.records.drain(..).collect(), s.ended.clone())
     }
 }
@@ -134,9 +138,11 @@ async fn read(
                     break End::Sampled;
                 }
                 let mut s = lock(&shared);
-                if s.records.len() + u.session_results().len() > BUFFER_MAX {
+                let bytes: usize = u.session_results().iter().map(|e| e.message().map_or(0, str::len)).sum();
+                if s.records.len() + u.session_results().len() > BUFFER_MAX || s.bytes + bytes > BUFFER_MAX_BYTES {
                     break End::Backlog;
                 }
+                s.bytes += bytes;
                 for e in u.session_results() {
                     s.records.push_back(Record {
                         group: group_name(e.log_group_identifier().unwrap_or_default()).to_string(),

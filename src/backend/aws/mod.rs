@@ -1048,6 +1048,8 @@ impl Aws {
         if let Some(session) = &self.live {
             let (records, mut ended) = session.drain();
             let started = session.started;
+            let mut held: usize =
+                self.exec_log.iter().chain(self.event_logs.iter()).flat_map(|c| c.pending.iter()).map(|(_, _, m)| m.len()).sum();
             for r in records {
                 let cur = match self.exec_log.as_mut().filter(|c| c.group == r.group) {
                     Some(c) => Some(c),
@@ -1056,10 +1058,11 @@ impl Aws {
                 if let Some(cur) = cur {
                     // Ticks that fail before a group's turn leave its records waiting; past the
                     // bound the session ends, and the cursor (not moved past them) reads them.
-                    if cur.pending.len() >= live::BUFFER_MAX {
+                    if cur.pending.len() >= live::BUFFER_MAX || held + r.message.len() > live::BUFFER_MAX_BYTES {
                         ended = Some(live::End::Backlog);
                         continue;
                     }
+                    held += r.message.len();
                     cur.pending.push((r.timestamp, r.stream, r.message));
                 }
             }
