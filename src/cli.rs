@@ -754,7 +754,9 @@ pub fn main() -> Result<ExitCode> {
                 let name = config.context.clone().unwrap_or_else(|| "aws".into());
                 let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the local audit store {}", db.display()))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-                let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?.with_compensation(ctx.compensation.clone());
+                let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?
+                    .with_compensation(ctx.compensation.clone())
+                    .with_phi(ctx.phi.clone());
                 let contexts = console::Contexts::new(&cli, base_config, format!("aws:{name}"), console::Kept::default());
                 return console::run_remote(engine, &ctx, &config, &data_dir, Box::new(cp), theme, contexts);
             }
@@ -1021,6 +1023,8 @@ struct ContextConfig {
     log_group: Option<String>,
     audit_log_group: Option<String>,
     outbox_endpoint: Option<String>,
+    #[serde(default)]
+    event_log_groups: Vec<String>,
 }
 
 impl ContextConfig {
@@ -1036,6 +1040,7 @@ impl ContextConfig {
                 log_group: self.log_group.clone(),
                 audit_log_group: self.audit_log_group.clone(),
                 outbox_endpoint: self.outbox_endpoint.clone(),
+                event_log_groups: self.event_log_groups.clone(),
             })),
             Some(other) => bail!("context {name:?}: backend {other:?} is not one of local, aws"),
         }
@@ -3057,7 +3062,9 @@ mod console {
                             let conn = rusqlite::Connection::open(&db)
                                 .with_context(|| format!("opening the local audit store {}", db.display()))?;
                             let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
-                            let mut cp = lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?.with_compensation(compensation);
+                            let mut cp = lightbox::backend::aws::Aws::connect(name, aws, Some(conn))?
+                                .with_compensation(compensation)
+                                .with_phi(config.phi.masker()?);
                             // A context that does not answer is not switched to.
                             cp.probe().map_err(|e| anyhow!("{e}"))?;
                             (Box::new(cp), Kept::default())

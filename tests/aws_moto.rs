@@ -161,9 +161,114 @@ fn the_review_queue_and_events_come_from_the_execution_log() {
     assert!(evs.iter().filter(|e| e.execution_arn == arn).skip(1).all(|e| e.state_name() == Some("Review")));
     let row = cp.execution(&arn).expect("row").expect("known from the log");
     assert_eq!((row.status, row.current_state.as_deref()), (ExecutionStatus::Running, Some("Review")));
+    // moto answers StartLiveTail with the group's records so far, then ends the session: the
+    // backend goes back to its cursor, says so, and takes nothing twice across the switch.
+    let calls = cp.calls();
+    assert_eq!((calls.get("StartLiveTail"), calls.get("DescribeLogGroups")), (Some(&1), Some(&1)), "{calls:?}");
+    wait_for(&mut cp, "the end of moto's live tail session", |cp| {
+        cp.status().as_deref() == Some("live tail session closed — reading the log every 300 ms")
+    });
+    let reads = cp.calls().get("FilterLogEvents").copied().unwrap_or(0);
+    wait_for(&mut cp, "the cursor reading again", |cp| cp.calls().get("FilterLogEvents").copied().unwrap_or(0) > reads);
+    let again: Vec<String> =
+        cp.events_after(None, 100).expect("events").iter().filter(|e| e.execution_arn == arn).map(|e| e.event.event_type.clone()).collect();
+    assert_eq!(again, ["ExecutionStarted", "TaskScheduled", "TaskStarted"], "live tail and the cursor both delivered them: once each");
     // Reading the log again adds nothing twice.
     let before = cp.events_after(None, 1000).expect("events").len();
     std::thread::sleep(Duration::from_millis(400));
     cp.tick().expect("tick");
     assert_eq!(cp.events_after(None, 1000).expect("events").len(), before);
+}
+
+/// One EventBridge event as a rule with a CloudWatch Logs target writes it (HealthImaging's shape).
+fn bus_event(id: &str, detail_type: &str, resource: &str, detail: Value) -> String {
+    json!({"version": "0", "id": id, "detail-type": detail_type, "source": "aws.medical-imaging",
+           "account": "123456789012", "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+           "region": "us-east-1", "resources": [resource], "detail": detail})
+    .to_string()
+}
+
+#[test]
+fn eventbridge_events_in_an_event_log_group_show_in_events_once_masked_and_bad_records_are_skipped() {
+    let url = moto();
+    let group = format!("/aws/events/{}", unique("healthimaging"));
+    call(&url, "Logs_20140328.CreateLogGroup", json!({"logGroupName": group}));
+    call(&url, "Logs_20140328.CreateLogStream", json!({"logGroupName": group, "logStreamName": "rule-1"}));
+    let ds = "arn:aws:medical-imaging:us-east-1:123456789012:datastore/ds0001";
+    let set = format!("{ds}/imageset/is0001");
+    let now = chrono::Utc::now().timestamp_millis();
+    let put = |records: Vec<String>| {
+        let events: Vec<Value> = records.into_iter().enumerate().map(|(i, m)| json!({"timestamp": now + i as i64, "message": m})).collect();
+        call(&url, "Logs_20140328.PutLogEvents", json!({"logGroupName": group, "logStreamName": "rule-1", "logEvents": events}));
+    };
+    let imported = bus_event(
+        "ev-import-1",
+        "Import Job Completed",
+        ds,
+        json!({"imagingVersion": "1.0", "datastoreId": "ds0001", "jobId": "job-1", "jobName": "nightly", "jobStatus": "COMPLETED",
+               "inputS3Uri": "s3://in/", "outputS3Uri": "s3://out/"}),
+    );
+    put(vec![
+        imported.clone(),
+        "not json at all".into(),
+        json!({"id": "x", "message": "json, but no envelope"}).to_string(),
+        bus_event(
+            "ev-set-1",
+            "Image Set Created",
+            &set,
+            json!({"imagingVersion": "1.0", "datastoreId": "ds0001", "imageSetId": "is0001", "imageSetState": "ACTIVE",
+                   "imageSetWorkflowStatus": "CREATED", "patientName": "Dana Testperson", "note": "study for Dana Testperson"}),
+        ),
+        // EventBridge delivers at least once: the same event again, in a record of its own.
+        imported,
+    ]);
+
+    let (_dir, conn) = local_store();
+    let mut cp = connect(&url, AwsContext { event_log_groups: vec![group.clone()], ..Default::default() }, conn);
+    let bus = |cp: &mut Aws| -> Vec<lightbox::backend::FeedEvent> {
+        cp.events_after(None, 1000).expect("events").into_iter().filter(|e| e.execution_arn.starts_with("aws.medical-imaging:")).collect()
+    };
+    wait_for(&mut cp, "the two events", |cp| bus(cp).len() >= 2);
+    let evs = bus(&mut cp);
+    let types: Vec<&str> = evs.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(types, ["Import Job Completed", "Image Set Created"], "each event once, in log order");
+    assert_eq!(evs[0].execution_arn, "aws.medical-imaging:datastore/ds0001");
+    assert_eq!(evs[1].execution_arn, "aws.medical-imaging:datastore/ds0001/imageset/is0001");
+    assert_eq!((evs[0].state_name(), evs[1].state_name()), (Some("COMPLETED"), Some("CREATED")));
+    // The envelope is what the Events view's pattern filter tests.
+    let pattern = lightbox::events::pattern::Pattern::parse(
+        &json!({"source": ["aws.medical-imaging"], "detail-type": ["Image Set Created"]}).to_string(),
+    )
+    .expect("pattern");
+    let kept: Vec<&str> =
+        evs.iter().filter(|e| e.envelope.as_ref().is_some_and(|v| pattern.matches(v))).map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(kept, ["Image Set Created"]);
+    // The patient's name in the detail is masked wherever the event goes.
+    let shown = format!("{:?}", evs);
+    assert!(!shown.contains("Dana") && !shown.contains("Testperson"), "{shown}");
+    assert_eq!(evs[1].envelope.as_ref().map(|v| v["detail"]["imageSetId"].clone()), Some(json!("is0001")));
+    let skipped = cp.skipped_bus_events();
+    assert_eq!((skipped.get("not JSON"), skipped.get("not an EventBridge event")), (Some(&1), Some(&1)), "{skipped:?}");
+    assert_eq!(cp.status(), Some("no log group: polling histories (30/min), reviews and events may lag".into()), "nothing is wrong");
+    // Neither a feed row's pseudo-ARN nor reading the group again costs a call or adds a row.
+    assert_eq!(cp.execution(&evs[0].execution_arn).expect("no execution"), None);
+    assert!(cp.history(&evs[0].execution_arn, 0, 10).expect("no history").is_empty());
+    std::thread::sleep(Duration::from_millis(400));
+    cp.tick().expect("tick");
+    assert_eq!(bus(&mut cp).len(), 2);
+    // A later event arrives through the cursor.
+    put(vec![bus_event("ev-set-2", "Image Set Updated", &set, json!({"imageSetId": "is0001", "imageSetWorkflowStatus": "UPDATED"}))]);
+    wait_for(&mut cp, "the later event", |cp| bus(cp).len() == 3);
+    assert_eq!(bus(&mut cp)[2].event.event_type, "Image Set Updated");
+}
+
+#[test]
+fn an_event_log_group_that_does_not_exist_is_named_in_the_status() {
+    let url = moto();
+    let (_dir, conn) = local_store();
+    let group = format!("/aws/events/{}", unique("missing"));
+    let mut cp = connect(&url, AwsContext { event_log_groups: vec![group.clone()], ..Default::default() }, conn);
+    cp.tick().expect("a tick never fails");
+    let c = cp.status().expect("a condition");
+    assert!(c.starts_with(&format!("event log group {group}: FilterLogEvents")) && c.contains("ResourceNotFound"), "{c}");
 }

@@ -241,7 +241,12 @@ fn the_review_queue_comes_from_the_execution_log() {
     let calls = cp.calls();
     assert!(calls.get("FilterLogEvents").copied().unwrap_or(0) > 0, "the log was read: {calls:?}");
     let p = cp.pulse().expect("pulse");
-    assert_eq!(p.condition, None, "with a log group nothing is polled: {p:?}");
+    // serve has no live tail: the log is read by cursor, and the status says so.
+    assert_eq!(
+        p.condition.as_deref(),
+        Some("live tail unavailable: not offered by this endpoint — reading the log every 300 ms"),
+        "with a log group nothing is polled: {p:?}"
+    );
     let feed = cp.events_after(None, 1000).expect("events");
     let mine: Vec<&str> = feed.iter().filter(|e| e.execution_arn == arn).map(|e| e.event.event_type.as_str()).collect();
     assert!(mine.contains(&"ExecutionStarted") && mine.contains(&"TaskScheduled"), "the log's events in the feed: {mine:?}");
@@ -254,6 +259,46 @@ fn the_review_queue_comes_from_the_execution_log() {
         cp.events_after(None, 1000).expect("events").iter().any(|e| e.execution_arn == arn && e.event.event_type == "ExecutionSucceeded")
     });
     assert_eq!(serve.describe(&arn)["status"], "SUCCEEDED");
+}
+
+/// `event_log_groups` against a real server: a group serve answers (its records are execution
+/// log records, no EventBridge events: skipped and counted, nothing added to the feed) and one
+/// it does not know (named in the status), while the review queue works as before.
+#[test]
+fn event_log_groups_are_read_from_serve_and_what_is_no_eventbridge_event_is_skipped() {
+    let serve = Serve::start();
+    let group = "/aws/vendedlogs/states/rad-events";
+    let sm = serve.review_machine("rad-events", Some(group));
+    let arn = serve.start_execution(&sm, "ACC-7005");
+    let (_dir, conn) = local_store();
+    let cfg = AwsContext {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(serve.url.clone()),
+        state_machines: vec![sm.clone()],
+        log_group: Some(group.into()),
+        event_log_groups: vec![group.into()],
+        ..Default::default()
+    };
+    let mut cp = Aws::connect_with("serve", &cfg, Some(conn), Some(("test", "test")))
+        .expect("connect")
+        .with_pacing(Duration::from_millis(300), Duration::from_millis(300));
+    wait_for(&mut cp, "the callback from the log", |cp| task_of(cp, &arn).is_some());
+    wait_for(&mut cp, "the event group read", |cp| cp.skipped_bus_events().get("not an EventBridge event").is_some_and(|n| *n >= 3));
+    assert!(cp.pulse().expect("pulse").condition.is_some_and(|c| c.starts_with("live tail unavailable: not offered")));
+    let feed = cp.events_after(None, 1000).expect("events");
+    assert!(feed.iter().all(|e| e.execution_arn == arn), "only the execution's own events: {feed:?}");
+    let started = feed.iter().filter(|e| e.event.event_type == "ExecutionStarted").count();
+    assert_eq!(started, 1, "the execution log's records are not read twice through the event group");
+
+    let (_dir2, conn2) = local_store();
+    let missing = AwsContext { event_log_groups: vec!["/aws/events/none-here".into()], log_group: None, ..cfg };
+    let mut other = Aws::connect_with("serve", &missing, Some(conn2), Some(("test", "test")))
+        .expect("connect")
+        .with_pacing(Duration::from_millis(300), Duration::from_millis(300));
+    other.tick().expect("a tick never fails");
+    let c = other.pulse().expect("pulse").condition.expect("a condition");
+    assert!(c.starts_with("event log group /aws/events/none-here: FilterLogEvents: ResourceNotFoundException"), "{c}");
+    wait_for(&mut other, "the review queue all the same", |cp| task_of(cp, &arn).is_some());
 }
 
 #[test]

@@ -35,7 +35,7 @@ impl CallsReport {
 }
 
 /// API calls per minute over `window` of steady state with `running` executions (a log group
-/// configured, as recommended). The window is at least a second.
+/// configured, as recommended, and one event log group). The window is at least a second.
 pub fn calls_per_minute(running: usize, window: Duration) -> Result<CallsReport, AwsError> {
     let window = window.max(Duration::from_secs(1));
     let stub = Stub::start(running).map_err(|e| AwsError::Runtime(format!("starting the scripted endpoint: {e}")))?;
@@ -43,9 +43,10 @@ pub fn calls_per_minute(running: usize, window: Duration) -> Result<CallsReport,
         region: Some("us-east-1".into()),
         endpoint_url: Some(stub.url.clone()),
         log_group: Some("/aws/vendedlogs/states/stub-review".into()),
+        event_log_groups: vec!["/aws/events/healthimaging".into()],
         ..Default::default()
     };
-    // Real pacing: a sweep at most every 15 s, the log every 2 s.
+    // Real pacing: a sweep at most every 15 s, the execution log every 2 s, the event log every 5 s.
     let mut cp = Aws::connect_with("bench", &cfg, None, Some(("AKIDSTUB", "secret")))?;
     let t0 = Instant::now();
     let _ = cp.tick();

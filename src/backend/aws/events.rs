@@ -295,6 +295,114 @@ pub fn machine_of_execution(arn: &str) -> String {
     }
 }
 
+/// The largest message read as an EventBridge event (EventBridge's own limit on an event).
+pub const BUS_EVENT_MAX_BYTES: usize = 256 * 1024;
+
+/// An EventBridge event routed to a log group (a rule whose target is CloudWatch Logs writes
+/// each event as one log record, the envelope as JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusEvent {
+    pub id: String,
+    pub detail_type: String,
+    pub source: String,
+    pub time: DateTime<Utc>,
+    pub resources: Vec<String>,
+    /// The whole envelope, as written.
+    pub envelope: Value,
+}
+
+/// Why a log record was not read as an EventBridge event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    TooLarge,
+    NotJson,
+    NotEnvelope,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::TooLarge => "too large",
+            Skip::NotJson => "not JSON",
+            Skip::NotEnvelope => "not an EventBridge event",
+        }
+    }
+}
+
+/// A log record as an EventBridge event: `version`, `id`, `detail-type`, `source`, `account`,
+/// `time` (RFC 3339), `region`, `resources` (strings) and `detail` (an object), all present.
+pub fn bus_event(text: &str) -> Result<BusEvent, Skip> {
+    if text.len() > BUS_EVENT_MAX_BYTES {
+        return Err(Skip::TooLarge);
+    }
+    let v: Value = serde_json::from_str(text).map_err(|_| Skip::NotJson)?;
+    let s = |k: &str| v.get(k).and_then(Value::as_str);
+    let (Some(id), Some(detail_type), Some(source), Some(_), Some(time), Some(_), Some(_)) =
+        (s("id"), s("detail-type"), s("source"), s("account"), s("time"), s("region"), s("version"))
+    else {
+        return Err(Skip::NotEnvelope);
+    };
+    let time = DateTime::parse_from_rfc3339(time).map_err(|_| Skip::NotEnvelope)?.with_timezone(&Utc);
+    let resources = match v.get("resources") {
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => return Err(Skip::NotEnvelope),
+    };
+    if id.is_empty() || id.len() > 256 || detail_type.is_empty() || !v.get("detail").is_some_and(Value::is_object) {
+        return Err(Skip::NotEnvelope);
+    }
+    Ok(BusEvent {
+        id: id.to_string(),
+        detail_type: detail_type.to_string(),
+        source: source.to_string(),
+        time,
+        resources,
+        envelope: v.clone(),
+    })
+}
+
+/// What an EventBridge event from a log group is in the Events feed: the history event
+/// (`detail-type` as its type, at the event's time), the "execution" it is listed under and
+/// the state column, with its detail masked by `phi` — in the event and in the envelope the
+/// pattern filter tests — so no surface shows or finds a patient identifier it carries.
+///
+/// Listed under: the Step Functions execution it names (`detail.executionArn`, or an execution
+/// ARN among its resources), so it sits with that study; else `SOURCE:RESOURCE` (its source and
+/// the resource part of its first resource ARN, or its id), so the Events table's machine and
+/// name columns read as the service and the resource (`aws.medical-imaging`,
+/// `datastore/…/imageset/…`). The state column shows the status the detail carries
+/// (`jobStatus`, `imageSetWorkflowStatus`, `status`, …), if any.
+pub fn bus_feed_parts(ev: &BusEvent, phi: &crate::phi::Masker) -> (String, HistoryEvent, Option<String>, Value) {
+    let detail = ev.envelope.get("detail").cloned().unwrap_or(Value::Null);
+    let masked = phi.mask_value(&detail);
+    let is_execution = |a: &str| a.starts_with("arn:") && a.split(':').nth(5).is_some_and(|k| k == "execution" || k == "express");
+    let listed = detail
+        .get("executionArn")
+        .and_then(Value::as_str)
+        .filter(|a| is_execution(a))
+        .or_else(|| ev.resources.iter().map(String::as_str).find(|a| is_execution(a)))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let resource = ev.resources.first().and_then(|a| a.splitn(6, ':').nth(5)).unwrap_or(&ev.id);
+            format!("{}:{resource}", ev.source)
+        });
+    let state = ["jobStatus", "imageSetWorkflowStatus", "imageSetState", "datastoreStatus", "status", "state"]
+        .iter()
+        .find_map(|k| masked.get(*k).and_then(Value::as_str))
+        .map(|s| s.chars().take(64).collect::<String>());
+    let event = HistoryEvent {
+        id: 0,
+        previous_event_id: 0,
+        timestamp: ev.time,
+        event_type: ev.detail_type.chars().take(128).collect(),
+        details: serde_json::json!({ "source": ev.source, "resources": ev.resources, "detail": masked }),
+    };
+    let mut envelope = ev.envelope.clone();
+    if let Some(o) = envelope.as_object_mut() {
+        o.insert("detail".into(), masked);
+    }
+    (listed, event, state, envelope)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,5 +508,73 @@ mod tests {
         )
         .expect("numbers or strings, details as text");
         assert_eq!((e.id, e.state_name()), (3, Some("A")));
+    }
+
+    fn bus(id: &str, detail_type: &str, resources: Value, detail: Value) -> String {
+        json!({"version": "0", "id": id, "detail-type": detail_type, "source": "aws.medical-imaging",
+               "account": "123456789012", "time": "2026-12-06T10:00:00Z", "region": "us-east-1",
+               "resources": resources, "detail": detail})
+        .to_string()
+    }
+
+    #[test]
+    fn eventbridge_envelopes_are_read_and_anything_else_is_skipped_with_its_reason() {
+        let set = "arn:aws:medical-imaging:us-east-1:123456789012:datastore/ds1/imageset/is1";
+        let e =
+            bus_event(&bus("e-1", "Image Set Created", json!([set]), json!({"imageSetId": "is1", "imageSetWorkflowStatus": "CREATED"})))
+                .expect("an envelope");
+        assert_eq!((e.id.as_str(), e.detail_type.as_str(), e.source.as_str()), ("e-1", "Image Set Created", "aws.medical-imaging"));
+        assert_eq!(e.time.to_rfc3339(), "2026-12-06T10:00:00+00:00");
+        assert_eq!(e.resources, vec![set.to_string()]);
+
+        assert_eq!(bus_event("START RequestId: 1 Version: $LATEST"), Err(Skip::NotJson));
+        assert_eq!(bus_event("[1,2]"), Err(Skip::NotEnvelope));
+        assert_eq!(bus_event(r#"{"id":"x","type":"TaskScheduled"}"#), Err(Skip::NotEnvelope), "an execution-log record is no bus event");
+        let mut v: Value = serde_json::from_str(&bus("e-2", "X", json!([]), json!({}))).expect("json");
+        v["time"] = json!("yesterday");
+        assert_eq!(bus_event(&v.to_string()), Err(Skip::NotEnvelope));
+        v["time"] = json!("2026-12-06T10:00:00Z");
+        v["resources"] = json!([1]);
+        assert_eq!(bus_event(&v.to_string()), Err(Skip::NotEnvelope));
+        v["resources"] = json!([]);
+        v["detail"] = json!("text");
+        assert_eq!(bus_event(&v.to_string()), Err(Skip::NotEnvelope));
+        let huge = bus("e-3", "X", json!([]), json!({"blob": "x".repeat(BUS_EVENT_MAX_BYTES)}));
+        assert_eq!(bus_event(&huge), Err(Skip::TooLarge));
+    }
+
+    #[test]
+    fn a_bus_event_is_listed_under_its_resource_or_execution_with_its_detail_masked() {
+        let phi = crate::phi::Masker::default();
+        let set = "arn:aws:medical-imaging:us-east-1:123456789012:datastore/ds1/imageset/is1";
+        let e = bus_event(&bus(
+            "e-1",
+            "Image Set Created",
+            json!([set]),
+            json!({"imageSetId": "is1", "imageSetWorkflowStatus": "CREATED", "patientName": "Dana Testperson",
+                   "note": "created for Dana Testperson"}),
+        ))
+        .expect("an envelope");
+        let (listed, ev, state, envelope) = bus_feed_parts(&e, &phi);
+        assert_eq!(listed, "aws.medical-imaging:datastore/ds1/imageset/is1");
+        assert_eq!(crate::ops::project::machine_of(&listed), "aws.medical-imaging");
+        assert_eq!((ev.event_type.as_str(), state.as_deref()), ("Image Set Created", Some("CREATED")));
+        assert_eq!(ev.timestamp, e.time);
+        let all = format!("{ev:?} {envelope}");
+        assert!(!all.contains("Dana") && !all.contains("Testperson"), "the patient's name is masked everywhere: {all}");
+        assert_eq!(envelope["detail"]["imageSetId"], "is1", "what is no identifier stays for the pattern filter");
+        assert_eq!(envelope["detail-type"], "Image Set Created");
+        assert_eq!(ev.state_name(), None);
+
+        // A Step Functions event routed to a log group sits with its execution.
+        let e = bus_event(&bus(
+            "e-2",
+            "Step Functions Execution Status Change",
+            json!([ARN]),
+            json!({"executionArn": ARN, "status": "FAILED"}),
+        ))
+        .expect("an envelope");
+        let (listed, _, state, _) = bus_feed_parts(&e, &phi);
+        assert_eq!((listed.as_str(), state.as_deref()), (ARN, Some("FAILED")));
     }
 }

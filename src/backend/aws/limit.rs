@@ -1,5 +1,6 @@
 //! Pure: the client-side rate limiter (a token bucket per API, set to Step Functions' and
-//! CloudWatch Logs' default quotas) and the conditions the console shows.
+//! CloudWatch Logs' documented default quotas, see [`default_quota`]) and the conditions the
+//! console shows.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -37,20 +38,40 @@ impl Bucket {
     }
 }
 
-/// Default quotas (bucket size, refill per second) per API: Step Functions' published defaults
-/// for standard workflows outside the largest regions, rounded down, and CloudWatch Logs'.
+/// Default quotas (bucket size, refill per second) per API, as documented; the client-side
+/// bucket of each API is set to them so this console alone never exceeds them.
+///
+/// Step Functions (standard workflows): the "All other regions" column of the API action
+/// throttling tables (the largest regions, us-east-1, us-west-2 and eu-west-1, have equal or
+/// larger buckets), from
+/// <https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html> (formerly
+/// limits-overview.html; read from its source, `doc_source/limits-overview.md` of
+/// <https://github.com/awsdocs/aws-step-functions-developer-guide>).
+/// `RedriveExecution` is not in those tables: it gets `StopExecution`'s bucket, the smaller of
+/// the two execution-changing APIs it resembles.
+///
+/// CloudWatch Logs: `FilterLogEvents` 5 transactions per second per account and region,
+/// `PutLogEvents` 5 requests per second per log stream (the audit log ships to one stream; the
+/// per-account quota is 800 to 1,500 a second), from
+/// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/logs/cloudwatch_limits_cwl.html>
+/// (read from its source, `doc_source/cloudwatch_limits_cwl.md` of
+/// <https://github.com/awsdocs/amazon-cloudwatch-logs-user-guide>);
+/// `CreateLogStream` 50 a second, from
+/// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogStream.html>.
 pub fn default_quota(api: &str) -> (f64, f64) {
     match api {
         "ListExecutions" => (100.0, 2.0),
-        "DescribeExecution" => (250.0, 15.0),
-        "GetExecutionHistory" => (250.0, 5.0),
-        "DescribeStateMachine" | "DescribeStateMachineForExecution" => (200.0, 1.0),
-        "ListStateMachines" => (100.0, 1.0),
+        "DescribeExecution" => (250.0, 10.0),
+        "GetExecutionHistory" => (400.0, 20.0),
+        "DescribeStateMachine" => (200.0, 20.0),
+        "DescribeStateMachineForExecution" => (200.0, 1.0),
+        "ListStateMachines" => (100.0, 5.0),
         "StartExecution" => (800.0, 150.0),
         "StopExecution" | "RedriveExecution" => (500.0, 25.0),
-        "SendTaskSuccess" | "SendTaskFailure" | "SendTaskHeartbeat" => (500.0, 25.0),
+        "SendTaskSuccess" | "SendTaskFailure" | "SendTaskHeartbeat" => (1500.0, 300.0),
         "FilterLogEvents" => (5.0, 5.0),
-        "PutLogEvents" | "CreateLogStream" => (100.0, 50.0),
+        "PutLogEvents" => (5.0, 5.0),
+        "CreateLogStream" => (50.0, 50.0),
         _ => (50.0, 1.0),
     }
 }
@@ -186,6 +207,31 @@ mod tests {
         assert!(!b.take(t0 + Duration::from_millis(600)));
         assert!(b.take(t0 + Duration::from_secs(100)) && b.take(t0 + Duration::from_secs(100)) && b.take(t0 + Duration::from_secs(100)));
         assert!(!b.take(t0 + Duration::from_secs(100)), "never more than the bucket holds");
+    }
+
+    #[test]
+    fn the_buckets_are_the_documented_default_quotas() {
+        // Step Functions, "All other regions"; CloudWatch Logs (see `default_quota`).
+        for (api, quota) in [
+            ("ListExecutions", (100.0, 2.0)),
+            ("DescribeExecution", (250.0, 10.0)),
+            ("GetExecutionHistory", (400.0, 20.0)),
+            ("DescribeStateMachine", (200.0, 20.0)),
+            ("DescribeStateMachineForExecution", (200.0, 1.0)),
+            ("ListStateMachines", (100.0, 5.0)),
+            ("StartExecution", (800.0, 150.0)),
+            ("StopExecution", (500.0, 25.0)),
+            ("SendTaskSuccess", (1500.0, 300.0)),
+            ("SendTaskFailure", (1500.0, 300.0)),
+            ("SendTaskHeartbeat", (1500.0, 300.0)),
+            ("FilterLogEvents", (5.0, 5.0)),
+            ("PutLogEvents", (5.0, 5.0)),
+            ("CreateLogStream", (50.0, 50.0)),
+        ] {
+            assert_eq!(default_quota(api), quota, "{api}");
+        }
+        // An API the table does not name gets a small bucket, not an unlimited one.
+        assert_eq!(default_quota("ListTagsForResource"), (50.0, 1.0));
     }
 
     #[test]

@@ -3,13 +3,18 @@
 //!
 //! Reading stays within a flat budget of API calls whatever the number of running executions:
 //! `ListExecutions` pages per watched machine are paced (at most [`LIST_PAGES_PER_MIN`]),
-//! live events come from the machines' execution log group through a `FilterLogEvents` cursor,
+//! live events come from the machines' execution log group, streamed by a Live Tail session
+//! where the endpoint offers it ([`live`]), else through a `FilterLogEvents` cursor,
 //! and `DescribeExecution`/`GetExecutionHistory` are called for what the operator opens (and,
 //! once, to learn the input and open callbacks of executions started before the console).
 //! Without a log group the histories of running executions are polled instead, at a bounded
-//! rate, and the status says so. Every call passes a client-side token bucket per API; the
-//! SDK retries with backoff (standard mode). On any error the backend keeps what it last knew and reports
-//! the condition ([`Aws::status`]); it never fails a read it can answer from memory.
+//! rate, and the status says so. EventBridge events that rules deliver to log groups
+//! (`event_log_groups`, e.g. HealthImaging's) are read through a cursor of their own per group
+//! and join the Events feed, their details masked. Every call passes a client-side token bucket per API; the
+//! SDK retries in adaptive mode (see [`retry_config`]): a throttled call is retried with a
+//! short, bounded backoff and the client slows its own rate, and a call that still fails ends
+//! well within the operation timeout as "throttled". On any error the backend keeps what it last
+//! knew and reports the condition ([`Aws::status`]); it never fails a read it can answer from memory.
 //!
 //! Claims and the audit log stay in the local store (`lightbox.db` under the data directory).
 
@@ -19,11 +24,12 @@
 pub mod budget;
 pub mod events;
 pub mod limit;
+pub mod live;
 pub mod outbox;
 #[cfg(feature = "bench-stub")]
 pub mod stub;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,8 +64,27 @@ const FEED_MAX: usize = 5000;
 const OPENED_MAX: usize = 32;
 /// Answered tokens remembered with their execution.
 const ANSWERED_MAX: usize = 64;
+/// Attempts per call (the first and two retries).
+pub const RETRY_ATTEMPTS: u32 = 3;
+/// The first retry's backoff (exponential with jitter after it) and the cap on any backoff,
+/// including the adaptive client-side wait after throttling.
+pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// One attempt, and one call with its retries and waits, at most.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+/// A call that times out this soon after a throttling answer was held back by throttling.
+const THROTTLE_MEMORY: Duration = Duration::from_secs(60);
 /// Log records read again after the cursor, for late arrivals.
 const LOG_LOOKBACK_MS: i64 = 10_000;
+/// The first read of a log group looks back this far.
+const LOG_FIRST_LOOKBACK_MS: i64 = 3_600_000;
+/// `FilterLogEvents` pages read from one group in one poll, at most.
+const LOG_PAGES: usize = 10;
+/// Each event log group (`event_log_groups`) is read at most this often.
+pub const EVENT_LOG_POLL: Duration = Duration::from_secs(5);
+/// EventBridge event ids remembered to drop a second delivery of one event.
+const BUS_SEEN_MAX: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
@@ -87,6 +112,10 @@ pub struct AwsContext {
     pub log_group: Option<String>,
     /// Ship audit rows to this CloudWatch Logs group too.
     pub audit_log_group: Option<String>,
+    /// CloudWatch Logs groups EventBridge rules write events to (e.g. HealthImaging's "Import
+    /// Job Completed", "Image Set Created"): shown in the Events view beside execution events.
+    #[serde(default)]
+    pub event_log_groups: Vec<String>,
     /// A server answering `Lightbox.ListOutbox` / `Lightbox.OutboxAction` (`lightbox serve`
     /// does, for the relay it runs): view 6 shows and drives that relay (see [`outbox`]).
     pub outbox_endpoint: Option<String>,
@@ -97,6 +126,37 @@ pub struct AwsContext {
 struct Opened {
     events: Vec<HistoryEvent>,
     used: u64,
+}
+
+/// Where reading a log group has got to: records up to `cursor_ms` were read, those of the
+/// last [`LOG_LOOKBACK_MS`] (read again for late arrivals) are known by [`record_key`], in
+/// both modes (the cursor and live tail).
+#[derive(Debug, Default)]
+struct LogCursor {
+    group: String,
+    cursor_ms: Option<i64>,
+    seen: HashMap<String, i64>,
+    last_poll: Option<Instant>,
+    /// Records live tail delivered, not yet taken: `(timestamp, stream, message)`.
+    pending: Vec<(i64, String, String)>,
+    /// Read by the cursor once since the live session started (what was ingested before the
+    /// session began): from then on live tail alone serves this group.
+    caught_up: bool,
+}
+
+impl LogCursor {
+    fn new(group: &str) -> LogCursor {
+        LogCursor { group: group.to_string(), ..Default::default() }
+    }
+}
+
+/// A log record's identity in both modes: its time, stream and text (live tail gives records
+/// no event id), so a record read by the cursor and delivered by live tail is taken once.
+fn record_key(timestamp: i64, stream: &str, message: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    message.hash(&mut h);
+    format!("{timestamp}/{stream}/{:x}", h.finish())
 }
 
 /// A sweep over (machine × status): where the next `ListExecutions` page starts.
@@ -149,11 +209,26 @@ pub struct Aws {
     use_counter: u64,
     feed: VecDeque<FeedEvent>,
     seq: i64,
-    log_cursor_ms: Option<i64>,
-    log_seen: HashMap<String, i64>,
-    last_log_poll: Option<Instant>,
+    /// The execution log (`log_group`).
+    exec_log: Option<LogCursor>,
+    /// The event log groups (`event_log_groups`).
+    event_logs: Vec<LogCursor>,
+    event_every: Duration,
+    /// EventBridge event ids already in the feed (at most [`BUS_SEEN_MAX`], oldest forgotten first).
+    bus_seen: HashSet<String>,
+    bus_order: VecDeque<String>,
+    /// Records of the event log groups that were no EventBridge event, by reason.
+    bus_skipped: BTreeMap<&'static str, u64>,
+    /// Masks what EventBridge events' details carry before they reach the feed.
+    phi: crate::phi::Masker,
+    /// The live tail session, while one runs; else the cursor reads, and `live_note` says why.
+    live: Option<live::Session>,
+    live_note: Option<String>,
+    live_retry_at: Option<Instant>,
     condition: Option<Condition>,
     last_ok: Option<DateTime<Utc>>,
+    /// When a call was last answered with throttling (after the SDK's retries).
+    throttled_at: std::cell::Cell<Option<Instant>>,
     audit_stream: Option<String>,
     audit_shipped: i64,
     /// Tokens answered from this console lately, with their execution (for the audit record
@@ -169,7 +244,7 @@ fn status_of(s: &sfn::types::ExecutionStatus) -> ExecutionStatus {
     ExecutionStatus::parse(s.as_str()).unwrap_or(ExecutionStatus::Running)
 }
 
-fn api_err<E, R>(e: &SdkError<E, R>, region: &str, api: &str) -> Condition
+fn classify_error<E, R>(e: &SdkError<E, R>, region: &str, api: &str) -> Condition
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -183,6 +258,55 @@ where
         return Condition::NetworkLost;
     }
     Condition::classify(code, &text, region, api)
+}
+
+/// Why live tail could not start, for the status, and when to try again: an endpoint without
+/// it (an emulator, a VPC endpoint without `stream-logs`: an unknown operation, or a name that
+/// does not resolve) or a denial for a while; a lost answer or throttling sooner.
+fn live_unavailable<E, R>(e: &SdkError<E, R>) -> (String, Duration)
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    const LATER: Duration = Duration::from_secs(600);
+    const SOON: Duration = Duration::from_secs(60);
+    let dns = {
+        let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut found = false;
+        while let Some(x) = at {
+            found |= x.is::<aws_smithy_runtime_api::client::dns::ResolveDnsError>();
+            at = x.source();
+        }
+        found
+    };
+    match (e, e.code()) {
+        (_, Some("AccessDeniedException" | "AccessDenied")) => ("access denied (logs:StartLiveTail)".into(), LATER),
+        (_, Some(c)) if Condition::classify(Some(c), "", "", "") == Condition::Throttled => ("throttled".into(), SOON),
+        (SdkError::DispatchFailure(_), _) if dns => ("not offered by this endpoint".into(), LATER),
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => ("no answer".into(), SOON),
+        (SdkError::ServiceError(_) | SdkError::ResponseError(_), None)
+        | (_, Some("UnknownOperationException" | "InvalidAction" | "UnrecognizedClientException")) => {
+            ("not offered by this endpoint".into(), LATER)
+        }
+        (_, Some(code)) => (code.to_string(), SOON),
+        (_, None) => ("no answer".into(), SOON),
+    }
+}
+
+/// The SDK's retries: adaptive mode — a throttled call is retried after a backoff, and the client
+/// lowers its own sending rate until calls stop being throttled — with every wait bounded.
+/// Adaptive mode's default backoff cap (20 s) let two retries outlast the operation timeout, so
+/// the status could only say "timed out"; here [`RETRY_MAX_BACKOFF`] caps each backoff (and
+/// the adaptive limiter's wait folded into it), and a send waits at most 2 s for the limiter
+/// at its lowest rate (0.5/s, one token), so [`RETRY_ATTEMPTS`] attempts of a throttled call
+/// end in about 6 s plus round trips (10 s under Retry Behavior 2.1, where a retry waits for
+/// the limiter on top of its backoff), well within [`OPERATION_TIMEOUT`]: the status says
+/// "throttled".
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::adaptive()
+        .with_max_attempts(RETRY_ATTEMPTS)
+        .with_initial_backoff(RETRY_INITIAL_BACKOFF)
+        .with_max_backoff(RETRY_MAX_BACKOFF)
 }
 
 /// One SDK history event in the one history model (AWS's wire names).
@@ -288,23 +412,26 @@ impl Aws {
         local: Option<rusqlite::Connection>,
         keys: Option<(&str, &str)>,
     ) -> std::result::Result<Aws, AwsError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AwsError::Runtime(e.to_string()))?;
+        // One worker thread: calls block on it from the caller's thread, and a live tail
+        // session's stream is read on it between calls.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lightbox-aws")
+            .enable_all()
+            .build()
+            .map_err(|e| AwsError::Runtime(e.to_string()))?;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
-            .build_https();
+            .build_with_resolver(live::Resolver);
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
-            // Standard retries with backoff: adaptive mode's client-side wait after throttling
-            // outlasts the operation timeout, so the console could only say "timed out"; the
-            // token buckets here keep the rate within quota instead.
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .operation_timeout(Duration::from_secs(20))
-                    .build(),
-            );
+            .retry_config(retry_config())
+            .timeout_config(timeouts);
         if let Some((id, secret)) = keys {
             loader = loader.credentials_provider(sfn::config::Credentials::new(id, secret, None, None, "lightbox-static"));
         }
@@ -320,10 +447,19 @@ impl Aws {
         let conf = rt.block_on(loader.load());
         let region = conf.region().map(|r| r.to_string()).ok_or_else(|| AwsError::NoRegion(context.to_string()))?;
         let now = Instant::now();
+        // The adaptive client-side rate of each context is its own (not shared with another
+        // context of this process, in another region or account, say).
+        let sfn_conf = sfn::config::Builder::from(&conf)
+            .retry_partition(sfn::config::retry::RetryPartition::new(format!("lightbox-sfn-{context}-{region}")))
+            .build();
+        let logs_conf = cwl::config::Builder::from(&conf)
+            .retry_partition(cwl::config::retry::RetryPartition::new(format!("lightbox-logs-{context}-{region}")))
+            .build();
         Ok(Aws {
-            sfn: sfn::Client::new(&conf),
-            logs: cwl::Client::new(&conf),
+            sfn: sfn::Client::from_conf(sfn_conf),
+            logs: cwl::Client::from_conf(logs_conf),
             credentials: conf.credentials_provider(),
+            throttled_at: std::cell::Cell::new(None),
             rt,
             context: context.to_string(),
             cfg: cfg.clone(),
@@ -353,9 +489,16 @@ impl Aws {
             use_counter: 0,
             feed: VecDeque::new(),
             seq: 0,
-            log_cursor_ms: None,
-            log_seen: HashMap::new(),
-            last_log_poll: None,
+            exec_log: cfg.log_group.as_deref().map(LogCursor::new),
+            event_logs: cfg.event_log_groups.iter().map(|g| LogCursor::new(g)).collect(),
+            event_every: EVENT_LOG_POLL,
+            bus_seen: HashSet::new(),
+            bus_order: VecDeque::new(),
+            bus_skipped: BTreeMap::new(),
+            phi: crate::phi::Masker::from_config(None, &[], None, &[]).unwrap_or_default(),
+            live: None,
+            live_note: None,
+            live_retry_at: None,
             condition: None,
             last_ok: None,
             audit_stream: None,
@@ -375,6 +518,14 @@ impl Aws {
     pub fn with_pacing(mut self, sweep_every: Duration, log_every: Duration) -> Aws {
         self.sweep_every = sweep_every;
         self.log_every = log_every;
+        self.event_every = log_every;
+        self
+    }
+
+    /// The masking of patient identifiers (`[phi]`) applied to the details of EventBridge
+    /// events before they reach the feed (the defaults unless set).
+    pub fn with_phi(mut self, phi: crate::phi::Masker) -> Aws {
+        self.phi = phi;
         self
     }
 
@@ -388,7 +539,7 @@ impl Aws {
     pub fn probe(&mut self) -> std::result::Result<(), String> {
         let r = self.admit("ListStateMachines", Duration::from_secs(2)).and_then(|()| {
             let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1).send());
-            r.map(|_| ()).map_err(|e| api_err(&e, &self.region, "ListStateMachines"))
+            r.map(|_| ()).map_err(|e| self.api_err(&e, "ListStateMachines"))
         });
         match r {
             Ok(()) | Err(Condition::Throttled | Condition::RateLimited(_)) => Ok(()),
@@ -405,8 +556,32 @@ impl Aws {
             None if self.cfg.log_group.is_none() => {
                 Some(format!("no log group: polling histories ({HISTORY_POLLS_PER_MIN}/min), reviews and events may lag"))
             }
+            // Live tail is the quiet mode; the cursor says why it reads instead.
+            None if self.live.is_none() => {
+                let every = match self.log_every.as_millis() {
+                    ms if ms < 1000 => format!("{ms} ms"),
+                    ms => format!("{} s", ms / 1000),
+                };
+                self.live_note.as_ref().map(|n| format!("{n} — reading the log every {every}"))
+            }
             None => None,
         }
+    }
+
+    /// What a failed call means for the status. A call that timed out soon after throttling was
+    /// held back by the adaptive client-side wait: throttled, not a lost network.
+    fn api_err<E, R>(&self, e: &SdkError<E, R>, api: &str) -> Condition
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let c = classify_error(e, &self.region, api);
+        if c == Condition::Throttled {
+            self.throttled_at.set(Some(Instant::now()));
+        } else if matches!(e, SdkError::TimeoutError(_)) && self.throttled_at.get().is_some_and(|t| t.elapsed() < THROTTLE_MEMORY) {
+            return Condition::Throttled;
+        }
+        c
     }
 
     fn fail(&mut self, c: Condition) -> BackendError {
@@ -455,7 +630,7 @@ impl Aws {
         for _ in 0..20 {
             self.admit("ListStateMachines", Duration::from_secs(2))?;
             let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1000).set_next_token(token.take()).send());
-            let page = r.map_err(|e| api_err(&e, &self.region, "ListStateMachines"))?;
+            let page = r.map_err(|e| self.api_err(&e, "ListStateMachines"))?;
             for m in page.state_machines() {
                 if prefixes.is_empty() || prefixes.iter().any(|p| m.name().starts_with(p.as_str())) {
                     out.push(m.state_machine_arn().to_string());
@@ -503,7 +678,7 @@ impl Aws {
                     .set_next_token(self.sweep.next_token.take())
                     .send(),
             );
-            let page = r.map_err(|e| api_err(&e, &self.region, "ListExecutions"))?;
+            let page = r.map_err(|e| self.api_err(&e, "ListExecutions"))?;
             for x in page.executions() {
                 let arn = x.execution_arn().to_string();
                 let mut row =
@@ -588,7 +763,7 @@ impl Aws {
                 Some((text, parsed))
             }
             Err(e) => {
-                let c = api_err(&e, &self.region, "DescribeStateMachineForExecution");
+                let c = self.api_err(&e, "DescribeStateMachineForExecution");
                 self.condition = Some(c);
                 None
             }
@@ -644,17 +819,7 @@ impl Aws {
             *k = (*k).max(e.id);
             let kind = &e.event_type;
             if to_feed && (kind.starts_with("Execution") || (kind.starts_with("Task") && !kind.contains("State"))) {
-                self.seq += 1;
-                self.feed.push_back(FeedEvent {
-                    seq: self.seq,
-                    execution_arn: arn.to_string(),
-                    event: e.clone(),
-                    state: state.clone(),
-                    envelope: None,
-                });
-                while self.feed.len() > FEED_MAX {
-                    self.feed.pop_front();
-                }
+                self.push_feed(arn.to_string(), e.clone(), state.clone(), None);
             }
         }
     }
@@ -676,7 +841,7 @@ impl Aws {
                     .set_next_token(token.take())
                     .send(),
             );
-            let page = r.map_err(|e| api_err(&e, &self.region, "GetExecutionHistory"))?;
+            let page = r.map_err(|e| self.api_err(&e, "GetExecutionHistory"))?;
             // Newest first, down to one already known (emulators may ignore the order asked for).
             let mut reached = false;
             for e in page.events() {
@@ -727,46 +892,68 @@ impl Aws {
         Ok(())
     }
 
-    /// Read the execution log from the cursor (`FilterLogEvents`), a few pages at most.
-    fn poll_logs(&mut self) -> std::result::Result<(), Condition> {
-        let Some(group) = self.cfg.log_group.clone() else { return Ok(()) };
-        if self.last_log_poll.is_some_and(|t| t.elapsed() < self.log_every) {
-            return Ok(());
+    /// One event into the Events feed (at most [`FEED_MAX`] kept, the oldest go first).
+    fn push_feed(&mut self, execution_arn: String, event: HistoryEvent, state: Option<String>, envelope: Option<Value>) {
+        self.seq += 1;
+        self.feed.push_back(FeedEvent { seq: self.seq, execution_arn, event, state, envelope });
+        while self.feed.len() > FEED_MAX {
+            self.feed.pop_front();
         }
-        self.last_log_poll = Some(Instant::now());
+    }
+
+    /// The records of a log group not read before, from its cursor (`FilterLogEvents`, at most
+    /// [`LOG_PAGES`] pages): `(timestamp, message)`. The cursor moves only when the read
+    /// succeeds whole, so a failed read loses nothing; records read again (the lookback for
+    /// late arrivals) are known by their log event id and not returned twice.
+    fn read_log(&mut self, cur: &mut LogCursor) -> std::result::Result<Vec<(i64, String)>, Condition> {
         let now_ms = Utc::now().timestamp_millis();
-        // The first read looks back an hour: callbacks opened before the console started.
-        let cursor = self.log_cursor_ms.unwrap_or(now_ms - 3_600_000);
+        let cursor = cur.cursor_ms.unwrap_or(now_ms - LOG_FIRST_LOOKBACK_MS);
         let start = cursor - LOG_LOOKBACK_MS;
         let mut token = None;
         let mut newest = cursor;
-        let mut by_exec: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
-        for _ in 0..10 {
+        let mut fresh: HashMap<String, i64> = HashMap::new();
+        let mut out = vec![];
+        for _ in 0..LOG_PAGES {
             self.admit("FilterLogEvents", Duration::from_secs(1))?;
             let r = self
                 .rt
-                .block_on(self.logs.filter_log_events().log_group_name(&group).start_time(start).set_next_token(token.take()).send());
-            let page = r.map_err(|e| api_err(&e, &self.region, "FilterLogEvents"))?;
+                .block_on(self.logs.filter_log_events().log_group_name(&cur.group).start_time(start).set_next_token(token.take()).send());
+            let page = r.map_err(|e| self.api_err(&e, "FilterLogEvents"))?;
             for le in page.events() {
                 let ts = le.timestamp().unwrap_or(0);
-                let id = le.event_id().unwrap_or_default().to_string();
-                if self.log_seen.contains_key(&id) {
+                let message = le.message().unwrap_or_default();
+                let key = record_key(ts, le.log_stream_name().unwrap_or_default(), message);
+                if cur.seen.contains_key(&key) || fresh.contains_key(&key) {
                     continue;
                 }
-                self.log_seen.insert(id, ts);
+                fresh.insert(key, ts);
                 newest = newest.max(ts);
-                if let Some((arn, e)) = le.message().and_then(events::from_log_record) {
-                    by_exec.entry(arn).or_default().push(e);
-                }
+                out.push((ts, message.to_string()));
             }
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 break;
             }
         }
-        self.log_cursor_ms = Some(newest.max(cursor));
+        cur.cursor_ms = Some(newest.max(cursor));
+        cur.seen.extend(fresh);
         let floor = newest - 2 * LOG_LOOKBACK_MS;
-        self.log_seen.retain(|_, ts| *ts >= floor);
+        cur.seen.retain(|_, ts| *ts >= floor);
+        Ok(out)
+    }
+
+    /// Read the execution log from the cursor (`FilterLogEvents`), a few pages at most.
+    fn poll_logs(&mut self) -> std::result::Result<(), Condition> {
+        let Some(mut cur) = self.exec_log.take() else { return Ok(()) };
+        let every = self.log_every;
+        let (records, failed) = self.fresh_records(&mut cur, every);
+        self.exec_log = Some(cur);
+        let mut by_exec: BTreeMap<String, Vec<HistoryEvent>> = BTreeMap::new();
+        for (_, text) in records {
+            if let Some((arn, e)) = events::from_log_record(&text) {
+                by_exec.entry(arn).or_default().push(e);
+            }
+        }
         for (arn, mut evs) in by_exec {
             evs.sort_by_key(|e| e.id);
             if !self.rows.contains_key(&arn) && !evs.iter().any(|e| e.event_type == "ExecutionStarted") {
@@ -775,7 +962,181 @@ impl Aws {
             }
             self.absorb(&arn, &evs, true);
         }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Read the event log groups (`event_log_groups`) from their cursors: each record that is
+    /// an EventBridge event goes into the feed once (by its event id), its detail masked;
+    /// anything else is skipped and counted.
+    fn poll_event_logs(&mut self) -> std::result::Result<(), Condition> {
+        let mut failure = None;
+        for i in 0..self.event_logs.len() {
+            let mut cur = std::mem::take(&mut self.event_logs[i]);
+            let every = self.event_every;
+            let (records, failed) = self.fresh_records(&mut cur, every);
+            let group = cur.group.clone();
+            self.event_logs[i] = cur;
+            if let Some(c) = failed {
+                failure = failure.or(Some(match c {
+                    Condition::Other(m) => Condition::Other(format!("event log group {group}: {m}")),
+                    c => c,
+                }));
+            }
+            let mut skipped = 0u64;
+            for (_, text) in records {
+                let ev = match events::bus_event(&text) {
+                    Ok(ev) => ev,
+                    Err(why) => {
+                        skipped += 1;
+                        *self.bus_skipped.entry(why.as_str()).or_default() += 1;
+                        continue;
+                    }
+                };
+                if !self.bus_seen.insert(ev.id.clone()) {
+                    continue;
+                }
+                self.bus_order.push_back(ev.id.clone());
+                while self.bus_order.len() > BUS_SEEN_MAX {
+                    if let Some(old) = self.bus_order.pop_front() {
+                        self.bus_seen.remove(&old);
+                    }
+                }
+                let (listed, event, state, envelope) = events::bus_feed_parts(&ev, &self.phi);
+                self.push_feed(listed, event, state, Some(envelope));
+            }
+            if skipped > 0 {
+                tracing::warn!(context = %self.context, group = %group, skipped, "log records that are no EventBridge event were skipped");
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The records of a log group to take now: those live tail delivered (known ones dropped,
+    /// the cursor moved past them), then, unless live tail serves the group, the cursor's read
+    /// when it is due (every `every`; at once after a session started, to catch up on what was
+    /// ingested before it). A failed read keeps what live tail delivered and says why.
+    fn fresh_records(&mut self, cur: &mut LogCursor, every: Duration) -> (Vec<(i64, String)>, Option<Condition>) {
+        let mut out = vec![];
+        let pending = std::mem::take(&mut cur.pending);
+        if !pending.is_empty() {
+            let mut newest = cur.cursor_ms.unwrap_or(i64::MIN);
+            for (ts, stream, message) in pending {
+                let key = record_key(ts, &stream, &message);
+                if cur.seen.insert(key, ts).is_none() {
+                    newest = newest.max(ts);
+                    out.push((ts, message));
+                }
+            }
+            cur.cursor_ms = Some(newest);
+            let floor = newest - 2 * LOG_LOOKBACK_MS;
+            cur.seen.retain(|_, ts| *ts >= floor);
+        }
+        let live = self.live.is_some();
+        if live && cur.caught_up {
+            return (out, None);
+        }
+        if !live && cur.last_poll.is_some_and(|t| t.elapsed() < every) {
+            return (out, None);
+        }
+        cur.last_poll = Some(Instant::now());
+        match self.read_log(cur) {
+            Ok(read) => {
+                out.extend(read);
+                cur.caught_up = live;
+                (out, None)
+            }
+            Err(c) => (out, Some(c)),
+        }
+    }
+
+    /// Live tail: drain the running session into the groups' pending records, or, when it has
+    /// ended, go back to the cursors (which resume from the last timestamp seen); start a
+    /// session when one is due. Never fails the tick: without live tail the cursors read, and
+    /// the status says why.
+    fn live_step(&mut self) -> std::result::Result<(), Condition> {
+        if let Some(session) = &self.live {
+            let (records, mut ended) = session.drain();
+            let started = session.started;
+            let mut held: usize =
+                self.exec_log.iter().chain(self.event_logs.iter()).flat_map(|c| c.pending.iter()).map(|(_, _, m)| m.len()).sum();
+            for r in records {
+                let cur = match self.exec_log.as_mut().filter(|c| c.group == r.group) {
+                    Some(c) => Some(c),
+                    None => self.event_logs.iter_mut().find(|c| c.group == r.group),
+                };
+                if let Some(cur) = cur {
+                    // Ticks that fail before a group's turn leave its records waiting; past the
+                    // bound the session ends, and the cursor (not moved past them) reads them.
+                    if cur.pending.len() >= live::BUFFER_MAX || held + r.message.len() > live::BUFFER_MAX_BYTES {
+                        ended = Some(live::End::Backlog);
+                        continue;
+                    }
+                    held += r.message.len();
+                    cur.pending.push((r.timestamp, r.stream, r.message));
+                }
+            }
+            if let Some(end) = ended {
+                tracing::info!(context = %self.context, why = %end.text(), lasted_s = started.elapsed().as_secs(), "live tail ended; reading the logs by cursor");
+                self.live = None;
+                self.live_note = Some(end.text());
+                self.live_retry_at = Some(Instant::now() + end.restart_after());
+                for cur in self.exec_log.iter_mut().chain(self.event_logs.iter_mut()) {
+                    cur.caught_up = false;
+                    cur.last_poll = None;
+                }
+            }
+            return Ok(());
+        }
+        if self.exec_log.is_none() && self.event_logs.is_empty() {
+            return Ok(());
+        }
+        if self.live_retry_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        match self.start_live() {
+            Ok(session) => {
+                tracing::info!(context = %self.context, "live tail started");
+                self.live = Some(session);
+                self.live_note = None;
+                for cur in self.exec_log.iter_mut().chain(self.event_logs.iter_mut()) {
+                    cur.caught_up = false;
+                }
+            }
+            Err((why, retry)) => {
+                tracing::info!(context = %self.context, why = %why, "live tail unavailable; reading the logs by cursor");
+                self.live_note = Some(format!("live tail unavailable: {why}"));
+                self.live_retry_at = Some(Instant::now() + retry);
+            }
+        }
         Ok(())
+    }
+
+    /// Start one live tail session for every log group of the context (their ARNs from
+    /// `DescribeLogGroups`). The error says why not, for the status.
+    fn start_live(&mut self) -> std::result::Result<live::Session, (String, Duration)> {
+        let mut names: Vec<String> = self.exec_log.iter().chain(self.event_logs.iter()).map(|c| c.group.clone()).collect();
+        names.dedup();
+        if names.len() > live::MAX_GROUPS {
+            return Err((format!("more than {} log groups", live::MAX_GROUPS), Duration::from_secs(3600)));
+        }
+        let held = |c: Condition| (c.text(None), Duration::from_secs(60));
+        let mut arns = vec![];
+        for name in &names {
+            self.admit("DescribeLogGroups", Duration::from_secs(1)).map_err(held)?;
+            let r = self.rt.block_on(self.logs.describe_log_groups().log_group_name_prefix(name).limit(50).send());
+            let out = r.map_err(|e| live_unavailable(&e))?;
+            let arn = out
+                .log_groups()
+                .iter()
+                .find(|g| g.log_group_name() == Some(name.as_str()))
+                .and_then(|g| g.log_group_arn().map(str::to_string).or_else(|| g.arn().map(|a| live::group_name(a).to_string())))
+                .ok_or_else(|| (format!("log group {name} not found"), Duration::from_secs(600)))?;
+            arns.push(arn);
+        }
+        self.admit("StartLiveTail", Duration::from_secs(1)).map_err(held)?;
+        let r = self.rt.block_on(self.logs.start_live_tail().set_log_group_identifiers(Some(arns)).send());
+        let out = r.map_err(|e| live_unavailable(&e))?;
+        Ok(live::Session::spawn(&self.rt, out.response_stream))
     }
 
     /// Ship audit rows written since the last shipment to `audit_log_group` (one stream per
@@ -794,7 +1155,7 @@ impl Aws {
                 let s = format!("lightbox-{}-{}", self.context, uuid::Uuid::new_v4());
                 self.admit("CreateLogStream", Duration::from_secs(1))?;
                 let r = self.rt.block_on(self.logs.create_log_stream().log_group_name(&group).log_stream_name(&s).send());
-                r.map_err(|e| api_err(&e, &self.region, "CreateLogStream"))?;
+                r.map_err(|e| self.api_err(&e, "CreateLogStream"))?;
                 self.audit_stream = Some(s.clone());
                 s
             }
@@ -816,7 +1177,7 @@ impl Aws {
         self.admit("PutLogEvents", Duration::from_secs(1))?;
         let r =
             self.rt.block_on(self.logs.put_log_events().log_group_name(&group).log_stream_name(&stream).set_log_events(Some(batch)).send());
-        r.map_err(|e| api_err(&e, &self.region, "PutLogEvents"))?;
+        r.map_err(|e| self.api_err(&e, "PutLogEvents"))?;
         self.audit_shipped = last;
         Ok(())
     }
@@ -861,7 +1222,7 @@ impl Aws {
             Err(e) => {
                 let code = e.code().map(str::to_string);
                 let msg = e.message().map(str::to_string);
-                let c = api_err(&e, &self.region, api);
+                let c = self.api_err(&e, api);
                 match (&c, code) {
                     (Condition::Other(_), Some(code)) => Err(BackendError::Refused(format!("{code}: {}", msg.unwrap_or_default()))),
                     _ => Err(self.fail(c)),
@@ -895,7 +1256,7 @@ impl Aws {
                 Ok(Some(row))
             }
             Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(None),
-            Err(e) => Err(api_err(&e, &self.region, "DescribeExecution")),
+            Err(e) => Err(self.api_err(&e, "DescribeExecution")),
         }
     }
 
@@ -981,6 +1342,10 @@ impl ControlPlane for Aws {
     }
 
     fn execution(&mut self, arn: &str) -> Result<Option<ExecutionSummary>> {
+        // An EventBridge event in the feed is listed under `SOURCE:RESOURCE`: no execution.
+        if !arn.starts_with("arn:") {
+            return Ok(None);
+        }
         let cached = self.rows.get(arn).cloned();
         // Terminal rows whose outcome is known, and running ones with their input, need no call.
         if let Some(r) = &cached
@@ -1035,6 +1400,9 @@ impl ControlPlane for Aws {
     }
 
     fn history(&mut self, arn: &str, after_id: i64, limit: usize) -> Result<Vec<HistoryEvent>> {
+        if !arn.starts_with("arn:") {
+            return Ok(vec![]);
+        }
         self.use_counter += 1;
         let known_last = self.opened.get(arn).and_then(|o| o.events.last()).map(|e| e.id).unwrap_or(0);
         let done = self.rows.get(arn).is_some_and(|r| r.status.is_terminal()) && known_last > 0;
@@ -1243,7 +1611,9 @@ impl ControlPlane for Aws {
 
     fn tick(&mut self) -> Result<usize> {
         type TickStep = fn(&mut Aws) -> std::result::Result<(), Condition>;
-        let steps: [TickStep; 5] = [Aws::resolve_machines, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit];
+        // The event log groups come last: a group that cannot be read holds up nothing else.
+        let steps: [TickStep; 7] =
+            [Aws::resolve_machines, Aws::live_step, Aws::poll_logs, Aws::sweep_step, Aws::backfill, Aws::ship_audit, Aws::poll_event_logs];
         // The first failure ends the tick: more calls would only add to throttling, or wait
         // on a network that is gone.
         let mut failed = None;
@@ -1309,7 +1679,7 @@ impl Aws {
                 Ok(comp::Outcome { plan, started: None, existing })
             }
             Err(e) => {
-                let c = api_err(&e, &self.region, "StartExecution");
+                let c = self.api_err(&e, "StartExecution");
                 Err(self.fail(c))
             }
         }
@@ -1324,10 +1694,46 @@ impl Aws {
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.limiter.calls.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
+    /// Records of the event log groups skipped as no EventBridge event, by reason.
+    pub fn skipped_bus_events(&self) -> BTreeMap<&'static str, u64> {
+        self.bus_skipped.clone()
+    }
     /// Mark every listed execution as read, so a measurement sees the steady state only.
     pub fn assume_backfilled(&mut self) {
         for a in self.rows.keys() {
             self.known.entry(a.clone()).or_insert(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sfn::error::ErrorMetadata;
+    use aws_sdk_sfn::operation::list_executions::ListExecutionsError;
+
+    #[test]
+    fn a_throttled_call_ends_well_within_the_operation_timeout() {
+        let r = retry_config();
+        assert_eq!(r.mode(), aws_config::retry::RetryMode::Adaptive);
+        assert_eq!(r.max_attempts(), RETRY_ATTEMPTS);
+        // A send waits at most 2 s for the adaptive limiter (its lowest rate, 0.5/s, one
+        // token); each retry at most the backoff cap and, under Retry Behavior 2.1, that wait again.
+        let worst = Duration::from_secs(2) + (r.max_backoff() + Duration::from_secs(2)) * (RETRY_ATTEMPTS - 1);
+        assert!(worst + Duration::from_secs(5) < OPERATION_TIMEOUT, "{worst:?}");
+    }
+
+    #[test]
+    fn a_timeout_soon_after_throttling_is_throttling() {
+        let cfg = AwsContext { region: Some("us-east-1".into()), endpoint_url: Some("http://127.0.0.1:9".into()), ..Default::default() };
+        let aws = Aws::connect_with("unit", &cfg, None, Some(("AKID", "secret"))).expect("connect (no call is made)");
+        let timeout = || SdkError::<ListExecutionsError, ()>::timeout_error("operation timed out");
+        assert_eq!(aws.api_err(&timeout(), "ListExecutions"), Condition::NetworkLost, "no throttling seen: the network");
+        let throttled = SdkError::<ListExecutionsError, ()>::service_error(
+            ListExecutionsError::generic(ErrorMetadata::builder().code("ThrottlingException").message("Rate exceeded").build()),
+            (),
+        );
+        assert_eq!(aws.api_err(&throttled, "ListExecutions"), Condition::Throttled);
+        assert_eq!(aws.api_err(&timeout(), "ListExecutions"), Condition::Throttled, "held back by the adaptive wait");
     }
 }

@@ -32,6 +32,8 @@ pub const MACHINE: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:st
 #[derive(Default)]
 struct State {
     fault: Fault,
+    /// The next this many requests are throttled, whatever the fault.
+    throttle_next: u64,
     calls: BTreeMap<String, u64>,
 }
 
@@ -79,6 +81,13 @@ impl Stub {
     pub fn set_fault(&self, f: Fault) {
         if let Ok(mut s) = self.state.lock() {
             s.fault = f;
+        }
+    }
+
+    /// Throttle the next `n` requests only (then answer as set).
+    pub fn throttle_next(&self, n: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            s.throttle_next = n;
         }
     }
 
@@ -137,7 +146,12 @@ fn serve(conn: TcpStream, running: &AtomicUsize, state: &Mutex<State>) -> std::i
         let fault = match state.lock() {
             Ok(mut s) => {
                 *s.calls.entry(api.clone()).or_default() += 1;
-                s.fault
+                if s.throttle_next > 0 {
+                    s.throttle_next -= 1;
+                    Fault::Throttle
+                } else {
+                    s.fault
+                }
             }
             Err(_) => Fault::None,
         };
