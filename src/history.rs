@@ -29,10 +29,10 @@ impl HistoryEvent {
         m.insert("type".into(), Value::String(self.event_type.clone()));
         m.insert("id".into(), Value::from(self.id));
         m.insert("previousEventId".into(), Value::from(self.previous_event_id));
-        if let Some(key) = details_key(&self.event_type)
-            && !self.details.is_null()
-        {
-            m.insert(key.to_string(), self.details.clone());
+        if !self.details.is_null() {
+            // An event type AWS has no details key for (an EventBridge event read from a log
+            // group, say) keeps its details under `details`, so opening it shows them.
+            m.insert(details_key(&self.event_type).unwrap_or("details").to_string(), self.details.clone());
         }
         Value::Object(m)
     }
@@ -40,7 +40,7 @@ impl HistoryEvent {
     /// Parse an event from its AWS JSON form.
     pub fn from_aws_json(v: &Value) -> Option<HistoryEvent> {
         let event_type = v.get("type")?.as_str()?.to_string();
-        let details = details_key(&event_type).and_then(|k| v.get(k)).cloned().unwrap_or(Value::Null);
+        let details = v.get(details_key(&event_type).unwrap_or("details")).cloned().unwrap_or(Value::Null);
         let timestamp = v
             .get("timestamp")
             .and_then(Value::as_str)
@@ -168,6 +168,26 @@ mod tests {
         assert_eq!(j["stateExitedEventDetails"]["name"], "A");
         assert_eq!(j["timestamp"], "2026-01-02T03:04:05.678Z");
         assert_eq!(HistoryEvent::from_aws_json(&j), Some(e));
+    }
+
+    #[test]
+    fn an_event_type_aws_has_no_details_key_for_keeps_its_details_under_details() {
+        let e = HistoryEvent {
+            id: 1,
+            previous_event_id: 0,
+            timestamp: DateTime::<Utc>::default(),
+            event_type: "Image Set Created".into(),
+            details: serde_json::json!({"imageSetId": "abc", "imageSetWorkflowStatus": "CREATED"}),
+        };
+        let j = e.to_aws_json();
+        assert_eq!(j["details"]["imageSetWorkflowStatus"], "CREATED");
+        assert_eq!(HistoryEvent::from_aws_json(&j), Some(e));
+        let bare = HistoryEvent {
+            event_type: "ParallelStateStarted".into(),
+            details: Value::Null,
+            ..HistoryEvent::from_aws_json(&j).expect("event")
+        };
+        assert!(bare.to_aws_json().get("details").is_none());
     }
 
     #[test]
