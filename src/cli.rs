@@ -1589,22 +1589,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             if reveal {
                 reveal_record(engine, ctx, phi, None)?;
             }
-            if j {
-                let items = rows.iter().map(exec_list_item).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
-                let mut v = json!({"executions": items.collect::<Vec<_>>()});
-                if let (true, Some(last), Some(o)) = (more, rows.last(), v.as_object_mut()) {
-                    o.insert("nextToken".into(), Value::String(encode_token(last)));
-                }
-                print_json(&v);
-            } else {
-                say!("{:<10} {:<24} {}", "STATUS", "STARTED", "EXECUTION ARN");
-                for r in rows {
-                    say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn);
-                }
-                if more && let Some(last) = rows.last() {
-                    say!("(more: --next-token {})", encode_token(last));
-                }
-            }
+            print_executions(ctx, rows, more, reveal);
         }
         Command::Executions(ExecCmd::Describe { arn, phi }) => {
             let reveal = match reveal_check(engine, ctx, phi, Some(arn))? {
@@ -1620,32 +1605,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 r.error = r.error.map(|c| ctx.phi.mask_text_with(&c, &known));
             }
             let links = lightbox::engine::compensation::links(&ctx.compensation, &engine.store, &r)?;
-            if j {
-                let mut v = describe(&r);
-                if let Some(o) = v.as_object_mut() {
-                    for (k, arn) in &links {
-                        o.insert((*k).into(), Value::String(arn.clone()));
-                    }
-                }
-                print_json(&if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
-            } else {
-                for (k, arn) in &links {
-                    say!("  {}: {}", if *k == "compensates" { "compensates" } else { "compensated by" }, esc(arn));
-                }
-                say!("{}\n  status: {}\n  started: {}", r.arn, r.status, ts(r.start));
-                if let Some(s) = r.stop {
-                    say!("  stopped: {}", ts(s));
-                }
-                if let Some(e) = &r.error {
-                    say!("  error: {}", esc(e));
-                }
-                if let Some(c) = &r.cause {
-                    say!("  cause: {}", esc(c));
-                }
-                if r.redrive_count > 0 {
-                    say!("  redrives: {}", r.redrive_count);
-                }
-            }
+            print_describe(ctx, &r, &links, reveal);
         }
         Command::Executions(ExecCmd::History { arn, reverse_order, max_results, next_token, phi }) => {
             let reveal = match reveal_check(engine, ctx, phi, Some(arn))? {
@@ -1665,19 +1625,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             if reveal {
                 reveal_record(engine, ctx, phi, Some(arn))?;
             }
-            if j {
-                let items = events.iter().map(|e| e.to_aws_json()).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &known) });
-                let mut v = json!({"events": items.collect::<Vec<_>>()});
-                if let (true, Some(last), Some(o)) = (more, events.last(), v.as_object_mut()) {
-                    o.insert("nextToken".into(), Value::String(last.id.to_string()));
-                }
-                print_json(&v);
-            } else {
-                say!("{:>5} {:<24} {:<28} {}", "ID", "TIME", "TYPE", "STATE");
-                for e in events {
-                    say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, esc(e.state_name().unwrap_or("")));
-                }
-            }
+            print_history(ctx, events, more, reveal, &known);
         }
         Command::Executions(ExecCmd::Redrive { arn }) => {
             ctx.refuse("redrive")?;
@@ -1742,22 +1690,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             if reveal {
                 reveal_record(engine, ctx, phi, execution.as_deref())?;
             }
-            if j {
-                let items = rows.iter().map(token_json).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
-                print_json(&json!({"tasks": items.collect::<Vec<_>>()}));
-            } else {
-                say!("{:<10} {:<10} {:<24} {:<24} {}", "TOKEN", "STATUS", "STATE", "ISSUED", "EXECUTION ARN");
-                for t in rows {
-                    say!(
-                        "{:<10} {:<10} {:<24} {:<24} {}",
-                        short_token(&t.token),
-                        t.status,
-                        esc(&t.state_name),
-                        ts(t.issued),
-                        t.execution_arn
-                    );
-                }
-            }
+            print_tasks(ctx, &rows, reveal);
         }
         Command::Tasks(TaskCmd::Approve { token, output, override_claim, reason }) => {
             let out = output.clone().unwrap_or_else(|| "{}".into());
@@ -1911,6 +1844,87 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `executions list`: a page of executions (masked unless revealed), and where the next starts.
+fn print_executions(ctx: &Ctx, rows: &[ExecutionSummary], more: bool, reveal: bool) {
+    if ctx.json {
+        let items = rows.iter().map(exec_list_item).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+        let mut v = json!({"executions": items.collect::<Vec<_>>()});
+        if let (true, Some(last), Some(o)) = (more, rows.last(), v.as_object_mut()) {
+            o.insert("nextToken".into(), Value::String(encode_token(last)));
+        }
+        print_json(&v);
+    } else {
+        say!("{:<10} {:<24} {}", "STATUS", "STARTED", "EXECUTION ARN");
+        for r in rows {
+            say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn);
+        }
+        if more && let Some(last) = rows.last() {
+            say!("(more: --next-token {})", encode_token(last));
+        }
+    }
+}
+
+/// `executions describe`: one execution (its error and cause already masked unless revealed)
+/// with its links to and from compensations.
+fn print_describe(ctx: &Ctx, r: &ExecutionSummary, links: &[(&'static str, String)], reveal: bool) {
+    if ctx.json {
+        let mut v = describe(r);
+        if let Some(o) = v.as_object_mut() {
+            for (k, arn) in links {
+                o.insert((*k).into(), Value::String(arn.clone()));
+            }
+        }
+        print_json(&if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+    } else {
+        for (k, arn) in links {
+            say!("  {}: {}", if *k == "compensates" { "compensates" } else { "compensated by" }, esc(arn));
+        }
+        say!("{}\n  status: {}\n  started: {}", r.arn, r.status, ts(r.start));
+        if let Some(s) = r.stop {
+            say!("  stopped: {}", ts(s));
+        }
+        if let Some(e) = &r.error {
+            say!("  error: {}", esc(e));
+        }
+        if let Some(c) = &r.cause {
+            say!("  cause: {}", esc(c));
+        }
+        if r.redrive_count > 0 {
+            say!("  redrives: {}", r.redrive_count);
+        }
+    }
+}
+
+/// `executions history`: a page of events (masked with the execution's identifiers unless revealed).
+fn print_history(ctx: &Ctx, events: &[lightbox::history::HistoryEvent], more: bool, reveal: bool, known: &[String]) {
+    if ctx.json {
+        let items = events.iter().map(|e| e.to_aws_json()).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, known) });
+        let mut v = json!({"events": items.collect::<Vec<_>>()});
+        if let (true, Some(last), Some(o)) = (more, events.last(), v.as_object_mut()) {
+            o.insert("nextToken".into(), Value::String(last.id.to_string()));
+        }
+        print_json(&v);
+    } else {
+        say!("{:>5} {:<24} {:<28} {}", "ID", "TIME", "TYPE", "STATE");
+        for e in events {
+            say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, esc(e.state_name().unwrap_or("")));
+        }
+    }
+}
+
+/// `tasks list`: task tokens (their parameters masked unless revealed; tables show a token's first 8 characters).
+fn print_tasks(ctx: &Ctx, rows: &[PendingTask], reveal: bool) {
+    if ctx.json {
+        let items = rows.iter().map(token_json).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+        print_json(&json!({"tasks": items.collect::<Vec<_>>()}));
+    } else {
+        say!("{:<10} {:<10} {:<24} {:<24} {}", "TOKEN", "STATUS", "STATE", "ISSUED", "EXECUTION ARN");
+        for t in rows {
+            say!("{:<10} {:<10} {:<24} {:<24} {}", short_token(&t.token), t.status, esc(&t.state_name), ts(t.issued), t.execution_arn);
+        }
+    }
 }
 
 /// Escalation ladders and dependencies from the config; with `demo` (the store holds the demo,
@@ -2119,7 +2133,7 @@ fn compensation_config(config: &Config) -> Result<lightbox::ops::compensation::C
 /// once (audited: intent, then outcome) or the one that already exists.
 fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
     use lightbox::engine::compensation::{CompensateError, run};
-    use lightbox::ops::compensation::{self as comp, CompensationError};
+    use lightbox::ops::compensation::CompensationError;
     let reason = reason.map(str::trim).unwrap_or_default().to_string();
     if !dry_run {
         ctx.refuse("compensate")?;
@@ -2157,6 +2171,14 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
         }
         Err(e) => return Err(e.into()),
     };
+    print_compensation(ctx, &o, &known, dry_run);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `executions compensate` says: the plan (masked with the execution's identifiers), and
+/// what was started or found (on a dry run only what exists already).
+fn print_compensation(ctx: &Ctx, o: &lightbox::ops::compensation::Outcome, known: &[String], dry_run: bool) {
+    use lightbox::ops::compensation as comp;
     let comp_row = o.started.as_ref().or(o.existing.as_ref());
     if ctx.json {
         let mut v = comp::plan_json(&o.plan);
@@ -2170,13 +2192,13 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
             }
             m.insert("message".into(), Value::String(o.message()));
         }
-        print_json(&ctx.phi.mask_envelope(&v, &known));
-        return Ok(ExitCode::SUCCESS);
+        print_json(&ctx.phi.mask_envelope(&v, known));
+        return;
     }
     say!("plan for {} ({}): {}", esc(&o.plan.execution_arn), o.plan.status, esc(&o.plan.summary()));
     for (i, s) in o.plan.steps.iter().enumerate() {
         let short = |v: &Value| {
-            let t = ctx.phi.mask_value_with(v, &known).to_string();
+            let t = ctx.phi.mask_value_with(v, known).to_string();
             if t.chars().count() > 100 { format!("{}…", t.chars().take(99).collect::<String>()) } else { t }
         };
         say!("  {}. {}  input {}  output {}", i + 1, esc(&s.state), esc(&short(&s.input)), esc(&short(&s.output)));
@@ -2184,7 +2206,6 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
     if !dry_run || comp_row.is_some() {
         say!("{}", esc(&o.message()));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(r: &ExecutionSummary) -> Value {
@@ -2251,69 +2272,7 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             for s in &sinks {
                 rows.extend(outbox::rows(conn, s, *parked, *limit)?);
             }
-            if ctx.json {
-                print_json(&json!({
-                    "sinks": status.iter().map(outbox::SinkStatus::to_json).collect::<Vec<_>>(),
-                    "rows": rows.iter().map(outbox::DeliveryRow::to_json).collect::<Vec<_>>(),
-                }));
-            } else if sinks.is_empty() {
-                say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
-            } else {
-                // Columns as wide as the longest name and kind (with its format when not
-                // eventbridge), so long names keep the table aligned.
-                let kind = |s: &lightbox::outbox::SinkStatus| {
-                    if s.format == "eventbridge" { s.kind.clone() } else { format!("{}/{}", s.kind, s.format) }
-                };
-                let nw = status.iter().map(|s| esc(&s.name).chars().count()).max().unwrap_or(0).max(16);
-                let kw = status.iter().map(|s| kind(s).len()).max().unwrap_or(0).max(8);
-                say!(
-                    "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
-                    "SINK",
-                    "KIND",
-                    "BREAKER",
-                    "BACKLOG",
-                    "OLDEST",
-                    "RATE/m",
-                    "DELIVERED",
-                    "FAILURES",
-                    "PARKED"
-                );
-                for s in &status {
-                    let breaker = match s.breaker_left_ms {
-                        Some(ms) => format!("{} {}s", s.breaker.as_str(), ms / 1000),
-                        None if s.paused => "PAUSED".into(),
-                        None => s.breaker.as_str().into(),
-                    };
-                    let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
-                    say!(
-                        "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
-                        esc(&s.name),
-                        kind(s),
-                        breaker,
-                        s.backlog,
-                        oldest,
-                        s.rate_per_min,
-                        s.delivered,
-                        s.failures,
-                        s.parked
-                    );
-                }
-                if !rows.is_empty() {
-                    say!("");
-                    say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
-                    for r in &rows {
-                        say!(
-                            "{:>7} {:<16} {:>8} {:<7} {:<32} {}",
-                            r.row_id,
-                            esc(&r.sink),
-                            r.attempts,
-                            if r.parked { "yes" } else { "" },
-                            esc(&r.detail_type),
-                            esc(&r.stream)
-                        );
-                    }
-                }
-            }
+            print_outbox(ctx, &status, &rows, sinks.is_empty());
             return Ok(ExitCode::SUCCESS);
         }
         OutboxCmd::Retry { row, sink } => Action::Retry { sink: sink.clone(), row: *row },
@@ -2329,12 +2288,85 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
     };
     ctx.refuse(action.name())?;
     let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
+    print_outbox_done(ctx, &action, &said);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an outbox action did.
+fn print_outbox_done(ctx: &Ctx, action: &lightbox::outbox::Action, said: &str) {
     if ctx.json {
         print_json(&json!({"action": action.name(), "sink": action.sink(), "result": said}));
     } else {
         say!("{said}");
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// `outbox list`: every sink's status (`no_sinks`: none is configured), then the rows behind them.
+fn print_outbox(ctx: &Ctx, status: &[lightbox::outbox::SinkStatus], rows: &[lightbox::outbox::DeliveryRow], no_sinks: bool) {
+    use lightbox::outbox;
+    if ctx.json {
+        print_json(&json!({
+            "sinks": status.iter().map(outbox::SinkStatus::to_json).collect::<Vec<_>>(),
+            "rows": rows.iter().map(outbox::DeliveryRow::to_json).collect::<Vec<_>>(),
+        }));
+    } else if no_sinks {
+        say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
+    } else {
+        // Columns as wide as the longest name and kind (with its format when not
+        // eventbridge), so long names keep the table aligned.
+        let kind = |s: &lightbox::outbox::SinkStatus| {
+            if s.format == "eventbridge" { s.kind.clone() } else { format!("{}/{}", s.kind, s.format) }
+        };
+        let nw = status.iter().map(|s| esc(&s.name).chars().count()).max().unwrap_or(0).max(16);
+        let kw = status.iter().map(|s| kind(s).len()).max().unwrap_or(0).max(8);
+        say!(
+            "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+            "SINK",
+            "KIND",
+            "BREAKER",
+            "BACKLOG",
+            "OLDEST",
+            "RATE/m",
+            "DELIVERED",
+            "FAILURES",
+            "PARKED"
+        );
+        for s in status {
+            let breaker = match s.breaker_left_ms {
+                Some(ms) => format!("{} {}s", s.breaker.as_str(), ms / 1000),
+                None if s.paused => "PAUSED".into(),
+                None => s.breaker.as_str().into(),
+            };
+            let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
+            say!(
+                "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                esc(&s.name),
+                kind(s),
+                breaker,
+                s.backlog,
+                oldest,
+                s.rate_per_min,
+                s.delivered,
+                s.failures,
+                s.parked
+            );
+        }
+        if !rows.is_empty() {
+            say!("");
+            say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
+            for r in rows {
+                say!(
+                    "{:>7} {:<16} {:>8} {:<7} {:<32} {}",
+                    r.row_id,
+                    esc(&r.sink),
+                    r.attempts,
+                    if r.parked { "yes" } else { "" },
+                    esc(&r.detail_type),
+                    esc(&r.stream)
+                );
+            }
+        }
+    }
 }
 
 /// Start the outbox relay beside the engine (its own thread and connection); stop it on drop.
@@ -2753,6 +2785,15 @@ fn slo_watcher(cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::engin
 
 /// `lightbox slo list`.
 fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window: &str) -> Result<()> {
+    let (now, window) = slo_args(at, window)?;
+    let slos = slos_in_force(engine, &ctx.slo)?;
+    let clocks = lightbox::engine::slo_watch::load(&engine.store, &slos, now, window)?;
+    print_slo(ctx, &slos, &clocks, now, window, all);
+    Ok(())
+}
+
+/// `slo list --at --window`: the time the clocks are read at, and the compliance window.
+fn slo_args(at: Option<&str>, window: &str) -> Result<(DateTime<Utc>, chrono::Duration)> {
     use lightbox::ops::slo;
     let now = match at {
         Some(t) => {
@@ -2763,10 +2804,22 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
     let window_ms = slo::parse_duration(window).ok_or_else(|| {
         UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d ({})", lightbox::duration::RANGE))
     })?;
-    let window = chrono::Duration::milliseconds(window_ms);
-    let slos = slos_in_force(engine, &ctx.slo)?;
-    let clocks = lightbox::engine::slo_watch::load(&engine.store, &slos, now, window)?;
-    let mut shown = slo::open_readings(&clocks, now);
+    Ok((now, chrono::Duration::milliseconds(window_ms)))
+}
+
+/// `slo list`: open clocks by time to breach (with `all`, those closed within the window too),
+/// then compliance and burn rate per SLO.
+fn print_slo(
+    ctx: &Ctx,
+    slos: &[lightbox::ops::slo::Slo],
+    clocks: &[lightbox::ops::slo::Clock],
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+    all: bool,
+) {
+    use lightbox::ops::slo;
+    let window_ms = window.num_milliseconds();
+    let mut shown = slo::open_readings(clocks, now);
     if all {
         let since = now - window;
         let mut closed: Vec<_> =
@@ -2774,7 +2827,7 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
         closed.sort_by_key(|(c, _)| std::cmp::Reverse(c.stopped));
         shown.extend(closed);
     }
-    let compliance = slo::compliance(&slos, &clocks, now, window);
+    let compliance = slo::compliance(slos, clocks, now, window);
     if ctx.json {
         print_json(&json!({
             "at": lightbox::events::time(now),
@@ -2782,11 +2835,11 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
             "clocks": shown.iter().map(|(c, r)| slo::clock_json(c, r)).collect::<Vec<_>>(),
             "slos": compliance,
         }));
-        return Ok(());
+        return;
     }
     if slos.is_empty() {
         say!("No SLOs: add [[slo]] entries to the config (see config.example.toml).");
-        return Ok(());
+        return;
     }
     if shown.is_empty() {
         say!("No open SLO clocks.");
@@ -2821,7 +2874,6 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
             c.burn_rate.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
         );
     }
-    Ok(())
 }
 
 /// Starting the console: settings from config and flags, the demo hospital, the audit hook.
@@ -3460,12 +3512,18 @@ fn cmd_events_list(engine: &Engine, ctx: &Ctx, config: &Config, pattern: Option<
         };
         shown.push(ctx.phi.mask_envelope(&r.event, &ids));
     }
+    print_events(ctx, &shown);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `events list`: EventBridge-shaped events (already masked unless revealed), newest first.
+fn print_events(ctx: &Ctx, shown: &[Value]) {
     if ctx.json {
         print_json(&json!({"events": shown}));
-        return Ok(ExitCode::SUCCESS);
+        return;
     }
     say!("{:<20} {:<10} {:<38} {:<40} {}", "TIME", "SOURCE", "DETAIL-TYPE", "EXECUTION", "STATE/STATUS");
-    for e in &shown {
+    for e in shown {
         let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
         let d = |k: &str| e["detail"].get(k).and_then(Value::as_str).unwrap_or_default();
         let arn = e["resources"].get(0).and_then(Value::as_str).unwrap_or_default();
@@ -3473,7 +3531,6 @@ fn cmd_events_list(engine: &Engine, ctx: &Ctx, config: &Config, pattern: Option<
         let where_ = [d("stateName"), d("status")].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ");
         say!("{:<20} {:<10} {:<38} {:<40} {}", s("time"), esc(s("source")), esc(s("detail-type")), esc(&exec), esc(&where_));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `bench --patterns`: event pattern matching throughput.
