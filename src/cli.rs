@@ -37,6 +37,8 @@ macro_rules! warn_err {
     }};
 }
 
+mod remote;
+
 #[derive(Parser, Debug)]
 #[command(name = "lightbox", version, about = "Radiology workflow operations console with an embedded Step Functions engine")]
 struct Cli {
@@ -676,6 +678,9 @@ fn reads_only(command: &Command, read_only: bool) -> bool {
 pub fn main() -> Result<ExitCode> {
     let mut cli = Cli::parse();
     let command = cli.command.take().unwrap_or(Command::Console { demo: false, no_demo: false });
+    if let Some(refused) = remote::refuse_early(&cli, &command) {
+        return Err(refused.into());
+    }
     match &command {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -706,6 +711,18 @@ pub fn main() -> Result<ExitCode> {
             let base_config = load_config(&cli)?;
             let config = base_config.clone().with_context(cli.context.as_deref())?;
             lightbox::ops::slo::check_all(&config.slo)?;
+            // `--backend aws` (or an `aws` context): the console and the CLI twins on AWS Step
+            // Functions; a command of the embedded engine's only is refused before the store opens.
+            let remote = match cli.backend.as_deref() {
+                Some("local") => None,
+                Some(_) => Some(config.remote.clone().unwrap_or_default()),
+                None => config.remote.clone(),
+            };
+            if remote.is_some()
+                && let Some(refused) = remote::refusal(&command)
+            {
+                return Err(refused.into());
+            }
             // The theme is checked before the store is opened: a wrong --theme touches no data.
             // (`demo` draws no console, but a --theme given to it must still name a theme.)
             let theme = match &command {
@@ -737,21 +754,12 @@ pub fn main() -> Result<ExitCode> {
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
             };
-            // `--backend aws` (or an `aws` context): the console on AWS Step Functions.
-            let remote = match cli.backend.as_deref() {
-                Some("local") => None,
-                Some(_) => Some(config.remote.clone().unwrap_or_default()),
-                None => config.remote.clone(),
-            };
             if let Some(aws) = remote {
+                let name = config.context.clone().unwrap_or_else(|| "aws".into());
                 let Command::Console { .. } = &command else {
-                    bail!(UsageError(
-                        "the AWS backend drives the console (lightbox --backend aws console); the other commands use the embedded engine"
-                            .into()
-                    ));
+                    return remote::run(&command, &ctx, &config, &mut engine, &db, &name, &aws);
                 };
                 let Some(theme) = theme else { bail!("no theme") };
-                let name = config.context.clone().unwrap_or_else(|| "aws".into());
                 let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the local audit store {}", db.display()))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
                 let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?.with_compensation(ctx.compensation.clone());
@@ -2256,7 +2264,7 @@ fn decode_token(t: &str) -> Result<(i64, String)> {
 
 /// `lightbox outbox …`: the relay's sinks and rows, and the operator's actions on them (audited).
 fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
-    use lightbox::outbox::{self, Action};
+    use lightbox::outbox;
     let conn = engine.store.conn();
     let action = match cmd {
         OutboxCmd::List { sink, parked, limit } => {
@@ -2275,6 +2283,19 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             print_outbox(ctx, &status, &rows, sinks.is_empty());
             return Ok(ExitCode::SUCCESS);
         }
+        other => outbox_action(other)?,
+    };
+    ctx.refuse(action.name())?;
+    let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
+    print_outbox_done(ctx, &action, &said);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relay action an `outbox` command (other than `list`) asks for.
+fn outbox_action(cmd: &OutboxCmd) -> Result<lightbox::outbox::Action> {
+    use lightbox::outbox::Action;
+    Ok(match cmd {
+        OutboxCmd::List { .. } => bail!("internal error: outbox list is not an action"),
         OutboxCmd::Retry { row, sink } => Action::Retry { sink: sink.clone(), row: *row },
         OutboxCmd::Park { row, sink, reason } => Action::Park { sink: sink.clone(), row: *row, reason: reason.clone() },
         OutboxCmd::Requeue { row, sink, parked } => {
@@ -2285,11 +2306,7 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
         OutboxCmd::Pause { sink, reason } => Action::Pause { sink: sink.clone(), reason: reason.clone() },
         OutboxCmd::Resume { sink } => Action::Resume { sink: sink.clone() },
-    };
-    ctx.refuse(action.name())?;
-    let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
-    print_outbox_done(ctx, &action, &said);
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// What an outbox action did.
