@@ -60,9 +60,12 @@ struct Cli {
     /// Use a named context from the config's [contexts.NAME] (its data dir, read-only, accent…).
     #[arg(long, global = true, env = "LIGHTBOX_CONTEXT")]
     context: Option<String>,
-    /// Which control plane the console drives: `local` (the embedded engine) or `aws` (AWS Step
-    /// Functions, with the context's region, profile, endpoint, machines and log group; without
-    /// a context, the AWS environment: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL).
+    /// Which control plane the console and the operator commands drive: `local` (the embedded
+    /// engine) or `aws` (AWS Step Functions, with the context's region, profile, endpoint,
+    /// machines and log group; without a context, the AWS environment: AWS_REGION, AWS_PROFILE,
+    /// AWS_ENDPOINT_URL). On `aws`, executions, tasks, events, slo, outbox and audit work; the
+    /// embedded engine's own commands (state-machines, executions start, engine, serve, demo,
+    /// bench, store, dependencies) are refused.
     #[arg(long, global = true, env = "LIGHTBOX_BACKEND", value_parser = ["local", "aws"])]
     backend: Option<String>,
     /// Console colour theme: dark, light, high-contrast, deuteranopia, tritanopia, or NAME for
