@@ -204,6 +204,21 @@ fn executions_and_reviews_work_through_the_cli_on_aws() {
     assert_eq!(input["accession"], "ACC-8001");
     assert_eq!(input["patient"]["mrn"], "S•••", "{input}");
     assert!(!d.to_string().contains("Testperson"), "{d}");
+    // Revealed with a reason: shown whole, and the reveal audited.
+    let revealed = site.json(&["executions", "describe", &approved, "--reveal", "--reason", "wrong-patient hold on ACC-8001 for Dr Lee"]);
+    assert!(revealed["input"].as_str().is_some_and(|i| i.contains("Dana Testperson")), "{revealed}");
+    assert!(site.audit().iter().any(|r| r["action"] == "reveal-phi" && r["executionArn"] == approved.as_str() && r["source"] == "cli"));
+    // `--backend aws` without a context: the AWS environment names the endpoint and region.
+    let mut c = site.lb.cmd();
+    aws_env(&mut c);
+    let out = c
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &serve.url)
+        .args(["--backend", "aws", "executions", "describe", &approved])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("status: RUNNING"), "{text} {}", String::from_utf8_lossy(&out.stderr));
     let h = site.ok(&["executions", "history", &approved]);
     assert!(h.starts_with("   ID") && h.contains("TaskScheduled") && h.contains("Review"), "{h}");
     let hj = site.json(&["executions", "history", &approved, "--reverse-order", "--max-results", "2"]);
@@ -436,4 +451,42 @@ fn the_cli_on_moto_approves_a_review() {
     let rows = site.audit();
     let a = outcome(&rows, "approve", &arn);
     assert_eq!(a["source"], "cli");
+}
+
+/// The outbox relay behind the context's `outbox_endpoint` (a `lightbox serve` running it):
+/// listed in the embedded engine's shapes, paused and resumed by the CLI, audited locally
+/// (source cli) and by the server (source api); read-only refuses.
+#[test]
+fn the_outbox_of_the_serve_named_as_outbox_endpoint() {
+    let lb = Lb::new();
+    let cfg = lb.file("serve.toml", "[[outbox.sinks]]\nname = \"archive\"\nkind = \"ndjson\"\npath = \"events.ndjson\"\n");
+    let (child, url) = common::spawn_serve(lb.cmd().args(["--config", &cfg, "serve", "--bind", "127.0.0.1:0"]));
+    let serve = Serve { _lb: Lb::new(), child, url };
+    let site = Site::new(&serve.url, &[], None, "");
+    std::fs::write(&site.config, std::fs::read_to_string(&site.config).expect("config") + &format!("outbox_endpoint = {:?}\n", serve.url))
+        .expect("config");
+    let v = site.json(&["outbox", "list"]);
+    assert_eq!(
+        v["sinks"].as_array().map(|s| s.iter().filter_map(|x| x["name"].as_str()).collect::<Vec<_>>()),
+        Some(vec!["archive"]),
+        "{v}"
+    );
+    let table = site.ok(&["outbox", "list", "--sink", "archive"]);
+    assert!(table.starts_with("SINK") && table.contains("archive"), "{table}");
+    let out = site.run(&["outbox", "list", "--sink", "nope"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = site.run(&["--read-only", "outbox", "pause", "archive", "--reason", "maintenance"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("read-only"));
+    site.ok(&["outbox", "pause", "archive", "--reason", "archive disk swap"]);
+    assert_eq!(site.json(&["outbox", "list"])["sinks"][0]["paused"], true);
+    site.ok(&["outbox", "resume", "archive"]);
+    assert_eq!(site.json(&["outbox", "list"])["sinks"][0]["paused"], false);
+    let rows = site.audit();
+    let mine: Vec<(&str, &str)> =
+        rows.iter().filter(|r| !r["intentSeq"].is_null()).filter_map(|r| Some((r["action"].as_str()?, r["source"].as_str()?))).collect();
+    assert_eq!(mine, [("outbox-resume", "cli"), ("outbox-pause", "cli")], "{rows:#?}");
+    assert!(rows.iter().any(|r| r["action"] == "outbox-pause" && r["reason"] == "archive disk swap"));
+    drop(serve);
+    let server = lb.json(&["--config", &cfg, "audit", "list"])["entries"].as_array().cloned().expect("audit");
+    assert!(server.iter().any(|r| r["action"] == "outbox-pause" && r["source"] == "api"), "{server:#?}");
 }

@@ -700,7 +700,12 @@ impl Remote<'_> {
                 *n += 1;
                 *n <= *limit
             });
-            print_outbox(ctx, &status, &rows, status.is_empty());
+            if status.is_empty() && !ctx.json {
+                // The sinks are the server's: its config, not this one, would name them.
+                say!("no sinks configured at the outbox endpoint of AWS context {} (the server's [[outbox.sinks]])", esc(&self.name));
+            } else {
+                print_outbox(ctx, &status, &rows, false);
+            }
             return Ok(ExitCode::SUCCESS);
         }
         let action = outbox_action(cmd)?;
