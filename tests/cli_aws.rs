@@ -313,7 +313,13 @@ fn claims_heartbeats_and_escalations_on_aws() {
     let sm = serve.review_machine("rad-claims", group);
     let arn = serve.start_execution(&sm, "ACC-8101");
     serve.wait(&arn, "running", |d| d["status"] == "RUNNING");
-    let site = Site::new(&serve.url, &[&sm], Some(group), "");
+    let site =
+        Site::new(&serve.url, &[&sm], Some(group), "[[slo]]\nname = \"review-4h\"\nfrom = \"start\"\nto = \"Review\"\ntarget = \"4h\"\n");
+    // slo list: the console's view 5 projection over the watched executions.
+    let slo = site.json(&["slo", "list"]);
+    let clock = slo["clocks"].as_array().and_then(|c| c.iter().find(|c| c["executionArn"] == arn.as_str())).cloned();
+    assert!(clock.as_ref().is_some_and(|c| c["name"] == "review-4h" && c["status"] == "OK" && c["open"] == true), "{slo}");
+    assert!(site.ok(&["slo", "list"]).contains("review-4h"), "the table");
     let kim = |args: &[&str]| site.cmd_as("dr.kim", args).output().expect("run");
     let tasks = site.json(&["tasks", "list", "--execution", &arn]);
     let token = task_of(&tasks, &arn)["taskToken"].as_str().expect("token").to_string();
