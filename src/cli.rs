@@ -37,6 +37,8 @@ macro_rules! warn_err {
     }};
 }
 
+mod remote;
+
 #[derive(Parser, Debug)]
 #[command(name = "lightbox", version, about = "Radiology workflow operations console with an embedded Step Functions engine")]
 struct Cli {
@@ -58,9 +60,12 @@ struct Cli {
     /// Use a named context from the config's [contexts.NAME] (its data dir, read-only, accent…).
     #[arg(long, global = true, env = "LIGHTBOX_CONTEXT")]
     context: Option<String>,
-    /// Which control plane the console drives: `local` (the embedded engine) or `aws` (AWS Step
-    /// Functions, with the context's region, profile, endpoint, machines and log group; without
-    /// a context, the AWS environment: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL).
+    /// Which control plane the console and the operator commands drive: `local` (the embedded
+    /// engine) or `aws` (AWS Step Functions, with the context's region, profile, endpoint,
+    /// machines and log group; without a context, the AWS environment: AWS_REGION, AWS_PROFILE,
+    /// AWS_ENDPOINT_URL). On `aws`, executions, tasks, events, slo, outbox and audit work; the
+    /// embedded engine's own commands (state-machines, executions start, engine, serve, demo,
+    /// bench, store, dependencies) are refused.
     #[arg(long, global = true, env = "LIGHTBOX_BACKEND", value_parser = ["local", "aws"])]
     backend: Option<String>,
     /// Console colour theme: dark, light, high-contrast, deuteranopia, tritanopia, or NAME for
@@ -676,6 +681,9 @@ fn reads_only(command: &Command, read_only: bool) -> bool {
 pub fn main() -> Result<ExitCode> {
     let mut cli = Cli::parse();
     let command = cli.command.take().unwrap_or(Command::Console { demo: false, no_demo: false });
+    if let Some(refused) = remote::refuse_early(&cli, &command) {
+        return Err(refused.into());
+    }
     match &command {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -706,6 +714,18 @@ pub fn main() -> Result<ExitCode> {
             let base_config = load_config(&cli)?;
             let config = base_config.clone().with_context(cli.context.as_deref())?;
             lightbox::ops::slo::check_all(&config.slo)?;
+            // `--backend aws` (or an `aws` context): the console and the CLI twins on AWS Step
+            // Functions; a command of the embedded engine's only is refused before the store opens.
+            let remote = match cli.backend.as_deref() {
+                Some("local") => None,
+                Some(_) => Some(config.remote.clone().unwrap_or_default()),
+                None => config.remote.clone(),
+            };
+            if remote.is_some()
+                && let Some(refused) = remote::refusal(&command)
+            {
+                return Err(refused.into());
+            }
             // The theme is checked before the store is opened: a wrong --theme touches no data.
             // (`demo` draws no console, but a --theme given to it must still name a theme.)
             let theme = match &command {
@@ -737,21 +757,12 @@ pub fn main() -> Result<ExitCode> {
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
             };
-            // `--backend aws` (or an `aws` context): the console on AWS Step Functions.
-            let remote = match cli.backend.as_deref() {
-                Some("local") => None,
-                Some(_) => Some(config.remote.clone().unwrap_or_default()),
-                None => config.remote.clone(),
-            };
             if let Some(aws) = remote {
+                let name = config.context.clone().unwrap_or_else(|| "aws".into());
                 let Command::Console { .. } = &command else {
-                    bail!(UsageError(
-                        "the AWS backend drives the console (lightbox --backend aws console); the other commands use the embedded engine"
-                            .into()
-                    ));
+                    return remote::run(&command, &ctx, &config, &mut engine, &db, &name, &aws);
                 };
                 let Some(theme) = theme else { bail!("no theme") };
-                let name = config.context.clone().unwrap_or_else(|| "aws".into());
                 let conn = rusqlite::Connection::open(&db).with_context(|| format!("opening the local audit store {}", db.display()))?;
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
                 let cp = lightbox::backend::aws::Aws::connect(&name, &aws, Some(conn))?
@@ -1594,22 +1605,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             if reveal {
                 reveal_record(engine, ctx, phi, None)?;
             }
-            if j {
-                let items = rows.iter().map(exec_list_item).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
-                let mut v = json!({"executions": items.collect::<Vec<_>>()});
-                if let (true, Some(last), Some(o)) = (more, rows.last(), v.as_object_mut()) {
-                    o.insert("nextToken".into(), Value::String(encode_token(last)));
-                }
-                print_json(&v);
-            } else {
-                say!("{:<10} {:<24} {}", "STATUS", "STARTED", "EXECUTION ARN");
-                for r in rows {
-                    say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn);
-                }
-                if more && let Some(last) = rows.last() {
-                    say!("(more: --next-token {})", encode_token(last));
-                }
-            }
+            print_executions(ctx, rows, more, reveal);
         }
         Command::Executions(ExecCmd::Describe { arn, phi }) => {
             let reveal = match reveal_check(engine, ctx, phi, Some(arn))? {
@@ -1625,32 +1621,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 r.error = r.error.map(|c| ctx.phi.mask_text_with(&c, &known));
             }
             let links = lightbox::engine::compensation::links(&ctx.compensation, &engine.store, &r)?;
-            if j {
-                let mut v = describe(&r);
-                if let Some(o) = v.as_object_mut() {
-                    for (k, arn) in &links {
-                        o.insert((*k).into(), Value::String(arn.clone()));
-                    }
-                }
-                print_json(&if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
-            } else {
-                for (k, arn) in &links {
-                    say!("  {}: {}", if *k == "compensates" { "compensates" } else { "compensated by" }, esc(arn));
-                }
-                say!("{}\n  status: {}\n  started: {}", r.arn, r.status, ts(r.start));
-                if let Some(s) = r.stop {
-                    say!("  stopped: {}", ts(s));
-                }
-                if let Some(e) = &r.error {
-                    say!("  error: {}", esc(e));
-                }
-                if let Some(c) = &r.cause {
-                    say!("  cause: {}", esc(c));
-                }
-                if r.redrive_count > 0 {
-                    say!("  redrives: {}", r.redrive_count);
-                }
-            }
+            print_describe(ctx, &r, &links, reveal);
         }
         Command::Executions(ExecCmd::History { arn, reverse_order, max_results, next_token, phi }) => {
             let reveal = match reveal_check(engine, ctx, phi, Some(arn))? {
@@ -1670,19 +1641,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             if reveal {
                 reveal_record(engine, ctx, phi, Some(arn))?;
             }
-            if j {
-                let items = events.iter().map(|e| e.to_aws_json()).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &known) });
-                let mut v = json!({"events": items.collect::<Vec<_>>()});
-                if let (true, Some(last), Some(o)) = (more, events.last(), v.as_object_mut()) {
-                    o.insert("nextToken".into(), Value::String(last.id.to_string()));
-                }
-                print_json(&v);
-            } else {
-                say!("{:>5} {:<24} {:<28} {}", "ID", "TIME", "TYPE", "STATE");
-                for e in events {
-                    say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, esc(e.state_name().unwrap_or("")));
-                }
-            }
+            print_history(ctx, events, more, reveal, &known);
         }
         Command::Executions(ExecCmd::Redrive { arn }) => {
             ctx.refuse("redrive")?;
@@ -1747,22 +1706,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             if reveal {
                 reveal_record(engine, ctx, phi, execution.as_deref())?;
             }
-            if j {
-                let items = rows.iter().map(token_json).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
-                print_json(&json!({"tasks": items.collect::<Vec<_>>()}));
-            } else {
-                say!("{:<10} {:<10} {:<24} {:<24} {}", "TOKEN", "STATUS", "STATE", "ISSUED", "EXECUTION ARN");
-                for t in rows {
-                    say!(
-                        "{:<10} {:<10} {:<24} {:<24} {}",
-                        short_token(&t.token),
-                        t.status,
-                        esc(&t.state_name),
-                        ts(t.issued),
-                        t.execution_arn
-                    );
-                }
-            }
+            print_tasks(ctx, &rows, reveal);
         }
         Command::Tasks(TaskCmd::Approve { token, output, override_claim, reason }) => {
             let out = output.clone().unwrap_or_else(|| "{}".into());
@@ -1916,6 +1860,87 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `executions list`: a page of executions (masked unless revealed), and where the next starts.
+fn print_executions(ctx: &Ctx, rows: &[ExecutionSummary], more: bool, reveal: bool) {
+    if ctx.json {
+        let items = rows.iter().map(exec_list_item).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+        let mut v = json!({"executions": items.collect::<Vec<_>>()});
+        if let (true, Some(last), Some(o)) = (more, rows.last(), v.as_object_mut()) {
+            o.insert("nextToken".into(), Value::String(encode_token(last)));
+        }
+        print_json(&v);
+    } else {
+        say!("{:<10} {:<24} {}", "STATUS", "STARTED", "EXECUTION ARN");
+        for r in rows {
+            say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn);
+        }
+        if more && let Some(last) = rows.last() {
+            say!("(more: --next-token {})", encode_token(last));
+        }
+    }
+}
+
+/// `executions describe`: one execution (its error and cause already masked unless revealed)
+/// with its links to and from compensations.
+fn print_describe(ctx: &Ctx, r: &ExecutionSummary, links: &[(&'static str, String)], reveal: bool) {
+    if ctx.json {
+        let mut v = describe(r);
+        if let Some(o) = v.as_object_mut() {
+            for (k, arn) in links {
+                o.insert((*k).into(), Value::String(arn.clone()));
+            }
+        }
+        print_json(&if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+    } else {
+        for (k, arn) in links {
+            say!("  {}: {}", if *k == "compensates" { "compensates" } else { "compensated by" }, esc(arn));
+        }
+        say!("{}\n  status: {}\n  started: {}", r.arn, r.status, ts(r.start));
+        if let Some(s) = r.stop {
+            say!("  stopped: {}", ts(s));
+        }
+        if let Some(e) = &r.error {
+            say!("  error: {}", esc(e));
+        }
+        if let Some(c) = &r.cause {
+            say!("  cause: {}", esc(c));
+        }
+        if r.redrive_count > 0 {
+            say!("  redrives: {}", r.redrive_count);
+        }
+    }
+}
+
+/// `executions history`: a page of events (masked with the execution's identifiers unless revealed).
+fn print_history(ctx: &Ctx, events: &[lightbox::history::HistoryEvent], more: bool, reveal: bool, known: &[String]) {
+    if ctx.json {
+        let items = events.iter().map(|e| e.to_aws_json()).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, known) });
+        let mut v = json!({"events": items.collect::<Vec<_>>()});
+        if let (true, Some(last), Some(o)) = (more, events.last(), v.as_object_mut()) {
+            o.insert("nextToken".into(), Value::String(last.id.to_string()));
+        }
+        print_json(&v);
+    } else {
+        say!("{:>5} {:<24} {:<28} {}", "ID", "TIME", "TYPE", "STATE");
+        for e in events {
+            say!("{:>5} {} {:<28} {}", e.id, ts(e.timestamp), e.event_type, esc(e.state_name().unwrap_or("")));
+        }
+    }
+}
+
+/// `tasks list`: task tokens (their parameters masked unless revealed; tables show a token's first 8 characters).
+fn print_tasks(ctx: &Ctx, rows: &[PendingTask], reveal: bool) {
+    if ctx.json {
+        let items = rows.iter().map(token_json).map(|v| if reveal { v } else { ctx.phi.mask_envelope(&v, &[]) });
+        print_json(&json!({"tasks": items.collect::<Vec<_>>()}));
+    } else {
+        say!("{:<10} {:<10} {:<24} {:<24} {}", "TOKEN", "STATUS", "STATE", "ISSUED", "EXECUTION ARN");
+        for t in rows {
+            say!("{:<10} {:<10} {:<24} {:<24} {}", short_token(&t.token), t.status, esc(&t.state_name), ts(t.issued), t.execution_arn);
+        }
+    }
 }
 
 /// Escalation ladders and dependencies from the config; with `demo` (the store holds the demo,
@@ -2124,7 +2149,7 @@ fn compensation_config(config: &Config) -> Result<lightbox::ops::compensation::C
 /// once (audited: intent, then outcome) or the one that already exists.
 fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
     use lightbox::engine::compensation::{CompensateError, run};
-    use lightbox::ops::compensation::{self as comp, CompensationError};
+    use lightbox::ops::compensation::CompensationError;
     let reason = reason.map(str::trim).unwrap_or_default().to_string();
     if !dry_run {
         ctx.refuse("compensate")?;
@@ -2162,6 +2187,14 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
         }
         Err(e) => return Err(e.into()),
     };
+    print_compensation(ctx, &o, &known, dry_run);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `executions compensate` says: the plan (masked with the execution's identifiers), and
+/// what was started or found (on a dry run only what exists already).
+fn print_compensation(ctx: &Ctx, o: &lightbox::ops::compensation::Outcome, known: &[String], dry_run: bool) {
+    use lightbox::ops::compensation as comp;
     let comp_row = o.started.as_ref().or(o.existing.as_ref());
     if ctx.json {
         let mut v = comp::plan_json(&o.plan);
@@ -2175,13 +2208,13 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
             }
             m.insert("message".into(), Value::String(o.message()));
         }
-        print_json(&ctx.phi.mask_envelope(&v, &known));
-        return Ok(ExitCode::SUCCESS);
+        print_json(&ctx.phi.mask_envelope(&v, known));
+        return;
     }
     say!("plan for {} ({}): {}", esc(&o.plan.execution_arn), o.plan.status, esc(&o.plan.summary()));
     for (i, s) in o.plan.steps.iter().enumerate() {
         let short = |v: &Value| {
-            let t = ctx.phi.mask_value_with(v, &known).to_string();
+            let t = ctx.phi.mask_value_with(v, known).to_string();
             if t.chars().count() > 100 { format!("{}…", t.chars().take(99).collect::<String>()) } else { t }
         };
         say!("  {}. {}  input {}  output {}", i + 1, esc(&s.state), esc(&short(&s.input)), esc(&short(&s.output)));
@@ -2189,7 +2222,6 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
     if !dry_run || comp_row.is_some() {
         say!("{}", esc(&o.message()));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(r: &ExecutionSummary) -> Value {
@@ -2240,7 +2272,7 @@ fn decode_token(t: &str) -> Result<(i64, String)> {
 
 /// `lightbox outbox …`: the relay's sinks and rows, and the operator's actions on them (audited).
 fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
-    use lightbox::outbox::{self, Action};
+    use lightbox::outbox;
     let conn = engine.store.conn();
     let action = match cmd {
         OutboxCmd::List { sink, parked, limit } => {
@@ -2256,71 +2288,22 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             for s in &sinks {
                 rows.extend(outbox::rows(conn, s, *parked, *limit)?);
             }
-            if ctx.json {
-                print_json(&json!({
-                    "sinks": status.iter().map(outbox::SinkStatus::to_json).collect::<Vec<_>>(),
-                    "rows": rows.iter().map(outbox::DeliveryRow::to_json).collect::<Vec<_>>(),
-                }));
-            } else if sinks.is_empty() {
-                say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
-            } else {
-                // Columns as wide as the longest name and kind (with its format when not
-                // eventbridge), so long names keep the table aligned.
-                let kind = |s: &lightbox::outbox::SinkStatus| {
-                    if s.format == "eventbridge" { s.kind.clone() } else { format!("{}/{}", s.kind, s.format) }
-                };
-                let nw = status.iter().map(|s| esc(&s.name).chars().count()).max().unwrap_or(0).max(16);
-                let kw = status.iter().map(|s| kind(s).len()).max().unwrap_or(0).max(8);
-                say!(
-                    "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
-                    "SINK",
-                    "KIND",
-                    "BREAKER",
-                    "BACKLOG",
-                    "OLDEST",
-                    "RATE/m",
-                    "DELIVERED",
-                    "FAILURES",
-                    "PARKED"
-                );
-                for s in &status {
-                    let breaker = match s.breaker_left_ms {
-                        Some(ms) => format!("{} {}s", s.breaker.as_str(), ms / 1000),
-                        None if s.paused => "PAUSED".into(),
-                        None => s.breaker.as_str().into(),
-                    };
-                    let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
-                    say!(
-                        "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
-                        esc(&s.name),
-                        kind(s),
-                        breaker,
-                        s.backlog,
-                        oldest,
-                        s.rate_per_min,
-                        s.delivered,
-                        s.failures,
-                        s.parked
-                    );
-                }
-                if !rows.is_empty() {
-                    say!("");
-                    say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
-                    for r in &rows {
-                        say!(
-                            "{:>7} {:<16} {:>8} {:<7} {:<32} {}",
-                            r.row_id,
-                            esc(&r.sink),
-                            r.attempts,
-                            if r.parked { "yes" } else { "" },
-                            esc(&r.detail_type),
-                            esc(&r.stream)
-                        );
-                    }
-                }
-            }
+            print_outbox(ctx, &status, &rows, sinks.is_empty());
             return Ok(ExitCode::SUCCESS);
         }
+        other => outbox_action(other)?,
+    };
+    ctx.refuse(action.name())?;
+    let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
+    print_outbox_done(ctx, &action, &said);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relay action an `outbox` command (other than `list`) asks for.
+fn outbox_action(cmd: &OutboxCmd) -> Result<lightbox::outbox::Action> {
+    use lightbox::outbox::Action;
+    Ok(match cmd {
+        OutboxCmd::List { .. } => bail!("internal error: outbox list is not an action"),
         OutboxCmd::Retry { row, sink } => Action::Retry { sink: sink.clone(), row: *row },
         OutboxCmd::Park { row, sink, reason } => Action::Park { sink: sink.clone(), row: *row, reason: reason.clone() },
         OutboxCmd::Requeue { row, sink, parked } => {
@@ -2331,15 +2314,84 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
         OutboxCmd::Pause { sink, reason } => Action::Pause { sink: sink.clone(), reason: reason.clone() },
         OutboxCmd::Resume { sink } => Action::Resume { sink: sink.clone() },
-    };
-    ctx.refuse(action.name())?;
-    let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
+    })
+}
+
+/// What an outbox action did.
+fn print_outbox_done(ctx: &Ctx, action: &lightbox::outbox::Action, said: &str) {
     if ctx.json {
         print_json(&json!({"action": action.name(), "sink": action.sink(), "result": said}));
     } else {
         say!("{said}");
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// `outbox list`: every sink's status (`no_sinks`: none is configured), then the rows behind them.
+fn print_outbox(ctx: &Ctx, status: &[lightbox::outbox::SinkStatus], rows: &[lightbox::outbox::DeliveryRow], no_sinks: bool) {
+    use lightbox::outbox;
+    if ctx.json {
+        print_json(&json!({
+            "sinks": status.iter().map(outbox::SinkStatus::to_json).collect::<Vec<_>>(),
+            "rows": rows.iter().map(outbox::DeliveryRow::to_json).collect::<Vec<_>>(),
+        }));
+    } else if no_sinks {
+        say!("no sinks configured: add [[outbox.sinks]] to the config (see config.example.toml)");
+    } else {
+        // Columns as wide as the longest name and kind (with its format when not
+        // eventbridge), so long names keep the table aligned.
+        let kind = |s: &lightbox::outbox::SinkStatus| {
+            if s.format == "eventbridge" { s.kind.clone() } else { format!("{}/{}", s.kind, s.format) }
+        };
+        let nw = status.iter().map(|s| esc(&s.name).chars().count()).max().unwrap_or(0).max(16);
+        let kw = status.iter().map(|s| kind(s).len()).max().unwrap_or(0).max(8);
+        say!(
+            "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+            "SINK",
+            "KIND",
+            "BREAKER",
+            "BACKLOG",
+            "OLDEST",
+            "RATE/m",
+            "DELIVERED",
+            "FAILURES",
+            "PARKED"
+        );
+        for s in status {
+            let breaker = match s.breaker_left_ms {
+                Some(ms) => format!("{} {}s", s.breaker.as_str(), ms / 1000),
+                None if s.paused => "PAUSED".into(),
+                None => s.breaker.as_str().into(),
+            };
+            let oldest = s.oldest_age_ms.map(|m| format!("{}s", m / 1000)).unwrap_or_else(|| "-".into());
+            say!(
+                "{:<nw$} {:<kw$} {:<10} {:>8} {:>9} {:>7} {:>9} {:>8} {:>7}",
+                esc(&s.name),
+                kind(s),
+                breaker,
+                s.backlog,
+                oldest,
+                s.rate_per_min,
+                s.delivered,
+                s.failures,
+                s.parked
+            );
+        }
+        if !rows.is_empty() {
+            say!("");
+            say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
+            for r in rows {
+                say!(
+                    "{:>7} {:<16} {:>8} {:<7} {:<32} {}",
+                    r.row_id,
+                    esc(&r.sink),
+                    r.attempts,
+                    if r.parked { "yes" } else { "" },
+                    esc(&r.detail_type),
+                    esc(&r.stream)
+                );
+            }
+        }
+    }
 }
 
 /// Start the outbox relay beside the engine (its own thread and connection); stop it on drop.
@@ -2758,6 +2810,15 @@ fn slo_watcher(cfgs: &[lightbox::ops::slo::SloConfig]) -> Result<lightbox::engin
 
 /// `lightbox slo list`.
 fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window: &str) -> Result<()> {
+    let (now, window) = slo_args(at, window)?;
+    let slos = slos_in_force(engine, &ctx.slo)?;
+    let clocks = lightbox::engine::slo_watch::load(&engine.store, &slos, now, window)?;
+    print_slo(ctx, &slos, &clocks, now, window, all);
+    Ok(())
+}
+
+/// `slo list --at --window`: the time the clocks are read at, and the compliance window.
+fn slo_args(at: Option<&str>, window: &str) -> Result<(DateTime<Utc>, chrono::Duration)> {
     use lightbox::ops::slo;
     let now = match at {
         Some(t) => {
@@ -2768,10 +2829,22 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
     let window_ms = slo::parse_duration(window).ok_or_else(|| {
         UsageError(format!("--window {window:?} is not a duration like 90s, 15m, 4h or 2d ({})", lightbox::duration::RANGE))
     })?;
-    let window = chrono::Duration::milliseconds(window_ms);
-    let slos = slos_in_force(engine, &ctx.slo)?;
-    let clocks = lightbox::engine::slo_watch::load(&engine.store, &slos, now, window)?;
-    let mut shown = slo::open_readings(&clocks, now);
+    Ok((now, chrono::Duration::milliseconds(window_ms)))
+}
+
+/// `slo list`: open clocks by time to breach (with `all`, those closed within the window too),
+/// then compliance and burn rate per SLO.
+fn print_slo(
+    ctx: &Ctx,
+    slos: &[lightbox::ops::slo::Slo],
+    clocks: &[lightbox::ops::slo::Clock],
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+    all: bool,
+) {
+    use lightbox::ops::slo;
+    let window_ms = window.num_milliseconds();
+    let mut shown = slo::open_readings(clocks, now);
     if all {
         let since = now - window;
         let mut closed: Vec<_> =
@@ -2779,7 +2852,7 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
         closed.sort_by_key(|(c, _)| std::cmp::Reverse(c.stopped));
         shown.extend(closed);
     }
-    let compliance = slo::compliance(&slos, &clocks, now, window);
+    let compliance = slo::compliance(slos, clocks, now, window);
     if ctx.json {
         print_json(&json!({
             "at": lightbox::events::time(now),
@@ -2787,11 +2860,11 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
             "clocks": shown.iter().map(|(c, r)| slo::clock_json(c, r)).collect::<Vec<_>>(),
             "slos": compliance,
         }));
-        return Ok(());
+        return;
     }
     if slos.is_empty() {
         say!("No SLOs: add [[slo]] entries to the config (see config.example.toml).");
-        return Ok(());
+        return;
     }
     if shown.is_empty() {
         say!("No open SLO clocks.");
@@ -2826,7 +2899,6 @@ fn cmd_slo_list(ctx: &Ctx, engine: &Engine, all: bool, at: Option<&str>, window:
             c.burn_rate.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
         );
     }
-    Ok(())
 }
 
 /// Starting the console: settings from config and flags, the demo hospital, the audit hook.
@@ -3467,12 +3539,18 @@ fn cmd_events_list(engine: &Engine, ctx: &Ctx, config: &Config, pattern: Option<
         };
         shown.push(ctx.phi.mask_envelope(&r.event, &ids));
     }
+    print_events(ctx, &shown);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `events list`: EventBridge-shaped events (already masked unless revealed), newest first.
+fn print_events(ctx: &Ctx, shown: &[Value]) {
     if ctx.json {
         print_json(&json!({"events": shown}));
-        return Ok(ExitCode::SUCCESS);
+        return;
     }
     say!("{:<20} {:<10} {:<38} {:<40} {}", "TIME", "SOURCE", "DETAIL-TYPE", "EXECUTION", "STATE/STATUS");
-    for e in &shown {
+    for e in shown {
         let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
         let d = |k: &str| e["detail"].get(k).and_then(Value::as_str).unwrap_or_default();
         let arn = e["resources"].get(0).and_then(Value::as_str).unwrap_or_default();
@@ -3480,7 +3558,6 @@ fn cmd_events_list(engine: &Engine, ctx: &Ctx, config: &Config, pattern: Option<
         let where_ = [d("stateName"), d("status")].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ");
         say!("{:<20} {:<10} {:<38} {:<40} {}", s("time"), esc(s("source")), esc(s("detail-type")), esc(&exec), esc(&where_));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `bench --patterns`: event pattern matching throughput.

@@ -495,7 +495,7 @@ fn the_example_config_is_accepted_as_is() {
 }
 
 /// The example's AWS context, uncommented, is a valid context: its keys parse and it selects
-/// the AWS backend (which drives the console only, as a usage error for other commands says).
+/// the AWS backend (which refuses the embedded engine's own commands with a usage error naming them).
 #[test]
 fn the_example_aws_context_is_accepted_when_uncommented() {
     let lb = Lb::new();
@@ -511,7 +511,7 @@ fn the_example_aws_context_is_accepted_when_uncommented() {
     let out = lb.run(&["--config", &config, "--context", "imaging-east", "state-machines", "list"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("the AWS backend drives the console"), "{err}");
+    assert!(err.contains("`lightbox state-machines list` works on the embedded engine only, not on --backend aws"), "{err}");
 }
 
 #[test]

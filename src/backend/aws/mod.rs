@@ -1686,8 +1686,31 @@ impl Aws {
     }
 }
 
+/// How far a freshly connected backend has read ([`Aws::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// The first sweep of the watched machines' executions is whole.
+    pub listed: bool,
+    /// The execution log was read once (`None`: the context has no log group).
+    pub log_read: Option<bool>,
+    /// Listed executions whose history has not been read yet (their input, open callbacks).
+    pub unread: usize,
+    /// What went wrong on the last call, if anything.
+    pub condition: Option<String>,
+}
+
 /// For tests and `bench --aws-calls`: what the backend knows, without calls.
 impl Aws {
+    /// For one-shot callers (the CLI), which tick until what they need has been read once.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            listed: self.sweeps_done > 0,
+            log_read: self.cfg.log_group.as_ref().map(|_| self.log_cursor_ms.is_some()),
+            unread: self.rows.keys().filter(|a| !self.known.contains_key(*a)).count(),
+            condition: self.condition.as_ref().map(|c| c.text(None)),
+        }
+    }
+
     pub fn known_executions(&self) -> usize {
         self.rows.len()
     }
