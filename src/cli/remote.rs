@@ -91,7 +91,7 @@ pub fn run(
     }
     let conn = rusqlite::Connection::open(db).with_context(|| format!("opening the local audit store {}", db.display()))?;
     let _ = conn.busy_timeout(Duration::from_secs(10));
-    let cp = Aws::connect(name, aws, Some(conn))?.with_compensation(ctx.compensation.clone());
+    let cp = Aws::connect(name, aws, Some(conn))?.with_compensation(ctx.compensation.clone()).with_phi(ctx.phi.clone());
     let mut r = Remote { cp, name: name.to_string(), has_log: aws.log_group.is_some(), ctx, engine };
     match command {
         Command::Executions(cmd) => r.executions(cmd),

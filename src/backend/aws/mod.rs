@@ -1705,7 +1705,7 @@ impl Aws {
     pub fn readiness(&self) -> Readiness {
         Readiness {
             listed: self.sweeps_done > 0,
-            log_read: self.cfg.log_group.as_ref().map(|_| self.log_cursor_ms.is_some()),
+            log_read: self.exec_log.as_ref().map(|c| c.cursor_ms.is_some()),
             unread: self.rows.keys().filter(|a| !self.known.contains_key(*a)).count(),
             condition: self.condition.as_ref().map(|c| c.text(None)),
         }
