@@ -327,7 +327,9 @@ fn run(a: &mut App, w: &lightbox::tui::jobs::Worker, effects: Vec<Effect>, done:
 }
 
 fn reload(a: &mut App, w: &lightbox::tui::jobs::Worker) {
-    run(a, w, vec![Effect::Load(Request::Dependencies)], |l| matches!(l, Loaded::Dependencies(_) | Loaded::Failed { .. }));
+    run(a, w, vec![Effect::Load(Request::Dependencies)], |l| {
+        matches!(l, Loaded::Dependencies(_) | Loaded::Failed { .. } | Loaded::Unavailable { .. })
+    });
 }
 
 #[test]
@@ -392,4 +394,20 @@ fn holding_and_releasing_from_the_console_is_audited_as_the_cli_twin() {
     assert_eq!(cli_hold.reason.as_deref(), Some("dependency clearinghouse: from the shell"));
     assert_eq!((cli_hold.before.as_deref(), cli_hold.after.as_deref()), (console_hold.before.as_deref(), console_hold.after.as_deref()));
     assert_eq!(rows.iter().filter(|r| r.action.starts_with("dependency-")).count(), 6, "intent and outcome each: {rows:?}");
+}
+
+/// A capability the backend lacks (dependency breakers on AWS) is said in its table, not as a
+/// failure in the footer on every refresh; a real failure still goes to the footer.
+#[test]
+fn what_a_backend_cannot_show_is_said_in_its_pane_not_as_a_failure() {
+    let mut a = app();
+    let why = "dependency breakers and holds are not supported by this backend";
+    a.handle(AppEvent::Loaded(Loaded::Unavailable { what: "dependencies".into(), why: why.into() }, t0()));
+    let screen = draw(&a, 140, 34);
+    let footer = screen.lines().last().unwrap_or_default().to_string();
+    assert!(screen.contains(why), "{screen}");
+    assert!(!footer.contains("not supported"), "{footer}");
+    a.handle(AppEvent::Loaded(Loaded::Failed { what: "outbox".into(), error: "database is locked".into() }, t0()));
+    let screen = draw(&a, 140, 34);
+    assert!(screen.lines().last().unwrap_or_default().contains("outbox: database is locked"), "{screen}");
 }

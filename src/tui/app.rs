@@ -256,6 +256,12 @@ pub enum Loaded {
         what: String,
         error: String,
     },
+    /// What this backend cannot show at all (dependency breakers on AWS, say): said in the
+    /// pane, not as a failure in the footer on every refresh.
+    Unavailable {
+        what: String,
+        why: String,
+    },
     Definitions(HashMap<String, Arc<Definition>>),
     Outbox(crate::backend::OutboxSnapshot),
     /// View 6: every configured dependency's breaker and hold.
@@ -1055,18 +1061,9 @@ impl App {
             }
             Loaded::Failed { what, error } => {
                 self.message = Some((format!("{what}: {error}"), true));
-                match what.as_str() {
-                    "studies" => self.studies.error = Some(error),
-                    "reviews" => self.reviews.error = Some(error),
-                    "executions" => self.executions.error = Some(error),
-                    "detail" => self.detail.error = Some(error),
-                    "events" => self.events.error = Some(error),
-                    "outbox" => self.outbox.data.error = Some(error),
-                    "dependencies" => self.outbox.deps.error = Some(error),
-                    "slo" => self.slo.error = Some(error),
-                    _ => {}
-                }
+                self.pane_error(&what, error);
             }
+            Loaded::Unavailable { what, why } => self.pane_error(&what, why),
         }
         if let Some(v) = changed {
             let shown = self.view == v && !(v == View::Executions && self.detail_arn.is_some());
@@ -1075,6 +1072,21 @@ impl App {
         let n = self.row_count();
         if self.selected() >= n && n > 0 {
             self.set_selected(n - 1);
+        }
+    }
+
+    /// A load's error, shown in its pane.
+    fn pane_error(&mut self, what: &str, error: String) {
+        match what {
+            "studies" => self.studies.error = Some(error),
+            "reviews" => self.reviews.error = Some(error),
+            "executions" => self.executions.error = Some(error),
+            "detail" => self.detail.error = Some(error),
+            "events" => self.events.error = Some(error),
+            "outbox" => self.outbox.data.error = Some(error),
+            "dependencies" => self.outbox.deps.error = Some(error),
+            "slo" => self.slo.error = Some(error),
+            _ => {}
         }
     }
 

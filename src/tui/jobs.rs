@@ -354,7 +354,11 @@ fn load(cp: &mut dyn ControlPlane, stages: &StageMap, r: Request) -> Vec<Loaded>
         // The definitions first: a dialog opened on the new rows can state consequences at once.
         Ok(defs.into_iter().chain(std::iter::once(main)).collect())
     })();
-    res.unwrap_or_else(|e| vec![Loaded::Failed { what: what.into(), error: e.to_string() }])
+    res.unwrap_or_else(|e| match e {
+        // A capability this backend lacks: said in its pane, not as a failure.
+        crate::backend::BackendError::Refused(why) => vec![Loaded::Unavailable { what: what.into(), why }],
+        e => vec![Loaded::Failed { what: what.into(), error: e.to_string() }],
+    })
 }
 
 fn mutate(cp: &mut dyn ControlPlane, m: &Mutation, on_action: &mut OnAction) -> Loaded {
