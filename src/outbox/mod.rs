@@ -220,32 +220,45 @@ impl Sink {
 /// A webhook URL as Lightbox shows it anywhere (lists, JSON, errors, audit): the user and
 /// password (`https://user:secret@host`), the query (`?token=…`) and long path segments (a
 /// Slack webhook's `/services/T…/B…/<secret>`) may be credentials, so they are replaced by
-/// `***`; scheme, host, port and short path segments stay. Works on text that is not a
-/// valid URL too, so an error about a bad URL never prints its secret either.
+/// `***`; scheme, host, port, short path segments and a short fragment stay. Works on text
+/// that is not a valid URL too, so an error about a bad URL never prints its secret either:
+/// there, everything up to the last `@` is taken for credentials (a password holding `/`,
+/// `?` or `#` makes the text no URL, and would otherwise be shown as a host and path). A
+/// backslash separates path segments as a slash does (URL parsing reads it so for http).
 pub fn shown_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (hidden_user, rest) = match rest.rfind('@') {
+        Some(i) if reqwest::Url::parse(url).is_err() => (true, &rest[i + 1..]),
+        _ => (false, rest),
+    };
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let authority = match authority.rfind('@') {
         Some(i) => format!("***@{}", &authority[i + 1..]),
+        None if hidden_user => format!("***@{authority}"),
         None => authority.to_string(),
     };
     let (path, rest) = tail.split_at(tail.find(['?', '#']).unwrap_or(tail.len()));
     // A long path segment is a key more often than a name (Slack's `/services/T…/B…/<secret>`,
     // Discord's and Teams' webhook tokens): 16 characters or more are hidden too.
-    let path: Vec<&str> = path.split('/').map(|seg| if seg.chars().count() >= 16 { "***" } else { seg }).collect();
-    let path = path.join("/");
-    let rest = match rest.find('?') {
-        Some(i) => {
-            let fragment = rest[i..].find('#').map(|j| &rest[i + j..]).unwrap_or("");
-            format!("?***{fragment}")
-        }
-        None => rest.to_string(),
+    let long = |seg: &str| seg.chars().count() >= 16;
+    let path: String = path
+        .split_inclusive(['/', '\\'])
+        .map(|seg| {
+            let (name, sep) = seg.split_at(seg.trim_end_matches(['/', '\\']).len());
+            if long(name) { format!("***{sep}") } else { seg.to_string() }
+        })
+        .collect();
+    let (query, fragment) = match rest.find('#') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
     };
-    format!("{scheme}{authority}{path}{rest}")
+    let query = if query.is_empty() { "" } else { "?***" };
+    let fragment = if long(fragment.trim_start_matches('#')) { "#***" } else { fragment };
+    format!("{scheme}{authority}{path}{query}{fragment}")
 }
 
 /// Check a webhook URL: http(s), with a host, no whitespace or control characters (which

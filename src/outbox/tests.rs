@@ -314,8 +314,33 @@ fn shown_urls_hide_credentials_queries_and_long_path_segments() {
         ("https://events.pagerduty.com/v2/enqueue", "https://events.pagerduty.com/v2/enqueue"),
         ("https://h/a#frag", "https://h/a#frag"),
         ("not a url/abcdefghijklmnopqrstuvwxyz", "not a url/***"),
+        // Odd URLs: IPv6, a user without password, percent-encoding, long fragments.
+        ("http://[::1]:8083/events", "http://[::1]:8083/events"),
+        ("https://tok3n-only@h/x", "https://***@h/x"),
+        ("https://h/hooks/%41%42%43%44%45%46%47%48", "https://h/hooks/***"),
+        ("https://h/a#access_token=abcdefghijkl", "https://h/a#***"),
+        ("https://h/a?x=1#access_token=abcdefghijkl", "https://h/a?***#***"),
+        // A backslash is a path separator to URL parsing (this one is a valid URL).
+        (
+            "https://hooks.slack.com\\services\\T0001\\B0001\\XXXXXXXXXXXXXXXXXXXXXXXX",
+            "https://hooks.slack.com\\services\\T0001\\B0001\\***",
+        ),
+        // A password holding '/', '?' or '#' makes the text no URL: its error shows no part of it.
+        ("https://user:pa/ss@h/x", "https://***@h/x"),
+        ("https://user:p?ss@h/x", "https://***@h/x"),
+        ("https://user:p#ss@h", "https://***@h"),
     ] {
         assert_eq!(shown_url(url), shown, "{url}");
+    }
+    assert!(reqwest::Url::parse("https://hooks.slack.com\\services\\T0001\\B0001\\XXXXXXXXXXXXXXXXXXXXXXXX").is_ok());
+    // Config errors about such URLs name the key, never the secret.
+    for url in ["https://user:pa/ss@h/x", "https://user:s3cr#t@h/x", "https://user:s3cr?t@h"] {
+        let toml = format!("name = \"w\"\nkind = \"webhook\"\nurl = {url:?}");
+        let cfg: SinkConfig = toml::from_str(&toml).expect("toml");
+        let e = OutboxConfig { sinks: vec![cfg] }.sinks(std::path::Path::new("")).expect_err("not a URL").to_string();
+        for secret in ["pa/ss", "s3cr", "user"] {
+            assert!(!e.contains(secret), "{url}: {e}");
+        }
     }
 }
 
