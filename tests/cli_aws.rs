@@ -496,3 +496,18 @@ fn the_outbox_of_the_serve_named_as_outbox_endpoint() {
     let server = lb.json(&["--config", &cfg, "audit", "list"])["entries"].as_array().cloned().expect("audit");
     assert!(server.iter().any(|r| r["action"] == "outbox-pause" && r["source"] == "api"), "{server:#?}");
 }
+
+/// A context whose `state_machines` name no machine (yet) has nothing to list: the CLI says
+/// so at once instead of waiting out its 30 s and failing as if AWS could not be read.
+#[test]
+fn a_context_whose_machines_match_none_lists_nothing_at_once() {
+    use common::aws::{moto, unique};
+    let url = moto();
+    let site = Site::new(&url, &[&unique("no-machine-named-so")], None, "");
+    let started = Instant::now();
+    let v = site.json(&["executions", "list"]);
+    assert_eq!(v["executions"], json!([]), "{v}");
+    let v = site.json(&["tasks", "list"]);
+    assert_eq!(v["tasks"], json!([]), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(20), "answered in {:?}", started.elapsed());
+}

@@ -652,6 +652,11 @@ impl Aws {
     fn sweep_step(&mut self) -> std::result::Result<(), Condition> {
         let units = self.machines.len() * STATUSES.len();
         if units == 0 {
+            // No machine to watch (the names match none yet): the sweep of nothing is whole,
+            // so a one-shot caller waiting for the first sweep answers "none" at once.
+            if self.machines_at.is_some() {
+                self.sweeps_done = self.sweeps_done.max(1);
+            }
             return Ok(());
         }
         if self.sweep.started.is_none() {
