@@ -497,6 +497,59 @@ fn the_outbox_of_the_serve_named_as_outbox_endpoint() {
     assert!(server.iter().any(|r| r["action"] == "outbox-pause" && r["source"] == "api"), "{server:#?}");
 }
 
+/// `events list` on AWS lists the EventBridge events of the context's `event_log_groups`
+/// (HealthImaging's, tied to no Step Functions execution, or naming one that is gone) as the
+/// console's Events view does, their detail masked; a pattern selects among them.
+#[test]
+fn events_list_on_aws_shows_eventbridge_events_of_the_event_log_groups_masked() {
+    use common::aws::{call, moto, unique};
+    let url = moto();
+    let group = format!("/aws/events/{}", unique("cli-imaging"));
+    call(&url, "Logs_20140328.CreateLogGroup", json!({"logGroupName": group}));
+    call(&url, "Logs_20140328.CreateLogStream", json!({"logGroupName": group, "logStreamName": "rule-1"}));
+    let now = chrono::Utc::now();
+    let event = |id: &str, detail_type: &str, resource: &str, detail: Value| {
+        json!({"version": "0", "id": id, "detail-type": detail_type, "source": "aws.medical-imaging", "account": "123456789012",
+               "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": "us-east-1", "resources": [resource],
+               "detail": detail})
+        .to_string()
+    };
+    let ds = "arn:aws:medical-imaging:us-east-1:123456789012:datastore/ds0001";
+    let gone = "arn:aws:states:us-east-1:123456789012:execution:no-such-machine:gone-1";
+    let records = [
+        event("ev-cli-1", "Import Job Completed", ds, json!({"datastoreId": "ds0001", "jobStatus": "COMPLETED"})),
+        event(
+            "ev-cli-2",
+            "Image Set Created",
+            &format!("{ds}/imageset/is0001"),
+            json!({"imageSetId": "is0001", "imageSetWorkflowStatus": "CREATED", "patientName": "Dana Testperson"}),
+        ),
+        event("ev-cli-3", "Study Routed", ds, json!({"executionArn": gone, "status": "ROUTED", "patientName": "Dana Testperson"})),
+    ];
+    let events: Vec<Value> =
+        records.iter().enumerate().map(|(i, m)| json!({"timestamp": now.timestamp_millis() + i as i64, "message": m})).collect();
+    call(&url, "Logs_20140328.PutLogEvents", json!({"logGroupName": group, "logStreamName": "rule-1", "logEvents": events}));
+    // Machines by a name no machine has: only the event log group has anything to show.
+    let site = Site::new(&url, &[&unique("no-machine-named-so")], None, "");
+    let text = std::fs::read_to_string(&site.config).expect("config");
+    std::fs::write(&site.config, format!("{text}event_log_groups = [{group:?}]\n")).expect("config");
+
+    let out = site.run(&["--json", "events", "list"]);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("only the EventBridge events of event_log_groups are listed"), "{note}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let types: Vec<&str> = v["events"].as_array().map(|a| a.iter().filter_map(|e| e["detail-type"].as_str()).collect()).unwrap_or_default();
+    for want in ["Import Job Completed", "Image Set Created", "Study Routed"] {
+        assert!(types.contains(&want), "{want} is listed: {v}");
+    }
+    assert!(!v.to_string().contains("Testperson"), "the detail is masked: {v}");
+    let v = site.json(&["events", "list", "--pattern", r#"{"detail-type": ["Image Set Created"]}"#]);
+    let types: Vec<&str> = v["events"].as_array().map(|a| a.iter().filter_map(|e| e["detail-type"].as_str()).collect()).unwrap_or_default();
+    assert_eq!(types, ["Image Set Created"], "{v}");
+    let table = site.ok(&["events", "list"]);
+    assert!(table.contains("Import Job Completed") && !table.contains("Testperson"), "{table}");
+}
+
 /// A context whose `state_machines` name no machine (yet) has nothing to list: the CLI says
 /// so at once instead of waiting out its 30 s and failing as if AWS could not be read.
 #[test]
