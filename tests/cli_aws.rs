@@ -564,3 +564,74 @@ fn a_context_whose_machines_match_none_lists_nothing_at_once() {
     assert_eq!(v["tasks"], json!([]), "{v}");
     assert!(started.elapsed() < Duration::from_secs(20), "answered in {:?}", started.elapsed());
 }
+
+/// An endpoint that answers every Step Functions call correctly, but only after `delay`: each
+/// call well within the SDK's attempt timeout, so only the number of calls makes it slow.
+fn slow_endpoint(delay: Duration) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(read) = stream.try_clone() else { return };
+                let mut reader = BufReader::new(read);
+                let mut stream = stream;
+                loop {
+                    let (mut target, mut length) = (String::new(), 0usize);
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            match k.trim().to_ascii_lowercase().as_str() {
+                                "x-amz-target" => target = v.trim().to_string(),
+                                "content-length" => length = v.trim().parse().unwrap_or(0),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(delay);
+                    let answer = match target.rsplit('.').next().unwrap_or_default() {
+                        "ListExecutions" => json!({"executions": []}),
+                        "ListStateMachines" => json!({"stateMachines": []}),
+                        _ => json!({}),
+                    }
+                    .to_string();
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n", answer.len());
+                    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(answer.as_bytes())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// The CLI's wait for the backend's first read is bounded (30 s) even when each call of a
+/// slow endpoint is answered in time: the call under way at the end is cut off, and the
+/// command says what could not be read in time.
+#[test]
+fn the_readiness_wait_never_outlasts_its_bound_on_a_slow_endpoint() {
+    let url = slow_endpoint(Duration::from_secs(9));
+    let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:slow-one";
+    let site = Site::new(&url, &[machine], None, "");
+    let started = Instant::now();
+    let out = site.run(&["executions", "list"]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(took < Duration::from_secs(33), "the wait lasted {took:?}: {err}");
+    assert!(!out.status.success(), "nothing could be listed in time: {err}");
+    assert!(err.contains("could not be listed within 30 s"), "{err}");
+}

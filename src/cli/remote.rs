@@ -155,25 +155,23 @@ impl Remote<'_> {
             );
         }
         let end = Instant::now() + WARM_FOR;
+        // No call of the backend outlasts the wait (a slow endpoint's calls are cut off).
+        self.cp.set_deadline(Some(end));
+        let r = self.warm_until(need, end);
+        self.cp.set_deadline(None);
+        r
+    }
+
+    fn warm_until(&mut self, need: Need, end: Instant) -> Result<()> {
         loop {
             self.cp.tick()?;
             let r = self.cp.readiness();
-            if !r.listed
-                && let Some(c) = &r.condition
-            {
-                bail!("AWS context {}: {c}", self.name);
-            }
             let log_done = need == Need::List || r.log_read != Some(false);
             let histories_done = need != Need::Reviews || r.unread == 0;
             if r.listed && log_done && histories_done {
                 return Ok(());
             }
-            if r.listed
-                && let Some(c) = &r.condition
-            {
-                warn_err!("lightbox: warning: AWS context {}: {c}; what follows may be incomplete", esc(&self.name));
-                return Ok(());
-            }
+            // Out of time first: a call cut off at the end would read as a lost network.
             if Instant::now() >= end {
                 if !r.listed {
                     bail!("AWS context {}: the executions could not be listed within {} s", self.name, WARM_FOR.as_secs());
@@ -190,7 +188,14 @@ impl Remote<'_> {
                 );
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(250));
+            if let Some(c) = &r.condition {
+                if !r.listed {
+                    bail!("AWS context {}: {c}", self.name);
+                }
+                warn_err!("lightbox: warning: AWS context {}: {c}; what follows may be incomplete", esc(&self.name));
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250).min(end.saturating_duration_since(Instant::now())));
         }
     }
 
