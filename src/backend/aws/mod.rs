@@ -599,7 +599,6 @@ impl Aws {
         self.last_ok = Some(Utc::now());
     }
 
-    /// The client-side limiter: wait up to `patience` for a token, else report the hold-back.
     /// A one-shot caller (the CLI) that waits at most until `deadline` for what it needs:
     /// every call made before it is cleared is cut off then (as a timeout), and no wait for
     /// the limiter lasts past it. The console sets none.
@@ -623,6 +622,7 @@ impl Aws {
         }
     }
 
+    /// The client-side limiter: wait up to `patience` for a token, else report the hold-back.
     fn admit(&mut self, api: &'static str, patience: Duration) -> std::result::Result<(), Condition> {
         let mut until = Instant::now() + patience;
         if let Some(d) = self.deadline {
@@ -1258,11 +1258,38 @@ impl Aws {
                 let msg = e.message().map(str::to_string);
                 let c = self.api_err(&e, api);
                 match (&c, code) {
-                    (Condition::Other(_), Some(code)) => Err(BackendError::Refused(format!("{code}: {}", msg.unwrap_or_default()))),
+                    (Condition::Other(_), Some(code)) => {
+                        // What the endpoint said, as much of it as an error line holds.
+                        let msg: String = msg.as_deref().unwrap_or_default().lines().next().unwrap_or_default().chars().take(300).collect();
+                        Err(BackendError::Refused(format!("{}: {msg}", code.chars().take(100).collect::<String>())))
+                    }
                     _ => Err(self.fail(c)),
                 }
             }
         }
+    }
+
+    /// An answer's call ([`Aws::act`]) whose error text, or the condition it leaves, never
+    /// holds the task token whole (an endpoint may quote the token it refuses): its first 8
+    /// characters stand for it, as everywhere else.
+    fn act_on_token<T, E>(
+        &mut self,
+        api: &'static str,
+        token: &str,
+        r: std::result::Result<T, SdkError<E, sfn::config::http::HttpResponse>>,
+    ) -> Result<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let hide = |text: &str| hide_token(text, token);
+        let r = self.act(api, r);
+        if let Some(Condition::Other(text) | Condition::NoCredentials(text)) = &mut self.condition {
+            *text = hide(text);
+        }
+        r.map_err(|e| match e {
+            BackendError::Refused(text) => BackendError::Refused(hide(&text)),
+            other => other,
+        })
     }
 
     /// `DescribeExecution` (the caller has admitted it): the execution's row, refreshed in the
@@ -1541,7 +1568,7 @@ impl ControlPlane for Aws {
             .map_err(|e| BackendError::Refused(format!("InvalidOutput: output is not valid JSON: {e}")))?;
         self.admit("SendTaskSuccess", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
         let r = self.wait_for(self.sfn.send_task_success().task_token(token).output(output).send());
-        self.act("SendTaskSuccess", r)?;
+        self.act_on_token("SendTaskSuccess", token, r)?;
         self.forget_token(token);
         Ok(())
     }
@@ -1550,7 +1577,7 @@ impl ControlPlane for Aws {
         self.check_answer(token, acting)?;
         self.admit("SendTaskFailure", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
         let r = self.wait_for(self.sfn.send_task_failure().task_token(token).error(error).cause(cause).send());
-        self.act("SendTaskFailure", r)?;
+        self.act_on_token("SendTaskFailure", token, r)?;
         self.forget_token(token);
         Ok(())
     }
@@ -1595,7 +1622,7 @@ impl ControlPlane for Aws {
     fn heartbeat(&mut self, token: &str) -> Result<()> {
         self.admit("SendTaskHeartbeat", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
         let r = self.wait_for(self.sfn.send_task_heartbeat().task_token(token).send());
-        self.act("SendTaskHeartbeat", r)?;
+        self.act_on_token("SendTaskHeartbeat", token, r)?;
         Ok(())
     }
 
@@ -1718,6 +1745,25 @@ impl Aws {
             }
         }
     }
+}
+
+/// `text` with every run of `token`'s characters (16 or more of them from its start, so a
+/// quote of it cut short counts too) shown as its first 8 characters and `…`.
+fn hide_token(text: &str, token: &str) -> String {
+    let head: String = token.chars().take(16).collect();
+    if head.chars().count() < 8 {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(&head) {
+        out.push_str(&rest[..i]);
+        let run: usize = rest[i..].chars().zip(token.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a.len_utf8()).sum();
+        out.push_str(&crate::engine::short_token(token));
+        rest = &rest[i + run..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How far a freshly connected backend has read ([`Aws::readiness`]).
