@@ -588,7 +588,6 @@ struct Candidate {
     payload: String,
     attempts: u32,
     next_ms: i64,
-    parked: bool,
 }
 
 /// Rows a pass looks at, at most.
@@ -611,9 +610,11 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     };
     let rows: Vec<Candidate> = {
         let mut st = conn.prepare_cached(
-            "SELECT o.id, o.execution_arn, o.event_id, o.payload, COALESCE(d.attempts, 0), COALESCE(d.next_ms, 0), COALESCE(d.parked, 0)
+            // Parked rows are not read: they hold nothing back, and enough of them would fill
+            // every pass, so the rows after them would wait for ever.
+            "SELECT o.id, o.execution_arn, o.event_id, o.payload, COALESCE(d.attempts, 0), COALESCE(d.next_ms, 0)
              FROM outbox o LEFT JOIN outbox_delivery d ON d.sink = ?1 AND d.row_id = o.id
-             WHERE o.id > ?2 AND d.delivered_ms IS NULL ORDER BY o.id LIMIT ?3",
+             WHERE o.id > ?2 AND d.delivered_ms IS NULL AND COALESCE(d.parked, 0) = 0 ORDER BY o.id LIMIT ?3",
         )?;
         st.query_map(params![sink.name, floor, PASS_ROWS], |r| {
             Ok(Candidate {
@@ -623,7 +624,6 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
                 payload: r.get(3)?,
                 attempts: r.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
                 next_ms: r.get(5)?,
-                parked: r.get::<_, i64>(6)? != 0,
             })
         })?
         .collect::<std::result::Result<_, _>>()?
@@ -636,9 +636,6 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     let mut new_floor: Option<i64> = None;
     let mut all_seen = rows.len() < PASS_ROWS as usize;
     for c in &rows {
-        if c.parked {
-            continue;
-        }
         // A row not for this sink is done with at once: it holds nothing back.
         let body = match sink.route(&c.payload) {
             Routed::Skip => {

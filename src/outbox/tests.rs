@@ -368,3 +368,32 @@ fn actions_round_trip_through_json_and_bad_bodies_say_what_is_wrong() {
         assert!(e.contains(want), "{bad} → {e}");
     }
 }
+
+/// Parked rows never fill a pass: with more parked rows than one pass looks at, the rows after
+/// them are still delivered once the sink takes events again (they waited forever before).
+#[test]
+fn more_parked_rows_than_a_pass_reads_hold_back_nothing() {
+    let store = Store::in_memory().expect("store");
+    let s = sink("max_attempts = 1\nbreaker_failures = 100000");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    let n = PASS_ROWS as usize + 100;
+    for i in 0..n {
+        row(&store, &format!("stream-{i}"), &format!("e{i}"));
+    }
+    // The sink is down: a pass parks every row it reads (one attempt each).
+    let mut p = Fake { got: vec![], fail: (0..n).map(|i| format!("e{i}")).collect() };
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!(r.parked, PASS_ROWS as usize);
+    // It is back: the rows the first pass did not reach are delivered, the parked ones kept.
+    p.fail.clear();
+    let r = relay_pass(store.conn(), &s, &mut p, || 2_000).expect("pass");
+    assert_eq!(r.delivered, 100, "the rows after the parked ones");
+    let st = status(store.conn(), std::slice::from_ref(&s), 2_000).expect("status");
+    assert_eq!((st[0].backlog, st[0].parked), (0, PASS_ROWS));
+    assert_eq!(requeue(store.conn(), &s, None).expect("requeue"), PASS_ROWS as usize);
+    let mut delivered = 0;
+    for t in 0..3 {
+        delivered += relay_pass(store.conn(), &s, &mut p, || 3_000 + t).expect("pass").delivered;
+    }
+    assert_eq!(delivered, PASS_ROWS as usize, "requeued, they are delivered too");
+}
