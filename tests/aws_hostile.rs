@@ -90,3 +90,22 @@ fn an_answer_refused_with_the_token_quoted_never_shows_the_token_whole() {
         assert!(!status.contains(&token[..40]), "{code}: the status: {status}");
     }
 }
+
+/// An outbox endpoint whose refusal is huge and many lines long: the error the CLI prints
+/// and audits is one line of bounded length.
+#[test]
+fn an_outbox_endpoint_refusal_is_one_bounded_line() {
+    let body = json!({"__type": format!("Weird{}", "T".repeat(200_000)), "message": format!("first\nsecond {}", "m".repeat(200_000))});
+    let url = endpoint(400, body.to_string());
+    let cfg = AwsContext {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(url.clone()),
+        outbox_endpoint: Some(url.clone()),
+        ..Default::default()
+    };
+    let mut cp = Aws::connect_with(&format!("hostile-outbox-{url}"), &cfg, None, Some(("AKIDHOSTILE", "secret"))).expect("connect");
+    let action = lightbox::outbox::Action::Resume { sink: "pager".into() };
+    for text in [cp.outbox_act(&action).expect_err("refused").to_string(), cp.outbox(10).expect_err("refused").to_string()] {
+        assert!(text.len() < 1000 && !text.contains('\n') && text.contains("Weird"), "{} bytes: {text:.300}", text.len());
+    }
+}
