@@ -599,15 +599,16 @@ const MARK_BATCH: usize = 256;
 pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher, now_ms: impl Fn() -> i64) -> Result<PassReport> {
     let mut report = PassReport::default();
     let (mut breaker, paused, floor) = load_breaker(conn, &sink.name)?;
-    if paused {
+    let start = now_ms();
+    let state = breaker.effective(sink, start);
+    // Paused, or its breaker open: nothing is sent. A sink that filters (its format or
+    // pattern) still marks the rows not for it, so they are never its backlog.
+    let hold = paused || state == Breaker::Open;
+    let filters = sink.format != SinkFormat::EventBridge || sink.pattern.is_some();
+    if hold && !filters {
         return Ok(report);
     }
-    let start = now_ms();
-    let mut trial_only = match breaker.effective(sink, start) {
-        Breaker::Open => return Ok(report),
-        Breaker::HalfOpen => true,
-        Breaker::Closed => false,
-    };
+    let mut trial_only = state == Breaker::HalfOpen;
     let rows: Vec<Candidate> = {
         let mut st = conn.prepare_cached(
             // Parked rows are not read: they hold nothing back, and enough of them would fill
@@ -631,7 +632,7 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     let mut blocked: HashSet<String> = HashSet::new();
     let mut published: Vec<i64> = vec![];
     let mut skipped: Vec<i64> = vec![];
-    let mut stop = false;
+    let mut stop = hold;
     // The lowest row still owed (not delivered, not parked): everything below it is done.
     let mut new_floor: Option<i64> = None;
     let mut all_seen = rows.len() < PASS_ROWS as usize;

@@ -397,3 +397,42 @@ fn more_parked_rows_than_a_pass_reads_hold_back_nothing() {
     }
     assert_eq!(delivered, PASS_ROWS as usize, "requeued, they are delivered too");
 }
+
+/// A filtered sink that is paused, or whose breaker is open, still marks the rows that are not
+/// for it: they are never its backlog (a paused PagerDuty sink showed every event as waiting).
+#[test]
+fn rows_not_for_a_paused_or_open_sink_are_no_backlog() {
+    let store = Store::in_memory().expect("store");
+    let pager = sink("format = \"pagerduty\"\nbreaker_failures = 1");
+    ensure(store.conn(), std::slice::from_ref(&pager)).expect("ensure");
+    let backlog = |now| status(store.conn(), std::slice::from_ref(&pager), now).expect("status")[0].backlog;
+    assert!(set_paused(store.conn(), &pager, true, Some("maintenance")).expect("pause"));
+    row(&store, "a", "a1");
+    notice(&store, "a", "n1", "s", "pagerduty");
+    row(&store, "a", "a2");
+    row(&store, "b", "b1");
+    let mut p = Bodies(vec![]);
+    let r = relay_pass(store.conn(), &pager, &mut p, || 1_000).expect("pass");
+    assert!(p.0.is_empty(), "paused: nothing is sent");
+    assert_eq!((r.delivered, r.skipped), (0, 3));
+    assert_eq!(backlog(1_000), 1, "only the notice waits");
+    // Resumed, the notice goes; then the PagerDuty endpoint fails and the breaker opens.
+    assert!(set_paused(store.conn(), &pager, false, None).expect("resume"));
+    relay_pass(store.conn(), &pager, &mut p, || 2_000).expect("pass");
+    assert_eq!(p.0.len(), 1);
+    notice(&store, "c", "n2", "s", "pagerduty");
+    let mut f = Fake { got: vec![], fail: ["n2".to_string()].into() };
+    assert!(relay_pass(store.conn(), &pager, &mut f, || 3_000).expect("pass").breaker_opened);
+    row(&store, "c", "c1");
+    row(&store, "d", "d1");
+    let r = relay_pass(store.conn(), &pager, &mut f, || 4_000).expect("pass");
+    // (The third: the breaker's own "Outbox Sink Breaker Opened" event.)
+    assert_eq!((r.failed, r.skipped), (0, 3), "open: nothing is tried, the other rows are marked");
+    assert_eq!(backlog(4_000), 1, "only the failed notice waits");
+    // An unfiltered sink that is paused reads nothing.
+    let mut all = sink("");
+    all.name = "all".into();
+    ensure(store.conn(), std::slice::from_ref(&all)).expect("ensure");
+    assert!(set_paused(store.conn(), &all, true, Some("x")).expect("pause"));
+    assert_eq!(relay_pass(store.conn(), &all, &mut p, || 5_000).expect("pass"), PassReport::default());
+}
