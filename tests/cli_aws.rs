@@ -496,3 +496,142 @@ fn the_outbox_of_the_serve_named_as_outbox_endpoint() {
     let server = lb.json(&["--config", &cfg, "audit", "list"])["entries"].as_array().cloned().expect("audit");
     assert!(server.iter().any(|r| r["action"] == "outbox-pause" && r["source"] == "api"), "{server:#?}");
 }
+
+/// `events list` on AWS lists the EventBridge events of the context's `event_log_groups`
+/// (HealthImaging's, tied to no Step Functions execution, or naming one that is gone) as the
+/// console's Events view does, their detail masked; a pattern selects among them.
+#[test]
+fn events_list_on_aws_shows_eventbridge_events_of_the_event_log_groups_masked() {
+    use common::aws::{call, moto, unique};
+    let url = moto();
+    let group = format!("/aws/events/{}", unique("cli-imaging"));
+    call(&url, "Logs_20140328.CreateLogGroup", json!({"logGroupName": group}));
+    call(&url, "Logs_20140328.CreateLogStream", json!({"logGroupName": group, "logStreamName": "rule-1"}));
+    let now = chrono::Utc::now();
+    let event = |id: &str, detail_type: &str, resource: &str, detail: Value| {
+        json!({"version": "0", "id": id, "detail-type": detail_type, "source": "aws.medical-imaging", "account": "123456789012",
+               "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": "us-east-1", "resources": [resource],
+               "detail": detail})
+        .to_string()
+    };
+    let ds = "arn:aws:medical-imaging:us-east-1:123456789012:datastore/ds0001";
+    let gone = "arn:aws:states:us-east-1:123456789012:execution:no-such-machine:gone-1";
+    let records = [
+        event("ev-cli-1", "Import Job Completed", ds, json!({"datastoreId": "ds0001", "jobStatus": "COMPLETED"})),
+        event(
+            "ev-cli-2",
+            "Image Set Created",
+            &format!("{ds}/imageset/is0001"),
+            json!({"imageSetId": "is0001", "imageSetWorkflowStatus": "CREATED", "patientName": "Dana Testperson"}),
+        ),
+        event("ev-cli-3", "Study Routed", ds, json!({"executionArn": gone, "status": "ROUTED", "patientName": "Dana Testperson"})),
+    ];
+    let events: Vec<Value> =
+        records.iter().enumerate().map(|(i, m)| json!({"timestamp": now.timestamp_millis() + i as i64, "message": m})).collect();
+    call(&url, "Logs_20140328.PutLogEvents", json!({"logGroupName": group, "logStreamName": "rule-1", "logEvents": events}));
+    // Machines by a name no machine has: only the event log group has anything to show.
+    let site = Site::new(&url, &[&unique("no-machine-named-so")], None, "");
+    let text = std::fs::read_to_string(&site.config).expect("config");
+    std::fs::write(&site.config, format!("{text}event_log_groups = [{group:?}]\n")).expect("config");
+
+    let out = site.run(&["--json", "events", "list"]);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("only the EventBridge events of event_log_groups are listed"), "{note}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let types: Vec<&str> = v["events"].as_array().map(|a| a.iter().filter_map(|e| e["detail-type"].as_str()).collect()).unwrap_or_default();
+    for want in ["Import Job Completed", "Image Set Created", "Study Routed"] {
+        assert!(types.contains(&want), "{want} is listed: {v}");
+    }
+    assert!(!v.to_string().contains("Testperson"), "the detail is masked: {v}");
+    let v = site.json(&["events", "list", "--pattern", r#"{"detail-type": ["Image Set Created"]}"#]);
+    let types: Vec<&str> = v["events"].as_array().map(|a| a.iter().filter_map(|e| e["detail-type"].as_str()).collect()).unwrap_or_default();
+    assert_eq!(types, ["Image Set Created"], "{v}");
+    let table = site.ok(&["events", "list"]);
+    assert!(table.contains("Import Job Completed") && !table.contains("Testperson"), "{table}");
+}
+
+/// A context whose `state_machines` name no machine (yet) has nothing to list: the CLI says
+/// so at once instead of waiting out its 30 s and failing as if AWS could not be read.
+#[test]
+fn a_context_whose_machines_match_none_lists_nothing_at_once() {
+    use common::aws::{moto, unique};
+    let url = moto();
+    let site = Site::new(&url, &[&unique("no-machine-named-so")], None, "");
+    let started = Instant::now();
+    let v = site.json(&["executions", "list"]);
+    assert_eq!(v["executions"], json!([]), "{v}");
+    let v = site.json(&["tasks", "list"]);
+    assert_eq!(v["tasks"], json!([]), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(20), "answered in {:?}", started.elapsed());
+}
+
+/// An endpoint that answers every Step Functions call correctly, but only after `delay`: each
+/// call well within the SDK's attempt timeout, so only the number of calls makes it slow.
+fn slow_endpoint(delay: Duration) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(read) = stream.try_clone() else { return };
+                let mut reader = BufReader::new(read);
+                let mut stream = stream;
+                loop {
+                    let (mut target, mut length) = (String::new(), 0usize);
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            match k.trim().to_ascii_lowercase().as_str() {
+                                "x-amz-target" => target = v.trim().to_string(),
+                                "content-length" => length = v.trim().parse().unwrap_or(0),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(delay);
+                    let answer = match target.rsplit('.').next().unwrap_or_default() {
+                        "ListExecutions" => json!({"executions": []}),
+                        "ListStateMachines" => json!({"stateMachines": []}),
+                        _ => json!({}),
+                    }
+                    .to_string();
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n", answer.len());
+                    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(answer.as_bytes())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// The CLI's wait for the backend's first read is bounded (30 s) even when each call of a
+/// slow endpoint is answered in time: the call under way at the end is cut off, and the
+/// command says what could not be read in time.
+#[test]
+fn the_readiness_wait_never_outlasts_its_bound_on_a_slow_endpoint() {
+    let url = slow_endpoint(Duration::from_secs(9));
+    let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:slow-one";
+    let site = Site::new(&url, &[machine], None, "");
+    let started = Instant::now();
+    let out = site.run(&["executions", "list"]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(took < Duration::from_secs(33), "the wait lasted {took:?}: {err}");
+    assert!(!out.status.success(), "nothing could be listed in time: {err}");
+    assert!(err.contains("could not be listed within 30 s"), "{err}");
+}

@@ -92,7 +92,14 @@ pub fn run(
     let conn = rusqlite::Connection::open(db).with_context(|| format!("opening the local audit store {}", db.display()))?;
     let _ = conn.busy_timeout(Duration::from_secs(10));
     let cp = Aws::connect(name, aws, Some(conn))?.with_compensation(ctx.compensation.clone()).with_phi(ctx.phi.clone());
-    let mut r = Remote { cp, name: name.to_string(), has_log: aws.log_group.is_some(), ctx, engine };
+    let mut r = Remote {
+        cp,
+        name: name.to_string(),
+        has_log: aws.log_group.is_some(),
+        has_event_groups: !aws.event_log_groups.is_empty(),
+        ctx,
+        engine,
+    };
     match command {
         Command::Executions(cmd) => r.executions(cmd),
         Command::Tasks(cmd) => r.tasks(cmd),
@@ -107,6 +114,8 @@ struct Remote<'a> {
     cp: Aws,
     name: String,
     has_log: bool,
+    /// The context reads EventBridge events from `event_log_groups`.
+    has_event_groups: bool,
     ctx: &'a Ctx,
     /// The local store: the audit log, reveals.
     engine: &'a mut Engine,
@@ -136,7 +145,9 @@ impl Remote<'_> {
             warn_err!(
                 "lightbox: note: AWS context {} has no log_group: {}",
                 esc(&self.name),
-                if need == Need::Events {
+                if need == Need::Events && self.has_event_groups {
+                    "workflow events come from the machines' execution log, so only the EventBridge events of event_log_groups are listed (set log_group in the context)"
+                } else if need == Need::Events {
                     "workflow events come from the machines' execution log, so there are none to list (set log_group in the context)"
                 } else {
                     "the review queue is read from the executions' histories instead of the execution log (set log_group in the context)"
@@ -144,25 +155,23 @@ impl Remote<'_> {
             );
         }
         let end = Instant::now() + WARM_FOR;
+        // No call of the backend outlasts the wait (a slow endpoint's calls are cut off).
+        self.cp.set_deadline(Some(end));
+        let r = self.warm_until(need, end);
+        self.cp.set_deadline(None);
+        r
+    }
+
+    fn warm_until(&mut self, need: Need, end: Instant) -> Result<()> {
         loop {
             self.cp.tick()?;
             let r = self.cp.readiness();
-            if !r.listed
-                && let Some(c) = &r.condition
-            {
-                bail!("AWS context {}: {c}", self.name);
-            }
             let log_done = need == Need::List || r.log_read != Some(false);
             let histories_done = need != Need::Reviews || r.unread == 0;
             if r.listed && log_done && histories_done {
                 return Ok(());
             }
-            if r.listed
-                && let Some(c) = &r.condition
-            {
-                warn_err!("lightbox: warning: AWS context {}: {c}; what follows may be incomplete", esc(&self.name));
-                return Ok(());
-            }
+            // Out of time first: a call cut off at the end would read as a lost network.
             if Instant::now() >= end {
                 if !r.listed {
                     bail!("AWS context {}: the executions could not be listed within {} s", self.name, WARM_FOR.as_secs());
@@ -179,7 +188,14 @@ impl Remote<'_> {
                 );
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(250));
+            if let Some(c) = &r.condition {
+                if !r.listed {
+                    bail!("AWS context {}: {c}", self.name);
+                }
+                warn_err!("lightbox: warning: AWS context {}: {c}; what follows may be incomplete", esc(&self.name));
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250).min(end.saturating_duration_since(Instant::now())));
         }
     }
 
@@ -632,10 +648,12 @@ impl Remote<'_> {
                     r
                 }
             };
-            let Some(row) = row else { continue };
-            let event = match &fe.envelope {
-                Some(e) => Some(e.clone()),
-                None => {
+            // An EventBridge event from an event log group is listed as read (its detail masked
+            // already), whether or not it names an execution that exists; a history event
+            // becomes an event with its execution's facts.
+            let (event, input) = match (&fe.envelope, &row) {
+                (Some(e), _) => (Some(e.clone()), row.as_ref().map(|r| r.input.as_str()).unwrap_or_default()),
+                (None, Some(row)) => {
                     let facts = lightbox::events::ExecutionFacts {
                         execution_arn: &row.arn,
                         state_machine_arn: &row.state_machine_arn,
@@ -645,15 +663,17 @@ impl Remote<'_> {
                         redrive_count: row.redrive_count,
                         redrive_date: row.redrive,
                     };
-                    lightbox::events::status_change(&facts, &fe.event)
-                        .or_else(|| lightbox::events::task_event(&facts, &fe.event, fe.state_name()))
+                    let event = lightbox::events::status_change(&facts, &fe.event)
+                        .or_else(|| lightbox::events::task_event(&facts, &fe.event, fe.state_name()));
+                    (event, row.input.as_str())
                 }
+                (None, None) => continue,
             };
             let Some(event) = event else { continue };
             if pattern.as_deref().is_some_and(|p| !p.matches(&event)) {
                 continue;
             }
-            shown.push(if reveal { event } else { ctx.phi.mask_envelope(&event, &ctx.phi.identifiers_in_text(&row.input)) });
+            shown.push(if reveal { event } else { ctx.phi.mask_envelope(&event, &ctx.phi.identifiers_in_text(input)) });
         }
         if reveal {
             reveal_record(self.engine, ctx, phi, None)?;

@@ -220,32 +220,45 @@ impl Sink {
 /// A webhook URL as Lightbox shows it anywhere (lists, JSON, errors, audit): the user and
 /// password (`https://user:secret@host`), the query (`?token=…`) and long path segments (a
 /// Slack webhook's `/services/T…/B…/<secret>`) may be credentials, so they are replaced by
-/// `***`; scheme, host, port and short path segments stay. Works on text that is not a
-/// valid URL too, so an error about a bad URL never prints its secret either.
+/// `***`; scheme, host, port, short path segments and a short fragment stay. Works on text
+/// that is not a valid URL too, so an error about a bad URL never prints its secret either:
+/// there, everything up to the last `@` is taken for credentials (a password holding `/`,
+/// `?` or `#` makes the text no URL, and would otherwise be shown as a host and path). A
+/// backslash separates path segments as a slash does (URL parsing reads it so for http).
 pub fn shown_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (hidden_user, rest) = match rest.rfind('@') {
+        Some(i) if reqwest::Url::parse(url).is_err() => (true, &rest[i + 1..]),
+        _ => (false, rest),
+    };
+    let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let authority = match authority.rfind('@') {
         Some(i) => format!("***@{}", &authority[i + 1..]),
+        None if hidden_user => format!("***@{authority}"),
         None => authority.to_string(),
     };
     let (path, rest) = tail.split_at(tail.find(['?', '#']).unwrap_or(tail.len()));
     // A long path segment is a key more often than a name (Slack's `/services/T…/B…/<secret>`,
     // Discord's and Teams' webhook tokens): 16 characters or more are hidden too.
-    let path: Vec<&str> = path.split('/').map(|seg| if seg.chars().count() >= 16 { "***" } else { seg }).collect();
-    let path = path.join("/");
-    let rest = match rest.find('?') {
-        Some(i) => {
-            let fragment = rest[i..].find('#').map(|j| &rest[i + j..]).unwrap_or("");
-            format!("?***{fragment}")
-        }
-        None => rest.to_string(),
+    let long = |seg: &str| seg.chars().count() >= 16;
+    let path: String = path
+        .split_inclusive(['/', '\\'])
+        .map(|seg| {
+            let (name, sep) = seg.split_at(seg.trim_end_matches(['/', '\\']).len());
+            if long(name) { format!("***{sep}") } else { seg.to_string() }
+        })
+        .collect();
+    let (query, fragment) = match rest.find('#') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
     };
-    format!("{scheme}{authority}{path}{rest}")
+    let query = if query.is_empty() { "" } else { "?***" };
+    let fragment = if long(fragment.trim_start_matches('#')) { "#***" } else { fragment };
+    format!("{scheme}{authority}{path}{query}{fragment}")
 }
 
 /// Check a webhook URL: http(s), with a host, no whitespace or control characters (which
@@ -575,7 +588,6 @@ struct Candidate {
     payload: String,
     attempts: u32,
     next_ms: i64,
-    parked: bool,
 }
 
 /// Rows a pass looks at, at most.
@@ -587,20 +599,23 @@ const MARK_BATCH: usize = 256;
 pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher, now_ms: impl Fn() -> i64) -> Result<PassReport> {
     let mut report = PassReport::default();
     let (mut breaker, paused, floor) = load_breaker(conn, &sink.name)?;
-    if paused {
+    let start = now_ms();
+    let state = breaker.effective(sink, start);
+    // Paused, or its breaker open: nothing is sent. A sink that filters (its format or
+    // pattern) still marks the rows not for it, so they are never its backlog.
+    let hold = paused || state == Breaker::Open;
+    let filters = sink.format != SinkFormat::EventBridge || sink.pattern.is_some();
+    if hold && !filters {
         return Ok(report);
     }
-    let start = now_ms();
-    let mut trial_only = match breaker.effective(sink, start) {
-        Breaker::Open => return Ok(report),
-        Breaker::HalfOpen => true,
-        Breaker::Closed => false,
-    };
+    let mut trial_only = state == Breaker::HalfOpen;
     let rows: Vec<Candidate> = {
         let mut st = conn.prepare_cached(
-            "SELECT o.id, o.execution_arn, o.event_id, o.payload, COALESCE(d.attempts, 0), COALESCE(d.next_ms, 0), COALESCE(d.parked, 0)
+            // Parked rows are not read: they hold nothing back, and enough of them would fill
+            // every pass, so the rows after them would wait for ever.
+            "SELECT o.id, o.execution_arn, o.event_id, o.payload, COALESCE(d.attempts, 0), COALESCE(d.next_ms, 0)
              FROM outbox o LEFT JOIN outbox_delivery d ON d.sink = ?1 AND d.row_id = o.id
-             WHERE o.id > ?2 AND d.delivered_ms IS NULL ORDER BY o.id LIMIT ?3",
+             WHERE o.id > ?2 AND d.delivered_ms IS NULL AND COALESCE(d.parked, 0) = 0 ORDER BY o.id LIMIT ?3",
         )?;
         st.query_map(params![sink.name, floor, PASS_ROWS], |r| {
             Ok(Candidate {
@@ -610,7 +625,6 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
                 payload: r.get(3)?,
                 attempts: r.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
                 next_ms: r.get(5)?,
-                parked: r.get::<_, i64>(6)? != 0,
             })
         })?
         .collect::<std::result::Result<_, _>>()?
@@ -618,14 +632,11 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     let mut blocked: HashSet<String> = HashSet::new();
     let mut published: Vec<i64> = vec![];
     let mut skipped: Vec<i64> = vec![];
-    let mut stop = false;
+    let mut stop = hold;
     // The lowest row still owed (not delivered, not parked): everything below it is done.
     let mut new_floor: Option<i64> = None;
     let mut all_seen = rows.len() < PASS_ROWS as usize;
     for c in &rows {
-        if c.parked {
-            continue;
-        }
         // A row not for this sink is done with at once: it holds nothing back.
         let body = match sink.route(&c.payload) {
             Routed::Skip => {

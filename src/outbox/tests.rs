@@ -314,8 +314,33 @@ fn shown_urls_hide_credentials_queries_and_long_path_segments() {
         ("https://events.pagerduty.com/v2/enqueue", "https://events.pagerduty.com/v2/enqueue"),
         ("https://h/a#frag", "https://h/a#frag"),
         ("not a url/abcdefghijklmnopqrstuvwxyz", "not a url/***"),
+        // Odd URLs: IPv6, a user without password, percent-encoding, long fragments.
+        ("http://[::1]:8083/events", "http://[::1]:8083/events"),
+        ("https://tok3n-only@h/x", "https://***@h/x"),
+        ("https://h/hooks/%41%42%43%44%45%46%47%48", "https://h/hooks/***"),
+        ("https://h/a#access_token=abcdefghijkl", "https://h/a#***"),
+        ("https://h/a?x=1#access_token=abcdefghijkl", "https://h/a?***#***"),
+        // A backslash is a path separator to URL parsing (this one is a valid URL).
+        (
+            "https://hooks.slack.com\\services\\T0001\\B0001\\XXXXXXXXXXXXXXXXXXXXXXXX",
+            "https://hooks.slack.com\\services\\T0001\\B0001\\***",
+        ),
+        // A password holding '/', '?' or '#' makes the text no URL: its error shows no part of it.
+        ("https://user:pa/ss@h/x", "https://***@h/x"),
+        ("https://user:p?ss@h/x", "https://***@h/x"),
+        ("https://user:p#ss@h", "https://***@h"),
     ] {
         assert_eq!(shown_url(url), shown, "{url}");
+    }
+    assert!(reqwest::Url::parse("https://hooks.slack.com\\services\\T0001\\B0001\\XXXXXXXXXXXXXXXXXXXXXXXX").is_ok());
+    // Config errors about such URLs name the key, never the secret.
+    for url in ["https://user:pa/ss@h/x", "https://user:s3cr#t@h/x", "https://user:s3cr?t@h"] {
+        let toml = format!("name = \"w\"\nkind = \"webhook\"\nurl = {url:?}");
+        let cfg: SinkConfig = toml::from_str(&toml).expect("toml");
+        let e = OutboxConfig { sinks: vec![cfg] }.sinks(std::path::Path::new("")).expect_err("not a URL").to_string();
+        for secret in ["pa/ss", "s3cr", "user"] {
+            assert!(!e.contains(secret), "{url}: {e}");
+        }
     }
 }
 
@@ -342,4 +367,72 @@ fn actions_round_trip_through_json_and_bad_bodies_say_what_is_wrong() {
         let e = Action::from_json(&bad).expect_err("bad");
         assert!(e.contains(want), "{bad} → {e}");
     }
+}
+
+/// Parked rows never fill a pass: with more parked rows than one pass looks at, the rows after
+/// them are still delivered once the sink takes events again (they waited forever before).
+#[test]
+fn more_parked_rows_than_a_pass_reads_hold_back_nothing() {
+    let store = Store::in_memory().expect("store");
+    let s = sink("max_attempts = 1\nbreaker_failures = 100000");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    let n = PASS_ROWS as usize + 100;
+    for i in 0..n {
+        row(&store, &format!("stream-{i}"), &format!("e{i}"));
+    }
+    // The sink is down: a pass parks every row it reads (one attempt each).
+    let mut p = Fake { got: vec![], fail: (0..n).map(|i| format!("e{i}")).collect() };
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!(r.parked, PASS_ROWS as usize);
+    // It is back: the rows the first pass did not reach are delivered, the parked ones kept.
+    p.fail.clear();
+    let r = relay_pass(store.conn(), &s, &mut p, || 2_000).expect("pass");
+    assert_eq!(r.delivered, 100, "the rows after the parked ones");
+    let st = status(store.conn(), std::slice::from_ref(&s), 2_000).expect("status");
+    assert_eq!((st[0].backlog, st[0].parked), (0, PASS_ROWS));
+    assert_eq!(requeue(store.conn(), &s, None).expect("requeue"), PASS_ROWS as usize);
+    let mut delivered = 0;
+    for t in 0..3 {
+        delivered += relay_pass(store.conn(), &s, &mut p, || 3_000 + t).expect("pass").delivered;
+    }
+    assert_eq!(delivered, PASS_ROWS as usize, "requeued, they are delivered too");
+}
+
+/// A filtered sink that is paused, or whose breaker is open, still marks the rows that are not
+/// for it: they are never its backlog (a paused PagerDuty sink showed every event as waiting).
+#[test]
+fn rows_not_for_a_paused_or_open_sink_are_no_backlog() {
+    let store = Store::in_memory().expect("store");
+    let pager = sink("format = \"pagerduty\"\nbreaker_failures = 1");
+    ensure(store.conn(), std::slice::from_ref(&pager)).expect("ensure");
+    let backlog = |now| status(store.conn(), std::slice::from_ref(&pager), now).expect("status")[0].backlog;
+    assert!(set_paused(store.conn(), &pager, true, Some("maintenance")).expect("pause"));
+    row(&store, "a", "a1");
+    notice(&store, "a", "n1", "s", "pagerduty");
+    row(&store, "a", "a2");
+    row(&store, "b", "b1");
+    let mut p = Bodies(vec![]);
+    let r = relay_pass(store.conn(), &pager, &mut p, || 1_000).expect("pass");
+    assert!(p.0.is_empty(), "paused: nothing is sent");
+    assert_eq!((r.delivered, r.skipped), (0, 3));
+    assert_eq!(backlog(1_000), 1, "only the notice waits");
+    // Resumed, the notice goes; then the PagerDuty endpoint fails and the breaker opens.
+    assert!(set_paused(store.conn(), &pager, false, None).expect("resume"));
+    relay_pass(store.conn(), &pager, &mut p, || 2_000).expect("pass");
+    assert_eq!(p.0.len(), 1);
+    notice(&store, "c", "n2", "s", "pagerduty");
+    let mut f = Fake { got: vec![], fail: ["n2".to_string()].into() };
+    assert!(relay_pass(store.conn(), &pager, &mut f, || 3_000).expect("pass").breaker_opened);
+    row(&store, "c", "c1");
+    row(&store, "d", "d1");
+    let r = relay_pass(store.conn(), &pager, &mut f, || 4_000).expect("pass");
+    // (The third: the breaker's own "Outbox Sink Breaker Opened" event.)
+    assert_eq!((r.failed, r.skipped), (0, 3), "open: nothing is tried, the other rows are marked");
+    assert_eq!(backlog(4_000), 1, "only the failed notice waits");
+    // An unfiltered sink that is paused reads nothing.
+    let mut all = sink("");
+    all.name = "all".into();
+    ensure(store.conn(), std::slice::from_ref(&all)).expect("ensure");
+    assert!(set_paused(store.conn(), &all, true, Some("x")).expect("pause"));
+    assert_eq!(relay_pass(store.conn(), &all, &mut p, || 5_000).expect("pass"), PassReport::default());
 }

@@ -177,6 +177,8 @@ const STATUSES: [sfn::types::ExecutionStatus; 4] = [
 
 pub struct Aws {
     rt: tokio::runtime::Runtime,
+    /// A one-shot caller's end of patience ([`Aws::set_deadline`]): no call outlasts it.
+    deadline: Option<Instant>,
     sfn: sfn::Client,
     logs: cwl::Client,
     /// The context's credentials, for calls outside the SDK (the outbox endpoint).
@@ -461,6 +463,7 @@ impl Aws {
             credentials: conf.credentials_provider(),
             throttled_at: std::cell::Cell::new(None),
             rt,
+            deadline: None,
             context: context.to_string(),
             cfg: cfg.clone(),
             region,
@@ -538,7 +541,7 @@ impl Aws {
     /// credentials, denied access. Throttling counts as an answer.
     pub fn probe(&mut self) -> std::result::Result<(), String> {
         let r = self.admit("ListStateMachines", Duration::from_secs(2)).and_then(|()| {
-            let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1).send());
+            let r = self.wait_for(self.sfn.list_state_machines().max_results(1).send());
             r.map(|_| ()).map_err(|e| self.api_err(&e, "ListStateMachines"))
         });
         match r {
@@ -596,9 +599,35 @@ impl Aws {
         self.last_ok = Some(Utc::now());
     }
 
+    /// A one-shot caller (the CLI) that waits at most until `deadline` for what it needs:
+    /// every call made before it is cleared is cut off then (as a timeout), and no wait for
+    /// the limiter lasts past it. The console sets none.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Run one SDK call to its end, or until the deadline (a timeout error then).
+    fn wait_for<T, E, R>(
+        &self,
+        call: impl std::future::Future<Output = std::result::Result<T, SdkError<E, R>>>,
+    ) -> std::result::Result<T, SdkError<E, R>> {
+        match self.deadline {
+            None => self.rt.block_on(call),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                self.rt.block_on(async move {
+                    tokio::time::timeout(left, call).await.unwrap_or_else(|_| Err(SdkError::timeout_error("the caller's wait ended")))
+                })
+            }
+        }
+    }
+
     /// The client-side limiter: wait up to `patience` for a token, else report the hold-back.
     fn admit(&mut self, api: &'static str, patience: Duration) -> std::result::Result<(), Condition> {
-        let until = Instant::now() + patience;
+        let mut until = Instant::now() + patience;
+        if let Some(d) = self.deadline {
+            until = until.min(d);
+        }
         loop {
             match self.limiter.admit(api, Instant::now()) {
                 Ok(()) => return Ok(()),
@@ -629,7 +658,7 @@ impl Aws {
         let mut token = None;
         for _ in 0..20 {
             self.admit("ListStateMachines", Duration::from_secs(2))?;
-            let r = self.rt.block_on(self.sfn.list_state_machines().max_results(1000).set_next_token(token.take()).send());
+            let r = self.wait_for(self.sfn.list_state_machines().max_results(1000).set_next_token(token.take()).send());
             let page = r.map_err(|e| self.api_err(&e, "ListStateMachines"))?;
             for m in page.state_machines() {
                 if prefixes.is_empty() || prefixes.iter().any(|p| m.name().starts_with(p.as_str())) {
@@ -652,6 +681,11 @@ impl Aws {
     fn sweep_step(&mut self) -> std::result::Result<(), Condition> {
         let units = self.machines.len() * STATUSES.len();
         if units == 0 {
+            // No machine to watch (the names match none yet): the sweep of nothing is whole,
+            // so a one-shot caller waiting for the first sweep answers "none" at once.
+            if self.machines_at.is_some() {
+                self.sweeps_done = self.sweeps_done.max(1);
+            }
             return Ok(());
         }
         if self.sweep.started.is_none() {
@@ -669,13 +703,14 @@ impl Aws {
             let status = STATUSES[self.sweep.unit % STATUSES.len()].clone();
             let running = status == sfn::types::ExecutionStatus::Running;
             self.admit("ListExecutions", Duration::from_secs(if first { 5 } else { 1 }))?;
-            let r = self.rt.block_on(
+            let next_token = self.sweep.next_token.take();
+            let r = self.wait_for(
                 self.sfn
                     .list_executions()
                     .state_machine_arn(&machine)
                     .status_filter(status)
                     .max_results(if running { 1000 } else { RECENT_TERMINAL })
-                    .set_next_token(self.sweep.next_token.take())
+                    .set_next_token(next_token)
                     .send(),
             );
             let page = r.map_err(|e| self.api_err(&e, "ListExecutions"))?;
@@ -751,7 +786,7 @@ impl Aws {
             return Some(d.clone());
         }
         self.admit("DescribeStateMachineForExecution", Duration::from_secs(2)).ok()?;
-        let r = self.rt.block_on(self.sfn.describe_state_machine_for_execution().execution_arn(arn).send());
+        let r = self.wait_for(self.sfn.describe_state_machine_for_execution().execution_arn(arn).send());
         match r {
             Ok(o) => {
                 let text = o.definition().to_string();
@@ -831,7 +866,7 @@ impl Aws {
         let mut token = None;
         for _ in 0..max_pages {
             self.admit("GetExecutionHistory", Duration::from_secs(2))?;
-            let r = self.rt.block_on(
+            let r = self.wait_for(
                 self.sfn
                     .get_execution_history()
                     .execution_arn(arn)
@@ -916,8 +951,7 @@ impl Aws {
         for _ in 0..LOG_PAGES {
             self.admit("FilterLogEvents", Duration::from_secs(1))?;
             let r = self
-                .rt
-                .block_on(self.logs.filter_log_events().log_group_name(&cur.group).start_time(start).set_next_token(token.take()).send());
+                .wait_for(self.logs.filter_log_events().log_group_name(&cur.group).start_time(start).set_next_token(token.take()).send());
             let page = r.map_err(|e| self.api_err(&e, "FilterLogEvents"))?;
             for le in page.events() {
                 let ts = le.timestamp().unwrap_or(0);
@@ -1123,7 +1157,7 @@ impl Aws {
         let mut arns = vec![];
         for name in &names {
             self.admit("DescribeLogGroups", Duration::from_secs(1)).map_err(held)?;
-            let r = self.rt.block_on(self.logs.describe_log_groups().log_group_name_prefix(name).limit(50).send());
+            let r = self.wait_for(self.logs.describe_log_groups().log_group_name_prefix(name).limit(50).send());
             let out = r.map_err(|e| live_unavailable(&e))?;
             let arn = out
                 .log_groups()
@@ -1134,7 +1168,7 @@ impl Aws {
             arns.push(arn);
         }
         self.admit("StartLiveTail", Duration::from_secs(1)).map_err(held)?;
-        let r = self.rt.block_on(self.logs.start_live_tail().set_log_group_identifiers(Some(arns)).send());
+        let r = self.wait_for(self.logs.start_live_tail().set_log_group_identifiers(Some(arns)).send());
         let out = r.map_err(|e| live_unavailable(&e))?;
         Ok(live::Session::spawn(&self.rt, out.response_stream))
     }
@@ -1154,7 +1188,7 @@ impl Aws {
             None => {
                 let s = format!("lightbox-{}-{}", self.context, uuid::Uuid::new_v4());
                 self.admit("CreateLogStream", Duration::from_secs(1))?;
-                let r = self.rt.block_on(self.logs.create_log_stream().log_group_name(&group).log_stream_name(&s).send());
+                let r = self.wait_for(self.logs.create_log_stream().log_group_name(&group).log_stream_name(&s).send());
                 r.map_err(|e| self.api_err(&e, "CreateLogStream"))?;
                 self.audit_stream = Some(s.clone());
                 s
@@ -1176,7 +1210,7 @@ impl Aws {
         }
         self.admit("PutLogEvents", Duration::from_secs(1))?;
         let r =
-            self.rt.block_on(self.logs.put_log_events().log_group_name(&group).log_stream_name(&stream).set_log_events(Some(batch)).send());
+            self.wait_for(self.logs.put_log_events().log_group_name(&group).log_stream_name(&stream).set_log_events(Some(batch)).send());
         r.map_err(|e| self.api_err(&e, "PutLogEvents"))?;
         self.audit_shipped = last;
         Ok(())
@@ -1224,17 +1258,44 @@ impl Aws {
                 let msg = e.message().map(str::to_string);
                 let c = self.api_err(&e, api);
                 match (&c, code) {
-                    (Condition::Other(_), Some(code)) => Err(BackendError::Refused(format!("{code}: {}", msg.unwrap_or_default()))),
+                    (Condition::Other(_), Some(code)) => {
+                        // What the endpoint said, as much of it as an error line holds.
+                        let msg: String = msg.as_deref().unwrap_or_default().lines().next().unwrap_or_default().chars().take(300).collect();
+                        Err(BackendError::Refused(format!("{}: {msg}", code.chars().take(100).collect::<String>())))
+                    }
                     _ => Err(self.fail(c)),
                 }
             }
         }
     }
 
+    /// An answer's call ([`Aws::act`]) whose error text, or the condition it leaves, never
+    /// holds the task token whole (an endpoint may quote the token it refuses): its first 8
+    /// characters stand for it, as everywhere else.
+    fn act_on_token<T, E>(
+        &mut self,
+        api: &'static str,
+        token: &str,
+        r: std::result::Result<T, SdkError<E, sfn::config::http::HttpResponse>>,
+    ) -> Result<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let hide = |text: &str| hide_token(text, token);
+        let r = self.act(api, r);
+        if let Some(Condition::Other(text) | Condition::NoCredentials(text)) = &mut self.condition {
+            *text = hide(text);
+        }
+        r.map_err(|e| match e {
+            BackendError::Refused(text) => BackendError::Refused(hide(&text)),
+            other => other,
+        })
+    }
+
     /// `DescribeExecution` (the caller has admitted it): the execution's row, refreshed in the
     /// cache; `None` if it does not exist.
     fn describe(&mut self, arn: &str) -> std::result::Result<Option<ExecutionSummary>, Condition> {
-        let r = self.rt.block_on(self.sfn.describe_execution().execution_arn(arn).send());
+        let r = self.wait_for(self.sfn.describe_execution().execution_arn(arn).send());
         match r {
             Ok(o) => {
                 let cached = self.rows.get(arn).cloned();
@@ -1506,8 +1567,8 @@ impl ControlPlane for Aws {
         serde_json::from_str::<Value>(output)
             .map_err(|e| BackendError::Refused(format!("InvalidOutput: output is not valid JSON: {e}")))?;
         self.admit("SendTaskSuccess", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
-        let r = self.rt.block_on(self.sfn.send_task_success().task_token(token).output(output).send());
-        self.act("SendTaskSuccess", r)?;
+        let r = self.wait_for(self.sfn.send_task_success().task_token(token).output(output).send());
+        self.act_on_token("SendTaskSuccess", token, r)?;
         self.forget_token(token);
         Ok(())
     }
@@ -1515,8 +1576,8 @@ impl ControlPlane for Aws {
     fn reject(&mut self, token: &str, error: &str, cause: &str, acting: &Acting) -> Result<()> {
         self.check_answer(token, acting)?;
         self.admit("SendTaskFailure", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
-        let r = self.rt.block_on(self.sfn.send_task_failure().task_token(token).error(error).cause(cause).send());
-        self.act("SendTaskFailure", r)?;
+        let r = self.wait_for(self.sfn.send_task_failure().task_token(token).error(error).cause(cause).send());
+        self.act_on_token("SendTaskFailure", token, r)?;
         self.forget_token(token);
         Ok(())
     }
@@ -1560,14 +1621,14 @@ impl ControlPlane for Aws {
 
     fn heartbeat(&mut self, token: &str) -> Result<()> {
         self.admit("SendTaskHeartbeat", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
-        let r = self.rt.block_on(self.sfn.send_task_heartbeat().task_token(token).send());
-        self.act("SendTaskHeartbeat", r)?;
+        let r = self.wait_for(self.sfn.send_task_heartbeat().task_token(token).send());
+        self.act_on_token("SendTaskHeartbeat", token, r)?;
         Ok(())
     }
 
     fn redrive(&mut self, arn: &str) -> Result<()> {
         self.admit("RedriveExecution", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
-        let r = self.rt.block_on(self.sfn.redrive_execution().execution_arn(arn).send());
+        let r = self.wait_for(self.sfn.redrive_execution().execution_arn(arn).send());
         self.act("RedriveExecution", r)?;
         if let Some(row) = self.rows.get_mut(arn) {
             row.status = ExecutionStatus::Running;
@@ -1578,7 +1639,7 @@ impl ControlPlane for Aws {
 
     fn stop(&mut self, arn: &str, error: &str, cause: &str) -> Result<()> {
         self.admit("StopExecution", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
-        let r = self.rt.block_on(self.sfn.stop_execution().execution_arn(arn).error(error).cause(cause).send());
+        let r = self.wait_for(self.sfn.stop_execution().execution_arn(arn).error(error).cause(cause).send());
         let o = self.act("StopExecution", r)?;
         if let Some(row) = self.rows.get_mut(arn) {
             row.status = ExecutionStatus::Aborted;
@@ -1666,7 +1727,7 @@ impl Aws {
             .unwrap_or_else(|| plan.compensation_machine.clone());
         let input = comp::payload(&plan, reason).to_string();
         self.admit("StartExecution", Duration::from_secs(5)).map_err(|c| self.fail(c))?;
-        let r = self.rt.block_on(self.sfn.start_execution().state_machine_arn(&machine).name(&plan.compensation_name).input(input).send());
+        let r = self.wait_for(self.sfn.start_execution().state_machine_arn(&machine).name(&plan.compensation_name).input(input).send());
         match r {
             Ok(o) => {
                 let started = events::summary_for(o.execution_arn(), String::new(), to_chrono(o.start_date()));
@@ -1684,6 +1745,25 @@ impl Aws {
             }
         }
     }
+}
+
+/// `text` with every run of `token`'s characters (16 or more of them from its start, so a
+/// quote of it cut short counts too) shown as its first 8 characters and `…`.
+fn hide_token(text: &str, token: &str) -> String {
+    let head: String = token.chars().take(16).collect();
+    if head.chars().count() < 8 {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(&head) {
+        out.push_str(&rest[..i]);
+        let run: usize = rest[i..].chars().zip(token.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a.len_utf8()).sum();
+        out.push_str(&crate::engine::short_token(token));
+        rest = &rest[i + run..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How far a freshly connected backend has read ([`Aws::readiness`]).

@@ -106,9 +106,13 @@ impl OutboxEndpoint {
         }
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| self.err(format!("HTTP {}: the answer is not JSON", status.as_u16())))?;
         if !status.is_success() {
-            let code = v.get("__type").and_then(Value::as_str).unwrap_or("error");
-            let message: String = v.get("message").and_then(Value::as_str).unwrap_or("").chars().take(300).collect();
-            return Err(self.err(format!("{code}: {message}")));
+            // What the endpoint says, bounded: one line of each (they reach the screen and the
+            // audit log).
+            let line = |k: &str, max: usize| -> String {
+                v.get(k).and_then(Value::as_str).unwrap_or_default().lines().next().unwrap_or_default().chars().take(max).collect()
+            };
+            let code = Some(line("__type", 100)).filter(|c| !c.is_empty()).unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+            return Err(self.err(format!("{code}: {}", line("message", 300))));
         }
         Ok(v)
     }
