@@ -89,7 +89,7 @@ pub struct SinkConfig {
     pub pattern: Option<String>,
     /// PagerDuty integration (routing) key put into each notice's `routing_key` as it is sent.
     /// A secret: never stored with the event, shown, or logged.
-    pub routing_key: Option<String>,
+    pub routing_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,8 +127,10 @@ impl SinkFormat {
     }
 }
 
-/// A secret from config (a PagerDuty routing key): compared, used, never printed.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret from config (a PagerDuty routing key): compared, used, never printed (its
+/// `Debug` is `***`, in the config as read and in the sink).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl std::fmt::Debug for Secret {
@@ -362,10 +364,14 @@ impl SinkConfig {
             Some(_) if format != SinkFormat::PagerDuty => {
                 return Err(bad("routing_key", "is for format = \"pagerduty\" sinks".into()));
             }
-            Some(k) if k.trim().is_empty() || k.len() > 256 || k.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            // A file would keep the key beside every notice.
+            Some(_) if !matches!(kind, SinkKind::Webhook { .. }) => {
+                return Err(bad("routing_key", "is for webhook sinks (an ndjson file would keep the key)".into()));
+            }
+            Some(Secret(k)) if k.trim().is_empty() || k.len() > 256 || k.chars().any(|c| c.is_whitespace() || c.is_control()) => {
                 return Err(bad("routing_key", "must be 1–256 characters with no spaces or control characters".into()));
             }
-            Some(k) => Some(Secret(k.clone())),
+            Some(k) => Some(k.clone()),
         };
         let base_delay = dur("base_delay", &self.base_delay, "1s")?;
         let max_delay = dur("max_delay", &self.max_delay, "5m")?;

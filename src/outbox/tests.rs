@@ -203,7 +203,16 @@ impl Publisher for Bodies {
 #[test]
 fn a_pagerduty_sink_gets_only_its_notices_as_bodies_and_an_eventbridge_sink_gets_every_envelope() {
     let store = Store::in_memory().expect("store");
-    let pager = sink("format = \"pagerduty\"\nrouting_key = \"R0UT1NGKEY\"");
+    let pager = cfg(
+        "[[sinks]]\nname = \"s\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/pd\"\nformat = \"pagerduty\"\nrouting_key = \"R0UT1NGKEY\"",
+    )
+    .sinks(Path::new("/data"))
+    .expect("valid")
+    .remove(0);
+    // The key is a secret in the config as read, too.
+    let read =
+        cfg("[[sinks]]\nname = \"s\"\nkind = \"webhook\"\nurl = \"http://h/x\"\nformat = \"pagerduty\"\nrouting_key = \"R0UT1NGKEY\"");
+    assert!(!format!("{read:?}").contains("R0UT1NGKEY"), "{read:?}");
     let mut slack = sink("format = \"slack\"");
     slack.name = "chat".into();
     let mut archive = sink("");
@@ -278,6 +287,8 @@ fn sink_format_pattern_and_routing_key_errors_name_the_key() {
         ("pattern = 'not json'", "pattern"),
         ("routing_key = \"abc\"", "routing_key"),
         ("format = \"pagerduty\"\nrouting_key = \"a b\"", "routing_key"),
+        // An ndjson file would keep the key beside every notice.
+        ("format = \"pagerduty\"\nrouting_key = \"R0UT1NGKEY\"", "routing_key"),
     ];
     for (extra, key) in bad {
         let text = format!("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\n{extra}");
