@@ -45,6 +45,27 @@ pub struct PendingTask {
     pub claimed_by: Option<String>,
 }
 
+impl PendingTask {
+    /// A pending token known by itself alone (no queue lists it): sent as given, so the
+    /// service says whether it exists.
+    pub fn unknown(token: &str, issued: DateTime<Utc>) -> PendingTask {
+        PendingTask {
+            token: token.to_string(),
+            execution_arn: String::new(),
+            task_id: String::new(),
+            state_name: String::new(),
+            resource: String::new(),
+            parameters: String::new(),
+            status: "PENDING".into(),
+            issued,
+            timeout: None,
+            heartbeat: None,
+            closed: None,
+            claimed_by: None,
+        }
+    }
+}
+
 /// Which executions a list asks for.
 #[derive(Debug, Default, Clone)]
 pub struct ExecutionFilter {

@@ -205,6 +205,24 @@ impl Remote<'_> {
     }
 
     /// What the audit record's `after` says: the status read afresh after the action.
+    /// Carry out an action on execution `arn` with its audit record: the intent row first,
+    /// the outcome after with the status before (`row`) and the status read afresh after.
+    fn audited(
+        &mut self,
+        entry: audit::AuditEntry,
+        arn: &str,
+        row: Option<&ExecutionSummary>,
+        act: impl FnOnce(&mut Aws) -> std::result::Result<(), BackendError>,
+    ) -> Result<()> {
+        let intent = audit::begin(self.conn(), &entry, Utc::now())?;
+        let res = act(&mut self.cp);
+        crash_point();
+        let after = self.status_after(arn);
+        let entry = entry.before(status_json(row)).after(after).outcome(outcome_of(&res));
+        audit::finish(self.conn(), intent, &entry, Utc::now())?;
+        Ok(res?)
+    }
+
     fn status_after(&mut self, arn: &str) -> Value {
         match self.cp.status_now(arn) {
             Ok(Some(s)) => s.to_json(),
@@ -323,13 +341,7 @@ impl Remote<'_> {
                     }
                 }
                 let entry = ctx.entry(audit::Action::Redrive).execution(arn.clone());
-                let intent = audit::begin(self.conn(), &entry, Utc::now())?;
-                let res = self.cp.redrive(arn);
-                crash_point();
-                let after = self.status_after(arn);
-                let entry = entry.before(status_json(row.as_ref())).after(after).outcome(outcome_of(&res));
-                audit::finish(self.conn(), intent, &entry, Utc::now())?;
-                res?;
+                self.audited(entry, arn, row.as_ref(), |cp| cp.redrive(arn))?;
                 let r = self.execution(arn)?;
                 if ctx.json {
                     print_json(&json!({"redriveDate": r.redrive.map(ts)}));
@@ -344,13 +356,9 @@ impl Remote<'_> {
                 if let Some(c) = cause.clone().or(error.clone()) {
                     entry = entry.reason(c);
                 }
-                let intent = audit::begin(self.conn(), &entry, Utc::now())?;
-                let res = self.cp.stop(arn, error.as_deref().unwrap_or_default(), cause.as_deref().unwrap_or_default());
-                crash_point();
-                let after = self.status_after(arn);
-                let entry = entry.before(status_json(row.as_ref())).after(after).outcome(outcome_of(&res));
-                audit::finish(self.conn(), intent, &entry, Utc::now())?;
-                res?;
+                self.audited(entry, arn, row.as_ref(), |cp| {
+                    cp.stop(arn, error.as_deref().unwrap_or_default(), cause.as_deref().unwrap_or_default())
+                })?;
                 let r = self.execution(arn)?;
                 if ctx.json {
                     print_json(&json!({"stopDate": r.stop.map(ts)}));
@@ -529,20 +537,7 @@ impl Remote<'_> {
         if token.len() < WHOLE_TOKEN {
             return Err(EngineError::TaskDoesNotExist(token.to_string()).into());
         }
-        Ok(PendingTask {
-            token: token.to_string(),
-            execution_arn: String::new(),
-            task_id: String::new(),
-            state_name: String::new(),
-            resource: String::new(),
-            parameters: String::new(),
-            status: "PENDING".into(),
-            issued: Utc::now(),
-            timeout: None,
-            heartbeat: None,
-            closed: None,
-            claimed_by: None,
-        })
+        Ok(PendingTask::unknown(token, Utc::now()))
     }
 
     /// Who answers, and the audit note for a claim override; says on stderr first what the

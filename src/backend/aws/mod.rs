@@ -1228,20 +1228,13 @@ impl Aws {
 
     /// The task a token names (known callbacks), checked against its claim.
     fn check_answer(&self, token: &str, acting: &Acting) -> Result<()> {
-        let t = self.tracker.pending.get(token).cloned().map(|t| self.with_claim(t)).unwrap_or(PendingTask {
-            token: token.to_string(),
-            execution_arn: String::new(),
-            task_id: String::new(),
-            state_name: String::new(),
-            resource: String::new(),
-            parameters: String::new(),
-            status: "PENDING".into(),
-            issued: Utc::now(),
-            timeout: None,
-            heartbeat: None,
-            closed: None,
-            claimed_by: self.claim_of(token),
-        });
+        let t = self
+            .tracker
+            .pending
+            .get(token)
+            .cloned()
+            .map(|t| self.with_claim(t))
+            .unwrap_or_else(|| PendingTask { claimed_by: self.claim_of(token), ..PendingTask::unknown(token, Utc::now()) });
         acting.check_claim(&t)?;
         Ok(())
     }
