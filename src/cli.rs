@@ -2010,17 +2010,17 @@ fn cmd_dependencies(cmd: &DepCmd, ctx: &Ctx, engine: &mut Engine) -> Result<Exit
         }
         DepCmd::Hold { name, reason } => {
             writable()?;
-            let changed = deps::hold(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
+            let changed = deps::hold(store.conn(), list, name, &ctx.user, audit::Source::Cli, reason, now)?;
             done("held", name, changed, json!({}));
         }
         DepCmd::Release { name, reason } => {
             writable()?;
-            let woken = deps::release(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
+            let woken = deps::release(store.conn(), list, name, &ctx.user, audit::Source::Cli, reason, now)?;
             done("released", name, woken.is_some(), json!({"resumed": woken.unwrap_or(0)}));
         }
         DepCmd::Reset { name, reason } => {
             writable()?;
-            let changed = deps::reset(store, list, name, &ctx.user, audit::Source::Cli, reason, now)?;
+            let changed = deps::reset(store.conn(), list, name, &ctx.user, audit::Source::Cli, reason, now)?;
             done("reset", name, changed, json!({}));
         }
     }

@@ -382,15 +382,15 @@ impl ControlPlane for Local {
         let (store, list, now) = (&self.engine.store, &self.engine.dependencies, self.engine.clock.now());
         let source = crate::audit::Source::Console;
         Ok(match op {
-            super::DependencyOp::Hold => match deps::hold(store, list, name, actor, source, reason, now)? {
+            super::DependencyOp::Hold => match deps::hold(store.conn(), list, name, actor, source, reason, now)? {
                 true => format!("{name} held: its tasks wait until the hold is released"),
                 false => format!("{name} was already held"),
             },
-            super::DependencyOp::Release => match deps::release(store, list, name, actor, source, reason, now)? {
+            super::DependencyOp::Release => match deps::release(store.conn(), list, name, actor, source, reason, now)? {
                 Some(n) => format!("{name} released: {n} waiting execution(s) resume"),
                 None => format!("{name} was not held"),
             },
-            super::DependencyOp::Reset => match deps::reset(store, list, name, actor, source, reason, now)? {
+            super::DependencyOp::Reset => match deps::reset(store.conn(), list, name, actor, source, reason, now)? {
                 true => format!("{name}: breaker closed by hand"),
                 false => format!("{name}: the breaker was already closed"),
             },

@@ -612,18 +612,6 @@ fn operator_change<T>(
 
 /// Put a dependency on hold: its tasks wait instead of being dispatched. False: it was held.
 pub fn hold(
-    store: &Store,
-    deps: &[DependencyConfig],
-    name: &str,
-    actor: &str,
-    source: Source,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    hold_on(store.conn(), deps, name, actor, source, reason, now)
-}
-
-fn hold_on(
     conn: &Connection,
     deps: &[DependencyConfig],
     name: &str,
@@ -653,18 +641,6 @@ fn hold_on(
 /// Release a hold: waiting tasks are dispatched on the next tick. Returns how many executions
 /// were woken, or `None` when the dependency was not held.
 pub fn release(
-    store: &Store,
-    deps: &[DependencyConfig],
-    name: &str,
-    actor: &str,
-    source: Source,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<usize>> {
-    release_on(store.conn(), deps, name, actor, source, reason, now)
-}
-
-fn release_on(
     conn: &Connection,
     deps: &[DependencyConfig],
     name: &str,
@@ -706,18 +682,6 @@ fn release_on(
 
 /// Close a breaker by hand (after checking the dependency). False: it was closed.
 pub fn reset(
-    store: &Store,
-    deps: &[DependencyConfig],
-    name: &str,
-    actor: &str,
-    source: Source,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    reset_on(store.conn(), deps, name, actor, source, reason, now)
-}
-
-fn reset_on(
     conn: &Connection,
     deps: &[DependencyConfig],
     name: &str,
@@ -983,11 +947,11 @@ mod tests {
                 let now = t0() + Duration::milliseconds(i as i64);
                 if i % 2 == 0 {
                     assert_eq!(
-                        hold_on(&other, &deps, "clearinghouse", "ops", Source::Cli, "checking the clearinghouse", now).ok(),
+                        hold(&other, &deps, "clearinghouse", "ops", Source::Cli, "checking the clearinghouse", now).ok(),
                         Some(true)
                     );
                 } else {
-                    let released = release_on(&other, &deps, "clearinghouse", "ops", Source::Cli, "clearinghouse answers", now);
+                    let released = release(&other, &deps, "clearinghouse", "ops", Source::Cli, "clearinghouse answers", now);
                     assert!(matches!(released, Ok(Some(_))), "{released:?}");
                 }
             }
@@ -1016,7 +980,7 @@ mod tests {
         assert_eq!(row_of(&other).breaker.state, BreakerState::HalfOpen, "the other connection sees the transition");
         // The operator resets it from the other connection; the engine's next trial result finds it closed.
         assert_eq!(
-            reset_on(&other, std::slice::from_ref(&c), "clearinghouse", "ops", Source::Cli, "clearinghouse checked by phone", later).ok(),
+            reset(&other, std::slice::from_ref(&c), "clearinghouse", "ops", Source::Cli, "clearinghouse checked by phone", later).ok(),
             Some(true)
         );
         assert_eq!(after_call(&store, &c, later, true).ok(), Some(None));

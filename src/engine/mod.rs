@@ -793,7 +793,7 @@ impl Engine {
         source: crate::audit::Source,
         reason: &str,
     ) -> std::result::Result<bool, dependencies::DependencyError> {
-        dependencies::hold(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+        dependencies::hold(self.store.conn(), &self.dependencies, name, by, source, reason, self.clock.now())
     }
 
     /// Release a hold: returns how many waiting executions were woken (`None`: it was not held).
@@ -804,7 +804,7 @@ impl Engine {
         source: crate::audit::Source,
         reason: &str,
     ) -> std::result::Result<Option<usize>, dependencies::DependencyError> {
-        dependencies::release(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+        dependencies::release(self.store.conn(), &self.dependencies, name, by, source, reason, self.clock.now())
     }
 
     /// Close a breaker by hand. False: it was closed.
@@ -815,7 +815,7 @@ impl Engine {
         source: crate::audit::Source,
         reason: &str,
     ) -> std::result::Result<bool, dependencies::DependencyError> {
-        dependencies::reset(&self.store, &self.dependencies, name, by, source, reason, self.clock.now())
+        dependencies::reset(self.store.conn(), &self.dependencies, name, by, source, reason, self.clock.now())
     }
 
     fn audit_auto(&self, t: &PendingTask, reason: &str, what: &str) {
