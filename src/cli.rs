@@ -2150,13 +2150,7 @@ fn compensation_config(config: &Config) -> Result<lightbox::ops::compensation::C
 fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
     use lightbox::engine::compensation::{CompensateError, run};
     use lightbox::ops::compensation::CompensationError;
-    let reason = reason.map(str::trim).unwrap_or_default().to_string();
-    if !dry_run {
-        ctx.refuse("compensate")?;
-        if reason.is_empty() {
-            return Err(UsageError("--reason must say why the execution is compensated".into()).into());
-        }
-    }
+    let reason = compensate_reason(ctx, reason, dry_run)?;
     let known = engine.store.execution(arn)?.map(|r| ctx.phi.identifiers_in_text(&r.input)).unwrap_or_default();
     let res = if dry_run {
         run(engine, &ctx.compensation, arn, &reason, true)
@@ -2170,11 +2164,7 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
         crash_point();
         let mut entry = ctx.entry(audit::Action::Compensate).execution(arn.to_string()).reason(reason.clone());
         entry = match &res {
-            Ok(o) => entry.after(json!({
-                "compensation": o.started.as_ref().or(o.existing.as_ref()).map(|r| r.arn.clone()),
-                "started": o.started.is_some(),
-                "steps": o.plan.steps.len(),
-            })),
+            Ok(o) => entry.after(Value::Object(compensation_after(o))),
             Err(e) => entry.outcome(audit::Outcome::Error(ctx.phi.mask_text_with(&e.to_string(), &known))),
         };
         audit::finish(engine.store.conn(), intent, &entry, Utc::now())?;
@@ -2189,6 +2179,29 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
     };
     print_compensation(ctx, &o, &known, dry_run);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `executions compensate`'s reason: required (and the action refused when read-only) unless
+/// it is a dry run.
+fn compensate_reason(ctx: &Ctx, reason: Option<&str>, dry_run: bool) -> Result<String> {
+    let reason = reason.map(str::trim).unwrap_or_default().to_string();
+    if !dry_run {
+        ctx.refuse("compensate")?;
+        if reason.is_empty() {
+            return Err(UsageError("--reason must say why the execution is compensated".into()).into());
+        }
+    }
+    Ok(reason)
+}
+
+/// What a compensation did, for its audit row: the compensation execution, whether this call
+/// started it, and how many steps it undoes.
+fn compensation_after(o: &lightbox::ops::compensation::Outcome) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("compensation".into(), json!(o.started.as_ref().or(o.existing.as_ref()).map(|r| r.arn.clone())));
+    m.insert("started".into(), json!(o.started.is_some()));
+    m.insert("steps".into(), json!(o.plan.steps.len()));
+    m
 }
 
 /// What `executions compensate` says: the plan (masked with the execution's identifiers), and

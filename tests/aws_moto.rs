@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::aws::{call, moto, unique};
+use common::aws::{call, moto, run_state_machines, sqs_review_machine, unique};
 use lightbox::backend::aws::{Aws, AwsContext};
 use lightbox::backend::{Acting, ControlPlane};
 use lightbox::history::ExecutionStatus;
@@ -15,38 +15,8 @@ use serde_json::{Value, json};
 /// A review machine (and, with `start`, one execution of it waiting for its callback; moto
 /// answers StartExecution with an error while another execution waits, so only one test starts one).
 fn setup(url: &str, machine: &str, start: bool) -> (String, String) {
-    let cfg = reqwest::blocking::Client::new()
-        .post(format!("{url}/moto-api/config"))
-        .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
-        .send()
-        .expect("moto config");
-    assert!(cfg.status().is_success());
-    let q = reqwest::blocking::Client::new()
-        .post(url)
-        .header("X-Amz-Target", "AmazonSQS.CreateQueue")
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00",
-        )
-        .body(json!({"QueueName": format!("{machine}-q")}).to_string())
-        .send()
-        .expect("create queue")
-        .json::<Value>()
-        .expect("queue json");
-    let queue = q["QueueUrl"].as_str().expect("queue url").to_string();
-    let def = json!({"StartAt": "Review", "States": {
-        "Review": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                   "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token", "accession.$": "$.accession"}},
-                   "Next": "Done"},
-        "Done": {"Type": "Succeed"}}});
-    let sm = call(
-        url,
-        "AWSStepFunctions.CreateStateMachine",
-        json!({"name": machine, "definition": def.to_string(),
-        "roleArn": "arn:aws:iam::123456789012:role/lightbox"}),
-    );
-    let sm = sm["stateMachineArn"].as_str().expect("machine arn").to_string();
+    run_state_machines(url);
+    let sm = sqs_review_machine(url, machine, json!({"token.$": "$$.Task.Token", "accession.$": "$.accession"}));
     if !start {
         return (sm, String::new());
     }

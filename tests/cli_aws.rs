@@ -397,29 +397,11 @@ fn embedded_only_commands_are_refused_on_aws_naming_themselves() {
 /// said so) and an approval that lets the execution succeed.
 #[test]
 fn the_cli_on_moto_approves_a_review() {
-    use common::aws::{call, moto, unique};
+    use common::aws::{call, moto, run_state_machines, sqs_review_machine, unique};
     let url = moto();
-    let cfg = reqwest::blocking::Client::new()
-        .post(format!("{url}/moto-api/config"))
-        .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
-        .send()
-        .expect("moto config");
-    assert!(cfg.status().is_success());
+    run_state_machines(&url);
     let machine = unique("rad-cli-moto");
-    let q = call(&url, "AmazonSQS.CreateQueue", json!({"QueueName": format!("{machine}-q")}));
-    let def = json!({"StartAt": "Review", "States": {
-        "Review": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                   "Parameters": {"QueueUrl": q["QueueUrl"], "MessageBody": {"token.$": "$$.Task.Token", "patient.$": "$.patient"}},
-                   "Next": "Done"},
-        "Done": {"Type": "Succeed"}}});
-    let sm = call(
-        &url,
-        "AWSStepFunctions.CreateStateMachine",
-        json!({"name": machine, "definition": def.to_string(), "roleArn": "arn:aws:iam::123456789012:role/lightbox"}),
-    )["stateMachineArn"]
-        .as_str()
-        .expect("machine")
-        .to_string();
+    let sm = sqs_review_machine(&url, &machine, json!({"token.$": "$$.Task.Token", "patient.$": "$.patient"}));
     let input = json!({"accession": "ACC-9101", "patient": {"name": "Dana Testperson", "mrn": "SYN-000421"}}).to_string();
     let arn =
         call(&url, "AWSStepFunctions.StartExecution", json!({"stateMachineArn": sm, "name": "ACC-9101", "input": input}))["executionArn"]

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::aws::{call, moto, unique};
+use common::aws::{call, moto, run_state_machines, sqs_review_machine, unique};
 use common::tmux::Tmux;
 use serde_json::{Value, json};
 
@@ -21,27 +21,8 @@ fn bin() -> &'static str {
 /// A review machine on moto whose one execution waits for its callback; the task token as
 /// Step Functions resolved it (from the execution's history).
 fn review_waiting(url: &str, machine: &str, accession: &str) -> (String, String, String) {
-    let cfg = reqwest::blocking::Client::new()
-        .post(format!("{url}/moto-api/config"))
-        .json(&json!({"stepfunctions": {"execute_state_machine": true}}))
-        .send()
-        .expect("moto config");
-    assert!(cfg.status().is_success());
-    let q = call(url, "AmazonSQS.CreateQueue", json!({"QueueName": format!("{machine}-q")}));
-    let queue = q["QueueUrl"].as_str().expect("queue url").to_string();
-    let def = json!({"StartAt": "Review", "States": {
-        "Review": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                   "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token", "accession.$": "$.accession"}},
-                   "Next": "Done"},
-        "Done": {"Type": "Succeed"}}});
-    let sm = call(
-        url,
-        "AWSStepFunctions.CreateStateMachine",
-        json!({"name": machine, "definition": def.to_string(), "roleArn": "arn:aws:iam::123456789012:role/lightbox"}),
-    )["stateMachineArn"]
-        .as_str()
-        .expect("machine arn")
-        .to_string();
+    run_state_machines(url);
+    let sm = sqs_review_machine(url, machine, json!({"token.$": "$$.Task.Token", "accession.$": "$.accession"}));
     let input = json!({"accession": accession, "priority": "STAT", "modality": "CT", "bodyPart": "head",
         "patient": {"name": "Ada Testperson", "mrn": "SYN-000778", "birthDate": "1950-02-03"}});
     let ex = call(url, "AWSStepFunctions.StartExecution", json!({"stateMachineArn": sm, "name": accession, "input": input.to_string()}));

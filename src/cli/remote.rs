@@ -377,13 +377,7 @@ impl Remote<'_> {
     fn compensate(&mut self, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
         use lightbox::ops::compensation::{CompensationError, Outcome};
         let ctx = self.ctx;
-        let reason = reason.map(str::trim).unwrap_or_default().to_string();
-        if !dry_run {
-            ctx.refuse("compensate")?;
-            if reason.is_empty() {
-                return Err(UsageError("--reason must say why the execution is compensated".into()).into());
-            }
-        }
+        let reason = compensate_reason(ctx, reason, dry_run)?;
         let known = self.cp.execution(arn)?.map(|r| ctx.phi.identifiers_in_text(&r.input)).unwrap_or_default();
         let res: std::result::Result<Outcome, BackendError> = if dry_run {
             self.cp.compensation_plan(arn)
@@ -405,9 +399,7 @@ impl Remote<'_> {
             let entry = match &res {
                 Ok(o) => {
                     if let Some(m) = after.as_object_mut() {
-                        m.insert("compensation".into(), json!(o.started.as_ref().or(o.existing.as_ref()).map(|r| r.arn.clone())));
-                        m.insert("started".into(), json!(o.started.is_some()));
-                        m.insert("steps".into(), json!(o.plan.steps.len()));
+                        m.extend(compensation_after(o));
                     }
                     entry.after(after)
                 }

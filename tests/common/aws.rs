@@ -42,3 +42,33 @@ pub fn call(url: &str, target: &str, body: Value) -> Value {
     assert!(status.is_success(), "{target}: {status} {v}");
     v
 }
+
+/// Let moto run the state machines it is given (it only records them otherwise).
+pub fn run_state_machines(url: &str) {
+    let cfg = reqwest::blocking::Client::new()
+        .post(format!("{url}/moto-api/config"))
+        .json(&serde_json::json!({"stepfunctions": {"execute_state_machine": true}}))
+        .send()
+        .expect("moto config");
+    assert!(cfg.status().is_success());
+}
+
+/// A review machine on moto: a callback (`sqs:sendMessage.waitForTaskToken` to a queue of its
+/// own) whose message is `body` (with `"token.$": "$$.Task.Token"` in it to carry the token),
+/// then Succeed. Returns the machine's ARN.
+pub fn sqs_review_machine(url: &str, machine: &str, body: Value) -> String {
+    let q = call(url, "AmazonSQS.CreateQueue", serde_json::json!({"QueueName": format!("{machine}-q")}));
+    let def = serde_json::json!({"StartAt": "Review", "States": {
+        "Review": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                   "Parameters": {"QueueUrl": q["QueueUrl"], "MessageBody": body},
+                   "Next": "Done"},
+        "Done": {"Type": "Succeed"}}});
+    call(
+        url,
+        "AWSStepFunctions.CreateStateMachine",
+        serde_json::json!({"name": machine, "definition": def.to_string(), "roleArn": "arn:aws:iam::123456789012:role/lightbox"}),
+    )["stateMachineArn"]
+        .as_str()
+        .expect("machine arn")
+        .to_string()
+}
