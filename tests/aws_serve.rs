@@ -6,45 +6,17 @@
 
 mod common;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::Lb;
+use common::serve::Serve;
 use lightbox::backend::aws::{Aws, AwsContext};
 use lightbox::backend::{Acting, ControlPlane};
 use lightbox::history::ExecutionStatus;
 use lightbox::model::PendingTask;
 use serde_json::{Value, json};
 
-/// A running `lightbox serve` on its own data directory; killed when dropped.
-struct Serve {
-    _lb: Lb,
-    child: Child,
-    url: String,
-}
-
 impl Serve {
-    fn start() -> Serve {
-        let lb = Lb::new();
-        let (child, url) = common::spawn_serve(lb.cmd().args(["serve", "--bind", "127.0.0.1:0"]));
-        Serve { _lb: lb, child, url }
-    }
-
-    /// One Step Functions call as the SDKs make it (unsigned: serve accepts that on loopback).
-    fn call(&self, op: &str, body: Value) -> Value {
-        let r = reqwest::blocking::Client::new()
-            .post(&self.url)
-            .header("X-Amz-Target", format!("AWSStepFunctions.{op}"))
-            .header("Content-Type", "application/x-amz-json-1.0")
-            .body(body.to_string())
-            .send()
-            .unwrap_or_else(|e| panic!("{op}: {e}"));
-        let status = r.status();
-        let v: Value = r.json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{op}: {status} {v}");
-        v
-    }
-
     /// A review machine: a Pass, then a callback (`.waitForTaskToken`) carrying the token in
     /// its payload (serve's built-in `echo` function). With `log_group`, it logs every event
     /// there (level ALL).
@@ -66,17 +38,6 @@ impl Serve {
         let input = json!({"accession": name, "patient": {"name": "Dana Testperson"}}).to_string();
         let ex = self.call("StartExecution", json!({"stateMachineArn": sm, "name": name, "input": input}));
         ex["executionArn"].as_str().expect("execution arn").to_string()
-    }
-
-    fn describe(&self, arn: &str) -> Value {
-        self.call("DescribeExecution", json!({"executionArn": arn}))
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -382,7 +343,7 @@ path = "events.ndjson"
 "#,
     );
     let (child, url) = common::spawn_serve(lb.cmd().args(["--config", &cfg, "serve", "--bind", "127.0.0.1:0"]));
-    let serve = Serve { _lb: Lb::new(), child, url };
+    let serve = Serve { lb: Lb::new(), child, url };
     let ctx = |key: (&str, &str), endpoint: Option<&str>| {
         let cfg = AwsContext {
             region: Some("us-east-1".into()),

@@ -7,40 +7,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::Lb;
+use common::serve::Serve;
 use serde_json::{Value, json};
 
-/// A running `lightbox serve` on its own data directory; killed when dropped.
-struct Serve {
-    _lb: Lb,
-    child: Child,
-    url: String,
-}
-
 impl Serve {
-    fn start() -> Serve {
-        let lb = Lb::new();
-        let (child, url) = common::spawn_serve(lb.cmd().args(["serve", "--bind", "127.0.0.1:0"]));
-        Serve { _lb: lb, child, url }
-    }
-
-    fn call(&self, op: &str, body: Value) -> Value {
-        let r = reqwest::blocking::Client::new()
-            .post(&self.url)
-            .header("X-Amz-Target", format!("AWSStepFunctions.{op}"))
-            .header("Content-Type", "application/x-amz-json-1.0")
-            .body(body.to_string())
-            .send()
-            .unwrap_or_else(|e| panic!("{op}: {e}"));
-        let status = r.status();
-        let v: Value = r.json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{op}: {status} {v}");
-        v
-    }
-
     /// A Pass, then a callback carrying the token (serve's built-in `echo` function), logging
     /// every event to `group` (level ALL).
     fn review_machine(&self, name: &str, group: &str) -> String {
@@ -64,10 +38,6 @@ impl Serve {
             .to_string()
     }
 
-    fn describe(&self, arn: &str) -> Value {
-        self.call("DescribeExecution", json!({"executionArn": arn}))
-    }
-
     /// Until `f` holds of the execution's DescribeExecution answer (at most 20 s).
     fn wait(&self, arn: &str, what: &str, f: impl Fn(&Value) -> bool) {
         let end = Instant::now() + Duration::from_secs(20);
@@ -79,13 +49,6 @@ impl Serve {
             assert!(Instant::now() < end, "{what}: not within 20 s: {d}");
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -449,7 +412,7 @@ fn the_outbox_of_the_serve_named_as_outbox_endpoint() {
     let lb = Lb::new();
     let cfg = lb.file("serve.toml", "[[outbox.sinks]]\nname = \"archive\"\nkind = \"ndjson\"\npath = \"events.ndjson\"\n");
     let (child, url) = common::spawn_serve(lb.cmd().args(["--config", &cfg, "serve", "--bind", "127.0.0.1:0"]));
-    let serve = Serve { _lb: Lb::new(), child, url };
+    let serve = Serve { lb: Lb::new(), child, url };
     let site = Site::new(&serve.url, &[], None, "");
     std::fs::write(&site.config, std::fs::read_to_string(&site.config).expect("config") + &format!("outbox_endpoint = {:?}\n", serve.url))
         .expect("config");

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod receiver;
+pub mod serve;
 pub mod tmux;
 
 use std::path::PathBuf;
