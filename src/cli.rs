@@ -747,13 +747,15 @@ pub fn main() -> Result<ExitCode> {
             // The machines are read once: whether the store holds the demo decides its defaults.
             let machines: Vec<String> = engine.store.state_machines()?.into_iter().map(|m| m.name).collect();
             let holds_demo = lightbox::sim::holds_demo(&machines);
-            configure_resilience(&mut engine, &config, holds_demo || matches!(command, Command::Demo { .. }))?;
+            let demo_store = holds_demo || matches!(command, Command::Demo { .. });
+            let sinks = config.sinks_for(&data_dir, demo_store)?;
+            configure_resilience(&mut engine, &config, demo_store, &sinks)?;
             let mut ctx = Ctx {
                 json: cli.json,
                 read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
-                sinks: config.sinks_for(&data_dir, holds_demo || matches!(command, Command::Demo { .. }))?,
+                sinks,
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
             };
@@ -773,8 +775,9 @@ pub fn main() -> Result<ExitCode> {
             }
             if let (Command::Console { demo, no_demo }, Some(theme)) = (&command, theme) {
                 let demo = console::demo_mode(machines.is_empty(), holds_demo, *demo, *no_demo, engine.store.is_read_only());
-                configure_resilience(&mut engine, &config, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
-                ctx.sinks = config.sinks_for(&data_dir, holds_demo || matches!(demo, console::DemoMode::Running { .. }))?;
+                let demo_store = holds_demo || matches!(demo, console::DemoMode::Running { .. });
+                ctx.sinks = config.sinks_for(&data_dir, demo_store)?;
+                configure_resilience(&mut engine, &config, demo_store, &ctx.sinks)?;
                 let kept = console::Kept {
                     read_only_store: engine.store.is_read_only(),
                     demo: matches!(demo, console::DemoMode::Running { .. } | console::DemoMode::Paused(_)),
@@ -1944,16 +1947,15 @@ fn print_tasks(ctx: &Ctx, rows: &[PendingTask], reveal: bool) {
 }
 
 /// Escalation ladders and dependencies from the config; with `demo` (the store holds the demo,
-/// or `lightbox demo` is about to install it) the demo's where the config names none.
-fn configure_resilience(engine: &mut Engine, config: &Config, demo: bool) -> Result<()> {
+/// or `lightbox demo` is about to install it) the demo's where the config names none. The
+/// config's ladders are checked against `sinks`, the sinks in force.
+fn configure_resilience(engine: &mut Engine, config: &Config, demo: bool, sinks: &[lightbox::outbox::Sink]) -> Result<()> {
     lightbox::engine::escalation::validate(&config.escalation)?;
     lightbox::engine::dependencies::validate(&config.dependencies)?;
     engine.escalation = config.escalation.clone();
     engine.dependencies = config.dependencies.clone();
-    // The config's ladders notify sinks in force (the config's, else the demo's); names and
-    // formats only, so no data directory is needed.
-    let sinks = config.sinks_for(Path::new(""), demo)?;
-    lightbox::engine::escalation::check_sinks(&mut engine.escalation, &sinks).with_context(|| config.invalid())?;
+    // The config's ladders notify the sinks in force (the config's, else the demo's).
+    lightbox::engine::escalation::check_sinks(&mut engine.escalation, sinks).with_context(|| config.invalid())?;
     if demo {
         let (ladders, deps) = lightbox::sim::resilience_defaults();
         if config.escalation.is_empty() {
@@ -3163,13 +3165,13 @@ mod console {
                             let mut tasks = TaskRunner::new();
                             lightbox::sim::register_handlers(&mut tasks);
                             let mut engine = Engine::new(store, tasks, Clock::Real);
-                            configure_resilience(&mut engine, &config, kept.demo)?;
+                            let sinks = config.sinks_for(&dir, kept.demo)?;
+                            configure_resilience(&mut engine, &config, kept.demo, &sinks)?;
                             let running = demo_mode(false, kept.demo, false, self.no_demo, kept.read_only_store);
                             let running = matches!(running, DemoMode::Running { .. });
                             if running {
                                 lightbox::sim::Demo::install(&mut engine)?;
                             }
-                            let sinks = config.sinks_for(&dir, kept.demo)?;
                             let mut slo = slo_watcher(&config.slo)?;
                             let mut demo = running.then(demo_driver);
                             let local = Local::new(engine, dir.clone())
