@@ -204,7 +204,6 @@ impl Remote<'_> {
         Ok(self.cp.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?)
     }
 
-    /// What the audit record's `after` says: the status read afresh after the action.
     /// Carry out an action on execution `arn` with its audit record: the intent row first,
     /// the outcome after with the status before (`row`) and the status read afresh after.
     fn audited(
@@ -223,6 +222,7 @@ impl Remote<'_> {
         Ok(res?)
     }
 
+    /// What the audit record's `after` says: the status read afresh after the action.
     fn status_after(&mut self, arn: &str) -> Value {
         match self.cp.status_now(arn) {
             Ok(Some(s)) => s.to_json(),
