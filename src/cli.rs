@@ -484,6 +484,15 @@ enum ExecCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Let a quarantined execution (failed with Lightbox.Quarantined: applying an input to it
+    /// crashed the engine twice) try once more, from its state before that input.
+    Release {
+        /// The execution's ARN.
+        arn: String,
+        /// Why it is safe to try again (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Stop a running execution (it ends ABORTED).
     Stop {
         /// The execution's ARN.
@@ -991,6 +1000,9 @@ struct Config {
     /// Named event patterns: `lightbox events list --pattern NAME`, `:events NAME`.
     #[serde(default, rename = "event_patterns")]
     event_patterns: Vec<lightbox::events::feed::NamedPattern>,
+    /// `[engine]`: what one step of an execution may spend (evaluation work, wall-clock time).
+    #[serde(default)]
+    engine: lightbox::engine::StepBudget,
     /// The chosen context's backend (`aws` contexts carry where to connect).
     #[serde(skip)]
     remote: Option<lightbox::backend::aws::AwsContext>,
@@ -1110,6 +1122,8 @@ fn load_config(cli: &Cli) -> Result<Config> {
     let mut config: Config = toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
     config.source = Some(path);
     config.check()?;
+    // Every engine this process makes (CLI, console, `lightbox engine`, `lightbox serve`) starts with it.
+    lightbox::engine::StepBudget::set_process_default(config.engine);
     Ok(config)
 }
 
@@ -1138,6 +1152,7 @@ impl Config {
         }
         lightbox::engine::dependencies::validate(&self.dependencies).with_context(|| self.invalid())?;
         lightbox::ops::compensation::validate(&self.compensation).with_context(|| self.invalid())?;
+        self.engine.check().map_err(anyhow::Error::msg).with_context(|| self.invalid())?;
         Ok(())
     }
 
@@ -1520,11 +1535,10 @@ fn reveal_record(engine: &Engine, ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) 
 }
 
 /// Tests kill the process here, between an action taking effect and its audit outcome
-/// (`LIGHTBOX_TEST_CRASH_AFTER_ACTION=1`), as a power cut or `kill -9` would.
+/// (`LIGHTBOX_CRASH_AT=action-done`), as a power cut or `kill -9` would. A crash point
+/// ([`lightbox::crash`]): only in test builds.
 fn crash_point() {
-    if std::env::var_os("LIGHTBOX_TEST_CRASH_AFTER_ACTION").is_some_and(|v| v == "1") {
-        std::process::abort();
-    }
+    lightbox::crash::point("action-done", "cli");
 }
 
 fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCode> {
@@ -1676,6 +1690,34 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         }
         Command::Executions(ExecCmd::Compensate { arn, reason, dry_run }) => {
             return cmd_compensate(ctx, engine, arn, reason.as_deref(), *dry_run);
+        }
+        Command::Executions(ExecCmd::Release { arn, reason }) => {
+            ctx.refuse("release")?;
+            let reason = reason.trim();
+            if let Err(e) = lightbox::phi::check_reason(reason) {
+                return Err(UsageError(format!(
+                    "--reason: {}",
+                    e.to_string().replace("to reveal patient data", "to release a quarantined execution")
+                ))
+                .into());
+            }
+            let action = audit::Action::Other("release".into());
+            let intent = audit::begin(engine.store.conn(), &ctx.entry(action.clone()).execution(arn.clone()).reason(reason), Utc::now())?;
+            let before = status_of(engine, arn);
+            let res = engine.release_execution(arn);
+            crash_point();
+            let entry =
+                ctx.entry(action).execution(arn.clone()).reason(reason).before(before).after(status_of(engine, arn)).outcome(outcome(&res));
+            audit::finish(engine.store.conn(), intent, &entry, Utc::now())?;
+            let r = match res {
+                Err(e @ EngineError::NotQuarantined(_)) => return Err(UsageError(e.to_string()).into()),
+                other => other?,
+            };
+            if j {
+                print_json(&json!({"executionArn": r.arn, "status": r.status.as_str(), "redriveCount": r.redrive_count}));
+            } else {
+                say!("{} released for one more try ({}), now {}", r.arn, r.redrive_count, r.status);
+            }
         }
         Command::Executions(ExecCmd::Stop { arn, error, cause }) => {
             ctx.refuse("stop")?;
@@ -1877,7 +1919,14 @@ fn print_executions(ctx: &Ctx, rows: &[ExecutionSummary], more: bool, reveal: bo
     } else {
         say!("{:<10} {:<24} {}", "STATUS", "STARTED", "EXECUTION ARN");
         for r in rows {
-            say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn);
+            // An execution that ended in error says which after its ARN (a quarantined one
+            // `Lightbox.Quarantined`): error names are not patient data.
+            match &r.error {
+                Some(e) if r.status != lightbox::history::ExecutionStatus::Running => {
+                    say!("{:<10} {:<24} {}  {}", r.status.as_str(), ts(r.start), r.arn, esc(e))
+                }
+                _ => say!("{:<10} {:<24} {}", r.status.as_str(), ts(r.start), r.arn),
+            }
         }
         if more && let Some(last) = rows.last() {
             say!("(more: --next-token {})", encode_token(last));

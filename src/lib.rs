@@ -5,6 +5,7 @@ pub mod asl;
 pub mod audit;
 pub mod backend;
 pub mod bench;
+pub mod crash;
 pub mod duration;
 pub mod engine;
 pub mod events;

@@ -614,7 +614,7 @@ fn an_approval_killed_before_its_audit_outcome_fails_verify_naming_the_intent() 
     let arn = setup(&lb, 3600);
     let token = pending(&lb)[0]["taskToken"].as_str().expect("token").to_string();
     let out =
-        lb.cmd().args(["--user", "dr.lee", "tasks", "approve", &token]).env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1").output().expect("run");
+        lb.cmd().args(["--user", "dr.lee", "tasks", "approve", &token]).env("LIGHTBOX_CRASH_AT", "action-done").output().expect("run");
     assert!(!out.status.success(), "the process was killed mid-way");
     // The approval took effect…
     assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "SUCCEEDED");
@@ -636,7 +636,7 @@ fn an_approval_killed_before_its_audit_outcome_fails_verify_naming_the_intent() 
     let def = lb.write("fail.json", &json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "E"}}}));
     lb.json(&["state-machines", "create", "--name", "fails", "--definition", def.to_str().expect("p")]);
     let failed = lb.json(&["executions", "start", "--state-machine", "fails"])["executionArn"].as_str().expect("arn").to_string();
-    let out = lb.cmd().args(["executions", "redrive", &failed]).env("LIGHTBOX_TEST_CRASH_AFTER_ACTION", "1").output().expect("run");
+    let out = lb.cmd().args(["executions", "redrive", &failed]).env("LIGHTBOX_CRASH_AT", "action-done").output().expect("run");
     assert!(!out.status.success());
     assert_eq!(lb.run(&["audit", "verify"]).status.code(), Some(3));
 }

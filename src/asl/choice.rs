@@ -248,6 +248,9 @@ impl ChoiceRule {
     /// Evaluates the rule; `resolve` maps a JSONPath (`$.x`, `$$.Execution.Input.y`, `$var.f`)
     /// to its value.
     pub fn evaluate(&self, resolve: &Resolve) -> Result<bool, ChoiceError> {
+        // Each rule evaluated is charged to the evaluation budget (and a comparison by what it
+        // compares, in `compare`); a spent budget fails the execution after the step.
+        let _ = crate::asl::budget::charge(1);
         match self {
             ChoiceRule::And(rules) => {
                 for rule in rules {
@@ -439,6 +442,10 @@ fn matches_glob(pattern: &str, text: &str) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None; // (token after the last '*', text index)
     while let Some(&c) = text.get(t) {
+        // Backtracking can cost pattern × text steps: each is charged, and a spent budget ends it.
+        if crate::asl::budget::charge(1).is_err() {
+            return false;
+        }
         match tokens.get(p) {
             Some(None) => {
                 p += 1;

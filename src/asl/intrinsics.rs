@@ -324,7 +324,18 @@ pub fn evaluate_call(call: &Call, ctx: &mut dyn IntrinsicContext) -> Result<Valu
             Arg::Call(inner) => evaluate_call(inner, ctx)?,
         });
     }
-    apply(call, args, ctx).map_err(|message| IntrinsicError::Function { function: call.name.clone(), message })
+    // Each call is charged for what it reads and what it makes (nodes, and string bytes in
+    // sixteens) against the evaluation budget.
+    let budget = |v: &Value| {
+        crate::asl::budget::charge_json(v)
+            .map_err(|e| IntrinsicError::Function { function: call.name.clone(), message: format!("The evaluation exceeded {e}") })
+    };
+    for a in &args {
+        budget(a)?;
+    }
+    let out = apply(call, args, ctx).map_err(|message| IntrinsicError::Function { function: call.name.clone(), message })?;
+    budget(&out)?;
+    Ok(out)
 }
 
 fn apply(call: &Call, args: Vec<Value>, ctx: &mut dyn IntrinsicContext) -> Result<Value, String> {

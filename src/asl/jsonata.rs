@@ -117,27 +117,23 @@ fn run_inner(
     max_steps: u64,
 ) -> Result<Option<Json>, JsonataError> {
     let ast = parse(expr).map_err(|f| f.into_error(true))?;
-    let mut ev = Evaluator {
-        bindings,
-        root_cache: HashMap::new(),
-        random,
-        now_ms: now_millis,
-        depth: 0,
-        steps: 0,
-        max_steps,
-        bound_frames: Vec::new(),
-    };
-    let env = Frame::root();
-    let result = ev.eval(&ast, None, &env);
-    // Break any closure <-> frame reference cycles created by `:=`.
-    for f in ev.bound_frames.drain(..) {
-        f.vars.borrow_mut().clear();
-    }
-    let value = result.map_err(|f| f.into_error(false))?;
-    match value {
-        None => Ok(None),
-        Some(v) => to_json(&v).map(Some),
-    }
+    // Every unit of work below, the conversion to JSON included, draws on this expression's
+    // step budget and on any budget the caller has in force (the engine's per step).
+    let (out, _) = crate::asl::budget::run(crate::asl::budget::Limits::steps(max_steps), || {
+        let mut ev = Evaluator { bindings, root_cache: HashMap::new(), random, now_ms: now_millis, depth: 0, bound_frames: Vec::new() };
+        let env = Frame::root();
+        let result = ev.eval(&ast, None, &env);
+        // Break any closure <-> frame reference cycles created by `:=`.
+        for f in ev.bound_frames.drain(..) {
+            f.vars.borrow_mut().clear();
+        }
+        let value = result.map_err(|f| f.into_error(false))?;
+        match value {
+            None => Ok(None),
+            Some(v) => to_json(&v).map(Some),
+        }
+    });
+    out
 }
 
 /// Parse an expression without evaluating it (for validating definitions up front).
@@ -356,19 +352,90 @@ enum Val {
     Num(f64),
     Str(Rc<str>),
     Arr(Rc<Arr>),
-    Obj(Rc<Obj>),
+    Obj(Rc<ObjVal>),
     Func(Rc<Func>),
+}
+
+/// What a value is once expanded: values share structure (`[$a, $a]` holds `$a` twice without
+/// copying it), so the tree a walk over it visits can be exponentially larger than the memory
+/// it takes. Each array and object works this out once, from its children's, and keeps it.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    /// The expanded value's size, estimated as its JSON text length.
+    size: u64,
+    /// A function somewhere inside.
+    func: bool,
 }
 
 /// An array plus the JSONata bookkeeping flags: `seq` (a result sequence, flattened and
 /// unwrapped when singleton), `cons` (built by an array constructor inside a path, not
 /// flattened), `keep` (singleton kept as an array, from `[]`).
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Arr {
     items: Vec<Val>,
     seq: bool,
     cons: bool,
     keep: bool,
+    meta: std::cell::OnceCell<Meta>,
+}
+
+impl Clone for Arr {
+    /// A copy works its size out afresh, so items changed after the copy are counted.
+    fn clone(&self) -> Arr {
+        Arr { items: self.items.clone(), seq: self.seq, cons: self.cons, keep: self.keep, meta: std::cell::OnceCell::new() }
+    }
+}
+
+/// An object's members and what it is once expanded ([`Meta`]).
+#[derive(Debug, Default)]
+struct ObjVal {
+    map: Obj,
+    meta: std::cell::OnceCell<Meta>,
+}
+
+impl std::ops::Deref for ObjVal {
+    type Target = Obj;
+    fn deref(&self) -> &Obj {
+        &self.map
+    }
+}
+
+/// The expanded size and function content of `v` (cached per array and object).
+fn meta(v: &Val) -> Meta {
+    let leaf = |size: usize| Meta { size: size as u64, func: false };
+    match v {
+        Val::Null => leaf(4),
+        Val::Bool(_) => leaf(5),
+        Val::Num(_) => leaf(2),
+        Val::Str(s) => leaf(s.len().saturating_add(2)),
+        Val::Func(_) => Meta { size: 1, func: true },
+        Val::Arr(a) => *a.meta.get_or_init(|| {
+            grow(|| {
+                a.items.iter().fold(Meta { size: 2u64.saturating_add(a.items.len() as u64), func: false }, |m, x| {
+                    let c = meta(x);
+                    Meta { size: m.size.saturating_add(c.size), func: m.func || c.func }
+                })
+            })
+        }),
+        Val::Obj(o) => *o.meta.get_or_init(|| {
+            grow(|| {
+                o.map.iter().fold(Meta { size: 2, func: false }, |m, (k, x)| {
+                    let c = meta(x);
+                    Meta { size: m.size.saturating_add(k.len() as u64 + 4).saturating_add(c.size), func: m.func || c.func }
+                })
+            })
+        }),
+    }
+}
+
+/// The expanded size of `v`: what a walk over all of it visits, and about its JSON length.
+fn logical_size(v: &Val) -> u64 {
+    meta(v).size
+}
+
+/// Charge `units` of work to the evaluation budget ([`crate::asl::budget`]).
+fn spend(units: u64) -> R<()> {
+    crate::asl::budget::charge(units).map_err(|_| Fail::new("U1002"))
 }
 
 enum Func {
@@ -405,7 +472,7 @@ impl Val {
         Val::Arr(Rc::new(Arr { items, seq: true, ..Arr::default() }))
     }
     fn object(o: Obj) -> Val {
-        Val::Obj(Rc::new(o))
+        Val::Obj(Rc::new(ObjVal { map: o, meta: std::cell::OnceCell::new() }))
     }
 }
 
@@ -442,6 +509,7 @@ fn to_json(v: &Val) -> Result<Json, JsonataError> {
         grow(|| go_inner(v, size))
     }
     fn add(size: &mut usize, n: usize) -> Result<(), JsonataError> {
+        spend(1).map_err(|f| f.into_error(false))?;
         *size = size.saturating_add(n);
         check_str_len(*size, "the expression").map_err(|f| f.into_error(false))
     }
@@ -1574,8 +1642,6 @@ struct Evaluator<'b, 'r> {
     random: &'r mut dyn FnMut() -> u64,
     now_ms: i64,
     depth: usize,
-    steps: u64,
-    max_steps: u64,
     bound_frames: Vec<Env>,
 }
 
@@ -1623,11 +1689,7 @@ impl Evaluator<'_, '_> {
     /// Count `units` of work against the step budget (also bounds memory growth from
     /// repeated doubling of strings or arrays).
     fn charge(&mut self, units: usize) -> R<()> {
-        self.steps = self.steps.saturating_add(units as u64);
-        if self.steps > self.max_steps {
-            return Err(Fail::new("U1002"));
-        }
-        Ok(())
+        spend(units as u64)
     }
 
     fn bind(&mut self, env: &Env, name: &str, v: Option<Val>) {
@@ -1640,17 +1702,26 @@ impl Evaluator<'_, '_> {
 
     fn eval(&mut self, node: &Node, input: Option<&Val>, env: &Env) -> R<Option<Val>> {
         self.depth += 1;
-        self.steps += 1;
         if self.depth > MAX_EVAL_DEPTH {
             self.depth -= 1;
             return Err(Fail::new("U1001").at(node.pos));
         }
-        if self.steps > self.max_steps {
+        if let Err(f) = spend(1) {
             self.depth -= 1;
-            return Err(Fail::new("U1002").at(node.pos));
+            return Err(f.at(node.pos));
         }
         let r = stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, || self.eval_inner(node, input, env));
         self.depth -= 1;
+        // No value larger than the output limit once expanded leaves a node, however little
+        // memory its shared parts take: every walk over a value is bounded by that limit.
+        if let Ok(Some(v)) = &r {
+            let size = logical_size(v);
+            if size > MAX_STRING_LEN as u64 {
+                return Err(
+                    too_large("the expression", usize::try_from(size).unwrap_or(usize::MAX), MAX_STRING_LEN, "characters").at(node.pos)
+                );
+            }
+        }
         r
     }
 
@@ -1663,13 +1734,13 @@ impl Evaluator<'_, '_> {
                 Some(Val::Num(n)) => Some(Val::Num(-n)),
                 Some(v) => return Err(Fail::new("D1002").at(node.pos).value(Some(&v))),
             },
-            Kind::Name(n) => lookup_field(input, n),
+            Kind::Name(n) => lookup_field(input, n)?,
             Kind::Str(s) => Some(Val::Str(s.clone())),
             Kind::Num(n) => Some(Val::Num(*n)),
             Kind::Bool(b) => Some(Val::Bool(*b)),
             Kind::Null => Some(Val::Null),
-            Kind::Wildcard => eval_wildcard(input),
-            Kind::Descendant => eval_descendants(input),
+            Kind::Wildcard => eval_wildcard(input)?,
+            Kind::Descendant => eval_descendants(input)?,
             Kind::Parent => {
                 return Err(Fail::new("S0999").at(node.pos).msg("The parent operator (%) is not supported"));
             }
@@ -2068,7 +2139,7 @@ impl Evaluator<'_, '_> {
                 let (Some(a), Some(b)) = (&lhs, &rhs) else {
                     return Ok(Some(Val::Bool(false)));
                 };
-                let eq = deep_equal(a, b);
+                let eq = deep_equal(a, b)?;
                 Ok(Some(Val::Bool(if op == BinOp::Eq { eq } else { !eq })))
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
@@ -2115,10 +2186,18 @@ impl Evaluator<'_, '_> {
                 let (Some(a), Some(b)) = (&lhs, &rhs) else {
                     return Ok(Some(Val::Bool(false)));
                 };
-                let found = match b {
-                    Val::Arr(arr) => arr.items.iter().any(|x| strict_equal(x, a)),
-                    other => strict_equal(other, a),
-                };
+                let mut found = false;
+                match b {
+                    Val::Arr(arr) => {
+                        for x in arr.items.iter() {
+                            if strict_equal(x, a)? {
+                                found = true;
+                                break;
+                            }
+                        }
+                    }
+                    other => found = strict_equal(other, a)?,
+                }
                 Ok(Some(Val::Bool(found)))
             }
             BinOp::And | BinOp::Or => Ok(None),
@@ -2310,17 +2389,9 @@ fn grow<T>(f: impl FnOnce() -> T) -> T {
     stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
 }
 
+/// A function anywhere inside `v` (worked out once per array and object, see [`Meta`]).
 fn contains_func(v: &Val) -> bool {
-    grow(|| contains_func_inner(v))
-}
-
-fn contains_func_inner(v: &Val) -> bool {
-    match v {
-        Val::Func(_) => true,
-        Val::Arr(a) => a.items.iter().any(contains_func),
-        Val::Obj(o) => o.values().any(contains_func),
-        _ => false,
-    }
+    meta(v).func
 }
 
 fn check_finite(n: f64) -> R<f64> {
@@ -2372,17 +2443,21 @@ fn merge_sort(items: Vec<Val>, swap: &mut dyn FnMut(&Val, &Val) -> R<bool>) -> R
 }
 
 /// `fn.lookup`: field access, mapping over arrays and flattening one level.
-fn lookup_field(input: Option<&Val>, key: &str) -> Option<Val> {
+fn lookup_field(input: Option<&Val>, key: &str) -> R<Option<Val>> {
     grow(|| lookup_field_inner(input, key))
 }
 
-fn lookup_field_inner(input: Option<&Val>, key: &str) -> Option<Val> {
-    match input {
+fn lookup_field_inner(input: Option<&Val>, key: &str) -> R<Option<Val>> {
+    Ok(match input {
         Some(Val::Arr(a)) => {
+            spend(a.items.len() as u64)?;
             let mut out = Vec::new();
             for item in a.items.iter() {
-                match lookup_field(Some(item), key) {
-                    Some(Val::Arr(r)) => out.extend(r.items.iter().cloned()),
+                match lookup_field(Some(item), key)? {
+                    Some(Val::Arr(r)) => {
+                        spend(r.items.len() as u64)?;
+                        out.extend(r.items.iter().cloned())
+                    }
                     Some(v) => out.push(v),
                     None => {}
                 }
@@ -2391,35 +2466,40 @@ fn lookup_field_inner(input: Option<&Val>, key: &str) -> Option<Val> {
         }
         Some(Val::Obj(o)) => o.get(key).cloned(),
         _ => None,
-    }
+    })
 }
 
-fn flatten_into(v: &Val, out: &mut Vec<Val>) {
+fn flatten_into(v: &Val, out: &mut Vec<Val>) -> R<()> {
     grow(|| flatten_into_inner(v, out))
 }
 
-fn flatten_into_inner(v: &Val, out: &mut Vec<Val>) {
+fn flatten_into_inner(v: &Val, out: &mut Vec<Val>) -> R<()> {
+    spend(1)?;
     match v {
-        Val::Arr(a) => a.items.iter().for_each(|x| flatten_into(x, out)),
-        other => out.push(other.clone()),
+        Val::Arr(a) => a.items.iter().try_for_each(|x| flatten_into(x, out)),
+        other => {
+            out.push(other.clone());
+            Ok(())
+        }
     }
 }
 
-fn eval_wildcard(input: Option<&Val>) -> Option<Val> {
+fn eval_wildcard(input: Option<&Val>) -> R<Option<Val>> {
     let mut out = Vec::new();
     if let Some(Val::Obj(o)) = input {
+        spend(o.len() as u64)?;
         for v in o.values() {
             if let Val::Arr(_) = v {
-                flatten_into(v, &mut out);
+                flatten_into(v, &mut out)?;
             } else {
                 out.push(v.clone());
             }
         }
     }
-    Some(Val::seq(out))
+    Ok(Some(Val::seq(out)))
 }
 
-fn eval_descendants(input: Option<&Val>) -> Option<Val> {
+fn eval_descendants(input: Option<&Val>) -> R<Option<Val>> {
     fn rec(v: &Val, out: &mut Vec<Val>) {
         match v {
             Val::Arr(a) => grow(|| a.items.iter().for_each(|x| rec(x, out))),
@@ -2430,10 +2510,12 @@ fn eval_descendants(input: Option<&Val>) -> Option<Val> {
             other => out.push(other.clone()),
         }
     }
-    let input = input?;
+    let Some(input) = input else { return Ok(None) };
+    // The walk visits the expanded value: charge all of it before taking a step.
+    spend(logical_size(input))?;
     let mut out = Vec::new();
     rec(input, &mut out);
-    if out.len() == 1 { out.pop() } else { Some(Val::seq(out)) }
+    Ok(if out.len() == 1 { out.pop() } else { Some(Val::seq(out)) })
 }
 
 fn eval_range(l: Option<&Val>, r: Option<&Val>) -> R<Option<Val>> {
@@ -2508,28 +2590,55 @@ fn boolean_inner(v: Option<&Val>) -> Option<bool> {
     })
 }
 
-fn deep_equal(a: &Val, b: &Val) -> bool {
+/// Structural equality; every node compared is charged, so equal shared values cannot make
+/// it run for ever.
+fn deep_equal(a: &Val, b: &Val) -> R<bool> {
     grow(|| deep_equal_inner(a, b))
 }
 
-fn deep_equal_inner(a: &Val, b: &Val) -> bool {
-    match (a, b) {
+fn deep_equal_inner(a: &Val, b: &Val) -> R<bool> {
+    spend(1)?;
+    Ok(match (a, b) {
         (Val::Null, Val::Null) => true,
         (Val::Bool(x), Val::Bool(y)) => x == y,
         (Val::Num(x), Val::Num(y)) => x == y,
-        (Val::Str(x), Val::Str(y)) => x == y,
-        (Val::Arr(x), Val::Arr(y)) => x.items.len() == y.items.len() && x.items.iter().zip(y.items.iter()).all(|(p, q)| deep_equal(p, q)),
-        (Val::Obj(x), Val::Obj(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w))),
+        (Val::Str(x), Val::Str(y)) => {
+            spend(x.len().min(y.len()) as u64 / 16)?;
+            x == y
+        }
+        (Val::Arr(x), Val::Arr(y)) => {
+            if x.items.len() != y.items.len() {
+                return Ok(false);
+            }
+            for (p, q) in x.items.iter().zip(y.items.iter()) {
+                if !deep_equal(p, q)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        (Val::Obj(x), Val::Obj(y)) => {
+            if x.len() != y.len() {
+                return Ok(false);
+            }
+            for (k, v) in x.iter() {
+                match y.get(k) {
+                    Some(w) if deep_equal(v, w)? => {}
+                    _ => return Ok(false),
+                }
+            }
+            true
+        }
         (Val::Func(x), Val::Func(y)) => Rc::ptr_eq(x, y),
         _ => false,
-    }
+    })
 }
 
 /// JavaScript `===` (objects and arrays by identity).
-fn strict_equal(a: &Val, b: &Val) -> bool {
+fn strict_equal(a: &Val, b: &Val) -> R<bool> {
     match (a, b) {
-        (Val::Arr(x), Val::Arr(y)) => Rc::ptr_eq(x, y),
-        (Val::Obj(x), Val::Obj(y)) => Rc::ptr_eq(x, y),
+        (Val::Arr(x), Val::Arr(y)) => Ok(Rc::ptr_eq(x, y)),
+        (Val::Obj(x), Val::Obj(y)) => Ok(Rc::ptr_eq(x, y)),
         _ => deep_equal(a, b),
     }
 }
@@ -2902,7 +3011,8 @@ fn stringify_into(v: &Val, indent: Option<usize>, level: usize, normalise: bool,
 
 fn stringify_into_inner(v: &Val, indent: Option<usize>, level: usize, normalise: bool, out: &mut String) -> R<()> {
     // Values share structure (`[$a, $a]`), so the text can be exponentially larger than the
-    // value: stop as soon as it is over the limit.
+    // value: stop as soon as it is over the limit. Each node written is charged.
+    spend(1)?;
     check_str_len(out.len(), "$string")?;
     if let Some(w) = indent {
         check_str_len(w.saturating_mul(level).saturating_add(out.len()), "$string")?;
@@ -3532,7 +3642,14 @@ impl Evaluator<'_, '_> {
                 Some(Val::Arr(a)) if a.items.len() > 1 => {
                     let mut out: Vec<Val> = Vec::new();
                     for v in a.items.iter() {
-                        if !out.iter().any(|x| deep_equal(x, v)) {
+                        let mut seen = false;
+                        for x in out.iter() {
+                            if deep_equal(x, v)? {
+                                seen = true;
+                                break;
+                            }
+                        }
+                        if !seen {
                             out.push(v.clone());
                         }
                     }
@@ -3605,7 +3722,7 @@ impl Evaluator<'_, '_> {
             }
             "lookup" => {
                 let key = str_arg(a1).unwrap_or_else(|| Rc::from(""));
-                Ok(lookup_field(a0, &key))
+                lookup_field(a0, &key)
             }
             "spread" => {
                 fn spread(v: &Val, out: &mut Vec<Val>) {
@@ -5547,5 +5664,87 @@ mod tests {
                 let _ = ev(&s);
             }
         }
+    }
+
+    /// Shared structure: a value built from itself doubles its expanded size per step without
+    /// copying. Every walk over such a value (equality, `$distinct`, binding, descent, keys,
+    /// serialisation...) is charged for what it visits, and no value larger than the output
+    /// limit once expanded is ever made, so each combination below ends by the step counters
+    /// (the wall-clock budget around it is only a backstop and must not be what stops it).
+    #[test]
+    fn shared_structures_are_charged_for_what_they_expand_to() {
+        let builders =
+            ["[$a, $a]", "{'l': $a, 'r': $a}", "$append($a, $a)", "[[$a], [$a]]", "[$a, {'k': $a}]", "$merge([{'a': $a}, {'b': $a}])"];
+        let uses = [
+            "$x = $x",
+            "$x != $x",
+            "$distinct([$x, $x])",
+            "$count($x.**)",
+            "$x.**",
+            "$string($x)",
+            "$x in [$x]",
+            "$keys($x)",
+            "$lookup($x, 'l')",
+            "$x.l.r.l.r",
+            "$x.*",
+            "$count($x)",
+            "$type($x)",
+            "($y := $x; $z := [$y, $y]; $count($z))",
+            "$exists($x)",
+            "$spread($x)",
+            "$each($x, function($v, $k){$k})",
+            "$sift($x, function($v){$v = $v})",
+            "$x ~> $string",
+            "$join($x.$string(), ',')",
+            "[$x][0] = [$x][0]",
+            "{'o': $x}.o = $x",
+            "$x.($ = $)",
+            "$filter($x, function($v){$v = $x})",
+        ];
+        let mut checked = 0;
+        for b in builders {
+            for depth in [12, 40] {
+                for u in uses {
+                    let expr = format!(
+                        "($f := function($a, $n){{$n = 0 ? $a : $f({b}, $n - 1)}}; $x := $f([1, 'two', {{'t': 3}}], {depth}); {u})"
+                    );
+                    let (r, spent) = crate::asl::budget::run(
+                        crate::asl::budget::Limits { steps: u64::MAX, wall: Some(std::time::Duration::from_secs(60)) },
+                        || ev(&expr),
+                    );
+                    assert!(spent.exhausted.is_none(), "{expr}: only the wall clock stopped it ({spent:?})");
+                    if depth == 40 {
+                        // 2^40 times the seed: far past the limit once expanded, however shared.
+                        let code = r.as_ref().err().and_then(|e| e.code());
+                        assert!(matches!(code, Some("U1002" | "U1003")), "{expr}: {r:?}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, builders.len() * 2 * uses.len());
+    }
+
+    /// Work within the size limit is still charged each time it is done: a legal value compared
+    /// with itself many times runs out of steps instead of running for minutes.
+    #[test]
+    fn repeated_walks_of_a_legal_value_run_out_of_steps() {
+        err_code(
+            "($f := function($a, $n){$n = 0 ? $a : $f([$a, $a], $n - 1)}; $x := $f([1], 18); $sum([1..100000].($x = $x ? 1 : 0)))",
+            "U1002",
+        );
+        err_code("($f := function($a, $n){$n = 0 ? $a : $f([$a, $a], $n - 1)}; $x := $f([1], 18); $count([1..100000].($x.**)))", "U1002");
+        // ...while a single walk of it is fine.
+        ok("($f := function($a, $n){$n = 0 ? $a : $f([$a, $a], $n - 1)}; $x := $f([1], 10); $x = $x)", json!(true));
+    }
+
+    /// An engine-wide budget in force is drawn on too: the expression stops when it is spent,
+    /// and the budget records that it was.
+    #[test]
+    fn an_outer_budget_is_drawn_on() {
+        let (r, spent) =
+            crate::asl::budget::run(crate::asl::budget::Limits::steps(50_000), || ev("$sum([1..1000000])").map_err(|e| e.code()));
+        assert_eq!(r, Err(Some("U1002")));
+        assert!(matches!(spent.exhausted, Some((crate::asl::budget::Exhausted::Steps { limit: 50_000 }, _))));
     }
 }

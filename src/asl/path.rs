@@ -658,6 +658,11 @@ impl Query {
         let v = if self.definite {
             out.into_iter().next()
         } else {
+            // Copies out of the document are charged by what they hold, before they are made:
+            // overlapping matches (`$..*`) cannot copy more than the budget allows.
+            if out.iter().any(|m| crate::asl::budget::charge_json(m).is_err()) {
+                return None;
+            }
             Some(Cow::Owned(Value::Array(out.into_iter().map(Cow::into_owned).collect())))
         };
         match self.func {
@@ -668,6 +673,11 @@ impl Query {
 }
 
 fn walk<'a>(segs: &[Seg], node: &'a Value, root: &'a Value, out: &mut Vec<Cow<'a, Value>>) {
+    // Every node visited is charged to the evaluation budget; once it is spent the walk stops
+    // (the engine then fails the execution with the budget's cause).
+    if crate::asl::budget::charge(1).is_err() {
+        return;
+    }
     let Some((seg, rest)) = segs.split_first() else {
         out.push(Cow::Borrowed(node));
         return;
@@ -699,6 +709,9 @@ fn walk<'a>(segs: &[Seg], node: &'a Value, root: &'a Value, out: &mut Vec<Cow<'a
 
 /// Recursive descent: applies `segs` to `node` and to every descendant, in pre-order.
 fn scan<'a>(segs: &[Seg], node: &'a Value, root: &'a Value, out: &mut Vec<Cow<'a, Value>>) {
+    if crate::asl::budget::charge(1).is_err() {
+        return;
+    }
     let skip = match segs.first() {
         // A filter tests objects only: array elements are visited on their own.
         Some(Seg::Filter(..)) => node.is_array(),

@@ -31,6 +31,9 @@ pub fn embedded_only(command: &Command) -> Option<(&'static str, &'static str)> 
         }
         Command::StateMachines(SmCmd::List) => ("state-machines list", "aws stepfunctions list-state-machines"),
         Command::Executions(ExecCmd::Start { .. }) => ("executions start", "aws stepfunctions start-execution"),
+        Command::Executions(ExecCmd::Release { .. }) => {
+            ("executions release", "Step Functions has no quarantine; `aws stepfunctions redrive-execution` tries a failed execution again")
+        }
         Command::Engine { .. } => {
             ("engine", "Step Functions runs the workflows; `lightbox engine` without --backend aws runs the embedded engine")
         }
@@ -367,7 +370,7 @@ impl Remote<'_> {
                 }
             }
             ExecCmd::Compensate { arn, reason, dry_run } => return self.compensate(arn, reason.as_deref(), *dry_run),
-            ExecCmd::Start { .. } => bail!("internal error: `executions start` is refused on AWS before this"),
+            ExecCmd::Start { .. } | ExecCmd::Release { .. } => bail!("internal error: this command is refused on AWS before this"),
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -884,6 +884,9 @@ impl Machine<'_> {
     }
 
     fn run_state(&mut self, id: u32, state: &State) {
+        // What a spent evaluation budget names; each state run is a unit of work too.
+        crate::asl::budget::label(&state.name);
+        let _ = crate::asl::budget::charge(1);
         let r = match state.query_language {
             QueryLanguage::JsonPath => self.run_jsonpath(id, state),
             QueryLanguage::Jsonata => self.run_jsonata(id, state),

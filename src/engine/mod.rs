@@ -37,6 +37,66 @@ pub const ESCALATED: &str = "Review.Escalated";
 /// execution is failed so that every other execution goes on; the details are in the log.
 pub const INTERNAL_ERROR: &str = "Lightbox.InternalError";
 
+/// The error an execution fails with when one step of it passed the step budget
+/// ([`StepBudget`]): more evaluation work, or more wall-clock time, than one step may take.
+pub const BUDGET_EXCEEDED: &str = "Lightbox.BudgetExceeded";
+
+pub use crate::store::QUARANTINED;
+
+/// What one step (one input applied to one execution) may spend: units of evaluation work
+/// (JSONata, JSONPath, intrinsics and Choice rules draw on them, see [`crate::asl::budget`])
+/// and wall-clock time. A step that passes either fails its execution with
+/// [`BUDGET_EXCEEDED`], naming the state and the budget; every other execution goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepBudget {
+    /// `[engine] step_budget`: units of evaluation work per step.
+    #[serde(default = "StepBudget::default_steps")]
+    pub step_budget: u64,
+    /// `[engine] step_wall_ms`: wall-clock milliseconds per step.
+    #[serde(default = "StepBudget::default_wall_ms")]
+    pub step_wall_ms: u64,
+}
+
+impl StepBudget {
+    fn default_steps() -> u64 {
+        50_000_000
+    }
+    fn default_wall_ms() -> u64 {
+        5_000
+    }
+    /// Refuse a budget no step could work in.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.step_budget < 10_000 {
+            return Err(format!("engine.step_budget must be at least 10000 units of work; got {}", self.step_budget));
+        }
+        if !(50..=600_000).contains(&self.step_wall_ms) {
+            return Err(format!("engine.step_wall_ms must be between 50 and 600000 milliseconds; got {}", self.step_wall_ms));
+        }
+        Ok(())
+    }
+    pub(crate) fn limits(&self) -> crate::asl::budget::Limits {
+        crate::asl::budget::Limits { steps: self.step_budget, wall: Some(std::time::Duration::from_millis(self.step_wall_ms)) }
+    }
+    /// The budget every engine made after this in this process starts with (`[engine]`).
+    pub fn set_process_default(b: StepBudget) {
+        if let Ok(mut d) = PROCESS_BUDGET.lock() {
+            *d = Some(b);
+        }
+    }
+    pub(crate) fn process_default() -> StepBudget {
+        PROCESS_BUDGET.lock().ok().and_then(|d| *d).unwrap_or_default()
+    }
+}
+
+impl Default for StepBudget {
+    fn default() -> StepBudget {
+        StepBudget { step_budget: StepBudget::default_steps(), step_wall_ms: StepBudget::default_wall_ms() }
+    }
+}
+
+static PROCESS_BUDGET: Mutex<Option<StepBudget>> = Mutex::new(None);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -79,6 +139,8 @@ pub enum EngineError {
     Busy(String),
     #[error("{INTERNAL_ERROR}: {0}")]
     Internal(String),
+    #[error("NotQuarantined: execution {0} is not quarantined (only an execution that failed with {QUARANTINED} can be released)")]
+    NotQuarantined(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -201,6 +263,12 @@ pub struct Engine {
     ladder_inputs: HashMap<String, (String, Value)>,
     /// Notice ids already written (the outbox dedupes them too; this spares the writes).
     ladder_sent: std::collections::HashSet<String>,
+    /// What one step may spend.
+    pub budget: StepBudget,
+    /// The execution and version this engine last marked as being applied
+    /// ([`Store::begin_apply`]), so that a task and the step that applies its result share
+    /// one mark.
+    marked: Option<(String, i64)>,
 }
 
 impl Engine {
@@ -220,6 +288,8 @@ impl Engine {
             ladders_checked: None,
             ladder_inputs: HashMap::new(),
             ladder_sent: std::collections::HashSet::new(),
+            budget: StepBudget::process_default(),
+            marked: None,
         }
     }
 
@@ -316,10 +386,24 @@ impl Engine {
             redrive_count: 0,
             redrive_time: None,
         };
-        let mut st = ExecState::new(info, self.next_seed());
+        let seed = self.next_seed();
+        let mut st = ExecState::new(info.clone(), seed);
         let env = self.env()?;
         // A panic while starting stores nothing: the caller gets an internal error, not a crash.
-        let step = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&mut st, &def, Input::Start, &env))) {
+        let (r, spent) = crate::asl::budget::run(self.budget.limits(), || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&mut st, &def, Input::Start, &env)))
+        });
+        let r = match spent.exhausted {
+            // Over budget: the execution is stored as failed, naming the state and the budget.
+            Some((e, at)) => {
+                st = ExecState::new(info, seed);
+                let cause = self.budget_cause(&e, at.as_deref());
+                tracing::warn!(execution = %arn, budget = %e, "starting an execution passed the step budget; it is failed");
+                Ok(Ok(core::fail_internal(&mut st, &def, &env, BUDGET_EXCEEDED, &cause)))
+            }
+            None => r,
+        };
+        let step = match r {
             Ok(step) => step?,
             Err(p) => {
                 tracing::error!(execution = %arn, panic = %panic_message(p.as_ref()), "the engine panicked starting an execution; nothing was stored");
@@ -362,8 +446,69 @@ impl Engine {
                 Ok(())
             }
         };
+        self.end_marked(arn);
         self.store.release_lease(arn, &self.owner)?;
         r
+    }
+
+    /// Mark `arn` at `version` as being worked on (durably, before the work), unless this
+    /// engine already has. `false`: the engine crashed on this work twice before, so the
+    /// execution has been quarantined instead (failed with [`QUARANTINED`]); do not do it.
+    fn mark(&mut self, arn: &str, version: i64, what: &str) -> Result<bool> {
+        if self.marked.as_ref().is_some_and(|(a, v)| a == arn && *v == version) {
+            return Ok(true);
+        }
+        match self.store.begin_apply(arn, version, &self.owner, what, self.clock.now())? {
+            crate::store::ApplyMark::Go => {}
+            crate::store::ApplyMark::Retry { crashes } => {
+                tracing::warn!(execution = %arn, crashes, input = what, "the engine stopped while working on this execution before; trying once more");
+            }
+            crate::store::ApplyMark::Quarantine { crashes, input, since } => {
+                let cause = format!(
+                    "The Lightbox engine stopped {crashes} times while applying {input} to this execution (first at {}): out of memory, a stack \
+                     overflow, an abort or a bug. The execution was quarantined so that the engine could go on; its state from before that \
+                     input is kept. `lightbox executions release {arn} --reason-code CODE --reason TEXT` allows one more try.",
+                    crate::events::time(since)
+                );
+                tracing::error!(execution = %arn, crashes, input = %input, "quarantined: the engine stopped twice working on this execution");
+                self.force_finish(arn, ExecutionStatus::Failed, Some(QUARANTINED), Some(&cause))?;
+                self.marked = None;
+                return Ok(false);
+            }
+        }
+        self.marked = Some((arn.to_string(), version));
+        Ok(true)
+    }
+
+    /// The work on `arn` ended in this process (committed, refused or handled): whatever mark
+    /// this engine left is not a crash.
+    fn end_marked(&mut self, arn: &str) {
+        if self.marked.as_ref().is_some_and(|(a, _)| a == arn) {
+            self.marked = None;
+        }
+        if let Err(e) = self.store.end_apply(arn, &self.owner) {
+            tracing::warn!(execution = %arn, error = %e, "could not clear the mark of work that ended");
+        }
+    }
+
+    /// `lightbox executions release`: let a quarantined execution try once more (see
+    /// [`Store::release_quarantine`]), then drive it.
+    pub fn release_execution(&mut self, arn: &str) -> Result<ExecutionSummary> {
+        self.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
+        if !self.store.release_quarantine(arn, self.clock.now())? {
+            return Err(EngineError::NotQuarantined(arn.to_string()));
+        }
+        self.drive(arn)?;
+        self.store.execution(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))
+    }
+
+    fn budget_cause(&self, e: &crate::asl::budget::Exhausted, at: Option<&str>) -> String {
+        let which = match e {
+            crate::asl::budget::Exhausted::Steps { .. } => "[engine] step_budget",
+            crate::asl::budget::Exhausted::Time { .. } => "[engine] step_wall_ms",
+        };
+        let state = at.map(|s| format!("the state '{s}'")).unwrap_or_else(|| "one step".to_string());
+        format!("Evaluating {state} passed {e} per step ({which}); the execution was failed so that the engine could go on.")
     }
 
     fn drive_leased(&mut self, arn: &str) -> Result<()> {
@@ -380,6 +525,10 @@ impl Engine {
                 return Ok(());
             }
             let input = if let Some(t) = st.outstanding_tasks().into_iter().next() {
+                // A task that crashes the engine is quarantined like an input that does.
+                if !self.mark(arn, version, "a task")? {
+                    return Ok(());
+                }
                 let Some(outcome) = self.run_task(arn, &t)? else { return Ok(()) };
                 match outcome {
                     TaskOutcome::Done(result) => Input::TaskResult { task_id: t.task_id, result },
@@ -453,6 +602,7 @@ impl Engine {
             self.step_isolated(arn, &mut st, &def, input, version)?;
             self.drive_leased(arn)
         })();
+        self.end_marked(arn);
         self.store.release_lease(arn, &self.owner)?;
         r
     }
@@ -482,30 +632,62 @@ impl Engine {
     /// fails this execution with [`INTERNAL_ERROR`] (committed and logged) instead of taking
     /// the engine down. A panic while stopping is returned as an error, so that
     /// [`Engine::stop_execution`] aborts the execution directly. Returns the new version.
+    ///
+    /// Before the input is applied, the execution is marked durably as being applied
+    /// ([`Engine::mark`]): an execution whose input crashed the engine twice is quarantined,
+    /// not applied a third time. The step runs under the step budget ([`StepBudget`]); one
+    /// that passes it is not committed, and the execution fails with [`BUDGET_EXCEEDED`].
+    /// Stopping is never held back by either.
     fn step_isolated(&mut self, arn: &str, st: &mut ExecState, def: &Definition, input: Input, version: i64) -> Result<i64> {
         let env = self.env()?;
         let stopping = matches!(input, Input::Stop { .. });
         let what = input_kind(&input);
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(st, def, input, &env)));
-        let panic = match r {
-            Ok(step) => return Ok(self.store.commit_step(st, version, &step?)?),
-            Err(p) => panic_message(p.as_ref()),
-        };
-        tracing::error!(execution = %arn, input = what, panic = %panic, "the engine panicked applying an input; failing this execution");
-        if stopping {
-            return Err(EngineError::Internal(format!("the engine panicked while stopping {arn}")));
+        if !stopping && !self.mark(arn, version, what)? {
+            let fresh = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
+            *st = fresh.state;
+            return Ok(fresh.version);
         }
+        crate::crash::point("apply", arn);
+        let limits = if stopping { crate::asl::budget::Limits::steps(u64::MAX) } else { self.budget.limits() };
+        let (r, spent) =
+            crate::asl::budget::run(limits, || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(st, def, input, &env))));
+        let cause = match (r, spent.exhausted) {
+            (Ok(_), Some((e, at))) => {
+                tracing::warn!(execution = %arn, input = what, budget = %e, "a step passed the step budget; failing this execution");
+                (BUDGET_EXCEEDED, self.budget_cause(&e, at.as_deref()))
+            }
+            (Ok(step), None) => {
+                return match step {
+                    Ok(step) => Ok(self.store.commit_step(st, version, &step)?),
+                    Err(e) => {
+                        self.end_marked(arn);
+                        Err(e.into())
+                    }
+                };
+            }
+            (Err(p), _) => {
+                let panic = panic_message(p.as_ref());
+                tracing::error!(execution = %arn, input = what, panic = %panic, "the engine panicked applying an input; failing this execution");
+                if stopping {
+                    return Err(EngineError::Internal(format!("the engine panicked while stopping {arn}")));
+                }
+                (
+                    INTERNAL_ERROR,
+                    format!(
+                        "An internal error occurred in the Lightbox engine while applying {what} to this execution; the execution was failed so that the engine could go on. The engine log has the details."
+                    ),
+                )
+            }
+        };
+        let (error, cause) = cause;
         // The step was not committed: start again from the committed state.
         let fresh = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
         *st = fresh.state;
-        let cause = format!(
-            "An internal error occurred in the Lightbox engine while applying {what} to this execution; the execution was failed so that the engine could go on. The engine log has the details."
-        );
-        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::fail_internal(st, def, &env, INTERNAL_ERROR, &cause)));
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::fail_internal(st, def, &env, error, &cause)));
         match failed {
             Ok(step) => Ok(self.store.commit_step(st, fresh.version, &step)?),
             Err(_) => {
-                self.force_finish(arn, ExecutionStatus::Failed, Some(INTERNAL_ERROR), Some(&cause))?;
+                self.force_finish(arn, ExecutionStatus::Failed, Some(error), Some(&cause))?;
                 st.status = ExecutionStatus::Failed;
                 Ok(fresh.version + 1)
             }

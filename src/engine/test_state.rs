@@ -175,7 +175,14 @@ pub fn run(definition: &str, input: &str, args: &Value) -> Result<Value, String>
         insp: Map::new(),
         req: &req,
     };
-    Ok(t.respond(&input))
+    // One state under the engine's step budget: a TestState call cannot hold its caller (or
+    // `lightbox serve`) longer than a step of a real execution could.
+    let budget = super::StepBudget::process_default();
+    let (out, spent) = crate::asl::budget::run(budget.limits(), || t.respond(&input));
+    match spent.exhausted {
+        Some((e, _)) => Err(format!("evaluating state {name:?} passed {e} per step (the engine's step budget)")),
+        None => Ok(out),
+    }
 }
 
 /// Parse the definition: a whole machine (`stateName` set) or one state, which is wrapped in a

@@ -99,6 +99,7 @@ impl From<EngineError> for ApiError {
             | EngineError::OverrideNeedsReason { .. }
             | EngineError::ClaimChanged { .. } => "TaskClaimed",
             EngineError::NotRedrivable(_) | EngineError::Apply(ApplyError::NotRedrivable { .. }) => "ExecutionNotRedrivable",
+            EngineError::NotQuarantined(_) => "ValidationException",
             EngineError::Apply(_) => "ValidationException",
             EngineError::Busy(_) => return ApiError { code: "ServiceUnavailable", message: text, status: 503 },
             EngineError::Internal(_) => return ApiError::internal(text),

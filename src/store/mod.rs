@@ -154,6 +154,18 @@ CREATE TABLE IF NOT EXISTS claims (
     claimed_by  TEXT NOT NULL,
     claimed_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- An execution the engine is applying an input to (or running a task of) right now: written
+-- and committed before the work starts, removed by the transaction that commits the step (or
+-- when the work ends without one). A row left behind by an owner that is gone marks a crash;
+-- `tries` counts the attempts at that version (see `Store::begin_apply`).
+CREATE TABLE IF NOT EXISTS applying (
+    execution_arn TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    owner         TEXT NOT NULL,
+    tries         INTEGER NOT NULL,
+    input         TEXT NOT NULL,
+    first_ms      INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     execution_arn TEXT NOT NULL,
@@ -165,6 +177,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (execution_arn, event_id)
 );
 "#;
+
+/// The error of an execution the engine quarantined: applying an input to it crashed the
+/// engine twice (see [`Store::begin_apply`]).
+pub const QUARANTINED: &str = "Lightbox.Quarantined";
+
+/// What [`Store::begin_apply`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplyMark {
+    /// No crash recorded at this version: go ahead.
+    Go,
+    /// The engine crashed `crashes` time(s) on this work: this is the one more try.
+    Retry { crashes: i64 },
+    /// The engine crashed `crashes` times on this work (first on `input`, at `since`): do not
+    /// try again.
+    Quarantine { crashes: i64, input: String, since: DateTime<Utc> },
+}
 
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -589,8 +617,109 @@ impl Store {
             return Err(StoreError::Conflict(st.info.execution_arn.clone()));
         }
         write_step(&tx, st, step)?;
+        // The step is done: the mark that it was being applied goes with it.
+        tx.prepare_cached("DELETE FROM applying WHERE execution_arn = ?1")?.execute([&st.info.execution_arn])?;
         tx.commit()?;
         Ok(version + 1)
+    }
+
+    /// Record, durably, that `owner` is about to apply `input` to `arn` at `version` (or run
+    /// one of its tasks), before it does. A mark left at the same version by another owner is
+    /// a crash (the process died with the work unfinished: out of memory, a stack overflow,
+    /// an abort, the OOM killer, a bug), so this is the next try. The first try after a crash
+    /// goes ahead; after a second crash [`ApplyMark::Quarantine`] says not to try a third time.
+    pub fn begin_apply(&self, arn: &str, version: i64, owner: &str, input: &str, now: DateTime<Utc>) -> Result<ApplyMark> {
+        let tx = self.conn.unchecked_transaction()?;
+        let row: Option<(i64, String, i64, String, i64)> = tx
+            .prepare_cached("SELECT version, owner, tries, input, first_ms FROM applying WHERE execution_arn = ?1")?
+            .query_row([arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .optional()?;
+        let mark = match row {
+            Some((v, o, _, _, _)) if v == version && o == owner => return Ok(ApplyMark::Go),
+            Some((v, _, tries, was, first_ms)) if v == version => {
+                if tries >= 2 {
+                    return Ok(ApplyMark::Quarantine { crashes: tries, input: was, since: from_ms(first_ms) });
+                }
+                tx.prepare_cached("UPDATE applying SET owner = ?2, tries = tries + 1 WHERE execution_arn = ?1")?
+                    .execute(params![arn, owner])?;
+                ApplyMark::Retry { crashes: tries }
+            }
+            _ => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO applying (execution_arn, version, owner, tries, input, first_ms) VALUES (?1, ?2, ?3, 1, ?4, ?5)",
+                )?
+                .execute(params![arn, version, owner, input, ms(now)])?;
+                ApplyMark::Go
+            }
+        };
+        tx.commit()?;
+        Ok(mark)
+    }
+
+    /// The work `owner` marked on `arn` ended without a step to commit (it was refused, waits
+    /// for a held dependency, or failed in a way that was handled): not a crash.
+    pub fn end_apply(&self, arn: &str, owner: &str) -> Result<()> {
+        self.conn.prepare_cached("DELETE FROM applying WHERE execution_arn = ?1 AND owner = ?2")?.execute([arn, owner])?;
+        Ok(())
+    }
+
+    /// Let a quarantined execution try once more: back to RUNNING from the state it had
+    /// before the input that crashed the engine (kept in its snapshot), with an
+    /// `ExecutionRedriven` event, and marked as one crash down so that another crash
+    /// quarantines it again at once. `false` when `arn` is not a quarantined execution.
+    pub fn release_quarantine(&self, arn: &str, now: DateTime<Utc>) -> Result<bool> {
+        let now_ms = ms(now);
+        let tx = self.conn.unchecked_transaction()?;
+        let row: Option<(String, i64, i64, Option<i64>)> = tx
+            .query_row(
+                "SELECT snapshot, redrive_count, version, stop_ms FROM executions WHERE arn = ?1 AND status = 'FAILED' AND error = ?2",
+                params![arn, QUARANTINED],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((snapshot, redrive_count, version, stop_ms)) = row else { return Ok(false) };
+        let mut snap: serde_json::Value = serde_json::from_str(&snapshot).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let count = redrive_count.saturating_add(1);
+        let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM history WHERE execution_arn = ?1", [arn], |r| r.get(0))?;
+        if let Some(o) = snap.as_object_mut() {
+            // Events go on after the failure and the redrive written here.
+            o.insert("next_event_id".into(), serde_json::Value::from(last + 2));
+            o.insert("status".into(), serde_json::to_value(ExecutionStatus::Running).unwrap_or(serde_json::Value::Null));
+            for k in ["error", "cause", "stop_time"] {
+                o.insert(k.into(), serde_json::Value::Null);
+            }
+            if let Some(info) = o.get_mut("info").and_then(|i| i.as_object_mut()) {
+                info.insert("redrive_count".into(), serde_json::Value::from(count));
+                info.insert("redrive_time".into(), serde_json::to_value(now).unwrap_or(serde_json::Value::Null));
+            }
+        }
+        // The state must still read as an execution before it is put back to work.
+        let st: ExecState = serde_json::from_value(snap).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let details = serde_json::json!({ "redriveCount": count });
+        tx.execute(
+            "INSERT INTO history (execution_arn, id, previous_id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, 'ExecutionRedriven', ?5)",
+            params![arn, last + 1, last, now_ms, details.to_string()],
+        )?;
+        let snapshot = serde_json::to_string(&st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "UPDATE executions SET status = 'RUNNING', stop_ms = NULL, error = NULL, cause = NULL, snapshot = ?2,
+             redrive_count = ?3, redrive_ms = ?4, version = version + 1 WHERE arn = ?1",
+            params![arn, snapshot, count, now_ms],
+        )?;
+        // The reviews it waited on wait again (quarantine closed them as it failed the
+        // execution), and its timer is back.
+        tx.execute(
+            "UPDATE task_tokens SET status = 'PENDING', closed_ms = NULL WHERE execution_arn = ?1 AND status = 'ABORTED' AND closed_ms = ?2",
+            params![arn, stop_ms],
+        )?;
+        write_timer(&tx, &st)?;
+        // One more try: the next crash at this version is the second.
+        tx.execute(
+            "INSERT OR REPLACE INTO applying (execution_arn, version, owner, tries, input, first_ms) VALUES (?1, ?2, 'released', 1, 'release', ?3)",
+            params![arn, version + 1, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     pub fn load(&self, arn: &str) -> Result<Option<Loaded>> {
@@ -793,9 +922,12 @@ impl Store {
             )
             .optional()?;
         let Some((snapshot, state_machine_arn, name, start_ms, input, redrive_count, redrive_ms)) = row else { return Ok(false) };
+        let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM history WHERE execution_arn = ?1", [arn], |r| r.get(0))?;
         // Keep the snapshot in step with the row when it can be read; leave it alone otherwise.
         let snapshot = match serde_json::from_str::<serde_json::Value>(&snapshot) {
             Ok(serde_json::Value::Object(mut o)) => {
+                // A redrive (or a release) goes on after the event written here.
+                o.insert("next_event_id".into(), serde_json::Value::from(last + 2));
                 o.insert("status".into(), serde_json::to_value(status).unwrap_or(serde_json::Value::Null));
                 o.insert("error".into(), error.map_or(serde_json::Value::Null, |e| serde_json::Value::String(e.into())));
                 o.insert("cause".into(), cause.map_or(serde_json::Value::Null, |c| serde_json::Value::String(c.into())));
@@ -804,7 +936,6 @@ impl Store {
             }
             _ => snapshot,
         };
-        let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM history WHERE execution_arn = ?1", [arn], |r| r.get(0))?;
         tx.execute(
             "INSERT INTO history (execution_arn, id, previous_id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![arn, last + 1, last, now_ms, event, details.to_string()],
@@ -814,6 +945,7 @@ impl Store {
             params![arn, status.as_str(), now_ms, error, cause, snapshot],
         )?;
         tx.execute("DELETE FROM timers WHERE execution_arn = ?1", [arn])?;
+        tx.execute("DELETE FROM applying WHERE execution_arn = ?1", [arn])?;
         tx.execute(
             "UPDATE task_tokens SET status = 'ABORTED', closed_ms = ?2 WHERE execution_arn = ?1 AND status = 'PENDING'",
             params![arn, now_ms],
@@ -1214,6 +1346,22 @@ fn outbox_payload(
 }
 
 /// Everything a step writes besides the execution row.
+/// The execution's one timer: when the shell must next look at it (now, when it has local
+/// work; its next wake otherwise; none when it waits only for the outside).
+fn write_timer(tx: &rusqlite::Transaction<'_>, st: &ExecState) -> Result<()> {
+    let arn = &st.info.execution_arn;
+    tx.prepare_cached("DELETE FROM timers WHERE execution_arn = ?1")?.execute([arn])?;
+    let local_work = st.status == ExecutionStatus::Running && !st.outstanding_tasks().is_empty();
+    let wake = match (st.next_wake(), local_work) {
+        (_, true) => Some(st.info.start_time.min(Utc::now())),
+        (w, false) => w,
+    };
+    if let Some(w) = wake {
+        tx.prepare_cached("INSERT INTO timers (execution_arn, fire_ms) VALUES (?1, ?2)")?.execute(params![arn, ms(w)])?;
+    }
+    Ok(())
+}
+
 fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Result<()> {
     let arn = &st.info.execution_arn;
     {
@@ -1242,15 +1390,7 @@ fn write_step(tx: &rusqlite::Transaction<'_>, st: &ExecState, step: &Step) -> Re
             }
         }
     }
-    tx.prepare_cached("DELETE FROM timers WHERE execution_arn = ?1")?.execute([arn])?;
-    let local_work = st.status == ExecutionStatus::Running && !st.outstanding_tasks().is_empty();
-    let wake = match (st.next_wake(), local_work) {
-        (_, true) => Some(st.info.start_time.min(Utc::now())),
-        (w, false) => w,
-    };
-    if let Some(w) = wake {
-        tx.prepare_cached("INSERT INTO timers (execution_arn, fire_ms) VALUES (?1, ?2)")?.execute(params![arn, ms(w)])?;
-    }
+    write_timer(tx, st)?;
     {
         let mut ins = tx.prepare_cached(
             "INSERT INTO task_tokens (token, execution_arn, task_id, state_name, resource, parameters, status, issued_ms, timeout_ms, heartbeat_ms)
