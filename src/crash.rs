@@ -8,7 +8,8 @@
 //! `LIGHTBOX_CRASH_AT` lists `NAME[:HOW][@PART]` items, comma-separated: at the point `NAME`,
 //! for a subject (an execution ARN, a task token…) containing `PART`, the process dies by
 //! `HOW`: `abort` (the default), `oom` (allocates until memory runs out: run it under a
-//! memory cap) or `stack` (overflows its stack). Before dying it appends `NAME SUBJECT` to the
+//! memory cap) or `stack` (overflows its stack); or, to order two processes, `wait`: it holds
+//! still there until the file `<LIGHTBOX_CRASH_NOTE>.go` exists. Before dying it appends `NAME SUBJECT` to the
 //! file `LIGHTBOX_CRASH_NOTE` names, if any, so a test can see where it died.
 
 /// A crash point named `name`, reached while working on `subject`.
@@ -29,6 +30,16 @@ pub fn point(name: &str, subject: &str) {
             }
         }
         match how {
+            // Not a crash: hold still here until the test creates `<LIGHTBOX_CRASH_NOTE>.go`
+            // (at most a minute), so that it can act at this exact point.
+            "wait" => {
+                let go = std::env::var("LIGHTBOX_CRASH_NOTE").map(|n| format!("{n}.go")).unwrap_or_default();
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !std::path::Path::new(&go).exists() && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                return;
+            }
             "oom" => exhaust_memory(),
             "stack" => {
                 std::hint::black_box(overflow_stack(1));

@@ -269,6 +269,9 @@ pub struct Engine {
     /// ([`Store::begin_apply`]), so that a task and the step that applies its result share
     /// one mark.
     marked: Option<(String, i64)>,
+    /// Who is answering which review, for the claim check the step that applies the answer
+    /// makes inside its own transaction ([`Store::commit_step_guarded`]).
+    answering: Option<(PendingTask, Acting)>,
 }
 
 impl Engine {
@@ -290,6 +293,7 @@ impl Engine {
             ladder_sent: std::collections::HashSet::new(),
             budget: StepBudget::process_default(),
             marked: None,
+            answering: None,
         }
     }
 
@@ -647,6 +651,11 @@ impl Engine {
             *st = fresh.state;
             return Ok(fresh.version);
         }
+        // The answer to a review is checked against its claim where the answer commits.
+        let guard = match &input {
+            Input::TaskResult { task_id, .. } => self.answering.take().filter(|(t, _)| &t.token == task_id),
+            _ => None,
+        };
         crate::crash::point("apply", arn);
         let limits = if stopping { crate::asl::budget::Limits::steps(u64::MAX) } else { self.budget.limits() };
         let (r, spent) =
@@ -657,11 +666,33 @@ impl Engine {
                 (BUDGET_EXCEEDED, self.budget_cause(&e, at.as_deref()))
             }
             (Ok(step), None) => {
-                return match step {
-                    Ok(step) => Ok(self.store.commit_step(st, version, &step)?),
+                let step = match step {
+                    Ok(step) => step,
                     Err(e) => {
                         self.end_marked(arn);
-                        Err(e.into())
+                        return Err(e.into());
+                    }
+                };
+                let Some((task, acting)) = guard else { return Ok(self.store.commit_step(st, version, &step)?) };
+                let mut refusal = None;
+                let committed = self.store.commit_step_guarded(st, version, &step, |tx| {
+                    let now = PendingTask { claimed_by: tx.claim_holder(&task.token)?, ..task.clone() };
+                    match acting.check_claim(&now) {
+                        Ok(_) => Ok(true),
+                        Err(e) => {
+                            refusal = Some(e);
+                            Ok(false)
+                        }
+                    }
+                })?;
+                return match (committed, refusal) {
+                    (Some(v), _) => Ok(v),
+                    (None, e) => {
+                        // Nothing was written: the execution is as it was.
+                        let fresh = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
+                        *st = fresh.state;
+                        self.end_marked(arn);
+                        Err(e.unwrap_or_else(|| EngineError::Claimed(task.token.clone())))
                     }
                 };
             }
@@ -776,7 +807,11 @@ impl Engine {
         }
         let t = self.pending_token(token)?;
         acting.check_claim(&t)?;
-        self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result: Ok(output) })?;
+        crate::crash::point("answer-checked", &t.token);
+        self.answering = Some((t.clone(), acting.clone()));
+        let r = self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result: Ok(output) });
+        self.answering = None;
+        r?;
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 
@@ -795,8 +830,12 @@ impl Engine {
         }
         let t = self.pending_token(token)?;
         acting.check_claim(&t)?;
+        crate::crash::point("answer-checked", &t.token);
         let result = Err(TaskError { error: error.unwrap_or_default().to_string(), cause: cause.unwrap_or_default().to_string() });
-        self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result })?;
+        self.answering = Some((t.clone(), acting.clone()));
+        let r = self.deliver_token(&t, Input::TaskResult { task_id: t.token.clone(), result });
+        self.answering = None;
+        r?;
         Ok(self.store.token(&t.token)?.unwrap_or(t))
     }
 

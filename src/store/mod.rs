@@ -178,6 +178,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 "#;
 
+/// What a guard may read inside the transaction of the step it guards
+/// ([`Store::commit_step_guarded`]).
+pub struct TxView<'a>(&'a rusqlite::Transaction<'a>);
+
+impl TxView<'_> {
+    /// Who holds the claim on a review, as committed at this instant.
+    pub fn claim_holder(&self, token: &str) -> Result<Option<String>> {
+        Ok(self.0.prepare_cached("SELECT claimed_by FROM claims WHERE token = ?1")?.query_row([token], |r| r.get(0)).optional()?)
+    }
+}
+
 /// The error of an execution the engine quarantined: applying an input to it crashed the
 /// engine twice (see [`Store::begin_apply`]).
 pub const QUARANTINED: &str = "Lightbox.Quarantined";
@@ -590,8 +601,24 @@ impl Store {
 
     /// Commit one step: the execution row moves from `version` to `version + 1`.
     pub fn commit_step(&mut self, st: &ExecState, version: i64, step: &Step) -> Result<i64> {
+        self.commit_step_guarded(st, version, step, |_| Ok(true)).map(|v| v.unwrap_or(version))
+    }
+
+    /// [`Store::commit_step`], with a guard checked inside the same transaction before
+    /// anything is written: `Ok(None)` (nothing written) when the guard says no. What the
+    /// guard reads (a claim, say) cannot change between its check and the step's commit.
+    pub fn commit_step_guarded(
+        &mut self,
+        st: &ExecState,
+        version: i64,
+        step: &Step,
+        guard: impl FnOnce(&TxView<'_>) -> Result<bool>,
+    ) -> Result<Option<i64>> {
         let current = st.root_state();
         let tx = self.conn.transaction()?;
+        if !guard(&TxView(&tx))? {
+            return Ok(None);
+        }
         let snapshot = serde_json::to_string(st).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let n = tx
             .prepare_cached(
@@ -620,7 +647,7 @@ impl Store {
         // The step is done: the mark that it was being applied goes with it.
         tx.prepare_cached("DELETE FROM applying WHERE execution_arn = ?1")?.execute([&st.info.execution_arn])?;
         tx.commit()?;
-        Ok(version + 1)
+        Ok(Some(version + 1))
     }
 
     /// Record, durably, that `owner` is about to apply `input` to `arn` at `version` (or run
