@@ -22,7 +22,10 @@ fn setup(lb: &Lb) -> (String, String) {
             "Signed": {"Type": "Pass", "End": true}}}),
     );
     lb.json(&["state-machines", "create", "--name", "review", "--definition", def.to_str().expect("path")]);
-    let arn = lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1"])["executionArn"].as_str().expect("arn").to_string();
+    let arn = lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-1"])["executionArn"]
+        .as_str()
+        .expect("arn")
+        .to_string();
     let token = lb.json(&["tasks", "list"])["tasks"][0]["taskToken"].as_str().expect("token").to_string();
     (arn, token)
 }
@@ -83,10 +86,7 @@ fn serve_honours_a_claim_taken_while_an_answer_is_in_flight() {
     let (arn, token) = setup(&lb);
     let note = lb.path("points");
     let (mut child, url) = common::spawn_serve(
-        lb.cmd()
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .env("LIGHTBOX_CRASH_AT", "answer-checked:wait")
-            .env("LIGHTBOX_CRASH_NOTE", &note),
+        lb.cmd().args(["serve", "--bind", "127.0.0.1:0"]).env("LIGHTBOX_CRASH_AT", "answer-checked:wait").env("LIGHTBOX_CRASH_NOTE", &note),
     );
     let call = |body: serde_json::Value| {
         let url = url.clone();

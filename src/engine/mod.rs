@@ -393,6 +393,8 @@ impl Engine {
         let seed = self.next_seed();
         let mut st = ExecState::new(info.clone(), seed);
         let env = self.env()?;
+        // (A crash here stores nothing: there is no execution yet to crash again.)
+        crate::crash::point("apply", &arn);
         // A panic while starting stores nothing: the caller gets an internal error, not a crash.
         let (r, spent) = crate::asl::budget::run(self.budget.limits(), || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&mut st, &def, Input::Start, &env)))
