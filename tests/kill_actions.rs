@@ -159,13 +159,16 @@ fn compensate_killed_mid_start_starts_the_compensation_once_when_repeated() {
     assert_eq!(list["executions"].as_array().map(Vec::len), Some(1), "{list}");
 }
 
+/// Makes the execution a call acts on: its ARN and the call's body.
+type Make = Box<dyn Fn(&Site) -> (String, Value)>;
+
 /// Through `lightbox serve`: the server dies inside the step applying SendTaskSuccess,
 /// SendTaskFailure, StopExecution or RedriveExecution; a new server finds the execution as it
 /// was, and the call made again takes effect once.
 #[test]
 fn serve_killed_mid_apply_for_each_action_leaves_nothing_half_done() {
     let s = Site::new();
-    let calls: Vec<(&str, Box<dyn Fn(&Site) -> (String, Value)>, &str)> = vec![
+    let calls: Vec<(&str, Make, &str)> = vec![
         (
             "SendTaskSuccess",
             Box::new(|s: &Site| {
