@@ -65,6 +65,9 @@ pub enum Exception {
     Failed,
     /// Stopped by an operator (ABORTED), unless a rule names it otherwise.
     Aborted,
+    /// Set aside by the engine: working on it crashed the engine twice (`Lightbox.Quarantined`);
+    /// an operator releases it for one more try.
+    Quarantined,
 }
 
 impl Exception {
@@ -76,6 +79,7 @@ impl Exception {
             Exception::ClaimDenied => "claim denied",
             Exception::Failed => "failed",
             Exception::Aborted => "aborted",
+            Exception::Quarantined => "quarantined",
         }
     }
 }

@@ -86,7 +86,9 @@ pub fn exception_for(status: ExecutionStatus, error: Option<&str>, state: &str) 
     }
     let e = error.unwrap_or_default().to_ascii_lowercase();
     let st = state.to_ascii_lowercase();
-    Some(if e.contains("cancel") || st.contains("cancel") {
+    Some(if e == "lightbox.quarantined" {
+        Exception::Quarantined
+    } else if e.contains("cancel") || st.contains("cancel") {
         Exception::OrderCancelled
     } else if e.contains("discontinu") || st.contains("discontinu") {
         Exception::AcquisitionDiscontinued
@@ -460,6 +462,7 @@ mod tests {
         assert_eq!(exception_for(Aborted, None, "Acquire"), Some(Exception::Aborted));
         assert_eq!(exception_for(Aborted, Some("Archive.Unavailable"), "Publish"), Some(Exception::Aborted));
         assert_eq!(exception_for(TimedOut, Some("States.Timeout"), "Acquire"), Some(Exception::Failed));
+        assert_eq!(exception_for(Failed, Some("Lightbox.Quarantined"), "PublishReport"), Some(Exception::Quarantined));
         assert_eq!(exception_for(Running, None, "Acquire"), None);
         let counts = [(Failed, 2), (TimedOut, 1), (Aborted, 4), (Succeeded, 9)];
         assert_eq!(Ending::Failed.count(counts), 3);
