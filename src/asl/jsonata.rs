@@ -2992,10 +2992,24 @@ fn quote_json_string(s: &str) -> String {
 }
 
 /// `JSON.stringify` as used in error messages (no number normalisation, never fails).
+/// A value quoted in an error message is cut at 1,000 characters (with `…`): a cause quotes
+/// what was wrong, it does not carry the data.
 fn json_stringify_opt(v: Option<&Val>) -> String {
+    const QUOTED: usize = 1000;
     match v {
         None => "undefined".into(),
-        Some(v) => stringify(v, None, false).unwrap_or_default(),
+        Some(v) => {
+            let mut text = stringify(v, None, false).unwrap_or_default();
+            if text.len() > QUOTED {
+                let mut end = QUOTED;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push('…');
+            }
+            text
+        }
     }
 }
 
@@ -5746,5 +5760,13 @@ mod tests {
             crate::asl::budget::run(crate::asl::budget::Limits::steps(50_000), || ev("$sum([1..1000000])").map_err(|e| e.code()));
         assert_eq!(r, Err(Some("U1002")));
         assert!(matches!(spent.exhausted, Some((crate::asl::budget::Exhausted::Steps { limit: 50_000 }, _))));
+    }
+
+    /// An error quotes at most 1,000 characters of the value it names, however large.
+    #[test]
+    fn errors_quote_a_bounded_part_of_a_large_value() {
+        let e = ev("$number($join([1..100000].$string(), 'x'))").expect_err("not a number");
+        let text = e.to_string();
+        assert!(text.starts_with("D3030") && text.len() < 1100 && text.ends_with('…'), "{} chars", text.len());
     }
 }
