@@ -303,3 +303,42 @@ fn the_demo_archives_its_events_to_a_relayed_ndjson_sink_unless_the_config_names
     let list = empty.json(&["outbox", "list"]);
     assert_eq!(list["sinks"].as_array().map(Vec::len), Some(0), "{list}");
 }
+
+/// A 3xx is a failed delivery that names its `Location` (masked, like every URL): the relay
+/// never follows it, so nothing reaches an address that is not in the configuration (a 302
+/// was once marked delivered, a 307 re-posted events to another host). It is retried and
+/// parked like any failure.
+#[test]
+fn a_redirect_is_a_failed_delivery_naming_its_location_and_is_never_followed() {
+    for code in [302u16, 307, 308] {
+        let lb = Lb::new();
+        let elsewhere = Receiver::start(Duration::ZERO);
+        let rx = Receiver::start(Duration::ZERO);
+        let location = format!("{}/login?session=s3cr3t-token", elsewhere.url);
+        *rx.redirect.lock().expect("lock") = Some((code, location));
+        let cfg = config(&lb, &format!("kind = \"webhook\"\nurl = \"{}\"\nmax_attempts = 2\nbreaker_failures = 100", rx.url));
+        let ids = emit(&lb, 2, 1, &format!("rd{code}"));
+        let e = engine(&lb, &cfg);
+        wait_until("both rows parked", 30, || sink_status(&lb, &cfg)["sinks"][0]["parked"] == 2);
+        stop(e);
+        assert_eq!(elsewhere.requests(), 0, "HTTP {code}: the redirect was followed");
+        assert!(rx.delivered_keys().is_empty(), "HTTP {code}: nothing counts as delivered");
+        let tried: Vec<String> = rx.seen.lock().expect("lock").requests.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            tried,
+            [ids[0].clone(), ids[0].clone(), ids[1].clone(), ids[1].clone()],
+            "HTTP {code}: retried like any failure, then parked"
+        );
+        let st = sink_status(&lb, &cfg);
+        assert_eq!(st["sinks"][0]["delivered"], 0, "{st}");
+        let parked = lb.json(&["--config", &cfg, "outbox", "list", "--parked"]);
+        let rows = parked["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 2, "{parked}");
+        let shown = format!("{}/login?***", elsewhere.url);
+        for r in rows {
+            let err = r["lastError"].as_str().unwrap_or_default();
+            assert!(err.contains(&format!("HTTP {code}")) && err.contains(&format!("Location {shown}")), "{parked}");
+            assert!(!err.contains("s3cr3t") && !err.contains('\n'), "{err}");
+        }
+    }
+}

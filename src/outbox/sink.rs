@@ -10,6 +10,9 @@ use super::{Sink, SinkKind};
 pub enum SinkError {
     #[error("webhook answered HTTP {0}")]
     Status(u16),
+    /// A redirect is never followed: the event goes only to the configured URL.
+    #[error("webhook answered HTTP {status} (a redirect, not followed) to Location {location}")]
+    Redirect { status: u16, location: String },
     #[error("webhook request failed: {0}")]
     Request(String),
     #[error("{path}: {err}")]
@@ -41,7 +44,14 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(url: String, timeout: std::time::Duration) -> Webhook {
-        let client = reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(|e| e.to_string());
+        // Never follow a redirect: a 3xx is a failed delivery, so no event (patient data
+        // included) goes to an address that is not in the configuration.
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string());
         Webhook { url, client }
     }
 }
@@ -57,7 +67,33 @@ impl Publisher for Webhook {
             .send()
             .map_err(|e| SinkError::Request(request_error(e)))?;
         let status = resp.status();
-        if status.is_success() { Ok(()) } else { Err(SinkError::Status(status.as_u16())) }
+        if status.is_success() {
+            Ok(())
+        } else if status.is_redirection() {
+            let location = resp.headers().get(reqwest::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            Err(SinkError::Redirect { status: status.as_u16(), location: shown_location(location.as_deref()) })
+        } else {
+            Err(SinkError::Status(status.as_u16()))
+        }
+    }
+}
+
+/// Longest `Location` an error shows (characters, after masking).
+const LOCATION_SHOWN: usize = 120;
+
+/// A redirect's `Location` as an error shows it: masked like every URL ([`super::shown_url`]),
+/// one line (control characters dropped), at most [`LOCATION_SHOWN`] characters (cut with `…`).
+pub fn shown_location(location: Option<&str>) -> String {
+    let Some(location) = location else { return "(none)".into() };
+    let shown: String = super::shown_url(location).chars().filter(|c| !c.is_control()).collect();
+    if shown.chars().count() > LOCATION_SHOWN {
+        let mut cut: String = shown.chars().take(LOCATION_SHOWN - 1).collect();
+        cut.push('…');
+        cut
+    } else if shown.is_empty() {
+        "(empty)".into()
+    } else {
+        shown
     }
 }
 
