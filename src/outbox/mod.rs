@@ -598,8 +598,12 @@ struct Candidate {
 
 /// Rows a pass looks at, at most.
 const PASS_ROWS: i64 = 2000;
-/// Publish this many rows, then flush (fsync) and mark them in one transaction.
-const MARK_BATCH: usize = 256;
+/// Rows sent but not yet marked, at most: once this many are published they are flushed
+/// (fsync) and marked in one transaction, so a relay killed mid-pass sends at most this many
+/// again (the one in flight included).
+pub const MARK_EVERY: usize = 8;
+/// … and what is published is marked at least this often, however slowly a sink answers.
+pub const MARK_WITHIN: Duration = Duration::from_millis(200);
 
 /// One pass of the relay over one sink: deliver what is due, in order per stream.
 pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher, now_ms: impl Fn() -> i64) -> Result<PassReport> {
@@ -637,6 +641,8 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     };
     let mut blocked: HashSet<String> = HashSet::new();
     let mut published: Vec<i64> = vec![];
+    // When the oldest row in `published` was sent.
+    let mut unmarked_since = std::time::Instant::now();
     let mut skipped: Vec<i64> = vec![];
     let mut stop = hold;
     // The lowest row still owed (not delivered, not parked): everything below it is done.
@@ -658,7 +664,12 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
         }
         let id = event_id(&c.stream, c.event_id, &c.payload);
         match publisher.publish(&id, &body) {
-            Ok(()) => published.push(c.id),
+            Ok(()) => {
+                if published.is_empty() {
+                    unmarked_since = std::time::Instant::now();
+                }
+                published.push(c.id)
+            }
             Err(e) => {
                 // What was published before this failure is flushed and marked first.
                 mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
@@ -698,7 +709,7 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
             if breaker.state != Breaker::Closed {
                 stop = true;
             }
-        } else if published.len() >= MARK_BATCH {
+        } else if published.len() >= MARK_EVERY || (!published.is_empty() && unmarked_since.elapsed() >= MARK_WITHIN) {
             mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
         }
     }

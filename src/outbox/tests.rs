@@ -447,3 +447,54 @@ fn rows_not_for_a_paused_or_open_sink_are_no_backlog() {
     assert!(set_paused(store.conn(), &all, true, Some("x")).expect("pause"));
     assert_eq!(relay_pass(store.conn(), &all, &mut p, || 5_000).expect("pass"), PassReport::default());
 }
+
+/// Counts, at each publish, the rows sent before it that another connection does not yet see
+/// marked: what a relay killed at that moment would send again.
+struct Unmarked {
+    conn: Connection,
+    sink: String,
+    sent: i64,
+    pause: Duration,
+    worst: i64,
+}
+
+impl Publisher for Unmarked {
+    fn publish(&mut self, _id: &str, _event: &str) -> std::result::Result<(), SinkError> {
+        let marked: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND delivered_ms IS NOT NULL", [&self.sink], |r| r.get(0))
+            .expect("count");
+        // This one is in flight: it would be sent again too.
+        self.worst = self.worst.max(self.sent - marked + 1);
+        self.sent += 1;
+        std::thread::sleep(self.pause);
+        Ok(())
+    }
+}
+
+/// Marks were committed per 256 rows, so a relay killed mid-pass sent up to 256 events again.
+/// Now at most `MARK_EVERY` are ever sent but unmarked, and a slow sink's deliveries are marked
+/// within `MARK_WITHIN` of being sent.
+#[test]
+fn at_most_a_handful_of_deliveries_are_ever_unmarked_and_marks_come_within_200ms() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("lightbox.db");
+    let store = Store::open(&db).expect("store");
+    let s = sink("");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    for i in 0..300 {
+        row(&store, &format!("x{}", i % 3), &format!("e{i}"));
+    }
+    let conn = || open_connection(&db).expect("second connection");
+    let mut fast = Unmarked { conn: conn(), sink: s.name.clone(), sent: 0, pause: Duration::ZERO, worst: 0 };
+    let r = relay_pass(store.conn(), &s, &mut fast, || 1_000).expect("pass");
+    assert_eq!(r.delivered, 300);
+    assert!(fast.worst <= 8, "{} sent but unmarked at once", fast.worst);
+    // A slow sink (70 ms an event): marks every ~200 ms, long before eight are unmarked.
+    for i in 0..12 {
+        row(&store, "slow", &format!("s{i}"));
+    }
+    let mut slow = Unmarked { conn: conn(), sink: s.name.clone(), sent: 300, pause: Duration::from_millis(70), worst: 0 };
+    assert_eq!(relay_pass(store.conn(), &s, &mut slow, || 2_000).expect("pass").delivered, 12);
+    assert!(slow.worst <= 4, "{} sent but unmarked at once (200 ms is three 70 ms sends)", slow.worst);
+}
