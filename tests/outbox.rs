@@ -383,3 +383,77 @@ fn a_relay_killed_again_and_again_makes_progress_and_resends_at_most_a_handful_p
     let st = sink_status(&lb, &cfg);
     assert_eq!(st["sinks"][0]["backlog"], 0, "{st}");
 }
+
+/// `lightbox engine` whose files may grow to `bytes` at most (RLIMIT_FSIZE, SIGXFSZ ignored, so
+/// a write past it fails with EFBIG part-way, as on a full disk); killed when dropped.
+fn engine_with_file_limit(lb: &Lb, cfg: &str, bytes: u64) -> Engine {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = lb.cmd();
+    cmd.args(["--config", cfg, "engine"]).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit) are made.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            let limit = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Engine(Some(cmd.spawn().expect("engine")))
+}
+
+/// After a full disk the NDJSON sink once left a partial line and appended the retried event
+/// to it. A write the file size limit cuts short leaves only whole lines in the file, and once
+/// the limit is lifted every event is in it exactly once, every line one JSON event.
+#[test]
+fn a_write_cut_short_by_the_file_size_limit_leaves_only_whole_lines_and_every_event_once() {
+    let lb = Lb::new();
+    // A retry after the failure waits (up to an hour) until `outbox retry` makes it due.
+    let cfg = lb.file(
+        "config.toml",
+        "[[outbox.sinks]]\nname = \"hook\"\nkind = \"ndjson\"\npath = \"events.ndjson\"\nbase_delay = \"1h\"\nmax_delay = \"1h\"\n",
+    );
+    let ids = emit(&lb, 30, 1, "fz");
+    // The file is whole lines up to a few events below the limit.
+    const LIMIT: u64 = 8 << 20;
+    let pad = format!("{}\n", json!({"pad": "x".repeat(1000)}));
+    let mut text = String::new();
+    while (text.len() + pad.len()) as u64 <= LIMIT - 3000 {
+        text.push_str(&pad);
+    }
+    let file = lb.data().join("events.ndjson");
+    std::fs::write(&file, &text).expect("pad");
+    let ours = || -> Vec<String> {
+        let t = std::fs::read_to_string(&file).expect("file");
+        t.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["id"].as_str().filter(|i| i.starts_with("fz-")).map(str::to_string))
+            .collect()
+    };
+    let every_line_one_event = || {
+        let t = std::fs::read_to_string(&file).expect("file");
+        assert!(t.ends_with('\n'), "a torn last line: …{}", &t[t.len().saturating_sub(80)..]);
+        for l in t.lines() {
+            assert!(serde_json::from_str::<Value>(l).is_ok(), "not one JSON event per line: {}…", &l[..l.len().min(120)]);
+        }
+    };
+    let e = engine_with_file_limit(&lb, &cfg, LIMIT);
+    wait_until("a write cut short", 30, || sink_status(&lb, &cfg)["sinks"][0]["failures"].as_i64() >= Some(1));
+    let st = sink_status(&lb, &cfg);
+    assert!(st["sinks"][0]["lastError"].as_str().is_some_and(|e| e.contains("too large")), "{st}");
+    every_line_one_event();
+    let fitted = ours().len();
+    assert!(fitted > 0 && fitted < ids.len(), "{fitted} of {} events fitted", ids.len());
+    stop(e);
+    // The limit lifted, the relay restarted and the failed row due now: every event, once.
+    let e = engine(&lb, &cfg);
+    lb.ok(&["--config", &cfg, "outbox", "retry", "--sink", "hook"]);
+    wait_until("every event", 30, || ours().len() >= ids.len());
+    stop(e);
+    every_line_one_event();
+    assert_eq!(ours(), ids, "each event once, in order");
+}

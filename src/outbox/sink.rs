@@ -1,7 +1,10 @@
 //! Where events go: a webhook (one POST per event, `Idempotency-Key` = event id, 2xx =
-//! delivered) or an NDJSON file (one event per line, fsync'd before rows are marked).
+//! delivered; a redirect is a failure, never followed) or an NDJSON file (one event per line,
+//! fsync'd before rows are marked; a line a failed write cut short is truncated away before
+//! anything is written again, so a reader only ever sees whole lines).
 
 use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 
 use super::{Sink, SinkKind};
@@ -33,7 +36,7 @@ pub trait Publisher: Send {
 pub fn publisher(sink: &Sink) -> Box<dyn Publisher> {
     match &sink.kind {
         SinkKind::Webhook { url } => Box::new(Webhook::new(url.clone(), sink.timeout)),
-        SinkKind::Ndjson { path } => Box::new(Ndjson { path: path.clone(), file: None }),
+        SinkKind::Ndjson { path } => Box::new(Ndjson::new(path.clone())),
     }
 }
 
@@ -112,41 +115,99 @@ pub fn request_error(e: reqwest::Error) -> String {
 
 pub struct Ndjson {
     path: PathBuf,
-    file: Option<std::fs::File>,
+    /// The open file and its length: every byte up to it is whole lines.
+    file: Option<(std::fs::File, u64)>,
+    /// Lines written before a failed write whose file could not be synced: the next flush
+    /// fails, so they are not marked delivered without being durable.
+    unsynced: bool,
 }
 
 impl Ndjson {
+    pub fn new(path: PathBuf) -> Ndjson {
+        Ndjson { path, file: None, unsynced: false }
+    }
+
     fn io(&self, err: std::io::Error) -> SinkError {
         SinkError::Io { path: self.path.display().to_string(), err }
     }
+
+    /// Open the file for appending, its torn tail cut first (see [`whole_lines`]).
+    fn open(&self) -> std::io::Result<(std::fs::File, u64)> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path)?;
+        let len = whole_lines(&f)?;
+        Ok((f, len))
+    }
+}
+
+/// Cut a torn last line (what a write that failed part-way left: a full disk, the file size
+/// limit, a crash) back to the end of the last whole line, so the next event starts a line of
+/// its own. Returns the file's length after.
+pub fn whole_lines(f: &std::fs::File) -> std::io::Result<u64> {
+    let len = f.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len == 0 || {
+        f.read_exact_at(&mut last, len - 1)?;
+        last[0] == b'\n'
+    } {
+        return Ok(len);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = len;
+    let keep = loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..usize::try_from(end - start).unwrap_or(0)];
+        f.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    f.set_len(keep)?;
+    f.sync_data()?;
+    Ok(keep)
 }
 
 impl Publisher for Ndjson {
     fn publish(&mut self, _id: &str, event: &str) -> Result<(), SinkError> {
         if self.file.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-            }
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| self.io(e))?;
-            self.file = Some(f);
+            let opened = self.open().map_err(|e| self.io(e))?;
+            self.file = Some(opened);
         }
         // One line per event: the stored payload is compact JSON, so it has no newline.
         let mut line = String::with_capacity(event.len() + 1);
         line.push_str(event.trim_end());
         line.push('\n');
-        let r = match self.file.as_mut() {
-            Some(f) => f.write_all(line.as_bytes()),
-            None => Ok(()),
-        };
-        r.map_err(|e| {
-            self.file = None;
-            self.io(e)
-        })
+        let Some((f, len)) = self.file.as_mut() else { return Ok(()) };
+        match f.write_all(line.as_bytes()) {
+            Ok(()) => {
+                *len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Part of the line may be in the file: cut it at once (the next open checks
+                // again, should this fail too), and make the lines before it durable, as
+                // the flush that marks them will find no file.
+                if f.set_len(*len).and_then(|()| f.sync_data()).is_err() {
+                    self.unsynced = true;
+                }
+                self.file = None;
+                Err(self.io(e))
+            }
+        }
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
+        if std::mem::take(&mut self.unsynced) {
+            return Err(self.io(std::io::Error::other("lines written before a failed write could not be synced")));
+        }
         let r = match self.file.as_mut() {
-            Some(f) => f.sync_data(),
+            Some((f, _)) => f.sync_data(),
             None => Ok(()),
         };
         r.map_err(|e| {

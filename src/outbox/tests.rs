@@ -498,3 +498,26 @@ fn at_most_a_handful_of_deliveries_are_ever_unmarked_and_marks_come_within_200ms
     assert_eq!(relay_pass(store.conn(), &s, &mut slow, || 2_000).expect("pass").delivered, 12);
     assert!(slow.worst <= 4, "{} sent but unmarked at once (200 ms is three 70 ms sends)", slow.worst);
 }
+
+/// A torn last line (a write cut short) is truncated back to the last whole line before the
+/// NDJSON sink writes again; whole lines are kept as they are.
+#[test]
+fn the_ndjson_sink_cuts_a_torn_tail_before_it_writes_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let long = "y".repeat(200_000);
+    for (before, kept) in [
+        ("{\"a\":1}\n{\"b\":2}\n{\"c\":", "{\"a\":1}\n{\"b\":2}\n"),
+        ("{\"a\":1}\n", "{\"a\":1}\n"),
+        ("{\"torn", ""),
+        ("", ""),
+        // A torn line longer than one read back.
+        (&format!("{{\"a\":1}}\n{{\"long\":\"{long}"), "{\"a\":1}\n"),
+    ] {
+        let path = dir.path().join("e.ndjson");
+        std::fs::write(&path, before).expect("write");
+        let mut p = sink::Ndjson::new(path.clone());
+        p.publish("e1", "{\"id\":\"e1\"}").expect("publish");
+        p.flush().expect("flush");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), format!("{kept}{{\"id\":\"e1\"}}\n"), "{:.40}", before);
+    }
+}
