@@ -2391,6 +2391,16 @@ fn print_outbox(ctx: &Ctx, status: &[lightbox::outbox::SinkStatus], rows: &[ligh
                 s.parked
             );
         }
+        // When each open breaker lets its next trial row through.
+        let now = chrono::Utc::now().timestamp_millis();
+        for s in status {
+            if let Some(at) = s.next_trial_ms {
+                let when = lightbox::events::time(lightbox::store::from_ms(at));
+                let left = (at - now).max(0).saturating_add(999) / 1000;
+                let next = if left == 0 { "now".to_string() } else { format!("in {left}s") };
+                say!("{}: breaker {}, next trial {next} ({when})", esc(&s.name), s.breaker.as_str());
+            }
+        }
         if !rows.is_empty() {
             say!("");
             say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");

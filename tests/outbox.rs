@@ -117,7 +117,7 @@ fn the_breaker_opens_after_five_failures_and_the_status_says_so() {
     let lb = Lb::new();
     let rx = Receiver::start(Duration::ZERO);
     *rx.fail_first.lock().expect("lock") = usize::MAX;
-    let cfg = config(&lb, &format!("kind = \"webhook\"\nurl = \"{}\"", rx.url));
+    let cfg = config(&lb, &format!("kind = \"webhook\"\nurl = \"{}\"\nbreaker_open_for = \"15m\"", rx.url));
     emit(&lb, 10, 10, "br");
     let e = engine(&lb, &cfg);
     wait_until("five failures", 20, || rx.requests() >= 5);
@@ -126,7 +126,10 @@ fn the_breaker_opens_after_five_failures_and_the_status_says_so() {
     let st = sink_status(&lb, &cfg);
     let s = &st["sinks"][0];
     assert_eq!(s["breaker"], "OPEN", "{st}");
-    assert!(s["breakerSecondsLeft"].as_i64().is_some_and(|n| n > 800 && n <= 900), "{st}");
+    // 15 minutes, less up to a quarter (jitter).
+    assert!(s["breakerSecondsLeft"].as_i64().is_some_and(|n| (670..=900).contains(&n)), "{st}");
+    let trial = chrono::DateTime::parse_from_rfc3339(s["nextTrialAt"].as_str().expect("nextTrialAt")).expect("a time");
+    assert!(trial > chrono::Utc::now() + chrono::Duration::minutes(10), "{st}");
     // The opening is a workflow event itself, queued behind the outage.
     assert_eq!(s["backlog"], 11, "{st}");
     let text = lb.ok(&["--config", &cfg, "outbox", "list"]);
@@ -456,4 +459,36 @@ fn a_write_cut_short_by_the_file_size_limit_leaves_only_whole_lines_and_every_ev
     stop(e);
     every_line_one_event();
     assert_eq!(ours(), ids, "each event once, in order");
+}
+
+/// A receiver down for 6 s at start once stopped delivery for 15 minutes. With the default
+/// breaker the first open period is 2 s and grows only while trials fail, so delivery resumes
+/// seconds after the receiver is back, and `outbox list` says when the next trial is.
+#[test]
+fn a_receiver_down_at_start_gets_the_backlog_seconds_after_it_is_back() {
+    let lb = Lb::new();
+    let rx = Receiver::start(Duration::ZERO);
+    *rx.fail_first.lock().expect("lock") = usize::MAX;
+    let cfg = config(&lb, &format!("kind = \"webhook\"\nurl = \"{}\"", rx.url));
+    let ids = emit(&lb, 20, 20, "dn");
+    let e = engine(&lb, &cfg);
+    wait_until("the breaker open", 30, || sink_status(&lb, &cfg)["sinks"][0]["breaker"] == "OPEN");
+    let st = sink_status(&lb, &cfg);
+    let left = st["sinks"][0]["breakerSecondsLeft"].as_i64().expect("seconds left");
+    assert!(left <= 2, "the first open period is short: {st}");
+    assert!(st["sinks"][0]["nextTrialAt"].is_string(), "{st}");
+    let text = lb.ok(&["--config", &cfg, "outbox", "list"]);
+    assert!(text.contains("next trial in"), "{text}");
+    // A trial fails too: the breaker opens again, for longer.
+    let tried = rx.requests();
+    wait_until("a failed trial", 30, || rx.requests() > tried);
+    *rx.fail_first.lock().expect("lock") = 0;
+    let back = Instant::now();
+    wait_until("the backlog", 30, || {
+        rx.delivered_keys().iter().filter(|k| k.starts_with("dn-")).collect::<BTreeSet<_>>().len() == ids.len()
+    });
+    let took = back.elapsed();
+    stop(e);
+    assert!(took < Duration::from_secs(12), "delivery resumed {took:?} after the receiver was back");
+    assert_eq!(sink_status(&lb, &cfg)["sinks"][0]["breaker"], "CLOSED");
 }

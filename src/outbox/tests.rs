@@ -17,7 +17,8 @@ fn config_defaults_and_relative_paths() {
     assert_eq!(s.kind, SinkKind::Ndjson { path: PathBuf::from("/data/e.ndjson") });
     assert_eq!((s.max_attempts, s.breaker_failures), (10, 5));
     assert_eq!(s.breaker_window, Duration::from_secs(60));
-    assert_eq!(s.breaker_open_for, Duration::from_secs(900));
+    assert_eq!(s.breaker_open_for, Duration::from_secs(2));
+    assert_eq!(s.breaker_max_open_for, Duration::from_secs(300));
     assert_eq!(s.timeout, Duration::from_secs(10));
 }
 
@@ -41,21 +42,71 @@ fn config_errors_name_the_sink_and_key() {
 #[test]
 fn breaker_opens_after_failures_in_the_window_and_half_opens_later() {
     let s = sink("breaker_failures = 3\nbreaker_window = \"1m\"\nbreaker_open_for = \"15m\"");
-    let mut b = BreakerState { state: Breaker::Closed, opened_ms: None, fail_times: vec![] };
-    assert!(!b.on_failure(&s, 0));
-    assert!(!b.on_failure(&s, 30_000));
+    assert_eq!(s.breaker_max_open_for, Duration::from_secs(900), "a longer first period is its own cap");
+    let mut b = BreakerState::closed();
+    assert!(!b.on_failure(&s, 0, 0.0));
+    assert!(!b.on_failure(&s, 30_000, 0.0));
     // The first failure has left the window: still two.
-    assert!(!b.on_failure(&s, 61_000));
+    assert!(!b.on_failure(&s, 61_000, 0.0));
     assert_eq!(b.effective(&s, 61_000), Breaker::Closed);
-    assert!(b.on_failure(&s, 62_000), "three failures within a minute open it");
+    assert!(b.on_failure(&s, 62_000, 0.0), "three failures within a minute open it");
     assert_eq!(b.effective(&s, 62_000), Breaker::Open);
     assert_eq!(b.open_left_ms(&s, 62_000 + 60_000), Some(14 * 60_000));
     assert_eq!(b.effective(&s, 62_000 + 900_000), Breaker::HalfOpen);
-    // The trial fails: open again for another 15 minutes.
-    assert!(b.on_failure(&s, 62_000 + 900_000));
+    // The trial fails: open again, for no longer than the cap.
+    assert!(b.on_failure(&s, 62_000 + 900_000, 0.0));
     assert_eq!(b.effective(&s, 62_000 + 900_001), Breaker::Open);
+    assert_eq!(b.trial_at(&s), Some(62_000 + 1_800_000));
     b.on_success();
     assert_eq!(b.effective(&s, 0), Breaker::Closed);
+}
+
+/// A receiver down for 6 s at start once stopped delivery for 15 minutes. By default the open
+/// period starts at 2 s and doubles (less up to a quarter, jitter) while trials keep failing,
+/// up to 5 minutes; a delivery starts the schedule again.
+#[test]
+fn the_open_period_starts_short_grows_while_trials_fail_and_resets_after_a_delivery() {
+    let s = sink("");
+    assert_eq!((s.breaker_failures, s.breaker_open_for, s.breaker_max_open_for), (5, Duration::from_secs(2), Duration::from_secs(300)));
+    let mut b = BreakerState::closed();
+    let mut now = 0;
+    for _ in 0..4 {
+        assert!(!b.on_failure(&s, now, 0.0));
+        now += 100;
+    }
+    assert!(b.on_failure(&s, now, 0.0), "the fifth failure opens it");
+    // Each failed trial opens it for twice as long: 2 s, 4 s, 8 s, … 256 s, then 5 min.
+    let mut periods = vec![];
+    for _ in 0..10 {
+        let at = b.trial_at(&s).expect("open");
+        periods.push(at - now);
+        assert_eq!(b.effective(&s, at - 1), Breaker::Open);
+        assert_eq!(b.effective(&s, at), Breaker::HalfOpen, "the trial is due");
+        now = at;
+        assert!(b.on_failure(&s, now, 0.0), "a failed trial opens it again");
+    }
+    let secs: Vec<i64> = periods.iter().map(|p| p / 1000).collect();
+    assert_eq!(secs, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    // Jitter takes up to a quarter off, never adds.
+    assert_eq!(open_period_ms(&s, 1, 0.999_999), 1_500);
+    assert_eq!(open_period_ms(&s, 3, 0.5), 7_000);
+    assert_eq!(open_period_ms(&s, 40, 0.0), 300_000);
+    // A delivery closes it; the next opening is 2 s again.
+    b.on_success();
+    for i in 0..5 {
+        b.on_failure(&s, now + i, 0.0);
+    }
+    assert_eq!(b.open_left_ms(&s, now + 4), Some(2_000));
+    // Its status says when the next trial is.
+    let store = Store::in_memory().expect("store");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    save_breaker(store.conn(), &s.name, &b).expect("save");
+    let st = status(store.conn(), std::slice::from_ref(&s), now + 1_004).expect("status");
+    assert_eq!((st[0].breaker, st[0].breaker_left_ms, st[0].next_trial_ms), (Breaker::Open, Some(1_000), Some(now + 2_004)));
+    let v = st[0].to_json();
+    assert_eq!(v["nextTrialAt"], crate::events::time(crate::store::from_ms(now + 2_004)), "{v}");
+    // (to the second, as every time in the JSON)
+    assert_eq!(SinkStatus::from_json(&v).expect("read back").next_trial_ms.map(|t| t / 1000), Some((now + 2_004) / 1000));
 }
 
 #[test]

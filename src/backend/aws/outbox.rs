@@ -153,6 +153,7 @@ mod tests {
             paused_reason: Some("maintenance".into()),
             breaker: crate::outbox::Breaker::HalfOpen,
             breaker_left_ms: None,
+            next_trial_ms: None,
             backlog: 3,
             oldest_age_ms: Some(95_000),
             rate_per_min: 2,
