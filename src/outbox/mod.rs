@@ -652,7 +652,7 @@ struct Candidate {
 const PASS_ROWS: i64 = 2000;
 /// Rows sent but not yet marked, at most: once this many are published they are flushed
 /// (fsync) and marked in one transaction, so a relay killed mid-pass sends at most this many
-/// again (the one in flight included).
+/// again (the one in flight included). A webhook marks each delivery as it completes.
 pub const MARK_EVERY: usize = 8;
 /// … and what is published is marked at least this often, however slowly a sink answers.
 pub const MARK_WITHIN: Duration = Duration::from_millis(200);
@@ -693,6 +693,7 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     };
     let mut blocked: HashSet<String> = HashSet::new();
     let mut published: Vec<i64> = vec![];
+    let mark_every = publisher.mark_every().clamp(1, MARK_EVERY);
     // When the oldest row in `published` was sent.
     let mut unmarked_since = std::time::Instant::now();
     let mut skipped: Vec<i64> = vec![];
@@ -762,7 +763,7 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
             if breaker.state != Breaker::Closed {
                 stop = true;
             }
-        } else if published.len() >= MARK_EVERY || (!published.is_empty() && unmarked_since.elapsed() >= MARK_WITHIN) {
+        } else if published.len() >= mark_every || (!published.is_empty() && unmarked_since.elapsed() >= MARK_WITHIN) {
             mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
         }
     }

@@ -31,6 +31,11 @@ pub trait Publisher: Send {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Mark once this many rows are published (at most [`super::MARK_EVERY`]): a relay killed
+    /// before the mark sends them again.
+    fn mark_every(&self) -> usize {
+        super::MARK_EVERY
+    }
 }
 
 pub fn publisher(sink: &Sink) -> Box<dyn Publisher> {
@@ -60,6 +65,12 @@ impl Webhook {
 }
 
 impl Publisher for Webhook {
+    /// A 2xx is the receiver's word that it has the event: marked at once, one by one (a
+    /// round trip costs more than the mark), so a crash sends at most the one in flight again.
+    fn mark_every(&self) -> usize {
+        1
+    }
+
     fn publish(&mut self, id: &str, event: &str) -> Result<(), SinkError> {
         let client = self.client.as_ref().map_err(|e| SinkError::Setup(e.clone()))?;
         let resp = client
