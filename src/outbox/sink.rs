@@ -126,8 +126,7 @@ pub fn request_error(e: reqwest::Error) -> String {
 
 pub struct Ndjson {
     path: PathBuf,
-    /// The open file and its length: every byte up to it is whole lines.
-    file: Option<(std::fs::File, u64)>,
+    file: Option<std::fs::File>,
     /// Lines written before a failed write whose file could not be synced: the next flush
     /// fails, so they are not marked delivered without being durable.
     unsynced: bool,
@@ -143,13 +142,13 @@ impl Ndjson {
     }
 
     /// Open the file for appending, its torn tail cut first (see [`whole_lines`]).
-    fn open(&self) -> std::io::Result<(std::fs::File, u64)> {
+    fn open(&self) -> std::io::Result<std::fs::File> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path)?;
-        let len = whole_lines(&f)?;
-        Ok((f, len))
+        whole_lines(&f)?;
+        Ok(f)
     }
 }
 
@@ -194,17 +193,15 @@ impl Publisher for Ndjson {
         let mut line = String::with_capacity(event.len() + 1);
         line.push_str(event.trim_end());
         line.push('\n');
-        let Some((f, len)) = self.file.as_mut() else { return Ok(()) };
+        let Some(f) = self.file.as_mut() else { return Ok(()) };
         match f.write_all(line.as_bytes()) {
-            Ok(()) => {
-                *len += line.len() as u64;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
-                // Part of the line may be in the file: cut it at once (the next open checks
-                // again, should this fail too), and make the lines before it durable, as
-                // the flush that marks them will find no file.
-                if f.set_len(*len).and_then(|()| f.sync_data()).is_err() {
+                // Part of the line may be in the file: cut it at once, back to the last whole
+                // line as the file has it (the next open checks again, should this fail too),
+                // and make the lines before it durable, as the flush that marks them will find
+                // no file.
+                if whole_lines(f).and_then(|_| f.sync_data()).is_err() {
                     self.unsynced = true;
                 }
                 self.file = None;
@@ -218,7 +215,7 @@ impl Publisher for Ndjson {
             return Err(self.io(std::io::Error::other("lines written before a failed write could not be synced")));
         }
         let r = match self.file.as_mut() {
-            Some((f, _)) => f.sync_data(),
+            Some(f) => f.sync_data(),
             None => Ok(()),
         };
         r.map_err(|e| {
