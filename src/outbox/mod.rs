@@ -725,7 +725,10 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
             }
             Err(e) => {
                 // What was published before this failure is flushed and marked first.
-                mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+                if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+                    stop = true;
+                    all_seen = false;
+                }
                 new_floor.get_or_insert(c.id - 1);
                 blocked.insert(c.stream.clone());
                 let now = now_ms();
@@ -735,39 +738,32 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
                     report.parked += 1;
                     blocked.remove(&c.stream);
                 }
-                if breaker.on_failure(sink, now, random_unit()) {
-                    report.breaker_opened = true;
-                    let open_for = breaker.open_left_ms(sink, now).unwrap_or(0).saturating_add(999) / 1000;
-                    crate::store::emit_event_with(
-                        conn,
-                        "lightbox:outbox",
-                        &format!("outbox:{}:breaker-opened:{now}", sink.name),
-                        "Outbox Sink Breaker Opened",
-                        crate::store::from_ms(now),
-                        &[],
-                        json!({"sink": sink.name, "openFor": open_for, "lastError": e.to_string()}),
-                    )?;
-                }
+                breaker_failure(conn, sink, &mut breaker, now, &e, &mut report)?;
                 if breaker.state == Breaker::Open {
                     stop = true;
                     all_seen = false;
                 }
-                save_breaker(conn, &sink.name, &breaker)?;
                 continue;
             }
         }
         if trial_only {
             // Half-open: one trial row decides.
-            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)?;
             trial_only = false;
             if breaker.state != Breaker::Closed {
                 stop = true;
             }
         } else if published.len() >= mark_every || (!published.is_empty() && unmarked_since.elapsed() >= MARK_WITHIN) {
-            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+            // A flush that failed (a full disk) ends the pass: its rows are retried in order.
+            if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+                stop = true;
+                all_seen = false;
+            }
         }
     }
-    mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+    if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+        all_seen = false;
+    }
     mark_skipped(conn, sink, &skipped, now_ms())?;
     report.skipped += skipped.len();
     let floor_to = match new_floor {
@@ -787,7 +783,9 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     Ok(report)
 }
 
-/// Flush what was published and mark it delivered; a failed flush counts against each row.
+/// Flush what was published and mark it delivered; a failed flush counts against each row
+/// (and keeps `floor` below them). Returns true when the flush failed.
+#[allow(clippy::too_many_arguments)]
 fn mark(
     conn: &Connection,
     sink: &Sink,
@@ -796,12 +794,14 @@ fn mark(
     now: i64,
     report: &mut PassReport,
     breaker: &mut BreakerState,
-) -> Result<()> {
+    floor: &mut Option<i64>,
+) -> Result<bool> {
     if published.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if let Err(e) = publisher.flush() {
-        for id in published.drain(..) {
+        let failed: Vec<i64> = std::mem::take(published);
+        for &id in &failed {
             let attempts: i64 = conn
                 .query_row("SELECT attempts FROM outbox_delivery WHERE sink = ?1 AND row_id = ?2", params![sink.name, id], |r| r.get(0))
                 .optional()?
@@ -809,9 +809,12 @@ fn mark(
             fail(conn, sink, id, attempts.clamp(0, i64::from(u32::MAX)) as u32 + 1, &e.to_string(), now)?;
             report.failed += 1;
         }
-        breaker.on_failure(sink, now, random_unit());
-        save_breaker(conn, &sink.name, breaker)?;
-        return Ok(());
+        // They are owed again: the floor stays below them.
+        if let Some(lowest) = failed.first() {
+            *floor = Some(floor.map_or(lowest - 1, |f| f.min(lowest - 1)));
+        }
+        breaker_failure(conn, sink, breaker, now, &e, report)?;
+        return Ok(true);
     }
     let tx = conn.unchecked_transaction()?;
     {
@@ -832,7 +835,32 @@ fn mark(
     tx.commit()?;
     report.delivered += published.len();
     published.clear();
-    Ok(())
+    Ok(false)
+}
+
+/// Count a failure against the sink's breaker and save it; opening it is a workflow event.
+fn breaker_failure(
+    conn: &Connection,
+    sink: &Sink,
+    breaker: &mut BreakerState,
+    now: i64,
+    e: &SinkError,
+    report: &mut PassReport,
+) -> Result<()> {
+    if breaker.on_failure(sink, now, random_unit()) {
+        report.breaker_opened = true;
+        let open_for = breaker.open_left_ms(sink, now).unwrap_or(0).saturating_add(999) / 1000;
+        crate::store::emit_event_with(
+            conn,
+            "lightbox:outbox",
+            &format!("outbox:{}:breaker-opened:{now}", sink.name),
+            "Outbox Sink Breaker Opened",
+            crate::store::from_ms(now),
+            &[],
+            json!({"sink": sink.name, "openFor": open_for, "lastError": e.to_string()}),
+        )?;
+    }
+    save_breaker(conn, &sink.name, breaker)
 }
 
 /// Record rows that are not for this sink (its format or pattern): done, never published,

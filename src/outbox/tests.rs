@@ -572,3 +572,48 @@ fn the_ndjson_sink_cuts_a_torn_tail_before_it_writes_again() {
         assert_eq!(std::fs::read_to_string(&path).expect("read"), format!("{kept}{{\"id\":\"e1\"}}\n"), "{:.40}", before);
     }
 }
+
+/// Publishes into a buffer that `flush` makes durable, or loses when the flush fails.
+struct FlushFails {
+    pending: Vec<String>,
+    got: Vec<String>,
+    fail_flush: bool,
+}
+
+impl Publisher for FlushFails {
+    fn publish(&mut self, id: &str, _event: &str) -> std::result::Result<(), SinkError> {
+        self.pending.push(id.to_string());
+        Ok(())
+    }
+    fn flush(&mut self) -> std::result::Result<(), SinkError> {
+        let pending = std::mem::take(&mut self.pending);
+        if self.fail_flush {
+            return Err(SinkError::Io { path: "e.ndjson".into(), err: std::io::Error::other("no space left") });
+        }
+        self.got.extend(pending);
+        Ok(())
+    }
+}
+
+/// A flush that fails (a full disk at fsync) fails the rows it held and ends the pass: they are
+/// still owed and go first, in order, once the sink takes events again (the pass used to go
+/// on, and its floor passed over them: they were never sent again).
+#[test]
+fn rows_whose_flush_failed_are_owed_and_go_first_in_order() {
+    let store = Store::in_memory().expect("store");
+    let s = sink("breaker_failures = 100");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    let ids: Vec<String> = (0..20).map(|i| format!("e{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        row(&store, if i % 2 == 0 { "a" } else { "b" }, id);
+    }
+    let mut p = FlushFails { pending: vec![], got: vec![], fail_flush: true };
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!((r.delivered, r.failed), (0, 8), "the pass stops at the failed flush");
+    assert_eq!(status(store.conn(), std::slice::from_ref(&s), 1_000).expect("status")[0].backlog, 20);
+    p.fail_flush = false;
+    let r = relay_pass(store.conn(), &s, &mut p, || 100_000).expect("pass");
+    assert_eq!(r.delivered, 20);
+    assert_eq!(p.got, ids, "every row, in order");
+    assert_eq!(status(store.conn(), std::slice::from_ref(&s), 100_000).expect("status")[0].backlog, 0);
+}
