@@ -31,6 +31,10 @@ fn config_errors_name_the_sink_and_key() {
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"", "path"),
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nbreaker_window = \"soon\"", "breaker_window"),
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nmax_attempts = 0", "max_attempts"),
+        (
+            "[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nbreaker_open_for = \"1m\"\nbreaker_max_open_for = \"10s\"",
+            "breaker_max_open_for",
+        ),
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\n[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"q\"", "name"),
     ];
     for (text, key) in bad {
@@ -616,4 +620,20 @@ fn rows_whose_flush_failed_are_owed_and_go_first_in_order() {
     assert_eq!(r.delivered, 20);
     assert_eq!(p.got, ids, "every row, in order");
     assert_eq!(status(store.conn(), std::slice::from_ref(&s), 100_000).expect("status")[0].backlog, 0);
+}
+
+/// A redirect's `Location` in an error is masked like every URL, one line, and bounded.
+#[test]
+fn a_redirects_location_is_shown_masked_on_one_line_and_bounded() {
+    use sink::shown_location;
+    assert_eq!(shown_location(Some("https://user:pw@idp.example.org/login?next=abc")), "https://***@idp.example.org/login?***");
+    assert_eq!(shown_location(Some("/login")), "/login");
+    assert_eq!(shown_location(None), "(none)");
+    let odd = shown_location(Some("https://h/a\r\nX-Injected: 1"));
+    assert!(!odd.chars().any(char::is_control), "{odd:?}");
+    let long = shown_location(Some(&format!("https://h/{}", "ab/".repeat(200))));
+    assert_eq!(long.chars().count(), 120, "{long}");
+    assert!(long.ends_with('…'));
+    let e = SinkError::Redirect { status: 302, location: shown_location(Some("https://h/login")) }.to_string();
+    assert!(e.contains("HTTP 302") && e.contains("Location https://h/login") && e.contains("not followed"), "{e}");
 }
