@@ -189,9 +189,10 @@ impl Publisher for Ndjson {
             let opened = self.open().map_err(|e| self.io(e))?;
             self.file = Some(opened);
         }
-        // One line per event: the stored payload is compact JSON, so it has no newline.
+        // One line per event: the stored payload is compact JSON, and a line break anywhere
+        // else can only be whitespace between JSON tokens (JSON strings escape them): a space.
         let mut line = String::with_capacity(event.len() + 1);
-        line.push_str(event.trim_end());
+        line.extend(event.trim_end().chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }));
         line.push('\n');
         let Some(f) = self.file.as_mut() else { return Ok(()) };
         match f.write_all(line.as_bytes()) {

@@ -575,6 +575,14 @@ fn the_ndjson_sink_cuts_a_torn_tail_before_it_writes_again() {
         p.flush().expect("flush");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), format!("{kept}{{\"id\":\"e1\"}}\n"), "{:.40}", before);
     }
+    // An event is one line, whatever whitespace its JSON holds.
+    let path = dir.path().join("pretty.ndjson");
+    let mut p = sink::Ndjson::new(path.clone());
+    p.publish("e2", "{\n  \"id\": \"e2\",\r\n  \"text\": \"a\\nb\"\n}\n").expect("publish");
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    let v: Value = serde_json::from_str(text.trim_end()).expect("one JSON event");
+    assert_eq!((v["id"].as_str(), v["text"].as_str()), (Some("e2"), Some("a\nb")));
 }
 
 /// Publishes into a buffer that `flush` makes durable, or loses when the flush fails.
