@@ -484,7 +484,7 @@ pub fn console(dir: &Path, executions: usize, reviews: usize) -> Result<ConsoleR
 
 // ----- outbox relay -----------------------------------------------------------------
 
-/// Outbox relay throughput: events delivered per second to an NDJSON file (fsync per batch)
+/// Outbox relay throughput: events delivered per second to an NDJSON file (fsync per mark batch)
 /// and to a loopback webhook (one POST per event, a keep-alive connection).
 #[derive(Debug, Clone)]
 pub struct RelayReport {

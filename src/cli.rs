@@ -2440,6 +2440,16 @@ fn print_outbox(ctx: &Ctx, status: &[lightbox::outbox::SinkStatus], rows: &[ligh
                 s.parked
             );
         }
+        // When each open breaker lets its next trial row through.
+        let now = chrono::Utc::now().timestamp_millis();
+        for s in status {
+            if let Some(at) = s.next_trial_ms {
+                let when = lightbox::events::time(lightbox::store::from_ms(at));
+                let left = (at - now).max(0).saturating_add(999) / 1000;
+                let next = if left == 0 { "now".to_string() } else { format!("in {left}s") };
+                say!("{}: breaker {}, next trial {next} ({when})", esc(&s.name), s.breaker.as_str());
+            }
+        }
         if !rows.is_empty() {
             say!("");
             say!("{:>7} {:<16} {:>8} {:<7} {:<32} EXECUTION", "ROW", "SINK", "ATTEMPTS", "PARKED", "DETAIL-TYPE");
@@ -2760,9 +2770,9 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
         print_json(&r.to_json());
     } else {
         say!("outbox relay, {} events over 100 executions", r.events);
-        say!("  to NDJSON (fsync per batch of 256): {:.0} events/s", r.ndjson_per_second);
+        say!("  to NDJSON (fsync and marks per {} rows): {:.0} events/s", lightbox::outbox::MARK_EVERY, r.ndjson_per_second);
         match r.webhook_per_second {
-            Some(w) => say!("  to a loopback webhook (one POST per event): {w:.0} events/s"),
+            Some(w) => say!("  to a loopback webhook (one POST per event, each marked as it completes): {w:.0} events/s"),
             None => say!("  to a loopback webhook: not measured (a build with `--features bench-stub` has the loopback webhook)"),
         }
     }

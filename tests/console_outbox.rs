@@ -117,6 +117,8 @@ fn breakers_count_down_without_a_reload() {
     a.handle(AppEvent::Tick(t0() + Duration::seconds(60)));
     let s = draw(&a, 80, 24);
     assert!(s.contains("OPEN 13m06s") && s.contains("OPEN 11m00s"), "{s}");
+    // The selected sink's title says when its next trial is, counting down too.
+    assert!(s.contains("next trial in 13m06s"), "{s}");
 }
 
 #[test]

@@ -72,8 +72,12 @@ pub struct SinkConfig {
     pub breaker_failures: Option<u32>,
     /// … within this window (default "1m") …
     pub breaker_window: Option<String>,
-    /// … and keep it open this long before one trial row (default "15m").
+    /// … and keep it open this long before one trial row (default "2s"); each time the trial
+    /// fails too it stays open twice as long (less up to a quarter, jitter) …
     pub breaker_open_for: Option<String>,
+    /// … up to this (default "5m", or `breaker_open_for` when that is longer). A delivery
+    /// that succeeds starts the schedule again.
+    pub breaker_max_open_for: Option<String>,
     /// Per-request timeout of a webhook (default "10s").
     pub timeout: Option<String>,
     /// Backoff: the first retry waits up to this long (default "1s") …
@@ -147,7 +151,10 @@ pub struct Sink {
     pub max_attempts: u32,
     pub breaker_failures: u32,
     pub breaker_window: Duration,
+    /// The first open period; it doubles while trials keep failing …
     pub breaker_open_for: Duration,
+    /// … up to this.
+    pub breaker_max_open_for: Duration,
     pub timeout: Duration,
     pub base_delay: Duration,
     pub max_delay: Duration,
@@ -378,13 +385,22 @@ impl SinkConfig {
         if max_delay < base_delay {
             return Err(bad("max_delay", "must not be shorter than base_delay".into()));
         }
+        let breaker_open_for = dur("breaker_open_for", &self.breaker_open_for, "2s")?;
+        let breaker_max_open_for = match &self.breaker_max_open_for {
+            Some(_) => dur("breaker_max_open_for", &self.breaker_max_open_for, "5m")?,
+            None => dur("breaker_max_open_for", &None, "5m")?.max(breaker_open_for),
+        };
+        if breaker_max_open_for < breaker_open_for {
+            return Err(bad("breaker_max_open_for", "must not be shorter than breaker_open_for".into()));
+        }
         Ok(Sink {
             name: self.name.clone(),
             kind,
             max_attempts: count("max_attempts", self.max_attempts, 10)?,
             breaker_failures: count("breaker_failures", self.breaker_failures, 5)?,
             breaker_window: dur("breaker_window", &self.breaker_window, "1m")?,
-            breaker_open_for: dur("breaker_open_for", &self.breaker_open_for, "15m")?,
+            breaker_open_for,
+            breaker_max_open_for,
             timeout: dur("timeout", &self.timeout, "10s")?,
             base_delay,
             max_delay,
@@ -402,6 +418,8 @@ CREATE TABLE IF NOT EXISTS outbox_sinks (
     paused_reason TEXT,
     breaker       TEXT NOT NULL DEFAULT 'closed',
     opened_ms     INTEGER,
+    open_until_ms INTEGER,
+    trips         INTEGER NOT NULL DEFAULT 0,
     fail_times    TEXT NOT NULL DEFAULT '[]',
     floor         INTEGER NOT NULL DEFAULT 0,
     delivered     INTEGER NOT NULL DEFAULT 0,
@@ -431,6 +449,14 @@ pub fn ensure(conn: &Connection, sinks: &[Sink]) -> Result<()> {
         conn.query_row("SELECT COUNT(*) FROM pragma_table_info('outbox_delivery') WHERE name = 'skipped'", [], |r| r.get(0))?;
     if has_skipped == 0 {
         conn.execute_batch("ALTER TABLE outbox_delivery ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0")?;
+    }
+    // So did the growing open period (`open_until_ms`, `trips`).
+    let has_trips: i64 = conn.query_row("SELECT COUNT(*) FROM pragma_table_info('outbox_sinks') WHERE name = 'trips'", [], |r| r.get(0))?;
+    if has_trips == 0 {
+        conn.execute_batch(
+            "ALTER TABLE outbox_sinks ADD COLUMN open_until_ms INTEGER;
+             ALTER TABLE outbox_sinks ADD COLUMN trips INTEGER NOT NULL DEFAULT 0;",
+        )?;
     }
     for s in sinks {
         conn.execute("INSERT OR IGNORE INTO outbox_sinks (name) VALUES (?1)", [&s.name])?;
@@ -475,31 +501,42 @@ impl Breaker {
 pub struct BreakerState {
     pub state: Breaker,
     pub opened_ms: Option<i64>,
+    /// When an open breaker lets its trial row through (None: `opened_ms` + the first period,
+    /// as a store from before the growing period has it).
+    pub until_ms: Option<i64>,
+    /// Openings in a row without a delivery between them: the open period grows with them.
+    pub trips: u32,
     /// Failure times inside the window (closed breaker).
     pub fail_times: Vec<i64>,
 }
 
 impl BreakerState {
+    pub fn closed() -> BreakerState {
+        BreakerState { state: Breaker::Closed, opened_ms: None, until_ms: None, trips: 0, fail_times: vec![] }
+    }
     pub fn effective(&self, sink: &Sink, now_ms: i64) -> Breaker {
-        match (self.state, self.opened_ms) {
-            (Breaker::Open, Some(at)) if now_ms >= at.saturating_add(ms_of(sink.breaker_open_for)) => Breaker::HalfOpen,
-            (s, _) => s,
+        match self.trial_at(sink) {
+            Some(at) if now_ms >= at => Breaker::HalfOpen,
+            _ => self.state,
+        }
+    }
+    /// When an open breaker lets one trial row through (None unless open).
+    pub fn trial_at(&self, sink: &Sink) -> Option<i64> {
+        match self.state {
+            Breaker::Open => self.until_ms.or_else(|| self.opened_ms.map(|at| at.saturating_add(ms_of(sink.breaker_open_for)))),
+            _ => None,
         }
     }
     /// Milliseconds until an open breaker lets a trial row through.
     pub fn open_left_ms(&self, sink: &Sink, now_ms: i64) -> Option<i64> {
-        match (self.state, self.opened_ms) {
-            (Breaker::Open, Some(at)) => Some((at.saturating_add(ms_of(sink.breaker_open_for)) - now_ms).max(0)),
-            _ => None,
-        }
+        self.trial_at(sink).map(|at| at.saturating_sub(now_ms).max(0))
     }
-    /// A delivery failed at `now`: returns true when this opened the breaker.
-    pub fn on_failure(&mut self, sink: &Sink, now_ms: i64) -> bool {
+    /// A delivery failed at `now` (`unit`: a random number in [0, 1) for the jitter): returns
+    /// true when this opened the breaker.
+    pub fn on_failure(&mut self, sink: &Sink, now_ms: i64, unit: f64) -> bool {
         match self.effective(sink, now_ms) {
             Breaker::HalfOpen => {
-                self.state = Breaker::Open;
-                self.opened_ms = Some(now_ms);
-                self.fail_times.clear();
+                self.open(sink, now_ms, unit);
                 true
             }
             Breaker::Open => false,
@@ -508,9 +545,7 @@ impl BreakerState {
                 self.fail_times.retain(|t| *t > since);
                 self.fail_times.push(now_ms);
                 if self.fail_times.len() >= sink.breaker_failures as usize {
-                    self.state = Breaker::Open;
-                    self.opened_ms = Some(now_ms);
-                    self.fail_times.clear();
+                    self.open(sink, now_ms, unit);
                     true
                 } else {
                     false
@@ -518,12 +553,26 @@ impl BreakerState {
             }
         }
     }
-    /// A delivery succeeded: the breaker closes.
-    pub fn on_success(&mut self) {
-        self.state = Breaker::Closed;
-        self.opened_ms = None;
+    fn open(&mut self, sink: &Sink, now_ms: i64, unit: f64) {
+        self.trips = self.trips.saturating_add(1);
+        self.state = Breaker::Open;
+        self.opened_ms = Some(now_ms);
+        self.until_ms = Some(now_ms.saturating_add(open_period_ms(sink, self.trips, unit)));
         self.fail_times.clear();
     }
+    /// A delivery succeeded: the breaker closes, and its next opening is short again.
+    pub fn on_success(&mut self) {
+        *self = BreakerState::closed();
+    }
+}
+
+/// How long a breaker stays open at its `trips`-th opening in a row: `breaker_open_for`,
+/// doubled for each opening before, capped at `breaker_max_open_for`, less up to a quarter of
+/// it (`unit` in [0, 1): jitter, so sinks that failed together are not tried together).
+pub fn open_period_ms(sink: &Sink, trips: u32, unit: f64) -> i64 {
+    let exp = 2f64.powi(trips.saturating_sub(1).min(40) as i32);
+    let nominal = (ms_of(sink.breaker_open_for) as f64 * exp).min(ms_of(sink.breaker_max_open_for) as f64);
+    (nominal * (1.0 - 0.25 * unit.clamp(0.0, 1.0))) as i64
 }
 
 fn ms_of(d: Duration) -> i64 {
@@ -560,18 +609,21 @@ fn detail_type(payload: &Value) -> String {
 }
 
 fn load_breaker(conn: &Connection, sink: &str) -> Result<(BreakerState, bool, i64)> {
-    let (b, opened, fails, paused, floor): (String, Option<i64>, String, bool, i64) =
-        conn.query_row("SELECT breaker, opened_ms, fail_times, paused, floor FROM outbox_sinks WHERE name = ?1", [sink], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?;
+    type Row = (String, Option<i64>, Option<i64>, i64, String, bool, i64);
+    let (b, opened, until, trips, fails, paused, floor): Row = conn.query_row(
+        "SELECT breaker, opened_ms, open_until_ms, trips, fail_times, paused, floor FROM outbox_sinks WHERE name = ?1",
+        [sink],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+    )?;
     let fail_times = serde_json::from_str(&fails).unwrap_or_default();
-    Ok((BreakerState { state: Breaker::parse(&b), opened_ms: opened, fail_times }, paused, floor))
+    let trips = u32::try_from(trips.max(0)).unwrap_or(u32::MAX);
+    Ok((BreakerState { state: Breaker::parse(&b), opened_ms: opened, until_ms: until, trips, fail_times }, paused, floor))
 }
 
 fn save_breaker(conn: &Connection, sink: &str, b: &BreakerState) -> Result<()> {
     conn.execute(
-        "UPDATE outbox_sinks SET breaker = ?2, opened_ms = ?3, fail_times = ?4 WHERE name = ?1",
-        params![sink, b.state.db(), b.opened_ms, serde_json::to_string(&b.fail_times).unwrap_or_else(|_| "[]".into())],
+        "UPDATE outbox_sinks SET breaker = ?2, opened_ms = ?3, fail_times = ?4, open_until_ms = ?5, trips = ?6 WHERE name = ?1",
+        params![sink, b.state.db(), b.opened_ms, serde_json::to_string(&b.fail_times).unwrap_or_else(|_| "[]".into()), b.until_ms, b.trips],
     )?;
     Ok(())
 }
@@ -598,8 +650,12 @@ struct Candidate {
 
 /// Rows a pass looks at, at most.
 const PASS_ROWS: i64 = 2000;
-/// Publish this many rows, then flush (fsync) and mark them in one transaction.
-const MARK_BATCH: usize = 256;
+/// Rows sent but not yet marked, at most: once this many are published they are flushed
+/// (fsync) and marked in one transaction, so a relay killed mid-pass sends at most this many
+/// again (the one in flight included). A webhook marks each delivery as it completes.
+pub const MARK_EVERY: usize = 8;
+/// … and what is published is marked at least this often, however slowly a sink answers.
+pub const MARK_WITHIN: Duration = Duration::from_millis(200);
 
 /// One pass of the relay over one sink: deliver what is due, in order per stream.
 pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher, now_ms: impl Fn() -> i64) -> Result<PassReport> {
@@ -637,6 +693,9 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     };
     let mut blocked: HashSet<String> = HashSet::new();
     let mut published: Vec<i64> = vec![];
+    let mark_every = publisher.mark_every().clamp(1, MARK_EVERY);
+    // When the oldest row in `published` was sent.
+    let mut unmarked_since = std::time::Instant::now();
     let mut skipped: Vec<i64> = vec![];
     let mut stop = hold;
     // The lowest row still owed (not delivered, not parked): everything below it is done.
@@ -658,10 +717,18 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
         }
         let id = event_id(&c.stream, c.event_id, &c.payload);
         match publisher.publish(&id, &body) {
-            Ok(()) => published.push(c.id),
+            Ok(()) => {
+                if published.is_empty() {
+                    unmarked_since = std::time::Instant::now();
+                }
+                published.push(c.id)
+            }
             Err(e) => {
                 // What was published before this failure is flushed and marked first.
-                mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+                if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+                    stop = true;
+                    all_seen = false;
+                }
                 new_floor.get_or_insert(c.id - 1);
                 blocked.insert(c.stream.clone());
                 let now = now_ms();
@@ -671,38 +738,32 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
                     report.parked += 1;
                     blocked.remove(&c.stream);
                 }
-                if breaker.on_failure(sink, now) {
-                    report.breaker_opened = true;
-                    crate::store::emit_event_with(
-                        conn,
-                        "lightbox:outbox",
-                        &format!("outbox:{}:breaker-opened:{now}", sink.name),
-                        "Outbox Sink Breaker Opened",
-                        crate::store::from_ms(now),
-                        &[],
-                        json!({"sink": sink.name, "openFor": sink.breaker_open_for.as_secs(), "lastError": e.to_string()}),
-                    )?;
-                }
+                breaker_failure(conn, sink, &mut breaker, now, &e, &mut report)?;
                 if breaker.state == Breaker::Open {
                     stop = true;
                     all_seen = false;
                 }
-                save_breaker(conn, &sink.name, &breaker)?;
                 continue;
             }
         }
         if trial_only {
             // Half-open: one trial row decides.
-            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)?;
             trial_only = false;
             if breaker.state != Breaker::Closed {
                 stop = true;
             }
-        } else if published.len() >= MARK_BATCH {
-            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+        } else if published.len() >= mark_every || (!published.is_empty() && unmarked_since.elapsed() >= MARK_WITHIN) {
+            // A flush that failed (a full disk) ends the pass: its rows are retried in order.
+            if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+                stop = true;
+                all_seen = false;
+            }
         }
     }
-    mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker)?;
+    if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+        all_seen = false;
+    }
     mark_skipped(conn, sink, &skipped, now_ms())?;
     report.skipped += skipped.len();
     let floor_to = match new_floor {
@@ -722,7 +783,9 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
     Ok(report)
 }
 
-/// Flush what was published and mark it delivered; a failed flush counts against each row.
+/// Flush what was published and mark it delivered; a failed flush counts against each row
+/// (and keeps `floor` below them). Returns true when the flush failed.
+#[allow(clippy::too_many_arguments)]
 fn mark(
     conn: &Connection,
     sink: &Sink,
@@ -731,12 +794,14 @@ fn mark(
     now: i64,
     report: &mut PassReport,
     breaker: &mut BreakerState,
-) -> Result<()> {
+    floor: &mut Option<i64>,
+) -> Result<bool> {
     if published.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if let Err(e) = publisher.flush() {
-        for id in published.drain(..) {
+        let failed: Vec<i64> = std::mem::take(published);
+        for &id in &failed {
             let attempts: i64 = conn
                 .query_row("SELECT attempts FROM outbox_delivery WHERE sink = ?1 AND row_id = ?2", params![sink.name, id], |r| r.get(0))
                 .optional()?
@@ -744,9 +809,12 @@ fn mark(
             fail(conn, sink, id, attempts.clamp(0, i64::from(u32::MAX)) as u32 + 1, &e.to_string(), now)?;
             report.failed += 1;
         }
-        breaker.on_failure(sink, now);
-        save_breaker(conn, &sink.name, breaker)?;
-        return Ok(());
+        // They are owed again: the floor stays below them.
+        if let Some(lowest) = failed.first() {
+            *floor = Some(floor.map_or(lowest - 1, |f| f.min(lowest - 1)));
+        }
+        breaker_failure(conn, sink, breaker, now, &e, report)?;
+        return Ok(true);
     }
     let tx = conn.unchecked_transaction()?;
     {
@@ -760,11 +828,39 @@ fn mark(
     }
     tx.execute("UPDATE outbox_sinks SET delivered = delivered + ?2 WHERE name = ?1", params![sink.name, published.len() as i64])?;
     breaker.on_success();
-    tx.execute("UPDATE outbox_sinks SET breaker = 'closed', opened_ms = NULL, fail_times = '[]' WHERE name = ?1", [&sink.name])?;
+    tx.execute(
+        "UPDATE outbox_sinks SET breaker = 'closed', opened_ms = NULL, open_until_ms = NULL, trips = 0, fail_times = '[]' WHERE name = ?1",
+        [&sink.name],
+    )?;
     tx.commit()?;
     report.delivered += published.len();
     published.clear();
-    Ok(())
+    Ok(false)
+}
+
+/// Count a failure against the sink's breaker and save it; opening it is a workflow event.
+fn breaker_failure(
+    conn: &Connection,
+    sink: &Sink,
+    breaker: &mut BreakerState,
+    now: i64,
+    e: &SinkError,
+    report: &mut PassReport,
+) -> Result<()> {
+    if breaker.on_failure(sink, now, random_unit()) {
+        report.breaker_opened = true;
+        let open_for = breaker.open_left_ms(sink, now).unwrap_or(0).saturating_add(999) / 1000;
+        crate::store::emit_event_with(
+            conn,
+            "lightbox:outbox",
+            &format!("outbox:{}:breaker-opened:{now}", sink.name),
+            "Outbox Sink Breaker Opened",
+            crate::store::from_ms(now),
+            &[],
+            json!({"sink": sink.name, "openFor": open_for, "lastError": e.to_string()}),
+        )?;
+    }
+    save_breaker(conn, &sink.name, breaker)
 }
 
 /// Record rows that are not for this sink (its format or pattern): done, never published,
@@ -893,6 +989,8 @@ pub struct SinkStatus {
     pub paused_reason: Option<String>,
     pub breaker: Breaker,
     pub breaker_left_ms: Option<i64>,
+    /// When an open breaker lets its next trial row through (ms since the epoch).
+    pub next_trial_ms: Option<i64>,
     pub backlog: i64,
     pub oldest_age_ms: Option<i64>,
     /// Events delivered in the last minute.
@@ -910,6 +1008,7 @@ impl SinkStatus {
             "paused": self.paused, "pausedReason": self.paused_reason,
             "breaker": self.breaker.as_str(),
             "breakerSecondsLeft": self.breaker_left_ms.map(|m| m / 1000),
+            "nextTrialAt": self.next_trial_ms.map(|n| crate::events::time(crate::store::from_ms(n))),
             "backlog": self.backlog,
             "oldestAgeSeconds": self.oldest_age_ms.map(|m| m / 1000),
             "publishedLastMinute": self.rate_per_min,
@@ -961,6 +1060,7 @@ impl SinkStatus {
             paused_reason: opt_text_of(v, "pausedReason")?,
             breaker: Breaker::parse(&text_of(v, "breaker")?.to_ascii_lowercase()),
             breaker_left_ms: secs("breakerSecondsLeft")?,
+            next_trial_ms: time_of(v, "nextTrialAt")?,
             backlog: int_of(v, "backlog")?,
             oldest_age_ms: secs("oldestAgeSeconds")?,
             rate_per_min: int_of(v, "publishedLastMinute")?,
@@ -1020,6 +1120,7 @@ pub fn status(conn: &Connection, sinks: &[Sink], now_ms: i64) -> Result<Vec<Sink
             paused_reason: reason,
             breaker: b.effective(s, now_ms),
             breaker_left_ms: b.open_left_ms(s, now_ms),
+            next_trial_ms: b.trial_at(s).map(|t| t.max(now_ms)),
             backlog,
             oldest_age_ms: oldest.map(|o| (now_ms - o).max(0)),
             rate_per_min: rate,
@@ -1126,7 +1227,7 @@ pub fn retry(conn: &Connection, sink: &Sink, row: Option<i64>) -> Result<usize> 
         }
     };
     // Open → half-open now: the next pass sends one trial row.
-    conn.execute("UPDATE outbox_sinks SET opened_ms = 0 WHERE name = ?1 AND breaker = 'open'", [&sink.name])?;
+    conn.execute("UPDATE outbox_sinks SET opened_ms = 0, open_until_ms = 0 WHERE name = ?1 AND breaker = 'open'", [&sink.name])?;
     Ok(n)
 }
 

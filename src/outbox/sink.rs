@@ -1,7 +1,10 @@
 //! Where events go: a webhook (one POST per event, `Idempotency-Key` = event id, 2xx =
-//! delivered) or an NDJSON file (one event per line, fsync'd before rows are marked).
+//! delivered; a redirect is a failure, never followed) or an NDJSON file (one event per line,
+//! fsync'd before rows are marked; a line a failed write cut short is truncated away before
+//! anything is written again, so a reader only ever sees whole lines).
 
 use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 
 use super::{Sink, SinkKind};
@@ -10,6 +13,9 @@ use super::{Sink, SinkKind};
 pub enum SinkError {
     #[error("webhook answered HTTP {0}")]
     Status(u16),
+    /// A redirect is never followed: the event goes only to the configured URL.
+    #[error("webhook answered HTTP {status} (a redirect, not followed) to Location {location}")]
+    Redirect { status: u16, location: String },
     #[error("webhook request failed: {0}")]
     Request(String),
     #[error("{path}: {err}")]
@@ -25,12 +31,17 @@ pub trait Publisher: Send {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Mark once this many rows are published (at most [`super::MARK_EVERY`]): a relay killed
+    /// before the mark sends them again.
+    fn mark_every(&self) -> usize {
+        super::MARK_EVERY
+    }
 }
 
 pub fn publisher(sink: &Sink) -> Box<dyn Publisher> {
     match &sink.kind {
         SinkKind::Webhook { url } => Box::new(Webhook::new(url.clone(), sink.timeout)),
-        SinkKind::Ndjson { path } => Box::new(Ndjson { path: path.clone(), file: None }),
+        SinkKind::Ndjson { path } => Box::new(Ndjson::new(path.clone())),
     }
 }
 
@@ -41,12 +52,25 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(url: String, timeout: std::time::Duration) -> Webhook {
-        let client = reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout).build().map_err(|e| e.to_string());
+        // Never follow a redirect: a 3xx is a failed delivery, so no event (patient data
+        // included) goes to an address that is not in the configuration.
+        let client = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string());
         Webhook { url, client }
     }
 }
 
 impl Publisher for Webhook {
+    /// A 2xx is the receiver's word that it has the event: marked at once, one by one (a
+    /// round trip costs more than the mark), so a crash sends at most the one in flight again.
+    fn mark_every(&self) -> usize {
+        1
+    }
+
     fn publish(&mut self, id: &str, event: &str) -> Result<(), SinkError> {
         let client = self.client.as_ref().map_err(|e| SinkError::Setup(e.clone()))?;
         let resp = client
@@ -57,7 +81,33 @@ impl Publisher for Webhook {
             .send()
             .map_err(|e| SinkError::Request(request_error(e)))?;
         let status = resp.status();
-        if status.is_success() { Ok(()) } else { Err(SinkError::Status(status.as_u16())) }
+        if status.is_success() {
+            Ok(())
+        } else if status.is_redirection() {
+            let location = resp.headers().get(reqwest::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            Err(SinkError::Redirect { status: status.as_u16(), location: shown_location(location.as_deref()) })
+        } else {
+            Err(SinkError::Status(status.as_u16()))
+        }
+    }
+}
+
+/// Longest `Location` an error shows (characters, after masking).
+const LOCATION_SHOWN: usize = 120;
+
+/// A redirect's `Location` as an error shows it: masked like every URL ([`super::shown_url`]),
+/// one line (control characters dropped), at most [`LOCATION_SHOWN`] characters (cut with `…`).
+pub fn shown_location(location: Option<&str>) -> String {
+    let Some(location) = location else { return "(none)".into() };
+    let shown: String = super::shown_url(location).chars().filter(|c| !c.is_control()).collect();
+    if shown.chars().count() > LOCATION_SHOWN {
+        let mut cut: String = shown.chars().take(LOCATION_SHOWN - 1).collect();
+        cut.push('…');
+        cut
+    } else if shown.is_empty() {
+        "(empty)".into()
+    } else {
+        shown
     }
 }
 
@@ -77,38 +127,94 @@ pub fn request_error(e: reqwest::Error) -> String {
 pub struct Ndjson {
     path: PathBuf,
     file: Option<std::fs::File>,
+    /// Lines written before a failed write whose file could not be synced: the next flush
+    /// fails, so they are not marked delivered without being durable.
+    unsynced: bool,
 }
 
 impl Ndjson {
+    pub fn new(path: PathBuf) -> Ndjson {
+        Ndjson { path, file: None, unsynced: false }
+    }
+
     fn io(&self, err: std::io::Error) -> SinkError {
         SinkError::Io { path: self.path.display().to_string(), err }
     }
+
+    /// Open the file for appending, its torn tail cut first (see [`whole_lines`]).
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path)?;
+        whole_lines(&f)?;
+        Ok(f)
+    }
+}
+
+/// Cut a torn last line (what a write that failed part-way left: a full disk, the file size
+/// limit, a crash) back to the end of the last whole line, so the next event starts a line of
+/// its own. Returns the file's length after.
+pub fn whole_lines(f: &std::fs::File) -> std::io::Result<u64> {
+    let len = f.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len == 0 || {
+        f.read_exact_at(&mut last, len - 1)?;
+        last[0] == b'\n'
+    } {
+        return Ok(len);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = len;
+    let keep = loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..usize::try_from(end - start).unwrap_or(0)];
+        f.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    f.set_len(keep)?;
+    f.sync_data()?;
+    Ok(keep)
 }
 
 impl Publisher for Ndjson {
     fn publish(&mut self, _id: &str, event: &str) -> Result<(), SinkError> {
         if self.file.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-            }
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| self.io(e))?;
-            self.file = Some(f);
+            let opened = self.open().map_err(|e| self.io(e))?;
+            self.file = Some(opened);
         }
-        // One line per event: the stored payload is compact JSON, so it has no newline.
+        // One line per event: the stored payload is compact JSON, and a line break anywhere
+        // else can only be whitespace between JSON tokens (JSON strings escape them): a space.
         let mut line = String::with_capacity(event.len() + 1);
-        line.push_str(event.trim_end());
+        line.extend(event.trim_end().chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }));
         line.push('\n');
-        let r = match self.file.as_mut() {
-            Some(f) => f.write_all(line.as_bytes()),
-            None => Ok(()),
-        };
-        r.map_err(|e| {
-            self.file = None;
-            self.io(e)
-        })
+        let Some(f) = self.file.as_mut() else { return Ok(()) };
+        match f.write_all(line.as_bytes()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Part of the line may be in the file: cut it at once, back to the last whole
+                // line as the file has it (the next open checks again, should this fail too),
+                // and make the lines before it durable, as the flush that marks them will find
+                // no file.
+                if whole_lines(f).and_then(|_| f.sync_data()).is_err() {
+                    self.unsynced = true;
+                }
+                self.file = None;
+                Err(self.io(e))
+            }
+        }
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
+        if std::mem::take(&mut self.unsynced) {
+            return Err(self.io(std::io::Error::other("lines written before a failed write could not be synced")));
+        }
         let r = match self.file.as_mut() {
             Some(f) => f.sync_data(),
             None => Ok(()),

@@ -17,7 +17,8 @@ fn config_defaults_and_relative_paths() {
     assert_eq!(s.kind, SinkKind::Ndjson { path: PathBuf::from("/data/e.ndjson") });
     assert_eq!((s.max_attempts, s.breaker_failures), (10, 5));
     assert_eq!(s.breaker_window, Duration::from_secs(60));
-    assert_eq!(s.breaker_open_for, Duration::from_secs(900));
+    assert_eq!(s.breaker_open_for, Duration::from_secs(2));
+    assert_eq!(s.breaker_max_open_for, Duration::from_secs(300));
     assert_eq!(s.timeout, Duration::from_secs(10));
 }
 
@@ -30,6 +31,10 @@ fn config_errors_name_the_sink_and_key() {
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"", "path"),
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nbreaker_window = \"soon\"", "breaker_window"),
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nmax_attempts = 0", "max_attempts"),
+        (
+            "[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\nbreaker_open_for = \"1m\"\nbreaker_max_open_for = \"10s\"",
+            "breaker_max_open_for",
+        ),
         ("[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"p\"\n[[sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"q\"", "name"),
     ];
     for (text, key) in bad {
@@ -41,21 +46,71 @@ fn config_errors_name_the_sink_and_key() {
 #[test]
 fn breaker_opens_after_failures_in_the_window_and_half_opens_later() {
     let s = sink("breaker_failures = 3\nbreaker_window = \"1m\"\nbreaker_open_for = \"15m\"");
-    let mut b = BreakerState { state: Breaker::Closed, opened_ms: None, fail_times: vec![] };
-    assert!(!b.on_failure(&s, 0));
-    assert!(!b.on_failure(&s, 30_000));
+    assert_eq!(s.breaker_max_open_for, Duration::from_secs(900), "a longer first period is its own cap");
+    let mut b = BreakerState::closed();
+    assert!(!b.on_failure(&s, 0, 0.0));
+    assert!(!b.on_failure(&s, 30_000, 0.0));
     // The first failure has left the window: still two.
-    assert!(!b.on_failure(&s, 61_000));
+    assert!(!b.on_failure(&s, 61_000, 0.0));
     assert_eq!(b.effective(&s, 61_000), Breaker::Closed);
-    assert!(b.on_failure(&s, 62_000), "three failures within a minute open it");
+    assert!(b.on_failure(&s, 62_000, 0.0), "three failures within a minute open it");
     assert_eq!(b.effective(&s, 62_000), Breaker::Open);
     assert_eq!(b.open_left_ms(&s, 62_000 + 60_000), Some(14 * 60_000));
     assert_eq!(b.effective(&s, 62_000 + 900_000), Breaker::HalfOpen);
-    // The trial fails: open again for another 15 minutes.
-    assert!(b.on_failure(&s, 62_000 + 900_000));
+    // The trial fails: open again, for no longer than the cap.
+    assert!(b.on_failure(&s, 62_000 + 900_000, 0.0));
     assert_eq!(b.effective(&s, 62_000 + 900_001), Breaker::Open);
+    assert_eq!(b.trial_at(&s), Some(62_000 + 1_800_000));
     b.on_success();
     assert_eq!(b.effective(&s, 0), Breaker::Closed);
+}
+
+/// A receiver down for 6 s at start once stopped delivery for 15 minutes. By default the open
+/// period starts at 2 s and doubles (less up to a quarter, jitter) while trials keep failing,
+/// up to 5 minutes; a delivery starts the schedule again.
+#[test]
+fn the_open_period_starts_short_grows_while_trials_fail_and_resets_after_a_delivery() {
+    let s = sink("");
+    assert_eq!((s.breaker_failures, s.breaker_open_for, s.breaker_max_open_for), (5, Duration::from_secs(2), Duration::from_secs(300)));
+    let mut b = BreakerState::closed();
+    let mut now = 0;
+    for _ in 0..4 {
+        assert!(!b.on_failure(&s, now, 0.0));
+        now += 100;
+    }
+    assert!(b.on_failure(&s, now, 0.0), "the fifth failure opens it");
+    // Each failed trial opens it for twice as long: 2 s, 4 s, 8 s, … 256 s, then 5 min.
+    let mut periods = vec![];
+    for _ in 0..10 {
+        let at = b.trial_at(&s).expect("open");
+        periods.push(at - now);
+        assert_eq!(b.effective(&s, at - 1), Breaker::Open);
+        assert_eq!(b.effective(&s, at), Breaker::HalfOpen, "the trial is due");
+        now = at;
+        assert!(b.on_failure(&s, now, 0.0), "a failed trial opens it again");
+    }
+    let secs: Vec<i64> = periods.iter().map(|p| p / 1000).collect();
+    assert_eq!(secs, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    // Jitter takes up to a quarter off, never adds.
+    assert_eq!(open_period_ms(&s, 1, 0.999_999), 1_500);
+    assert_eq!(open_period_ms(&s, 3, 0.5), 7_000);
+    assert_eq!(open_period_ms(&s, 40, 0.0), 300_000);
+    // A delivery closes it; the next opening is 2 s again.
+    b.on_success();
+    for i in 0..5 {
+        b.on_failure(&s, now + i, 0.0);
+    }
+    assert_eq!(b.open_left_ms(&s, now + 4), Some(2_000));
+    // Its status says when the next trial is.
+    let store = Store::in_memory().expect("store");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    save_breaker(store.conn(), &s.name, &b).expect("save");
+    let st = status(store.conn(), std::slice::from_ref(&s), now + 1_004).expect("status");
+    assert_eq!((st[0].breaker, st[0].breaker_left_ms, st[0].next_trial_ms), (Breaker::Open, Some(1_000), Some(now + 2_004)));
+    let v = st[0].to_json();
+    assert_eq!(v["nextTrialAt"], crate::events::time(crate::store::from_ms(now + 2_004)), "{v}");
+    // (to the second, as every time in the JSON)
+    assert_eq!(SinkStatus::from_json(&v).expect("read back").next_trial_ms.map(|t| t / 1000), Some((now + 2_004) / 1000));
 }
 
 #[test]
@@ -446,4 +501,147 @@ fn rows_not_for_a_paused_or_open_sink_are_no_backlog() {
     ensure(store.conn(), std::slice::from_ref(&all)).expect("ensure");
     assert!(set_paused(store.conn(), &all, true, Some("x")).expect("pause"));
     assert_eq!(relay_pass(store.conn(), &all, &mut p, || 5_000).expect("pass"), PassReport::default());
+}
+
+/// Counts, at each publish, the rows sent before it that another connection does not yet see
+/// marked: what a relay killed at that moment would send again.
+struct Unmarked {
+    conn: Connection,
+    sink: String,
+    sent: i64,
+    pause: Duration,
+    worst: i64,
+}
+
+impl Publisher for Unmarked {
+    fn publish(&mut self, _id: &str, _event: &str) -> std::result::Result<(), SinkError> {
+        let marked: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM outbox_delivery WHERE sink = ?1 AND delivered_ms IS NOT NULL", [&self.sink], |r| r.get(0))
+            .expect("count");
+        // This one is in flight: it would be sent again too.
+        self.worst = self.worst.max(self.sent - marked + 1);
+        self.sent += 1;
+        std::thread::sleep(self.pause);
+        Ok(())
+    }
+}
+
+/// Marks were committed per 256 rows, so a relay killed mid-pass sent up to 256 events again.
+/// Now at most `MARK_EVERY` are ever sent but unmarked, and a slow sink's deliveries are marked
+/// within `MARK_WITHIN` of being sent.
+#[test]
+fn at_most_a_handful_of_deliveries_are_ever_unmarked_and_marks_come_within_200ms() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("lightbox.db");
+    let store = Store::open(&db).expect("store");
+    let s = sink("");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    for i in 0..300 {
+        row(&store, &format!("x{}", i % 3), &format!("e{i}"));
+    }
+    let conn = || open_connection(&db).expect("second connection");
+    let mut fast = Unmarked { conn: conn(), sink: s.name.clone(), sent: 0, pause: Duration::ZERO, worst: 0 };
+    let r = relay_pass(store.conn(), &s, &mut fast, || 1_000).expect("pass");
+    assert_eq!(r.delivered, 300);
+    assert!(fast.worst <= 8, "{} sent but unmarked at once", fast.worst);
+    // A slow sink (70 ms an event): marks every ~200 ms, long before eight are unmarked.
+    for i in 0..12 {
+        row(&store, "slow", &format!("s{i}"));
+    }
+    let mut slow = Unmarked { conn: conn(), sink: s.name.clone(), sent: 300, pause: Duration::from_millis(70), worst: 0 };
+    assert_eq!(relay_pass(store.conn(), &s, &mut slow, || 2_000).expect("pass").delivered, 12);
+    assert!(slow.worst <= 4, "{} sent but unmarked at once (200 ms is three 70 ms sends)", slow.worst);
+}
+
+/// A torn last line (a write cut short) is truncated back to the last whole line before the
+/// NDJSON sink writes again; whole lines are kept as they are.
+#[test]
+fn the_ndjson_sink_cuts_a_torn_tail_before_it_writes_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let long = "y".repeat(200_000);
+    for (before, kept) in [
+        ("{\"a\":1}\n{\"b\":2}\n{\"c\":", "{\"a\":1}\n{\"b\":2}\n"),
+        ("{\"a\":1}\n", "{\"a\":1}\n"),
+        ("{\"torn", ""),
+        ("", ""),
+        // A torn line longer than one read back.
+        (&format!("{{\"a\":1}}\n{{\"long\":\"{long}"), "{\"a\":1}\n"),
+    ] {
+        let path = dir.path().join("e.ndjson");
+        std::fs::write(&path, before).expect("write");
+        let mut p = sink::Ndjson::new(path.clone());
+        p.publish("e1", "{\"id\":\"e1\"}").expect("publish");
+        p.flush().expect("flush");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), format!("{kept}{{\"id\":\"e1\"}}\n"), "{:.40}", before);
+    }
+    // An event is one line, whatever whitespace its JSON holds.
+    let path = dir.path().join("pretty.ndjson");
+    let mut p = sink::Ndjson::new(path.clone());
+    p.publish("e2", "{\n  \"id\": \"e2\",\r\n  \"text\": \"a\\nb\"\n}\n").expect("publish");
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    let v: Value = serde_json::from_str(text.trim_end()).expect("one JSON event");
+    assert_eq!((v["id"].as_str(), v["text"].as_str()), (Some("e2"), Some("a\nb")));
+}
+
+/// Publishes into a buffer that `flush` makes durable, or loses when the flush fails.
+struct FlushFails {
+    pending: Vec<String>,
+    got: Vec<String>,
+    fail_flush: bool,
+}
+
+impl Publisher for FlushFails {
+    fn publish(&mut self, id: &str, _event: &str) -> std::result::Result<(), SinkError> {
+        self.pending.push(id.to_string());
+        Ok(())
+    }
+    fn flush(&mut self) -> std::result::Result<(), SinkError> {
+        let pending = std::mem::take(&mut self.pending);
+        if self.fail_flush {
+            return Err(SinkError::Io { path: "e.ndjson".into(), err: std::io::Error::other("no space left") });
+        }
+        self.got.extend(pending);
+        Ok(())
+    }
+}
+
+/// A flush that fails (a full disk at fsync) fails the rows it held and ends the pass: they are
+/// still owed and go first, in order, once the sink takes events again (the pass used to go
+/// on, and its floor passed over them: they were never sent again).
+#[test]
+fn rows_whose_flush_failed_are_owed_and_go_first_in_order() {
+    let store = Store::in_memory().expect("store");
+    let s = sink("breaker_failures = 100");
+    ensure(store.conn(), std::slice::from_ref(&s)).expect("ensure");
+    let ids: Vec<String> = (0..20).map(|i| format!("e{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        row(&store, if i % 2 == 0 { "a" } else { "b" }, id);
+    }
+    let mut p = FlushFails { pending: vec![], got: vec![], fail_flush: true };
+    let r = relay_pass(store.conn(), &s, &mut p, || 1_000).expect("pass");
+    assert_eq!((r.delivered, r.failed), (0, 8), "the pass stops at the failed flush");
+    assert_eq!(status(store.conn(), std::slice::from_ref(&s), 1_000).expect("status")[0].backlog, 20);
+    p.fail_flush = false;
+    let r = relay_pass(store.conn(), &s, &mut p, || 100_000).expect("pass");
+    assert_eq!(r.delivered, 20);
+    assert_eq!(p.got, ids, "every row, in order");
+    assert_eq!(status(store.conn(), std::slice::from_ref(&s), 100_000).expect("status")[0].backlog, 0);
+}
+
+/// A redirect's `Location` in an error is masked like every URL, one line, and bounded.
+#[test]
+fn a_redirects_location_is_shown_masked_on_one_line_and_bounded() {
+    use sink::shown_location;
+    assert_eq!(shown_location(Some("https://user:pw@idp.example.org/login?next=abc")), "https://***@idp.example.org/login?***");
+    assert_eq!(shown_location(Some("/login")), "/login");
+    assert_eq!(shown_location(None), "(none)");
+    let odd = shown_location(Some("https://h/a\r\nX-Injected: 1"));
+    assert!(!odd.chars().any(char::is_control), "{odd:?}");
+    let long = shown_location(Some(&format!("https://h/{}", "ab/".repeat(200))));
+    assert_eq!(long.chars().count(), 120, "{long}");
+    assert!(long.ends_with('…'));
+    let e = SinkError::Redirect { status: 302, location: shown_location(Some("https://h/login")) }.to_string();
+    assert!(e.contains("HTTP 302") && e.contains("Location https://h/login") && e.contains("not followed"), "{e}");
 }

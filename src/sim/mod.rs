@@ -83,6 +83,7 @@ pub fn outbox_defaults() -> crate::outbox::OutboxConfig {
         breaker_failures: None,
         breaker_window: None,
         breaker_open_for: None,
+        breaker_max_open_for: None,
         timeout: None,
         base_delay: None,
         max_delay: None,

@@ -306,13 +306,25 @@ impl App {
         let rows = self.outbox_rows();
         let filter = self.filters[View::Outbox.index()].as_ref().map(|f| format!(" · /{}", f.text)).unwrap_or_default();
         let title = match self.outbox_sink() {
-            Some(s) => match (&s.paused_reason, &s.last_error) {
-                (Some(r), _) if s.paused => format!("Rows behind {} ({}){filter} · paused: {r}", s.name, rows.len()),
-                (_, Some(e)) if s.failures > 0 => format!("Rows behind {} ({}){filter} · last error: {e}", s.name, rows.len()),
-                _ => format!("Rows behind {} ({}){filter}", s.name, rows.len()),
-            },
+            Some(s) => {
+                // When the breaker lets its next trial row through.
+                let trial = match s.breaker {
+                    outbox::Breaker::Open => self.sink_left(s).map(|l| format!(" · next trial in {l}")).unwrap_or_default(),
+                    outbox::Breaker::HalfOpen => " · next trial now".to_string(),
+                    outbox::Breaker::Closed => String::new(),
+                };
+                match (&s.paused_reason, &s.last_error) {
+                    (Some(r), _) if s.paused => format!("Rows behind {} ({}){filter}{trial} · paused: {r}", s.name, rows.len()),
+                    (_, Some(e)) if s.failures > 0 => {
+                        format!("Rows behind {} ({}){filter}{trial} · last error: {e}", s.name, rows.len())
+                    }
+                    _ => format!("Rows behind {} ({}){filter}{trial}", s.name, rows.len()),
+                }
+            }
             None => "Rows".to_string(),
         };
+        // Cut to the border with `…`, never silently.
+        let title = super::table::fit(&title, usize::from(middle.width.saturating_sub(2)));
         let selected = (focus == Focus::Sinks).then(|| self.selected());
         let win = super::table::window(rows.len(), selected.unwrap_or(0), middle);
         let first = win.start;

@@ -141,6 +141,7 @@ pub fn sink(name: &str, breaker: Breaker, left_ms: Option<i64>, paused: bool) ->
         paused_reason: paused.then(|| "maintenance".to_string()),
         breaker,
         breaker_left_ms: left_ms,
+        next_trial_ms: None,
         backlog: 2,
         oldest_age_ms: Some(95_000),
         rate_per_min: 0,

@@ -1,5 +1,6 @@
 //! A webhook receiver on loopback: records each request's `Idempotency-Key` and body, and
-//! answers 500 to the first N requests or to keys containing a text, 200 otherwise.
+//! answers 500 to the first N requests or to keys containing a text, a redirect when told to,
+//! 200 otherwise.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -20,6 +21,8 @@ pub struct Receiver {
     pub fail_first: Arc<Mutex<usize>>,
     /// Answer 500 to every request whose key contains this.
     pub fail_key: Arc<Mutex<Option<String>>>,
+    /// Answer every request with this redirect (status, `Location`) instead.
+    pub redirect: Arc<Mutex<Option<(u16, String)>>>,
 }
 
 impl Receiver {
@@ -29,11 +32,12 @@ impl Receiver {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let fail_first = Arc::new(Mutex::new(0usize));
         let fail_key: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-        let (s, ff, fk) = (seen.clone(), fail_first.clone(), fail_key.clone());
+        let redirect: Arc<Mutex<Option<(u16, String)>>> = Arc::new(Mutex::new(None));
+        let (s, ff, fk, rd) = (seen.clone(), fail_first.clone(), fail_key.clone(), redirect.clone());
         std::thread::spawn(move || {
             for stream in l.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let (s, ff, fk) = (s.clone(), ff.clone(), fk.clone());
+                let (s, ff, fk, rd) = (s.clone(), ff.clone(), fk.clone(), rd.clone());
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(stream.try_clone().expect("clone"));
                     loop {
@@ -66,7 +70,8 @@ impl Receiver {
                         }
                         let body = String::from_utf8_lossy(&body).into_owned();
                         std::thread::sleep(delay);
-                        let fail = {
+                        let redirect = rd.lock().expect("lock").clone();
+                        let fail = redirect.is_some() || {
                             let mut n = ff.lock().expect("lock");
                             let by_key = fk.lock().expect("lock").as_ref().is_some_and(|k| key.contains(k.as_str()));
                             if *n > 0 {
@@ -83,15 +88,21 @@ impl Receiver {
                                 seen.delivered.push((key, body));
                             }
                         }
-                        let status = if fail { "500 Internal Server Error" } else { "200 OK" };
-                        if stream.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).is_err() {
+                        let answer = match (&redirect, fail) {
+                            (Some((code, location)), _) => {
+                                format!("HTTP/1.1 {code} Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+                            }
+                            (None, true) => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".to_string(),
+                            (None, false) => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_string(),
+                        };
+                        if stream.write_all(answer.as_bytes()).is_err() {
                             return;
                         }
                     }
                 });
             }
         });
-        Receiver { url, seen, fail_first, fail_key }
+        Receiver { url, seen, fail_first, fail_key, redirect }
     }
     pub fn delivered_keys(&self) -> Vec<String> {
         self.seen.lock().expect("lock").delivered.iter().map(|(k, _)| k.clone()).collect()

@@ -151,8 +151,10 @@ mod tests {
             target: "https://events.pagerduty.com/v2/enqueue".into(),
             paused: true,
             paused_reason: Some("maintenance".into()),
-            breaker: crate::outbox::Breaker::HalfOpen,
-            breaker_left_ms: None,
+            breaker: crate::outbox::Breaker::Open,
+            breaker_left_ms: Some(4_000),
+            // When the next trial is travels too (to the second, as every time here).
+            next_trial_ms: Some(1_700_000_004_000),
             backlog: 3,
             oldest_age_ms: Some(95_000),
             rate_per_min: 2,
