@@ -350,6 +350,33 @@ fn a_redirect_is_a_failed_delivery_naming_its_location_and_is_never_followed() {
     }
 }
 
+/// A proxy named by the environment is not a configured address: the webhook goes straight
+/// to its URL, and the proxy sees nothing.
+#[test]
+fn a_proxy_named_by_the_environment_is_never_used() {
+    let lb = Lb::new();
+    let proxy = Receiver::start(Duration::ZERO);
+    let rx = Receiver::start(Duration::ZERO);
+    let cfg = config(&lb, &format!("kind = \"webhook\"\nurl = \"{}\"", rx.url));
+    let ids = emit(&lb, 3, 1, "px");
+    let e = Engine(Some(
+        lb.cmd()
+            .args(["--config", &cfg, "engine"])
+            .env("HTTP_PROXY", &proxy.url)
+            .env("http_proxy", &proxy.url)
+            .env("ALL_PROXY", &proxy.url)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("engine"),
+    ));
+    wait_until("every event delivered", 30, || ids.iter().all(|i| rx.delivered_keys().contains(i)));
+    stop(e);
+    assert_eq!(proxy.requests(), 0, "an event went through the environment's proxy");
+}
+
 /// A relay killed (SIGKILL) again and again, each time mid-delivery, still gets every event
 /// through, and each restart sends at most one event again (a webhook's deliveries are marked
 /// one by one; the one in flight at the kill is sent again): marks were once committed per 256
