@@ -30,6 +30,15 @@ fn setup(lb: &Lb) -> (String, String) {
     (arn, token)
 }
 
+/// Wait until the answering process stands at its `answer-checked` wait point.
+fn held_at_check(note: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(note).unwrap_or_default().contains("answer-checked") {
+        assert!(Instant::now() < deadline, "the answer never reached its check");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn race(answer: &[&str]) {
     let lb = Lb::new();
     let (arn, token) = setup(&lb);
@@ -42,11 +51,7 @@ fn race(answer: &[&str]) {
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("answer");
 
     // The answer has passed its first check and is about to apply.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&note).unwrap_or_default().contains("answer-checked") {
-        assert!(Instant::now() < deadline, "the answer never reached its check");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    held_at_check(&note);
     // Another reviewer claims it in that instant…
     lb.json(&["--user", "dr.kim", "tasks", "claim", &token]);
     // …then the answer goes on.
@@ -102,11 +107,7 @@ fn serve_honours_a_claim_taken_while_an_answer_is_in_flight() {
         })
     };
     let answer = call(json!({"taskToken": token, "output": "{}"}));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&note).unwrap_or_default().contains("answer-checked") {
-        assert!(Instant::now() < deadline, "the answer never reached its check");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    held_at_check(&note);
     lb.json(&["--user", "dr.kim", "tasks", "claim", &token]);
     std::fs::write(format!("{}.go", note.display()), "").expect("go");
     let (status, body) = answer.join().expect("answer");

@@ -5,46 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
-use serde_json::{Value, json};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lightbox")
-}
-
-fn lb(data: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin()).arg("--data-dir").arg(data).arg("--json").args(args).output().expect("run lightbox");
-    assert!(out.status.success(), "lightbox {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn setup(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    let review = json!({"StartAt": "RadiologistReview", "States": {
-        "RadiologistReview": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-            "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession", "priority.$": "$.priority"}},
-            "TimeoutSeconds": 3600, "ResultPath": "$.review", "Next": "Signed"},
-        "Signed": {"Type": "Succeed"}}});
-    let publish = json!({"StartAt": "Publish", "States": {"Publish": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": "fail", "Payload": {"error": "Archive.Unavailable", "cause": "PACS down"}}, "End": true}}});
-    std::fs::write(dir.join("review.json"), review.to_string()).expect("write");
-    std::fs::write(dir.join("publish.json"), publish.to_string()).expect("write");
-    lb(&data, &["state-machines", "create", "--name", "review", "--definition", dir.join("review.json").to_str().expect("p")]);
-    lb(&data, &["state-machines", "create", "--name", "publish", "--definition", dir.join("publish.json").to_str().expect("p")]);
-    let input = json!({"accession": "ACC-K-1", "priority": "STAT", "modality": "CT"}).to_string();
-    lb(&data, &["executions", "start", "--state-machine", "review", "--name", "ACC-K-1", "--input-json", &input]);
-    let input = json!({"accession": "ACC-K-3"}).to_string();
-    lb(&data, &["executions", "start", "--state-machine", "publish", "--name", "ACC-K-3", "--input-json", &input]);
-    data
-}
-
-fn describe(data: &Path, machine: &str, name: &str) -> Value {
-    lb(data, &["executions", "describe", &format!("arn:aws:states:us-east-1:000000000000:execution:{machine}:{name}")])
-}
+use common::{bin, describe_at as describe, lb_at as lb, reviews_and_a_failed_publication as setup};
 
 /// Run the console with a crash point on `name`, do `act`, and wait for it to die there.
 fn killed_console(action: &str, name: &str, act: impl Fn(&Tmux)) -> (tempfile::TempDir, PathBuf) {
@@ -77,49 +43,49 @@ fn killed_console(action: &str, name: &str, act: impl Fn(&Tmux)) -> (tempfile::T
 
 #[test]
 fn the_console_killed_mid_approve_reject_stop_or_redrive_leaves_nothing_half_done() {
-    let (_d, data) = killed_console("approve", "ACC-K-1", |t| {
+    let (_d, data) = killed_console("approve", "ACC-E2E-1", |t| {
         t.keys(&["2"]);
-        t.wait_for("ACC-K-1");
+        t.wait_for("ACC-E2E-1");
         t.keys(&["a"]);
-        t.wait_for("Approve ACC-K-1");
+        t.wait_for("Approve ACC-E2E-1");
         t.keys(&["Enter"]);
     });
-    assert_eq!(describe(&data, "review", "ACC-K-1")["status"], "RUNNING");
+    assert_eq!(describe(&data, "review", "ACC-E2E-1")["status"], "RUNNING");
     assert_eq!(lb(&data, &["tasks", "list"])["tasks"][0]["status"], "PENDING");
 
-    let (_d, data) = killed_console("reject", "ACC-K-1", |t| {
+    let (_d, data) = killed_console("reject", "ACC-E2E-1", |t| {
         t.keys(&["2"]);
-        t.wait_for("ACC-K-1");
+        t.wait_for("ACC-E2E-1");
         t.keys(&["r"]);
-        t.wait_for("Reject ACC-K-1");
+        t.wait_for("Reject ACC-E2E-1");
         t.keys(&["Enter"]);
     });
-    assert_eq!(describe(&data, "review", "ACC-K-1")["status"], "RUNNING");
+    assert_eq!(describe(&data, "review", "ACC-E2E-1")["status"], "RUNNING");
 
-    let (_d, data) = killed_console("stop", "ACC-K-1", |t| {
+    let (_d, data) = killed_console("stop", "ACC-E2E-1", |t| {
         t.keys(&["3"]);
-        t.wait_for("ACC-K-1");
+        t.wait_for("ACC-E2E-1");
         t.keys(&["/"]);
-        for c in ["A", "C", "C", "-", "K", "-", "1", "Enter"] {
+        for c in ["A", "C", "C", "-", "E", "2", "E", "-", "1", "Enter"] {
             t.keys(&[c]);
         }
         t.keys(&["x"]);
         t.wait_until("the stop dialog", |s| s.contains("Stop 1"));
         t.keys(&["y"]);
     });
-    assert_eq!(describe(&data, "review", "ACC-K-1")["status"], "RUNNING");
+    assert_eq!(describe(&data, "review", "ACC-E2E-1")["status"], "RUNNING");
 
-    let (_d, data) = killed_console("redrive", "ACC-K-3", |t| {
+    let (_d, data) = killed_console("redrive", "ACC-E2E-3", |t| {
         t.keys(&["3", "s", "s"]);
-        t.wait_for("ACC-K-3");
+        t.wait_for("ACC-E2E-3");
         t.keys(&["/"]);
-        for c in ["A", "C", "C", "-", "K", "-", "3", "Enter"] {
+        for c in ["A", "C", "C", "-", "E", "2", "E", "-", "3", "Enter"] {
             t.keys(&[c]);
         }
         t.keys(&["R"]);
         t.wait_for("Redrive 1 execution(s)");
         t.keys(&["y"]);
     });
-    let d = describe(&data, "publish", "ACC-K-3");
+    let d = describe(&data, "publish", "ACC-E2E-3");
     assert_eq!((d["status"].as_str(), d["redriveCount"].as_i64().unwrap_or(0)), (Some("FAILED"), 0), "{d}");
 }

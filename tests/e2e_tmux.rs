@@ -4,50 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
 use serde_json::{Value, json};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lightbox")
-}
-
-fn lb(data: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin()).arg("--data-dir").arg(data).arg("--json").args(args).output().expect("run lightbox");
-    assert!(out.status.success(), "lightbox {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn setup(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    let review = json!({"StartAt": "RadiologistReview", "States": {
-        "RadiologistReview": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-            "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession",
-                           "priority.$": "$.priority", "draft": "No acute findings."}},
-            "TimeoutSeconds": 3600, "ResultPath": "$.review", "Next": "Signed"},
-        "Signed": {"Type": "Succeed"}}});
-    let publish = json!({"StartAt": "Publish", "States": {"Publish": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": "fail", "Payload": {"error": "Archive.Unavailable", "cause": "PACS down"}}, "End": true}}});
-    std::fs::write(dir.join("review.json"), review.to_string()).expect("write");
-    std::fs::write(dir.join("publish.json"), publish.to_string()).expect("write");
-    lb(&data, &["state-machines", "create", "--name", "review", "--definition", dir.join("review.json").to_str().expect("p")]);
-    lb(&data, &["state-machines", "create", "--name", "publish", "--definition", dir.join("publish.json").to_str().expect("p")]);
-    let patient = json!({"name": "Ada Testperson", "mrn": "SYN-000777", "birthDate": "1950-02-03"});
-    for (acc, prio) in [("ACC-E2E-1", "STAT"), ("ACC-E2E-2", "ROUTINE")] {
-        let input = json!({"accession": acc, "priority": prio, "modality": "CT", "bodyPart": "head", "patient": patient}).to_string();
-        lb(&data, &["executions", "start", "--state-machine", "review", "--name", acc, "--input-json", &input]);
-    }
-    let input = json!({"accession": "ACC-E2E-3", "patient": patient}).to_string();
-    lb(&data, &["executions", "start", "--state-machine", "publish", "--name", "ACC-E2E-3", "--input-json", &input]);
-    data
-}
-
-fn describe(data: &Path, machine: &str, name: &str) -> Value {
-    lb(data, &["executions", "describe", &format!("arn:aws:states:us-east-1:000000000000:execution:{machine}:{name}")])
-}
+use common::{bin, describe_at as describe, lb_at as lb, reviews_and_a_failed_publication as setup};
 
 #[test]
 fn operator_approves_rejects_and_redrives_from_the_console() {

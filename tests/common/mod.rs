@@ -16,6 +16,46 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lightbox")
 }
 
+/// `lightbox --data-dir DATA --json ARGS`, expected to succeed, its output parsed.
+pub fn lb_at(data: &std::path::Path, args: &[&str]) -> Value {
+    let out = Command::new(bin()).arg("--data-dir").arg(data).arg("--json").args(args).output().expect("run lightbox");
+    assert!(out.status.success(), "lightbox {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// The console tests' hospital in `dir/data`: two reviews waiting (ACC-E2E-1 STAT, ACC-E2E-2
+/// ROUTINE, of machine `review`) and a publication that failed (ACC-E2E-3, of `publish`), all
+/// of one synthetic patient.
+pub fn reviews_and_a_failed_publication(dir: &std::path::Path) -> PathBuf {
+    use serde_json::json;
+    let data = dir.join("data");
+    let review = json!({"StartAt": "RadiologistReview", "States": {
+        "RadiologistReview": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession",
+                           "priority.$": "$.priority", "draft": "No acute findings."}},
+            "TimeoutSeconds": 3600, "ResultPath": "$.review", "Next": "Signed"},
+        "Signed": {"Type": "Succeed"}}});
+    let publish = json!({"StartAt": "Publish", "States": {"Publish": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": "fail", "Payload": {"error": "Archive.Unavailable", "cause": "PACS down"}}, "End": true}}});
+    std::fs::write(dir.join("review.json"), review.to_string()).expect("write");
+    std::fs::write(dir.join("publish.json"), publish.to_string()).expect("write");
+    lb_at(&data, &["state-machines", "create", "--name", "review", "--definition", dir.join("review.json").to_str().expect("p")]);
+    lb_at(&data, &["state-machines", "create", "--name", "publish", "--definition", dir.join("publish.json").to_str().expect("p")]);
+    let patient = json!({"name": "Ada Testperson", "mrn": "SYN-000777", "birthDate": "1950-02-03"});
+    for (acc, prio) in [("ACC-E2E-1", "STAT"), ("ACC-E2E-2", "ROUTINE")] {
+        let input = json!({"accession": acc, "priority": prio, "modality": "CT", "bodyPart": "head", "patient": patient}).to_string();
+        lb_at(&data, &["executions", "start", "--state-machine", "review", "--name", acc, "--input-json", &input]);
+    }
+    let input = json!({"accession": "ACC-E2E-3", "patient": patient}).to_string();
+    lb_at(&data, &["executions", "start", "--state-machine", "publish", "--name", "ACC-E2E-3", "--input-json", &input]);
+    data
+}
+
+/// `executions describe` of `machine`'s execution `name` in `data`.
+pub fn describe_at(data: &std::path::Path, machine: &str, name: &str) -> Value {
+    lb_at(data, &["executions", "describe", &format!("arn:aws:states:us-east-1:000000000000:execution:{machine}:{name}")])
+}
+
 pub struct Lb {
     pub dir: tempfile::TempDir,
     /// `--user` on every command, when set.
