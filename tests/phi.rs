@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 const SECRETS: [&str; 5] = ["Dana", "Testperson", "SYN-000421", "1961-04-02", "555-0100"];
 
+/// Nothing of an identifier shows: not its digits in another format, not a birth year, not an initial.
+const TRACES: [&str; 4] = ["000421", "1961", "D•••", "T•••"];
+
 trait PhiExt {
     fn reveals(&self) -> Vec<Value>;
 }
@@ -105,14 +108,14 @@ fn read_commands_mask_patient_data_and_keep_the_shape() {
     // What is masked, and what is not.
     let task = &lb.json(&["tasks", "list"])["tasks"][0];
     let input: Value = serde_json::from_str(task["input"].as_str().expect("input is JSON text")).expect("json");
-    assert_eq!(input["Payload"]["patient"]["mrn"], "S•••");
+    assert_eq!(input["Payload"]["patient"]["mrn"], "•••");
     assert_eq!(input["Payload"]["accession"], "ACC-1");
     let d = lb.json(&["executions", "describe", &failed]);
-    assert_eq!(d["cause"], "no order for D•••");
+    assert_eq!(d["cause"], "no order for •••");
     assert_eq!(d["name"], "acc-2", "an execution's own name is not patient data");
     let h = lb.json(&["executions", "history", &waiting]);
     assert_eq!(h["events"][1]["stateEnteredEventDetails"]["name"], "Prepare");
-    assert!(lb.ok(&["executions", "describe", &failed]).contains("cause: no order for D•••"));
+    assert!(lb.ok(&["executions", "describe", &failed]).contains("cause: no order for •••"));
 }
 
 #[test]
@@ -170,10 +173,10 @@ fn phi_fields_and_paths_come_from_config() {
         lb.file("config.toml", "[phi]\nfields = [\"mrn\"]\nextra_fields = [\"Modality\"]\npaths = [\"$.accession\"]\nreveal_minutes = 2\n");
     let d = lb.json(&["--config", &cfg, "executions", "describe", &waiting]);
     let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
-    assert_eq!(input["patient"]["mrn"], "S•••");
+    assert_eq!(input["patient"]["mrn"], "•••");
     assert_eq!(input["patient"]["given"], "Dana", "`fields` replaced the defaults");
-    assert_eq!(input["modality"], "•••", "extra field, any case (two characters show nothing)");
-    assert_eq!(input["accession"], "A•••", "a path");
+    assert_eq!(input["modality"], "•••", "extra field, any case");
+    assert_eq!(input["accession"], "•••", "a path");
     let bad = lb.file("bad.toml", "[phi]\npaths = [\"patient\"]\n");
     let out = lb.run(&["--config", &bad, "tasks", "list"]);
     assert!(!out.status.success());
@@ -247,12 +250,12 @@ fn errors_and_audit_reasons_are_masked_everywhere() {
     let e = lb.json(&["executions", "start", "--state-machine", "errpath", "--name", "acc-3", "--input-json", &input]);
     let failed = e["executionArn"].as_str().expect("arn").to_string();
     let d = lb.json(&["executions", "describe", &failed]);
-    assert_eq!(d["error"], "D•••", "{d}");
-    assert_eq!(d["cause"], "paged ACC-1 about D•••", "matched in any case: {d}");
+    assert_eq!(d["error"], "•••", "{d}");
+    assert_eq!(d["cause"], "paged ACC-1 about •••", "matched in any case: {d}");
     assert_masked("describe", &lb.ok(&["executions", "describe", &failed]));
     let h = lb.json(&["executions", "history", &failed]);
     assert_masked("history --json", &h.to_string());
-    assert!(h.to_string().contains("\"error\":\"D•••\""), "{h}");
+    assert!(h.to_string().contains("\"error\":\"•••\""), "{h}");
     let reason = "wrong-patient hold, consult with Dr Lee";
     let d = lb.json(&["executions", "describe", &failed, "--reveal", "--reason", reason]);
     assert_eq!(d["error"], "Dana Testperson");
@@ -279,4 +282,64 @@ fn errors_and_audit_reasons_are_masked_everywhere() {
     assert_eq!(lb.reveals().len(), before + 1, "audit list --reveal is audited");
     let out = lb.run(&["audit", "list", "--reveal", "--reason", "testing it"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Identifiers used as keys (records keyed by MRN under the patient), and an MRN and a birth
+/// date written in other formats in a cause, are masked in `--json` describe, history, tasks
+/// and events alike; distinct keys stay distinct (a per-session pseudonym), and `--reveal`
+/// shows them.
+#[test]
+fn identifier_keys_and_other_formats_are_masked_on_every_surface() {
+    let lb = Lb::as_user("dr.lee");
+    let review = json!({
+        "StartAt": "Review",
+        "States": {"Review": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession", "patient.$": "$.patient"}},
+            "End": true
+        }}
+    });
+    let r = lb.file("review.json", &review);
+    lb.ok(&["state-machines", "create", "--name", "review", "--definition", &r]);
+    let mut input = order();
+    input["patient"]["priorStudies"] = json!({"SYN-000421": {"accession": "ACC-0"}, "SYN-000422": {"accession": "ACC-00"}});
+    let a = lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-k", "--input-json", &input.to_string()]);
+    let arn = a["executionArn"].as_str().expect("arn").to_string();
+    let tasks = lb.json(&["tasks", "list"]);
+    let token = tasks["tasks"][0]["taskToken"].as_str().expect("token").to_string();
+    let out = lb.run(&[
+        "tasks",
+        "reject",
+        &token,
+        "--error",
+        "Order.Mismatch",
+        "--cause",
+        "no order for SYN000421, born 02/04/1961 (2 Apr 1961)",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let surfaces: Vec<(&str, Value)> = vec![
+        ("tasks list", lb.json(&["tasks", "list", "--status", "ALL"])),
+        ("describe", lb.json(&["executions", "describe", &arn])),
+        ("history", lb.json(&["executions", "history", &arn])),
+        ("events list", lb.json(&["events", "list"])),
+    ];
+    for (what, v) in &surfaces {
+        let text = v.to_string();
+        assert_masked(what, &text);
+        for t in TRACES {
+            assert!(!text.contains(t), "{what} shows {t}: {text}");
+        }
+    }
+    let d = &surfaces[1].1;
+    assert_eq!(d["cause"], "no order for •••, born ••• (•••)", "{d}");
+    let shown: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
+    let prior = shown["patient"]["priorStudies"].as_object().expect("the map keeps its shape");
+    assert_eq!(prior.len(), 2, "two records stay two: {prior:?}");
+    assert!(prior.keys().all(|k| k.starts_with("•••#")), "{prior:?}");
+    assert!(surfaces[3].1.to_string().contains("Order.Mismatch"), "the failure is among the events: {}", surfaces[3].1);
+    let revealed = lb.json(&["executions", "describe", &arn, "--reveal", "--reason", "wrong-patient hold, consult with Dr Lee"]);
+    assert!(revealed["input"].as_str().is_some_and(|i| i.contains("SYN-000422")), "{revealed}");
+    assert_eq!(revealed["cause"], "no order for SYN000421, born 02/04/1961 (2 Apr 1961)");
 }
