@@ -135,6 +135,12 @@ pub enum PhiError {
     BadPath { path: String, why: String },
     #[error("{0}")]
     Reason(String),
+    #[error("a reason code is required: one of {}", .codes.join(", "))]
+    MissingReasonCode { codes: Vec<String> },
+    #[error("{code:?} is not a reason code: one of {}", .codes.join(", "))]
+    UnknownReasonCode { code: String, codes: Vec<String> },
+    #[error("reason code {0:?} is not a lowercase word like direct-care (letters, digits and '-')")]
+    BadReasonCode(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -928,22 +934,67 @@ const NOT_REASONS: &[&str] = &[
     "show",
 ];
 
-/// Whether `w` (lowercase) looks like a word: not one letter repeated ("aaaaaaaaaa"),
-/// and a word of four or more letters has a vowel.
+/// Rows and runs of a keyboard (QWERTY, QWERTZ, AZERTY, digits): a word that is a run of
+/// adjacent keys (`asdfg`, `qwert`, `lkjh`, `zxcvb`, `12345`) is a mash, not a word.
+const KEY_RUNS: &[&str] = &[
+    "qwertyuiop",
+    "asdfghjkl",
+    "zxcvbnm",
+    "qwertzuiop",
+    "yxcvbnm",
+    "azertyuiop",
+    "qsdfghjklm",
+    "wxcvbn",
+    "1234567890",
+    "qazwsxedcrfvtgbyhnujmikolp",
+];
+
+/// Whether `w` (lowercase letters/digits) is three or more adjacent keys of one keyboard row, either way.
+fn keyboard_run(w: &str) -> bool {
+    w.chars().count() >= 3
+        && KEY_RUNS.iter().any(|row| {
+            let rev: String = row.chars().rev().collect();
+            row.contains(w) || rev.contains(w)
+        })
+}
+
+/// Whether `w` (lowercase) looks like a word: not one letter repeated ("aaaaaaaaaa"), not two
+/// letters alternating ("ababab"), not a run of keyboard keys ("asdfg"), and a word of four
+/// or more letters has a vowel.
 fn wordlike(w: &str) -> bool {
     let letters: Vec<char> = w.chars().filter(|c| c.is_alphabetic()).collect();
     let Some(first) = letters.first() else { return false };
     if letters.len() >= 3 && letters.iter().all(|c| c == first) {
         return false;
     }
+    let distinct: HashSet<char> = letters.iter().copied().collect();
+    if letters.len() >= 4 && distinct.len() <= 2 {
+        return false;
+    }
+    if keyboard_run(w) {
+        return false;
+    }
     letters.len() < 4 || letters.iter().any(|c| "aeiouy".contains(*c) || !c.is_ascii())
 }
 
-/// A reason for revealing patient data must say something: at least 10 characters, two
-/// different words that look like words, and at least one word of four or more letters
-/// that is not filler ("test", "because", "want", "just", …).
+/// A reason as typed, normalised: NFKC (full-width letters, digits and spaces become their
+/// ASCII selves), invisible characters (zero-width, bidirectional controls, other controls)
+/// dropped, runs of whitespace one space, trimmed.
+pub fn normalize_reason(text: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
+    };
+    let t: String = text.nfkc().map(|c| if c.is_whitespace() { ' ' } else { c }).filter(|c| !invisible(*c)).collect();
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A reason's note must say something: at least 10 characters, two different words that look
+/// like words, and at least one word of four or more letters that is not filler ("test",
+/// "because", "want", …), checked after [`normalize_reason`] (full-width filler is filler too)
+/// and refusing keyboard mashes ("asdfg qwert") and repeated characters ("xxxxxxxx").
 pub fn check_reason(reason: &str) -> Result<(), PhiError> {
-    let r = reason.trim();
+    let r = normalize_reason(reason);
     let words: Vec<String> = r
         .split(|c: char| !c.is_alphanumeric() && c != '/')
         .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
@@ -954,10 +1005,103 @@ pub fn check_reason(reason: &str) -> Result<(), PhiError> {
     let substantive = distinct.iter().filter(|w| !NOT_REASONS.contains(w) && w.chars().filter(|c| c.is_alphabetic()).count() >= 4).count();
     if r.chars().count() < 10 || distinct.len() < 2 || substantive < 1 {
         return Err(PhiError::Reason(format!(
-            "a reason to reveal patient data must say why, in at least 10 characters and two real words, one of them of substance (e.g. \"consult with Dr Lee on the wrong-patient hold\"); got {r:?}"
+            "a reason must say why, in at least 10 characters and two real words, one of them of substance (e.g. \"consult with Dr Lee on the wrong-patient hold\"); got {r:?}"
         )));
     }
     Ok(())
+}
+
+/// The reason codes offered by default (config `[reasons] codes` replaces them).
+pub const DEFAULT_REASON_CODES: &[&str] = &["direct-care", "quality-review", "operations-incident", "patient-request", "other"];
+
+/// The configured list of reason codes: lowercase words (`direct-care`), in order, no repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonCodes(Vec<String>);
+
+impl Default for ReasonCodes {
+    fn default() -> ReasonCodes {
+        ReasonCodes(DEFAULT_REASON_CODES.iter().map(|c| c.to_string()).collect())
+    }
+}
+
+impl ReasonCodes {
+    /// The list from config; an empty list, a repeat or a code that is not a lowercase word is refused.
+    pub fn new(codes: &[String]) -> Result<ReasonCodes, PhiError> {
+        let mut out: Vec<String> = vec![];
+        for c in codes {
+            let n = normalize_reason(c).to_lowercase();
+            let ok = !n.is_empty() && n.len() <= 40 && n.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            if !ok || !n.starts_with(|ch: char| ch.is_ascii_lowercase()) {
+                return Err(PhiError::BadReasonCode(c.clone()));
+            }
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        if out.is_empty() {
+            return Err(PhiError::Reason("the list of reason codes is empty".into()));
+        }
+        Ok(ReasonCodes(out))
+    }
+
+    pub fn codes(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// Why an operator acts: a code from the configured list and a note of substance. The only way
+/// to make one is [`Reason::new`], which normalises (NFKC) and checks both, so a `Reason`
+/// cannot hold an unchecked one. It reads `[code] note` ([`Reason::fmt`]) where a reason travels
+/// as text (an escalation's cause, an override, a dependency hold); the audit log stores the
+/// code apart from the note ([`Reason::split`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    code: String,
+    note: String,
+}
+
+impl Reason {
+    /// A checked reason: `code` (any case, NFKC) must be one of `codes`, `note` must pass [`check_reason`].
+    pub fn new(codes: &ReasonCodes, code: &str, note: &str) -> Result<Reason, PhiError> {
+        let c = normalize_reason(code).to_lowercase();
+        if c.is_empty() {
+            return Err(PhiError::MissingReasonCode { codes: codes.0.clone() });
+        }
+        if !codes.0.contains(&c) {
+            return Err(PhiError::UnknownReasonCode { code: c, codes: codes.0.clone() });
+        }
+        check_reason(note)?;
+        Ok(Reason { code: c, note: normalize_reason(note) })
+    }
+
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    pub fn note(&self) -> &str {
+        &self.note
+    }
+
+    /// The code and the rest of a text that carries a reason as `[code] note` (after a prefix
+    /// such as `dependency db: ` or `override of the claim held by h: `): `(code, text without
+    /// the marker)`, or `None` when it has no marker.
+    pub fn split(text: &str) -> Option<(String, String)> {
+        let re = reason_marker()?;
+        let c = re.captures(text)?;
+        let (m, code) = (c.get(1)?, c.get(2)?);
+        Some((code.as_str().to_string(), format!("{}{}", &text[..m.start()], &text[m.end()..])))
+    }
+}
+
+fn reason_marker() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(?:^|: )(\[([a-z][a-z0-9-]{0,39})\] )").ok()).as_ref()
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.code, self.note)
+    }
 }
 
 #[cfg(test)]
@@ -1380,6 +1524,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_reason_is_a_code_from_the_list_and_a_note_of_substance() {
+        let codes = ReasonCodes::default();
+        for filler in [
+            "asdfg qwert",
+            "qwerty asdfgh",
+            "xxxxxxxx",
+            "xxxxxxxx yyyyyyyy",
+            "ａｓｄｆｇ　ｑｗｅｒｔ",
+            "ｘｘｘｘｘｘｘｘｘｘ",
+            "\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}",
+            "te\u{200B}st te\u{200B}sting",
+            "abab abab ababab",
+            "lkjhg poiuy",
+            "zxcvb 12345 mnbvc",
+        ] {
+            assert!(check_reason(filler).is_err(), "{filler:?} accepted");
+            assert!(Reason::new(&codes, "direct-care", filler).is_err(), "{filler:?} accepted");
+        }
+        let r = Reason::new(&codes, "Direct-Care", "ｃｏｎｓｕｌｔ with Dr Lee on the wrong-patient hold").expect("reason");
+        assert_eq!((r.code(), r.note()), ("direct-care", "consult with Dr Lee on the wrong-patient hold"), "NFKC, any case");
+        assert_eq!(r.to_string(), "[direct-care] consult with Dr Lee on the wrong-patient hold");
+        assert!(matches!(Reason::new(&codes, "", "consult with Dr Lee"), Err(PhiError::MissingReasonCode { .. })));
+        let e = Reason::new(&codes, "curiosity", "consult with Dr Lee").expect_err("unknown");
+        assert!(e.to_string().contains("direct-care, quality-review, operations-incident, patient-request, other"), "{e}");
+        let custom = ReasonCodes::new(&["research-irb".into(), "direct-care".into()]).expect("codes");
+        assert!(Reason::new(&custom, "other", "consult with Dr Lee").is_err(), "the list is the configured one");
+        assert!(Reason::new(&custom, "research-irb", "protocol 42 follow-up").is_ok());
+        assert!(ReasonCodes::new(&[]).is_err() && ReasonCodes::new(&["Has Space".into()]).is_err());
+        // Carried as text and split again for the audit log.
+        assert_eq!(Reason::split("[other] archive vendor outage"), Some(("other".into(), "archive vendor outage".into())));
+        assert_eq!(
+            Reason::split("dependency pacs: [other] vendor outage"),
+            Some(("other".into(), "dependency pacs: vendor outage".into()))
+        );
+        assert_eq!(Reason::split("no marker [here] at all"), None);
     }
 
     #[test]
