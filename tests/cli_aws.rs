@@ -167,6 +167,17 @@ fn executions_and_reviews_work_through_the_cli_on_aws() {
     assert_eq!(input["accession"], "ACC-8001");
     assert_eq!(input["patient"]["mrn"], "•••", "{input}");
     assert!(!d.to_string().contains("Testperson"), "{d}");
+    // On AWS too a reason is a code from the list and a note of substance.
+    for (extra, says) in [
+        (&["--reason", "wrong-patient hold on ACC-8001 for Dr Lee"][..], "--reason-code"),
+        (&["--reason-code", "direct-care", "--reason", "asdfg qwert"][..], "--reason"),
+    ] {
+        let mut args = vec!["executions", "describe", approved.as_str(), "--reveal"];
+        args.extend(extra.iter());
+        let out = site.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says) && out.stdout.is_empty(), "{args:?}");
+    }
     // Revealed with a reason: shown whole, and the reveal audited.
     let revealed = site.json(&[
         "executions",
@@ -453,7 +464,16 @@ fn the_outbox_of_the_serve_named_as_outbox_endpoint() {
     assert!(table.starts_with("SINK") && table.contains("archive"), "{table}");
     let out = site.run(&["outbox", "list", "--sink", "nope"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nope"));
-    let out = site.run(&["--read-only", "outbox", "pause", "archive", "--reason-code", "operations-incident", "--reason", "maintenance"]);
+    let out = site.run(&[
+        "--read-only",
+        "outbox",
+        "pause",
+        "archive",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "vendor maintenance window",
+    ]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("read-only"));
     site.ok(&["outbox", "pause", "archive", "--reason-code", "operations-incident", "--reason", "archive disk swap"]);
     assert_eq!(site.json(&["outbox", "list"])["sinks"][0]["paused"], true);
