@@ -396,6 +396,31 @@ fn known_pattern(k: &str) -> String {
     format!("{literal}|{formats}")
 }
 
+/// The case-insensitive automaton for `pattern`, compiled once per thread for the last few
+/// patterns (the console masks the same study's values frame after frame); `None` when the
+/// values are too many for one automaton.
+fn known_regex(pattern: &str) -> Option<Regex> {
+    const KEPT: usize = 16;
+    thread_local! {
+        static CACHE: std::cell::RefCell<Vec<(String, Regex)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(i) = c.iter().position(|(p, _)| p == pattern) {
+            let hit = c.remove(i);
+            let re = hit.1.clone();
+            c.push(hit);
+            return Some(re);
+        }
+        let re = regex::RegexBuilder::new(pattern).case_insensitive(true).size_limit(64 << 20).build().ok()?;
+        if c.len() >= KEPT {
+            c.remove(0);
+        }
+        c.push((pattern.to_string(), re.clone()));
+        Some(re)
+    })
+}
+
 /// Whether known value `k` may occur in a text: its lowercase form does, or (a value with
 /// digits) its digits do among the text's digits.
 fn may_occur(k: &str, lower: &str, digits: &str) -> bool {
@@ -482,7 +507,7 @@ fn pattern_spans(text: &str, out: &mut Vec<(usize, usize)>) {
             }
         }
     }
-    if let Some(re) = label_regex() {
+    if let Some(re) = label_regex().filter(|_| text.bytes().any(|b| b.is_ascii_digit())) {
         for c in re.captures_iter(text) {
             if let Some(v) = c.name("v") {
                 let value = v.as_str().trim_end_matches(['.', '-', '/']);
@@ -512,18 +537,27 @@ pub fn mask_free_text(text: &str, known: &[String]) -> String {
     // A cheap prefilter: only values that may occur go into the automaton.
     let lower = t.to_lowercase();
     let digits: String = t.chars().filter(char::is_ascii_digit).collect();
-    let mut ks: Vec<String> =
-        known.iter().map(|k| k.nfkc().collect::<String>()).filter(|k| k.chars().count() >= 3 && may_occur(k, &lower, &digits)).collect();
+    let mut ks: Vec<std::borrow::Cow<str>> = known
+        .iter()
+        .map(|k| {
+            if unicode_normalization::is_nfkc_quick(k.chars()) == unicode_normalization::IsNormalized::Yes {
+                std::borrow::Cow::Borrowed(k.as_str())
+            } else {
+                std::borrow::Cow::Owned(k.nfkc().collect::<String>())
+            }
+        })
+        .filter(|k| k.chars().count() >= 3 && may_occur(k, &lower, &digits))
+        .collect();
     if !ks.is_empty() {
         ks.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         ks.dedup();
         let pattern = ks.iter().map(|k| known_pattern(k)).collect::<Vec<_>>().join("|");
-        match regex::RegexBuilder::new(&pattern).case_insensitive(true).size_limit(64 << 20).build() {
-            Ok(re) => spans.extend(re.find_iter(t).filter(|m| !m.as_str().is_empty()).map(|m| (m.start(), m.end()))),
-            Err(_) => {
+        match known_regex(&pattern) {
+            Some(re) => spans.extend(re.find_iter(t).filter(|m| !m.as_str().is_empty()).map(|m| (m.start(), m.end()))),
+            None => {
                 // Too many values for one automaton: exact matches, value by value.
                 for k in &ks {
-                    spans.extend(t.match_indices(k.as_str()).map(|(i, m)| (i, i + m.len())));
+                    spans.extend(t.match_indices(k.as_ref()).map(|(i, m)| (i, i + m.len())));
                 }
             }
         }
@@ -763,7 +797,18 @@ impl Masker {
     /// An object key as shown: its pseudonym when it is an identifier (data under an
     /// identifier, or a key holding a known identifier value, a date or a labelled identifier).
     fn mask_key(&self, k: &str, known: &[String], under: bool) -> String {
-        if (under && !self.schema_key(k)) || mask_free_text(k, known) != k { pseudonym(k) } else { k.to_string() }
+        let schema = self.schema_key(k);
+        if under && !schema {
+            return pseudonym(k);
+        }
+        // A field name holds no date or labelled identifier (those need digits): only a known value.
+        if schema && !k.bytes().any(|b| b.is_ascii_digit()) {
+            let lower = k.to_lowercase();
+            if !known.iter().any(|v| v.chars().count() >= 3 && lower.contains(&v.to_lowercase())) {
+                return k.to_string();
+            }
+        }
+        if mask_free_text(k, known) != k { pseudonym(k) } else { k.to_string() }
     }
 
     /// A JSON text masked as [`Masker::mask_value`] does, in the same layout (pretty
