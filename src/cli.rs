@@ -268,7 +268,7 @@ enum OutboxCmd {
         #[arg(long)]
         reason: String,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
     /// Requeue parked rows: one (ROW --sink S) or all of a sink (--sink S --parked).
@@ -290,7 +290,7 @@ enum OutboxCmd {
         #[arg(long)]
         reason: String,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
     /// Resume delivery to a paused sink.
@@ -312,7 +312,7 @@ enum DepCmd {
         #[arg(long)]
         reason: String,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
     /// Release a hold: the tasks that waited are sent on the engine's next tick.
@@ -323,7 +323,7 @@ enum DepCmd {
         #[arg(long)]
         reason: String,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
     /// Close an open breaker by hand, after checking the dependency answers again.
@@ -334,7 +334,7 @@ enum DepCmd {
         #[arg(long)]
         reason: String,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
 }
@@ -498,7 +498,7 @@ enum ExecCmd {
         #[arg(long, required_unless_present = "dry_run")]
         reason: Option<String>,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
         /// Show the plan only; start nothing.
         #[arg(long)]
@@ -570,7 +570,7 @@ enum AuditCmd {
         #[arg(long)]
         reason: String,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
     /// Start a new anchor file when it is missing (deleted, or the log predates anchoring);
@@ -580,7 +580,7 @@ enum AuditCmd {
         #[arg(long)]
         reason: String,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
 }
@@ -630,7 +630,7 @@ enum TaskCmd {
         #[arg(long, requires = "override_claim")]
         reason: Option<String>,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
     /// SendTaskFailure: fail a pending token.
@@ -650,7 +650,7 @@ enum TaskCmd {
         #[arg(long, requires = "override_claim")]
         reason: Option<String>,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
     },
     /// SendTaskHeartbeat: push back a pending token's heartbeat deadline.
@@ -677,7 +677,7 @@ enum TaskCmd {
         #[arg(long, alias = "cause")]
         reason: Option<String>,
         /// The reason code (one of `lightbox reasons`), required beside --reason.
-        #[arg(long)]
+        #[arg(long, requires = "reason")]
         reason_code: Option<String>,
         /// Answer a review someone else has claimed (needs --reason; the audit log records it).
         #[arg(long, requires = "reason")]
