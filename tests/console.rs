@@ -1003,12 +1003,14 @@ fn the_audit_pane_lists_recent_rows_masked_and_scrolls() {
         prev_hash: String::new(),
         hash: String::new(),
     };
-    let rows: Vec<_> = (1..=40).rev().map(|i| row(i, "wrong patient: Dana Testperson")).collect();
+    let mut rows: Vec<_> = (1..=40).rev().map(|i| row(i, "wrong patient: Dana Testperson")).collect();
+    rows[0].reason_code = Some("quality-review".into());
     let inputs = [(arn("ACC-20391"), order_input("ACC-20391"))].into_iter().collect();
     a.handle(AppEvent::Loaded(Loaded::Audit { rows, inputs }, t0()));
     let screen = draw(&a, 100, 30);
     assert!(screen.contains("Audit log") && screen.contains("#40") && screen.contains("ACC-20391 task abcdef01"), "{screen}");
     assert!(!screen.contains("Testperson") && screen.contains("wrong patient"), "{screen}");
+    assert!(screen.contains("[quality-review] wrong patient"), "the code shows: {screen}");
     for _ in 0..3 {
         a.handle(code(KeyCode::PageDown));
     }
