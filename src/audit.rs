@@ -155,6 +155,10 @@ pub fn ensure_schema(conn: &Connection) -> rusqlite::Result<()> {
         // Outcome rows name the intent row they close (see [`begin`]).
         conn.execute_batch("ALTER TABLE audit_log ADD COLUMN intent_seq INTEGER")?;
     }
+    if !column_exists(conn, "audit_log", "reason_code")? {
+        // The reason code of an action taken for a reason (`phi::Reason`), apart from its note.
+        conn.execute_batch("ALTER TABLE audit_log ADD COLUMN reason_code TEXT")?;
+    }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS audit_log_by_intent ON audit_log (intent_seq) WHERE intent_seq IS NOT NULL")?;
     Ok(())
 }
@@ -328,6 +332,9 @@ pub struct AuditEntry {
     pub task_token: Option<String>,
     /// What the operator typed, or a reason code. Empty means none.
     pub reason: Option<String>,
+    /// The reason code (`direct-care`, …) of an action taken for a [`crate::phi::Reason`];
+    /// a reason carried as text (`[code] note`) gives it too.
+    pub reason_code: Option<String>,
     /// Short status object before the action, e.g. `{"status": "FAILED"}`.
     pub before: Option<Value>,
     /// Short status object after the action.
@@ -366,6 +373,7 @@ impl AuditEntry {
             execution_arn: None,
             task_token: None,
             reason: None,
+            reason_code: None,
             before: None,
             after: None,
             outcome: Outcome::Ok,
@@ -379,6 +387,13 @@ impl AuditEntry {
 
     pub fn token(mut self, token: impl Into<String>) -> AuditEntry {
         self.task_token = Some(token.into());
+        self
+    }
+
+    /// A checked reason: its code and its note.
+    pub fn why(mut self, reason: &crate::phi::Reason) -> AuditEntry {
+        self.reason = Some(reason.note().to_string());
+        self.reason_code = Some(reason.code().to_string());
         self
     }
 
@@ -462,6 +477,8 @@ pub struct AuditRecord {
     /// Shortened token.
     pub task_token: Option<String>,
     pub reason: Option<String>,
+    /// The reason code, apart from the note in `reason` (rows from before reason codes have none).
+    pub reason_code: Option<String>,
     /// Compact JSON text.
     pub before: Option<String>,
     /// Compact JSON text.
@@ -499,6 +516,7 @@ impl AuditRecord {
             "executionArn": self.execution_arn,
             "taskToken": self.task_token,
             "reason": self.reason,
+            "reasonCode": self.reason_code,
             "before": status(&self.before),
             "after": status(&self.after),
             "result": self.result,
@@ -544,6 +562,11 @@ impl AuditRecord {
         if let Some(i) = self.intent_seq {
             put_int(&mut h, i);
         }
+        // Added later still: only rows with a reason code hash it, after a tag of its own.
+        if let Some(c) = &self.reason_code {
+            h.extend_from_slice(b"reason_code");
+            put_str(&mut h, Some(c.as_str()));
+        }
         match key {
             None => hex(&Sha256::digest(&h)),
             Some(k) => format!("{KEYED_PREFIX}{}", hex(&crate::engine::core::hmac_sha256(k, &h))),
@@ -568,8 +591,10 @@ impl fmt::Display for AuditRecord {
             Some(e) if !self.is_ok() => write!(f, "error: {e}")?,
             _ => f.write_str(&self.result)?,
         }
-        if let Some(r) = &self.reason {
-            write!(f, "  reason: {r}")?;
+        match (&self.reason_code, &self.reason) {
+            (Some(c), r) => write!(f, "  reason: [{c}] {}", r.as_deref().unwrap_or_default())?,
+            (None, Some(r)) => write!(f, "  reason: {r}")?,
+            (None, None) => {}
         }
         Ok(())
     }
@@ -736,6 +761,7 @@ fn append(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>, kind: Kind)
         execution_arn: fields.execution_arn,
         task_token: fields.task_token,
         reason: fields.reason,
+        reason_code: fields.reason_code,
         before: fields.before,
         after: fields.after,
         result: fields.result,
@@ -746,8 +772,8 @@ fn append(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>, kind: Kind)
     };
     rec.hash = rec.canonical_hash(key.as_deref());
     conn.prepare_cached(
-        "INSERT INTO audit_log (seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash, intent_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        "INSERT INTO audit_log (seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash, intent_seq, reason_code)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(rusqlite::params![
         rec.seq,
@@ -765,6 +791,7 @@ fn append(conn: &Connection, entry: &AuditEntry, now: DateTime<Utc>, kind: Kind)
         rec.prev_hash,
         rec.hash,
         rec.intent_seq,
+        rec.reason_code,
     ])?;
     conn.prepare_cached(
         "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
@@ -1007,6 +1034,7 @@ struct Normalized {
     execution_arn: Option<String>,
     task_token: Option<String>,
     reason: Option<String>,
+    reason_code: Option<String>,
     before: Option<String>,
     after: Option<String>,
     result: String,
@@ -1027,11 +1055,21 @@ impl Normalized {
             Outcome::Ok => ("ok".to_string(), None),
             Outcome::Error(m) => ("error".to_string(), Some(text(m, MAX_ERROR))),
         };
+        // A reason carried as text (`[code] note`, after a prefix) gives its code apart.
+        let mut reason = e.reason.clone();
+        let mut reason_code = e.reason_code.clone();
+        if reason_code.is_none()
+            && let Some((code, rest)) = reason.as_deref().and_then(crate::phi::Reason::split)
+        {
+            reason_code = Some(code);
+            reason = Some(rest);
+        }
         Ok(Normalized {
             actor,
             execution_arn: e.execution_arn.as_deref().map(|a| cap(&one_line(a.trim()), MAX_ARN)).filter(|a| !a.is_empty()),
             task_token: full_token.map(|t| short_token(&one_line(t))),
-            reason: e.reason.as_deref().map(|r| text(r, MAX_REASON)).filter(|r| !r.is_empty()),
+            reason: reason.as_deref().map(|r| text(r, MAX_REASON)).filter(|r| !r.is_empty()),
+            reason_code: reason_code.as_deref().map(|c| cap(&one_line(c.trim()), MAX_ACTION)).filter(|c| !c.is_empty()),
             before: status(&e.before),
             after: status(&e.after),
             result,
@@ -1140,16 +1178,17 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
-const COLUMNS: &str =
-    "seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash, intent_seq";
+const COLUMNS: &str = "seq, ts_ms, actor, source, action, execution_arn, task_token, reason, before, after, result, error, prev_hash, hash, intent_seq, reason_code";
 
 /// [`COLUMNS`], for a log that may predate `intent_seq` (read-only stores are not migrated).
 fn columns(conn: &Connection) -> rusqlite::Result<std::borrow::Cow<'static, str>> {
-    Ok(if column_exists(conn, "audit_log", "intent_seq")? {
-        COLUMNS.into()
-    } else {
-        COLUMNS.replace(", intent_seq", ", NULL AS intent_seq").into()
-    })
+    let mut c = COLUMNS.to_string();
+    for column in ["intent_seq", "reason_code"] {
+        if !column_exists(conn, "audit_log", column)? {
+            c = c.replace(&format!(", {column}"), &format!(", NULL AS {column}"));
+        }
+    }
+    Ok(c.into())
 }
 
 /// Rows matching `filter`, newest first.
@@ -1508,5 +1547,6 @@ fn read_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<Au
             ValueRef::Integer(v) => Some(v),
             _ => return Ok(Err("column intent_seq is not an integer".to_string())),
         },
+        reason_code: tri!(opt(r, 15, "reason_code")),
     }))
 }

@@ -80,6 +80,8 @@ struct Cli {
 enum Command {
     /// Run a definition once, to completion, on an in-memory store.
     Run(RunArgs),
+    /// The reason codes an action taken for a reason needs (`--reason-code`; config `[reasons] codes`).
+    Reasons,
     /// The TestState API: run one state with mocks and report what each processing step produced.
     #[command(name = "test-state")]
     TestState {
@@ -265,6 +267,9 @@ enum OutboxCmd {
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// Requeue parked rows: one (ROW --sink S) or all of a sink (--sink S --parked).
     Requeue {
@@ -284,6 +289,9 @@ enum OutboxCmd {
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// Resume delivery to a paused sink.
     Resume {
@@ -303,6 +311,9 @@ enum DepCmd {
         /// Why (the audit log records it).
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// Release a hold: the tasks that waited are sent on the engine's next tick.
     Release {
@@ -311,6 +322,9 @@ enum DepCmd {
         /// What was checked (the audit log records it).
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// Close an open breaker by hand, after checking the dependency answers again.
     Reset {
@@ -319,6 +333,9 @@ enum DepCmd {
         /// What was checked (the audit log records it).
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
 }
 
@@ -480,6 +497,9 @@ enum ExecCmd {
         /// Why it is compensated (kept in the audit log and passed to the compensation).
         #[arg(long, required_unless_present = "dry_run")]
         reason: Option<String>,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
         /// Show the plan only; start nothing.
         #[arg(long)]
         dry_run: bool,
@@ -492,6 +512,9 @@ enum ExecCmd {
         /// Why it is safe to try again (kept in the audit log).
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// Stop a running execution (it ends ABORTED).
     Stop {
@@ -515,6 +538,9 @@ struct RevealArgs {
     /// Why patient data must show, in a few words (e.g. "wrong-patient hold on ACC-1 for Dr Lee").
     #[arg(long, requires = "reveal")]
     reason: Option<String>,
+    /// The reason code (one of `lightbox reasons`), required beside --reason.
+    #[arg(long, requires = "reveal")]
+    reason_code: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -555,6 +581,9 @@ enum AuditCmd {
         /// What you found (for example "approval took effect: execution SUCCEEDED").
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// Start a new anchor file when it is missing (deleted, or the log predates anchoring);
     /// recorded in the audit log with your reason.
@@ -562,6 +591,9 @@ enum AuditCmd {
         /// Why the anchor is restarted (recorded in the audit log).
         #[arg(long)]
         reason: String,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
 }
 
@@ -609,6 +641,9 @@ enum TaskCmd {
         /// Why the claim is overridden.
         #[arg(long, requires = "override_claim")]
         reason: Option<String>,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// SendTaskFailure: fail a pending token.
     Reject {
@@ -626,6 +661,9 @@ enum TaskCmd {
         /// Why the claim is overridden.
         #[arg(long, requires = "override_claim")]
         reason: Option<String>,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
     },
     /// SendTaskHeartbeat: push back a pending token's heartbeat deadline.
     Heartbeat {
@@ -650,6 +688,9 @@ enum TaskCmd {
         /// With --override-claim it is also the reason for overriding the claim.
         #[arg(long, alias = "cause")]
         reason: Option<String>,
+        /// The reason code (one of `lightbox reasons`), required beside --reason.
+        #[arg(long, requires = "reason")]
+        reason_code: Option<String>,
         /// Answer a review someone else has claimed (needs --reason; the audit log records it).
         #[arg(long, requires = "reason")]
         override_claim: bool,
@@ -722,6 +763,10 @@ pub fn main() -> Result<ExitCode> {
         _ => {
             let base_config = load_config(&cli)?;
             let config = base_config.clone().with_context(cli.context.as_deref())?;
+            if let Command::Reasons = &command {
+                return cmd_reasons(&config, cli.json);
+            }
+            let reasons = config.reasons.codes()?;
             lightbox::ops::slo::check_all(&config.slo)?;
             // `--backend aws` (or an `aws` context): the console and the CLI twins on AWS Step
             // Functions; a command of the embedded engine's only is refused before the store opens.
@@ -764,6 +809,7 @@ pub fn main() -> Result<ExitCode> {
                 read_only: read_only || engine.store.is_read_only(),
                 user: lightbox::audit::actor(cli.user.as_deref().or(config.user.as_deref())),
                 phi: config.phi.masker()?,
+                reasons,
                 sinks,
                 compensation: compensation_config(&config)?,
                 slo: config.slo.clone(),
@@ -976,6 +1022,9 @@ struct Config {
     /// Which fields are patient identifiers, and how long a console reveal lasts.
     #[serde(default)]
     phi: PhiConfig,
+    /// `[reasons]`: the reason codes every action taken for a reason picks from.
+    #[serde(default)]
+    reasons: ReasonsConfig,
     /// Named contexts (e.g. a training copy and production), chosen with --context.
     #[serde(default)]
     contexts: std::collections::BTreeMap<String, ContextConfig>,
@@ -1027,6 +1076,36 @@ impl PhiConfig {
         lightbox::phi::Masker::from_config(self.fields.as_deref(), &self.extra_fields, self.paths.as_deref(), &self.extra_paths)
             .context("config [phi]")
     }
+}
+
+/// `[reasons] codes = [...]`: the reason codes (default `direct-care`, `quality-review`,
+/// `operations-incident`, `patient-request`, `other`).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonsConfig {
+    codes: Option<Vec<String>>,
+}
+
+impl ReasonsConfig {
+    fn codes(&self) -> Result<lightbox::phi::ReasonCodes> {
+        match &self.codes {
+            Some(c) => lightbox::phi::ReasonCodes::new(c).context("config [reasons] codes"),
+            None => Ok(lightbox::phi::ReasonCodes::default()),
+        }
+    }
+}
+
+/// `lightbox reasons`: the reason codes in force, one a line (`--json`: `{"reasonCodes": [...]}`).
+fn cmd_reasons(config: &Config, json: bool) -> Result<ExitCode> {
+    let codes = config.reasons.codes()?;
+    if json {
+        print_json(&json!({"reasonCodes": codes.codes()}));
+    } else {
+        for c in codes.codes() {
+            say!("{c}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What a named context overrides.
@@ -1389,6 +1468,8 @@ struct Ctx {
     user: String,
     /// Masks patient identifiers in what read commands print.
     phi: lightbox::phi::Masker,
+    /// The reason codes in force (`[reasons] codes`).
+    reasons: lightbox::phi::ReasonCodes,
     /// The outbox relay's sinks (validated `[[outbox.sinks]]`).
     sinks: Vec<lightbox::outbox::Sink>,
     /// Compensation config in effect (the demo's defaults and `[compensation]`).
@@ -1409,6 +1490,23 @@ impl Ctx {
     }
 }
 
+/// `--reason-code CODE --reason TEXT`: a checked reason ([`lightbox::phi::Reason`]), or a usage
+/// error (exit 2) naming the flag at fault and, for the code, the codes to pick from.
+fn checked_reason(ctx: &Ctx, code: Option<&str>, note: Option<&str>) -> Result<lightbox::phi::Reason> {
+    use lightbox::phi::PhiError;
+    lightbox::phi::Reason::new(&ctx.reasons, code.unwrap_or_default(), note.unwrap_or_default()).map_err(|e| {
+        let codes = ctx.reasons.codes().join(", ");
+        UsageError(match e {
+            PhiError::MissingReasonCode { .. } => {
+                format!("--reason-code CODE is required beside --reason: one of {codes} (`lightbox reasons` lists them)")
+            }
+            PhiError::UnknownReasonCode { code, .. } => format!("--reason-code {code:?} is not a reason code: one of {codes}"),
+            other => format!("--reason: {other}"),
+        })
+        .into()
+    })
+}
+
 fn status_of(engine: &Engine, arn: &str) -> Value {
     match engine.store.execution(arn) {
         Ok(Some(r)) => json!({"status": r.status.as_str()}),
@@ -1423,17 +1521,13 @@ fn acting_on(
     ctx: &Ctx,
     token: &str,
     override_claim: bool,
-    reason: Option<&str>,
+    (reason, code): (Option<&str>, Option<&str>),
     error: Option<&str>,
 ) -> Result<(lightbox::engine::Acting, Option<String>)> {
     let mut acting = lightbox::engine::Acting::user(ctx.user.clone());
     let t = engine.resolve_token(token).ok();
     if override_claim {
-        let reason = reason.map(str::trim).unwrap_or_default();
-        if reason.is_empty() {
-            bail!("--override-claim needs --reason TEXT saying why");
-        }
-        acting = acting.overriding(reason);
+        acting = acting.overriding(checked_reason(ctx, code, reason)?.to_string());
     }
     let holder = t.as_ref().and_then(|t| t.claimed_by.clone()).filter(|h| *h != ctx.user);
     let note = match (&holder, &acting.override_reason) {
@@ -1461,7 +1555,7 @@ fn acting_on(
 /// A refusal because someone else holds the claim says how to override it.
 fn claim_hint(e: anyhow::Error) -> anyhow::Error {
     match e.downcast_ref::<EngineError>() {
-        Some(EngineError::ClaimedByOther { .. }) => anyhow!("{e} (to answer it anyway: --override-claim --reason TEXT)"),
+        Some(EngineError::ClaimedByOther { .. }) => anyhow!("{e} (to answer it anyway: --override-claim --reason-code CODE --reason TEXT)"),
         _ => e,
     }
 }
@@ -1511,9 +1605,8 @@ fn reveal_check(engine: &Engine, ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) -
     if !r.reveal {
         return Ok(Ok(false));
     }
-    let reason = r.reason.as_deref().unwrap_or_default();
-    if let Err(e) = lightbox::phi::check_reason(reason) {
-        warn_err!("lightbox: --reveal needs --reason: {e}");
+    if let Err(e) = checked_reason(ctx, r.reason_code.as_deref(), r.reason.as_deref()) {
+        warn_err!("lightbox: --reveal needs --reason-code and --reason: {e}");
         return Ok(Err(ExitCode::from(2)));
     }
     audit::preflight(engine.store.conn(), &reveal_entry(ctx, r, arn))?;
@@ -1521,7 +1614,10 @@ fn reveal_check(engine: &Engine, ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) -
 }
 
 fn reveal_entry(ctx: &Ctx, r: &RevealArgs, arn: Option<&str>) -> audit::AuditEntry {
-    let mut e = ctx.entry(audit::Action::RevealPhi).reason(r.reason.clone().unwrap_or_default().trim().to_string());
+    let mut e = match checked_reason(ctx, r.reason_code.as_deref(), r.reason.as_deref()) {
+        Ok(why) => ctx.entry(audit::Action::RevealPhi).why(&why),
+        Err(_) => ctx.entry(audit::Action::RevealPhi).reason(r.reason.clone().unwrap_or_default().trim().to_string()),
+    };
     if let Some(a) = arn {
         e = e.execution(a.to_string());
     }
@@ -1688,19 +1784,12 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 say!("{} redriven ({}), now {}", r.arn, r.redrive_count, r.status);
             }
         }
-        Command::Executions(ExecCmd::Compensate { arn, reason, dry_run }) => {
-            return cmd_compensate(ctx, engine, arn, reason.as_deref(), *dry_run);
+        Command::Executions(ExecCmd::Compensate { arn, reason, reason_code, dry_run }) => {
+            return cmd_compensate(ctx, engine, arn, (reason.as_deref(), reason_code.as_deref()), *dry_run);
         }
-        Command::Executions(ExecCmd::Release { arn, reason }) => {
+        Command::Executions(ExecCmd::Release { arn, reason, reason_code }) => {
             ctx.refuse("release")?;
-            let reason = reason.trim();
-            if let Err(e) = lightbox::phi::check_reason(reason) {
-                return Err(UsageError(format!(
-                    "--reason: {}",
-                    e.to_string().replace("to reveal patient data", "to release a quarantined execution")
-                ))
-                .into());
-            }
+            let reason = &checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string();
             let action = audit::Action::Other("release".into());
             let intent = audit::begin(engine.store.conn(), &ctx.entry(action.clone()).execution(arn.clone()).reason(reason), Utc::now())?;
             let before = status_of(engine, arn);
@@ -1753,16 +1842,17 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             }
             print_tasks(ctx, &rows, reveal);
         }
-        Command::Tasks(TaskCmd::Approve { token, output, override_claim, reason }) => {
+        Command::Tasks(TaskCmd::Approve { token, output, override_claim, reason, reason_code }) => {
             let out = output.clone().unwrap_or_else(|| "{}".into());
-            let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), None)?;
+            let (acting, note) = acting_on(engine, ctx, token, *override_claim, (reason.as_deref(), reason_code.as_deref()), None)?;
             let t = token_action(engine, ctx, audit::Action::Approve, token, note, |e, tok| e.send_task_success_as(tok, &out, &acting))
                 .map_err(claim_hint)?;
             task_done(j, &t, "approved", &ctx.user);
         }
-        Command::Tasks(TaskCmd::Reject { token, error, cause, override_claim, reason }) => {
+        Command::Tasks(TaskCmd::Reject { token, error, cause, override_claim, reason, reason_code }) => {
             let why = [error.clone(), cause.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
-            let (acting, note) = acting_on(engine, ctx, token, *override_claim, reason.as_deref(), Some(error.as_deref().unwrap_or("")))?;
+            let over = (reason.as_deref(), reason_code.as_deref());
+            let (acting, note) = acting_on(engine, ctx, token, *override_claim, over, Some(error.as_deref().unwrap_or("")))?;
             let note = [Some(why).filter(|w| !w.is_empty()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
             let t = token_action(engine, ctx, audit::Action::Reject, token, Some(note), |e, tok| {
                 e.send_task_failure_as(tok, error.as_deref(), cause.as_deref(), &acting)
@@ -1785,9 +1875,9 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             let t = token_action(engine, ctx, audit::Action::Unclaim, token, None, |e, tok| e.unclaim_task(tok, &by))?;
             task_done(j, &t, "unclaimed", &ctx.user);
         }
-        Command::Tasks(TaskCmd::Escalate { token, override_claim, reason }) => {
-            let cause = reason.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
-            let over = reason.as_deref().filter(|_| *override_claim);
+        Command::Tasks(TaskCmd::Escalate { token, override_claim, reason, reason_code }) => {
+            let cause = escalation_cause(ctx, reason.as_deref(), reason_code.as_deref())?;
+            let over = (reason.as_deref().filter(|_| *override_claim), reason_code.as_deref());
             let (acting, note) = acting_on(engine, ctx, token, *override_claim, over, Some(lightbox::engine::ESCALATED))?;
             let note = [Some(cause.clone()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
             let t =
@@ -1855,8 +1945,9 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Audit(AuditCmd::Resolve { seq, reason }) => {
+        Command::Audit(AuditCmd::Resolve { seq, reason, reason_code }) => {
             ctx.refuse("audit resolve")?;
+            let reason = &checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string();
             let arn: Option<String> =
                 engine.store.conn().query_row("SELECT execution_arn FROM audit_log WHERE seq = ?1", [seq], |r| r.get(0)).ok().flatten();
             let found = arn.as_deref().map(|a| status_of(engine, a));
@@ -1867,8 +1958,9 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
                 say!("{rec}");
             }
         }
-        Command::Audit(AuditCmd::Reanchor { reason }) => {
+        Command::Audit(AuditCmd::Reanchor { reason, reason_code }) => {
             ctx.refuse("audit reanchor")?;
+            let reason = &checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string();
             let rec = audit::reanchor(engine.store.conn(), &ctx.user, reason, Utc::now())?;
             if j {
                 print_json(&rec.to_json());
@@ -1893,6 +1985,7 @@ fn dispatch(command: &Command, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
         Command::Slo(SloCmd::List { all, at, window }) => cmd_slo_list(ctx, engine, *all, at.as_deref(), window)?,
         Command::Run(_)
         | Command::Completions { .. }
+        | Command::Reasons
         | Command::Man { .. }
         | Command::Validate { .. }
         | Command::TestState { .. }
@@ -2059,17 +2152,20 @@ fn cmd_dependencies(cmd: &DepCmd, ctx: &Ctx, engine: &mut Engine) -> Result<Exit
                 }
             }
         }
-        DepCmd::Hold { name, reason } => {
+        DepCmd::Hold { name, reason, reason_code } => {
+            let reason = &checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string();
             writable()?;
             let changed = deps::hold(store.conn(), list, name, &ctx.user, audit::Source::Cli, reason, now)?;
             done("held", name, changed, json!({}));
         }
-        DepCmd::Release { name, reason } => {
+        DepCmd::Release { name, reason, reason_code } => {
+            let reason = &checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string();
             writable()?;
             let woken = deps::release(store.conn(), list, name, &ctx.user, audit::Source::Cli, reason, now)?;
             done("released", name, woken.is_some(), json!({"resumed": woken.unwrap_or(0)}));
         }
-        DepCmd::Reset { name, reason } => {
+        DepCmd::Reset { name, reason, reason_code } => {
+            let reason = &checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string();
             writable()?;
             let changed = deps::reset(store.conn(), list, name, &ctx.user, audit::Source::Cli, reason, now)?;
             done("reset", name, changed, json!({}));
@@ -2108,7 +2204,11 @@ fn audit_table(rows: &[audit::AuditRecord]) {
             Some(e) if !r.is_ok() => format!("error: {}", esc(e)),
             _ => r.result.clone(),
         };
-        let reason = r.reason.as_deref().map(|x| format!("  reason: {}", esc(x))).unwrap_or_default();
+        let reason = match (&r.reason_code, &r.reason) {
+            (Some(c), x) => format!("  reason: [{}] {}", esc(c), esc(x.as_deref().unwrap_or_default())),
+            (None, Some(x)) => format!("  reason: {}", esc(x)),
+            (None, None) => String::new(),
+        };
         say!(
             "{:>6}  {:<24}  {:<actor_w$}  {:<7}  {:<action_w$}  {:<target_w$}  {outcome}{reason}",
             r.seq,
@@ -2198,7 +2298,7 @@ fn compensation_config(config: &Config) -> Result<lightbox::ops::compensation::C
 
 /// `executions compensate`: the plan (masked), then, unless --dry-run, the compensation started
 /// once (audited: intent, then outcome) or the one that already exists.
-fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
+fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: (Option<&str>, Option<&str>), dry_run: bool) -> Result<ExitCode> {
     use lightbox::engine::compensation::{CompensateError, run};
     use lightbox::ops::compensation::CompensationError;
     let reason = compensate_reason(ctx, reason, dry_run)?;
@@ -2234,15 +2334,23 @@ fn cmd_compensate(ctx: &Ctx, engine: &mut Engine, arn: &str, reason: Option<&str
 
 /// `executions compensate`'s reason: required (and the action refused when read-only) unless
 /// it is a dry run.
-fn compensate_reason(ctx: &Ctx, reason: Option<&str>, dry_run: bool) -> Result<String> {
-    let reason = reason.map(str::trim).unwrap_or_default().to_string();
-    if !dry_run {
-        ctx.refuse("compensate")?;
-        if reason.is_empty() {
-            return Err(UsageError("--reason must say why the execution is compensated".into()).into());
-        }
+/// A reason (`--reason-code` and `--reason`) reads `[code] note` where it travels (the audit
+/// row takes the code apart; the compensation receives both).
+fn compensate_reason(ctx: &Ctx, (reason, code): (Option<&str>, Option<&str>), dry_run: bool) -> Result<String> {
+    if dry_run {
+        return Ok(reason.map(str::trim).unwrap_or_default().to_string());
     }
-    Ok(reason)
+    ctx.refuse("compensate")?;
+    Ok(checked_reason(ctx, code, reason)?.to_string())
+}
+
+/// `tasks escalate`'s cause, which its audit row says too: `[code] note` of `--reason-code
+/// --reason` (the row keeps the code apart), or "escalated by USER" when no reason is given.
+fn escalation_cause(ctx: &Ctx, reason: Option<&str>, code: Option<&str>) -> Result<String> {
+    if reason.is_none() && code.is_none() {
+        return Ok(format!("escalated by {}", ctx.user));
+    }
+    Ok(checked_reason(ctx, code, reason)?.to_string())
 }
 
 /// What a compensation did, for its audit row: the compensation execution, whether this call
@@ -2355,7 +2463,7 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
             print_outbox(ctx, &status, &rows, sinks.is_empty());
             return Ok(ExitCode::SUCCESS);
         }
-        other => outbox_action(other)?,
+        other => outbox_action(ctx, other)?,
     };
     ctx.refuse(action.name())?;
     let said = outbox::act(conn, &ctx.sinks, &action, &ctx.user, audit::Source::Cli, Utc::now())?;
@@ -2364,19 +2472,23 @@ fn cmd_outbox(cmd: &OutboxCmd, ctx: &Ctx, engine: &mut Engine) -> Result<ExitCod
 }
 
 /// The relay action an `outbox` command (other than `list`) asks for.
-fn outbox_action(cmd: &OutboxCmd) -> Result<lightbox::outbox::Action> {
+fn outbox_action(ctx: &Ctx, cmd: &OutboxCmd) -> Result<lightbox::outbox::Action> {
     use lightbox::outbox::Action;
     Ok(match cmd {
         OutboxCmd::List { .. } => bail!("internal error: outbox list is not an action"),
         OutboxCmd::Retry { row, sink } => Action::Retry { sink: sink.clone(), row: *row },
-        OutboxCmd::Park { row, sink, reason } => Action::Park { sink: sink.clone(), row: *row, reason: reason.clone() },
+        OutboxCmd::Park { row, sink, reason, reason_code } => {
+            Action::Park { sink: sink.clone(), row: *row, reason: checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string() }
+        }
         OutboxCmd::Requeue { row, sink, parked } => {
             if row.is_none() && !parked {
                 bail!("name a row to requeue, or --parked for every parked row of {sink}");
             }
             Action::Requeue { sink: sink.clone(), row: *row }
         }
-        OutboxCmd::Pause { sink, reason } => Action::Pause { sink: sink.clone(), reason: reason.clone() },
+        OutboxCmd::Pause { sink, reason, reason_code } => {
+            Action::Pause { sink: sink.clone(), reason: checked_reason(ctx, reason_code.as_deref(), Some(reason))?.to_string() }
+        }
         OutboxCmd::Resume { sink } => Action::Resume { sink: sink.clone() },
     })
 }
@@ -3314,6 +3426,7 @@ mod console {
             settings.idle_lock = chrono::Duration::minutes(i64::from(m.max(1)));
         }
         settings.phi = config.phi.masker()?;
+        settings.reason_codes = config.reasons.codes()?;
         settings.slo = std::sync::Arc::new(if config.slo.is_empty() && demo_mode != DemoMode::Off {
             lightbox::ops::slo::check_all(&lightbox::ops::slo::demo_defaults())?
         } else {

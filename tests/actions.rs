@@ -63,14 +63,47 @@ fn a_review_claimed_by_another_reader_is_refused_unless_overridden_with_a_reason
     // An override needs a reason, and a reason of substance.
     let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim"]);
     assert!(err.contains("--reason"), "{err}");
-    let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "  "]);
+    let err = lb.fails(&[
+        "--user",
+        "dr.b",
+        "tasks",
+        "approve",
+        &token,
+        "--override-claim",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "  ",
+    ]);
     assert!(err.contains("--reason"), "{err}");
     // A one-word shrug is not a reason: the same minimum as the console's.
-    let err = lb.fails(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "x"]);
-    assert!(err.contains("needs a reason"), "{err}");
+    let err = lb.fails(&[
+        "--user",
+        "dr.b",
+        "tasks",
+        "approve",
+        &token,
+        "--override-claim",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "x",
+    ]);
+    assert!(err.contains("--reason") && err.contains("must say why"), "{err}");
     assert_eq!(lb.token_status(&token), "PENDING");
 
-    lb.json(&["--user", "dr.b", "tasks", "approve", &token, "--override-claim", "--reason", "dr.a is off sick, STAT study"]);
+    lb.json(&[
+        "--user",
+        "dr.b",
+        "tasks",
+        "approve",
+        &token,
+        "--override-claim",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "dr.a is off sick, STAT study",
+    ]);
     assert_eq!(lb.token_status(&token), "SUCCEEDED");
     assert_eq!(lb.json(&["executions", "describe", &arn])["status"], "SUCCEEDED");
 
@@ -81,9 +114,11 @@ fn a_review_claimed_by_another_reader_is_refused_unless_overridden_with_a_reason
     assert_eq!(last["result"], "ok", "{last}");
     let reason = last["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("override of the claim held by dr.a") && reason.contains("off sick"), "{last}");
-    // The refused attempts are on record too, as refusals.
+    assert_eq!(last["reasonCode"], "operations-incident", "the code apart from the note: {last}");
+    assert!(!reason.contains("[operations-incident]"), "{last}");
+    // The refused attempts are on record too, as refusals (a thin reason is refused before anything is tried).
     let refused = rows.iter().filter(|r| r["actor"] == "dr.b" && r["result"] != "ok").count();
-    assert_eq!(refused, 5, "{rows:?}");
+    assert_eq!(refused, 4, "{rows:?}");
 }
 
 #[test]

@@ -233,7 +233,7 @@ fn swapping_rows_is_detected() {
         "CREATE TEMP TABLE s AS SELECT * FROM audit_log WHERE seq IN (2, 3);
          DELETE FROM audit_log WHERE seq IN (2, 3);
          INSERT INTO audit_log SELECT 5 - seq, ts_ms, actor, source, action, execution_arn, task_token, reason,
-                                      before, after, result, error, prev_hash, hash, intent_seq FROM s;",
+                                      before, after, result, error, prev_hash, hash, intent_seq, reason_code FROM s;",
     );
     assert_eq!(bad_seq(&store), Some(2));
 }
@@ -696,4 +696,47 @@ fn an_intent_without_its_outcome_fails_verify_until_resolved() {
     let e = entry.clone();
     audit::finish(c, audit::Intent { seq: 1 }, &e, t0()).expect("append");
     assert!(!audit::verify(c).expect("verify").ok);
+}
+
+/// A reason code is stored apart from the note, covered by the hash (changing it is detected),
+/// and a log written before reason codes existed (no `reason_code` column) still lists and
+/// verifies, then takes rows with codes after its additive migration.
+#[test]
+fn reason_codes_are_their_own_column_hashed_and_old_logs_stay_readable() {
+    let codes = lightbox::phi::ReasonCodes::default();
+    let why = lightbox::phi::Reason::new(&codes, "quality-review", "peer review of the discrepancy on ACC-1").expect("reason");
+    let store = store_with(2);
+    let entry = AuditEntry::new("dr.lee", Source::Cli, Action::RevealPhi).why(&why);
+    let rec = audit::record(store.conn(), &entry, t0() + Duration::seconds(10)).expect("record");
+    assert_eq!(
+        (rec.reason_code.as_deref(), rec.reason.as_deref()),
+        (Some("quality-review"), Some("peer review of the discrepancy on ACC-1"))
+    );
+    assert_eq!(rec.to_json()["reasonCode"], "quality-review");
+    assert!(rec.to_string().contains("reason: [quality-review] peer review"), "{rec}");
+    // A reason carried as text (`[code] note` after a prefix) is split the same way.
+    let carried = AuditEntry::new("ops", Source::Cli, Action::Other("dependency-hold".into())).reason(format!("dependency pacs: {why}"));
+    let rec = audit::record(store.conn(), &carried, t0() + Duration::seconds(11)).expect("record");
+    assert_eq!(rec.reason_code.as_deref(), Some("quality-review"));
+    assert_eq!(rec.reason.as_deref(), Some("dependency pacs: peer review of the discrepancy on ACC-1"));
+    assert!(audit::verify(store.conn()).expect("verify").ok);
+    tamper(store.conn(), "UPDATE audit_log SET reason_code = 'direct-care' WHERE seq = 3");
+    assert_eq!(bad_seq(&store), Some(3), "the code is covered by the row's hash");
+
+    // A log from before reason codes: the column is not there.
+    let old = Store::in_memory().expect("store");
+    audit::ensure_schema(old.conn()).expect("schema");
+    for i in 0..3 {
+        audit::record(old.conn(), &full_entry(i), t0() + Duration::seconds(i as i64)).expect("record");
+    }
+    tamper(old.conn(), "ALTER TABLE audit_log DROP COLUMN reason_code");
+    let rows = audit::list(old.conn(), &AuditFilter { limit: 10, ..Default::default() }).expect("list");
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.reason_code.is_none()));
+    assert!(audit::verify(old.conn()).expect("verify").ok, "old rows hash as before");
+    audit::record(old.conn(), &AuditEntry::new("dr.lee", Source::Cli, Action::RevealPhi).why(&why), t0() + Duration::seconds(5))
+        .expect("record after the migration");
+    let rows = audit::list(old.conn(), &AuditFilter { limit: 10, ..Default::default() }).expect("list");
+    assert_eq!(rows[0].reason_code.as_deref(), Some("quality-review"));
+    assert!(audit::verify(old.conn()).expect("verify").ok);
 }

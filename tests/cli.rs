@@ -538,7 +538,7 @@ fn claims_are_shared_and_escalation_routes_to_the_catcher() {
     assert!(err.contains("claimed by dr.a"), "{err}");
     lb.json(&["--user", "dr.a", "tasks", "unclaim", &token]);
     assert_eq!(pending(&lb)[0]["claimedBy"], Value::Null);
-    lb.json(&["--user", "dr.a", "tasks", "escalate", &token, "--cause", "needs neuro"]);
+    lb.json(&["--user", "dr.a", "tasks", "escalate", &token, "--reason-code", "direct-care", "--cause", "needs neuro"]);
     let d = lb.json(&["executions", "describe", &arn]);
     assert_eq!(d["status"], "SUCCEEDED");
     let out: Value = serde_json::from_str(d["output"].as_str().expect("output")).expect("json");
@@ -628,7 +628,17 @@ fn an_approval_killed_before_its_audit_outcome_fails_verify_naming_the_intent() 
     let seq = intent["seq"].as_i64().expect("seq").to_string();
     assert!(text.contains(&format!("seq {seq}")), "{text}");
     // The operator checks and records what happened; the log verifies again.
-    lb.json(&["--user", "ops.kim", "audit", "resolve", &seq, "--reason", "approval took effect, execution SUCCEEDED"]);
+    lb.json(&[
+        "--user",
+        "ops.kim",
+        "audit",
+        "resolve",
+        &seq,
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "approval took effect, execution SUCCEEDED",
+    ]);
     let v = lb.json(&["audit", "verify"]);
     assert_eq!(v["result"], "OK", "{v}");
 
@@ -912,18 +922,20 @@ fn control_characters_from_config_users_and_arguments_never_reach_the_terminal()
         ),
     );
     let c = config.as_str();
+    // A reason of substance with control characters in it (they are dropped from the note).
+    let evil_reason = format!("vendor maintenance window {evil}");
     let runs: Vec<Vec<&str>> = vec![
-        vec!["--config", c, "dependencies", "hold", "dep", "--reason", evil],
+        vec!["--config", c, "dependencies", "hold", "dep", "--reason-code", "operations-incident", "--reason", &evil_reason],
         vec!["--config", c, "dependencies", "list"],
-        vec!["--config", c, "dependencies", "hold", evil, "--reason", "r"],
+        vec!["--config", c, "dependencies", "hold", evil, "--reason-code", "operations-incident", "--reason", "vendor maintenance window"],
         vec!["--config", c, "outbox", "requeue", "--sink", evil],
-        vec!["--config", c, "outbox", "pause", evil, "--reason", evil],
-        vec!["--config", c, "outbox", "pause", "a", "--reason", evil],
+        vec!["--config", c, "outbox", "pause", evil, "--reason-code", "operations-incident", "--reason", evil],
+        vec!["--config", c, "outbox", "pause", "a", "--reason-code", "operations-incident", "--reason", evil],
         vec!["--config", c, "outbox", "list"],
         vec!["--config", c, "audit", "list"],
         vec!["--config", c, "events", "list", "--pattern", evil],
-        vec!["--config", c, "tasks", "escalate", "12345678", "--reason", evil],
-        vec!["--config", c, "executions", "compensate", evil, "--reason", evil],
+        vec!["--config", c, "tasks", "escalate", "12345678", "--reason-code", "operations-incident", "--reason", evil],
+        vec!["--config", c, "executions", "compensate", evil, "--reason-code", "operations-incident", "--reason", evil],
         vec!["--config", c, "slo", "list", "--window", evil],
     ];
     for args in &runs {

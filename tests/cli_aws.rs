@@ -165,10 +165,30 @@ fn executions_and_reviews_work_through_the_cli_on_aws() {
     assert_eq!((d["status"].as_str(), d["executionArn"].as_str()), (Some("RUNNING"), Some(approved.as_str())), "{d}");
     let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
     assert_eq!(input["accession"], "ACC-8001");
-    assert_eq!(input["patient"]["mrn"], "S•••", "{input}");
+    assert_eq!(input["patient"]["mrn"], "•••", "{input}");
     assert!(!d.to_string().contains("Testperson"), "{d}");
+    // On AWS too a reason is a code from the list and a note of substance.
+    for (extra, says) in [
+        (&["--reason", "wrong-patient hold on ACC-8001 for Dr Lee"][..], "--reason-code"),
+        (&["--reason-code", "direct-care", "--reason", "asdfg qwert"][..], "--reason"),
+    ] {
+        let mut args = vec!["executions", "describe", approved.as_str(), "--reveal"];
+        args.extend(extra.iter());
+        let out = site.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says) && out.stdout.is_empty(), "{args:?}");
+    }
     // Revealed with a reason: shown whole, and the reveal audited.
-    let revealed = site.json(&["executions", "describe", &approved, "--reveal", "--reason", "wrong-patient hold on ACC-8001 for Dr Lee"]);
+    let revealed = site.json(&[
+        "executions",
+        "describe",
+        &approved,
+        "--reveal",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "wrong-patient hold on ACC-8001 for Dr Lee",
+    ]);
     assert!(revealed["input"].as_str().is_some_and(|i| i.contains("Dana Testperson")), "{revealed}");
     assert!(site.audit().iter().any(|r| r["action"] == "reveal-phi" && r["executionArn"] == approved.as_str() && r["source"] == "cli"));
     // `--backend aws` without a context: the AWS environment names the endpoint and region.
@@ -209,7 +229,7 @@ fn executions_and_reviews_work_through_the_cli_on_aws() {
     assert_eq!(serve.describe(&rejected)["cause"], "motion artefact, recall Dana Testperson");
     let shown = site.ok(&["executions", "describe", &rejected]);
     assert!(shown.contains("status: FAILED") && shown.contains("error: Review.Rejected"), "{shown}");
-    assert!(shown.contains("cause: motion artefact, recall D•••") && !shown.contains("Testperson"), "{shown}");
+    assert!(shown.contains("cause: motion artefact, recall •••") && !shown.contains("Testperson"), "{shown}");
 
     // Read-only: refused, nothing sent.
     let out = site.run(&["--read-only", "executions", "redrive", &rejected]);
@@ -229,9 +249,18 @@ fn executions_and_reviews_work_through_the_cli_on_aws() {
     let plan = site.json(&["executions", "compensate", &stopped, "--dry-run"]);
     assert_eq!((plan["dryRun"].as_bool(), plan["started"].as_bool()), (Some(true), Some(false)), "{plan}");
     assert!(plan.to_string().contains("Prep"), "the completed compensable state: {plan}");
-    let c = site.ok(&["executions", "compensate", &stopped, "--reason", "order entered on the wrong patient"]);
+    let c = site.ok(&[
+        "executions",
+        "compensate",
+        &stopped,
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "order entered on the wrong patient",
+    ]);
     assert!(c.contains("compensation started:") && c.contains("rad-cli-undo"), "{c}");
-    let again = site.ok(&["executions", "compensate", &stopped, "--reason", "once more"]);
+    let again =
+        site.ok(&["executions", "compensate", &stopped, "--reason-code", "operations-incident", "--reason", "asked once more by the ward"]);
     assert!(again.contains("already compensated by"), "started once: {again}");
 
     // Events: the EventBridge events of the execution log, masked.
@@ -298,7 +327,16 @@ fn claims_heartbeats_and_escalations_on_aws() {
     let out = site.run(&["tasks", "approve", "ffffffffffff"]);
     assert!(!out.status.success(), "an unknown prefix");
     // Escalated with an override: the gate has no Catch, so the execution fails with Review.Escalated.
-    let out = kim(&["tasks", "escalate", &token, "--override-claim", "--reason", "dr.lee is off shift, escalating"]);
+    let out = kim(&[
+        "tasks",
+        "escalate",
+        &token,
+        "--override-claim",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "dr.lee is off shift, escalating",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serve.wait(&arn, "the escalation to fail the execution", |d| d["status"] == "FAILED");
     assert_eq!(serve.describe(&arn)["error"], "Review.Escalated");
@@ -426,9 +464,18 @@ fn the_outbox_of_the_serve_named_as_outbox_endpoint() {
     assert!(table.starts_with("SINK") && table.contains("archive"), "{table}");
     let out = site.run(&["outbox", "list", "--sink", "nope"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nope"));
-    let out = site.run(&["--read-only", "outbox", "pause", "archive", "--reason", "maintenance"]);
+    let out = site.run(&[
+        "--read-only",
+        "outbox",
+        "pause",
+        "archive",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "vendor maintenance window",
+    ]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("read-only"));
-    site.ok(&["outbox", "pause", "archive", "--reason", "archive disk swap"]);
+    site.ok(&["outbox", "pause", "archive", "--reason-code", "operations-incident", "--reason", "archive disk swap"]);
     assert_eq!(site.json(&["outbox", "list"])["sinks"][0]["paused"], true);
     site.ok(&["outbox", "resume", "archive"]);
     assert_eq!(site.json(&["outbox", "list"])["sinks"][0]["paused"], false);

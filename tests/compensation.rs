@@ -76,7 +76,17 @@ fn dry_run_shows_the_plan_and_starts_nothing() {
 fn compensating_starts_once_links_both_ways_and_is_audited() {
     let lb = Lb::new();
     let (cfg, arn) = setup(&lb);
-    let first = lb.json(&["--config", &cfg, "executions", "compensate", &arn, "--reason", "slot double-booked"]);
+    let first = lb.json(&[
+        "--config",
+        &cfg,
+        "executions",
+        "compensate",
+        &arn,
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "slot double-booked",
+    ]);
     assert_eq!(first["started"], true, "{first}");
     let comp = first["compensationExecutionArn"].as_str().expect("compensation arn").to_string();
     assert_eq!(comp, "arn:aws:states:us-east-1:000000000000:execution:booking-undo:ord-7-undo");
@@ -90,8 +100,18 @@ fn compensating_starts_once_links_both_ways_and_is_audited() {
     assert_eq!(input["execution"]["name"], "ord-7");
     assert_eq!(input["execution"]["executionArn"], arn.as_str());
     assert_eq!(masked["compensates"], arn.as_str());
-    let d =
-        lb.json(&["--config", &cfg, "executions", "describe", &comp, "--reveal", "--reason", "checking the compensation input for ord-7"]);
+    let d = lb.json(&[
+        "--config",
+        &cfg,
+        "executions",
+        "describe",
+        &comp,
+        "--reveal",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "checking the compensation input for ord-7",
+    ]);
     let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
     assert_eq!(input["execution"]["input"]["patient"]["name"], "Jane Doe");
     assert_eq!(input["execution"]["executionArn"], arn.as_str());
@@ -99,16 +119,18 @@ fn compensating_starts_once_links_both_ways_and_is_audited() {
     assert_eq!(input["execution"]["input"]["items"], json!(["a", "b"]));
     assert_eq!(input["steps"][0]["state"], "Charge");
     assert_eq!(input["steps"].as_array().map(Vec::len), Some(4));
-    assert_eq!(input["reason"], "slot double-booked");
+    assert_eq!(input["reason"], "[operations-incident] slot double-booked", "the compensation receives the code and the note");
     assert_eq!(d["compensates"], arn.as_str());
     let o = lb.json(&["--config", &cfg, "executions", "describe", &arn]);
     assert_eq!(o["compensatedBy"], comp.as_str());
 
     // A second request starts nothing new and names the existing one (exit 0).
-    let again = lb.json(&["--config", &cfg, "executions", "compensate", &arn, "--reason", "asked again"]);
+    let again =
+        lb.json(&["--config", &cfg, "executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "asked again"]);
     assert_eq!((again["started"].as_bool(), again["alreadyCompensated"].as_bool()), (Some(false), Some(true)), "{again}");
     assert_eq!(again["compensationExecutionArn"], comp.as_str());
-    let text = lb.ok(&["--config", &cfg, "executions", "compensate", &arn, "--reason", "third time"]);
+    let text =
+        lb.ok(&["--config", &cfg, "executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "third time"]);
     assert!(text.contains("already compensated by") && text.contains(&comp), "{text}");
     let list = lb.json(&["executions", "list", "--state-machine", "booking-undo"]);
     assert_eq!(list["executions"].as_array().map(Vec::len), Some(1));
@@ -134,7 +156,17 @@ fn running_and_unconfigured_executions_are_refused() {
     let cfg2 = lb.file("config2.toml", &format!("{CONFIG}[compensation.booking2]\nstate_machine = \"booking-undo\"\nstates = [\"W\"]\n"));
     let s = lb.json(&["executions", "start", "--state-machine", "booking2", "--name", "w1"]);
     let arn = s["executionArn"].as_str().expect("arn");
-    let out = lb.run(&["--config", &cfg2, "executions", "compensate", arn, "--reason", "not yet"]);
+    let out = lb.run(&[
+        "--config",
+        &cfg2,
+        "executions",
+        "compensate",
+        arn,
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "slot double-booked, not yet configured",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("RUNNING") && err.contains("still running"), "{err}");
@@ -158,7 +190,18 @@ fn compensating_the_same_execution_concurrently_starts_exactly_one() {
     let children: Vec<_> = (0..8)
         .map(|i| {
             lb.cmd()
-                .args(["--json", "--config", &cfg, "executions", "compensate", &arn, "--reason", &format!("race {i}")])
+                .args([
+                    "--json",
+                    "--config",
+                    &cfg,
+                    "executions",
+                    "compensate",
+                    &arn,
+                    "--reason-code",
+                    "operations-incident",
+                    "--reason",
+                    &format!("racing compensation {i}"),
+                ])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

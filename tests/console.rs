@@ -270,6 +270,8 @@ fn dialogs_render_as_reviewed() {
 /// Reveal the selected study's patient data with `reason`, as the audit log confirms it.
 fn reveal(a: &mut App, reason: &str) -> Vec<Effect> {
     a.handle(key('v'));
+    // The reason code first (→ picks the first, direct-care), then the note.
+    a.handle(code(KeyCode::Right));
     for c in reason.chars() {
         a.handle(key(c));
     }
@@ -285,15 +287,18 @@ fn patient_data_is_masked_until_revealed_with_a_reason() {
     let mut a = app(false);
     let screen = draw(&a, 140, 30);
     assert!(!screen.contains("Testperson") && !screen.contains("SYN-000421") && !screen.contains("1961"), "{screen}");
-    assert!(screen.contains("D•••  MRN S•••"), "{screen}");
+    assert!(screen.contains("•••  MRN •••"), "{screen}");
     a.handle(key('v'));
     a.handle(code(KeyCode::Enter));
     assert!(a.dialog.is_some(), "a reason is required");
     for c in "stroke call".chars() {
         a.handle(key(c));
     }
+    assert!(a.handle(code(KeyCode::Enter)).is_empty(), "a note without a reason code is not a reason");
+    assert!(message(&a).contains("pick a reason code") && message(&a).contains("patient-request"), "{}", message(&a));
+    a.handle(code(KeyCode::Right));
     let effects = a.handle(code(KeyCode::Enter));
-    assert_eq!(effects, vec![Effect::Mutate(Mutation::RevealPhi { reason: "stroke call".into(), arn: arn("ACC-20401") })]);
+    assert_eq!(effects, vec![Effect::Mutate(Mutation::RevealPhi { reason: "[direct-care] stroke call".into(), arn: arn("ACC-20401") })]);
     assert!(!draw(&a, 140, 30).contains("Dana Testperson"), "nothing shows before the audit log has the reveal");
     a.handle(AppEvent::Loaded(Loaded::Done { verb: "reveal-phi".into(), ok: 1, failed: vec![] }, t0()));
     assert!(draw(&a, 140, 30).contains("Dana Testperson"));
@@ -310,11 +315,12 @@ fn a_reveal_needs_a_reason_of_substance_and_an_audit_row() {
         let mut a = app(false);
         assert!(reveal(&mut a, thin).is_empty(), "{thin:?} accepted");
         assert!(a.dialog.is_some(), "the dialog stays open for a better reason");
-        assert!(draw(&a, 140, 30).contains("reason to reveal"), "the operator is told why");
+        assert!(draw(&a, 140, 30).contains("must say why"), "the operator is told why");
     }
     // The audit log refused it: nothing shows.
     let mut a = app(false);
     a.handle(key('v'));
+    a.handle(code(KeyCode::Right));
     for c in "consult with the referring physician".chars() {
         a.handle(key(c));
     }
@@ -397,7 +403,7 @@ fn the_input_view_masks_given_and_family_too() {
     for s in SECRETS {
         assert!(!screen.contains(s), "{s} shows: {screen}");
     }
-    assert!(screen.contains("\"given\": \"D•••\"") && screen.contains("\"family\": \"T•••\""), "{screen}");
+    assert!(screen.contains("\"given\": \"•••\"") && screen.contains("\"family\": \"•••\""), "{screen}");
     reveal(&mut a, "consult with the referring physician");
     assert!(draw(&a, 120, 40).contains("\"given\": \"Dana\""));
 }
@@ -748,6 +754,7 @@ fn answering_a_review_claimed_by_someone_else_needs_an_override_with_a_reason() 
     assert!(a.handle(key('e')).is_empty());
     let screen = draw(&a, 100, 30);
     assert!(screen.contains("claimed by dr.kim") && screen.contains("Override a claim"), "{screen}");
+    a.handle(code(KeyCode::Down));
     for c in "sick".chars() {
         a.handle(key(c));
     }
@@ -760,13 +767,13 @@ fn answering_a_review_claimed_by_someone_else_needs_an_override_with_a_reason() 
     let screen = draw(&a, 100, 30);
     assert!(screen.contains("OVERRIDES dr.kim's claim on ACC-20418"), "{screen}");
     // The escalation's own reason starts as the override's, to keep or change.
-    assert!(screen.contains("reason sick today, STAT"), "{screen}");
+    assert!(screen.contains("note   sick today, STAT") && screen.contains("[direct-care]"), "{screen}");
     let effects = a.handle(code(KeyCode::Enter));
     let [Effect::Mutate(Mutation::Escalate { tokens, acting, cause })] = effects.as_slice() else { panic!("{effects:?}") };
-    assert_eq!(cause, "sick today, STAT");
+    assert_eq!(cause, "[direct-care] sick today, STAT");
     assert_eq!(tokens, &vec![claimed.token]);
     assert_eq!(acting.user.as_deref(), Some("dr.lee"));
-    assert_eq!(acting.override_reason.as_deref(), Some("sick today, STAT"));
+    assert_eq!(acting.override_reason.as_deref(), Some("[direct-care] sick today, STAT"));
     // Without an override the action carries none: the engine refuses it if the claim stands.
     a.handle(key('j'));
     a.handle(key('a'));
@@ -823,13 +830,14 @@ fn a_bulk_dialog_lists_every_item_and_scrolls_to_the_last() {
     // No reason, no escalation: the dialog stays and says why.
     assert!(a.handle(code(KeyCode::Enter)).is_empty());
     assert!(matches!(a.dialog, Some(lightbox::tui::app::Dialog::Reason { .. })), "{:?}", a.dialog);
-    assert!(message(&a).contains("escalate: say why"), "{}", message(&a));
+    assert!(message(&a).contains("escalate: pick a reason code"), "{}", message(&a));
+    a.handle(code(KeyCode::Left));
     for c in "no reader free".chars() {
         a.handle(key(c));
     }
     let effects = a.handle(code(KeyCode::Enter));
     assert!(
-        matches!(effects.as_slice(), [Effect::Mutate(Mutation::Escalate { tokens, cause, .. })] if tokens.len() == 30 && cause == "no reader free"),
+        matches!(effects.as_slice(), [Effect::Mutate(Mutation::Escalate { tokens, cause, .. })] if tokens.len() == 30 && cause == "[other] no reader free"),
         "{effects:?}"
     );
 }
@@ -872,18 +880,18 @@ fn errors_naming_the_patient_are_masked() {
     ));
     a.handle(key('3'));
     let screen = draw(&a, 160, 30);
-    assert!(!screen.contains("Testperson") && screen.contains("D•••"), "executions view: {screen}");
+    assert!(!screen.contains("Testperson") && screen.contains("•••"), "executions view: {screen}");
     a.handle(key('4'));
     let screen = draw(&a, 160, 30);
     assert!(screen.contains("TaskFailed"), "the events view: {screen}");
-    assert!(!screen.to_lowercase().contains("testperson") && screen.contains("D•••"), "events view: {screen}");
+    assert!(!screen.to_lowercase().contains("testperson") && screen.contains("•••"), "events view: {screen}");
     detail(&mut a);
     if let Some(e) = a.detail.value.execution.as_mut() {
         e.error = Some("Dana Testperson".into());
     }
     a.detail.value.history[6].details = json!({"name": "Publish", "error": "Dana Testperson"});
     let screen = draw(&a, 160, 30);
-    assert!(!screen.contains("Testperson") && screen.contains("D••• at Publish"), "detail: {screen}");
+    assert!(!screen.contains("Testperson") && screen.contains("••• at Publish"), "detail: {screen}");
     reveal(&mut a, "consult with the referring physician");
     assert!(draw(&a, 160, 30).contains("Dana Testperson at Publish"));
 }
@@ -986,6 +994,7 @@ fn the_audit_pane_lists_recent_rows_masked_and_scrolls() {
         execution_arn: Some(arn("ACC-20391")),
         task_token: Some("abcdef01…".into()),
         reason: Some(reason.into()),
+        reason_code: None,
         before: None,
         after: None,
         result: "ok".into(),
@@ -994,12 +1003,14 @@ fn the_audit_pane_lists_recent_rows_masked_and_scrolls() {
         prev_hash: String::new(),
         hash: String::new(),
     };
-    let rows: Vec<_> = (1..=40).rev().map(|i| row(i, "wrong patient: Dana Testperson")).collect();
+    let mut rows: Vec<_> = (1..=40).rev().map(|i| row(i, "wrong patient: Dana Testperson")).collect();
+    rows[0].reason_code = Some("quality-review".into());
     let inputs = [(arn("ACC-20391"), order_input("ACC-20391"))].into_iter().collect();
     a.handle(AppEvent::Loaded(Loaded::Audit { rows, inputs }, t0()));
     let screen = draw(&a, 100, 30);
     assert!(screen.contains("Audit log") && screen.contains("#40") && screen.contains("ACC-20391 task abcdef01"), "{screen}");
     assert!(!screen.contains("Testperson") && screen.contains("wrong patient"), "{screen}");
+    assert!(screen.contains("[quality-review] wrong patient"), "the code shows: {screen}");
     for _ in 0..3 {
         a.handle(code(KeyCode::PageDown));
     }
@@ -1713,7 +1724,7 @@ fn masked_patient_data_does_not_match_a_filter() {
         filter(&mut a, text);
         assert!(a.visible_executions().is_empty(), "/{text} on the masked cause");
     }
-    filter(&mut a, "D•••");
+    filter(&mut a, "•••");
     assert_eq!(a.visible_executions().len(), 1, "the cause as it shows, masked");
     // An event of an execution whose patient is not loaded: its cause is not searched at all.
     let mut ev = event(11, "TaskFailed", None, 1);
@@ -1856,11 +1867,15 @@ fn c_shows_the_compensation_plan_masked_and_needs_a_reason() {
     assert!(!s.contains("Testperson") && !s.contains("SYN-424242"), "patient data is masked:\n{s}");
     // No reason, no compensation.
     assert!(a.handle(code(KeyCode::Enter)).is_empty());
+    for _ in 0..3 {
+        a.handle(code(KeyCode::Tab));
+    }
     for c in "slot booked twice".chars() {
         a.handle(key(c));
     }
     let fx = a.handle(code(KeyCode::Enter));
-    assert_eq!(fx, vec![Effect::Mutate(Mutation::Compensate { arn: target.clone(), reason: "slot booked twice".into() })]);
+    let reason = "[operations-incident] slot booked twice".to_string();
+    assert_eq!(fx, vec![Effect::Mutate(Mutation::Compensate { arn: target.clone(), reason })]);
 
     // The detail header: the link, and what redrive and compensation would each do.
     let info = Info {

@@ -68,6 +68,9 @@ fn confirmed(a: &mut App) -> Mutation {
 /// The open reason dialog, answered with `reason`: what it carries out.
 fn reasoned(a: &mut App, reason: &str) -> Mutation {
     assert!(matches!(a.dialog, Some(Dialog::Reason { .. })), "no reason dialog: {:?}", a.dialog);
+    // The reason code first (→: the first, direct-care; ← again: the last, other), then the note.
+    a.handle(code(KeyCode::Right));
+    a.handle(code(KeyCode::Left));
     type_text(a, reason);
     let effects = a.handle(code(KeyCode::Enter));
     let [Effect::Mutate(m)] = effects.as_slice() else { panic!("{effects:?}") };
@@ -131,14 +134,20 @@ fn keys_ask_first_then_act_on_the_sink_and_row_selected() {
     a.handle(key('j'));
     a.handle(key('P'));
     let m = reasoned(&mut a, "poison payload");
-    assert_eq!(m, Mutation::Outbox { action: Action::Park { sink: "pacs-webhook".into(), row: 8, reason: "poison payload".into() } });
+    assert_eq!(
+        m,
+        Mutation::Outbox { action: Action::Park { sink: "pacs-webhook".into(), row: 8, reason: "[other] poison payload".into() } }
+    );
     // Requeue with no parked row selected: every parked row of the sink.
     a.handle(key('u'));
     assert_eq!(confirmed(&mut a), Mutation::Outbox { action: Action::Requeue { sink: "pacs-webhook".into(), row: None } });
     // Pause this one, for a reason; the next sink is paused, so p resumes it (no reason asked).
     a.handle(key('p'));
     let m = reasoned(&mut a, "PACS upgrade tonight");
-    assert_eq!(m, Mutation::Outbox { action: Action::Pause { sink: "pacs-webhook".into(), reason: "PACS upgrade tonight".into() } });
+    assert_eq!(
+        m,
+        Mutation::Outbox { action: Action::Pause { sink: "pacs-webhook".into(), reason: "[other] PACS upgrade tonight".into() } }
+    );
     a.handle(key('n'));
     assert!(draw(&a, 80, 24).contains("Rows behind archive (1)"));
     a.handle(key('p'));
@@ -171,7 +180,11 @@ fn pause_park_hold_release_and_reset_refuse_an_empty_reason() {
         assert!(a.handle(code(KeyCode::Enter)).is_empty(), "{k}: an empty reason carries nothing out");
         assert!(matches!(a.dialog, Some(Dialog::Reason { .. })), "{k}: the dialog stays open");
         let (msg, err) = a.message.clone().expect("message");
-        assert!(err && msg.starts_with(verb) && msg.contains("say why"), "{k}: {msg}");
+        assert!(err && msg.starts_with(verb) && msg.contains("pick a reason code"), "{k}: {msg}");
+        // With a code, a blank note is still no reason.
+        a.handle(code(KeyCode::Right));
+        assert!(a.handle(code(KeyCode::Enter)).is_empty(), "{k}: a code alone carries nothing out");
+        assert!(a.message.as_ref().is_some_and(|(m, _)| m.contains("must say why")), "{k}: {:?}", a.message);
         a.handle(code(KeyCode::Esc));
         a.message = None;
     }
@@ -224,7 +237,7 @@ fn dependency_keys_open_a_reasoned_dialog_for_the_selected_one() {
         Mutation::Dependency {
             op: DependencyOp::Release,
             name: "clearinghouse".into(),
-            reason: "clearinghouse answers again".into(),
+            reason: "[other] clearinghouse answers again".into(),
             by: "ops.kim".into()
         }
     );
@@ -361,16 +374,20 @@ fn holding_and_releasing_from_the_console_is_audited_as_the_cli_twin() {
         // Hold it, for a reason.
         a.handle(code(KeyCode::Tab));
         a.handle(key('h'));
+        a.handle(code(KeyCode::Right));
         type_text(&mut a, "clearinghouse returns 502s");
         let effects = a.handle(code(KeyCode::Enter));
         let done = run(&mut a, &w, effects, |l| matches!(l, Loaded::Done { .. }));
         assert!(matches!(&done, Loaded::Done { verb, ok: 1, failed } if verb == "dependency-hold" && failed.is_empty()), "{done:?}");
         reload(&mut a, &w);
         let s = draw(&a, 140, 30);
-        assert!(s.contains("by ops.kim") && s.contains("clearinghouse returns 502s"), "shown as held: {s}");
+        assert!(s.contains("by ops.kim") && s.contains("[direct-care] clearinghouse returns"), "shown as held: {s}");
 
         // Release it, for a reason.
         a.handle(key('r'));
+        for _ in 0..3 {
+            a.handle(code(KeyCode::Right));
+        }
         type_text(&mut a, "claims go through again");
         let effects = a.handle(code(KeyCode::Enter));
         let done = run(&mut a, &w, effects, |l| matches!(l, Loaded::Done { .. }));
@@ -381,7 +398,17 @@ fn holding_and_releasing_from_the_console_is_audited_as_the_cli_twin() {
 
     // The CLI twin, on the same store afterwards.
     let cfg = lb.file("config.toml", "[[dependencies]]\nname = \"clearinghouse\"\nmatch = { handler = \"lightbox-submit-claim\" }\n");
-    lb.json(&["--config", &cfg, "dependencies", "hold", "clearinghouse", "--reason", "from the shell"]);
+    lb.json(&[
+        "--config",
+        &cfg,
+        "dependencies",
+        "hold",
+        "clearinghouse",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "from the shell",
+    ]);
 
     let conn = rusqlite::Connection::open(lb.db()).expect("db");
     let rows = lightbox::audit::list(&conn, &lightbox::audit::AuditFilter::default()).expect("audit");
@@ -389,11 +416,14 @@ fn holding_and_releasing_from_the_console_is_audited_as_the_cli_twin() {
     let console_hold = done.iter().find(|r| r.action == "dependency-hold" && r.source == "console").expect("console hold audited");
     assert_eq!(console_hold.actor, "ops.kim");
     assert_eq!(console_hold.reason.as_deref(), Some("dependency clearinghouse: clearinghouse returns 502s"));
+    assert_eq!(console_hold.reason_code.as_deref(), Some("direct-care"), "the code apart from the note");
     assert!(console_hold.intent_seq.is_some(), "an intent row came first: {console_hold:?}");
     let release = done.iter().find(|r| r.action == "dependency-release" && r.source == "console").expect("console release audited");
     assert_eq!(release.reason.as_deref(), Some("dependency clearinghouse: claims go through again"));
+    assert_eq!(release.reason_code.as_deref(), Some("operations-incident"));
     let cli_hold = done.iter().find(|r| r.action == "dependency-hold" && r.source == "cli").expect("cli hold audited");
     assert_eq!(cli_hold.reason.as_deref(), Some("dependency clearinghouse: from the shell"));
+    assert_eq!(cli_hold.reason_code.as_deref(), Some("operations-incident"));
     assert_eq!((cli_hold.before.as_deref(), cli_hold.after.as_deref()), (console_hold.before.as_deref(), console_hold.after.as_deref()));
     assert_eq!(rows.iter().filter(|r| r.action.starts_with("dependency-")).count(), 6, "intent and outcome each: {rows:?}");
 }

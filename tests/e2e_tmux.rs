@@ -164,8 +164,9 @@ fn a_claimed_review_is_answered_only_with_an_audited_override() {
     t.wait_for("ACC-E2E-1");
     t.keys(&["a"]);
     t.wait_for("claimed by dr.a");
-    // The reason, word by word (tmux types a string that is not a key name as it is).
-    t.keys(&["dr.a", "Space", "is", "Space", "in", "Space", "theatre", "Enter"]);
+    // The reason code (→: the first), then the note, word by word (tmux types a string that is
+    // not a key name as it is).
+    t.keys(&["Right", "dr.a", "Space", "is", "Space", "in", "Space", "theatre", "Enter"]);
     t.wait_for("OVERRIDES dr.a's claim");
     t.keys(&["Enter"]);
     t.wait_for("approve: 1 done");
@@ -177,6 +178,7 @@ fn a_claimed_review_is_answered_only_with_an_audited_override() {
     assert_eq!(row["source"], "console");
     let reason = row["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("override of the claim held by dr.a: dr.a is in theatre"), "{row}");
+    assert_eq!(row["reasonCode"], "direct-care", "{row}");
 }
 
 /// Seen: an execution whose JSONata Wait resolved to 10^15 seconds panicked the engine at
@@ -437,8 +439,8 @@ fn view_6_shows_a_sink_and_pausing_and_resuming_it_is_audited() {
     t.wait_for("pause delivery to archive");
     // Pausing asks why: Enter without a reason is refused.
     t.keys(&["Enter"]);
-    t.wait_for("outbox-pause: say why");
-    t.keys(&["archive disk swap", "Enter"]);
+    t.wait_for("outbox-pause: pick a reason code");
+    t.keys(&["Left", "archive disk swap", "Enter"]);
     t.wait_for("PAUSED");
     t.keys(&["p"]);
     t.wait_for("resume delivery to archive");
@@ -459,6 +461,7 @@ fn view_6_shows_a_sink_and_pausing_and_resuming_it_is_audited() {
         assert_eq!(e[0]["source"], "console", "{entries}");
         if action == "outbox-pause" {
             assert_eq!(e[0]["reason"], "archive disk swap", "{entries}");
+            assert_eq!(e[0]["reasonCode"], "other", "{entries}");
         }
     }
 }
@@ -482,14 +485,14 @@ fn view_6_holds_and_releases_a_dependency_with_reasons() {
     t.wait_for("breaker(s) not closed ◀");
     t.keys(&["h"]);
     t.wait_for("hold clearinghouse");
-    t.keys(&["clearinghouse answers 502", "Enter"]);
+    t.keys(&["Left", "clearinghouse answers 502", "Enter"]);
     t.wait_for("dependency-hold: 1 done");
     let s = t.wait_for("by dr.e2e");
-    assert!(s.contains("clearinghouse answers 502"), "the hold and its reason show:\n{s}");
+    assert!(s.contains("[other] clear"), "the hold and its reason show:\n{s}");
     // Release it, for what was checked.
     t.keys(&["r"]);
     t.wait_for("release the hold on clearinghouse");
-    t.keys(&["vendor confirmed recovery", "Enter"]);
+    t.keys(&["Left", "vendor confirmed recovery", "Enter"]);
     t.wait_for("dependency-release: 1 done");
     let start = Instant::now();
     while t.screen().contains("by dr.e2e") {
@@ -505,6 +508,7 @@ fn view_6_holds_and_releases_a_dependency_with_reasons() {
         assert_eq!(done[0]["source"], "console", "{entries}");
         assert_eq!(done[0]["actor"], "dr.e2e", "{entries}");
         assert_eq!(done[0]["reason"], format!("dependency clearinghouse: {reason}"), "{entries}");
+        assert_eq!(done[0]["reasonCode"], "other", "{entries}");
     }
     assert_eq!(lb(&data, &["audit", "verify"])["result"], "OK");
 }
@@ -525,7 +529,7 @@ fn escalating_a_review_from_the_console_is_an_event_and_an_audit_row() {
     t.keys(&["e"]);
     let s = t.wait_for("Review.Escalated");
     assert!(s.contains("FAILS"), "the confirmation must warn that the execution fails:\n{s}");
-    t.keys(&["no first reader on shift", "Enter"]);
+    t.keys(&["Right", "no first reader on shift", "Enter"]);
     t.wait_for("escalate: 1 done");
     t.keys(&["q"]);
     let audit = lb(&data, &["audit", "list", "--action", "escalate"]);
@@ -533,6 +537,7 @@ fn escalating_a_review_from_the_console_is_an_event_and_an_audit_row() {
     assert_eq!(row["actor"], "dr.e2e");
     assert_eq!(row["source"], "console");
     assert_eq!(row["reason"], "no first reader on shift", "the reason is audited: {audit}");
+    assert_eq!(row["reasonCode"], "direct-care", "and its code: {audit}");
     let store = lightbox::store::Store::open_read_only(&data.join("lightbox.db")).expect("store");
     let events: Vec<Value> = store
         .outbox(false, 10_000)
@@ -589,7 +594,7 @@ fn operator_compensates_a_stopped_demo_billing_workflow_with_c() {
     let s = t.wait_for("Compensate ACC-E2E-9 (ABORTED)");
     assert!(s.contains("billing-undo") && s.contains("PostCharge"), "the plan names the machine and the step:\n{s}");
     assert!(!s.contains("Testperson") && !s.contains("SYN-000999"), "PHI is masked in the plan:\n{s}");
-    t.keys(&["charge posted for a stopped claim", "Enter"]);
+    t.keys(&["Right", "charge posted for a stopped claim", "Enter"]);
     t.wait_for("compensate: 1 done");
     // The detail view links it to its compensation and says what R and C would do.
     t.keys(&["Enter"]);
@@ -634,7 +639,7 @@ fn the_slo_view_counts_a_stat_read_into_breach_and_e_escalates_its_review() {
     t.keys(&["e"]);
     let s = t.wait_for("Escalate ACC-E2E-1");
     assert!(s.contains("Review.Escalated"), "{s}");
-    t.keys(&["STAT read breached", "Enter"]);
+    t.keys(&["Right", "STAT read breached", "Enter"]);
     t.wait_for("escalate: 1 done");
     t.keys(&["q"]);
     let audit = lb(&data, &["audit", "list", "--action", "escalate"]);

@@ -329,9 +329,15 @@ fn a_hold_makes_tasks_wait_durably_and_release_resumes_them_all_audited() {
         lb.json(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
     json_of(&["state-machines", "create", "--name", "m", "--definition", &def]);
-    let err = lb.fails(&c(&["dependencies", "hold", "nope", "--reason", "x"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = lb.fails(
+        &c(&["dependencies", "hold", "nope", "--reason-code", "operations-incident", "--reason", "vendor maintenance window"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert!(err.contains("no dependency named"), "{err}");
-    let held = json_of(&["dependencies", "hold", "echo-service", "--reason", "vendor maintenance window"]);
+    let held =
+        json_of(&["dependencies", "hold", "echo-service", "--reason-code", "operations-incident", "--reason", "vendor maintenance window"]);
     assert_eq!(held["changed"], true);
 
     let started = json_of(&["executions", "start", "--state-machine", "m", "--name", "e1", "--input-json", "{}"]);
@@ -347,14 +353,22 @@ fn a_hold_makes_tasks_wait_durably_and_release_resumes_them_all_audited() {
     assert_eq!(list[0]["waiting"], 1);
     assert_eq!(list[0]["breaker"], "CLOSED");
 
-    let released = json_of(&["dependencies", "release", "echo-service", "--reason", "vendor confirmed it is back"]);
+    let released = json_of(&[
+        "dependencies",
+        "release",
+        "echo-service",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "vendor confirmed it is back",
+    ]);
     assert_eq!(released["detail"]["resumed"], 1);
     let a = c(&["engine", "--seconds", "1"]);
     lb.ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(json_of(&["executions", "describe", &arn])["status"], "SUCCEEDED");
     assert_eq!(json_of(&["dependencies", "list"])[0]["waiting"], 0);
 
-    let reset = json_of(&["dependencies", "reset", "echo-service", "--reason", "checked by hand"]);
+    let reset = json_of(&["dependencies", "reset", "echo-service", "--reason-code", "operations-incident", "--reason", "checked by hand"]);
     assert_eq!(reset["changed"], false, "a closed breaker needs no reset");
 
     let audit = json_of(&["audit", "list"]);
@@ -383,7 +397,7 @@ fn escalating_by_hand_takes_reason_or_the_old_cause_and_writes_one_event_and_aud
         let arn = s["executionArn"].as_str().expect("arn").to_string();
         let tasks = lb.json(&["tasks", "list"])["tasks"].as_array().cloned().unwrap_or_default();
         let token = tasks.iter().find(|t| t["executionArn"] == arn.as_str()).expect("task")["taskToken"].as_str().expect("t").to_string();
-        lb.json(&["tasks", "escalate", &token, flag, "reader unavailable for this study"]);
+        lb.json(&["tasks", "escalate", &token, "--reason-code", "operations-incident", flag, "reader unavailable for this study"]);
         let d = lb.json(&["executions", "describe", &arn]);
         assert_eq!(d["status"], "SUCCEEDED");
         arns.push(arn);
@@ -395,7 +409,7 @@ fn escalating_by_hand_takes_reason_or_the_old_cause_and_writes_one_event_and_aud
         assert_eq!(e["source"], "lightbox");
         assert_eq!(e["detail"]["executionArn"], arn.as_str());
         assert_eq!(e["detail"]["automatic"], false);
-        assert_eq!(e["detail"]["reason"], "reader unavailable for this study");
+        assert_eq!(e["detail"]["reason"], "[operations-incident] reader unavailable for this study", "the code travels with the cause");
         assert_eq!(e["detail"]["by"], "dr.b");
     }
     let rows = audit_rows(&store);

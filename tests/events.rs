@@ -85,7 +85,8 @@ fn review_events_are_lightbox_events_without_the_token() {
     let tok = token(&lb);
     assert_eq!(tok.len(), 64);
     lb.ok(&["tasks", "approve", &tok, "--output", r#"{"signed":true}"#]);
-    let all = events(&lb, &["--reveal", "--reason", "checking the review events for the ACC1 study"]);
+    let all =
+        events(&lb, &["--reveal", "--reason-code", "operations-incident", "--reason", "checking the review events for the ACC1 study"]);
     let types: Vec<&str> = all.iter().filter(|e| e["resources"] == json!([slow])).filter_map(|e| e["detail-type"].as_str()).collect();
     assert_eq!(
         types,
@@ -141,7 +142,7 @@ fn listing_masks_patient_data_unless_revealed() {
     let table = lb.ok(&["events", "list"]);
     assert!(!table.contains("SYN-000421"));
     assert!(table.lines().next().is_some_and(|h| h.starts_with("TIME")), "{table}");
-    let shown = started(&["--reveal", "--reason", "wrong-patient hold on ACC1 for Dr Lee"]);
+    let shown = started(&["--reveal", "--reason-code", "operations-incident", "--reason", "wrong-patient hold on ACC1 for Dr Lee"]);
     assert!(shown.to_string().contains("SYN-000421"));
     // The stored row is not masked (relays send what AWS sends).
     let conn = rusqlite::Connection::open(lb.db()).expect("open");

@@ -177,13 +177,13 @@ fn a_paused_sink_gets_nothing_until_resumed_and_both_are_audited() {
     let rx = Receiver::start(Duration::ZERO);
     let cfg = config(&lb, &format!("kind = \"webhook\"\nurl = \"{}\"", rx.url));
     emit(&lb, 5, 1, "pa");
-    lb.ok(&["--config", &cfg, "outbox", "pause", "hook", "--reason", "PACS maintenance window"]);
+    lb.ok(&["--config", &cfg, "outbox", "pause", "hook", "--reason-code", "operations-incident", "--reason", "PACS maintenance window"]);
     let e = engine(&lb, &cfg);
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(rx.requests(), 0, "paused");
     let st = sink_status(&lb, &cfg);
     assert_eq!(st["sinks"][0]["paused"], true);
-    assert_eq!(st["sinks"][0]["pausedReason"], "PACS maintenance window");
+    assert_eq!(st["sinks"][0]["pausedReason"], "[operations-incident] PACS maintenance window", "the code travels with the note");
     lb.ok(&["--config", &cfg, "outbox", "resume", "hook"]);
     // The pause and resume are audited, and the audit head is published too: wait for ours.
     wait_until("delivery after resume", 20, || rx.delivered_keys().iter().filter(|k| k.starts_with("pa-")).count() == 5);
@@ -194,7 +194,17 @@ fn a_paused_sink_gets_nothing_until_resumed_and_both_are_audited() {
         assert_eq!(entries.len(), 1, "{action}: {a}");
     }
     // An unknown sink is refused, naming it.
-    let err = lb.fails(&["--config", &cfg, "outbox", "pause", "nope", "--reason", "x"]);
+    let err = lb.fails(&[
+        "--config",
+        &cfg,
+        "outbox",
+        "pause",
+        "nope",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "PACS maintenance window",
+    ]);
     assert!(err.contains("nope"), "{err}");
 }
 

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 const SECRETS: [&str; 5] = ["Dana", "Testperson", "SYN-000421", "1961-04-02", "555-0100"];
 
+/// Nothing of an identifier shows: not its digits in another format, not a birth year, not an initial.
+const TRACES: [&str; 4] = ["000421", "1961", "D•••", "T•••"];
+
 trait PhiExt {
     fn reveals(&self) -> Vec<Value>;
 }
@@ -98,21 +101,21 @@ fn read_commands_mask_patient_data_and_keep_the_shape() {
         assert_masked(&format!("{c:?} --json"), &masked.to_string());
         assert_masked(&format!("{c:?}"), &lb.ok(c));
         let mut with: Vec<&str> = c.clone();
-        with.extend(["--reveal", "--reason", "wrong-patient hold, consult with Dr Lee"]);
+        with.extend(["--reveal", "--reason-code", "operations-incident", "--reason", "wrong-patient hold, consult with Dr Lee"]);
         let revealed = lb.json(&with);
         assert_eq!(shape(&masked), shape(&revealed), "{c:?}: same JSON shape, masked values");
     }
     // What is masked, and what is not.
     let task = &lb.json(&["tasks", "list"])["tasks"][0];
     let input: Value = serde_json::from_str(task["input"].as_str().expect("input is JSON text")).expect("json");
-    assert_eq!(input["Payload"]["patient"]["mrn"], "S•••");
+    assert_eq!(input["Payload"]["patient"]["mrn"], "•••");
     assert_eq!(input["Payload"]["accession"], "ACC-1");
     let d = lb.json(&["executions", "describe", &failed]);
-    assert_eq!(d["cause"], "no order for D•••");
+    assert_eq!(d["cause"], "no order for •••");
     assert_eq!(d["name"], "acc-2", "an execution's own name is not patient data");
     let h = lb.json(&["executions", "history", &waiting]);
     assert_eq!(h["events"][1]["stateEnteredEventDetails"]["name"], "Prepare");
-    assert!(lb.ok(&["executions", "describe", &failed]).contains("cause: no order for D•••"));
+    assert!(lb.ok(&["executions", "describe", &failed]).contains("cause: no order for •••"));
 }
 
 #[test]
@@ -121,11 +124,11 @@ fn reveal_shows_patient_data_and_is_audited() {
     let (waiting, failed) = setup(&lb);
     assert!(lb.reveals().is_empty());
     let reason = "wrong-patient hold, consult with Dr Lee";
-    let t = lb.json(&["tasks", "list", "--reveal", "--reason", reason]);
+    let t = lb.json(&["tasks", "list", "--reveal", "--reason-code", "operations-incident", "--reason", reason]);
     assert!(t.to_string().contains("SYN-000421"), "{t}");
-    let d = lb.json(&["executions", "describe", &failed, "--reveal", "--reason", reason]);
+    let d = lb.json(&["executions", "describe", &failed, "--reveal", "--reason-code", "operations-incident", "--reason", reason]);
     assert_eq!(d["cause"], "no order for Dana Testperson");
-    let h = lb.json(&["executions", "history", &waiting, "--reveal", "--reason", reason]);
+    let h = lb.json(&["executions", "history", &waiting, "--reveal", "--reason-code", "operations-incident", "--reason", reason]);
     assert!(h.to_string().contains("1961-04-02"));
     let rows = lb.reveals();
     assert_eq!(rows.len(), 3, "{rows:?}");
@@ -145,9 +148,9 @@ fn reveal_without_a_reason_of_substance_exits_2_and_shows_nothing() {
     let (waiting, _) = setup(&lb);
     for bad in [
         vec!["--reveal"],
-        vec!["--reveal", "--reason", "x"],
-        vec!["--reveal", "--reason", "asdf"],
-        vec!["--reveal", "--reason", "test test test"],
+        vec!["--reveal", "--reason-code", "operations-incident", "--reason", "x"],
+        vec!["--reveal", "--reason-code", "operations-incident", "--reason", "asdf"],
+        vec!["--reveal", "--reason-code", "operations-incident", "--reason", "test test test"],
     ] {
         let mut args = vec!["--json", "executions", "history", &waiting];
         args.extend(bad.iter());
@@ -157,7 +160,7 @@ fn reveal_without_a_reason_of_substance_exits_2_and_shows_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("reason"), "{bad:?}: {err}");
     }
-    let out = lb.run(&["tasks", "list", "--reason", "a reason without reveal"]);
+    let out = lb.run(&["tasks", "list", "--reason-code", "operations-incident", "--reason", "a reason without reveal"]);
     assert_eq!(out.status.code(), Some(2), "--reason needs --reveal");
     assert!(lb.reveals().is_empty(), "refused reveals are not recorded as reveals");
 }
@@ -170,10 +173,10 @@ fn phi_fields_and_paths_come_from_config() {
         lb.file("config.toml", "[phi]\nfields = [\"mrn\"]\nextra_fields = [\"Modality\"]\npaths = [\"$.accession\"]\nreveal_minutes = 2\n");
     let d = lb.json(&["--config", &cfg, "executions", "describe", &waiting]);
     let input: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
-    assert_eq!(input["patient"]["mrn"], "S•••");
+    assert_eq!(input["patient"]["mrn"], "•••");
     assert_eq!(input["patient"]["given"], "Dana", "`fields` replaced the defaults");
-    assert_eq!(input["modality"], "•••", "extra field, any case (two characters show nothing)");
-    assert_eq!(input["accession"], "A•••", "a path");
+    assert_eq!(input["modality"], "•••", "extra field, any case");
+    assert_eq!(input["accession"], "•••", "a path");
     let bad = lb.file("bad.toml", "[phi]\npaths = [\"patient\"]\n");
     let out = lb.run(&["--config", &bad, "tasks", "list"]);
     assert!(!out.status.success());
@@ -217,7 +220,13 @@ fn console_reveal_is_per_study_and_audited() {
     wait_for("Reveal patient data of ACC-1");
     tmux(&["send-keys", "-t", &session, "-l", "asdf"]);
     tmux(&["send-keys", "-t", &session, "Enter"]);
-    wait_for("reason to reveal");
+    wait_for("pick a reason code");
+    // The list is offered; → picks the first code, ← from there the last.
+    tmux(&["send-keys", "-t", &session, "Right"]);
+    tmux(&["send-keys", "-t", &session, "Left"]);
+    wait_for("[other]");
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for("must say why");
     for _ in 0..4 {
         tmux(&["send-keys", "-t", &session, "BSpace"]);
     }
@@ -229,6 +238,7 @@ fn console_reveal_is_per_study_and_audited() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     let row = serde_json::to_string(&rows[0]).expect("json");
     assert!(row.contains(&failed) && row.contains("wrong-patient hold") && row.contains("console"), "{row}");
+    assert_eq!(rows[0]["reasonCode"], "other", "the code picked from the list: {row}");
 }
 
 /// Errors are free text too (an `ErrorPath` or an operator can put the patient there),
@@ -247,14 +257,14 @@ fn errors_and_audit_reasons_are_masked_everywhere() {
     let e = lb.json(&["executions", "start", "--state-machine", "errpath", "--name", "acc-3", "--input-json", &input]);
     let failed = e["executionArn"].as_str().expect("arn").to_string();
     let d = lb.json(&["executions", "describe", &failed]);
-    assert_eq!(d["error"], "D•••", "{d}");
-    assert_eq!(d["cause"], "paged ACC-1 about D•••", "matched in any case: {d}");
+    assert_eq!(d["error"], "•••", "{d}");
+    assert_eq!(d["cause"], "paged ACC-1 about •••", "matched in any case: {d}");
     assert_masked("describe", &lb.ok(&["executions", "describe", &failed]));
     let h = lb.json(&["executions", "history", &failed]);
     assert_masked("history --json", &h.to_string());
-    assert!(h.to_string().contains("\"error\":\"D•••\""), "{h}");
+    assert!(h.to_string().contains("\"error\":\"•••\""), "{h}");
     let reason = "wrong-patient hold, consult with Dr Lee";
-    let d = lb.json(&["executions", "describe", &failed, "--reveal", "--reason", reason]);
+    let d = lb.json(&["executions", "describe", &failed, "--reveal", "--reason-code", "operations-incident", "--reason", reason]);
     assert_eq!(d["error"], "Dana Testperson");
 
     // An operator's reject quoting the patient, with JSON inside the cause.
@@ -274,9 +284,162 @@ fn errors_and_audit_reasons_are_masked_everywhere() {
     assert_masked("audit list", &table);
     assert!(!table.contains("REJ-MRN"), "{table}");
     let before = lb.reveals().len();
-    let shown = lb.json(&["audit", "list", "--reveal", "--reason", reason]);
+    let shown = lb.json(&["audit", "list", "--reveal", "--reason-code", "operations-incident", "--reason", reason]);
     assert!(shown.to_string().contains("REJ-MRN") && shown.to_string().contains("Testperson"), "{shown}");
     assert_eq!(lb.reveals().len(), before + 1, "audit list --reveal is audited");
-    let out = lb.run(&["audit", "list", "--reveal", "--reason", "testing it"]);
+    let out = lb.run(&["audit", "list", "--reveal", "--reason-code", "operations-incident", "--reason", "testing it"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Identifiers used as keys (records keyed by MRN under the patient), and an MRN and a birth
+/// date written in other formats in a cause, are masked in `--json` describe, history, tasks
+/// and events alike; distinct keys stay distinct (a per-session pseudonym), and `--reveal`
+/// shows them.
+#[test]
+fn identifier_keys_and_other_formats_are_masked_on_every_surface() {
+    let lb = Lb::as_user("dr.lee");
+    let review = json!({
+        "StartAt": "Review",
+        "States": {"Review": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token", "accession.$": "$.accession", "patient.$": "$.patient"}},
+            "End": true
+        }}
+    });
+    let r = lb.file("review.json", &review);
+    lb.ok(&["state-machines", "create", "--name", "review", "--definition", &r]);
+    let mut input = order();
+    input["patient"]["priorStudies"] = json!({"SYN-000421": {"accession": "ACC-0"}, "SYN-000422": {"accession": "ACC-00"}});
+    let a = lb.json(&["executions", "start", "--state-machine", "review", "--name", "acc-k", "--input-json", &input.to_string()]);
+    let arn = a["executionArn"].as_str().expect("arn").to_string();
+    let tasks = lb.json(&["tasks", "list"]);
+    let token = tasks["tasks"][0]["taskToken"].as_str().expect("token").to_string();
+    let out = lb.run(&[
+        "tasks",
+        "reject",
+        &token,
+        "--error",
+        "Order.Mismatch",
+        "--cause",
+        "no order for SYN000421, born 02/04/1961 (2 Apr 1961)",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let surfaces: Vec<(&str, Value)> = vec![
+        ("tasks list", lb.json(&["tasks", "list", "--status", "ALL"])),
+        ("describe", lb.json(&["executions", "describe", &arn])),
+        ("history", lb.json(&["executions", "history", &arn])),
+        ("events list", lb.json(&["events", "list"])),
+    ];
+    for (what, v) in &surfaces {
+        let text = v.to_string();
+        assert_masked(what, &text);
+        for t in TRACES {
+            assert!(!text.contains(t), "{what} shows {t}: {text}");
+        }
+    }
+    let d = &surfaces[1].1;
+    assert_eq!(d["cause"], "no order for •••, born ••• (•••)", "{d}");
+    let shown: Value = serde_json::from_str(d["input"].as_str().expect("input")).expect("json");
+    let prior = shown["patient"]["priorStudies"].as_object().expect("the map keeps its shape");
+    assert_eq!(prior.len(), 2, "two records stay two: {prior:?}");
+    assert!(prior.keys().all(|k| k.starts_with("•••#")), "{prior:?}");
+    assert!(surfaces[3].1.to_string().contains("Order.Mismatch"), "the failure is among the events: {}", surfaces[3].1);
+    let revealed = lb.json(&[
+        "executions",
+        "describe",
+        &arn,
+        "--reveal",
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "wrong-patient hold, consult with Dr Lee",
+    ]);
+    assert!(revealed["input"].as_str().is_some_and(|i| i.contains("SYN-000422")), "{revealed}");
+    assert_eq!(revealed["cause"], "no order for SYN000421, born 02/04/1961 (2 Apr 1961)");
+}
+
+/// Every action that takes a reason (reveals, claim overrides, escalation, compensation,
+/// dependency holds, outbox pauses and parks, audit resolve and reanchor) takes a reason code
+/// from the configured list beside a note of substance: without the code, with a code not in
+/// the list, or with filler (keyboard rows, repeated characters, full-width filler) it exits 2
+/// naming the flag, and nothing is done or recorded. `lightbox reasons` lists the codes and
+/// `audit list` shows the code of each row.
+#[test]
+fn every_action_that_takes_a_reason_needs_a_code_and_a_note_of_substance() {
+    let lb = Lb::as_user("dr.lee");
+    let (waiting, failed) = setup(&lb);
+    let token = lb.json(&["tasks", "list"])["tasks"][0]["taskToken"].as_str().expect("token").to_string();
+    let cfg = lb.file(
+        "config.toml",
+        "[reasons]\ncodes = [\"direct-care\", \"research-irb\"]\n\n[[dependencies]]\nname = \"dep\"\nmatch = { handler = \"echo\" }\n\n[[outbox.sinks]]\nname = \"a\"\nkind = \"ndjson\"\npath = \"ev.ndjson\"\n",
+    );
+    let listed = lb.json(&["--config", &cfg, "reasons"]);
+    assert_eq!(listed["reasonCodes"], json!(["direct-care", "research-irb"]));
+    assert_eq!(
+        lb.ok(&["reasons"]).lines().collect::<Vec<_>>(),
+        ["direct-care", "quality-review", "operations-incident", "patient-request", "other"]
+    );
+    let before = lb.json(&["audit", "list", "--intents"])["entries"].as_array().map(Vec::len);
+    let actions: Vec<Vec<&str>> = vec![
+        vec!["executions", "describe", &failed, "--reveal"],
+        vec!["tasks", "list", "--reveal"],
+        vec!["events", "list", "--reveal"],
+        vec!["tasks", "approve", &token, "--override-claim"],
+        vec!["tasks", "escalate", &token],
+        vec!["executions", "compensate", &waiting],
+        vec!["dependencies", "hold", "dep"],
+        vec!["dependencies", "release", "dep"],
+        vec!["dependencies", "reset", "dep"],
+        vec!["outbox", "pause", "a"],
+        vec!["outbox", "park", "1", "--sink", "a"],
+        vec!["audit", "resolve", "1"],
+        vec!["audit", "reanchor"],
+    ];
+    let good = "wrong-patient hold, consult with Dr Lee";
+    for action in &actions {
+        let cases: [(&[&str], &str); 6] = [
+            (&["--reason", good], "--reason-code"),
+            (&["--reason-code", "curiosity", "--reason", good], "is not a reason code"),
+            (&["--reason-code", "other", "--reason", good], "is not a reason code"),
+            (&["--reason-code", "direct-care", "--reason", "asdfg qwert"], "--reason"),
+            (&["--reason-code", "direct-care", "--reason", "xxxxxxxx"], "--reason"),
+            (&["--reason-code", "direct-care", "--reason", "ａｓｄｆｇ　ｑｗｅｒｔ　ｘｘｘｘ"], "--reason"),
+        ];
+        for (extra, says) in cases {
+            let mut args = vec!["--config", cfg.as_str()];
+            args.extend(action.iter());
+            args.extend(extra.iter());
+            let out = lb.run(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} was accepted: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            if says != "--reason" {
+                assert!(err.contains("direct-care, research-irb"), "the codes are listed: {args:?}: {err}");
+            }
+            assert!(out.stdout.is_empty(), "{args:?} printed {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    let after = lb.json(&["audit", "list", "--intents"])["entries"].as_array().map(Vec::len);
+    assert_eq!(before, after, "nothing refused was attempted or recorded");
+    assert_eq!(lb.json(&["tasks", "list"])["tasks"].as_array().map(Vec::len), Some(1), "the review still waits");
+
+    // With a code from the list and a note (NFKC-normalised), the action goes ahead and the
+    // audit log keeps the code apart from the note.
+    lb.ok(&[
+        "--config",
+        &cfg,
+        "dependencies",
+        "hold",
+        "dep",
+        "--reason-code",
+        "RESEARCH-IRB",
+        "--reason",
+        "ｐｒｏｔｏｃｏｌ review of dep",
+    ]);
+    let row = &lb.json(&["audit", "list", "--action", "dependency-hold"])["entries"][0];
+    assert_eq!(row["reasonCode"], "research-irb", "{row}");
+    assert_eq!(row["reason"], "dependency dep: protocol review of dep", "{row}");
+    assert!(lb.ok(&["audit", "list"]).contains("reason: [research-irb] dependency dep: protocol review of dep"));
 }

@@ -102,13 +102,13 @@ fn quarantine_cycle(how: &str, cap: Option<u64>) {
     assert!(list.contains("poison-1") && list.contains("Lightbox.Quarantined"), "{list}");
 
     // Release needs a reason, and only takes a quarantined execution.
-    lb.fails(&["executions", "release", poison, "--reason", "x"]);
-    let refused = lb.fails(&["executions", "release", &innocents[0], "--reason", "fixed the handler build, trying again"]);
+    lb.fails(&["executions", "release", poison, "--reason-code", "operations-incident", "--reason", "x"]);
+    let refused = lb.fails(&["executions", "release", &innocents[0], "--reason-code", "operations-incident", "--reason", "fixed the handler build, trying again"]);
     assert!(refused.contains("not quarantined"), "{refused}");
 
     // One more try: with the crash gone it runs to the end from where it was.
     // (The release drives it at once: its timer is long due.)
-    let out = lb.json(&["executions", "release", poison, "--reason", "fixed the handler build, trying again"]);
+    let out = lb.json(&["executions", "release", poison, "--reason-code", "operations-incident", "--reason", "fixed the handler build, trying again"]);
     assert_eq!(out["status"], "SUCCEEDED", "{out}");
     assert_eq!(out["redriveCount"], 1, "{out}");
     let audit = lb.json(&["audit", "list"]);
@@ -159,7 +159,7 @@ fn a_release_allows_exactly_one_more_try() {
     // The release drives the execution at once: that is the one more try, and it dies again.
     let out = lb
         .cmd()
-        .args(["executions", "release", poison, "--reason", "one more try after the patch"])
+        .args(["executions", "release", poison, "--reason-code", "operations-incident", "--reason", "one more try after the patch"])
         .env("LIGHTBOX_CRASH_AT", crash_at)
         .env("LIGHTBOX_CRASH_NOTE", lb.path("crash-notes"))
         .output()

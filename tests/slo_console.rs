@@ -143,11 +143,12 @@ fn e_escalates_the_review_the_clocks_study_waits_in_and_enter_opens_it() {
     assert_eq!(tokens, &vec!["ACC-20418-0123456789abcdef0123456789abcdef".to_string()]);
     // The escalation asks why: an empty reason is refused, the one given is its cause.
     assert!(a.handle(code(KeyCode::Enter)).is_empty());
-    assert!(a.message.as_ref().is_some_and(|(m, err)| *err && m.contains("say why")), "{:?}", a.message);
+    assert!(a.message.as_ref().is_some_and(|(m, err)| *err && m.contains("pick a reason code")), "{:?}", a.message);
+    a.handle(code(KeyCode::Right));
     type_text(&mut a, "STAT read breaching, no reader");
     let effects = a.handle(code(KeyCode::Enter));
     let [Effect::Mutate(Mutation::Escalate { cause, .. })] = effects.as_slice() else { panic!("{effects:?}") };
-    assert_eq!(cause, "STAT read breaching, no reader");
+    assert_eq!(cause, "[direct-care] STAT read breaching, no reader");
     assert!(a.dialog.is_none());
     // Its clock closing because of it is expected: the outcome stays on the footer.
     let at = t0() + Duration::seconds(1);

@@ -369,7 +369,9 @@ impl Remote<'_> {
                     say!("{} {}", r.arn, r.status);
                 }
             }
-            ExecCmd::Compensate { arn, reason, dry_run } => return self.compensate(arn, reason.as_deref(), *dry_run),
+            ExecCmd::Compensate { arn, reason, reason_code, dry_run } => {
+                return self.compensate(arn, (reason.as_deref(), reason_code.as_deref()), *dry_run);
+            }
             ExecCmd::Start { .. } | ExecCmd::Release { .. } => bail!("internal error: this command is refused on AWS before this"),
         }
         Ok(ExitCode::SUCCESS)
@@ -377,7 +379,7 @@ impl Remote<'_> {
 
     /// `executions compensate` on AWS: the plan from the execution's history, then, unless
     /// --dry-run, the configured compensation machine started once (audited: intent, outcome).
-    fn compensate(&mut self, arn: &str, reason: Option<&str>, dry_run: bool) -> Result<ExitCode> {
+    fn compensate(&mut self, arn: &str, reason: (Option<&str>, Option<&str>), dry_run: bool) -> Result<ExitCode> {
         use lightbox::ops::compensation::{CompensationError, Outcome};
         let ctx = self.ctx;
         let reason = compensate_reason(ctx, reason, dry_run)?;
@@ -455,17 +457,18 @@ impl Remote<'_> {
                 }
                 print_tasks(ctx, &rows, reveal);
             }
-            TaskCmd::Approve { token, output, override_claim, reason } => {
+            TaskCmd::Approve { token, output, override_claim, reason, reason_code } => {
                 let out = output.clone().unwrap_or_else(|| "{}".into());
                 let t = self.task(audit::Action::Approve, token)?;
-                let (acting, note) = self.acting_on(&t, *override_claim, reason.as_deref(), None)?;
+                let (acting, note) = self.acting_on(&t, *override_claim, (reason.as_deref(), reason_code.as_deref()), None)?;
                 self.token_action(audit::Action::Approve, &t, note, |cp, tok| cp.approve(tok, &out, &acting)).map_err(claim_hint_remote)?;
                 task_done(j, &answered(&t, "SUCCEEDED"), "approved", &ctx.user);
             }
-            TaskCmd::Reject { token, error, cause, override_claim, reason } => {
+            TaskCmd::Reject { token, error, cause, override_claim, reason, reason_code } => {
                 let why = [error.clone(), cause.clone()].into_iter().flatten().collect::<Vec<_>>().join(": ");
                 let t = self.task(audit::Action::Reject, token)?;
-                let (acting, note) = self.acting_on(&t, *override_claim, reason.as_deref(), Some(error.as_deref().unwrap_or("")))?;
+                let over = (reason.as_deref(), reason_code.as_deref());
+                let (acting, note) = self.acting_on(&t, *override_claim, over, Some(error.as_deref().unwrap_or("")))?;
                 let note = [Some(why).filter(|w| !w.is_empty()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
                 self.token_action(audit::Action::Reject, &t, Some(note), |cp, tok| {
                     cp.reject(tok, error.as_deref().unwrap_or_default(), cause.as_deref().unwrap_or_default(), &acting)
@@ -494,9 +497,9 @@ impl Remote<'_> {
                 t.claimed_by = None;
                 task_done(j, &t, "unclaimed", &ctx.user);
             }
-            TaskCmd::Escalate { token, override_claim, reason } => {
-                let cause = reason.clone().unwrap_or_else(|| format!("escalated by {}", ctx.user));
-                let over = reason.as_deref().filter(|_| *override_claim);
+            TaskCmd::Escalate { token, override_claim, reason, reason_code } => {
+                let cause = escalation_cause(ctx, reason.as_deref(), reason_code.as_deref())?;
+                let over = (reason.as_deref().filter(|_| *override_claim), reason_code.as_deref());
                 let t = self.task(audit::Action::Escalate, token)?;
                 let (acting, note) = self.acting_on(&t, *override_claim, over, Some(lightbox::engine::ESCALATED))?;
                 let note = [Some(cause.clone()), note].into_iter().flatten().collect::<Vec<_>>().join("; ");
@@ -541,17 +544,13 @@ impl Remote<'_> {
         &mut self,
         t: &PendingTask,
         override_claim: bool,
-        reason: Option<&str>,
+        (reason, code): (Option<&str>, Option<&str>),
         error: Option<&str>,
     ) -> Result<(lightbox::engine::Acting, Option<String>)> {
         let ctx = self.ctx;
         let mut acting = lightbox::engine::Acting::user(ctx.user.clone());
         if override_claim {
-            let reason = reason.map(str::trim).unwrap_or_default();
-            if reason.is_empty() {
-                bail!("--override-claim needs --reason TEXT saying why");
-            }
-            acting = acting.overriding(reason);
+            acting = acting.overriding(checked_reason(ctx, code, reason)?.to_string());
         }
         let holder = t.claimed_by.clone().filter(|h| *h != ctx.user);
         let note = match (&holder, &acting.override_reason) {
@@ -718,7 +717,7 @@ impl Remote<'_> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let action = outbox_action(cmd)?;
+        let action = outbox_action(ctx, cmd)?;
         ctx.refuse(action.name())?;
         let mut entry = ctx.entry(audit::Action::Other(action.name().into()));
         if let OutboxAction::Park { reason, .. } | OutboxAction::Pause { reason, .. } = &action {
@@ -756,7 +755,7 @@ fn outcome_of<T>(r: &std::result::Result<T, BackendError>) -> audit::Outcome {
 fn claim_hint_remote(e: anyhow::Error) -> anyhow::Error {
     match e.downcast_ref::<BackendError>() {
         Some(BackendError::Engine(EngineError::ClaimedByOther { .. })) => {
-            anyhow!("{e} (to answer it anyway: --override-claim --reason TEXT)")
+            anyhow!("{e} (to answer it anyway: --override-claim --reason-code CODE --reason TEXT)")
         }
         _ => e,
     }

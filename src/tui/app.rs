@@ -394,6 +394,8 @@ pub enum Dialog {
     Override {
         action: Action,
         items: Vec<Item>,
+        /// The reason code picked (an index into `Settings::reason_codes`), none until picked.
+        code: Option<usize>,
         reason: String,
     },
     /// Shows what will happen and asks why: Enter carries out `mutation` with the reason
@@ -402,6 +404,7 @@ pub enum Dialog {
         title: String,
         lines: Vec<String>,
         mutation: Mutation,
+        code: Option<usize>,
         reason: String,
     },
     /// Compensate the execution named when the dialog opened: the plan, and a reason.
@@ -409,10 +412,12 @@ pub enum Dialog {
         arn: String,
         title: String,
         lines: Vec<String>,
+        code: Option<usize>,
         reason: String,
     },
     /// Reveal the patient data of the study named when the dialog opened.
     Reveal {
+        code: Option<usize>,
         reason: String,
         arn: String,
         label: String,
@@ -502,6 +507,8 @@ pub struct Settings {
     pub refresh: Duration,
     pub idle_lock: Duration,
     pub reject_reasons: Vec<String>,
+    /// The reason codes every dialog that asks why offers (`[reasons] codes`).
+    pub reason_codes: crate::phi::ReasonCodes,
     /// Times are shown in this offset (the operator's local time).
     pub tz: chrono::FixedOffset,
     /// Which fields are patient identifiers, and how they are masked.
@@ -533,6 +540,7 @@ impl Default for Settings {
                 "Review.Incomplete: images incomplete, re-acquire".into(),
                 "Review.NeedsSpecialist: needs a subspecialty reader".into(),
             ],
+            reason_codes: crate::phi::ReasonCodes::default(),
             tz: *chrono::Local::now().offset(),
             phi: crate::phi::Masker::default(),
             reveal_for: Duration::minutes(i64::from(crate::phi::DEFAULT_REVEAL_MINUTES)),
@@ -625,8 +633,6 @@ pub struct App {
 }
 
 pub(super) const EVENTS_KEPT: usize = 2000;
-/// The shortest reason a reason dialog takes (characters, trimmed).
-pub const MIN_REASON: usize = 3;
 const PAGE: usize = 15;
 
 impl App {
@@ -1313,7 +1319,7 @@ impl App {
                     self.reveal = None;
                     self.message = Some((format!("patient data of {label} hidden"), false));
                 } else {
-                    self.dialog = Some(Dialog::Reveal { reason: String::new(), arn, label });
+                    self.dialog = Some(Dialog::Reveal { code: None, reason: String::new(), arn, label });
                 }
                 vec![]
             }
@@ -1360,7 +1366,7 @@ impl App {
                 }
                 let user = self.settings.user.clone();
                 if items.iter().any(|i| i.claimed_by.as_ref().is_some_and(|h| *h != user)) {
-                    self.dialog = Some(Dialog::Override { action: a, items, reason: String::new() });
+                    self.dialog = Some(Dialog::Override { action: a, items, code: None, reason: String::new() });
                     return vec![];
                 }
                 self.answer_dialog(a, items, Acting::user(user));
@@ -1516,7 +1522,7 @@ impl App {
         lines.push("once only: compensating again starts nothing new".into());
         let title = format!("Compensate {name} ({})", o.plan.status);
         self.message = None;
-        self.dialog = Some(Dialog::Compensate { arn, title, lines, reason: String::new() });
+        self.dialog = Some(Dialog::Compensate { arn, title, lines, code: None, reason: String::new() });
     }
 
     /// Whether this execution's patient data shows now.
@@ -1617,9 +1623,11 @@ impl App {
                 lines.extend(overrides);
                 lines.push(format!("recorded as escalated by {}; the reason is the escalation's cause", self.settings.user));
                 // Overriding a claim already said why: offered again, to keep or change.
-                let reason = acting.override_reason.clone().unwrap_or_default();
+                let said = acting.override_reason.as_deref().and_then(crate::phi::Reason::split);
+                let code = said.as_ref().and_then(|(c, _)| self.settings.reason_codes.codes().iter().position(|x| x == c));
+                let reason = said.map(|(_, note)| note).unwrap_or_default();
                 let mutation = Mutation::Escalate { tokens: items.iter().map(|i| i.id.clone()).collect(), cause: String::new(), acting };
-                self.dialog = Some(Dialog::Reason { title, lines, mutation, reason });
+                self.dialog = Some(Dialog::Reason { title, lines, mutation, code, reason });
             }
         }
     }
@@ -1674,6 +1682,41 @@ impl App {
                 s.pop();
             }
             _ => {}
+        };
+        // A dialog that asks why picks a reason code first: ←/→ or Tab/Shift+Tab (and ↑/↓ where the
+        // dialog does not scroll its lines).
+        let mut d = d;
+        let scrolls = matches!(d, Dialog::Reason { .. });
+        let forward = match k.code {
+            KeyCode::Right | KeyCode::Tab => Some(true),
+            KeyCode::Left | KeyCode::BackTab => Some(false),
+            KeyCode::Down if !scrolls => Some(true),
+            KeyCode::Up if !scrolls => Some(false),
+            _ => None,
+        };
+        let n = self.settings.reason_codes.codes().len();
+        if let Some(forward) = forward
+            && let Dialog::Override { code, .. }
+            | Dialog::Reason { code, .. }
+            | Dialog::Compensate { code, .. }
+            | Dialog::Reveal { code, .. } = &mut d
+        {
+            *code = Some(match (*code, forward) {
+                (None, true) => 0,
+                (None, false) => n.saturating_sub(1),
+                (Some(i), true) => (i + 1) % n.max(1),
+                (Some(i), false) => (i + n.max(1) - 1) % n.max(1),
+            });
+            self.dialog = Some(d);
+            return vec![];
+        }
+        // The reason of a dialog that asks why, checked: a code from the list and a note of substance.
+        let codes = self.settings.reason_codes.clone();
+        let checked = |code: Option<usize>, note: &str| -> Result<crate::phi::Reason, String> {
+            let Some(c) = code.and_then(|i| codes.codes().get(i)) else {
+                return Err(format!("pick a reason code with ←/→: {}", codes.codes().join(", ")));
+            };
+            crate::phi::Reason::new(&codes, c, note).map_err(|e| e.to_string())
         };
         // Long lists (bulk actions) scroll; every item stays reachable.
         if matches!(d, Dialog::Confirm { .. } | Dialog::Approve { .. } | Dialog::Reason { .. }) {
@@ -1744,70 +1787,77 @@ impl App {
                 self.dialog = Some(Dialog::Reject { title, items, code, text, acting });
                 vec![]
             }
-            Dialog::Override { action, items, mut reason } => {
+            Dialog::Override { action, items, code, mut reason } => {
                 if k.code == KeyCode::Enter {
-                    if reason.trim().chars().count() < 8 {
-                        self.message =
-                            Some(("override a claim: give a reason (at least 8 characters); it goes to the audit log".into(), true));
-                        self.dialog = Some(Dialog::Override { action, items, reason });
-                        return vec![];
-                    }
+                    let why = match checked(code, &reason) {
+                        Ok(why) => why,
+                        Err(e) => {
+                            self.message = Some((format!("override a claim: {e}; it goes to the audit log"), true));
+                            self.dialog = Some(Dialog::Override { action, items, code, reason });
+                            return vec![];
+                        }
+                    };
                     // Override exactly the claims shown: one that changes hands meanwhile is refused.
                     let seen = items.iter().filter_map(|i| i.claimed_by.clone().map(|h| (i.id.clone(), h)));
-                    let acting = Acting::user(self.settings.user.clone()).overriding(reason.trim()).seen(seen);
+                    let acting = Acting::user(self.settings.user.clone()).overriding(why.to_string()).seen(seen);
                     self.message = None;
                     self.answer_dialog(action, items, acting);
                     return vec![];
                 }
                 edit(&mut reason);
-                self.dialog = Some(Dialog::Override { action, items, reason });
+                self.dialog = Some(Dialog::Override { action, items, code, reason });
                 vec![]
             }
-            Dialog::Reason { title, lines, mutation, mut reason } => {
+            Dialog::Reason { title, lines, mutation, code, mut reason } => {
                 if k.code == KeyCode::Enter {
-                    if reason.trim().chars().count() < MIN_REASON {
-                        self.message = Some((
-                            format!("{}: say why (at least {MIN_REASON} characters); the reason goes to the audit log", mutation.verb()),
-                            true,
-                        ));
-                        self.dialog = Some(Dialog::Reason { title, lines, mutation, reason });
-                        return vec![];
-                    }
+                    let why = match checked(code, &reason) {
+                        Ok(why) => why,
+                        Err(e) => {
+                            self.message = Some((format!("{}: {e}; the reason goes to the audit log", mutation.verb()), true));
+                            self.dialog = Some(Dialog::Reason { title, lines, mutation, code, reason });
+                            return vec![];
+                        }
+                    };
                     self.message = None;
-                    return vec![Effect::Mutate(mutation.with_reason(&reason))];
+                    return vec![Effect::Mutate(mutation.with_reason(&why.to_string()))];
                 }
                 edit(&mut reason);
-                self.dialog = Some(Dialog::Reason { title, lines, mutation, reason });
+                self.dialog = Some(Dialog::Reason { title, lines, mutation, code, reason });
                 vec![]
             }
-            Dialog::Compensate { arn, title, lines, mut reason } => {
+            Dialog::Compensate { arn, title, lines, code, mut reason } => {
                 if k.code == KeyCode::Enter {
-                    if reason.trim().chars().count() < 3 {
-                        self.message = Some(("compensate: say why (the reason goes to the audit log and the compensation)".into(), true));
-                        self.dialog = Some(Dialog::Compensate { arn, title, lines, reason });
-                        return vec![];
-                    }
+                    let why = match checked(code, &reason) {
+                        Ok(why) => why,
+                        Err(e) => {
+                            self.message = Some((format!("compensate: {e} (the reason goes to the audit log and the compensation)"), true));
+                            self.dialog = Some(Dialog::Compensate { arn, title, lines, code, reason });
+                            return vec![];
+                        }
+                    };
                     self.message = None;
-                    return vec![Effect::Mutate(Mutation::Compensate { arn, reason: reason.trim().to_string() })];
+                    return vec![Effect::Mutate(Mutation::Compensate { arn, reason: why.to_string() })];
                 }
                 edit(&mut reason);
-                self.dialog = Some(Dialog::Compensate { arn, title, lines, reason });
+                self.dialog = Some(Dialog::Compensate { arn, title, lines, code, reason });
                 vec![]
             }
-            Dialog::Reveal { mut reason, arn, label } => {
+            Dialog::Reveal { code, mut reason, arn, label } => {
                 if k.code == KeyCode::Enter {
-                    if let Err(e) = crate::phi::check_reason(&reason) {
-                        self.message = Some((e.to_string(), true));
-                        self.dialog = Some(Dialog::Reveal { reason, arn, label });
-                        return vec![];
-                    }
+                    let why = match checked(code, &reason) {
+                        Ok(why) => why,
+                        Err(e) => {
+                            self.message = Some((e, true));
+                            self.dialog = Some(Dialog::Reveal { code, reason, arn, label });
+                            return vec![];
+                        }
+                    };
                     self.message = None;
-                    let reason = reason.trim().to_string();
                     self.pending_reveal = Some(Revealed { arn: arn.clone(), label, until: self.now + self.settings.reveal_for });
-                    return vec![Effect::Mutate(Mutation::RevealPhi { reason, arn })];
+                    return vec![Effect::Mutate(Mutation::RevealPhi { reason: why.to_string(), arn })];
                 }
                 edit(&mut reason);
-                self.dialog = Some(Dialog::Reveal { reason, arn, label });
+                self.dialog = Some(Dialog::Reveal { code, reason, arn, label });
                 vec![]
             }
             Dialog::Input { kind, mut text } => {

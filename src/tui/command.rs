@@ -622,8 +622,10 @@ impl App {
                     r.result
                 );
                 let (reason, error) = (mask(&r.reason), mask(&r.error));
-                if !reason.is_empty() {
-                    line.push_str(&format!(" · reason: {reason}"));
+                match &r.reason_code {
+                    Some(code) => line.push_str(&format!(" · reason: [{code}] {reason}")),
+                    None if !reason.is_empty() => line.push_str(&format!(" · reason: {reason}")),
+                    None => {}
                 }
                 if !error.is_empty() {
                     line.push_str(&format!(" · error: {error}"));

@@ -188,7 +188,7 @@ impl App {
         let reasoned = matches!(action, outbox::Action::Pause { .. } | outbox::Action::Park { .. });
         let mutation = Mutation::Outbox { action };
         self.dialog = Some(if reasoned {
-            Dialog::Reason { title, lines, mutation, reason: String::new() }
+            Dialog::Reason { title, lines, mutation, code: None, reason: String::new() }
         } else {
             lines.push("The audit log records it.".into());
             Dialog::Confirm { title, lines, mutation }
@@ -258,7 +258,7 @@ impl App {
         };
         let title = format!("Dependency: {} {}", op.audit_name(), d.name);
         let mutation = Mutation::Dependency { op, name: d.name.clone(), reason: String::new(), by: self.settings.user.clone() };
-        self.dialog = Some(Dialog::Reason { title, lines, mutation, reason: String::new() });
+        self.dialog = Some(Dialog::Reason { title, lines, mutation, code: None, reason: String::new() });
         vec![]
     }
 

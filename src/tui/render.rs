@@ -680,7 +680,7 @@ impl App {
                 let h = l.len() as u16 + 2;
                 (title.clone(), l, h)
             }
-            Dialog::Override { items, reason, .. } => {
+            Dialog::Override { items, code, reason, .. } => {
                 let mut l = vec![];
                 for i in items {
                     if let Some(h) = i.claimed_by.as_ref().filter(|h| **h != self.settings.user) {
@@ -691,7 +691,8 @@ impl App {
                     "Answering it takes over the claim. Say why: the reason, the override and the holder go to the audit log.",
                     t.text(),
                 )));
-                l.push(Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
+                l.push(self.code_line(*code, t));
+                l.push(Line::from(vec![Span::styled("note   ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
                 l.push(Line::from(""));
                 l.push(Line::from(vec![
                     Span::styled("Enter", t.accent()),
@@ -702,10 +703,11 @@ impl App {
                 let h = l.len() as u16 + 2;
                 ("Override a claim".into(), l, h)
             }
-            Dialog::Reason { title, lines, mutation, reason } => {
+            Dialog::Reason { title, lines, mutation, code, reason } => {
                 let mut l: Vec<Line> = lines.iter().map(|x| consequence_line(x, t)).collect();
                 l.push(Line::from(Span::styled("Recorded in the audit log with your reason (say why, in a few words).", t.muted())));
-                l.push(Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
+                l.push(self.code_line(*code, t));
+                l.push(Line::from(vec![Span::styled("note   ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
                 l.push(Line::from(""));
                 l.push(Line::from(vec![
                     Span::styled("Enter", t.accent()),
@@ -716,10 +718,11 @@ impl App {
                 let h = l.len() as u16 + 2;
                 (title.clone(), l, h)
             }
-            Dialog::Compensate { title, lines, reason, .. } => {
+            Dialog::Compensate { title, lines, code, reason, .. } => {
                 let mut l: Vec<Line> = lines.iter().map(|x| Line::from(Span::styled(x.clone(), t.text()))).collect();
                 l.push(Line::from(Span::styled("Recorded in the audit log with your reason, which the compensation receives.", t.muted())));
-                l.push(Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
+                l.push(self.code_line(*code, t));
+                l.push(Line::from(vec![Span::styled("note   ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]));
                 l.push(Line::from(vec![
                     Span::styled("Enter", t.accent()),
                     Span::raw(" compensate   "),
@@ -729,7 +732,7 @@ impl App {
                 let h = l.len() as u16 + 2;
                 (title.clone(), l, h)
             }
-            Dialog::Reveal { reason, label, .. } => (
+            Dialog::Reveal { code, reason, label, .. } => (
                 format!("Reveal patient data of {label}"),
                 vec![
                     Line::from(Span::styled(
@@ -740,7 +743,8 @@ impl App {
                         t.text(),
                     )),
                     Line::from(Span::styled("Recorded in the audit log with your reason (say why, in a few words).", t.muted())),
-                    Line::from(vec![Span::styled("reason ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]),
+                    self.code_line(*code, t),
+                    Line::from(vec![Span::styled("note   ", t.muted()), Span::styled(format!("{reason}▏"), t.text())]),
                     Line::from(vec![
                         Span::styled("Enter", t.accent()),
                         Span::raw(" reveal   "),
@@ -748,7 +752,7 @@ impl App {
                         Span::raw(" cancel"),
                     ]),
                 ],
-                7,
+                8,
             ),
             Dialog::Input { kind, text } => {
                 let (title, hint) = match kind {
@@ -797,6 +801,22 @@ impl App {
 }
 
 /// A consequence line: warnings that the execution fails stand out.
+impl App {
+    /// A reason dialog's code line: every configured code, the one picked in brackets, and how to pick.
+    fn code_line<'a>(&self, code: Option<usize>, t: &Theme) -> Line<'a> {
+        let mut spans = vec![Span::styled("code   ", t.muted())];
+        for (i, c) in self.settings.reason_codes.codes().iter().enumerate() {
+            if Some(i) == code {
+                spans.push(Span::styled(format!("[{c}]"), t.accent()));
+            } else {
+                spans.push(Span::styled(format!(" {c} "), t.text()));
+            }
+        }
+        spans.push(Span::styled(" ←→", t.muted()));
+        Line::from(spans)
+    }
+}
+
 fn consequence_line<'a>(x: &str, t: &Theme) -> Line<'a> {
     let style = if x.contains("FAILS") || x.contains("WARNING") || x.contains("OVERRIDES") { t.breach() } else { t.text() };
     Line::from(Span::styled(x.to_string(), style))

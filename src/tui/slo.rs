@@ -177,7 +177,8 @@ impl App {
         }
         let user = self.settings.user.clone();
         if items.iter().any(|i| i.claimed_by.as_ref().is_some_and(|h| *h != user)) {
-            self.dialog = Some(super::app::Dialog::Override { action: super::keymap::Action::Escalate, items, reason: String::new() });
+            self.dialog =
+                Some(super::app::Dialog::Override { action: super::keymap::Action::Escalate, items, code: None, reason: String::new() });
             return vec![];
         }
         self.answer_dialog(super::keymap::Action::Escalate, items, Acting::user(user));
