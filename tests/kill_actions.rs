@@ -147,13 +147,19 @@ fn redrive_killed_mid_apply_leaves_it_failed_and_redrives_once_when_repeated() {
 fn compensate_killed_mid_start_starts_the_compensation_once_when_repeated() {
     let s = Site::new();
     let arn = s.failed("ord-comp");
-    s.killed("apply", "ord-comp-undo", &["executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "scanner booking must be undone"]);
+    s.killed(
+        "apply",
+        "ord-comp-undo",
+        &["executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "scanner booking must be undone"],
+    );
     let list = s.json(&["executions", "list", "--state-machine", "fails-undo"]);
     assert_eq!(list["executions"].as_array().map(Vec::len), Some(0), "the killed start stored nothing: {list}");
     s.open_intent("compensate");
-    let first = s.json(&["executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "scanner booking must be undone"]);
+    let first =
+        s.json(&["executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "scanner booking must be undone"]);
     assert_eq!(first["started"], true, "{first}");
-    let again = s.json(&["executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "scanner booking must be undone"]);
+    let again =
+        s.json(&["executions", "compensate", &arn, "--reason-code", "operations-incident", "--reason", "scanner booking must be undone"]);
     assert_eq!(again["started"], false, "{again}");
     let list = s.json(&["executions", "list", "--state-machine", "fails-undo"]);
     assert_eq!(list["executions"].as_array().map(Vec::len), Some(1), "{list}");

@@ -103,12 +103,28 @@ fn quarantine_cycle(how: &str, cap: Option<u64>) {
 
     // Release needs a reason, and only takes a quarantined execution.
     lb.fails(&["executions", "release", poison, "--reason-code", "operations-incident", "--reason", "x"]);
-    let refused = lb.fails(&["executions", "release", &innocents[0], "--reason-code", "operations-incident", "--reason", "fixed the handler build, trying again"]);
+    let refused = lb.fails(&[
+        "executions",
+        "release",
+        &innocents[0],
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "fixed the handler build, trying again",
+    ]);
     assert!(refused.contains("not quarantined"), "{refused}");
 
     // One more try: with the crash gone it runs to the end from where it was.
     // (The release drives it at once: its timer is long due.)
-    let out = lb.json(&["executions", "release", poison, "--reason-code", "operations-incident", "--reason", "fixed the handler build, trying again"]);
+    let out = lb.json(&[
+        "executions",
+        "release",
+        poison,
+        "--reason-code",
+        "operations-incident",
+        "--reason",
+        "fixed the handler build, trying again",
+    ]);
     assert_eq!(out["status"], "SUCCEEDED", "{out}");
     assert_eq!(out["redriveCount"], 1, "{out}");
     let audit = lb.json(&["audit", "list"]);
