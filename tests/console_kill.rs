@@ -14,8 +14,17 @@ use common::{bin, describe_at as describe, lb_at as lb, reviews_and_a_failed_pub
 
 /// Run the console with a crash point on `name`, do `act`, and wait for it to die there.
 fn killed_console(action: &str, name: &str, act: impl Fn(&Tmux)) -> (tempfile::TempDir, PathBuf) {
+    killed_console_on(setup, action, name, act)
+}
+
+fn killed_console_on(
+    fixture: fn(&std::path::Path) -> PathBuf,
+    action: &str,
+    name: &str,
+    act: impl Fn(&Tmux),
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = setup(dir.path());
+    let data = fixture(dir.path());
     let note = dir.path().join("points");
     let cmd = format!(
         "env LIGHTBOX_CRASH_AT=apply@{name} LIGHTBOX_CRASH_NOTE={} {} --data-dir {} --user dr.kill console --no-demo",
@@ -88,4 +97,24 @@ fn the_console_killed_mid_approve_reject_stop_or_redrive_leaves_nothing_half_don
     });
     let d = describe(&data, "publish", "ACC-E2E-3");
     assert_eq!((d["status"].as_str(), d["redriveCount"].as_i64().unwrap_or(0)), (Some("FAILED"), 0), "{d}");
+}
+
+/// Compensate from the console, killed inside the start of the compensation: nothing was
+/// started, and compensating again starts it once.
+#[test]
+fn the_console_killed_mid_compensate_starts_the_compensation_once_when_repeated() {
+    let (_d, data) = killed_console_on(common::stopped_billing, "compensate", "ACC-E2E-9-undo", |t| {
+        t.keys(&["3"]);
+        t.wait_for("ACC-E2E-9");
+        t.keys(&["C"]);
+        t.wait_for("Compensate ACC-E2E-9 (ABORTED)");
+        t.keys(&["Right", "charge posted for a stopped claim", "Enter"]);
+    });
+    let list = lb(&data, &["executions", "list", "--state-machine", "billing-undo"]);
+    assert_eq!(list["executions"].as_array().map(Vec::len), Some(0), "the killed start stored nothing: {list}");
+    let args = ["executions", "compensate", "arn:aws:states:us-east-1:000000000000:execution:billing:ACC-E2E-9"];
+    let first =
+        lb(&data, &[&args[..], &["--reason-code", "operations-incident", "--reason", "charge posted for a stopped claim"]].concat());
+    assert_eq!(first["started"], true, "{first}");
+    assert_eq!(describe(&data, "billing-undo", "ACC-E2E-9-undo")["status"], "SUCCEEDED");
 }

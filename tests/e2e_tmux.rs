@@ -559,31 +559,7 @@ fn escalating_a_review_from_the_console_is_an_event_and_an_audit_row() {
 #[test]
 fn operator_compensates_a_stopped_demo_billing_workflow_with_c() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    for (name, text) in [
-        ("billing", include_str!("../src/sim/definitions/billing.asl.json")),
-        ("billing-undo", include_str!("../src/sim/definitions/undo.asl.json")),
-    ] {
-        let f = dir.path().join(format!("{name}.json"));
-        std::fs::write(&f, text).expect("write");
-        lb(&data, &["state-machines", "create", "--name", name, "--definition", f.to_str().expect("p")]);
-    }
-    let input = json!({
-        "accession": "ACC-E2E-9", "patient": {"name": "Ada Testperson", "mrn": "SYN-000999"},
-        "procedureCode": "70450", "diagnosisCodes": ["R51"], "patientClass": "O", "site": "MAIN",
-        "timing": {"codingSeconds": 0, "remittanceSeconds": 0}, "faults": {"clearinghouseDown": true}
-    })
-    .to_string();
-    let arn =
-        lb(&data, &["executions", "start", "--state-machine", "billing", "--name", "ACC-E2E-9", "--input-json", &input])["executionArn"]
-            .as_str()
-            .expect("arn")
-            .to_string();
-    // The engine posts the charge; the claim then waits to be retried, and the operator stops it.
-    let out = Command::new(bin()).arg("--data-dir").arg(&data).args(["engine", "--seconds", "2"]).output().expect("engine");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    lb(&data, &["executions", "stop", &arn]);
-    assert_eq!(describe(&data, "billing", "ACC-E2E-9")["status"], "ABORTED");
+    let data = common::stopped_billing(dir.path());
 
     let cmd = format!("{} --data-dir {} --user dr.e2e console --no-demo", bin(), data.display());
     let t = Tmux::start("lightbox-e2e", &cmd, 140, 36);

@@ -51,6 +51,38 @@ pub fn reviews_and_a_failed_publication(dir: &std::path::Path) -> PathBuf {
     data
 }
 
+/// The demo's billing workflow stopped after it posted a charge (ACC-E2E-9 of `billing`, its
+/// compensation machine `billing-undo`), in `dir/data`.
+pub fn stopped_billing(dir: &std::path::Path) -> PathBuf {
+    use serde_json::json;
+    let data = dir.join("data");
+    for (name, text) in [
+        ("billing", include_str!("../../src/sim/definitions/billing.asl.json")),
+        ("billing-undo", include_str!("../../src/sim/definitions/undo.asl.json")),
+    ] {
+        let f = dir.join(format!("{name}.json"));
+        std::fs::write(&f, text).expect("write");
+        lb_at(&data, &["state-machines", "create", "--name", name, "--definition", f.to_str().expect("p")]);
+    }
+    let input = json!({
+        "accession": "ACC-E2E-9", "patient": {"name": "Ada Testperson", "mrn": "SYN-000999"},
+        "procedureCode": "70450", "diagnosisCodes": ["R51"], "patientClass": "O", "site": "MAIN",
+        "timing": {"codingSeconds": 0, "remittanceSeconds": 0}, "faults": {"clearinghouseDown": true}
+    })
+    .to_string();
+    let arn =
+        lb_at(&data, &["executions", "start", "--state-machine", "billing", "--name", "ACC-E2E-9", "--input-json", &input])["executionArn"]
+            .as_str()
+            .expect("arn")
+            .to_string();
+    // The engine posts the charge; the claim then waits to be retried, and the operator stops it.
+    let out = Command::new(bin()).arg("--data-dir").arg(&data).args(["engine", "--seconds", "2"]).output().expect("engine");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    lb_at(&data, &["executions", "stop", &arn]);
+    assert_eq!(describe_at(&data, "billing", "ACC-E2E-9")["status"], "ABORTED");
+    data
+}
+
 /// `executions describe` of `machine`'s execution `name` in `data`.
 pub fn describe_at(data: &std::path::Path, machine: &str, name: &str) -> Value {
     lb_at(data, &["executions", "describe", &format!("arn:aws:states:us-east-1:000000000000:execution:{machine}:{name}")])
