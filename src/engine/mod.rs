@@ -232,7 +232,7 @@ impl Engine {
                 k
             }
         };
-        Ok(Env { now: self.clock.now(), region: REGION, token_key })
+        Ok(Env { now: self.clock.now(), region: REGION, token_key, slice: core::SLICE })
     }
 
     fn definition(&mut self, text: &str) -> Result<Arc<Definition>> {
@@ -392,6 +392,11 @@ impl Engine {
                 }
             };
             version = self.step_isolated(arn, &mut st, &def, input, version)?;
+            // A step that ran out of its slice is due again at once: let other executions
+            // have their turn first (`run_due` comes back to it).
+            if st.resume.is_some() {
+                return Ok(());
+            }
             // Renew the lease only when half of it has gone by.
             if lease_taken.elapsed() > std::time::Duration::from_millis((LEASE_MS / 2) as u64) {
                 self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)?;
