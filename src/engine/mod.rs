@@ -898,6 +898,18 @@ impl Engine {
         }
     }
 
+    /// A second engine on its own connection to this engine's store, with the same tasks,
+    /// clock, ladders and dependencies and a lease owner of its own: `lightbox serve` runs
+    /// due work on it, so a long step never holds the engine the API answers from.
+    /// `None` for an in-memory or read-only store.
+    pub fn sibling(&self) -> Result<Option<Engine>> {
+        let Some(store) = self.store.second_connection()? else { return Ok(None) };
+        let mut e = Engine::new(store, self.tasks.clone(), self.clock.clone());
+        e.escalation = self.escalation.clone();
+        e.dependencies = self.dependencies.clone();
+        Ok(Some(e))
+    }
+
     pub fn lease_owner(&self) -> &str {
         &self.owner
     }
