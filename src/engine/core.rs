@@ -331,7 +331,9 @@ pub struct Env {
     pub token_key: [u8; 32],
     /// Work one call of [`apply`] may do (thread-phase steps and iteration starts) before it
     /// returns with the rest left runnable ([`ExecState::resume`]): a long fan-out or loop is
-    /// committed in slices, and other executions' steps run between them.
+    /// committed in slices, and other executions' steps run between them. An execution
+    /// holding fan-outs of more than twice this many slots gets half their slots per call,
+    /// so that the snapshot written after each step never costs more than the work done.
     pub slice: u32,
 }
 
@@ -513,7 +515,8 @@ impl ExecState {
 
 /// Apply one input to an execution. Mutates `st`; returns what happened.
 ///
-/// Does at most `env.slice` units of work: when that is spent with threads still runnable,
+/// Does at most `env.slice` units of work (or half the fan-out slots the execution holds, if
+/// more): when that is spent with threads still runnable,
 /// it returns with [`ExecState::resume`] set, and the next call (any input; the shell sends
 /// `Wake`) goes on from there. The same state, input and `env` give the same step.
 pub fn apply(st: &mut ExecState, def: &Definition, input: Input, env: &Env) -> Result<Step, ApplyError> {
@@ -528,6 +531,8 @@ pub fn apply(st: &mut ExecState, def: &Definition, input: Input, env: &Env) -> R
         m.carried = r.work;
         m.requeue();
     }
+    let slots: usize = m.st.threads.values().map(|t| if let Phase::Children(f) = &t.phase { f.slots.len() } else { 0 }).sum();
+    m.widen_slice(slots);
     m.run();
     Ok(m.step)
 }
@@ -553,9 +558,13 @@ struct Machine<'a> {
     /// Work done in this call, and before it since the execution last waited.
     work: u64,
     carried: u64,
+    /// Work this call may do: `env.slice`, or half the fan-out slots the execution holds if
+    /// that is more, so a large fan-out takes a bounded number of steps and writing its
+    /// snapshot after each costs no more than the work done (linear, not quadratic).
+    slice: u64,
     /// Map threads that may have iterations to start, newest last (built on first use).
     maps: Option<BTreeSet<u32>>,
-    /// Per (scope, state): whether the state may read `$$.Execution.Input` (see [`context`]).
+    /// Per (scope, state): whether the state may read `$$.Execution.Input` (see `context`).
     reads_input: RefCell<HashMap<(usize, String), bool>>,
 }
 
@@ -628,9 +637,15 @@ impl<'a> Machine<'a> {
             runq: VecDeque::new(),
             work: 0,
             carried: 0,
+            slice: u64::from(env.slice.max(1)),
             maps: None,
             reads_input: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Let this call do at least half of `slots` units of work (see `slice`).
+    fn widen_slice(&mut self, slots: usize) {
+        self.slice = self.slice.max(u64::try_from(slots / 2).unwrap_or(u64::MAX));
     }
 
     /// After a sliced step: every thread that was left runnable runs again, in id order.
@@ -908,8 +923,8 @@ impl<'a> Machine<'a> {
     }
 
     fn run(&mut self) {
-        let slice = u64::from(self.env.slice.max(1));
         loop {
+            let slice = self.slice;
             while let Some(id) = self.runq.pop_front() {
                 if self.st.status != ExecutionStatus::Running || !self.runnable(id) {
                     continue;
@@ -1522,6 +1537,7 @@ impl<'a> Machine<'a> {
             Phase::Children(f) => {
                 let kind = f.kind;
                 let n = f.slots.len();
+                self.widen_slice(n);
                 let distributed = f.distributed;
                 self.set_phase(id, Phase::Children(f));
                 match kind {
