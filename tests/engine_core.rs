@@ -1180,3 +1180,36 @@ fn the_engine_drives_a_sliced_fan_out_to_its_end_and_other_executions_between_it
     assert_eq!(r.status, ExecutionStatus::Succeeded);
     assert_eq!(output(&r).as_array().map(Vec::len), Some(5_000));
 }
+
+#[test]
+fn a_fan_out_that_fails_midway_is_redriven_in_bounded_steps_from_where_it_failed() {
+    // Item 1,500 fails on the first run only: the Map fails midway through its slices, and
+    // redrive reruns that item and the 1,499 never started, in slices again.
+    let def = Definition::parse(&json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemProcessor": {"StartAt": "Check", "States": {
+            // No rule matches item 1,500 before a redrive: States.NoChoiceMatched, at Check,
+            // where a redrive resumes it.
+            "Check": {"Type": "Choice", "Choices": [{"Not": {"And": [
+                {"Variable": "$", "NumericEquals": 1500},
+                {"Variable": "$$.Execution.RedriveCount", "NumericEquals": 0}]}, "Next": "Ok"}]},
+            "Ok": {"Type": "Pass", "End": true}}}}}}))
+    .expect("definition");
+    let n = 3_000;
+    let mut st = ExecState::new(info(json!({"items": (0..n).collect::<Vec<usize>>()})), 7);
+    let first = run_slices(&def, &mut st, t0());
+    assert_eq!(st.status, ExecutionStatus::Failed);
+    assert_eq!(st.error.as_deref(), Some("States.NoChoiceMatched"));
+    assert!(first.len() >= 2, "the failure came after {} step(s)", first.len());
+    let started = |steps: &[Step]| steps.iter().flat_map(|s| &s.events).filter(|e| e.event_type == "MapIterationStarted").count();
+    assert_eq!(started(&first), 1_501);
+    let later = t0() + Duration::seconds(60);
+    let mut redriven = vec![apply(&mut st, &def, Input::Redrive, &env(later)).expect("redrive")];
+    while st.status == ExecutionStatus::Running {
+        redriven.push(apply(&mut st, &def, Input::Wake, &env(later)).expect("wake"));
+        assert!(redriven.len() < 1_000);
+    }
+    assert_eq!(st.status, ExecutionStatus::Succeeded);
+    assert_eq!(started(&redriven), 1_500, "only the failed item and those never started run");
+    assert!(redriven.len() >= 2 && redriven.iter().all(|s| s.events.len() <= step_events(n)));
+    assert_eq!(st.output.as_ref().and_then(Value::as_array).map(Vec::len), Some(n));
+}
