@@ -597,3 +597,35 @@ fn silent_and_slow_sockets_do_not_lock_other_clients_out() {
     let (d, status, _) = timed_call(&server.url, "ListStateMachines", &serde_json::json!({}));
     assert!(status == 200 && d < OTHERS_WAIT, "after the flood: {d:?}");
 }
+
+#[test]
+fn a_long_fan_out_is_stopped_between_its_steps() {
+    use serde_json::json;
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let url = server.url.clone();
+    let fan = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "ResultPath": null, "End": true,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+    let (_, status, v) = timed_call(
+        &url,
+        "CreateStateMachine",
+        &json!({"name": "fan", "definition": fan.to_string(), "roleArn": "arn:aws:iam::000000000000:role/r"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let input = json!({"items": (0..40_000).collect::<Vec<usize>>()}).to_string();
+    let (_, status, v) = timed_call(
+        &url,
+        "StartExecution",
+        &json!({"stateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:fan", "name": "long", "input": input}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let arn = v["executionArn"].as_str().expect("an execution ARN").to_string();
+    // StartExecution answered after the first step: the fan-out is still running.
+    let (_, _, v) = timed_call(&url, "DescribeExecution", &json!({"executionArn": arn}));
+    assert_eq!(v["status"], "RUNNING");
+    let (_, status, v) = timed_call(&url, "StopExecution", &json!({"executionArn": arn, "error": "Op.Stopped"}));
+    assert_eq!(status, 200, "{v}");
+    // Stopped between two steps of the fan-out, not after its last.
+    let (_, _, v) = timed_call(&url, "DescribeExecution", &json!({"executionArn": arn}));
+    assert_eq!((v["status"].as_str(), v["error"].as_str()), (Some("ABORTED"), Some("Op.Stopped")));
+}

@@ -456,13 +456,19 @@ impl ExecState {
 
     /// The earliest instant at which `Input::Wake` has work to do.
     pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        match (self.next_deadline(), self.resume.filter(|_| self.status == ExecutionStatus::Running)) {
+            (Some(d), Some(r)) => Some(d.min(r.at)),
+            (d, r) => d.or(r.map(|r| r.at)),
+        }
+    }
+
+    /// The earliest timer (a wait, a back-off, a task's or the execution's timeout), leaving
+    /// out the work a sliced step left (`resume`).
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         if self.status != ExecutionStatus::Running {
             return None;
         }
         let mut best = self.deadline;
-        if let Some(r) = self.resume {
-            best = Some(best.map_or(r.at, |b| b.min(r.at)));
-        }
         let mut consider = |t: Option<DateTime<Utc>>| {
             if let Some(t) = t {
                 best = Some(best.map_or(t, |b| b.min(t)));

@@ -201,6 +201,10 @@ pub struct Engine {
     ladder_inputs: HashMap<String, (String, Value)>,
     /// Notice ids already written (the outbox dedupes them too; this spares the writes).
     ladder_sent: std::collections::HashSet<String>,
+    /// Executions an outside input (a stop, a token answer) waits to deliver to, shared with
+    /// this engine's siblings: their `run_due` leaves them alone, so the input gets the lease
+    /// between two slices of a long step instead of after the last.
+    wanted: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Engine {
@@ -220,6 +224,7 @@ impl Engine {
             ladders_checked: None,
             ladder_inputs: HashMap::new(),
             ladder_sent: std::collections::HashSet::new(),
+            wanted: Arc::default(),
         }
     }
 
@@ -440,6 +445,7 @@ impl Engine {
     /// Apply an outside input to an execution under its lease, then drive it on.
     fn deliver(&mut self, arn: &str, input: Input) -> Result<()> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let _wanted = Wanted::new(self.wanted.clone(), arn);
         while !self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)? {
             if std::time::Instant::now() > deadline {
                 return Err(EngineError::Busy(arn.to_string()));
@@ -451,8 +457,9 @@ impl Engine {
             let def = self.definition(&loaded.definition)?;
             let mut st = loaded.state;
             let mut version = loaded.version;
-            // Deadlines that have passed win over a late answer: fire them first.
-            if st.next_wake().is_some_and(|w| w <= self.clock.now()) {
+            // Deadlines that have passed win over a late answer: fire them first. (Not the rest
+            // of a sliced step: the input goes first, and the work goes on after it.)
+            if st.next_deadline().is_some_and(|w| w <= self.clock.now()) {
                 version = self.step_isolated(arn, &mut st, &def, Input::Wake, version)?;
             }
             self.step_isolated(arn, &mut st, &def, input, version)?;
@@ -842,7 +849,12 @@ impl Engine {
         if let Err(e) = self.run_ladders() {
             tracing::warn!(error = %e, "escalation ladders could not run");
         }
-        let due = self.store.due(self.clock.now(), &self.owner, limit)?;
+        let mut due = self.store.due(self.clock.now(), &self.owner, limit)?;
+        if let Ok(w) = self.wanted.lock()
+            && !w.is_empty()
+        {
+            due.retain(|a| !w.contains(a));
+        }
         if due.is_empty() {
             return Ok(0);
         }
@@ -905,6 +917,7 @@ impl Engine {
     pub fn sibling(&self) -> Result<Option<Engine>> {
         let Some(store) = self.store.second_connection()? else { return Ok(None) };
         let mut e = Engine::new(store, self.tasks.clone(), self.clock.clone());
+        e.wanted = self.wanted.clone();
         e.escalation = self.escalation.clone();
         e.dependencies = self.dependencies.clone();
         Ok(Some(e))
@@ -916,6 +929,25 @@ impl Engine {
 
     pub fn lease_duration() -> Duration {
         Duration::milliseconds(LEASE_MS)
+    }
+}
+
+/// Marks an execution wanted (see `Engine::wanted`) while an input waits for its lease.
+struct Wanted {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    arn: String,
+}
+
+impl Wanted {
+    fn new(set: Arc<Mutex<std::collections::HashSet<String>>>, arn: &str) -> Wanted {
+        set.lock().unwrap_or_else(|p| p.into_inner()).insert(arn.to_string());
+        Wanted { set, arn: arn.to_string() }
+    }
+}
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.arn);
     }
 }
 

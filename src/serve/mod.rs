@@ -450,8 +450,10 @@ fn engine_loop(api: &Api, mut own: Option<Engine>, stop: &AtomicBool, tick: &mut
             };
             (n, eng.store.next_timer().ok().flatten())
         };
+        // Executions claimed by a round stay leased until it ends: small rounds, so that an
+        // API call answering one of them (which waits for its lease) waits a few slices at most.
         let (n, next) = match own.as_mut() {
-            Some(eng) => round(eng, tick, 64),
+            Some(eng) => round(eng, tick, 16),
             None => round(&mut api.lock(), tick, 4),
         };
         if n > 0 {
