@@ -66,6 +66,90 @@ pub struct Report {
     /// SLO clocks read, sorted by time to breach and summed into compliance, and how long it took.
     pub slo_clocks: usize,
     pub slo_recompute_ms: f64,
+    /// One Map over 1,000, 10,000 and 40,000 items, run to its end ([`fanout`]).
+    pub fanout: Vec<FanoutPoint>,
+}
+
+/// One fan-out run: a Map of `items` trivial iterations, durable, driven as `lightbox engine`
+/// drives it (each `run_due` round gives it one step).
+#[derive(Debug, Clone)]
+pub struct FanoutPoint {
+    pub items: usize,
+    /// "distributed" (iterations write no history) or "inline" (each writes four events, so
+    /// 10,000 and more reach the 25,000-event history limit and fail).
+    pub mode: &'static str,
+    pub status: String,
+    pub seconds: f64,
+    pub steps: i64,
+    pub events: i64,
+    /// The longest single step (load, apply, commit), ms.
+    pub max_step_ms: f64,
+}
+
+impl FanoutPoint {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "items": self.items, "mode": self.mode, "status": self.status, "seconds": self.seconds,
+            "steps": self.steps, "events": self.events, "maxStepMs": self.max_step_ms,
+            "usPerItem": self.seconds * 1e6 / self.items.max(1) as f64,
+        })
+    }
+}
+
+/// The fan-out sizes `lightbox bench` measures.
+pub const FANOUT_SIZES: [usize; 3] = [1_000, 10_000, 40_000];
+
+/// Run a Map over `items` integers (a Pass per item) to its end on a fresh store in `dir`.
+pub fn fanout(dir: &Path, items: usize, distributed: bool) -> Result<FanoutPoint, BenchError> {
+    let mode = if distributed { "distributed" } else { "inline" };
+    let path = dir.join(format!("fanout-{mode}-{items}.db"));
+    let _ = std::fs::remove_file(&path);
+    let store = Store::open(&path)?;
+    let mut engine = Engine::new(store, TaskRunner::new(), Clock::Real);
+    let processor = if distributed {
+        json!({"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}})
+    } else {
+        json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}})
+    };
+    let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": processor, "ResultPath": null, "End": true}}});
+    engine.create_state_machine("fanout", &def.to_string(), None)?;
+    let input = json!({"items": (0..items).collect::<Vec<usize>>()}).to_string();
+    let t0 = Instant::now();
+    let s = Instant::now();
+    let arn = engine.start_execution("fanout", Some("fan"), &input)?.arn;
+    let mut max_step = s.elapsed();
+    loop {
+        let s = Instant::now();
+        let n = engine.run_due(64)?;
+        max_step = max_step.max(s.elapsed());
+        if n == 0 {
+            break;
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let row = engine.store.execution(&arn)?.ok_or_else(|| BenchError::Setup("the fan-out execution is gone".into()))?;
+    let (steps, events): (i64, i64) = engine
+        .store
+        .conn()
+        .query_row(
+            "SELECT (SELECT version FROM executions WHERE arn = ?1), (SELECT COUNT(*) FROM history WHERE execution_arn = ?1)",
+            [&arn],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(StoreError::from)?;
+    drop(engine);
+    for suffix in ["", "-wal", "-shm", ".id"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(FanoutPoint {
+        items,
+        mode,
+        status: row.status.as_str().to_string(),
+        seconds,
+        steps,
+        events,
+        max_step_ms: max_step.as_secs_f64() * 1000.0,
+    })
 }
 
 impl Report {
@@ -79,6 +163,7 @@ impl Report {
             "listExecutions": {"storedRows": self.list_rows, "ms": self.list_ms},
             "restart": {"inFlight": self.restart_inflight, "msToResumeAll": self.restart_ms},
             "sloRecompute": {"openClocks": self.slo_clocks, "ms": self.slo_recompute_ms},
+            "fanout": self.fanout.iter().map(FanoutPoint::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -174,6 +259,15 @@ pub fn run(dir: &Path, executions: usize, list_rows: usize, restart_inflight: us
         restart_ms,
         slo_clocks: SLO_CLOCKS,
         slo_recompute_ms: slo_recompute(SLO_CLOCKS)?,
+        fanout: {
+            let mut points = vec![];
+            for distributed in [true, false] {
+                for n in FANOUT_SIZES {
+                    points.push(fanout(dir, n, distributed)?);
+                }
+            }
+            points
+        },
     })
 }
 

@@ -2754,6 +2754,19 @@ fn cmd_bench(executions: usize, list_rows: usize, restart: usize, dir: Option<&P
         say!("  executions list (100 rows) over {} stored: {:.2} ms", r.list_rows, r.list_ms);
         say!("  restart: {} in-flight executions resumed in {:.0} ms", r.restart_inflight, r.restart_ms);
         say!("  SLO clocks: {} recomputed (read, sorted by time to breach, compliance) in {:.1} ms", r.slo_clocks, r.slo_recompute_ms);
+        for f in &r.fanout {
+            say!(
+                "  fan-out: Map over {} items ({}): {} in {:.2} s ({:.1} µs/item), {} steps, {} events, longest step {:.1} ms",
+                f.items,
+                f.mode,
+                f.status,
+                f.seconds,
+                f.seconds * 1e6 / f.items.max(1) as f64,
+                f.steps,
+                f.events,
+                f.max_step_ms
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1059,3 +1059,157 @@ fn parse_survives_the_deepest_nesting_json_text_allows() {
     let out = ephemeral::run(&text, "{\"a\": 1}", RunOptions { start: t0(), ..RunOptions::default() }).expect("run");
     assert_eq!(out["status"], "SUCCEEDED", "{out}");
 }
+
+// ---------------------------------------------------------------------------
+// Fair progress: the work of one step is bounded
+
+fn fan_definition(distributed: bool) -> Definition {
+    let mut processor = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}});
+    if distributed {
+        processor["ProcessorConfig"] = json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"});
+    }
+    Definition::parse(
+        &json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": processor, "End": true}}}),
+    )
+    .expect("definition")
+}
+
+/// Apply `Start`, then `Wake` while a sliced step left work, all at `now`: every step's events.
+fn run_slices(def: &Definition, st: &mut ExecState, now: DateTime<Utc>) -> Vec<Step> {
+    let mut steps = vec![apply(st, def, Input::Start, &env(now)).expect("start")];
+    while st.status == ExecutionStatus::Running {
+        assert_eq!(st.next_wake(), Some(now), "a step that stopped with work left is due again at once");
+        steps.push(apply(st, def, Input::Wake, &env(now)).expect("wake"));
+        assert!(steps.len() < 10_000, "the fan-out never ended");
+    }
+    steps
+}
+
+/// Most events one step may write for a fan-out of `n` items: a slice of work is at most
+/// `SLICE` units (or n/2 for a larger fan-out), each unit writing at most a few events.
+fn step_events(n: usize) -> usize {
+    4 * (lightbox::engine::core::SLICE as usize).max(n / 2)
+}
+
+#[test]
+fn a_map_over_thousands_of_items_is_committed_in_bounded_steps_with_the_same_history() {
+    // Seen: one step ran a whole Map over tens of thousands of items (tens of seconds, in
+    // which nothing else ran). Now each step does a bounded slice and the next goes on.
+    let def = fan_definition(false);
+    let n = 3_000;
+    let items: Vec<usize> = (0..n).collect();
+    let mut st = ExecState::new(info(json!({"items": items})), 7);
+    let steps = run_slices(&def, &mut st, t0());
+    assert_eq!(st.status, ExecutionStatus::Succeeded);
+    assert_eq!(st.output, Some(json!(items)));
+    assert!(steps.len() >= 4, "3,000 iterations took {} step(s)", steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        assert!(s.events.len() <= step_events(n), "step {i} wrote {} events", s.events.len());
+    }
+    // Slicing changes where steps end, not what happens: one unbounded step writes the same history.
+    let mut whole = ExecState::new(info(json!({"items": items})), 7);
+    let one = apply(&mut whole, &def, Input::Start, &Env { slice: u32::MAX, ..env(t0()) }).expect("start");
+    assert_eq!(whole.status, ExecutionStatus::Succeeded);
+    let sliced: Vec<(i64, String, Value)> =
+        steps.iter().flat_map(|s| s.events.iter().map(|e| (e.id, e.event_type.clone(), e.details.clone()))).collect();
+    let unsliced: Vec<(i64, String, Value)> = one.events.iter().map(|e| (e.id, e.event_type.clone(), e.details.clone())).collect();
+    assert_eq!(sliced.len(), 4 * n + 6);
+    assert!(sliced == unsliced, "the sliced history differs from the unsliced one");
+    // And replaying the same inputs gives the same steps.
+    let mut again = ExecState::new(info(json!({"items": items})), 7);
+    let replay = run_slices(&def, &mut again, t0());
+    assert_eq!(replay.iter().map(|s| s.events.len()).collect::<Vec<_>>(), steps.iter().map(|s| s.events.len()).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_stop_between_slices_stops_the_fan_out() {
+    let def = fan_definition(false);
+    let mut st = ExecState::new(info(json!({"items": (0..3_000).collect::<Vec<usize>>()})), 7);
+    let first = apply(&mut st, &def, Input::Start, &env(t0())).expect("start");
+    let started = first.events.iter().filter(|e| e.event_type == "MapIterationStarted").count();
+    assert!(started > 0 && started < 3_000, "the first step started {started} iterations");
+    assert!(st.next_wake().is_some(), "the rest is due");
+    let stop = apply(&mut st, &def, Input::Stop { error: Some("Op.Stop".into()), cause: None }, &env(t0())).expect("stop");
+    assert_eq!(st.status, ExecutionStatus::Aborted);
+    assert_eq!(stop.events.last().map(|e| e.event_type.as_str()), Some("ExecutionAborted"));
+    assert!(!stop.events.iter().any(|e| e.event_type == "MapIterationStarted"), "no iteration starts after the stop");
+    assert_eq!(st.next_wake(), None, "nothing is left to do");
+    let after = apply(&mut st, &def, Input::Wake, &env(t0())).expect("a late wake does nothing");
+    assert!(after.events.is_empty());
+}
+
+#[test]
+fn a_fan_out_reaching_the_history_limit_fails_in_bounded_steps() {
+    // 10,000 inline iterations write four events each: the execution fails at the 25,000-event
+    // limit, having written about 25,000 events in steps of bounded size.
+    let def = fan_definition(false);
+    let mut st = ExecState::new(info(json!({"items": (0..10_000).collect::<Vec<usize>>()})), 7);
+    let steps = run_slices(&def, &mut st, t0());
+    assert_eq!(st.status, ExecutionStatus::Failed);
+    assert_eq!(st.error.as_deref(), Some("States.Runtime"));
+    let events: usize = steps.iter().map(|s| s.events.len()).sum();
+    assert!((24_000..=25_000).contains(&events), "{events} events");
+    assert!(steps.iter().all(|s| s.events.len() <= step_events(10_000)));
+    assert!(steps.len() <= events / 1_000 + 10, "{} steps for {events} events: work is not proportional to the events", steps.len());
+}
+
+#[test]
+fn a_distributed_map_over_tens_of_thousands_of_items_succeeds_in_bounded_steps() {
+    // Distributed iterations write no history, so only slicing bounds their steps.
+    let def = fan_definition(true);
+    let n = 20_000;
+    let mut st = ExecState::new(info(json!({"items": (0..n).collect::<Vec<usize>>()})), 7);
+    let steps = run_slices(&def, &mut st, t0());
+    assert_eq!(st.status, ExecutionStatus::Succeeded);
+    assert_eq!(st.output.as_ref().and_then(Value::as_array).map(Vec::len), Some(n));
+    // Three units an item (start, enter, exit), n/2 a step.
+    assert!((5..=10).contains(&steps.len()), "{} steps", steps.len());
+}
+
+#[test]
+fn the_engine_drives_a_sliced_fan_out_to_its_end_and_other_executions_between_its_steps() {
+    let mut e = engine(TaskRunner::new());
+    let fan = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+    let arn = start(&mut e, &fan, &json!({"items": (0..5_000).collect::<Vec<usize>>()}));
+    assert_eq!(row(&e, &arn).status, ExecutionStatus::Running, "StartExecution returns after the first slice");
+    let quick = e.create_state_machine("Quick", r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#, None).expect("quick");
+    let q = e.start_execution(&quick.arn, Some("q"), "{}").expect("start quick");
+    assert_eq!(q.status, ExecutionStatus::Succeeded, "another execution runs to its end while the fan-out is between slices");
+    let r = settle(&mut e, &arn);
+    assert_eq!(r.status, ExecutionStatus::Succeeded);
+    assert_eq!(output(&r).as_array().map(Vec::len), Some(5_000));
+}
+
+#[test]
+fn a_fan_out_that_fails_midway_is_redriven_in_bounded_steps_from_where_it_failed() {
+    // Item 1,500 fails on the first run only: the Map fails midway through its slices, and
+    // redrive reruns that item and the 1,499 never started, in slices again.
+    let def = Definition::parse(&json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "End": true,
+        "ItemProcessor": {"StartAt": "Check", "States": {
+            // No rule matches item 1,500 before a redrive: States.NoChoiceMatched, at Check,
+            // where a redrive resumes it.
+            "Check": {"Type": "Choice", "Choices": [{"Not": {"And": [
+                {"Variable": "$", "NumericEquals": 1500},
+                {"Variable": "$$.Execution.RedriveCount", "NumericEquals": 0}]}, "Next": "Ok"}]},
+            "Ok": {"Type": "Pass", "End": true}}}}}}))
+    .expect("definition");
+    let n = 3_000;
+    let mut st = ExecState::new(info(json!({"items": (0..n).collect::<Vec<usize>>()})), 7);
+    let first = run_slices(&def, &mut st, t0());
+    assert_eq!(st.status, ExecutionStatus::Failed);
+    assert_eq!(st.error.as_deref(), Some("States.NoChoiceMatched"));
+    assert!(first.len() >= 2, "the failure came after {} step(s)", first.len());
+    let started = |steps: &[Step]| steps.iter().flat_map(|s| &s.events).filter(|e| e.event_type == "MapIterationStarted").count();
+    assert_eq!(started(&first), 1_501);
+    let later = t0() + Duration::seconds(60);
+    let mut redriven = vec![apply(&mut st, &def, Input::Redrive, &env(later)).expect("redrive")];
+    while st.status == ExecutionStatus::Running {
+        redriven.push(apply(&mut st, &def, Input::Wake, &env(later)).expect("wake"));
+        assert!(redriven.len() < 1_000);
+    }
+    assert_eq!(st.status, ExecutionStatus::Succeeded);
+    assert_eq!(started(&redriven), 1_500, "only the failed item and those never started run");
+    assert!(redriven.len() >= 2 && redriven.iter().all(|s| s.events.len() <= step_events(n)));
+    assert_eq!(st.output.as_ref().and_then(Value::as_array).map(Vec::len), Some(n));
+}

@@ -450,3 +450,182 @@ fn an_execution_stopped_more_than_fourteen_days_ago_is_not_redrivable() {
     let (_, text) = server.raw(&describe, b"");
     assert!(text.contains(r#""status":"FAILED""#) && text.contains(r#""redriveCount":0"#), "nothing was redriven: {text}");
 }
+
+/// One Step Functions call over a fresh connection: how long it took and the answer.
+fn timed_call(url: &str, op: &str, body: &Value) -> (Duration, u16, Value) {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().expect("client");
+    let started = Instant::now();
+    let r = client
+        .post(url)
+        .header("X-Amz-Target", format!("AWSStepFunctions.{op}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .body(body.to_string())
+        .send();
+    match r {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let v: Value = r.json().unwrap_or(Value::Null);
+            (started.elapsed(), status, v)
+        }
+        Err(e) => (started.elapsed(), 0, Value::String(e.to_string())),
+    }
+}
+
+/// How long another client may wait for an answer while the server is under load (a loaded
+/// 2-core machine, debug build): generous, and far below what the seen failures took (41 s).
+const OTHERS_WAIT: Duration = Duration::from_secs(5);
+
+#[test]
+fn a_long_fan_out_does_not_hold_up_other_callers() {
+    use serde_json::json;
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let url = server.url.clone();
+    let fan = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "ResultPath": null, "End": true,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+    for (name, def) in [("fan", fan), ("quick", json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}))] {
+        let (_, status, v) = timed_call(
+            &url,
+            "CreateStateMachine",
+            &json!({"name": name, "definition": def.to_string(), "roleArn": "arn:aws:iam::000000000000:role/r"}),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    // 40,000 items (well inside the 256 KiB input limit): seconds of work for the engine.
+    let input = json!({"items": (0..40_000).collect::<Vec<usize>>()}).to_string();
+    let fan_arn = "arn:aws:states:us-east-1:000000000000:execution:fan:long";
+    let starter = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            timed_call(
+                &url,
+                "StartExecution",
+                &json!({"stateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:fan", "name": "long", "input": input}),
+            )
+        })
+    };
+    // While the fan-out runs, other callers are answered: reads, and other executions' starts.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rounds_while_running = 0;
+    let mut slowest = Duration::ZERO;
+    for i in 0.. {
+        assert!(Instant::now() < deadline, "the fan-out did not end within 120 s");
+        let (d, status, v) = timed_call(&url, "DescribeExecution", &json!({"executionArn": fan_arn}));
+        slowest = slowest.max(d);
+        assert!(d < OTHERS_WAIT, "DescribeExecution waited {d:?} behind the fan-out");
+        if status == 400 && v.to_string().contains("ExecutionDoesNotExist") {
+            continue;
+        }
+        assert_eq!(status, 200, "{v}");
+        if v["status"] != "RUNNING" {
+            assert_eq!(v["status"], "SUCCEEDED", "{v}");
+            break;
+        }
+        rounds_while_running += 1;
+        let calls = [
+            ("ListExecutions", json!({"stateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:fan"})),
+            (
+                "StartExecution",
+                json!({"stateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:quick", "name": format!("q{i}")}),
+            ),
+            ("DescribeExecution", json!({"executionArn": format!("arn:aws:states:us-east-1:000000000000:execution:quick:q{i}")})),
+        ];
+        for (op, body) in calls {
+            let (d, status, v) = timed_call(&url, op, &body);
+            slowest = slowest.max(d);
+            assert!(status == 200 && d < OTHERS_WAIT, "{op} waited {d:?} behind the fan-out: {status} {v}");
+        }
+    }
+    assert!(rounds_while_running >= 1, "no call was measured while the fan-out ran");
+    let (d, status, v) = starter.join().expect("starter");
+    assert!(status == 200 && d < OTHERS_WAIT, "StartExecution of the fan-out itself took {d:?}: {status} {v}");
+    eprintln!("slowest call while the fan-out ran: {slowest:?} ({rounds_while_running} rounds)");
+}
+
+#[test]
+fn silent_and_slow_sockets_do_not_lock_other_clients_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let port = server.port;
+    // More silent sockets than the server serves connections at once (128 by default)...
+    let silent: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect")).collect();
+    // ...and slow ones, a header byte a second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow: Vec<_> = (0..20)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return };
+                let head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AWSStepFunctions.ListStateMachines\r\n";
+                for b in head.iter().cycle() {
+                    if stop.load(Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        })
+        .collect();
+    // Good calls are answered promptly all the while.
+    for _ in 0..5 {
+        let (d, status, v) = timed_call(&server.url, "ListStateMachines", &serde_json::json!({}));
+        assert!(status == 200 && d < OTHERS_WAIT, "ListStateMachines waited {d:?} behind silent and slow sockets: {status} {v}");
+    }
+    // The server closes every silent socket: made room for others, or after the header timeout.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for mut s in silent {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        s.set_read_timeout(Some(left)).expect("timeout");
+        let mut buf = [0u8; 512];
+        // End of stream or a reset: closed. (A timeout: still open.)
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed && Instant::now() < deadline, "a silent socket was still open after 15 s");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in slow {
+        let _ = t.join();
+    }
+    let (d, status, _) = timed_call(&server.url, "ListStateMachines", &serde_json::json!({}));
+    assert!(status == 200 && d < OTHERS_WAIT, "after the flood: {d:?}");
+}
+
+#[test]
+fn a_long_fan_out_is_stopped_between_its_steps() {
+    use serde_json::json;
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let url = server.url.clone();
+    let fan = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "ResultPath": null, "End": true,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}}});
+    let (_, status, v) = timed_call(
+        &url,
+        "CreateStateMachine",
+        &json!({"name": "fan", "definition": fan.to_string(), "roleArn": "arn:aws:iam::000000000000:role/r"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let input = json!({"items": (0..40_000).collect::<Vec<usize>>()}).to_string();
+    let (_, status, v) = timed_call(
+        &url,
+        "StartExecution",
+        &json!({"stateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:fan", "name": "long", "input": input}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let arn = v["executionArn"].as_str().expect("an execution ARN").to_string();
+    // StartExecution answered after the first step: the fan-out is still running.
+    let (_, _, v) = timed_call(&url, "DescribeExecution", &json!({"executionArn": arn}));
+    assert_eq!(v["status"], "RUNNING");
+    let (_, status, v) = timed_call(&url, "StopExecution", &json!({"executionArn": arn, "error": "Op.Stopped"}));
+    assert_eq!(status, 200, "{v}");
+    // Stopped between two steps of the fan-out, not after its last.
+    let (_, _, v) = timed_call(&url, "DescribeExecution", &json!({"executionArn": arn}));
+    assert_eq!((v["status"].as_str(), v["error"].as_str()), (Some("ABORTED"), Some("Op.Stopped")));
+}

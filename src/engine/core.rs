@@ -5,7 +5,8 @@
 //! [`Step`] (history events, effects, token changes). The shell commits a
 //! step in one transaction and only then runs its effects.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,19 @@ pub struct ExecState {
     pub next_event_id: i64,
     pub rng: u64,
     pub deadline: Option<DateTime<Utc>>,
+    /// Set when a step ran out of its work slice with threads still runnable: the execution
+    /// is due again at once (`next_wake`), and the next step goes on where this one stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+/// Where a sliced step left off.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resume {
+    /// When the slice ended: the execution is due again from then.
+    pub at: DateTime<Utc>,
+    /// Work done since the execution last waited for something outside.
+    pub work: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,9 +185,93 @@ pub struct Fanout {
     pub tolerated_pct: Option<f64>,
     pub failures: usize,
     pub distributed: bool,
+    /// Where the next pending slot and the first unsettled one are, and how many run: kept
+    /// as slots change, so starting or finishing an iteration costs O(1), not O(slots).
+    /// Rebuilt from the slots after a load (one pass per step, as reading the snapshot is).
+    #[serde(skip)]
+    idx: FanIndex,
+}
+
+/// See [`Fanout::idx`]. Invariants once `built`: every slot before `pending` is neither
+/// `Pending` nor `Resume`, every slot before `settled` is `Succeeded` or `Failed`, and
+/// `running` counts the `Running` slots.
+#[derive(Debug, Clone, Copy, Default)]
+struct FanIndex {
+    built: bool,
+    pending: usize,
+    settled: usize,
+    running: usize,
+}
+
+fn is_settled(s: &Slot) -> bool {
+    matches!(s, Slot::Succeeded(_) | Slot::Failed(_))
+}
+
+fn is_pending(s: &Slot) -> bool {
+    matches!(s, Slot::Pending | Slot::Resume(_))
 }
 
 impl Fanout {
+    fn index(&mut self) -> &mut FanIndex {
+        if !self.idx.built {
+            self.idx = FanIndex {
+                built: true,
+                pending: self.slots.iter().position(is_pending).unwrap_or(self.slots.len()),
+                settled: self.slots.iter().position(|s| !is_settled(s)).unwrap_or(self.slots.len()),
+                running: self.slots.iter().filter(|s| matches!(s, Slot::Running(_))).count(),
+            };
+        }
+        &mut self.idx
+    }
+
+    /// Change one slot, keeping the index.
+    fn set_slot(&mut self, i: usize, new: Slot) {
+        let Some(old) = self.slots.get(i) else { return };
+        if self.idx.built {
+            let was_running = matches!(old, Slot::Running(_));
+            let idx = &mut self.idx;
+            match (was_running, matches!(new, Slot::Running(_))) {
+                (true, false) => idx.running = idx.running.saturating_sub(1),
+                (false, true) => idx.running += 1,
+                _ => {}
+            }
+            if is_pending(&new) {
+                idx.pending = idx.pending.min(i);
+            }
+            if !is_settled(&new) {
+                idx.settled = idx.settled.min(i);
+            }
+        }
+        self.slots[i] = new;
+    }
+
+    /// The first slot waiting to start (`Pending` or `Resume`).
+    fn next_pending(&mut self) -> Option<usize> {
+        self.index();
+        while self.idx.pending < self.slots.len() && !is_pending(&self.slots[self.idx.pending]) {
+            self.idx.pending += 1;
+        }
+        (self.idx.pending < self.slots.len()).then_some(self.idx.pending)
+    }
+
+    /// Whether every slot has succeeded or failed.
+    fn all_settled(&mut self) -> bool {
+        self.index();
+        while self.idx.settled < self.slots.len() && is_settled(&self.slots[self.idx.settled]) {
+            self.idx.settled += 1;
+        }
+        self.idx.settled == self.slots.len()
+    }
+
+    fn running(&mut self) -> usize {
+        self.index().running
+    }
+
+    /// After slots were changed without [`Fanout::set_slot`]: rebuild the index when next needed.
+    fn reindex(&mut self) {
+        self.idx.built = false;
+    }
+
     fn parallel(input: Value, branches: &[usize]) -> Fanout {
         let n = branches.len();
         Fanout {
@@ -187,6 +285,7 @@ impl Fanout {
             tolerated_pct: None,
             failures: 0,
             distributed: false,
+            idx: FanIndex::default(),
         }
     }
 }
@@ -230,12 +329,26 @@ pub struct Env {
     /// Secret key for task tokens (HMAC-SHA256). It never leaves the store; the same key,
     /// state and input give the same token, so replay stays deterministic.
     pub token_key: [u8; 32],
+    /// Work one call of [`apply`] may do (thread-phase steps and iteration starts) before it
+    /// returns with the rest left runnable ([`ExecState::resume`]): a long fan-out or loop is
+    /// committed in slices, and other executions' steps run between them. An execution
+    /// holding fan-outs of more than twice this many slots gets half their slots per call,
+    /// so that the snapshot written after each step never costs more than the work done.
+    pub slice: u32,
 }
+
+/// The work [`apply`] does per call by default: see [`Env::slice`].
+pub const SLICE: u32 = 1_000;
+
+/// Work an execution may do without waiting for anything outside (a task, a timer, a token)
+/// before it fails with `States.Runtime`, across slices: an endless loop of quiet threads
+/// (a distributed Map's iterations write no history) ends instead of running forever.
+const MAX_BURST: u64 = 2_000_000;
 
 impl Env {
     /// An environment with an all-zero token key: for tests and benchmarks only.
     pub fn new(now: DateTime<Utc>, region: &'static str) -> Env {
-        Env { now, region, token_key: [0; 32] }
+        Env { now, region, token_key: [0; 32], slice: SLICE }
     }
 }
 
@@ -337,11 +450,21 @@ impl ExecState {
             next_event_id: 1,
             rng: seed,
             deadline: None,
+            resume: None,
         }
     }
 
     /// The earliest instant at which `Input::Wake` has work to do.
     pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        match (self.next_deadline(), self.resume.filter(|_| self.status == ExecutionStatus::Running)) {
+            (Some(d), Some(r)) => Some(d.min(r.at)),
+            (d, r) => d.or(r.map(|r| r.at)),
+        }
+    }
+
+    /// The earliest timer (a wait, a back-off, a task's or the execution's timeout), leaving
+    /// out the work a sliced step left (`resume`).
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         if self.status != ExecutionStatus::Running {
             return None;
         }
@@ -397,9 +520,25 @@ impl ExecState {
 }
 
 /// Apply one input to an execution. Mutates `st`; returns what happened.
+///
+/// Does at most `env.slice` units of work (or half the fan-out slots the execution holds, if
+/// more): when that is spent with threads still runnable,
+/// it returns with [`ExecState::resume`] set, and the next call (any input; the shell sends
+/// `Wake`) goes on from there. The same state, input and `env` give the same step.
 pub fn apply(st: &mut ExecState, def: &Definition, input: Input, env: &Env) -> Result<Step, ApplyError> {
-    let mut m = Machine { st, def, env, step: Step::default(), runq: VecDeque::new() };
-    m.input(input)?;
+    let mut m = Machine::new(st, def, env);
+    let resumed = m.st.resume.take();
+    let r = m.input(input);
+    if let Err(e) = r {
+        m.st.resume = resumed;
+        return Err(e);
+    }
+    if let Some(r) = resumed {
+        m.carried = r.work;
+        m.requeue();
+    }
+    let slots: usize = m.st.threads.values().map(|t| if let Phase::Children(f) = &t.phase { f.slots.len() } else { 0 }).sum();
+    m.widen_slice(slots);
     m.run();
     Ok(m.step)
 }
@@ -408,7 +547,8 @@ pub fn apply(st: &mut ExecState, def: &Definition, input: Input, env: &Env) -> R
 /// (a caught panic). Every waiting thread is aborted and its token closed; the history gets
 /// `ExecutionFailed` with `error` and `cause`. Does nothing to an execution that is not running.
 pub fn fail_internal(st: &mut ExecState, def: &Definition, env: &Env, error: &str, cause: &str) -> Step {
-    let mut m = Machine { st, def, env, step: Step::default(), runq: VecDeque::new() };
+    let mut m = Machine::new(st, def, env);
+    m.st.resume = None;
     if m.st.status == ExecutionStatus::Running {
         m.fail_execution(error.to_string(), cause.to_string());
     }
@@ -421,6 +561,61 @@ struct Machine<'a> {
     env: &'a Env,
     step: Step,
     runq: VecDeque<u32>,
+    /// Work done in this call, and before it since the execution last waited.
+    work: u64,
+    carried: u64,
+    /// Work this call may do: `env.slice`, or half the fan-out slots the execution holds if
+    /// that is more, so a large fan-out takes a bounded number of steps and writing its
+    /// snapshot after each costs no more than the work done (linear, not quadratic).
+    slice: u64,
+    /// Map threads that may have iterations to start, newest last (built on first use).
+    maps: Option<BTreeSet<u32>>,
+    /// Per (scope, state): whether the state may read `$$.Execution.Input` (see `context`).
+    reads_input: RefCell<HashMap<(usize, String), bool>>,
+}
+
+/// Whether a state (its definition, nested states included) may read the execution's input
+/// through the context object. Conservative: any `$$` (a JSONPath error quotes the whole
+/// context), `$eval`, or a `$states` not followed by a member known to hold no execution input.
+pub(crate) fn reads_execution_input(raw: &Value) -> bool {
+    const SAFE: [&str; 11] = [
+        ".input",
+        ".result",
+        ".errorOutput",
+        ".context.Map",
+        ".context.State",
+        ".context.Task",
+        ".context.Execution.Id",
+        ".context.Execution.Name",
+        ".context.Execution.RoleArn",
+        ".context.Execution.StartTime",
+        ".context.Execution.Redrive",
+    ];
+    let text_reads = |t: &str| {
+        t.contains("$$")
+            || t.contains("$eval")
+            || t.match_indices("$states").any(|(i, m)| {
+                let rest = &t[i + m.len()..];
+                !SAFE.iter().any(|p| rest.starts_with(p))
+            })
+    };
+    let mut stack = vec![raw];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(t) if text_reads(t) => return true,
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => {
+                for (k, v) in o {
+                    if text_reads(k) {
+                        return true;
+                    }
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn resource_parts(resource: &str) -> (String, String) {
@@ -438,7 +633,34 @@ fn resource_parts(resource: &str) -> (String, String) {
     ("local".to_string(), resource.to_string())
 }
 
-impl Machine<'_> {
+impl<'a> Machine<'a> {
+    fn new(st: &'a mut ExecState, def: &'a Definition, env: &'a Env) -> Machine<'a> {
+        Machine {
+            st,
+            def,
+            env,
+            step: Step::default(),
+            runq: VecDeque::new(),
+            work: 0,
+            carried: 0,
+            slice: u64::from(env.slice.max(1)),
+            maps: None,
+            reads_input: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Let this call do at least half of `slots` units of work (see `slice`).
+    fn widen_slice(&mut self, slots: usize) {
+        self.slice = self.slice.max(u64::try_from(slots / 2).unwrap_or(u64::MAX));
+    }
+
+    /// After a sliced step: every thread that was left runnable runs again, in id order.
+    fn requeue(&mut self) {
+        let ids: Vec<u32> =
+            self.st.threads.values().filter(|t| matches!(t.phase, Phase::Enter | Phase::Run | Phase::Exit { .. })).map(|t| t.id).collect();
+        self.runq.extend(ids);
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.env.now
     }
@@ -476,11 +698,26 @@ impl Machine<'_> {
         self.def.scope(th.scope).and_then(|m| m.state(&th.state))
     }
 
+    /// Whether the state `th` is in may read `$$.Execution.Input` (cached per state).
+    fn may_read_input(&self, th: &Thread) -> bool {
+        let key = (th.scope, th.state.clone());
+        if let Some(b) = self.reads_input.borrow().get(&key) {
+            return *b;
+        }
+        let b = self.state_of(th).is_none_or(|s| reads_execution_input(&s.raw));
+        self.reads_input.borrow_mut().insert(key, b);
+        b
+    }
+
     fn context(&self, th: &Thread, with_token: Option<&str>) -> Value {
         let info = &self.st.info;
+        // The execution's input may be as large as the payload limit: copying it into every
+        // state's context made a Map over its items cost O(items × input). It is left out for
+        // a state that cannot read it (`reads_execution_input`), which cannot tell.
+        let input = if self.may_read_input(th) { info.input.clone() } else { Value::Null };
         let mut exec = json!({
             "Id": info.execution_arn,
-            "Input": info.input,
+            "Input": input,
             "Name": info.name,
             "RoleArn": info.role_arn,
             "StartTime": info.start_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -691,28 +928,19 @@ impl Machine<'_> {
         self.thread(id).is_some_and(|t| matches!(t.phase, Phase::Enter | Phase::Run | Phase::Exit { .. }))
     }
 
-    /// Has this thread (or any descendant) work it can do now?
-    fn active(&self, id: u32) -> bool {
-        match self.thread(id).map(|t| &t.phase) {
-            Some(Phase::Enter | Phase::Run | Phase::Exit { .. }) => true,
-            Some(Phase::Children(f)) => f.slots.iter().any(|s| matches!(s, Slot::Running(c) if self.active(*c))),
-            _ => false,
-        }
-    }
-
     fn run(&mut self) {
-        let mut budget: u64 = 2_000_000;
         loop {
+            let slice = self.slice;
             while let Some(id) = self.runq.pop_front() {
                 if self.st.status != ExecutionStatus::Running || !self.runnable(id) {
                     continue;
                 }
-                budget = budget.saturating_sub(1);
-                if budget == 0 || self.st.next_event_id >= HISTORY_LIMIT {
-                    self.fail_execution(
-                        "States.Runtime".into(),
-                        format!("The execution reached the maximum number of history events ({HISTORY_LIMIT})."),
-                    );
+                if self.work >= slice {
+                    self.runq.push_front(id);
+                    self.pause();
+                    return;
+                }
+                if self.spend() {
                     return;
                 }
                 self.tick(id);
@@ -720,49 +948,105 @@ impl Machine<'_> {
                     self.runq.push_back(id);
                 }
             }
-            if self.st.status != ExecutionStatus::Running || !self.fill_maps() {
+            if self.st.status != ExecutionStatus::Running {
                 return;
             }
+            let Some((map, i)) = self.next_fill() else { return };
+            if self.work >= slice {
+                self.pause();
+                return;
+            }
+            if self.spend() {
+                return;
+            }
+            self.fill(map, i);
         }
     }
 
-    /// Start the next Map iteration where nothing else in that Map can run. Newest Map first.
-    fn fill_maps(&mut self) -> bool {
-        let ids: Vec<u32> = self.st.threads.keys().rev().copied().collect();
-        for id in ids {
-            let Some(Phase::Children(f)) = self.thread(id).map(|t| &t.phase) else { continue };
-            if f.kind != FanKind::Map {
-                continue;
-            }
-            let running: Vec<u32> = f.slots.iter().filter_map(|s| if let Slot::Running(c) = s { Some(*c) } else { None }).collect();
-            let busy = running.iter().any(|c| self.active(*c));
-            let room = f.max_concurrency == 0 || running.len() < f.max_concurrency;
-            let next = f.slots.iter().position(|s| matches!(s, Slot::Pending | Slot::Resume(_)));
-            if busy || !room {
-                continue;
-            }
-            if let Some(i) = next {
-                let resume = match f.slots.get(i) {
-                    Some(Slot::Resume(c)) => Some(*c),
-                    _ => None,
-                };
-                match resume {
-                    Some(c) => {
-                        let name = self.thread(id).map(|t| t.state.clone()).unwrap_or_default();
-                        let quiet = self.thread(id).is_some_and(|t| t.quiet) || f.distributed;
-                        if let Some(Phase::Children(f)) = self.st.threads.get_mut(&id).map(|t| &mut t.phase) {
-                            f.slots[i] = Slot::Running(c);
-                        }
-                        // A rescheduled iteration starts again in the history.
-                        self.emit(quiet, "MapIterationStarted", json!({"name": name, "index": i}));
-                        self.redrive_thread(c);
-                    }
-                    None => self.start_iteration(id, i),
-                }
-                return true;
-            }
+    /// Count one unit of work; true when the execution failed for having done too much
+    /// (the history limit, or [`MAX_BURST`] without waiting).
+    fn spend(&mut self) -> bool {
+        self.work += 1;
+        if self.carried.saturating_add(self.work) >= MAX_BURST || self.st.next_event_id >= HISTORY_LIMIT {
+            self.fail_execution(
+                "States.Runtime".into(),
+                format!("The execution reached the maximum number of history events ({HISTORY_LIMIT})."),
+            );
+            return true;
         }
         false
+    }
+
+    /// The slice is spent with work left: the next step goes on from here.
+    fn pause(&mut self) {
+        self.st.resume = Some(Resume { at: self.now(), work: self.carried.saturating_add(self.work) });
+    }
+
+    /// The Map iteration to start next: in the newest Map with an iteration waiting to start
+    /// and room under its MaxConcurrency. Called when no thread can run, so every iteration
+    /// of every Map waits (or is done): the next one starts. O(Maps), not O(slots).
+    fn next_fill(&mut self) -> Option<(u32, usize)> {
+        if self.maps.is_none() {
+            let ids = self.st.threads.values().filter(|t| matches!(&t.phase, Phase::Children(f) if f.kind == FanKind::Map)).map(|t| t.id);
+            self.maps = Some(ids.collect());
+        }
+        let ids: Vec<u32> = self.maps.as_ref().map(|m| m.iter().rev().copied().collect()).unwrap_or_default();
+        for id in ids {
+            let candidate = match self.st.threads.get_mut(&id).map(|t| &mut t.phase) {
+                Some(Phase::Children(f)) if f.kind == FanKind::Map => match f.next_pending() {
+                    Some(i) => (f.max_concurrency == 0 || f.running() < f.max_concurrency).then_some(i),
+                    None => {
+                        self.forget_map(id);
+                        continue;
+                    }
+                },
+                _ => {
+                    self.forget_map(id);
+                    continue;
+                }
+            };
+            if let Some(i) = candidate {
+                return Some((id, i));
+            }
+        }
+        None
+    }
+
+    fn forget_map(&mut self, id: u32) {
+        if let Some(m) = self.maps.as_mut() {
+            m.remove(&id);
+        }
+    }
+
+    /// A Map thread whose iterations may start (entered, or redriven).
+    fn note_map(&mut self, id: u32) {
+        if let Some(m) = self.maps.as_mut() {
+            m.insert(id);
+        }
+    }
+
+    /// Start (or restart, after a redrive) iteration `i` of Map `id`.
+    fn fill(&mut self, id: u32, i: usize) {
+        let resume = match self.thread(id).map(|t| &t.phase) {
+            Some(Phase::Children(f)) => match f.slots.get(i) {
+                Some(Slot::Resume(c)) => Some(*c),
+                _ => None,
+            },
+            _ => return,
+        };
+        match resume {
+            Some(c) => {
+                let name = self.thread(id).map(|t| t.state.clone()).unwrap_or_default();
+                let quiet = self.thread(id).is_some_and(|t| t.quiet || matches!(&t.phase, Phase::Children(f) if f.distributed));
+                if let Some(Phase::Children(f)) = self.st.threads.get_mut(&id).map(|t| &mut t.phase) {
+                    f.set_slot(i, Slot::Running(c));
+                }
+                // A rescheduled iteration starts again in the history.
+                self.emit(quiet, "MapIterationStarted", json!({"name": name, "index": i}));
+                self.redrive_thread(c);
+            }
+            None => self.start_iteration(id, i),
+        }
     }
 
     fn start_iteration(&mut self, parent: u32, i: usize) {
@@ -779,7 +1063,7 @@ impl Machine<'_> {
         // $$.Map.Item is visible to ItemSelector only, not inside the iteration.
         let child = self.spawn(scope, Some(parent), i, start, input, vars, None, quiet);
         if let Some(Phase::Children(f)) = self.st.threads.get_mut(&parent).map(|t| &mut t.phase) {
-            f.slots[i] = Slot::Running(child);
+            f.set_slot(i, Slot::Running(child));
         }
         if self.thread(parent).is_some_and(|t| matches!(&t.phase, Phase::Children(f) if f.kind == FanKind::Map)) {
             self.emit(quiet, "MapIterationStarted", json!({"name": map_name, "index": i}));
@@ -1078,10 +1362,11 @@ impl Machine<'_> {
                         )));
                     };
                     let mut inputs = Vec::with_capacity(items.len());
+                    // One copy of the context for all items (each sets its own `Map.Item`).
+                    let mut c = if spec.item_selector.is_some() { ctx.clone() } else { Value::Null };
                     for (i, item) in items.iter().enumerate() {
                         match &spec.item_selector {
                             Some(sel) => {
-                                let mut c = ctx.clone();
                                 if let Some(o) = c.as_object_mut() {
                                     o.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
                                 }
@@ -1205,6 +1490,7 @@ impl Machine<'_> {
                         tolerated_pct,
                         failures: 0,
                         distributed: spec.mode == MapMode::Distributed,
+                        idx: FanIndex::default(),
                     }))))
                 }
             }
@@ -1260,10 +1546,12 @@ impl Machine<'_> {
             Phase::Children(f) => {
                 let kind = f.kind;
                 let n = f.slots.len();
+                self.widen_slice(n);
                 let distributed = f.distributed;
                 self.set_phase(id, Phase::Children(f));
                 match kind {
                     FanKind::Map => {
+                        self.note_map(id);
                         self.emit(quiet, "MapStateStarted", json!({"length": n}));
                         if distributed {
                             let arn = format!(
@@ -1655,20 +1943,18 @@ impl Machine<'_> {
                 let quiet = self.thread(p).is_some_and(|t| t.quiet || f.distributed);
                 self.emit(quiet, "MapIterationAborted", json!({"name": name, "index": th.index}));
             }
-            if let Some(Phase::Children(f)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase)
-                && let Some(s) = f.slots.get_mut(th.index)
-            {
-                *s = Slot::Aborted(id);
+            if let Some(Phase::Children(f)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase) {
+                f.set_slot(th.index, Slot::Aborted(id));
             }
         }
         self.set_phase(id, Phase::Aborted);
     }
 
     fn thread_done(&mut self, id: u32, output: Value) {
-        let Some(th) = self.thread(id).cloned() else { return };
-        self.set_phase(id, Phase::Done { output: output.clone() });
-        match th.parent {
+        let Some((parent, index)) = self.thread(id).map(|t| (t.parent, t.index)) else { return };
+        match parent {
             None => {
+                self.set_phase(id, Phase::Done { output: output.clone() });
                 self.emit(false, "ExecutionSucceeded", json!({"output": to_json(&output), "outputDetails": not_truncated()}));
                 self.st.status = ExecutionStatus::Succeeded;
                 self.st.output = Some(output);
@@ -1677,15 +1963,20 @@ impl Machine<'_> {
                 self.st.threads.clear();
             }
             Some(p) => {
-                let Some(parent) = self.thread(p).cloned() else { return };
-                let Phase::Children(f) = &parent.phase else { return };
-                if f.kind == FanKind::Map {
-                    self.emit(parent.quiet || f.distributed, "MapIterationSucceeded", json!({"name": parent.state, "index": th.index}));
+                // Only what is needed of the parent: it holds every slot, so cloning it here
+                // would cost O(items) per finished iteration.
+                let Some((name, quiet, is_map)) = self.thread(p).and_then(|t| match &t.phase {
+                    Phase::Children(f) => Some((t.state.clone(), t.quiet || f.distributed, f.kind == FanKind::Map)),
+                    _ => None,
+                }) else {
+                    self.set_phase(id, Phase::Done { output });
+                    return;
+                };
+                if is_map {
+                    self.emit(quiet, "MapIterationSucceeded", json!({"name": name, "index": index}));
                 }
-                if let Some(Phase::Children(f)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase)
-                    && let Some(s) = f.slots.get_mut(th.index)
-                {
-                    *s = Slot::Succeeded(output);
+                if let Some(Phase::Children(f)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase) {
+                    f.set_slot(index, Slot::Succeeded(output));
                 }
                 self.st.threads.remove(&id);
                 self.children_done(p);
@@ -1694,30 +1985,36 @@ impl Machine<'_> {
     }
 
     fn child_failed(&mut self, p: u32, child: u32, index: usize, f: Failure) {
-        let Some(parent) = self.thread(p).cloned() else { return };
-        let Phase::Children(fan) = &parent.phase else { return };
-        let quiet = parent.quiet;
+        // What is needed of the parent's fan-out, without its slots (O(1), not O(items)).
+        let Some((name, quiet, kind, distributed, total, failures, tolerated_count, tolerated_pct)) =
+            self.thread(p).and_then(|t| match &t.phase {
+                Phase::Children(f) => {
+                    Some((t.state.clone(), t.quiet, f.kind, f.distributed, f.slots.len(), f.failures, f.tolerated_count, f.tolerated_pct))
+                }
+                _ => None,
+            })
+        else {
+            return;
+        };
         if let Some(Phase::Children(fm)) = self.st.threads.get_mut(&p).map(|t| &mut t.phase) {
-            if let Some(s) = fm.slots.get_mut(index) {
-                *s = Slot::Failed(child);
-            }
+            fm.set_slot(index, Slot::Failed(child));
             fm.failures += 1;
         }
-        match fan.kind {
+        match kind {
             FanKind::Parallel => {
                 self.parent_fails(p, f);
             }
             FanKind::Map => {
-                self.emit(quiet || fan.distributed, "MapIterationFailed", json!({"name": parent.state, "index": index}));
-                let total = fan.slots.len().max(1);
-                let failures = fan.failures + 1;
-                let tolerance_set = fan.tolerated_count.is_some() || fan.tolerated_pct.is_some();
+                self.emit(quiet || distributed, "MapIterationFailed", json!({"name": name, "index": index}));
+                let total = total.max(1);
+                let failures = failures + 1;
+                let tolerance_set = tolerated_count.is_some() || tolerated_pct.is_some();
                 let within = tolerance_set
-                    && fan.tolerated_count.is_none_or(|c| failures as u64 <= c)
-                    && fan.tolerated_pct.is_none_or(|pct| (failures as f64) * 100.0 / (total as f64) <= pct);
+                    && tolerated_count.is_none_or(|c| failures as u64 <= c)
+                    && tolerated_pct.is_none_or(|pct| (failures as f64) * 100.0 / (total as f64) <= pct);
                 let within = within
-                    || (fan.tolerated_count.is_some_and(|c| failures as u64 <= c))
-                    || (fan.tolerated_pct.is_some_and(|pct| (failures as f64) * 100.0 / (total as f64) <= pct));
+                    || (tolerated_count.is_some_and(|c| failures as u64 <= c))
+                    || (tolerated_pct.is_some_and(|pct| (failures as f64) * 100.0 / (total as f64) <= pct));
                 if within {
                     self.children_done(p);
                 } else if tolerance_set {
@@ -1783,8 +2080,8 @@ impl Machine<'_> {
 
     fn children_done(&mut self, p: u32) {
         // Look before cloning: this runs as each child finishes, and the parent holds them all.
-        let finished = match self.thread(p).map(|t| &t.phase) {
-            Some(Phase::Children(fan)) => fan.slots.iter().all(|s| matches!(s, Slot::Succeeded(_) | Slot::Failed(_))),
+        let finished = match self.st.threads.get_mut(&p).map(|t| &mut t.phase) {
+            Some(Phase::Children(fan)) => fan.all_settled(),
             _ => return,
         };
         if !finished {
@@ -1885,7 +2182,11 @@ impl Machine<'_> {
                         };
                     }
                 }
+                fan.reindex();
                 self.set_phase(id, Phase::Children(fan));
+                if kind == FanKind::Map {
+                    self.note_map(id);
+                }
                 for c in rerun {
                     self.redrive_thread(c);
                 }
@@ -1921,8 +2222,9 @@ impl Machine<'_> {
                         .is_some_and(|t| matches!(t.phase, Phase::Aborted | Phase::Failed { .. }) && t.failed_fanout.is_none());
                     if is_map && stopped {
                         if let Some(Phase::Children(f)) = self.st.threads.get_mut(&id).map(|t| &mut t.phase) {
-                            f.slots[i] = Slot::Resume(k);
+                            f.set_slot(i, Slot::Resume(k));
                         }
+                        self.note_map(id);
                     } else {
                         self.redrive_thread(k);
                     }
@@ -2186,6 +2488,7 @@ impl Machine<'_> {
                         tolerated_pct: tp,
                         failures: 0,
                         distributed: spec.mode == MapMode::Distributed,
+                        idx: FanIndex::default(),
                     })))
                 }
             }

@@ -272,6 +272,10 @@ pub struct Engine {
     /// Who is answering which review, for the claim check the step that applies the answer
     /// makes inside its own transaction ([`Store::commit_step_guarded`]).
     answering: Option<(PendingTask, Acting)>,
+    /// Executions an outside input (a stop, a token answer) waits to deliver to, shared with
+    /// this engine's siblings: their `run_due` leaves them alone, so the input gets the lease
+    /// between two slices of a long step instead of after the last.
+    wanted: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Engine {
@@ -294,6 +298,7 @@ impl Engine {
             budget: StepBudget::process_default(),
             marked: None,
             answering: None,
+            wanted: Arc::default(),
         }
     }
 
@@ -306,7 +311,7 @@ impl Engine {
                 k
             }
         };
-        Ok(Env { now: self.clock.now(), region: REGION, token_key })
+        Ok(Env { now: self.clock.now(), region: REGION, token_key, slice: core::SLICE })
     }
 
     fn definition(&mut self, text: &str) -> Result<Arc<Definition>> {
@@ -547,6 +552,11 @@ impl Engine {
                 }
             };
             version = self.step_isolated(arn, &mut st, &def, input, version)?;
+            // A step that ran out of its slice is due again at once: let other executions
+            // have their turn first (`run_due` comes back to it).
+            if st.resume.is_some() {
+                return Ok(());
+            }
             // Renew the lease only when half of it has gone by.
             if lease_taken.elapsed() > std::time::Duration::from_millis((LEASE_MS / 2) as u64) {
                 self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)?;
@@ -590,6 +600,7 @@ impl Engine {
     /// Apply an outside input to an execution under its lease, then drive it on.
     fn deliver(&mut self, arn: &str, input: Input) -> Result<()> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let _wanted = Wanted::new(self.wanted.clone(), arn);
         while !self.store.acquire_lease(arn, &self.owner, self.clock.now(), LEASE_MS)? {
             if std::time::Instant::now() > deadline {
                 return Err(EngineError::Busy(arn.to_string()));
@@ -601,8 +612,9 @@ impl Engine {
             let def = self.definition(&loaded.definition)?;
             let mut st = loaded.state;
             let mut version = loaded.version;
-            // Deadlines that have passed win over a late answer: fire them first.
-            if st.next_wake().is_some_and(|w| w <= self.clock.now()) {
+            // Deadlines that have passed win over a late answer: fire them first. (Not the rest
+            // of a sliced step: the input goes first, and the work goes on after it.)
+            if st.next_deadline().is_some_and(|w| w <= self.clock.now()) {
                 version = self.step_isolated(arn, &mut st, &def, Input::Wake, version)?;
             }
             self.step_isolated(arn, &mut st, &def, input, version)?;
@@ -1060,7 +1072,12 @@ impl Engine {
         if let Err(e) = self.run_ladders() {
             tracing::warn!(error = %e, "escalation ladders could not run");
         }
-        let due = self.store.due(self.clock.now(), &self.owner, limit)?;
+        let mut due = self.store.due(self.clock.now(), &self.owner, limit)?;
+        if let Ok(w) = self.wanted.lock()
+            && !w.is_empty()
+        {
+            due.retain(|a| !w.contains(a));
+        }
         if due.is_empty() {
             return Ok(0);
         }
@@ -1116,12 +1133,45 @@ impl Engine {
         }
     }
 
+    /// A second engine on its own connection to this engine's store, with the same tasks,
+    /// clock, ladders and dependencies and a lease owner of its own: `lightbox serve` runs
+    /// due work on it, so a long step never holds the engine the API answers from.
+    /// `None` for an in-memory or read-only store.
+    pub fn sibling(&self) -> Result<Option<Engine>> {
+        let Some(store) = self.store.second_connection()? else { return Ok(None) };
+        let mut e = Engine::new(store, self.tasks.clone(), self.clock.clone());
+        e.wanted = self.wanted.clone();
+        e.escalation = self.escalation.clone();
+        e.dependencies = self.dependencies.clone();
+        e.budget = self.budget;
+        Ok(Some(e))
+    }
+
     pub fn lease_owner(&self) -> &str {
         &self.owner
     }
 
     pub fn lease_duration() -> Duration {
         Duration::milliseconds(LEASE_MS)
+    }
+}
+
+/// Marks an execution wanted (see `Engine::wanted`) while an input waits for its lease.
+struct Wanted {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    arn: String,
+}
+
+impl Wanted {
+    fn new(set: Arc<Mutex<std::collections::HashSet<String>>>, arn: &str) -> Wanted {
+        set.lock().unwrap_or_else(|p| p.into_inner()).insert(arn.to_string());
+        Wanted { set, arn: arn.to_string() }
+    }
+}
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.arn);
     }
 }
 

@@ -13,10 +13,11 @@ pub mod logs;
 pub mod outbox;
 pub mod sigv4;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::{Request, Response, StatusCode};
@@ -32,8 +33,19 @@ use crate::engine::{Engine, REGION};
 
 /// The largest request body taken (a definition may be 1 MB; inputs 256 KiB).
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
-/// How long a client may take to send a request's headers, and then its body.
+/// How long a client may take to send a request's headers (and, on a kept-alive connection,
+/// to start the next request): a silent or slow socket is closed after this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send a request's body.
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connections of one peer (IP address) that may be open without a call being worked on
+/// (idle, in a TLS handshake, sending headers or a body) for longer than [`GRACE`]. A new
+/// connection beyond this closes that peer's oldest such connection: a flood of silent or
+/// slow sockets displaces its own.
+const IDLE_PER_PEER: usize = 16;
+/// How long a new connection has to get its first call going before it counts as idle and
+/// may be closed to make room (so a burst of new clients does not displace itself).
+const GRACE: Duration = Duration::from_secs(1);
 /// How long one connection may stay open (clients reconnect).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
 /// How long a TLS handshake may take.
@@ -217,9 +229,12 @@ pub fn run(
     api.sync_timeout = opts.sync_timeout;
     let api = Arc::new(api);
     let stop = Arc::new(AtomicBool::new(false));
+    // Due work runs on an engine of its own (a second connection to the store, leases keep
+    // the two apart), so no step of it, however long, holds the engine the API answers from.
+    let own = api.lock().sibling().map_err(|e| ApiError::internal(e.to_string()))?;
     let worker = {
         let (api, stop) = (api.clone(), stop.clone());
-        std::thread::Builder::new().name("lightbox-serve-engine".into()).spawn(move || engine_loop(&api, &stop, &mut *tick))?
+        std::thread::Builder::new().name("lightbox-serve-engine".into()).spawn(move || engine_loop(&api, own, &stop, &mut *tick))?
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(16).enable_all().build()?;
     let shared = Arc::new(Shared {
@@ -233,14 +248,11 @@ pub fn run(
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, tls = tls.is_some(), signed = !shared.credentials.is_empty(), "serving the Step Functions API");
         ready(local, tls.is_some());
-        let limit = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+        let max = opts.max_connections.max(1);
+        let limit = Arc::new(tokio::sync::Semaphore::new(max));
+        let conns = Arc::new(std::sync::Mutex::new(Conns::default()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
-            let permit = tokio::select! {
-                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(()) },
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = term.recv() => return Ok(()),
-            };
             let (stream, peer) = tokio::select! {
                 a = listener.accept() => match a {
                     Ok(a) => a,
@@ -253,27 +265,40 @@ pub fn run(
                 _ = tokio::signal::ctrl_c() => return Ok(()),
                 _ = term.recv() => return Ok(()),
             };
-            let (shared, tls) = (shared.clone(), tls.clone());
+            // At the limit, make room by closing the oldest idle connection of the peer with
+            // most open (its task ends and frees its permit); only when every connection is
+            // working on a call, or has just opened, does a new one wait (and looks again).
+            let permit = loop {
+                conns.lock().unwrap_or_else(|p| p.into_inner()).make_room(max, std::time::Instant::now());
+                tokio::select! {
+                    p = limit.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => return Ok(()) },
+                    _ = tokio::time::sleep(GRACE / 4) => continue,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = term.recv() => return Ok(()),
+                }
+            };
+            // Beyond its share of idle connections, a peer's oldest idle one is closed.
+            let conn = conns.lock().unwrap_or_else(|p| p.into_inner()).admit(peer.ip(), std::time::Instant::now());
+            let (shared, tls, conns) = (shared.clone(), tls.clone(), conns.clone());
             tokio::spawn(async move {
                 let _permit = permit;
+                let _open = OpenConn { conns, id: conn.id };
+                let busy = conn.busy.clone();
                 let svc = service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared).await) }
+                    let (shared, busy) = (shared.clone(), busy.clone());
+                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &busy).await) }
                 });
                 let mut http = hyper::server::conn::http1::Builder::new();
-                http.timer(TokioTimer::new()).header_read_timeout(READ_TIMEOUT).max_buf_size(64 * 1024);
-                let served = match tls {
-                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => tokio::time::timeout(CONNECTION_LIFETIME, http.serve_connection(TokioIo::new(s), svc)).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    },
-                    None => tokio::time::timeout(CONNECTION_LIFETIME, http.serve_connection(TokioIo::new(stream), svc)).await,
+                http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+                let close = conn.close.clone();
+                let served = tokio::select! {
+                    s = serve_one(stream, tls, http, svc, peer) => s,
+                    _ = close.notified() => {
+                        tracing::debug!(peer = %peer, "closed an idle connection to make room");
+                        return;
+                    }
                 };
-                if let Ok(Err(e)) = served {
+                if let Some(Ok(Err(e))) = served {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 }
             });
@@ -286,14 +311,137 @@ pub fn run(
     r
 }
 
+/// Serve one connection (after its TLS handshake): `None` when the handshake failed.
+async fn serve_one<S>(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    http: hyper::server::conn::http1::Builder,
+    svc: S,
+    peer: SocketAddr,
+) -> Option<Result<Result<(), hyper::Error>, tokio::time::error::Elapsed>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
+{
+    Some(match tls {
+        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => tokio::time::timeout(CONNECTION_LIFETIME, http.serve_connection(TokioIo::new(s), svc)).await,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => return None,
+        },
+        None => tokio::time::timeout(CONNECTION_LIFETIME, http.serve_connection(TokioIo::new(stream), svc)).await,
+    })
+}
+
+/// The open connections, for the limits per peer and overall.
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    open: HashMap<u64, ConnInfo>,
+}
+
+struct ConnInfo {
+    peer: IpAddr,
+    opened: std::time::Instant,
+    /// Calls this connection has being worked on (past their body); 0: it may be closed.
+    busy: Arc<AtomicUsize>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+/// What a new connection's task gets.
+struct Admitted {
+    id: u64,
+    busy: Arc<AtomicUsize>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl Conns {
+    /// Idle past its grace: no call being worked on, open for at least [`GRACE`].
+    fn idle(c: &ConnInfo, now: std::time::Instant) -> bool {
+        c.busy.load(Ordering::Relaxed) == 0 && now.saturating_duration_since(c.opened) >= GRACE
+    }
+
+    /// At `max` open: close the oldest idle connection of the peer with most open.
+    fn make_room(&mut self, max: usize, now: std::time::Instant) {
+        if self.open.len() < max {
+            return;
+        }
+        let mut per_peer: HashMap<IpAddr, usize> = HashMap::new();
+        for c in self.open.values() {
+            *per_peer.entry(c.peer).or_default() += 1;
+        }
+        let victim = self
+            .open
+            .iter()
+            .filter(|(_, c)| Self::idle(c, now))
+            .max_by_key(|(id, c)| (per_peer.get(&c.peer).copied().unwrap_or(0), std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id);
+        if let Some(v) = victim {
+            self.evict(v);
+        }
+    }
+
+    /// Register a new connection from `peer`; beyond its share of idle connections, close
+    /// its oldest idle one (ids grow with time, so the smallest is the oldest).
+    fn admit(&mut self, peer: IpAddr, now: std::time::Instant) -> Admitted {
+        let own_idle: Vec<u64> = self.open.iter().filter(|(_, c)| c.peer == peer && Self::idle(c, now)).map(|(id, _)| *id).collect();
+        if own_idle.len() >= IDLE_PER_PEER
+            && let Some(oldest) = own_idle.iter().min()
+        {
+            self.evict(*oldest);
+        }
+        self.next += 1;
+        let (busy, close) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Notify::new()));
+        self.open.insert(self.next, ConnInfo { peer, opened: now, busy: busy.clone(), close: close.clone() });
+        Admitted { id: self.next, busy, close }
+    }
+
+    fn evict(&mut self, id: u64) {
+        if let Some(c) = self.open.remove(&id) {
+            c.close.notify_one();
+        }
+    }
+}
+
+/// Removes its connection from [`Conns`] when the connection's task ends.
+struct OpenConn {
+    conns: Arc<std::sync::Mutex<Conns>>,
+    id: u64,
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).open.remove(&self.id);
+    }
+}
+
+/// Marks a connection busy while one of its calls is worked on.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(n: &'a AtomicUsize) -> Busy<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Busy(n)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The engine's background work, as `lightbox engine` runs it: due executions, then a
-/// sleep until the next timer (at most 200 ms, so new work is picked up quickly).
-fn engine_loop(api: &Api, stop: &AtomicBool, tick: &mut dyn FnMut(&Engine)) {
+/// sleep until the next timer (at most 200 ms, so new work is picked up quickly). On `own`,
+/// the loop's own engine; without one (an in-memory store) on the API's, a few executions'
+/// steps at a time (each step is one slice of work), so API calls get the lock between them.
+fn engine_loop(api: &Api, mut own: Option<Engine>, stop: &AtomicBool, tick: &mut dyn FnMut(&Engine)) {
     while !stop.load(Ordering::Relaxed) {
-        let (n, next) = {
-            let mut eng = api.lock();
-            tick(&eng);
-            let n = match eng.run_due(64) {
+        let round = |eng: &mut Engine, tick: &mut dyn FnMut(&Engine), limit: usize| {
+            tick(eng);
+            let n = match eng.run_due(limit) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "running due work failed");
@@ -301,6 +449,12 @@ fn engine_loop(api: &Api, stop: &AtomicBool, tick: &mut dyn FnMut(&Engine)) {
                 }
             };
             (n, eng.store.next_timer().ok().flatten())
+        };
+        // Executions claimed by a round stay leased until it ends: small rounds, so that an
+        // API call answering one of them (which waits for its lease) waits a few slices at most.
+        let (n, next) = match own.as_mut() {
+            Some(eng) => round(eng, tick, 16),
+            None => round(&mut api.lock(), tick, 4),
         };
         if n > 0 {
             continue;
@@ -374,7 +528,7 @@ fn unsigned_request_allowed(headers: &http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+async fn handle(req: Request<Incoming>, shared: &Shared, busy: &AtomicUsize) -> Response<Full<Bytes>> {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -400,6 +554,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             return error_response(&e, content_type);
         }
     };
+    // From here the call is worked on: this connection is not closed to make room.
+    let _busy = Busy::new(busy);
     let caller = if shared.credentials.is_empty() {
         if let Err(e) = unsigned_request_allowed(&parts.headers) {
             tracing::info!(op, refused = %e.message, "refused an unsigned request from a browser or for another host");

@@ -419,6 +419,17 @@ impl Store {
         Ok(store)
     }
 
+    /// A second connection to this store's file, for another thread of this process (the
+    /// engine loop of `lightbox serve`, beside the API's). No file checks: this store passed
+    /// them, and opening the file through them again would drop this process's POSIX locks.
+    /// `None` for an in-memory or read-only store.
+    pub fn second_connection(&self) -> Result<Option<Store>> {
+        let Some(path) = self.path.clone().filter(|_| !self.read_only) else { return Ok(None) };
+        let mut store = Self::init(Connection::open(&path)?, true)?;
+        store.path = Some(path);
+        Ok(Some(store))
+    }
+
     pub fn in_memory() -> Result<Store> {
         Self::init(Connection::open_in_memory()?, false)
     }
