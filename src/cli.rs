@@ -2668,6 +2668,7 @@ fn cmd_serve(
         sync_timeout: std::time::Duration::from_secs(cfg.sync_timeout_seconds.unwrap_or(60).clamp(1, 3600)),
         max_connections: cfg.max_connections.unwrap_or(128).clamp(1, 10_000),
         sinks: ctx.sinks.clone(),
+        reasons: ctx.reasons.clone(),
     };
     opts.check()?;
     let _relay = RelayGuard::start(&engine, &ctx.sinks)?;
@@ -3859,6 +3860,7 @@ mod tests {
             sync_timeout: Duration::from_secs(10),
             max_connections: 16,
             sinks: vec![],
+            reasons: lightbox::phi::ReasonCodes::default(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         // Serves until the test process ends.

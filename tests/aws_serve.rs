@@ -378,10 +378,18 @@ path = "events.ndjson"
 
     // Pause and resume the webhook through the endpoint: signed, audited under the key.
     use lightbox::outbox::Action;
-    let said = cp.outbox_act(&Action::Pause { sink: "pacs".into(), reason: "PACS maintenance".into() }).expect("pause");
+    // A reason is `[code] note` under the server's codes, as on every surface: none, an
+    // unknown code or filler is refused and changes nothing.
+    for bad in ["PACS maintenance window", "[made-up] PACS maintenance window", "[other] asdfg qwert"] {
+        let e = cp.outbox_act(&Action::Pause { sink: "pacs".into(), reason: bad.into() }).expect_err("refused").to_string();
+        assert!(e.contains("ValidationException") && e.contains("reason"), "{bad}: {e}");
+    }
+    assert!(!cp.outbox(50).expect("list").sinks[0].paused);
+    let reason = "[operations-incident] PACS maintenance window";
+    let said = cp.outbox_act(&Action::Pause { sink: "pacs".into(), reason: reason.into() }).expect("pause");
     assert!(!said.is_empty());
     let snap = cp.outbox(50).expect("list");
-    assert!(snap.sinks[0].paused && snap.sinks[0].paused_reason.as_deref() == Some("PACS maintenance"), "{:?}", snap.sinks[0]);
+    assert!(snap.sinks[0].paused && snap.sinks[0].paused_reason.as_deref() == Some(reason), "{:?}", snap.sinks[0]);
     cp.outbox_act(&Action::Resume { sink: "pacs".into() }).expect("resume");
     assert!(!cp.outbox(50).expect("list").sinks[0].paused);
     let unknown = cp.outbox_act(&Action::Resume { sink: "nope".into() }).expect_err("unknown sink").to_string();

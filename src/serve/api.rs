@@ -157,6 +157,8 @@ pub struct Api {
     pub read_only: bool,
     /// How long StartSyncExecution waits for an execution to finish.
     pub sync_timeout: Duration,
+    /// The reason codes a call that takes a reason must name.
+    pub reasons: crate::phi::ReasonCodes,
     sync_running: AtomicUsize,
 }
 
@@ -283,6 +285,7 @@ impl Api {
             page_key: hmac_sha256(&key, b"lightbox-serve-page-token-v1"),
             engine: Mutex::new(engine),
             read_only: false,
+            reasons: crate::phi::ReasonCodes::default(),
             sync_timeout: Duration::from_secs(60),
             sync_running: AtomicUsize::new(0),
         })

@@ -151,6 +151,8 @@ pub struct Options {
     pub max_connections: usize,
     /// The outbox relay's sinks, for `Lightbox.ListOutbox` / `Lightbox.OutboxAction`.
     pub sinks: Vec<crate::outbox::Sink>,
+    /// The reason codes an `OutboxAction` that takes a reason must name (`[reasons] codes`).
+    pub reasons: crate::phi::ReasonCodes,
 }
 
 impl Options {
@@ -227,6 +229,7 @@ pub fn run(
     let mut api = Api::new(engine)?;
     api.read_only = opts.read_only;
     api.sync_timeout = opts.sync_timeout;
+    api.reasons = opts.reasons.clone();
     let api = Arc::new(api);
     let stop = Arc::new(AtomicBool::new(false));
     // Due work runs on an engine of its own (a second connection to the store, leases keep

@@ -55,6 +55,17 @@ fn list(api: &Api, sinks: &[Sink], body: &Value) -> Result<Value, ApiError> {
 
 fn act(api: &Api, sinks: &[Sink], body: &Value, caller: &Caller) -> Result<Value, ApiError> {
     let action = Action::from_json(body).map_err(ApiError::validation)?;
+    // A reason is held to the rule every surface applies: `[code] note`, the code from the
+    // server's list, the note of substance.
+    if let Action::Park { reason, .. } | Action::Pause { reason, .. } = &action {
+        let (code, note) = crate::phi::Reason::split(reason).ok_or_else(|| {
+            ApiError::validation(format!(
+                "reason must begin with a reason code in brackets, then a note: \"[CODE] note\", CODE one of {}",
+                api.reasons.codes().join(", ")
+            ))
+        })?;
+        crate::phi::Reason::new(&api.reasons, &code, &note).map_err(|e| ApiError::validation(format!("reason: {e}")))?;
+    }
     let engine = api.lock();
     let now = engine.clock.now();
     match outbox::act(engine.store.conn(), sinks, &action, &caller.actor(), crate::audit::Source::Api, now) {

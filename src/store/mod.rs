@@ -626,7 +626,10 @@ impl Store {
         guard: impl FnOnce(&TxView<'_>) -> Result<bool>,
     ) -> Result<Option<i64>> {
         let current = st.root_state();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the guard reads before anything is written, and a deferred transaction
+        // that another writer overtook between that read and its first write could not
+        // upgrade (SQLite answers "database is locked" at once, without waiting).
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !guard(&TxView(&tx))? {
             return Ok(None);
         }
@@ -667,7 +670,8 @@ impl Store {
     /// an abort, the OOM killer, a bug), so this is the next try. The first try after a crash
     /// goes ahead; after a second crash [`ApplyMark::Quarantine`] says not to try a third time.
     pub fn begin_apply(&self, arn: &str, version: i64, owner: &str, input: &str, now: DateTime<Utc>) -> Result<ApplyMark> {
-        let tx = self.conn.unchecked_transaction()?;
+        // IMMEDIATE: read, then write, with no other writer in between.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(i64, String, i64, String, i64)> = tx
             .prepare_cached("SELECT version, owner, tries, input, first_ms FROM applying WHERE execution_arn = ?1")?
             .query_row([arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
@@ -707,7 +711,7 @@ impl Store {
     /// quarantines it again at once. `false` when `arn` is not a quarantined execution.
     pub fn release_quarantine(&self, arn: &str, now: DateTime<Utc>) -> Result<bool> {
         let now_ms = ms(now);
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(String, i64, i64, Option<i64>)> = tx
             .query_row(
                 "SELECT snapshot, redrive_count, version, stop_ms FROM executions WHERE arn = ?1 AND status = 'FAILED' AND error = ?2",
@@ -949,7 +953,8 @@ impl Store {
             details.insert("cause".into(), serde_json::Value::String(c.to_string()));
         }
         let details = serde_json::Value::Object(details);
-        let tx = self.conn.unchecked_transaction()?;
+        // IMMEDIATE: it reads the row, then writes (see `commit_step_guarded`).
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
         type Row = (String, String, String, i64, String, i64, Option<i64>);
         let row: Option<Row> = tx
             .query_row(
