@@ -725,7 +725,7 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
             }
             Err(e) => {
                 // What was published before this failure is flushed and marked first.
-                if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+                if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor, false)? {
                     stop = true;
                     all_seen = false;
                 }
@@ -748,20 +748,20 @@ pub fn relay_pass(conn: &Connection, sink: &Sink, publisher: &mut dyn Publisher,
         }
         if trial_only {
             // Half-open: one trial row decides.
-            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)?;
+            mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor, true)?;
             trial_only = false;
             if breaker.state != Breaker::Closed {
                 stop = true;
             }
         } else if published.len() >= mark_every || (!published.is_empty() && unmarked_since.elapsed() >= MARK_WITHIN) {
             // A flush that failed (a full disk) ends the pass: its rows are retried in order.
-            if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+            if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor, false)? {
                 stop = true;
                 all_seen = false;
             }
         }
     }
-    if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor)? {
+    if mark(conn, sink, publisher, &mut published, now_ms(), &mut report, &mut breaker, &mut new_floor, true)? {
         all_seen = false;
     }
     mark_skipped(conn, sink, &skipped, now_ms())?;
@@ -795,11 +795,13 @@ fn mark(
     report: &mut PassReport,
     breaker: &mut BreakerState,
     floor: &mut Option<i64>,
+    last: bool,
 ) -> Result<bool> {
     if published.is_empty() {
         return Ok(false);
     }
-    if let Err(e) = publisher.flush() {
+    let flushed = if last { publisher.sync() } else { publisher.flush() };
+    if let Err(e) = flushed {
         let failed: Vec<i64> = std::mem::take(published);
         for &id in &failed {
             let attempts: i64 = conn

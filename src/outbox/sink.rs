@@ -25,11 +25,16 @@ pub enum SinkError {
 }
 
 /// Publishes events to one sink. `publish` may buffer; `flush` makes everything published so
-/// far durable at the sink (rows are marked delivered only after it returns Ok).
+/// far safe at the sink from a crash of this process (rows are marked delivered only after it
+/// returns Ok), and at least every [`super::MARK_WITHIN`] durable on its medium; `sync` makes
+/// it durable now (at the end of a pass, and for a breaker's trial).
 pub trait Publisher: Send {
     fn publish(&mut self, id: &str, event: &str) -> Result<(), SinkError>;
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()
     }
     /// Mark once this many rows are published (at most [`super::MARK_EVERY`]): a relay killed
     /// before the mark sends them again.
@@ -132,11 +137,34 @@ pub struct Ndjson {
     /// Lines written before a failed write whose file could not be synced: the next flush
     /// fails, so they are not marked delivered without being durable.
     unsynced: bool,
+    /// Lines written since the file was last synced, and when that was.
+    dirty: bool,
+    synced_at: std::time::Instant,
 }
 
 impl Ndjson {
     pub fn new(path: PathBuf) -> Ndjson {
-        Ndjson { path, file: None, unsynced: false }
+        Ndjson { path, file: None, unsynced: false, dirty: false, synced_at: std::time::Instant::now() }
+    }
+
+    /// Sync what was written, if anything: `due` only once [`super::MARK_WITHIN`] has passed.
+    fn sync_lines(&mut self, due: bool) -> Result<(), SinkError> {
+        if std::mem::take(&mut self.unsynced) {
+            return Err(self.io(std::io::Error::other("lines written before a failed write could not be synced")));
+        }
+        if !self.dirty || (due && self.synced_at.elapsed() < super::MARK_WITHIN) {
+            return Ok(());
+        }
+        let r = match self.file.as_mut() {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        };
+        self.synced_at = std::time::Instant::now();
+        self.dirty = false;
+        r.map_err(|e| {
+            self.file = None;
+            self.io(e)
+        })
     }
 
     fn io(&self, err: std::io::Error) -> SinkError {
@@ -198,7 +226,10 @@ impl Publisher for Ndjson {
         line.push('\n');
         let Some(f) = self.file.as_mut() else { return Ok(()) };
         match f.write_all(line.as_bytes()) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.dirty = true;
+                Ok(())
+            }
             Err(e) => {
                 // Part of the line may be in the file: cut it at once, back to the last whole
                 // line as the file has it (the next open checks again, should this fail too),
@@ -213,17 +244,14 @@ impl Publisher for Ndjson {
         }
     }
 
+    /// A line `write` returned for is in the kernel: a crash of this process cannot lose it,
+    /// so it may be marked at once; the file is synced to its disk at least every
+    /// [`super::MARK_WITHIN`] while lines come, and at the end of every pass.
     fn flush(&mut self) -> Result<(), SinkError> {
-        if std::mem::take(&mut self.unsynced) {
-            return Err(self.io(std::io::Error::other("lines written before a failed write could not be synced")));
-        }
-        let r = match self.file.as_mut() {
-            Some(f) => f.sync_data(),
-            None => Ok(()),
-        };
-        r.map_err(|e| {
-            self.file = None;
-            self.io(e)
-        })
+        self.sync_lines(true)
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.sync_lines(false)
     }
 }
