@@ -122,12 +122,12 @@ fn serve_honours_a_claim_taken_while_an_answer_is_in_flight() {
     let _ = child.wait();
 }
 
-/// The store's read-then-write transactions (the apply mark, a guarded commit, a release,
+/// The store's read-then-write transactions (a crash record, a guarded commit, a release,
 /// a direct finish) take the write lock first: with another connection writing all the
 /// while, none of them fails with "database is locked" (a deferred transaction overtaken
 /// between its read and its first write cannot wait, SQLite refuses it at once).
 #[test]
-fn marks_taken_beside_another_writer_never_fail_as_locked() {
+fn crash_records_taken_beside_another_writer_never_fail_as_locked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("lightbox.db");
     let a = lightbox::store::Store::open(&path).expect("store a");
@@ -148,8 +148,8 @@ fn marks_taken_beside_another_writer_never_fail_as_locked() {
     };
     for i in 0..3000 {
         let arn = format!("arn:aws:states:us-east-1:000000000000:execution:m:e{}", i % 5);
-        a.begin_apply(&arn, i, "owner-a", "a wake", chrono::Utc::now()).unwrap_or_else(|e| panic!("mark {i}: {e}"));
-        a.end_apply(&arn, "owner-a").unwrap_or_else(|e| panic!("end {i}: {e}"));
+        a.record_crash(&arn, i, "a wake", chrono::Utc::now()).unwrap_or_else(|e| panic!("crash {i}: {e}"));
+        a.apply_verdict(&arn, i).unwrap_or_else(|e| panic!("verdict {i}: {e}"));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.join().expect("writer") > 0, "the other writer wrote");

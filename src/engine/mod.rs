@@ -8,6 +8,7 @@ pub mod dependencies;
 pub mod ephemeral;
 pub mod escalation;
 pub mod eval;
+pub mod journal;
 pub mod slo_watch;
 pub mod tasks;
 pub mod test_state;
@@ -265,10 +266,12 @@ pub struct Engine {
     ladder_sent: std::collections::HashSet<String>,
     /// What one step may spend.
     pub budget: StepBudget,
-    /// The execution and version this engine last marked as being applied
-    /// ([`Store::begin_apply`]), so that a task and the step that applies its result share
-    /// one mark.
+    /// The execution and version this engine last marked as being worked on ([`Engine::mark`]),
+    /// so that a task and the step that applies its result share one mark.
     marked: Option<(String, i64)>,
+    /// What this engine is working on, in a file beside the store (none for a store in
+    /// memory): a process that dies mid-step leaves word of it ([`journal`]).
+    journal: Option<journal::Journal>,
     /// Who is answering which review, for the claim check the step that applies the answer
     /// makes inside its own transaction ([`Store::commit_step_guarded`]).
     answering: Option<(PendingTask, Acting)>,
@@ -282,6 +285,15 @@ impl Engine {
     pub fn new(store: Store, tasks: TaskRunner, clock: Clock) -> Engine {
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        // Work that engines which are gone left unfinished counts as a crash; then this
+        // engine's own journal.
+        let journal = store.path().filter(|_| !store.is_read_only()).and_then(|db| {
+            let dir = journal::dir_for(db);
+            journal::recover(&dir, &store, Utc::now());
+            journal::Journal::open(&dir, &owner)
+                .map_err(|e| tracing::warn!(error = %e, "no apply journal: a crash mid-step will not be recognised"))
+                .ok()
+        });
         Engine {
             store,
             tasks,
@@ -297,6 +309,7 @@ impl Engine {
             ladder_sent: std::collections::HashSet::new(),
             budget: StepBudget::process_default(),
             marked: None,
+            journal,
             answering: None,
             wanted: Arc::default(),
         }
@@ -462,14 +475,14 @@ impl Engine {
         r
     }
 
-    /// Mark `arn` at `version` as being worked on (durably, before the work), unless this
-    /// engine already has. `false`: the engine crashed on this work twice before, so the
+    /// Mark `arn` at `version` as being worked on (in this engine's journal, before the work),
+    /// unless this engine already has. `false`: the engine crashed on this work twice before, so the
     /// execution has been quarantined instead (failed with [`QUARANTINED`]); do not do it.
     fn mark(&mut self, arn: &str, version: i64, what: &str) -> Result<bool> {
         if self.marked.as_ref().is_some_and(|(a, v)| a == arn && *v == version) {
             return Ok(true);
         }
-        match self.store.begin_apply(arn, version, &self.owner, what, self.clock.now())? {
+        match self.store.apply_verdict(arn, version)? {
             crate::store::ApplyMark::Go => {}
             crate::store::ApplyMark::Retry { crashes } => {
                 tracing::warn!(execution = %arn, crashes, input = what, "the engine stopped while working on this execution before; trying once more");
@@ -487,6 +500,13 @@ impl Engine {
                 return Ok(false);
             }
         }
+        // Word of the work before it starts: if this process dies in it, the next engine to
+        // start records a crash.
+        if let Some(j) = self.journal.as_mut()
+            && let Err(e) = j.begin(arn, version, what)
+        {
+            tracing::warn!(execution = %arn, error = %e, "could not write the apply journal");
+        }
         self.marked = Some((arn.to_string(), version));
         Ok(true)
     }
@@ -496,9 +516,11 @@ impl Engine {
     fn end_marked(&mut self, arn: &str) {
         if self.marked.as_ref().is_some_and(|(a, _)| a == arn) {
             self.marked = None;
-        }
-        if let Err(e) = self.store.end_apply(arn, &self.owner) {
-            tracing::warn!(execution = %arn, error = %e, "could not clear the mark of work that ended");
+            if let Some(j) = self.journal.as_mut()
+                && let Err(e) = j.end()
+            {
+                tracing::warn!(execution = %arn, error = %e, "could not clear the apply journal");
+            }
         }
     }
 

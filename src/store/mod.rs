@@ -154,14 +154,12 @@ CREATE TABLE IF NOT EXISTS claims (
     claimed_by  TEXT NOT NULL,
     claimed_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
--- An execution the engine is applying an input to (or running a task of) right now: written
--- and committed before the work starts, removed by the transaction that commits the step (or
--- when the work ends without one). A row left behind by an owner that is gone marks a crash;
--- `tries` counts the attempts at that version (see `Store::begin_apply`).
-CREATE TABLE IF NOT EXISTS applying (
+-- Executions whose work a process died in the middle of, at `version` (from the engines'
+-- journals, `engine::journal`): `tries` crashes so far. The transaction that commits a step
+-- of the execution removes its row. Quarantine counts them (see `Store::apply_verdict`).
+CREATE TABLE IF NOT EXISTS crashed (
     execution_arn TEXT PRIMARY KEY,
     version       INTEGER NOT NULL,
-    owner         TEXT NOT NULL,
     tries         INTEGER NOT NULL,
     input         TEXT NOT NULL,
     first_ms      INTEGER NOT NULL
@@ -190,10 +188,19 @@ impl TxView<'_> {
 }
 
 /// The error of an execution the engine quarantined: applying an input to it crashed the
-/// engine twice (see [`Store::begin_apply`]).
+/// engine twice (see [`Store::apply_verdict`]).
 pub const QUARANTINED: &str = "Lightbox.Quarantined";
 
-/// What [`Store::begin_apply`] found.
+/// Crashes recorded against an execution ([`Store::record_crash`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrashRecord {
+    pub version: i64,
+    pub tries: i64,
+    pub input: String,
+    pub first: DateTime<Utc>,
+}
+
+/// What [`Store::apply_verdict`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplyMark {
     /// No crash recorded at this version: go ahead.
@@ -659,49 +666,47 @@ impl Store {
         }
         write_step(&tx, st, step)?;
         // The step is done: the mark that it was being applied goes with it.
-        tx.prepare_cached("DELETE FROM applying WHERE execution_arn = ?1")?.execute([&st.info.execution_arn])?;
+        tx.prepare_cached("DELETE FROM crashed WHERE execution_arn = ?1")?.execute([&st.info.execution_arn])?;
         tx.commit()?;
         Ok(Some(version + 1))
     }
 
-    /// Record, durably, that `owner` is about to apply `input` to `arn` at `version` (or run
-    /// one of its tasks), before it does. A mark left at the same version by another owner is
-    /// a crash (the process died with the work unfinished: out of memory, a stack overflow,
-    /// an abort, the OOM killer, a bug), so this is the next try. The first try after a crash
-    /// goes ahead; after a second crash [`ApplyMark::Quarantine`] says not to try a third time.
-    pub fn begin_apply(&self, arn: &str, version: i64, owner: &str, input: &str, now: DateTime<Utc>) -> Result<ApplyMark> {
-        // IMMEDIATE: read, then write, with no other writer in between.
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
-        let row: Option<(i64, String, i64, String, i64)> = tx
-            .prepare_cached("SELECT version, owner, tries, input, first_ms FROM applying WHERE execution_arn = ?1")?
-            .query_row([arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-            .optional()?;
-        let mark = match row {
-            Some((v, o, _, _, _)) if v == version && o == owner => return Ok(ApplyMark::Go),
-            Some((v, _, tries, was, first_ms)) if v == version => {
-                if tries >= 2 {
-                    return Ok(ApplyMark::Quarantine { crashes: tries, input: was, since: from_ms(first_ms) });
-                }
-                tx.prepare_cached("UPDATE applying SET owner = ?2, tries = tries + 1 WHERE execution_arn = ?1")?
-                    .execute(params![arn, owner])?;
-                ApplyMark::Retry { crashes: tries }
-            }
-            _ => {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO applying (execution_arn, version, owner, tries, input, first_ms) VALUES (?1, ?2, ?3, 1, ?4, ?5)",
-                )?
-                .execute(params![arn, version, owner, input, ms(now)])?;
-                ApplyMark::Go
-            }
-        };
-        tx.commit()?;
-        Ok(mark)
+    /// Whether work on `arn` at `version` may go ahead: how often a process died doing it
+    /// (recorded from the engines' journals by [`Store::record_crash`]). None: go; one: this
+    /// is the one more try; two: do not try a third time ([`ApplyMark::Quarantine`]).
+    pub fn apply_verdict(&self, arn: &str, version: i64) -> Result<ApplyMark> {
+        Ok(match self.crash_record(arn)? {
+            Some(c) if c.version == version && c.tries >= 2 => ApplyMark::Quarantine { crashes: c.tries, input: c.input, since: c.first },
+            Some(c) if c.version == version => ApplyMark::Retry { crashes: c.tries },
+            _ => ApplyMark::Go,
+        })
     }
 
-    /// The work `owner` marked on `arn` ended without a step to commit (it was refused, waits
-    /// for a held dependency, or failed in a way that was handled): not a crash.
-    pub fn end_apply(&self, arn: &str, owner: &str) -> Result<()> {
-        self.conn.prepare_cached("DELETE FROM applying WHERE execution_arn = ?1 AND owner = ?2")?.execute([arn, owner])?;
+    /// The crashes recorded against `arn`, if any.
+    pub fn crash_record(&self, arn: &str) -> Result<Option<CrashRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT version, tries, input, first_ms FROM crashed WHERE execution_arn = ?1")?
+            .query_row([arn], |r| Ok(CrashRecord { version: r.get(0)?, tries: r.get(1)?, input: r.get(2)?, first: from_ms(r.get(3)?) }))
+            .optional()?)
+    }
+
+    /// A process died working on `arn` at `version` (applying `input`): one more crash at
+    /// that version, or the first (a record of another version is stale and replaced).
+    pub fn record_crash(&self, arn: &str, version: i64, input: &str, now: DateTime<Utc>) -> Result<()> {
+        // IMMEDIATE: read, then write, with no other writer in between.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        let same: Option<i64> = tx
+            .query_row("SELECT tries FROM crashed WHERE execution_arn = ?1 AND version = ?2", params![arn, version], |r| r.get(0))
+            .optional()?;
+        match same {
+            Some(_) => tx.execute("UPDATE crashed SET tries = tries + 1 WHERE execution_arn = ?1", [arn])?,
+            None => tx.execute(
+                "INSERT OR REPLACE INTO crashed (execution_arn, version, tries, input, first_ms) VALUES (?1, ?2, 1, ?3, ?4)",
+                params![arn, version, input, ms(now)],
+            )?,
+        };
+        tx.commit()?;
         Ok(())
     }
 
@@ -757,7 +762,7 @@ impl Store {
         write_timer(&tx, &st)?;
         // One more try: the next crash at this version is the second.
         tx.execute(
-            "INSERT OR REPLACE INTO applying (execution_arn, version, owner, tries, input, first_ms) VALUES (?1, ?2, 'released', 1, 'release', ?3)",
+            "INSERT OR REPLACE INTO crashed (execution_arn, version, tries, input, first_ms) VALUES (?1, ?2, 1, 'a release', ?3)",
             params![arn, version + 1, now_ms],
         )?;
         tx.commit()?;
@@ -988,7 +993,7 @@ impl Store {
             params![arn, status.as_str(), now_ms, error, cause, snapshot],
         )?;
         tx.execute("DELETE FROM timers WHERE execution_arn = ?1", [arn])?;
-        tx.execute("DELETE FROM applying WHERE execution_arn = ?1", [arn])?;
+        tx.execute("DELETE FROM crashed WHERE execution_arn = ?1", [arn])?;
         tx.execute(
             "UPDATE task_tokens SET status = 'ABORTED', closed_ms = ?2 WHERE execution_arn = ?1 AND status = 'PENDING'",
             params![arn, now_ms],
