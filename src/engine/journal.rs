@@ -42,19 +42,19 @@ impl Journal {
         Ok(Journal { path, file, busy: false })
     }
 
-    /// Say what is about to be worked on (over whatever the file said).
+    /// Say what is about to be worked on: one write at the start of the file (only its first
+    /// line counts; what an earlier, longer record left after it is ignored).
     pub fn begin(&mut self, arn: &str, version: i64, what: &str) -> std::io::Result<()> {
         let line = format!("{version}\t{what}\t{arn}\n");
-        self.file.set_len(0)?;
         self.file.write_all_at(line.as_bytes(), 0)?;
         self.busy = true;
         Ok(())
     }
 
-    /// The work ended (committed, refused or handled): nothing is in progress.
+    /// The work ended (committed, refused or handled): an empty first line, nothing in progress.
     pub fn end(&mut self) -> std::io::Result<()> {
         if std::mem::take(&mut self.busy) {
-            self.file.set_len(0)?;
+            self.file.write_all_at(b"\n", 0)?;
         }
         Ok(())
     }
@@ -133,6 +133,7 @@ mod tests {
             Some(InProgress { arn: "arn:aws:states:us-east-1:0:execution:m:e".into(), version: 7, what: "a task result".into() })
         );
         assert_eq!(parse(""), None);
+        assert_eq!(parse("\n7\ta wake\tarn:left-behind-an-end\n"), None, "an ended journal says nothing");
         assert_eq!(parse("7\ta"), None);
         assert_eq!(parse("x\ty\tz"), None);
     }

@@ -272,6 +272,9 @@ pub struct Engine {
     /// What this engine is working on, in a file beside the store (none for a store in
     /// memory): a process that dies mid-step leaves word of it ([`journal`]).
     journal: Option<journal::Journal>,
+    /// The crash record of the execution and version this engine last loaded or committed
+    /// (a commit clears it), so that marking it needs no query of its own.
+    crash_known: Option<(String, i64, Option<crate::store::CrashRecord>)>,
     /// Who is answering which review, for the claim check the step that applies the answer
     /// makes inside its own transaction ([`Store::commit_step_guarded`]).
     answering: Option<(PendingTask, Acting)>,
@@ -310,6 +313,7 @@ impl Engine {
             budget: StepBudget::process_default(),
             marked: None,
             journal,
+            crash_known: None,
             answering: None,
             wanted: Arc::default(),
         }
@@ -482,7 +486,11 @@ impl Engine {
         if self.marked.as_ref().is_some_and(|(a, v)| a == arn && *v == version) {
             return Ok(true);
         }
-        match self.store.apply_verdict(arn, version)? {
+        let verdict = match self.crash_known.take() {
+            Some((a, v, c)) if a == arn && v == version => crate::store::ApplyMark::of(c, version),
+            _ => self.store.apply_verdict(arn, version)?,
+        };
+        match verdict {
             crate::store::ApplyMark::Go => {}
             crate::store::ApplyMark::Retry { crashes } => {
                 tracing::warn!(execution = %arn, crashes, input = what, "the engine stopped while working on this execution before; trying once more");
@@ -524,6 +532,15 @@ impl Engine {
         }
     }
 
+    /// Load an execution, keeping what is known of its crashes for [`Engine::mark`].
+    fn load(&mut self, arn: &str) -> Result<Option<crate::store::Loaded>> {
+        let loaded = self.store.load(arn)?;
+        if let Some(l) = &loaded {
+            self.crash_known = Some((arn.to_string(), l.version, l.crash.clone()));
+        }
+        Ok(loaded)
+    }
+
     /// `lightbox executions release`: let a quarantined execution try once more (see
     /// [`Store::release_quarantine`]), then drive it.
     pub fn release_execution(&mut self, arn: &str) -> Result<ExecutionSummary> {
@@ -545,7 +562,7 @@ impl Engine {
     }
 
     fn drive_leased(&mut self, arn: &str) -> Result<()> {
-        let Some(loaded) = self.store.load(arn)? else { return Err(EngineError::ExecutionDoesNotExist(arn.to_string())) };
+        let Some(loaded) = self.load(arn)? else { return Err(EngineError::ExecutionDoesNotExist(arn.to_string())) };
         if loaded.state.status != ExecutionStatus::Running {
             return Ok(());
         }
@@ -630,7 +647,7 @@ impl Engine {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let r = (|| {
-            let loaded = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
+            let loaded = self.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
             let def = self.definition(&loaded.definition)?;
             let mut st = loaded.state;
             let mut version = loaded.version;
@@ -709,7 +726,12 @@ impl Engine {
                         return Err(e.into());
                     }
                 };
-                let Some((task, acting)) = guard else { return Ok(self.store.commit_step(st, version, &step)?) };
+                let Some((task, acting)) = guard else {
+                    let v = self.store.commit_step(st, version, &step)?;
+                    // The commit cleared any crash record: the next step needs no query.
+                    self.crash_known = Some((arn.to_string(), v, None));
+                    return Ok(v);
+                };
                 let mut refusal = None;
                 let committed = self.store.commit_step_guarded(st, version, &step, |tx| {
                     let now = PendingTask { claimed_by: tx.claim_holder(&task.token)?, ..task.clone() };

@@ -200,6 +200,17 @@ pub struct CrashRecord {
     pub first: DateTime<Utc>,
 }
 
+impl ApplyMark {
+    /// The verdict for work at `version` given the crashes recorded (if any).
+    pub fn of(crash: Option<CrashRecord>, version: i64) -> ApplyMark {
+        match crash {
+            Some(c) if c.version == version && c.tries >= 2 => ApplyMark::Quarantine { crashes: c.tries, input: c.input, since: c.first },
+            Some(c) if c.version == version => ApplyMark::Retry { crashes: c.tries },
+            _ => ApplyMark::Go,
+        }
+    }
+}
+
 /// What [`Store::apply_verdict`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplyMark {
@@ -266,6 +277,8 @@ pub struct Loaded {
     pub state: ExecState,
     pub definition: String,
     pub version: i64,
+    /// Crashes recorded against this version ([`Store::record_crash`]), read in the same query.
+    pub crash: Option<CrashRecord>,
 }
 
 pub struct Store {
@@ -675,11 +688,7 @@ impl Store {
     /// (recorded from the engines' journals by [`Store::record_crash`]). None: go; one: this
     /// is the one more try; two: do not try a third time ([`ApplyMark::Quarantine`]).
     pub fn apply_verdict(&self, arn: &str, version: i64) -> Result<ApplyMark> {
-        Ok(match self.crash_record(arn)? {
-            Some(c) if c.version == version && c.tries >= 2 => ApplyMark::Quarantine { crashes: c.tries, input: c.input, since: c.first },
-            Some(c) if c.version == version => ApplyMark::Retry { crashes: c.tries },
-            _ => ApplyMark::Go,
-        })
+        Ok(ApplyMark::of(self.crash_record(arn)?, version))
     }
 
     /// The crashes recorded against `arn`, if any.
@@ -770,18 +779,21 @@ impl Store {
     }
 
     pub fn load(&self, arn: &str) -> Result<Option<Loaded>> {
-        let row: Option<(String, String, i64)> = self
+        type Row = (String, String, i64, Option<i64>, Option<String>, Option<i64>);
+        let row: Option<Row> = self
             .conn
             .prepare_cached(
-                "SELECT e.snapshot, d.definition, e.version FROM executions e JOIN definitions d ON d.hash = e.definition_hash WHERE e.arn = ?1",
+                "SELECT e.snapshot, d.definition, e.version, c.tries, c.input, c.first_ms FROM executions e
+                 JOIN definitions d ON d.hash = e.definition_hash
+                 LEFT JOIN crashed c ON c.execution_arn = e.arn AND c.version = e.version WHERE e.arn = ?1",
             )?
-            .query_row([arn], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row([arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
             .optional()?;
-        let Some((snap, definition, version)) = row else { return Ok(None) };
+        let Some((snap, definition, version, tries, input, first_ms)) = row else { return Ok(None) };
         let state: ExecState = serde_json::from_str(&snap).map_err(|e| StoreError::Corrupt(format!("snapshot of {arn}: {e}")))?;
-        Ok(Some(Loaded { state, definition, version }))
+        let crash =
+            tries.map(|tries| CrashRecord { version, tries, input: input.unwrap_or_default(), first: from_ms(first_ms.unwrap_or(0)) });
+        Ok(Some(Loaded { state, definition, version, crash }))
     }
 
     pub fn execution(&self, arn: &str) -> Result<Option<ExecutionSummary>> {
