@@ -2896,7 +2896,11 @@ fn cmd_bench_relay(events: usize, dir: Option<&Path>, j: bool) -> Result<ExitCod
         print_json(&r.to_json());
     } else {
         say!("outbox relay, {} events over 100 executions", r.events);
-        say!("  to NDJSON (marks per {} rows, fsync at least every 200 ms): {:.0} events/s", lightbox::outbox::MARK_EVERY, r.ndjson_per_second);
+        say!(
+            "  to NDJSON (marks per {} rows, fsync at least every 200 ms): {:.0} events/s",
+            lightbox::outbox::MARK_EVERY,
+            r.ndjson_per_second
+        );
         match r.webhook_per_second {
             Some(w) => say!("  to a loopback webhook (one POST per event, each marked as it completes): {w:.0} events/s"),
             None => say!("  to a loopback webhook: not measured (a build with `--features bench-stub` has the loopback webhook)"),

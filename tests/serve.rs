@@ -629,3 +629,73 @@ fn a_long_fan_out_is_stopped_between_its_steps() {
     let (_, _, v) = timed_call(&url, "DescribeExecution", &json!({"executionArn": arn}));
     assert_eq!((v["status"].as_str(), v["error"].as_str()), (Some("ABORTED"), Some("Op.Stopped")));
 }
+
+/// A flood of calls from one client (one IP address) is throttled at that client's share of
+/// the calls in flight: another client (here 127.0.0.2, another loopback address) is answered
+/// throughout, never throttled. Before, the flood could take every slot.
+#[test]
+fn a_flood_from_one_client_throttles_only_that_client() {
+    let lb = Lb::new();
+    let server = Server::start(&lb, &[]);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let other = reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let call = |client: &reqwest::blocking::Client, op: &str, body: &str| -> (u16, String) {
+        let r = client
+            .post(&url)
+            .header("X-Amz-Target", format!("AWSStepFunctions.{op}"))
+            .header("Content-Type", "application/x-amz-json-1.0")
+            .body(body.to_string())
+            .send()
+            .expect("call");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    // Each flood call holds the engine a while (an expression with real work in it).
+    let def = r#"{\"QueryLanguage\":\"JSONata\",\"StartAt\":\"P\",\"States\":{\"P\":{\"Type\":\"Pass\",\"Output\":\"{% $count([1..300000]) %}\",\"End\":true}}}"#;
+    let (status, text) = call(
+        &other,
+        "CreateStateMachine",
+        &format!(r#"{{"name":"busy","definition":"{def}","roleArn":"arn:aws:iam::000000000000:role/r"}}"#),
+    );
+    assert_eq!(status, 200, "{text}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..96)
+        .map(|_| {
+            let (stop, url) = (stop.clone(), url.clone());
+            std::thread::spawn(move || {
+                let c = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+                let (mut ok, mut throttled) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = c
+                        .post(&url)
+                        .header("X-Amz-Target", "AWSStepFunctions.StartExecution")
+                        .header("Content-Type", "application/x-amz-json-1.0")
+                        .body(r#"{"stateMachineArn":"arn:aws:states:us-east-1:000000000000:stateMachine:busy"}"#)
+                        .send();
+                    match r.map(|r| r.text().unwrap_or_default()) {
+                        Ok(t) if t.contains("ThrottlingException") => throttled += 1,
+                        Ok(_) => ok += 1,
+                        Err(_) => {}
+                    }
+                }
+                (ok, throttled)
+            })
+        })
+        .collect();
+    // While the flood runs, the other client's calls are answered, none throttled.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for i in 0..30 {
+        let started = Instant::now();
+        let (status, text) = call(&other, "ListStateMachines", "{}");
+        assert!(status == 200 && text.contains("busy"), "call {i} from the other client: {status} {text}");
+        assert!(started.elapsed() < Duration::from_secs(10), "call {i} waited {:?}", started.elapsed());
+        assert!(Instant::now() < deadline);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, throttled) = flood.into_iter().map(|t| t.join().expect("flood")).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(throttled > 0, "the flood was never throttled (ok {ok}, throttled {throttled})");
+    assert!(ok > 0, "the flooding client was served too, at its share");
+}

@@ -206,11 +206,49 @@ struct Shared {
     /// Calls running or queued on the blocking pool; a permit is held until the call has
     /// really ended (even after its client was answered that it took too long).
     inflight: Arc<tokio::sync::Semaphore>,
+    peer_calls: Arc<PeerCalls>,
     sinks: Arc<Vec<crate::outbox::Sink>>,
 }
 
 /// Calls that may be running or waiting for the engine at once; more are throttled.
 const MAX_INFLIGHT: usize = 64;
+/// Calls of one peer (IP address) that may be in flight at once: a flood from one client is
+/// throttled at its share and leaves the rest of [`MAX_INFLIGHT`] to the others.
+const INFLIGHT_PER_PEER: usize = 16;
+
+/// Calls in flight per peer ([`INFLIGHT_PER_PEER`]).
+#[derive(Default)]
+struct PeerCalls(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One call of a peer counted in flight until dropped.
+struct PeerCall {
+    calls: Arc<PeerCalls>,
+    peer: IpAddr,
+}
+
+impl PeerCalls {
+    fn enter(self: &Arc<Self>, peer: IpAddr) -> Option<PeerCall> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(peer).or_default();
+        if *n >= INFLIGHT_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerCall { calls: self.clone(), peer })
+    }
+}
+
+impl Drop for PeerCall {
+    fn drop(&mut self) {
+        let mut m = self.calls.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.peer);
+            }
+        }
+    }
+}
 
 /// Serve until interrupted (Ctrl-C or SIGTERM). `ready` is called with the bound address
 /// once the server listens; `tick` runs on the engine worker before each round of due work
@@ -244,6 +282,7 @@ pub fn run(
         api,
         credentials: opts.credentials.clone(),
         inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)),
+        peer_calls: Arc::default(),
         sinks: Arc::new(opts.sinks.clone()),
     });
     let r = rt.block_on(async {
@@ -289,7 +328,7 @@ pub fn run(
                 let busy = conn.busy.clone();
                 let svc = service_fn(move |req| {
                     let (shared, busy) = (shared.clone(), busy.clone());
-                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &busy).await) }
+                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &busy, peer.ip()).await) }
                 });
                 let mut http = hyper::server::conn::http1::Builder::new();
                 http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
@@ -531,7 +570,7 @@ fn unsigned_request_allowed(headers: &http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: &Shared, busy: &AtomicUsize) -> Response<Full<Bytes>> {
+async fn handle(req: Request<Incoming>, shared: &Shared, busy: &AtomicUsize, peer: IpAddr) -> Response<Full<Bytes>> {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -585,6 +624,15 @@ async fn handle(req: Request<Incoming>, shared: &Shared, busy: &AtomicUsize) -> 
             Err(_) => return error_response(&ApiError::new("SerializationException", "the request body is not valid JSON"), content_type),
         }
     };
+    // One peer's flood is throttled at its own share first, so the others still get in.
+    let Some(peer_call) = shared.peer_calls.enter(peer) else {
+        let e = ApiError {
+            code: "ThrottlingException",
+            message: "Rate exceeded: too many calls in flight from this client".into(),
+            status: 400,
+        };
+        return error_response(&e, content_type);
+    };
     let Ok(permit) = shared.inflight.clone().try_acquire_owned() else {
         let e = ApiError { code: "ThrottlingException", message: "Rate exceeded: too many calls in flight".into(), status: 400 };
         return error_response(&e, content_type);
@@ -593,6 +641,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, busy: &AtomicUsize) -> 
     let svc = service;
     let job = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _peer_call = peer_call;
         // A panic in one request fails only that request.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match svc {
             "logs" => logs::call(&api, &op_owned, &body),
