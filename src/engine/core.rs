@@ -892,6 +892,15 @@ impl<'a> Machine<'a> {
         item: Option<(usize, Value)>,
         quiet: bool,
     ) -> u32 {
+        // A thread starts with its own copy of its input and of the variables it sees: the
+        // copies are charged to the evaluation budget like any other (a Map of many items over
+        // a large variable copies it once an item).
+        let _ = crate::asl::budget::charge_json(&input);
+        for v in vars.values() {
+            if crate::asl::budget::charge_json(v).is_err() {
+                break;
+            }
+        }
         let id = self.st.next_thread;
         self.st.next_thread += 1;
         let th = Thread {
@@ -1050,6 +1059,10 @@ impl<'a> Machine<'a> {
     }
 
     fn start_iteration(&mut self, parent: u32, i: usize) {
+        // Once the step's budget is spent no more copies are made: the step is failed anyway.
+        if crate::asl::budget::spent() {
+            return;
+        }
         let Some(th) = self.thread(parent) else { return };
         let Phase::Children(f) = &th.phase else { return };
         let scope = f.scopes.get(i).copied().unwrap_or(f.scopes[0]);
@@ -1057,6 +1070,8 @@ impl<'a> Machine<'a> {
 
         let distributed = f.distributed;
         let quiet = th.quiet || distributed;
+        // The copies below are the Map's own work: a spent budget names it.
+        crate::asl::budget::label(&th.state);
         let vars = th.vars.clone();
         let map_name = th.state.clone();
         let Some(start) = self.def.scope(scope).map(|m| m.start_at.clone()) else { return };
