@@ -15,7 +15,7 @@ use crate::model::PendingTask;
 /// The event of every escalation (automatic or by hand).
 pub const ESCALATED_EVENT: &str = "Review Escalated";
 /// The event of a ladder's notify step.
-pub const NOTICE_EVENT: &str = "Review Escalation Notice";
+pub const NOTICE_EVENT: &str = crate::events::REVIEW_ESCALATION_NOTICE;
 
 /// `[[escalation]]`: one gate's ladder.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]

@@ -75,6 +75,9 @@ pub const REVIEW_REJECTED: &str = "Review Rejected";
 /// (`engine::escalation::ESCALATED_EVENT`), written once per token.
 pub const REVIEW_REROUTED: &str = "Review Rerouted";
 pub const REVIEW_TIMED_OUT: &str = "Review Timed Out";
+/// The event of an escalation ladder's notify step (its detail is the notice body a
+/// PagerDuty or Slack sink receives).
+pub const REVIEW_ESCALATION_NOTICE: &str = "Review Escalation Notice";
 pub const TASK_SUBMITTED: &str = "Task Submitted";
 pub const TASK_SUCCEEDED: &str = "Task Succeeded";
 pub const TASK_FAILED: &str = "Task Failed";

@@ -192,7 +192,7 @@ impl Sink {
             };
         }
         let notice = v.get("source").and_then(Value::as_str) == Some("lightbox")
-            && v.get("detail-type").and_then(Value::as_str) == Some(crate::engine::escalation::NOTICE_EVENT);
+            && v.get("detail-type").and_then(Value::as_str) == Some(crate::events::REVIEW_ESCALATION_NOTICE);
         let addressed = v.pointer("/detail/lightbox/sink").and_then(Value::as_str) == Some(self.name.as_str());
         let format = v.pointer("/detail/lightbox/format").and_then(Value::as_str);
         if !notice || !addressed || format.is_some_and(|f| Some(f) != self.format.notice_format()) {

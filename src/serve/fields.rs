@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::api::ApiError;
+use super::error::ApiError;
 
 /// What a member must be.
 #[derive(Debug, Clone, Copy)]

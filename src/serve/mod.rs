@@ -8,6 +8,7 @@
 //! needs configured credentials (SigV4, [`sigv4`]) and TLS or an explicit opt-out.
 
 pub mod api;
+pub mod error;
 pub mod fields;
 pub mod logs;
 pub mod outbox;
