@@ -88,12 +88,6 @@ pub fn charge(units: u64) -> Result<(), Exhausted> {
     if used > END.get() || used >= NEXT_CLOCK.get() { slow(used) } else { Ok(()) }
 }
 
-/// Charge `units` given as a `usize` (a length).
-#[inline]
-pub fn charge_len(units: usize) -> Result<(), Exhausted> {
-    charge(u64::try_from(units).unwrap_or(u64::MAX))
-}
-
 /// Charge a walk over (or a copy of) a JSON value: a unit a node and one per 16 bytes of text.
 /// Stops walking as soon as a budget is spent, so a huge value costs no more than the budget.
 pub fn charge_json(v: &serde_json::Value) -> Result<(), Exhausted> {

@@ -532,6 +532,14 @@ impl Engine {
         }
     }
 
+    /// Put `st` back to the execution's committed state (a step that was not committed);
+    /// returns the committed version.
+    fn reload(&mut self, arn: &str, st: &mut ExecState) -> Result<i64> {
+        let fresh = self.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
+        *st = fresh.state;
+        Ok(fresh.version)
+    }
+
     /// Load an execution, keeping what is known of its crashes for [`Engine::mark`].
     fn load(&mut self, arn: &str) -> Result<Option<crate::store::Loaded>> {
         let loaded = self.store.load(arn)?;
@@ -700,9 +708,7 @@ impl Engine {
         let stopping = matches!(input, Input::Stop { .. });
         let what = input_kind(&input);
         if !stopping && !self.mark(arn, version, what)? {
-            let fresh = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
-            *st = fresh.state;
-            return Ok(fresh.version);
+            return self.reload(arn, st);
         }
         // The answer to a review is checked against its claim where the answer commits.
         let guard = match &input {
@@ -747,8 +753,7 @@ impl Engine {
                     (Some(v), _) => Ok(v),
                     (None, e) => {
                         // Nothing was written: the execution is as it was.
-                        let fresh = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
-                        *st = fresh.state;
+                        self.reload(arn, st)?;
                         self.end_marked(arn);
                         Err(e.unwrap_or_else(|| EngineError::Claimed(task.token.clone())))
                     }
@@ -770,15 +775,14 @@ impl Engine {
         };
         let (error, cause) = cause;
         // The step was not committed: start again from the committed state.
-        let fresh = self.store.load(arn)?.ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
-        *st = fresh.state;
+        let fresh_version = self.reload(arn, st)?;
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core::fail_internal(st, def, &env, error, &cause)));
         match failed {
-            Ok(step) => Ok(self.store.commit_step(st, fresh.version, &step)?),
+            Ok(step) => Ok(self.store.commit_step(st, fresh_version, &step)?),
             Err(_) => {
                 self.force_finish(arn, ExecutionStatus::Failed, Some(error), Some(&cause))?;
                 st.status = ExecutionStatus::Failed;
-                Ok(fresh.version + 1)
+                Ok(fresh_version + 1)
             }
         }
     }
